@@ -1,0 +1,53 @@
+//===- NetDialect.h - The net dialect ---------------------------*- C++ -*-===//
+//
+// One header for the dialect, its types, attributes, interfaces and ops.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_DIALECT_NETDIALECT_H
+#define NETC_DIALECT_NETDIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "dialect/NetDialect.h.inc"
+
+#define GET_TYPEDEF_CLASSES
+#include "dialect/NetTypes.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "dialect/NetAttrs.h.inc"
+
+#include "dialect/NetInterfaces.h.inc"
+
+#define GET_OP_CLASSES
+#include "dialect/NetOps.h.inc"
+
+namespace netc::net {
+
+/// The image-loss weight when a file gives none: recon-dec's VGG-16 value.
+constexpr double kDefaultLambda = 1e-4;
+
+/// The seven model names of the paper, `none` first.
+llvm::ArrayRef<llvm::StringRef> augmentVariants();
+
+/// A `tensor<...xf32>` feature map or parameter type of the given shape.
+mlir::RankedTensorType mapType(mlir::MLIRContext *ctx,
+                               llvm::ArrayRef<int64_t> shape);
+
+/// The layer name carried by `op`'s location (`NameLoc`), or empty.
+llvm::StringRef layerName(mlir::Operation *op);
+
+/// Reports an error at `op`, prefixed by `layer 'NAME': ` when the op came
+/// from a named layer of a .net file, by `'net.xyz' op ` otherwise.
+mlir::InFlightDiagnostic emitLayerError(mlir::Operation *op);
+
+} // namespace netc::net
+
+#endif // NETC_DIALECT_NETDIALECT_H

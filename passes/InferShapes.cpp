@@ -1,0 +1,112 @@
+//===- InferShapes.cpp - net-infer-shapes ---------------------------------===//
+//
+// 1. For each function, visit its ops in order; a macro-layer first gives its
+//    body arguments the input types, then its body is visited, then its
+//    results take the yielded types.
+// 2. Each layer's shape function sets its result types and sharpens the
+//    `net.param_get` values it reads.
+// 3. Every `net.param` takes the one static type all its readers agree on;
+//    function signatures take their arguments' and returned values' types.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "llvm/ADT/MapVector.h"
+
+namespace netc {
+#define GEN_PASS_DEF_INFERSHAPES
+#include "passes/Passes.h.inc"
+} // namespace netc
+
+using namespace mlir;
+using namespace netc;
+using namespace netc::net;
+
+namespace {
+
+LogicalResult inferBlock(Block &block) {
+  for (Operation &op : block) {
+    if (auto macro = dyn_cast<MacroOp>(op)) {
+      Block &body = macro.getBody().front();
+      for (auto [arg, input] : llvm::zip(body.getArguments(), macro.getInputs()))
+        arg.setType(input.getType());
+      if (failed(inferBlock(body)))
+        return failure();
+    }
+    if (auto shaped = dyn_cast<ShapeInference>(op))
+      if (failed(shaped.inferShapes()))
+        return failure();
+  }
+  return success();
+}
+
+/// Gives each `net.param` the static type its readers agree on.
+LogicalResult unifyParameters(ModuleOp module) {
+  llvm::MapVector<StringRef, SmallVector<ParamGetOp>> readers;
+  module.walk([&](ParamGetOp get) { readers[get.getName()].push_back(get); });
+  SymbolTable symbols(module);
+  for (auto &[name, gets] : readers) {
+    auto param = symbols.lookup<ParamOp>(name);
+    if (!param)
+      continue; // the verifier reports unknown symbols
+    Type type = gets.front().getType();
+    for (ParamGetOp get : gets) {
+      if (get.getType() == type)
+        continue;
+      InFlightDiagnostic diag = emitLayerError(get)
+                                << "parameter @" << name << " is read as "
+                                << get.getType() << " here";
+      diag.attachNote(gets.front().getLoc()) << "and as " << type << " here";
+      return failure();
+    }
+    auto ranked = dyn_cast<RankedTensorType>(type);
+    if (!ranked || !ranked.hasStaticShape())
+      return emitLayerError(gets.front())
+             << "cannot infer the shape of parameter @" << name;
+    param.setType(ranked);
+  }
+  return success();
+}
+
+/// The logits must have as many columns as the network declares classes.
+LogicalResult checkClasses(func::FuncOp func) {
+  auto classes = func->getAttrOfType<IntegerAttr>("net.classes");
+  if (!classes)
+    return success();
+  WalkResult result = func.walk([&](SoftmaxCrossEntropyOp ce) {
+    auto logits = dyn_cast<RankedTensorType>(ce.getLogits().getType());
+    if (!logits || logits.getRank() != 2 || logits.isDynamicDim(1) ||
+        logits.getDimSize(1) == classes.getInt())
+      return WalkResult::advance();
+    emitLayerError(ce) << "the network produces " << logits.getDimSize(1)
+                       << " class scores but declares classes "
+                       << classes.getInt();
+    return WalkResult::interrupt();
+  });
+  return failure(result.wasInterrupted());
+}
+
+struct InferShapesPass : netc::impl::InferShapesBase<InferShapesPass> {
+  void runOnOperation() override {
+    if (failed(inferShapes(getOperation())))
+      signalPassFailure();
+  }
+};
+
+} // namespace
+
+LogicalResult netc::inferShapes(ModuleOp module) {
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (func.isExternal())
+      continue;
+    if (failed(inferBlock(func.getBody().front())) ||
+        failed(checkClasses(func)))
+      return failure();
+    auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+    func.setType(FunctionType::get(module.getContext(),
+                                   func.getBody().getArgumentTypes(),
+                                   ret.getOperandTypes()));
+  }
+  return unifyParameters(module);
+}

@@ -1,0 +1,149 @@
+//===- IdxTest.cpp - IDX reader: real files and every way they can be bad -===//
+
+#include "runtime/data/Idx.h"
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+using namespace netc::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+class IdxTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("netc-idx-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir);
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  static std::vector<uint8_t> header(std::vector<uint32_t> dims) {
+    std::vector<uint8_t> bytes{0, 0, 0x08, uint8_t(dims.size())};
+    for (uint32_t d : dims)
+      for (int s = 24; s >= 0; s -= 8)
+        bytes.push_back(uint8_t(d >> s));
+    return bytes;
+  }
+  std::string write(const std::string &name, const std::vector<uint8_t> &bytes,
+                    bool gzip = false) {
+    std::string path = (dir / name).string();
+    if (gzip) {
+      gzFile f = gzopen(path.c_str(), "wb");
+      gzwrite(f, bytes.data(), unsigned(bytes.size()));
+      gzclose(f);
+    } else {
+      std::ofstream(path, std::ios::binary)
+          .write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+    }
+    return path;
+  }
+  /// A 3-image 2x2 set with labels 0, 1, 2.
+  void writeSet(const std::string &prefix, bool gzip, uint8_t lastLabel = 2,
+                uint32_t labelCount = 3) {
+    auto images = header({3, 2, 2});
+    for (int i = 0; i < 12; ++i)
+      images.push_back(uint8_t(i * 10));
+    auto labels = header({labelCount});
+    for (uint32_t i = 0; i < labelCount; ++i)
+      labels.push_back(i + 1 == labelCount ? lastLabel : uint8_t(i));
+    std::string ext = gzip ? ".gz" : "";
+    write(prefix + "-images-idx3-ubyte" + ext, images, gzip);
+    write(prefix + "-labels-idx1-ubyte" + ext, labels, gzip);
+  }
+  fs::path dir;
+};
+
+std::string errorOf(const std::function<void()> &f) {
+  try {
+    f();
+  } catch (const IdxError &e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST_F(IdxTest, ReadsPlainAndGzip) {
+  writeSet("train", /*gzip=*/false);
+  writeSet("t10k", /*gzip=*/true);
+  for (const char *prefix : {"train", "t10k"}) {
+    ImageSet set = loadIdxImageSet(dir.string(), prefix, 10);
+    EXPECT_EQ(set.count, 3);
+    EXPECT_EQ(set.rows, 2);
+    EXPECT_EQ(set.cols, 2);
+    ASSERT_EQ(set.images.size(), 12u);
+    EXPECT_EQ(set.images[5], 50);
+    EXPECT_EQ(set.labels, (std::vector<uint8_t>{0, 1, 2}));
+  }
+}
+
+TEST_F(IdxTest, MissingFileNamesIt) {
+  std::string msg = errorOf([&] { loadIdxImageSet(dir.string(), "train", 10); });
+  EXPECT_NE(msg.find("train-images-idx3-ubyte: no such file"), std::string::npos)
+      << msg;
+}
+
+TEST_F(IdxTest, BadMagic) {
+  std::string path = write("x", {1, 2, 3, 4, 5});
+  EXPECT_EQ(errorOf([&] { readIdx(path); }),
+            path + ": not an IDX file (bad magic)");
+}
+
+TEST_F(IdxTest, TooShort) {
+  std::string path = write("x", {0, 0});
+  EXPECT_EQ(errorOf([&] { readIdx(path); }),
+            path + ": too short for an IDX header (2 bytes)");
+}
+
+TEST_F(IdxTest, WrongElementType) {
+  std::string path = write("x", {0, 0, 0x0d, 1, 0, 0, 0, 0});
+  EXPECT_NE(errorOf([&] { readIdx(path); }).find("0x0d is not supported"),
+            std::string::npos);
+}
+
+TEST_F(IdxTest, TruncatedData) {
+  auto bytes = header({2, 2, 2});
+  bytes.push_back(1);
+  std::string path = write("x", bytes);
+  EXPECT_EQ(errorOf([&] { readIdx(path); }),
+            path + ": header promises 8 values but the file holds 1");
+}
+
+TEST_F(IdxTest, CorruptGzip) {
+  std::vector<uint8_t> bytes{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff};
+  std::string path = write("x.gz", bytes);
+  EXPECT_NE(errorOf([&] { readIdx(path); }).find("corrupt compressed data"),
+            std::string::npos);
+}
+
+TEST_F(IdxTest, CountMismatch) {
+  writeSet("train", false, 2, /*labelCount=*/4);
+  EXPECT_NE(errorOf([&] { loadIdxImageSet(dir.string(), "train", 10); })
+                .find("holds 3 images but"),
+            std::string::npos);
+}
+
+TEST_F(IdxTest, LabelOutOfRange) {
+  writeSet("train", false, /*lastLabel=*/10);
+  EXPECT_NE(errorOf([&] { loadIdxImageSet(dir.string(), "train", 10); })
+                .find("label 10 at index 2 is not below 10 classes"),
+            std::string::npos);
+}
+
+TEST(IdxRealData, FashionMnistIfInstalled) {
+  const char *dir = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(dir))
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  ImageSet test = loadIdxImageSet(dir, "t10k", 10);
+  EXPECT_EQ(test.count, 10000);
+  EXPECT_EQ(test.rows, 28);
+  EXPECT_EQ(test.cols, 28);
+}
+
+} // namespace

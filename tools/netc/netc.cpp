@@ -1,0 +1,123 @@
+//===- netc.cpp - The netc compiler driver --------------------------------===//
+//
+// netc model.net [-emit=STAGE] [-o FILE] [--augment=VARIANT] [-I DIR]
+//
+// Runs the pipeline up to STAGE and prints it. Every error is reported as
+// `file:line:col: error: message` with the source line and a caret; the exit
+// code is 1 on any error and 0 otherwise.
+//
+//===----------------------------------------------------------------------===//
+
+#include "dialect/NetDialect.h"
+#include "frontend/Frontend.h"
+#include "frontend/MLIRGen.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/WithColor.h"
+
+using namespace llvm;
+
+namespace {
+
+/// The stages `-emit` can stop after, in pipeline order.
+enum class Stage { AST, MLIRRaw, MLIR, Mirrored };
+
+cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.net>"),
+                               cl::Required);
+cl::opt<std::string> outputFile("o", cl::desc("Output file (default: stdout)"),
+                                cl::value_desc("file"), cl::init("-"));
+cl::opt<Stage> emit(
+    "emit", cl::desc("Stage to print"), cl::init(Stage::Mirrored),
+    cl::values(
+        clEnumValN(Stage::AST, "ast", "the parsed program, unexpanded"),
+        clEnumValN(Stage::MLIRRaw, "mlir-raw",
+                   "the net dialect as generated, before shape inference"),
+        clEnumValN(Stage::MLIR, "mlir", "the net dialect with inferred shapes"),
+        clEnumValN(Stage::Mirrored, "mirrored",
+                   "the network augmented with its decoder and losses")));
+cl::opt<std::string>
+    augment("augment",
+            cl::desc("Override the file's augment variant: none, sae-first, "
+                     "sae-all, sae-layerwise, swwae-first, swwae-all, "
+                     "swwae-layerwise"),
+            cl::value_desc("variant"));
+cl::list<std::string> includeDirs("I", cl::desc("Directory to search imports"),
+                                  cl::value_desc("dir"), cl::Prefix);
+
+int fail(const Twine &message) {
+  WithColor::error(errs(), "netc") << message << "\n";
+  return 1;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  InitLLVM init(argc, argv);
+  mlir::registerAsmPrinterCLOptions();
+  mlir::registerMLIRContextCLOptions();
+  mlir::registerPassManagerCLOptions();
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "netc: compiles a .net model into a classifier augmented with a "
+      "reconstructive decoder\n");
+
+  if (!augment.empty() && !netc::isAugmentVariant(augment)) {
+    std::string known;
+    for (StringRef v : netc::augmentVariants())
+      known += (known.empty() ? "" : ", ") + v.str();
+    return fail("unknown augmentation variant '" + augment +
+                "' for --augment; expected one of " + known);
+  }
+
+  SourceMgr srcMgr;
+  std::vector<std::string> dirs(includeDirs.begin(), includeDirs.end());
+  netc::ProgramPtr program = netc::parseProgram(srcMgr, inputFile, dirs);
+  if (!program)
+    return 1;
+
+  std::string error;
+  auto output = mlir::openOutputFile(outputFile, &error);
+  if (!output)
+    return fail(error);
+
+  if (emit == Stage::AST) {
+    netc::dumpProgram(*program, output->os());
+    output->keep();
+    return 0;
+  }
+
+  std::optional<netc::Model> model = netc::buildModel(*program, srcMgr);
+  if (!model)
+    return 1;
+
+  mlir::MLIRContext context;
+  mlir::SourceMgrDiagnosticHandler diagnostics(srcMgr, &context);
+  mlir::OwningOpRef<mlir::ModuleOp> module = netc::mlirGen(context, *model);
+  if (!module)
+    return 1;
+
+  mlir::PassManager pm(&context);
+  if (failed(mlir::applyPassManagerCLOptions(pm)))
+    return 1;
+  if (emit >= Stage::MLIR)
+    pm.addPass(netc::createInferShapes());
+  if (emit >= Stage::Mirrored) {
+    pm.addPass(netc::createMirror(netc::MirrorOptions{augment}));
+    pm.addPass(netc::createInferShapes());
+  }
+  if (failed(pm.run(*module)))
+    return 1;
+
+  module->print(output->os());
+  output->keep();
+  return 0;
+}
