@@ -391,9 +391,11 @@ BatchNormOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
            << "expects a [batch, C] or [batch, C, H, W] input, got "
            << shapeStr(in.getShape());
   int64_t c = in.getDimSize(1);
-  for (auto [v, name] :
-       llvm::zip(ValueRange{getScale(), getShift(), getMean(), getVariance()},
-                 ArrayRef<StringRef>{"scale", "shift", "mean", "variance"}))
+  // Named arrays: a range built from an initializer list inside the loop's
+  // range expression would dangle (its backing array dies before the body).
+  Value params[] = {getScale(), getShift(), getMean(), getVariance()};
+  StringRef names[] = {"scale", "shift", "mean", "variance"};
+  for (auto [v, name] : llvm::zip(params, names))
     if (failed(expectOperandShape(*this, v, {c}, name, refine)))
       return failure();
   results[0] = in;

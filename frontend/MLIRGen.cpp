@@ -149,7 +149,9 @@ private:
     case LayerKind::Dropout:
       return builder.create<DropoutOp>(loc, t, x, f64(layer.ratio));
     case LayerKind::LRN:
-      return builder.create<LRNOp>(loc, t, x, layer.lrnSize, f64(layer.lrnAlpha),
+      return builder.create<LRNOp>(loc, t, x,
+                                   builder.getI64IntegerAttr(layer.lrnSize),
+                                   f64(layer.lrnAlpha),
                                    f64(layer.lrnBeta), f64(layer.lrnK));
     case LayerKind::BatchNorm: {
       Value scale = param(layer, "scale", {kDyn}, layer.weight, group);

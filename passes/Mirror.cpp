@@ -87,6 +87,14 @@ std::string paramStem(Operation *layer, Value weight) {
   return layerName(layer).str();
 }
 
+/// `layer 'conv1.avgpool' (net.avg_pool)`, or `'net.avg_pool'` unnamed.
+std::string describe(Operation *op) {
+  StringRef name = layerName(op);
+  if (name.empty())
+    return ("'" + op->getName().getStringRef() + "'").str();
+  return ("layer '" + name + "' (" + op->getName().getStringRef() + ")").str();
+}
+
 RankedTensorType rankedOf(Value v) {
   return dyn_cast<RankedTensorType>(v.getType());
 }
@@ -147,12 +155,8 @@ LogicalResult Mirror::collectMacro(MacroOp macro) {
         stage.switches = macro.getResult(1);
     } else if (!isa<ReluOp, LRNOp, DropoutOp, BatchNormOp, ParamGetOp,
                     YieldOp>(op)) {
-      StringRef name = layerName(&op);
-      return op.emitError() << "cannot mirror layer '"
-                            << (name.empty() ? op.getName().getStringRef()
-                                             : name)
-                            << "' (" << op.getName()
-                            << ") of macro-layer '" << stage.name
+      return op.emitError() << "cannot mirror " << describe(&op)
+                            << " of macro-layer '" << stage.name
                             << "': only convolutions and max-pooling have "
                                "decoder twins";
     }
@@ -178,12 +182,8 @@ LogicalResult Mirror::collectFCStages(MacroOp top, Operation *from) {
     }
     auto fc = dyn_cast<FCOp>(op);
     if (!fc) {
-      StringRef name = layerName(op);
-      return op->emitError()
-             << "cannot mirror layer '"
-             << (name.empty() ? op->getName().getStringRef() : name) << "' ("
-             << op->getName() << ") on the way to '" << layerName(from)
-             << "'";
+      return op->emitError() << "cannot mirror " << describe(op)
+                             << " on the way to '" << layerName(from) << "'";
     }
     Stage stage;
     stage.name = layerName(fc);
