@@ -143,8 +143,13 @@ static LogicalResult verifyLayer(OpT op) {
                        }))
         continue;
     } else if (auto sw = dyn_cast<SwitchesType>(have)) {
-      auto want2 = cast<SwitchesType>(want);
-      if (!sw.hasRank() || sw == want2)
+      // Like tensors: unknown dimensions are compatible with known ones.
+      ArrayRef<int64_t> wantShape = cast<SwitchesType>(want).getShape();
+      if (!sw.hasRank() ||
+          (sw.getShape().size() == wantShape.size() &&
+           llvm::all_of(llvm::zip(sw.getShape(), wantShape), [](auto p) {
+             return dimsCompatible(std::get<0>(p), std::get<1>(p));
+           })))
         continue;
     } else if (!haveRanked) {
       continue; // unranked result: not inferred yet
@@ -263,7 +268,7 @@ Conv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
     return success();
   auto stride = getStride(), pad = getPad();
   std::string what = "kernel " + shapeStr({kh, kw}) + " with padding " +
-                     std::to_string(pad[0]);
+                     (pad[0] == pad[1] ? std::to_string(pad[0]) : shapeStr(pad));
   auto h = windowOutput(op, what, in.getDimSize(2), kh, stride[0], pad[0],
                         false, in.getShape());
   if (failed(h))

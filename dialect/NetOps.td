@@ -280,16 +280,20 @@ def Net_DropoutOp : Net_LayerOp<"dropout"> {
   let summary = "inverted dropout (identity at evaluation)";
   let description = [{
     Zeroes each element with probability `ratio` and scales the rest by
-    `1 / (1 - ratio)` during training.
+    `1 / (1 - ratio)` during training. The mask is a pure function of
+    (`seed`, training step, element index), so the backward pass regenerates
+    it instead of storing it; `net-phases` gives every dropout its own seed.
 
     ```mlir
-    %y = net.dropout %x ratio 5.000000e-01 : tensor<?x4096xf32> -> tensor<?x4096xf32>
+    %y = net.dropout %x ratio 5.000000e-01 seed 1
+        : tensor<?x4096xf32> -> tensor<?x4096xf32>
     ```
   }];
-  let arguments = (ins Net_Map:$input, F64Attr:$ratio);
+  let arguments = (ins Net_Map:$input, F64Attr:$ratio,
+                   DefaultValuedAttr<I64Attr, "0">:$seed);
   let results = (outs Net_Map:$output);
   let assemblyFormat = [{
-    $input `ratio` $ratio attr-dict `:` type($input) `->` type($output)
+    $input `ratio` $ratio `seed` $seed attr-dict `:` type($input) `->` type($output)
   }];
 }
 
@@ -328,11 +332,12 @@ def Net_BatchNormOp : Net_LayerOp<"batch_norm"> {
   }];
   let arguments = (ins Net_Map:$input, Net_Map:$scale, Net_Map:$shift,
                    Net_Map:$mean, Net_Map:$variance, F64Attr:$eps,
-                   F64Attr:$momentum);
+                   F64Attr:$momentum, UnitAttr:$inference);
   let results = (outs Net_Map:$output);
   let assemblyFormat = [{
     $input `,` $scale `,` $shift `,` $mean `,` $variance `eps` $eps
-    `momentum` $momentum attr-dict `:` functional-type(operands, results)
+    `momentum` $momentum (`inference` $inference^)? attr-dict `:`
+    functional-type(operands, results)
   }];
 }
 
@@ -526,5 +531,7 @@ def Net_EvalOp : Net_Op<"eval", [HasParent<"::mlir::ModuleOp">]> {
   let arguments = (ins StrArrayAttr:$schemes);
   let assemblyFormat = "$schemes attr-dict";
 }
+
+include "dialect/NetTrainOps.td"
 
 #endif // NETC_DIALECT_NETOPS_TD

@@ -147,7 +147,8 @@ private:
                                        pair(layer.stride), pair(layer.pad),
                                        layer.ceilMode);
     case LayerKind::Dropout:
-      return builder.create<DropoutOp>(loc, t, x, f64(layer.ratio));
+      return builder.create<DropoutOp>(loc, t, x, f64(layer.ratio),
+                                       builder.getI64IntegerAttr(0));
     case LayerKind::LRN:
       return builder.create<LRNOp>(loc, t, x,
                                    builder.getI64IntegerAttr(layer.lrnSize),
@@ -162,7 +163,7 @@ private:
                         /*trainable=*/false);
       return builder.create<BatchNormOp>(loc, t, x, scale, shift, mean, var,
                                          f64(layer.bnEps),
-                                         f64(layer.bnMomentum));
+                                         f64(layer.bnMomentum), UnitAttr());
     }
     case LayerKind::Flatten:
       spatial = false;

@@ -12,6 +12,7 @@
 
 #include "passes/Passes.h"
 
+#include "mlir/IR/TypeUtilities.h"
 #include "llvm/ADT/MapVector.h"
 
 namespace netc {
@@ -64,6 +65,16 @@ LogicalResult unifyParameters(ModuleOp module) {
     if (!ranked || !ranked.hasStaticShape())
       return emitLayerError(gets.front())
              << "cannot infer the shape of parameter @" << name;
+    // A reader's type may be less specific than the declaration, so its
+    // refinement need not agree with a declared dimension.
+    if (failed(verifyCompatibleShape(param.getType(), ranked))) {
+      InFlightDiagnostic diag = emitLayerError(gets.front())
+                                << "parameter @" << name << " is read as "
+                                << ranked << " but declared as "
+                                << param.getType();
+      diag.attachNote(param.getLoc()) << "declared here";
+      return failure();
+    }
     param.setType(ranked);
   }
   return success();

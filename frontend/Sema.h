@@ -1,0 +1,34 @@
+//===- Sema.h - Limits of the .net expansion --------------------*- C++ -*-===//
+//
+// Sema (Sema.cpp) implements netc::buildModel: it expands blocks and `repeat`,
+// names every layer and checks every value. These limits keep hostile inputs
+// (a fuzzer, a typo such as `repeat 1000000000`) from exhausting memory or
+// time; each is reported as an ordinary error at the offending statement.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_FRONTEND_SEMA_H
+#define NETC_FRONTEND_SEMA_H
+
+#include <cstdint>
+
+namespace netc {
+namespace sema {
+
+/// Most layers a network may expand to.
+constexpr int64_t kMaxLayers = 100000;
+/// Largest `repeat` count.
+constexpr int64_t kMaxRepeat = 10000;
+/// Deepest chain of block calls.
+constexpr unsigned kMaxCallDepth = 64;
+/// Deepest nesting of block calls and `repeat`s together while expanding.
+constexpr unsigned kMaxNesting = 256;
+/// Most statements expanded in total (including empty repeat bodies).
+constexpr int64_t kMaxExpansionSteps = 1000000;
+/// Largest channel count, kernel, stride, pad or input extent.
+constexpr int64_t kMaxExtent = int64_t(1) << 24;
+
+} // namespace sema
+} // namespace netc
+
+#endif // NETC_FRONTEND_SEMA_H
