@@ -56,9 +56,9 @@ static LogicalResult expectSameType(Operation *op, Value a, Value b,
 /// channels to `to` channels with a weight [wOut, wIn, kh, kw] and `groups`.
 static LogicalResult verifyConvChannels(Operation *op, Value from, Value to,
                                         Value weight, int64_t groups) {
-  for (auto [v, name] : llvm::zip(ValueRange{from, to, weight},
-                                  ArrayRef<StringRef>{"input", "output",
-                                                      "weight"}))
+  Value values[] = {from, to, weight};
+  StringRef names[] = {"input", "output", "weight"};
+  for (auto [v, name] : llvm::zip(values, names))
     if (failed(expectRank(op, v, 4, name)))
       return failure();
   if (groups < 1)

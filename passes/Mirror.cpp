@@ -101,9 +101,10 @@ RankedTensorType rankedOf(Value v) {
 
 class Mirror {
 public:
-  Mirror(ModuleOp module, func::FuncOp func, AugmentOp augment, Variant variant)
+  Mirror(ModuleOp module, func::FuncOp func, AugmentOp augment, Variant variant,
+         double lambda)
       : module(module), func(func), augment(augment), variant(variant),
-        builder(module.getContext()) {}
+        lambda(lambda), builder(module.getContext()) {}
 
   LogicalResult run();
 
@@ -112,6 +113,7 @@ private:
   func::FuncOp func;
   AugmentOp augment;
   Variant variant;
+  double lambda; ///< Image-loss weight (a phase may override the file's).
   OpBuilder builder;
   SmallVector<Stage> stages;
 
@@ -476,7 +478,6 @@ LogicalResult Mirror::run() {
                             << "' must return its classification loss first";
   builder.setInsertionPoint(ret);
   Value image = func.getArgument(0);
-  double lambda = augment.getLambda().convertToDouble();
 
   SmallVector<Value> terms{ce.getLoss()};
   SmallVector<double> weights{1.0};
@@ -551,30 +552,40 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
     if (!augment || augment.getVariant() == "none")
       return;
 
-    auto funcs = llvm::to_vector(llvm::make_filter_range(
-        module.getOps<func::FuncOp>(),
-        [](func::FuncOp f) { return f->hasAttr("net.network"); }));
-    if (funcs.size() != 1) {
-      module.emitError() << "expected one function marked net.network, found "
-                         << funcs.size();
-      return signalPassFailure();
+    // The network itself (the variant's own decoder), and every step
+    // function of net-phases with the topology its phase trains.
+    std::optional<Variant> variant = parseVariant(augment.getVariant());
+    for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
+      Variant v = *variant;
+      if (auto topology = func->getAttrOfType<StringAttr>("net.topology")) {
+        if (topology.getValue() == "none")
+          continue;
+        if (topology.getValue() == "layerwise")
+          v.losses = Variant::Losses::Layerwise;
+      } else if (!func->hasAttr("net.network")) {
+        continue;
+      }
+      if (failed(mirrorFunction(module, func, augment, v)))
+        return signalPassFailure();
     }
+  }
+
+  static LogicalResult mirrorFunction(ModuleOp module, func::FuncOp func,
+                                      AugmentOp augment, Variant variant) {
     bool typed = true;
-    funcs.front().walk([&](Operation *op) {
+    func.walk([&](Operation *op) {
       for (Type t : op->getResultTypes())
         if (isa<UnrankedTensorType>(t) ||
             (isa<SwitchesType>(t) && !cast<SwitchesType>(t).hasRank()))
           typed = false;
     });
-    if (!typed) {
-      funcs.front().emitError("net-mirror needs inferred shapes; run "
-                              "net-infer-shapes first");
-      return signalPassFailure();
-    }
-    if (failed(Mirror(module, funcs.front(), augment,
-                      *parseVariant(augment.getVariant()))
-                   .run()))
-      signalPassFailure();
+    if (!typed)
+      return func.emitError("net-mirror needs inferred shapes; run "
+                            "net-infer-shapes first");
+    double lambda = augment.getLambda().convertToDouble();
+    if (auto override = func->getAttrOfType<FloatAttr>("net.lambda"))
+      lambda = override.getValueAsDouble();
+    return Mirror(module, func, augment, variant, lambda).run();
   }
 };
 

@@ -6,6 +6,7 @@
 #include "dialect/NetDialect.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/Pass.h"
+#include "llvm/Support/JSON.h"
 
 #include <memory>
 
@@ -20,6 +21,16 @@ namespace netc {
 /// The work of `net-infer-shapes`, for passes that add ops and want them
 /// typed: infers every function of `module` and unifies parameter types.
 mlir::LogicalResult inferShapes(mlir::ModuleOp module);
+
+/// The version of docs/trainer-format.md that net-emit-plan writes.
+constexpr int kTrainerFormatVersion = 1;
+
+/// The plan.json of a module that went through net-plan-memory.
+mlir::FailureOr<llvm::json::Value> buildPlan(mlir::ModuleOp module);
+
+/// Writes `<directory>/plan.json`.
+mlir::LogicalResult writeTrainer(mlir::ModuleOp module,
+                                 llvm::StringRef directory);
 
 } // namespace netc
 

@@ -36,4 +36,68 @@ def Mirror : Pass<"net-mirror", "::mlir::ModuleOp"> {
   let dependentDialects = ["::netc::net::NetDialect"];
 }
 
+def Phases : Pass<"net-phases", "::mlir::ModuleOp"> {
+  let summary = "One step function per training phase, and the eval function";
+  let description = [{
+    For each `net.phase`, in order, clones the (not yet mirrored) network into
+    `step.<phase>` and records the phase (`net.phase`), the decoder topology
+    the phase trains (`net.topology`: `default`, `layerwise`, `stacked` or
+    `none`) and its lambda override; `net-mirror` then builds that topology's
+    decoder in it. Phases whose topology the variant does not have (a stacked
+    decoder for a -layerwise variant, any decoder for `none`) are skipped
+    with a warning, as the paper skips step 3 for SAE-layerwise. `eval` is
+    the classifier alone in inference mode: no dropout, batch norm on running
+    statistics. Every dropout gets its own mask seed. A module without phases
+    gets the default schedule of the README.
+  }];
+  let dependentDialects = ["::netc::net::NetDialect"];
+}
+
+def Autodiff : Pass<"net-autodiff", "::mlir::ModuleOp"> {
+  let summary = "Reverse-mode gradients and SGD updates for each step function";
+  let description = [{
+    Inlines the macro-layers of every `step.*` function, differentiates its
+    objective with respect to the parameters the phase trains (not frozen by
+    group, layer or macro-layer name, and `trainable`), and appends one
+    `net.sgd_update` per such parameter. Gradients are only built for values
+    that depend on a trained parameter, so a frozen encoder gets no weight
+    gradients and nothing propagates below the lowest trained parameter.
+  }];
+  let dependentDialects = ["::netc::net::NetDialect"];
+}
+
+def PlanMemory : Pass<"net-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Liveness-based arena offsets for every step and eval value";
+  let description = [{
+    For each step function (at its phase's batch size) and the eval function
+    (at the largest phase batch), gives every value that is not a parameter a
+    byte offset (`net.offsets` on its op, `net.arg_offsets` on the function)
+    in one arena (`net.arena_bytes`, `net.batch`). Values whose lifetimes do
+    not overlap share bytes (largest first, lowest fitting offset); reshapes
+    are views of their input; element-wise ops (relu, dropout, add, scale,
+    relu_grad, dropout_grad) write over their first operand when that is its
+    last use. The `batch` option plans every program at one batch size
+    instead (for `netc --stats`).
+  }];
+  let options = [
+    Option<"batch", "batch", "int64_t", /*default=*/"0",
+           "Plan every program for this batch size (0: the phase's)">,
+  ];
+  let dependentDialects = ["::netc::net::NetDialect"];
+}
+
+def EmitPlan : Pass<"net-emit-plan", "::mlir::ModuleOp"> {
+  let summary = "Write the trainer: plan.json (docs/trainer-format.md)";
+  let description = [{
+    Serialises the parameter table, one program per step function and the
+    eval program (values, arena offsets, kernels in order, outputs), the data
+    settings and the schedule. With `output`, writes `<output>/plan.json`;
+    without, prints the JSON on stdout.
+  }];
+  let options = [
+    Option<"output", "output", "std::string", /*default=*/"\"\"",
+           "Trainer directory to write">,
+  ];
+}
+
 #endif // NETC_PASSES_TD

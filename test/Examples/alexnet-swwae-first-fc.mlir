@@ -1,4 +1,4 @@
-// RUN: netc %examples/alexnet.net | FileCheck %s
+// RUN: netc %examples/alexnet.net -emit=mirrored | FileCheck %s
 // AlexNet SWWAE-first decoding from fc8 (paper Figure 4): fc twins (no ReLU
 // after fc8's), a reshape back to pool5, normalised unpooling of the
 // overlapping 3x3/2 pools, grouped twins, and conv1 (11x11, stride 4) inverted

@@ -1,4 +1,4 @@
-// RUN: netc %examples/vgg16.net --augment=swwae-all | FileCheck %s
+// RUN: netc %examples/vgg16.net -emit=mirrored --augment=swwae-all | FileCheck %s
 // VGG-16 SWWAE-all: 13 decoder convolutions, 5 switch unpoolings, and the five
 // reconstruction losses of recon-dec (lambda 1e-4 at the image, gamma 1e-12,
 // 1e-12, 1e-12, 1e-10 at pool1..pool4).

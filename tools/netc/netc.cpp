@@ -19,8 +19,11 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
+#include "llvm/ADT/Statistic.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/WithColor.h"
 
@@ -29,21 +32,47 @@ using namespace llvm;
 namespace {
 
 /// The stages `-emit` can stop after, in pipeline order.
-enum class Stage { AST, MLIRRaw, MLIR, Mirrored };
+enum class Stage {
+  AST,
+  MLIRRaw,
+  MLIR,
+  Mirrored,
+  Phases,
+  Autodiff,
+  Planned,
+  Plan,
+  Trainer
+};
 
 cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.net>"),
                                cl::Required);
-cl::opt<std::string> outputFile("o", cl::desc("Output file (default: stdout)"),
-                                cl::value_desc("file"), cl::init("-"));
+cl::opt<std::string>
+    outputFile("o",
+               cl::desc("Output file (default: stdout), or the trainer "
+                        "directory (default: <model>.trainer)"),
+               cl::value_desc("path"), cl::init("-"));
 cl::opt<Stage> emit(
-    "emit", cl::desc("Stage to print"), cl::init(Stage::Mirrored),
+    "emit", cl::desc("Stage to stop after"), cl::init(Stage::Trainer),
     cl::values(
         clEnumValN(Stage::AST, "ast", "the parsed program, unexpanded"),
         clEnumValN(Stage::MLIRRaw, "mlir-raw",
                    "the net dialect as generated, before shape inference"),
         clEnumValN(Stage::MLIR, "mlir", "the net dialect with inferred shapes"),
         clEnumValN(Stage::Mirrored, "mirrored",
-                   "the network augmented with its decoder and losses")));
+                   "the network augmented with its decoder and losses"),
+        clEnumValN(Stage::Phases, "phases",
+                   "one step function per phase, mirrored, and eval"),
+        clEnumValN(Stage::Autodiff, "autodiff",
+                   "step functions with gradients and SGD updates"),
+        clEnumValN(Stage::Planned, "planned",
+                   "with arena offsets from the memory plan"),
+        clEnumValN(Stage::Plan, "plan", "the trainer's plan.json"),
+        clEnumValN(Stage::Trainer, "trainer",
+                   "write the trainer directory (default)")));
+cl::opt<int64_t> statsBatch("batch",
+                            cl::desc("Plan every program for this batch size "
+                                     "(default: each phase's own)"),
+                            cl::init(0));
 cl::opt<std::string>
     augment("augment",
             cl::desc("Override the file's augment variant: none, sae-first, "
@@ -85,9 +114,12 @@ int main(int argc, char **argv) {
     return 1;
 
   std::string error;
-  auto output = mlir::openOutputFile(outputFile, &error);
-  if (!output)
-    return fail(error);
+  std::unique_ptr<ToolOutputFile> output;
+  if (emit != Stage::Trainer) {
+    output = mlir::openOutputFile(outputFile, &error);
+    if (!output)
+      return fail(error);
+  }
 
   if (emit == Stage::AST) {
     netc::dumpProgram(*program, output->os());
@@ -110,13 +142,46 @@ int main(int argc, char **argv) {
     return 1;
   if (emit >= Stage::MLIR)
     pm.addPass(netc::createInferShapes());
-  if (emit >= Stage::Mirrored) {
+  if (emit >= Stage::Phases)
+    pm.addPass(netc::createPhases());
+  if (emit >= Stage::Mirrored)
     pm.addPass(netc::createMirror(netc::MirrorOptions{augment}));
-    pm.addPass(netc::createInferShapes());
-  }
+  if (emit >= Stage::Autodiff)
+    pm.addPass(netc::createAutodiff());
+  // `--stats` is LLVM's own flag (it cannot be registered twice); netc
+  // answers it with the memory plan's peak per program.
+  bool stats = llvm::AreStatisticsEnabled();
+  if (emit >= Stage::Planned || stats)
+    pm.addPass(netc::createPlanMemory(netc::PlanMemoryOptions{statsBatch}));
   if (failed(pm.run(*module)))
     return 1;
 
+  if (stats)
+    for (auto func : module->getOps<mlir::func::FuncOp>())
+      if (auto bytes = func->getAttrOfType<mlir::IntegerAttr>("net.arena_bytes"))
+        outs() << formatv("{0,-24} batch {1,4}  peak activations {2,8:f1} MiB\n",
+                          func.getSymName(),
+                          func->getAttrOfType<mlir::IntegerAttr>("net.batch").getInt(),
+                          bytes.getInt() / 1048576.0);
+
+  if (emit == Stage::Trainer) {
+    std::string dir = outputFile;
+    if (dir == "-")
+      dir = (sys::path::stem(inputFile) + ".trainer").str();
+    if (failed(netc::writeTrainer(*module, dir)))
+      return 1;
+    if (!stats)
+      outs() << "netc: wrote " << dir << "\n";
+    return 0;
+  }
+  if (emit == Stage::Plan) {
+    auto plan = netc::buildPlan(*module);
+    if (failed(plan))
+      return 1;
+    output->os() << formatv("{0:2}", *plan) << "\n";
+    output->keep();
+    return 0;
+  }
   module->print(output->os());
   output->keep();
   return 0;

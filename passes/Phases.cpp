@@ -1,0 +1,153 @@
+//===- Phases.cpp - net-phases: one step function per training phase ------===//
+//
+// 1. Give every dropout its own mask seed (before cloning, so a dropout keeps
+//    its seed in every step function).
+// 2. Without `net.phase` ops, add the default schedule (README "Training").
+// 3. For each phase, clone the network into `step.<phase>` with the decoder
+//    topology it trains; skip phases the variant has no decoder for.
+// 4. Add `eval`: the classifier alone, without dropout, batch norm in
+//    inference mode.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+
+namespace netc {
+#define GEN_PASS_DEF_PHASES
+#include "passes/Passes.h.inc"
+} // namespace netc
+
+using namespace mlir;
+using namespace netc;
+using namespace netc::net;
+
+namespace {
+
+/// A phase's decoder topology for `variant`, or empty when the variant has
+/// no such decoder.
+StringRef resolveTopology(StringRef decoder, StringRef variant) {
+  bool none = variant == "none";
+  bool layerwise = variant.ends_with("-layerwise");
+  if (decoder == "none")
+    return "none";
+  if (decoder == "default")
+    return none ? "none" : "default";
+  if (none)
+    return {};
+  if (decoder == "layerwise")
+    return layerwise ? "default" : "layerwise";
+  // stacked
+  return layerwise ? StringRef() : "default";
+}
+
+/// True when some parameter is imported (the encoder is pretrained).
+bool hasImportedParams(ModuleOp module) {
+  for (ParamOp param : module.getOps<ParamOp>())
+    if (isa<FileInitAttr>(param.getInit()))
+      return true;
+  return false;
+}
+
+/// The default schedule: the paper's steps 2-4 after a classifier-only
+/// pretraining phase when nothing is imported.
+void addDefaultSchedule(ModuleOp module, func::FuncOp network,
+                        StringRef variant) {
+  OpBuilder b(network);
+  Location loc = network.getLoc();
+  auto phase = [&](StringRef name, StringRef decoder,
+                   ArrayRef<StringRef> freeze, double lr, double decay,
+                   int64_t batch, int64_t epochs, StringRef policy) {
+    b.create<PhaseOp>(loc, b.getStringAttr(name), b.getStringAttr(decoder),
+                      b.getStrArrayAttr(freeze), b.getF64FloatAttr(lr),
+                      b.getF64FloatAttr(0.9), b.getF64FloatAttr(decay),
+                      b.getI64IntegerAttr(batch), b.getI64IntegerAttr(epochs),
+                      b.getI64IntegerAttr(0), b.getStringAttr(policy),
+                      b.getF64FloatAttr(0.1), b.getI64IntegerAttr(2),
+                      b.getF64FloatAttr(0.0), FloatAttr());
+  };
+  if (variant == "none") {
+    phase("train", "none", {}, 0.01, 5e-4, 64, 8, "step");
+    return;
+  }
+  if (!hasImportedParams(module))
+    phase("pretrain", "none", {}, 0.01, 5e-4, 64, 2, "fixed");
+  phase("decoders", "layerwise", {"encoder", "classifier"}, 0.01, 0.0, 16, 1,
+        "fixed");
+  if (!variant.ends_with("-layerwise"))
+    phase("stacked", "stacked", {"encoder", "classifier"}, 0.001, 0.0, 16, 1,
+          "fixed");
+  phase("joint", "default", {}, 0.001, 5e-4, 64, 4, "step");
+}
+
+func::FuncOp cloneNetwork(func::FuncOp network, StringRef name) {
+  OpBuilder b(network->getBlock(), std::next(Block::iterator(network)));
+  auto clone = cast<func::FuncOp>(b.clone(*network));
+  clone.setSymName(name);
+  clone->removeAttr("net.network");
+  return clone;
+}
+
+struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    auto networks = llvm::to_vector(llvm::make_filter_range(
+        module.getOps<func::FuncOp>(),
+        [](func::FuncOp f) { return f->hasAttr("net.network"); }));
+    if (networks.size() != 1) {
+      module.emitError() << "expected one function marked net.network, found "
+                         << networks.size();
+      return signalPassFailure();
+    }
+    func::FuncOp network = networks.front();
+    auto augments = llvm::to_vector(module.getOps<AugmentOp>());
+    StringRef variant =
+        augments.empty() ? StringRef("none") : augments.front().getVariant();
+
+    int64_t seed = 0;
+    network.walk([&](DropoutOp d) { d.setSeed(++seed); });
+
+    if (module.getOps<PhaseOp>().empty())
+      addDefaultSchedule(module, network, variant);
+
+    Builder b(module.getContext());
+    func::FuncOp last = network;
+    for (PhaseOp phase : module.getOps<PhaseOp>()) {
+      StringRef topology = resolveTopology(phase.getDecoder(), variant);
+      if (topology.empty()) {
+        phase.emitWarning() << "phase '" << phase.getSymName()
+                            << "' skipped: " << variant << " has no "
+                            << phase.getDecoder() << " decoder";
+        continue;
+      }
+      func::FuncOp step =
+          cloneNetwork(last, ("step." + phase.getSymName()).str());
+      // Clones of the pristine network: drop what an earlier clone added.
+      for (StringRef attr : {"net.phase", "net.topology", "net.lambda"})
+        step->removeAttr(attr);
+      step->setAttr("net.phase", FlatSymbolRefAttr::get(phase.getSymNameAttr()));
+      step->setAttr("net.topology", b.getStringAttr(topology));
+      if (auto lambda = phase.getLambdaAttr())
+        step->setAttr("net.lambda", lambda);
+      last = step;
+    }
+
+    func::FuncOp eval = cloneNetwork(last, "eval");
+    for (StringRef attr : {"net.phase", "net.topology", "net.lambda"})
+      eval->removeAttr(attr);
+    eval->setAttr("net.topology", b.getStringAttr("none"));
+    eval->setAttr("net.eval", b.getUnitAttr());
+    eval.walk([](DropoutOp d) {
+      d.getOutput().replaceAllUsesWith(d.getInput());
+      d.erase();
+    });
+    eval.walk([&](BatchNormOp bn) { bn.setInference(true); });
+    if (module.getOps<EvalOp>().empty()) {
+      OpBuilder ob(network);
+      ob.create<EvalOp>(network.getLoc(), ob.getStrArrayAttr({"full"}));
+    }
+  }
+};
+
+} // namespace

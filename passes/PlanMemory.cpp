@@ -1,0 +1,183 @@
+//===- PlanMemory.cpp - net-plan-memory: arena offsets by liveness --------===//
+//
+// 1. Number the ops of a straight-line function; a value lives from its
+//    definition to its last use (returned values to the end).
+// 2. Group values into buffers: a reshape/flatten result joins its input's
+//    buffer; an element-wise op joins its first operand's buffer when that
+//    operand dies there (in place). Parameters need no arena bytes.
+// 3. Place buffers largest first at the lowest offset that does not overlap
+//    a placed buffer whose lifetime intersects; the arena is the highest end.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseMap.h"
+
+namespace netc {
+#define GEN_PASS_DEF_PLANMEMORY
+#include "passes/Passes.h.inc"
+} // namespace netc
+
+using namespace mlir;
+using namespace netc;
+using namespace netc::net;
+
+namespace {
+
+constexpr int64_t kAlign = 64;
+
+int64_t alignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+/// Bytes of a value at batch `batch` (f32 and i32 elements, switches i32).
+int64_t valueBytes(Type type, int64_t batch) {
+  ArrayRef<int64_t> shape;
+  if (auto t = dyn_cast<RankedTensorType>(type))
+    shape = t.getShape();
+  else if (auto s = dyn_cast<SwitchesType>(type))
+    shape = s.getShape();
+  int64_t n = 4;
+  for (int64_t d : shape)
+    n *= ShapedType::isDynamic(d) ? batch : d;
+  return n;
+}
+
+bool isInPlaceOp(Operation *op) {
+  return isa<ReluOp, DropoutOp, AddOp, ScaleOp, ReluGradOp, DropoutGradOp>(op);
+}
+
+struct Buffer {
+  int64_t bytes = 0;
+  int64_t start = 0, end = 0; ///< Live range, in op indices (inclusive).
+  int64_t offset = -1;
+};
+
+} // namespace
+
+/// Plans `func` for `batch`; returns the arena size.
+static int64_t planFunction(func::FuncOp func, int64_t batch) {
+  Block &block = func.getBody().front();
+  llvm::DenseMap<Operation *, int64_t> index;
+  int64_t n = 0;
+  for (Operation &op : block)
+    index[&op] = n++;
+
+  auto lastUse = [&](Value v) {
+    int64_t last = v.getDefiningOp() ? index[v.getDefiningOp()] : -1;
+    for (Operation *user : v.getUsers())
+      last = std::max(last, isa<func::ReturnOp>(user) ? n : index[user]);
+    return last;
+  };
+
+  SmallVector<Buffer> buffers;
+  llvm::DenseMap<Value, int> bufferOf;
+  auto newBuffer = [&](Value v, int64_t start) {
+    bufferOf[v] = buffers.size();
+    buffers.push_back({valueBytes(v.getType(), batch), start, lastUse(v), -1});
+  };
+  auto join = [&](Value v, Value into) {
+    int id = bufferOf[into];
+    bufferOf[v] = id;
+    buffers[id].end = std::max(buffers[id].end, lastUse(v));
+  };
+
+  for (BlockArgument arg : block.getArguments())
+    newBuffer(arg, -1);
+  for (Operation &op : block) {
+    if (isa<ParamGetOp>(op) || op.getNumResults() == 0)
+      continue;
+    Value first = op.getNumOperands() ? op.getOperand(0) : Value();
+    bool firstInArena = first && bufferOf.count(first);
+    if (isa<FlattenOp, ReshapeOp>(op) && firstInArena) {
+      join(op.getResult(0), first);
+      continue;
+    }
+    if (isInPlaceOp(&op) && firstInArena &&
+        buffers[bufferOf[first]].end == index[&op] &&
+        first.getType() == op.getResult(0).getType()) {
+      join(op.getResult(0), first);
+      continue;
+    }
+    for (Value result : op.getResults())
+      newBuffer(result, index[&op]);
+  }
+
+  // Largest first, lowest offset that fits beside every overlapping buffer.
+  SmallVector<int> order(buffers.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  llvm::stable_sort(order, [&](int a, int b) {
+    return buffers[a].bytes > buffers[b].bytes;
+  });
+  int64_t arena = 0;
+  SmallVector<int> placed;
+  for (int id : order) {
+    Buffer &buf = buffers[id];
+    SmallVector<std::pair<int64_t, int64_t>> taken;
+    for (int other : placed) {
+      const Buffer &o = buffers[other];
+      if (o.start <= buf.end && buf.start <= o.end)
+        taken.push_back({o.offset, o.offset + alignUp(o.bytes)});
+    }
+    llvm::sort(taken);
+    int64_t offset = 0;
+    for (auto [lo, hi] : taken) {
+      if (offset + alignUp(buf.bytes) <= lo)
+        break;
+      offset = std::max(offset, hi);
+    }
+    buf.offset = offset;
+    arena = std::max(arena, offset + alignUp(buf.bytes));
+    placed.push_back(id);
+  }
+
+  Builder b(func.getContext());
+  SmallVector<int64_t> argOffsets;
+  for (BlockArgument arg : block.getArguments())
+    argOffsets.push_back(buffers[bufferOf[arg]].offset);
+  func->setAttr("net.arg_offsets", b.getDenseI64ArrayAttr(argOffsets));
+  for (Operation &op : block) {
+    if (isa<ParamGetOp>(op) || op.getNumResults() == 0)
+      continue;
+    SmallVector<int64_t> offsets;
+    for (Value result : op.getResults())
+      offsets.push_back(buffers[bufferOf[result]].offset);
+    op.setAttr("net.offsets", b.getDenseI64ArrayAttr(offsets));
+  }
+  func->setAttr("net.arena_bytes", b.getI64IntegerAttr(arena));
+  func->setAttr("net.batch", b.getI64IntegerAttr(batch));
+  return arena;
+}
+
+namespace {
+
+struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
+  using PlanMemoryBase::PlanMemoryBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SymbolTable symbols(module);
+    int64_t largest = 1;
+    for (PhaseOp phase : module.getOps<PhaseOp>())
+      largest = std::max<int64_t>(largest, phase.getBatchAttr().getInt());
+    for (auto func : module.getOps<func::FuncOp>()) {
+      int64_t b = 0;
+      if (auto ref = func->getAttrOfType<FlatSymbolRefAttr>("net.phase"))
+        b = symbols.lookup<PhaseOp>(ref.getValue()).getBatchAttr().getInt();
+      else if (func->hasAttr("net.eval"))
+        b = largest;
+      else
+        continue;
+      if (func.getBody().front().getOps<MacroOp>().begin() !=
+          func.getBody().front().getOps<MacroOp>().end()) {
+        func.emitError("net-plan-memory needs straight-line functions; run "
+                       "net-autodiff first");
+        return signalPassFailure();
+      }
+      planFunction(func, batch > 0 ? int64_t(batch) : b);
+    }
+  }
+};
+
+} // namespace
