@@ -524,6 +524,27 @@ LogicalResult Mirror::run() {
   return inferShapes(module);
 }
 
+} // namespace
+
+FailureOr<AugmentOp> netc::overrideVariant(ModuleOp module, StringRef variant) {
+  if (!llvm::is_contained(augmentVariants(), variant))
+    return module.emitError() << "unknown augmentation variant '" << variant
+                              << "'";
+  auto augments = llvm::to_vector(module.getOps<AugmentOp>());
+  AugmentOp augment = augments.empty() ? AugmentOp() : augments.front();
+  if (!augment) {
+    OpBuilder builder(module.getBodyRegion());
+    augment = builder.create<AugmentOp>(
+        module.getLoc(), builder.getStringAttr(variant),
+        builder.getF64FloatAttr(kDefaultLambda), builder.getDictionaryAttr({}),
+        StringAttr(), DenseI64ArrayAttr(), Attribute());
+  }
+  augment.setVariant(variant);
+  return augment;
+}
+
+namespace {
+
 struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
   using MirrorBase::MirrorBase;
 
@@ -536,18 +557,10 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
     }
     AugmentOp augment = augments.empty() ? AugmentOp() : augments.front();
     if (!variant.empty()) {
-      if (!llvm::is_contained(augmentVariants(), StringRef(variant))) {
-        module.emitError() << "unknown augmentation variant '" << variant
-                           << "'";
+      auto overridden = overrideVariant(module, variant);
+      if (failed(overridden))
         return signalPassFailure();
-      }
-      OpBuilder builder(module.getBodyRegion());
-      if (!augment)
-        augment = builder.create<AugmentOp>(
-            module.getLoc(), builder.getStringAttr(variant),
-            builder.getF64FloatAttr(kDefaultLambda), builder.getDictionaryAttr({}),
-            StringAttr(), DenseI64ArrayAttr(), Attribute());
-      augment.setVariant(variant);
+      augment = *overridden;
     }
     if (!augment || augment.getVariant() == "none")
       return;

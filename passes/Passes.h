@@ -22,6 +22,11 @@ namespace netc {
 /// typed: infers every function of `module` and unifies parameter types.
 mlir::LogicalResult inferShapes(mlir::ModuleOp module);
 
+/// Sets the module's augment variant (`netc --augment`), adding a
+/// `net.augment` with the default lambda when the file has none.
+mlir::FailureOr<netc::net::AugmentOp> overrideVariant(mlir::ModuleOp module,
+                                                      llvm::StringRef variant);
+
 /// The version of docs/trainer-format.md that net-emit-plan writes.
 constexpr int kTrainerFormatVersion = 1;
 

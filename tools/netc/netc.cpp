@@ -137,6 +137,10 @@ int main(int argc, char **argv) {
   if (!module)
     return 1;
 
+  // The variant is chosen before any pass: net-phases needs it too.
+  if (!augment.empty() && failed(netc::overrideVariant(*module, augment)))
+    return 1;
+
   mlir::PassManager pm(&context);
   if (failed(mlir::applyPassManagerCLOptions(pm)))
     return 1;
@@ -145,7 +149,7 @@ int main(int argc, char **argv) {
   if (emit >= Stage::Phases)
     pm.addPass(netc::createPhases());
   if (emit >= Stage::Mirrored)
-    pm.addPass(netc::createMirror(netc::MirrorOptions{augment}));
+    pm.addPass(netc::createMirror());
   if (emit >= Stage::Autodiff)
     pm.addPass(netc::createAutodiff());
   // `--stats` is LLVM's own flag (it cannot be registered twice); netc

@@ -1,0 +1,267 @@
+//===- netrun.cpp - runs a trainer compiled by netc -----------------------===//
+//
+//   netrun train TRAINER [--data DIR] [--seed N] [--log-every N]
+//                        [--metrics FILE] [--resume] [--max-steps N]
+//                        [--checkpoint-every N]
+//   netrun eval  TRAINER [--data DIR] [--params FILE]
+//   netrun info  TRAINER
+//
+// Every error is a message on stderr and exit code 1.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/exec/Executor.h"
+#include "runtime/exec/ParamStore.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/plan/Plan.h"
+#include "runtime/train/Data.h"
+#include "runtime/train/Trainer.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+using namespace netc;
+
+namespace {
+
+const char *kUsage = R"(usage: netrun <command> TRAINER [options]
+
+Runs a trainer directory written by `netc model.net -o model.trainer`.
+
+commands:
+  train TRAINER   train the schedule, evaluating after each phase
+      --data DIR            data folder (default: the plan's, else
+                            /usr/share/datasets/<kind>)
+      --seed N              seed of initialisation, shuffling, augmentation (1)
+      --log-every N         print a progress line every N steps (50)
+      --metrics FILE        also write metrics as JSON lines to FILE
+      --resume              continue from TRAINER/checkpoint.safetensors
+      --max-steps N         stop after N steps in all (checkpointed; for tests)
+      --checkpoint-every N  also checkpoint every N steps
+  eval TRAINER    top-1 test error of the `eval` program
+      --data DIR            data folder
+      --params FILE         parameters (default TRAINER/checkpoint.safetensors)
+  info TRAINER    programs, kernels, arenas, parameters and the schedule
+
+  -h, --help      this message
+)";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Args {
+  std::string command, trainer;
+  std::map<std::string, std::string> values;
+  std::map<std::string, bool> flags;
+};
+
+Args parseArgs(int argc, char **argv) {
+  static const std::map<std::string, std::vector<std::string>> valued = {
+      {"train",
+       {"--data", "--seed", "--log-every", "--metrics", "--max-steps",
+        "--checkpoint-every"}},
+      {"eval", {"--data", "--params"}},
+      {"info", {}}};
+  static const std::map<std::string, std::vector<std::string>> boolean = {
+      {"train", {"--resume"}}, {"eval", {}}, {"info", {}}};
+  Args a;
+  if (argc < 2)
+    throw UsageError("missing command");
+  a.command = argv[1];
+  if (!valued.count(a.command))
+    throw UsageError(fmt::format("unknown command '{}'", a.command));
+  auto contains = [](const std::vector<std::string> &v, const std::string &s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+  };
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.size() > 1 && arg[0] == '-') {
+      std::string name = arg, value;
+      size_t eq = arg.find('=');
+      bool inlineValue = eq != std::string::npos;
+      if (inlineValue) {
+        name = arg.substr(0, eq);
+        value = arg.substr(eq + 1);
+      }
+      if (contains(valued.at(a.command), name)) {
+        if (!inlineValue) {
+          if (i + 1 >= argc)
+            throw UsageError(fmt::format("{} needs a value", name));
+          value = argv[++i];
+        }
+        a.values[name] = value;
+      } else if (contains(boolean.at(a.command), name) && !inlineValue) {
+        a.flags[name] = true;
+      } else {
+        throw UsageError(
+            fmt::format("unknown option '{}' for '{}'", name, a.command));
+      }
+    } else if (a.trainer.empty()) {
+      a.trainer = arg;
+    } else {
+      throw UsageError(fmt::format("unexpected argument '{}'", arg));
+    }
+  }
+  if (a.trainer.empty())
+    throw UsageError(fmt::format("'{}' needs a TRAINER directory", a.command));
+  return a;
+}
+
+int64_t intOption(const Args &a, const char *name, int64_t dflt,
+                  int64_t min = 0) {
+  auto it = a.values.find(name);
+  if (it == a.values.end())
+    return dflt;
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(it->second, &used);
+  } catch (const std::exception &) {
+    used = 0;
+  }
+  if (used != it->second.size() || it->second.empty() || v < min)
+    throw UsageError(fmt::format("{}: '{}' is not an integer >= {}", name,
+                                 it->second, min));
+  return v;
+}
+
+std::string option(const Args &a, const char *name) {
+  auto it = a.values.find(name);
+  return it == a.values.end() ? "" : it->second;
+}
+
+std::string human(int64_t bytes) {
+  if (bytes >= (int64_t(1) << 30))
+    return fmt::format("{:.2f} GiB", double(bytes) / double(1 << 30));
+  if (bytes >= (1 << 20))
+    return fmt::format("{:.2f} MiB", double(bytes) / double(1 << 20));
+  if (bytes >= (1 << 10))
+    return fmt::format("{:.1f} KiB", double(bytes) / 1024.0);
+  return fmt::format("{} B", bytes);
+}
+
+int cmdInfo(const Args &a) {
+  plan::Plan p = plan::loadPlan(a.trainer);
+  std::cout << fmt::format("trainer {}: network '{}', variant '{}', input "
+                           "[{}], {} classes\n",
+                           a.trainer, p.network, p.variant,
+                           fmt::join(p.input, ", "), p.classes);
+  std::cout << fmt::format(
+      "data: {} ({}), subset {}, test_subset {}, mirror {}, crop {}, crop_pad "
+      "{}\n",
+      p.data.kind, p.data.path.empty() ? "default folder" : p.data.path,
+      p.data.subset, p.data.testSubset, p.data.mirror ? "yes" : "no",
+      p.data.crop, p.data.cropPad);
+  int64_t count = 0, trainable = 0;
+  for (const plan::ParamSpec &s : p.params) {
+    count += s.count();
+    if (s.trainable)
+      trainable += s.count();
+  }
+  std::cout << fmt::format("parameters: {} tensors, {} values ({} trainable), "
+                           "{}\n",
+                           p.params.size(), count, trainable, human(count * 4));
+  for (auto &[name, prog] : p.programs) {
+    std::map<std::string, int> ops;
+    for (const plan::Kernel &k : prog.kernels)
+      ops[plan::opName(k.op)]++;
+    std::string list;
+    for (auto &[op, n] : ops)
+      list += fmt::format("{}{} {}", list.empty() ? "" : ", ", n, op);
+    std::cout << fmt::format("program {}: batch {}, {} values, {} kernels, "
+                             "arena {} ({} bytes)\n    {}\n",
+                             name, prog.batch, prog.values.size(),
+                             prog.kernels.size(), human(prog.arenaBytes),
+                             prog.arenaBytes, list);
+  }
+  std::cout << "schedule:\n";
+  for (size_t i = 0; i < p.schedule.size(); ++i) {
+    const plan::Phase &ph = p.schedule[i];
+    std::cout << fmt::format(
+        "  {}. {} ({}): {} epoch(s){}, batch {}, lr {} {}, momentum {}, "
+        "decay {}\n",
+        i + 1, ph.phase, ph.program, ph.epochs,
+        ph.steps > 0 ? fmt::format(" (at most {} steps)", ph.steps) : "",
+        ph.batch, ph.lr, ph.lrPolicy, ph.momentum, ph.decay);
+  }
+  // Build every program's executor: checks kernel geometry.
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  for (auto &[name, prog] : p.programs)
+    exec::Executor(p, name, store, backend);
+  return 0;
+}
+
+int cmdTrain(const Args &a) {
+  plan::Plan p = plan::loadPlan(a.trainer);
+  train::TrainOptions o;
+  o.dataDir = option(a, "--data");
+  o.seed = uint64_t(intOption(a, "--seed", 1));
+  o.logEvery = intOption(a, "--log-every", 50, 1);
+  o.metricsPath = option(a, "--metrics");
+  o.resume = a.flags.count("--resume") != 0;
+  o.maxSteps = intOption(a, "--max-steps", 0);
+  o.checkpointEvery = intOption(a, "--checkpoint-every", 0);
+  train::Trainer t(p, o, std::cout);
+  t.run();
+  return 0;
+}
+
+int cmdEval(const Args &a) {
+  plan::Plan p = plan::loadPlan(a.trainer);
+  train::DataOptions d = train::dataOptions(p, option(a, "--data"));
+  train::Datasets data = train::loadDatasets(d);
+  exec::ParamStore store(p, 1);
+  std::string params = option(a, "--params");
+  if (params.empty()) {
+    params = train::checkpointPath(p);
+    if (!std::filesystem::exists(params)) {
+      std::cerr << fmt::format("netrun: note: no {}; evaluating the initial "
+                               "parameters\n",
+                               params);
+      params.clear();
+    }
+  }
+  if (!params.empty())
+    store.fromTensors(io::readSafetensors(params), params, false);
+  exec::ReferenceBackend backend;
+  train::EvalResult r = train::evaluate(p, store, backend, data.test);
+  std::cout << fmt::format("test error {:.2f}% ({} of {} wrong)\n",
+                           r.errorPercent(), r.total - r.correct, r.total);
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+  }
+  try {
+    Args a = parseArgs(argc, argv);
+    if (a.command == "info")
+      return cmdInfo(a);
+    if (a.command == "train")
+      return cmdTrain(a);
+    return cmdEval(a);
+  } catch (const UsageError &e) {
+    std::cerr << "netrun: " << e.what() << "\n(netrun --help for usage)\n";
+    return 1;
+  } catch (const std::exception &e) {
+    std::cerr << "netrun: error: " << e.what() << "\n";
+    return 1;
+  } catch (...) {
+    std::cerr << "netrun: error: unknown exception\n";
+    return 1;
+  }
+}
