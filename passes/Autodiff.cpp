@@ -333,9 +333,9 @@ struct AutodiffPass : netc::impl::AutodiffBase<AutodiffPass> {
       if (failed(Autodiff(module, func, phase).run()))
         return signalPassFailure();
     }
-    // The eval function runs as a straight line too.
+    // The inference programs (eval, reconstruct) run as straight lines too.
     for (auto func : module.getOps<func::FuncOp>())
-      if (func->hasAttr("net.eval"))
+      if (func->hasAttr("net.eval") || func->hasAttr("net.reconstruct_from"))
         inlineMacros(func);
   }
 };

@@ -120,6 +120,17 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
       addValue(get.getResult(), json::Object{{"param", get.getName()}});
       continue;
     }
+    if (auto ret = dyn_cast<func::ReturnOp>(op);
+        ret && func->hasAttr("net.reconstruct_from")) {
+      json::Array recons;
+      for (auto [value, from] :
+           llvm::zip(ret.getOperands(),
+                     func->getAttrOfType<ArrayAttr>("net.reconstruct_from")))
+        recons.push_back(json::Object{{"from", cast<StringAttr>(from).getValue()},
+                                      {"value", ids.lookup(value)}});
+      outputs["reconstructions"] = std::move(recons);
+      continue;
+    }
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
       outputs["loss"] = ids.lookup(ret.getOperand(0));
       outputs["logits"] = ids.lookup(ret.getOperand(1));
@@ -257,6 +268,12 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
   if (failed(evalProgram))
     return failure();
   programs["eval"] = std::move(*evalProgram);
+  if (auto recon = symbols.lookup<func::FuncOp>("reconstruct")) {
+    auto program = programJson(recon);
+    if (failed(program))
+      return failure();
+    programs["reconstruct"] = std::move(*program);
+  }
   plan["programs"] = std::move(programs);
   plan["schedule"] = std::move(schedule);
   return json::Value(std::move(plan));

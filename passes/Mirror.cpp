@@ -20,6 +20,8 @@
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
+#include "mlir/Transforms/RegionUtils.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/StringSet.h"
 
 namespace netc {
@@ -39,7 +41,9 @@ constexpr double kDecoderStd = 0.001;
 /// Parsed form of a variant name.
 struct Variant {
   bool swwae = false;
-  enum class Losses { First, All, Layerwise } losses = Losses::First;
+  /// Reconstruct: no losses; a stacked decoder from every macro-layer to the
+  /// image, whose outputs the function returns (`netrun reconstruct`).
+  enum class Losses { First, All, Layerwise, Reconstruct } losses = Losses::First;
 };
 
 std::optional<Variant> parseVariant(StringRef name) {
@@ -498,6 +502,26 @@ LogicalResult Mirror::run() {
     names.push_back(nameStorage.back());
   };
 
+  if (variant.losses == Variant::Losses::Reconstruct) {
+    SmallVector<Value> images;
+    SmallVector<Attribute> from;
+    for (size_t top = 1; top <= stages.size(); ++top) {
+      Value x = stages[top - 1].output;
+      for (size_t l = top; l >= 1; --l)
+        x = buildStageDecoder(stages[l - 1], x, l == 1);
+      images.push_back(x);
+      from.push_back(builder.getStringAttr(stages[top - 1].name));
+    }
+    ret->setOperands(images);
+    func->setAttr("net.reconstruct_from", builder.getArrayAttr(from));
+    // The classifier's head is now dead.
+    for (Operation &op :
+         llvm::make_early_inc_range(llvm::reverse(func.getBody().front())))
+      if (isOpTriviallyDead(&op))
+        op.erase();
+    return inferShapes(module);
+  }
+
   if (variant.losses == Variant::Losses::Layerwise) {
     // Decoder l starts from the clean a_l; its loss is at level l - 1.
     for (size_t l = 1; l <= stages.size(); ++l)
@@ -575,6 +599,8 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
           continue;
         if (topology.getValue() == "layerwise")
           v.losses = Variant::Losses::Layerwise;
+        if (topology.getValue() == "reconstruct")
+          v.losses = Variant::Losses::Reconstruct;
       } else if (!func->hasAttr("net.network")) {
         continue;
       }

@@ -6,7 +6,8 @@
 // 3. For each phase, clone the network into `step.<phase>` with the decoder
 //    topology it trains; skip phases the variant has no decoder for.
 // 4. Add `eval`: the classifier alone, without dropout, batch norm in
-//    inference mode.
+//    inference mode; and, with a decoder, `reconstruct`: the same encoder
+//    with a stacked decoder from every macro-layer down to the image.
 //
 //===----------------------------------------------------------------------===//
 
@@ -89,6 +90,22 @@ func::FuncOp cloneNetwork(func::FuncOp network, StringRef name) {
   return clone;
 }
 
+/// A clone of `from` in inference mode: no dropout, batch norm on running
+/// statistics.
+func::FuncOp cloneInference(func::FuncOp from, StringRef name,
+                            StringRef topology) {
+  func::FuncOp f = cloneNetwork(from, name);
+  for (StringRef attr : {"net.phase", "net.topology", "net.lambda", "net.eval"})
+    f->removeAttr(attr);
+  f->setAttr("net.topology", StringAttr::get(f.getContext(), topology));
+  f.walk([](DropoutOp d) {
+    d.getOutput().replaceAllUsesWith(d.getInput());
+    d.erase();
+  });
+  f.walk([&](BatchNormOp bn) { bn.setInference(true); });
+  return f;
+}
+
 struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
@@ -133,16 +150,11 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
       last = step;
     }
 
-    func::FuncOp eval = cloneNetwork(last, "eval");
-    for (StringRef attr : {"net.phase", "net.topology", "net.lambda"})
-      eval->removeAttr(attr);
-    eval->setAttr("net.topology", b.getStringAttr("none"));
+    func::FuncOp eval = cloneInference(last, "eval", "none");
     eval->setAttr("net.eval", b.getUnitAttr());
-    eval.walk([](DropoutOp d) {
-      d.getOutput().replaceAllUsesWith(d.getInput());
-      d.erase();
-    });
-    eval.walk([&](BatchNormOp bn) { bn.setInference(true); });
+    // With a decoder: image reconstructions from every macro-layer.
+    if (variant != "none")
+      cloneInference(eval, "reconstruct", "reconstruct");
     if (module.getOps<EvalOp>().empty()) {
       OpBuilder ob(network);
       ob.create<EvalOp>(network.getLoc(), ob.getStrArrayAttr({"full"}));

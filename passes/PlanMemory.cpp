@@ -165,7 +165,7 @@ struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
       int64_t b = 0;
       if (auto ref = func->getAttrOfType<FlatSymbolRefAttr>("net.phase"))
         b = symbols.lookup<PhaseOp>(ref.getValue()).getBatchAttr().getInt();
-      else if (func->hasAttr("net.eval"))
+      else if (func->hasAttr("net.eval") || func->hasAttr("net.reconstruct_from"))
         b = largest;
       else
         continue;

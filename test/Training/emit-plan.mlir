@@ -22,6 +22,11 @@
 // CHECK: "arena_bytes":
 // CHECK: "batch": 8,
 // CHECK-NOT: "op": "dropout"
+// CHECK: "reconstruct": {
+// CHECK: "reconstructions": [
+// CHECK-NEXT: {
+// CHECK-NEXT: "from": "conv1",
+// CHECK: "from": "conv2",
 // CHECK: "step.decoders": {
 // CHECK: "op": "sgd_update",
 // CHECK: "terms": [

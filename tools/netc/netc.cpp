@@ -132,6 +132,8 @@ int main(int argc, char **argv) {
     return 1;
 
   mlir::MLIRContext context;
+  // Errors point at the .net text; the IR of the op is not for the user.
+  context.printOpOnDiagnostic(false);
   mlir::SourceMgrDiagnosticHandler diagnostics(srcMgr, &context);
   mlir::OwningOpRef<mlir::ModuleOp> module = netc::mlirGen(context, *model);
   if (!module)
