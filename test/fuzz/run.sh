@@ -20,10 +20,17 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${NETC_FUZZ_BUILD:-$ROOT/build-fuzz}"
 WORK="${NETC_FUZZ_WORK:-$(mktemp -d /tmp/netc-fuzz.XXXXXX)}"
 
-command -v clang++-19 >/dev/null || {
-  echo "run.sh: clang++-19 not found (apt-get install clang-19 libclang-rt-19-dev)" >&2
-  exit 1
-}
+# The project's own build first (it installs LLVM/MLIR 19), then clang 19
+# and its libFuzzer runtime if missing.
+"$ROOT/scripts/setup.sh" "$ROOT/build" >/dev/null
+for p in clang-19 libclang-rt-19-dev; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends clang-19 libclang-rt-19-dev
+    break
+  fi
+done
 
 if [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang-19 CXX=clang++-19 cmake -G Ninja -S "$ROOT" -B "$BUILD" \
