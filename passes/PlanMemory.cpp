@@ -1,7 +1,8 @@
 //===- PlanMemory.cpp - net-plan-memory: arena offsets by liveness --------===//
 //
 // 1. Number the ops of a straight-line function; a value lives from its
-//    definition to its last use (returned values to the end).
+//    definition to its last use (outputs: returned values and loss terms, to
+//    the end).
 // 2. Group values into buffers: a reshape/flatten result joins its input's
 //    buffer; an element-wise op joins its first operand's buffer when that
 //    operand dies there (in place). Parameters need no arena bytes.
@@ -63,10 +64,14 @@ static int64_t planFunction(func::FuncOp func, int64_t batch) {
   for (Operation &op : block)
     index[&op] = n++;
 
+  // Returned values and the objective's terms are the program's outputs:
+  // the runtime reads them after the last kernel.
   auto lastUse = [&](Value v) {
     int64_t last = v.getDefiningOp() ? index[v.getDefiningOp()] : -1;
     for (Operation *user : v.getUsers())
-      last = std::max(last, isa<func::ReturnOp>(user) ? n : index[user]);
+      last = std::max(last, isa<func::ReturnOp, ObjectiveOp>(user)
+                                ? n
+                                : index[user]);
     return last;
   };
 
