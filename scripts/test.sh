@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All the tests: set up and build, run the lit suite (compiler behaviour and
-# every diagnostic) and the unit tests, then build the runtime alone
-# (-DNETC_BUILD_COMPILER=OFF) and check that no MLIR/LLVM header reaches it.
+# every diagnostic), the compiler's unit tests, the end-to-end training test,
+# then build the runtime alone (-DNETC_BUILD_COMPILER=OFF), check that no
+# MLIR/LLVM header reaches it, and run the runtime's tests from that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
@@ -30,14 +31,30 @@ run_gtest() {
   count "$p" "$f"; rm -f "$log"
 }
 run_gtest build/bin/netc-unit-tests
+run_gtest build/bin/netc-runtime-tests
+
+echo "== end to end: train on Fashion-MNIST =="
+set +e
+test/e2e/train.sh build | tee build/e2e.log
+e2e_rc=${PIPESTATUS[0]}
+set -e
+ep=$(grep -oP '^e2e: \K[0-9]+(?= passed)' build/e2e.log || echo 0)
+ef=$(grep -oP '^e2e: [0-9]+ passed, \K[0-9]+' build/e2e.log || echo 0)
+((e2e_rc != 0 && ef == 0)) && ef=1
+count "$ep" "$ef"
 
 echo "== runtime without the compiler =="
 cmake -S . -B build-runtime -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETC_BUILD_COMPILER=OFF >/dev/null
 cmake --build build-runtime
+# One check: it configures, builds, sees no LLVM/MLIR, and its tests pass
+# (the compiler-generated plans are absent there, so those tests skip).
 if grep -qE 'llvm-[0-9]+|/mlir' build-runtime/compile_commands.json; then
   echo "error: the runtime build sees an LLVM/MLIR include path"; count 0 1
+elif build-runtime/bin/netc-runtime-tests >build/runtime-only.log 2>&1; then
+  echo "runtime-only build: $(tail -1 build/runtime-only.log)"; count 1 0
+else
+  cat build/runtime-only.log; count 0 1
 fi
-run_gtest build-runtime/bin/netc-runtime-tests
 
 echo "tests: $passed passed, $failed failed"
 ((failed == 0))

@@ -12,6 +12,7 @@
 
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/ParamStore.h"
+#include "runtime/io/Png.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/Plan.h"
 #include "runtime/train/Data.h"
@@ -43,9 +44,18 @@ commands:
       --resume              continue from TRAINER/checkpoint.safetensors
       --max-steps N         stop after N steps in all (checkpointed; for tests)
       --checkpoint-every N  also checkpoint every N steps
+      --backend NAME        cpu (oneDNN; the default where built) or reference
   eval TRAINER    top-1 test error of the `eval` program
       --data DIR            data folder
       --params FILE         parameters (default TRAINER/checkpoint.safetensors)
+      --backend NAME        as for train
+  reconstruct TRAINER  a PNG of test images (top row) and their
+                  reconstructions from each macro-layer (one row each)
+      --data DIR            data folder
+      --params FILE         parameters (default TRAINER/checkpoint.safetensors)
+      --count N             images (8, at most the program's batch)
+      --out FILE            the PNG (default TRAINER/reconstructions.png)
+      --backend NAME        as for train
   info TRAINER    programs, kernels, arenas, parameters and the schedule
 
   -h, --help      this message
@@ -65,11 +75,12 @@ Args parseArgs(int argc, char **argv) {
   static const std::map<std::string, std::vector<std::string>> valued = {
       {"train",
        {"--data", "--seed", "--log-every", "--metrics", "--max-steps",
-        "--checkpoint-every"}},
-      {"eval", {"--data", "--params"}},
+        "--checkpoint-every", "--backend"}},
+      {"eval", {"--data", "--params", "--backend"}},
+      {"reconstruct", {"--data", "--params", "--count", "--out", "--backend"}},
       {"info", {}}};
   static const std::map<std::string, std::vector<std::string>> boolean = {
-      {"train", {"--resume"}}, {"eval", {}}, {"info", {}}};
+      {"train", {"--resume"}}, {"eval", {}}, {"reconstruct", {}}, {"info", {}}};
   Args a;
   if (argc < 2)
     throw UsageError("missing command");
@@ -198,6 +209,18 @@ int cmdInfo(const Args &a) {
   return 0;
 }
 
+/// `--backend`, defaulting to the fastest one built in.
+std::string backendOption(const Args &a) {
+  std::string name = option(a, "--backend");
+  if (!name.empty())
+    return name;
+#ifdef NETC_HAVE_ONEDNN
+  return "cpu";
+#else
+  return "reference";
+#endif
+}
+
 int cmdTrain(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   train::TrainOptions o;
@@ -208,9 +231,27 @@ int cmdTrain(const Args &a) {
   o.resume = a.flags.count("--resume") != 0;
   o.maxSteps = intOption(a, "--max-steps", 0);
   o.checkpointEvery = intOption(a, "--checkpoint-every", 0);
+  o.backend = backendOption(a);
   train::Trainer t(p, o, std::cout);
   t.run();
   return 0;
+}
+
+/// The trained parameters: `--params`, else the trainer's checkpoint, else
+/// (with a note) the initial ones.
+void loadTrainedParams(const Args &a, const plan::Plan &p,
+                       exec::ParamStore &store) {
+  std::string params = option(a, "--params");
+  if (params.empty()) {
+    params = train::checkpointPath(p);
+    if (!std::filesystem::exists(params)) {
+      std::cerr << fmt::format("netrun: note: no {}; using the initial "
+                               "parameters\n",
+                               params);
+      return;
+    }
+  }
+  store.fromTensors(io::readSafetensors(params), params, false);
 }
 
 int cmdEval(const Args &a) {
@@ -218,22 +259,68 @@ int cmdEval(const Args &a) {
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
   train::Datasets data = train::loadDatasets(d);
   exec::ParamStore store(p, 1);
-  std::string params = option(a, "--params");
-  if (params.empty()) {
-    params = train::checkpointPath(p);
-    if (!std::filesystem::exists(params)) {
-      std::cerr << fmt::format("netrun: note: no {}; evaluating the initial "
-                               "parameters\n",
-                               params);
-      params.clear();
-    }
-  }
-  if (!params.empty())
-    store.fromTensors(io::readSafetensors(params), params, false);
-  exec::ReferenceBackend backend;
-  train::EvalResult r = train::evaluate(p, store, backend, data.test);
+  loadTrainedParams(a, p, store);
+  std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
+  train::EvalResult r = train::evaluate(p, store, *backend, data.test);
   std::cout << fmt::format("test error {:.2f}% ({} of {} wrong)\n",
                            r.errorPercent(), r.total - r.correct, r.total);
+  return 0;
+}
+
+int cmdReconstruct(const Args &a) {
+  plan::Plan p = plan::loadPlan(a.trainer);
+  if (!p.programs.count("reconstruct"))
+    throw std::runtime_error(fmt::format(
+        "{}: no 'reconstruct' program: variant '{}' has no decoder",
+        a.trainer, p.variant));
+  train::DataOptions d = train::dataOptions(p, option(a, "--data"));
+  train::Datasets data = train::loadDatasets(d);
+  exec::ParamStore store(p, 1);
+  loadTrainedParams(a, p, store);
+  std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
+  exec::Executor exe(p, "reconstruct", store, *backend);
+  const plan::Program &prog = exe.program();
+  int64_t n = std::min({intOption(a, "--count", 8, 1), exe.batch(),
+                        data.test.size()});
+  std::vector<int64_t> indices(n);
+  for (int64_t i = 0; i < n; ++i)
+    indices[i] = i;
+  std::vector<int32_t> labels(n);
+  int64_t image = exe.inputId("image");
+  data.test.makeBatch(indices.data(), n, /*augment=*/false, 0, exe.f32(image),
+                      exe.hasInput("labels") ? exe.i32(exe.inputId("labels"))
+                                             : labels.data());
+  // Keep the inputs: the program may reuse their bytes.
+  int64_t sample = data.test.sampleFloats();
+  std::vector<float> inputs(exe.f32(image), exe.f32(image) + n * sample);
+  exec::StepContext ctx;
+  ctx.training = false;
+  exe.run(n, ctx);
+
+  // Undo the normalisation: pixel = x * std + mean.
+  std::vector<double> scale = d.std.empty() ? std::vector<double>{255.0} : d.std;
+  std::vector<double> offset =
+      d.mean.empty() ? std::vector<double>{0.0} : d.mean;
+  int channels = int(d.channels);
+  io::ImageGrid grid(1 + int64_t(prog.reconstructions.size()), n, d.height,
+                     d.width, channels == 3 ? 3 : 1);
+  for (int64_t i = 0; i < n; ++i) {
+    grid.place(0, i, inputs.data() + i * sample, scale, offset);
+    for (size_t r = 0; r < prog.reconstructions.size(); ++r)
+      grid.place(int64_t(r) + 1, i,
+                 exe.f32(prog.reconstructions[r].value) + i * sample, scale,
+                 offset);
+  }
+  std::string out = option(a, "--out");
+  if (out.empty())
+    out = (std::filesystem::path(a.trainer) / "reconstructions.png").string();
+  grid.write(out);
+  std::string rows;
+  for (const plan::Reconstruction &r : prog.reconstructions)
+    rows += (rows.empty() ? "" : ", ") + r.from;
+  std::cout << fmt::format("wrote {}: {} test images (top row) and their "
+                           "reconstructions from {} (rows below)\n",
+                           out, n, rows);
   return 0;
 }
 
@@ -253,6 +340,8 @@ int main(int argc, char **argv) {
       return cmdInfo(a);
     if (a.command == "train")
       return cmdTrain(a);
+    if (a.command == "reconstruct")
+      return cmdReconstruct(a);
     return cmdEval(a);
   } catch (const UsageError &e) {
     std::cerr << "netrun: " << e.what() << "\n(netrun --help for usage)\n";

@@ -1,0 +1,210 @@
+//===- CpuBackend.cpp - the `cpu` backend ---------------------------------===//
+
+#include "runtime/exec/CpuBackend.h"
+
+#include "runtime/kernels/Cpu.h"
+
+#include <algorithm>
+
+namespace netc::exec {
+
+using kernels::ConvShape;
+using plan::Op;
+namespace cpu = kernels::cpu;
+namespace ref = kernels::ref;
+
+/// Elementwise kernels split into chunks of at least this many elements.
+static constexpr int64_t kElementGrain = 1 << 15;
+
+void CpuBackend::run(const KernelCall &c) {
+  const KernelAttrs &a = c.attrs;
+  const plan::Kernel &k = c.kernel;
+  auto in = [&](size_t i) { return c.in[i].f32(); };
+  auto out = [&](size_t i) { return c.out[i].f32(); };
+  // Geometry was validated when the executor was built; shapes are
+  // recomputed for this batch exactly as the reference backend does.
+  kernels::Window2D win = a.win;
+  switch (k.op) {
+  case Op::Conv2D:
+  case Op::Deconv2D: {
+    const kernels::Dims4 &w = c.in[1].dims;
+    win.kh = w.h;
+    win.kw = w.w;
+    const float *bias = c.in.size() > 2 ? in(2) : nullptr;
+    if (k.op == Op::Conv2D)
+      cpu::conv2dForward(
+          kernels::conv2dShape(c.in[0].dims, w.n, win, a.groups), in(0), in(1),
+          bias, out(0));
+    else
+      cpu::deconv2dForward(kernels::deconv2dShape(c.in[0].dims,
+                                                  w.c * a.groups, win,
+                                                  a.groups, a.outPadH,
+                                                  a.outPadW),
+                           in(0), in(1), bias, out(0));
+    return;
+  }
+  case Op::Conv2DGradInput:
+  case Op::Conv2DGradWeight:
+  case Op::Deconv2DGradInput:
+  case Op::Deconv2DGradWeight: {
+    bool gradInput =
+        k.op == Op::Conv2DGradInput || k.op == Op::Deconv2DGradInput;
+    const TensorRef &x = gradInput ? c.out[0] : c.in[0];
+    const TensorRef &w = gradInput ? c.in[1] : c.out[0];
+    const TensorRef &dy = gradInput ? c.in[0] : c.in[1];
+    win.kh = w.dims.h;
+    win.kw = w.dims.w;
+    ConvShape s;
+    if (k.op == Op::Conv2DGradInput || k.op == Op::Conv2DGradWeight) {
+      s = kernels::conv2dShape(x.dims, w.dims.n, win, a.groups);
+    } else {
+      int64_t opH = dy.dims.h - ((x.dims.h - 1) * win.sh - 2 * win.ph + win.kh);
+      int64_t opW = dy.dims.w - ((x.dims.w - 1) * win.sw - 2 * win.pw + win.kw);
+      s = kernels::deconv2dShape(x.dims, w.dims.c * a.groups, win, a.groups,
+                                 opH, opW);
+    }
+    switch (k.op) {
+    case Op::Conv2DGradInput:
+      cpu::conv2dBackwardData(s, dy.f32(), w.f32(), x.f32());
+      break;
+    case Op::Conv2DGradWeight:
+      cpu::conv2dBackwardFilter(s, x.f32(), dy.f32(), w.f32());
+      break;
+    case Op::Deconv2DGradInput:
+      cpu::deconv2dBackwardData(s, dy.f32(), w.f32(), x.f32());
+      break;
+    default:
+      cpu::deconv2dBackwardFilter(s, x.f32(), dy.f32(), w.f32());
+      break;
+    }
+    return;
+  }
+  case Op::FC: {
+    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n,
+            no = c.out[0].count / n;
+    cpu::fcForward(n, ni, no, in(0), in(1), c.in.size() > 2 ? in(2) : nullptr,
+                   out(0));
+    return;
+  }
+  case Op::FCGradInput: {
+    int64_t n = c.out[0].dims.n, ni = c.out[0].count / n,
+            no = c.in[0].count / n;
+    cpu::fcBackwardData(n, ni, no, in(0), in(1), out(0));
+    return;
+  }
+  case Op::FCGradWeight: {
+    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n, no = c.in[1].count / n;
+    cpu::fcBackwardFilter(n, ni, no, in(0), in(1), out(0));
+    return;
+  }
+  // Cheap kernels, split into chunks (elements, channels or images) that
+  // run the reference loops in parallel: results identical to the
+  // reference's, element for element.
+  case Op::Relu: {
+    const float *x = in(0);
+    float *y = out(0);
+    cpu::parallelChunks(c.in[0].count, kElementGrain,
+                        [&](int64_t b, int64_t e, int) {
+                          ref::reluForward(e - b, x + b, y + b);
+                        });
+    return;
+  }
+  case Op::ReluGrad: {
+    const float *dy = in(0), *y = in(1);
+    float *dx = out(0);
+    cpu::parallelChunks(c.in[0].count, kElementGrain,
+                        [&](int64_t b, int64_t e, int) {
+                          ref::reluBackward(e - b, y + b, dy + b, dx + b);
+                        });
+    return;
+  }
+  case Op::Add: {
+    const float *x = in(0), *y = in(1);
+    float *z = out(0);
+    cpu::parallelChunks(c.in[0].count, kElementGrain,
+                        [&](int64_t b, int64_t e, int) {
+                          ref::add(e - b, x + b, y + b, z + b);
+                        });
+    return;
+  }
+  case Op::SGDUpdate: {
+    float *w = c.param->value.data(), *v = c.param->momentum.data();
+    const float *g = in(0);
+    cpu::parallelChunks(c.in[0].count, kElementGrain,
+                        [&](int64_t b, int64_t e, int) {
+                          ref::sgdUpdate(e - b, w + b, g + b, v + b, c.ctx.lr,
+                                         c.ctx.momentum, c.ctx.decay, a.lrMult,
+                                         a.decayMult);
+                        });
+    return;
+  }
+  case Op::BiasGrad: {
+    // ref::biasBackward's loop, split over channels (same summation order).
+    const kernels::Dims4 d = c.in[0].dims;
+    const float *dy = in(0);
+    float *db = out(0);
+    cpu::parallelChunks(
+        d.c, std::max<int64_t>(1, kElementGrain / std::max<int64_t>(
+                                                      1, d.n * d.plane())),
+        [&](int64_t b, int64_t e, int) {
+          for (int64_t ch = b; ch < e; ++ch) {
+            double sum = 0.0;
+            for (int64_t n = 0; n < d.n; ++n) {
+              const float *p = dy + (n * d.c + ch) * d.plane();
+              for (int64_t q = 0; q < d.plane(); ++q)
+                sum += double(p[q]);
+            }
+            db[ch] = float(sum);
+          }
+        });
+    return;
+  }
+  case Op::MaxPool: {
+    const kernels::Dims4 d = c.in[0].dims;
+    int64_t inPer = d.c * d.plane(), outPer = c.out[0].count / d.n;
+    const float *x = in(0);
+    float *y = out(0);
+    int32_t *sw = c.out[1].i32();
+    cpu::parallelChunks(d.n, 1, [&](int64_t b, int64_t e, int) {
+      kernels::Dims4 part = d;
+      part.n = e - b;
+      ref::maxPoolForward(kernels::poolShape(part, win, a.ceil), x + b * inPer,
+                          y + b * outPer, sw + b * outPer);
+    });
+    return;
+  }
+  case Op::Unpool:
+  case Op::UnpoolGrad: {
+    // The pooled side (unpool's input, unpool_grad's output) and the
+    // unpooled side; switches have the pooled side's shape.
+    bool forward = k.op == Op::Unpool;
+    const kernels::Dims4 pooled = forward ? c.in[0].dims : c.out[0].dims;
+    int64_t sizeH = forward ? a.sizeH : c.in[0].dims.h;
+    int64_t sizeW = forward ? a.sizeW : c.in[0].dims.w;
+    int64_t pooledPer = pooled.c * pooled.plane(),
+            unpooledPer = pooled.c * sizeH * sizeW;
+    const float *src = in(0);
+    float *dst = out(0);
+    const int32_t *sw = c.in.size() > 1 ? c.in[1].i32() : nullptr;
+    cpu::parallelChunks(pooled.n, 1, [&](int64_t b, int64_t e, int) {
+      kernels::Dims4 part = pooled;
+      part.n = e - b;
+      kernels::UnpoolShape ps = kernels::unpoolShape(
+          part, win, sizeH, sizeW, a.posH, a.posW, a.normalize);
+      const int32_t *psw = sw ? sw + b * pooledPer : nullptr;
+      if (forward)
+        ref::unpoolForward(ps, src + b * pooledPer, psw,
+                           dst + b * unpooledPer);
+      else
+        ref::unpoolBackward(ps, src + b * unpooledPer, psw,
+                            dst + b * pooledPer);
+    });
+    return;
+  }
+  default:
+    reference_.run(c);
+    return;
+  }
+}
+
+} // namespace netc::exec

@@ -1,0 +1,742 @@
+//===- Executor.cpp - runs one program of a plan --------------------------===//
+
+#include "runtime/exec/Executor.h"
+#ifdef NETC_HAVE_ONEDNN
+#include "runtime/exec/CpuBackend.h"
+#endif
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace netc::exec {
+
+using kernels::ConvShape;
+using kernels::Dims4;
+using kernels::KernelError;
+using kernels::PoolShape;
+using kernels::UnpoolShape;
+using plan::Op;
+using plan::PlanError;
+
+kernels::Dims4 dimsOf(const plan::Value &v, int64_t n) {
+  std::vector<int64_t> s;
+  for (int64_t d : v.shape)
+    s.push_back(d < 0 ? n : d);
+  Dims4 d{1, 1, 1, 1};
+  if (s.size() > 0) d.n = s[0];
+  if (s.size() > 1) d.c = s[1];
+  if (s.size() > 2) d.h = s[2];
+  if (s.size() > 3) d.w = s[3];
+  for (size_t i = 4; i < s.size(); ++i)
+    d.w *= s[i];
+  return d;
+}
+
+//===----------------------------------------------------------------------===//
+// Attributes
+//===----------------------------------------------------------------------===//
+
+static KernelAttrs decodeAttrs(const plan::Kernel &k) {
+  KernelAttrs a;
+  auto window = [&](bool kernelAttr) {
+    if (kernelAttr) {
+      auto ks = k.ints("kernel", 2);
+      a.win.kh = ks[0];
+      a.win.kw = ks[1];
+    }
+    auto st = k.ints("stride", 2, std::vector<int64_t>{1, 1});
+    auto pd = k.ints("pad", 2, std::vector<int64_t>{0, 0});
+    a.win.sh = st[0];
+    a.win.sw = st[1];
+    a.win.ph = pd[0];
+    a.win.pw = pd[1];
+  };
+  switch (k.op) {
+  case Op::Conv2D:
+  case Op::Conv2DGradInput:
+  case Op::Conv2DGradWeight:
+  case Op::Deconv2DGradInput:
+  case Op::Deconv2DGradWeight:
+    window(false);
+    a.groups = k.i64("groups", 1);
+    break;
+  case Op::Deconv2D: {
+    window(false);
+    a.groups = k.i64("groups", 1);
+    auto op = k.ints("output_padding", 2, std::vector<int64_t>{0, 0});
+    a.outPadH = op[0];
+    a.outPadW = op[1];
+    break;
+  }
+  case Op::MaxPool:
+  case Op::AvgPool:
+  case Op::AvgPoolGrad:
+    window(true);
+    a.ceil = k.flag("ceil") || k.flag("ceil_mode");
+    break;
+  case Op::Unpool:
+  case Op::UnpoolGrad: {
+    window(true);
+    if (k.op == Op::Unpool) {
+      auto sz = k.ints("size", 2);
+      a.sizeH = sz[0];
+      a.sizeW = sz[1];
+    }
+    auto pos = k.ints("position", 2, std::vector<int64_t>{0, 0});
+    a.posH = pos[0];
+    a.posW = pos[1];
+    a.normalize = k.flag("normalize");
+    break;
+  }
+  case Op::Dropout:
+  case Op::DropoutGrad:
+    a.ratio = k.f64("ratio");
+    a.seed = uint64_t(k.i64("seed"));
+    if (!(a.ratio >= 0 && a.ratio < 1))
+      throw PlanError(fmt::format("{}.attrs.ratio: {} is not in [0, 1)",
+                                  k.path, a.ratio));
+    break;
+  case Op::LRN:
+  case Op::LRNGrad:
+    a.lrn.size = k.i64("size");
+    a.lrn.alpha = k.f64("alpha");
+    a.lrn.beta = k.f64("beta");
+    a.lrn.k = k.f64("k");
+    break;
+  case Op::BatchNorm:
+    a.eps = k.f64("eps");
+    a.bnMomentum = k.f64("momentum");
+    a.inference = k.flag("inference");
+    break;
+  case Op::BatchNormGrad:
+    a.eps = k.f64("eps");
+    break;
+  case Op::SoftmaxCrossEntropyGrad:
+  case Op::EuclideanLossGrad:
+    a.scale = k.f64("scale");
+    break;
+  case Op::Scale:
+    a.scale = k.f64("factor");
+    break;
+  case Op::Objective:
+    a.weights = k.f64s("weights");
+    break;
+  case Op::SGDUpdate:
+    a.param = k.str("param");
+    a.lrMult = k.f64("lr_mult");
+    a.decayMult = k.f64("decay_mult");
+    break;
+  default:
+    break;
+  }
+  return a;
+}
+
+//===----------------------------------------------------------------------===//
+// Geometry: shapes every kernel derives from its operands, checked against
+// the plan's declared shapes.
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct Geometry {
+  ConvShape conv;
+  PoolShape pool;
+  UnpoolShape unpool;
+  int64_t n = 0, in = 0, out = 0; ///< fc and losses
+};
+
+std::string str(const Dims4 &d) {
+  return fmt::format("[{}, {}, {}, {}]", d.n, d.c, d.h, d.w);
+}
+
+void expectDims(const char *what, const Dims4 &got, const Dims4 &want) {
+  if (got != want)
+    throw KernelError(fmt::format("{} is {} but the kernel computes {}", what,
+                                  str(got), str(want)));
+}
+void expectCount(const char *what, int64_t got, int64_t want) {
+  if (got != want)
+    throw KernelError(
+        fmt::format("{} has {} elements, expected {}", what, got, want));
+}
+
+/// Spatial dims of a map (rank 4); flat values are not maps.
+void expectMap(const char *what, const TensorRef &t, const plan::Value &v) {
+  if (v.shape.size() != 4)
+    throw KernelError(fmt::format("{} must be a [N, C, H, W] map", what));
+}
+
+template <typename T>
+Geometry geometry(const KernelCallT<T> &c, const plan::Program &p) {
+  const plan::Kernel &k = c.kernel;
+  const KernelAttrs &a = c.attrs;
+  auto val = [&](int64_t id) -> const plan::Value & { return p.value(id); };
+  auto inV = [&](size_t i) -> const plan::Value & { return val(k.in[i]); };
+  auto outV = [&](size_t i) -> const plan::Value & { return val(k.out[i]); };
+  Geometry g;
+  kernels::Window2D win = a.win;
+  switch (k.op) {
+  case Op::Conv2D:
+  case Op::Deconv2D: {
+    expectMap("input", c.in[0], inV(0));
+    expectMap("weight", c.in[1], inV(1));
+    const Dims4 &w = c.in[1].dims;
+    win.kh = w.h;
+    win.kw = w.w;
+    g.conv = k.op == Op::Conv2D
+                 ? kernels::conv2dShape(c.in[0].dims, w.n, win, a.groups)
+                 : kernels::deconv2dShape(c.in[0].dims, w.c * a.groups, win,
+                                          a.groups, a.outPadH, a.outPadW);
+    expectDims("output", c.out[0].dims, g.conv.out);
+    if (k.op == Op::Conv2D)
+      expectCount("weight", c.in[1].count,
+                  g.conv.out.c * (g.conv.in.c / a.groups) * w.h * w.w);
+    else
+      expectCount("weight", c.in[1].count,
+                  g.conv.in.c * (g.conv.out.c / a.groups) * w.h * w.w);
+    if (c.in.size() > 2)
+      expectCount("bias", c.in[2].count, g.conv.out.c);
+    break;
+  }
+  case Op::Conv2DGradInput:
+  case Op::Conv2DGradWeight:
+  case Op::Deconv2DGradInput:
+  case Op::Deconv2DGradWeight: {
+    bool gradInput =
+        k.op == Op::Conv2DGradInput || k.op == Op::Deconv2DGradInput;
+    // x: the forward op's input; w: its weight; dy: its output's gradient.
+    const TensorRef &x = gradInput ? c.out[0] : c.in[0];
+    const TensorRef &w = gradInput ? c.in[1] : c.out[0];
+    const TensorRef &dy = gradInput ? c.in[0] : c.in[1];
+    expectMap("input", x, gradInput ? outV(0) : inV(0));
+    expectMap("weight", w, gradInput ? inV(1) : outV(0));
+    expectMap("gradient", dy, gradInput ? inV(0) : inV(1));
+    win.kh = w.dims.h;
+    win.kw = w.dims.w;
+    if (k.op == Op::Conv2DGradInput || k.op == Op::Conv2DGradWeight) {
+      g.conv = kernels::conv2dShape(x.dims, w.dims.n, win, a.groups);
+    } else {
+      int64_t opH = dy.dims.h - ((x.dims.h - 1) * win.sh - 2 * win.ph + win.kh);
+      int64_t opW = dy.dims.w - ((x.dims.w - 1) * win.sw - 2 * win.pw + win.kw);
+      g.conv = kernels::deconv2dShape(x.dims, w.dims.c * a.groups, win,
+                                      a.groups, opH, opW);
+    }
+    expectDims("gradient", dy.dims, g.conv.out);
+    break;
+  }
+  case Op::MaxPool:
+  case Op::AvgPool:
+    expectMap("input", c.in[0], inV(0));
+    g.pool = kernels::poolShape(c.in[0].dims, win, a.ceil);
+    expectDims("output", c.out[0].dims, g.pool.out);
+    if (k.op == Op::MaxPool)
+      expectCount("switches", c.out[1].count, g.pool.out.count());
+    break;
+  case Op::AvgPoolGrad:
+    expectMap("input gradient", c.out[0], outV(0));
+    g.pool = kernels::poolShape(c.out[0].dims, win, a.ceil);
+    expectDims("gradient", c.in[0].dims, g.pool.out);
+    break;
+  case Op::Unpool:
+    expectMap("input", c.in[0], inV(0));
+    g.unpool = kernels::unpoolShape(c.in[0].dims, win, a.sizeH, a.sizeW,
+                                    a.posH, a.posW, a.normalize);
+    expectDims("output", c.out[0].dims, g.unpool.out);
+    if (c.in.size() > 1)
+      expectCount("switches", c.in[1].count, c.in[0].count);
+    break;
+  case Op::UnpoolGrad:
+    expectMap("gradient", c.in[0], inV(0));
+    g.unpool = kernels::unpoolShape(c.out[0].dims, win, c.in[0].dims.h,
+                                    c.in[0].dims.w, a.posH, a.posW,
+                                    a.normalize);
+    expectDims("gradient", c.in[0].dims, g.unpool.out);
+    if (c.in.size() > 1)
+      expectCount("switches", c.in[1].count, c.out[0].count);
+    break;
+  case Op::FC:
+  case Op::FCGradInput:
+  case Op::FCGradWeight: {
+    // x [N, in], w [out, in], y [N, out].
+    const TensorRef &x = k.op == Op::FC          ? c.in[0]
+                         : k.op == Op::FCGradInput ? c.out[0]
+                                                   : c.in[0];
+    const TensorRef &y = k.op == Op::FC ? c.out[0] : k.op == Op::FCGradInput
+                                                         ? c.in[0]
+                                                         : c.in[1];
+    g.n = x.dims.n;
+    if (g.n <= 0 || x.count % g.n != 0 || y.count % g.n != 0)
+      throw KernelError("fc operands do not share a batch dimension");
+    g.in = x.count / g.n;
+    g.out = y.count / g.n;
+    expectCount(k.op == Op::FCGradWeight ? "weight gradient" : "weight",
+                k.op == Op::FCGradWeight ? c.out[0].count : c.in[1].count,
+                g.out * g.in);
+    if (k.op != Op::FCGradWeight && c.in[1].dims.n != g.out)
+      throw KernelError(fmt::format("weight has {} rows, the output {} "
+                                    "features",
+                                    c.in[1].dims.n, g.out));
+    if (k.op == Op::FC && c.in.size() > 2)
+      expectCount("bias", c.in[2].count, g.out);
+    if (y.dims.n != g.n)
+      throw KernelError("fc input and output batches differ");
+    break;
+  }
+  case Op::BiasGrad:
+    expectCount("bias gradient", c.out[0].count, c.in[0].dims.c);
+    break;
+  case Op::Relu:
+  case Op::Dropout:
+  case Op::DropoutGrad:
+  case Op::Scale:
+  case Op::Reshape:
+  case Op::Flatten:
+    expectCount("output", c.out[0].count, c.in[0].count);
+    break;
+  case Op::ReluGrad:
+  case Op::Add:
+    expectCount("second operand", c.in[1].count, c.in[0].count);
+    expectCount("output", c.out[0].count, c.in[0].count);
+    break;
+  case Op::LRN:
+    expectDims("output", c.out[0].dims, c.in[0].dims);
+    break;
+  case Op::LRNGrad:
+    expectDims("input", c.in[1].dims, c.in[0].dims);
+    expectDims("output", c.in[2].dims, c.in[0].dims);
+    expectDims("input gradient", c.out[0].dims, c.in[0].dims);
+    break;
+  case Op::BatchNorm:
+    expectDims("output", c.out[0].dims, c.in[0].dims);
+    for (size_t i = 1; i < 5; ++i)
+      expectCount("statistic/affine operand", c.in[i].count, c.in[0].dims.c);
+    break;
+  case Op::BatchNormGrad:
+    expectDims("input", c.in[1].dims, c.in[0].dims);
+    expectCount("scale", c.in[2].count, c.in[0].dims.c);
+    expectDims("input gradient", c.out[0].dims, c.in[0].dims);
+    expectCount("scale gradient", c.out[1].count, c.in[0].dims.c);
+    expectCount("shift gradient", c.out[2].count, c.in[0].dims.c);
+    break;
+  case Op::SoftmaxCrossEntropy:
+  case Op::SoftmaxCrossEntropyGrad:
+    g.n = c.in[0].dims.n;
+    if (g.n <= 0 || c.in[0].count % g.n != 0)
+      throw KernelError("logits have no batch dimension");
+    g.out = c.in[0].count / g.n;
+    expectCount("labels", c.in[1].count, g.n);
+    expectCount(k.op == Op::SoftmaxCrossEntropy ? "loss" : "logits gradient",
+                c.out[0].count,
+                k.op == Op::SoftmaxCrossEntropy ? 1 : c.in[0].count);
+    break;
+  case Op::EuclideanLoss:
+  case Op::EuclideanLossGrad:
+    g.n = c.in[0].dims.n;
+    expectCount("target", c.in[1].count, c.in[0].count);
+    expectCount(k.op == Op::EuclideanLoss ? "loss" : "prediction gradient",
+                c.out[0].count, k.op == Op::EuclideanLoss ? 1 : c.in[0].count);
+    break;
+  case Op::Objective:
+    for (const TensorRef &t : c.in)
+      expectCount("term", t.count, 1);
+    expectCount("total", c.out[0].count, 1);
+    break;
+  case Op::SGDUpdate:
+    if (!c.param)
+      throw KernelError("no parameter");
+    expectCount("gradient", c.in[0].count, int64_t(c.param->value.size()));
+    break;
+  }
+  return g;
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Reference backend
+//===----------------------------------------------------------------------===//
+
+namespace ref = kernels::ref;
+
+/// Not in Reference.h: y = x * factor (y may alias x).
+template <typename T>
+static void scaleKernel(int64_t count, const T *x, T factor, T *y) {
+  for (int64_t i = 0; i < count; ++i)
+    y[i] = x[i] * factor;
+}
+
+/// Not in Reference.h: per-channel batch mean and 1/sqrt(var + eps) (biased
+/// variance, accumulated in double), as batch_norm_grad recomputes them.
+template <typename T>
+static void batchStats(const Dims4 &d, const T *x, double eps, T *mean,
+                       T *invStd) {
+  int64_t m = d.n * d.plane();
+  for (int64_t ch = 0; ch < d.c; ++ch) {
+    double s = 0, ss = 0;
+    for (int64_t n = 0; n < d.n; ++n) {
+      const T *p = x + (n * d.c + ch) * d.plane();
+      for (int64_t i = 0; i < d.plane(); ++i)
+        s += p[i];
+    }
+    double mu = s / double(m);
+    for (int64_t n = 0; n < d.n; ++n) {
+      const T *p = x + (n * d.c + ch) * d.plane();
+      for (int64_t i = 0; i < d.plane(); ++i)
+        ss += (p[i] - mu) * (p[i] - mu);
+    }
+    mean[ch] = T(mu);
+    invStd[ch] = T(1.0 / std::sqrt(ss / double(m) + eps));
+  }
+}
+
+template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
+  const KernelAttrs &a = c.attrs;
+  const plan::Kernel &k = c.kernel;
+  auto in = [&](size_t i) { return c.in[i].template as<T>(); };
+  auto out = [&](size_t i) { return c.out[i].template as<T>(); };
+  // Geometry was validated at load; shapes are recomputed for this batch.
+  kernels::Window2D win = a.win;
+  switch (k.op) {
+  case Op::Conv2D:
+  case Op::Deconv2D: {
+    const Dims4 &w = c.in[1].dims;
+    win.kh = w.h;
+    win.kw = w.w;
+    const T *bias = c.in.size() > 2 ? in(2) : nullptr;
+    if (k.op == Op::Conv2D)
+      ref::conv2dForward(
+          kernels::conv2dShape(c.in[0].dims, w.n, win, a.groups), in(0), in(1),
+          bias, out(0));
+    else
+      ref::deconv2dForward(kernels::deconv2dShape(c.in[0].dims, w.c * a.groups,
+                                                  win, a.groups, a.outPadH,
+                                                  a.outPadW),
+                           in(0), in(1), bias, out(0));
+    return;
+  }
+  case Op::Conv2DGradInput:
+  case Op::Conv2DGradWeight:
+  case Op::Deconv2DGradInput:
+  case Op::Deconv2DGradWeight: {
+    bool gradInput =
+        k.op == Op::Conv2DGradInput || k.op == Op::Deconv2DGradInput;
+    const TensorRef &x = gradInput ? c.out[0] : c.in[0];
+    const TensorRef &w = gradInput ? c.in[1] : c.out[0];
+    const TensorRef &dy = gradInput ? c.in[0] : c.in[1];
+    win.kh = w.dims.h;
+    win.kw = w.dims.w;
+    ConvShape s;
+    if (k.op == Op::Conv2DGradInput || k.op == Op::Conv2DGradWeight) {
+      s = kernels::conv2dShape(x.dims, w.dims.n, win, a.groups);
+    } else {
+      int64_t opH = dy.dims.h - ((x.dims.h - 1) * win.sh - 2 * win.ph + win.kh);
+      int64_t opW = dy.dims.w - ((x.dims.w - 1) * win.sw - 2 * win.pw + win.kw);
+      s = kernels::deconv2dShape(x.dims, w.dims.c * a.groups, win, a.groups,
+                                 opH, opW);
+    }
+    switch (k.op) {
+    case Op::Conv2DGradInput:
+      ref::conv2dBackwardData(s, dy.template as<T>(), w.template as<T>(), x.template as<T>());
+      break;
+    case Op::Conv2DGradWeight:
+      ref::conv2dBackwardFilter(s, x.template as<T>(), dy.template as<T>(), w.template as<T>());
+      break;
+    case Op::Deconv2DGradInput:
+      ref::deconv2dBackwardData(s, dy.template as<T>(), w.template as<T>(), x.template as<T>());
+      break;
+    default:
+      ref::deconv2dBackwardFilter(s, x.template as<T>(), dy.template as<T>(), w.template as<T>());
+      break;
+    }
+    return;
+  }
+  case Op::MaxPool:
+    ref::maxPoolForward(kernels::poolShape(c.in[0].dims, win, a.ceil), in(0),
+                        out(0), c.out[1].i32());
+    return;
+  case Op::AvgPool:
+    ref::avgPoolForward(kernels::poolShape(c.in[0].dims, win, a.ceil), in(0),
+                        out(0));
+    return;
+  case Op::AvgPoolGrad:
+    ref::avgPoolBackward(kernels::poolShape(c.out[0].dims, win, a.ceil), in(0),
+                         out(0));
+    return;
+  case Op::Unpool:
+    ref::unpoolForward(kernels::unpoolShape(c.in[0].dims, win, a.sizeH,
+                                            a.sizeW, a.posH, a.posW,
+                                            a.normalize),
+                       in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr,
+                       out(0));
+    return;
+  case Op::UnpoolGrad:
+    ref::unpoolBackward(kernels::unpoolShape(c.out[0].dims, win,
+                                             c.in[0].dims.h, c.in[0].dims.w,
+                                             a.posH, a.posW, a.normalize),
+                        in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr,
+                        out(0));
+    return;
+  case Op::FC: {
+    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n,
+            no = c.out[0].count / n;
+    ref::fcForward(n, ni, no, in(0), in(1), c.in.size() > 2 ? in(2) : nullptr,
+                   out(0));
+    return;
+  }
+  case Op::FCGradInput: {
+    int64_t n = c.out[0].dims.n, ni = c.out[0].count / n,
+            no = c.in[0].count / n;
+    ref::fcBackwardData(n, ni, no, in(0), in(1), out(0));
+    return;
+  }
+  case Op::FCGradWeight: {
+    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n, no = c.in[1].count / n;
+    ref::fcBackwardFilter(n, ni, no, in(0), in(1), out(0));
+    return;
+  }
+  case Op::BiasGrad:
+    ref::biasBackward(c.in[0].dims, in(0), out(0));
+    return;
+  case Op::Relu:
+    ref::reluForward(c.in[0].count, in(0), out(0));
+    return;
+  case Op::ReluGrad:
+    ref::reluBackward(c.in[0].count, in(1), in(0), out(0));
+    return;
+  case Op::Reshape:
+  case Op::Flatten:
+    if (c.out[0].data != c.in[0].data)
+      std::memmove(c.out[0].data, c.in[0].data,
+                   size_t(c.in[0].count) * sizeof(T));
+    return;
+  case Op::Dropout:
+  case Op::DropoutGrad: {
+    int64_t count = c.in[0].count;
+    if (!c.ctx.training || a.ratio == 0) {
+      if (out(0) != in(0))
+        std::memmove(out(0), in(0), size_t(count) * sizeof(T));
+      return;
+    }
+    mask_.resize(size_t(count));
+    kernels::dropoutMask(a.seed, c.ctx.step, count, a.ratio, mask_.data());
+    if (k.op == Op::Dropout)
+      ref::dropoutForward(count, a.ratio, in(0), mask_.data(), out(0));
+    else
+      ref::dropoutBackward(count, a.ratio, in(0), mask_.data(), out(0));
+    return;
+  }
+  case Op::LRN:
+    ref::lrnForward(c.in[0].dims, a.lrn, in(0), out(0));
+    return;
+  case Op::LRNGrad:
+    ref::lrnBackward(c.in[0].dims, a.lrn, in(1), in(2), in(0), out(0));
+    return;
+  case Op::BatchNorm:
+    if (a.inference || !c.ctx.training)
+      ref::batchNormForwardInference(c.in[0].dims, a.eps, in(0), in(1), in(2),
+                                     in(3), in(4), out(0));
+    else
+      ref::batchNormForwardTraining(c.in[0].dims, a.eps, a.bnMomentum, in(0),
+                                    in(1), in(2), in(3), in(4), out(0),
+                                    static_cast<T *>(nullptr),
+                                    static_cast<T *>(nullptr));
+    return;
+  case Op::BatchNormGrad: {
+    const Dims4 &d = c.in[0].dims;
+    mean_.resize(size_t(d.c));
+    invStd_.resize(size_t(d.c));
+    batchStats(d, in(1), a.eps, mean_.data(), invStd_.data());
+    ref::batchNormBackward(d, in(1), in(2), mean_.data(), invStd_.data(), in(0),
+                           out(0), out(1), out(2));
+    return;
+  }
+  case Op::SoftmaxCrossEntropy: {
+    int64_t n = c.in[0].dims.n;
+    *out(0) = ref::softmaxCrossEntropyForward(n, c.in[0].count / n, in(0),
+                                              c.in[1].i32());
+    return;
+  }
+  case Op::SoftmaxCrossEntropyGrad: {
+    int64_t n = c.in[0].dims.n;
+    ref::softmaxCrossEntropyBackward(n, c.in[0].count / n, in(0),
+                                     c.in[1].i32(), T(a.scale), out(0));
+    return;
+  }
+  case Op::EuclideanLoss:
+    *out(0) = ref::euclideanLossForward(c.in[0].dims.n, c.in[0].count, in(0),
+                                        in(1));
+    return;
+  case Op::EuclideanLossGrad:
+    ref::euclideanLossBackward(c.in[0].dims.n, c.in[0].count, in(0), in(1),
+                               T(a.scale), out(0), static_cast<T *>(nullptr));
+    return;
+  case Op::Objective: {
+    std::vector<T> terms;
+    for (const TensorRef &t : c.in)
+      terms.push_back(*t.template as<T>());
+    *out(0) = ref::objectiveForward(int64_t(terms.size()), terms.data(),
+                                    a.weights.data());
+    return;
+  }
+  case Op::Scale:
+    scaleKernel(c.in[0].count, in(0), T(a.scale), out(0));
+    return;
+  case Op::Add:
+    ref::add(c.in[0].count, in(0), in(1), out(0));
+    return;
+  case Op::SGDUpdate:
+    ref::sgdUpdate(c.in[0].count, c.param->value.data(), in(0),
+                   c.param->momentum.data(), c.ctx.lr, c.ctx.momentum,
+                   c.ctx.decay, a.lrMult, a.decayMult);
+    return;
+  }
+  throw KernelError(fmt::format("reference backend: op '{}' not implemented",
+                                plan::opName(k.op)));
+}
+
+std::unique_ptr<Backend> makeBackend(const std::string &name) {
+  if (name == "reference")
+    return std::make_unique<ReferenceBackend>();
+#ifdef NETC_HAVE_ONEDNN
+  if (name == "cpu")
+    return std::make_unique<CpuBackend>();
+#endif
+  throw std::invalid_argument(fmt::format(
+      "unknown backend '{}' (available: reference)", name));
+}
+
+//===----------------------------------------------------------------------===//
+// Executor
+//===----------------------------------------------------------------------===//
+
+template <typename T>
+ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
+                        ParamStoreT<T> &params, BackendT<T> &backend)
+    : plan_(plan), program_(&plan.program(program)), params_(params),
+      backend_(backend) {
+  arena_.assign(size_t(std::max<int64_t>(program_->arenaBytes * kScale, 64)),
+                0);
+  for (const plan::Kernel &k : program_->kernels) {
+    attrs_.push_back(decodeAttrs(k));
+    updates_.push_back(k.op == Op::SGDUpdate ? &params_.at(attrs_.back().param)
+                                             : nullptr);
+  }
+  keepAfter_.assign(program_->kernels.size(), {});
+  // Check every kernel's geometry at the planned batch.
+  StepContext ctx;
+  for (size_t i = 0; i < program_->kernels.size(); ++i) {
+    const plan::Kernel &k = program_->kernels[i];
+    KernelCallT<T> call{k,   attrs_[i], {}, {}, program_->batch,
+                        ctx, updates_[i]};
+    for (int64_t id : k.in)
+      call.in.push_back(ref(id, program_->batch));
+    for (int64_t id : k.out)
+      call.out.push_back(ref(id, program_->batch));
+    try {
+      geometry(call, *program_);
+    } catch (const KernelError &e) {
+      throw PlanError(
+          fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
+    }
+  }
+}
+
+template <typename T> void *ExecutorT<T>::data(int64_t id) {
+  const plan::Value &v = program_->value(id);
+  if (v.isParam())
+    return params_.at(v.param).value.data();
+  return arena_.data() + v.offset * kScale;
+}
+
+template <typename T>
+int64_t ExecutorT<T>::bytesOf(const plan::Value &v, int64_t n) const {
+  return v.count(n) *
+         (v.dtype == plan::DType::F32 ? int64_t(sizeof(T)) : int64_t(4));
+}
+
+template <typename T> TensorRef ExecutorT<T>::ref(int64_t id, int64_t n) {
+  const plan::Value &v = program_->value(id);
+  TensorRef t;
+  t.data = data(id);
+  t.dims = dimsOf(v, n);
+  t.count = v.count(n);
+  return t;
+}
+
+template <typename T>
+bool ExecutorT<T>::hasInput(const std::string &name) const {
+  return program_->inputs.count(name) != 0;
+}
+
+template <typename T>
+int64_t ExecutorT<T>::inputId(const std::string &name) const {
+  auto it = program_->inputs.find(name);
+  if (it == program_->inputs.end())
+    throw PlanError(fmt::format("{}: programs.{}.inputs: no input '{}'",
+                                plan_.file, program_->name, name));
+  return it->second;
+}
+
+template <typename T>
+void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
+  if (n < 1 || n > program_->batch)
+    throw std::invalid_argument(
+        fmt::format("program '{}': batch {} is not in [1, {}]", program_->name,
+                    n, program_->batch));
+  for (size_t i = 0; i < program_->kernels.size(); ++i) {
+    const plan::Kernel &k = program_->kernels[i];
+    KernelCallT<T> call{k, attrs_[i], {}, {}, n, ctx, updates_[i]};
+    call.in.reserve(k.in.size());
+    for (int64_t id : k.in)
+      call.in.push_back(ref(id, n));
+    for (int64_t id : k.out)
+      call.out.push_back(ref(id, n));
+    try {
+      backend_.run(call);
+    } catch (const KernelError &e) {
+      throw KernelError(
+          fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
+    }
+    for (int64_t id : keepAfter_[i]) {
+      std::vector<uint8_t> &copy = kept_[id];
+      const plan::Value &v = program_->value(id);
+      copy.resize(size_t(bytesOf(v, n)));
+      std::memcpy(copy.data(), data(id), copy.size());
+    }
+  }
+}
+
+template <typename T> void ExecutorT<T>::keep(int64_t id) {
+  program_->value(id); // throws if unknown
+  if (kept_.count(id))
+    return;
+  kept_[id];
+  keepAfter_.assign(program_->kernels.size(), {});
+  for (auto &[kid, copy] : kept_) {
+    // After the last kernel that writes it.
+    for (size_t i = program_->kernels.size(); i-- > 0;) {
+      const auto &outs = program_->kernels[i].out;
+      if (std::find(outs.begin(), outs.end(), kid) != outs.end()) {
+        keepAfter_[i].push_back(kid);
+        break;
+      }
+    }
+  }
+}
+
+template <typename T> const void *ExecutorT<T>::kept(int64_t id) {
+  auto it = kept_.find(id);
+  if (it == kept_.end() || it->second.empty())
+    return data(id);
+  return it->second.data();
+}
+
+template class ReferenceBackendT<float>;
+template class ReferenceBackendT<double>;
+template class ExecutorT<float>;
+template class ExecutorT<double>;
+
+} // namespace netc::exec

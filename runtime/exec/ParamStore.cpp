@@ -1,0 +1,147 @@
+//===- ParamStore.cpp - parameter values and momentum buffers -------------===//
+
+#include "runtime/exec/ParamStore.h"
+#include "runtime/kernels/Reference.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <random>
+
+namespace netc::exec {
+
+uint64_t seedFor(uint64_t seed, const std::string &name) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return kernels::splitmix64(seed ^ kernels::splitmix64(h));
+}
+
+template <typename T>
+ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed) {
+  namespace fs = std::filesystem;
+  std::map<std::string, std::unique_ptr<io::TensorFile>> files;
+  auto open = [&](const std::string &path) -> const io::TensorFile & {
+    auto &slot = files[path];
+    if (!slot)
+      slot = std::make_unique<io::TensorFile>(io::readSafetensors(path));
+    return *slot;
+  };
+  std::string bundled = (fs::path(plan.dir) / "params.safetensors").string();
+  bool haveBundled = !plan.dir.empty() && fs::exists(bundled);
+
+  for (const plan::ParamSpec &spec : plan.params) {
+    Entry e;
+    e.spec = &spec;
+    e.value.assign(size_t(spec.count()), T(0));
+    e.momentum.assign(size_t(spec.count()), T(0));
+    switch (spec.init.kind) {
+    case plan::InitSpec::Gaussian: {
+      std::mt19937_64 rng(seedFor(seed, spec.name));
+      std::normal_distribution<double> dist(spec.init.mean, spec.init.std);
+      for (T &v : e.value)
+        v = T(float(spec.init.std > 0 ? dist(rng) : spec.init.mean));
+      break;
+    }
+    case plan::InitSpec::Constant:
+      std::fill(e.value.begin(), e.value.end(), T(float(spec.init.value)));
+      break;
+    case plan::InitSpec::File: {
+      const io::Tensor *t = nullptr;
+      std::string from;
+      if (haveBundled && (t = open(bundled).find(spec.name)))
+        from = bundled + ": tensor '" + spec.name + "'";
+      if (!t) {
+        std::string path = spec.init.path;
+        if (fs::path(path).is_relative() && !plan.dir.empty() &&
+            !fs::exists(path))
+          path = (fs::path(plan.dir) / path).string();
+        t = open(path).find(spec.init.key);
+        from = path + ": tensor '" + spec.init.key + "'";
+        if (!t)
+          throw io::SafetensorsError(fmt::format(
+              "{}: no tensor '{}' (initialiser of parameter '{}')", path,
+              spec.init.key, spec.name));
+      }
+      if (t->shape != spec.shape)
+        throw io::SafetensorsError(fmt::format(
+            "{} has shape [{}] but parameter '{}' is [{}]", from,
+            fmt::join(t->shape, ", "), spec.name, fmt::join(spec.shape, ", ")));
+      std::copy(t->data.begin(), t->data.end(), e.value.begin());
+      break;
+    }
+    }
+    order_.push_back(spec.name);
+    entries_.emplace(spec.name, std::move(e));
+  }
+}
+
+template <typename T>
+typename ParamStoreT<T>::Entry &ParamStoreT<T>::at(const std::string &name) {
+  auto it = entries_.find(name);
+  if (it == entries_.end())
+    throw std::out_of_range(fmt::format("no parameter '{}'", name));
+  return it->second;
+}
+template <typename T>
+const typename ParamStoreT<T>::Entry &
+ParamStoreT<T>::at(const std::string &name) const {
+  return const_cast<ParamStoreT *>(this)->at(name);
+}
+
+template <typename T> int64_t ParamStoreT<T>::totalCount() const {
+  int64_t n = 0;
+  for (auto &[name, e] : entries_)
+    n += int64_t(e.value.size());
+  return n;
+}
+
+template <typename T> void ParamStoreT<T>::zeroMomentum() {
+  for (auto &[name, e] : entries_)
+    std::fill(e.momentum.begin(), e.momentum.end(), T(0));
+}
+
+template <typename T>
+io::TensorFile ParamStoreT<T>::toTensors(bool momentum) const {
+  io::TensorFile f;
+  for (auto &[name, e] : entries_) {
+    f.tensors[name] = {e.spec->shape,
+                       std::vector<float>(e.value.begin(), e.value.end())};
+    if (momentum)
+      f.tensors["momentum/" + name] = {
+          e.spec->shape,
+          std::vector<float>(e.momentum.begin(), e.momentum.end())};
+  }
+  return f;
+}
+
+template <typename T>
+void ParamStoreT<T>::fromTensors(const io::TensorFile &file,
+                                 const std::string &what, bool momentum) {
+  auto copy = [&](const std::string &key, const plan::ParamSpec &spec,
+                  AlignedVector<T> &dst) {
+    const io::Tensor *t = file.find(key);
+    if (!t)
+      throw io::SafetensorsError(
+          fmt::format("{}: no tensor '{}'", what, key));
+    if (t->shape != spec.shape)
+      throw io::SafetensorsError(fmt::format(
+          "{}: tensor '{}' has shape [{}] but the parameter is [{}]", what, key,
+          fmt::join(t->shape, ", "), fmt::join(spec.shape, ", ")));
+    std::copy(t->data.begin(), t->data.end(), dst.begin());
+  };
+  for (auto &[name, e] : entries_) {
+    copy(name, *e.spec, e.value);
+    if (momentum)
+      copy("momentum/" + name, *e.spec, e.momentum);
+  }
+}
+
+template class ParamStoreT<float>;
+template class ParamStoreT<double>;
+
+} // namespace netc::exec

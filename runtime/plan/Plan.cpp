@@ -1,0 +1,862 @@
+//===- Plan.cpp - the trainer artifact's plan.json ------------------------===//
+
+#include "runtime/plan/Plan.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace netc::plan {
+
+using nlohmann::json;
+
+//===----------------------------------------------------------------------===//
+// Names
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct OpInfo {
+  Op op;
+  const char *name;
+  int minIn, maxIn; ///< maxIn -1 = unbounded
+  int outs;
+  std::vector<const char *> required; ///< attributes that must be present
+};
+
+const std::vector<OpInfo> &opTable() {
+  static const std::vector<OpInfo> table = {
+      {Op::Conv2D, "conv2d", 2, 3, 1, {"stride", "pad"}},
+      {Op::Deconv2D, "deconv2d", 2, 3, 1, {"stride", "pad"}},
+      {Op::Relu, "relu", 1, 1, 1, {}},
+      {Op::MaxPool, "max_pool", 1, 1, 2, {"kernel", "stride", "pad"}},
+      {Op::AvgPool, "avg_pool", 1, 1, 1, {"kernel", "stride", "pad"}},
+      {Op::Unpool, "unpool", 1, 2, 1, {"kernel", "stride", "pad", "size"}},
+      {Op::FC, "fc", 2, 3, 1, {}},
+      {Op::Reshape, "reshape", 1, 1, 1, {}},
+      {Op::Flatten, "flatten", 1, 1, 1, {}},
+      {Op::Dropout, "dropout", 1, 1, 1, {"ratio", "seed"}},
+      {Op::LRN, "lrn", 1, 1, 1, {"size", "alpha", "beta", "k"}},
+      {Op::BatchNorm, "batch_norm", 5, 5, 1, {"eps", "momentum"}},
+      {Op::SoftmaxCrossEntropy, "softmax_cross_entropy", 2, 2, 1, {}},
+      {Op::EuclideanLoss, "euclidean_loss", 2, 2, 1, {}},
+      {Op::Objective, "objective", 1, -1, 1, {"weights"}},
+      {Op::Conv2DGradInput, "conv2d_grad_input", 2, 2, 1, {"stride", "pad"}},
+      {Op::Conv2DGradWeight, "conv2d_grad_weight", 2, 2, 1, {"stride", "pad"}},
+      {Op::Deconv2DGradInput, "deconv2d_grad_input", 2, 2, 1, {"stride", "pad"}},
+      {Op::Deconv2DGradWeight, "deconv2d_grad_weight", 2, 2, 1,
+       {"stride", "pad"}},
+      {Op::BiasGrad, "bias_grad", 1, 1, 1, {}},
+      {Op::ReluGrad, "relu_grad", 2, 2, 1, {}},
+      {Op::UnpoolGrad, "unpool_grad", 1, 2, 1, {"kernel", "stride", "pad"}},
+      {Op::AvgPoolGrad, "avg_pool_grad", 1, 1, 1, {"kernel", "stride", "pad"}},
+      {Op::FCGradInput, "fc_grad_input", 2, 2, 1, {}},
+      {Op::FCGradWeight, "fc_grad_weight", 2, 2, 1, {}},
+      {Op::DropoutGrad, "dropout_grad", 1, 1, 1, {"ratio", "seed"}},
+      {Op::LRNGrad, "lrn_grad", 3, 3, 1, {"size", "alpha", "beta", "k"}},
+      {Op::BatchNormGrad, "batch_norm_grad", 3, 3, 3, {"eps"}},
+      {Op::SoftmaxCrossEntropyGrad, "softmax_cross_entropy_grad", 2, 2, 1,
+       {"scale"}},
+      {Op::EuclideanLossGrad, "euclidean_loss_grad", 2, 2, 1, {"scale"}},
+      {Op::Scale, "scale", 1, 1, 1, {"factor"}},
+      {Op::Add, "add", 2, 2, 1, {}},
+      {Op::SGDUpdate, "sgd_update", 1, 1, 0,
+       {"param", "lr_mult", "decay_mult"}},
+  };
+  return table;
+}
+
+const OpInfo &info(Op op) {
+  for (const OpInfo &i : opTable())
+    if (i.op == op)
+      return i;
+  throw std::logic_error("opInfo: unknown op");
+}
+} // namespace
+
+const char *opName(Op op) { return info(op).name; }
+
+std::optional<Op> opFromName(const std::string &name) {
+  for (const OpInfo &i : opTable())
+    if (name == i.name)
+      return i.op;
+  return std::nullopt;
+}
+
+bool opAllowsInPlace(Op op) {
+  switch (op) {
+  case Op::Relu:
+  case Op::Dropout:
+  case Op::Add:
+  case Op::Scale:
+  case Op::ReluGrad:
+  case Op::DropoutGrad:
+    return true;
+  default:
+    return false;
+  }
+}
+
+bool opIsView(Op op) { return op == Op::Reshape || op == Op::Flatten; }
+
+const char *dtypeName(DType t) { return t == DType::F32 ? "f32" : "i32"; }
+
+int64_t ParamSpec::count() const {
+  int64_t c = 1;
+  for (int64_t d : shape)
+    c *= d;
+  return c;
+}
+
+bool Value::hasBatch() const {
+  return std::find(shape.begin(), shape.end(), -1) != shape.end();
+}
+
+int64_t Value::count(int64_t n) const {
+  int64_t c = 1;
+  for (int64_t d : shape)
+    c *= d < 0 ? n : d;
+  return c;
+}
+
+const ParamSpec *Plan::findParam(const std::string &name) const {
+  auto it = paramIndex.find(name);
+  return it == paramIndex.end() ? nullptr : &params[it->second];
+}
+
+const Program &Plan::program(const std::string &name) const {
+  auto it = programs.find(name);
+  if (it == programs.end())
+    throw PlanError(fmt::format("{}: no program '{}'", file, name));
+  return it->second;
+}
+
+//===----------------------------------------------------------------------===//
+// Kernel attributes
+//===----------------------------------------------------------------------===//
+
+namespace {
+std::string describe(const json &j) {
+  switch (j.type()) {
+  case json::value_t::null: return "null";
+  case json::value_t::boolean: return "a boolean";
+  case json::value_t::string: return "a string";
+  case json::value_t::array: return "an array";
+  case json::value_t::object: return "an object";
+  case json::value_t::number_float: return "a number";
+  default: return "an integer";
+  }
+}
+
+/// Integers may be written as 3 or 3.0; floats as any number.
+bool asInt(const json &j, int64_t &out) {
+  if (j.is_number_integer()) {
+    out = j.get<int64_t>();
+    return true;
+  }
+  if (j.is_number_float()) {
+    double d = j.get<double>();
+    if (d == double(int64_t(d))) {
+      out = int64_t(d);
+      return true;
+    }
+  }
+  return false;
+}
+} // namespace
+
+bool Kernel::has(const char *name) const {
+  return attrs.is_object() && attrs.contains(name) && !attrs[name].is_null();
+}
+
+int64_t Kernel::i64(const char *name, std::optional<int64_t> dflt) const {
+  if (!has(name)) {
+    if (dflt)
+      return *dflt;
+    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+  }
+  const json &j = attrs[name];
+  int64_t v;
+  if (asInt(j, v))
+    return v;
+  if (j.is_array() && j.size() == 1 && asInt(j[0], v))
+    return v;
+  throw PlanError(fmt::format("{}.attrs.{}: expected an integer, got {}", path,
+                              name, describe(j)));
+}
+
+double Kernel::f64(const char *name, std::optional<double> dflt) const {
+  if (!has(name)) {
+    if (dflt)
+      return *dflt;
+    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+  }
+  const json &j = attrs[name];
+  if (!j.is_number())
+    throw PlanError(fmt::format("{}.attrs.{}: expected a number, got {}", path,
+                                name, describe(j)));
+  return j.get<double>();
+}
+
+bool Kernel::flag(const char *name) const {
+  if (!has(name))
+    return false;
+  const json &j = attrs[name];
+  if (j.is_boolean())
+    return j.get<bool>();
+  int64_t v;
+  if (asInt(j, v))
+    return v != 0;
+  throw PlanError(fmt::format("{}.attrs.{}: expected a boolean, got {}", path,
+                              name, describe(j)));
+}
+
+std::string Kernel::str(const char *name) const {
+  if (!has(name))
+    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+  const json &j = attrs[name];
+  if (!j.is_string())
+    throw PlanError(fmt::format("{}.attrs.{}: expected a string, got {}", path,
+                                name, describe(j)));
+  return j.get<std::string>();
+}
+
+std::vector<int64_t>
+Kernel::ints(const char *name, size_t n,
+             std::optional<std::vector<int64_t>> dflt) const {
+  if (!has(name)) {
+    if (dflt)
+      return *dflt;
+    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+  }
+  const json &j = attrs[name];
+  int64_t v;
+  if (asInt(j, v))
+    return std::vector<int64_t>(n, v);
+  if (!j.is_array())
+    throw PlanError(fmt::format("{}.attrs.{}: expected an array of {} integers, "
+                                "got {}",
+                                path, name, n, describe(j)));
+  std::vector<int64_t> out;
+  for (const json &e : j) {
+    if (!asInt(e, v))
+      throw PlanError(fmt::format("{}.attrs.{}: expected integers, got {}",
+                                  path, name, describe(e)));
+    out.push_back(v);
+  }
+  if (out.size() == 1 && n > 1)
+    out.assign(n, out[0]);
+  if (out.size() != n)
+    throw PlanError(fmt::format("{}.attrs.{}: expected {} integers, got {}",
+                                path, name, n, out.size()));
+  return out;
+}
+
+std::vector<double> Kernel::f64s(const char *name) const {
+  if (!has(name))
+    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+  const json &j = attrs[name];
+  if (!j.is_array())
+    throw PlanError(fmt::format("{}.attrs.{}: expected an array of numbers, "
+                                "got {}",
+                                path, name, describe(j)));
+  std::vector<double> out;
+  for (const json &e : j) {
+    if (!e.is_number())
+      throw PlanError(fmt::format("{}.attrs.{}: expected numbers, got {}", path,
+                                  name, describe(e)));
+    out.push_back(e.get<double>());
+  }
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// Parsing
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+std::string join(const std::string &path, const std::string &key) {
+  return path.empty() ? key : path + "." + key;
+}
+std::string index(const std::string &path, size_t i) {
+  return fmt::format("{}[{}]", path, i);
+}
+
+/// Parsing context: every error is "<file>: <path>: <message>".
+struct Parser {
+  std::string file;
+
+  [[noreturn]] void fail(const std::string &path, const std::string &msg) const {
+    if (path.empty())
+      throw PlanError(fmt::format("{}: {}", file, msg));
+    throw PlanError(fmt::format("{}: {}: {}", file, path, msg));
+  }
+
+  const json &field(const json &obj, const std::string &path,
+                    const char *key) const {
+    if (!obj.is_object())
+      fail(path, fmt::format("expected an object, got {}", describe(obj)));
+    auto it = obj.find(key);
+    if (it == obj.end())
+      fail(path, fmt::format("missing field '{}'", key));
+    return *it;
+  }
+  const json *optField(const json &obj, const char *key) const {
+    auto it = obj.find(key);
+    return it == obj.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  int64_t integer(const json &j, const std::string &path) const {
+    int64_t v;
+    if (!asInt(j, v))
+      fail(path, fmt::format("expected an integer, got {}", describe(j)));
+    return v;
+  }
+  double number(const json &j, const std::string &path) const {
+    if (!j.is_number())
+      fail(path, fmt::format("expected a number, got {}", describe(j)));
+    return j.get<double>();
+  }
+  std::string string(const json &j, const std::string &path) const {
+    if (!j.is_string())
+      fail(path, fmt::format("expected a string, got {}", describe(j)));
+    return j.get<std::string>();
+  }
+  bool boolean(const json &j, const std::string &path) const {
+    if (j.is_boolean())
+      return j.get<bool>();
+    int64_t v;
+    if (asInt(j, v))
+      return v != 0;
+    fail(path, fmt::format("expected a boolean, got {}", describe(j)));
+  }
+  const json &array(const json &j, const std::string &path) const {
+    if (!j.is_array())
+      fail(path, fmt::format("expected an array, got {}", describe(j)));
+    return j;
+  }
+  std::vector<int64_t> ints(const json &j, const std::string &path) const {
+    std::vector<int64_t> out;
+    for (size_t i = 0; i < array(j, path).size(); ++i)
+      out.push_back(integer(j[i], index(path, i)));
+    return out;
+  }
+  std::vector<double> numbers(const json &j, const std::string &path) const {
+    std::vector<double> out;
+    for (size_t i = 0; i < array(j, path).size(); ++i)
+      out.push_back(number(j[i], index(path, i)));
+    return out;
+  }
+
+  // Required-field shorthands.
+  int64_t reqInt(const json &o, const std::string &p, const char *k) const {
+    return integer(field(o, p, k), join(p, k));
+  }
+  double reqNum(const json &o, const std::string &p, const char *k) const {
+    return number(field(o, p, k), join(p, k));
+  }
+  std::string reqStr(const json &o, const std::string &p, const char *k) const {
+    return string(field(o, p, k), join(p, k));
+  }
+  // Optional-field shorthands.
+  int64_t optInt(const json &o, const std::string &p, const char *k,
+                 int64_t d) const {
+    const json *j = optField(o, k);
+    return j ? integer(*j, join(p, k)) : d;
+  }
+  double optNum(const json &o, const std::string &p, const char *k,
+                double d) const {
+    const json *j = optField(o, k);
+    return j ? number(*j, join(p, k)) : d;
+  }
+  std::string optStr(const json &o, const std::string &p, const char *k,
+                     const std::string &d) const {
+    const json *j = optField(o, k);
+    return j ? string(*j, join(p, k)) : d;
+  }
+  bool optBool(const json &o, const std::string &p, const char *k,
+               bool d) const {
+    const json *j = optField(o, k);
+    return j ? boolean(*j, join(p, k)) : d;
+  }
+
+  //===--------------------------------------------------------------------===//
+
+  ParamSpec param(const json &j, const std::string &path) const {
+    ParamSpec p;
+    p.name = reqStr(j, path, "name");
+    if (p.name.empty())
+      fail(join(path, "name"), "empty parameter name");
+    p.shape = ints(field(j, path, "shape"), join(path, "shape"));
+    for (size_t i = 0; i < p.shape.size(); ++i)
+      if (p.shape[i] <= 0)
+        fail(index(join(path, "shape"), i),
+             fmt::format("parameter dimension {} is not positive", p.shape[i]));
+    p.group = optStr(j, path, "group", "");
+    p.trainable = optBool(j, path, "trainable", true);
+    p.lrMult = optNum(j, path, "lr_mult", 1.0);
+    p.decayMult = optNum(j, path, "decay_mult", 1.0);
+    std::string ip = join(path, "init");
+    const json &init = field(j, path, "init");
+    std::string kind = reqStr(init, ip, "kind");
+    if (kind == "gaussian") {
+      p.init.kind = InitSpec::Gaussian;
+      p.init.std = reqNum(init, ip, "std");
+      p.init.mean = optNum(init, ip, "mean", 0.0);
+      if (p.init.std < 0)
+        fail(join(ip, "std"), fmt::format("negative std {}", p.init.std));
+    } else if (kind == "constant") {
+      p.init.kind = InitSpec::Constant;
+      p.init.value = optNum(init, ip, "value", 0.0);
+    } else if (kind == "file") {
+      p.init.kind = InitSpec::File;
+      p.init.path = reqStr(init, ip, "path");
+      p.init.key = optStr(init, ip, "key", p.name);
+    } else {
+      fail(join(ip, "kind"),
+           fmt::format("unknown init kind '{}' (expected gaussian, constant "
+                       "or file)",
+                       kind));
+    }
+    return p;
+  }
+
+  Value value(const json &j, const std::string &path, const Plan &plan) const {
+    Value v;
+    v.id = reqInt(j, path, "id");
+    v.shape = ints(field(j, path, "shape"), join(path, "shape"));
+    for (size_t i = 0; i < v.shape.size(); ++i)
+      if (v.shape[i] == 0 || v.shape[i] < -1)
+        fail(index(join(path, "shape"), i),
+             fmt::format("bad dimension {}", v.shape[i]));
+    std::string dt = reqStr(j, path, "dtype");
+    if (dt == "f32")
+      v.dtype = DType::F32;
+    else if (dt == "i32")
+      v.dtype = DType::I32;
+    else
+      fail(join(path, "dtype"),
+           fmt::format("unknown dtype '{}' (expected f32 or i32)", dt));
+    const json *param = optField(j, "param");
+    const json *offset = optField(j, "offset");
+    if (param && offset)
+      fail(path, "a value has either 'offset' or 'param', not both");
+    if (param) {
+      v.param = string(*param, join(path, "param"));
+      const ParamSpec *spec = plan.findParam(v.param);
+      if (!spec)
+        fail(join(path, "param"), fmt::format("unknown parameter '{}'", v.param));
+      if (v.dtype != DType::F32)
+        fail(join(path, "dtype"), "parameters are f32");
+      if (v.shape != spec->shape)
+        fail(join(path, "shape"),
+             fmt::format("shape [{}] differs from parameter '{}' [{}]",
+                         fmt::join(v.shape, ", "), v.param,
+                         fmt::join(spec->shape, ", ")));
+    } else if (offset) {
+      v.offset = integer(*offset, join(path, "offset"));
+      if (v.offset < 0)
+        fail(join(path, "offset"), fmt::format("negative offset {}", v.offset));
+      if (v.offset % 64 != 0)
+        fail(join(path, "offset"),
+             fmt::format("offset {} is not 64-byte aligned", v.offset));
+    } else {
+      fail(path, "a value needs 'offset' or 'param'");
+    }
+    return v;
+  }
+
+  Program program(const json &j, const std::string &path, const std::string &name,
+                  const Plan &plan) const {
+    Program p;
+    p.name = name;
+    p.batch = reqInt(j, path, "batch");
+    if (p.batch <= 0)
+      fail(join(path, "batch"), fmt::format("batch {} is not positive", p.batch));
+    p.arenaBytes = reqInt(j, path, "arena_bytes");
+    if (p.arenaBytes < 0)
+      fail(join(path, "arena_bytes"), "negative arena size");
+
+    std::string vp = join(path, "values");
+    const json &values = array(field(j, path, "values"), vp);
+    for (size_t i = 0; i < values.size(); ++i) {
+      std::string ep = index(vp, i);
+      Value v = value(values[i], ep, plan);
+      if (p.values.count(v.id))
+        fail(join(ep, "id"), fmt::format("duplicate value id {}", v.id));
+      if (!v.isParam() && v.offset + v.bytes(p.batch) > p.arenaBytes)
+        fail(ep, fmt::format("value {} at offset {} with {} bytes (batch {}) "
+                             "ends past arena_bytes {}",
+                             v.id, v.offset, v.bytes(p.batch), p.batch,
+                             p.arenaBytes));
+      p.values.emplace(v.id, std::move(v));
+    }
+    auto checkId = [&](const json &jid, const std::string &ip) {
+      int64_t id = integer(jid, ip);
+      if (!p.values.count(id))
+        fail(ip, fmt::format("unknown value id {}", id));
+      return id;
+    };
+
+    std::string inp = join(path, "inputs");
+    const json &inputs = field(j, path, "inputs");
+    if (!inputs.is_object())
+      fail(inp, fmt::format("expected an object, got {}", describe(inputs)));
+    for (auto it = inputs.begin(); it != inputs.end(); ++it) {
+      int64_t id = checkId(it.value(), join(inp, it.key()));
+      if (p.values.at(id).isParam())
+        fail(join(inp, it.key()), "an input cannot be a parameter");
+      p.inputs[it.key()] = id;
+    }
+
+    std::string kp = join(path, "kernels");
+    const json &kernels = array(field(j, path, "kernels"), kp);
+    for (size_t i = 0; i < kernels.size(); ++i)
+      p.kernels.push_back(kernel(kernels[i], index(kp, i), p, plan, checkId));
+
+    std::string op = join(path, "outputs");
+    const json &outputs = field(j, path, "outputs");
+    if (!outputs.is_object())
+      fail(op, fmt::format("expected an object, got {}", describe(outputs)));
+    for (auto it = outputs.begin(); it != outputs.end(); ++it) {
+      std::string fp = join(op, it.key());
+      if (it.key() == "terms") {
+        const json &terms = array(it.value(), fp);
+        for (size_t t = 0; t < terms.size(); ++t) {
+          std::string tp = index(fp, t);
+          Term term;
+          term.name = reqStr(terms[t], tp, "name");
+          term.weight = optNum(terms[t], tp, "weight", 1.0);
+          term.value = checkId(field(terms[t], tp, "value"), join(tp, "value"));
+          p.terms.push_back(term);
+        }
+      } else if (it.key() == "reconstructions") {
+        const json &recons = array(it.value(), fp);
+        for (size_t r = 0; r < recons.size(); ++r) {
+          std::string rp = index(fp, r);
+          Reconstruction rec;
+          rec.from = reqStr(recons[r], rp, "from");
+          rec.value = checkId(field(recons[r], rp, "value"), join(rp, "value"));
+          auto image = p.inputs.find("image");
+          if (image == p.inputs.end())
+            fail(rp, "a reconstruction needs the program's 'image' input");
+          if (p.values.at(rec.value).shape != p.values.at(image->second).shape)
+            fail(join(rp, "value"), fmt::format("value {} is not image-shaped",
+                                                rec.value));
+          p.reconstructions.push_back(rec);
+        }
+      } else if (it.value().is_number()) {
+        int64_t id = checkId(it.value(), fp);
+        if (it.key() == "loss")
+          p.loss = id;
+        else if (it.key() == "logits")
+          p.logits = id;
+        else
+          p.otherOutputs[it.key()] = id;
+      }
+    }
+    auto checkScalar = [&](int64_t id, const std::string &what) {
+      const Value &v = p.values.at(id);
+      if (v.dtype != DType::F32 || v.count(p.batch) != 1)
+        fail(join(op, what), fmt::format("value {} is not an f32 scalar", id));
+    };
+    if (p.loss)
+      checkScalar(*p.loss, "loss");
+    for (size_t t = 0; t < p.terms.size(); ++t)
+      checkScalar(p.terms[t].value, index("terms", t));
+    return p;
+  }
+
+  template <typename CheckId>
+  Kernel kernel(const json &j, const std::string &path, const Program &p,
+                const Plan &plan, CheckId &&checkId) const {
+    std::string name = reqStr(j, path, "op");
+    std::optional<Op> op = opFromName(name);
+    if (!op)
+      fail(path, fmt::format("unknown op '{}'", name));
+    Kernel k;
+    k.op = *op;
+    k.path = fmt::format("{}: {}", file, path);
+    const OpInfo &oi = info(k.op);
+    for (const char *list : {"in", "out"}) {
+      std::string lp = join(path, list);
+      const json *lj = optField(j, list);
+      std::vector<int64_t> &ids = list[0] == 'i' ? k.in : k.out;
+      if (lj)
+        for (size_t i = 0; i < array(*lj, lp).size(); ++i)
+          ids.push_back(checkId((*lj)[i], index(lp, i)));
+    }
+    if (int(k.in.size()) < oi.minIn ||
+        (oi.maxIn >= 0 && int(k.in.size()) > oi.maxIn)) {
+      std::string expect =
+          oi.minIn == oi.maxIn ? std::to_string(oi.minIn)
+          : oi.maxIn < 0       ? fmt::format("at least {}", oi.minIn)
+                               : fmt::format("{} to {}", oi.minIn, oi.maxIn);
+      fail(join(path, "in"), fmt::format("'{}' takes {} operands, got {}",
+                                         name, expect, k.in.size()));
+    }
+    if (int(k.out.size()) != oi.outs)
+      fail(join(path, "out"), fmt::format("'{}' has {} results, got {}", name,
+                                          oi.outs, k.out.size()));
+    const json *attrs = optField(j, "attrs");
+    k.attrs = attrs ? *attrs : json::object();
+    if (!k.attrs.is_object())
+      fail(join(path, "attrs"),
+           fmt::format("expected an object, got {}", describe(k.attrs)));
+    for (const char *a : oi.required)
+      if (!k.has(a))
+        fail(join(path, "attrs"),
+             fmt::format("'{}' needs attribute '{}'", name, a));
+
+    // Dtypes: labels and switches are i32, everything else f32.
+    auto dtypeOf = [&](int64_t id) { return p.values.at(id).dtype; };
+    auto expectDtype = [&](const std::vector<int64_t> &ids, size_t i, DType t,
+                           const char *list) {
+      if (i < ids.size() && dtypeOf(ids[i]) != t)
+        fail(index(join(path, list), i),
+             fmt::format("value {} is {}, '{}' expects {}", ids[i],
+                         dtypeName(dtypeOf(ids[i])), name, dtypeName(t)));
+    };
+    for (size_t i = 0; i < k.in.size(); ++i) {
+      bool intIn = ((k.op == Op::SoftmaxCrossEntropy ||
+                     k.op == Op::SoftmaxCrossEntropyGrad) &&
+                    i == 1) ||
+                   ((k.op == Op::Unpool || k.op == Op::UnpoolGrad) && i == 1);
+      expectDtype(k.in, i, intIn ? DType::I32 : DType::F32, "in");
+    }
+    for (size_t i = 0; i < k.out.size(); ++i)
+      expectDtype(k.out, i,
+                  k.op == Op::MaxPool && i == 1 ? DType::I32 : DType::F32,
+                  "out");
+
+    // Outputs must be arena values unless the op updates parameter state.
+    for (size_t i = 0; i < k.out.size(); ++i) {
+      const Value &v = p.values.at(k.out[i]);
+      if (v.isParam() && k.op != Op::BatchNorm)
+        fail(index(join(path, "out"), i),
+             fmt::format("'{}' cannot write parameter '{}' (only sgd_update "
+                         "updates parameters)",
+                         name, v.param));
+    }
+
+    if (k.op == Op::SGDUpdate) {
+      std::string pname = k.str("param");
+      const ParamSpec *spec = plan.findParam(pname);
+      if (!spec)
+        fail(join(join(path, "attrs"), "param"),
+             fmt::format("unknown parameter '{}'", pname));
+      const Value &g = p.values.at(k.in[0]);
+      if (g.count(p.batch) != spec->count())
+        fail(index(join(path, "in"), 0),
+             fmt::format("gradient value {} has {} elements, parameter '{}' "
+                         "has {}",
+                         g.id, g.count(p.batch), pname, spec->count()));
+      k.f64("lr_mult");
+      k.f64("decay_mult");
+    }
+    if (k.op == Op::Objective && k.f64s("weights").size() != k.in.size())
+      fail(join(join(path, "attrs"), "weights"),
+           fmt::format("{} weights for {} terms", k.f64s("weights").size(),
+                       k.in.size()));
+
+    // Aliasing: outputs must not overlap inputs or each other, except an
+    // in-place op's output at exactly an input's offset, and views.
+    auto range = [&](int64_t id) {
+      const Value &v = p.values.at(id);
+      return std::make_pair(v.offset, v.offset + v.bytes(p.batch));
+    };
+    for (size_t o = 0; o < k.out.size(); ++o) {
+      const Value &ov = p.values.at(k.out[o]);
+      if (ov.isParam())
+        continue;
+      auto [ob, oe] = range(k.out[o]);
+      if (opIsView(k.op)) {
+        const Value &iv = p.values.at(k.in[0]);
+        if (iv.isParam() || iv.offset != ov.offset)
+          fail(index(join(path, "out"), o),
+               fmt::format("'{}' is a view: its output must have its input's "
+                           "offset",
+                           name));
+        if (iv.count(p.batch) != ov.count(p.batch))
+          fail(index(join(path, "out"), o),
+               fmt::format("'{}' changes the element count ({} -> {})", name,
+                           iv.count(p.batch), ov.count(p.batch)));
+        continue;
+      }
+      auto overlaps = [&](int64_t id) {
+        const Value &v = p.values.at(id);
+        if (v.isParam())
+          return false;
+        auto [b, e] = range(id);
+        return b < oe && ob < e && ob != oe && b != e;
+      };
+      for (size_t i = 0; i < k.in.size(); ++i) {
+        if (!overlaps(k.in[i]))
+          continue;
+        const Value &iv = p.values.at(k.in[i]);
+        if (opAllowsInPlace(k.op) && iv.offset == ov.offset &&
+            iv.bytes(p.batch) == ov.bytes(p.batch))
+          continue;
+        fail(index(join(path, "out"), o),
+             fmt::format("output value {} overlaps input value {} in the "
+                         "arena, which '{}' does not allow",
+                         ov.id, iv.id, name));
+      }
+      for (size_t o2 = 0; o2 < o; ++o2)
+        if (overlaps(k.out[o2]))
+          fail(index(join(path, "out"), o),
+               fmt::format("output value {} overlaps output value {}", ov.id,
+                           k.out[o2]));
+    }
+    return k;
+  }
+
+  Phase phase(const json &j, const std::string &path, const Plan &plan) const {
+    Phase ph;
+    ph.phase = reqStr(j, path, "phase");
+    ph.program = reqStr(j, path, "program");
+    auto it = plan.programs.find(ph.program);
+    if (it == plan.programs.end())
+      fail(join(path, "program"), fmt::format("unknown program '{}'", ph.program));
+    ph.batch = reqInt(j, path, "batch");
+    if (ph.batch <= 0 || ph.batch > it->second.batch)
+      fail(join(path, "batch"),
+           fmt::format("batch {} is not in [1, {}] (program '{}')", ph.batch,
+                       it->second.batch, ph.program));
+    ph.epochs = reqInt(j, path, "epochs");
+    ph.steps = optInt(j, path, "steps", 0);
+    if (ph.epochs < 0 || ph.steps < 0)
+      fail(path, "negative epochs or steps");
+    ph.lr = reqNum(j, path, "lr");
+    ph.momentum = reqNum(j, path, "momentum");
+    ph.decay = reqNum(j, path, "decay");
+    ph.lrPolicy = reqStr(j, path, "lr_policy");
+    if (ph.lrPolicy != "fixed" && ph.lrPolicy != "step" &&
+        ph.lrPolicy != "cosine")
+      fail(join(path, "lr_policy"),
+           fmt::format("unknown lr_policy '{}' (expected fixed, step or "
+                       "cosine)",
+                       ph.lrPolicy));
+    ph.lrGamma = optNum(j, path, "lr_gamma", 0.1);
+    ph.lrEvery = optInt(j, path, "lr_every", 1);
+    if (ph.lrEvery <= 0)
+      fail(join(path, "lr_every"), "lr_every must be positive");
+    ph.lrMin = optNum(j, path, "lr_min", 0.0);
+    if (!it->second.loss)
+      fail(join(path, "program"),
+           fmt::format("program '{}' has no 'loss' output", ph.program));
+    return ph;
+  }
+};
+
+} // namespace
+
+Plan parsePlan(const std::string &text, const std::string &file,
+               const std::string &dir) {
+  Parser ps{file};
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error &e) {
+    throw PlanError(fmt::format("{}: invalid JSON: {}", file, e.what()));
+  }
+  if (!root.is_object())
+    ps.fail("", "expected a JSON object");
+  std::string format = ps.reqStr(root, "", "format");
+  if (format != "netc-trainer")
+    ps.fail("format", fmt::format("'{}' is not a netc trainer (expected "
+                                  "'netc-trainer')",
+                                  format));
+  int64_t version = ps.reqInt(root, "", "version");
+  if (version != kFormatVersion)
+    ps.fail("version", fmt::format("trainer format version {} is not supported "
+                                   "by this runtime (version {})",
+                                   version, kFormatVersion));
+
+  Plan plan;
+  plan.file = file;
+  plan.dir = dir;
+  plan.network = ps.optStr(root, "", "network", "");
+  plan.variant = ps.optStr(root, "", "variant", "");
+  plan.input = ps.ints(ps.field(root, "", "input"), "input");
+  if (plan.input.size() != 3)
+    ps.fail("input", "expected [channels, height, width]");
+  for (int64_t d : plan.input)
+    if (d <= 0)
+      ps.fail("input", "dimensions must be positive");
+  plan.classes = ps.reqInt(root, "", "classes");
+  if (plan.classes <= 0)
+    ps.fail("classes", "must be positive");
+
+  const json &data = ps.field(root, "", "data");
+  DataSpec &d = plan.data;
+  d.kind = ps.reqStr(data, "data", "kind");
+  d.path = ps.optStr(data, "data", "path", "");
+  d.subset = ps.optInt(data, "data", "subset", 0);
+  d.testSubset = ps.optInt(data, "data", "test_subset", 0);
+  d.mirror = ps.optBool(data, "data", "mirror", false);
+  d.crop = ps.optInt(data, "data", "crop", 0);
+  d.cropPad = ps.optInt(data, "data", "crop_pad", 0);
+  if (d.subset < 0 || d.testSubset < 0 || d.crop < 0 || d.cropPad < 0)
+    ps.fail("data", "subset, test_subset, crop and crop_pad must not be "
+                    "negative");
+  if (const json *s = ps.optField(data, "scale"))
+    d.scale = ps.ints(*s, "data.scale");
+  if (const json *m = ps.optField(data, "mean"))
+    d.mean = ps.numbers(*m, "data.mean");
+  if (const json *s = ps.optField(data, "std"))
+    d.std = ps.numbers(*s, "data.std");
+  for (size_t i = 0; i < d.std.size(); ++i)
+    if (!(d.std[i] > 0))
+      ps.fail(index("data.std", i), "std must be positive");
+
+  if (const json *e = ps.optField(root, "eval")) {
+    if (const json *s = ps.optField(*e, "schemes"))
+      for (size_t i = 0; i < ps.array(*s, "eval.schemes").size(); ++i)
+        plan.evalSchemes.push_back(
+            ps.string((*s)[i], index("eval.schemes", i)));
+  }
+
+  const json &params = ps.array(ps.field(root, "", "params"), "params");
+  for (size_t i = 0; i < params.size(); ++i) {
+    ParamSpec p = ps.param(params[i], index("params", i));
+    if (plan.paramIndex.count(p.name))
+      ps.fail(index("params", i) + ".name",
+              fmt::format("duplicate parameter '{}'", p.name));
+    plan.paramIndex[p.name] = plan.params.size();
+    plan.params.push_back(std::move(p));
+  }
+
+  const json &programs = ps.field(root, "", "programs");
+  if (!programs.is_object())
+    ps.fail("programs", "expected an object");
+  for (auto it = programs.begin(); it != programs.end(); ++it)
+    plan.programs.emplace(it.key(), ps.program(it.value(),
+                                               join("programs", it.key()),
+                                               it.key(), plan));
+
+  const json &schedule = ps.array(ps.field(root, "", "schedule"), "schedule");
+  for (size_t i = 0; i < schedule.size(); ++i)
+    plan.schedule.push_back(ps.phase(schedule[i], index("schedule", i), plan));
+  return plan;
+}
+
+Plan loadPlan(const std::string &trainerDir) {
+  std::string file = (std::filesystem::path(trainerDir) / "plan.json").string();
+  if (!std::filesystem::is_directory(trainerDir))
+    throw PlanError(fmt::format("{}: not a trainer directory", trainerDir));
+  std::ifstream in(file, std::ios::binary);
+  if (!in)
+    throw PlanError(fmt::format("{}: cannot open (no plan.json in the trainer "
+                                "directory?)",
+                                file));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parsePlan(ss.str(), file, trainerDir);
+}
+
+} // namespace netc::plan

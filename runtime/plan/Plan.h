@@ -1,0 +1,177 @@
+//===- Plan.h - the trainer artifact's plan.json ----------------*- C++ -*-===//
+//
+// Parses and validates `<trainer>/plan.json` (docs/trainer-format.md, format
+// version 1) into plain structs. Every problem is a PlanError whose message
+// names the file and the JSON path of the offending field, e.g.
+//   model.trainer/plan.json: programs.step.joint.kernels[12]: unknown op 'conv3d'
+//
+// Validation covers what the executor relies on: known format/version, ops,
+// dtypes and attribute types; operand/result counts per op; every value id
+// referenced exists; parameters named by values and updates exist with the
+// right shape; arena values are 64-byte aligned and fit arena_bytes at the
+// program's batch; a kernel's outputs do not overlap its inputs except the
+// documented in-place ops and views.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_RUNTIME_PLAN_PLAN_H
+#define NETC_RUNTIME_PLAN_PLAN_H
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace netc::plan {
+
+class PlanError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+constexpr int kFormatVersion = 1;
+
+enum class DType { F32, I32 };
+const char *dtypeName(DType t);
+inline int64_t dtypeSize(DType) { return 4; }
+
+/// Every kernel the runtime knows.
+enum class Op {
+  Conv2D, Deconv2D, Relu, MaxPool, AvgPool, Unpool, FC, Reshape, Flatten,
+  Dropout, LRN, BatchNorm, SoftmaxCrossEntropy, EuclideanLoss, Objective,
+  Conv2DGradInput, Conv2DGradWeight, Deconv2DGradInput, Deconv2DGradWeight,
+  BiasGrad, ReluGrad, UnpoolGrad, AvgPoolGrad, FCGradInput, FCGradWeight,
+  DropoutGrad, LRNGrad, BatchNormGrad, SoftmaxCrossEntropyGrad,
+  EuclideanLossGrad, Scale, Add, SGDUpdate,
+};
+const char *opName(Op op);
+std::optional<Op> opFromName(const std::string &name);
+/// Ops whose output may share its bytes with an input (run in place).
+bool opAllowsInPlace(Op op);
+/// Ops that do nothing: the output is a view of the input's bytes.
+bool opIsView(Op op);
+
+struct InitSpec {
+  enum Kind { Gaussian, Constant, File } kind = Constant;
+  double mean = 0, std = 0, value = 0;
+  std::string path, key;
+};
+
+struct ParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string group;
+  bool trainable = true;
+  double lrMult = 1, decayMult = 1;
+  InitSpec init;
+  int64_t count() const;
+};
+
+struct Value {
+  int64_t id = 0;
+  std::vector<int64_t> shape; ///< -1 = the batch dimension
+  DType dtype = DType::F32;
+  /// Arena byte offset, or -1 for a parameter.
+  int64_t offset = -1;
+  std::string param; ///< parameter name when offset < 0
+  bool isParam() const { return !param.empty(); }
+  bool hasBatch() const;
+  /// Elements / bytes with the batch dimension set to n.
+  int64_t count(int64_t n) const;
+  int64_t bytes(int64_t n) const { return count(n) * dtypeSize(dtype); }
+};
+
+struct Kernel {
+  Op op;
+  std::vector<int64_t> in, out; ///< value ids
+  nlohmann::json attrs;         ///< an object (possibly empty)
+  std::string path;             ///< JSON path for messages
+
+  // Typed attribute access; throw PlanError naming `path` on type errors.
+  bool has(const char *name) const;
+  int64_t i64(const char *name, std::optional<int64_t> dflt = {}) const;
+  double f64(const char *name, std::optional<double> dflt = {}) const;
+  bool flag(const char *name) const; ///< absent = false
+  std::string str(const char *name) const;
+  /// An integer array of `n` entries (a single entry or scalar is splatted).
+  std::vector<int64_t> ints(const char *name, size_t n,
+                            std::optional<std::vector<int64_t>> dflt = {}) const;
+  std::vector<double> f64s(const char *name) const;
+};
+
+struct Term {
+  std::string name;
+  double weight = 1;
+  int64_t value = -1;
+};
+
+/// One image of the `reconstruct` program: decoded from macro-layer `from`.
+struct Reconstruction {
+  std::string from;
+  int64_t value = -1;
+};
+
+struct Program {
+  std::string name;
+  int64_t batch = 0;
+  int64_t arenaBytes = 0;
+  std::map<int64_t, Value> values;
+  std::map<std::string, int64_t> inputs;
+  std::vector<Kernel> kernels;
+  std::optional<int64_t> loss, logits;
+  std::vector<Term> terms;
+  std::vector<Reconstruction> reconstructions;
+  std::map<std::string, int64_t> otherOutputs;
+  const Value &value(int64_t id) const { return values.at(id); }
+};
+
+struct DataSpec {
+  std::string kind = "fashion-mnist";
+  std::string path;
+  int64_t subset = 0, testSubset = 0;
+  bool mirror = false;
+  int64_t crop = 0, cropPad = 0;
+  std::vector<int64_t> scale;
+  std::vector<double> mean, std;
+};
+
+struct Phase {
+  std::string phase, program;
+  int64_t batch = 0, epochs = 0, steps = 0;
+  double lr = 0, momentum = 0, decay = 0;
+  std::string lrPolicy = "fixed";
+  double lrGamma = 0.1;
+  int64_t lrEvery = 1;
+  double lrMin = 0;
+};
+
+struct Plan {
+  std::string file; ///< the plan.json path (for messages)
+  std::string dir;  ///< the trainer directory
+  std::string network, variant;
+  std::vector<int64_t> input;
+  int64_t classes = 0;
+  DataSpec data;
+  std::vector<std::string> evalSchemes;
+  std::vector<ParamSpec> params;
+  std::map<std::string, size_t> paramIndex;
+  std::map<std::string, Program> programs;
+  std::vector<Phase> schedule;
+
+  const ParamSpec *findParam(const std::string &name) const;
+  const Program &program(const std::string &name) const;
+};
+
+/// Loads `<trainerDir>/plan.json`.
+Plan loadPlan(const std::string &trainerDir);
+/// Parses plan JSON text; `file` names it in messages, `dir` is the trainer.
+Plan parsePlan(const std::string &text, const std::string &file,
+               const std::string &dir);
+
+} // namespace netc::plan
+
+#endif // NETC_RUNTIME_PLAN_PLAN_H

@@ -1,0 +1,212 @@
+//===- Data.cpp - training and test images for a trainer ------------------===//
+
+#include "runtime/train/Data.h"
+#include "runtime/kernels/Reference.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+namespace netc::train {
+
+std::string defaultDataDir(const std::string &kind) {
+  if (kind == "fashion-mnist")
+    return "/usr/share/datasets/fashion-mnist";
+  if (kind == "mnist")
+    return "/usr/share/datasets/mnist";
+  return "";
+}
+
+DataOptions dataOptions(const plan::Plan &plan, const std::string &dirOverride) {
+  const plan::DataSpec &d = plan.data;
+  DataOptions o;
+  o.kind = d.kind;
+  if (o.kind != "fashion-mnist" && o.kind != "mnist")
+    throw DataError(fmt::format("{}: data.kind: '{}' is not supported by this "
+                                "runtime (fashion-mnist, mnist)",
+                                plan.file, o.kind));
+  o.dir = !dirOverride.empty() ? dirOverride
+          : !d.path.empty()    ? d.path
+                               : defaultDataDir(o.kind);
+  o.subset = d.subset;
+  o.testSubset = d.testSubset;
+  o.mirror = d.mirror;
+  o.crop = d.crop;
+  o.cropPad = d.cropPad;
+  o.mean = d.mean;
+  o.std = d.std;
+  o.channels = plan.input[0];
+  o.height = plan.input[1];
+  o.width = plan.input[2];
+  o.classes = plan.classes;
+  for (int64_t s : d.scale)
+    if (s != 0)
+      throw DataError(fmt::format("{}: data.scale: rescaling is not supported "
+                                  "for IDX data",
+                                  plan.file));
+  auto checkLen = [&](const std::vector<double> &v, const char *what) {
+    if (v.size() > 1 && int64_t(v.size()) != o.channels)
+      throw DataError(fmt::format("{}: data.{}: {} values for {} channels",
+                                  plan.file, what, v.size(), o.channels));
+  };
+  checkLen(o.mean, "mean");
+  checkLen(o.std, "std");
+  return o;
+}
+
+ImageData::ImageData(data::ImageSet set, int64_t subset, const DataOptions &opts)
+    : set_(std::move(set)), opts_(opts) {
+  count_ = subset > 0 ? std::min(subset, set_.count) : set_.count;
+}
+
+std::vector<int64_t> ImageData::order(uint64_t key) const {
+  std::vector<int64_t> idx(static_cast<size_t>(count_));
+  std::iota(idx.begin(), idx.end(), 0);
+  if (key != 0) {
+    std::mt19937_64 rng(key);
+    std::shuffle(idx.begin(), idx.end(), rng);
+  }
+  return idx;
+}
+
+void ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
+                          uint64_t key, float *images, int32_t *labels) const {
+  const int64_t rows = set_.rows, cols = set_.cols, pad = opts_.cropPad;
+  const int64_t oh = opts_.height, ow = opts_.width;
+  const int64_t C = opts_.channels;
+  const int64_t ph = rows + 2 * pad, pw = cols + 2 * pad;
+  for (int64_t b = 0; b < n; ++b) {
+    int64_t s = indices[b];
+    const uint8_t *img = set_.images.data() + s * rows * cols;
+    labels[b] = int32_t(set_.labels[size_t(s)]);
+    int64_t y0 = (ph - oh) / 2, x0 = (pw - ow) / 2;
+    bool flip = false;
+    if (augment) {
+      uint64_t h = kernels::splitmix64(key ^ kernels::splitmix64(uint64_t(s)));
+      if (ph > oh)
+        y0 = int64_t(h % uint64_t(ph - oh + 1));
+      h = kernels::splitmix64(h);
+      if (pw > ow)
+        x0 = int64_t(h % uint64_t(pw - ow + 1));
+      h = kernels::splitmix64(h);
+      flip = opts_.mirror && (h >> 63);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      double mean = opts_.mean.empty() ? 0.0
+                    : opts_.mean.size() == 1 ? opts_.mean[0]
+                                             : opts_.mean[size_t(c)];
+      double sd = opts_.std.empty()        ? 255.0
+                  : opts_.std.size() == 1 ? opts_.std[0]
+                                           : opts_.std[size_t(c)];
+      float fmean = float(mean), inv = float(1.0 / sd);
+      float *dst = images + (b * C + c) * oh * ow;
+      for (int64_t y = 0; y < oh; ++y) {
+        int64_t sy = y0 + y - pad;
+        for (int64_t x = 0; x < ow; ++x) {
+          int64_t sx = x0 + (flip ? ow - 1 - x : x) - pad;
+          float v = 0.0f;
+          if (sy >= 0 && sy < rows && sx >= 0 && sx < cols)
+            v = float(img[sy * cols + sx]);
+          dst[y * ow + x] = (v - fmean) * inv;
+        }
+      }
+    }
+  }
+}
+
+Datasets loadDatasets(const DataOptions &opts) {
+  if (opts.channels != 1)
+    throw DataError(fmt::format("{}: IDX images have 1 channel but the network "
+                                "input has {}",
+                                opts.dir, opts.channels));
+  data::ImageSet train =
+      data::loadIdxImageSet(opts.dir, "train", int(opts.classes));
+  data::ImageSet test = data::loadIdxImageSet(opts.dir, "t10k", int(opts.classes));
+  for (const data::ImageSet *s : {&train, &test}) {
+    if (s->rows != test.rows || s->cols != test.cols)
+      throw DataError(fmt::format("{}: train images are {}x{} but test images "
+                                  "{}x{}",
+                                  opts.dir, train.rows, train.cols, test.rows,
+                                  test.cols));
+    int64_t h = opts.crop > 0 ? opts.crop : s->rows;
+    int64_t w = opts.crop > 0 ? opts.crop : s->cols;
+    if (h != opts.height || w != opts.width)
+      throw DataError(fmt::format(
+          "{}: images are {}x{} (crop {}) but the network input is {}x{}",
+          opts.dir, s->rows, s->cols, opts.crop, opts.height, opts.width));
+    if (h > s->rows + 2 * opts.cropPad || w > s->cols + 2 * opts.cropPad)
+      throw DataError(fmt::format("{}: crop {} is larger than the padded "
+                                  "image ({}x{} + 2*{})",
+                                  opts.dir, opts.crop, s->rows, s->cols,
+                                  opts.cropPad));
+  }
+  return Datasets{ImageData(std::move(train), opts.subset, opts),
+                  ImageData(std::move(test), opts.testSubset, opts)};
+}
+
+//===----------------------------------------------------------------------===//
+// Prefetcher
+//===----------------------------------------------------------------------===//
+
+Prefetcher::Prefetcher() : thread_([this] { loop(); }) {}
+
+Prefetcher::~Prefetcher() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Prefetcher::loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || pending_; });
+    if (stop_)
+      return;
+    std::function<void()> job = std::move(job_);
+    pending_ = false;
+    running_ = true;
+    lock.unlock();
+    std::exception_ptr err;
+    try {
+      job();
+    } catch (...) {
+      err = std::current_exception();
+    }
+    lock.lock();
+    running_ = false;
+    error_ = err;
+    cv_.notify_all();
+  }
+}
+
+void Prefetcher::submit(std::function<void()> job) {
+  wait();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = std::move(job);
+    pending_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Prefetcher::wait() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait(lock, [&] { return !pending_ && !running_; });
+  if (error_) {
+    std::exception_ptr e = error_;
+    error_ = nullptr;
+    std::rethrow_exception(e);
+  }
+}
+
+bool Prefetcher::busy() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pending_ || running_;
+}
+
+} // namespace netc::train

@@ -1,0 +1,109 @@
+//===- Data.h - training and test images for a trainer ----------*- C++ -*-===//
+//
+// (Fashion-)MNIST from IDX files, the plan's `data` augmentation and
+// normalisation, and a prefetch thread that prepares the next batch while the
+// current step runs.
+//
+// Per sample, in this order: zero padding by crop_pad (raw pixel value 0,
+// before normalisation), a crop of crop x crop (random offset when training,
+// centred for evaluation; crop 0 keeps the image size), a random horizontal
+// mirror (training, p = 1/2, if `mirror`), then (x - mean[c]) / std[c]
+// (mean defaults to 0, std to 255). Randomness is counter-based: a pure
+// function of (seed, key, sample), so resumed runs see the same batches.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_RUNTIME_TRAIN_DATA_H
+#define NETC_RUNTIME_TRAIN_DATA_H
+
+#include "runtime/data/Idx.h"
+#include "runtime/plan/Plan.h"
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace netc::train {
+
+class DataError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+struct DataOptions {
+  std::string kind = "fashion-mnist";
+  std::string dir;
+  int64_t subset = 0, testSubset = 0;
+  bool mirror = false;
+  int64_t crop = 0, cropPad = 0;
+  std::vector<double> mean, std;
+  int64_t channels = 1, height = 28, width = 28; ///< the network input
+  int64_t classes = 10;
+};
+
+/// The default folder of a data kind ("" if unknown).
+std::string defaultDataDir(const std::string &kind);
+/// Options from the plan; a non-empty `dirOverride` (--data) wins over the
+/// plan's path, which wins over the default folder.
+DataOptions dataOptions(const plan::Plan &plan, const std::string &dirOverride);
+
+/// One split (train or test), subset applied, ready to make batches.
+class ImageData {
+public:
+  ImageData(data::ImageSet set, int64_t subset, const DataOptions &opts);
+  int64_t size() const { return count_; }
+  int64_t sampleFloats() const { return opts_.channels * opts_.height * opts_.width; }
+
+  /// A permutation of [0, size()) drawn from `key` (std::mt19937_64 +
+  /// std::shuffle), or the identity if key is 0.
+  std::vector<int64_t> order(uint64_t key) const;
+
+  /// Writes samples `indices[0..n)` (normalised, augmented if `augment`)
+  /// into images [n, C, H, W] and labels [n]. `key` seeds the augmentation.
+  void makeBatch(const int64_t *indices, int64_t n, bool augment, uint64_t key,
+                 float *images, int32_t *labels) const;
+
+private:
+  data::ImageSet set_;
+  int64_t count_;
+  DataOptions opts_;
+};
+
+struct Datasets {
+  ImageData train, test;
+};
+/// Loads `<dir>/train-*` and `<dir>/t10k-*`; checks the image size against
+/// the network input. Every problem is a DataError or data::IdxError.
+Datasets loadDatasets(const DataOptions &opts);
+
+/// Runs one job at a time on a background thread: submit() starts it,
+/// wait() blocks until it finished (rethrowing its exception).
+class Prefetcher {
+public:
+  Prefetcher();
+  ~Prefetcher();
+  Prefetcher(const Prefetcher &) = delete;
+  Prefetcher &operator=(const Prefetcher &) = delete;
+
+  void submit(std::function<void()> job);
+  void wait();
+  bool busy() const;
+
+private:
+  void loop();
+  std::thread thread_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+  bool pending_ = false, running_ = false, stop_ = false;
+  std::exception_ptr error_;
+};
+
+} // namespace netc::train
+
+#endif // NETC_RUNTIME_TRAIN_DATA_H

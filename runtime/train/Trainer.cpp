@@ -1,0 +1,388 @@
+//===- Trainer.cpp - the training loop ------------------------------------===//
+
+#include "runtime/train/Trainer.h"
+#include "runtime/io/Safetensors.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <ostream>
+#include <sstream>
+
+namespace netc::train {
+
+using nlohmann::json;
+
+double learningRate(const plan::Phase &p, int64_t t, int64_t T, int64_t e) {
+  if (p.lrPolicy == "step")
+    return p.lr * std::pow(p.lrGamma, double(e / std::max<int64_t>(p.lrEvery, 1)));
+  if (p.lrPolicy == "cosine") {
+    double frac = T > 0 ? double(t) / double(T) : 0.0;
+    return p.lrMin + (p.lr - p.lrMin) * (1.0 + std::cos(M_PI * frac)) / 2.0;
+  }
+  return p.lr;
+}
+
+int64_t stepsPerEpoch(int64_t examples, int64_t batch) {
+  return (examples + batch - 1) / batch;
+}
+
+int64_t phaseSteps(const plan::Phase &p, int64_t examples) {
+  int64_t total = p.epochs * stepsPerEpoch(examples, p.batch);
+  if (p.steps > 0)
+    return p.epochs > 0 ? std::min(p.steps, total) : p.steps;
+  return total;
+}
+
+//===----------------------------------------------------------------------===//
+// Evaluation
+//===----------------------------------------------------------------------===//
+
+EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
+                    exec::Backend &backend, const ImageData &data) {
+  auto it = plan.programs.find("eval");
+  if (it == plan.programs.end())
+    throw TrainError(fmt::format("{}: no 'eval' program to evaluate with",
+                                 plan.file));
+  exec::Executor exe(plan, "eval", params, backend);
+  const plan::Program &prog = exe.program();
+  if (!prog.logits)
+    throw TrainError(fmt::format("{}: programs.eval.outputs: no 'logits'",
+                                 plan.file));
+  int64_t imageId = exe.inputId("image");
+  exe.keep(*prog.logits);
+  std::optional<int64_t> labelsId;
+  if (exe.hasInput("labels"))
+    labelsId = exe.inputId("labels");
+  std::vector<int64_t> order = data.order(0);
+  std::vector<int32_t> labels(static_cast<size_t>(prog.batch));
+  exec::StepContext ctx;
+  ctx.training = false;
+  EvalResult r;
+  int64_t classes = plan.classes;
+  for (int64_t start = 0; start < data.size(); start += prog.batch) {
+    int64_t n = std::min(prog.batch, data.size() - start);
+    data.makeBatch(order.data() + start, n, false, 0, exe.f32(imageId),
+                   labels.data());
+    if (labelsId)
+      std::memcpy(exe.i32(*labelsId), labels.data(), size_t(n) * 4);
+    exe.run(n, ctx);
+    const plan::Value &lv = prog.value(*prog.logits);
+    if (lv.count(n) != n * classes)
+      throw TrainError(fmt::format("{}: programs.eval: logits have {} values "
+                                   "for {} images of {} classes",
+                                   plan.file, lv.count(n), n, classes));
+    r.correct += kernels::ref::countCorrectTop1<float>(
+        n, classes, exe.keptF32(*prog.logits), labels.data());
+    r.total += n;
+  }
+  return r;
+}
+
+//===----------------------------------------------------------------------===//
+// Checkpoints
+//===----------------------------------------------------------------------===//
+
+std::string checkpointPath(const plan::Plan &plan) {
+  return (std::filesystem::path(plan.dir) / "checkpoint.safetensors").string();
+}
+std::string checkpointStatePath(const plan::Plan &plan) {
+  return (std::filesystem::path(plan.dir) / "checkpoint.json").string();
+}
+
+void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,
+                    const TrainState &s) {
+  io::TensorFile f = params.toTensors(true);
+  // The state travels inside the (atomically written) tensor file too, so a
+  // crash between the two writes cannot pair new weights with an old state.
+  f.metadata["netc.phase_index"] = std::to_string(s.phaseIndex);
+  f.metadata["netc.step"] = std::to_string(s.step);
+  f.metadata["netc.global_step"] = std::to_string(s.globalStep);
+  f.metadata["netc.seed"] = std::to_string(s.seed);
+  io::writeSafetensors(checkpointPath(plan), f);
+  json j = {{"format", "netc-checkpoint"},
+            {"version", 1},
+            {"phase_index", s.phaseIndex},
+            {"phase", s.phaseIndex < int64_t(plan.schedule.size())
+                          ? plan.schedule[size_t(s.phaseIndex)].phase
+                          : std::string("done")},
+            {"step", s.step},
+            {"global_step", s.globalStep},
+            {"seed", s.seed}};
+  io::writeFileAtomic(checkpointStatePath(plan), j.dump(2) + "\n");
+}
+
+TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
+  std::string path = checkpointPath(plan);
+  if (!std::filesystem::exists(path))
+    throw TrainError(fmt::format("{}: no checkpoint to resume from", path));
+  io::TensorFile f = io::readSafetensors(path);
+  params.fromTensors(f, path, true);
+  TrainState s;
+  auto get = [&](const char *key) -> int64_t {
+    auto it = f.metadata.find(key);
+    if (it == f.metadata.end())
+      throw TrainError(fmt::format("{}: __metadata__ lacks '{}' (not a netrun "
+                                   "checkpoint?)",
+                                   path, key));
+    try {
+      return int64_t(std::stoull(it->second));
+    } catch (const std::exception &) {
+      throw TrainError(fmt::format("{}: __metadata__.{}: '{}' is not a number",
+                                   path, key, it->second));
+    }
+  };
+  s.phaseIndex = get("netc.phase_index");
+  s.step = get("netc.step");
+  s.globalStep = get("netc.global_step");
+  s.seed = uint64_t(get("netc.seed"));
+  if (s.phaseIndex < 0 || s.phaseIndex > int64_t(plan.schedule.size()))
+    throw TrainError(fmt::format("{}: phase index {} is outside the schedule "
+                                 "({} phases)",
+                                 path, s.phaseIndex, plan.schedule.size()));
+  return s;
+}
+
+//===----------------------------------------------------------------------===//
+// Trainer
+//===----------------------------------------------------------------------===//
+
+Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out)
+    : Trainer(plan, opts, out, loadDatasets(dataOptions(plan, opts.dataDir))) {}
+
+Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
+                 Datasets data)
+    : plan_(plan), opts_(std::move(opts)), out_(out), data_(std::move(data)) {
+  backend_ = exec::makeBackend(opts_.backend);
+  params_ = std::make_unique<exec::ParamStore>(plan_, opts_.seed);
+  state_.seed = opts_.seed;
+  if (opts_.resume) {
+    state_ = loadCheckpoint(plan_, *params_);
+    if (state_.seed != opts_.seed)
+      out_ << fmt::format("note: resuming with the checkpoint's seed {}\n",
+                          state_.seed);
+  }
+  if (!opts_.metricsPath.empty()) {
+    metrics_ = std::make_unique<std::ofstream>(
+        opts_.metricsPath, opts_.resume ? std::ios::app : std::ios::trunc);
+    if (!*metrics_)
+      throw TrainError(fmt::format("{}: cannot open for writing",
+                                   opts_.metricsPath));
+  }
+  if (opts_.logEvery <= 0)
+    opts_.logEvery = 1;
+  for (const std::string &scheme : plan_.evalSchemes)
+    if (scheme != "full")
+      out_ << fmt::format("note: evaluation scheme '{}' is not implemented by "
+                          "this runtime; evaluating 'full'\n",
+                          scheme);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::metric(const std::string &line) {
+  if (metrics_) {
+    *metrics_ << line << '\n';
+    metrics_->flush();
+  }
+}
+
+void Trainer::run() {
+  if (state_.phaseIndex >= int64_t(plan_.schedule.size())) {
+    out_ << "training already finished (checkpoint at the end of the "
+            "schedule)\n";
+    return;
+  }
+  for (size_t i = size_t(state_.phaseIndex); i < plan_.schedule.size(); ++i) {
+    runPhase(i);
+    if (stopped_)
+      return;
+  }
+}
+
+void Trainer::runPhase(size_t pi) {
+  const plan::Phase &ph = plan_.schedule[pi];
+  exec::Executor exe(plan_, ph.program, *params_, *backend_);
+  const plan::Program &prog = exe.program();
+  const int64_t imageId = exe.inputId("image");
+  // Phases without a classification term (e.g. decoder pre-training) may
+  // take no labels.
+  const int64_t labelsId =
+      exe.hasInput("labels") ? exe.inputId("labels") : int64_t(-1);
+  const ImageData &train = data_.train;
+  if (train.size() == 0)
+    throw TrainError("the training set is empty");
+  const int64_t batch = ph.batch;
+  const int64_t spe = stepsPerEpoch(train.size(), batch);
+  const int64_t T = phaseSteps(ph, train.size());
+  // The plan may reuse the bytes of loss values after they are computed:
+  // keep copies as their kernels write them.
+  exe.keep(*prog.loss);
+  for (const plan::Term &term : prog.terms)
+    exe.keep(term.value);
+  if (state_.step == 0)
+    params_->zeroMomentum();
+  out_ << fmt::format("phase {} '{}' ({}): {} steps, {} epoch(s) of {} steps, "
+                      "batch {}, lr {} ({})\n",
+                      pi + 1, ph.phase, ph.program, T, ph.epochs, spe, batch,
+                      ph.lr, ph.lrPolicy);
+  if (state_.step > 0)
+    out_ << fmt::format("resuming at step {} of {} (global step {})\n",
+                        state_.step + 1, T, state_.globalStep + 1);
+  out_.flush();
+
+  // Staging buffers for the prefetch thread, then the thread itself (so it
+  // is joined before the buffers go away).
+  const int64_t sample = train.sampleFloats();
+  std::vector<float> stageImages(size_t(batch * sample));
+  std::vector<int32_t> stageLabels(static_cast<size_t>(batch));
+  int64_t stageN = 0;
+  std::shared_ptr<std::vector<int64_t>> order;
+  int64_t orderEpoch = -1;
+  auto orderFor = [&](int64_t epoch) {
+    if (epoch != orderEpoch) {
+      uint64_t key = exec::seedFor(
+          state_.seed, fmt::format("shuffle/{}/{}", pi, epoch));
+      order = std::make_shared<std::vector<int64_t>>(train.order(key | 1));
+      orderEpoch = epoch;
+    }
+    return order;
+  };
+  Prefetcher prefetch;
+  auto submit = [&](int64_t t) {
+    int64_t e = t / spe, b = t % spe;
+    int64_t start = b * batch;
+    int64_t n = std::min(batch, train.size() - start);
+    std::shared_ptr<std::vector<int64_t>> ord = orderFor(e);
+    uint64_t key =
+        exec::seedFor(state_.seed, fmt::format("augment/{}/{}", pi, t));
+    prefetch.submit([&, ord, start, n, key] {
+      train.makeBatch(ord->data() + start, n, true, key, stageImages.data(),
+                      stageLabels.data());
+      stageN = n;
+    });
+  };
+
+  auto t0 = std::chrono::steady_clock::now();
+  int64_t imagesSinceLog = 0;
+  if (state_.step < T)
+    submit(state_.step);
+  for (int64_t t = state_.step; t < T; ++t) {
+    prefetch.wait();
+    int64_t n = stageN;
+    std::memcpy(exe.f32(imageId), stageImages.data(),
+                size_t(n * sample) * sizeof(float));
+    if (labelsId >= 0)
+      std::memcpy(exe.i32(labelsId), stageLabels.data(), size_t(n) * 4);
+    if (t + 1 < T)
+      submit(t + 1);
+
+    int64_t epoch = t / spe;
+    exec::StepContext ctx;
+    ctx.step = uint64_t(state_.globalStep);
+    ctx.lr = learningRate(ph, t, T, epoch);
+    ctx.momentum = ph.momentum;
+    ctx.decay = ph.decay;
+    ctx.training = true;
+    exe.run(n, ctx);
+
+    double loss = exe.scalar(*prog.loss);
+    auto nonFinite = [&](const std::string &what, double v) {
+      throw TrainError(fmt::format(
+          "phase '{}' step {} (epoch {}, global step {}): {} is {}; training "
+          "stopped, the last good checkpoint ({}) is kept",
+          ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what, v,
+          checkpointPath(plan_)));
+    };
+    for (const plan::Term &term : prog.terms) {
+      double v = exe.scalar(term.value);
+      if (!std::isfinite(v))
+        nonFinite(fmt::format("loss term '{}'", term.name), v);
+    }
+    if (!std::isfinite(loss))
+      nonFinite("the total loss", loss);
+    lastLoss_ = loss;
+    state_.step = t + 1;
+    state_.globalStep += 1;
+    imagesSinceLog += n;
+    ++ranThisCall_;
+
+    if ((t + 1) % opts_.logEvery == 0 || t + 1 == T || t == 0) {
+      auto now = std::chrono::steady_clock::now();
+      double secs = std::chrono::duration<double>(now - t0).count();
+      std::string terms;
+      json jterms = json::object();
+      for (const plan::Term &term : prog.terms) {
+        double v = exe.scalar(term.value);
+        terms += fmt::format(" {} {:.6g}", term.name, v);
+        jterms[term.name] = v;
+      }
+      out_ << fmt::format("[{}] epoch {}/{} step {}/{} lr {:.6g} loss {:.6g}{}"
+                          " ({:.0f} img/s)\n",
+                          ph.phase, epoch + 1, std::max<int64_t>(ph.epochs, 1),
+                          t + 1, T, ctx.lr, loss, terms,
+                          secs > 0 ? double(imagesSinceLog) / secs : 0.0);
+      out_.flush();
+      metric(json{{"event", "step"},
+                  {"phase", ph.phase},
+                  {"phase_index", pi},
+                  {"epoch", epoch + 1},
+                  {"step", t + 1},
+                  {"global_step", state_.globalStep},
+                  {"lr", ctx.lr},
+                  {"loss", loss},
+                  {"terms", jterms}}
+                 .dump());
+      t0 = now;
+      imagesSinceLog = 0;
+    }
+    if (opts_.checkpointEvery > 0 &&
+        state_.globalStep % opts_.checkpointEvery == 0 && t + 1 < T)
+      saveCheckpoint(plan_, *params_, state_);
+    if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps && t + 1 < T) {
+      prefetch.wait();
+      saveCheckpoint(plan_, *params_, state_);
+      out_ << fmt::format("stopped after {} step(s) (--max-steps); checkpoint "
+                          "{} (resume with --resume)\n",
+                          ranThisCall_, checkpointPath(plan_));
+      stopped_ = true;
+      return;
+    }
+  }
+  prefetch.wait();
+
+  // End of phase: evaluate, then checkpoint the start of the next phase.
+  state_.phaseIndex = int64_t(pi) + 1;
+  state_.step = 0;
+  if (plan_.programs.count("eval")) {
+    EvalResult r = evaluate(plan_, *params_, *backend_, data_.test);
+    lastEval_ = r;
+    out_ << fmt::format("[{}] test error {:.2f}% ({} of {} wrong)\n", ph.phase,
+                        r.errorPercent(), r.total - r.correct, r.total);
+    metric(json{{"event", "eval"},
+                {"phase", ph.phase},
+                {"phase_index", pi},
+                {"global_step", state_.globalStep},
+                {"test_error", r.errorPercent()},
+                {"correct", r.correct},
+                {"total", r.total}}
+               .dump());
+  }
+  saveCheckpoint(plan_, *params_, state_);
+  out_ << fmt::format("[{}] checkpoint {}\n", ph.phase, checkpointPath(plan_));
+  out_.flush();
+  if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps &&
+      pi + 1 < plan_.schedule.size()) {
+    out_ << fmt::format("stopped after {} step(s) (--max-steps)\n",
+                        ranThisCall_);
+    stopped_ = true;
+  }
+}
+
+} // namespace netc::train

@@ -1,0 +1,124 @@
+//===- Trainer.h - the training loop ----------------------------*- C++ -*-===//
+//
+// Runs the plan's schedule: phases in order, per-epoch shuffling, the phase's
+// learning-rate policy, per-step loss terms, evaluation of the `eval`
+// program after each phase, atomic checkpoints and exact resume, and NaN/Inf
+// detection.
+//
+// Checkpoints: <trainer>/checkpoint.safetensors holds every parameter and its
+// momentum buffer ("momentum/<name>"); <trainer>/checkpoint.json holds where
+// training stands (phase index, steps done in the phase, global step, seed).
+// Shuffling and augmentation are pure functions of (seed, phase, epoch,
+// sample) and dropout of (seed attr, global step), so resuming from a
+// checkpoint reproduces the uninterrupted run exactly.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_RUNTIME_TRAIN_TRAINER_H
+#define NETC_RUNTIME_TRAIN_TRAINER_H
+
+#include "runtime/exec/Executor.h"
+#include "runtime/exec/ParamStore.h"
+#include "runtime/plan/Plan.h"
+#include "runtime/train/Data.h"
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace netc::train {
+
+/// Training stopped (non-finite loss, bad checkpoint, ...).
+class TrainError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The learning rate at step t (0-based) of T in the phase, in epoch e.
+double learningRate(const plan::Phase &phase, int64_t t, int64_t T, int64_t e);
+
+/// Steps per epoch (the last batch may be smaller) and steps of the phase.
+int64_t stepsPerEpoch(int64_t examples, int64_t batch);
+int64_t phaseSteps(const plan::Phase &phase, int64_t examples);
+
+struct TrainOptions {
+  std::string dataDir;  ///< overrides the plan's data path
+  uint64_t seed = 1;
+  int64_t logEvery = 50;
+  std::string metricsPath;
+  bool resume = false;
+  int64_t maxSteps = 0;        ///< global cap on steps run by this call (0 = none)
+  int64_t checkpointEvery = 0; ///< also checkpoint every N global steps
+  std::string backend = "reference";
+};
+
+struct EvalResult {
+  int64_t correct = 0, total = 0;
+  double errorPercent() const {
+    return total ? 100.0 * double(total - correct) / double(total) : 0.0;
+  }
+};
+
+/// Top-1 evaluation of the `eval` program on `data` (no augmentation).
+EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
+                    exec::Backend &backend, const ImageData &data);
+
+/// Where training stands; what checkpoint.json holds.
+struct TrainState {
+  int64_t phaseIndex = 0; ///< the phase to run next (== schedule size: done)
+  int64_t step = 0;       ///< steps done in that phase
+  int64_t globalStep = 0; ///< steps done overall
+  uint64_t seed = 1;
+};
+
+std::string checkpointPath(const plan::Plan &plan);      ///< .safetensors
+std::string checkpointStatePath(const plan::Plan &plan); ///< .json
+void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,
+                    const TrainState &state);
+/// Loads checkpoint.json and checkpoint.safetensors into `params`.
+TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params);
+
+class Trainer {
+public:
+  /// Loads the data; `out` receives the progress lines.
+  Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out);
+  /// Same, with data already loaded (tests).
+  Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
+          Datasets data);
+  ~Trainer();
+
+  /// Trains the schedule (or what remains of it with --resume). Returns
+  /// normally when done or when --max-steps is reached; throws TrainError
+  /// on a non-finite loss.
+  void run();
+
+  exec::ParamStore &params() { return *params_; }
+  const TrainState &state() const { return state_; }
+  /// The last test evaluation (after the most recent phase), if any.
+  std::optional<EvalResult> lastEval() const { return lastEval_; }
+  /// Loss of the last step.
+  double lastLoss() const { return lastLoss_; }
+
+private:
+  void runPhase(size_t index);
+  void metric(const std::string &jsonLine);
+
+  const plan::Plan &plan_;
+  TrainOptions opts_;
+  std::ostream &out_;
+  Datasets data_;
+  std::unique_ptr<exec::Backend> backend_;
+  std::unique_ptr<exec::ParamStore> params_;
+  TrainState state_;
+  std::optional<EvalResult> lastEval_;
+  double lastLoss_ = 0;
+  std::unique_ptr<std::ofstream> metrics_;
+  bool stopped_ = false;
+  int64_t ranThisCall_ = 0; ///< steps run by this call (--max-steps)
+};
+
+} // namespace netc::train
+
+#endif // NETC_RUNTIME_TRAIN_TRAINER_H

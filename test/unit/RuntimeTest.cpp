@@ -1,0 +1,1024 @@
+//===- RuntimeTest.cpp - plan loader, safetensors, executor, data, trainer ===//
+
+#include "runtime/exec/Executor.h"
+#include "runtime/exec/ParamStore.h"
+#include "runtime/io/Safetensors.h"
+#include "runtime/plan/Plan.h"
+#include "runtime/train/Data.h"
+#include "runtime/train/Trainer.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <tuple>
+#include <unistd.h>
+
+using namespace netc;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// A fresh temporary folder per test.
+class TempDir {
+public:
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("netc-runtime-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name() +
+            "-" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string str() const { return path.string(); }
+  fs::path path;
+};
+
+/// fc 4 -> 3 + softmax cross-entropy, its gradients and two SGD updates.
+json tinyPlan() {
+  json values = json::array({
+      {{"id", 0}, {"shape", {-1, 4}}, {"dtype", "f32"}, {"offset", 0}},
+      {{"id", 1}, {"shape", {-1}}, {"dtype", "i32"}, {"offset", 64}},
+      {{"id", 2}, {"shape", {3, 4}}, {"dtype", "f32"}, {"param", "fc.weight"}},
+      {{"id", 3}, {"shape", {3}}, {"dtype", "f32"}, {"param", "fc.bias"}},
+      {{"id", 4}, {"shape", {-1, 3}}, {"dtype", "f32"}, {"offset", 128}},
+      {{"id", 5}, {"shape", json::array()}, {"dtype", "f32"}, {"offset", 192}},
+      {{"id", 6}, {"shape", json::array()}, {"dtype", "f32"}, {"offset", 256}},
+      {{"id", 7}, {"shape", {-1, 3}}, {"dtype", "f32"}, {"offset", 320}},
+      {{"id", 8}, {"shape", {3, 4}}, {"dtype", "f32"}, {"offset", 384}},
+      {{"id", 9}, {"shape", {3}}, {"dtype", "f32"}, {"offset", 448}},
+  });
+  json kernels = json::array({
+      {{"op", "fc"}, {"in", {0, 2, 3}}, {"out", {4}}},
+      {{"op", "softmax_cross_entropy"}, {"in", {4, 1}}, {"out", {5}}},
+      {{"op", "objective"},
+       {"in", {5}},
+       {"out", {6}},
+       {"attrs", {{"weights", {1.0}}}}},
+      {{"op", "softmax_cross_entropy_grad"},
+       {"in", {4, 1}},
+       {"out", {7}},
+       {"attrs", {{"scale", 1.0}}}},
+      {{"op", "fc_grad_weight"}, {"in", {0, 7}}, {"out", {8}}},
+      {{"op", "bias_grad"}, {"in", {7}}, {"out", {9}}},
+      {{"op", "sgd_update"},
+       {"in", {8}},
+       {"out", json::array()},
+       {"attrs", {{"param", "fc.weight"}, {"lr_mult", 1.0}, {"decay_mult", 1.0}}}},
+      {{"op", "sgd_update"},
+       {"in", {9}},
+       {"out", json::array()},
+       {"attrs", {{"param", "fc.bias"}, {"lr_mult", 2.0}, {"decay_mult", 0.0}}}},
+  });
+  json step = {{"batch", 4},
+               {"arena_bytes", 512},
+               {"values", values},
+               {"inputs", {{"image", 0}, {"labels", 1}}},
+               {"kernels", kernels},
+               {"outputs",
+                {{"loss", 6},
+                 {"logits", 4},
+                 {"terms",
+                  {{{"name", "classification"}, {"weight", 1.0}, {"value", 5}}}}}}};
+  json eval = {{"batch", 4},
+               {"arena_bytes", 192},
+               {"values",
+                {values[0], values[2], values[3], values[4]}},
+               {"inputs", {{"image", 0}}},
+               {"kernels", {kernels[0]}},
+               {"outputs", {{"logits", 4}}}};
+  return {
+      {"format", "netc-trainer"},
+      {"version", 1},
+      {"network", "tiny"},
+      {"variant", "none"},
+      {"input", {1, 2, 2}},
+      {"classes", 3},
+      {"data",
+       {{"kind", "fashion-mnist"}, {"path", ""}, {"subset", 0},
+        {"test_subset", 0}, {"mirror", false}, {"crop", 0}, {"crop_pad", 0},
+        {"scale", {0, 0}}, {"mean", json::array()}, {"std", json::array()}}},
+      {"eval", {{"schemes", {"full"}}}},
+      {"params",
+       {{{"name", "fc.weight"}, {"shape", {3, 4}}, {"group", "classifier"},
+         {"trainable", true}, {"lr_mult", 1.0}, {"decay_mult", 1.0},
+         {"init", {{"kind", "gaussian"}, {"std", 0.1}, {"mean", 0.0}}}},
+        {{"name", "fc.bias"}, {"shape", {3}}, {"group", "classifier"},
+         {"trainable", true}, {"lr_mult", 2.0}, {"decay_mult", 0.0},
+         {"init", {{"kind", "constant"}, {"value", 0.0}}}}}},
+      {"programs", {{"step.train", step}, {"eval", eval}}},
+      {"schedule",
+       {{{"phase", "train"}, {"program", "step.train"}, {"batch", 4},
+         {"epochs", 1}, {"steps", 0}, {"lr", 0.1}, {"momentum", 0.9},
+         {"decay", 0.0}, {"lr_policy", "fixed"}, {"lr_gamma", 0.1},
+         {"lr_every", 1}, {"lr_min", 0.0}}}},
+  };
+}
+
+void writeText(const fs::path &path, const std::string &text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+plan::Plan loadJson(const TempDir &dir, const json &j) {
+  writeText(dir.path / "plan.json", j.dump(1));
+  return plan::loadPlan(dir.str());
+}
+
+/// The PlanError message of loading `j` ("" if it loads).
+std::string planError(const TempDir &dir, const json &j) {
+  try {
+    loadJson(dir, j);
+  } catch (const plan::PlanError &e) {
+    return e.what();
+  }
+  return "";
+}
+
+//===----------------------------------------------------------------------===//
+// Plan loader
+//===----------------------------------------------------------------------===//
+
+TEST(PlanTest, LoadsTinyPlan) {
+  TempDir dir;
+  plan::Plan p = loadJson(dir, tinyPlan());
+  EXPECT_EQ(p.params.size(), 2u);
+  ASSERT_EQ(p.programs.size(), 2u);
+  const plan::Program &step = p.program("step.train");
+  EXPECT_EQ(step.batch, 4);
+  EXPECT_EQ(step.kernels.size(), 8u);
+  EXPECT_EQ(step.kernels[6].op, plan::Op::SGDUpdate);
+  EXPECT_EQ(*step.loss, 6);
+  ASSERT_EQ(step.terms.size(), 1u);
+  EXPECT_EQ(step.terms[0].name, "classification");
+  EXPECT_EQ(step.value(0).count(3), 12);
+  EXPECT_EQ(p.schedule.size(), 1u);
+  EXPECT_EQ(p.schedule[0].lrPolicy, "fixed");
+  EXPECT_EQ(p.params[0].init.kind, plan::InitSpec::Gaussian);
+}
+
+TEST(PlanTest, WrongVersion) {
+  TempDir dir;
+  json j = tinyPlan();
+  j["version"] = 2;
+  EXPECT_EQ(planError(dir, j),
+            dir.str() + "/plan.json: version: trainer format version 2 is not "
+                        "supported by this runtime (version 1)");
+  j = tinyPlan();
+  j["format"] = "onnx";
+  EXPECT_EQ(planError(dir, j),
+            dir.str() + "/plan.json: format: 'onnx' is not a netc trainer "
+                        "(expected 'netc-trainer')");
+}
+
+TEST(PlanTest, UnknownOp) {
+  TempDir dir;
+  json j = tinyPlan();
+  j["programs"]["step.train"]["kernels"][1]["op"] = "conv3d";
+  EXPECT_EQ(planError(dir, j), dir.str() + "/plan.json: "
+                                           "programs.step.train.kernels[1]: "
+                                           "unknown op 'conv3d'");
+}
+
+TEST(PlanTest, BadValueId) {
+  TempDir dir;
+  json j = tinyPlan();
+  j["programs"]["step.train"]["kernels"][4]["in"][1] = 99;
+  EXPECT_EQ(planError(dir, j),
+            dir.str() + "/plan.json: programs.step.train.kernels[4].in[1]: "
+                        "unknown value id 99");
+  j = tinyPlan();
+  j["programs"]["eval"]["outputs"]["logits"] = 42;
+  EXPECT_EQ(planError(dir, j), dir.str() + "/plan.json: "
+                                           "programs.eval.outputs.logits: "
+                                           "unknown value id 42");
+}
+
+TEST(PlanTest, OffsetOutOfArena) {
+  TempDir dir;
+  json j = tinyPlan();
+  j["programs"]["step.train"]["arena_bytes"] = 400;
+  EXPECT_EQ(planError(dir, j),
+            dir.str() + "/plan.json: programs.step.train.values[8]: value 8 at "
+                        "offset 384 with 48 bytes (batch 4) ends past "
+                        "arena_bytes 400");
+  j = tinyPlan();
+  j["programs"]["step.train"]["values"][4]["offset"] = 100;
+  EXPECT_EQ(planError(dir, j), dir.str() + "/plan.json: "
+                                           "programs.step.train.values[4]."
+                                           "offset: offset 100 is not 64-byte "
+                                           "aligned");
+}
+
+TEST(PlanTest, OtherErrors) {
+  TempDir dir;
+  std::string f = dir.str() + "/plan.json: ";
+  json j = tinyPlan();
+  j["programs"]["step.train"]["values"][1]["dtype"] = "f16";
+  EXPECT_EQ(planError(dir, j), f + "programs.step.train.values[1].dtype: "
+                                   "unknown dtype 'f16' (expected f32 or i32)");
+  j = tinyPlan();
+  j["programs"]["step.train"]["values"][2]["param"] = "fc.nope";
+  EXPECT_EQ(planError(dir, j), f + "programs.step.train.values[2].param: "
+                                   "unknown parameter 'fc.nope'");
+  j = tinyPlan();
+  j["programs"]["step.train"]["kernels"][6]["attrs"]["param"] = "x";
+  EXPECT_EQ(planError(dir, j), f + "programs.step.train.kernels[6].attrs."
+                                   "param: unknown parameter 'x'");
+  j = tinyPlan();
+  j["programs"]["step.train"]["kernels"][3]["attrs"].erase("scale");
+  EXPECT_EQ(planError(dir, j), f + "programs.step.train.kernels[3].attrs: "
+                                   "'softmax_cross_entropy_grad' needs "
+                                   "attribute 'scale'");
+  j = tinyPlan();
+  j["programs"]["step.train"]["kernels"][1]["in"] = {4};
+  EXPECT_EQ(planError(dir, j), f + "programs.step.train.kernels[1].in: "
+                                   "'softmax_cross_entropy' takes 2 operands, "
+                                   "got 1");
+  j = tinyPlan();
+  j["programs"]["step.train"]["values"][7]["offset"] = 128; // = logits
+  EXPECT_EQ(planError(dir, j), f + "programs.step.train.kernels[3].out[0]: "
+                                   "output value 7 overlaps input value 4 in "
+                                   "the arena, which "
+                                   "'softmax_cross_entropy_grad' does not "
+                                   "allow");
+  j = tinyPlan();
+  j.erase("schedule");
+  EXPECT_EQ(planError(dir, j), f + "missing field 'schedule'");
+  j = tinyPlan();
+  j["schedule"][0]["lr_policy"] = "poly";
+  EXPECT_EQ(planError(dir, j), f + "schedule[0].lr_policy: unknown lr_policy "
+                                   "'poly' (expected fixed, step or cosine)");
+  writeText(dir.path / "plan.json", "{ not json");
+  try {
+    plan::loadPlan(dir.str());
+    FAIL() << "expected PlanError";
+  } catch (const plan::PlanError &e) {
+    EXPECT_EQ(std::string(e.what()).rfind(f + "invalid JSON", 0), 0u)
+        << e.what();
+  }
+  EXPECT_THROW(plan::loadPlan((dir.path / "absent").string()), plan::PlanError);
+}
+
+TEST(PlanTest, ExecutorChecksGeometry) {
+  TempDir dir;
+  json j = tinyPlan();
+  // The fc output declared with 2 features, the weight has 3 rows.
+  j["programs"]["step.train"]["values"][4]["shape"] = {-1, 2};
+  j["programs"]["step.train"]["values"][7]["shape"] = {-1, 2};
+  plan::Plan p = loadJson(dir, j);
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  try {
+    exec::Executor exe(p, "step.train", store, backend);
+    FAIL() << "expected PlanError";
+  } catch (const plan::PlanError &e) {
+    EXPECT_EQ(std::string(e.what()),
+              dir.str() + "/plan.json: programs.step.train.kernels[0]: 'fc': "
+                          "weight has 12 elements, expected 8");
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Safetensors
+//===----------------------------------------------------------------------===//
+
+TEST(SafetensorsTest, RoundTrip) {
+  TempDir dir;
+  io::TensorFile f;
+  f.tensors["a"] = {{2, 3}, {1, 2, 3, 4, 5, 6}};
+  f.tensors["b.scalar"] = {{}, {-1.5f}};
+  f.tensors["c"] = {{1}, {3.25f}};
+  f.metadata["k"] = "v";
+  std::string path = (dir.path / "t.safetensors").string();
+  io::writeSafetensors(path, f);
+  io::TensorFile g = io::readSafetensors(path);
+  ASSERT_EQ(g.tensors.size(), 3u);
+  EXPECT_EQ(g.tensors["a"].shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(g.tensors["a"].data, f.tensors["a"].data);
+  EXPECT_EQ(g.tensors["b.scalar"].data, f.tensors["b.scalar"].data);
+  EXPECT_EQ(g.tensors["c"].data[0], 3.25f);
+  EXPECT_EQ(g.metadata["k"], "v");
+  // No temporary file is left behind.
+  int files = 0;
+  for (auto &e : fs::directory_iterator(dir.path))
+    files += e.is_regular_file();
+  EXPECT_EQ(files, 1);
+  // The header is 8-byte aligned.
+  std::ifstream in(path, std::ios::binary);
+  uint64_t len = 0;
+  in.read(reinterpret_cast<char *>(&len), 8);
+  EXPECT_EQ(len % 8, 0u);
+}
+
+std::string readError(const std::string &path) {
+  try {
+    io::readSafetensors(path);
+  } catch (const io::SafetensorsError &e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string fileBytes(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string withHeader(const std::string &header, const std::string &data) {
+  std::string s(8, '\0');
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i)
+    s[i] = char(n >> (8 * i));
+  return s + header + data;
+}
+
+TEST(SafetensorsTest, CorruptFiles) {
+  TempDir dir;
+  io::TensorFile f;
+  f.tensors["w"] = {{2, 2}, {1, 2, 3, 4}};
+  std::string good = (dir.path / "good.safetensors").string();
+  io::writeSafetensors(good, f);
+  std::string bytes = fileBytes(good);
+  std::string p = (dir.path / "bad.safetensors").string();
+
+  writeText(p, bytes.substr(0, bytes.size() - 4));
+  EXPECT_EQ(readError(p), p + ": tensor 'w': data_offsets [0, 16] are outside "
+                              "the data (12 bytes; truncated file?)");
+  writeText(p, bytes.substr(0, 5));
+  EXPECT_EQ(readError(p), p + ": too short for a safetensors header (5 bytes)");
+  std::string huge = bytes;
+  huge[7] = 0x7f;
+  writeText(p, huge);
+  EXPECT_EQ(readError(p).rfind(p + ": header length ", 0), 0u) << readError(p);
+  writeText(p, withHeader("{\"w\": [", ""));
+  EXPECT_EQ(readError(p).rfind(p + ": header is not valid JSON", 0), 0u);
+  writeText(p, withHeader(R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})",
+                          "abcd"));
+  EXPECT_EQ(readError(p), p + ": tensor 'w': dtype F16 is not supported (only "
+                              "F32)");
+  writeText(p, withHeader(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                          "abcdefgh"));
+  EXPECT_EQ(readError(p), p + ": tensor 'w': shape [3] needs 12 bytes but "
+                              "data_offsets span 8");
+  EXPECT_EQ(readError((dir.path / "none").string()),
+            (dir.path / "none").string() + ": no such file");
+}
+
+//===----------------------------------------------------------------------===//
+// Parameter store
+//===----------------------------------------------------------------------===//
+
+TEST(ParamStoreTest, InitKinds) {
+  TempDir dir;
+  io::TensorFile f;
+  f.tensors["pre"] = {{3}, {7, 8, 9}};
+  std::string file = (dir.path / "pre.safetensors").string();
+  io::writeSafetensors(file, f);
+  json j = tinyPlan();
+  j["params"][1]["init"] = {{"kind", "file"}, {"path", file}, {"key", "pre"}};
+  j["params"][0]["init"] = {{"kind", "gaussian"}, {"std", 2.0}, {"mean", 1.0}};
+  plan::Plan p = loadJson(dir, j);
+  exec::ParamStore a(p, 5), b(p, 5), c(p, 6);
+  EXPECT_EQ(std::vector<float>(a.at("fc.bias").value.begin(),
+                               a.at("fc.bias").value.end()),
+            (std::vector<float>{7, 8, 9}));
+  EXPECT_EQ(a.at("fc.weight").value, b.at("fc.weight").value);
+  EXPECT_NE(a.at("fc.weight").value, c.at("fc.weight").value);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a.at("fc.weight").value.data()) % 64,
+            0u);
+  // The trainer's params.safetensors wins over the original file.
+  f.tensors.clear();
+  f.tensors["fc.bias"] = {{3}, {1, 1, 1}};
+  io::writeSafetensors((dir.path / "params.safetensors").string(), f);
+  exec::ParamStore d(p, 5);
+  EXPECT_EQ(d.at("fc.bias").value[0], 1.0f);
+  // Shape mismatch.
+  j["params"][1]["init"]["key"] = "pre";
+  j["params"][1]["shape"] = {4};
+  for (int id : {3, 9})
+    j["programs"]["step.train"]["values"][id]["shape"] = {4};
+  j["programs"]["eval"]["values"][2]["shape"] = {4};
+  fs::remove(dir.path / "params.safetensors");
+  plan::Plan q = loadJson(dir, j);
+  try {
+    exec::ParamStore e(q, 1);
+    FAIL() << "expected SafetensorsError";
+  } catch (const io::SafetensorsError &e) {
+    EXPECT_EQ(std::string(e.what()),
+              file + ": tensor 'pre' has shape [3] but parameter 'fc.bias' is "
+                     "[4]");
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Executor
+//===----------------------------------------------------------------------===//
+
+struct TinyRun {
+  TempDir dir;
+  plan::Plan p;
+  exec::ParamStore store;
+  exec::ReferenceBackend backend;
+  exec::Executor exe;
+  float x[4][4] = {{1, 0, -1, 2}, {0.5f, 0.5f, 0, -1}, {-2, 1, 1, 0}, {0, 0, 3, 1}};
+  int32_t y[4] = {0, 2, 1, 2};
+  float w0[3][4] = {{0.1f, -0.2f, 0.3f, 0.0f},
+                    {0.0f, 0.1f, -0.1f, 0.2f},
+                    {-0.3f, 0.2f, 0.1f, 0.1f}};
+  float b0[3] = {0.1f, 0.0f, -0.1f};
+
+  TinyRun() : p(loadJson(dir, tinyPlan())), store(p, 1),
+              exe(p, "step.train", store, backend) {
+    std::copy(&w0[0][0], &w0[0][0] + 12, store.at("fc.weight").value.data());
+    std::copy(b0, b0 + 3, store.at("fc.bias").value.data());
+    std::copy(&x[0][0], &x[0][0] + 16, exe.f32(exe.inputId("image")));
+    std::copy(y, y + 4, exe.i32(exe.inputId("labels")));
+  }
+
+  /// The loss and weight gradient by hand, in double, for the first n rows.
+  double handLoss(int n, double dw[3][4]) const {
+    double loss = 0;
+    for (int o = 0; o < 3; ++o)
+      for (int i = 0; i < 4; ++i)
+        dw[o][i] = 0;
+    for (int r = 0; r < n; ++r) {
+      double z[3], m = -1e30, s = 0;
+      for (int o = 0; o < 3; ++o) {
+        z[o] = b0[o];
+        for (int i = 0; i < 4; ++i)
+          z[o] += double(w0[o][i]) * x[r][i];
+        m = std::max(m, z[o]);
+      }
+      for (int o = 0; o < 3; ++o)
+        s += std::exp(z[o] - m);
+      loss += -(z[y[r]] - m - std::log(s));
+      for (int o = 0; o < 3; ++o) {
+        double g = (std::exp(z[o] - m) / s - (o == y[r])) / n;
+        for (int i = 0; i < 4; ++i)
+          dw[o][i] += g * x[r][i];
+      }
+    }
+    return loss / n;
+  }
+};
+
+TEST(ExecutorTest, LossAndUpdateMatchHandComputation) {
+  TinyRun t;
+  exec::StepContext ctx;
+  ctx.lr = 0.5;
+  ctx.momentum = 0.9;
+  ctx.decay = 0.0;
+  t.exe.run(4, ctx);
+  double dw[3][4];
+  double want = t.handLoss(4, dw);
+  EXPECT_NEAR(t.exe.scalar(6), want, 1e-6);
+  EXPECT_NEAR(t.exe.scalar(5), want, 1e-6);
+  // First step from zero momentum: w -= lr * dw.
+  const float *w = t.store.at("fc.weight").value.data();
+  for (int o = 0; o < 3; ++o)
+    for (int i = 0; i < 4; ++i)
+      EXPECT_NEAR(w[o * 4 + i], t.w0[o][i] - 0.5 * dw[o][i], 1e-6);
+  // The momentum buffer holds lr * dw.
+  EXPECT_NEAR(t.store.at("fc.weight").momentum[0], 0.5 * dw[0][0], 1e-6);
+}
+
+TEST(ExecutorTest, KeepsOutputsWhoseBytesAreReused) {
+  TempDir dir;
+  json j = tinyPlan();
+  // The bias gradient (kernel 5) reuses the bytes of the cross-entropy term
+  // (kernel 1), whose lifetime ended at the objective (kernel 2).
+  j["programs"]["step.train"]["values"][9]["offset"] = 192;
+  plan::Plan p = loadJson(dir, j);
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  exec::Executor exe(p, "step.train", store, backend);
+  TinyRun t;
+  std::copy(&t.w0[0][0], &t.w0[0][0] + 12, store.at("fc.weight").value.data());
+  std::copy(t.b0, t.b0 + 3, store.at("fc.bias").value.data());
+  std::copy(&t.x[0][0], &t.x[0][0] + 16, exe.f32(0));
+  std::copy(t.y, t.y + 4, exe.i32(1));
+  exe.keep(5);
+  exec::StepContext ctx;
+  exe.run(4, ctx);
+  double dw[3][4];
+  double want = t.handLoss(4, dw);
+  EXPECT_NEAR(exe.scalar(5), want, 1e-6);
+  EXPECT_NEAR(exe.scalar(6), want, 1e-6);
+  EXPECT_NE(*exe.f32(5), exe.scalar(5)); // the arena bytes were reused
+}
+
+TEST(ExecutorTest, SmallerBatch) {
+  TinyRun t;
+  exec::StepContext ctx;
+  ctx.lr = 0.0;
+  t.exe.run(2, ctx);
+  double dw[3][4];
+  EXPECT_NEAR(t.exe.scalar(6), t.handLoss(2, dw), 1e-6);
+  EXPECT_THROW(t.exe.run(5, ctx), std::invalid_argument);
+  EXPECT_THROW(t.exe.run(0, ctx), std::invalid_argument);
+}
+
+TEST(ExecutorTest, LossFallsOnFixedBatch) {
+  TinyRun t;
+  exec::StepContext ctx;
+  ctx.lr = 0.1;
+  ctx.momentum = 0.9;
+  ctx.decay = 5e-4;
+  t.exe.run(4, ctx);
+  double first = t.exe.scalar(6), last = first;
+  for (int s = 1; s < 50; ++s) {
+    ctx.step = uint64_t(s);
+    t.exe.run(4, ctx);
+    last = t.exe.scalar(6);
+  }
+  EXPECT_LT(last, 0.25 * first) << "first " << first << " last " << last;
+}
+
+TEST(ExecutorTest, EvalProgramAndBackendFactory) {
+  TinyRun t;
+  exec::Executor ev(t.p, "eval", t.store, t.backend);
+  std::copy(&t.x[0][0], &t.x[0][0] + 16, ev.f32(0));
+  exec::StepContext ctx;
+  ctx.training = false;
+  ev.run(4, ctx);
+  const float *logits = ev.f32(4);
+  double z = t.b0[1];
+  for (int i = 0; i < 4; ++i)
+    z += double(t.w0[1][i]) * t.x[2][i];
+  EXPECT_NEAR(logits[2 * 3 + 1], z, 1e-6);
+  EXPECT_STREQ(exec::makeBackend("reference")->name(), "reference");
+  EXPECT_THROW(exec::makeBackend("cuda"), std::invalid_argument);
+}
+
+/// A plan with one program `p` over the given values and kernels.
+json onlyProgram(json values, json kernels, json params, int64_t arena,
+                 int64_t batch) {
+  json j = tinyPlan();
+  j["params"] = params;
+  j["programs"] = {{"p",
+                    {{"batch", batch},
+                     {"arena_bytes", arena},
+                     {"values", values},
+                     {"inputs", {{"image", 0}}},
+                     {"kernels", kernels},
+                     {"outputs", json::object()}}}};
+  j["schedule"] = json::array();
+  return j;
+}
+
+TEST(ExecutorTest, DropoutMasksRegenerateAndScaleAddRunInPlace) {
+  TempDir dir;
+  json values = json::array({
+      {{"id", 0}, {"shape", {-1, 64}}, {"dtype", "f32"}, {"offset", 0}},
+      {{"id", 1}, {"shape", {-1, 64}}, {"dtype", "f32"}, {"offset", 0}},
+      {{"id", 2}, {"shape", {-1, 64}}, {"dtype", "f32"}, {"offset", 512}},
+      {{"id", 3}, {"shape", {-1, 64}}, {"dtype", "f32"}, {"offset", 512}},
+      {{"id", 4}, {"shape", {-1, 64}}, {"dtype", "f32"}, {"offset", 512}},
+      {{"id", 5}, {"shape", {-1, 64}}, {"dtype", "f32"}, {"offset", 1024}},
+  });
+  json dropout = {{"ratio", 0.5}, {"seed", 17}};
+  json kernels = json::array({
+      {{"op", "dropout"}, {"in", {0}}, {"out", {1}}, {"attrs", dropout}},
+      {{"op", "scale"}, {"in", {2}}, {"out", {3}}, {"attrs", {{"factor", 3.0}}}},
+      {{"op", "dropout_grad"}, {"in", {3}}, {"out", {4}}, {"attrs", dropout}},
+      {{"op", "add"}, {"in", {1, 4}}, {"out", {5}}},
+  });
+  plan::Plan p = loadJson(dir, onlyProgram(values, kernels, json::array(),
+                                           1536, 2));
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  exec::Executor exe(p, "p", store, backend);
+  std::vector<float> before[2];
+  for (uint64_t step : {5u, 6u}) {
+    for (int i = 0; i < 128; ++i) {
+      exe.f32(0)[i] = float(i + 1);
+      exe.f32(2)[i] = 1.0f;
+    }
+    exec::StepContext ctx;
+    ctx.step = step;
+    exe.run(2, ctx);
+    int kept = 0;
+    for (int i = 0; i < 128; ++i) {
+      float y = exe.f32(1)[i], g = exe.f32(4)[i];
+      bool keep = y != 0;
+      kept += keep;
+      EXPECT_FLOAT_EQ(y, keep ? 2.0f * float(i + 1) : 0.0f);
+      EXPECT_FLOAT_EQ(g, keep ? 6.0f : 0.0f) << "mask differs at " << i;
+      EXPECT_FLOAT_EQ(exe.f32(5)[i], y + g);
+    }
+    EXPECT_GT(kept, 40);
+    EXPECT_LT(kept, 88);
+    before[step - 5].assign(exe.f32(1), exe.f32(1) + 128);
+  }
+  EXPECT_NE(before[0], before[1]) << "the mask must change with the step";
+  // Evaluation: identity.
+  for (int i = 0; i < 128; ++i)
+    exe.f32(0)[i] = float(i + 1);
+  exec::StepContext ev;
+  ev.training = false;
+  exe.run(2, ev);
+  for (int i = 0; i < 128; ++i)
+    EXPECT_EQ(exe.f32(1)[i], float(i + 1));
+}
+
+TEST(ExecutorTest, BatchNormAndItsGradient) {
+  TempDir dir;
+  auto param = [](const char *name, double value) {
+    return json{{"name", name}, {"shape", {2}}, {"group", "encoder"},
+                {"trainable", true}, {"init", {{"kind", "constant"},
+                                               {"value", value}}}};
+  };
+  json params = {param("bn.scale", 1.5), param("bn.shift", 0.5),
+                 param("bn.mean", 0.0), param("bn.var", 1.0)};
+  json values = json::array({
+      {{"id", 0}, {"shape", {-1, 2, 2, 2}}, {"dtype", "f32"}, {"offset", 0}},
+      {{"id", 1}, {"shape", {2}}, {"dtype", "f32"}, {"param", "bn.scale"}},
+      {{"id", 2}, {"shape", {2}}, {"dtype", "f32"}, {"param", "bn.shift"}},
+      {{"id", 3}, {"shape", {2}}, {"dtype", "f32"}, {"param", "bn.mean"}},
+      {{"id", 4}, {"shape", {2}}, {"dtype", "f32"}, {"param", "bn.var"}},
+      {{"id", 5}, {"shape", {-1, 2, 2, 2}}, {"dtype", "f32"}, {"offset", 128}},
+      {{"id", 6}, {"shape", {-1, 2, 2, 2}}, {"dtype", "f32"}, {"offset", 256}},
+      {{"id", 7}, {"shape", {-1, 2, 2, 2}}, {"dtype", "f32"}, {"offset", 384}},
+      {{"id", 8}, {"shape", {2}}, {"dtype", "f32"}, {"offset", 512}},
+      {{"id", 9}, {"shape", {2}}, {"dtype", "f32"}, {"offset", 576}},
+  });
+  json kernels = json::array({
+      {{"op", "batch_norm"}, {"in", {0, 1, 2, 3, 4}}, {"out", {5}},
+       {"attrs", {{"eps", 1e-5}, {"momentum", 0.9}, {"inference", false}}}},
+      {{"op", "batch_norm_grad"}, {"in", {6, 0, 1}}, {"out", {7, 8, 9}},
+       {"attrs", {{"eps", 1e-5}}}},
+  });
+  plan::Plan p = loadJson(dir, onlyProgram(values, kernels, params, 640, 4));
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  exec::Executor exe(p, "p", store, backend);
+  // dy = the normalised input: dshift = sum xhat = 0, dscale = sum xhat^2
+  // ~= M, dx = scale*invStd/M*(M*xhat - 0 - xhat*M) = 0.
+  for (int i = 0; i < 32; ++i)
+    exe.f32(0)[i] = float((i * 37) % 11) - 3.0f;
+  exec::StepContext ctx;
+  exe.run(4, ctx);
+  for (int i = 0; i < 32; ++i)
+    exe.f32(6)[i] = (exe.f32(5)[i] - 0.5f) / 1.5f;
+  exe.run(4, ctx);
+  for (int c = 0; c < 2; ++c) {
+    EXPECT_NEAR(exe.f32(9)[c], 0.0, 1e-4);
+    EXPECT_NEAR(exe.f32(8)[c], 16.0, 1e-2);
+  }
+  for (int i = 0; i < 32; ++i)
+    EXPECT_NEAR(exe.f32(7)[i], 0.0, 1e-4);
+  // Running statistics moved away from their initial values.
+  EXPECT_NE(store.at("bn.mean").value[0], 0.0f);
+}
+
+//===----------------------------------------------------------------------===//
+// Learning-rate policies
+//===----------------------------------------------------------------------===//
+
+TEST(LrPolicyTest, Values) {
+  plan::Phase ph;
+  ph.lr = 0.1;
+  ph.lrPolicy = "fixed";
+  EXPECT_DOUBLE_EQ(train::learningRate(ph, 7, 10, 3), 0.1);
+  ph.lrPolicy = "step";
+  ph.lrGamma = 0.5;
+  ph.lrEvery = 2;
+  EXPECT_DOUBLE_EQ(train::learningRate(ph, 0, 10, 0), 0.1);
+  EXPECT_DOUBLE_EQ(train::learningRate(ph, 0, 10, 1), 0.1);
+  EXPECT_DOUBLE_EQ(train::learningRate(ph, 0, 10, 2), 0.05);
+  EXPECT_DOUBLE_EQ(train::learningRate(ph, 0, 10, 5), 0.025);
+  ph.lrPolicy = "cosine";
+  ph.lrMin = 0.02;
+  EXPECT_DOUBLE_EQ(train::learningRate(ph, 0, 100, 0), 0.1);
+  EXPECT_NEAR(train::learningRate(ph, 50, 100, 0), 0.06, 1e-12);
+  EXPECT_NEAR(train::learningRate(ph, 100, 100, 0), 0.02, 1e-12);
+  EXPECT_NEAR(train::learningRate(ph, 25, 100, 0),
+              0.02 + 0.08 * (1 + std::cos(M_PI / 4)) / 2, 1e-12);
+
+  ph.batch = 5;
+  ph.epochs = 2;
+  ph.steps = 0;
+  EXPECT_EQ(train::stepsPerEpoch(24, 5), 5);
+  EXPECT_EQ(train::phaseSteps(ph, 24), 10);
+  ph.steps = 3;
+  EXPECT_EQ(train::phaseSteps(ph, 24), 3);
+  ph.steps = 30;
+  EXPECT_EQ(train::phaseSteps(ph, 24), 10);
+}
+
+//===----------------------------------------------------------------------===//
+// Data
+//===----------------------------------------------------------------------===//
+
+/// Writes train/t10k IDX files of `rows` x `cols` images whose pixel (r, c) of
+/// image i is (i * 7 + r * cols + c) % 251, labels i % classes.
+void writeIdxSet(const fs::path &dir, int trainCount, int testCount, int rows,
+                 int cols, int classes) {
+  auto be = [](std::string &s, uint32_t v) {
+    for (int sh = 24; sh >= 0; sh -= 8)
+      s.push_back(char(v >> sh));
+  };
+  for (auto [prefix, count] : {std::pair<const char *, int>{"train", trainCount},
+                               {"t10k", testCount}}) {
+    std::string img{0, 0, 8, 3}, lab{0, 0, 8, 1};
+    be(img, uint32_t(count));
+    be(img, uint32_t(rows));
+    be(img, uint32_t(cols));
+    be(lab, uint32_t(count));
+    for (int i = 0; i < count; ++i) {
+      for (int p = 0; p < rows * cols; ++p)
+        img.push_back(char((i * 7 + p) % 251));
+      lab.push_back(char(i % classes));
+    }
+    writeText(dir / (std::string(prefix) + "-images-idx3-ubyte"), img);
+    writeText(dir / (std::string(prefix) + "-labels-idx1-ubyte"), lab);
+  }
+}
+
+TEST(DataTest, CropMirrorNormalise) {
+  TempDir dir;
+  writeIdxSet(dir.path, 10, 4, 6, 6, 3);
+  train::DataOptions o;
+  o.dir = dir.str();
+  o.channels = 1;
+  o.height = o.width = 4;
+  o.classes = 3;
+  o.crop = 4;
+  o.cropPad = 1;
+  o.mirror = true;
+  o.mean = {10.0};
+  o.std = {2.0};
+  o.subset = 8;
+  train::Datasets d = train::loadDatasets(o);
+  EXPECT_EQ(d.train.size(), 8);
+  EXPECT_EQ(d.test.size(), 4);
+  EXPECT_EQ(d.train.sampleFloats(), 16);
+
+  // Evaluation: centred crop of the padded 8x8 image = rows/cols 1..4.
+  std::vector<float> img(16 * 2);
+  int32_t labels[2];
+  int64_t idx[2] = {3, 0};
+  d.test.makeBatch(idx, 2, false, 0, img.data(), labels);
+  EXPECT_EQ(labels[0], 0);
+  EXPECT_EQ(labels[1], 0);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 4; ++x) {
+      double raw = (3 * 7 + (y + 1) * 6 + (x + 1)) % 251;
+      EXPECT_FLOAT_EQ(img[y * 4 + x], float((raw - 10.0) / 2.0));
+    }
+
+  // Training: every sample is some crop of the zero-padded image, maybe
+  // mirrored; over many keys both flips and several offsets occur.
+  auto pixel = [](int i, int r, int c) -> double {
+    if (r < 0 || r >= 6 || c < 0 || c >= 6)
+      return 0;
+    return (i * 7 + r * 6 + c) % 251;
+  };
+  std::set<std::tuple<int, int, bool>> seen;
+  for (uint64_t key = 1; key <= 64; ++key) {
+    int64_t one = 5;
+    d.train.makeBatch(&one, 1, true, key, img.data(), labels);
+    bool found = false;
+    for (int y0 = 0; y0 <= 4 && !found; ++y0)
+      for (int x0 = 0; x0 <= 4 && !found; ++x0)
+        for (bool flip : {false, true}) {
+          bool ok = true;
+          for (int y = 0; y < 4 && ok; ++y)
+            for (int x = 0; x < 4 && ok; ++x) {
+              double raw = pixel(5, y0 + y - 1, x0 + (flip ? 3 - x : x) - 1);
+              ok = img[y * 4 + x] == float((raw - 10.0) / 2.0);
+            }
+          if (ok) {
+            seen.insert({y0, x0, flip});
+            found = true;
+            break;
+          }
+        }
+    EXPECT_TRUE(found) << "key " << key;
+  }
+  EXPECT_GT(seen.size(), 10u);
+  bool flips = false, plain = false;
+  for (auto &s : seen)
+    (std::get<2>(s) ? flips : plain) = true;
+  EXPECT_TRUE(flips && plain);
+
+  // Shuffling: a permutation, deterministic per key.
+  std::vector<int64_t> a = d.train.order(11), b = d.train.order(11),
+                       c = d.train.order(12);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  std::sort(c.begin(), c.end());
+  for (int64_t i = 0; i < 8; ++i)
+    EXPECT_EQ(c[size_t(i)], i);
+}
+
+TEST(DataTest, DefaultStdAndSizeCheck) {
+  TempDir dir;
+  writeIdxSet(dir.path, 4, 2, 4, 4, 3);
+  train::DataOptions o;
+  o.dir = dir.str();
+  o.height = o.width = 4;
+  o.classes = 3;
+  train::Datasets d = train::loadDatasets(o);
+  std::vector<float> img(16);
+  int32_t label;
+  int64_t i = 1;
+  d.train.makeBatch(&i, 1, true, 99, img.data(), &label);
+  for (int p = 0; p < 16; ++p)
+    EXPECT_FLOAT_EQ(img[p], float(((7 + p) % 251) / 255.0));
+  o.height = o.width = 5;
+  EXPECT_THROW(train::loadDatasets(o), train::DataError);
+  o.dir = (dir.path / "missing").string();
+  EXPECT_THROW(train::loadDatasets(o), data::IdxError);
+}
+
+TEST(DataTest, PrefetcherRunsJobsAndRethrows) {
+  train::Prefetcher p;
+  int value = 0;
+  p.submit([&] { value = 42; });
+  p.wait();
+  EXPECT_EQ(value, 42);
+  p.submit([] { throw std::runtime_error("boom"); });
+  EXPECT_THROW(p.wait(), std::runtime_error);
+  p.submit([&] { value = 7; });
+  p.wait();
+  EXPECT_EQ(value, 7);
+}
+
+//===----------------------------------------------------------------------===//
+// Trainer
+//===----------------------------------------------------------------------===//
+
+/// image [-1,1,4,4] -> reshape [-1,16] -> fc 16->3 -> softmax CE.
+json imagePlan(double lr) {
+  json values = json::array({
+      {{"id", 0}, {"shape", {-1, 1, 4, 4}}, {"dtype", "f32"}, {"offset", 0}},
+      {{"id", 1}, {"shape", {-1}}, {"dtype", "i32"}, {"offset", 320}},
+      {{"id", 2}, {"shape", {-1, 16}}, {"dtype", "f32"}, {"offset", 0}},
+      {{"id", 3}, {"shape", {3, 16}}, {"dtype", "f32"}, {"param", "fc.weight"}},
+      {{"id", 4}, {"shape", {3}}, {"dtype", "f32"}, {"param", "fc.bias"}},
+      {{"id", 5}, {"shape", {-1, 3}}, {"dtype", "f32"}, {"offset", 384}},
+      {{"id", 6}, {"shape", json::array()}, {"dtype", "f32"}, {"offset", 448}},
+      {{"id", 7}, {"shape", json::array()}, {"dtype", "f32"}, {"offset", 512}},
+      {{"id", 8}, {"shape", {-1, 3}}, {"dtype", "f32"}, {"offset", 576}},
+      {{"id", 9}, {"shape", {3, 16}}, {"dtype", "f32"}, {"offset", 640}},
+      {{"id", 10}, {"shape", {3}}, {"dtype", "f32"}, {"offset", 832}},
+  });
+  json kernels = json::array({
+      {{"op", "reshape"}, {"in", {0}}, {"out", {2}}, {"attrs", {{"shape", {16}}}}},
+      {{"op", "fc"}, {"in", {2, 3, 4}}, {"out", {5}}},
+      {{"op", "softmax_cross_entropy"}, {"in", {5, 1}}, {"out", {6}}},
+      {{"op", "objective"}, {"in", {6}}, {"out", {7}}, {"attrs", {{"weights", {1.0}}}}},
+      {{"op", "softmax_cross_entropy_grad"}, {"in", {5, 1}}, {"out", {8}},
+       {"attrs", {{"scale", 1.0}}}},
+      {{"op", "fc_grad_weight"}, {"in", {2, 8}}, {"out", {9}}},
+      {{"op", "bias_grad"}, {"in", {8}}, {"out", {10}}},
+      {{"op", "sgd_update"}, {"in", {9}},
+       {"attrs", {{"param", "fc.weight"}, {"lr_mult", 1.0}, {"decay_mult", 1.0}}}},
+      {{"op", "sgd_update"}, {"in", {10}},
+       {"attrs", {{"param", "fc.bias"}, {"lr_mult", 2.0}, {"decay_mult", 0.0}}}},
+  });
+  json j = tinyPlan();
+  j["input"] = {1, 4, 4};
+  j["programs"]["step.train"] = {
+      {"batch", 5}, {"arena_bytes", 896}, {"values", values},
+      {"inputs", {{"image", 0}, {"labels", 1}}}, {"kernels", kernels},
+      {"outputs", {{"loss", 7}, {"logits", 5},
+                   {"terms", {{{"name", "classification"}, {"weight", 1.0},
+                               {"value", 6}}}}}}};
+  j["programs"]["eval"] = {
+      {"batch", 4}, {"arena_bytes", 448},
+      {"values", {values[0], values[2], values[3], values[4], values[5]}},
+      {"inputs", {{"image", 0}}}, {"kernels", {kernels[0], kernels[1]}},
+      {"outputs", {{"logits", 5}}}};
+  j["params"][0]["shape"] = {3, 16};
+  j["schedule"] = {
+      {{"phase", "warm"}, {"program", "step.train"}, {"batch", 5},
+       {"epochs", 1}, {"steps", 0}, {"lr", lr}, {"momentum", 0.9},
+       {"decay", 0.0}, {"lr_policy", "fixed"}},
+      {{"phase", "main"}, {"program", "step.train"}, {"batch", 5},
+       {"epochs", 2}, {"steps", 0}, {"lr", lr}, {"momentum", 0.9},
+       {"decay", 1e-4}, {"lr_policy", "cosine"}, {"lr_min", 0.0}}};
+  j["data"]["mirror"] = true;
+  j["data"]["crop"] = 4;
+  j["data"]["crop_pad"] = 1;
+  return j;
+}
+
+train::Datasets imageData(const plan::Plan &p, const TempDir &data) {
+  train::DataOptions o = train::dataOptions(p, data.str());
+  return train::loadDatasets(o);
+}
+
+TEST(TrainerTest, TrainsEvaluatesCheckpointsAndResumesExactly) {
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir a, b;
+  plan::Plan pa = loadJson(a, imagePlan(0.05));
+  plan::Plan pb = loadJson(b, imagePlan(0.05));
+
+  // Uninterrupted: 5 + 10 steps.
+  train::TrainOptions o;
+  o.seed = 3;
+  o.logEvery = 4;
+  o.metricsPath = (a.path / "metrics.jsonl").string();
+  std::ostringstream logA;
+  train::Trainer ta(pa, o, logA, imageData(pa, data));
+  ta.run();
+  EXPECT_EQ(ta.state().phaseIndex, 2);
+  EXPECT_EQ(ta.state().globalStep, 15);
+  ASSERT_TRUE(ta.lastEval());
+  EXPECT_EQ(ta.lastEval()->total, 6);
+  EXPECT_NE(logA.str().find("[main] test error"), std::string::npos)
+      << logA.str();
+  EXPECT_NE(logA.str().find("classification"), std::string::npos);
+  EXPECT_TRUE(fs::exists(a.path / "checkpoint.safetensors"));
+  json state = json::parse(fileBytes((a.path / "checkpoint.json").string()));
+  EXPECT_EQ(state["phase_index"], 2);
+  EXPECT_EQ(state["global_step"], 15);
+  // Metrics: JSON lines with steps and two evaluations.
+  std::ifstream metrics(o.metricsPath);
+  std::string line;
+  int evals = 0, steps = 0;
+  while (std::getline(metrics, line)) {
+    json m = json::parse(line);
+    (m["event"] == "eval" ? evals : steps)++;
+  }
+  EXPECT_EQ(evals, 2);
+  EXPECT_GT(steps, 2);
+
+  // Interrupted twice (mid-phase and at a phase boundary), then resumed.
+  train::TrainOptions ob = o;
+  ob.metricsPath.clear();
+  ob.maxSteps = 3;
+  std::ostringstream logB;
+  {
+    train::Trainer t(pb, ob, logB, imageData(pb, data));
+    t.run();
+    EXPECT_EQ(t.state().globalStep, 3);
+  }
+  ob.resume = true;
+  ob.maxSteps = 2; // ends exactly at the end of phase 1
+  {
+    train::Trainer t(pb, ob, logB, imageData(pb, data));
+    t.run();
+    EXPECT_EQ(t.state().phaseIndex, 1);
+    EXPECT_EQ(t.state().globalStep, 5);
+  }
+  ob.maxSteps = 0;
+  train::Trainer tb(pb, ob, logB, imageData(pb, data));
+  tb.run();
+  EXPECT_EQ(tb.state().globalStep, 15);
+  for (const char *name : {"fc.weight", "fc.bias"}) {
+    const auto &x = ta.params().at(name);
+    const auto &y = tb.params().at(name);
+    EXPECT_EQ(x.value, y.value) << name;
+    EXPECT_EQ(x.momentum, y.momentum) << name;
+  }
+
+  // netrun eval's path: evaluate the checkpoint.
+  exec::ParamStore store(pa, 99);
+  store.fromTensors(io::readSafetensors(train::checkpointPath(pa)), "ckpt",
+                    false);
+  exec::ReferenceBackend backend;
+  train::Datasets d = imageData(pa, data);
+  train::EvalResult r = train::evaluate(pa, store, backend, d.test);
+  EXPECT_EQ(r.correct, ta.lastEval()->correct);
+}
+
+TEST(TrainerTest, NonFiniteLossStops) {
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir dir;
+  json j = imagePlan(0.05);
+  j["data"]["std"] = {1e-300}; // 1/std overflows: inf/NaN inputs
+  plan::Plan p = loadJson(dir, j);
+  std::ostringstream log;
+  train::TrainOptions o;
+  train::Trainer t(p, o, log, imageData(p, data));
+  try {
+    t.run();
+    FAIL() << "expected TrainError";
+  } catch (const train::TrainError &e) {
+    std::string msg = e.what();
+    EXPECT_EQ(msg.rfind("phase 'warm' step 1 (epoch 1, global step 1): ", 0),
+              0u)
+        << msg;
+    EXPECT_NE(msg.find("loss term 'classification' is"), std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("the last good checkpoint"), std::string::npos);
+  }
+  EXPECT_FALSE(fs::exists(dir.path / "checkpoint.safetensors"));
+}
+
+} // namespace
