@@ -604,8 +604,13 @@ std::unique_ptr<Backend> makeBackend(const std::string &name) {
   if (name == "cpu")
     return std::make_unique<CpuBackend>();
 #endif
-  throw std::invalid_argument(fmt::format(
-      "unknown backend '{}' (available: reference)", name));
+#ifdef NETC_HAVE_ONEDNN
+  const char *available = "cpu, reference";
+#else
+  const char *available = "reference (this build has no oneDNN)";
+#endif
+  throw std::invalid_argument(
+      fmt::format("unknown backend '{}' (available: {})", name, available));
 }
 
 //===----------------------------------------------------------------------===//
