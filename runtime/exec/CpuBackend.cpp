@@ -26,55 +26,32 @@ void CpuBackend::run(const KernelCall &c) {
   kernels::Window2D win = a.win;
   switch (k.op) {
   case Op::Conv2D:
-  case Op::Deconv2D: {
-    const kernels::Dims4 &w = c.in[1].dims;
-    win.kh = w.h;
-    win.kw = w.w;
-    const float *bias = c.in.size() > 2 ? in(2) : nullptr;
-    if (k.op == Op::Conv2D)
-      cpu::conv2dForward(
-          kernels::conv2dShape(c.in[0].dims, w.n, win, a.groups), in(0), in(1),
-          bias, out(0));
-    else
-      cpu::deconv2dForward(kernels::deconv2dShape(c.in[0].dims,
-                                                  w.c * a.groups, win,
-                                                  a.groups, a.outPadH,
-                                                  a.outPadW),
-                           in(0), in(1), bias, out(0));
-    return;
-  }
+  case Op::Deconv2D:
   case Op::Conv2DGradInput:
   case Op::Conv2DGradWeight:
   case Op::Deconv2DGradInput:
   case Op::Deconv2DGradWeight: {
-    bool gradInput =
-        k.op == Op::Conv2DGradInput || k.op == Op::Deconv2DGradInput;
-    const TensorRef &x = gradInput ? c.out[0] : c.in[0];
-    const TensorRef &w = gradInput ? c.in[1] : c.out[0];
-    const TensorRef &dy = gradInput ? c.in[0] : c.in[1];
-    win.kh = w.dims.h;
-    win.kw = w.dims.w;
-    ConvShape s;
-    if (k.op == Op::Conv2DGradInput || k.op == Op::Conv2DGradWeight) {
-      s = kernels::conv2dShape(x.dims, w.dims.n, win, a.groups);
-    } else {
-      int64_t opH = dy.dims.h - ((x.dims.h - 1) * win.sh - 2 * win.ph + win.kh);
-      int64_t opW = dy.dims.w - ((x.dims.w - 1) * win.sw - 2 * win.pw + win.kw);
-      s = kernels::deconv2dShape(x.dims, w.dims.c * a.groups, win, a.groups,
-                                 opH, opW);
-    }
+    ConvOperands o = convOperands(k.op, a, c.in, c.out);
+    float *x = o.x->f32(), *w = o.w->f32(), *y = o.y->f32();
+    const float *bias = c.in.size() > 2 ? in(2) : nullptr;
     switch (k.op) {
+    case Op::Conv2D:
+      cpu::conv2dForward(o.shape, x, w, bias, y);
+      break;
+    case Op::Deconv2D:
+      cpu::deconv2dForward(o.shape, x, w, bias, y);
+      break;
     case Op::Conv2DGradInput:
-      cpu::conv2dBackwardData(s, dy.f32(), w.f32(), x.f32());
+      cpu::conv2dBackwardData(o.shape, y, w, x);
       break;
     case Op::Conv2DGradWeight:
-      cpu::conv2dBackwardFilter(s, x.f32(), dy.f32(), w.f32());
+      cpu::conv2dBackwardFilter(o.shape, x, y, w);
       break;
     case Op::Deconv2DGradInput:
-      cpu::deconv2dBackwardData(s, dy.f32(), w.f32(), x.f32());
+      cpu::deconv2dBackwardData(o.shape, y, w, x);
       break;
     default:
-      cpu::deconv2dBackwardFilter(s, x.f32(), dy.f32(), w.f32());
+      cpu::deconv2dBackwardFilter(o.shape, x, y, w);
       break;
     }
     return;

@@ -401,54 +401,32 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
   kernels::Window2D win = a.win;
   switch (k.op) {
   case Op::Conv2D:
-  case Op::Deconv2D: {
-    const Dims4 &w = c.in[1].dims;
-    win.kh = w.h;
-    win.kw = w.w;
-    const T *bias = c.in.size() > 2 ? in(2) : nullptr;
-    if (k.op == Op::Conv2D)
-      ref::conv2dForward(
-          kernels::conv2dShape(c.in[0].dims, w.n, win, a.groups), in(0), in(1),
-          bias, out(0));
-    else
-      ref::deconv2dForward(kernels::deconv2dShape(c.in[0].dims, w.c * a.groups,
-                                                  win, a.groups, a.outPadH,
-                                                  a.outPadW),
-                           in(0), in(1), bias, out(0));
-    return;
-  }
+  case Op::Deconv2D:
   case Op::Conv2DGradInput:
   case Op::Conv2DGradWeight:
   case Op::Deconv2DGradInput:
   case Op::Deconv2DGradWeight: {
-    bool gradInput =
-        k.op == Op::Conv2DGradInput || k.op == Op::Deconv2DGradInput;
-    const TensorRef &x = gradInput ? c.out[0] : c.in[0];
-    const TensorRef &w = gradInput ? c.in[1] : c.out[0];
-    const TensorRef &dy = gradInput ? c.in[0] : c.in[1];
-    win.kh = w.dims.h;
-    win.kw = w.dims.w;
-    ConvShape s;
-    if (k.op == Op::Conv2DGradInput || k.op == Op::Conv2DGradWeight) {
-      s = kernels::conv2dShape(x.dims, w.dims.n, win, a.groups);
-    } else {
-      int64_t opH = dy.dims.h - ((x.dims.h - 1) * win.sh - 2 * win.ph + win.kh);
-      int64_t opW = dy.dims.w - ((x.dims.w - 1) * win.sw - 2 * win.pw + win.kw);
-      s = kernels::deconv2dShape(x.dims, w.dims.c * a.groups, win, a.groups,
-                                 opH, opW);
-    }
+    ConvOperands o = convOperands(k.op, a, c.in, c.out);
+    T *x = o.x->template as<T>(), *w = o.w->template as<T>(),
+      *y = o.y->template as<T>();
     switch (k.op) {
+    case Op::Conv2D:
+      ref::conv2dForward(o.shape, x, w, c.in.size() > 2 ? in(2) : nullptr, y);
+      break;
+    case Op::Deconv2D:
+      ref::deconv2dForward(o.shape, x, w, c.in.size() > 2 ? in(2) : nullptr, y);
+      break;
     case Op::Conv2DGradInput:
-      ref::conv2dBackwardData(s, dy.template as<T>(), w.template as<T>(), x.template as<T>());
+      ref::conv2dBackwardData(o.shape, y, w, x);
       break;
     case Op::Conv2DGradWeight:
-      ref::conv2dBackwardFilter(s, x.template as<T>(), dy.template as<T>(), w.template as<T>());
+      ref::conv2dBackwardFilter(o.shape, x, y, w);
       break;
     case Op::Deconv2DGradInput:
-      ref::deconv2dBackwardData(s, dy.template as<T>(), w.template as<T>(), x.template as<T>());
+      ref::deconv2dBackwardData(o.shape, y, w, x);
       break;
     default:
-      ref::deconv2dBackwardFilter(s, x.template as<T>(), dy.template as<T>(), w.template as<T>());
+      ref::deconv2dBackwardFilter(o.shape, x, y, w);
       break;
     }
     return;
@@ -595,6 +573,34 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
   }
   throw KernelError(fmt::format("reference backend: op '{}' not implemented",
                                 plan::opName(k.op)));
+}
+
+ConvOperands convOperands(plan::Op op, const KernelAttrs &a,
+                          const std::vector<TensorRef> &in,
+                          const std::vector<TensorRef> &out) {
+  bool forward = op == plan::Op::Conv2D || op == plan::Op::Deconv2D;
+  bool gradInput =
+      op == plan::Op::Conv2DGradInput || op == plan::Op::Deconv2DGradInput;
+  ConvOperands o;
+  o.x = forward || !gradInput ? &in[0] : &out[0];
+  o.w = forward || gradInput ? &in[1] : &out[0];
+  o.y = forward ? &out[0] : gradInput ? &in[0] : &in[1];
+  kernels::Window2D win = a.win;
+  win.kh = o.w->dims.h;
+  win.kw = o.w->dims.w;
+  bool conv = op == plan::Op::Conv2D || op == plan::Op::Conv2DGradInput ||
+              op == plan::Op::Conv2DGradWeight;
+  if (conv) {
+    o.shape = kernels::conv2dShape(o.x->dims, o.w->dims.n, win, a.groups);
+    return o;
+  }
+  // The output padding is the rows the transposed conv's output has beyond
+  // what its stride and kernel produce.
+  int64_t opH = o.y->dims.h - ((o.x->dims.h - 1) * win.sh - 2 * win.ph + win.kh);
+  int64_t opW = o.y->dims.w - ((o.x->dims.w - 1) * win.sw - 2 * win.pw + win.kw);
+  o.shape = kernels::deconv2dShape(o.x->dims, o.w->dims.c * a.groups, win,
+                                   a.groups, opH, opW);
+  return o;
 }
 
 std::unique_ptr<Backend> makeBackend(const std::string &name) {

@@ -67,6 +67,19 @@ struct TensorRef {
   int32_t *i32() const { return static_cast<int32_t *>(data); }
 };
 
+/// A convolution-family kernel (conv2d, deconv2d and their gradients) seen
+/// as its forward convolution: input `x`, weight `w`, output `y` (for the
+/// gradient kernels, the gradients of whichever of them they read or write),
+/// and the geometry for this call's batch. Shared by every backend, which
+/// then only picks its loops.
+struct ConvOperands {
+  kernels::ConvShape shape;
+  const TensorRef *x, *w, *y;
+};
+ConvOperands convOperands(plan::Op op, const KernelAttrs &attrs,
+                          const std::vector<TensorRef> &in,
+                          const std::vector<TensorRef> &out);
+
 /// Hyper-parameters and state of the current step.
 struct StepContext {
   uint64_t step = 0;  ///< global step (dropout masks)
