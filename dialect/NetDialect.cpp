@@ -12,8 +12,7 @@ using namespace netc::net;
 #include "dialect/NetDialect.cpp.inc"
 
 /// Lets `struct(params)` assembly formats parse float parameters.
-template <>
-struct mlir::FieldParser<llvm::APFloat> {
+template <> struct mlir::FieldParser<llvm::APFloat> {
   static FailureOr<llvm::APFloat> parse(AsmParser &parser) {
     double value;
     if (parser.parseFloat(value))
@@ -58,7 +57,8 @@ Type SwitchesType::parse(AsmParser &parser) {
       parser.parseGreater())
     return {};
   if (shape.empty()) {
-    parser.emitError(parser.getNameLoc(), "switches need at least one dimension");
+    parser.emitError(parser.getNameLoc(),
+                     "switches need at least one dimension");
     return {};
   }
   return SwitchesType::get(parser.getContext(), shape);
@@ -82,8 +82,8 @@ void SwitchesType::print(AsmPrinter &printer) const {
 
 llvm::ArrayRef<llvm::StringRef> netc::net::augmentVariants() {
   static const llvm::StringRef variants[] = {
-      "none",        "sae-first",  "sae-all",        "sae-layerwise",
-      "swwae-first", "swwae-all",  "swwae-layerwise"};
+      "none",        "sae-first", "sae-all",        "sae-layerwise",
+      "swwae-first", "swwae-all", "swwae-layerwise"};
   return variants;
 }
 

@@ -76,8 +76,8 @@ static LogicalResult expectOperandShape(Operation *op, Value v,
 static LogicalResult checkPairs(Operation *op, StringRef name,
                                 ArrayRef<int64_t> values, int64_t min) {
   if (values.size() != 2)
-    return emitLayerError(op) << name << " needs 2 values (height, width), got "
-                              << values.size();
+    return emitLayerError(op)
+           << name << " needs 2 values (height, width), got " << values.size();
   for (int64_t v : values)
     if (v < min)
       return emitLayerError(op) << name << " must be at least " << min
@@ -124,8 +124,7 @@ namespace netc::net::detail {
 
 /// Verifier of every layer: the shape function must accept the operands, and
 /// ranked results must match what it computes.
-template <typename OpT>
-static LogicalResult verifyLayer(OpT op) {
+template <typename OpT> static LogicalResult verifyLayer(OpT op) {
   SmallVector<Type> expected;
   if (failed(op.computeResultTypes(expected, /*refineParams=*/false)))
     return failure();
@@ -154,15 +153,14 @@ static LogicalResult verifyLayer(OpT op) {
     } else if (!haveRanked) {
       continue; // unranked result: not inferred yet
     }
-    return emitLayerError(op) << "result type " << have
-                              << " does not match the inferred " << want;
+    return emitLayerError(op)
+           << "result type " << have << " does not match the inferred " << want;
   }
   return success();
 }
 
 /// `net-infer-shapes` step for one layer.
-template <typename OpT>
-static LogicalResult inferLayer(OpT op) {
+template <typename OpT> static LogicalResult inferLayer(OpT op) {
   SmallVector<Type> types;
   if (failed(op.computeResultTypes(types, /*refineParams=*/true)))
     return failure();
@@ -195,9 +193,9 @@ LogicalResult ParamOp::verify() {
   return success();
 }
 
-LogicalResult
-ParamGetOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
-  auto param = symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr());
+LogicalResult ParamGetOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto param =
+      symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr());
   if (!param)
     return emitOpError("reads '") << getName() << "', which is not a net.param";
   auto declared = dyn_cast<RankedTensorType>(param.getType());
@@ -205,9 +203,10 @@ ParamGetOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   if (!declared || !used)
     return success();
   if (declared.getRank() != used.getRank() ||
-      !llvm::all_of(llvm::zip(declared.getShape(), used.getShape()), [](auto p) {
-        return dimsCompatible(std::get<0>(p), std::get<1>(p));
-      }))
+      !llvm::all_of(llvm::zip(declared.getShape(), used.getShape()),
+                    [](auto p) {
+                      return dimsCompatible(std::get<0>(p), std::get<1>(p));
+                    }))
     return emitOpError("type ")
            << used << " does not match the declaration of @" << getName()
            << " as " << declared;
@@ -226,8 +225,8 @@ static LogicalResult expectBias(Operation *op, Value bias, int64_t channels,
   return expectOperandShape(op, bias, {channels}, "bias", refine);
 }
 
-LogicalResult
-Conv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult Conv2DOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                           bool refine) {
   results.assign(1, Type());
   Operation *op = getOperation();
   if (failed(checkPairs(op, "stride", getStride(), 1)) ||
@@ -244,8 +243,9 @@ Conv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
                               << shapeStr(w.getShape());
   int64_t cout = w.getDimSize(0), kh = w.getDimSize(2), kw = w.getDimSize(3);
   if (cout != kDyn && cout % groups != 0)
-    return emitLayerError(op) << cout << " output channels are not divisible "
-                                         "by "
+    return emitLayerError(op) << cout
+                              << " output channels are not divisible "
+                                 "by "
                               << groups << " groups";
   if (failed(expectBias(op, getBias(), cout, refine)))
     return failure();
@@ -257,9 +257,9 @@ Conv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
     return success();
   int64_t cin = in.getDimSize(1);
   if (cin != kDyn && cin % groups != 0)
-    return emitLayerError(op) << "input has " << cin
-                              << " channels, not divisible by " << groups
-                              << " groups";
+    return emitLayerError(op)
+           << "input has " << cin << " channels, not divisible by " << groups
+           << " groups";
   int64_t cinPerGroup = cin == kDyn ? kDyn : cin / groups;
   if (failed(expectOperandShape(op, getWeight(), {cout, cinPerGroup, kh, kw},
                                 "weight", refine)))
@@ -267,8 +267,9 @@ Conv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   if (kh == kDyn || kw == kDyn)
     return success();
   auto stride = getStride(), pad = getPad();
-  std::string what = "kernel " + shapeStr({kh, kw}) + " with padding " +
-                     (pad[0] == pad[1] ? std::to_string(pad[0]) : shapeStr(pad));
+  std::string what =
+      "kernel " + shapeStr({kh, kw}) + " with padding " +
+      (pad[0] == pad[1] ? std::to_string(pad[0]) : shapeStr(pad));
   auto h = windowOutput(op, what, in.getDimSize(2), kh, stride[0], pad[0],
                         false, in.getShape());
   if (failed(h))
@@ -281,8 +282,8 @@ Conv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   return success();
 }
 
-LogicalResult
-Deconv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult Deconv2DOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                             bool refine) {
   results.assign(1, Type());
   Operation *op = getOperation();
   if (failed(checkPairs(op, "stride", getStride(), 1)) ||
@@ -316,9 +317,9 @@ Deconv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
     return success();
   int64_t cin = in.getDimSize(1);
   if (cin != kDyn && cin % groups != 0)
-    return emitLayerError(op) << "input has " << cin
-                              << " channels, not divisible by " << groups
-                              << " groups";
+    return emitLayerError(op)
+           << "input has " << cin << " channels, not divisible by " << groups
+           << " groups";
   if (failed(expectOperandShape(op, getWeight(), {cin, coutPerGroup, kh, kw},
                                 "weight", refine)))
     return failure();
@@ -333,9 +334,9 @@ Deconv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
     }
     int64_t out = (n - 1) * stride[i] - 2 * pad[i] + k + outPad[i];
     if (out < 1)
-      return emitLayerError(op) << "padding " << pad[i]
-                                << " leaves no output from a " << n
-                                << "-wide input";
+      return emitLayerError(op)
+             << "padding " << pad[i] << " leaves no output from a " << n
+             << "-wide input";
     spatial.push_back(out);
   }
   results[0] =
@@ -347,26 +348,26 @@ Deconv2DOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
 // Element-wise and normalisation layers
 //===----------------------------------------------------------------------===//
 
-LogicalResult
-ReluOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult ReluOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                         bool refine) {
   auto in = rankedOf(getInput());
   results.assign(1, in ? Type(in) : Type());
   return success();
 }
 
-LogicalResult
-DropoutOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult DropoutOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                            bool refine) {
   double ratio = getRatio().convertToDouble();
   if (!(ratio >= 0.0 && ratio < 1.0))
-    return emitLayerError(*this) << "dropout ratio must be in [0, 1), got "
-                                 << ratio;
+    return emitLayerError(*this)
+           << "dropout ratio must be in [0, 1), got " << ratio;
   auto in = rankedOf(getInput());
   results.assign(1, in ? Type(in) : Type());
   return success();
 }
 
-LogicalResult
-LRNOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult LRNOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                        bool refine) {
   results.assign(1, Type());
   int64_t size = getSizeAttr().getInt();
   if (size < 1 || size % 2 == 0)
@@ -380,8 +381,8 @@ LRNOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   return success();
 }
 
-LogicalResult
-BatchNormOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult BatchNormOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                              bool refine) {
   results.assign(1, Type());
   if (getEps().convertToDouble() <= 0)
     return emitLayerError(*this) << "eps must be positive";
@@ -421,9 +422,9 @@ poolShape(Operation *op, Value input, ArrayRef<int64_t> kernel,
     return failure();
   for (int i = 0; i < 2; ++i)
     if (pad[i] >= kernel[i])
-      return emitLayerError(op) << "pad " << pad[i]
-                                << " must be smaller than the kernel "
-                                << kernel[i];
+      return emitLayerError(op)
+             << "pad " << pad[i] << " must be smaller than the kernel "
+             << kernel[i];
   auto inOr = spatialInput(op, input);
   if (failed(inOr))
     return failure();
@@ -442,8 +443,8 @@ poolShape(Operation *op, Value input, ArrayRef<int64_t> kernel,
   return shape;
 }
 
-LogicalResult
-MaxPoolOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult MaxPoolOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                            bool refine) {
   results.assign(2, Type());
   auto shape = poolShape(*this, getInput(), getKernel(), getStride(), getPad(),
                          getCeilMode());
@@ -456,8 +457,8 @@ MaxPoolOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   return success();
 }
 
-LogicalResult
-AvgPoolOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult AvgPoolOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                            bool refine) {
   results.assign(1, Type());
   auto shape = poolShape(*this, getInput(), getKernel(), getStride(), getPad(),
                          getCeilMode());
@@ -468,8 +469,8 @@ AvgPoolOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   return success();
 }
 
-LogicalResult
-UnpoolOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult UnpoolOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                           bool refine) {
   results.assign(1, Type());
   Operation *op = getOperation();
   auto kernel = getKernel(), stride = getStride(), pad = getPad();
@@ -487,9 +488,9 @@ UnpoolOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
       return failure();
     for (int i = 0; i < 2; ++i)
       if ((*position)[i] >= kernel[i])
-        return emitLayerError(op) << "position " << shapeStr(*position)
-                                  << " lies outside the "
-                                  << shapeStr(kernel) << " window";
+        return emitLayerError(op)
+               << "position " << shapeStr(*position) << " lies outside the "
+               << shapeStr(kernel) << " window";
   }
   auto inOr = spatialInput(op, getInput());
   if (failed(inOr))
@@ -519,8 +520,8 @@ UnpoolOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
     int64_t ceilOut = span < 0 ? 0 : (span + stride[i] - 1) / stride[i] + 1;
     if (n != floorOut && n != ceilOut)
       return emitLayerError(op)
-             << "a " << shapeStr(size) << " map pooled by "
-             << shapeStr(kernel) << "/" << stride[i] << " is not "
+             << "a " << shapeStr(size) << " map pooled by " << shapeStr(kernel)
+             << "/" << stride[i] << " is not "
              << shapeStr(in.getShape().drop_front(2));
   }
   results[0] = mapType(getContext(),
@@ -532,15 +533,15 @@ UnpoolOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
 // Fully connected and reshaping
 //===----------------------------------------------------------------------===//
 
-LogicalResult
-FCOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult FCOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                       bool refine) {
   results.assign(1, Type());
   auto w = rankedOf(getWeight());
   if (!w)
     return success();
   if (w.getRank() != 2)
-    return emitLayerError(*this) << "weight must be [out, in], got "
-                                 << shapeStr(w.getShape());
+    return emitLayerError(*this)
+           << "weight must be [out, in], got " << shapeStr(w.getShape());
   int64_t out = w.getDimSize(0);
   if (failed(expectBias(*this, getBias(), out, refine)))
     return failure();
@@ -548,9 +549,9 @@ FCOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   if (!in)
     return success();
   if (in.getRank() != 2)
-    return emitLayerError(*this) << "expects a [batch, features] input, got "
-                                 << shapeStr(in.getShape())
-                                 << " (flatten it first)";
+    return emitLayerError(*this)
+           << "expects a [batch, features] input, got "
+           << shapeStr(in.getShape()) << " (flatten it first)";
   if (failed(expectOperandShape(*this, getWeight(), {out, in.getDimSize(1)},
                                 "weight", refine)))
     return failure();
@@ -558,15 +559,15 @@ FCOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   return success();
 }
 
-LogicalResult
-FlattenOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult FlattenOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                            bool refine) {
   results.assign(1, Type());
   auto in = rankedOf(getInput());
   if (!in)
     return success();
   if (in.getRank() < 2)
-    return emitLayerError(*this) << "expects a batched input, got rank "
-                                 << in.getRank();
+    return emitLayerError(*this)
+           << "expects a batched input, got rank " << in.getRank();
   int64_t features = 1;
   for (int64_t d : in.getShape().drop_front())
     features = (d == kDyn || features == kDyn) ? kDyn : features * d;
@@ -574,14 +575,14 @@ FlattenOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   return success();
 }
 
-LogicalResult
-ReshapeOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult ReshapeOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                            bool refine) {
   results.assign(1, Type());
   int64_t want = 1;
   for (int64_t d : getShape()) {
     if (d < 1)
-      return emitLayerError(*this) << "shape " << shapeStr(getShape())
-                                   << " must be positive";
+      return emitLayerError(*this)
+             << "shape " << shapeStr(getShape()) << " must be positive";
     want *= d;
   }
   auto in = rankedOf(getInput());
@@ -593,8 +594,8 @@ ReshapeOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
   for (int64_t d : in.getShape().drop_front())
     have = (d == kDyn || have == kDyn) ? kDyn : have * d;
   if (have != kDyn && have != want)
-    return emitLayerError(*this) << "cannot reshape " << have
-                                 << " features to " << shapeStr(getShape());
+    return emitLayerError(*this) << "cannot reshape " << have << " features to "
+                                 << shapeStr(getShape());
   SmallVector<int64_t> shape{in.getDimSize(0)};
   shape.append(getShape().begin(), getShape().end());
   results[0] = mapType(getContext(), shape);
@@ -607,8 +608,9 @@ ReshapeOp::computeResultTypes(SmallVectorImpl<Type> &results, bool refine) {
 
 static Type scalarType(MLIRContext *ctx) { return mapType(ctx, {}); }
 
-LogicalResult SoftmaxCrossEntropyOp::computeResultTypes(
-    SmallVectorImpl<Type> &results, bool refine) {
+LogicalResult
+SoftmaxCrossEntropyOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                          bool refine) {
   results.assign(1, scalarType(getContext()));
   auto logits = rankedOf(getLogits());
   if (logits && logits.getRank() != 2)
@@ -616,16 +618,17 @@ LogicalResult SoftmaxCrossEntropyOp::computeResultTypes(
                                  << shapeStr(logits.getShape());
   auto labels = rankedOf(getLabels());
   if (labels && labels.getRank() != 1)
-    return emitLayerError(*this) << "labels must be [batch], got "
-                                 << shapeStr(labels.getShape());
+    return emitLayerError(*this)
+           << "labels must be [batch], got " << shapeStr(labels.getShape());
   if (logits && labels &&
       !dimsCompatible(logits.getDimSize(0), labels.getDimSize(0)))
     return emitLayerError(*this) << "batch of logits and labels differ";
   return success();
 }
 
-LogicalResult EuclideanLossOp::computeResultTypes(SmallVectorImpl<Type> &results,
-                                                  bool refine) {
+LogicalResult
+EuclideanLossOp::computeResultTypes(SmallVectorImpl<Type> &results,
+                                    bool refine) {
   results.assign(1, scalarType(getContext()));
   auto a = rankedOf(getPrediction()), b = rankedOf(getTarget());
   if (!a || !b)
@@ -645,17 +648,17 @@ LogicalResult ObjectiveOp::computeResultTypes(SmallVectorImpl<Type> &results,
   results.assign(1, scalarType(getContext()));
   size_t n = getTerms().size();
   if (getWeights().size() != n || getNames().size() != n)
-    return emitLayerError(*this) << "has " << n << " terms but "
-                                 << getWeights().size() << " weights and "
-                                 << getNames().size() << " names";
+    return emitLayerError(*this)
+           << "has " << n << " terms but " << getWeights().size()
+           << " weights and " << getNames().size() << " names";
   if (n == 0)
     return emitLayerError(*this) << "needs at least one term";
   llvm::StringSet<> seen;
   for (Attribute name : getNames())
     if (!seen.insert(cast<StringAttr>(name).getValue()).second)
-      return emitLayerError(*this) << "names the term '"
-                                   << cast<StringAttr>(name).getValue()
-                                   << "' twice";
+      return emitLayerError(*this)
+             << "names the term '" << cast<StringAttr>(name).getValue()
+             << "' twice";
   return success();
 }
 
@@ -702,9 +705,9 @@ LogicalResult MacroOp::verify() {
              << arg.getType() << " does not match input " << input.getType();
   YieldOp yield = getYield();
   if (yield.getValues().size() != getNumResults())
-    return emitOpError("yields ") << yield.getValues().size()
-                                  << " values but has " << getNumResults()
-                                  << " results";
+    return emitOpError("yields ")
+           << yield.getValues().size() << " values but has " << getNumResults()
+           << " results";
   for (auto [value, result] : llvm::zip(yield.getValues(), getResults()))
     if (!typesCompatible(value.getType(), result.getType()))
       return emitOpError("yields ")
@@ -728,8 +731,7 @@ LogicalResult MacroOp::inferShapes() {
 
 LogicalResult AugmentOp::verify() {
   if (!llvm::is_contained(augmentVariants(), getVariant()))
-    return emitOpError("unknown augmentation variant '")
-           << getVariant() << "'";
+    return emitOpError("unknown augmentation variant '") << getVariant() << "'";
   if (getLambda().convertToDouble() < 0)
     return emitOpError("lambda must not be negative");
   for (NamedAttribute gamma : getGamma()) {
@@ -754,7 +756,8 @@ LogicalResult PhaseOp::verify() {
   if (!llvm::is_contained(decoders, getDecoder()))
     return emitOpError("unknown decoder topology '") << getDecoder() << "'";
   if (!llvm::is_contained(policies, getLrPolicy()))
-    return emitOpError("unknown learning-rate policy '") << getLrPolicy() << "'";
+    return emitOpError("unknown learning-rate policy '")
+           << getLrPolicy() << "'";
   if (getBatchAttr().getInt() < 1 || getEpochsAttr().getInt() < 1 ||
       getStepsAttr().getInt() < 0 || getLrEveryAttr().getInt() < 1)
     return emitOpError(

@@ -32,8 +32,8 @@ static LogicalResult expectRank(Operation *op, Value v, int64_t rank,
                                 StringRef what) {
   auto t = ranked(v);
   if (t && t.getRank() != rank)
-    return op->emitOpError() << what << " must have rank " << rank << ", got "
-                             << v.getType();
+    return op->emitOpError()
+           << what << " must have rank " << rank << ", got " << v.getType();
   return success();
 }
 
@@ -47,8 +47,8 @@ static LogicalResult expectDim(Operation *op, int64_t have, int64_t want,
 static LogicalResult expectSameType(Operation *op, Value a, Value b,
                                     StringRef what) {
   if (a.getType() != b.getType())
-    return op->emitOpError() << what << ": " << a.getType() << " vs "
-                             << b.getType();
+    return op->emitOpError()
+           << what << ": " << a.getType() << " vs " << b.getType();
   return success();
 }
 
@@ -66,7 +66,8 @@ static LogicalResult verifyConvChannels(Operation *op, Value from, Value to,
   if (failed(expectDim(op, dim(to, 1), dim(weight, 0), "output channels")))
     return failure();
   int64_t perGroup = dim(weight, 1);
-  return expectDim(op, dim(from, 1), perGroup == kDyn ? kDyn : perGroup * groups,
+  return expectDim(op, dim(from, 1),
+                   perGroup == kDyn ? kDyn : perGroup * groups,
                    "input channels");
 }
 
@@ -111,8 +112,8 @@ LogicalResult UnpoolGradOp::verify() {
   if (failed(expectRank(*this, getGrad(), 4, "gradient")) ||
       failed(expectRank(*this, getResult(), 4, "result")))
     return failure();
-  if (failed(expectDim(*this, dim(getResult(), 1), dim(getGrad(), 1),
-                       "channels")))
+  if (failed(
+          expectDim(*this, dim(getResult(), 1), dim(getGrad(), 1), "channels")))
     return failure();
   if (Value sw = getSwitches()) {
     auto type = cast<SwitchesType>(sw.getType());
@@ -134,8 +135,8 @@ LogicalResult FCGradInputOp::verify() {
   for (Value v : {getGrad(), getWeight(), getResult()})
     if (failed(expectRank(*this, v, 2, "operand")))
       return failure();
-  if (failed(expectDim(*this, dim(getGrad(), 1), dim(getWeight(), 0),
-                       "outputs")))
+  if (failed(
+          expectDim(*this, dim(getGrad(), 1), dim(getWeight(), 0), "outputs")))
     return failure();
   return expectDim(*this, dim(getResult(), 1), dim(getWeight(), 1), "inputs");
 }
@@ -144,8 +145,8 @@ LogicalResult FCGradWeightOp::verify() {
   for (Value v : {getGrad(), getInput(), getResult()})
     if (failed(expectRank(*this, v, 2, "operand")))
       return failure();
-  if (failed(expectDim(*this, dim(getResult(), 0), dim(getGrad(), 1),
-                       "outputs")))
+  if (failed(
+          expectDim(*this, dim(getResult(), 0), dim(getGrad(), 1), "outputs")))
     return failure();
   return expectDim(*this, dim(getResult(), 1), dim(getInput(), 1), "inputs");
 }
@@ -177,9 +178,11 @@ LogicalResult EuclideanLossGradOp::verify() {
 
 LogicalResult
 SGDUpdateOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
-  auto param = symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getParamAttr());
+  auto param =
+      symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getParamAttr());
   if (!param)
-    return emitOpError("updates '") << getParam() << "', which is not a net.param";
+    return emitOpError("updates '")
+           << getParam() << "', which is not a net.param";
   if (param.getType() != getGrad().getType())
     return emitOpError("gradient ")
            << getGrad().getType() << " does not match @" << getParam() << " "

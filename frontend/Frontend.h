@@ -1,8 +1,8 @@
 //===- Frontend.h - Reading .net files --------------------------*- C++ -*-===//
 //
 // The entry points of the language front half. Every error is reported through
-// the SourceMgr as `file:line:col: error: message`, the source line and a caret,
-// and the call returns null/nullopt; nothing here asserts on user input.
+// the SourceMgr as `file:line:col: error: message`, the source line and a
+// caret, and the call returns null/nullopt; nothing here asserts on user input.
 //
 //===----------------------------------------------------------------------===//
 

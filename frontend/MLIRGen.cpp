@@ -85,11 +85,10 @@ private:
     {
       OpBuilder::InsertionGuard guard(builder);
       builder.setInsertionPoint(paramAnchor);
-      builder.create<ParamOp>(loc, builder.getStringAttr(name),
-                              TypeAttr::get(type), initAttr(spec.init),
-                              f64(spec.lrMult), f64(spec.decayMult),
-                              builder.getStringAttr(group),
-                              builder.getBoolAttr(trainable));
+      builder.create<ParamOp>(
+          loc, builder.getStringAttr(name), TypeAttr::get(type),
+          initAttr(spec.init), f64(spec.lrMult), f64(spec.decayMult),
+          builder.getStringAttr(group), builder.getBoolAttr(trainable));
     }
     return builder.create<ParamGetOp>(loc, type, name);
   }
@@ -111,10 +110,10 @@ private:
     Type t = unranked();
     switch (layer.kind) {
     case LayerKind::Conv: {
-      Value w = param(layer, "weight",
-                      {layer.outChannels, kDyn, layer.kernel[0],
-                       layer.kernel[1]},
-                      layer.weight, group);
+      Value w =
+          param(layer, "weight",
+                {layer.outChannels, kDyn, layer.kernel[0], layer.kernel[1]},
+                layer.weight, group);
       Value b = layer.hasBias ? param(layer, "bias", {layer.outChannels},
                                       layer.bias, group)
                               : Value();
@@ -150,10 +149,9 @@ private:
       return builder.create<DropoutOp>(loc, t, x, f64(layer.ratio),
                                        builder.getI64IntegerAttr(0));
     case LayerKind::LRN:
-      return builder.create<LRNOp>(loc, t, x,
-                                   builder.getI64IntegerAttr(layer.lrnSize),
-                                   f64(layer.lrnAlpha),
-                                   f64(layer.lrnBeta), f64(layer.lrnK));
+      return builder.create<LRNOp>(
+          loc, t, x, builder.getI64IntegerAttr(layer.lrnSize),
+          f64(layer.lrnAlpha), f64(layer.lrnBeta), f64(layer.lrnK));
     case LayerKind::BatchNorm: {
       Value scale = param(layer, "scale", {kDyn}, layer.weight, group);
       Value shift = param(layer, "shift", {kDyn}, layer.bias, group);
@@ -175,8 +173,8 @@ private:
   /// `net.macro "name"(%x) { layers; net.yield %out[, %switches] }`.
   FailureOr<Value> genMacro(const Macro &macro, Value x,
                             SmallVectorImpl<Value> &allSwitches) {
-    Location loc = NameLoc::get(builder.getStringAttr(macro.name),
-                                fileLoc(macro.loc));
+    Location loc =
+        NameLoc::get(builder.getStringAttr(macro.name), fileLoc(macro.loc));
     bool hasPool = false;
     for (const Layer &layer : macro.layers) {
       if (layer.kind != LayerKind::MaxPool)
@@ -192,8 +190,8 @@ private:
     SmallVector<Type> resultTypes{unranked()};
     if (hasPool)
       resultTypes.push_back(SwitchesType::get(builder.getContext(), {}));
-    auto op = builder.create<MacroOp>(loc, resultTypes, macro.name,
-                                      ValueRange{x});
+    auto op =
+        builder.create<MacroOp>(loc, resultTypes, macro.name, ValueRange{x});
     OpBuilder::InsertionGuard guard(builder);
     Block *body = builder.createBlock(&op.getBody(), {}, {x.getType()}, {loc});
     Value value = body->getArgument(0);

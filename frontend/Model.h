@@ -66,9 +66,9 @@ struct Layer {
   Loc loc;          ///< The layer's kind keyword (or its label).
 
   // conv / fc
-  int64_t outChannels = 0;          ///< conv output channels, fc outputs.
-  bool hasBias = true;              ///< conv / fc.
-  int64_t groups = 1;               ///< conv.
+  int64_t outChannels = 0;             ///< conv output channels, fc outputs.
+  bool hasBias = true;                 ///< conv / fc.
+  int64_t groups = 1;                  ///< conv.
   std::array<int64_t, 2> kernel{1, 1}; ///< conv, pools (h, w).
   std::array<int64_t, 2> stride{1, 1}; ///< conv, pools.
   std::array<int64_t, 2> pad{0, 0};    ///< conv, pools.
@@ -122,8 +122,8 @@ struct AugmentSpec {
     double weight;
     Loc loc;
   };
-  std::vector<Gamma> gammas;      ///< Macro-layers named here exist.
-  std::string from;               ///< Top macro-layer (or fc) to decode from.
+  std::vector<Gamma> gammas; ///< Macro-layers named here exist.
+  std::string from;          ///< Top macro-layer (or fc) to decode from.
   Loc fromLoc;
   std::optional<std::array<int64_t, 2>> position; ///< SAE fixed switch.
   std::optional<InitSpec> decoderInit;            ///< Decoder weights.
@@ -133,13 +133,14 @@ struct AugmentSpec {
 struct DataSpec {
   bool present = false;
   Loc loc;
-  std::string kind = "fashion-mnist"; ///< fashion-mnist | mnist | cifar10 | images
-  std::string path;                   ///< Empty: the kind's default folder.
-  int64_t subset = 0;                 ///< First N training images; 0 = all.
-  int64_t testSubset = 0;             ///< First N test images; 0 = all.
-  bool mirror = false;                ///< Random horizontal flip.
-  int64_t crop = 0;                   ///< Random crop size; 0 = none.
-  int64_t cropPad = 0;                ///< Zero padding before the crop.
+  std::string kind =
+      "fashion-mnist";    ///< fashion-mnist | mnist | cifar10 | images
+  std::string path;       ///< Empty: the kind's default folder.
+  int64_t subset = 0;     ///< First N training images; 0 = all.
+  int64_t testSubset = 0; ///< First N test images; 0 = all.
+  bool mirror = false;    ///< Random horizontal flip.
+  int64_t crop = 0;       ///< Random crop size; 0 = none.
+  int64_t cropPad = 0;    ///< Zero padding before the crop.
   std::array<int64_t, 2> scale{0, 0}; ///< Shorter-edge resize range; 0 = none.
   std::vector<double> mean;           ///< Per-channel mean, in pixel units.
   std::vector<double> std;            ///< Per-channel std; empty = 255.
@@ -157,12 +158,12 @@ struct PhaseSpec {
   double decay = 0.0;
   int64_t batch = 64;
   int64_t epochs = 1;
-  int64_t maxSteps = 0;               ///< Stop a phase early; 0 = no limit.
-  std::string lrPolicy = "fixed";     ///< fixed | step | cosine
-  double lrGamma = 0.1;               ///< step: factor.
-  int64_t lrEvery = 1;                ///< step: epochs between drops.
-  double lrMin = 0.0;                 ///< cosine: final learning rate.
-  std::optional<double> lambda;       ///< Overrides the augment lambda.
+  int64_t maxSteps = 0;           ///< Stop a phase early; 0 = no limit.
+  std::string lrPolicy = "fixed"; ///< fixed | step | cosine
+  double lrGamma = 0.1;           ///< step: factor.
+  int64_t lrEvery = 1;            ///< step: epochs between drops.
+  double lrMin = 0.0;             ///< cosine: final learning rate.
+  std::optional<double> lambda;   ///< Overrides the augment lambda.
 };
 
 struct TrainSpec {

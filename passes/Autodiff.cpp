@@ -141,8 +141,8 @@ LogicalResult Autodiff::backward(Operation *op, double lossWeight) {
                                             target, f64(lossWeight));
     addGrad(pred, d);
     if (active.contains(target))
-      addGrad(target, b.create<ScaleOp>(loc(op), target.getType(), d,
-                                        f64(-1.0)));
+      addGrad(target,
+              b.create<ScaleOp>(loc(op), target.getType(), d, f64(-1.0)));
     return success();
   }
   if (isa<ParamGetOp, ObjectiveOp>(op))
@@ -191,11 +191,11 @@ LogicalResult Autodiff::backward(Operation *op, double lossWeight) {
     // The adjoint of max-pooling scatters into the recorded switches.
     Value x = pool.getInput();
     auto shape = cast<RankedTensorType>(x.getType()).getShape();
-    addGrad(x, b.create<UnpoolOp>(
-                   l, typeOf(x), dy, pool.getSwitches(), pool.getKernelAttr(),
-                   pool.getStrideAttr(), pool.getPadAttr(),
-                   b.getDenseI64ArrayAttr({shape[2], shape[3]}),
-                   DenseI64ArrayAttr(), UnitAttr()));
+    addGrad(x, b.create<UnpoolOp>(l, typeOf(x), dy, pool.getSwitches(),
+                                  pool.getKernelAttr(), pool.getStrideAttr(),
+                                  pool.getPadAttr(),
+                                  b.getDenseI64ArrayAttr({shape[2], shape[3]}),
+                                  DenseI64ArrayAttr(), UnitAttr()));
     return success();
   }
   if (auto pool = dyn_cast<AvgPoolOp>(op)) {
@@ -230,8 +230,9 @@ LogicalResult Autodiff::backward(Operation *op, double lossWeight) {
     if (shape.size() == 2)
       addGrad(x, b.create<FlattenOp>(l, typeOf(x), dy));
     else
-      addGrad(x, b.create<ReshapeOp>(l, typeOf(x), dy,
-                                     b.getDenseI64ArrayAttr(shape.drop_front())));
+      addGrad(x,
+              b.create<ReshapeOp>(l, typeOf(x), dy,
+                                  b.getDenseI64ArrayAttr(shape.drop_front())));
     return success();
   }
   if (auto dropout = dyn_cast<DropoutOp>(op)) {
@@ -254,8 +255,9 @@ LogicalResult Autodiff::backward(Operation *op, double lossWeight) {
       return emitLayerError(op) << "cannot train through inference-mode batch "
                                    "normalisation";
     auto grad = b.create<BatchNormGradOp>(
-        l, TypeRange{typeOf(bn.getInput()), typeOf(bn.getScale()),
-                     typeOf(bn.getShift())},
+        l,
+        TypeRange{typeOf(bn.getInput()), typeOf(bn.getScale()),
+                  typeOf(bn.getShift())},
         dy, bn.getInput(), bn.getScale(), bn.getEpsAttr());
     addGrad(bn.getInput(), grad.getInputGrad());
     addGrad(bn.getScale(), grad.getScaleGrad());
@@ -291,9 +293,8 @@ LogicalResult Autodiff::run() {
   for (Operation *op : llvm::reverse(forward)) {
     auto weight = lossWeights.find(op);
     bool isLoss = weight != lossWeights.end();
-    if (isLoss && llvm::none_of(op->getOperands(), [&](Value v) {
-          return active.contains(v);
-        }))
+    if (isLoss && llvm::none_of(op->getOperands(),
+                                [&](Value v) { return active.contains(v); }))
       continue;
     if (failed(backward(op, isLoss ? weight->second : 0.0)))
       return failure();
@@ -310,9 +311,9 @@ LogicalResult Autodiff::run() {
   SymbolTable symbols(module);
   for (auto &[name, grad] : paramGrads) {
     auto param = symbols.lookup<ParamOp>(name);
-    b.create<SGDUpdateOp>(param.getLoc(), FlatSymbolRefAttr::get(
-                                              b.getContext(), name),
-                          grad, param.getLrMultAttr(), param.getDecayMultAttr());
+    b.create<SGDUpdateOp>(param.getLoc(),
+                          FlatSymbolRefAttr::get(b.getContext(), name), grad,
+                          param.getLrMultAttr(), param.getDecayMultAttr());
   }
   return success();
 }
@@ -327,7 +328,8 @@ struct AutodiffPass : netc::impl::AutodiffBase<AutodiffPass> {
         continue;
       auto phase = symbols.lookup<PhaseOp>(phaseRef.getValue());
       if (!phase) {
-        func.emitError() << "names phase " << phaseRef << ", which does not exist";
+        func.emitError() << "names phase " << phaseRef
+                         << ", which does not exist";
         return signalPassFailure();
       }
       if (failed(Autodiff(module, func, phase).run()))

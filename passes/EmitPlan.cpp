@@ -43,7 +43,8 @@ json::Value initJson(Attribute init) {
     return json::Object{{"kind", "constant"},
                         {"value", c.getValue().convertToDouble()}};
   auto f = cast<FileInitAttr>(init);
-  return json::Object{{"kind", "file"}, {"path", f.getPath()}, {"key", f.getKey()}};
+  return json::Object{
+      {"kind", "file"}, {"path", f.getPath()}, {"key", f.getKey()}};
 }
 
 /// An attribute as JSON; null for the ones the runtime does not need.
@@ -110,7 +111,8 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
     entry["dtype"] = dtypeOf(v.getType());
     values.push_back(std::move(entry));
   };
-  for (auto [arg, offset] : llvm::zip(block.getArguments(), argOffsets.asArrayRef()))
+  for (auto [arg, offset] :
+       llvm::zip(block.getArguments(), argOffsets.asArrayRef()))
     addValue(arg, json::Object{{"offset", offset}});
 
   json::Array kernels;
@@ -126,8 +128,9 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
       for (auto [value, from] :
            llvm::zip(ret.getOperands(),
                      func->getAttrOfType<ArrayAttr>("net.reconstruct_from")))
-        recons.push_back(json::Object{{"from", cast<StringAttr>(from).getValue()},
-                                      {"value", ids.lookup(value)}});
+        recons.push_back(
+            json::Object{{"from", cast<StringAttr>(from).getValue()},
+                         {"value", ids.lookup(value)}});
       outputs["reconstructions"] = std::move(recons);
       continue;
     }
@@ -139,9 +142,10 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
         for (auto [term, weight, name] :
              llvm::zip(objective.getTerms(), objective.getWeights(),
                        objective.getNames()))
-          terms.push_back(json::Object{{"name", cast<StringAttr>(name).getValue()},
-                                       {"weight", weight},
-                                       {"value", ids.lookup(term)}});
+          terms.push_back(
+              json::Object{{"name", cast<StringAttr>(name).getValue()},
+                           {"weight", weight},
+                           {"value", ids.lookup(term)}});
       } else {
         terms.push_back(json::Object{{"name", "classification"},
                                      {"weight", 1.0},
@@ -247,19 +251,19 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
     if (failed(program))
       return failure();
     programs[name] = std::move(*program);
-    schedule.push_back(json::Object{
-        {"phase", phase.getSymName()},
-        {"program", name},
-        {"batch", phase.getBatchAttr().getInt()},
-        {"epochs", phase.getEpochsAttr().getInt()},
-        {"steps", phase.getStepsAttr().getInt()},
-        {"lr", phase.getLr().convertToDouble()},
-        {"momentum", phase.getMomentum().convertToDouble()},
-        {"decay", phase.getDecay().convertToDouble()},
-        {"lr_policy", phase.getLrPolicy()},
-        {"lr_gamma", phase.getLrGamma().convertToDouble()},
-        {"lr_every", phase.getLrEveryAttr().getInt()},
-        {"lr_min", phase.getLrMin().convertToDouble()}});
+    schedule.push_back(
+        json::Object{{"phase", phase.getSymName()},
+                     {"program", name},
+                     {"batch", phase.getBatchAttr().getInt()},
+                     {"epochs", phase.getEpochsAttr().getInt()},
+                     {"steps", phase.getStepsAttr().getInt()},
+                     {"lr", phase.getLr().convertToDouble()},
+                     {"momentum", phase.getMomentum().convertToDouble()},
+                     {"decay", phase.getDecay().convertToDouble()},
+                     {"lr_policy", phase.getLrPolicy()},
+                     {"lr_gamma", phase.getLrGamma().convertToDouble()},
+                     {"lr_every", phase.getLrEveryAttr().getInt()},
+                     {"lr_min", phase.getLrMin().convertToDouble()}});
   }
   auto eval = symbols.lookup<func::FuncOp>("eval");
   if (!eval)
@@ -284,15 +288,15 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
   if (failed(plan))
     return failure();
   if (std::error_code ec = llvm::sys::fs::create_directories(directory))
-    return module.emitError() << "cannot create " << directory << ": "
-                              << ec.message();
+    return module.emitError()
+           << "cannot create " << directory << ": " << ec.message();
   SmallString<256> path(directory);
   llvm::sys::path::append(path, "plan.json");
   std::error_code ec;
   llvm::ToolOutputFile file(path, ec, llvm::sys::fs::OF_Text);
   if (ec)
-    return module.emitError() << "cannot write " << path << ": "
-                              << ec.message();
+    return module.emitError()
+           << "cannot write " << path << ": " << ec.message();
   file.os() << llvm::formatv("{0:2}", *plan) << "\n";
   file.keep();
   return success();

@@ -30,7 +30,8 @@ LogicalResult inferBlock(Block &block) {
   for (Operation &op : block) {
     if (auto macro = dyn_cast<MacroOp>(op)) {
       Block &body = macro.getBody().front();
-      for (auto [arg, input] : llvm::zip(body.getArguments(), macro.getInputs()))
+      for (auto [arg, input] :
+           llvm::zip(body.getArguments(), macro.getInputs()))
         arg.setType(input.getType());
       if (failed(inferBlock(body)))
         return failure();

@@ -20,8 +20,8 @@
 #include "passes/Passes.h"
 
 #include "mlir/IR/Builders.h"
-#include "mlir/Transforms/RegionUtils.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "mlir/Transforms/RegionUtils.h"
 #include "llvm/ADT/StringSet.h"
 
 namespace netc {
@@ -43,7 +43,12 @@ struct Variant {
   bool swwae = false;
   /// Reconstruct: no losses; a stacked decoder from every macro-layer to the
   /// image, whose outputs the function returns (`netrun reconstruct`).
-  enum class Losses { First, All, Layerwise, Reconstruct } losses = Losses::First;
+  enum class Losses {
+    First,
+    All,
+    Layerwise,
+    Reconstruct
+  } losses = Losses::First;
 };
 
 std::optional<Variant> parseVariant(StringRef name) {
@@ -159,8 +164,8 @@ LogicalResult Mirror::collectMacro(MacroOp macro) {
       stage.pool = pool;
       if (macro.getNumResults() > 1)
         stage.switches = macro.getResult(1);
-    } else if (!isa<ReluOp, LRNOp, DropoutOp, BatchNormOp, ParamGetOp,
-                    YieldOp>(op)) {
+    } else if (!isa<ReluOp, LRNOp, DropoutOp, BatchNormOp, ParamGetOp, YieldOp>(
+                   op)) {
       return op.emitError() << "cannot mirror " << describe(&op)
                             << " of macro-layer '" << stage.name
                             << "': only convolutions and max-pooling have "
@@ -218,16 +223,16 @@ LogicalResult Mirror::collectStages() {
                             << "' has no macro-layers to mirror";
   for (MacroOp macro : macros)
     if (macro.getName().starts_with("dec."))
-      return augment.emitError() << "network '" << func.getName()
-                                 << "' is already mirrored";
+      return augment.emitError()
+             << "network '" << func.getName() << "' is already mirrored";
 
   // The top of the decoder: the last macro-layer, or the one `from` names,
   // or an fc layer above the macro-layers.
   MacroOp top = macros.back();
   Operation *fromFC = nullptr;
   if (auto from = augment.getFrom()) {
-    auto it = llvm::find_if(
-        macros, [&](MacroOp m) { return m.getName() == *from; });
+    auto it =
+        llvm::find_if(macros, [&](MacroOp m) { return m.getName() == *from; });
     if (it != macros.end()) {
       top = *it;
     } else {
@@ -262,8 +267,8 @@ LogicalResult Mirror::collectStages() {
     if (rankedOf(input) != rankedOf(below))
       return stage.macro.emitError()
              << "cannot mirror macro-layer '" << stage.name << "': its input "
-             << input.getType() << " is not the output "
-             << below.getType() << " of '" << stages[i - 1].name
+             << input.getType() << " is not the output " << below.getType()
+             << " of '" << stages[i - 1].name
              << "' (a layer between them changes the shape)";
   }
   if (variant.swwae && llvm::none_of(stages, [](const Stage &s) {
@@ -302,9 +307,8 @@ Value Mirror::param(StringRef name, ArrayRef<int64_t> shape, bool isBias,
     else if (auto custom = augment.getDecoderInitAttr())
       init = custom;
     else
-      init = GaussianInitAttr::get(builder.getContext(),
-                                   llvm::APFloat(kDecoderStd),
-                                   llvm::APFloat(0.0));
+      init = GaussianInitAttr::get(
+          builder.getContext(), llvm::APFloat(kDecoderStd), llvm::APFloat(0.0));
     // FACTS.md: weights lr x1 decay x1, biases lr x2 decay x0.
     builder.create<ParamOp>(
         loc, builder.getStringAttr(name), TypeAttr::get(type), init,
@@ -337,8 +341,8 @@ Value Mirror::mirrorConv(Conv2DOp conv, Value x, bool producesImage,
 
   if (stride[0] == 1 && stride[1] == 1 && 2 * pad[0] == kh - 1 &&
       2 * pad[1] == kw - 1) {
-    Value weight = param(name + ".weight", {cin, cout / groups, kh, kw},
-                         false, loc);
+    Value weight =
+        param(name + ".weight", {cin, cout / groups, kh, kw}, false, loc);
     if (conv.getBias())
       bias = param(name + ".bias", {cin}, true, loc);
     return finish(builder.create<Conv2DOp>(loc, unranked(), x, weight, bias,
@@ -361,8 +365,8 @@ Value Mirror::mirrorConv(Conv2DOp conv, Value x, bool producesImage,
       for (int64_t i = 1; i <= m; ++i) {
         std::string up = name + ".up" + std::to_string(i);
         Value weight = param(up + ".weight", {cout, cout, 3, 3}, false, loc);
-        Value b = conv.getBias() ? param(up + ".bias", {cout}, true, loc)
-                                 : Value();
+        Value b =
+            conv.getBias() ? param(up + ".bias", {cout}, true, loc) : Value();
         x = relu(builder.create<Deconv2DOp>(
                      loc, unranked(), x, weight, b,
                      builder.getDenseI64ArrayAttr({2, 2}), zeros, zeros, 1),
@@ -372,10 +376,10 @@ Value Mirror::mirrorConv(Conv2DOp conv, Value x, bool producesImage,
                            false, loc);
       if (conv.getBias())
         bias = param(name + ".bias", {cin}, true, loc);
-      return finish(builder.create<Deconv2DOp>(
-          loc, unranked(), x, weight, bias,
-          builder.getDenseI64ArrayAttr({1, 1}), conv.getPadAttr(), zeros,
-          groups));
+      return finish(
+          builder.create<Deconv2DOp>(loc, unranked(), x, weight, bias,
+                                     builder.getDenseI64ArrayAttr({1, 1}),
+                                     conv.getPadAttr(), zeros, groups));
     }
   }
 
@@ -391,13 +395,12 @@ Value Mirror::mirrorConv(Conv2DOp conv, Value x, bool producesImage,
   if (conv.getBias())
     bias = param(name + ".bias", {cin}, true, loc);
   return finish(builder.create<Deconv2DOp>(
-      loc, unranked(), x, weight, bias, conv.getStrideAttr(),
-      conv.getPadAttr(), builder.getDenseI64ArrayAttr(outPad), groups));
+      loc, unranked(), x, weight, bias, conv.getStrideAttr(), conv.getPadAttr(),
+      builder.getDenseI64ArrayAttr(outPad), groups));
 }
 
 /// `net.macro "dec.<stage>"(â_l[, switches]) { ... }` producing â_{l-1}.
-Value Mirror::buildStageDecoder(Stage &stage, Value x,
-                                bool producesImage) {
+Value Mirror::buildStageDecoder(Stage &stage, Value x, bool producesImage) {
   std::string name = ("dec." + stage.name).str();
   Location loc = decoderLoc(stage, name);
   SmallVector<Value> inputs{x};
@@ -421,15 +424,16 @@ Value Mirror::buildStageDecoder(Stage &stage, Value x,
     int64_t in = w.getDimSize(1), out = w.getDimSize(0);
     std::string twin = "dec." + paramStem(stage.fc, stage.fc.getWeight());
     Value weight = param(twin + ".weight", {in, out}, false, loc);
-    Value bias = stage.fc.getBias() ? param(twin + ".bias", {in}, true, loc)
-                                    : Value();
+    Value bias =
+        stage.fc.getBias() ? param(twin + ".bias", {in}, true, loc) : Value();
     y = builder.create<FCOp>(loc, unranked(), y, weight, bias);
     if (stage.fcRelu)
       y = relu(y, loc);
     if (stage.unflatten)
       y = builder.create<ReshapeOp>(
           loc, unranked(), y,
-          builder.getDenseI64ArrayAttr(stage.unflatten.getShape().drop_front()));
+          builder.getDenseI64ArrayAttr(
+              stage.unflatten.getShape().drop_front()));
   } else {
     if (MaxPoolOp pool = stage.pool) {
       auto poolIn = rankedOf(pool.getInput());
@@ -452,10 +456,11 @@ Value Mirror::buildStageDecoder(Stage &stage, Value x,
     }
     for (auto [i, conv] : llvm::enumerate(llvm::reverse(stage.convs))) {
       bool last = i + 1 == stage.convs.size();
-      y = mirrorConv(conv, y, producesImage && last,
-                     NameLoc::get(builder.getStringAttr(
-                                      "dec." + paramStem(conv, conv.getWeight())),
-                                  conv.getLoc()));
+      y = mirrorConv(
+          conv, y, producesImage && last,
+          NameLoc::get(
+              builder.getStringAttr("dec." + paramStem(conv, conv.getWeight())),
+              conv.getLoc()));
     }
   }
   builder.create<YieldOp>(loc, ValueRange{y});
@@ -472,8 +477,8 @@ LogicalResult Mirror::run() {
                      (*position)[1] >= s.pool.getKernel()[1]))
         return augment.emitError()
                << "position [" << (*position)[0] << ", " << (*position)[1]
-               << "] lies outside the pooling window of macro-layer '"
-               << s.name << "'";
+               << "] lies outside the pooling window of macro-layer '" << s.name
+               << "'";
 
   auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
   auto ce = ret.getOperand(0).getDefiningOp<SoftmaxCrossEntropyOp>();
@@ -492,9 +497,9 @@ LogicalResult Mirror::run() {
     Value target = level == 0 ? image : stages[level - 1].output;
     std::string term =
         level == 0 ? "recon.image" : ("recon." + stages[level - 1].name).str();
-    Location loc =
-        NameLoc::get(builder.getStringAttr(term),
-                     level == 0 ? func.getLoc() : stages[level - 1].anchor->getLoc());
+    Location loc = NameLoc::get(
+        builder.getStringAttr(term),
+        level == 0 ? func.getLoc() : stages[level - 1].anchor->getLoc());
     terms.push_back(builder.create<EuclideanLossOp>(
         loc, mapType(builder.getContext(), {}), reconstruction, target));
     weights.push_back(level == 0 ? lambda : gammaFor(stages[level - 1].name));
@@ -552,8 +557,8 @@ LogicalResult Mirror::run() {
 
 FailureOr<AugmentOp> netc::overrideVariant(ModuleOp module, StringRef variant) {
   if (!llvm::is_contained(augmentVariants(), variant))
-    return module.emitError() << "unknown augmentation variant '" << variant
-                              << "'";
+    return module.emitError()
+           << "unknown augmentation variant '" << variant << "'";
   auto augments = llvm::to_vector(module.getOps<AugmentOp>());
   AugmentOp augment = augments.empty() ? AugmentOp() : augments.front();
   if (!augment) {

@@ -133,9 +133,9 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
     for (PhaseOp phase : module.getOps<PhaseOp>()) {
       StringRef topology = resolveTopology(phase.getDecoder(), variant);
       if (topology.empty()) {
-        phase.emitWarning() << "phase '" << phase.getSymName()
-                            << "' skipped: " << variant << " has no "
-                            << phase.getDecoder() << " decoder";
+        phase.emitWarning()
+            << "phase '" << phase.getSymName() << "' skipped: " << variant
+            << " has no " << phase.getDecoder() << " decoder";
         continue;
       }
       func::FuncOp step =
@@ -143,7 +143,8 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
       // Clones of the pristine network: drop what an earlier clone added.
       for (StringRef attr : {"net.phase", "net.topology", "net.lambda"})
         step->removeAttr(attr);
-      step->setAttr("net.phase", FlatSymbolRefAttr::get(phase.getSymNameAttr()));
+      step->setAttr("net.phase",
+                    FlatSymbolRefAttr::get(phase.getSymNameAttr()));
       step->setAttr("net.topology", b.getStringAttr(topology));
       if (auto lambda = phase.getLambdaAttr())
         step->setAttr("net.lambda", lambda);

@@ -69,9 +69,8 @@ static int64_t planFunction(func::FuncOp func, int64_t batch) {
   auto lastUse = [&](Value v) {
     int64_t last = v.getDefiningOp() ? index[v.getDefiningOp()] : -1;
     for (Operation *user : v.getUsers())
-      last = std::max(last, isa<func::ReturnOp, ObjectiveOp>(user)
-                                ? n
-                                : index[user]);
+      last = std::max(last,
+                      isa<func::ReturnOp, ObjectiveOp>(user) ? n : index[user]);
     return last;
   };
 
@@ -112,9 +111,8 @@ static int64_t planFunction(func::FuncOp func, int64_t batch) {
   SmallVector<int> order(buffers.size());
   for (size_t i = 0; i < order.size(); ++i)
     order[i] = i;
-  llvm::stable_sort(order, [&](int a, int b) {
-    return buffers[a].bytes > buffers[b].bytes;
-  });
+  llvm::stable_sort(
+      order, [&](int a, int b) { return buffers[a].bytes > buffers[b].bytes; });
   int64_t arena = 0;
   SmallVector<int> placed;
   for (int id : order) {
@@ -170,7 +168,8 @@ struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
       int64_t b = 0;
       if (auto ref = func->getAttrOfType<FlatSymbolRefAttr>("net.phase"))
         b = symbols.lookup<PhaseOp>(ref.getValue()).getBatchAttr().getInt();
-      else if (func->hasAttr("net.eval") || func->hasAttr("net.reconstruct_from"))
+      else if (func->hasAttr("net.eval") ||
+               func->hasAttr("net.reconstruct_from"))
         b = largest;
       else
         continue;

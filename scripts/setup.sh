@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   cmake ninja-build g++ python3 pkg-config
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
-  libfmt-dev nlohmann-json3-dev libgtest-dev zlib1g-dev libdnnl-dev
+  libfmt-dev nlohmann-json3-dev libgtest-dev zlib1g-dev libzstd-dev libdnnl-dev
   dataset-fashion-mnist
 )
 

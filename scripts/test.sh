@@ -51,7 +51,7 @@ cmake --build build-runtime
 if grep -qE 'llvm-[0-9]+|/mlir' build-runtime/compile_commands.json; then
   echo "error: the runtime build sees an LLVM/MLIR include path"; count 0 1
 elif build-runtime/bin/netc-runtime-tests >build/runtime-only.log 2>&1; then
-  echo "runtime-only build: $(tail -1 build/runtime-only.log)"; count 1 0
+  echo "runtime-only build: $(grep -E '^\[  PASSED  \]' build/runtime-only.log)"; count 1 0
 else
   cat build/runtime-only.log; count 0 1
 fi

@@ -26,7 +26,8 @@ static std::vector<uint8_t> readMaybeGzip(const std::string &path) {
     if (n < 0) {
       int code = 0;
       const char *msg = gzerror(file, &code);
-      throw IdxError(fmt::format("{}: corrupt compressed data ({})", path, msg));
+      throw IdxError(
+          fmt::format("{}: corrupt compressed data ({})", path, msg));
     }
     if (n == 0)
       break;
@@ -88,8 +89,9 @@ ImageSet loadIdxImageSet(const std::string &dir, const std::string &prefix,
   IdxArray images = readIdx(imagesPath);
   IdxArray labels = readIdx(labelsPath);
   if (images.dims.size() != 3)
-    throw IdxError(fmt::format("{}: expected images [n, rows, cols], got rank {}",
-                               imagesPath, images.dims.size()));
+    throw IdxError(
+        fmt::format("{}: expected images [n, rows, cols], got rank {}",
+                    imagesPath, images.dims.size()));
   if (labels.dims.size() != 1)
     throw IdxError(fmt::format("{}: expected labels [n], got rank {}",
                                labelsPath, labels.dims.size()));

@@ -57,8 +57,7 @@ void CpuBackend::run(const KernelCall &c) {
     return;
   }
   case Op::FC: {
-    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n,
-            no = c.out[0].count / n;
+    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n, no = c.out[0].count / n;
     cpu::fcForward(n, ni, no, in(0), in(1), c.in.size() > 2 ? in(2) : nullptr,
                    out(0));
     return;
@@ -107,12 +106,11 @@ void CpuBackend::run(const KernelCall &c) {
   case Op::SGDUpdate: {
     float *w = c.param->value.data(), *v = c.param->momentum.data();
     const float *g = in(0);
-    cpu::parallelChunks(c.in[0].count, kElementGrain,
-                        [&](int64_t b, int64_t e, int) {
-                          ref::sgdUpdate(e - b, w + b, g + b, v + b, c.ctx.lr,
-                                         c.ctx.momentum, c.ctx.decay, a.lrMult,
-                                         a.decayMult);
-                        });
+    cpu::parallelChunks(
+        c.in[0].count, kElementGrain, [&](int64_t b, int64_t e, int) {
+          ref::sgdUpdate(e - b, w + b, g + b, v + b, c.ctx.lr, c.ctx.momentum,
+                         c.ctx.decay, a.lrMult, a.decayMult);
+        });
     return;
   }
   case Op::BiasGrad: {
@@ -121,8 +119,9 @@ void CpuBackend::run(const KernelCall &c) {
     const float *dy = in(0);
     float *db = out(0);
     cpu::parallelChunks(
-        d.c, std::max<int64_t>(1, kElementGrain / std::max<int64_t>(
-                                                      1, d.n * d.plane())),
+        d.c,
+        std::max<int64_t>(1, kElementGrain /
+                                 std::max<int64_t>(1, d.n * d.plane())),
         [&](int64_t b, int64_t e, int) {
           for (int64_t ch = b; ch < e; ++ch) {
             double sum = 0.0;
@@ -170,8 +169,7 @@ void CpuBackend::run(const KernelCall &c) {
           part, win, sizeH, sizeW, a.posH, a.posW, a.normalize);
       const int32_t *psw = sw ? sw + b * pooledPer : nullptr;
       if (forward)
-        ref::unpoolForward(ps, src + b * pooledPer, psw,
-                           dst + b * unpooledPer);
+        ref::unpoolForward(ps, src + b * pooledPer, psw, dst + b * unpooledPer);
       else
         ref::unpoolBackward(ps, src + b * unpooledPer, psw,
                             dst + b * pooledPer);

@@ -26,10 +26,14 @@ kernels::Dims4 dimsOf(const plan::Value &v, int64_t n) {
   for (int64_t d : v.shape)
     s.push_back(d < 0 ? n : d);
   Dims4 d{1, 1, 1, 1};
-  if (s.size() > 0) d.n = s[0];
-  if (s.size() > 1) d.c = s[1];
-  if (s.size() > 2) d.h = s[2];
-  if (s.size() > 3) d.w = s[3];
+  if (s.size() > 0)
+    d.n = s[0];
+  if (s.size() > 1)
+    d.c = s[1];
+  if (s.size() > 2)
+    d.h = s[2];
+  if (s.size() > 3)
+    d.w = s[3];
   for (size_t i = 4; i < s.size(); ++i)
     d.w *= s[i];
   return d;
@@ -96,8 +100,8 @@ static KernelAttrs decodeAttrs(const plan::Kernel &k) {
     a.ratio = k.f64("ratio");
     a.seed = uint64_t(k.i64("seed"));
     if (!(a.ratio >= 0 && a.ratio < 1))
-      throw PlanError(fmt::format("{}.attrs.ratio: {} is not in [0, 1)",
-                                  k.path, a.ratio));
+      throw PlanError(
+          fmt::format("{}.attrs.ratio: {} is not in [0, 1)", k.path, a.ratio));
     break;
   case Op::LRN:
   case Op::LRNGrad:
@@ -242,17 +246,17 @@ Geometry geometry(const KernelCallT<T> &c, const plan::Program &p) {
     break;
   case Op::Unpool:
     expectMap("input", c.in[0], inV(0));
-    g.unpool = kernels::unpoolShape(c.in[0].dims, win, a.sizeH, a.sizeW,
-                                    a.posH, a.posW, a.normalize);
+    g.unpool = kernels::unpoolShape(c.in[0].dims, win, a.sizeH, a.sizeW, a.posH,
+                                    a.posW, a.normalize);
     expectDims("output", c.out[0].dims, g.unpool.out);
     if (c.in.size() > 1)
       expectCount("switches", c.in[1].count, c.in[0].count);
     break;
   case Op::UnpoolGrad:
     expectMap("gradient", c.in[0], inV(0));
-    g.unpool = kernels::unpoolShape(c.out[0].dims, win, c.in[0].dims.h,
-                                    c.in[0].dims.w, a.posH, a.posW,
-                                    a.normalize);
+    g.unpool =
+        kernels::unpoolShape(c.out[0].dims, win, c.in[0].dims.h, c.in[0].dims.w,
+                             a.posH, a.posW, a.normalize);
     expectDims("gradient", c.in[0].dims, g.unpool.out);
     if (c.in.size() > 1)
       expectCount("switches", c.in[1].count, c.out[0].count);
@@ -261,12 +265,12 @@ Geometry geometry(const KernelCallT<T> &c, const plan::Program &p) {
   case Op::FCGradInput:
   case Op::FCGradWeight: {
     // x [N, in], w [out, in], y [N, out].
-    const TensorRef &x = k.op == Op::FC          ? c.in[0]
+    const TensorRef &x = k.op == Op::FC            ? c.in[0]
                          : k.op == Op::FCGradInput ? c.out[0]
                                                    : c.in[0];
-    const TensorRef &y = k.op == Op::FC ? c.out[0] : k.op == Op::FCGradInput
-                                                         ? c.in[0]
-                                                         : c.in[1];
+    const TensorRef &y = k.op == Op::FC            ? c.out[0]
+                         : k.op == Op::FCGradInput ? c.in[0]
+                                                   : c.in[1];
     g.n = x.dims.n;
     if (g.n <= 0 || x.count % g.n != 0 || y.count % g.n != 0)
       throw KernelError("fc operands do not share a batch dimension");
@@ -444,22 +448,19 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
                          out(0));
     return;
   case Op::Unpool:
-    ref::unpoolForward(kernels::unpoolShape(c.in[0].dims, win, a.sizeH,
-                                            a.sizeW, a.posH, a.posW,
-                                            a.normalize),
+    ref::unpoolForward(kernels::unpoolShape(c.in[0].dims, win, a.sizeH, a.sizeW,
+                                            a.posH, a.posW, a.normalize),
                        in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr,
                        out(0));
     return;
   case Op::UnpoolGrad:
-    ref::unpoolBackward(kernels::unpoolShape(c.out[0].dims, win,
-                                             c.in[0].dims.h, c.in[0].dims.w,
-                                             a.posH, a.posW, a.normalize),
-                        in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr,
-                        out(0));
+    ref::unpoolBackward(
+        kernels::unpoolShape(c.out[0].dims, win, c.in[0].dims.h, c.in[0].dims.w,
+                             a.posH, a.posW, a.normalize),
+        in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr, out(0));
     return;
   case Op::FC: {
-    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n,
-            no = c.out[0].count / n;
+    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n, no = c.out[0].count / n;
     ref::fcForward(n, ni, no, in(0), in(1), c.in.size() > 2 ? in(2) : nullptr,
                    out(0));
     return;
@@ -517,10 +518,9 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
       ref::batchNormForwardInference(c.in[0].dims, a.eps, in(0), in(1), in(2),
                                      in(3), in(4), out(0));
     else
-      ref::batchNormForwardTraining(c.in[0].dims, a.eps, a.bnMomentum, in(0),
-                                    in(1), in(2), in(3), in(4), out(0),
-                                    static_cast<T *>(nullptr),
-                                    static_cast<T *>(nullptr));
+      ref::batchNormForwardTraining(
+          c.in[0].dims, a.eps, a.bnMomentum, in(0), in(1), in(2), in(3), in(4),
+          out(0), static_cast<T *>(nullptr), static_cast<T *>(nullptr));
     return;
   case Op::BatchNormGrad: {
     const Dims4 &d = c.in[0].dims;
@@ -539,13 +539,13 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
   }
   case Op::SoftmaxCrossEntropyGrad: {
     int64_t n = c.in[0].dims.n;
-    ref::softmaxCrossEntropyBackward(n, c.in[0].count / n, in(0),
-                                     c.in[1].i32(), T(a.scale), out(0));
+    ref::softmaxCrossEntropyBackward(n, c.in[0].count / n, in(0), c.in[1].i32(),
+                                     T(a.scale), out(0));
     return;
   }
   case Op::EuclideanLoss:
-    *out(0) = ref::euclideanLossForward(c.in[0].dims.n, c.in[0].count, in(0),
-                                        in(1));
+    *out(0) =
+        ref::euclideanLossForward(c.in[0].dims.n, c.in[0].count, in(0), in(1));
     return;
   case Op::EuclideanLossGrad:
     ref::euclideanLossBackward(c.in[0].dims.n, c.in[0].count, in(0), in(1),
@@ -596,8 +596,10 @@ ConvOperands convOperands(plan::Op op, const KernelAttrs &a,
   }
   // The output padding is the rows the transposed conv's output has beyond
   // what its stride and kernel produce.
-  int64_t opH = o.y->dims.h - ((o.x->dims.h - 1) * win.sh - 2 * win.ph + win.kh);
-  int64_t opW = o.y->dims.w - ((o.x->dims.w - 1) * win.sw - 2 * win.pw + win.kw);
+  int64_t opH =
+      o.y->dims.h - ((o.x->dims.h - 1) * win.sh - 2 * win.ph + win.kh);
+  int64_t opW =
+      o.y->dims.w - ((o.x->dims.w - 1) * win.sw - 2 * win.pw + win.kw);
   o.shape = kernels::deconv2dShape(o.x->dims, o.w->dims.c * a.groups, win,
                                    a.groups, opH, opW);
   return o;
@@ -640,7 +642,7 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
   StepContext ctx;
   for (size_t i = 0; i < program_->kernels.size(); ++i) {
     const plan::Kernel &k = program_->kernels[i];
-    KernelCallT<T> call{k,   attrs_[i], {}, {}, program_->batch,
+    KernelCallT<T> call{k,   attrs_[i],  {}, {}, program_->batch,
                         ctx, updates_[i]};
     for (int64_t id : k.in)
       call.in.push_back(ref(id, program_->batch));

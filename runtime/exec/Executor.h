@@ -50,7 +50,7 @@ struct KernelAttrs {
   kernels::LrnParams lrn;
   double eps = 1e-5, bnMomentum = 0.9;
   bool inference = false;
-  double scale = 1;  ///< loss-gradient scale, or `scale`'s factor
+  double scale = 1; ///< loss-gradient scale, or `scale`'s factor
   std::vector<double> weights;
   std::string param; ///< sgd_update
   double lrMult = 1, decayMult = 1;
@@ -82,7 +82,7 @@ ConvOperands convOperands(plan::Op op, const KernelAttrs &attrs,
 
 /// Hyper-parameters and state of the current step.
 struct StepContext {
-  uint64_t step = 0;  ///< global step (dropout masks)
+  uint64_t step = 0; ///< global step (dropout masks)
   double lr = 0, momentum = 0, decay = 0;
   bool training = true;
 };
@@ -139,7 +139,8 @@ public:
   T *real(int64_t id) { return static_cast<T *>(data(id)); }
   int32_t *i32(int64_t id) { return static_cast<int32_t *>(data(id)); }
   /// real() of an f32 executor.
-  template <typename U = T, typename = std::enable_if_t<std::is_same_v<U, float>>>
+  template <typename U = T,
+            typename = std::enable_if_t<std::is_same_v<U, float>>>
   float *f32(int64_t id) {
     return real(id);
   }
@@ -158,7 +159,8 @@ public:
   const void *kept(int64_t id);
   const T *keptReal(int64_t id) { return static_cast<const T *>(kept(id)); }
   /// keptReal() of an f32 executor.
-  template <typename U = T, typename = std::enable_if_t<std::is_same_v<U, float>>>
+  template <typename U = T,
+            typename = std::enable_if_t<std::is_same_v<U, float>>>
   const float *keptF32(int64_t id) {
     return keptReal(id);
   }

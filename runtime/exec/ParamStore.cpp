@@ -63,9 +63,9 @@ ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed) {
         t = open(path).find(spec.init.key);
         from = path + ": tensor '" + spec.init.key + "'";
         if (!t)
-          throw io::SafetensorsError(fmt::format(
-              "{}: no tensor '{}' (initialiser of parameter '{}')", path,
-              spec.init.key, spec.name));
+          throw io::SafetensorsError(
+              fmt::format("{}: no tensor '{}' (initialiser of parameter '{}')",
+                          path, spec.init.key, spec.name));
       }
       if (t->shape != spec.shape)
         throw io::SafetensorsError(fmt::format(
@@ -126,8 +126,7 @@ void ParamStoreT<T>::fromTensors(const io::TensorFile &file,
                   AlignedVector<T> &dst) {
     const io::Tensor *t = file.find(key);
     if (!t)
-      throw io::SafetensorsError(
-          fmt::format("{}: no tensor '{}'", what, key));
+      throw io::SafetensorsError(fmt::format("{}: no tensor '{}'", what, key));
     if (t->shape != spec.shape)
       throw io::SafetensorsError(fmt::format(
           "{}: tensor '{}' has shape [{}] but the parameter is [{}]", what, key,

@@ -2,7 +2,8 @@
 //
 // One 64-byte aligned buffer per parameter of the plan, plus its SGD
 // momentum buffer, of element type T: `ParamStore` (float) for training,
-// `ParamStoreT<double>` to check gradients in double precision. Initialised from the plan's init specs:
+// `ParamStoreT<double>` to check gradients in double precision. Initialised
+// from the plan's init specs:
 // - gaussian: std::normal_distribution(mean, std) over a std::mt19937_64
 //   seeded from (seed, parameter name), so a parameter's initial value does
 //   not depend on the other parameters; drawn values are rounded to float

@@ -64,7 +64,8 @@ void writePng(const std::string &path, int64_t width, int64_t height,
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0)
-    throw PngError(fmt::format("{}: cannot write: {}", path, std::strerror(errno)));
+    throw PngError(
+        fmt::format("{}: cannot write: {}", path, std::strerror(errno)));
   size_t done = 0;
   while (done < file.size()) {
     ssize_t n = ::write(fd, file.data() + done, file.size() - done);
@@ -72,7 +73,8 @@ void writePng(const std::string &path, int64_t width, int64_t height,
       int err = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      throw PngError(fmt::format("{}: cannot write: {}", path, std::strerror(err)));
+      throw PngError(
+          fmt::format("{}: cannot write: {}", path, std::strerror(err)));
     }
     done += size_t(n);
   }
@@ -80,7 +82,8 @@ void writePng(const std::string &path, int64_t width, int64_t height,
       std::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
-    throw PngError(fmt::format("{}: cannot write: {}", path, std::strerror(err)));
+    throw PngError(
+        fmt::format("{}: cannot write: {}", path, std::strerror(err)));
   }
 }
 
@@ -88,8 +91,7 @@ ImageGrid::ImageGrid(int64_t rows, int64_t cols, int64_t tileH, int64_t tileW,
                      int channels, int64_t gap)
     : rows_(rows), cols_(cols), tileH_(tileH), tileW_(tileW), gap_(gap),
       width_(cols * (tileW + gap) + gap), height_(rows * (tileH + gap) + gap),
-      channels_(channels),
-      pixels_(size_t(width_ * height_ * channels), 255) {}
+      channels_(channels), pixels_(size_t(width_ * height_ * channels), 255) {}
 
 void ImageGrid::place(int64_t row, int64_t col, const float *planar,
                       const std::vector<double> &scale,

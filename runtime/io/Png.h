@@ -1,4 +1,5 @@
-//===- Png.h - PNG images ----------------------------------------*- C++ -*-===//
+//===- Png.h - PNG images ----------------------------------------*- C++
+//-*-===//
 //
 // Writes 8-bit greyscale or RGB PNG files (zlib for the IDAT stream and the
 // CRCs), atomically: a temporary file, fsync, rename.

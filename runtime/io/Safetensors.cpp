@@ -26,14 +26,13 @@ TensorFile readSafetensors(const std::string &path) {
   };
   std::ifstream in(path, std::ios::binary);
   if (!in)
-    throw fail(std::filesystem::exists(path) ? "cannot open"
-                                             : "no such file");
+    throw fail(std::filesystem::exists(path) ? "cannot open" : "no such file");
   in.seekg(0, std::ios::end);
   uint64_t size = uint64_t(in.tellg());
   in.seekg(0);
   if (size < 8)
-    throw fail(fmt::format("too short for a safetensors header ({} bytes)",
-                           size));
+    throw fail(
+        fmt::format("too short for a safetensors header ({} bytes)", size));
   uint8_t lenBytes[8];
   in.read(reinterpret_cast<char *>(lenBytes), 8);
   uint64_t headerLen = 0;
@@ -85,7 +84,8 @@ TensorFile readSafetensors(const std::string &path) {
       throw bad("shape is not an array");
     uint64_t count = 1;
     for (const json &d : e["shape"]) {
-      if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
+      if (!d.is_number_unsigned() &&
+          !(d.is_number_integer() && d.get<int64_t>() >= 0))
         throw bad("shape holds a non-integer or negative dimension");
       t.shape.push_back(d.get<int64_t>());
       count *= uint64_t(t.shape.back());
@@ -132,11 +132,13 @@ static void writeAll(int fd, const char *data, size_t n,
 }
 
 /// Writes the pieces to `path` atomically.
-static void writeAtomic(const std::string &path,
-                        const std::vector<std::pair<const char *, size_t>> &parts) {
+static void
+writeAtomic(const std::string &path,
+            const std::vector<std::pair<const char *, size_t>> &parts) {
   namespace fs = std::filesystem;
   fs::path target(path);
-  fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  fs::path dir =
+      target.parent_path().empty() ? fs::path(".") : target.parent_path();
   std::string tmp = (dir / ("." + target.filename().string() + ".tmp." +
                             std::to_string(::getpid())))
                         .string();
@@ -182,9 +184,9 @@ void writeSafetensors(const std::string &path, const TensorFile &file) {
   uint64_t offset = 0;
   for (auto &[name, t] : file.tensors) {
     if (uint64_t(t.count()) != t.data.size())
-      throw SafetensorsError(fmt::format(
-          "{}: tensor '{}' has {} values for shape [{}]", path, name,
-          t.data.size(), fmt::join(t.shape, ", ")));
+      throw SafetensorsError(
+          fmt::format("{}: tensor '{}' has {} values for shape [{}]", path,
+                      name, t.data.size(), fmt::join(t.shape, ", ")));
     uint64_t bytes = t.data.size() * 4;
     header[name] = {{"dtype", "F32"},
                     {"shape", t.shape},
@@ -204,8 +206,8 @@ void writeSafetensors(const std::string &path, const TensorFile &file) {
   parts.push_back({reinterpret_cast<const char *>(len), 8});
   parts.push_back({text.data(), text.size()});
   for (auto &[name, t] : file.tensors)
-    parts.push_back({reinterpret_cast<const char *>(t.data.data()),
-                     t.data.size() * 4});
+    parts.push_back(
+        {reinterpret_cast<const char *>(t.data.data()), t.data.size() * 4});
   writeAtomic(path, parts);
 }
 

@@ -28,8 +28,8 @@ namespace {
 
 /// Row-major C[M, N] = alpha * op(A) * op(B) + beta * C.
 void sgemm(char ta, char tb, int64_t m, int64_t n, int64_t k, float alpha,
-           const float *a, int64_t lda, const float *b, int64_t ldb,
-           float beta, float *c, int64_t ldc) {
+           const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+           float *c, int64_t ldc) {
   if (m <= 0 || n <= 0)
     return;
   if (k <= 0) { // op(A) * op(B) is zero
@@ -56,10 +56,10 @@ float *scratch(size_t count) {
 /// Per-group GEMM geometry of a conv2d (s.in = x, s.out = y).
 struct ConvGemm {
   int64_t cinG, coutG;
-  int64_t k;      ///< cinG * kh * kw
-  int64_t p;      ///< output plane
-  int64_t plane;  ///< input plane
-  bool direct;    ///< 1x1, stride 1, no padding: the input is its own im2col
+  int64_t k;     ///< cinG * kh * kw
+  int64_t p;     ///< output plane
+  int64_t plane; ///< input plane
+  bool direct;   ///< 1x1, stride 1, no padding: the input is its own im2col
 };
 
 ConvGemm convGemm(const ConvShape &s) {
@@ -90,8 +90,7 @@ void validRange(int64_t in, int64_t out, int64_t s, int64_t p, int64_t j,
 
 /// col[(c*kh + i)*kw + j][oh*OW + ow] = x[c][oh*sh - ph + i][ow*sw - pw + j]
 /// (0 outside), for `channels` input planes.
-void im2col(const ConvShape &s, int64_t channels, const float *x,
-            float *col) {
+void im2col(const ConvShape &s, int64_t channels, const float *x, float *col) {
   const Window2D &k = s.win;
   int64_t H = s.in.h, W = s.in.w, OH = s.out.h, OW = s.out.w;
   int64_t P = OH * OW;
@@ -123,8 +122,7 @@ void im2col(const ConvShape &s, int64_t channels, const float *x,
 }
 
 /// The adjoint of im2col: x = 0, then x[c][ih][iw] += col[...] over taps.
-void col2im(const ConvShape &s, int64_t channels, const float *col,
-            float *x) {
+void col2im(const ConvShape &s, int64_t channels, const float *col, float *x) {
   const Window2D &k = s.win;
   int64_t H = s.in.h, W = s.in.w, OH = s.out.h, OW = s.out.w;
   int64_t P = OH * OW;
@@ -163,9 +161,9 @@ void parallelChunks(int64_t count, int64_t grain,
   if (count <= 0)
     return;
   int64_t maxThreads = threads > 0 ? threads : numThreads();
-  int nt = int(std::min<int64_t>(maxThreads,
-                                 (count + std::max<int64_t>(grain, 1) - 1) /
-                                     std::max<int64_t>(grain, 1)));
+  int nt = int(
+      std::min<int64_t>(maxThreads, (count + std::max<int64_t>(grain, 1) - 1) /
+                                        std::max<int64_t>(grain, 1)));
 #ifdef _OPENMP
   if (nt > 1) {
     // Exceptions must not leave an OpenMP region: catch, rethrow after.
@@ -198,18 +196,19 @@ namespace {
 
 /// Threads to run a batch of n images with, one image per thread (1: run
 /// the images in order and let sgemm use the threads).
-int batchThreads(int64_t n) {
-  return int(std::min<int64_t>(numThreads(), n));
-}
+int batchThreads(int64_t n) { return int(std::min<int64_t>(numThreads(), n)); }
 
 /// Runs f(image, thread) for every image of the batch: one image per thread
 /// when batchThreads(n) > 1, else in order on the calling thread.
 template <typename F> void forEachImage(int64_t n, F f) {
   int nt = batchThreads(n);
-  parallelChunks(n, 1, [&](int64_t begin, int64_t end, int t) {
-    for (int64_t i = begin; i < end; ++i)
-      f(i, t);
-  }, nt);
+  parallelChunks(
+      n, 1,
+      [&](int64_t begin, int64_t end, int t) {
+        for (int64_t i = begin; i < end; ++i)
+          f(i, t);
+      },
+      nt);
 }
 
 void addBias(const Dims4 &d, const float *b, float *y) {
@@ -250,8 +249,8 @@ void conv2dForward(const ConvShape &s, const float *x, const float *w,
         im2col(s, g.cinG, xg, col);
         src = col;
       }
-      sgemm('N', 'N', g.coutG, g.p, g.k, 1.0f, w + gr * g.coutG * g.k, g.k,
-            src, g.p, 0.0f, yg, g.p);
+      sgemm('N', 'N', g.coutG, g.p, g.k, 1.0f, w + gr * g.coutG * g.k, g.k, src,
+            g.p, 0.0f, yg, g.p);
       if (b)
         for (int64_t oc = 0; oc < g.coutG; ++oc) {
           float v = b[gr * g.coutG + oc];
@@ -337,8 +336,8 @@ void deconv2dBackwardData(const ConvShape &s, const float *dy, const float *w,
   conv2dForward(adjointConv(s), dy, w, nullptr, dx);
 }
 
-void deconv2dBackwardFilter(const ConvShape &s, const float *x,
-                            const float *dy, float *dw) {
+void deconv2dBackwardFilter(const ConvShape &s, const float *x, const float *dy,
+                            float *dw) {
   conv2dBackwardFilter(adjointConv(s), dy, x, dw);
 }
 

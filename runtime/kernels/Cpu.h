@@ -53,8 +53,8 @@ void deconv2dForward(const ConvShape &s, const float *x, const float *w,
                      const float *b, float *y);
 void deconv2dBackwardData(const ConvShape &s, const float *dy, const float *w,
                           float *dx);
-void deconv2dBackwardFilter(const ConvShape &s, const float *x,
-                            const float *dy, float *dw);
+void deconv2dBackwardFilter(const ConvShape &s, const float *x, const float *dy,
+                            float *dw);
 
 /// y[N, out] = x[N, in] * w[out, in]^T + b[out] (`b` may be null).
 void fcForward(int64_t n, int64_t in, int64_t out, const float *x,

@@ -46,8 +46,17 @@ const std::vector<OpInfo> &opTable() {
       {Op::Objective, "objective", 1, -1, 1, {"weights"}},
       {Op::Conv2DGradInput, "conv2d_grad_input", 2, 2, 1, {"stride", "pad"}},
       {Op::Conv2DGradWeight, "conv2d_grad_weight", 2, 2, 1, {"stride", "pad"}},
-      {Op::Deconv2DGradInput, "deconv2d_grad_input", 2, 2, 1, {"stride", "pad"}},
-      {Op::Deconv2DGradWeight, "deconv2d_grad_weight", 2, 2, 1,
+      {Op::Deconv2DGradInput,
+       "deconv2d_grad_input",
+       2,
+       2,
+       1,
+       {"stride", "pad"}},
+      {Op::Deconv2DGradWeight,
+       "deconv2d_grad_weight",
+       2,
+       2,
+       1,
        {"stride", "pad"}},
       {Op::BiasGrad, "bias_grad", 1, 1, 1, {}},
       {Op::ReluGrad, "relu_grad", 2, 2, 1, {}},
@@ -58,12 +67,20 @@ const std::vector<OpInfo> &opTable() {
       {Op::DropoutGrad, "dropout_grad", 1, 1, 1, {"ratio", "seed"}},
       {Op::LRNGrad, "lrn_grad", 3, 3, 1, {"size", "alpha", "beta", "k"}},
       {Op::BatchNormGrad, "batch_norm_grad", 3, 3, 3, {"eps"}},
-      {Op::SoftmaxCrossEntropyGrad, "softmax_cross_entropy_grad", 2, 2, 1,
+      {Op::SoftmaxCrossEntropyGrad,
+       "softmax_cross_entropy_grad",
+       2,
+       2,
+       1,
        {"scale"}},
       {Op::EuclideanLossGrad, "euclidean_loss_grad", 2, 2, 1, {"scale"}},
       {Op::Scale, "scale", 1, 1, 1, {"factor"}},
       {Op::Add, "add", 2, 2, 1, {}},
-      {Op::SGDUpdate, "sgd_update", 1, 1, 0,
+      {Op::SGDUpdate,
+       "sgd_update",
+       1,
+       1,
+       0,
        {"param", "lr_mult", "decay_mult"}},
   };
   return table;
@@ -141,13 +158,20 @@ const Program &Plan::program(const std::string &name) const {
 namespace {
 std::string describe(const json &j) {
   switch (j.type()) {
-  case json::value_t::null: return "null";
-  case json::value_t::boolean: return "a boolean";
-  case json::value_t::string: return "a string";
-  case json::value_t::array: return "an array";
-  case json::value_t::object: return "an object";
-  case json::value_t::number_float: return "a number";
-  default: return "an integer";
+  case json::value_t::null:
+    return "null";
+  case json::value_t::boolean:
+    return "a boolean";
+  case json::value_t::string:
+    return "a string";
+  case json::value_t::array:
+    return "an array";
+  case json::value_t::object:
+    return "an object";
+  case json::value_t::number_float:
+    return "a number";
+  default:
+    return "an integer";
   }
 }
 
@@ -176,7 +200,8 @@ int64_t Kernel::i64(const char *name, std::optional<int64_t> dflt) const {
   if (!has(name)) {
     if (dflt)
       return *dflt;
-    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    throw PlanError(
+        fmt::format("{}.attrs: missing attribute '{}'", path, name));
   }
   const json &j = attrs[name];
   int64_t v;
@@ -192,7 +217,8 @@ double Kernel::f64(const char *name, std::optional<double> dflt) const {
   if (!has(name)) {
     if (dflt)
       return *dflt;
-    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    throw PlanError(
+        fmt::format("{}.attrs: missing attribute '{}'", path, name));
   }
   const json &j = attrs[name];
   if (!j.is_number())
@@ -216,7 +242,8 @@ bool Kernel::flag(const char *name) const {
 
 std::string Kernel::str(const char *name) const {
   if (!has(name))
-    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    throw PlanError(
+        fmt::format("{}.attrs: missing attribute '{}'", path, name));
   const json &j = attrs[name];
   if (!j.is_string())
     throw PlanError(fmt::format("{}.attrs.{}: expected a string, got {}", path,
@@ -230,16 +257,18 @@ Kernel::ints(const char *name, size_t n,
   if (!has(name)) {
     if (dflt)
       return *dflt;
-    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    throw PlanError(
+        fmt::format("{}.attrs: missing attribute '{}'", path, name));
   }
   const json &j = attrs[name];
   int64_t v;
   if (asInt(j, v))
     return std::vector<int64_t>(n, v);
   if (!j.is_array())
-    throw PlanError(fmt::format("{}.attrs.{}: expected an array of {} integers, "
-                                "got {}",
-                                path, name, n, describe(j)));
+    throw PlanError(
+        fmt::format("{}.attrs.{}: expected an array of {} integers, "
+                    "got {}",
+                    path, name, n, describe(j)));
   std::vector<int64_t> out;
   for (const json &e : j) {
     if (!asInt(e, v))
@@ -257,7 +286,8 @@ Kernel::ints(const char *name, size_t n,
 
 std::vector<double> Kernel::f64s(const char *name) const {
   if (!has(name))
-    throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    throw PlanError(
+        fmt::format("{}.attrs: missing attribute '{}'", path, name));
   const json &j = attrs[name];
   if (!j.is_array())
     throw PlanError(fmt::format("{}.attrs.{}: expected an array of numbers, "
@@ -290,7 +320,8 @@ std::string index(const std::string &path, size_t i) {
 struct Parser {
   std::string file;
 
-  [[noreturn]] void fail(const std::string &path, const std::string &msg) const {
+  [[noreturn]] void fail(const std::string &path,
+                         const std::string &msg) const {
     if (path.empty())
       throw PlanError(fmt::format("{}: {}", file, msg));
     throw PlanError(fmt::format("{}: {}: {}", file, path, msg));
@@ -449,7 +480,8 @@ struct Parser {
       v.param = string(*param, join(path, "param"));
       const ParamSpec *spec = plan.findParam(v.param);
       if (!spec)
-        fail(join(path, "param"), fmt::format("unknown parameter '{}'", v.param));
+        fail(join(path, "param"),
+             fmt::format("unknown parameter '{}'", v.param));
       if (v.dtype != DType::F32)
         fail(join(path, "dtype"), "parameters are f32");
       if (v.shape != spec->shape)
@@ -470,13 +502,14 @@ struct Parser {
     return v;
   }
 
-  Program program(const json &j, const std::string &path, const std::string &name,
-                  const Plan &plan) const {
+  Program program(const json &j, const std::string &path,
+                  const std::string &name, const Plan &plan) const {
     Program p;
     p.name = name;
     p.batch = reqInt(j, path, "batch");
     if (p.batch <= 0)
-      fail(join(path, "batch"), fmt::format("batch {} is not positive", p.batch));
+      fail(join(path, "batch"),
+           fmt::format("batch {} is not positive", p.batch));
     p.arenaBytes = reqInt(j, path, "arena_bytes");
     if (p.arenaBytes < 0)
       fail(join(path, "arena_bytes"), "negative arena size");
@@ -545,8 +578,8 @@ struct Parser {
           if (image == p.inputs.end())
             fail(rp, "a reconstruction needs the program's 'image' input");
           if (p.values.at(rec.value).shape != p.values.at(image->second).shape)
-            fail(join(rp, "value"), fmt::format("value {} is not image-shaped",
-                                                rec.value));
+            fail(join(rp, "value"),
+                 fmt::format("value {} is not image-shaped", rec.value));
           p.reconstructions.push_back(rec);
         }
       } else if (it.value().is_number()) {
@@ -592,12 +625,12 @@ struct Parser {
     }
     if (int(k.in.size()) < oi.minIn ||
         (oi.maxIn >= 0 && int(k.in.size()) > oi.maxIn)) {
-      std::string expect =
-          oi.minIn == oi.maxIn ? std::to_string(oi.minIn)
-          : oi.maxIn < 0       ? fmt::format("at least {}", oi.minIn)
+      std::string expect = oi.minIn == oi.maxIn ? std::to_string(oi.minIn)
+                           : oi.maxIn < 0
+                               ? fmt::format("at least {}", oi.minIn)
                                : fmt::format("{} to {}", oi.minIn, oi.maxIn);
-      fail(join(path, "in"), fmt::format("'{}' takes {} operands, got {}",
-                                         name, expect, k.in.size()));
+      fail(join(path, "in"), fmt::format("'{}' takes {} operands, got {}", name,
+                                         expect, k.in.size()));
     }
     if (int(k.out.size()) != oi.outs)
       fail(join(path, "out"), fmt::format("'{}' has {} results, got {}", name,
@@ -721,7 +754,8 @@ struct Parser {
     ph.program = reqStr(j, path, "program");
     auto it = plan.programs.find(ph.program);
     if (it == plan.programs.end())
-      fail(join(path, "program"), fmt::format("unknown program '{}'", ph.program));
+      fail(join(path, "program"),
+           fmt::format("unknown program '{}'", ph.program));
     ph.batch = reqInt(j, path, "batch");
     if (ph.batch <= 0 || ph.batch > it->second.batch)
       fail(join(path, "batch"),
@@ -835,9 +869,9 @@ Plan parsePlan(const std::string &text, const std::string &file,
   if (!programs.is_object())
     ps.fail("programs", "expected an object");
   for (auto it = programs.begin(); it != programs.end(); ++it)
-    plan.programs.emplace(it.key(), ps.program(it.value(),
-                                               join("programs", it.key()),
-                                               it.key(), plan));
+    plan.programs.emplace(
+        it.key(),
+        ps.program(it.value(), join("programs", it.key()), it.key(), plan));
 
   const json &schedule = ps.array(ps.field(root, "", "schedule"), "schedule");
   for (size_t i = 0; i < schedule.size(); ++i)

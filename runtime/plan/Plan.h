@@ -3,7 +3,8 @@
 // Parses and validates `<trainer>/plan.json` (docs/trainer-format.md, format
 // version 1) into plain structs. Every problem is a PlanError whose message
 // names the file and the JSON path of the offending field, e.g.
-//   model.trainer/plan.json: programs.step.joint.kernels[12]: unknown op 'conv3d'
+//   model.trainer/plan.json: programs.step.joint.kernels[12]: unknown op
+//   'conv3d'
 //
 // Validation covers what the executor relies on: known format/version, ops,
 // dtypes and attribute types; operand/result counts per op; every value id
@@ -41,12 +42,39 @@ inline int64_t dtypeSize(DType) { return 4; }
 
 /// Every kernel the runtime knows.
 enum class Op {
-  Conv2D, Deconv2D, Relu, MaxPool, AvgPool, Unpool, FC, Reshape, Flatten,
-  Dropout, LRN, BatchNorm, SoftmaxCrossEntropy, EuclideanLoss, Objective,
-  Conv2DGradInput, Conv2DGradWeight, Deconv2DGradInput, Deconv2DGradWeight,
-  BiasGrad, ReluGrad, UnpoolGrad, AvgPoolGrad, FCGradInput, FCGradWeight,
-  DropoutGrad, LRNGrad, BatchNormGrad, SoftmaxCrossEntropyGrad,
-  EuclideanLossGrad, Scale, Add, SGDUpdate,
+  Conv2D,
+  Deconv2D,
+  Relu,
+  MaxPool,
+  AvgPool,
+  Unpool,
+  FC,
+  Reshape,
+  Flatten,
+  Dropout,
+  LRN,
+  BatchNorm,
+  SoftmaxCrossEntropy,
+  EuclideanLoss,
+  Objective,
+  Conv2DGradInput,
+  Conv2DGradWeight,
+  Deconv2DGradInput,
+  Deconv2DGradWeight,
+  BiasGrad,
+  ReluGrad,
+  UnpoolGrad,
+  AvgPoolGrad,
+  FCGradInput,
+  FCGradWeight,
+  DropoutGrad,
+  LRNGrad,
+  BatchNormGrad,
+  SoftmaxCrossEntropyGrad,
+  EuclideanLossGrad,
+  Scale,
+  Add,
+  SGDUpdate,
 };
 const char *opName(Op op);
 std::optional<Op> opFromName(const std::string &name);
@@ -98,8 +126,9 @@ struct Kernel {
   bool flag(const char *name) const; ///< absent = false
   std::string str(const char *name) const;
   /// An integer array of `n` entries (a single entry or scalar is splatted).
-  std::vector<int64_t> ints(const char *name, size_t n,
-                            std::optional<std::vector<int64_t>> dflt = {}) const;
+  std::vector<int64_t>
+  ints(const char *name, size_t n,
+       std::optional<std::vector<int64_t>> dflt = {}) const;
   std::vector<double> f64s(const char *name) const;
 };
 

@@ -19,7 +19,8 @@ std::string defaultDataDir(const std::string &kind) {
   return "";
 }
 
-DataOptions dataOptions(const plan::Plan &plan, const std::string &dirOverride) {
+DataOptions dataOptions(const plan::Plan &plan,
+                        const std::string &dirOverride) {
   const plan::DataSpec &d = plan.data;
   DataOptions o;
   o.kind = d.kind;
@@ -56,7 +57,8 @@ DataOptions dataOptions(const plan::Plan &plan, const std::string &dirOverride) 
   return o;
 }
 
-ImageData::ImageData(data::ImageSet set, int64_t subset, const DataOptions &opts)
+ImageData::ImageData(data::ImageSet set, int64_t subset,
+                     const DataOptions &opts)
     : set_(std::move(set)), opts_(opts) {
   count_ = subset > 0 ? std::min(subset, set_.count) : set_.count;
 }
@@ -94,12 +96,12 @@ void ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
       flip = opts_.mirror && (h >> 63);
     }
     for (int64_t c = 0; c < C; ++c) {
-      double mean = opts_.mean.empty() ? 0.0
+      double mean = opts_.mean.empty()       ? 0.0
                     : opts_.mean.size() == 1 ? opts_.mean[0]
                                              : opts_.mean[size_t(c)];
-      double sd = opts_.std.empty()        ? 255.0
+      double sd = opts_.std.empty()       ? 255.0
                   : opts_.std.size() == 1 ? opts_.std[0]
-                                           : opts_.std[size_t(c)];
+                                          : opts_.std[size_t(c)];
       float fmean = float(mean), inv = float(1.0 / sd);
       float *dst = images + (b * C + c) * oh * ow;
       for (int64_t y = 0; y < oh; ++y) {
@@ -123,7 +125,8 @@ Datasets loadDatasets(const DataOptions &opts) {
                                 opts.dir, opts.channels));
   data::ImageSet train =
       data::loadIdxImageSet(opts.dir, "train", int(opts.classes));
-  data::ImageSet test = data::loadIdxImageSet(opts.dir, "t10k", int(opts.classes));
+  data::ImageSet test =
+      data::loadIdxImageSet(opts.dir, "t10k", int(opts.classes));
   for (const data::ImageSet *s : {&train, &test}) {
     if (s->rows != test.rows || s->cols != test.cols)
       throw DataError(fmt::format("{}: train images are {}x{} but test images "

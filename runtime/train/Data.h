@@ -57,7 +57,9 @@ class ImageData {
 public:
   ImageData(data::ImageSet set, int64_t subset, const DataOptions &opts);
   int64_t size() const { return count_; }
-  int64_t sampleFloats() const { return opts_.channels * opts_.height * opts_.width; }
+  int64_t sampleFloats() const {
+    return opts_.channels * opts_.height * opts_.width;
+  }
 
   /// A permutation of [0, size()) drawn from `key` (std::mt19937_64 +
   /// std::shuffle), or the identity if key is 0.

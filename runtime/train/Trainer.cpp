@@ -21,7 +21,8 @@ using nlohmann::json;
 
 double learningRate(const plan::Phase &p, int64_t t, int64_t T, int64_t e) {
   if (p.lrPolicy == "step")
-    return p.lr * std::pow(p.lrGamma, double(e / std::max<int64_t>(p.lrEvery, 1)));
+    return p.lr *
+           std::pow(p.lrGamma, double(e / std::max<int64_t>(p.lrEvery, 1)));
   if (p.lrPolicy == "cosine") {
     double frac = T > 0 ? double(t) / double(T) : 0.0;
     return p.lrMin + (p.lr - p.lrMin) * (1.0 + std::cos(M_PI * frac)) / 2.0;
@@ -48,13 +49,13 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
                     exec::Backend &backend, const ImageData &data) {
   auto it = plan.programs.find("eval");
   if (it == plan.programs.end())
-    throw TrainError(fmt::format("{}: no 'eval' program to evaluate with",
-                                 plan.file));
+    throw TrainError(
+        fmt::format("{}: no 'eval' program to evaluate with", plan.file));
   exec::Executor exe(plan, "eval", params, backend);
   const plan::Program &prog = exe.program();
   if (!prog.logits)
-    throw TrainError(fmt::format("{}: programs.eval.outputs: no 'logits'",
-                                 plan.file));
+    throw TrainError(
+        fmt::format("{}: programs.eval.outputs: no 'logits'", plan.file));
   int64_t imageId = exe.inputId("image");
   exe.keep(*prog.logits);
   std::optional<int64_t> labelsId;
@@ -172,8 +173,8 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     metrics_ = std::make_unique<std::ofstream>(
         opts_.metricsPath, opts_.resume ? std::ios::app : std::ios::trunc);
     if (!*metrics_)
-      throw TrainError(fmt::format("{}: cannot open for writing",
-                                   opts_.metricsPath));
+      throw TrainError(
+          fmt::format("{}: cannot open for writing", opts_.metricsPath));
   }
   if (opts_.logEvery <= 0)
     opts_.logEvery = 1;
@@ -247,8 +248,8 @@ void Trainer::runPhase(size_t pi) {
   int64_t orderEpoch = -1;
   auto orderFor = [&](int64_t epoch) {
     if (epoch != orderEpoch) {
-      uint64_t key = exec::seedFor(
-          state_.seed, fmt::format("shuffle/{}/{}", pi, epoch));
+      uint64_t key =
+          exec::seedFor(state_.seed, fmt::format("shuffle/{}/{}", pi, epoch));
       order = std::make_shared<std::vector<int64_t>>(train.order(key | 1));
       orderEpoch = epoch;
     }
@@ -329,7 +330,9 @@ void Trainer::runPhase(size_t pi) {
                           t + 1, T, ctx.lr, loss, terms,
                           secs > 0 ? double(imagesSinceLog) / secs : 0.0);
       out_.flush();
+      double imagesPerSecond = secs > 0 ? double(imagesSinceLog) / secs : 0.0;
       metric(json{{"event", "step"},
+                  {"images_per_second", imagesPerSecond},
                   {"phase", ph.phase},
                   {"phase_index", pi},
                   {"epoch", epoch + 1},

@@ -44,12 +44,12 @@ int64_t stepsPerEpoch(int64_t examples, int64_t batch);
 int64_t phaseSteps(const plan::Phase &phase, int64_t examples);
 
 struct TrainOptions {
-  std::string dataDir;  ///< overrides the plan's data path
+  std::string dataDir; ///< overrides the plan's data path
   uint64_t seed = 1;
   int64_t logEvery = 50;
   std::string metricsPath;
   bool resume = false;
-  int64_t maxSteps = 0;        ///< global cap on steps run by this call (0 = none)
+  int64_t maxSteps = 0; ///< global cap on steps run by this call (0 = none)
   int64_t checkpointEvery = 0; ///< also checkpoint every N global steps
   std::string backend = "reference";
 };

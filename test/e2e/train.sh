@@ -4,8 +4,8 @@
 # falls and the test error ends far below chance (90%).
 #   test/e2e/train.sh BUILD_DIR
 set -euo pipefail
-cd "$(dirname "$0")"
 BUILD=$(cd "${1:?build dir}" && pwd)
+cd "$(dirname "$0")"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -102,12 +102,12 @@ Window2D window(const ConvCase &c) {
 const std::vector<ConvCase> &convCases() {
   static const std::vector<ConvCase> cases = {
       {1, 3, 7, 9, 4, 3, 3, 1, 1, 1, 1, 1},
-      {3, 4, 8, 8, 6, 3, 3, 2, 2, 1, 1, 2},  // stride 2, groups 2
-      {3, 6, 5, 7, 4, 1, 1, 1, 1, 0, 0, 2},  // 1x1 direct, groups 2
-      {3, 2, 6, 7, 4, 1, 1, 2, 2, 0, 0, 1},  // 1x1 strided (im2col)
-      {2, 3, 11, 10, 5, 5, 5, 2, 1, 2, 0, 1}, // 5x5, mixed stride/pad
-      {1, 4, 3, 3, 2, 5, 5, 1, 1, 2, 2, 2},  // kernel wider than the input
-      {3, 5, 9, 8, 3, 3, 2, 3, 2, 1, 1, 1},  // stride 3, 3x2 kernel
+      {3, 4, 8, 8, 6, 3, 3, 2, 2, 1, 1, 2},     // stride 2, groups 2
+      {3, 6, 5, 7, 4, 1, 1, 1, 1, 0, 0, 2},     // 1x1 direct, groups 2
+      {3, 2, 6, 7, 4, 1, 1, 2, 2, 0, 0, 1},     // 1x1 strided (im2col)
+      {2, 3, 11, 10, 5, 5, 5, 2, 1, 2, 0, 1},   // 5x5, mixed stride/pad
+      {1, 4, 3, 3, 2, 5, 5, 1, 1, 2, 2, 2},     // kernel wider than the input
+      {3, 5, 9, 8, 3, 3, 2, 3, 2, 1, 1, 1},     // stride 3, 3x2 kernel
       {3, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1}, // Fashion-MNIST-sized
   };
   return cases;
@@ -132,8 +132,8 @@ TEST(CpuKernelsTest, Conv2DMatchesReference) {
   Rng rng(11);
   for (const ConvCase &c : convCases()) {
     SCOPED_TRACE(describe(c));
-    ConvShape s = conv2dShape(Dims4{c.n, c.cin, c.h, c.w}, c.cout, window(c),
-                              c.groups);
+    ConvShape s =
+        conv2dShape(Dims4{c.n, c.cin, c.h, c.w}, c.cout, window(c), c.groups);
     int64_t wcount = c.cout * (c.cin / c.groups) * c.kh * c.kw;
     Vec x = rng.vec(s.in.count()), w = rng.vec(wcount), b = rng.vec(c.cout),
         dy = rng.vec(s.out.count());
@@ -162,8 +162,8 @@ TEST(CpuKernelsTest, Deconv2DMatchesReference) {
   Rng rng(12);
   for (const ConvCase &c : deconvCases()) {
     SCOPED_TRACE(describe(c));
-    ConvShape s = deconv2dShape(Dims4{c.n, c.cin, c.h, c.w}, c.cout,
-                                window(c), c.groups, c.oph, c.opw);
+    ConvShape s = deconv2dShape(Dims4{c.n, c.cin, c.h, c.w}, c.cout, window(c),
+                                c.groups, c.oph, c.opw);
     int64_t wcount = c.cin * (c.cout / c.groups) * c.kh * c.kw;
     Vec x = rng.vec(s.in.count()), w = rng.vec(wcount), b = rng.vec(c.cout),
         dy = rng.vec(s.out.count());
@@ -193,12 +193,12 @@ TEST(CpuKernelsTest, FCMatchesReference) {
   struct Case {
     int64_t n, in, out;
   };
-  for (Case c : {Case{1, 7, 5}, Case{3, 64, 10}, Case{3, 1, 1},
-                 Case{64, 3136, 256}}) {
+  for (Case c :
+       {Case{1, 7, 5}, Case{3, 64, 10}, Case{3, 1, 1}, Case{64, 3136, 256}}) {
     SCOPED_TRACE(std::to_string(c.n) + "x" + std::to_string(c.in) + "->" +
                  std::to_string(c.out));
-    Vec x = rng.vec(c.n * c.in), w = rng.vec(c.out * c.in),
-        b = rng.vec(c.out), dy = rng.vec(c.n * c.out);
+    Vec x = rng.vec(c.n * c.in), w = rng.vec(c.out * c.in), b = rng.vec(c.out),
+        dy = rng.vec(c.n * c.out);
     for (bool bias : {true, false}) {
       Vec want = nans(c.n * c.out), got = nans(c.n * c.out);
       ref::fcForward<float>(c.n, c.in, c.out, x.data(), w.data(),
@@ -238,8 +238,8 @@ std::string backendPlan() {
   json values = json::array();
   int64_t offset = 0;
   auto value = [&](int64_t id, json shape, int64_t perImage) {
-    values.push_back({{"id", id}, {"shape", shape}, {"dtype", "f32"},
-                      {"offset", offset}});
+    values.push_back(
+        {{"id", id}, {"shape", shape}, {"dtype", "f32"}, {"offset", offset}});
     offset += (perImage * 3 * 4 + 63) / 64 * 64;
   };
   auto param = [&](int64_t id, json shape, const std::string &name) {
@@ -266,7 +266,9 @@ std::string backendPlan() {
   value(17, {6, 2, 3, 3}, 36);
   // The chunked kernels.
   value(18, {-1, 6, 2, 2}, 24);
-  values.push_back({{"id", 19}, {"shape", {-1, 6, 2, 2}}, {"dtype", "i32"},
+  values.push_back({{"id", 19},
+                    {"shape", {-1, 6, 2, 2}},
+                    {"dtype", "i32"},
                     {"offset", offset}});
   offset += 24 * 3 * 4 / 64 * 64 + 64;
   value(20, {-1, 6, 4, 4}, 96);
@@ -281,14 +283,13 @@ std::string backendPlan() {
                  {"groups", 2},
                  {"output_padding", {1, 1}}};
   json pool = {{"kernel", {2, 2}}, {"stride", {2, 2}}, {"pad", {0, 0}}};
-  json unpool = {{"kernel", {2, 2}}, {"stride", {2, 2}}, {"pad", {0, 0}},
+  json unpool = {{"kernel", {2, 2}},
+                 {"stride", {2, 2}},
+                 {"pad", {0, 0}},
                  {"size", {4, 4}}};
-  json unpoolAt = {{"kernel", {2, 2}},
-                   {"pad", {0, 0}},
-                   {"stride", {2, 2}},
-                   {"size", {4, 4}},
-                   {"position", {1, 0}},
-                   {"normalize", true}};
+  json unpoolAt = {{"kernel", {2, 2}},   {"pad", {0, 0}},
+                   {"stride", {2, 2}},   {"size", {4, 4}},
+                   {"position", {1, 0}}, {"normalize", true}};
   json kernels = json::array({
       {{"op", "conv2d"}, {"in", {0, 1, 2}}, {"out", {3}}, {"attrs", conv}},
       {{"op", "relu"}, {"in", {3}}, {"out", {4}}},
@@ -304,9 +305,13 @@ std::string backendPlan() {
        {"in", {4, 12}},
        {"out", {15}},
        {"attrs", conv}},
-      {{"op", "conv2d_grad_input"}, {"in", {14, 1}}, {"out", {16}},
+      {{"op", "conv2d_grad_input"},
+       {"in", {14, 1}},
+       {"out", {16}},
        {"attrs", conv}},
-      {{"op", "conv2d_grad_weight"}, {"in", {0, 14}}, {"out", {17}},
+      {{"op", "conv2d_grad_weight"},
+       {"in", {0, 14}},
+       {"out", {17}},
        {"attrs", conv}},
       {{"op", "max_pool"}, {"in", {4}}, {"out", {18, 19}}, {"attrs", pool}},
       {{"op", "unpool"}, {"in", {18, 19}}, {"out", {20}}, {"attrs", unpool}},
@@ -334,12 +339,9 @@ std::string backendPlan() {
       {gaussian("conv.weight", {6, 2, 3, 3}), gaussian("conv.bias", {6}),
        gaussian("deconv.weight", {6, 2, 3, 3}), gaussian("deconv.bias", {4}),
        gaussian("fc.weight", {5, 256}), gaussian("fc.bias", {5})});
-  json program = {{"batch", 3},
-                  {"arena_bytes", offset},
-                  {"values", values},
-                  {"inputs", {{"image", 0}}},
-                  {"kernels", kernels},
-                  {"outputs", json::object()}};
+  json program = {{"batch", 3},         {"arena_bytes", offset},
+                  {"values", values},   {"inputs", {{"image", 0}}},
+                  {"kernels", kernels}, {"outputs", json::object()}};
   json plan = {
       {"format", "netc-trainer"},
       {"version", 1},
@@ -348,9 +350,16 @@ std::string backendPlan() {
       {"input", {4, 7, 7}},
       {"classes", 5},
       {"data",
-       {{"kind", "fashion-mnist"}, {"path", ""}, {"subset", 0},
-        {"test_subset", 0}, {"mirror", false}, {"crop", 0}, {"crop_pad", 0},
-        {"scale", {0, 0}}, {"mean", json::array()}, {"std", json::array()}}},
+       {{"kind", "fashion-mnist"},
+        {"path", ""},
+        {"subset", 0},
+        {"test_subset", 0},
+        {"mirror", false},
+        {"crop", 0},
+        {"crop_pad", 0},
+        {"scale", {0, 0}},
+        {"mean", json::array()},
+        {"std", json::array()}}},
       {"eval", {{"schemes", {"full"}}}},
       {"params", params},
       {"programs", {{"p", program}}},
@@ -387,24 +396,24 @@ TEST(CpuBackendTest, MatchesReferenceThroughExecutor) {
       int64_t count;
       const char *what;
     };
-    for (Out o : {Out{3, 96, 0, "conv2d"}, Out{7, 256, 0, "deconv2d"},
-                  Out{10, 5, 0, "fc"}, Out{12, 256, 0, "fc_grad_input"},
-                  Out{13, 0, 5 * 256, "fc_grad_weight"},
-                  Out{14, 96, 0, "deconv2d_grad_input"},
-                  Out{15, 0, 36, "deconv2d_grad_weight"},
-                  Out{16, 196, 0, "conv2d_grad_input"},
-                  Out{17, 0, 36, "conv2d_grad_weight"},
-                  Out{18, 24, 0, "max_pool"}, Out{20, 96, 0, "unpool"},
-                  Out{21, 96, 0, "unpool (position)"},
-                  Out{22, 24, 0, "unpool_grad"}, Out{23, 96, 0, "relu_grad"},
-                  Out{24, 96, 0, "add"}, Out{25, 0, 6, "bias_grad"}}) {
+    for (Out o :
+         {Out{3, 96, 0, "conv2d"}, Out{7, 256, 0, "deconv2d"},
+          Out{10, 5, 0, "fc"}, Out{12, 256, 0, "fc_grad_input"},
+          Out{13, 0, 5 * 256, "fc_grad_weight"},
+          Out{14, 96, 0, "deconv2d_grad_input"},
+          Out{15, 0, 36, "deconv2d_grad_weight"},
+          Out{16, 196, 0, "conv2d_grad_input"},
+          Out{17, 0, 36, "conv2d_grad_weight"}, Out{18, 24, 0, "max_pool"},
+          Out{20, 96, 0, "unpool"}, Out{21, 96, 0, "unpool (position)"},
+          Out{22, 24, 0, "unpool_grad"}, Out{23, 96, 0, "relu_grad"},
+          Out{24, 96, 0, "add"}, Out{25, 0, 6, "bias_grad"}}) {
       int64_t count = o.perImage ? o.perImage * n : o.count;
       Vec want(refExe.f32(o.id), refExe.f32(o.id) + count);
       Vec got(cpuExe.f32(o.id), cpuExe.f32(o.id) + count);
       expectClose(got, want, o.what);
     }
-    EXPECT_TRUE(std::equal(refExe.i32(19), refExe.i32(19) + 24 * n,
-                           cpuExe.i32(19)))
+    EXPECT_TRUE(
+        std::equal(refExe.i32(19), refExe.i32(19) + 24 * n, cpuExe.i32(19)))
         << "max_pool switches";
     const auto &wr = refStore.at("conv.weight").value;
     const auto &wc = cpuStore.at("conv.weight").value;

@@ -84,8 +84,10 @@ TEST_F(IdxTest, ReadsPlainAndGzip) {
 }
 
 TEST_F(IdxTest, MissingFileNamesIt) {
-  std::string msg = errorOf([&] { loadIdxImageSet(dir.string(), "train", 10); });
-  EXPECT_NE(msg.find("train-images-idx3-ubyte: no such file"), std::string::npos)
+  std::string msg =
+      errorOf([&] { loadIdxImageSet(dir.string(), "train", 10); });
+  EXPECT_NE(msg.find("train-images-idx3-ubyte: no such file"),
+            std::string::npos)
       << msg;
 }
 
@@ -124,15 +126,17 @@ TEST_F(IdxTest, CorruptGzip) {
 
 TEST_F(IdxTest, CountMismatch) {
   writeSet("train", false, 2, /*labelCount=*/4);
-  EXPECT_NE(errorOf([&] { loadIdxImageSet(dir.string(), "train", 10); })
-                .find("holds 3 images but"),
+  EXPECT_NE(errorOf([&] {
+              loadIdxImageSet(dir.string(), "train", 10);
+            }).find("holds 3 images but"),
             std::string::npos);
 }
 
 TEST_F(IdxTest, LabelOutOfRange) {
   writeSet("train", false, /*lastLabel=*/10);
-  EXPECT_NE(errorOf([&] { loadIdxImageSet(dir.string(), "train", 10); })
-                .find("label 10 at index 2 is not below 10 classes"),
+  EXPECT_NE(errorOf([&] {
+              loadIdxImageSet(dir.string(), "train", 10);
+            }).find("label 10 at index 2 is not below 10 classes"),
             std::string::npos);
 }
 

@@ -71,26 +71,28 @@ json tinyPlan() {
       {{"op", "sgd_update"},
        {"in", {8}},
        {"out", json::array()},
-       {"attrs", {{"param", "fc.weight"}, {"lr_mult", 1.0}, {"decay_mult", 1.0}}}},
+       {"attrs",
+        {{"param", "fc.weight"}, {"lr_mult", 1.0}, {"decay_mult", 1.0}}}},
       {{"op", "sgd_update"},
        {"in", {9}},
        {"out", json::array()},
-       {"attrs", {{"param", "fc.bias"}, {"lr_mult", 2.0}, {"decay_mult", 0.0}}}},
+       {"attrs",
+        {{"param", "fc.bias"}, {"lr_mult", 2.0}, {"decay_mult", 0.0}}}},
   });
-  json step = {{"batch", 4},
-               {"arena_bytes", 512},
-               {"values", values},
-               {"inputs", {{"image", 0}, {"labels", 1}}},
-               {"kernels", kernels},
-               {"outputs",
-                {{"loss", 6},
-                 {"logits", 4},
-                 {"terms",
-                  {{{"name", "classification"}, {"weight", 1.0}, {"value", 5}}}}}}};
+  json step = {
+      {"batch", 4},
+      {"arena_bytes", 512},
+      {"values", values},
+      {"inputs", {{"image", 0}, {"labels", 1}}},
+      {"kernels", kernels},
+      {"outputs",
+       {{"loss", 6},
+        {"logits", 4},
+        {"terms",
+         {{{"name", "classification"}, {"weight", 1.0}, {"value", 5}}}}}}};
   json eval = {{"batch", 4},
                {"arena_bytes", 192},
-               {"values",
-                {values[0], values[2], values[3], values[4]}},
+               {"values", {values[0], values[2], values[3], values[4]}},
                {"inputs", {{"image", 0}}},
                {"kernels", {kernels[0]}},
                {"outputs", {{"logits", 4}}}};
@@ -102,23 +104,46 @@ json tinyPlan() {
       {"input", {1, 2, 2}},
       {"classes", 3},
       {"data",
-       {{"kind", "fashion-mnist"}, {"path", ""}, {"subset", 0},
-        {"test_subset", 0}, {"mirror", false}, {"crop", 0}, {"crop_pad", 0},
-        {"scale", {0, 0}}, {"mean", json::array()}, {"std", json::array()}}},
+       {{"kind", "fashion-mnist"},
+        {"path", ""},
+        {"subset", 0},
+        {"test_subset", 0},
+        {"mirror", false},
+        {"crop", 0},
+        {"crop_pad", 0},
+        {"scale", {0, 0}},
+        {"mean", json::array()},
+        {"std", json::array()}}},
       {"eval", {{"schemes", {"full"}}}},
       {"params",
-       {{{"name", "fc.weight"}, {"shape", {3, 4}}, {"group", "classifier"},
-         {"trainable", true}, {"lr_mult", 1.0}, {"decay_mult", 1.0},
+       {{{"name", "fc.weight"},
+         {"shape", {3, 4}},
+         {"group", "classifier"},
+         {"trainable", true},
+         {"lr_mult", 1.0},
+         {"decay_mult", 1.0},
          {"init", {{"kind", "gaussian"}, {"std", 0.1}, {"mean", 0.0}}}},
-        {{"name", "fc.bias"}, {"shape", {3}}, {"group", "classifier"},
-         {"trainable", true}, {"lr_mult", 2.0}, {"decay_mult", 0.0},
+        {{"name", "fc.bias"},
+         {"shape", {3}},
+         {"group", "classifier"},
+         {"trainable", true},
+         {"lr_mult", 2.0},
+         {"decay_mult", 0.0},
          {"init", {{"kind", "constant"}, {"value", 0.0}}}}}},
       {"programs", {{"step.train", step}, {"eval", eval}}},
       {"schedule",
-       {{{"phase", "train"}, {"program", "step.train"}, {"batch", 4},
-         {"epochs", 1}, {"steps", 0}, {"lr", 0.1}, {"momentum", 0.9},
-         {"decay", 0.0}, {"lr_policy", "fixed"}, {"lr_gamma", 0.1},
-         {"lr_every", 1}, {"lr_min", 0.0}}}},
+       {{{"phase", "train"},
+         {"program", "step.train"},
+         {"batch", 4},
+         {"epochs", 1},
+         {"steps", 0},
+         {"lr", 0.1},
+         {"momentum", 0.9},
+         {"decay", 0.0},
+         {"lr_policy", "fixed"},
+         {"lr_gamma", 0.1},
+         {"lr_every", 1},
+         {"lr_min", 0.0}}}},
   };
 }
 
@@ -362,12 +387,14 @@ TEST(SafetensorsTest, CorruptFiles) {
   EXPECT_EQ(readError(p).rfind(p + ": header length ", 0), 0u) << readError(p);
   writeText(p, withHeader("{\"w\": [", ""));
   EXPECT_EQ(readError(p).rfind(p + ": header is not valid JSON", 0), 0u);
-  writeText(p, withHeader(R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})",
-                          "abcd"));
+  writeText(
+      p, withHeader(R"({"w":{"dtype":"F16","shape":[2],"data_offsets":[0,4]}})",
+                    "abcd"));
   EXPECT_EQ(readError(p), p + ": tensor 'w': dtype F16 is not supported (only "
                               "F32)");
-  writeText(p, withHeader(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
-                          "abcdefgh"));
+  writeText(
+      p, withHeader(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                    "abcdefgh"));
   EXPECT_EQ(readError(p), p + ": tensor 'w': shape [3] needs 12 bytes but "
                               "data_offsets span 8");
   EXPECT_EQ(readError((dir.path / "none").string()),
@@ -430,15 +457,17 @@ struct TinyRun {
   exec::ParamStore store;
   exec::ReferenceBackend backend;
   exec::Executor exe;
-  float x[4][4] = {{1, 0, -1, 2}, {0.5f, 0.5f, 0, -1}, {-2, 1, 1, 0}, {0, 0, 3, 1}};
+  float x[4][4] = {
+      {1, 0, -1, 2}, {0.5f, 0.5f, 0, -1}, {-2, 1, 1, 0}, {0, 0, 3, 1}};
   int32_t y[4] = {0, 2, 1, 2};
   float w0[3][4] = {{0.1f, -0.2f, 0.3f, 0.0f},
                     {0.0f, 0.1f, -0.1f, 0.2f},
                     {-0.3f, 0.2f, 0.1f, 0.1f}};
   float b0[3] = {0.1f, 0.0f, -0.1f};
 
-  TinyRun() : p(loadJson(dir, tinyPlan())), store(p, 1),
-              exe(p, "step.train", store, backend) {
+  TinyRun()
+      : p(loadJson(dir, tinyPlan())), store(p, 1),
+        exe(p, "step.train", store, backend) {
     std::copy(&w0[0][0], &w0[0][0] + 12, store.at("fc.weight").value.data());
     std::copy(b0, b0 + 3, store.at("fc.bias").value.data());
     std::copy(&x[0][0], &x[0][0] + 16, exe.f32(exe.inputId("image")));
@@ -589,12 +618,15 @@ TEST(ExecutorTest, DropoutMasksRegenerateAndScaleAddRunInPlace) {
   json dropout = {{"ratio", 0.5}, {"seed", 17}};
   json kernels = json::array({
       {{"op", "dropout"}, {"in", {0}}, {"out", {1}}, {"attrs", dropout}},
-      {{"op", "scale"}, {"in", {2}}, {"out", {3}}, {"attrs", {{"factor", 3.0}}}},
+      {{"op", "scale"},
+       {"in", {2}},
+       {"out", {3}},
+       {"attrs", {{"factor", 3.0}}}},
       {{"op", "dropout_grad"}, {"in", {3}}, {"out", {4}}, {"attrs", dropout}},
       {{"op", "add"}, {"in", {1, 4}}, {"out", {5}}},
   });
-  plan::Plan p = loadJson(dir, onlyProgram(values, kernels, json::array(),
-                                           1536, 2));
+  plan::Plan p =
+      loadJson(dir, onlyProgram(values, kernels, json::array(), 1536, 2));
   exec::ParamStore store(p, 1);
   exec::ReferenceBackend backend;
   exec::Executor exe(p, "p", store, backend);
@@ -634,9 +666,11 @@ TEST(ExecutorTest, DropoutMasksRegenerateAndScaleAddRunInPlace) {
 TEST(ExecutorTest, BatchNormAndItsGradient) {
   TempDir dir;
   auto param = [](const char *name, double value) {
-    return json{{"name", name}, {"shape", {2}}, {"group", "encoder"},
-                {"trainable", true}, {"init", {{"kind", "constant"},
-                                               {"value", value}}}};
+    return json{{"name", name},
+                {"shape", {2}},
+                {"group", "encoder"},
+                {"trainable", true},
+                {"init", {{"kind", "constant"}, {"value", value}}}};
   };
   json params = {param("bn.scale", 1.5), param("bn.shift", 0.5),
                  param("bn.mean", 0.0), param("bn.var", 1.0)};
@@ -653,9 +687,13 @@ TEST(ExecutorTest, BatchNormAndItsGradient) {
       {{"id", 9}, {"shape", {2}}, {"dtype", "f32"}, {"offset", 576}},
   });
   json kernels = json::array({
-      {{"op", "batch_norm"}, {"in", {0, 1, 2, 3, 4}}, {"out", {5}},
+      {{"op", "batch_norm"},
+       {"in", {0, 1, 2, 3, 4}},
+       {"out", {5}},
        {"attrs", {{"eps", 1e-5}, {"momentum", 0.9}, {"inference", false}}}},
-      {{"op", "batch_norm_grad"}, {"in", {6, 0, 1}}, {"out", {7, 8, 9}},
+      {{"op", "batch_norm_grad"},
+       {"in", {6, 0, 1}},
+       {"out", {7, 8, 9}},
        {"attrs", {{"eps", 1e-5}}}},
   });
   plan::Plan p = loadJson(dir, onlyProgram(values, kernels, params, 640, 4));
@@ -728,8 +766,9 @@ void writeIdxSet(const fs::path &dir, int trainCount, int testCount, int rows,
     for (int sh = 24; sh >= 0; sh -= 8)
       s.push_back(char(v >> sh));
   };
-  for (auto [prefix, count] : {std::pair<const char *, int>{"train", trainCount},
-                               {"t10k", testCount}}) {
+  for (auto [prefix, count] :
+       {std::pair<const char *, int>{"train", trainCount},
+        {"t10k", testCount}}) {
     std::string img{0, 0, 8, 3}, lab{0, 0, 8, 1};
     be(img, uint32_t(count));
     be(img, uint32_t(rows));
@@ -875,40 +914,71 @@ json imagePlan(double lr) {
       {{"id", 10}, {"shape", {3}}, {"dtype", "f32"}, {"offset", 832}},
   });
   json kernels = json::array({
-      {{"op", "reshape"}, {"in", {0}}, {"out", {2}}, {"attrs", {{"shape", {16}}}}},
+      {{"op", "reshape"},
+       {"in", {0}},
+       {"out", {2}},
+       {"attrs", {{"shape", {16}}}}},
       {{"op", "fc"}, {"in", {2, 3, 4}}, {"out", {5}}},
       {{"op", "softmax_cross_entropy"}, {"in", {5, 1}}, {"out", {6}}},
-      {{"op", "objective"}, {"in", {6}}, {"out", {7}}, {"attrs", {{"weights", {1.0}}}}},
-      {{"op", "softmax_cross_entropy_grad"}, {"in", {5, 1}}, {"out", {8}},
+      {{"op", "objective"},
+       {"in", {6}},
+       {"out", {7}},
+       {"attrs", {{"weights", {1.0}}}}},
+      {{"op", "softmax_cross_entropy_grad"},
+       {"in", {5, 1}},
+       {"out", {8}},
        {"attrs", {{"scale", 1.0}}}},
       {{"op", "fc_grad_weight"}, {"in", {2, 8}}, {"out", {9}}},
       {{"op", "bias_grad"}, {"in", {8}}, {"out", {10}}},
-      {{"op", "sgd_update"}, {"in", {9}},
-       {"attrs", {{"param", "fc.weight"}, {"lr_mult", 1.0}, {"decay_mult", 1.0}}}},
-      {{"op", "sgd_update"}, {"in", {10}},
-       {"attrs", {{"param", "fc.bias"}, {"lr_mult", 2.0}, {"decay_mult", 0.0}}}},
+      {{"op", "sgd_update"},
+       {"in", {9}},
+       {"attrs",
+        {{"param", "fc.weight"}, {"lr_mult", 1.0}, {"decay_mult", 1.0}}}},
+      {{"op", "sgd_update"},
+       {"in", {10}},
+       {"attrs",
+        {{"param", "fc.bias"}, {"lr_mult", 2.0}, {"decay_mult", 0.0}}}},
   });
   json j = tinyPlan();
   j["input"] = {1, 4, 4};
   j["programs"]["step.train"] = {
-      {"batch", 5}, {"arena_bytes", 896}, {"values", values},
-      {"inputs", {{"image", 0}, {"labels", 1}}}, {"kernels", kernels},
-      {"outputs", {{"loss", 7}, {"logits", 5},
-                   {"terms", {{{"name", "classification"}, {"weight", 1.0},
-                               {"value", 6}}}}}}};
+      {"batch", 5},
+      {"arena_bytes", 896},
+      {"values", values},
+      {"inputs", {{"image", 0}, {"labels", 1}}},
+      {"kernels", kernels},
+      {"outputs",
+       {{"loss", 7},
+        {"logits", 5},
+        {"terms",
+         {{{"name", "classification"}, {"weight", 1.0}, {"value", 6}}}}}}};
   j["programs"]["eval"] = {
-      {"batch", 4}, {"arena_bytes", 448},
+      {"batch", 4},
+      {"arena_bytes", 448},
       {"values", {values[0], values[2], values[3], values[4], values[5]}},
-      {"inputs", {{"image", 0}}}, {"kernels", {kernels[0], kernels[1]}},
+      {"inputs", {{"image", 0}}},
+      {"kernels", {kernels[0], kernels[1]}},
       {"outputs", {{"logits", 5}}}};
   j["params"][0]["shape"] = {3, 16};
-  j["schedule"] = {
-      {{"phase", "warm"}, {"program", "step.train"}, {"batch", 5},
-       {"epochs", 1}, {"steps", 0}, {"lr", lr}, {"momentum", 0.9},
-       {"decay", 0.0}, {"lr_policy", "fixed"}},
-      {{"phase", "main"}, {"program", "step.train"}, {"batch", 5},
-       {"epochs", 2}, {"steps", 0}, {"lr", lr}, {"momentum", 0.9},
-       {"decay", 1e-4}, {"lr_policy", "cosine"}, {"lr_min", 0.0}}};
+  j["schedule"] = {{{"phase", "warm"},
+                    {"program", "step.train"},
+                    {"batch", 5},
+                    {"epochs", 1},
+                    {"steps", 0},
+                    {"lr", lr},
+                    {"momentum", 0.9},
+                    {"decay", 0.0},
+                    {"lr_policy", "fixed"}},
+                   {{"phase", "main"},
+                    {"program", "step.train"},
+                    {"batch", 5},
+                    {"epochs", 2},
+                    {"steps", 0},
+                    {"lr", lr},
+                    {"momentum", 0.9},
+                    {"decay", 1e-4},
+                    {"lr_policy", "cosine"},
+                    {"lr_min", 0.0}}};
   j["data"]["mirror"] = true;
   j["data"]["crop"] = 4;
   j["data"]["crop_pad"] = 1;

@@ -299,8 +299,8 @@ Stats checkStep(Step &s, const std::string &what) {
     const std::vector<double> &g = grads[u.param];
     double tensorMaxFd = 0;
     int64_t tensorChecked = 0;
-    for (int64_t i : sampleIndices(u.param, int64_t(w.size()),
-                                   kSamplesPerTensor)) {
+    for (int64_t i :
+         sampleIndices(u.param, int64_t(w.size()), kSamplesPerTensor)) {
       const double w0 = w[size_t(i)];
       const double h = kRelStep * std::max(1.0, std::abs(w0));
       const double wp = w0 + h, wm = w0 - h;
@@ -324,11 +324,11 @@ Stats checkStep(Step &s, const std::string &what) {
       ++st.checked;
       ++tensorChecked;
       EXPECT_LE(rel, kTolerance)
-          << what << ": d loss / d " << u.param << "[" << i << "]: step "
-          << gi << ", finite differences " << fd;
+          << what << ": d loss / d " << u.param << "[" << i << "]: step " << gi
+          << ", finite differences " << fd;
     }
-    EXPECT_GT(tensorChecked, 0) << what << ": no element of " << u.param
-                                << " could be checked";
+    EXPECT_GT(tensorChecked, 0)
+        << what << ": no element of " << u.param << " could be checked";
     // A tensor whose sampled gradient is all zero checks nothing.
     EXPECT_GT(tensorMaxFd, 1e-6)
         << what << ": the sampled gradient of " << u.param << " vanishes";
@@ -339,8 +339,8 @@ Stats checkStep(Step &s, const std::string &what) {
   return st;
 }
 
-const char *const kVariants[] = {"none",          "sae-first",  "sae-all",
-                                 "sae-layerwise", "swwae-first", "swwae-all",
+const char *const kVariants[] = {"none",           "sae-first",   "sae-all",
+                                 "sae-layerwise",  "swwae-first", "swwae-all",
                                  "swwae-layerwise"};
 
 class EveryLayerStep : public ::testing::TestWithParam<const char *> {};
@@ -353,8 +353,9 @@ const char *const kPlanDir = nullptr;
 
 TEST_P(EveryLayerStep, MatchesFiniteDifferencesOfTheObjective) {
   if (!kPlanDir)
-    GTEST_SKIP() << "the every-layer plans are compiled by netc at build "
-                    "time; this build has no compiler (NETC_BUILD_COMPILER=OFF)";
+    GTEST_SKIP()
+        << "the every-layer plans are compiled by netc at build "
+           "time; this build has no compiler (NETC_BUILD_COMPILER=OFF)";
   std::string variant = GetParam();
   std::string file = std::string(kPlanDir) + "/every-" + variant + ".json";
   Step s(file, "step.joint");
@@ -397,12 +398,9 @@ std::string switchPlan() {
       {{"op", "max_pool"}, {"in", {0}}, {"out", {1, 2}}, {"attrs", pool}},
       {{"op", "unpool"}, {"in", {1, 2}}, {"out", {3}}, {"attrs", unpool}},
   });
-  json program = {{"batch", 3},
-                  {"arena_bytes", 512},
-                  {"values", values},
-                  {"inputs", {{"image", 0}}},
-                  {"kernels", kernels},
-                  {"outputs", json::object()}};
+  json program = {{"batch", 3},         {"arena_bytes", 512},
+                  {"values", values},   {"inputs", {{"image", 0}}},
+                  {"kernels", kernels}, {"outputs", json::object()}};
   json plan = {
       {"format", "netc-trainer"},
       {"version", 1},
@@ -411,9 +409,16 @@ std::string switchPlan() {
       {"input", {1, 4, 4}},
       {"classes", 2},
       {"data",
-       {{"kind", "fashion-mnist"}, {"path", ""}, {"subset", 0},
-        {"test_subset", 0}, {"mirror", false}, {"crop", 0}, {"crop_pad", 0},
-        {"scale", {0, 0}}, {"mean", json::array()}, {"std", json::array()}}},
+       {{"kind", "fashion-mnist"},
+        {"path", ""},
+        {"subset", 0},
+        {"test_subset", 0},
+        {"mirror", false},
+        {"crop", 0},
+        {"crop_pad", 0},
+        {"scale", {0, 0}},
+        {"mean", json::array()},
+        {"std", json::array()}}},
       {"eval", {{"schemes", {"full"}}}},
       {"params", json::array()},
       {"programs", {{"p", program}}},

@@ -164,11 +164,13 @@ int main(int argc, char **argv) {
 
   if (stats)
     for (auto func : module->getOps<mlir::func::FuncOp>())
-      if (auto bytes = func->getAttrOfType<mlir::IntegerAttr>("net.arena_bytes"))
-        outs() << formatv("{0,-24} batch {1,4}  peak activations {2,8:f1} MiB\n",
-                          func.getSymName(),
-                          func->getAttrOfType<mlir::IntegerAttr>("net.batch").getInt(),
-                          bytes.getInt() / 1048576.0);
+      if (auto bytes =
+              func->getAttrOfType<mlir::IntegerAttr>("net.arena_bytes"))
+        outs() << formatv(
+            "{0,-24} batch {1,4}  peak activations {2,8:f1} MiB\n",
+            func.getSymName(),
+            func->getAttrOfType<mlir::IntegerAttr>("net.batch").getInt(),
+            bytes.getInt() / 1048576.0);
 
   if (emit == Stage::Trainer) {
     std::string dir = outputFile;

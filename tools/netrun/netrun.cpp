@@ -137,8 +137,8 @@ int64_t intOption(const Args &a, const char *name, int64_t dflt,
     used = 0;
   }
   if (used != it->second.size() || it->second.empty() || v < min)
-    throw UsageError(fmt::format("{}: '{}' is not an integer >= {}", name,
-                                 it->second, min));
+    throw UsageError(
+        fmt::format("{}: '{}' is not an integer >= {}", name, it->second, min));
   return v;
 }
 
@@ -270,9 +270,9 @@ int cmdEval(const Args &a) {
 int cmdReconstruct(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   if (!p.programs.count("reconstruct"))
-    throw std::runtime_error(fmt::format(
-        "{}: no 'reconstruct' program: variant '{}' has no decoder",
-        a.trainer, p.variant));
+    throw std::runtime_error(
+        fmt::format("{}: no 'reconstruct' program: variant '{}' has no decoder",
+                    a.trainer, p.variant));
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
   train::Datasets data = train::loadDatasets(d);
   exec::ParamStore store(p, 1);
@@ -280,8 +280,8 @@ int cmdReconstruct(const Args &a) {
   std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
   exec::Executor exe(p, "reconstruct", store, *backend);
   const plan::Program &prog = exe.program();
-  int64_t n = std::min({intOption(a, "--count", 8, 1), exe.batch(),
-                        data.test.size()});
+  int64_t n =
+      std::min({intOption(a, "--count", 8, 1), exe.batch(), data.test.size()});
   std::vector<int64_t> indices(n);
   for (int64_t i = 0; i < n; ++i)
     indices[i] = i;
@@ -298,7 +298,8 @@ int cmdReconstruct(const Args &a) {
   exe.run(n, ctx);
 
   // Undo the normalisation: pixel = x * std + mean.
-  std::vector<double> scale = d.std.empty() ? std::vector<double>{255.0} : d.std;
+  std::vector<double> scale =
+      d.std.empty() ? std::vector<double>{255.0} : d.std;
   std::vector<double> offset =
       d.mean.empty() ? std::vector<double>{0.0} : d.mean;
   int channels = int(d.channels);
