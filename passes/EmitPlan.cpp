@@ -1,7 +1,8 @@
 //===- EmitPlan.cpp - net-emit-plan: the trainer artifact -----------------===//
 //
 // Serialises a planned module as docs/trainer-format.md describes: the
-// parameter table, one program per step function and the eval program
+// parameter table (with the imported parameters' values, checked against
+// their shapes, in params.safetensors), one program per step function and the eval program
 // (values with their arena offsets, kernels in order, outputs), the data
 // settings and the schedule. Written with llvm::json (LLVM is built without
 // exceptions).
@@ -11,9 +12,12 @@
 #include "passes/Passes.h"
 
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
+
+#include <map>
 
 namespace netc {
 #define GEN_PASS_DEF_EMITPLAN
@@ -283,6 +287,134 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
   return json::Value(std::move(plan));
 }
 
+namespace {
+
+/// One tensor of a safetensors file: its header entry and its bytes.
+struct SafetensorsFile {
+  std::unique_ptr<llvm::MemoryBuffer> buffer;
+  json::Object header;
+  StringRef data;
+};
+
+/// Reads and checks a safetensors file's header; the error names the file.
+FailureOr<SafetensorsFile> readSafetensors(StringRef path, Location loc) {
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false);
+  if (!buffer)
+    return emitError(loc) << "cannot read '" << path
+                          << "': " << buffer.getError().message();
+  StringRef bytes = (*buffer)->getBuffer();
+  if (bytes.size() < 8)
+    return emitError(loc) << "'" << path << "' is not a safetensors file";
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i)
+    n = n << 8 | uint8_t(bytes[i]);
+  if (n > bytes.size() - 8)
+    return emitError(loc) << "'" << path
+                          << "': safetensors header runs past the end";
+  auto header = json::parse(bytes.substr(8, n));
+  if (!header || !header->getAsObject()) {
+    if (!header)
+      llvm::consumeError(header.takeError());
+    return emitError(loc) << "'" << path
+                          << "': safetensors header is not a JSON object";
+  }
+  SafetensorsFile file;
+  file.header = std::move(*header->getAsObject());
+  file.data = bytes.substr(8 + n);
+  file.buffer = std::move(*buffer);
+  return file;
+}
+
+/// The imported parameters' bytes, checked against their declared shapes:
+/// a mismatch is reported at the layer, at compile time.
+LogicalResult importParameters(ModuleOp module,
+                               std::map<std::string, std::string> &tensors,
+                               json::Object &header) {
+  llvm::StringMap<SafetensorsFile> files;
+  for (ParamOp param : module.getOps<ParamOp>()) {
+    auto init = dyn_cast<FileInitAttr>(param.getInit());
+    if (!init)
+      continue;
+    auto it = files.find(init.getPath());
+    if (it == files.end()) {
+      auto file = readSafetensors(init.getPath(), param.getLoc());
+      if (failed(file))
+        return failure();
+      it = files.try_emplace(init.getPath(), std::move(*file)).first;
+    }
+    SafetensorsFile &file = it->second;
+    StringRef key = init.getKey().empty() ? param.getSymName() : init.getKey();
+    const json::Object *entry = file.header.getObject(key);
+    if (!entry)
+      return emitLayerError(param)
+             << "'" << init.getPath() << "' has no tensor '" << key << "'";
+    auto shape = cast<RankedTensorType>(param.getType()).getShape();
+    std::optional<StringRef> dtype = entry->getString("dtype");
+    const json::Array *dims = entry->getArray("shape");
+    const json::Array *offsets = entry->getArray("data_offsets");
+    SmallVector<int64_t> have;
+    if (dims)
+      for (const json::Value &d : *dims)
+        have.push_back(d.getAsInteger().value_or(-1));
+    if (dtype != "F32" || !offsets || offsets->size() != 2 ||
+        ArrayRef<int64_t>(have) != shape) {
+      std::string want, got;
+      llvm::raw_string_ostream w(want), g(got);
+      llvm::interleave(shape, w, "x");
+      llvm::interleave(have, g, "x");
+      return emitLayerError(param)
+             << "tensor '" << key << "' of '" << init.getPath() << "' is "
+             << dtype.value_or("?") << " " << got << ", the parameter @"
+             << param.getSymName() << " needs F32 " << want;
+    }
+    int64_t begin = (*offsets)[0].getAsInteger().value_or(-1);
+    int64_t end = (*offsets)[1].getAsInteger().value_or(-1);
+    int64_t bytes = 4;
+    for (int64_t d : shape)
+      bytes *= d;
+    if (begin < 0 || end - begin != bytes || size_t(end) > file.data.size())
+      return emitLayerError(param)
+             << "tensor '" << key << "' of '" << init.getPath()
+             << "' has bad data offsets";
+    tensors[param.getSymName().str()] = file.data.substr(begin, bytes).str();
+    header[param.getSymName()] = json::Object{
+        {"dtype", "F32"}, {"shape", ints(shape)}, {"data_offsets", json::Array{}}};
+  }
+  return success();
+}
+
+/// Writes `<directory>/params.safetensors` with the imported parameters.
+LogicalResult writeImportedParameters(ModuleOp module, StringRef directory) {
+  std::map<std::string, std::string> tensors;
+  json::Object header;
+  if (failed(importParameters(module, tensors, header)))
+    return failure();
+  if (tensors.empty())
+    return success();
+  std::string data;
+  for (auto &[name, bytes] : tensors) {
+    (*header.getObject(name))["data_offsets"] =
+        json::Array{int64_t(data.size()), int64_t(data.size() + bytes.size())};
+    data += bytes;
+  }
+  std::string text;
+  llvm::raw_string_ostream(text) << json::Value(std::move(header));
+  SmallString<256> path(directory);
+  llvm::sys::path::append(path, "params.safetensors");
+  if (llvm::Error err = llvm::writeToOutput(path, [&](llvm::raw_ostream &os) {
+        uint64_t n = text.size();
+        for (int i = 0; i < 8; ++i)
+          os << char(n >> (8 * i));
+        os << text << data;
+        return llvm::Error::success();
+      }))
+    return module.emitError() << "cannot write " << path << ": "
+                              << llvm::toString(std::move(err));
+  return success();
+}
+
+} // namespace
+
 LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
   auto plan = buildPlan(module);
   if (failed(plan))
@@ -292,14 +424,13 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
            << "cannot create " << directory << ": " << ec.message();
   SmallString<256> path(directory);
   llvm::sys::path::append(path, "plan.json");
-  std::error_code ec;
-  llvm::ToolOutputFile file(path, ec, llvm::sys::fs::OF_Text);
-  if (ec)
+  if (llvm::Error err = llvm::writeToOutput(path, [&](llvm::raw_ostream &os) {
+        os << llvm::formatv("{0:2}", *plan) << "\n";
+        return llvm::Error::success();
+      }))
     return module.emitError()
-           << "cannot write " << path << ": " << ec.message();
-  file.os() << llvm::formatv("{0:2}", *plan) << "\n";
-  file.keep();
-  return success();
+           << "cannot write " << path << ": " << llvm::toString(std::move(err));
+  return writeImportedParameters(module, directory);
 }
 
 namespace {
