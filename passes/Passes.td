@@ -27,7 +27,11 @@ def Mirror : Pass<"net-mirror", "::mlir::ModuleOp"> {
     image) and wires the paper's losses into one `net.objective`. The variant
     comes from the module's `net.augment` unless the `variant` option names
     one: none, sae-first, sae-all, sae-layerwise, swwae-first, swwae-all,
-    swwae-layerwise. See README "The mirror pass" for the exact rules.
+    swwae-layerwise. It mirrors the `net.network` function with the variant's
+    own decoder and every function of `net-phases` with its `net.topology`
+    (`layerwise`, `stacked`/`default`, `reconstruct`: decoders from every
+    macro-layer, no losses; `none` is left alone). See README "The mirror
+    pass" for the exact rules.
   }];
   let options = [
     Option<"variant", "variant", "std::string", /*default=*/"\"\"",
