@@ -13,6 +13,7 @@
 #include "mlir/IR/OpImplementation.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace mlir;
 using namespace netc::net;
@@ -103,6 +104,21 @@ static FailureOr<int64_t> windowOutput(Operation *op, StringRef what,
   if (ceilMode && pad > 0 && (out - 1) * stride >= in + pad)
     --out;
   return out;
+}
+
+/// The number of elements of `shape` (kDyn if a dimension is unknown);
+/// fails, reporting at `op`, past 2^32.
+static FailureOr<int64_t> productOf(Operation *op, ArrayRef<int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d == kDyn)
+      return kDyn;
+    if (llvm::MulOverflow(n, d, n) || n > (int64_t(1) << 32)) {
+      emitLayerError(op) << "more than 2^32 elements per image";
+      return failure();
+    }
+  }
+  return n;
 }
 
 /// Rank-4 input check shared by the spatial layers.
@@ -568,34 +584,34 @@ LogicalResult FlattenOp::computeResultTypes(SmallVectorImpl<Type> &results,
   if (in.getRank() < 2)
     return emitLayerError(*this)
            << "expects a batched input, got rank " << in.getRank();
-  int64_t features = 1;
-  for (int64_t d : in.getShape().drop_front())
-    features = (d == kDyn || features == kDyn) ? kDyn : features * d;
-  results[0] = mapType(getContext(), {in.getDimSize(0), features});
+  auto features = productOf(*this, in.getShape().drop_front());
+  if (failed(features))
+    return failure();
+  results[0] = mapType(getContext(), {in.getDimSize(0), *features});
   return success();
 }
 
 LogicalResult ReshapeOp::computeResultTypes(SmallVectorImpl<Type> &results,
                                             bool refine) {
   results.assign(1, Type());
-  int64_t want = 1;
-  for (int64_t d : getShape()) {
+  for (int64_t d : getShape())
     if (d < 1)
       return emitLayerError(*this)
              << "shape " << shapeStr(getShape()) << " must be positive";
-    want *= d;
-  }
+  auto want = productOf(*this, getShape());
+  if (failed(want))
+    return failure();
   auto in = rankedOf(getInput());
   if (!in)
     return success();
   if (in.getRank() < 2)
     return emitLayerError(*this) << "expects a batched input";
-  int64_t have = 1;
-  for (int64_t d : in.getShape().drop_front())
-    have = (d == kDyn || have == kDyn) ? kDyn : have * d;
-  if (have != kDyn && have != want)
-    return emitLayerError(*this) << "cannot reshape " << have << " features to "
-                                 << shapeStr(getShape());
+  auto have = productOf(*this, in.getShape().drop_front());
+  if (failed(have))
+    return failure();
+  if (*have != kDyn && *have != *want)
+    return emitLayerError(*this) << "cannot reshape " << *have
+                                 << " features to " << shapeStr(getShape());
   SmallVector<int64_t> shape{in.getDimSize(0)};
   shape.append(getShape().begin(), getShape().end());
   results[0] = mapType(getContext(), shape);

@@ -571,6 +571,12 @@ void Sema::buildNetwork(const ast::Network &network) {
   Network &net = model.network;
   net.name = network.name;
   net.loc = toLoc(network.loc);
+  // The compiler generates programs by these names beside the network's.
+  for (StringRef reserved : {"eval", "reconstruct"})
+    if (network.name == reserved)
+      error(network.nameLoc, "network name '" + network.name +
+                                 "' is reserved for the generated " +
+                                 network.name + " program; rename the network");
   const ast::NetItem *input = nullptr, *classes = nullptr,
                      *pretrained = nullptr;
   std::string pretrainedPath;
@@ -1428,6 +1434,12 @@ void Sema::buildTrain(const ast::Train &train) {
       if (!fresh) {
         if (error(s.args[0].loc, "duplicate phase '" + name + "'"))
           note(it->second, "phase '" + name + "' is first defined here");
+        continue;
+      }
+      if (name == model.network.name) {
+        error(s.args[0].loc, "phase '" + name +
+                                 "' has the network's name; rename one of "
+                                 "them");
         continue;
       }
       PhaseSpec phase;

@@ -148,6 +148,8 @@ LogicalResult Autodiff::backward(Operation *op, double lossWeight) {
   if (isa<ParamGetOp, ObjectiveOp>(op))
     return success();
 
+  if (op->getNumResults() == 0)
+    return op->emitOpError("cannot appear in a step before autodiff");
   Value dy = grads.lookup(op->getResult(0));
   if (!dy)
     return success();

@@ -139,6 +139,8 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
       continue;
     }
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+      if (ret.getNumOperands() != 2)
+        return func.emitError("a program returns (loss, logits)");
       outputs["loss"] = ids.lookup(ret.getOperand(0));
       outputs["logits"] = ids.lookup(ret.getOperand(1));
       json::Array terms;
@@ -197,7 +199,13 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
       network = func;
   if (!network)
     return module.emitError("no function marked net.network");
-  auto image = cast<RankedTensorType>(network.getArgument(0).getType());
+  auto classes = network->getAttrOfType<IntegerAttr>("net.classes");
+  auto image = network.getNumArguments() == 2
+                   ? dyn_cast<RankedTensorType>(network.getArgument(0).getType())
+                   : RankedTensorType();
+  if (!classes || !image || image.getRank() != 4)
+    return network.emitError("the network function must take (image, labels) "
+                             "and carry net.classes");
 
   json::Object plan{{"format", "netc-trainer"},
                     {"version", int64_t(kTrainerFormatVersion)},
@@ -207,7 +215,7 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
     variant = augment.getVariant();
   plan["variant"] = variant;
   plan["input"] = ints(image.getShape().drop_front());
-  plan["classes"] = network->getAttrOfType<IntegerAttr>("net.classes").getInt();
+  plan["classes"] = classes.getInt();
 
   json::Object data{{"kind", "fashion-mnist"}};
   for (DataOp d : module.getOps<DataOp>()) {

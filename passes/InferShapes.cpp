@@ -14,6 +14,7 @@
 
 #include "mlir/IR/TypeUtilities.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/Support/MathExtras.h"
 
 namespace netc {
 #define GEN_PASS_DEF_INFERSHAPES
@@ -26,6 +27,27 @@ using namespace netc::net;
 
 namespace {
 
+/// Maps larger than this many elements per image are refused: sizes and byte
+/// offsets stay far from overflow (and no machine has such memory).
+constexpr int64_t kMaxElementsPerImage = int64_t(1) << 32;
+
+LogicalResult checkSize(Operation *op) {
+  for (Type type : op->getResultTypes()) {
+    auto t = dyn_cast<RankedTensorType>(type);
+    if (!t)
+      continue;
+    int64_t n = 1;
+    for (int64_t d : t.getShape()) {
+      if (ShapedType::isDynamic(d))
+        continue;
+      if (llvm::MulOverflow(n, d, n) || n > kMaxElementsPerImage)
+        return emitLayerError(op) << "its output has more than 2^32 elements "
+                                     "per image";
+    }
+  }
+  return success();
+}
+
 LogicalResult inferBlock(Block &block) {
   for (Operation &op : block) {
     if (auto macro = dyn_cast<MacroOp>(op)) {
@@ -37,7 +59,7 @@ LogicalResult inferBlock(Block &block) {
         return failure();
     }
     if (auto shaped = dyn_cast<ShapeInference>(op))
-      if (failed(shaped.inferShapes()))
+      if (failed(shaped.inferShapes()) || failed(checkSize(&op)))
         return failure();
   }
   return success();

@@ -142,10 +142,11 @@ private:
   Location decoderLoc(const Stage &stage, StringRef name) {
     return NameLoc::get(builder.getStringAttr(name), stage.anchor->getLoc());
   }
+  /// An intermediate loss's weight: its gamma, else this function's lambda.
   double gammaFor(StringRef name) {
     if (auto g = augment.getGamma().getAs<FloatAttr>(name))
       return g.getValueAsDouble();
-    return augment.getLambda().convertToDouble();
+    return lambda;
   }
 };
 
@@ -159,11 +160,21 @@ LogicalResult Mirror::collectMacro(MacroOp macro) {
   stage.output = macro.getResult(0);
   for (Operation &op : macro.getBody().front()) {
     if (auto conv = dyn_cast<Conv2DOp>(op)) {
+      // The decoder unpools first, so nothing with a twin may follow the pool.
+      if (stage.pool)
+        return conv.emitError()
+               << "cannot mirror macro-layer '" << stage.name << "': "
+               << describe(conv) << " follows its max-pool (a macro-layer "
+                  "ends at its pool)";
       stage.convs.push_back(conv);
     } else if (auto pool = dyn_cast<MaxPoolOp>(op)) {
       stage.pool = pool;
-      if (macro.getNumResults() > 1)
-        stage.switches = macro.getResult(1);
+      if (macro.getNumResults() < 2 ||
+          macro.getYield().getValues()[1] != pool.getSwitches())
+        return macro.emitError()
+               << "macro-layer '" << stage.name
+               << "' must yield its max-pool's switches as its second result";
+      stage.switches = macro.getResult(1);
     } else if (!isa<ReluOp, LRNOp, DropoutOp, BatchNormOp, ParamGetOp, YieldOp>(
                    op)) {
       return op.emitError() << "cannot mirror " << describe(&op)
@@ -258,6 +269,14 @@ LogicalResult Mirror::collectStages() {
   if (fromFC && failed(collectFCStages(top, fromFC)))
     return failure();
 
+  // The bottom decoder reconstructs the image: nothing may come before the
+  // first macro-layer.
+  if (Value first = stages.front().macro.getInputs()[0];
+      first != func.getArgument(0))
+    return first.getDefiningOp()->emitError()
+           << "cannot mirror " << describe(first.getDefiningOp())
+           << ": it comes before the first macro-layer '"
+           << stages.front().name << "', and only macro-layers have decoders";
   // Each macro-layer must reconstruct the previous one's output exactly.
   for (auto [i, stage] : llvm::enumerate(stages)) {
     if (!stage.macro || i == 0)

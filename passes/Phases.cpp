@@ -125,8 +125,17 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
     int64_t seed = 0;
     network.walk([&](DropoutOp d) { d.setSeed(++seed); });
 
-    if (module.getOps<PhaseOp>().empty())
+    if (module.getOps<PhaseOp>().empty()) {
       addDefaultSchedule(module, network, variant);
+      for (PhaseOp phase : module.getOps<PhaseOp>())
+        if (phase.getSymName() == network.getSymName()) {
+          network.emitError()
+              << "network name '" << network.getSymName()
+              << "' is the name of a phase of the default schedule; rename "
+                 "the network or give the file a train section";
+          return signalPassFailure();
+        }
+    }
 
     Builder b(module.getContext());
     func::FuncOp last = network;

@@ -166,8 +166,14 @@ struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
       largest = std::max<int64_t>(largest, phase.getBatchAttr().getInt());
     for (auto func : module.getOps<func::FuncOp>()) {
       int64_t b = 0;
-      if (auto ref = func->getAttrOfType<FlatSymbolRefAttr>("net.phase"))
-        b = symbols.lookup<PhaseOp>(ref.getValue()).getBatchAttr().getInt();
+      if (auto ref = func->getAttrOfType<FlatSymbolRefAttr>("net.phase")) {
+        auto phase = symbols.lookup<PhaseOp>(ref.getValue());
+        if (!phase) {
+          func.emitError() << "names phase " << ref << ", which does not exist";
+          return signalPassFailure();
+        }
+        b = phase.getBatchAttr().getInt();
+      }
       else if (func->hasAttr("net.eval") ||
                func->hasAttr("net.reconstruct_from"))
         b = largest;

@@ -70,8 +70,9 @@ cl::opt<Stage> emit(
         clEnumValN(Stage::Trainer, "trainer",
                    "write the trainer directory (default)")));
 cl::opt<int64_t> statsBatch("batch",
-                            cl::desc("Plan every program for this batch size "
-                                     "(default: each phase's own)"),
+                            cl::desc("With --stats: plan every program for "
+                                     "this batch size (default: each "
+                                     "phase's own); the output is unchanged"),
                             cl::init(0));
 cl::opt<std::string>
     augment("augment",
@@ -81,6 +82,18 @@ cl::opt<std::string>
             cl::value_desc("variant"));
 cl::list<std::string> includeDirs("I", cl::desc("Directory to search imports"),
                                   cl::value_desc("dir"), cl::Prefix);
+
+/// The passes up to `last` (memory planning excluded).
+void addPipeline(mlir::PassManager &pm, Stage last) {
+  if (last >= Stage::MLIR)
+    pm.addPass(netc::createInferShapes());
+  if (last >= Stage::Phases)
+    pm.addPass(netc::createPhases());
+  if (last >= Stage::Mirrored)
+    pm.addPass(netc::createMirror());
+  if (last >= Stage::Autodiff)
+    pm.addPass(netc::createAutodiff());
+}
 
 int fail(const Twine &message) {
   WithColor::error(errs(), "netc") << message << "\n";
@@ -143,27 +156,18 @@ int main(int argc, char **argv) {
   if (!augment.empty() && failed(netc::overrideVariant(*module, augment)))
     return 1;
 
-  mlir::PassManager pm(&context);
-  if (failed(mlir::applyPassManagerCLOptions(pm)))
-    return 1;
-  if (emit >= Stage::MLIR)
-    pm.addPass(netc::createInferShapes());
-  if (emit >= Stage::Phases)
-    pm.addPass(netc::createPhases());
-  if (emit >= Stage::Mirrored)
-    pm.addPass(netc::createMirror());
-  if (emit >= Stage::Autodiff)
-    pm.addPass(netc::createAutodiff());
   // `--stats` is LLVM's own flag (it cannot be registered twice); netc
-  // answers it with the memory plan's peak per program.
-  bool stats = llvm::AreStatisticsEnabled();
-  if (emit >= Stage::Planned || stats)
-    pm.addPass(netc::createPlanMemory(netc::PlanMemoryOptions{statsBatch}));
-  if (failed(pm.run(*module)))
-    return 1;
-
-  if (stats)
-    for (auto func : module->getOps<mlir::func::FuncOp>())
+  // answers it with the memory plan's peak per program, planned on a copy
+  // of the module so `--batch` never changes what is written.
+  if (llvm::AreStatisticsEnabled()) {
+    mlir::OwningOpRef<mlir::ModuleOp> copy = module->clone();
+    mlir::PassManager statsPm(&context);
+    addPipeline(statsPm, Stage::Autodiff);
+    statsPm.addPass(
+        netc::createPlanMemory(netc::PlanMemoryOptions{statsBatch}));
+    if (failed(statsPm.run(*copy)))
+      return 1;
+    for (auto func : copy->getOps<mlir::func::FuncOp>())
       if (auto bytes =
               func->getAttrOfType<mlir::IntegerAttr>("net.arena_bytes"))
         outs() << formatv(
@@ -171,6 +175,18 @@ int main(int argc, char **argv) {
             func.getSymName(),
             func->getAttrOfType<mlir::IntegerAttr>("net.batch").getInt(),
             bytes.getInt() / 1048576.0);
+  } else if (statsBatch != 0) {
+    return fail("--batch only applies to --stats");
+  }
+
+  mlir::PassManager pm(&context);
+  if (failed(mlir::applyPassManagerCLOptions(pm)))
+    return 1;
+  addPipeline(pm, emit);
+  if (emit >= Stage::Planned)
+    pm.addPass(netc::createPlanMemory());
+  if (failed(pm.run(*module)))
+    return 1;
 
   if (emit == Stage::Trainer) {
     std::string dir = outputFile;
@@ -178,7 +194,7 @@ int main(int argc, char **argv) {
       dir = (sys::path::stem(inputFile) + ".trainer").str();
     if (failed(netc::writeTrainer(*module, dir)))
       return 1;
-    if (!stats)
+    if (!llvm::AreStatisticsEnabled())
       outs() << "netc: wrote " << dir << "\n";
     return 0;
   }
