@@ -57,20 +57,19 @@ void CpuBackend::run(const KernelCall &c) {
     return;
   }
   case Op::FC: {
-    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n, no = c.out[0].count / n;
-    cpu::fcForward(n, ni, no, in(0), in(1), c.in.size() > 2 ? in(2) : nullptr,
-                   out(0));
+    FCDims d = fcDims(k.op, c.in, c.out);
+    cpu::fcForward(d.n, d.in, d.out, in(0), in(1),
+                   c.in.size() > 2 ? in(2) : nullptr, out(0));
     return;
   }
   case Op::FCGradInput: {
-    int64_t n = c.out[0].dims.n, ni = c.out[0].count / n,
-            no = c.in[0].count / n;
-    cpu::fcBackwardData(n, ni, no, in(0), in(1), out(0));
+    FCDims d = fcDims(k.op, c.in, c.out);
+    cpu::fcBackwardData(d.n, d.in, d.out, in(0), in(1), out(0));
     return;
   }
   case Op::FCGradWeight: {
-    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n, no = c.in[1].count / n;
-    cpu::fcBackwardFilter(n, ni, no, in(0), in(1), out(0));
+    FCDims d = fcDims(k.op, c.in, c.out);
+    cpu::fcBackwardFilter(d.n, d.in, d.out, in(0), in(1), out(0));
     return;
   }
   // Cheap kernels, split into chunks (elements, channels or images) that

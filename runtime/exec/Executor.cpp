@@ -460,20 +460,19 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
         in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr, out(0));
     return;
   case Op::FC: {
-    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n, no = c.out[0].count / n;
-    ref::fcForward(n, ni, no, in(0), in(1), c.in.size() > 2 ? in(2) : nullptr,
-                   out(0));
+    FCDims d = fcDims(k.op, c.in, c.out);
+    ref::fcForward(d.n, d.in, d.out, in(0), in(1),
+                   c.in.size() > 2 ? in(2) : nullptr, out(0));
     return;
   }
   case Op::FCGradInput: {
-    int64_t n = c.out[0].dims.n, ni = c.out[0].count / n,
-            no = c.in[0].count / n;
-    ref::fcBackwardData(n, ni, no, in(0), in(1), out(0));
+    FCDims d = fcDims(k.op, c.in, c.out);
+    ref::fcBackwardData(d.n, d.in, d.out, in(0), in(1), out(0));
     return;
   }
   case Op::FCGradWeight: {
-    int64_t n = c.in[0].dims.n, ni = c.in[0].count / n, no = c.in[1].count / n;
-    ref::fcBackwardFilter(n, ni, no, in(0), in(1), out(0));
+    FCDims d = fcDims(k.op, c.in, c.out);
+    ref::fcBackwardFilter(d.n, d.in, d.out, in(0), in(1), out(0));
     return;
   }
   case Op::BiasGrad:
@@ -573,6 +572,17 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
   }
   throw KernelError(fmt::format("reference backend: op '{}' not implemented",
                                 plan::opName(k.op)));
+}
+
+FCDims fcDims(plan::Op op, const std::vector<TensorRef> &in,
+              const std::vector<TensorRef> &out) {
+  // fc: (x, w) -> y; fc_grad_input: (dy, w) -> dx; fc_grad_weight: (x, dy).
+  const TensorRef &x = op == plan::Op::FCGradInput ? out[0] : in[0];
+  const TensorRef &y = op == plan::Op::FC            ? out[0]
+                       : op == plan::Op::FCGradInput ? in[0]
+                                                     : in[1];
+  int64_t n = x.dims.n;
+  return {n, x.count / n, y.count / n};
 }
 
 ConvOperands convOperands(plan::Op op, const KernelAttrs &a,

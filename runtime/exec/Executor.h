@@ -80,6 +80,14 @@ ConvOperands convOperands(plan::Op op, const KernelAttrs &attrs,
                           const std::vector<TensorRef> &in,
                           const std::vector<TensorRef> &out);
 
+/// An fc-family kernel (fc and its gradients) as batch, inputs and outputs
+/// per image, from the operand of the call that has each.
+struct FCDims {
+  int64_t n, in, out;
+};
+FCDims fcDims(plan::Op op, const std::vector<TensorRef> &in,
+              const std::vector<TensorRef> &out);
+
 /// Hyper-parameters and state of the current step.
 struct StepContext {
   uint64_t step = 0; ///< global step (dropout masks)
