@@ -44,13 +44,15 @@ enum class Stage {
   Trainer
 };
 
+cl::OptionCategory netcCategory("netc options");
+
 cl::opt<std::string> inputFile(cl::Positional, cl::desc("<model.net>"),
-                               cl::Required);
+                               cl::Required, cl::cat(netcCategory));
 cl::opt<std::string>
     outputFile("o",
                cl::desc("Output file (default: stdout), or the trainer "
                         "directory (default: <model>.trainer)"),
-               cl::value_desc("path"), cl::init("-"));
+               cl::value_desc("path"), cl::init("-"), cl::cat(netcCategory));
 cl::opt<Stage> emit(
     "emit", cl::desc("Stage to stop after"), cl::init(Stage::Trainer),
     cl::values(
@@ -68,20 +70,22 @@ cl::opt<Stage> emit(
                    "with arena offsets from the memory plan"),
         clEnumValN(Stage::Plan, "plan", "the trainer's plan.json"),
         clEnumValN(Stage::Trainer, "trainer",
-                   "write the trainer directory (default)")));
+                   "write the trainer directory (default)")),
+    cl::cat(netcCategory));
 cl::opt<int64_t> statsBatch("batch",
                             cl::desc("With --stats: plan every program for "
                                      "this batch size (default: each "
                                      "phase's own); the output is unchanged"),
-                            cl::init(0));
+                            cl::init(0), cl::cat(netcCategory));
 cl::opt<std::string>
     augment("augment",
             cl::desc("Override the file's augment variant: none, sae-first, "
                      "sae-all, sae-layerwise, swwae-first, swwae-all, "
                      "swwae-layerwise"),
-            cl::value_desc("variant"));
+            cl::value_desc("variant"), cl::cat(netcCategory));
 cl::list<std::string> includeDirs("I", cl::desc("Directory to search imports"),
-                                  cl::value_desc("dir"), cl::Prefix);
+                                  cl::value_desc("dir"), cl::Prefix,
+                                  cl::cat(netcCategory));
 
 /// The passes up to `last` (memory planning excluded).
 void addPipeline(mlir::PassManager &pm, Stage last) {
@@ -107,10 +111,16 @@ int main(int argc, char **argv) {
   mlir::registerAsmPrinterCLOptions();
   mlir::registerMLIRContextCLOptions();
   mlir::registerPassManagerCLOptions();
+  // LLVM registers hundreds of options of its own; --help-hidden shows them.
+  cl::HideUnrelatedOptions(netcCategory);
   cl::ParseCommandLineOptions(
       argc, argv,
       "netc: compiles a .net model into a classifier augmented with a "
-      "reconstructive decoder\n");
+      "reconstructive decoder\n\n"
+      "  netc model.net -o model.trainer     write the trainer for netrun\n"
+      "  netc model.net -emit=mirrored       print the augmented network\n"
+      "  netc model.net --stats [--batch N]  print each program's peak "
+      "activation memory\n");
 
   if (!augment.empty() && !netc::isAugmentVariant(augment)) {
     std::string known;
