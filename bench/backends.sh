@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Training throughput of the runtime's backends on the Fashion-MNIST example:
 # the classifier-only step (pretrain) and the full SWWAE-all step (joint),
-# cpu (oneDNN) against reference, measured in the same run.
+# cpu (oneDNN) against reference and against the same net in PyTorch on the
+# same CPU (bench/peer_fmnist.py), measured in the same run.
 #   bench/backends.sh [build-dir]
+# The peer needs PyTorch: BENCH_PYTHON (default build/bench-venv/bin/python,
+# made by `python3 -m venv build/bench-venv && build/bench-venv/bin/pip
+# install torch==2.11.0`); without it the PyTorch column is left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -33,9 +37,20 @@ PY
 }
 make_trainer pretrain none
 make_trainer joint default
+PY=${BENCH_PYTHON:-$BUILD/bench-venv/bin/python}
+peer=""
+if [[ -x $PY ]] && "$PY" -c "import torch" 2>/dev/null; then
+  peer=$("$PY" bench/peer_fmnist.py 2>/dev/null)
+fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf '%-10s %12s %12s %8s\n' step reference cpu ratio
+[[ -n $peer ]] && echo "peer: PyTorch $(echo "$peer" | awk '$1 == "version" {print $2}') on the same CPU"
+printf '%-10s %12s %12s %10s %12s %12s\n' step reference cpu cpu/ref pytorch cpu/pytorch
 for t in pretrain joint; do
   r=$(rate $t reference 4); c=$(rate $t cpu 40)
-  printf '%-10s %10s/s %10s/s %7.1fx\n' "$t" "$r" "$c" "$(echo "$c / $r" | bc -l)"
+  line=$(printf '%-10s %10s/s %10s/s %9.1fx' "$t" "$r" "$c" "$(echo "$c / $r" | bc -l)")
+  if [[ -n $peer ]]; then
+    p=$(echo "$peer" | awk -v t=$t '$1 == t {print $2}')
+    line+=$(printf ' %10s/s %11.2fx' "$p" "$(echo "$c / $p" | bc -l)")
+  fi
+  echo "$line"
 done
