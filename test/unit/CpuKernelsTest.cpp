@@ -17,6 +17,8 @@
 #include "runtime/kernels/Reference.h"
 #include "runtime/plan/Plan.h"
 
+#include "test/unit/PlanJson.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -342,29 +344,8 @@ std::string backendPlan() {
   json program = {{"batch", 3},         {"arena_bytes", offset},
                   {"values", values},   {"inputs", {{"image", 0}}},
                   {"kernels", kernels}, {"outputs", json::object()}};
-  json plan = {
-      {"format", "netc-trainer"},
-      {"version", 1},
-      {"network", "cpu-test"},
-      {"variant", "none"},
-      {"input", {4, 7, 7}},
-      {"classes", 5},
-      {"data",
-       {{"kind", "fashion-mnist"},
-        {"path", ""},
-        {"subset", 0},
-        {"test_subset", 0},
-        {"mirror", false},
-        {"crop", 0},
-        {"crop_pad", 0},
-        {"scale", {0, 0}},
-        {"mean", json::array()},
-        {"std", json::array()}}},
-      {"eval", {{"schemes", {"full"}}}},
-      {"params", params},
-      {"programs", {{"p", program}}},
-      {"schedule", json::array()},
-  };
+  json plan = netc::testing::planJson("cpu-test", {4, 7, 7}, 5, params,
+                                      {{"p", program}});
   return plan.dump();
 }
 

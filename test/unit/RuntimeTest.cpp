@@ -7,6 +7,8 @@
 #include "runtime/train/Data.h"
 #include "runtime/train/Trainer.h"
 
+#include "test/unit/PlanJson.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -96,55 +98,36 @@ json tinyPlan() {
                {"inputs", {{"image", 0}}},
                {"kernels", {kernels[0]}},
                {"outputs", {{"logits", 4}}}};
-  return {
-      {"format", "netc-trainer"},
-      {"version", 1},
-      {"network", "tiny"},
-      {"variant", "none"},
-      {"input", {1, 2, 2}},
-      {"classes", 3},
-      {"data",
-       {{"kind", "fashion-mnist"},
-        {"path", ""},
-        {"subset", 0},
-        {"test_subset", 0},
-        {"mirror", false},
-        {"crop", 0},
-        {"crop_pad", 0},
-        {"scale", {0, 0}},
-        {"mean", json::array()},
-        {"std", json::array()}}},
-      {"eval", {{"schemes", {"full"}}}},
-      {"params",
-       {{{"name", "fc.weight"},
-         {"shape", {3, 4}},
-         {"group", "classifier"},
-         {"trainable", true},
-         {"lr_mult", 1.0},
-         {"decay_mult", 1.0},
-         {"init", {{"kind", "gaussian"}, {"std", 0.1}, {"mean", 0.0}}}},
-        {{"name", "fc.bias"},
-         {"shape", {3}},
-         {"group", "classifier"},
-         {"trainable", true},
-         {"lr_mult", 2.0},
-         {"decay_mult", 0.0},
-         {"init", {{"kind", "constant"}, {"value", 0.0}}}}}},
-      {"programs", {{"step.train", step}, {"eval", eval}}},
-      {"schedule",
-       {{{"phase", "train"},
-         {"program", "step.train"},
-         {"batch", 4},
-         {"epochs", 1},
-         {"steps", 0},
-         {"lr", 0.1},
-         {"momentum", 0.9},
-         {"decay", 0.0},
-         {"lr_policy", "fixed"},
-         {"lr_gamma", 0.1},
-         {"lr_every", 1},
-         {"lr_min", 0.0}}}},
-  };
+  json params = {
+      {{"name", "fc.weight"},
+       {"shape", {3, 4}},
+       {"group", "classifier"},
+       {"trainable", true},
+       {"lr_mult", 1.0},
+       {"decay_mult", 1.0},
+       {"init", {{"kind", "gaussian"}, {"std", 0.1}, {"mean", 0.0}}}},
+      {{"name", "fc.bias"},
+       {"shape", {3}},
+       {"group", "classifier"},
+       {"trainable", true},
+       {"lr_mult", 2.0},
+       {"decay_mult", 0.0},
+       {"init", {{"kind", "constant"}, {"value", 0.0}}}}};
+  json plan = netc::testing::planJson("tiny", {1, 2, 2}, 3, params,
+                                      {{"step.train", step}, {"eval", eval}});
+  plan["schedule"] = {{{"phase", "train"},
+                       {"program", "step.train"},
+                       {"batch", 4},
+                       {"epochs", 1},
+                       {"steps", 0},
+                       {"lr", 0.1},
+                       {"momentum", 0.9},
+                       {"decay", 0.0},
+                       {"lr_policy", "fixed"},
+                       {"lr_gamma", 0.1},
+                       {"lr_every", 1},
+                       {"lr_min", 0.0}}};
+  return plan;
 }
 
 void writeText(const fs::path &path, const std::string &text) {

@@ -25,6 +25,8 @@
 #include "runtime/exec/ParamStore.h"
 #include "runtime/plan/Plan.h"
 
+#include "test/unit/PlanJson.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -401,29 +403,8 @@ std::string switchPlan() {
   json program = {{"batch", 3},         {"arena_bytes", 512},
                   {"values", values},   {"inputs", {{"image", 0}}},
                   {"kernels", kernels}, {"outputs", json::object()}};
-  json plan = {
-      {"format", "netc-trainer"},
-      {"version", 1},
-      {"network", "switches"},
-      {"variant", "none"},
-      {"input", {1, 4, 4}},
-      {"classes", 2},
-      {"data",
-       {{"kind", "fashion-mnist"},
-        {"path", ""},
-        {"subset", 0},
-        {"test_subset", 0},
-        {"mirror", false},
-        {"crop", 0},
-        {"crop_pad", 0},
-        {"scale", {0, 0}},
-        {"mean", json::array()},
-        {"std", json::array()}}},
-      {"eval", {{"schemes", {"full"}}}},
-      {"params", json::array()},
-      {"programs", {{"p", program}}},
-      {"schedule", json::array()},
-  };
+  json plan = netc::testing::planJson("switches", {1, 4, 4}, 2, json::array(),
+                                      {{"p", program}});
   return plan.dump();
 }
 
