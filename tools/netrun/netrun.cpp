@@ -45,9 +45,10 @@ commands:
       --max-steps N         stop after N steps in all (checkpointed; for tests)
       --checkpoint-every N  also checkpoint every N steps
       --backend NAME        cpu (oneDNN; the default where built) or reference
-  eval TRAINER    top-1 test error of the `eval` program
+  eval TRAINER    top-1 error of the `eval` program (test set by default)
       --data DIR            data folder
       --params FILE         parameters (default TRAINER/checkpoint.safetensors)
+      --split test|train    the set to measure the error on (test)
       --backend NAME        as for train
   reconstruct TRAINER  a PNG of test images (top row) and their
                   reconstructions from each macro-layer (one row each)
@@ -76,7 +77,7 @@ Args parseArgs(int argc, char **argv) {
       {"train",
        {"--data", "--seed", "--log-every", "--metrics", "--max-steps",
         "--checkpoint-every", "--backend"}},
-      {"eval", {"--data", "--params", "--backend"}},
+      {"eval", {"--data", "--params", "--backend", "--split"}},
       {"reconstruct", {"--data", "--params", "--count", "--out", "--backend"}},
       {"info", {}}};
   static const std::map<std::string, std::vector<std::string>> boolean = {
@@ -261,8 +262,18 @@ int cmdEval(const Args &a) {
   exec::ParamStore store(p, 1);
   loadTrainedParams(a, p, store);
   std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
-  train::EvalResult r = train::evaluate(p, store, *backend, data.test);
-  std::cout << fmt::format("test error {:.2f}% ({} of {} wrong)\n",
+  // The paper also compares training error: `--split train` measures it on
+  // the (subset of the) training set, without augmentation.
+  std::string split = option(a, "--split");
+  if (split.empty())
+    split = "test";
+  if (split != "test" && split != "train")
+    throw UsageError(fmt::format("--split must be test or train, got '{}'",
+                                 split));
+  train::EvalResult r = train::evaluate(p, store, *backend,
+                                        split == "train" ? data.train
+                                                         : data.test);
+  std::cout << fmt::format("{} error {:.2f}% ({} of {} wrong)\n", split,
                            r.errorPercent(), r.total - r.correct, r.total);
   return 0;
 }
