@@ -192,6 +192,10 @@ bool asInt(const json &j, int64_t &out) {
 }
 } // namespace
 
+void Kernel::missing(const char *name) const {
+  throw PlanError(fmt::format("{}.attrs: missing attribute '{}'", path, name));
+}
+
 bool Kernel::has(const char *name) const {
   return attrs.is_object() && attrs.contains(name) && !attrs[name].is_null();
 }
@@ -200,8 +204,7 @@ int64_t Kernel::i64(const char *name, std::optional<int64_t> dflt) const {
   if (!has(name)) {
     if (dflt)
       return *dflt;
-    throw PlanError(
-        fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    missing(name);
   }
   const json &j = attrs[name];
   int64_t v;
@@ -217,8 +220,7 @@ double Kernel::f64(const char *name, std::optional<double> dflt) const {
   if (!has(name)) {
     if (dflt)
       return *dflt;
-    throw PlanError(
-        fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    missing(name);
   }
   const json &j = attrs[name];
   if (!j.is_number())
@@ -242,8 +244,7 @@ bool Kernel::flag(const char *name) const {
 
 std::string Kernel::str(const char *name) const {
   if (!has(name))
-    throw PlanError(
-        fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    missing(name);
   const json &j = attrs[name];
   if (!j.is_string())
     throw PlanError(fmt::format("{}.attrs.{}: expected a string, got {}", path,
@@ -257,8 +258,7 @@ Kernel::ints(const char *name, size_t n,
   if (!has(name)) {
     if (dflt)
       return *dflt;
-    throw PlanError(
-        fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    missing(name);
   }
   const json &j = attrs[name];
   int64_t v;
@@ -286,8 +286,7 @@ Kernel::ints(const char *name, size_t n,
 
 std::vector<double> Kernel::f64s(const char *name) const {
   if (!has(name))
-    throw PlanError(
-        fmt::format("{}.attrs: missing attribute '{}'", path, name));
+    missing(name);
   const json &j = attrs[name];
   if (!j.is_array())
     throw PlanError(fmt::format("{}.attrs.{}: expected an array of numbers, "

@@ -120,6 +120,8 @@ struct Kernel {
   std::string path;             ///< JSON path for messages
 
   // Typed attribute access; throw PlanError naming `path` on type errors.
+  /// Throws the PlanError for a required attribute that is absent.
+  [[noreturn]] void missing(const char *name) const;
   bool has(const char *name) const;
   int64_t i64(const char *name, std::optional<int64_t> dflt = {}) const;
   double f64(const char *name, std::optional<double> dflt = {}) const;
