@@ -640,8 +640,10 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
                         ParamStoreT<T> &params, BackendT<T> &backend)
     : plan_(plan), program_(&plan.program(program)), params_(params),
       backend_(backend) {
-  arena_.assign(size_t(std::max<int64_t>(program_->arenaBytes * kScale, 64)),
-                0);
+  allocateHost(arena_,
+               std::max<uint64_t>(uint64_t(program_->arenaBytes) * kScale, 64),
+               uint8_t(0), fmt::format("{}: the arena of program '{}'",
+                                       plan.file, program));
   for (const plan::Kernel &k : program_->kernels) {
     attrs_.push_back(decodeAttrs(k));
     updates_.push_back(k.op == Op::SGDUpdate ? &params_.at(attrs_.back().param)

@@ -1,6 +1,7 @@
 //===- ParamStore.cpp - parameter values and momentum buffers -------------===//
 
 #include "runtime/exec/ParamStore.h"
+#include "runtime/io/File.h"
 #include "runtime/kernels/Reference.h"
 
 #include <fmt/format.h>
@@ -21,6 +22,18 @@ uint64_t seedFor(uint64_t seed, const std::string &name) {
   return kernels::splitmix64(seed ^ kernels::splitmix64(h));
 }
 
+void reserveHostBytes(uint64_t bytes, const std::string &what) {
+  uint64_t avail = io::availableMemoryBytes();
+  if (bytes == UINT64_MAX)
+    throw MemoryError(fmt::format("{}: out of memory ({} available)", what,
+                                  avail ? io::formatBytes(avail) : "unknown"));
+  if (avail && bytes > avail)
+    throw MemoryError(fmt::format("{} needs {} ({} bytes) but only {} of "
+                                  "memory is available",
+                                  what, io::formatBytes(bytes), bytes,
+                                  io::formatBytes(avail)));
+}
+
 template <typename T>
 ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed) {
   namespace fs = std::filesystem;
@@ -32,13 +45,14 @@ ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed) {
     return *slot;
   };
   std::string bundled = (fs::path(plan.dir) / "params.safetensors").string();
-  bool haveBundled = !plan.dir.empty() && fs::exists(bundled);
 
   for (const plan::ParamSpec &spec : plan.params) {
     Entry e;
     e.spec = &spec;
-    e.value.assign(size_t(spec.count()), T(0));
-    e.momentum.assign(size_t(spec.count()), T(0));
+    allocateHost(e.value, uint64_t(spec.count()), T(0),
+                 fmt::format("parameter '{}'", spec.name));
+    allocateHost(e.momentum, uint64_t(spec.count()), T(0),
+                 fmt::format("momentum of parameter '{}'", spec.name));
     switch (spec.init.kind) {
     case plan::InitSpec::Gaussian: {
       std::mt19937_64 rng(seedFor(seed, spec.name));
@@ -51,21 +65,27 @@ ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed) {
       std::fill(e.value.begin(), e.value.end(), T(float(spec.init.value)));
       break;
     case plan::InitSpec::File: {
+      // A trainer carries every imported tensor in its own
+      // params.safetensors: the runtime reads nothing outside the trainer
+      // (the init's path/key only say where netc took it from). A plan
+      // without a trainer directory (built in memory) reads path/key.
       const io::Tensor *t = nullptr;
       std::string from;
-      if (haveBundled && (t = open(bundled).find(spec.name)))
+      if (!plan.dir.empty()) {
+        t = open(bundled).find(spec.name);
         from = bundled + ": tensor '" + spec.name + "'";
-      if (!t) {
-        std::string path = spec.init.path;
-        if (fs::path(path).is_relative() && !plan.dir.empty() &&
-            !fs::exists(path))
-          path = (fs::path(plan.dir) / path).string();
-        t = open(path).find(spec.init.key);
-        from = path + ": tensor '" + spec.init.key + "'";
+        if (!t)
+          throw io::SafetensorsError(fmt::format(
+              "{}: no tensor '{}' (the initial value of parameter '{}'; "
+              "recompile the trainer with netc)",
+              bundled, spec.name, spec.name));
+      } else {
+        t = open(spec.init.path).find(spec.init.key);
+        from = spec.init.path + ": tensor '" + spec.init.key + "'";
         if (!t)
           throw io::SafetensorsError(
               fmt::format("{}: no tensor '{}' (initialiser of parameter '{}')",
-                          path, spec.init.key, spec.name));
+                          spec.init.path, spec.init.key, spec.name));
       }
       if (t->shape != spec.shape)
         throw io::SafetensorsError(fmt::format(

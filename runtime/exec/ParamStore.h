@@ -21,9 +21,12 @@
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/Plan.h"
 
+#include <fmt/format.h>
+
 #include <cstddef>
 #include <cstdlib>
 #include <map>
+#include <stdexcept>
 #include <new>
 #include <string>
 #include <vector>
@@ -51,6 +54,36 @@ template <typename T> struct AlignedAllocator {
   }
 };
 template <typename T> using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+/// Host memory could not be had; the message names what it was for.
+class MemoryError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Throws MemoryError naming `what`, the bytes and the memory available if
+/// `bytes` more than the memory available. Checked before allocating, since
+/// with overcommit a huge allocation can succeed and then kill the process
+/// when its pages are first touched.
+void reserveHostBytes(uint64_t bytes, const std::string &what);
+
+/// vec.assign(count, value) after reserveHostBytes; a failed allocation is a
+/// MemoryError naming `what` too.
+template <typename V>
+void allocateHost(V &vec, uint64_t count, typename V::value_type value,
+                  const std::string &what) {
+  uint64_t bytes;
+  if (__builtin_mul_overflow(count, uint64_t(sizeof(value)), &bytes))
+    bytes = UINT64_MAX;
+  reserveHostBytes(bytes, what);
+  try {
+    vec.assign(size_t(count), value);
+  } catch (const std::bad_alloc &) {
+    reserveHostBytes(UINT64_MAX, what + fmt::format(" ({} bytes)", bytes));
+  } catch (const std::length_error &) {
+    reserveHostBytes(UINT64_MAX, what + fmt::format(" ({} bytes)", bytes));
+  }
+}
 
 template <typename T> class ParamStoreT {
 public:

@@ -1,16 +1,20 @@
 //===- Safetensors.cpp - F32 safetensors files ----------------------------===//
 
 #include "runtime/io/Safetensors.h"
+#include "runtime/io/File.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <optional>
+#include <set>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 namespace netc::io {
@@ -19,22 +23,73 @@ using nlohmann::json;
 
 /// Headers above this size are refused as corrupt (real ones are kilobytes).
 static constexpr uint64_t kMaxHeader = uint64_t(100) << 20;
+/// Files above this size are refused before reading (VGG-16 with momentum
+/// is about 1.1 GiB).
+static constexpr uint64_t kMaxFile = uint64_t(1) << 40;
+
+namespace {
+/// Parses the header, refusing a key given twice in one object (nlohmann
+/// would silently keep the last).
+json parseHeader(const std::string &text, const std::string &path) {
+  std::vector<std::set<std::string>> keys;
+  std::string duplicate;
+  auto callback = [&](int depth, json::parse_event_t event, json &parsed) {
+    (void)depth;
+    switch (event) {
+    case json::parse_event_t::object_start:
+      keys.emplace_back();
+      break;
+    case json::parse_event_t::object_end:
+      if (!keys.empty())
+        keys.pop_back();
+      break;
+    case json::parse_event_t::key:
+      if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+          duplicate.empty())
+        duplicate = parsed.get<std::string>();
+      break;
+    default:
+      break;
+    }
+    return true;
+  };
+  json header;
+  try {
+    header = json::parse(text, callback);
+  } catch (const json::parse_error &e) {
+    throw SafetensorsError(
+        fmt::format("{}: header is not valid JSON: {}", path, e.what()));
+  }
+  if (!duplicate.empty())
+    throw SafetensorsError(
+        fmt::format("{}: header names '{}' twice", path, duplicate));
+  return header;
+}
+} // namespace
 
 TensorFile readSafetensors(const std::string &path) {
   auto fail = [&](const std::string &msg) -> SafetensorsError {
     return SafetensorsError(fmt::format("{}: {}", path, msg));
   };
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw fail(std::filesystem::exists(path) ? "cannot open" : "no such file");
-  in.seekg(0, std::ios::end);
-  uint64_t size = uint64_t(in.tellg());
-  in.seekg(0);
+  std::optional<RegularFile> in;
+  try {
+    in.emplace(path, kMaxFile);
+  } catch (const FileError &e) {
+    throw SafetensorsError(e.what());
+  }
+  auto read = [&](uint64_t offset, void *dst, uint64_t n) {
+    try {
+      in->readAt(offset, dst, n);
+    } catch (const FileError &e) {
+      throw SafetensorsError(e.what());
+    }
+  };
+  uint64_t size = in->size();
   if (size < 8)
     throw fail(
         fmt::format("too short for a safetensors header ({} bytes)", size));
   uint8_t lenBytes[8];
-  in.read(reinterpret_cast<char *>(lenBytes), 8);
+  read(0, lenBytes, 8);
   uint64_t headerLen = 0;
   for (int i = 7; i >= 0; --i)
     headerLen = headerLen << 8 | lenBytes[i];
@@ -42,15 +97,8 @@ TensorFile readSafetensors(const std::string &path) {
     throw fail(fmt::format("header length {} exceeds the file ({} bytes)",
                            headerLen, size));
   std::string headerText(headerLen, '\0');
-  in.read(headerText.data(), std::streamsize(headerLen));
-  if (!in)
-    throw fail("cannot read the header");
-  json header;
-  try {
-    header = json::parse(headerText);
-  } catch (const json::parse_error &e) {
-    throw fail(fmt::format("header is not valid JSON: {}", e.what()));
-  }
+  read(8, headerText.data(), headerLen);
+  json header = parseHeader(headerText, path);
   if (!header.is_object())
     throw fail("header is not a JSON object");
   uint64_t dataSize = size - 8 - headerLen;
@@ -82,16 +130,22 @@ TensorFile readSafetensors(const std::string &path) {
     Tensor t;
     if (!e["shape"].is_array())
       throw bad("shape is not an array");
+    // Element count and bytes with overflow checks: a crafted shape must not
+    // wrap around to the size of the data it claims.
     uint64_t count = 1;
+    bool overflow = false;
     for (const json &d : e["shape"]) {
       if (!d.is_number_unsigned() &&
           !(d.is_number_integer() && d.get<int64_t>() >= 0))
         throw bad("shape holds a non-integer or negative dimension");
-      t.shape.push_back(d.get<int64_t>());
-      count *= uint64_t(t.shape.back());
-      if (count > dataSize)
-        break;
+      uint64_t dim = d.get<uint64_t>();
+      if (dim > uint64_t(INT64_MAX))
+        throw bad(fmt::format("dimension {} is out of range", dim));
+      t.shape.push_back(int64_t(dim));
+      overflow |= __builtin_mul_overflow(count, dim, &count);
     }
+    uint64_t bytes = 0;
+    overflow |= __builtin_mul_overflow(count, uint64_t(4), &bytes);
     const json &off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
         !off[1].is_number_unsigned())
@@ -101,16 +155,15 @@ TensorFile readSafetensors(const std::string &path) {
       throw bad(fmt::format("data_offsets [{}, {}] are outside the data "
                             "({} bytes; truncated file?)",
                             begin, end, dataSize));
-    if (end - begin != count * 4)
+    if (overflow)
+      throw bad(fmt::format("shape [{}] is too large (its size overflows)",
+                            fmt::join(t.shape, ", ")));
+    if (end - begin != bytes)
       throw bad(fmt::format("shape [{}] needs {} bytes but data_offsets span "
                             "{}",
-                            fmt::join(t.shape, ", "), count * 4, end - begin));
+                            fmt::join(t.shape, ", "), bytes, end - begin));
     t.data.resize(count);
-    in.seekg(std::streamoff(dataStart + begin));
-    in.read(reinterpret_cast<char *>(t.data.data()),
-            std::streamsize(count * 4));
-    if (!in)
-      throw bad("cannot read the data");
+    read(dataStart + begin, t.data.data(), bytes);
     file.tensors.emplace(name, std::move(t));
   }
   return file;
@@ -173,6 +226,33 @@ writeAtomic(const std::string &path,
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+int removeStaleTemporaries(const std::string &path) {
+  namespace fs = std::filesystem;
+  fs::path target(path);
+  fs::path dir =
+      target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::string prefix = "." + target.filename().string() + ".tmp.";
+  int removed = 0;
+  std::error_code ec;
+  for (const fs::directory_entry &e : fs::directory_iterator(dir, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0)
+      continue;
+    std::string pidText = name.substr(prefix.size());
+    long pid = 0;
+    auto [end, err] = std::from_chars(pidText.data(),
+                                      pidText.data() + pidText.size(), pid);
+    if (err != std::errc() || end != pidText.data() + pidText.size() ||
+        pid <= 0)
+      continue;
+    bool alive = pid != ::getpid() &&
+                 (::kill(pid_t(pid), 0) == 0 || errno == EPERM);
+    if (!alive && fs::remove(e.path(), ec))
+      ++removed;
+  }
+  return removed;
 }
 
 void writeFileAtomic(const std::string &path, const std::string &text) {

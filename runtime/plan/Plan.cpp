@@ -1,6 +1,7 @@
 //===- Plan.cpp - the trainer artifact's plan.json ------------------------===//
 
 #include "runtime/plan/Plan.h"
+#include "runtime/io/File.h"
 
 #include <fmt/format.h>
 
@@ -125,6 +126,15 @@ int64_t ParamSpec::count() const {
   int64_t c = 1;
   for (int64_t d : shape)
     c *= d;
+  return c;
+}
+
+std::optional<int64_t> checkedProduct(const std::vector<int64_t> &shape,
+                                      int64_t n, int64_t elementBytes) {
+  int64_t c = elementBytes;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(c, d < 0 ? n : d, &c))
+      return std::nullopt;
   return c;
 }
 
@@ -382,6 +392,12 @@ struct Parser {
     return out;
   }
 
+  double nonNegative(double v, const std::string &path) const {
+    if (!(v >= 0))
+      fail(path, fmt::format("{} is negative", v));
+    return v;
+  }
+
   // Required-field shorthands.
   int64_t reqInt(const json &o, const std::string &p, const char *k) const {
     return integer(field(o, p, k), join(p, k));
@@ -426,10 +442,16 @@ struct Parser {
       if (p.shape[i] <= 0)
         fail(index(join(path, "shape"), i),
              fmt::format("parameter dimension {} is not positive", p.shape[i]));
+    if (!checkedProduct(p.shape, 1, 8))
+      fail(join(path, "shape"),
+           fmt::format("parameter '{}' of shape [{}] is too large", p.name,
+                       fmt::join(p.shape, ", ")));
     p.group = optStr(j, path, "group", "");
     p.trainable = optBool(j, path, "trainable", true);
-    p.lrMult = optNum(j, path, "lr_mult", 1.0);
-    p.decayMult = optNum(j, path, "decay_mult", 1.0);
+    p.lrMult = nonNegative(optNum(j, path, "lr_mult", 1.0),
+                           join(path, "lr_mult"));
+    p.decayMult = nonNegative(optNum(j, path, "decay_mult", 1.0),
+                              join(path, "decay_mult"));
     std::string ip = join(path, "init");
     const json &init = field(j, path, "init");
     std::string kind = reqStr(init, ip, "kind");
@@ -520,6 +542,14 @@ struct Parser {
       Value v = value(values[i], ep, plan);
       if (p.values.count(v.id))
         fail(join(ep, "id"), fmt::format("duplicate value id {}", v.id));
+      std::optional<int64_t> bytes =
+          checkedProduct(v.shape, p.batch, dtypeSize(v.dtype));
+      int64_t end;
+      if (!bytes || __builtin_add_overflow(v.offset < 0 ? 0 : v.offset, *bytes,
+                                           &end))
+        fail(join(ep, "shape"),
+             fmt::format("value {} of shape [{}] at batch {} is too large",
+                         v.id, fmt::join(v.shape, ", "), p.batch));
       if (!v.isParam() && v.offset + v.bytes(p.batch) > p.arenaBytes)
         fail(ep, fmt::format("value {} at offset {} with {} bytes (batch {}) "
                              "ends past arena_bytes {}",
@@ -545,10 +575,35 @@ struct Parser {
       p.inputs[it.key()] = id;
     }
 
+    // Def before use: a kernel reads only inputs, parameters and values an
+    // earlier kernel wrote.
+    std::set<int64_t> defined;
+    for (auto &[id, v] : p.values)
+      if (v.isParam())
+        defined.insert(id);
+    for (auto &[name, id] : p.inputs)
+      defined.insert(id);
     std::string kp = join(path, "kernels");
     const json &kernels = array(field(j, path, "kernels"), kp);
-    for (size_t i = 0; i < kernels.size(); ++i)
-      p.kernels.push_back(kernel(kernels[i], index(kp, i), p, plan, checkId));
+    if (kernels.empty())
+      fail(kp, "a program needs at least one kernel");
+    for (size_t i = 0; i < kernels.size(); ++i) {
+      std::string kpi = index(kp, i);
+      Kernel k = kernel(kernels[i], kpi, p, plan, checkId);
+      for (size_t a = 0; a < k.in.size(); ++a)
+        if (!defined.count(k.in[a]))
+          fail(index(join(kpi, "in"), a),
+               fmt::format("value {} is read before any kernel writes it",
+                           k.in[a]));
+      defined.insert(k.out.begin(), k.out.end());
+      p.kernels.push_back(std::move(k));
+    }
+    auto checkWritten = [&](int64_t id, const std::string &where) {
+      if (!defined.count(id))
+        fail(where, fmt::format("value {} is an output but no kernel writes "
+                                "it",
+                                id));
+    };
 
     std::string op = join(path, "outputs");
     const json &outputs = field(j, path, "outputs");
@@ -596,10 +651,19 @@ struct Parser {
       if (v.dtype != DType::F32 || v.count(p.batch) != 1)
         fail(join(op, what), fmt::format("value {} is not an f32 scalar", id));
     };
-    if (p.loss)
+    if (p.loss) {
       checkScalar(*p.loss, "loss");
-    for (size_t t = 0; t < p.terms.size(); ++t)
+      checkWritten(*p.loss, join(op, "loss"));
+    }
+    if (p.logits)
+      checkWritten(*p.logits, join(op, "logits"));
+    for (size_t t = 0; t < p.terms.size(); ++t) {
       checkScalar(p.terms[t].value, index("terms", t));
+      checkWritten(p.terms[t].value, join(index(join(op, "terms"), t), "value"));
+    }
+    for (size_t r = 0; r < p.reconstructions.size(); ++r)
+      checkWritten(p.reconstructions[r].value,
+                   join(index(join(op, "reconstructions"), r), "value"));
     return p;
   }
 
@@ -687,9 +751,14 @@ struct Parser {
              fmt::format("gradient value {} has {} elements, parameter '{}' "
                          "has {}",
                          g.id, g.count(p.batch), pname, spec->count()));
-      k.f64("lr_mult");
-      k.f64("decay_mult");
+      nonNegative(k.f64("lr_mult"), join(join(path, "attrs"), "lr_mult"));
+      nonNegative(k.f64("decay_mult"),
+                  join(join(path, "attrs"), "decay_mult"));
     }
+    if (k.op == Op::Unpool && k.in.size() == 1 && !k.has("position"))
+      fail(join(path, "attrs"),
+           "'unpool' needs either switches (a second operand) or a "
+           "'position'");
     if (k.op == Op::Objective && k.f64s("weights").size() != k.in.size())
       fail(join(join(path, "attrs"), "weights"),
            fmt::format("{} weights for {} terms", k.f64s("weights").size(),
@@ -764,9 +833,12 @@ struct Parser {
     ph.steps = optInt(j, path, "steps", 0);
     if (ph.epochs < 0 || ph.steps < 0)
       fail(path, "negative epochs or steps");
-    ph.lr = reqNum(j, path, "lr");
+    ph.lr = nonNegative(reqNum(j, path, "lr"), join(path, "lr"));
     ph.momentum = reqNum(j, path, "momentum");
-    ph.decay = reqNum(j, path, "decay");
+    if (!(ph.momentum >= 0 && ph.momentum < 1))
+      fail(join(path, "momentum"),
+           fmt::format("{} is not in [0, 1)", ph.momentum));
+    ph.decay = nonNegative(reqNum(j, path, "decay"), join(path, "decay"));
     ph.lrPolicy = reqStr(j, path, "lr_policy");
     if (ph.lrPolicy != "fixed" && ph.lrPolicy != "step" &&
         ph.lrPolicy != "cosine")
@@ -778,7 +850,8 @@ struct Parser {
     ph.lrEvery = optInt(j, path, "lr_every", 1);
     if (ph.lrEvery <= 0)
       fail(join(path, "lr_every"), "lr_every must be positive");
-    ph.lrMin = optNum(j, path, "lr_min", 0.0);
+    ph.lrMin = nonNegative(optNum(j, path, "lr_min", 0.0), join(path, "lr_min"));
+    ph.lrGamma = nonNegative(ph.lrGamma, join(path, "lr_gamma"));
     if (!it->second.loss)
       fail(join(path, "program"),
            fmt::format("program '{}' has no 'loss' output", ph.program));
@@ -882,14 +955,13 @@ Plan loadPlan(const std::string &trainerDir) {
   std::string file = (std::filesystem::path(trainerDir) / "plan.json").string();
   if (!std::filesystem::is_directory(trainerDir))
     throw PlanError(fmt::format("{}: not a trainer directory", trainerDir));
-  std::ifstream in(file, std::ios::binary);
-  if (!in)
-    throw PlanError(fmt::format("{}: cannot open (no plan.json in the trainer "
-                                "directory?)",
-                                file));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parsePlan(ss.str(), file, trainerDir);
+  std::string text;
+  try {
+    text = io::readFile(file, kMaxPlanBytes);
+  } catch (const io::FileError &e) {
+    throw PlanError(e.what());
+  }
+  return parsePlan(text, file, trainerDir);
 }
 
 } // namespace netc::plan

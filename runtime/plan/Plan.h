@@ -35,6 +35,8 @@ public:
 };
 
 constexpr int kFormatVersion = 1;
+/// plan.json files above this size are refused (VGG-16's is under 1 MiB).
+constexpr uint64_t kMaxPlanBytes = uint64_t(256) << 20;
 
 enum class DType { F32, I32 };
 const char *dtypeName(DType t);
@@ -82,6 +84,11 @@ std::optional<Op> opFromName(const std::string &name);
 bool opAllowsInPlace(Op op);
 /// Ops that do nothing: the output is a view of the input's bytes.
 bool opIsView(Op op);
+
+/// elementBytes times the product of `shape` (a -1 dimension counts as n),
+/// or nothing if that overflows int64.
+std::optional<int64_t> checkedProduct(const std::vector<int64_t> &shape,
+                                      int64_t n, int64_t elementBytes = 1);
 
 struct InitSpec {
   enum Kind { Gaussian, Constant, File } kind = Constant;

@@ -153,7 +153,7 @@ Datasets loadDatasets(const DataOptions &opts) {
 // Prefetcher
 //===----------------------------------------------------------------------===//
 
-Prefetcher::Prefetcher() : thread_([this] { loop(); }) {}
+Prefetcher::Prefetcher() { thread_ = std::thread([this] { loop(); }); }
 
 Prefetcher::~Prefetcher() {
   {

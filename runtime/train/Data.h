@@ -98,12 +98,14 @@ public:
 
 private:
   void loop();
-  std::thread thread_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::function<void()> job_;
   bool pending_ = false, running_ = false, stop_ = false;
   std::exception_ptr error_;
+  /// Declared last and started in the constructor's body: loop() touches
+  /// every member above, so they must all be constructed before it runs.
+  std::thread thread_;
 };
 
 } // namespace netc::train

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -35,7 +36,13 @@ int64_t stepsPerEpoch(int64_t examples, int64_t batch) {
 }
 
 int64_t phaseSteps(const plan::Phase &p, int64_t examples) {
-  int64_t total = p.epochs * stepsPerEpoch(examples, p.batch);
+  int64_t total;
+  if (__builtin_mul_overflow(p.epochs, stepsPerEpoch(examples, p.batch),
+                             &total))
+    throw TrainError(fmt::format("phase '{}': {} epochs of {} steps overflow "
+                                 "the step counter",
+                                 p.phase, p.epochs,
+                                 stepsPerEpoch(examples, p.batch)));
   if (p.steps > 0)
     return p.epochs > 0 ? std::min(p.steps, total) : p.steps;
   return total;
@@ -126,27 +133,37 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
   io::TensorFile f = io::readSafetensors(path);
   params.fromTensors(f, path, true);
   TrainState s;
-  auto get = [&](const char *key) -> int64_t {
+  // Every field is a plain decimal number in range; anything else (a sign,
+  // spaces, a value past the type) is a corrupt checkpoint.
+  auto get = [&](const char *key, auto &out) {
     auto it = f.metadata.find(key);
     if (it == f.metadata.end())
       throw TrainError(fmt::format("{}: __metadata__ lacks '{}' (not a netrun "
                                    "checkpoint?)",
                                    path, key));
-    try {
-      return int64_t(std::stoull(it->second));
-    } catch (const std::exception &) {
-      throw TrainError(fmt::format("{}: __metadata__.{}: '{}' is not a number",
-                                   path, key, it->second));
-    }
+    const std::string &text = it->second;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty() ||
+        text[0] == '-')
+      throw TrainError(fmt::format("{}: __metadata__.{}: '{}' is not a "
+                                   "non-negative integer in range",
+                                   path, key, text));
   };
-  s.phaseIndex = get("netc.phase_index");
-  s.step = get("netc.step");
-  s.globalStep = get("netc.global_step");
-  s.seed = uint64_t(get("netc.seed"));
-  if (s.phaseIndex < 0 || s.phaseIndex > int64_t(plan.schedule.size()))
+  get("netc.phase_index", s.phaseIndex);
+  get("netc.step", s.step);
+  get("netc.global_step", s.globalStep);
+  get("netc.seed", s.seed);
+  if (s.phaseIndex > int64_t(plan.schedule.size()))
     throw TrainError(fmt::format("{}: phase index {} is outside the schedule "
                                  "({} phases)",
                                  path, s.phaseIndex, plan.schedule.size()));
+  if (s.phaseIndex == int64_t(plan.schedule.size()) && s.step != 0)
+    throw TrainError(fmt::format("{}: step {} after the end of the schedule",
+                                 path, s.step));
+  if (s.step > s.globalStep)
+    throw TrainError(fmt::format("{}: step {} in the phase exceeds the {} "
+                                 "global steps",
+                                 path, s.step, s.globalStep));
   return s;
 }
 
@@ -161,6 +178,13 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
                  Datasets data)
     : plan_(plan), opts_(std::move(opts)), out_(out), data_(std::move(data)) {
   backend_ = exec::makeBackend(opts_.backend);
+  // A checkpoint write killed midway leaves its temporary file behind.
+  for (const std::string &path :
+       {checkpointPath(plan_), checkpointStatePath(plan_)})
+    if (int n = io::removeStaleTemporaries(path))
+      out_ << fmt::format("note: removed {} temporary file(s) of {} left by "
+                          "an interrupted run\n",
+                          n, path);
   params_ = std::make_unique<exec::ParamStore>(plan_, opts_.seed);
   state_.seed = opts_.seed;
   if (opts_.resume) {
@@ -222,6 +246,12 @@ void Trainer::runPhase(size_t pi) {
   const int64_t batch = ph.batch;
   const int64_t spe = stepsPerEpoch(train.size(), batch);
   const int64_t T = phaseSteps(ph, train.size());
+  if (state_.step > T)
+    throw TrainError(fmt::format("{}: the checkpoint is at step {} of phase "
+                                 "'{}', which has {} steps with this data "
+                                 "(another data set or subset?)",
+                                 checkpointPath(plan_), state_.step, ph.phase,
+                                 T));
   // The plan may reuse the bytes of loss values after they are computed:
   // keep copies as their kernels write them.
   exe.keep(*prog.loss);
@@ -295,11 +325,15 @@ void Trainer::runPhase(size_t pi) {
 
     double loss = exe.scalar(*prog.loss);
     auto nonFinite = [&](const std::string &what, double v) {
+      std::string kept =
+          std::filesystem::exists(checkpointPath(plan_))
+              ? fmt::format("the last good checkpoint ({}) is kept",
+                            checkpointPath(plan_))
+              : std::string("no checkpoint was written before it");
       throw TrainError(fmt::format(
           "phase '{}' step {} (epoch {}, global step {}): {} is {}; training "
-          "stopped, the last good checkpoint ({}) is kept",
-          ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what, v,
-          checkpointPath(plan_)));
+          "stopped, {}",
+          ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what, v, kept));
     };
     for (const plan::Term &term : prog.terms) {
       double v = exe.scalar(term.value);

@@ -342,7 +342,7 @@ std::string backendPlan() {
        gaussian("deconv.weight", {6, 2, 3, 3}), gaussian("deconv.bias", {4}),
        gaussian("fc.weight", {5, 256}), gaussian("fc.bias", {5})});
   json program = {{"batch", 3},         {"arena_bytes", offset},
-                  {"values", values},   {"inputs", {{"image", 0}}},
+                  {"values", values},   {"inputs", netc::testing::handInputs(values, kernels)},
                   {"kernels", kernels}, {"outputs", json::object()}};
   json plan = netc::testing::planJson("cpu-test", {4, 7, 7}, 5, params,
                                       {{"p", program}});

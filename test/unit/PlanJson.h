@@ -47,6 +47,27 @@ inline nlohmann::json planJson(const std::string &network,
   };
 }
 
+/// The inputs of a hand-written program: "image" (value 0) and, named
+/// "v<id>", every other arena value that no kernel writes, which the test
+/// fills by hand (the loader refuses reads of values nothing defines).
+inline nlohmann::json handInputs(const nlohmann::json &values,
+                                 const nlohmann::json &kernels) {
+  nlohmann::json inputs = {{"image", 0}};
+  for (const auto &v : values) {
+    int64_t id = v["id"].get<int64_t>();
+    if (id == 0 || v.contains("param"))
+      continue;
+    bool written = false;
+    for (const auto &k : kernels)
+      if (k.contains("out"))
+        for (const auto &o : k["out"])
+          written |= o.get<int64_t>() == id;
+    if (!written)
+      inputs["v" + std::to_string(id)] = id;
+  }
+  return inputs;
+}
+
 } // namespace netc::testing
 
 #endif // NETC_TEST_UNIT_PLANJSON_H

@@ -1,5 +1,6 @@
 //===- RuntimeTest.cpp - plan loader, safetensors, executor, data, trainer ===//
 
+#include "runtime/data/Idx.h"
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/ParamStore.h"
 #include "runtime/io/Safetensors.h"
@@ -18,6 +19,9 @@
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <cerrno>
+#include <csignal>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace netc;
@@ -397,7 +401,8 @@ TEST(ParamStoreTest, InitKinds) {
   json j = tinyPlan();
   j["params"][1]["init"] = {{"kind", "file"}, {"path", file}, {"key", "pre"}};
   j["params"][0]["init"] = {{"kind", "gaussian"}, {"std", 2.0}, {"mean", 1.0}};
-  plan::Plan p = loadJson(dir, j);
+  // A plan without a trainer directory (built in memory) reads path/key.
+  plan::Plan p = plan::parsePlan(j.dump(), "mem/plan.json", "");
   exec::ParamStore a(p, 5), b(p, 5), c(p, 6);
   EXPECT_EQ(std::vector<float>(a.at("fc.bias").value.begin(),
                                a.at("fc.bias").value.end()),
@@ -406,11 +411,31 @@ TEST(ParamStoreTest, InitKinds) {
   EXPECT_NE(a.at("fc.weight").value, c.at("fc.weight").value);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(a.at("fc.weight").value.data()) % 64,
             0u);
-  // The trainer's params.safetensors wins over the original file.
+  // A trainer reads its own params.safetensors and nothing outside it: with
+  // that file missing, it does not fall back to the original file.
+  plan::Plan t = loadJson(dir, j);
+  try {
+    exec::ParamStore e(t, 1);
+    FAIL() << "expected SafetensorsError";
+  } catch (const io::SafetensorsError &e) {
+    EXPECT_EQ(std::string(e.what()),
+              (dir.path / "params.safetensors").string() + ": no such file");
+  }
   f.tensors.clear();
+  f.tensors["fc.weight"] = {{3, 4}, std::vector<float>(12, 0.5f)};
+  io::writeSafetensors((dir.path / "params.safetensors").string(), f);
+  try {
+    exec::ParamStore e(t, 1);
+    FAIL() << "expected SafetensorsError";
+  } catch (const io::SafetensorsError &e) {
+    EXPECT_NE(std::string(e.what()).find("no tensor 'fc.bias' (the initial "
+                                         "value of parameter 'fc.bias'"),
+              std::string::npos)
+        << e.what();
+  }
   f.tensors["fc.bias"] = {{3}, {1, 1, 1}};
   io::writeSafetensors((dir.path / "params.safetensors").string(), f);
-  exec::ParamStore d(p, 5);
+  exec::ParamStore d(t, 5);
   EXPECT_EQ(d.at("fc.bias").value[0], 1.0f);
   // Shape mismatch.
   j["params"][1]["init"]["key"] = "pre";
@@ -418,8 +443,7 @@ TEST(ParamStoreTest, InitKinds) {
   for (int id : {3, 9})
     j["programs"]["step.train"]["values"][id]["shape"] = {4};
   j["programs"]["eval"]["values"][2]["shape"] = {4};
-  fs::remove(dir.path / "params.safetensors");
-  plan::Plan q = loadJson(dir, j);
+  plan::Plan q = plan::parsePlan(j.dump(), "mem/plan.json", "");
   try {
     exec::ParamStore e(q, 1);
     FAIL() << "expected SafetensorsError";
@@ -581,7 +605,7 @@ json onlyProgram(json values, json kernels, json params, int64_t arena,
                     {{"batch", batch},
                      {"arena_bytes", arena},
                      {"values", values},
-                     {"inputs", {{"image", 0}}},
+                     {"inputs", netc::testing::handInputs(values, kernels)},
                      {"kernels", kernels},
                      {"outputs", json::object()}}}};
   j["schedule"] = json::array();
@@ -1069,9 +1093,315 @@ TEST(TrainerTest, NonFiniteLossStops) {
         << msg;
     EXPECT_NE(msg.find("loss term 'classification' is"), std::string::npos)
         << msg;
-    EXPECT_NE(msg.find("the last good checkpoint"), std::string::npos);
+    // No checkpoint exists yet: the message must not claim one is kept.
+    EXPECT_NE(msg.find("no checkpoint was written before it"),
+              std::string::npos)
+        << msg;
   }
   EXPECT_FALSE(fs::exists(dir.path / "checkpoint.safetensors"));
+}
+
+
+//===----------------------------------------------------------------------===//
+// Hardening: hostile files, crafted checkpoints, plans that cannot run
+//===----------------------------------------------------------------------===//
+
+/// A FIFO at `path` (nothing ever writes it: opening it for reading would
+/// block forever without O_NONBLOCK).
+void makeFifo(const fs::path &path) {
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << path;
+}
+
+TEST(DataTest, PrefetcherThreadStartsAfterItsMembers) {
+  // The prefetch thread used to start before the mutex it locks was
+  // constructed: an abort in about one run in six under load. Under
+  // ThreadSanitizer (scripts/test.sh) the race itself is reported.
+  for (int i = 0; i < 300; ++i) {
+    train::Prefetcher p;
+    int value = 0;
+    p.submit([&] { value = i; });
+    p.wait();
+    ASSERT_EQ(value, i);
+  }
+}
+
+TEST(HardeningTest, SpecialFilesAreRefused) {
+  TempDir dir, fifoDir;
+  makeFifo(fifoDir.path / "plan.json");
+  try {
+    plan::loadPlan(fifoDir.str());
+    FAIL() << "expected PlanError";
+  } catch (const plan::PlanError &e) {
+    EXPECT_EQ(std::string(e.what()),
+              (fifoDir.path / "plan.json").string() +
+                  ": is a FIFO, not a regular file");
+  }
+  EXPECT_EQ(readError("/dev/zero"),
+            "/dev/zero: is a character device, not a regular file");
+  makeFifo(dir.path / "w.safetensors");
+  EXPECT_EQ(readError((dir.path / "w.safetensors").string()),
+            (dir.path / "w.safetensors").string() +
+                ": is a FIFO, not a regular file");
+  EXPECT_NE(readError(dir.str()).find("is a directory"), std::string::npos);
+  // IDX data.
+  TempDir data;
+  writeIdxSet(data.path, 4, 2, 4, 4, 3);
+  fs::remove(data.path / "t10k-labels-idx1-ubyte");
+  makeFifo(data.path / "t10k-labels-idx1-ubyte");
+  try {
+    data::loadIdxImageSet(data.str(), "t10k", 3);
+    FAIL() << "expected IdxError";
+  } catch (const data::IdxError &e) {
+    EXPECT_NE(std::string(e.what()).find("t10k-labels-idx1-ubyte: is a FIFO"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(HardeningTest, SafetensorsShapeOverflowAndDuplicateKeys) {
+  TempDir dir;
+  std::string p = (dir.path / "bad.safetensors").string();
+  // [2^62, 4] floats are 2^66 bytes: 0 after wraparound, like the span.
+  writeText(p, withHeader(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})",
+                          ""));
+  EXPECT_EQ(readError(p), p + ": tensor 'w': shape [4611686018427387904, 4] "
+                              "is too large (its size overflows)");
+  writeText(p, withHeader(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                          "abcd"));
+  EXPECT_EQ(readError(p), p + ": header names 'w' twice");
+}
+
+/// Trains imagePlan for 3 steps (checkpointed), then returns the checkpoint
+/// with `key` set to `value` written back.
+void craftCheckpoint(const plan::Plan &p, const TempDir &data,
+                     const std::string &key, const std::string &value) {
+  train::TrainOptions o;
+  o.maxSteps = 3;
+  std::ostringstream log;
+  train::Trainer t(p, o, log, imageData(p, data));
+  t.run();
+  io::TensorFile f = io::readSafetensors(train::checkpointPath(p));
+  f.metadata[key] = value;
+  io::writeSafetensors(train::checkpointPath(p), f);
+}
+
+TEST(HardeningTest, CraftedCheckpointFieldsAreRangeChecked) {
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir dir;
+  plan::Plan p = loadJson(dir, imagePlan(0.05));
+  struct Case {
+    const char *key, *value, *expect;
+  };
+  for (const Case &c : std::vector<Case>{
+           {"netc.step", "-5", "'-5' is not a non-negative integer in range"},
+           {"netc.step", "9223372036854775808",
+            "'9223372036854775808' is not a non-negative integer in range"},
+           {"netc.step", "3x", "'3x' is not a non-negative integer"},
+           {"netc.step", "4", "step 4 in the phase exceeds the 3 global steps"},
+           {"netc.phase_index", "3", "phase index 3 is outside the schedule"},
+           {"netc.global_step", " 3", "is not a non-negative integer"},
+       }) {
+    craftCheckpoint(p, data, c.key, c.value);
+    train::TrainOptions o;
+    o.resume = true;
+    std::ostringstream log;
+    try {
+      train::Trainer t(p, o, log, imageData(p, data));
+      t.run();
+      FAIL() << c.key << "=" << c.value << ": expected TrainError";
+    } catch (const train::TrainError &e) {
+      EXPECT_NE(std::string(e.what()).find(c.expect), std::string::npos)
+          << c.key << "=" << c.value << ": " << e.what();
+    }
+  }
+  // In range for the counters but past the phase's end.
+  craftCheckpoint(p, data, "netc.global_step", "500");
+  {
+    io::TensorFile f = io::readSafetensors(train::checkpointPath(p));
+    f.metadata["netc.step"] = "400";
+    io::writeSafetensors(train::checkpointPath(p), f);
+  }
+  train::TrainOptions o;
+  o.resume = true;
+  std::ostringstream log;
+  train::Trainer t(p, o, log, imageData(p, data));
+  try {
+    t.run();
+    FAIL() << "expected TrainError";
+  } catch (const train::TrainError &e) {
+    EXPECT_NE(std::string(e.what()).find("at step 400 of phase 'warm', which "
+                                         "has 5 steps"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(HardeningTest, StaleCheckpointTemporariesAreRemoved) {
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir dir;
+  plan::Plan p = loadJson(dir, imagePlan(0.05));
+  // A process id that is not running (searched downward from pid_max).
+  pid_t dead = 4194303;
+  while (dead > 2 && (::kill(dead, 0) == 0 || errno != ESRCH))
+    --dead;
+  fs::path stale = dir.path / (".checkpoint.safetensors.tmp." +
+                               std::to_string(dead));
+  fs::path live = dir.path / (".checkpoint.json.tmp." +
+                              std::to_string(::getppid()));
+  writeText(stale, "partial");
+  writeText(live, "being written");
+  std::ostringstream log;
+  train::Trainer t(p, train::TrainOptions{}, log, imageData(p, data));
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live)); // its writer (our parent) still runs
+  EXPECT_NE(log.str().find("removed 1 temporary file(s)"), std::string::npos)
+      << log.str();
+}
+
+TEST(HardeningTest, StepsOverflowIsAnError) {
+  plan::Phase ph;
+  ph.phase = "long";
+  ph.batch = 64;
+  ph.epochs = INT64_MAX;
+  EXPECT_THROW(train::phaseSteps(ph, 60000), train::TrainError);
+  ph.epochs = 3;
+  EXPECT_EQ(train::phaseSteps(ph, 60000), 3 * 938);
+}
+
+TEST(HardeningTest, PlansThatCannotRunAreRefused) {
+  TempDir dir;
+  auto expectError = [&](const json &j, const std::string &expect) {
+    std::string err = planError(dir, j);
+    EXPECT_NE(err.find(expect), std::string::npos)
+        << "expected '" << expect << "', got '" << err << "'";
+  };
+  json j = tinyPlan();
+  j["programs"]["step.train"]["kernels"] = json::array();
+  expectError(j, "programs.step.train.kernels: a program needs at least one "
+                 "kernel");
+  // Read before written: drop the fc that writes the logits.
+  j = tinyPlan();
+  j["programs"]["step.train"]["kernels"].erase(0);
+  expectError(j, "programs.step.train.kernels[0].in[0]: value 4 is read "
+                 "before any kernel writes it");
+  // An output no kernel writes.
+  j = tinyPlan();
+  j["programs"]["eval"]["outputs"]["logits"] = 2; // a parameter: fine
+  EXPECT_EQ(planError(dir, j), "");
+  j["programs"]["eval"]["values"].push_back(
+      {{"id", 9}, {"shape", {3}}, {"dtype", "f32"}, {"offset", 128}});
+  j["programs"]["eval"]["outputs"]["logits"] = 9;
+  expectError(j, "programs.eval.outputs.logits: value 9 is an output but no "
+                 "kernel writes it");
+  // Ranges.
+  j = tinyPlan();
+  j["schedule"][0]["lr"] = -0.1;
+  expectError(j, "schedule[0].lr: -0.1 is negative");
+  j = tinyPlan();
+  j["schedule"][0]["momentum"] = 1.0;
+  expectError(j, "schedule[0].momentum: 1 is not in [0, 1)");
+  j = tinyPlan();
+  j["params"][0]["lr_mult"] = -1;
+  expectError(j, "params[0].lr_mult: -1 is negative");
+  j = tinyPlan();
+  j["programs"]["step.train"]["kernels"][7]["attrs"]["decay_mult"] = -2;
+  expectError(j, "kernels[7].attrs.decay_mult: -2 is negative");
+  // Sizes that overflow.
+  j = tinyPlan();
+  j["programs"]["step.train"]["batch"] = INT64_MAX;
+  expectError(j, "is too large");
+  j = tinyPlan();
+  j["params"][0]["shape"] = {int64_t(1) << 40, int64_t(1) << 40};
+  expectError(j, "params[0].shape: parameter 'fc.weight' of shape "
+                 "[1099511627776, 1099511627776] is too large");
+  // An unpool with neither switches nor a position.
+  j = onlyProgram(
+      {{{"id", 0}, {"shape", {-1, 1, 2, 2}}, {"dtype", "f32"}, {"offset", 0}},
+       {{"id", 1}, {"shape", {-1, 1, 4, 4}}, {"dtype", "f32"}, {"offset", 64}}},
+      {{{"op", "unpool"},
+        {"in", {0}},
+        {"out", {1}},
+        {"attrs", {{"kernel", 2}, {"stride", 2}, {"pad", 0}, {"size", 4}}}}},
+      tinyPlan()["params"], 128, 1);
+  expectError(j, "'unpool' needs either switches (a second operand) or a "
+                 "'position'");
+  j["programs"]["p"]["kernels"][0]["attrs"]["position"] = {1, 1};
+  EXPECT_EQ(planError(dir, j), "");
+}
+
+TEST(HardeningTest, MemoryErrorsNameTheirPlace) {
+  TempDir dir;
+  json j = tinyPlan();
+  j["programs"]["eval"]["arena_bytes"] = int64_t(1) << 60;
+  plan::Plan p = loadJson(dir, j);
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  try {
+    exec::Executor exe(p, "eval", store, backend);
+    FAIL() << "expected MemoryError";
+  } catch (const exec::MemoryError &e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("the arena of program 'eval' needs 1 EiB "
+                       "(1152921504606846976 bytes) but only"),
+              std::string::npos)
+        << msg;
+  }
+  j = tinyPlan();
+  j["params"][0]["shape"] = {int64_t(1) << 20, int64_t(1) << 20, 16};
+  j["programs"] = json::object();
+  j["schedule"] = json::array();
+  plan::Plan q = loadJson(dir, j);
+  try {
+    exec::ParamStore big(q, 1);
+    FAIL() << "expected MemoryError";
+  } catch (const exec::MemoryError &e) {
+    EXPECT_NE(std::string(e.what()).find("parameter 'fc.weight' needs 64 TiB"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(TrainerTest, StepPolicyDecaysAtEpochBoundaries) {
+  // The step policy inside the trainer, not only learningRate() alone: the
+  // rate of every logged step must match its own epoch.
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir dir;
+  json j = imagePlan(0.05);
+  j["schedule"] = {{{"phase", "main"},
+                    {"program", "step.train"},
+                    {"batch", 5},
+                    {"epochs", 3},
+                    {"steps", 0},
+                    {"lr", 0.1},
+                    {"momentum", 0.9},
+                    {"decay", 0.0},
+                    {"lr_policy", "step"},
+                    {"lr_gamma", 0.5},
+                    {"lr_every", 1}}};
+  plan::Plan p = loadJson(dir, j);
+  train::TrainOptions o;
+  o.logEvery = 1;
+  o.metricsPath = (dir.path / "m.jsonl").string();
+  std::ostringstream log;
+  train::Trainer t(p, o, log, imageData(p, data));
+  t.run();
+  std::ifstream metrics(o.metricsPath);
+  std::string line;
+  int steps = 0;
+  while (std::getline(metrics, line)) {
+    json m = json::parse(line);
+    if (m["event"] != "step")
+      continue;
+    ++steps;
+    int epoch = m["epoch"].get<int>(); // 1-based; 5 steps per epoch
+    EXPECT_EQ(epoch, (m["step"].get<int>() - 1) / 5 + 1);
+    EXPECT_DOUBLE_EQ(m["lr"].get<double>(), 0.1 * std::pow(0.5, epoch - 1))
+        << line;
+  }
+  EXPECT_EQ(steps, 15);
 }
 
 } // namespace

@@ -160,6 +160,14 @@ std::string human(int64_t bytes) {
 
 int cmdInfo(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
+  // Check first (every program's kernel geometry, the parameters and their
+  // memory), so that a trainer that cannot run fails before any description.
+  {
+    exec::ParamStore store(p, 1);
+    exec::ReferenceBackend backend;
+    for (auto &[name, prog] : p.programs)
+      exec::Executor(p, name, store, backend);
+  }
   std::cout << fmt::format("trainer {}: network '{}', variant '{}', input "
                            "[{}], {} classes\n",
                            a.trainer, p.network, p.variant,
@@ -202,11 +210,6 @@ int cmdInfo(const Args &a) {
         ph.steps > 0 ? fmt::format(" (at most {} steps)", ph.steps) : "",
         ph.batch, ph.lr, ph.lrPolicy, ph.momentum, ph.decay);
   }
-  // Build every program's executor: checks kernel geometry.
-  exec::ParamStore store(p, 1);
-  exec::ReferenceBackend backend;
-  for (auto &[name, prog] : p.programs)
-    exec::Executor(p, name, store, backend);
   return 0;
 }
 

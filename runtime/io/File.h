@@ -1,0 +1,64 @@
+//===- File.h - bounded reads of regular files ------------------*- C++ -*-===//
+//
+// Every file the runtime reads (plan.json, checkpoints, parameters, IDX data)
+// goes through here: it must be a regular file (a FIFO, a device such as
+// /dev/zero or a directory is refused before anything blocks or reads without
+// end) and at most `maxBytes` long. Opening uses O_NONBLOCK so that even a
+// FIFO swapped in after the check cannot hang the open; the type is checked
+// on the open descriptor (fstat), not on the name.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_RUNTIME_IO_FILE_H
+#define NETC_RUNTIME_IO_FILE_H
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace netc::io {
+
+/// A file could not be opened or read; the message names the file.
+class FileError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// An open regular file; closes on destruction.
+class RegularFile {
+public:
+  /// Opens `path` for reading; throws FileError if it does not exist, is not
+  /// a regular file, or is larger than `maxBytes`.
+  RegularFile(const std::string &path, uint64_t maxBytes);
+  ~RegularFile();
+  RegularFile(const RegularFile &) = delete;
+  RegularFile &operator=(const RegularFile &) = delete;
+
+  int fd() const { return fd_; }
+  uint64_t size() const { return size_; }
+  const std::string &path() const { return path_; }
+  /// Reads exactly `n` bytes at `offset`; throws FileError if the file ends
+  /// first or a read fails.
+  void readAt(uint64_t offset, void *dst, uint64_t n) const;
+  /// The whole file.
+  std::string readAll() const;
+
+private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+/// The whole of `path` (a regular file of at most `maxBytes`).
+std::string readFile(const std::string &path, uint64_t maxBytes);
+
+/// "1.5 GiB", "12 MiB", "640 bytes": sizes in messages.
+std::string formatBytes(uint64_t bytes);
+
+/// Memory this process could still get (MemAvailable, bounded by the
+/// cgroup's limit where one is set), or 0 if unknown. For messages only.
+uint64_t availableMemoryBytes();
+
+} // namespace netc::io
+
+#endif // NETC_RUNTIME_IO_FILE_H
