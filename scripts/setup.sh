@@ -2,7 +2,7 @@
 # Installs what netc needs on Debian 12 (only what is missing) and builds it.
 # Safe to run again: apt-get runs only when a package is absent, and the
 # build is incremental.
-#   scripts/setup.sh [build-dir]        (default: build)
+#   scripts/setup.sh [build-dir [cmake options...]]   (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,9 +25,12 @@ if ((${#missing[@]})); then
 fi
 
 BUILD=${1:-build}
+shift || true
+# Further arguments are CMake options for a new build folder (the sanitized
+# builds of scripts/test.sh); an existing folder keeps its configuration.
 if [[ ! -f $BUILD/build.ninja ]]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DMLIR_DIR=/usr/lib/llvm-19/lib/cmake/mlir \
-    -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-19/build/utils/lit/lit.py
+    -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-19/build/utils/lit/lit.py "$@"
 fi
 cmake --build "$BUILD"

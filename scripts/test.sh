@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# All the tests: set up and build, run the lit suite (compiler behaviour and
-# every diagnostic), the compiler's unit tests, the end-to-end training test,
-# then build the runtime alone (-DNETC_BUILD_COMPILER=OFF), check that no
-# MLIR/LLVM header reaches it, and run the runtime's tests from that build.
+# All the tests, under sanitizers:
+# - build-asan: the whole tree with AddressSanitizer and UndefinedBehavior-
+#   Sanitizer; the lit suite (compiler behaviour and every diagnostic), the
+#   compiler's and the runtime's unit tests and the end-to-end training test
+#   run on it, so any memory error or undefined behaviour fails the suite;
+# - build-tsan: the runtime alone (-DNETC_BUILD_COMPILER=OFF, no oneDNN, as
+#   on the GPU machine) with ThreadSanitizer: checks that no MLIR/LLVM header
+#   reaches it, runs the runtime's tests and a short multi-phase training run
+#   (the prefetch thread starts and stops at every phase) several times, and
+#   a resumed run, so that a data race fails the suite.
+# The main job (scripts/run.sh) builds the plain Release build in build/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh build
+scripts/setup.sh build-asan -DNETC_SANITIZE=address,undefined
+
+# Any report is an error; LLVM's own libraries are not instrumented.
+export ASAN_OPTIONS=abort_on_error=0:halt_on_error=1:detect_leaks=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 passed=0; failed=0
 count() { passed=$((passed + $1)); failed=$((failed + $2)); }
 
-echo "== lit =="
+echo "== lit (ASan+UBSan) =="
 set +e
-python3 /usr/lib/llvm-19/build/utils/lit/lit.py -sv build/test | tee build/lit.log
+python3 /usr/lib/llvm-19/build/utils/lit/lit.py -sv build-asan/test | tee build-asan/lit.log
 lit_rc=${PIPESTATUS[0]}
 set -e
-lp=$(grep -oP '^\s*Passed\s*:\s*\K[0-9]+' build/lit.log || echo 0)
-lf=$(grep -oP '^\s*Failed\s*:\s*\K[0-9]+' build/lit.log || echo 0)
+lp=$(grep -oP '^\s*Passed\s*:\s*\K[0-9]+' build-asan/lit.log || echo 0)
+lf=$(grep -oP '^\s*Failed\s*:\s*\K[0-9]+' build-asan/lit.log || echo 0)
 ((lit_rc != 0 && lf == 0)) && lf=1
 count "$lp" "$lf"
 
 run_gtest() {
   local bin=$1 log; log=$(mktemp)
-  echo "== $(basename "$bin") =="
+  echo "== $(basename "$bin") ($2) =="
   set +e; "$bin" | tee "$log"; local rc=${PIPESTATUS[0]}; set -e
   local p f
   p=$(grep -oP '^\[  PASSED  \] \K[0-9]+' "$log" || echo 0)
@@ -30,30 +42,62 @@ run_gtest() {
   ((rc != 0 && f == 0)) && f=1
   count "$p" "$f"; rm -f "$log"
 }
-run_gtest build/bin/netc-unit-tests
-run_gtest build/bin/netc-runtime-tests
+run_gtest build-asan/bin/netc-unit-tests ASan+UBSan
+run_gtest build-asan/bin/netc-runtime-tests ASan+UBSan
 
-echo "== end to end: train on Fashion-MNIST =="
+echo "== end to end: train on Fashion-MNIST (ASan+UBSan) =="
 set +e
-test/e2e/train.sh build | tee build/e2e.log
+test/e2e/train.sh build-asan | tee build-asan/e2e.log
 e2e_rc=${PIPESTATUS[0]}
 set -e
-ep=$(grep -oP '^e2e: \K[0-9]+(?= passed)' build/e2e.log || echo 0)
-ef=$(grep -oP '^e2e: [0-9]+ passed, \K[0-9]+' build/e2e.log || echo 0)
+ep=$(grep -oP '^e2e: \K[0-9]+(?= passed)' build-asan/e2e.log || echo 0)
+ef=$(grep -oP '^e2e: [0-9]+ passed, \K[0-9]+' build-asan/e2e.log || echo 0)
 ((e2e_rc != 0 && ef == 0)) && ef=1
 count "$ep" "$ef"
 
-echo "== runtime without the compiler =="
-cmake -S . -B build-runtime -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETC_BUILD_COMPILER=OFF >/dev/null
-cmake --build build-runtime
+echo "== runtime without the compiler (TSan) =="
+if [[ ! -f build-tsan/build.ninja ]]; then
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DNETC_BUILD_COMPILER=OFF -DNETC_WITH_ONEDNN=OFF -DNETC_SANITIZE=thread >/dev/null
+fi
+cmake --build build-tsan
 # One check: it configures, builds, sees no LLVM/MLIR, and its tests pass
 # (the compiler-generated plans are absent there, so those tests skip).
-if grep -qE 'llvm-[0-9]+|/mlir' build-runtime/compile_commands.json; then
+if grep -qE 'llvm-[0-9]+|/mlir' build-tsan/compile_commands.json; then
   echo "error: the runtime build sees an LLVM/MLIR include path"; count 0 1
-elif build-runtime/bin/netc-runtime-tests >build/runtime-only.log 2>&1; then
-  echo "runtime-only build: $(grep -E '^\[  PASSED  \]' build/runtime-only.log)"; count 1 0
 else
-  cat build/runtime-only.log; count 0 1
+  count 1 0
+fi
+run_gtest build-tsan/bin/netc-runtime-tests TSan
+
+echo "== multi-phase training runs (TSan) =="
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+build-asan/bin/netc test/e2e/phases.net -o "$work/phases.trainer" >/dev/null
+tsan_ok=1
+for run in 1 2 3 4 5; do
+  rm -f "$work"/phases.trainer/checkpoint.*
+  if ! build-tsan/bin/netrun train "$work/phases.trainer" --seed "$run" \
+      --log-every 100 >"$work/run.log" 2>&1; then
+    cat "$work/run.log"; tsan_ok=0; break
+  fi
+done
+# Stopped mid-phase and resumed: a prefetch thread is abandoned and another
+# one started on the restored state.
+if ((tsan_ok)); then
+  rm -f "$work"/phases.trainer/checkpoint.*
+  if build-tsan/bin/netrun train "$work/phases.trainer" --max-steps 6 \
+        >"$work/run.log" 2>&1 &&
+     build-tsan/bin/netrun train "$work/phases.trainer" --resume \
+        >>"$work/run.log" 2>&1; then
+    grep -q "\[joint\] checkpoint" "$work/run.log" || { cat "$work/run.log"; tsan_ok=0; }
+  else
+    cat "$work/run.log"; tsan_ok=0
+  fi
+fi
+if ((tsan_ok)); then
+  echo "ok   5 four-phase runs and a resumed run, no ThreadSanitizer report"; count 1 0
+else
+  echo "FAIL multi-phase training under ThreadSanitizer"; count 0 1
 fi
 
 echo "tests: $passed passed, $failed failed"

@@ -24,8 +24,9 @@
 #ifndef NETC_RUNTIME_EXEC_EXECUTOR_H
 #define NETC_RUNTIME_EXEC_EXECUTOR_H
 
+#include "runtime/exec/Backend.h"
 #include "runtime/exec/ParamStore.h"
-#include "runtime/kernels/Reference.h"
+#include "runtime/exec/ReferenceBackend.h"
 #include "runtime/plan/Plan.h"
 
 #include <map>
@@ -35,101 +36,6 @@
 #include <vector>
 
 namespace netc::exec {
-
-/// A kernel's attributes, decoded from the plan (unused fields stay default).
-struct KernelAttrs {
-  kernels::Window2D win;
-  int64_t groups = 1;
-  int64_t outPadH = 0, outPadW = 0;
-  bool ceil = false;
-  int64_t sizeH = 0, sizeW = 0; ///< unpool
-  int64_t posH = 0, posW = 0;
-  bool normalize = false;
-  double ratio = 0;
-  uint64_t seed = 0;
-  kernels::LrnParams lrn;
-  double eps = 1e-5, bnMomentum = 0.9;
-  bool inference = false;
-  double scale = 1; ///< loss-gradient scale, or `scale`'s factor
-  std::vector<double> weights;
-  std::string param; ///< sgd_update
-  double lrMult = 1, decayMult = 1;
-};
-
-/// A value as a kernel sees it during one run.
-struct TensorRef {
-  void *data = nullptr;
-  kernels::Dims4 dims; ///< with the run's batch
-  int64_t count = 0;
-  /// The data as elements of type U (float, double or int32_t).
-  template <typename U> U *as() const { return static_cast<U *>(data); }
-  float *f32() const { return static_cast<float *>(data); }
-  int32_t *i32() const { return static_cast<int32_t *>(data); }
-};
-
-/// A convolution-family kernel (conv2d, deconv2d and their gradients) seen
-/// as its forward convolution: input `x`, weight `w`, output `y` (for the
-/// gradient kernels, the gradients of whichever of them they read or write),
-/// and the geometry for this call's batch. Shared by every backend, which
-/// then only picks its loops.
-struct ConvOperands {
-  kernels::ConvShape shape;
-  const TensorRef *x, *w, *y;
-};
-ConvOperands convOperands(plan::Op op, const KernelAttrs &attrs,
-                          const std::vector<TensorRef> &in,
-                          const std::vector<TensorRef> &out);
-
-/// An fc-family kernel (fc and its gradients) as batch, inputs and outputs
-/// per image, from the operand of the call that has each.
-struct FCDims {
-  int64_t n, in, out;
-};
-FCDims fcDims(plan::Op op, const std::vector<TensorRef> &in,
-              const std::vector<TensorRef> &out);
-
-/// Hyper-parameters and state of the current step.
-struct StepContext {
-  uint64_t step = 0; ///< global step (dropout masks)
-  double lr = 0, momentum = 0, decay = 0;
-  bool training = true;
-};
-
-/// One kernel invocation; f32 values hold elements of type T.
-template <typename T> struct KernelCallT {
-  const plan::Kernel &kernel;
-  const KernelAttrs &attrs;
-  std::vector<TensorRef> in, out;
-  int64_t n; ///< batch of this run
-  const StepContext &ctx;
-  typename ParamStoreT<T>::Entry *param = nullptr; ///< sgd_update's parameter
-};
-
-/// The kernel interface every backend implements.
-template <typename T> class BackendT {
-public:
-  virtual ~BackendT() = default;
-  virtual const char *name() const = 0;
-  virtual void run(const KernelCallT<T> &call) = 0;
-};
-
-/// Plain loops (runtime/kernels/Reference.h): the oracle.
-template <typename T> class ReferenceBackendT : public BackendT<T> {
-public:
-  const char *name() const override { return "reference"; }
-  void run(const KernelCallT<T> &call) override;
-
-private:
-  std::vector<uint8_t> mask_;
-  std::vector<T> mean_, invStd_;
-};
-
-using KernelCall = KernelCallT<float>;
-using Backend = BackendT<float>;
-using ReferenceBackend = ReferenceBackendT<float>;
-
-/// Creates a backend by name ("reference"); throws std::invalid_argument.
-std::unique_ptr<Backend> makeBackend(const std::string &name);
 
 template <typename T> class ExecutorT {
 public:
@@ -195,16 +101,11 @@ private:
 };
 
 /// Defined in Executor.cpp for float and double.
-extern template class ReferenceBackendT<float>;
-extern template class ReferenceBackendT<double>;
 extern template class ExecutorT<float>;
 extern template class ExecutorT<double>;
 
 /// The training executor (f32).
 using Executor = ExecutorT<float>;
-
-/// The NCHW view of a value's shape with batch n ([N, F] is {N, F, 1, 1}).
-kernels::Dims4 dimsOf(const plan::Value &v, int64_t n);
 
 } // namespace netc::exec
 

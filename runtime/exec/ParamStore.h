@@ -26,8 +26,8 @@
 #include <cstddef>
 #include <cstdlib>
 #include <map>
-#include <stdexcept>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 

@@ -33,28 +33,30 @@ RegularFile::RegularFile(const std::string &path, uint64_t maxBytes)
   fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd_ < 0) {
     int err = errno;
-    throw FileError(fmt::format("{}: {}", path,
-                                err == ENOENT ? std::string("no such file")
-                                              : fmt::format("cannot open: {}",
-                                                            std::strerror(err))));
+    throw FileError(fmt::format(
+        "{}: {}", path,
+        err == ENOENT ? std::string("no such file")
+                      : fmt::format("cannot open: {}", std::strerror(err))));
   }
   struct stat st;
   if (::fstat(fd_, &st) != 0) {
     int err = errno;
     ::close(fd_);
-    throw FileError(fmt::format("{}: cannot stat: {}", path, std::strerror(err)));
+    throw FileError(
+        fmt::format("{}: cannot stat: {}", path, std::strerror(err)));
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd_);
-    throw FileError(fmt::format("{}: is {}, not a regular file", path,
-                                kindOf(st.st_mode)));
+    throw FileError(
+        fmt::format("{}: is {}, not a regular file", path, kindOf(st.st_mode)));
   }
   size_ = uint64_t(st.st_size);
   if (size_ > maxBytes) {
     ::close(fd_);
     throw FileError(fmt::format("{}: {} is larger than the {} this reader "
                                 "accepts",
-                                path, formatBytes(size_), formatBytes(maxBytes)));
+                                path, formatBytes(size_),
+                                formatBytes(maxBytes)));
   }
   // Regular files ignore O_NONBLOCK, but clear it so reads behave plainly.
   int flags = ::fcntl(fd_, F_GETFL);

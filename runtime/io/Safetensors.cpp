@@ -44,7 +44,8 @@ json parseHeader(const std::string &text, const std::string &path) {
         keys.pop_back();
       break;
     case json::parse_event_t::key:
-      if (!keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+      if (!keys.empty() &&
+          !keys.back().insert(parsed.get<std::string>()).second &&
           duplicate.empty())
         duplicate = parsed.get<std::string>();
       break;
@@ -242,13 +243,13 @@ int removeStaleTemporaries(const std::string &path) {
       continue;
     std::string pidText = name.substr(prefix.size());
     long pid = 0;
-    auto [end, err] = std::from_chars(pidText.data(),
-                                      pidText.data() + pidText.size(), pid);
+    auto [end, err] =
+        std::from_chars(pidText.data(), pidText.data() + pidText.size(), pid);
     if (err != std::errc() || end != pidText.data() + pidText.size() ||
         pid <= 0)
       continue;
-    bool alive = pid != ::getpid() &&
-                 (::kill(pid_t(pid), 0) == 0 || errno == EPERM);
+    bool alive =
+        pid != ::getpid() && (::kill(pid_t(pid), 0) == 0 || errno == EPERM);
     if (!alive && fs::remove(e.path(), ec))
       ++removed;
   }

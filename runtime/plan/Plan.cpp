@@ -448,8 +448,8 @@ struct Parser {
                        fmt::join(p.shape, ", ")));
     p.group = optStr(j, path, "group", "");
     p.trainable = optBool(j, path, "trainable", true);
-    p.lrMult = nonNegative(optNum(j, path, "lr_mult", 1.0),
-                           join(path, "lr_mult"));
+    p.lrMult =
+        nonNegative(optNum(j, path, "lr_mult", 1.0), join(path, "lr_mult"));
     p.decayMult = nonNegative(optNum(j, path, "decay_mult", 1.0),
                               join(path, "decay_mult"));
     std::string ip = join(path, "init");
@@ -545,8 +545,8 @@ struct Parser {
       std::optional<int64_t> bytes =
           checkedProduct(v.shape, p.batch, dtypeSize(v.dtype));
       int64_t end;
-      if (!bytes || __builtin_add_overflow(v.offset < 0 ? 0 : v.offset, *bytes,
-                                           &end))
+      if (!bytes ||
+          __builtin_add_overflow(v.offset < 0 ? 0 : v.offset, *bytes, &end))
         fail(join(ep, "shape"),
              fmt::format("value {} of shape [{}] at batch {} is too large",
                          v.id, fmt::join(v.shape, ", "), p.batch));
@@ -659,7 +659,8 @@ struct Parser {
       checkWritten(*p.logits, join(op, "logits"));
     for (size_t t = 0; t < p.terms.size(); ++t) {
       checkScalar(p.terms[t].value, index("terms", t));
-      checkWritten(p.terms[t].value, join(index(join(op, "terms"), t), "value"));
+      checkWritten(p.terms[t].value,
+                   join(index(join(op, "terms"), t), "value"));
     }
     for (size_t r = 0; r < p.reconstructions.size(); ++r)
       checkWritten(p.reconstructions[r].value,
@@ -752,8 +753,7 @@ struct Parser {
                          "has {}",
                          g.id, g.count(p.batch), pname, spec->count()));
       nonNegative(k.f64("lr_mult"), join(join(path, "attrs"), "lr_mult"));
-      nonNegative(k.f64("decay_mult"),
-                  join(join(path, "attrs"), "decay_mult"));
+      nonNegative(k.f64("decay_mult"), join(join(path, "attrs"), "decay_mult"));
     }
     if (k.op == Op::Unpool && k.in.size() == 1 && !k.has("position"))
       fail(join(path, "attrs"),
@@ -850,7 +850,8 @@ struct Parser {
     ph.lrEvery = optInt(j, path, "lr_every", 1);
     if (ph.lrEvery <= 0)
       fail(join(path, "lr_every"), "lr_every must be positive");
-    ph.lrMin = nonNegative(optNum(j, path, "lr_min", 0.0), join(path, "lr_min"));
+    ph.lrMin =
+        nonNegative(optNum(j, path, "lr_min", 0.0), join(path, "lr_min"));
     ph.lrGamma = nonNegative(ph.lrGamma, join(path, "lr_gamma"));
     if (!it->second.loss)
       fail(join(path, "program"),

@@ -142,7 +142,8 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
                                    "checkpoint?)",
                                    path, key));
     const std::string &text = it->second;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    auto [end, ec] =
+        std::from_chars(text.data(), text.data() + text.size(), out);
     if (ec != std::errc() || end != text.data() + text.size() || text.empty() ||
         text[0] == '-')
       throw TrainError(fmt::format("{}: __metadata__.{}: '{}' is not a "
@@ -158,8 +159,8 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
                                  "({} phases)",
                                  path, s.phaseIndex, plan.schedule.size()));
   if (s.phaseIndex == int64_t(plan.schedule.size()) && s.step != 0)
-    throw TrainError(fmt::format("{}: step {} after the end of the schedule",
-                                 path, s.step));
+    throw TrainError(
+        fmt::format("{}: step {} after the end of the schedule", path, s.step));
   if (s.step > s.globalStep)
     throw TrainError(fmt::format("{}: step {} in the phase exceeds the {} "
                                  "global steps",

@@ -13,15 +13,15 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <tuple>
-#include <cerrno>
-#include <csignal>
 #include <sys/stat.h>
+#include <tuple>
 #include <unistd.h>
 
 using namespace netc;
@@ -1101,7 +1101,6 @@ TEST(TrainerTest, NonFiniteLossStops) {
   EXPECT_FALSE(fs::exists(dir.path / "checkpoint.safetensors"));
 }
 
-
 //===----------------------------------------------------------------------===//
 // Hardening: hostile files, crafted checkpoints, plans that cannot run
 //===----------------------------------------------------------------------===//
@@ -1132,9 +1131,8 @@ TEST(HardeningTest, SpecialFilesAreRefused) {
     plan::loadPlan(fifoDir.str());
     FAIL() << "expected PlanError";
   } catch (const plan::PlanError &e) {
-    EXPECT_EQ(std::string(e.what()),
-              (fifoDir.path / "plan.json").string() +
-                  ": is a FIFO, not a regular file");
+    EXPECT_EQ(std::string(e.what()), (fifoDir.path / "plan.json").string() +
+                                         ": is a FIFO, not a regular file");
   }
   EXPECT_EQ(readError("/dev/zero"),
             "/dev/zero: is a character device, not a regular file");
@@ -1162,12 +1160,18 @@ TEST(HardeningTest, SafetensorsShapeOverflowAndDuplicateKeys) {
   TempDir dir;
   std::string p = (dir.path / "bad.safetensors").string();
   // [2^62, 4] floats are 2^66 bytes: 0 after wraparound, like the span.
-  writeText(p, withHeader(R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})",
-                          ""));
+  writeText(
+      p,
+      withHeader(
+          R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})",
+          ""));
   EXPECT_EQ(readError(p), p + ": tensor 'w': shape [4611686018427387904, 4] "
                               "is too large (its size overflows)");
-  writeText(p, withHeader(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
-                          "abcd"));
+  writeText(
+      p,
+      withHeader(
+          R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+          "abcd"));
   EXPECT_EQ(readError(p), p + ": header names 'w' twice");
 }
 
@@ -1246,10 +1250,10 @@ TEST(HardeningTest, StaleCheckpointTemporariesAreRemoved) {
   pid_t dead = 4194303;
   while (dead > 2 && (::kill(dead, 0) == 0 || errno != ESRCH))
     --dead;
-  fs::path stale = dir.path / (".checkpoint.safetensors.tmp." +
-                               std::to_string(dead));
-  fs::path live = dir.path / (".checkpoint.json.tmp." +
-                              std::to_string(::getppid()));
+  fs::path stale =
+      dir.path / (".checkpoint.safetensors.tmp." + std::to_string(dead));
+  fs::path live =
+      dir.path / (".checkpoint.json.tmp." + std::to_string(::getppid()));
   writeText(stale, "partial");
   writeText(live, "being written");
   std::ostringstream log;

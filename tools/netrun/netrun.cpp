@@ -271,11 +271,10 @@ int cmdEval(const Args &a) {
   if (split.empty())
     split = "test";
   if (split != "test" && split != "train")
-    throw UsageError(fmt::format("--split must be test or train, got '{}'",
-                                 split));
-  train::EvalResult r = train::evaluate(p, store, *backend,
-                                        split == "train" ? data.train
-                                                         : data.test);
+    throw UsageError(
+        fmt::format("--split must be test or train, got '{}'", split));
+  train::EvalResult r = train::evaluate(
+      p, store, *backend, split == "train" ? data.train : data.test);
   std::cout << fmt::format("{} error {:.2f}% ({} of {} wrong)\n", split,
                            r.errorPercent(), r.total - r.correct, r.total);
   return 0;

@@ -1,0 +1,111 @@
+//===- KernelCall.h - what every backend shares about a kernel --*- C++ -*-===//
+//
+// A kernel as a backend sees it: its decoded attributes, its operands with
+// this run's batch, and the step's hyper-parameters. The attribute decoding,
+// the geometry checks and the operand views (convOperands, fcDims) live here
+// once, so that every backend derives shapes the same way and only picks its
+// loops or library calls.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_RUNTIME_EXEC_KERNELCALL_H
+#define NETC_RUNTIME_EXEC_KERNELCALL_H
+
+#include "runtime/exec/ParamStore.h"
+#include "runtime/kernels/Reference.h"
+#include "runtime/plan/Plan.h"
+
+#include <string>
+#include <vector>
+
+namespace netc::exec {
+
+/// A kernel's attributes, decoded from the plan (unused fields stay default).
+struct KernelAttrs {
+  kernels::Window2D win;
+  int64_t groups = 1;
+  int64_t outPadH = 0, outPadW = 0;
+  bool ceil = false;
+  int64_t sizeH = 0, sizeW = 0; ///< unpool
+  int64_t posH = 0, posW = 0;
+  bool normalize = false;
+  double ratio = 0;
+  uint64_t seed = 0;
+  kernels::LrnParams lrn;
+  double eps = 1e-5, bnMomentum = 0.9;
+  bool inference = false;
+  double scale = 1; ///< loss-gradient scale, or `scale`'s factor
+  std::vector<double> weights;
+  std::string param; ///< sgd_update
+  double lrMult = 1, decayMult = 1;
+};
+
+/// A value as a kernel sees it during one run.
+struct TensorRef {
+  void *data = nullptr;
+  kernels::Dims4 dims; ///< with the run's batch
+  int64_t count = 0;
+  /// The data as elements of type U (float, double or int32_t).
+  template <typename U> U *as() const { return static_cast<U *>(data); }
+  float *f32() const { return static_cast<float *>(data); }
+  int32_t *i32() const { return static_cast<int32_t *>(data); }
+};
+
+/// A convolution-family kernel (conv2d, deconv2d and their gradients) seen
+/// as its forward convolution: input `x`, weight `w`, output `y` (for the
+/// gradient kernels, the gradients of whichever of them they read or write),
+/// and the geometry for this call's batch. Shared by every backend, which
+/// then only picks its loops.
+struct ConvOperands {
+  kernels::ConvShape shape;
+  const TensorRef *x, *w, *y;
+};
+ConvOperands convOperands(plan::Op op, const KernelAttrs &attrs,
+                          const std::vector<TensorRef> &in,
+                          const std::vector<TensorRef> &out);
+
+/// An fc-family kernel (fc and its gradients) as batch, inputs and outputs
+/// per image, from the operand of the call that has each.
+struct FCDims {
+  int64_t n, in, out;
+};
+FCDims fcDims(plan::Op op, const std::vector<TensorRef> &in,
+              const std::vector<TensorRef> &out);
+
+/// Hyper-parameters and state of the current step.
+struct StepContext {
+  uint64_t step = 0; ///< global step (dropout masks)
+  double lr = 0, momentum = 0, decay = 0;
+  bool training = true;
+};
+
+/// One kernel invocation; f32 values hold elements of type T.
+template <typename T> struct KernelCallT {
+  const plan::Kernel &kernel;
+  const KernelAttrs &attrs;
+  std::vector<TensorRef> in, out;
+  int64_t n; ///< batch of this run
+  const StepContext &ctx;
+  typename ParamStoreT<T>::Entry *param = nullptr; ///< sgd_update's parameter
+};
+
+/// Decodes and range-checks a kernel's attributes (PlanError naming the
+/// kernel's path).
+KernelAttrs decodeAttrs(const plan::Kernel &k);
+
+/// Checks the shapes a kernel derives from its operands against the plan's
+/// (kernels::KernelError). `paramCount` is the element count of
+/// sgd_update's parameter.
+void checkGeometry(const plan::Kernel &k, const KernelAttrs &attrs,
+                   const std::vector<TensorRef> &in,
+                   const std::vector<TensorRef> &out, const plan::Program &p,
+                   int64_t paramCount);
+
+/// The NCHW view of a value's shape with batch n ([N, F] is {N, F, 1, 1}).
+kernels::Dims4 dimsOf(const plan::Value &v, int64_t n);
+
+using KernelCall = KernelCallT<float>;
+
+} // namespace netc::exec
+
+#endif // NETC_RUNTIME_EXEC_KERNELCALL_H
