@@ -8,6 +8,9 @@
 
 #include "frontend/AST.h"
 #include "frontend/Frontend.h"
+#include "frontend/Source.h"
+
+#include <optional>
 
 using netc::ast::Augment;
 using netc::ast::Block;
@@ -69,7 +72,10 @@ namespace {
 class Dumper {
 public:
   Dumper(const llvm::SourceMgr *srcMgr, llvm::raw_ostream &os)
-      : srcMgr(srcMgr), os(os) {}
+      : srcMgr(srcMgr), os(os) {
+    if (srcMgr)
+      lines.emplace(*srcMgr);
+  }
 
   void dump(const Program &program);
 
@@ -92,7 +98,7 @@ private:
       os << '\n';
       return;
     }
-    auto [line, col] = srcMgr->getLineAndColumn(loc);
+    auto [line, col] = lines->getLineAndColumn(loc);
     os << " @" << line << ':' << col << '\n';
   }
 
@@ -104,6 +110,7 @@ private:
   };
 
   const llvm::SourceMgr *srcMgr;
+  std::optional<netc::LineTable> lines;
   llvm::raw_ostream &os;
   unsigned level = 0;
 };

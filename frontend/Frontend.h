@@ -31,11 +31,12 @@ struct ProgramDeleter {
 };
 using ProgramPtr = std::unique_ptr<ast::Program, ProgramDeleter>;
 
-/// Lexes and parses `path` and, transitively, every file it imports (relative
-/// to the importing file, then each of `includeDirs`). Import cycles and
-/// missing files are errors at the `import` statement. All buffers are added
-/// to `srcMgr`, which must outlive the returned program and the Model made
-/// from it.
+/// Lexes and parses `path` (`-`: stdin) and, transitively, every file it
+/// imports (relative to the importing file, then each of `includeDirs`).
+/// Every file is read through readSourceFile (Source.h): regular files of
+/// bounded size only. Import cycles and missing files are errors at the
+/// `import` statement. All buffers are added to `srcMgr`, which must outlive
+/// the returned program and the Model made from it.
 ProgramPtr parseProgram(llvm::SourceMgr &srcMgr, llvm::StringRef path,
                         const std::vector<std::string> &includeDirs = {});
 

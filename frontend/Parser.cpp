@@ -10,6 +10,7 @@
 
 #include "frontend/Parser.h"
 #include "frontend/Frontend.h"
+#include "frontend/Source.h"
 
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/SmallString.h"
@@ -670,11 +671,11 @@ LogicalResult ProgramLoader::load(unsigned bufferId, StringRef path,
                               llvm::Twine(Parser::kMaxDepth) + " levels)");
       return failure();
     }
-    auto bufOrErr = llvm::MemoryBuffer::getFile(*found, /*IsText=*/true);
+    auto bufOrErr = readSourceFile(*found);
     if (!bufOrErr) {
       srcMgr.PrintMessage(import->pathLoc, llvm::SourceMgr::DK_Error,
                           "cannot open imported file '" + import->path +
-                              "': " + bufOrErr.getError().message());
+                              "': " + llvm::toString(bufOrErr.takeError()));
       return failure();
     }
     unsigned id = srcMgr.AddNewSourceBuffer(std::move(*bufOrErr), import->loc);
@@ -686,12 +687,12 @@ LogicalResult ProgramLoader::load(unsigned bufferId, StringRef path,
 
 ProgramPtr netc::parseProgram(llvm::SourceMgr &srcMgr, StringRef path,
                               const std::vector<std::string> &includeDirs) {
-  auto bufOrErr = llvm::MemoryBuffer::getFileOrSTDIN(path, /*IsText=*/true);
+  auto bufOrErr = readSourceFile(path);
   if (!bufOrErr) {
     // No buffer to point into: `path: error: ...`, still through the handler.
     llvm::SMDiagnostic diag(path, llvm::SourceMgr::DK_Error,
                             "cannot open file: " +
-                                bufOrErr.getError().message());
+                                llvm::toString(bufOrErr.takeError()));
     if (llvm::SourceMgr::DiagHandlerTy handler = srcMgr.getDiagHandler())
       handler(diag, srcMgr.getDiagContext());
     else
@@ -714,7 +715,9 @@ ProgramPtr netc::parseProgramFromBuffer(llvm::SourceMgr &srcMgr,
                                         StringRef bufferName,
                                         StringRef contents) {
   unsigned id = srcMgr.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(contents, bufferName), SMLoc());
+      normalizeSource(
+          llvm::MemoryBuffer::getMemBufferCopy(contents, bufferName)),
+      SMLoc());
   ProgramPtr program(new ast::Program);
   program->srcMgr = &srcMgr;
   static const std::vector<std::string> noIncludeDirs;

@@ -19,13 +19,16 @@
 #include "frontend/Sema.h"
 #include "frontend/AST.h"
 #include "frontend/Frontend.h"
+#include "frontend/Source.h"
 
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/LogicalResult.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/Path.h"
 
 #include <set>
@@ -198,7 +201,7 @@ struct PendingStage {
 class Sema {
 public:
   Sema(const ast::Program &program, llvm::SourceMgr &srcMgr)
-      : program(program), srcMgr(srcMgr) {}
+      : program(program), srcMgr(srcMgr), lines(srcMgr) {}
 
   std::optional<Model> run();
 
@@ -236,14 +239,24 @@ private:
   std::optional<std::array<int64_t, 2>> getPair(const ast::Value &v,
                                                 const Twine &what);
   std::optional<InitSpec> getInit(const ast::Value &v, const Twine &what);
+  /// An integer in [min, max], min being 0 or 1.
+  std::optional<int64_t> getIntInRange(const ast::Value &v, const Twine &what,
+                                       int64_t min, int64_t max);
   /// An integer in [min, kMaxExtent].
   std::optional<int64_t> getExtent(const ast::Value &v, const Twine &what,
-                                   int64_t min);
+                                   int64_t min) {
+    return getIntInRange(v, what, min, kMaxExtent);
+  }
 
   // Sections.
   void buildAugment(const ast::Augment &augment);
   void buildTrain(const ast::Train &train);
   void buildData(const ast::Setting &setting, DataSpec &data);
+  /// Checks the crop size and the number of mean and std values against the
+  /// network input (and the images, where the data set fixes their size), as
+  /// the trainer would.
+  void checkDataShape(const DataSpec &data, SMLoc cropLoc, SMLoc meanLoc,
+                      SMLoc stdLoc);
   void buildPhase(const ast::Setting &setting, PhaseSpec &phase);
   /// Checks the shape of a setting: argument count, no named values, no body.
   bool checkSetting(const ast::Setting &setting, size_t minArgs, size_t maxArgs,
@@ -254,6 +267,7 @@ private:
 
   const ast::Program &program;
   llvm::SourceMgr &srcMgr;
+  LineTable lines;
   Model model;
   bool hadError = false;
   unsigned errorCount = 0;
@@ -308,25 +322,33 @@ Loc Sema::toLoc(SMLoc loc) {
     name = std::make_shared<std::string>(
         srcMgr.getMemoryBuffer(id)->getBufferIdentifier().str());
   result.file = name;
-  auto [line, col] = srcMgr.getLineAndColumn(loc, id);
+  auto [line, col] = lines.getLineAndColumn(loc, id);
   result.line = line;
   result.col = col;
   return result;
 }
 
-/// Paths in a file are relative to that file's directory.
+/// Paths in a file are relative to that file's directory. The result is
+/// absolute, so that the trainer works from any working directory: the
+/// file's directory as the system resolves it, or, for a buffer that is not
+/// a file (stdin, a test's), that name made absolute.
 std::string Sema::resolvePath(SMLoc loc, StringRef path) {
   if (path.empty() || llvm::sys::path::is_absolute(path))
     return path.str();
   unsigned id = loc.isValid() ? srcMgr.FindBufferContainingLoc(loc) : 0;
-  if (!id)
-    return path.str();
-  StringRef dir = llvm::sys::path::parent_path(
-      srcMgr.getMemoryBuffer(id)->getBufferIdentifier());
-  if (dir.empty())
-    return path.str();
-  llvm::SmallString<256> full(dir);
+  llvm::SmallString<256> dir;
+  if (id)
+    dir = llvm::sys::path::parent_path(
+        srcMgr.getMemoryBuffer(id)->getBufferIdentifier());
+  llvm::SmallString<256> full;
+  if (llvm::sys::fs::real_path(dir.empty() ? StringRef(".") : StringRef(dir),
+                               full)) {
+    full = dir;
+    if (llvm::sys::fs::make_absolute(full))
+      return path.str();
+  }
   llvm::sys::path::append(full, path);
+  llvm::sys::path::remove_dots(full);
   return std::string(full);
 }
 
@@ -341,8 +363,9 @@ std::optional<int64_t> Sema::getInt(const ast::Value &v, const Twine &what) {
   return std::nullopt;
 }
 
-std::optional<int64_t> Sema::getExtent(const ast::Value &v, const Twine &what,
-                                       int64_t min) {
+std::optional<int64_t> Sema::getIntInRange(const ast::Value &v,
+                                           const Twine &what, int64_t min,
+                                           int64_t max) {
   std::optional<int64_t> i = getInt(v, what);
   if (!i)
     return std::nullopt;
@@ -351,9 +374,9 @@ std::optional<int64_t> Sema::getExtent(const ast::Value &v, const Twine &what,
                      ", got " + Twine(*i));
     return std::nullopt;
   }
-  if (*i > kMaxExtent) {
-    error(v.loc, what + " is too large (at most " + Twine(kMaxExtent) +
-                     "), got " + Twine(*i));
+  if (*i > max) {
+    error(v.loc, what + " is too large (at most " + Twine(max) + "), got " +
+                     Twine(*i));
     return std::nullopt;
   }
   return i;
@@ -609,14 +632,22 @@ void Sema::buildNetwork(const ast::Network &network) {
                          describe(v));
         break;
       }
-      for (unsigned i = 0; i < 3; ++i) {
-        if (v.dims[i] <= 0 || v.dims[i] > kMaxExtent) {
-          error(v.loc, "input dims must be in [1, " + Twine(kMaxExtent) +
-                           "], got " + v.spelling);
-          break;
-        }
-        net.input[i] = v.dims[i];
+      if (llvm::any_of(v.dims,
+                       [](int64_t d) { return d <= 0 || d > kMaxExtent; })) {
+        error(v.loc, "input dims must be in [1, " + Twine(kMaxExtent) +
+                         "], got " + v.spelling);
+        break;
       }
+      int64_t elements = v.dims[0];
+      if (llvm::MulOverflow(elements, v.dims[1], elements) ||
+          llvm::MulOverflow(elements, v.dims[2], elements) ||
+          elements > kMaxInputElements) {
+        error(v.loc, "input " + v.spelling + " is too large (at most " +
+                         Twine(kMaxInputElements) + " values per image)");
+        break;
+      }
+      for (unsigned i = 0; i < 3; ++i)
+        net.input[i] = v.dims[i];
       break;
     }
     case ast::NetItem::Kind::Classes: {
@@ -1491,6 +1522,7 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
                                joinOr(kKinds) + suggest(*kind, kKinds));
   }
   llvm::StringMap<SMLoc> seen;
+  SMLoc cropLoc, meanLoc, stdLoc;
   for (const ast::Setting &d : s.body) {
     StringRef key = d.keyword;
     if (!llvm::is_contained(kSettings, key)) {
@@ -1510,11 +1542,8 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
     if (key == "subset" || key == "test-subset") {
       if (!checkSetting(d, 1, 1))
         continue;
-      std::optional<int64_t> n = getInt(d.args[0], "'" + key + "'");
-      if (n && *n <= 0)
-        error(d.args[0].loc,
-              "'" + key + "' must be positive, got " + Twine(*n));
-      else if (n)
+      if (std::optional<int64_t> n =
+              getIntInRange(d.args[0], "'" + key + "'", 1, kMaxImages))
         (key == "subset" ? data.subset : data.testSubset) = *n;
       continue;
     }
@@ -1532,8 +1561,10 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
       }
       if (!checkSetting(d, 1, 3))
         continue;
-      if (std::optional<int64_t> n = getExtent(d.args[0], "'crop'", 1))
+      if (std::optional<int64_t> n = getExtent(d.args[0], "'crop'", 1)) {
         data.crop = *n;
+        cropLoc = d.args[0].loc;
+      }
       if (d.args.size() == 3) {
         if (d.args[1].kind != ast::Value::Kind::Ident ||
             d.args[1].spelling != "pad") {
@@ -1588,9 +1619,60 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
       }
       values.push_back(*x);
     }
-    if (ok)
+    if (ok) {
       (key == "mean" ? data.mean : data.std) = std::move(values);
+      (key == "mean" ? meanLoc : stdLoc) = d.loc;
+    }
   }
+  checkDataShape(data, cropLoc, meanLoc, stdLoc);
+}
+
+/// The image size of the data sets whose images have one size.
+static std::optional<std::array<int64_t, 3>> knownImageDims(StringRef kind) {
+  if (kind == "fashion-mnist" || kind == "mnist")
+    return std::array<int64_t, 3>{1, 28, 28};
+  if (kind == "cifar10")
+    return std::array<int64_t, 3>{3, 32, 32};
+  return std::nullopt;
+}
+
+void Sema::checkDataShape(const DataSpec &data, SMLoc cropLoc, SMLoc meanLoc,
+                          SMLoc stdLoc) {
+  // Nothing to compare with when 'input' was missing or wrong.
+  const std::array<int64_t, 3> &input = model.network.input;
+  if (input[0] == 0)
+    return;
+  std::optional<std::array<int64_t, 3>> image = knownImageDims(data.kind);
+  if (data.crop > 0) {
+    std::string imageSize =
+        image ? (Twine((*image)[1]) + "x" + Twine((*image)[2])).str() : "";
+    // kMaxExtent bounds crop and pad: no overflow.
+    if (image && (data.crop > (*image)[1] + 2 * data.cropPad ||
+                  data.crop > (*image)[2] + 2 * data.cropPad))
+      error(cropLoc,
+            "crop " + Twine(data.crop) + " is larger than the " + imageSize +
+                " images of '" + data.kind + "'" +
+                (data.cropPad ? " padded by " + Twine(data.cropPad) : "") +
+                "; the largest crop is " +
+                Twine(std::min((*image)[1], (*image)[2]) + 2 * data.cropPad));
+    else if (data.crop != input[1] || data.crop != input[2])
+      error(cropLoc, "crop " + Twine(data.crop) + " makes " + Twine(data.crop) +
+                         "x" + Twine(data.crop) +
+                         " images but the network input is " + Twine(input[1]) +
+                         "x" + Twine(input[2]) +
+                         "; crop to the network's input size");
+  }
+  auto checkChannels = [&](const std::vector<double> &values, SMLoc loc,
+                           StringRef key) {
+    if (values.size() <= 1 || int64_t(values.size()) == input[0])
+      return;
+    error(loc, "'" + key + "' has " + Twine(values.size()) +
+                   " values but the network input has " + Twine(input[0]) +
+                   (input[0] == 1 ? " channel" : " channels") +
+                   "; give one value, or one per channel");
+  };
+  checkChannels(data.mean, meanLoc, "mean");
+  checkChannels(data.std, stdLoc, "std");
 }
 
 void Sema::buildPhase(const ast::Setting &s, PhaseSpec &phase) {
@@ -1674,14 +1756,13 @@ void Sema::buildPhase(const ast::Setting &s, PhaseSpec &phase) {
     if (key == "batch" || key == "epochs" || key == "steps") {
       if (!checkSetting(p, 1, 1))
         continue;
-      std::optional<int64_t> n = getInt(p.args[0], "'" + key + "'");
+      int64_t max = key == "batch"    ? kMaxBatch
+                    : key == "epochs" ? kMaxEpochs
+                                      : kMaxSteps;
+      std::optional<int64_t> n =
+          getIntInRange(p.args[0], "'" + key + "'", 1, max);
       if (!n)
         continue;
-      if (*n <= 0) {
-        error(p.args[0].loc,
-              "'" + key + "' must be positive, got " + Twine(*n));
-        continue;
-      }
       (key == "batch"    ? phase.batch
        : key == "epochs" ? phase.epochs
                          : phase.maxSteps) = *n;
@@ -1712,17 +1793,13 @@ void Sema::buildPhase(const ast::Setting &s, PhaseSpec &phase) {
     }
     if (isWord(policy, "step") && n == 4 && isWord(p.args[2], "every")) {
       std::optional<double> g = getNumber(p.args[1], "'lr step' factor");
-      std::optional<int64_t> every = getInt(p.args[3], "'lr step every'");
       if (g && (*g <= 0 || *g > 1)) {
         error(p.args[1].loc,
               "'lr step' factor must be in (0, 1], got " + p.args[1].spelling);
         continue;
       }
-      if (every && *every <= 0) {
-        error(p.args[3].loc,
-              "'lr step every' must be positive, got " + Twine(*every));
-        continue;
-      }
+      std::optional<int64_t> every =
+          getIntInRange(p.args[3], "'lr step every'", 1, kMaxEpochs);
       if (!g || !every)
         continue;
       phase.lrPolicy = "step";

@@ -27,6 +27,21 @@ constexpr unsigned kMaxNesting = 256;
 constexpr int64_t kMaxExpansionSteps = 1000000;
 /// Largest channel count, kernel, stride, pad or input extent.
 constexpr int64_t kMaxExtent = int64_t(1) << 24;
+/// Most elements of one input image (C*H*W): 8 GiB of floats.
+constexpr int64_t kMaxInputElements = int64_t(1) << 31;
+
+// Training settings. Far above anything trainable, low enough that every
+// product the compiler and runtime form from them (batch x image bytes,
+// epochs x steps per epoch) fits in 64 bits.
+
+/// Largest `batch` (also `netc --batch`).
+constexpr int64_t kMaxBatch = int64_t(1) << 20;
+/// Largest `epochs` and `lr step ... every N`.
+constexpr int64_t kMaxEpochs = 1000000;
+/// Largest `steps`.
+constexpr int64_t kMaxSteps = 1000000000;
+/// Largest `subset` and `test-subset`.
+constexpr int64_t kMaxImages = 1000000000;
 
 } // namespace sema
 } // namespace netc

@@ -8,13 +8,20 @@
 
 #include "frontend/Frontend.h"
 #include "frontend/Lexer.h"
+#include "frontend/Sema.h"
+#include "frontend/Source.h"
 
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/SmallString.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/SourceMgr.h"
 
 #include "gtest/gtest.h"
 
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 using namespace netc;
@@ -199,6 +206,14 @@ Built build(llvm::StringRef text) {
   result.parsed = true;
   result.model = buildModel(*program, srcMgr);
   return result;
+}
+
+/// `path` made absolute against the working directory, as Sema resolves
+/// paths in a buffer that is not a file.
+std::string absolute(llvm::StringRef path) {
+  llvm::SmallString<256> full(path);
+  EXPECT_FALSE(llvm::sys::fs::make_absolute(full));
+  return std::string(full);
 }
 
 /// All layers in network order.
@@ -413,8 +428,8 @@ network n {
   EXPECT_DOUBLE_EQ(l[4]->weight.init.value, 2);
   EXPECT_DOUBLE_EQ(l[4]->bias.init.value, 1);
   EXPECT_EQ(l[5]->weight.init.kind, InitSpec::Kind::File);
-  // Paths are relative to the .net file's directory.
-  EXPECT_EQ(l[5]->weight.init.path, "dir/w.safetensors");
+  // Paths are relative to the .net file's directory, and made absolute.
+  EXPECT_EQ(l[5]->weight.init.path, absolute("dir/w.safetensors"));
   EXPECT_EQ(l[5]->weight.init.key, "x.y");
   EXPECT_DOUBLE_EQ(l[5]->bias.init.value, -1);
   EXPECT_DOUBLE_EQ(l[5]->bias.lrMult, 5);
@@ -437,7 +452,7 @@ network n {
   // An explicit init stays; the other parameters come from the file.
   EXPECT_EQ(l[0]->weight.init.kind, InitSpec::Kind::Gaussian);
   EXPECT_EQ(l[0]->bias.init.kind, InitSpec::Kind::File);
-  EXPECT_EQ(l[0]->bias.init.path, "dir/vgg.safetensors");
+  EXPECT_EQ(l[0]->bias.init.path, absolute("dir/vgg.safetensors"));
   EXPECT_EQ(l[0]->bias.init.key, "conv1.bias");
   EXPECT_EQ(l[3]->weight.init.kind, InitSpec::Kind::File);
   EXPECT_EQ(l[3]->weight.init.key, "batchnorm1.weight");
@@ -468,7 +483,7 @@ network n {
 TEST(SemaTest, AugmentAndTrain) {
   Built b = build(R"(
 network n {
-  input 1x28x28; classes 10
+  input 3x32x32; classes 10
   macro conv1 { conv 8; relu; maxpool }
   macro conv2 { conv 8; relu; maxpool }
   fc6: fc 10
@@ -497,7 +512,7 @@ train {
   const TrainSpec &t = b.model->train;
   EXPECT_TRUE(t.present);
   EXPECT_EQ(t.data.kind, "cifar10");
-  EXPECT_EQ(t.data.path, "dir/c");
+  EXPECT_EQ(t.data.path, absolute("dir/c"));
   EXPECT_EQ(t.data.subset, 5);
   EXPECT_EQ(t.data.testSubset, 6);
   EXPECT_TRUE(t.data.mirror);
@@ -661,6 +676,217 @@ TEST(ParserTest, DumpIsUnexpanded) {
                  "    Network n @2:1\n"
                  "      Input 1x2x2 @3:3\n"
                  "      Macro m = b(2) @4:3\n");
+}
+
+TEST(SemaTest, SettingRanges) {
+  auto withPhase = [](const std::string &settings) {
+    return build("network n { input 1x28x28; classes 10; fc 10 }\n"
+                 "train { phase p { " +
+                 settings + " } }\n");
+  };
+  Built ok = withPhase("batch " + std::to_string(sema::kMaxBatch) +
+                       "; epochs " + std::to_string(sema::kMaxEpochs) +
+                       "; steps " + std::to_string(sema::kMaxSteps));
+  ASSERT_TRUE(ok.model) << ok.diags;
+  EXPECT_EQ(ok.model->train.phases[0].batch, sema::kMaxBatch);
+  for (const char *bad :
+       {"batch 1048577", "epochs 1000001", "steps 1000000001",
+        "batch 9223372036854775807", "lr step 0.5 every 1000001"}) {
+    Built b = withPhase(bad);
+    EXPECT_FALSE(b.model) << bad;
+    EXPECT_NE(b.diags.find("is too large (at most"), std::string::npos)
+        << b.diags;
+  }
+  Built input = build("network n { input 65536x65536x65536; classes 10; "
+                      "fc 10 }\n");
+  EXPECT_FALSE(input.model);
+  EXPECT_NE(input.diags.find("test.net:1:19: error: input 65536x65536x65536 "
+                             "is too large"),
+            std::string::npos)
+      << input.diags;
+}
+
+TEST(SemaTest, DataShapeChecks) {
+  auto withData = [](const std::string &input, const std::string &data) {
+    return build("network n { input " + input +
+                 "; classes 10; fc 10 }\ntrain { data " + data + " }\n");
+  };
+  Built ok =
+      withData("3x40x40", "cifar10 { crop 40 pad 4; mean 1 2 3; std 4 }");
+  EXPECT_TRUE(ok.model) << ok.diags;
+  ok = withData("3x224x224", "images { crop 224; mean 1 2 3 }");
+  EXPECT_TRUE(ok.model) << ok.diags;
+
+  Built b = withData("1x28x28", "mnist { crop 29 }");
+  EXPECT_NE(b.diags.find("test.net:2:27: error: crop 29 is larger than the "
+                         "28x28 images of 'mnist'; the largest crop is 28"),
+            std::string::npos)
+      << b.diags;
+  b = withData("1x32x32", "mnist { crop 32 pad 2 }");
+  EXPECT_TRUE(b.model) << b.diags;
+  b = withData("3x32x32", "cifar10 { crop 28 }");
+  EXPECT_NE(b.diags.find("crop 28 makes 28x28 images but the network input "
+                         "is 32x32"),
+            std::string::npos)
+      << b.diags;
+  b = withData("3x32x32", "cifar10 { mean 1 2 }");
+  EXPECT_NE(b.diags.find("test.net:2:24: error: 'mean' has 2 values but the "
+                         "network input has 3 channels"),
+            std::string::npos)
+      << b.diags;
+}
+
+TEST(SemaTest, LocationsOnALongLine) {
+  std::string text = "network n { input 1x2x2; classes 2; ";
+  for (int i = 0; i < 1000; ++i)
+    text += "relu; ";
+  text += "fc 2 }\n";
+  Built b = build(text);
+  ASSERT_TRUE(b.model) << b.diags;
+  std::vector<const Layer *> l = layers(*b.model);
+  ASSERT_EQ(l.size(), 1001u);
+  EXPECT_EQ(l[999]->loc.line, 1u);
+  EXPECT_EQ(l[999]->loc.col, 37u + 999 * 6);
+  EXPECT_EQ(l[1000]->loc.col, 37u + 1000 * 6);
+}
+
+//===----------------------------------------------------------------------===//
+// Source text
+//===----------------------------------------------------------------------===//
+
+TEST(SourceTest, LineTableMatchesSourceMgr) {
+  llvm::SourceMgr srcMgr;
+  llvm::StringRef text = "ab\n\n\tcd e\r\nfgh\n  i";
+  unsigned id = srcMgr.AddNewSourceBuffer(
+      llvm::MemoryBuffer::getMemBufferCopy(text, "t.net"), llvm::SMLoc());
+  const char *start = srcMgr.getMemoryBuffer(id)->getBufferStart();
+  LineTable lines(srcMgr);
+  for (size_t i = 0; i <= text.size(); ++i) {
+    // SourceMgr counts the column of a CRLF's LF from the CR; no token
+    // starts there.
+    if (i && text[i - 1] == '\r')
+      continue;
+    llvm::SMLoc loc = llvm::SMLoc::getFromPointer(start + i);
+    EXPECT_EQ(lines.getLineAndColumn(loc), srcMgr.getLineAndColumn(loc))
+        << "offset " << i;
+    EXPECT_EQ(lines.getLineAndColumn(loc, id), srcMgr.getLineAndColumn(loc))
+        << "offset " << i;
+  }
+  EXPECT_EQ(lines.getLineAndColumn(llvm::SMLoc()),
+            (std::pair<unsigned, unsigned>{0, 0}));
+}
+
+TEST(SourceTest, NormalizeSource) {
+  auto normalize = [](llvm::StringRef text) {
+    return normalizeSource(llvm::MemoryBuffer::getMemBufferCopy(text, "t.net"))
+        ->getBuffer()
+        .str();
+  };
+  EXPECT_EQ(normalize("\xEF\xBB\xBFnetwork"), "network");
+  EXPECT_EQ(normalize("a\rb\r\nc\n\rd\r"), "a\nb\r\nc\n\nd\n");
+  EXPECT_EQ(normalize("x\xEF\xBB\xBF"), "x\xEF\xBB\xBF");
+  // Nothing to do: the same buffer comes back.
+  auto buffer = llvm::MemoryBuffer::getMemBufferCopy("a\r\nb\n", "t.net");
+  const llvm::MemoryBuffer *before = buffer.get();
+  EXPECT_EQ(normalizeSource(std::move(buffer)).get(), before);
+}
+
+TEST(SourceTest, BomAndCarriageReturns) {
+  Built b = build("\xEF\xBB\xBFnetwork n {\r  input 1x2x2\r  classes 2\r\r  "
+                  "convv 1\r}\r");
+  EXPECT_FALSE(b.model);
+  EXPECT_NE(b.diags.find("test.net:5:3: error: unknown layer 'convv'"),
+            std::string::npos)
+      << b.diags;
+}
+
+/// Reads `path` with readSourceFile; "" on success, else the message.
+std::string readError(const llvm::Twine &path) {
+  auto buffer = readSourceFile(path.str());
+  if (buffer)
+    return "";
+  return llvm::toString(buffer.takeError());
+}
+
+TEST(SourceTest, ReadSourceFileTakesRegularFilesOnly) {
+  llvm::SmallString<128> dir;
+  ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("netc-source", dir));
+  auto cleanup =
+      llvm::make_scope_exit([&] { llvm::sys::fs::remove_directories(dir); });
+
+  EXPECT_EQ(readError("/dev/zero"),
+            "it is a character device, not a regular file");
+  EXPECT_EQ(readError(dir), "it is a directory, not a regular file");
+  llvm::SmallString<128> fifo(dir);
+  llvm::sys::path::append(fifo, "fifo.net");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_EQ(readError(fifo), "it is a FIFO, not a regular file");
+  llvm::SmallString<128> missing(dir);
+  llvm::sys::path::append(missing, "missing.net");
+  EXPECT_NE(readError(missing), "");
+
+  // Too large: checked from the size, before reading.
+  llvm::SmallString<128> big(dir);
+  llvm::sys::path::append(big, "big.net");
+  int fd;
+  ASSERT_FALSE(llvm::sys::fs::openFileForWrite(big, fd));
+  ASSERT_FALSE(llvm::sys::fs::resize_file(fd, kMaxSourceBytes + 1));
+  llvm::sys::fs::closeFile(fd);
+  EXPECT_EQ(readError(big), "it is too large (67108865 bytes; at most "
+                            "67108864)");
+  ASSERT_FALSE(llvm::sys::fs::openFileForWrite(big, fd));
+  ASSERT_FALSE(llvm::sys::fs::resize_file(fd, kMaxSourceBytes));
+  llvm::sys::fs::closeFile(fd);
+  EXPECT_EQ(readError(big), "");
+
+  // A regular file is read, named by its path and normalised.
+  llvm::SmallString<128> file(dir);
+  llvm::sys::path::append(file, "cr.net");
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(file, ec);
+    ASSERT_FALSE(ec);
+    os << "\xEF\xBB\xBF"
+       << "a\rb";
+  }
+  auto buffer = readSourceFile(file);
+  ASSERT_TRUE(bool(buffer));
+  EXPECT_EQ((*buffer)->getBuffer(), "a\nb");
+  EXPECT_EQ((*buffer)->getBufferIdentifier(), file);
+}
+
+/// The diagnostic at `column` (0-based) of the one-line buffer `line`, as
+/// printDiagnostic prints it.
+std::string printAt(llvm::StringRef line, size_t column) {
+  llvm::SourceMgr srcMgr;
+  std::string out;
+  llvm::raw_string_ostream os(out);
+  setDiagnosticPrinter(srcMgr, os);
+  unsigned id = srcMgr.AddNewSourceBuffer(
+      llvm::MemoryBuffer::getMemBufferCopy(line, "t.net"), llvm::SMLoc());
+  const char *start = srcMgr.getMemoryBuffer(id)->getBufferStart();
+  srcMgr.PrintMessage(llvm::SMLoc::getFromPointer(start + column),
+                      llvm::SourceMgr::DK_Error, "bad");
+  return out;
+}
+
+TEST(SourceTest, CaretUnderNonAsciiLines) {
+  EXPECT_EQ(printAt("  convv 1\n", 2), "t.net:1:3: error: bad\n"
+                                       "  convv 1\n"
+                                       "  ^\n");
+  // One column per UTF-8 character; the reported column counts bytes.
+  EXPECT_EQ(printAt("  /* \xC3\xA9 */ convv 1\n", 11),
+            "t.net:1:12: error: bad\n"
+            "  /* \xC3\xA9 */ convv 1\n"
+            "          ^\n");
+  // Under the non-ASCII byte itself.
+  EXPECT_EQ(printAt("  caf\xC3\xA9: relu\n", 5), "t.net:1:6: error: bad\n"
+                                                 "  caf\xC3\xA9: relu\n"
+                                                 "     ^\n");
+  // A tab advances to the next multiple of 8 columns, as LLVM prints it.
+  EXPECT_EQ(printAt("\xC3\xB1\tx\n", 3), "t.net:1:4: error: bad\n"
+                                         "\xC3\xB1      x\n"
+                                         "       ^\n");
 }
 
 } // namespace

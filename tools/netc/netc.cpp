@@ -11,6 +11,8 @@
 #include "dialect/NetDialect.h"
 #include "frontend/Frontend.h"
 #include "frontend/MLIRGen.h"
+#include "frontend/Sema.h"
+#include "frontend/Source.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -130,7 +132,13 @@ int main(int argc, char **argv) {
                 "' for --augment; expected one of " + known);
   }
 
+  if (statsBatch < 0 || statsBatch > netc::sema::kMaxBatch)
+    return fail("--batch must be in [1, " + Twine(netc::sema::kMaxBatch) +
+                "], got " + Twine(statsBatch));
+
   SourceMgr srcMgr;
+  // Carets under lines with non-ASCII text too.
+  netc::setDiagnosticPrinter(srcMgr);
   std::vector<std::string> dirs(includeDirs.begin(), includeDirs.end());
   netc::ProgramPtr program = netc::parseProgram(srcMgr, inputFile, dirs);
   if (!program)
