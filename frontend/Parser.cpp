@@ -645,8 +645,19 @@ LogicalResult ProgramLoader::load(unsigned bufferId, StringRef path,
       continue;
     std::optional<std::string> found = resolve(*import, path);
     if (!found) {
+      // Say why when the file is there but is no regular file (a device, a
+      // FIFO): nothing is read from it.
+      llvm::SmallString<256> beside(llvm::sys::path::is_absolute(import->path)
+                                        ? StringRef()
+                                        : llvm::sys::path::parent_path(path));
+      llvm::sys::path::append(beside, import->path);
+      std::string why;
+      if (llvm::sys::fs::exists(beside))
+        if (auto buffer = readSourceFile(beside); !buffer)
+          why = ": " + llvm::toString(buffer.takeError());
       srcMgr.PrintMessage(import->pathLoc, llvm::SourceMgr::DK_Error,
-                          "cannot open imported file '" + import->path + "'");
+                          "cannot open imported file '" + import->path + "'" +
+                              why);
       return failure();
     }
     llvm::SmallString<256> real;
