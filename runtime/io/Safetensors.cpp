@@ -57,7 +57,8 @@ json parseHeader(const std::string &text, const std::string &path) {
   json header;
   try {
     header = json::parse(text, callback);
-  } catch (const json::parse_error &e) {
+  } catch (const json::exception &e) {
+    // parse_error, or out_of_range for a number that overflows (1e999).
     throw SafetensorsError(
         fmt::format("{}: header is not valid JSON: {}", path, e.what()));
   }

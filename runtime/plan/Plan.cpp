@@ -868,7 +868,8 @@ Plan parsePlan(const std::string &text, const std::string &file,
   json root;
   try {
     root = json::parse(text);
-  } catch (const json::parse_error &e) {
+  } catch (const json::exception &e) {
+    // parse_error, or out_of_range for a number that overflows (1e999).
     throw PlanError(fmt::format("{}: invalid JSON: {}", file, e.what()));
   }
   if (!root.is_object())

@@ -882,8 +882,27 @@ TEST(DataTest, DefaultStdAndSizeCheck) {
   d.train.makeBatch(&i, 1, true, 99, img.data(), &label);
   for (int p = 0; p < 16; ++p)
     EXPECT_FLOAT_EQ(img[p], float(((7 + p) % 251) / 255.0));
+  auto dataError = [&] {
+    try {
+      train::loadDatasets(o);
+    } catch (const train::DataError &e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
   o.height = o.width = 5;
-  EXPECT_THROW(train::loadDatasets(o), train::DataError);
+  EXPECT_EQ(dataError(),
+            dir.str() + ": images are 4x4 but the network input is 5x5");
+  o.crop = 7;
+  o.cropPad = 1;
+  EXPECT_EQ(dataError(),
+            dir.str() + ": crop 7 is larger than the 4x4 images padded by 1");
+  o.crop = 6;
+  EXPECT_EQ(dataError(),
+            dir.str() + ": crop 6 gives 6x6 images but the network input is "
+                        "5x5");
+  o.crop = 0;
+  o.cropPad = 0;
   o.dir = (dir.path / "missing").string();
   EXPECT_THROW(train::loadDatasets(o), data::IdxError);
 }
@@ -1173,6 +1192,26 @@ TEST(HardeningTest, SafetensorsShapeOverflowAndDuplicateKeys) {
           R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
           "abcd"));
   EXPECT_EQ(readError(p), p + ": header names 'w' twice");
+}
+
+// Found by netc-safetensors-fuzzer: nlohmann::json reports a number too
+// large for a double as out_of_range, not parse_error; it escaped both
+// readers and terminated the process.
+TEST(HardeningTest, JsonNumberOverflowIsAnError) {
+  TempDir dir;
+  std::string p = (dir.path / "bad.safetensors").string();
+  writeText(p, withHeader(R"({"w":{"dtype":1e999}})", ""));
+  EXPECT_EQ(readError(p).rfind(p + ": header is not valid JSON: ", 0), 0u)
+      << readError(p);
+  try {
+    plan::parsePlan(R"({"format":"netc-trainer","version":1e999})",
+                    "mem/plan.json", "");
+    FAIL() << "expected PlanError";
+  } catch (const plan::PlanError &e) {
+    EXPECT_EQ(std::string(e.what()).rfind("mem/plan.json: invalid JSON: ", 0),
+              0u)
+        << e.what();
+  }
 }
 
 /// Trains imagePlan for 3 steps (checkpointed), then returns the checkpoint
