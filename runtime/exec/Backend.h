@@ -5,17 +5,26 @@
 #define NETC_RUNTIME_EXEC_BACKEND_H
 
 #include "runtime/exec/KernelCall.h"
+#include "runtime/exec/Memory.h"
 
 #include <memory>
 #include <string>
 
 namespace netc::exec {
 
-/// The kernel interface every backend implements.
-template <typename T> class BackendT {
+/// The kernel interface every backend implements. A backend owns the memory
+/// its kernels touch (Memory: arenas, parameters, kept outputs, transfers);
+/// the defaults are host memory.
+template <typename T> class BackendT : public Memory {
 public:
-  virtual ~BackendT() = default;
   virtual const char *name() const = 0;
+  /// Builds the kernel's state once, when its program is prepared for
+  /// batches up to `call.n` (the planned batch); nullptr if it needs none.
+  /// `call` has the operands' real addresses and shapes.
+  virtual std::unique_ptr<KernelState> prepare(const KernelCallT<T> &call) {
+    return nullptr;
+  }
+  /// Runs (or, on a device, enqueues) one kernel.
   virtual void run(const KernelCallT<T> &call) = 0;
 };
 

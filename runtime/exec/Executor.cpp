@@ -22,9 +22,15 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
                         ParamStoreT<T> &params, BackendT<T> &backend)
     : plan_(plan), program_(&plan.program(program)), params_(params),
       backend_(backend) {
-  allocateHost(
-      arena_, std::max<uint64_t>(uint64_t(program_->arenaBytes) * kScale, 64),
-      uint8_t(0),
+  // The parameters must be where the kernels can read them.
+  if (&params_.memory() != static_cast<Memory *>(&backend_) &&
+      !(params_.memory().isHost() && backend_.isHost()))
+    throw std::invalid_argument(
+        fmt::format("program '{}': the parameters live in another backend's "
+                    "memory than '{}'",
+                    program, backend_.name()));
+  arena_ = backend_.allocate(
+      std::max<uint64_t>(uint64_t(program_->arenaBytes) * kScale, 64),
       fmt::format("{}: the arena of program '{}'", plan.file, program));
   for (const plan::Kernel &k : program_->kernels) {
     attrs_.push_back(decodeAttrs(k));
@@ -32,29 +38,67 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
                                              : nullptr);
   }
   keepAfter_.assign(program_->kernels.size(), {});
-  // Check every kernel's geometry at the planned batch.
-  for (size_t i = 0; i < program_->kernels.size(); ++i) {
+  // Check every kernel's geometry at the planned batch, then let the
+  // backend prepare it.
+  buildCalls(program_->batch);
+  for (size_t i = 0; i < calls_.size(); ++i) {
     const plan::Kernel &k = program_->kernels[i];
-    std::vector<TensorRef> in, out;
-    for (int64_t id : k.in)
-      in.push_back(ref(id, program_->batch));
-    for (int64_t id : k.out)
-      out.push_back(ref(id, program_->batch));
     try {
-      checkGeometry(k, attrs_[i], in, out, *program_,
-                    updates_[i] ? int64_t(updates_[i]->value.size()) : 0);
+      checkGeometry(k, attrs_[i], calls_[i].in, calls_[i].out, *program_,
+                    updates_[i] ? updates_[i]->value.size() : 0);
     } catch (const KernelError &e) {
       throw PlanError(
           fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
     }
   }
+  for (size_t i = 0; i < calls_.size(); ++i) {
+    const plan::Kernel &k = program_->kernels[i];
+    try {
+      states_.push_back(backend_.prepare(calls_[i]));
+    } catch (const KernelError &e) {
+      throw KernelError(
+          fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
+    }
+    calls_[i].state = states_.back().get();
+  }
 }
 
-template <typename T> void *ExecutorT<T>::data(int64_t id) {
+template <typename T> void ExecutorT<T>::buildCalls(int64_t n) {
+  calls_.clear();
+  calls_.reserve(program_->kernels.size());
+  for (size_t i = 0; i < program_->kernels.size(); ++i) {
+    const plan::Kernel &k = program_->kernels[i];
+    KernelCallT<T> call{k, attrs_[i], {}, {}, n, ctx_, updates_[i]};
+    call.in.reserve(k.in.size());
+    call.out.reserve(k.out.size());
+    for (int64_t id : k.in)
+      call.in.push_back(ref(id, n));
+    for (int64_t id : k.out)
+      call.out.push_back(ref(id, n));
+    if (i < states_.size())
+      call.state = states_[i].get();
+    calls_.push_back(std::move(call));
+  }
+  callsN_ = n;
+}
+
+template <typename T> void *ExecutorT<T>::address(int64_t id) const {
   const plan::Value &v = program_->value(id);
   if (v.isParam())
     return params_.at(v.param).value.data();
-  return arena_.data() + v.offset * kScale;
+  return static_cast<uint8_t *>(arena_->data()) + v.offset * kScale;
+}
+
+template <typename T> void ExecutorT<T>::hostOnly() const {
+  if (!backend_.isHost())
+    throw std::logic_error(fmt::format("direct host access to the memory of "
+                                       "backend '{}'",
+                                       backend_.name()));
+}
+
+template <typename T> void *ExecutorT<T>::data(int64_t id) {
+  hostOnly();
+  return address(id);
 }
 
 template <typename T>
@@ -63,10 +107,10 @@ int64_t ExecutorT<T>::bytesOf(const plan::Value &v, int64_t n) const {
          (v.dtype == plan::DType::F32 ? int64_t(sizeof(T)) : int64_t(4));
 }
 
-template <typename T> TensorRef ExecutorT<T>::ref(int64_t id, int64_t n) {
+template <typename T> TensorRef ExecutorT<T>::ref(int64_t id, int64_t n) const {
   const plan::Value &v = program_->value(id);
   TensorRef t;
-  t.data = data(id);
+  t.data = address(id);
   t.dims = dimsOf(v, n);
   t.count = v.count(n);
   return t;
@@ -87,39 +131,55 @@ int64_t ExecutorT<T>::inputId(const std::string &name) const {
 }
 
 template <typename T>
+void ExecutorT<T>::upload(int64_t id, const void *src, int64_t n) {
+  if (n < 1 || n > program_->batch)
+    throw std::invalid_argument(
+        fmt::format("program '{}': batch {} is not in [1, {}]", program_->name,
+                    n, program_->batch));
+  const plan::Value &v = program_->value(id);
+  if (v.isParam())
+    throw std::invalid_argument(
+        fmt::format("program '{}': value {} is a parameter, not an input",
+                    program_->name, id));
+  backend_.upload(address(id), src, uint64_t(bytesOf(v, n)));
+}
+
+template <typename T>
 void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
   if (n < 1 || n > program_->batch)
     throw std::invalid_argument(
         fmt::format("program '{}': batch {} is not in [1, {}]", program_->name,
                     n, program_->batch));
-  for (size_t i = 0; i < program_->kernels.size(); ++i) {
-    const plan::Kernel &k = program_->kernels[i];
-    KernelCallT<T> call{k, attrs_[i], {}, {}, n, ctx, updates_[i]};
-    call.in.reserve(k.in.size());
-    for (int64_t id : k.in)
-      call.in.push_back(ref(id, n));
-    for (int64_t id : k.out)
-      call.out.push_back(ref(id, n));
+  if (n != callsN_)
+    buildCalls(n);
+  ctx_ = ctx;
+  for (size_t i = 0; i < calls_.size(); ++i) {
+    const KernelCallT<T> &call = calls_[i];
     try {
       backend_.run(call);
     } catch (const KernelError &e) {
+      const plan::Kernel &k = call.kernel;
       throw KernelError(
           fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
     }
     for (int64_t id : keepAfter_[i]) {
-      std::vector<uint8_t> &copy = kept_[id];
-      const plan::Value &v = program_->value(id);
-      copy.resize(size_t(bytesOf(v, n)));
-      std::memcpy(copy.data(), data(id), copy.size());
+      Kept &kept = kept_.at(id);
+      backend_.copy(kept.buffer->data(), address(id),
+                    uint64_t(bytesOf(program_->value(id), n)));
+      kept.written = true;
     }
   }
+  lastN_ = n;
 }
 
 template <typename T> void ExecutorT<T>::keep(int64_t id) {
-  program_->value(id); // throws if unknown
+  const plan::Value &v = program_->value(id); // throws if unknown
   if (kept_.count(id))
     return;
-  kept_[id];
+  kept_[id].buffer =
+      backend_.allocate(uint64_t(bytesOf(v, program_->batch)),
+                        fmt::format("a kept copy of value {} of program '{}'",
+                                    id, program_->name));
   keepAfter_.assign(program_->kernels.size(), {});
   for (auto &[kid, copy] : kept_) {
     // After the last kernel that writes it.
@@ -133,14 +193,43 @@ template <typename T> void ExecutorT<T>::keep(int64_t id) {
   }
 }
 
-template <typename T> const void *ExecutorT<T>::kept(int64_t id) {
+template <typename T> const void *ExecutorT<T>::source(int64_t id) const {
   auto it = kept_.find(id);
-  if (it == kept_.end() || it->second.empty())
-    return data(id);
-  return it->second.data();
+  if (it == kept_.end() || !it->second.written)
+    return address(id);
+  return it->second.buffer->data();
+}
+
+template <typename T> const void *ExecutorT<T>::kept(int64_t id) {
+  hostOnly();
+  return source(id);
+}
+
+template <typename T>
+template <typename U>
+std::vector<U> ExecutorT<T>::download(int64_t id) {
+  const plan::Value &v = program_->value(id);
+  int64_t n = lastN_ ? lastN_ : program_->batch;
+  if (int64_t(sizeof(U)) * v.count(n) != bytesOf(v, n))
+    throw std::invalid_argument(
+        fmt::format("program '{}': value {} is {}, not elements of {} bytes",
+                    program_->name, id, plan::dtypeName(v.dtype), sizeof(U)));
+  std::vector<U> out(size_t(v.count(n)));
+  backend_.download(out.data(), source(id), uint64_t(bytesOf(v, n)));
+  return out;
+}
+
+template <typename T> T ExecutorT<T>::scalar(int64_t id) {
+  T v;
+  backend_.download(&v, source(id), sizeof(T));
+  return v;
 }
 
 template class ExecutorT<float>;
 template class ExecutorT<double>;
+template std::vector<float> ExecutorT<float>::download<float>(int64_t);
+template std::vector<int32_t> ExecutorT<float>::download<int32_t>(int64_t);
+template std::vector<double> ExecutorT<double>::download<double>(int64_t);
+template std::vector<int32_t> ExecutorT<double>::download<int32_t>(int64_t);
 
 } // namespace netc::exec

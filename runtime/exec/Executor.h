@@ -1,13 +1,19 @@
 //===- Executor.h - runs one program of a plan ------------------*- C++ -*-===//
 //
-// An Executor owns the arena of one program (arena_bytes, 64-byte aligned)
-// and runs its kernels in order on a Backend. Value pointers are the arena
-// plus the value's offset, or the parameter store's buffer. A program runs
-// with any batch n <= its planned batch (shapes' -1 become n; offsets stay).
+// An Executor prepares one program on a Backend and runs it. The arena
+// (arena_bytes) is the backend's memory; value addresses are the arena plus
+// the value's offset, or the parameter store's buffer (which must live in
+// the same backend's memory). A program runs with any batch n <= its planned
+// batch (shapes' -1 become n; offsets stay).
 //
-// Kernel attributes and geometry are decoded and checked once, when the
-// executor is built (a bad plan is a PlanError naming the kernel); a run
-// only substitutes the batch size.
+// Everything is resolved once, when the executor is built: kernel
+// attributes and geometry are decoded and checked (a bad plan is a PlanError
+// naming the kernel), operand addresses found, and the backend's per-kernel
+// state built (BackendT::prepare). A run then walks a flat list of calls
+// with no lookups; the list is rebuilt only when the batch size changes
+// (the last, smaller batch of an epoch). Inputs go in through upload() and
+// outputs come out through download()/scalar(): the caller never touches
+// the backend's memory.
 //
 // Element type. Executor, Backend and ParamStore run f32 values (training).
 // ExecutorT<double> runs the same program with every f32 value in double
@@ -41,12 +47,34 @@ template <typename T> class ExecutorT {
 public:
   using Element = T;
 
+  /// Prepares `program`: allocates its arena in the backend's memory,
+  /// decodes and checks every kernel, resolves every operand's address and
+  /// lets the backend build each kernel's state (prepare()).
   ExecutorT(const plan::Plan &plan, const std::string &program,
             ParamStoreT<T> &params, BackendT<T> &backend);
 
   const plan::Program &program() const { return *program_; }
   int64_t batch() const { return program_->batch; }
+  /// An input by its name in `inputs` (throws PlanError if absent).
+  int64_t inputId(const std::string &name) const;
+  bool hasInput(const std::string &name) const;
 
+  /// Copies the first n samples of value `id` (an input) from the host.
+  void upload(int64_t id, const void *src, int64_t n);
+  /// Runs every kernel with batch n (1 <= n <= batch()).
+  void run(int64_t n, const StepContext &ctx);
+
+  /// Keeps a copy of value `id` as its producing kernel wrote it, so that it
+  /// can be read after the run even if later kernels reuse its arena bytes.
+  void keep(int64_t id);
+  /// A host copy of value `id` from the last run (its kept copy if kept), as
+  /// elements of U (T for f32 values, int32_t for i32 ones).
+  template <typename U = T> std::vector<U> download(int64_t id);
+  /// A scalar output after a run (its kept copy if kept).
+  T scalar(int64_t id);
+
+  // Direct host access to a value's bytes, for tests on host-memory backends
+  // only (throws std::logic_error on a device backend).
   /// The value's storage (arena + offset, or the parameter's buffer).
   void *data(int64_t id);
   /// An f32 value's elements (T).
@@ -58,16 +86,6 @@ public:
   float *f32(int64_t id) {
     return real(id);
   }
-  /// An input by its name in `inputs` (throws PlanError if absent).
-  int64_t inputId(const std::string &name) const;
-  bool hasInput(const std::string &name) const;
-
-  /// Runs every kernel with batch n (1 <= n <= batch()).
-  void run(int64_t n, const StepContext &ctx);
-
-  /// Keeps a copy of value `id` as its producing kernel wrote it, so that it
-  /// can be read after the run even if later kernels reuse its arena bytes.
-  void keep(int64_t id);
   /// The kept copy of `id` from the last run (keep() first), else its
   /// current storage.
   const void *kept(int64_t id);
@@ -78,8 +96,6 @@ public:
   const float *keptF32(int64_t id) {
     return keptReal(id);
   }
-  /// A scalar output after a run (its kept copy if kept).
-  T scalar(int64_t id) { return *keptReal(id); }
 
 private:
   /// Arena bytes per planned (4-byte) byte.
@@ -87,16 +103,33 @@ private:
   static_assert(sizeof(T) % 4 == 0, "elements are whole multiples of 4 bytes");
   /// Bytes of `v` with batch n in this executor's arena.
   int64_t bytesOf(const plan::Value &v, int64_t n) const;
-  TensorRef ref(int64_t id, int64_t n);
+  /// The backend address of value `id`.
+  void *address(int64_t id) const;
+  TensorRef ref(int64_t id, int64_t n) const;
+  /// Builds the call list for batch n (once per batch size).
+  void buildCalls(int64_t n);
+  /// Where value `id`'s bytes are to be read after a run.
+  const void *source(int64_t id) const;
+  void hostOnly() const;
 
   const plan::Plan &plan_;
   const plan::Program *program_;
   ParamStoreT<T> &params_;
   BackendT<T> &backend_;
-  AlignedVector<uint8_t> arena_;
+  std::unique_ptr<Buffer> arena_;
   std::vector<KernelAttrs> attrs_;
   std::vector<typename ParamStoreT<T>::Entry *> updates_;
-  std::map<int64_t, std::vector<uint8_t>> kept_;
+  std::vector<std::unique_ptr<KernelState>> states_;
+  /// The flat list a run walks, for batch callsN_.
+  std::vector<KernelCallT<T>> calls_;
+  int64_t callsN_ = 0;
+  StepContext ctx_;
+  int64_t lastN_ = 0; ///< batch of the last run
+  struct Kept {
+    std::unique_ptr<Buffer> buffer; ///< in the backend's memory
+    bool written = false;
+  };
+  std::map<int64_t, Kept> kept_;
   std::vector<std::vector<int64_t>> keepAfter_; ///< per kernel
 };
 

@@ -79,7 +79,17 @@ struct StepContext {
   bool training = true;
 };
 
-/// One kernel invocation; f32 values hold elements of type T.
+/// What a backend builds once per kernel when a program is prepared
+/// (descriptors, the algorithm found for its shapes, workspace sizes), kept
+/// for every later run of that kernel.
+class KernelState {
+public:
+  virtual ~KernelState() = default;
+};
+
+/// One kernel invocation; f32 values hold elements of type T. Built once per
+/// program and batch size by the executor: its pointers are resolved, so a
+/// step is a flat list of these.
 template <typename T> struct KernelCallT {
   const plan::Kernel &kernel;
   const KernelAttrs &attrs;
@@ -87,6 +97,7 @@ template <typename T> struct KernelCallT {
   int64_t n; ///< batch of this run
   const StepContext &ctx;
   typename ParamStoreT<T>::Entry *param = nullptr; ///< sgd_update's parameter
+  KernelState *state = nullptr; ///< the backend's, from prepare()
 };
 
 /// Decodes and range-checks a kernel's attributes (PlanError naming the

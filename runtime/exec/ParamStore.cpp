@@ -22,20 +22,10 @@ uint64_t seedFor(uint64_t seed, const std::string &name) {
   return kernels::splitmix64(seed ^ kernels::splitmix64(h));
 }
 
-void reserveHostBytes(uint64_t bytes, const std::string &what) {
-  uint64_t avail = io::availableMemoryBytes();
-  if (bytes == UINT64_MAX)
-    throw MemoryError(fmt::format("{}: out of memory ({} available)", what,
-                                  avail ? io::formatBytes(avail) : "unknown"));
-  if (avail && bytes > avail)
-    throw MemoryError(fmt::format("{} needs {} ({} bytes) but only {} of "
-                                  "memory is available",
-                                  what, io::formatBytes(bytes), bytes,
-                                  io::formatBytes(avail)));
-}
-
 template <typename T>
-ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed) {
+ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed,
+                            Memory &memory)
+    : memory_(memory) {
   namespace fs = std::filesystem;
   std::map<std::string, std::unique_ptr<io::TensorFile>> files;
   auto open = [&](const std::string &path) -> const io::TensorFile & {
@@ -49,20 +39,22 @@ ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed) {
   for (const plan::ParamSpec &spec : plan.params) {
     Entry e;
     e.spec = &spec;
-    allocateHost(e.value, uint64_t(spec.count()), T(0),
-                 fmt::format("parameter '{}'", spec.name));
-    allocateHost(e.momentum, uint64_t(spec.count()), T(0),
-                 fmt::format("momentum of parameter '{}'", spec.name));
+    e.value = Array<T>(memory_, spec.count(),
+                       fmt::format("parameter '{}'", spec.name));
+    e.momentum = Array<T>(memory_, spec.count(),
+                          fmt::format("momentum of parameter '{}'", spec.name));
+    // The initial value on the host, then uploaded.
+    std::vector<T> init(size_t(spec.count()), T(0));
     switch (spec.init.kind) {
     case plan::InitSpec::Gaussian: {
       std::mt19937_64 rng(seedFor(seed, spec.name));
       std::normal_distribution<double> dist(spec.init.mean, spec.init.std);
-      for (T &v : e.value)
+      for (T &v : init)
         v = T(float(spec.init.std > 0 ? dist(rng) : spec.init.mean));
       break;
     }
     case plan::InitSpec::Constant:
-      std::fill(e.value.begin(), e.value.end(), T(float(spec.init.value)));
+      std::fill(init.begin(), init.end(), T(float(spec.init.value)));
       break;
     case plan::InitSpec::File: {
       // A trainer carries every imported tensor in its own
@@ -91,10 +83,11 @@ ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed) {
         throw io::SafetensorsError(fmt::format(
             "{} has shape [{}] but parameter '{}' is [{}]", from,
             fmt::join(t->shape, ", "), spec.name, fmt::join(spec.shape, ", ")));
-      std::copy(t->data.begin(), t->data.end(), e.value.begin());
+      std::copy(t->data.begin(), t->data.end(), init.begin());
       break;
     }
     }
+    memory_.upload(e.value.data(), init.data(), e.value.bytes());
     order_.push_back(spec.name);
     entries_.emplace(spec.name, std::move(e));
   }
@@ -116,25 +109,48 @@ ParamStoreT<T>::at(const std::string &name) const {
 template <typename T> int64_t ParamStoreT<T>::totalCount() const {
   int64_t n = 0;
   for (auto &[name, e] : entries_)
-    n += int64_t(e.value.size());
+    n += e.value.size();
   return n;
 }
 
 template <typename T> void ParamStoreT<T>::zeroMomentum() {
   for (auto &[name, e] : entries_)
-    std::fill(e.momentum.begin(), e.momentum.end(), T(0));
+    memory_.zero(e.momentum.data(), e.momentum.bytes());
+}
+
+template <typename T>
+std::vector<T> ParamStoreT<T>::hostValue(const std::string &name,
+                                         bool momentum) const {
+  const Entry &e = at(name);
+  const Array<T> &a = momentum ? e.momentum : e.value;
+  std::vector<T> out(size_t(a.size()));
+  memory_.download(out.data(), a.data(), a.bytes());
+  return out;
+}
+
+template <typename T>
+void ParamStoreT<T>::setValue(const std::string &name,
+                              const std::vector<T> &values) {
+  Entry &e = at(name);
+  if (int64_t(values.size()) != e.value.size())
+    throw std::invalid_argument(
+        fmt::format("parameter '{}' has {} values, not {}", name,
+                    e.value.size(), values.size()));
+  memory_.upload(e.value.data(), values.data(), e.value.bytes());
 }
 
 template <typename T>
 io::TensorFile ParamStoreT<T>::toTensors(bool momentum) const {
   io::TensorFile f;
   for (auto &[name, e] : entries_) {
+    std::vector<T> value = hostValue(name);
     f.tensors[name] = {e.spec->shape,
-                       std::vector<float>(e.value.begin(), e.value.end())};
-    if (momentum)
-      f.tensors["momentum/" + name] = {
-          e.spec->shape,
-          std::vector<float>(e.momentum.begin(), e.momentum.end())};
+                       std::vector<float>(value.begin(), value.end())};
+    if (momentum) {
+      std::vector<T> m = hostValue(name, true);
+      f.tensors["momentum/" + name] = {e.spec->shape,
+                                       std::vector<float>(m.begin(), m.end())};
+    }
   }
   return f;
 }
@@ -143,7 +159,7 @@ template <typename T>
 void ParamStoreT<T>::fromTensors(const io::TensorFile &file,
                                  const std::string &what, bool momentum) {
   auto copy = [&](const std::string &key, const plan::ParamSpec &spec,
-                  AlignedVector<T> &dst) {
+                  Array<T> &dst) {
     const io::Tensor *t = file.find(key);
     if (!t)
       throw io::SafetensorsError(fmt::format("{}: no tensor '{}'", what, key));
@@ -151,7 +167,8 @@ void ParamStoreT<T>::fromTensors(const io::TensorFile &file,
       throw io::SafetensorsError(fmt::format(
           "{}: tensor '{}' has shape [{}] but the parameter is [{}]", what, key,
           fmt::join(t->shape, ", "), fmt::join(spec.shape, ", ")));
-    std::copy(t->data.begin(), t->data.end(), dst.begin());
+    std::vector<T> host(t->data.begin(), t->data.end());
+    memory_.upload(dst.data(), host.data(), dst.bytes());
   };
   for (auto &[name, e] : entries_) {
     copy(name, *e.spec, e.value);

@@ -1,9 +1,11 @@
 //===- ParamStore.h - parameter values and momentum buffers -----*- C++ -*-===//
 //
-// One 64-byte aligned buffer per parameter of the plan, plus its SGD
-// momentum buffer, of element type T: `ParamStore` (float) for training,
-// `ParamStoreT<double>` to check gradients in double precision. Initialised
-// from the plan's init specs:
+// One buffer per parameter of the plan, plus its SGD momentum buffer, of
+// element type T, in the memory of the backend that trains them (host memory
+// by default): `ParamStore` (float) for training, `ParamStoreT<double>` to
+// check gradients in double precision. Initial values are computed on the
+// host and uploaded; host copies are made only for checkpoints (toTensors)
+// and by hostValue(). Initialised from the plan's init specs:
 // - gaussian: std::normal_distribution(mean, std) over a std::mt19937_64
 //   seeded from (seed, parameter name), so a parameter's initial value does
 //   not depend on the other parameters; drawn values are rounded to float
@@ -18,83 +20,31 @@
 #ifndef NETC_RUNTIME_EXEC_PARAMSTORE_H
 #define NETC_RUNTIME_EXEC_PARAMSTORE_H
 
+#include "runtime/exec/Memory.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/Plan.h"
 
-#include <fmt/format.h>
-
 #include <cstddef>
-#include <cstdlib>
 #include <map>
-#include <new>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace netc::exec {
-
-/// A std::allocator that aligns to 64 bytes (cache lines, SIMD).
-template <typename T> struct AlignedAllocator {
-  using value_type = T;
-  AlignedAllocator() = default;
-  template <typename U> AlignedAllocator(const AlignedAllocator<U> &) {}
-  T *allocate(size_t n) {
-    size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
-    void *p = std::aligned_alloc(64, bytes ? bytes : 64);
-    if (!p)
-      throw std::bad_alloc();
-    return static_cast<T *>(p);
-  }
-  void deallocate(T *p, size_t) { std::free(p); }
-  template <typename U> bool operator==(const AlignedAllocator<U> &) const {
-    return true;
-  }
-  template <typename U> bool operator!=(const AlignedAllocator<U> &) const {
-    return false;
-  }
-};
-template <typename T> using AlignedVector = std::vector<T, AlignedAllocator<T>>;
-
-/// Host memory could not be had; the message names what it was for.
-class MemoryError : public std::runtime_error {
-public:
-  using std::runtime_error::runtime_error;
-};
-
-/// Throws MemoryError naming `what`, the bytes and the memory available if
-/// `bytes` more than the memory available. Checked before allocating, since
-/// with overcommit a huge allocation can succeed and then kill the process
-/// when its pages are first touched.
-void reserveHostBytes(uint64_t bytes, const std::string &what);
-
-/// vec.assign(count, value) after reserveHostBytes; a failed allocation is a
-/// MemoryError naming `what` too.
-template <typename V>
-void allocateHost(V &vec, uint64_t count, typename V::value_type value,
-                  const std::string &what) {
-  uint64_t bytes;
-  if (__builtin_mul_overflow(count, uint64_t(sizeof(value)), &bytes))
-    bytes = UINT64_MAX;
-  reserveHostBytes(bytes, what);
-  try {
-    vec.assign(size_t(count), value);
-  } catch (const std::bad_alloc &) {
-    reserveHostBytes(UINT64_MAX, what + fmt::format(" ({} bytes)", bytes));
-  } catch (const std::length_error &) {
-    reserveHostBytes(UINT64_MAX, what + fmt::format(" ({} bytes)", bytes));
-  }
-}
 
 template <typename T> class ParamStoreT {
 public:
   using Element = T;
   struct Entry {
     const plan::ParamSpec *spec = nullptr;
-    AlignedVector<T> value, momentum;
+    Array<T> value, momentum; ///< in the backend's memory
   };
 
-  /// Allocates and initialises every parameter of `plan` (momentum zero).
-  ParamStoreT(const plan::Plan &plan, uint64_t seed);
+  /// Allocates every parameter of `plan` in `memory` (a backend's) and
+  /// initialises it (momentum zero).
+  ParamStoreT(const plan::Plan &plan, uint64_t seed,
+              Memory &memory = hostMemory());
+
+  Memory &memory() const { return memory_; }
 
   Entry &at(const std::string &name);
   const Entry &at(const std::string &name) const;
@@ -102,6 +52,12 @@ public:
   int64_t totalCount() const;
 
   void zeroMomentum();
+
+  /// A host copy of a parameter's value (or momentum).
+  std::vector<T> hostValue(const std::string &name,
+                           bool momentum = false) const;
+  /// Sets a parameter's value from the host (values.size() must match).
+  void setValue(const std::string &name, const std::vector<T> &values);
 
   /// Parameters (and, with `momentum`, "momentum/<name>" buffers) as f32
   /// tensors (rounded if T is double).
@@ -112,6 +68,7 @@ public:
                    bool momentum);
 
 private:
+  Memory &memory_;
   std::map<std::string, Entry> entries_;
   std::vector<std::string> order_;
 };

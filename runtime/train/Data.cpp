@@ -133,17 +133,24 @@ Datasets loadDatasets(const DataOptions &opts) {
                                   "{}x{}",
                                   opts.dir, train.rows, train.cols, test.rows,
                                   test.cols));
-    int64_t h = opts.crop > 0 ? opts.crop : s->rows;
-    int64_t w = opts.crop > 0 ? opts.crop : s->cols;
-    if (h != opts.height || w != opts.width)
-      throw DataError(fmt::format(
-          "{}: images are {}x{} (crop {}) but the network input is {}x{}",
-          opts.dir, s->rows, s->cols, opts.crop, opts.height, opts.width));
-    if (h > s->rows + 2 * opts.cropPad || w > s->cols + 2 * opts.cropPad)
-      throw DataError(fmt::format("{}: crop {} is larger than the padded "
-                                  "image ({}x{} + 2*{})",
+    // The crop must fit the padded image first; then what it produces (or,
+    // without a crop, the image itself) must be the network's input.
+    if (opts.crop > 0 && (opts.crop > s->rows + 2 * opts.cropPad ||
+                          opts.crop > s->cols + 2 * opts.cropPad))
+      throw DataError(fmt::format("{}: crop {} is larger than the {}x{} images "
+                                  "padded by {}",
                                   opts.dir, opts.crop, s->rows, s->cols,
                                   opts.cropPad));
+    if (opts.crop > 0 && (opts.crop != opts.height || opts.crop != opts.width))
+      throw DataError(fmt::format("{}: crop {} gives {}x{} images but the "
+                                  "network input is {}x{}",
+                                  opts.dir, opts.crop, opts.crop, opts.crop,
+                                  opts.height, opts.width));
+    if (opts.crop == 0 && (s->rows != opts.height || s->cols != opts.width))
+      throw DataError(fmt::format("{}: images are {}x{} but the network input "
+                                  "is {}x{}",
+                                  opts.dir, s->rows, s->cols, opts.height,
+                                  opts.width));
   }
   return Datasets{ImageData(std::move(train), opts.subset, opts),
                   ImageData(std::move(test), opts.testSubset, opts)};
@@ -153,7 +160,9 @@ Datasets loadDatasets(const DataOptions &opts) {
 // Prefetcher
 //===----------------------------------------------------------------------===//
 
-Prefetcher::Prefetcher() { thread_ = std::thread([this] { loop(); }); }
+Prefetcher::Prefetcher() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 Prefetcher::~Prefetcher() {
   {

@@ -69,6 +69,7 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
   if (exe.hasInput("labels"))
     labelsId = exe.inputId("labels");
   std::vector<int64_t> order = data.order(0);
+  std::vector<float> images(size_t(prog.batch * data.sampleFloats()));
   std::vector<int32_t> labels(static_cast<size_t>(prog.batch));
   exec::StepContext ctx;
   ctx.training = false;
@@ -76,18 +77,20 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
   int64_t classes = plan.classes;
   for (int64_t start = 0; start < data.size(); start += prog.batch) {
     int64_t n = std::min(prog.batch, data.size() - start);
-    data.makeBatch(order.data() + start, n, false, 0, exe.f32(imageId),
+    data.makeBatch(order.data() + start, n, false, 0, images.data(),
                    labels.data());
+    exe.upload(imageId, images.data(), n);
     if (labelsId)
-      std::memcpy(exe.i32(*labelsId), labels.data(), size_t(n) * 4);
+      exe.upload(*labelsId, labels.data(), n);
     exe.run(n, ctx);
     const plan::Value &lv = prog.value(*prog.logits);
     if (lv.count(n) != n * classes)
       throw TrainError(fmt::format("{}: programs.eval: logits have {} values "
                                    "for {} images of {} classes",
                                    plan.file, lv.count(n), n, classes));
+    std::vector<float> logits = exe.download(*prog.logits);
     r.correct += kernels::ref::countCorrectTop1<float>(
-        n, classes, exe.keptF32(*prog.logits), labels.data());
+        n, classes, logits.data(), labels.data());
     r.total += n;
   }
   return r;
@@ -186,7 +189,7 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
       out_ << fmt::format("note: removed {} temporary file(s) of {} left by "
                           "an interrupted run\n",
                           n, path);
-  params_ = std::make_unique<exec::ParamStore>(plan_, opts_.seed);
+  params_ = std::make_unique<exec::ParamStore>(plan_, opts_.seed, *backend_);
   state_.seed = opts_.seed;
   if (opts_.resume) {
     state_ = loadCheckpoint(plan_, *params_);
@@ -269,12 +272,22 @@ void Trainer::runPhase(size_t pi) {
                         state_.step + 1, T, state_.globalStep + 1);
   out_.flush();
 
-  // Staging buffers for the prefetch thread, then the thread itself (so it
-  // is joined before the buffers go away).
+  // Two staging areas in the backend's staging memory (page-locked on a
+  // GPU): the prefetch thread fills one while the other is being uploaded.
+  // An upload's source stays untouched until the step's loss is downloaded,
+  // which waits for the upload; only then is that area refilled. Then the
+  // thread itself (declared after them, so it is joined before they go).
   const int64_t sample = train.sampleFloats();
-  std::vector<float> stageImages(size_t(batch * sample));
-  std::vector<int32_t> stageLabels(static_cast<size_t>(batch));
-  int64_t stageN = 0;
+  struct Stage {
+    std::unique_ptr<exec::Buffer> images, labels;
+    int64_t n = 0;
+  } stages[2];
+  for (Stage &st : stages) {
+    st.images = backend_->allocateStaging(
+        uint64_t(batch * sample) * sizeof(float), "a staging batch of images");
+    st.labels = backend_->allocateStaging(uint64_t(batch) * sizeof(int32_t),
+                                          "a staging batch of labels");
+  }
   std::shared_ptr<std::vector<int64_t>> order;
   int64_t orderEpoch = -1;
   auto orderFor = [&](int64_t epoch) {
@@ -294,10 +307,12 @@ void Trainer::runPhase(size_t pi) {
     std::shared_ptr<std::vector<int64_t>> ord = orderFor(e);
     uint64_t key =
         exec::seedFor(state_.seed, fmt::format("augment/{}/{}", pi, t));
-    prefetch.submit([&, ord, start, n, key] {
-      train.makeBatch(ord->data() + start, n, true, key, stageImages.data(),
-                      stageLabels.data());
-      stageN = n;
+    Stage &st = stages[t % 2];
+    prefetch.submit([&st, &train, ord, start, n, key] {
+      train.makeBatch(ord->data() + start, n, true, key,
+                      static_cast<float *>(st.images->data()),
+                      static_cast<int32_t *>(st.labels->data()));
+      st.n = n;
     });
   };
 
@@ -307,11 +322,11 @@ void Trainer::runPhase(size_t pi) {
     submit(state_.step);
   for (int64_t t = state_.step; t < T; ++t) {
     prefetch.wait();
-    int64_t n = stageN;
-    std::memcpy(exe.f32(imageId), stageImages.data(),
-                size_t(n * sample) * sizeof(float));
+    const Stage &st = stages[t % 2];
+    int64_t n = st.n;
+    exe.upload(imageId, st.images->data(), n);
     if (labelsId >= 0)
-      std::memcpy(exe.i32(labelsId), stageLabels.data(), size_t(n) * 4);
+      exe.upload(labelsId, st.labels->data(), n);
     if (t + 1 < T)
       submit(t + 1);
 

@@ -262,9 +262,9 @@ int cmdEval(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
   train::Datasets data = train::loadDatasets(d);
-  exec::ParamStore store(p, 1);
-  loadTrainedParams(a, p, store);
   std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
+  exec::ParamStore store(p, 1, *backend);
+  loadTrainedParams(a, p, store);
   // The paper also compares training error: `--split train` measures it on
   // the (subset of the) training set, without augmentation.
   std::string split = option(a, "--split");
@@ -288,9 +288,9 @@ int cmdReconstruct(const Args &a) {
                     a.trainer, p.variant));
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
   train::Datasets data = train::loadDatasets(d);
-  exec::ParamStore store(p, 1);
-  loadTrainedParams(a, p, store);
   std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
+  exec::ParamStore store(p, 1, *backend);
+  loadTrainedParams(a, p, store);
   exec::Executor exe(p, "reconstruct", store, *backend);
   const plan::Program &prog = exe.program();
   int64_t n =
@@ -299,16 +299,22 @@ int cmdReconstruct(const Args &a) {
   for (int64_t i = 0; i < n; ++i)
     indices[i] = i;
   std::vector<int32_t> labels(n);
-  int64_t image = exe.inputId("image");
-  data.test.makeBatch(indices.data(), n, /*augment=*/false, 0, exe.f32(image),
-                      exe.hasInput("labels") ? exe.i32(exe.inputId("labels"))
-                                             : labels.data());
-  // Keep the inputs: the program may reuse their bytes.
   int64_t sample = data.test.sampleFloats();
-  std::vector<float> inputs(exe.f32(image), exe.f32(image) + n * sample);
+  std::vector<float> inputs(size_t(n * sample));
+  data.test.makeBatch(indices.data(), n, /*augment=*/false, 0, inputs.data(),
+                      labels.data());
+  exe.upload(exe.inputId("image"), inputs.data(), n);
+  if (exe.hasInput("labels"))
+    exe.upload(exe.inputId("labels"), labels.data(), n);
+  // The program may reuse the reconstructions' bytes: keep them.
+  for (const plan::Reconstruction &r : prog.reconstructions)
+    exe.keep(r.value);
   exec::StepContext ctx;
   ctx.training = false;
   exe.run(n, ctx);
+  std::vector<std::vector<float>> images;
+  for (const plan::Reconstruction &r : prog.reconstructions)
+    images.push_back(exe.download(r.value));
 
   // Undo the normalisation: pixel = x * std + mean.
   std::vector<double> scale =
@@ -321,8 +327,7 @@ int cmdReconstruct(const Args &a) {
   for (int64_t i = 0; i < n; ++i) {
     grid.place(0, i, inputs.data() + i * sample, scale, offset);
     for (size_t r = 0; r < prog.reconstructions.size(); ++r)
-      grid.place(int64_t(r) + 1, i,
-                 exe.f32(prog.reconstructions[r].value) + i * sample, scale,
+      grid.place(int64_t(r) + 1, i, images[r].data() + i * sample, scale,
                  offset);
   }
   std::string out = option(a, "--out");
