@@ -26,7 +26,18 @@ def Net_Dialect : Dialect {
   }];
   let useDefaultTypePrinterParser = 1;
   let useDefaultAttributePrinterParser = 1;
+  // The discardable `net.*` attributes of functions and planned ops.
+  let hasOperationAttrVerify = 1;
 }
+
+// Numbers that reach plan.json must be finite: JSON has no NaN or Inf.
+def Net_F64Attr : ConfinedAttr<F64Attr, [AttrConstraint<
+    CPred<"::llvm::cast<::mlir::FloatAttr>($_self).getValue().isFinite()">,
+    "whose value is finite">]>;
+def Net_F64ArrayAttr : ConfinedAttr<DenseF64ArrayAttr, [AttrConstraint<
+    CPred<"::llvm::all_of(::llvm::cast<::mlir::DenseF64ArrayAttr>($_self)"
+          ".asArrayRef(), [](double d) { return std::isfinite(d); })">,
+    "whose values are finite">]>;
 
 class Net_Type<string name, string typeMnemonic, list<Trait> traits = []>
     : TypeDef<Net_Dialect, name, traits> {
@@ -64,6 +75,7 @@ def Net_GaussianInitAttr : Net_Attr<"GaussianInit", "gaussian"> {
   let description = "`#net.gaussian<std = 1.0e-02, mean = 0.0>`";
   let parameters = (ins "::llvm::APFloat":$std, "::llvm::APFloat":$mean);
   let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
 }
 
 def Net_ConstantInitAttr : Net_Attr<"ConstantInit", "constant"> {
@@ -71,6 +83,7 @@ def Net_ConstantInitAttr : Net_Attr<"ConstantInit", "constant"> {
   let description = "`#net.constant<value = 0.0>`";
   let parameters = (ins "::llvm::APFloat":$value);
   let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
 }
 
 def Net_FileInitAttr : Net_Attr<"FileInit", "file"> {

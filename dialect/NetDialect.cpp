@@ -2,9 +2,12 @@
 
 #include "dialect/NetDialect.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/TypeSwitch.h"
+
+#include <cmath>
 
 using namespace mlir;
 using namespace netc::net;
@@ -40,6 +43,118 @@ void NetDialect::initialize() {
 #define GET_ATTRDEF_LIST
 #include "dialect/NetAttrs.cpp.inc"
       >();
+}
+
+//===----------------------------------------------------------------------===//
+// Attributes
+//===----------------------------------------------------------------------===//
+
+LogicalResult
+GaussianInitAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                         llvm::APFloat std, llvm::APFloat mean) {
+  if (!std.isFinite() || !mean.isFinite())
+    return emitError() << "gaussian std and mean must be finite";
+  return success();
+}
+
+LogicalResult
+ConstantInitAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                         llvm::APFloat value) {
+  if (!value.isFinite())
+    return emitError() << "constant value must be finite";
+  return success();
+}
+
+/// The discardable attributes the frontend and the passes attach, and what
+/// each must be, so that a pass can read them without checking their kinds:
+///   on any op:       net.offsets (planned: one byte offset per result)
+///   on a func.func:  net.network, net.eval (unit), net.classes (positive),
+///                    net.phase (symbol), net.topology (string), net.lambda
+///                    (finite, non-negative), net.reconstruct_from (one
+///                    macro-layer name per result), net.arg_offsets (one byte
+///                    offset per argument), net.arena_bytes (non-negative),
+///                    net.batch (positive).
+LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
+                                                   NamedAttribute attr) {
+  StringRef name = attr.getName().strref();
+  Attribute value = attr.getValue();
+  auto error = [&]() {
+    return op->emitOpError() << "attribute '" << name << "' ";
+  };
+  auto offsetsFor = [&](size_t count, StringRef what) -> LogicalResult {
+    auto offsets = dyn_cast<DenseI64ArrayAttr>(value);
+    if (!offsets || size_t(offsets.size()) != count)
+      return error() << "must be an array<i64> of " << count
+                     << " byte offsets, one per " << what << ", got " << value;
+    if (llvm::any_of(offsets.asArrayRef(), [](int64_t o) { return o < 0; }))
+      return error() << "must not hold a negative offset";
+    return success();
+  };
+  auto integer = [&](int64_t min) -> LogicalResult {
+    auto i = dyn_cast<IntegerAttr>(value);
+    if (!i || !i.getType().isSignlessInteger(64) || i.getInt() < min)
+      return error() << "must be an i64 of at least " << min << ", got "
+                     << value;
+    return success();
+  };
+
+  if (name == "net.offsets")
+    return offsetsFor(op->getNumResults(), "result");
+
+  static const StringRef funcAttrs[] = {
+      "net.network",          "net.eval",
+      "net.classes",          "net.phase",
+      "net.topology",         "net.lambda",
+      "net.reconstruct_from", "net.arg_offsets",
+      "net.arena_bytes",      "net.batch"};
+  if (!llvm::is_contained(funcAttrs, name))
+    return op->emitOpError() << "unknown attribute '" << name << "'";
+  auto func = dyn_cast<func::FuncOp>(op);
+  if (!func)
+    return error() << "belongs on a func.func";
+
+  if (name == "net.network" || name == "net.eval") {
+    if (!isa<UnitAttr>(value))
+      return error() << "must be a unit attribute";
+    return success();
+  }
+  if (name == "net.classes" || name == "net.batch")
+    return integer(1);
+  if (name == "net.arena_bytes")
+    return integer(0);
+  if (name == "net.phase") {
+    if (!isa<FlatSymbolRefAttr>(value))
+      return error() << "must name a net.phase, got " << value;
+    return success();
+  }
+  if (name == "net.topology") {
+    static const StringRef topologies[] = {"default", "layerwise", "stacked",
+                                           "none", "reconstruct"};
+    auto s = dyn_cast<StringAttr>(value);
+    if (!s || !llvm::is_contained(topologies, s.getValue()))
+      return error() << "must be one of \"default\", \"layerwise\", "
+                        "\"stacked\", \"none\", \"reconstruct\", got "
+                     << value;
+    return success();
+  }
+  if (name == "net.lambda") {
+    auto f = dyn_cast<FloatAttr>(value);
+    if (!f || !f.getValue().isFinite() || f.getValue().isNegative())
+      return error() << "must be a finite non-negative float, got " << value;
+    return success();
+  }
+  if (name == "net.reconstruct_from") {
+    auto from = dyn_cast<ArrayAttr>(value);
+    if (!from || !llvm::all_of(from, llvm::IsaPred<StringAttr>))
+      return error() << "must be an array of macro-layer names, got " << value;
+    if (from.size() != func.getNumResults())
+      return error() << "names " << from.size()
+                     << " macro-layers for a function of "
+                     << func.getNumResults() << " results";
+    return success();
+  }
+  // net.arg_offsets
+  return offsetsFor(func.getNumArguments(), "argument");
 }
 
 /// `!net.switches<?x64x112x112>` or `!net.switches<*>`.

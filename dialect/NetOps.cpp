@@ -752,7 +752,7 @@ LogicalResult AugmentOp::verify() {
     return emitOpError("lambda must not be negative");
   for (NamedAttribute gamma : getGamma()) {
     auto value = dyn_cast<FloatAttr>(gamma.getValue());
-    if (!value || value.getValueAsDouble() < 0)
+    if (!value || !value.getValue().isFinite() || value.getValue().isNegative())
       return emitOpError("gamma for '")
              << gamma.getName().strref() << "' must be a non-negative float";
   }

@@ -70,7 +70,7 @@ def Net_ParamOp : Net_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">]> {
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, TypeAttrOf<Net_Map>:$type,
-                   AnyAttr:$init, F64Attr:$lr_mult, F64Attr:$decay_mult,
+                   AnyAttr:$init, Net_F64Attr:$lr_mult, Net_F64Attr:$decay_mult,
                    StrAttr:$group, DefaultValuedAttr<BoolAttr, "true">:$trainable);
   let assemblyFormat = "$sym_name `:` $type `init` $init attr-dict";
   let hasVerifier = 1;
@@ -289,7 +289,7 @@ def Net_DropoutOp : Net_LayerOp<"dropout"> {
         : tensor<?x4096xf32> -> tensor<?x4096xf32>
     ```
   }];
-  let arguments = (ins Net_Map:$input, F64Attr:$ratio,
+  let arguments = (ins Net_Map:$input, Net_F64Attr:$ratio,
                    DefaultValuedAttr<I64Attr, "0">:$seed);
   let results = (outs Net_Map:$output);
   let assemblyFormat = [{
@@ -308,8 +308,8 @@ def Net_LRNOp : Net_LayerOp<"lrn", [Pure]> {
         : tensor<?x96x55x55xf32> -> tensor<?x96x55x55xf32>
     ```
   }];
-  let arguments = (ins Net_Map:$input, I64Attr:$size, F64Attr:$alpha,
-                   F64Attr:$beta, F64Attr:$k);
+  let arguments = (ins Net_Map:$input, I64Attr:$size, Net_F64Attr:$alpha,
+                   Net_F64Attr:$beta, Net_F64Attr:$k);
   let results = (outs Net_Map:$output);
   let assemblyFormat = [{
     $input `size` $size `alpha` $alpha `beta` $beta `k` $k attr-dict
@@ -331,8 +331,8 @@ def Net_BatchNormOp : Net_LayerOp<"batch_norm"> {
     ```
   }];
   let arguments = (ins Net_Map:$input, Net_Map:$scale, Net_Map:$shift,
-                   Net_Map:$mean, Net_Map:$variance, F64Attr:$eps,
-                   F64Attr:$momentum, UnitAttr:$inference);
+                   Net_Map:$mean, Net_Map:$variance, Net_F64Attr:$eps,
+                   Net_F64Attr:$momentum, UnitAttr:$inference);
   let results = (outs Net_Map:$output);
   let assemblyFormat = [{
     $input `,` $scale `,` $shift `,` $mean `,` $variance `eps` $eps
@@ -393,7 +393,7 @@ def Net_ObjectiveOp : Net_LayerOp<"objective", [Pure]> {
         : tensor<f32>, tensor<f32> -> tensor<f32>
     ```
   }];
-  let arguments = (ins Variadic<Net_Scalar>:$terms, DenseF64ArrayAttr:$weights,
+  let arguments = (ins Variadic<Net_Scalar>:$terms, Net_F64ArrayAttr:$weights,
                    StrArrayAttr:$names);
   let results = (outs Net_Scalar:$total);
   let assemblyFormat = [{
@@ -467,7 +467,7 @@ def Net_AugmentOp : Net_Op<"augment", [HasParent<"::mlir::ModuleOp">]> {
                              gamma = {conv1 = 1.0e-12 : f64}}
     ```
   }];
-  let arguments = (ins StrAttr:$variant, F64Attr:$lambda,
+  let arguments = (ins StrAttr:$variant, Net_F64Attr:$lambda,
                    DefaultValuedAttr<DictionaryAttr, "{}">:$gamma,
                    OptionalAttr<StrAttr>:$from,
                    OptionalAttr<DenseI64ArrayAttr>:$position,
@@ -491,8 +491,8 @@ def Net_DataOp : Net_Op<"data", [HasParent<"::mlir::ModuleOp">]> {
                    DefaultValuedAttr<I64Attr, "0">:$crop,
                    DefaultValuedAttr<I64Attr, "0">:$crop_pad,
                    OptionalAttr<DenseI64ArrayAttr>:$scale,
-                   OptionalAttr<DenseF64ArrayAttr>:$mean,
-                   OptionalAttr<DenseF64ArrayAttr>:$std);
+                   OptionalAttr<Net_F64ArrayAttr>:$mean,
+                   OptionalAttr<Net_F64ArrayAttr>:$std);
   let assemblyFormat = "$kind attr-dict";
 }
 
@@ -512,13 +512,13 @@ def Net_PhaseOp : Net_Op<"phase", [Symbol, HasParent<"::mlir::ModuleOp">]> {
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, StrAttr:$decoder,
-                   StrArrayAttr:$freeze, F64Attr:$lr, F64Attr:$momentum,
-                   F64Attr:$decay, I64Attr:$batch, I64Attr:$epochs,
+                   StrArrayAttr:$freeze, Net_F64Attr:$lr, Net_F64Attr:$momentum,
+                   Net_F64Attr:$decay, I64Attr:$batch, I64Attr:$epochs,
                    DefaultValuedAttr<I64Attr, "0">:$steps, StrAttr:$lr_policy,
-                   DefaultValuedAttr<F64Attr, "0.1">:$lr_gamma,
+                   DefaultValuedAttr<Net_F64Attr, "0.1">:$lr_gamma,
                    DefaultValuedAttr<I64Attr, "1">:$lr_every,
-                   DefaultValuedAttr<F64Attr, "0.0">:$lr_min,
-                   OptionalAttr<F64Attr>:$lambda);
+                   DefaultValuedAttr<Net_F64Attr, "0.0">:$lr_min,
+                   OptionalAttr<Net_F64Attr>:$lambda);
   let assemblyFormat = "$sym_name attr-dict";
   let hasVerifier = 1;
 }

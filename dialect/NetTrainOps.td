@@ -191,7 +191,7 @@ def Net_DropoutGradOp : Net_GradOp<"dropout_grad", [SameOperandsAndResultType]> 
     %dx = net.dropout_grad %dy ratio 5.000000e-01 seed 1 : tensor<?x4096xf32>
     ```
   }];
-  let arguments = (ins Net_Map:$grad, F64Attr:$ratio, I64Attr:$seed);
+  let arguments = (ins Net_Map:$grad, Net_F64Attr:$ratio, I64Attr:$seed);
   let results = (outs Net_Map:$result);
   let assemblyFormat = "$grad `ratio` $ratio `seed` $seed attr-dict `:` type($result)";
 }
@@ -205,7 +205,8 @@ def Net_LRNGradOp : Net_GradOp<"lrn_grad", [SameOperandsAndResultType]> {
     ```
   }];
   let arguments = (ins Net_Map:$grad, Net_Map:$input, Net_Map:$output,
-                   I64Attr:$size, F64Attr:$alpha, F64Attr:$beta, F64Attr:$k);
+                   I64Attr:$size, Net_F64Attr:$alpha, Net_F64Attr:$beta,
+                   Net_F64Attr:$k);
   let results = (outs Net_Map:$result);
   let assemblyFormat = [{
     $grad `,` $input `,` $output `size` $size `alpha` $alpha `beta` $beta `k` $k
@@ -225,7 +226,7 @@ def Net_BatchNormGradOp : Net_GradOp<"batch_norm_grad"> {
     ```
   }];
   let arguments = (ins Net_Map:$grad, Net_Map:$input, Net_Map:$scale,
-                   F64Attr:$eps);
+                   Net_F64Attr:$eps);
   let results = (outs Net_Map:$input_grad, Net_Map:$scale_grad,
                  Net_Map:$shift_grad);
   let assemblyFormat = [{
@@ -244,7 +245,7 @@ def Net_SoftmaxCrossEntropyGradOp : Net_GradOp<"softmax_cross_entropy_grad"> {
         : tensor<?x10xf32>, tensor<?xi32> -> tensor<?x10xf32>
     ```
   }];
-  let arguments = (ins Net_Map:$logits, Net_Labels:$labels, F64Attr:$scale);
+  let arguments = (ins Net_Map:$logits, Net_Labels:$labels, Net_F64Attr:$scale);
   let results = (outs Net_Map:$result);
   let assemblyFormat = [{
     $logits `,` $labels `scale` $scale attr-dict `:` type($logits) `,`
@@ -262,7 +263,8 @@ def Net_EuclideanLossGradOp : Net_GradOp<"euclidean_loss_grad"> {
         : tensor<?x3x32x32xf32>, tensor<?x3x32x32xf32> -> tensor<?x3x32x32xf32>
     ```
   }];
-  let arguments = (ins Net_Map:$prediction, Net_Map:$target, F64Attr:$scale);
+  let arguments = (ins Net_Map:$prediction, Net_Map:$target,
+                   Net_F64Attr:$scale);
   let results = (outs Net_Map:$result);
   let assemblyFormat = [{
     $prediction `,` $target `scale` $scale attr-dict `:` type($prediction) `,`
@@ -273,7 +275,7 @@ def Net_EuclideanLossGradOp : Net_GradOp<"euclidean_loss_grad"> {
 def Net_ScaleOp : Net_GradOp<"scale", [SameOperandsAndResultType]> {
   let summary = "multiply by a constant";
   let description = "`%y = net.scale %x by -1.000000e+00 : tensor<?x8x4x4xf32>`";
-  let arguments = (ins Net_Map:$input, F64Attr:$factor);
+  let arguments = (ins Net_Map:$input, Net_F64Attr:$factor);
   let results = (outs Net_Map:$result);
   let assemblyFormat = "$input `by` $factor attr-dict `:` type($result)";
 }
@@ -300,8 +302,8 @@ def Net_SGDUpdateOp : Net_Op<"sgd_update", [
         : tensor<64x3x3x3xf32>
     ```
   }];
-  let arguments = (ins FlatSymbolRefAttr:$param, Net_Map:$grad, F64Attr:$lr_mult,
-                   F64Attr:$decay_mult);
+  let arguments = (ins FlatSymbolRefAttr:$param, Net_Map:$grad,
+                   Net_F64Attr:$lr_mult, Net_F64Attr:$decay_mult);
   let assemblyFormat = [{
     $param `,` $grad `lr_mult` $lr_mult `decay_mult` $decay_mult attr-dict
     `:` type($grad)

@@ -2,21 +2,23 @@
 //
 // Serialises a planned module as docs/trainer-format.md describes: the
 // parameter table (with the imported parameters' values, checked against
-// their shapes, in params.safetensors), one program per step function and the eval program
-// (values with their arena offsets, kernels in order, outputs), the data
-// settings and the schedule. Written with llvm::json (LLVM is built without
-// exceptions).
+// their shapes, in params.safetensors), one program per step function and the
+// eval program (values with their arena offsets, kernels in order, outputs),
+// the data settings and the schedule. Written with llvm::json (LLVM is built
+// without exceptions).
 //
 //===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
 
 #include "llvm/Support/FileSystem.h"
-#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MathExtras.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <cmath>
 #include <map>
 
 namespace netc {
@@ -51,7 +53,20 @@ json::Value initJson(Attribute init) {
       {"kind", "file"}, {"path", f.getPath()}, {"key", f.getKey()}};
 }
 
-/// An attribute as JSON; null for the ones the runtime does not need.
+/// Whether every number in `a` is finite: JSON has no NaN or Inf.
+bool isFinite(Attribute a) {
+  if (auto f = dyn_cast<FloatAttr>(a))
+    return f.getValue().isFinite();
+  if (auto d = dyn_cast<DenseF64ArrayAttr>(a))
+    return llvm::all_of(d.asArrayRef(),
+                        [](double x) { return std::isfinite(x); });
+  if (auto arr = dyn_cast<ArrayAttr>(a))
+    return llvm::all_of(arr, isFinite);
+  return true;
+}
+
+/// An attribute as JSON; null for the ones the runtime does not need. The
+/// caller has checked isFinite.
 std::optional<json::Value> attrJson(Attribute a) {
   if (auto v = dyn_cast<DenseI64ArrayAttr>(a))
     return json::Value(ints(v.asArrayRef()));
@@ -83,20 +98,44 @@ std::optional<json::Value> attrJson(Attribute a) {
   return std::nullopt;
 }
 
+/// The shape of a value the runtime can hold: a ranked f32 or i32 tensor, or
+/// ranked switches, whose only dynamic dimension is the batch (the first).
+/// Reports at `at` otherwise.
+FailureOr<ArrayRef<int64_t>> shapeOf(Value v, Operation *at) {
+  ArrayRef<int64_t> shape;
+  Type type = v.getType();
+  if (auto s = dyn_cast<SwitchesType>(type); s && s.hasRank()) {
+    shape = s.getShape();
+  } else if (auto t = dyn_cast<RankedTensorType>(type);
+             t && (t.getElementType().isF32() ||
+                   t.getElementType().isSignlessInteger(32))) {
+    shape = t.getShape();
+  } else {
+    return at->emitOpError("net-emit-plan needs ranked f32 or i32 tensors "
+                           "and ranked switches, got ")
+           << type << "; run net-infer-shapes first";
+  }
+  for (auto [i, d] : llvm::enumerate(shape))
+    if (i > 0 && ShapedType::isDynamic(d))
+      return at->emitOpError("only the batch dimension may be dynamic, got ")
+             << type;
+  return shape;
+}
+
 StringRef dtypeOf(Type type) {
-  if (isa<SwitchesType>(type))
-    return "i32";
-  auto t = cast<TensorType>(type);
-  return t.getElementType().isF32() ? "f32" : "i32";
+  if (auto t = dyn_cast<RankedTensorType>(type);
+      t && t.getElementType().isF32())
+    return "f32";
+  return "i32";
 }
 
-ArrayRef<int64_t> shapeOf(Type type) {
-  if (auto s = dyn_cast<SwitchesType>(type))
-    return s.getShape();
-  return cast<RankedTensorType>(type).getShape();
-}
-
+/// 1. Values get ids in order of definition (arguments, then results), with
+///    their arena offsets, or the parameter they read.
+/// 2. Every other op of the body is a kernel; func.return gives the outputs.
+/// Every value must lie inside the arena at the program's batch.
 FailureOr<json::Object> programJson(func::FuncOp func) {
+  if (func.isExternal())
+    return func.emitError("net-emit-plan needs a function with a body");
   Block &block = func.getBody().front();
   auto argOffsets = func->getAttrOfType<DenseI64ArrayAttr>("net.arg_offsets");
   auto arena = func->getAttrOfType<IntegerAttr>("net.arena_bytes");
@@ -104,34 +143,54 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
   if (!argOffsets || !arena || !batch)
     return func.emitError("net-emit-plan needs a planned function; run "
                           "net-plan-memory first");
+  if (block.getNumArguments() != 2)
+    return func.emitError("a program takes (image, labels), not ")
+           << block.getNumArguments() << " arguments";
 
   llvm::DenseMap<Value, int64_t> ids;
   json::Array values;
-  auto addValue = [&](Value v, json::Object entry) {
+  auto addValue = [&](Value v, json::Object entry,
+                      Operation *at) -> LogicalResult {
+    auto shape = shapeOf(v, at);
+    if (failed(shape))
+      return failure();
+    if (std::optional<int64_t> offset = entry.getInteger("offset")) {
+      std::optional<int64_t> bytes = valueBytes(v.getType(), batch.getInt());
+      int64_t end;
+      if (!bytes || llvm::AddOverflow(*offset, *bytes, end) ||
+          end > arena.getInt())
+        return at->emitOpError("a value at offset ")
+               << *offset << " does not fit in the arena of " << arena.getInt()
+               << " bytes at batch " << batch.getInt();
+    }
     int64_t id = ids.size();
     ids[v] = id;
     entry["id"] = id;
-    entry["shape"] = ints(shapeOf(v.getType()));
+    entry["shape"] = ints(*shape);
     entry["dtype"] = dtypeOf(v.getType());
     values.push_back(std::move(entry));
+    return success();
   };
   for (auto [arg, offset] :
-       llvm::zip(block.getArguments(), argOffsets.asArrayRef()))
-    addValue(arg, json::Object{{"offset", offset}});
+       llvm::zip_equal(block.getArguments(), argOffsets.asArrayRef()))
+    if (failed(addValue(arg, json::Object{{"offset", offset}}, func)))
+      return failure();
 
   json::Array kernels;
   json::Object outputs;
   for (Operation &op : block) {
     if (auto get = dyn_cast<ParamGetOp>(op)) {
-      addValue(get.getResult(), json::Object{{"param", get.getName()}});
+      if (failed(addValue(get.getResult(),
+                          json::Object{{"param", get.getName()}}, get)))
+        return failure();
       continue;
     }
     if (auto ret = dyn_cast<func::ReturnOp>(op);
         ret && func->hasAttr("net.reconstruct_from")) {
       json::Array recons;
-      for (auto [value, from] :
-           llvm::zip(ret.getOperands(),
-                     func->getAttrOfType<ArrayAttr>("net.reconstruct_from")))
+      for (auto [value, from] : llvm::zip_equal(
+               ret.getOperands(),
+               func->getAttrOfType<ArrayAttr>("net.reconstruct_from")))
         recons.push_back(
             json::Object{{"from", cast<StringAttr>(from).getValue()},
                          {"value", ids.lookup(value)}});
@@ -160,18 +219,28 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
       outputs["terms"] = std::move(terms);
       continue;
     }
+    if (!isa<NetDialect>(op.getDialect()) || op.getNumRegions() != 0)
+      return op.emitOpError("is not a kernel net-emit-plan can write; run "
+                            "net-autodiff first");
+    auto offsets = op.getAttrOfType<DenseI64ArrayAttr>("net.offsets");
+    if (op.getNumResults() != 0 && !offsets)
+      return op.emitOpError("has no net.offsets; run net-plan-memory first");
     json::Array in, out;
     for (Value operand : op.getOperands())
       in.push_back(ids.lookup(operand));
-    auto offsets = op.getAttrOfType<DenseI64ArrayAttr>("net.offsets");
     for (auto [i, result] : llvm::enumerate(op.getResults())) {
-      addValue(result, json::Object{{"offset", offsets[i]}});
+      if (failed(addValue(result, json::Object{{"offset", offsets[i]}}, &op)))
+        return failure();
       out.push_back(ids.lookup(result));
     }
     json::Object attrs;
     for (NamedAttribute a : op.getAttrs()) {
       if (a.getName().strref().starts_with("net."))
         continue;
+      if (!isFinite(a.getValue()))
+        return op.emitOpError("attribute '")
+               << a.getName().strref()
+               << "' holds a NaN or an infinity, which plan.json cannot hold";
       if (auto j = attrJson(a.getValue()))
         attrs[a.getName().strref()] = std::move(*j);
     }
@@ -190,6 +259,21 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
                       {"outputs", std::move(outputs)}};
 }
 
+/// The static shape of a parameter and its size in bytes, or an error at it.
+FailureOr<std::pair<ArrayRef<int64_t>, int64_t>> paramShape(ParamOp param) {
+  auto type = dyn_cast<RankedTensorType>(param.getType());
+  if (!type || !type.hasStaticShape())
+    return emitLayerError(param)
+           << "parameter @" << param.getSymName() << " of type "
+           << param.getType()
+           << " has no static shape; run net-infer-shapes first";
+  std::optional<int64_t> bytes = valueBytes(type, 1);
+  if (!bytes)
+    return emitLayerError(param) << "parameter @" << param.getSymName()
+                                 << " has more than 2^63 bytes";
+  return std::make_pair(type.getShape(), *bytes);
+}
+
 } // namespace
 
 FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
@@ -200,9 +284,10 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
   if (!network)
     return module.emitError("no function marked net.network");
   auto classes = network->getAttrOfType<IntegerAttr>("net.classes");
-  auto image = network.getNumArguments() == 2
-                   ? dyn_cast<RankedTensorType>(network.getArgument(0).getType())
-                   : RankedTensorType();
+  auto image =
+      network.getNumArguments() == 2
+          ? dyn_cast<RankedTensorType>(network.getArgument(0).getType())
+          : RankedTensorType();
   if (!classes || !image || image.getRank() != 4)
     return network.emitError("the network function must take (image, labels) "
                              "and carry net.classes");
@@ -240,15 +325,19 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
   plan["eval"] = json::Object{{"schemes", std::move(schemes)}};
 
   json::Array params;
-  for (ParamOp p : module.getOps<ParamOp>())
-    params.push_back(json::Object{
-        {"name", p.getSymName()},
-        {"shape", ints(cast<RankedTensorType>(p.getType()).getShape())},
-        {"group", p.getGroup()},
-        {"trainable", p.getTrainable()},
-        {"lr_mult", p.getLrMult().convertToDouble()},
-        {"decay_mult", p.getDecayMult().convertToDouble()},
-        {"init", initJson(p.getInit())}});
+  for (ParamOp p : module.getOps<ParamOp>()) {
+    auto shape = paramShape(p);
+    if (failed(shape))
+      return failure();
+    params.push_back(
+        json::Object{{"name", p.getSymName()},
+                     {"shape", ints(shape->first)},
+                     {"group", p.getGroup()},
+                     {"trainable", p.getTrainable()},
+                     {"lr_mult", p.getLrMult().convertToDouble()},
+                     {"decay_mult", p.getDecayMult().convertToDouble()},
+                     {"init", initJson(p.getInit())}});
+  }
   plan["params"] = std::move(params);
 
   json::Object programs;
@@ -304,9 +393,34 @@ struct SafetensorsFile {
   StringRef data;
 };
 
+/// safetensors' own limit on the length of its JSON header.
+constexpr uint64_t kMaxHeaderBytes = 100 << 20;
+
 /// Reads and checks a safetensors file's header; the error names the file.
+/// Only regular files are read: a device such as /dev/zero never ends, and
+/// opening a FIFO blocks until someone writes to it. The file is mapped, not
+/// copied, and its size is known before anything is read.
 FailureOr<SafetensorsFile> readSafetensors(StringRef path, Location loc) {
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false);
+  namespace fs = llvm::sys::fs;
+  fs::file_status status;
+  if (std::error_code ec = fs::status(path, status))
+    return emitError(loc) << "cannot read '" << path << "': " << ec.message();
+  if (!fs::is_regular_file(status))
+    return emitError(loc) << "cannot read '" << path << "': not a regular file";
+  llvm::Expected<fs::file_t> fd = fs::openNativeFileForRead(path);
+  if (!fd)
+    return emitError(loc) << "cannot read '" << path
+                          << "': " << llvm::toString(fd.takeError());
+  // The path may have changed since it was checked: check what was opened.
+  if (std::error_code ec = fs::status(*fd, status);
+      ec || !fs::is_regular_file(status)) {
+    fs::closeFile(*fd);
+    return emitError(loc) << "cannot read '" << path << "': "
+                          << (ec ? ec.message() : "not a regular file");
+  }
+  auto buffer = llvm::MemoryBuffer::getOpenFile(
+      *fd, path, status.getSize(), /*RequiresNullTerminator=*/false);
+  fs::closeFile(*fd);
   if (!buffer)
     return emitError(loc) << "cannot read '" << path
                           << "': " << buffer.getError().message();
@@ -319,6 +433,9 @@ FailureOr<SafetensorsFile> readSafetensors(StringRef path, Location loc) {
   if (n > bytes.size() - 8)
     return emitError(loc) << "'" << path
                           << "': safetensors header runs past the end";
+  if (n > kMaxHeaderBytes)
+    return emitError(loc) << "'" << path << "': safetensors header of " << n
+                          << " bytes is larger than " << kMaxHeaderBytes;
   auto header = json::parse(bytes.substr(8, n));
   if (!header || !header->getAsObject()) {
     if (!header)
@@ -356,7 +473,10 @@ LogicalResult importParameters(ModuleOp module,
     if (!entry)
       return emitLayerError(param)
              << "'" << init.getPath() << "' has no tensor '" << key << "'";
-    auto shape = cast<RankedTensorType>(param.getType()).getShape();
+    auto shapeAndBytes = paramShape(param);
+    if (failed(shapeAndBytes))
+      return failure();
+    auto [shape, bytes] = *shapeAndBytes;
     std::optional<StringRef> dtype = entry->getString("dtype");
     const json::Array *dims = entry->getArray("shape");
     const json::Array *offsets = entry->getArray("data_offsets");
@@ -377,16 +497,15 @@ LogicalResult importParameters(ModuleOp module,
     }
     int64_t begin = (*offsets)[0].getAsInteger().value_or(-1);
     int64_t end = (*offsets)[1].getAsInteger().value_or(-1);
-    int64_t bytes = 4;
-    for (int64_t d : shape)
-      bytes *= d;
-    if (begin < 0 || end - begin != bytes || size_t(end) > file.data.size())
+    if (begin < 0 || end < begin || uint64_t(end) > file.data.size() ||
+        end - begin != bytes)
       return emitLayerError(param)
              << "tensor '" << key << "' of '" << init.getPath()
              << "' has bad data offsets";
     tensors[param.getSymName().str()] = file.data.substr(begin, bytes).str();
-    header[param.getSymName()] = json::Object{
-        {"dtype", "F32"}, {"shape", ints(shape)}, {"data_offsets", json::Array{}}};
+    header[param.getSymName()] = json::Object{{"dtype", "F32"},
+                                              {"shape", ints(shape)},
+                                              {"data_offsets", json::Array{}}};
   }
   return success();
 }
@@ -416,8 +535,8 @@ LogicalResult writeImportedParameters(ModuleOp module, StringRef directory) {
         os << text << data;
         return llvm::Error::success();
       }))
-    return module.emitError() << "cannot write " << path << ": "
-                              << llvm::toString(std::move(err));
+    return module.emitError()
+           << "cannot write " << path << ": " << llvm::toString(std::move(err));
   return success();
 }
 

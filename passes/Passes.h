@@ -9,6 +9,7 @@
 #include "llvm/Support/JSON.h"
 
 #include <memory>
+#include <optional>
 
 namespace netc {
 
@@ -26,6 +27,11 @@ mlir::LogicalResult inferShapes(mlir::ModuleOp module);
 /// `net.augment` with the default lambda when the file has none.
 mlir::FailureOr<netc::net::AugmentOp> overrideVariant(mlir::ModuleOp module,
                                                       llvm::StringRef variant);
+
+/// Bytes of a value of `type` (an f32 or i32 tensor, or switches stored as
+/// i32) with its dynamic (batch) dimension at `batch`; nullopt when it has
+/// no rank or the count overflows int64_t.
+std::optional<int64_t> valueBytes(mlir::Type type, int64_t batch);
 
 /// The version of docs/trainer-format.md that net-emit-plan writes.
 constexpr int kTrainerFormatVersion = 1;

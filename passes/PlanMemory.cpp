@@ -15,6 +15,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/Support/MathExtras.h"
 
 namespace netc {
 #define GEN_PASS_DEF_PLANMEMORY
@@ -29,19 +30,12 @@ namespace {
 
 constexpr int64_t kAlign = 64;
 
-int64_t alignUp(int64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-/// Bytes of a value at batch `batch` (f32 and i32 elements, switches i32).
-int64_t valueBytes(Type type, int64_t batch) {
-  ArrayRef<int64_t> shape;
-  if (auto t = dyn_cast<RankedTensorType>(type))
-    shape = t.getShape();
-  else if (auto s = dyn_cast<SwitchesType>(type))
-    shape = s.getShape();
-  int64_t n = 4;
-  for (int64_t d : shape)
-    n *= ShapedType::isDynamic(d) ? batch : d;
-  return n;
+/// `n` rounded up to the alignment; nullopt on overflow.
+std::optional<int64_t> alignUp(int64_t n) {
+  int64_t padded;
+  if (llvm::AddOverflow(n, kAlign - 1, padded))
+    return std::nullopt;
+  return padded / kAlign * kAlign;
 }
 
 bool isInPlaceOp(Operation *op) {
@@ -50,14 +44,32 @@ bool isInPlaceOp(Operation *op) {
 
 struct Buffer {
   int64_t bytes = 0;
+  int64_t size = 0;           ///< Bytes rounded up to the alignment.
   int64_t start = 0, end = 0; ///< Live range, in op indices (inclusive).
   int64_t offset = -1;
 };
 
 } // namespace
 
-/// Plans `func` for `batch`; returns the arena size.
-static int64_t planFunction(func::FuncOp func, int64_t batch) {
+std::optional<int64_t> netc::valueBytes(Type type, int64_t batch) {
+  ArrayRef<int64_t> shape;
+  if (auto t = dyn_cast<RankedTensorType>(type))
+    shape = t.getShape();
+  else if (auto s = dyn_cast<SwitchesType>(type); s && s.hasRank())
+    shape = s.getShape();
+  else
+    return std::nullopt;
+  int64_t n = 4;
+  for (int64_t d : shape)
+    if (llvm::MulOverflow(n, ShapedType::isDynamic(d) ? batch : d, n))
+      return std::nullopt;
+  return n;
+}
+
+/// Plans `func` for `batch`; returns the arena size. The arena is never
+/// larger than the sum of its buffers, so once that sum is known to fit in
+/// int64_t, no offset computed below can overflow.
+static FailureOr<int64_t> planFunction(func::FuncOp func, int64_t batch) {
   Block &block = func.getBody().front();
   llvm::DenseMap<Operation *, int64_t> index;
   int64_t n = 0;
@@ -76,9 +88,23 @@ static int64_t planFunction(func::FuncOp func, int64_t batch) {
 
   SmallVector<Buffer> buffers;
   llvm::DenseMap<Value, int> bufferOf;
-  auto newBuffer = [&](Value v, int64_t start) {
+  int64_t total = 0;
+  auto newBuffer = [&](Value v, int64_t start) -> LogicalResult {
+    Operation *at = v.getDefiningOp() ? v.getDefiningOp() : func;
+    auto switches = dyn_cast<SwitchesType>(v.getType());
+    if (!isa<RankedTensorType>(v.getType()) &&
+        !(switches && switches.hasRank()))
+      return at->emitOpError("net-plan-memory needs ranked values, got ")
+             << v.getType() << "; run net-infer-shapes first";
+    std::optional<int64_t> bytes = valueBytes(v.getType(), batch);
+    std::optional<int64_t> size = bytes ? alignUp(*bytes) : std::nullopt;
+    if (!size || llvm::AddOverflow(total, *size, total))
+      return at->emitOpError("at batch ")
+             << batch << " the arena would need more than 2^63 bytes (a "
+             << v.getType() << " value)";
     bufferOf[v] = buffers.size();
-    buffers.push_back({valueBytes(v.getType(), batch), start, lastUse(v), -1});
+    buffers.push_back({*bytes, *size, start, lastUse(v), -1});
+    return success();
   };
   auto join = [&](Value v, Value into) {
     int id = bufferOf[into];
@@ -87,7 +113,8 @@ static int64_t planFunction(func::FuncOp func, int64_t batch) {
   };
 
   for (BlockArgument arg : block.getArguments())
-    newBuffer(arg, -1);
+    if (failed(newBuffer(arg, -1)))
+      return failure();
   for (Operation &op : block) {
     if (isa<ParamGetOp>(op) || op.getNumResults() == 0)
       continue;
@@ -104,7 +131,8 @@ static int64_t planFunction(func::FuncOp func, int64_t batch) {
       continue;
     }
     for (Value result : op.getResults())
-      newBuffer(result, index[&op]);
+      if (failed(newBuffer(result, index[&op])))
+        return failure();
   }
 
   // Largest first, lowest offset that fits beside every overlapping buffer.
@@ -121,17 +149,17 @@ static int64_t planFunction(func::FuncOp func, int64_t batch) {
     for (int other : placed) {
       const Buffer &o = buffers[other];
       if (o.start <= buf.end && buf.start <= o.end)
-        taken.push_back({o.offset, o.offset + alignUp(o.bytes)});
+        taken.push_back({o.offset, o.offset + o.size});
     }
     llvm::sort(taken);
     int64_t offset = 0;
     for (auto [lo, hi] : taken) {
-      if (offset + alignUp(buf.bytes) <= lo)
+      if (offset + buf.size <= lo)
         break;
       offset = std::max(offset, hi);
     }
     buf.offset = offset;
-    arena = std::max(arena, offset + alignUp(buf.bytes));
+    arena = std::max(arena, offset + buf.size);
     placed.push_back(id);
   }
 
@@ -173,9 +201,8 @@ struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
           return signalPassFailure();
         }
         b = phase.getBatchAttr().getInt();
-      }
-      else if (func->hasAttr("net.eval") ||
-               func->hasAttr("net.reconstruct_from"))
+      } else if (func->hasAttr("net.eval") ||
+                 func->hasAttr("net.reconstruct_from"))
         b = largest;
       else
         continue;
@@ -185,7 +212,8 @@ struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
                        "net-autodiff first");
         return signalPassFailure();
       }
-      planFunction(func, batch > 0 ? int64_t(batch) : b);
+      if (failed(planFunction(func, batch > 0 ? int64_t(batch) : b)))
+        return signalPassFailure();
     }
   }
 };
