@@ -20,70 +20,33 @@ using nlohmann::json;
 //===----------------------------------------------------------------------===//
 
 namespace {
+enum class OpMemory { Plain, InPlace, View };
+
 struct OpInfo {
   Op op;
   const char *name;
   int minIn, maxIn; ///< maxIn -1 = unbounded
   int outs;
-  std::vector<const char *> required; ///< attributes that must be present
+  OpMemory memory;
+  std::string attrs; ///< required attributes, separated by spaces
+  /// The attributes that must be present.
+  std::vector<std::string> required() const {
+    std::vector<std::string> out;
+    std::istringstream in(attrs);
+    for (std::string a; in >> a;)
+      out.push_back(a);
+    return out;
+  }
 };
 
 const std::vector<OpInfo> &opTable() {
-  static const std::vector<OpInfo> table = {
-      {Op::Conv2D, "conv2d", 2, 3, 1, {"stride", "pad"}},
-      {Op::Deconv2D, "deconv2d", 2, 3, 1, {"stride", "pad"}},
-      {Op::Relu, "relu", 1, 1, 1, {}},
-      {Op::MaxPool, "max_pool", 1, 1, 2, {"kernel", "stride", "pad"}},
-      {Op::AvgPool, "avg_pool", 1, 1, 1, {"kernel", "stride", "pad"}},
-      {Op::Unpool, "unpool", 1, 2, 1, {"kernel", "stride", "pad", "size"}},
-      {Op::FC, "fc", 2, 3, 1, {}},
-      {Op::Reshape, "reshape", 1, 1, 1, {}},
-      {Op::Flatten, "flatten", 1, 1, 1, {}},
-      {Op::Dropout, "dropout", 1, 1, 1, {"ratio", "seed"}},
-      {Op::LRN, "lrn", 1, 1, 1, {"size", "alpha", "beta", "k"}},
-      {Op::BatchNorm, "batch_norm", 5, 5, 1, {"eps", "momentum"}},
-      {Op::SoftmaxCrossEntropy, "softmax_cross_entropy", 2, 2, 1, {}},
-      {Op::EuclideanLoss, "euclidean_loss", 2, 2, 1, {}},
-      {Op::Objective, "objective", 1, -1, 1, {"weights"}},
-      {Op::Conv2DGradInput, "conv2d_grad_input", 2, 2, 1, {"stride", "pad"}},
-      {Op::Conv2DGradWeight, "conv2d_grad_weight", 2, 2, 1, {"stride", "pad"}},
-      {Op::Deconv2DGradInput,
-       "deconv2d_grad_input",
-       2,
-       2,
-       1,
-       {"stride", "pad"}},
-      {Op::Deconv2DGradWeight,
-       "deconv2d_grad_weight",
-       2,
-       2,
-       1,
-       {"stride", "pad"}},
-      {Op::BiasGrad, "bias_grad", 1, 1, 1, {}},
-      {Op::ReluGrad, "relu_grad", 2, 2, 1, {}},
-      {Op::UnpoolGrad, "unpool_grad", 1, 2, 1, {"kernel", "stride", "pad"}},
-      {Op::AvgPoolGrad, "avg_pool_grad", 1, 1, 1, {"kernel", "stride", "pad"}},
-      {Op::FCGradInput, "fc_grad_input", 2, 2, 1, {}},
-      {Op::FCGradWeight, "fc_grad_weight", 2, 2, 1, {}},
-      {Op::DropoutGrad, "dropout_grad", 1, 1, 1, {"ratio", "seed"}},
-      {Op::LRNGrad, "lrn_grad", 3, 3, 1, {"size", "alpha", "beta", "k"}},
-      {Op::BatchNormGrad, "batch_norm_grad", 3, 3, 3, {"eps"}},
-      {Op::SoftmaxCrossEntropyGrad,
-       "softmax_cross_entropy_grad",
-       2,
-       2,
-       1,
-       {"scale"}},
-      {Op::EuclideanLossGrad, "euclidean_loss_grad", 2, 2, 1, {"scale"}},
-      {Op::Scale, "scale", 1, 1, 1, {"factor"}},
-      {Op::Add, "add", 2, 2, 1, {}},
-      {Op::SGDUpdate,
-       "sgd_update",
-       1,
-       1,
-       0,
-       {"param", "lr_mult", "decay_mult"}},
-  };
+  static const std::vector<OpInfo> table = [] {
+    std::vector<OpInfo> t;
+#define NETC_OP(E, NAME, MININ, MAXIN, OUTS, MEMORY, ATTRS)                    \
+  t.push_back({Op::E, NAME, MININ, MAXIN, OUTS, OpMemory::MEMORY, ATTRS});
+#include "runtime/plan/Ops.def"
+    return t;
+  }();
   return table;
 }
 
@@ -104,21 +67,9 @@ std::optional<Op> opFromName(const std::string &name) {
   return std::nullopt;
 }
 
-bool opAllowsInPlace(Op op) {
-  switch (op) {
-  case Op::Relu:
-  case Op::Dropout:
-  case Op::Add:
-  case Op::Scale:
-  case Op::ReluGrad:
-  case Op::DropoutGrad:
-    return true;
-  default:
-    return false;
-  }
-}
+bool opAllowsInPlace(Op op) { return info(op).memory == OpMemory::InPlace; }
 
-bool opIsView(Op op) { return op == Op::Reshape || op == Op::Flatten; }
+bool opIsView(Op op) { return info(op).memory == OpMemory::View; }
 
 const char *dtypeName(DType t) { return t == DType::F32 ? "f32" : "i32"; }
 
@@ -704,8 +655,8 @@ struct Parser {
     if (!k.attrs.is_object())
       fail(join(path, "attrs"),
            fmt::format("expected an object, got {}", describe(k.attrs)));
-    for (const char *a : oi.required)
-      if (!k.has(a))
+    for (const std::string &a : oi.required())
+      if (!k.has(a.c_str()))
         fail(join(path, "attrs"),
              fmt::format("'{}' needs attribute '{}'", name, a));
 

@@ -42,41 +42,10 @@ enum class DType { F32, I32 };
 const char *dtypeName(DType t);
 inline int64_t dtypeSize(DType) { return 4; }
 
-/// Every kernel the runtime knows.
+/// Every kernel the runtime knows (runtime/plan/Ops.def).
 enum class Op {
-  Conv2D,
-  Deconv2D,
-  Relu,
-  MaxPool,
-  AvgPool,
-  Unpool,
-  FC,
-  Reshape,
-  Flatten,
-  Dropout,
-  LRN,
-  BatchNorm,
-  SoftmaxCrossEntropy,
-  EuclideanLoss,
-  Objective,
-  Conv2DGradInput,
-  Conv2DGradWeight,
-  Deconv2DGradInput,
-  Deconv2DGradWeight,
-  BiasGrad,
-  ReluGrad,
-  UnpoolGrad,
-  AvgPoolGrad,
-  FCGradInput,
-  FCGradWeight,
-  DropoutGrad,
-  LRNGrad,
-  BatchNormGrad,
-  SoftmaxCrossEntropyGrad,
-  EuclideanLossGrad,
-  Scale,
-  Add,
-  SGDUpdate,
+#define NETC_OP(E, ...) E,
+#include "runtime/plan/Ops.def"
 };
 const char *opName(Op op);
 std::optional<Op> opFromName(const std::string &name);
