@@ -86,6 +86,38 @@ static LogicalResult checkPairs(Operation *op, StringRef name,
   return success();
 }
 
+namespace {
+/// int64_t arithmetic for shape formulas on hand-written attributes and
+/// types: an overflow anywhere makes the result empty.
+struct Checked {
+  std::optional<int64_t> value;
+  Checked(int64_t v) : value(v) {}
+  Checked(std::nullopt_t) {}
+  template <typename F>
+  static Checked apply(Checked a, Checked b, F overflows) {
+    int64_t r;
+    if (!a.value || !b.value || overflows(*a.value, *b.value, r))
+      return std::nullopt;
+    return r;
+  }
+  friend Checked operator+(Checked a, Checked b) {
+    return apply(a, b, llvm::AddOverflow<int64_t>);
+  }
+  friend Checked operator-(Checked a, Checked b) {
+    return apply(a, b, llvm::SubOverflow<int64_t>);
+  }
+  friend Checked operator*(Checked a, Checked b) {
+    return apply(a, b, llvm::MulOverflow<int64_t>);
+  }
+  /// Division by a positive divisor cannot overflow.
+  friend Checked operator/(Checked a, int64_t b) {
+    if (!a.value)
+      return std::nullopt;
+    return *a.value / b;
+  }
+};
+} // namespace
+
 /// Output length of a sliding window; fails when the window does not fit.
 static FailureOr<int64_t> windowOutput(Operation *op, StringRef what,
                                        int64_t in, int64_t k, int64_t stride,
@@ -93,17 +125,23 @@ static FailureOr<int64_t> windowOutput(Operation *op, StringRef what,
                                        ArrayRef<int64_t> inShape) {
   if (in == kDyn)
     return kDyn;
-  int64_t span = in + 2 * pad - k;
-  if (span < 0) {
+  Checked span = Checked(in) + Checked(2) * pad - k;
+  Checked out = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1;
+  Checked last = (out - 1) * stride, end = Checked(in) + pad;
+  if (!out.value || !last.value || !end.value) {
+    emitLayerError(op) << what << " overflows on the "
+                       << shapeStr(inShape.drop_front(2)) << " input";
+    return failure();
+  }
+  if (*span.value < 0) {
     emitLayerError(op) << what << " does not fit the "
                        << shapeStr(inShape.drop_front(2)) << " input";
     return failure();
   }
-  int64_t out = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1;
   // Caffe: with ceil rounding the last window must start inside the input.
-  if (ceilMode && pad > 0 && (out - 1) * stride >= in + pad)
-    --out;
-  return out;
+  if (ceilMode && pad > 0 && *last.value >= *end.value)
+    return *out.value - 1;
+  return *out.value;
 }
 
 /// The number of elements of `shape` (kDyn if a dimension is unknown);
@@ -322,8 +360,11 @@ LogicalResult Deconv2DOp::computeResultTypes(SmallVectorImpl<Type> &results,
                               << shapeStr(w.getShape());
   int64_t coutPerGroup = w.getDimSize(1), kh = w.getDimSize(2),
           kw = w.getDimSize(3);
-  int64_t cout = coutPerGroup == kDyn ? kDyn : coutPerGroup * groups;
-  if (failed(expectBias(op, getBias(), cout, refine)))
+  std::optional<int64_t> cout =
+      coutPerGroup == kDyn ? kDyn : (Checked(coutPerGroup) * groups).value;
+  if (!cout)
+    return emitLayerError(op) << "output channels overflow";
+  if (failed(expectBias(op, getBias(), *cout, refine)))
     return failure();
   auto inOr = spatialInput(op, getInput());
   if (failed(inOr))
@@ -339,7 +380,7 @@ LogicalResult Deconv2DOp::computeResultTypes(SmallVectorImpl<Type> &results,
   if (failed(expectOperandShape(op, getWeight(), {cin, coutPerGroup, kh, kw},
                                 "weight", refine)))
     return failure();
-  if (kh == kDyn || kw == kDyn || cout == kDyn)
+  if (kh == kDyn || kw == kDyn || *cout == kDyn)
     return success();
   SmallVector<int64_t> spatial;
   for (int i = 0; i < 2; ++i) {
@@ -348,15 +389,18 @@ LogicalResult Deconv2DOp::computeResultTypes(SmallVectorImpl<Type> &results,
       spatial.push_back(kDyn);
       continue;
     }
-    int64_t out = (n - 1) * stride[i] - 2 * pad[i] + k + outPad[i];
-    if (out < 1)
+    Checked out =
+        (Checked(n) - 1) * stride[i] - Checked(2) * pad[i] + k + outPad[i];
+    if (!out.value)
+      return emitLayerError(op) << "output size overflows";
+    if (*out.value < 1)
       return emitLayerError(op)
              << "padding " << pad[i] << " leaves no output from a " << n
              << "-wide input";
-    spatial.push_back(out);
+    spatial.push_back(*out.value);
   }
   results[0] =
-      mapType(getContext(), {in.getDimSize(0), cout, spatial[0], spatial[1]});
+      mapType(getContext(), {in.getDimSize(0), *cout, spatial[0], spatial[1]});
   return success();
 }
 
@@ -531,10 +575,14 @@ LogicalResult UnpoolOp::computeResultTypes(SmallVectorImpl<Type> &results,
     int64_t n = in.getDimSize(2 + i);
     if (n == kDyn)
       continue;
-    int64_t span = size[i] + 2 * pad[i] - kernel[i];
-    int64_t floorOut = span < 0 ? 0 : span / stride[i] + 1;
-    int64_t ceilOut = span < 0 ? 0 : (span + stride[i] - 1) / stride[i] + 1;
-    if (n != floorOut && n != ceilOut)
+    Checked span = Checked(size[i]) + Checked(2) * pad[i] - kernel[i];
+    Checked floorOut = span / stride[i] + 1;
+    Checked ceilOut = (span + stride[i] - 1) / stride[i] + 1;
+    if (!floorOut.value || !ceilOut.value)
+      return emitLayerError(op) << "size " << shapeStr(size) << " with pad "
+                                << shapeStr(pad) << " overflows";
+    bool empty = *span.value < 0;
+    if (n != (empty ? 0 : *floorOut.value) && n != (empty ? 0 : *ceilOut.value))
       return emitLayerError(op)
              << "a " << shapeStr(size) << " map pooled by " << shapeStr(kernel)
              << "/" << stride[i] << " is not "

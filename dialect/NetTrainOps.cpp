@@ -7,6 +7,8 @@
 
 #include "dialect/NetDialect.h"
 
+#include "llvm/Support/MathExtras.h"
+
 using namespace mlir;
 using namespace netc::net;
 
@@ -65,10 +67,10 @@ static LogicalResult verifyConvChannels(Operation *op, Value from, Value to,
     return op->emitOpError() << "groups must be positive";
   if (failed(expectDim(op, dim(to, 1), dim(weight, 0), "output channels")))
     return failure();
-  int64_t perGroup = dim(weight, 1);
-  return expectDim(op, dim(from, 1),
-                   perGroup == kDyn ? kDyn : perGroup * groups,
-                   "input channels");
+  int64_t perGroup = dim(weight, 1), channels = kDyn;
+  if (perGroup != kDyn && llvm::MulOverflow(perGroup, groups, channels))
+    return op->emitOpError() << "input channels overflow";
+  return expectDim(op, dim(from, 1), channels, "input channels");
 }
 
 LogicalResult Conv2DGradInputOp::verify() {
