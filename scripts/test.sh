@@ -55,6 +55,16 @@ ef=$(grep -oP '^e2e: [0-9]+ passed, \K[0-9]+' build-asan/e2e.log || echo 0)
 ((e2e_rc != 0 && ef == 0)) && ef=1
 count "$ep" "$ef"
 
+echo "== netrun's command line (ASan+UBSan) =="
+set +e
+test/e2e/netrun.sh build-asan | tee build-asan/netrun.log
+cli_rc=${PIPESTATUS[0]}
+set -e
+np=$(grep -oP '^netrun: \K[0-9]+(?= passed)' build-asan/netrun.log || echo 0)
+nf=$(grep -oP '^netrun: [0-9]+ passed, \K[0-9]+' build-asan/netrun.log || echo 0)
+((cli_rc != 0 && nf == 0)) && nf=1
+count "$np" "$nf"
+
 echo "== runtime without the compiler (TSan) =="
 if [[ ! -f build-tsan/build.ninja ]]; then
   cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Release \

@@ -32,8 +32,20 @@ std::unique_ptr<Buffer> Memory::allocate(uint64_t bytes,
     throw MemoryError(fmt::format("{}: cannot allocate {} ({} bytes)", what,
                                   io::formatBytes(bytes), bytes));
   std::memset(p, 0, size_t(rounded ? rounded : 64));
-  return std::make_unique<Buffer>(p, bytes, /*host=*/true,
-                                  [](void *q) { std::free(q); });
+  return track(p, bytes, /*host=*/true, [](void *q) { std::free(q); });
+}
+
+std::unique_ptr<Buffer> Memory::track(void *data, uint64_t bytes, bool host,
+                                      std::function<void(void *)> release) {
+  uint64_t now = allocated_ += bytes;
+  uint64_t peak = peak_.load();
+  while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+  }
+  return std::make_unique<Buffer>(
+      data, bytes, host, [this, bytes, release = std::move(release)](void *q) {
+        allocated_ -= bytes;
+        release(q);
+      });
 }
 
 std::unique_ptr<Buffer> Memory::allocateStaging(uint64_t bytes,

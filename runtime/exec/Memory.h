@@ -18,6 +18,7 @@
 #define NETC_RUNTIME_EXEC_MEMORY_H
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -86,6 +87,19 @@ public:
   virtual void zero(void *dst, uint64_t bytes);
   /// Waits for everything issued so far.
   virtual void synchronize() {}
+
+  /// Bytes of allocate()'s buffers alive now, and at most so far.
+  uint64_t allocatedBytes() const { return allocated_; }
+  uint64_t peakBytes() const { return peak_; }
+
+protected:
+  /// A Buffer over memory a backend just allocated, counted in
+  /// allocatedBytes() until it is released.
+  std::unique_ptr<Buffer> track(void *data, uint64_t bytes, bool host,
+                                std::function<void(void *)> release);
+
+private:
+  std::atomic<uint64_t> allocated_{0}, peak_{0};
 };
 
 /// Plain host memory (the default of ParamStore; the host backends' too).

@@ -5,6 +5,7 @@
 //                        [--checkpoint-every N]
 //   netrun eval  TRAINER [--data DIR] [--params FILE]
 //   netrun info  TRAINER
+//   netrun bench TRAINER [--program P] [--steps N] [--batch N] [--backend B]
 //
 // Every error is a message on stderr and exit code 1.
 //
@@ -20,9 +21,12 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -58,6 +62,12 @@ commands:
       --out FILE            the PNG (default TRAINER/reconstructions.png)
       --backend NAME        as for train
   info TRAINER    programs, kernels, arenas, parameters and the schedule
+  bench TRAINER   training throughput of one program on synthetic data
+                  already in the backend's memory (no data loading)
+      --program NAME        the program (default: the last phase's)
+      --steps N             timed steps (20), after 3 warm-up steps
+      --batch N             batch (default: the program's)
+      --backend NAME        as for train
 
   -h, --help      this message
 )";
@@ -79,9 +89,14 @@ Args parseArgs(int argc, char **argv) {
         "--checkpoint-every", "--backend"}},
       {"eval", {"--data", "--params", "--backend", "--split"}},
       {"reconstruct", {"--data", "--params", "--count", "--out", "--backend"}},
-      {"info", {}}};
+      {"info", {}},
+      {"bench", {"--program", "--steps", "--batch", "--backend"}}};
   static const std::map<std::string, std::vector<std::string>> boolean = {
-      {"train", {"--resume"}}, {"eval", {}}, {"reconstruct", {}}, {"info", {}}};
+      {"train", {"--resume"}},
+      {"eval", {}},
+      {"reconstruct", {}},
+      {"info", {}},
+      {"bench", {}}};
   Args a;
   if (argc < 2)
     throw UsageError("missing command");
@@ -345,6 +360,80 @@ int cmdReconstruct(const Args &a) {
 
 } // namespace
 
+/// `netrun bench`: steps of one program on random inputs made once, so that
+/// only the step is timed: the inputs' upload (the program may reuse their
+/// bytes within a step, so every step uploads them, as training does), the
+/// kernels, and the loss download that ends it. No data loading or
+/// augmentation. Parameters change as they train; the rates do not depend on
+/// it.
+int cmdBench(const Args &a) {
+  plan::Plan p = plan::loadPlan(a.trainer);
+  std::string name = option(a, "--program");
+  if (name.empty()) {
+    if (p.schedule.empty())
+      throw UsageError("the trainer has no schedule: name a --program");
+    name = p.schedule.back().program;
+  }
+  std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
+  exec::ParamStore store(p, 1, *backend);
+  exec::Executor exe(p, name, store, *backend);
+  const plan::Program &prog = exe.program();
+  int64_t batch = intOption(a, "--batch", prog.batch, 1);
+  if (batch > prog.batch)
+    throw UsageError(fmt::format("--batch {} is larger than program '{}''s "
+                                 "batch {}",
+                                 batch, name, prog.batch));
+  int64_t steps = intOption(a, "--steps", 20, 1);
+  std::mt19937_64 rng(7);
+  std::normal_distribution<float> gauss(0.0f, 1.0f);
+  // Each input as 4-byte words: labels i % classes, images N(0, 1).
+  std::vector<std::pair<int64_t, std::vector<uint32_t>>> inputs;
+  for (auto &[input, id] : prog.inputs) {
+    const plan::Value &v = prog.value(id);
+    std::vector<uint32_t> words(size_t(v.count(batch)));
+    for (size_t i = 0; i < words.size(); ++i) {
+      if (v.dtype == plan::DType::I32) {
+        words[i] = uint32_t(i % size_t(p.classes));
+      } else {
+        float f = gauss(rng);
+        std::memcpy(&words[i], &f, 4);
+      }
+    }
+    inputs.emplace_back(id, std::move(words));
+  }
+  if (!prog.loss)
+    throw UsageError(fmt::format("program '{}' has no loss: not a training "
+                                 "step",
+                                 name));
+  exe.keep(*prog.loss);
+  exec::StepContext ctx;
+  ctx.lr = 1e-4;
+  ctx.momentum = 0.9;
+  ctx.training = true;
+  auto step = [&](int64_t i) {
+    ctx.step = uint64_t(i);
+    for (auto &[id, words] : inputs)
+      exe.upload(id, words.data(), batch);
+    exe.run(batch, ctx);
+    (void)exe.scalar(*prog.loss); // waits for the step
+  };
+  for (int64_t i = 0; i < 3; ++i)
+    step(i);
+  auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < steps; ++i)
+    step(3 + i);
+  double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
+  std::cout << fmt::format(
+      "program {} on {}: batch {}, {} steps: {:.1f} images/s, {:.3f} "
+      "ms/step, peak memory {} ({} bytes)\n",
+      name, backend->name(), batch, steps, double(batch * steps) / secs,
+      1e3 * secs / double(steps), human(int64_t(backend->peakBytes())),
+      backend->peakBytes());
+  return 0;
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -361,6 +450,8 @@ int main(int argc, char **argv) {
       return cmdTrain(a);
     if (a.command == "reconstruct")
       return cmdReconstruct(a);
+    if (a.command == "bench")
+      return cmdBench(a);
     return cmdEval(a);
   } catch (const UsageError &e) {
     std::cerr << "netrun: " << e.what() << "\n(netrun --help for usage)\n";

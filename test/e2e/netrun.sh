@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# netrun's command line: each check runs netrun on a trainer compiled from
+# test/e2e/phases.net (or a damaged copy) and looks at its exit status and
+# output. Prints "netrun: N passed, M failed".
+#   test/e2e/netrun.sh BUILD_DIR
+set -uo pipefail
+BUILD=$(cd "${1:?build dir}" && pwd)
+cd "$(dirname "$0")"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0; failed=0
+check() { # description, then a command that must succeed
+  local what=$1; shift
+  if "$@"; then echo "ok   $what"; passed=$((passed + 1))
+  else echo "FAIL $what"; failed=$((failed + 1)); fi
+}
+"$BUILD/bin/netc" phases.net -o "$work/t.trainer" >/dev/null || exit 1
+NETRUN=$BUILD/bin/netrun
+
+# bench: one line with the rate, the step time and the peak memory.
+out=$("$NETRUN" bench "$work/t.trainer" --steps 2 --backend reference 2>&1)
+check "bench prints images/s, ms/step and peak memory" \
+  grep -qE '^program step.joint on reference: batch 16, 2 steps: [0-9.]+ images/s, [0-9.]+ ms/step, peak memory' <<<"$out"
+out=$("$NETRUN" bench "$work/t.trainer" --program nope 2>&1)
+check "bench names an unknown program" grep -q "no program 'nope'" <<<"$out"
+
+# info: a trainer that cannot run fails before printing a description.
+cp -r "$work/t.trainer" "$work/bad.trainer"
+python3 - "$work/bad.trainer/plan.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["programs"]["eval"]["arena_bytes"] = 1 << 60
+json.dump(p, open(sys.argv[1], "w"))
+PY
+"$NETRUN" info "$work/bad.trainer" >"$work/out" 2>"$work/err"
+rc=$?
+check "info of a trainer that cannot run exits 1" test $rc -eq 1
+check "... and prints no description first" test ! -s "$work/out"
+check "... and names the arena and the memory" \
+  grep -q "the arena of program 'eval' needs 1 EiB" "$work/err"
+
+# Special files: a FIFO plan or checkpoint is refused at once, never waited on.
+mkdir "$work/fifo.trainer" && mkfifo "$work/fifo.trainer/plan.json"
+out=$(timeout 10 "$NETRUN" info "$work/fifo.trainer" 2>&1)
+check "a FIFO plan.json is refused" grep -q "plan.json: is a FIFO, not a regular file" <<<"$out"
+mkfifo "$work/t.trainer/checkpoint.safetensors"
+out=$(timeout 10 "$NETRUN" eval "$work/t.trainer" --backend reference 2>&1)
+check "a FIFO checkpoint is refused" grep -q "checkpoint.safetensors: is a FIFO" <<<"$out"
+rm "$work/t.trainer/checkpoint.safetensors"
+out=$(timeout 10 "$NETRUN" eval "$work/t.trainer" --params /dev/zero 2>&1)
+check "--params /dev/zero is refused" grep -q "/dev/zero: is a character device" <<<"$out"
+
+# A crafted checkpoint: the step counter is range-checked, not trusted.
+"$NETRUN" train "$work/t.trainer" --backend reference --max-steps 2 >/dev/null 2>&1
+python3 - "$work/t.trainer/checkpoint.safetensors" <<'PY'
+import json, struct, sys
+path = sys.argv[1]
+data = open(path, "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+header = json.loads(data[8:8 + n])
+header["__metadata__"]["netc.step"] = "-5"
+text = json.dumps(header).encode()
+text += b" " * ((8 - (8 + len(text)) % 8) % 8)
+open(path, "wb").write(struct.pack("<Q", len(text)) + text + data[8 + n:])
+PY
+out=$(timeout 60 "$NETRUN" train "$work/t.trainer" --backend reference --resume 2>&1)
+rc=$?
+check "a checkpoint with step -5 is an error, not a crash" test $rc -eq 1
+check "... naming the field" grep -q "netc.step: '-5' is not a non-negative integer" <<<"$out"
+
+echo "netrun: $passed passed, $failed failed"
+((failed == 0))
