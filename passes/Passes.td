@@ -81,7 +81,8 @@ def PlanMemory : Pass<"net-plan-memory", "::mlir::ModuleOp"> {
     are views of their input; element-wise ops (relu, dropout, add, scale,
     relu_grad, dropout_grad) write over their first operand when that is its
     last use. The `batch` option plans every program at one batch size
-    instead (for `netc --stats`).
+    instead (for `netc --stats`). Byte counts are checked: an arena that
+    would not fit in 2^63 bytes is an error at the value that overflows.
   }];
   let options = [
     Option<"batch", "batch", "int64_t", /*default=*/"0",
@@ -95,8 +96,12 @@ def EmitPlan : Pass<"net-emit-plan", "::mlir::ModuleOp"> {
   let description = [{
     Serialises the parameter table, one program per step function and the
     eval program (values, arena offsets, kernels in order, outputs), the data
-    settings and the schedule. With `output`, writes `<output>/plan.json`;
-    without, prints the JSON on stdout.
+    settings and the schedule. With `output`, writes `<output>/plan.json`
+    and `params.safetensors` with the imported parameters (read from regular
+    files only); without, prints the JSON on stdout. An op without
+    `net.offsets`, a value outside the arena, an unranked value or parameter,
+    an op of another dialect, or a NaN or Inf in an attribute is an error at
+    its place.
   }];
   let options = [
     Option<"output", "output", "std::string", /*default=*/"\"\"",
