@@ -1,28 +1,57 @@
 #!/usr/bin/env bash
-# Builds and runs the libFuzzer harness of the .net frontend.
+# Builds and runs one of netc's libFuzzer harnesses.
 #
-#   test/fuzz/run.sh [SECONDS]        (default 600)
+#   test/fuzz/run.sh [frontend|plan|safetensors|passes] [SECONDS]
+#                                      (default: frontend, 600 seconds)
 #
-# Configures build-fuzz/ with clang-19 (-DNETC_BUILD_FUZZER=ON) if needed,
-# builds netc-frontend-fuzzer, seeds a fresh corpus from examples/*.net and
-# test/**/*.net, and fuzzes for SECONDS with the dictionary test/fuzz/net.dict.
-# Everything the run writes (corpus, crash-*/timeout-*/leak-* artifacts, log)
-# goes under a directory in /tmp, never into the repository. The fuzzer runs
-# from an empty directory there, so `import` in fuzz inputs finds nothing.
+#   frontend     netc-frontend-fuzzer: .net text -> lexer, parser, Sema.
+#                Seeds: every .net file of examples/ and test/; dictionary
+#                test/fuzz/net.dict.
+#   plan         netc-plan-fuzzer: plan.json text -> parsePlan, ParamStore,
+#                an Executor per program. Seeds: the plan.json of every .net
+#                file of examples/ and test/ that compiles (netc -emit=plan).
+#   safetensors  netc-safetensors-fuzzer: file bytes -> readSafetensors (and
+#                a write/read round trip). Seeds: small files written here.
+#   passes       netc-passes-fuzzer: MLIR text -> the pass pipeline from the
+#                IR's stage to the plan. Seeds: every -emit stage of netc
+#                (mlir-raw, mlir, mirrored, phases, autodiff, planned) on
+#                examples/*.net and test/e2e/*.net, and the .mlir tests of
+#                test/Dialect and test/Training; a dictionary of the op and
+#                attribute names in those seeds.
+#
+# Configures build-fuzz/ with clang-19 (-DNETC_BUILD_FUZZER=ON) if needed and
+# builds the harness. Seeds for plan and passes come from the project's
+# netc ($NETC, default build/bin/netc; scripts/setup.sh builds it only if it
+# is missing). Everything the run writes (corpus, crash-*/timeout-*/leak-*
+# artifacts, log) goes under a directory in /tmp, never into the repository.
+# The fuzzer runs from an empty directory there, so `import` in frontend
+# inputs and relative `file` initialisers in plans find nothing.
 #
 # Environment: NETC_FUZZ_WORK (default: a new mktemp -d under /tmp),
 #              NETC_FUZZ_BUILD (default: <repo>/build-fuzz),
-#              NETC_FUZZ_ARGS  (extra libFuzzer flags).
+#              NETC_FUZZ_ARGS  (extra libFuzzer flags),
+#              NETC_FUZZ_NINJA (extra ninja flags, e.g. -j1),
+#              NETC            (the netc that compiles seeds).
 set -euo pipefail
 
+TARGET=frontend
+case "${1:-}" in
+  frontend|plan|safetensors|passes) TARGET="$1"; shift ;;
+  ''|[0-9]*) ;;
+  *) echo "usage: $0 [frontend|plan|safetensors|passes] [SECONDS]" >&2; exit 2 ;;
+esac
 SECONDS_TO_RUN="${1:-600}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${NETC_FUZZ_BUILD:-$ROOT/build-fuzz}"
-WORK="${NETC_FUZZ_WORK:-$(mktemp -d /tmp/netc-fuzz.XXXXXX)}"
+WORK="${NETC_FUZZ_WORK:-$(mktemp -d /tmp/netc-fuzz-$TARGET.XXXXXX)}"
+NETC="${NETC:-$ROOT/build/bin/netc}"
 
-# The project's own build first (it installs LLVM/MLIR 19), then clang 19
-# and its libFuzzer runtime if missing.
-"$ROOT/scripts/setup.sh" "$ROOT/build" >/dev/null
+# LLVM/MLIR 19 (scripts/setup.sh, which also builds build/) if missing, and
+# netc when the seeds need it; then clang 19 and its libFuzzer runtime.
+if ! dpkg-query -W -f='${Status}' libmlir-19-dev 2>/dev/null | grep -q "install ok installed" ||
+   { [[ $TARGET == plan || $TARGET == passes ]] && [[ ! -x $NETC ]]; }; then
+  "$ROOT/scripts/setup.sh" "$ROOT/build" >/dev/null
+fi
 for p in clang-19 libclang-rt-19-dev; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
@@ -39,24 +68,96 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     -DNETC_BUILD_FUZZER=ON \
     -DNETC_BUILD_TESTS=OFF
 fi
-ninja -C "$BUILD" netc-frontend-fuzzer
-FUZZER="$BUILD/bin/netc-frontend-fuzzer"
+ninja ${NETC_FUZZ_NINJA:-} -C "$BUILD" "netc-$TARGET-fuzzer"
+FUZZER="$BUILD/bin/netc-$TARGET-fuzzer"
 
-mkdir -p "$WORK/corpus" "$WORK/artifacts" "$WORK/cwd"
-# Seed corpus: every .net file of the repository (names made unique).
+mkdir -p "$WORK/corpus" "$WORK/artifacts" "$WORK/cwd" "$WORK/tmp"
+FLAGS=()
 n=0
-while IFS= read -r -d '' f; do
-  n=$((n + 1))
-  cp "$f" "$WORK/corpus/seed-$n-$(basename "$f")"
-done < <(find "$ROOT/examples" "$ROOT/test" -name '*.net' -type f -print0 | sort -z)
-echo "run.sh: $n seed files, work dir $WORK"
+case "$TARGET" in
+frontend)
+  # Every .net file of the repository (names made unique).
+  while IFS= read -r -d '' f; do
+    n=$((n + 1))
+    cp "$f" "$WORK/corpus/seed-$n-$(basename "$f")"
+  done < <(find "$ROOT/examples" "$ROOT/test" -name '*.net' -type f -print0 | sort -z)
+  FLAGS+=(-dict="$ROOT/test/fuzz/net.dict" -max_len=4096)
+  ;;
+plan)
+  # The plan.json of every .net file that compiles, up to 256 KiB (VGG-16's
+  # is larger; its layers are all in the others).
+  while IFS= read -r -d '' f; do
+    n=$((n + 1))
+    out="$WORK/corpus/seed-$n-$(basename "$f" .net).json"
+    if ! (cd "$WORK/tmp" && "$NETC" "$f" -emit=plan -o "$out") >/dev/null 2>&1 ||
+       [[ $(stat -c %s "$out") -gt 262144 ]]; then
+      rm -f "$out"
+    fi
+  done < <(find "$ROOT/examples" "$ROOT/test" -name '*.net' -type f -print0 | sort -z)
+  FLAGS+=(-max_len=262144)
+  ;;
+safetensors)
+  # Small files in the reader's format: no tensors, metadata, a scalar, an
+  # empty tensor, several tensors out of order, padding after the data.
+  python3 - "$WORK/corpus" <<'PY'
+import json, struct, sys
+def st(tensors, meta=None, pad=b""):
+    header, data = {}, b""
+    for name, shape, values in tensors:
+        raw = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": shape,
+                        "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    if meta is not None:
+        header["__metadata__"] = meta
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text)) + text + data + pad
+seeds = {
+    "empty": st([]),
+    "meta": st([], {"format": "pt", "step": "12"}),
+    "scalar": st([("s", [], [3.5])]),
+    "zero": st([("z", [0, 3], [])]),
+    "one": st([("conv1.weight", [2, 1, 2, 2], [0.5 * i for i in range(8)])]),
+    "two": st([("fc.bias", [3], [1, 2, 3]), ("fc.weight", [3, 2], [0] * 6)],
+              {"epoch": "1"}),
+    "momentum": st([("momentum/w", [2], [0.25, -1]), ("w", [2], [1e-3, 7])]),
+    "padded": st([("w", [1], [1.0])], None, b"    "),
+}
+for name, data in seeds.items():
+    open("%s/seed-%s.safetensors" % (sys.argv[1], name), "wb").write(data)
+PY
+  n=$(ls "$WORK/corpus" | wc -l)
+  FLAGS+=(-max_len=4096)
+  ;;
+passes)
+  # Every MLIR stage of netc on the examples and the end-to-end models, and
+  # the dialect and pass tests.
+  while IFS= read -r -d '' f; do
+    for stage in mlir-raw mlir mirrored phases autodiff planned; do
+      n=$((n + 1))
+      out="$WORK/corpus/seed-$n-$(basename "$f" .net).$stage.mlir"
+      (cd "$WORK/tmp" && "$NETC" "$f" -emit=$stage -o "$out") >/dev/null 2>&1 || rm -f "$out"
+    done
+  done < <(find "$ROOT/examples" "$ROOT/test/e2e" -maxdepth 1 -name '*.net' -type f -print0 | sort -z)
+  while IFS= read -r -d '' f; do
+    n=$((n + 1))
+    cp "$f" "$WORK/corpus/seed-$n-$(basename "$f")"
+  done < <(find "$ROOT/test/Dialect" "$ROOT/test/Training" -maxdepth 1 -name '*.mlir' -type f -print0 | sort -z)
+  # A dictionary of the names the seeds use.
+  cat "$WORK/corpus"/* |
+    grep -oE '(net|func)\.[a-z_]+|#?[a-z_]+ =|!net\.[a-z_]+|@[a-z_.]+' |
+    sort -u | sed 's/.*/"&"/' > "$WORK/passes.dict"
+  FLAGS+=(-dict="$WORK/passes.dict" -max_len=131072)
+  ;;
+esac
+echo "run.sh: $(ls "$WORK/corpus" | wc -l) seed files, work dir $WORK"
 
 cd "$WORK/cwd"
 set +e
 "$FUZZER" "$WORK/corpus" \
-  -dict="$ROOT/test/fuzz/net.dict" \
+  "${FLAGS[@]}" \
   -max_total_time="$SECONDS_TO_RUN" \
-  -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+  -timeout=10 -rss_limit_mb=2048 \
   -artifact_prefix="$WORK/artifacts/" \
   -print_final_stats=1 \
   ${NETC_FUZZ_ARGS:-} 2>&1 | tee "$WORK/fuzz.log"
@@ -64,7 +165,7 @@ rc=${PIPESTATUS[0]}
 set -e
 
 echo
-echo "=== netc frontend fuzz summary ($(date -u '+%Y-%m-%d %H:%M:%S UTC')) ==="
+echo "=== netc $TARGET fuzz summary ($(date -u '+%Y-%m-%d %H:%M:%S UTC')) ==="
 echo "exit status:  $rc"
 echo "duration:     ${SECONDS_TO_RUN}s requested"
 grep -E '^stat::' "$WORK/fuzz.log" || true
