@@ -168,6 +168,8 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
     entry["id"] = id;
     entry["shape"] = ints(*shape);
     entry["dtype"] = dtypeOf(v.getType());
+    if (shape->size() == 4)
+      entry["layout"] = "nchw";
     values.push_back(std::move(entry));
     return success();
   };
@@ -294,7 +296,8 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
 
   json::Object plan{{"format", "netc-trainer"},
                     {"version", int64_t(kTrainerFormatVersion)},
-                    {"network", network.getSymName()}};
+                    {"network", network.getSymName()},
+                    {"precision", "fp32"}};
   StringRef variant = "none";
   for (AugmentOp augment : module.getOps<AugmentOp>())
     variant = augment.getVariant();

@@ -34,7 +34,7 @@ mlir::FailureOr<netc::net::AugmentOp> overrideVariant(mlir::ModuleOp module,
 std::optional<int64_t> valueBytes(mlir::Type type, int64_t batch);
 
 /// The version of docs/trainer-format.md that net-emit-plan writes.
-constexpr int kTrainerFormatVersion = 1;
+constexpr int kTrainerFormatVersion = 2;
 
 /// The plan.json of a module that went through net-plan-memory.
 mlir::FailureOr<llvm::json::Value> buildPlan(mlir::ModuleOp module);

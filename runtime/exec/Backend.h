@@ -24,6 +24,11 @@ public:
   virtual std::unique_ptr<KernelState> prepare(const KernelCallT<T> &call) {
     return nullptr;
   }
+  /// Whether this backend's kernels take values of `v`'s dtype and layout
+  /// (the host backends: f32 and i32 in NCHW).
+  virtual bool supports(const plan::Value &v) const {
+    return v.dtype != plan::DType::BF16 && v.layout == plan::Layout::NCHW;
+  }
   /// Runs (or, on a device, enqueues) one kernel.
   virtual void run(const KernelCallT<T> &call) = 0;
 };

@@ -29,6 +29,16 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
         fmt::format("program '{}': the parameters live in another backend's "
                     "memory than '{}'",
                     program, backend_.name()));
+  for (auto &[id, v] : program_->values)
+    if (!backend_.supports(v))
+      throw PlanError(fmt::format(
+          "{}: programs.{}: backend '{}' cannot run value {} ({}, {}){}",
+          plan.file, program, backend_.name(), id, plan::dtypeName(v.dtype),
+          plan::layoutName(v.layout),
+          plan.precision == plan::Precision::BF16
+              ? "; this trainer was compiled with --precision=bf16, which "
+                "needs the cuda backend (or recompile with --precision=fp32)"
+              : ""));
   arena_ = backend_.allocate(
       std::max<uint64_t>(uint64_t(program_->arenaBytes) * kScale, 64),
       fmt::format("{}: the arena of program '{}'", plan.file, program));

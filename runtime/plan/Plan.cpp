@@ -71,7 +71,31 @@ bool opAllowsInPlace(Op op) { return info(op).memory == OpMemory::InPlace; }
 
 bool opIsView(Op op) { return info(op).memory == OpMemory::View; }
 
-const char *dtypeName(DType t) { return t == DType::F32 ? "f32" : "i32"; }
+const char *dtypeName(DType t) {
+  switch (t) {
+  case DType::F32:
+    return "f32";
+  case DType::BF16:
+    return "bf16";
+  case DType::I32:
+    return "i32";
+  }
+  return "?";
+}
+
+const char *layoutName(Layout l) { return l == Layout::NCHW ? "nchw" : "nhwc"; }
+
+const char *precisionName(Precision p) {
+  switch (p) {
+  case Precision::FP32:
+    return "fp32";
+  case Precision::TF32:
+    return "tf32";
+  case Precision::BF16:
+    return "bf16";
+  }
+  return "?";
+}
 
 int64_t ParamSpec::count() const {
   int64_t c = 1;
@@ -439,11 +463,22 @@ struct Parser {
     std::string dt = reqStr(j, path, "dtype");
     if (dt == "f32")
       v.dtype = DType::F32;
+    else if (dt == "bf16")
+      v.dtype = DType::BF16;
     else if (dt == "i32")
       v.dtype = DType::I32;
     else
       fail(join(path, "dtype"),
-           fmt::format("unknown dtype '{}' (expected f32 or i32)", dt));
+           fmt::format("unknown dtype '{}' (expected f32, bf16 or i32)", dt));
+    std::string layout = optStr(j, path, "layout", "nchw");
+    if (layout == "nhwc")
+      v.layout = Layout::NHWC;
+    else if (layout != "nchw")
+      fail(join(path, "layout"),
+           fmt::format("unknown layout '{}' (expected nchw or nhwc)", layout));
+    if (v.layout == Layout::NHWC && v.shape.size() != 4)
+      fail(join(path, "layout"),
+           fmt::format("a rank-{} value has no nhwc layout", v.shape.size()));
     const json *param = optField(j, "param");
     const json *offset = optField(j, "offset");
     if (param && offset)
@@ -485,6 +520,20 @@ struct Parser {
     p.arenaBytes = reqInt(j, path, "arena_bytes");
     if (p.arenaBytes < 0)
       fail(join(path, "arena_bytes"), "negative arena size");
+    if (const json *ws = optField(j, "workspace")) {
+      std::string wp = join(path, "workspace");
+      p.workspaceOffset = reqInt(*ws, wp, "offset");
+      p.workspaceBytes = reqInt(*ws, wp, "bytes");
+      int64_t end;
+      if (p.workspaceOffset < 0 || p.workspaceBytes < 0 ||
+          p.workspaceOffset % 64 != 0 ||
+          __builtin_add_overflow(p.workspaceOffset, p.workspaceBytes, &end) ||
+          end > p.arenaBytes)
+        fail(wp,
+             fmt::format("[{}, +{}) is not a 64-byte aligned region of "
+                         "the arena ({} bytes)",
+                         p.workspaceOffset, p.workspaceBytes, p.arenaBytes));
+    }
 
     std::string vp = join(path, "values");
     const json &values = array(field(j, path, "values"), vp);
@@ -501,6 +550,10 @@ struct Parser {
         fail(join(ep, "shape"),
              fmt::format("value {} of shape [{}] at batch {} is too large",
                          v.id, fmt::join(v.shape, ", "), p.batch));
+      if (!v.isParam() && p.workspaceBytes > 0 &&
+          v.offset < p.workspaceOffset + p.workspaceBytes &&
+          p.workspaceOffset < v.offset + v.bytes(p.batch))
+        fail(ep, fmt::format("value {} overlaps the workspace", v.id));
       if (!v.isParam() && v.offset + v.bytes(p.batch) > p.arenaBytes)
         fail(ep, fmt::format("value {} at offset {} with {} bytes (batch {}) "
                              "ends past arena_bytes {}",
@@ -664,7 +717,9 @@ struct Parser {
     auto dtypeOf = [&](int64_t id) { return p.values.at(id).dtype; };
     auto expectDtype = [&](const std::vector<int64_t> &ids, size_t i, DType t,
                            const char *list) {
-      if (i < ids.size() && dtypeOf(ids[i]) != t)
+      // Real operands may be f32 or bf16.
+      if (i < ids.size() && dtypeOf(ids[i]) != t &&
+          !(isReal(t) && isReal(dtypeOf(ids[i]))))
         fail(index(join(path, list), i),
              fmt::format("value {} is {}, '{}' expects {}", ids[i],
                          dtypeName(dtypeOf(ids[i])), name, dtypeName(t)));
@@ -831,9 +886,16 @@ Plan parsePlan(const std::string &text, const std::string &file,
                                   "'netc-trainer')",
                                   format));
   int64_t version = ps.reqInt(root, "", "version");
+  if (version < kFormatVersion)
+    ps.fail("version",
+            fmt::format("trainer format version {} is older than this "
+                        "runtime's ({}): recompile the trainer with this "
+                        "netc (netc MODEL.net -o TRAINER)",
+                        version, kFormatVersion));
   if (version != kFormatVersion)
-    ps.fail("version", fmt::format("trainer format version {} is not supported "
-                                   "by this runtime (version {})",
+    ps.fail("version", fmt::format("trainer format version {} is newer than "
+                                   "this runtime's ({}): use the netrun of "
+                                   "the netc that wrote it",
                                    version, kFormatVersion));
 
   Plan plan;
@@ -841,6 +903,15 @@ Plan parsePlan(const std::string &text, const std::string &file,
   plan.dir = dir;
   plan.network = ps.optStr(root, "", "network", "");
   plan.variant = ps.optStr(root, "", "variant", "");
+  std::string precision = ps.optStr(root, "", "precision", "fp32");
+  if (precision == "tf32")
+    plan.precision = Precision::TF32;
+  else if (precision == "bf16")
+    plan.precision = Precision::BF16;
+  else if (precision != "fp32")
+    ps.fail("precision", fmt::format("unknown precision '{}' (expected fp32, "
+                                     "tf32 or bf16)",
+                                     precision));
   plan.input = ps.ints(ps.field(root, "", "input"), "input");
   if (plan.input.size() != 3)
     ps.fail("input", "expected [channels, height, width]");

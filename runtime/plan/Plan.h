@@ -34,13 +34,29 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
 /// plan.json files above this size are refused (VGG-16's is under 1 MiB).
 constexpr uint64_t kMaxPlanBytes = uint64_t(256) << 20;
 
-enum class DType { F32, I32 };
+/// Element types: f32 and bf16 values are real numbers (activations,
+/// gradients, losses; parameters are always f32), i32 ones integers (labels,
+/// pooling switches).
+enum class DType { F32, BF16, I32 };
 const char *dtypeName(DType t);
-inline int64_t dtypeSize(DType) { return 4; }
+inline int64_t dtypeSize(DType t) { return t == DType::BF16 ? 2 : 4; }
+inline bool isReal(DType t) { return t != DType::I32; }
+
+/// Memory order of a rank-4 value's dimensions (its shape is always written
+/// N, C, H, W).
+enum class Layout { NCHW, NHWC };
+const char *layoutName(Layout l);
+
+/// What real-number arithmetic the compiler chose (`netc --precision`):
+/// fp32; tf32 (fp32 values, tensor-core products with a 10-bit mantissa);
+/// bf16 (bf16 activations and gradients in NHWC, fp32 master weights, fp32
+/// loss accumulation).
+enum class Precision { FP32, TF32, BF16 };
+const char *precisionName(Precision p);
 
 /// Every kernel the runtime knows (runtime/plan/Ops.def).
 enum class Op {
@@ -79,6 +95,7 @@ struct Value {
   int64_t id = 0;
   std::vector<int64_t> shape; ///< -1 = the batch dimension
   DType dtype = DType::F32;
+  Layout layout = Layout::NCHW;
   /// Arena byte offset, or -1 for a parameter.
   int64_t offset = -1;
   std::string param; ///< parameter name when offset < 0
@@ -126,6 +143,9 @@ struct Program {
   std::string name;
   int64_t batch = 0;
   int64_t arenaBytes = 0;
+  /// Scratch bytes for the kernels (none planned yet: 0), at
+  /// workspaceOffset in the arena, apart from every value.
+  int64_t workspaceOffset = 0, workspaceBytes = 0;
   std::map<int64_t, Value> values;
   std::map<std::string, int64_t> inputs;
   std::vector<Kernel> kernels;
@@ -160,6 +180,7 @@ struct Plan {
   std::string file; ///< the plan.json path (for messages)
   std::string dir;  ///< the trainer directory
   std::string network, variant;
+  Precision precision = Precision::FP32;
   std::vector<int64_t> input;
   int64_t classes = 0;
   DataSpec data;

@@ -17,10 +17,14 @@
 // CHECK-NEXT: ],
 // CHECK-NEXT: "trainable": true
 // CHECK: "name": "dec.conv1_1.weight",
+// CHECK: "precision": "fp32",
 // CHECK: "programs": {
 // CHECK: "eval": {
 // CHECK: "arena_bytes":
 // CHECK: "batch": 8,
+// CHECK: "dtype": "f32",
+// CHECK-NEXT: "id": 0,
+// CHECK-NEXT: "layout": "nchw",
 // CHECK-NOT: "op": "dropout"
 // CHECK: "reconstruct": {
 // CHECK: "reconstructions": [
@@ -40,4 +44,4 @@
 // CHECK: "phase": "stacked",
 // CHECK: "phase": "joint",
 // CHECK: "variant": "swwae-all",
-// CHECK: "version": 1
+// CHECK: "version": 2

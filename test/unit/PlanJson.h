@@ -24,7 +24,7 @@ inline nlohmann::json planJson(const std::string &network,
   using json = nlohmann::json;
   return {
       {"format", "netc-trainer"},
-      {"version", 1},
+      {"version", 2},
       {"network", network},
       {"variant", "none"},
       {"input", input},

@@ -179,15 +179,64 @@ TEST(PlanTest, LoadsTinyPlan) {
 TEST(PlanTest, WrongVersion) {
   TempDir dir;
   json j = tinyPlan();
-  j["version"] = 2;
+  j["version"] = 1;
   EXPECT_EQ(planError(dir, j),
-            dir.str() + "/plan.json: version: trainer format version 2 is not "
-                        "supported by this runtime (version 1)");
+            dir.str() + "/plan.json: version: trainer format version 1 is "
+                        "older than this runtime's (2): recompile the trainer "
+                        "with this netc (netc MODEL.net -o TRAINER)");
+  j["version"] = 3;
+  EXPECT_EQ(planError(dir, j),
+            dir.str() + "/plan.json: version: trainer format version 3 is "
+                        "newer than this runtime's (2): use the netrun of the "
+                        "netc that wrote it");
   j = tinyPlan();
   j["format"] = "onnx";
   EXPECT_EQ(planError(dir, j),
             dir.str() + "/plan.json: format: 'onnx' is not a netc trainer "
                         "(expected 'netc-trainer')");
+}
+
+TEST(PlanTest, FormatTwoFields) {
+  TempDir dir;
+  json j = tinyPlan();
+  j["precision"] = "bf16";
+  j["programs"]["eval"]["values"][3]["dtype"] = "bf16"; // the logits
+  j["programs"]["step.train"]["arena_bytes"] = 576;
+  j["programs"]["step.train"]["workspace"] = {{"offset", 512}, {"bytes", 64}};
+  plan::Plan p = loadJson(dir, j);
+  EXPECT_EQ(p.precision, plan::Precision::BF16);
+  EXPECT_EQ(p.program("eval").value(4).dtype, plan::DType::BF16);
+  EXPECT_EQ(p.program("eval").value(4).bytes(4), 4 * 3 * 2);
+  EXPECT_EQ(p.program("step.train").workspaceBytes, 64);
+  // A host backend refuses bf16 values with a message that says why.
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  try {
+    exec::Executor exe(p, "eval", store, backend);
+    FAIL() << "expected PlanError";
+  } catch (const plan::PlanError &e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "backend 'reference' cannot run value 4 (bf16, nchw); this "
+                  "trainer was compiled with --precision=bf16"),
+              std::string::npos)
+        << e.what();
+  }
+  auto expectError = [&](const json &bad, const std::string &expect) {
+    std::string err = planError(dir, bad);
+    EXPECT_NE(err.find(expect), std::string::npos) << err;
+  };
+  json k = tinyPlan();
+  k["programs"]["step.train"]["workspace"] = {{"offset", 448}, {"bytes", 128}};
+  expectError(k, "programs.step.train.workspace: [448, +128) is not a 64-byte "
+                 "aligned region of the arena (512 bytes)");
+  k["programs"]["step.train"]["workspace"] = {{"offset", 384}, {"bytes", 64}};
+  expectError(k, "value 8 overlaps the workspace");
+  k = tinyPlan();
+  k["programs"]["eval"]["values"][0]["layout"] = "nhwc"; // rank 2
+  expectError(k, "a rank-2 value has no nhwc layout");
+  k = tinyPlan();
+  k["precision"] = "fp8";
+  expectError(k, "precision: unknown precision 'fp8'");
 }
 
 TEST(PlanTest, UnknownOp) {
@@ -234,8 +283,9 @@ TEST(PlanTest, OtherErrors) {
   std::string f = dir.str() + "/plan.json: ";
   json j = tinyPlan();
   j["programs"]["step.train"]["values"][1]["dtype"] = "f16";
-  EXPECT_EQ(planError(dir, j), f + "programs.step.train.values[1].dtype: "
-                                   "unknown dtype 'f16' (expected f32 or i32)");
+  EXPECT_EQ(planError(dir, j),
+            f + "programs.step.train.values[1].dtype: "
+                "unknown dtype 'f16' (expected f32, bf16 or i32)");
   j = tinyPlan();
   j["programs"]["step.train"]["values"][2]["param"] = "fc.nope";
   EXPECT_EQ(planError(dir, j), f + "programs.step.train.values[2].param: "
