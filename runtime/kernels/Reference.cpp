@@ -151,19 +151,19 @@ UnpoolShape unpoolShape(Dims4 in, Window2D win, int64_t sizeH, int64_t sizeW,
 // Dropout mask
 //===----------------------------------------------------------------------===//
 
+// The per-element rule is the GPU's own (runtime/cuda/HostDevice.h), so the
+// backends cannot drop different units.
 double dropoutUniform(uint64_t seed, uint64_t step, uint64_t index) {
-  uint64_t key = splitmix64(seed ^ splitmix64(step));
-  uint64_t h = splitmix64(key ^ index);
-  return static_cast<double>(h >> 11) * 0x1.0p-53;
+  return cuda::dropoutUniformKeyed(cuda::dropoutKey(seed, step), index);
 }
 
 void dropoutMask(uint64_t seed, uint64_t step, int64_t count, double ratio,
                  uint8_t *mask) {
   if (!(ratio >= 0.0 && ratio < 1.0))
     fail("dropout", "ratio {} must be in [0, 1)", ratio);
+  uint64_t key = cuda::dropoutKey(seed, step);
   for (int64_t i = 0; i < count; ++i)
-    mask[i] =
-        dropoutUniform(seed, step, static_cast<uint64_t>(i)) >= ratio ? 1 : 0;
+    mask[i] = cuda::dropoutKeep(key, static_cast<uint64_t>(i), ratio) ? 1 : 0;
 }
 
 namespace ref {

@@ -22,6 +22,8 @@
 #ifndef NETC_RUNTIME_KERNELS_REFERENCE_H
 #define NETC_RUNTIME_KERNELS_REFERENCE_H
 
+#include "runtime/cuda/HostDevice.h"
+
 #include <cstdint>
 #include <stdexcept>
 
@@ -105,20 +107,17 @@ struct LrnParams {
 };
 
 /// SplitMix64 finaliser (Steele et al.); the building block of the dropout
-/// mask RNG (shared by every backend).
-inline uint64_t splitmix64(uint64_t x) {
-  uint64_t z = x + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+/// mask RNG (shared by every backend, the GPU included: the one definition
+/// is in runtime/cuda/HostDevice.h).
+inline uint64_t splitmix64(uint64_t x) { return cuda::splitmix64(x); }
 
 /// The uniform in [0, 1) the dropout mask draws for element `index`: with
 ///   key = splitmix64(seed ^ splitmix64(step)),
 ///   h   = splitmix64(key ^ index),
 ///   u   = (h >> 11) * 2^-53  (exact in double).
 /// Counter-based: any element of any step can be drawn independently (what a
-/// GPU kernel does per thread). Give every dropout op its own seed.
+/// GPU kernel does per thread: cuda::dropoutKeep is this rule per element,
+/// and dropoutMask calls it). Give every dropout op its own seed.
 double dropoutUniform(uint64_t seed, uint64_t step, uint64_t index);
 
 /// mask[i] = 1 (keep) if dropoutUniform(seed, step, i) >= ratio, else 0; keep
