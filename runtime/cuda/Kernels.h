@@ -1,0 +1,655 @@
+//===- Kernels.h - the own kernels of the cuda backend ---------*- C++ -*-===//
+//
+// The kernels the cuda backend writes itself (cuDNN and cuBLAS have no switch
+// pooling, no unpooling, and our losses, dropout mask and fused optimizer are
+// ours): each is a functor with
+//   - items():          its launch shape, a 1-D grid of independent work
+//                       items (no item reads what another writes), and
+//   - operator()(i):    the work of item i, NETC_HD so the very same code runs
+//                       in a CUDA grid-stride loop (Kernels.cu) and in
+//                       runOnHost(), a serial walk of the grid on the CPU.
+// The host launchers (namespace host) build the functors, walk them on the
+// CPU and are tested against the reference kernels (CudaKernelsHostTest); the
+// device launchers (Launch.h) build the same functors with the same make*
+// functions and launch them, and are tested against the host launchers on a
+// GPU (CudaGpuTest).
+//
+// Rules that keep host and device bit-identical:
+// - No atomics: unpooling is a gather per output element, its backward a
+//   gather per input element, so results do not depend on scheduling.
+// - Reductions have a fixed shape (kReduceBlocks x kReduceThreads, the same
+//   on every GPU), per-thread strided sums then a fixed tree; the host walks
+//   the same shape. They accumulate in double: the losses are a tiny,
+//   memory-bound share of a step, and double keeps them within an ulp of
+//   the reference (which sums in double).
+// - Kernels.cu is compiled with -fmad=false, so the device rounds every
+//   multiply and add like the host does (no fused multiply-add), which makes
+//   the fp32 SGD update identical to ref::sgdUpdate.
+// Transcendentals (exp, log in softmax cross-entropy) are the one place the
+// device's math library may differ from the host's in the last bit.
+//
+// Data-dependent errors cannot be thrown on a device: a label outside
+// [0, k) gives a NaN loss (and NaN gradients for its row), which the
+// trainer's NaN check reports; switches must be those a max-pool with the
+// same window wrote (in their window) and are otherwise ignored. The host
+// launchers check both and throw KernelError like the reference.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_RUNTIME_CUDA_KERNELS_H
+#define NETC_RUNTIME_CUDA_KERNELS_H
+
+#include "runtime/cuda/HostDevice.h"
+#include "runtime/kernels/Reference.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace netc::cuda {
+
+//===----------------------------------------------------------------------===//
+// Helpers
+//===----------------------------------------------------------------------===//
+
+NETC_HD inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+NETC_HD inline int64_t imax(int64_t a, int64_t b) { return a < b ? b : a; }
+
+/// A quiet NaN, the device's way of saying "bad label".
+NETC_HD inline double quietNaN() {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(0x7FF8000000000000ll);
+#else
+  return std::numeric_limits<double>::quiet_NaN();
+#endif
+}
+
+NETC_HD inline double dexp(double x) {
+#if defined(__CUDA_ARCH__)
+  return ::exp(x);
+#else
+  return std::exp(x);
+#endif
+}
+
+NETC_HD inline double dlog(double x) {
+#if defined(__CUDA_ARCH__)
+  return ::log(x);
+#else
+  return std::log(x);
+#endif
+}
+
+/// Walks a kernel's grid serially: the host's way of running it.
+template <typename F> void runOnHost(const F &f) {
+  int64_t n = f.items();
+  for (int64_t i = 0; i < n; ++i)
+    f(i);
+}
+
+//===----------------------------------------------------------------------===//
+// Geometry (plain structs: kernels::Dims4's members are host functions)
+//===----------------------------------------------------------------------===//
+
+/// A pooling window over planes of `nc` = N*C maps: input inH x inW, output
+/// (pooled) outH x outW.
+struct PoolGeom {
+  int64_t nc = 0, inH = 0, inW = 0, outH = 0, outW = 0;
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+};
+
+inline PoolGeom poolGeom(const kernels::PoolShape &s) {
+  PoolGeom g;
+  g.nc = s.in.n * s.in.c;
+  g.inH = s.in.h;
+  g.inW = s.in.w;
+  g.outH = s.out.h;
+  g.outW = s.out.w;
+  g.kh = s.win.kh;
+  g.kw = s.win.kw;
+  g.sh = s.win.sh;
+  g.sw = s.win.sw;
+  g.ph = s.win.ph;
+  g.pw = s.win.pw;
+  return g;
+}
+
+/// An unpool seen as the max-pool it inverts: `pool` maps the unpool's
+/// output (the pool's input plane) to its input (the pooled plane).
+struct UnpoolGeom {
+  PoolGeom pool;
+  int64_t posH = 0, posW = 0;
+  bool normalize = false;
+};
+
+inline UnpoolGeom unpoolGeom(const kernels::UnpoolShape &s) {
+  UnpoolGeom g;
+  g.pool.nc = s.in.n * s.in.c;
+  g.pool.inH = s.out.h;
+  g.pool.inW = s.out.w;
+  g.pool.outH = s.in.h;
+  g.pool.outW = s.in.w;
+  g.pool.kh = s.win.kh;
+  g.pool.kw = s.win.kw;
+  g.pool.sh = s.win.sh;
+  g.pool.sw = s.win.sw;
+  g.pool.ph = s.win.ph;
+  g.pool.pw = s.win.pw;
+  g.posH = s.posH;
+  g.posW = s.posW;
+  g.normalize = s.normalize;
+  return g;
+}
+
+/// The pooled rows (or columns) whose window covers input row `h`:
+/// [first, last], clipped to [0, pooled - 1]; empty when first > last.
+NETC_HD inline void coveringWindows(int64_t h, int64_t k, int64_t s, int64_t p,
+                                    int64_t pooled, int64_t &first,
+                                    int64_t &last) {
+  // Window i covers rows [i*s - p, i*s - p + k - 1].
+  int64_t lo = h + p - k + 1;
+  first = lo <= 0 ? 0 : (lo + s - 1) / s;
+  last = imin((h + p) / s, pooled - 1);
+}
+
+//===----------------------------------------------------------------------===//
+// Max-pool with switches
+//===----------------------------------------------------------------------===//
+
+/// One item per pooled element: the first maximum of its window (clipped to
+/// the input: padding is -inf) in a row-major scan with strict `>`, and its
+/// flat position h*inW + w in the input plane, exactly ref::maxPoolForward's
+/// rule (an all-zero window after ReLU records its first in-input position,
+/// the one unpoolForward then writes to).
+template <typename T> struct MaxPoolForward {
+  PoolGeom g;
+  const T *x;
+  T *y;
+  int32_t *switches; ///< may be null
+
+  NETC_HD int64_t items() const { return g.nc * g.outH * g.outW; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t ow = i % g.outW, t = i / g.outW;
+    int64_t oh = t % g.outH, nc = t / g.outH;
+    const T *xp = x + nc * g.inH * g.inW;
+    int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+    int64_t hs = imax(h0, 0), ws = imax(w0, 0);
+    int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
+    int64_t best = hs * g.inW + ws;
+    T bestValue = xp[best];
+    for (int64_t h = hs; h < he; ++h)
+      for (int64_t w = ws; w < we; ++w) {
+        T v = xp[h * g.inW + w];
+        if (v > bestValue) {
+          bestValue = v;
+          best = h * g.inW + w;
+        }
+      }
+    y[i] = bestValue;
+    if (switches)
+      switches[i] = static_cast<int32_t>(best);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Unpooling (gathers)
+//===----------------------------------------------------------------------===//
+
+/// Sum (in double, in row-major order of the pooled elements, as the
+/// reference adds them) and number of the pooled elements of plane `nc` that
+/// unpool to position (h, w) of the output plane.
+template <typename T>
+NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
+                                 const int32_t *switches, int64_t nc, int64_t h,
+                                 int64_t w, double &sum, int64_t &count) {
+  const PoolGeom &g = u.pool;
+  sum = 0.0;
+  count = 0;
+  int64_t plane = g.outH * g.outW;
+  const T *xp = x ? x + nc * plane : nullptr;
+  if (switches) {
+    const int32_t *sp = switches + nc * plane;
+    int64_t target = h * g.inW + w;
+    int64_t i0, i1, j0, j1;
+    coveringWindows(h, g.kh, g.sh, g.ph, g.outH, i0, i1);
+    coveringWindows(w, g.kw, g.sw, g.pw, g.outW, j0, j1);
+    for (int64_t i = i0; i <= i1; ++i)
+      for (int64_t j = j0; j <= j1; ++j)
+        if (sp[i * g.outW + j] == target) {
+          if (xp)
+            sum += double(xp[i * g.outW + j]);
+          ++count;
+        }
+    return;
+  }
+  // Fixed position: pooled (i, j) goes to (i*sh - ph + posH, j*sw - pw +
+  // posW); at most one pooled element per output position.
+  int64_t a = h + g.ph - u.posH, b = w + g.pw - u.posW;
+  if (a < 0 || b < 0 || a % g.sh != 0 || b % g.sw != 0)
+    return;
+  int64_t i = a / g.sh, j = b / g.sw;
+  if (i >= g.outH || j >= g.outW)
+    return;
+  if (xp)
+    sum = double(xp[i * g.outW + j]);
+  count = 1;
+}
+
+/// One item per output element: the pooled elements that map to it, summed,
+/// divided by their number with `normalize` (0 stays 0). ref::unpoolForward.
+template <typename T> struct UnpoolForward {
+  UnpoolGeom u;
+  const T *x;
+  const int32_t *switches; ///< null: fixed position
+  T *y;
+
+  NETC_HD int64_t items() const { return u.pool.nc * u.pool.inH * u.pool.inW; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t w = i % u.pool.inW, t = i / u.pool.inW;
+    int64_t h = t % u.pool.inH, nc = t / u.pool.inH;
+    double sum;
+    int64_t count;
+    unpoolGather(u, x, switches, nc, h, w, sum, count);
+    if (u.normalize && count > 0)
+      sum /= double(count);
+    y[i] = T(sum);
+  }
+};
+
+/// One item per pooled (unpool input) element: dx = dy[target] / count of
+/// the target with `normalize`; 0 where a fixed position fell outside.
+/// ref::unpoolBackward.
+template <typename T> struct UnpoolBackward {
+  UnpoolGeom u;
+  const T *dy;
+  const int32_t *switches; ///< null: fixed position
+  T *dx;
+
+  NETC_HD int64_t items() const {
+    return u.pool.nc * u.pool.outH * u.pool.outW;
+  }
+  NETC_HD void operator()(int64_t i) const {
+    const PoolGeom &g = u.pool;
+    int64_t j = i % g.outW, t = i / g.outW;
+    int64_t r = t % g.outH, nc = t / g.outH;
+    int64_t plane = g.inH * g.inW;
+    int64_t h, w;
+    if (switches) {
+      int64_t sw = switches[i];
+      if (sw < 0 || sw >= plane) {
+        dx[i] = T(0);
+        return;
+      }
+      h = sw / g.inW;
+      w = sw % g.inW;
+    } else {
+      h = r * g.sh - g.ph + u.posH;
+      w = j * g.sw - g.pw + u.posW;
+      if (h < 0 || h >= g.inH || w < 0 || w >= g.inW) {
+        dx[i] = T(0);
+        return;
+      }
+    }
+    double grad = double(dy[nc * plane + h * g.inW + w]);
+    if (u.normalize) {
+      double unused;
+      int64_t count;
+      unpoolGather<T>(u, nullptr, switches, nc, h, w, unused, count);
+      if (count > 0) // 0 only for a switch outside its window
+        grad /= double(count);
+    }
+    dx[i] = T(grad);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Deterministic reductions
+//===----------------------------------------------------------------------===//
+
+/// The fixed shape of every reduction: kReduceBlocks blocks of
+/// kReduceThreads threads; thread t of block b sums items b*T + t, + B*T,
+/// ... in order, each block then sums its threads in a halving tree
+/// (s[t] += s[t + h] for h = T/2, ..., 1), and a final block sums the block
+/// partials with the same tree. Both powers of two.
+constexpr int kReduceThreads = 256;
+constexpr int kReduceBlocks = 256;
+/// Bytes of device workspace a reduction needs (the block partials).
+constexpr uint64_t kReduceWorkspaceBytes = kReduceBlocks * sizeof(double);
+
+/// The halving tree over `n` (a power of two) values, as one thread does it.
+NETC_HD inline double treeSum(double *v, int n) {
+  for (int h = n / 2; h > 0; h /= 2)
+    for (int t = 0; t < h; ++t)
+      v[t] += v[t + h];
+  return v[0];
+}
+
+/// Runs reduction `f` (items(), double operator()(i), double divisor()) on
+/// the host in the device's order: sum / divisor.
+template <typename F> double reduceOnHost(const F &f) {
+  int64_t n = f.items();
+  std::vector<double> partials(kReduceBlocks), threads(kReduceThreads);
+  const int64_t stride = int64_t(kReduceBlocks) * kReduceThreads;
+  for (int b = 0; b < kReduceBlocks; ++b) {
+    for (int t = 0; t < kReduceThreads; ++t) {
+      double acc = 0.0;
+      for (int64_t i = int64_t(b) * kReduceThreads + t; i < n; i += stride)
+        acc += f(i);
+      threads[t] = acc;
+    }
+    partials[b] = treeSum(threads.data(), kReduceThreads);
+  }
+  return treeSum(partials.data(), kReduceBlocks) / f.divisor();
+}
+
+//===----------------------------------------------------------------------===//
+// Losses
+//===----------------------------------------------------------------------===//
+
+/// Caffe EuclideanLoss: sum((a - b)^2) / (2 * batch); one item per element.
+template <typename T> struct EuclideanLossTerms {
+  int64_t batch, count;
+  const T *a, *b;
+
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD double divisor() const { return 2.0 * double(batch); }
+  NETC_HD double operator()(int64_t i) const {
+    double d = double(a[i]) - double(b[i]);
+    return d * d;
+  }
+};
+
+/// da = (a - b) * g, db = -da with g = dloss / batch (either may be null).
+template <typename T> struct EuclideanLossBackward {
+  int64_t count;
+  const T *a, *b;
+  double g;
+  T *da, *db;
+
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD void operator()(int64_t i) const {
+    double v = (double(a[i]) - double(b[i])) * g;
+    if (da)
+      da[i] = T(v);
+    if (db)
+      db[i] = T(-v);
+  }
+};
+
+/// log sum_j exp(row[j]) of one row, stable, as the reference computes it;
+/// NaN for a label outside [0, k).
+template <typename T>
+NETC_HD inline double rowLogSumExp(int64_t k, const T *row) {
+  double mx = double(row[0]);
+  for (int64_t j = 1; j < k; ++j) {
+    double v = double(row[j]);
+    mx = mx < v ? v : mx;
+  }
+  double sum = 0.0;
+  for (int64_t j = 0; j < k; ++j)
+    sum += dexp(double(row[j]) - mx);
+  return mx + dlog(sum);
+}
+
+/// Mean over rows of -log softmax(row)[label]; one item per row.
+template <typename T> struct SoftmaxCrossEntropyTerms {
+  int64_t n, k;
+  const T *logits;
+  const int32_t *labels;
+
+  NETC_HD int64_t items() const { return n; }
+  NETC_HD double divisor() const { return double(n); }
+  NETC_HD double operator()(int64_t i) const {
+    int32_t label = labels[i];
+    if (label < 0 || label >= k)
+      return quietNaN();
+    const T *row = logits + i * k;
+    return rowLogSumExp(k, row) - double(row[label]);
+  }
+};
+
+/// Backward, pass 1: one item per row, its log-sum-exp into `lse` (NaN for
+/// a bad label, which poisons the row's gradients).
+template <typename T> struct SoftmaxRowLse {
+  int64_t n, k;
+  const T *logits;
+  const int32_t *labels;
+  double *lse;
+
+  NETC_HD int64_t items() const { return n; }
+  NETC_HD void operator()(int64_t i) const {
+    int32_t label = labels[i];
+    lse[i] =
+        label < 0 || label >= k ? quietNaN() : rowLogSumExp(k, logits + i * k);
+  }
+};
+
+/// Backward, pass 2: one item per logit, (softmax - onehot) * g with
+/// g = dloss / n.
+template <typename T> struct SoftmaxCrossEntropyBackward {
+  int64_t n, k;
+  const T *logits;
+  const int32_t *labels;
+  const double *lse;
+  double g;
+  T *dlogits;
+
+  NETC_HD int64_t items() const { return n * k; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t row = i / k, j = i % k;
+    double p = dexp(double(logits[i]) - lse[row]);
+    dlogits[i] = T((p - (j == labels[row] ? 1.0 : 0.0)) * g);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Dropout and elementwise
+//===----------------------------------------------------------------------===//
+
+/// y = keep(i) ? x * scale : 0 (forward and backward alike: the backward's x
+/// is dy). The mask is kernels::dropoutMask's, drawn per element from the
+/// step's key; y may alias x.
+template <typename T> struct Dropout {
+  int64_t count;
+  uint64_t key;
+  double ratio;
+  T scale;
+  const T *x;
+  T *y;
+
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD void operator()(int64_t i) const {
+    y[i] = dropoutKeep(key, uint64_t(i), ratio) ? x[i] * scale : T(0);
+  }
+};
+
+/// y = max(x, 0); y may alias x.
+template <typename T> struct Relu {
+  int64_t count;
+  const T *x;
+  T *y;
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD void operator()(int64_t i) const { y[i] = x[i] > T(0) ? x[i] : T(0); }
+};
+
+/// dx = y > 0 ? dy : 0, from the forward output y; dx may alias dy.
+template <typename T> struct ReluGrad {
+  int64_t count;
+  const T *y, *dy;
+  T *dx;
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD void operator()(int64_t i) const {
+    dx[i] = y[i] > T(0) ? dy[i] : T(0);
+  }
+};
+
+/// y = a + b; y may alias a or b.
+template <typename T> struct Add {
+  int64_t count;
+  const T *a, *b;
+  T *y;
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD void operator()(int64_t i) const { y[i] = a[i] + b[i]; }
+};
+
+/// y = x * factor; y may alias x.
+template <typename T> struct Scale {
+  int64_t count;
+  const T *x;
+  T factor;
+  T *y;
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD void operator()(int64_t i) const { y[i] = x[i] * factor; }
+};
+
+//===----------------------------------------------------------------------===//
+// Fused multi-tensor SGD with momentum
+//===----------------------------------------------------------------------===//
+
+/// One parameter of a fused update: fp32 master weights, their gradient and
+/// momentum, its multipliers, and optionally a bf16 copy of the updated
+/// weights (what bf16 kernels read).
+struct SgdTensor {
+  float *w = nullptr;
+  const float *grad = nullptr;
+  float *velocity = nullptr;
+  Bf16 *copy = nullptr; ///< may be null
+  int64_t count = 0;
+  double lrMult = 1.0, decayMult = 1.0;
+};
+
+/// The step's hyper-parameters (they change with the schedule; the tensor
+/// and chunk lists do not).
+struct SgdHyper {
+  double lr = 0, momentum = 0, decay = 0;
+};
+
+/// A run of at most kSgdChunk elements of one tensor.
+struct SgdChunk {
+  int64_t tensor = 0, begin = 0, end = 0;
+};
+constexpr int64_t kSgdChunk = 4096;
+
+/// Splits tensors into chunks (in order; empty tensors get none).
+inline std::vector<SgdChunk> sgdChunks(const SgdTensor *tensors, int64_t n) {
+  std::vector<SgdChunk> chunks;
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t b = 0; b < tensors[t].count; b += kSgdChunk)
+      chunks.push_back({t, b, imin(b + kSgdChunk, tensors[t].count)});
+  return chunks;
+}
+
+/// One item per (chunk, lane); ref::sgdUpdate's arithmetic per element:
+///   g = grad + dec * w;  v = mom * v + rate * g;  w -= v;  copy = bf16(w)
+/// with rate = float(lr * lrMult), dec = float(decay * decayMult) and
+/// mom = float(momentum) formed in double and rounded once.
+struct SgdMomentum {
+  const SgdTensor *tensors;
+  const SgdChunk *chunks;
+  int64_t numChunks;
+  SgdHyper hyper;
+
+  NETC_HD int64_t items() const { return numChunks * kSgdChunk; }
+  NETC_HD void operator()(int64_t i) const {
+    const SgdChunk &c = chunks[i / kSgdChunk];
+    int64_t e = c.begin + i % kSgdChunk;
+    if (e >= c.end)
+      return;
+    const SgdTensor &p = tensors[c.tensor];
+    float rate = float(hyper.lr * p.lrMult);
+    float dec = float(hyper.decay * p.decayMult);
+    float mom = float(hyper.momentum);
+    float g = p.grad[e] + dec * p.w[e];
+    float v = mom * p.velocity[e] + rate * g;
+    p.velocity[e] = v;
+    float w = p.w[e] - v;
+    p.w[e] = w;
+    if (p.copy)
+      p.copy[e] = Bf16::fromFloat(w);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Functor builders (shared by the host and the device launchers, so both
+// derive the same arguments) and checks only the host can make
+//===----------------------------------------------------------------------===//
+
+inline MaxPoolForward<float> makeMaxPoolForward(const kernels::PoolShape &s,
+                                                const float *x, float *y,
+                                                int32_t *switches) {
+  return {poolGeom(s), x, y, switches};
+}
+
+inline UnpoolForward<float> makeUnpoolForward(const kernels::UnpoolShape &s,
+                                              const float *x,
+                                              const int32_t *switches,
+                                              float *y) {
+  return {unpoolGeom(s), x, switches, y};
+}
+
+inline UnpoolBackward<float> makeUnpoolBackward(const kernels::UnpoolShape &s,
+                                                const float *dy,
+                                                const int32_t *switches,
+                                                float *dx) {
+  return {unpoolGeom(s), dy, switches, dx};
+}
+
+/// Throws KernelError unless `batch` > 0.
+void checkLossBatch(const char *kernel, int64_t batch);
+/// Throws KernelError unless ratio is in [0, 1); returns the dropout scale
+/// T(1 / (1 - ratio)), formed in double and rounded once as the reference
+/// does.
+float dropoutScale(double ratio);
+/// Throws KernelError naming the first switch that is outside its output
+/// plane or its window (what a max-pool with the unpool's window cannot
+/// have written). `s` is the unpool's shape.
+void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches);
+/// Throws KernelError naming the first label outside [0, k).
+void checkLabels(const char *kernel, int64_t n, int64_t k,
+                 const int32_t *labels);
+
+//===----------------------------------------------------------------------===//
+// Host launchers: the kernels run on the CPU, item by item (the same
+// signatures as the reference kernels where they exist)
+//===----------------------------------------------------------------------===//
+
+namespace host {
+
+void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
+                    int32_t *switches);
+/// Checks the switches first (KernelError).
+void unpoolForward(const kernels::UnpoolShape &s, const float *x,
+                   const int32_t *switches, float *y);
+void unpoolBackward(const kernels::UnpoolShape &s, const float *dy,
+                    const int32_t *switches, float *dx);
+
+float euclideanLossForward(int64_t batch, int64_t count, const float *a,
+                           const float *b);
+void euclideanLossBackward(int64_t batch, int64_t count, const float *a,
+                           const float *b, float dloss, float *da, float *db);
+/// Checks the labels first (KernelError).
+float softmaxCrossEntropyForward(int64_t n, int64_t k, const float *logits,
+                                 const int32_t *labels);
+void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
+                                 const int32_t *labels, float dloss,
+                                 float *dlogits);
+
+/// Inverted dropout with kernels::dropoutMask(seed, step, ...)'s mask; the
+/// backward is the same kernel applied to dy.
+void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
+             const float *x, float *y);
+
+void relu(int64_t count, const float *x, float *y);
+void reluGrad(int64_t count, const float *y, const float *dy, float *dx);
+void add(int64_t count, const float *a, const float *b, float *y);
+void scale(int64_t count, const float *x, float factor, float *y);
+
+/// Updates every tensor in one walk (chunked as on the device).
+void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper);
+
+} // namespace host
+
+} // namespace netc::cuda
+
+#endif // NETC_RUNTIME_CUDA_KERNELS_H
