@@ -87,6 +87,8 @@ std::vector<PoolCase> poolCases() {
       {{3, 2, 9, 7}, {3, 3, 1, 1, 1, 1}, false},   // stride 1, padded
       {{1, 2, 10, 9}, {3, 2, 3, 2, 1, 1}, true},   // anisotropic, padded
       {{2, 1, 5, 5}, {5, 5, 1, 1, 2, 2}, false},   // windows mostly padding
+      {{1, 2, 8, 9}, {2, 2, 3, 3, 0, 0}, false},   // stride > kernel: gaps
+      {{2, 1, 8, 10}, {2, 3, 3, 4, 1, 1}, true},   // gaps, padded, ceil
   };
 }
 
