@@ -65,15 +65,40 @@ ConstantInitAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
+/// What `net.dtypes` may say of a value of `type`: f32 or bf16 for a real
+/// tensor, i32 for labels and switches.
+static bool isStorableAs(Type type, Type dtype) {
+  auto tensor = dyn_cast<RankedTensorType>(type);
+  bool real = tensor && isa<FloatType>(tensor.getElementType());
+  if (real)
+    return dtype.isF32() || dtype.isBF16();
+  return dtype.isSignlessInteger(32);
+}
+
+/// Whether a value of `type` is a map (rank 4), the only values with a
+/// layout.
+static bool isMap(Type type) {
+  if (auto s = dyn_cast<SwitchesType>(type))
+    return s.hasRank() && s.getShape().size() == 4;
+  auto t = dyn_cast<RankedTensorType>(type);
+  return t && t.getRank() == 4;
+}
+
 /// The discardable attributes the frontend and the passes attach, and what
 /// each must be, so that a pass can read them without checking their kinds:
-///   on any op:       net.offsets (planned: one byte offset per result)
+///   on a module:     net.precision ("fp32", "tf32" or "bf16")
+///   on any op:       net.offsets (planned: one byte offset per result),
+///                    net.dtypes (one of f32, bf16, i32 per result),
+///                    net.layouts (per result: "nchw" or "nhwc" for a map,
+///                    "" for other values)
 ///   on a func.func:  net.network, net.eval (unit), net.classes (positive),
 ///                    net.phase (symbol), net.topology (string), net.lambda
 ///                    (finite, non-negative), net.reconstruct_from (one
 ///                    macro-layer name per result), net.arg_offsets (one byte
 ///                    offset per argument), net.arena_bytes (non-negative),
-///                    net.batch (positive).
+///                    net.batch (positive), net.arg_dtypes and
+///                    net.arg_layouts (as net.dtypes and net.layouts, one per
+///                    argument).
 LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
                                                    NamedAttribute attr) {
   StringRef name = attr.getName().strref();
@@ -98,15 +123,61 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
     return success();
   };
 
+  // net-precision's storage of each value (passes/Precision.cpp).
+  auto dtypesFor = [&](TypeRange types, StringRef what) -> LogicalResult {
+    auto dtypes = dyn_cast<ArrayAttr>(value);
+    if (!dtypes || dtypes.size() != types.size() ||
+        !llvm::all_of(dtypes, llvm::IsaPred<TypeAttr>))
+      return error() << "must be an array of " << types.size()
+                     << " element types, one per " << what << ", got " << value;
+    for (auto [i, type, dtype] : llvm::enumerate(types, dtypes)) {
+      Type t = cast<TypeAttr>(dtype).getValue();
+      if (!isStorableAs(type, t))
+        return error() << "cannot store " << what << " " << i << " of type "
+                       << type << " as " << t
+                       << " (real values: f32 or bf16; integers: i32)";
+    }
+    return success();
+  };
+  auto layoutsFor = [&](TypeRange types, StringRef what) -> LogicalResult {
+    auto layouts = dyn_cast<ArrayAttr>(value);
+    if (!layouts || layouts.size() != types.size() ||
+        !llvm::all_of(layouts, llvm::IsaPred<StringAttr>))
+      return error() << "must be an array of " << types.size()
+                     << " layouts, one per " << what << ", got " << value;
+    for (auto [i, type, layout] : llvm::enumerate(types, layouts)) {
+      StringRef l = cast<StringAttr>(layout).getValue();
+      if (isMap(type) ? l != "nchw" && l != "nhwc" : !l.empty())
+        return error() << what << " " << i << " of type " << type
+                       << (isMap(type) ? " needs \"nchw\" or \"nhwc\""
+                                       : " has no layout (\"\")")
+                       << ", got \"" << l << "\"";
+    }
+    return success();
+  };
+
   if (name == "net.offsets")
     return offsetsFor(op->getNumResults(), "result");
+  if (name == "net.dtypes")
+    return dtypesFor(op->getResultTypes(), "result");
+  if (name == "net.layouts")
+    return layoutsFor(op->getResultTypes(), "result");
+  if (name == "net.precision") {
+    if (!isa<ModuleOp>(op))
+      return error() << "belongs on a builtin.module";
+    auto s = dyn_cast<StringAttr>(value);
+    if (!s || !llvm::is_contained(precisions(), s.getValue()))
+      return error() << "must be \"fp32\", \"tf32\" or \"bf16\", got " << value;
+    return success();
+  }
 
   static const StringRef funcAttrs[] = {
       "net.network",          "net.eval",
       "net.classes",          "net.phase",
       "net.topology",         "net.lambda",
       "net.reconstruct_from", "net.arg_offsets",
-      "net.arena_bytes",      "net.batch"};
+      "net.arena_bytes",      "net.batch",
+      "net.arg_dtypes",       "net.arg_layouts"};
   if (!llvm::is_contained(funcAttrs, name))
     return op->emitOpError() << "unknown attribute '" << name << "'";
   auto func = dyn_cast<func::FuncOp>(op);
@@ -153,6 +224,10 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
                      << func.getNumResults() << " results";
     return success();
   }
+  if (name == "net.arg_dtypes")
+    return dtypesFor(func.getArgumentTypes(), "argument");
+  if (name == "net.arg_layouts")
+    return layoutsFor(func.getArgumentTypes(), "argument");
   // net.arg_offsets
   return offsetsFor(func.getNumArguments(), "argument");
 }
@@ -200,6 +275,11 @@ llvm::ArrayRef<llvm::StringRef> netc::net::augmentVariants() {
       "none",        "sae-first", "sae-all",        "sae-layerwise",
       "swwae-first", "swwae-all", "swwae-layerwise"};
   return variants;
+}
+
+llvm::ArrayRef<llvm::StringRef> netc::net::precisions() {
+  static const llvm::StringRef names[] = {"fp32", "tf32", "bf16"};
+  return names;
 }
 
 RankedTensorType netc::net::mapType(MLIRContext *ctx, ArrayRef<int64_t> shape) {

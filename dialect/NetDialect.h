@@ -38,6 +38,10 @@ constexpr double kDefaultLambda = 1e-4;
 /// The seven model names of the paper, `none` first.
 llvm::ArrayRef<llvm::StringRef> augmentVariants();
 
+/// The arithmetic a trainer may be compiled for, as `net.precision` on the
+/// module names it: fp32 (the default), tf32, bf16.
+llvm::ArrayRef<llvm::StringRef> precisions();
+
 /// A `tensor<...xf32>` feature map or parameter type of the given shape.
 mlir::RankedTensorType mapType(mlir::MLIRContext *ctx,
                                llvm::ArrayRef<int64_t> shape);

@@ -59,6 +59,13 @@ llvm::ArrayRef<llvm::StringRef> augmentVariants();
 /// True if `name` is one of augmentVariants().
 bool isAugmentVariant(llvm::StringRef name);
 
+/// The arithmetic a trainer may be compiled for (`precision` in `train`,
+/// `netc --precision`): fp32, tf32, bf16.
+llvm::ArrayRef<llvm::StringRef> precisions();
+
+/// True if `name` is one of precisions().
+bool isPrecision(llvm::StringRef name);
+
 } // namespace netc
 
 #endif // NETC_FRONTEND_FRONTEND_H

@@ -290,6 +290,9 @@ private:
           builder.getI64IntegerAttr(phase.lrEvery), f64(phase.lrMin),
           phase.lambda ? f64(*phase.lambda) : FloatAttr());
     }
+    if (!train.precision.empty())
+      (*module)->setAttr("net.precision",
+                         builder.getStringAttr(train.precision));
     if (!train.evalSchemes.empty()) {
       SmallVector<StringRef> schemes(train.evalSchemes.begin(),
                                      train.evalSchemes.end());

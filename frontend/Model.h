@@ -172,6 +172,7 @@ struct TrainSpec {
   DataSpec data;
   std::vector<PhaseSpec> phases;
   std::vector<std::string> evalSchemes; ///< full | single-crop | dense
+  std::string precision; ///< fp32 | tf32 | bf16; empty: not given (fp32).
 };
 
 /// Everything a .net file says, checked and expanded.

@@ -53,6 +53,14 @@ bool netc::isAugmentVariant(llvm::StringRef name) {
   return llvm::is_contained(kVariants, name);
 }
 
+static const llvm::StringRef kPrecisions[] = {"fp32", "tf32", "bf16"};
+
+llvm::ArrayRef<llvm::StringRef> netc::precisions() { return kPrecisions; }
+
+bool netc::isPrecision(llvm::StringRef name) {
+  return llvm::is_contained(kPrecisions, name);
+}
+
 //===----------------------------------------------------------------------===//
 // Layer kinds and their options
 //===----------------------------------------------------------------------===//
@@ -1436,7 +1444,7 @@ void Sema::buildTrain(const ast::Train &train) {
   TrainSpec &spec = model.train;
   spec.present = true;
   spec.loc = toLoc(train.loc);
-  static const StringRef kSettings[] = {"data", "phase", "eval"};
+  static const StringRef kSettings[] = {"data", "phase", "eval", "precision"};
   static const StringRef kSchemes[] = {"full", "single-crop", "dense"};
   llvm::StringMap<SMLoc> seen;
   llvm::StringMap<SMLoc> phases;
@@ -1478,6 +1486,21 @@ void Sema::buildTrain(const ast::Train &train) {
       phase.loc = toLoc(s.loc);
       buildPhase(s, phase);
       spec.phases.push_back(std::move(phase));
+      continue;
+    }
+    if (key == "precision") {
+      if (checkOnce(seen, s, "'train'") || !checkSetting(s, 1, 1))
+        continue;
+      std::optional<std::string> name = getWord(s.args[0], "'precision'");
+      if (!name)
+        continue;
+      if (!isPrecision(*name)) {
+        error(s.args[0].loc, "unknown precision '" + *name + "'; expected " +
+                                 joinOr(kPrecisions) +
+                                 suggest(*name, kPrecisions));
+        continue;
+      }
+      spec.precision = *name;
       continue;
     }
     // eval

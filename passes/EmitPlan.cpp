@@ -122,10 +122,12 @@ FailureOr<ArrayRef<int64_t>> shapeOf(Value v, Operation *at) {
   return shape;
 }
 
-StringRef dtypeOf(Type type) {
-  if (auto t = dyn_cast<RankedTensorType>(type);
-      t && t.getElementType().isF32())
+/// The plan's name of net-precision's element type.
+StringRef dtypeName(Type dtype) {
+  if (dtype.isF32())
     return "f32";
+  if (dtype.isBF16())
+    return "bf16";
   return "i32";
 }
 
@@ -155,7 +157,7 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
     if (failed(shape))
       return failure();
     if (std::optional<int64_t> offset = entry.getInteger("offset")) {
-      std::optional<int64_t> bytes = valueBytes(v.getType(), batch.getInt());
+      std::optional<int64_t> bytes = valueBytes(v, batch.getInt());
       int64_t end;
       if (!bytes || llvm::AddOverflow(*offset, *bytes, end) ||
           end > arena.getInt())
@@ -167,9 +169,10 @@ FailureOr<json::Object> programJson(func::FuncOp func) {
     ids[v] = id;
     entry["id"] = id;
     entry["shape"] = ints(*shape);
-    entry["dtype"] = dtypeOf(v.getType());
+    ValueFormat format = valueFormat(v);
+    entry["dtype"] = dtypeName(format.dtype);
     if (shape->size() == 4)
-      entry["layout"] = "nchw";
+      entry["layout"] = format.nhwc ? "nhwc" : "nchw";
     values.push_back(std::move(entry));
     return success();
   };
@@ -298,6 +301,8 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
                     {"version", int64_t(kTrainerFormatVersion)},
                     {"network", network.getSymName()},
                     {"precision", "fp32"}};
+  if (auto precision = module->getAttrOfType<StringAttr>("net.precision"))
+    plan["precision"] = precision.getValue();
   StringRef variant = "none";
   for (AugmentOp augment : module.getOps<AugmentOp>())
     variant = augment.getVariant();

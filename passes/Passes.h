@@ -28,10 +28,40 @@ mlir::LogicalResult inferShapes(mlir::ModuleOp module);
 mlir::FailureOr<netc::net::AugmentOp> overrideVariant(mlir::ModuleOp module,
                                                       llvm::StringRef variant);
 
-/// Bytes of a value of `type` (an f32 or i32 tensor, or switches stored as
-/// i32) with its dynamic (batch) dimension at `batch`; nullopt when it has
-/// no rank or the count overflows int64_t.
-std::optional<int64_t> valueBytes(mlir::Type type, int64_t batch);
+/// Bytes of a value of `type` (a tensor, or switches) with its dynamic
+/// (batch) dimension at `batch` and `elementBytes` bytes per element;
+/// nullopt when it has no rank or the count overflows int64_t.
+std::optional<int64_t> valueBytes(mlir::Type type, int64_t batch,
+                                  int64_t elementBytes = 4);
+
+/// How the trainer stores a value, as net-precision chose it (`net.dtypes`,
+/// `net.layouts`, `net.arg_dtypes`, `net.arg_layouts`); without those, as
+/// its type says, maps in NCHW.
+struct ValueFormat {
+  mlir::Type dtype; ///< f32, bf16 or i32 (switches are i32).
+  bool nhwc = false;
+  /// Bytes per element: 2 for bf16, 4 for f32 and i32.
+  int64_t elementBytes() const { return dtype.isBF16() ? 2 : 4; }
+  bool operator==(const ValueFormat &o) const {
+    return dtype == o.dtype && nhwc == o.nhwc;
+  }
+};
+ValueFormat valueFormat(mlir::Value value);
+
+/// Bytes of `value` as the trainer stores it, at `batch`.
+std::optional<int64_t> valueBytes(mlir::Value value, int64_t batch);
+
+/// How a plan kernel's outputs may share its operands' bytes, as the
+/// runtime's op table (runtime/plan/Ops.def) says.
+enum class OpMemory {
+  Plain,   ///< The outputs have bytes of their own.
+  InPlace, ///< The output may share its first operand's bytes.
+  View,    ///< The output is its operand's bytes; the kernel does nothing.
+};
+
+/// What net-plan-memory uses for the kernel `planOp` (a `net` op's name
+/// without `net.`); nullopt when Ops.def does not list it.
+std::optional<OpMemory> planOpMemory(llvm::StringRef planOp);
 
 /// The version of docs/trainer-format.md that net-emit-plan writes.
 constexpr int kTrainerFormatVersion = 2;

@@ -70,17 +70,60 @@ def Autodiff : Pass<"net-autodiff", "::mlir::ModuleOp"> {
   let dependentDialects = ["::netc::net::NetDialect"];
 }
 
+def Precision : Pass<"net-precision", "::mlir::ModuleOp"> {
+  let summary = "Choose each planned value's element type and layout";
+  let description = [{
+    Decides how the trainer stores every value of the step, eval and
+    reconstruct functions, for the module's `net.precision` ("fp32" when
+    absent) or the `precision` option, which overrides it and is written
+    back to the module (net-emit-plan writes it as the plan's `precision`).
+
+    Under `fp32` and `tf32` nothing changes: every value is stored as its
+    type says, maps in NCHW. Under `bf16`:
+    - a real value with the batch dimension (an activation, the image, the
+      logits, and the gradient of any of them) is bf16;
+    - a real value without it is f32: parameters (`net.param_get`) and their
+      gradients (what `net.sgd_update` consumes) are fp32 master weights,
+      and losses, terms and the objective are scalars, accumulated in fp32;
+    - labels and max-pooling switches stay i32;
+    - bf16 maps (rank 4) are NHWC, and switches take their pooled map's
+      layout; except that maps a `net.flatten` or `net.reshape` views stay
+      NCHW (with their switches), because a view reinterprets bytes in the
+      plan's documented N, C, H, W order (the order of the fc weights).
+
+    The choice is recorded in attributes, not in the types: `net.dtypes` and
+    `net.layouts` on each op (one entry per result) and `net.arg_dtypes`,
+    `net.arg_layouts` on each function, read by net-plan-memory (bytes per
+    element) and net-emit-plan (`dtype`, `layout`). The types keep saying
+    what the values mean (f32 real numbers), so every op's verifier and
+    shape function, which mix activations with f32 weights, stay as they
+    are; a bf16 tensor type would have to be accepted, mixed with f32, by
+    every layer and gradient op for a property that only the runtime's
+    storage needs.
+  }];
+  let options = [
+    Option<"precision", "precision", "std::string", /*default=*/"\"\"",
+           "Override the module's precision: fp32, tf32 or bf16">,
+  ];
+  let dependentDialects = ["::netc::net::NetDialect"];
+}
+
 def PlanMemory : Pass<"net-plan-memory", "::mlir::ModuleOp"> {
   let summary = "Liveness-based arena offsets for every step and eval value";
   let description = [{
     For each step function (at its phase's batch size) and the eval function
     (at the largest phase batch), gives every value that is not a parameter a
     byte offset (`net.offsets` on its op, `net.arg_offsets` on the function)
-    in one arena (`net.arena_bytes`, `net.batch`). Values whose lifetimes do
-    not overlap share bytes (largest first, lowest fitting offset); reshapes
-    are views of their input; element-wise ops (relu, dropout, add, scale,
-    relu_grad, dropout_grad) write over their first operand when that is its
-    last use. The `batch` option plans every program at one batch size
+    in one arena (`net.arena_bytes`, `net.batch`), 64-byte aligned. Each
+    value takes its real bytes: 2 per element when net-precision stored it as
+    bf16, 4 for f32 and i32. Values whose lifetimes do not overlap share
+    bytes (largest first, lowest fitting offset). Which ops are views of
+    their input (reshape, flatten) and which may write over their first
+    operand when that is its last use (relu, dropout, add, scale, relu_grad,
+    dropout_grad) comes from the runtime's op table, runtime/plan/Ops.def,
+    the one list the plan loader checks against; in place also needs the
+    same type, dtype and layout. A view whose input and output are stored
+    differently (dtype, or an NHWC map) is an error. The `batch` option plans every program at one batch size
     instead (for `netc --stats`). Byte counts are checked: an arena that
     would not fit in 2^63 bytes is an error at the value that overflows.
   }];

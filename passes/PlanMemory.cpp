@@ -3,9 +3,11 @@
 // 1. Number the ops of a straight-line function; a value lives from its
 //    definition to its last use (outputs: returned values and loss terms, to
 //    the end).
-// 2. Group values into buffers: a reshape/flatten result joins its input's
-//    buffer; an element-wise op joins its first operand's buffer when that
-//    operand dies there (in place). Parameters need no arena bytes.
+// 2. Group values into buffers: a view's result (runtime/plan/Ops.def:
+//    reshape, flatten) joins its input's buffer; an in-place op's result
+//    (relu, add, ...) joins its first operand's buffer when that operand
+//    dies there and is stored alike. Parameters need no arena bytes; every
+//    other value takes its real bytes (net-precision's dtype).
 // 3. Place buffers largest first at the lowest offset that does not overlap
 //    a placed buffer whose lifetime intersects; the arena is the highest end.
 //
@@ -15,6 +17,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/MathExtras.h"
 
 namespace netc {
@@ -38,8 +41,12 @@ std::optional<int64_t> alignUp(int64_t n) {
   return padded / kAlign * kAlign;
 }
 
-bool isInPlaceOp(Operation *op) {
-  return isa<ReluOp, DropoutOp, AddOp, ScaleOp, ReluGradOp, DropoutGradOp>(op);
+/// How `op`'s outputs may share its operands' bytes: the runtime's answer
+/// for the kernel of that name; Plain for what is not a kernel.
+OpMemory memoryOf(Operation &op) {
+  if (!isa<NetDialect>(op.getDialect()))
+    return OpMemory::Plain;
+  return planOpMemory(op.getName().stripDialect()).value_or(OpMemory::Plain);
 }
 
 struct Buffer {
@@ -51,7 +58,17 @@ struct Buffer {
 
 } // namespace
 
-std::optional<int64_t> netc::valueBytes(Type type, int64_t batch) {
+std::optional<OpMemory> netc::planOpMemory(StringRef planOp) {
+  // A plan op's name is its net op's name without `net.`.
+  return llvm::StringSwitch<std::optional<OpMemory>>(planOp)
+#define NETC_OP(ENUM, NAME, MIN_IN, MAX_IN, OUTS, MEMORY, ATTRS)               \
+  .Case(NAME, OpMemory::MEMORY)
+#include "runtime/plan/Ops.def"
+      .Default(std::nullopt);
+}
+
+std::optional<int64_t> netc::valueBytes(Type type, int64_t batch,
+                                        int64_t elementBytes) {
   ArrayRef<int64_t> shape;
   if (auto t = dyn_cast<RankedTensorType>(type))
     shape = t.getShape();
@@ -59,11 +76,15 @@ std::optional<int64_t> netc::valueBytes(Type type, int64_t batch) {
     shape = s.getShape();
   else
     return std::nullopt;
-  int64_t n = 4;
+  int64_t n = elementBytes;
   for (int64_t d : shape)
     if (llvm::MulOverflow(n, ShapedType::isDynamic(d) ? batch : d, n))
       return std::nullopt;
   return n;
+}
+
+std::optional<int64_t> netc::valueBytes(Value value, int64_t batch) {
+  return valueBytes(value.getType(), batch, valueFormat(value).elementBytes());
 }
 
 /// Plans `func` for `batch`; returns the arena size. The arena is never
@@ -96,7 +117,7 @@ static FailureOr<int64_t> planFunction(func::FuncOp func, int64_t batch) {
         !(switches && switches.hasRank()))
       return at->emitOpError("net-plan-memory needs ranked values, got ")
              << v.getType() << "; run net-infer-shapes first";
-    std::optional<int64_t> bytes = valueBytes(v.getType(), batch);
+    std::optional<int64_t> bytes = valueBytes(v, batch);
     std::optional<int64_t> size = bytes ? alignUp(*bytes) : std::nullopt;
     if (!size || llvm::AddOverflow(total, *size, total))
       return at->emitOpError("at batch ")
@@ -120,13 +141,23 @@ static FailureOr<int64_t> planFunction(func::FuncOp func, int64_t batch) {
       continue;
     Value first = op.getNumOperands() ? op.getOperand(0) : Value();
     bool firstInArena = first && bufferOf.count(first);
-    if (isa<FlattenOp, ReshapeOp>(op) && firstInArena) {
+    OpMemory memory = memoryOf(op);
+    if (memory == OpMemory::View && firstInArena) {
+      // The runtime reads a view's bytes as its input's: the same dtype,
+      // and in the N, C, H, W order that a reshape means.
+      ValueFormat in = valueFormat(first), out = valueFormat(op.getResult(0));
+      if (in.dtype != out.dtype || in.nhwc || out.nhwc)
+        return op.emitOpError("is a view, but its operand is stored as ")
+               << in.dtype << (in.nhwc ? " nhwc" : "") << " and its result as "
+               << out.dtype << (out.nhwc ? " nhwc" : "")
+               << "; a view needs one dtype and no nhwc map";
       join(op.getResult(0), first);
       continue;
     }
-    if (isInPlaceOp(&op) && firstInArena &&
+    if (memory == OpMemory::InPlace && firstInArena &&
         buffers[bufferOf[first]].end == index[&op] &&
-        first.getType() == op.getResult(0).getType()) {
+        first.getType() == op.getResult(0).getType() &&
+        valueFormat(first) == valueFormat(op.getResult(0))) {
       join(op.getResult(0), first);
       continue;
     }

@@ -1,6 +1,7 @@
 //===- netc.cpp - The netc compiler driver --------------------------------===//
 //
-// netc model.net [-emit=STAGE] [-o FILE] [--augment=VARIANT] [-I DIR]
+// netc model.net [-emit=STAGE] [-o FILE] [--augment=VARIANT]
+//      [--precision=fp32|tf32|bf16] [-I DIR]
 //
 // Runs the pipeline up to STAGE and prints it. Every error is reported as
 // `file:line:col: error: message` with the source line and a caret; the exit
@@ -69,7 +70,7 @@ cl::opt<Stage> emit(
         clEnumValN(Stage::Autodiff, "autodiff",
                    "step functions with gradients and SGD updates"),
         clEnumValN(Stage::Planned, "planned",
-                   "with arena offsets from the memory plan"),
+                   "with each value's storage and arena offsets"),
         clEnumValN(Stage::Plan, "plan", "the trainer's plan.json"),
         clEnumValN(Stage::Trainer, "trainer",
                    "write the trainer directory (default)")),
@@ -85,12 +86,19 @@ cl::opt<std::string>
                      "sae-all, sae-layerwise, swwae-first, swwae-all, "
                      "swwae-layerwise"),
             cl::value_desc("variant"), cl::cat(netcCategory));
+cl::opt<std::string>
+    precision("precision",
+              cl::desc("Override the file's precision: fp32, tf32 or bf16 "
+                       "(bf16 activations and gradients in NHWC, fp32 "
+                       "weights and losses)"),
+              cl::value_desc("precision"), cl::cat(netcCategory));
 cl::list<std::string> includeDirs("I", cl::desc("Directory to search imports"),
                                   cl::value_desc("dir"), cl::Prefix,
                                   cl::cat(netcCategory));
 
-/// The passes up to `last` (memory planning excluded).
-void addPipeline(mlir::PassManager &pm, Stage last) {
+/// The passes up to `last`; the memory plan (at `batch`, 0: each phase's)
+/// after the storage of each value is chosen.
+void addPipeline(mlir::PassManager &pm, Stage last, int64_t batch = 0) {
   if (last >= Stage::MLIR)
     pm.addPass(netc::createInferShapes());
   if (last >= Stage::Phases)
@@ -99,6 +107,10 @@ void addPipeline(mlir::PassManager &pm, Stage last) {
     pm.addPass(netc::createMirror());
   if (last >= Stage::Autodiff)
     pm.addPass(netc::createAutodiff());
+  if (last >= Stage::Planned) {
+    pm.addPass(netc::createPrecision());
+    pm.addPass(netc::createPlanMemory(netc::PlanMemoryOptions{batch}));
+  }
 }
 
 int fail(const Twine &message) {
@@ -131,6 +143,10 @@ int main(int argc, char **argv) {
     return fail("unknown augmentation variant '" + augment +
                 "' for --augment; expected one of " + known);
   }
+
+  if (!precision.empty() && !netc::isPrecision(precision))
+    return fail("unknown precision '" + precision +
+                "' for --precision; expected fp32, tf32 or bf16");
 
   if (statsBatch < 0 || statsBatch > netc::sema::kMaxBatch)
     return fail("--batch must be in [1, " + Twine(netc::sema::kMaxBatch) +
@@ -173,6 +189,10 @@ int main(int argc, char **argv) {
   // The variant is chosen before any pass: net-phases needs it too.
   if (!augment.empty() && failed(netc::overrideVariant(*module, augment)))
     return 1;
+  // Like --augment, --precision wins over the file's `precision`.
+  if (!precision.empty())
+    (*module)->setAttr("net.precision",
+                       mlir::StringAttr::get(&context, precision));
 
   // `--stats` is LLVM's own flag (it cannot be registered twice); netc
   // answers it with the memory plan's peak per program, planned on a copy
@@ -180,9 +200,7 @@ int main(int argc, char **argv) {
   if (llvm::AreStatisticsEnabled()) {
     mlir::OwningOpRef<mlir::ModuleOp> copy = module->clone();
     mlir::PassManager statsPm(&context);
-    addPipeline(statsPm, Stage::Autodiff);
-    statsPm.addPass(
-        netc::createPlanMemory(netc::PlanMemoryOptions{statsBatch}));
+    addPipeline(statsPm, Stage::Planned, statsBatch);
     if (failed(statsPm.run(*copy)))
       return 1;
     for (auto func : copy->getOps<mlir::func::FuncOp>())
@@ -201,8 +219,6 @@ int main(int argc, char **argv) {
   if (failed(mlir::applyPassManagerCLOptions(pm)))
     return 1;
   addPipeline(pm, emit);
-  if (emit >= Stage::Planned)
-    pm.addPass(netc::createPlanMemory());
   if (failed(pm.run(*module)))
     return 1;
 

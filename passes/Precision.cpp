@@ -1,0 +1,152 @@
+//===- Precision.cpp - net-precision: how the trainer stores each value ---===//
+//
+// Under bf16, for every program (step, eval, reconstruct function):
+// 1. Element types: a real value with the batch dimension (activations and
+//    their gradients) is bf16; a real value without it (parameters, their
+//    gradients, losses) is f32; labels and switches are i32.
+// 2. Layouts: the values a view (Ops.def: reshape, flatten) joins keep
+//    NCHW, since a view reads its input's bytes in N, C, H, W order; every
+//    other bf16 map is NHWC, and a max-pool's switches follow its output.
+// 3. The choice goes into net.dtypes/net.layouts on the ops and
+//    net.arg_dtypes/net.arg_layouts on the function; the types stay f32.
+// Under fp32 and tf32 the values are stored as their types say.
+//
+//===----------------------------------------------------------------------===//
+
+#include "passes/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/DenseSet.h"
+
+namespace netc {
+#define GEN_PASS_DEF_PRECISION
+#include "passes/Passes.h.inc"
+} // namespace netc
+
+using namespace mlir;
+using namespace netc;
+using namespace netc::net;
+
+ValueFormat netc::valueFormat(Value value) {
+  ArrayAttr dtypes, layouts;
+  unsigned i;
+  if (auto arg = dyn_cast<BlockArgument>(value)) {
+    i = arg.getArgNumber();
+    Operation *parent = arg.getOwner()->getParentOp();
+    if (isa_and_nonnull<func::FuncOp>(parent)) {
+      dtypes = parent->getAttrOfType<ArrayAttr>("net.arg_dtypes");
+      layouts = parent->getAttrOfType<ArrayAttr>("net.arg_layouts");
+    }
+  } else {
+    auto result = cast<OpResult>(value);
+    i = result.getResultNumber();
+    dtypes = result.getOwner()->getAttrOfType<ArrayAttr>("net.dtypes");
+    layouts = result.getOwner()->getAttrOfType<ArrayAttr>("net.layouts");
+  }
+  ValueFormat format;
+  if (auto tensor = dyn_cast<TensorType>(value.getType()))
+    format.dtype = tensor.getElementType();
+  else
+    format.dtype = IntegerType::get(value.getContext(), 32); // switches
+  if (dtypes && i < dtypes.size())
+    if (auto dtype = dyn_cast<TypeAttr>(dtypes[i]))
+      format.dtype = dtype.getValue();
+  if (layouts && i < layouts.size())
+    if (auto layout = dyn_cast<StringAttr>(layouts[i]))
+      format.nhwc = layout.getValue() == "nhwc";
+  return format;
+}
+
+namespace {
+
+/// Whether `type` is a map: a rank-4 tensor or rank-4 switches.
+bool isMap(Type type) {
+  if (auto s = dyn_cast<SwitchesType>(type))
+    return s.hasRank() && s.getShape().size() == 4;
+  auto t = dyn_cast<RankedTensorType>(type);
+  return t && t.getRank() == 4;
+}
+
+/// Step 1: the bf16 plan's element type of a value of `type`.
+Type bf16DtypeOf(Type type) {
+  Builder b(type.getContext());
+  auto tensor = dyn_cast<RankedTensorType>(type);
+  if (!tensor || !isa<FloatType>(tensor.getElementType()))
+    return b.getI32Type();
+  return tensor.hasStaticShape() ? b.getF32Type() : b.getBF16Type();
+}
+
+/// Steps 2 and 3 for one program.
+void storeInBF16(func::FuncOp func) {
+  Block &block = func.getBody().front();
+  llvm::DenseSet<Value> viewed;
+  for (Operation &op : block)
+    if (isa<NetDialect>(op.getDialect()) &&
+        planOpMemory(op.getName().stripDialect()) == OpMemory::View) {
+      viewed.insert(op.getOperands().begin(), op.getOperands().end());
+      viewed.insert(op.getResults().begin(), op.getResults().end());
+    }
+
+  Builder b(func.getContext());
+  auto formatOf = [&](ValueRange values, Operation *at, StringRef dtypesName,
+                      StringRef layoutsName) {
+    SmallVector<Attribute> dtypes, layouts;
+    bool anyMap = false;
+    for (Value v : values) {
+      Type dtype = bf16DtypeOf(v.getType());
+      dtypes.push_back(TypeAttr::get(dtype));
+      bool map = isMap(v.getType());
+      anyMap |= map;
+      bool nhwc = map && dtype.isBF16() && !viewed.contains(v);
+      layouts.push_back(b.getStringAttr(!map ? "" : nhwc ? "nhwc" : "nchw"));
+    }
+    // Switches are indexed like the map they were pooled into.
+    if (isa<MaxPoolOp>(at))
+      layouts[1] = layouts[0];
+    at->setAttr(dtypesName, b.getArrayAttr(dtypes));
+    if (anyMap)
+      at->setAttr(layoutsName, b.getArrayAttr(layouts));
+  };
+
+  formatOf(block.getArguments(), func, "net.arg_dtypes", "net.arg_layouts");
+  for (Operation &op : block)
+    if (!isa<ParamGetOp>(op) && op.getNumResults() != 0)
+      formatOf(op.getResults(), &op, "net.dtypes", "net.layouts");
+}
+
+struct PrecisionPass : netc::impl::PrecisionBase<PrecisionPass> {
+  using PrecisionBase::PrecisionBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    StringRef chosen = precision;
+    if (!chosen.empty()) {
+      if (!llvm::is_contained(precisions(), chosen)) {
+        module.emitError() << "unknown precision '" << chosen
+                           << "'; expected fp32, tf32 or bf16";
+        return signalPassFailure();
+      }
+      module->setAttr("net.precision",
+                      StringAttr::get(module.getContext(), chosen));
+    } else if (auto attr = module->getAttrOfType<StringAttr>("net.precision")) {
+      chosen = attr.getValue();
+    }
+    if (chosen != "bf16")
+      return;
+    for (auto func : module.getOps<func::FuncOp>()) {
+      if (func.isExternal() ||
+          !(func->hasAttr("net.phase") || func->hasAttr("net.eval") ||
+            func->hasAttr("net.reconstruct_from")))
+        continue;
+      if (!llvm::hasSingleElement(func.getBody()) ||
+          !func.getBody().front().getOps<MacroOp>().empty()) {
+        func.emitError("net-precision needs straight-line functions; run "
+                       "net-autodiff first");
+        return signalPassFailure();
+      }
+      storeInBF16(func);
+    }
+  }
+};
+
+} // namespace
