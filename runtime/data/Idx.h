@@ -31,9 +31,10 @@ struct IdxArray {
 /// byte element type (0x08) is accepted, as used by (Fashion-)MNIST.
 IdxArray readIdx(const std::string &path);
 
-/// A labelled image set: `images` is [count, 1, rows, cols] in [0, 255].
+/// A labelled image set: `images` is [count, channels, rows, cols] in
+/// [0, 255] (channel-planar).
 struct ImageSet {
-  int64_t count = 0, rows = 0, cols = 0;
+  int64_t count = 0, rows = 0, cols = 0, channels = 1;
   std::vector<uint8_t> images;
   std::vector<uint8_t> labels;
 };

@@ -1,6 +1,7 @@
 //===- Data.cpp - training and test images for a trainer ------------------===//
 
 #include "runtime/train/Data.h"
+#include "runtime/data/Cifar.h"
 #include "runtime/kernels/Reference.h"
 
 #include <fmt/format.h>
@@ -24,13 +25,19 @@ DataOptions dataOptions(const plan::Plan &plan,
   const plan::DataSpec &d = plan.data;
   DataOptions o;
   o.kind = d.kind;
-  if (o.kind != "fashion-mnist" && o.kind != "mnist")
+  if (o.kind != "fashion-mnist" && o.kind != "mnist" &&
+      !data::isCifarKind(o.kind))
     throw DataError(fmt::format("{}: data.kind: '{}' is not supported by this "
-                                "runtime (fashion-mnist, mnist)",
+                                "runtime (fashion-mnist, mnist, cifar10, "
+                                "cifar100)",
                                 plan.file, o.kind));
   o.dir = !dirOverride.empty() ? dirOverride
           : !d.path.empty()    ? d.path
                                : defaultDataDir(o.kind);
+  if (o.dir.empty())
+    throw DataError(fmt::format("{}: data.path: no folder for '{}' data: give "
+                                "`path` in the data section or netrun --data",
+                                plan.file, o.kind));
   o.subset = d.subset;
   o.testSubset = d.testSubset;
   o.mirror = d.mirror;
@@ -45,7 +52,7 @@ DataOptions dataOptions(const plan::Plan &plan,
   for (int64_t s : d.scale)
     if (s != 0)
       throw DataError(fmt::format("{}: data.scale: rescaling is not supported "
-                                  "for IDX data",
+                                  "for IDX or CIFAR data",
                                   plan.file));
   auto checkLen = [&](const std::vector<double> &v, const char *what) {
     if (v.size() > 1 && int64_t(v.size()) != o.channels)
@@ -81,7 +88,7 @@ void ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
   const int64_t ph = rows + 2 * pad, pw = cols + 2 * pad;
   for (int64_t b = 0; b < n; ++b) {
     int64_t s = indices[b];
-    const uint8_t *img = set_.images.data() + s * rows * cols;
+    const uint8_t *img = set_.images.data() + s * set_.channels * rows * cols;
     labels[b] = int32_t(set_.labels[size_t(s)]);
     int64_t y0 = (ph - oh) / 2, x0 = (pw - ow) / 2;
     bool flip = false;
@@ -104,13 +111,14 @@ void ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
                                           : opts_.std[size_t(c)];
       float fmean = float(mean), inv = float(1.0 / sd);
       float *dst = images + (b * C + c) * oh * ow;
+      const uint8_t *plane = img + c * rows * cols;
       for (int64_t y = 0; y < oh; ++y) {
         int64_t sy = y0 + y - pad;
         for (int64_t x = 0; x < ow; ++x) {
           int64_t sx = x0 + (flip ? ow - 1 - x : x) - pad;
           float v = 0.0f;
           if (sy >= 0 && sy < rows && sx >= 0 && sx < cols)
-            v = float(img[sy * cols + sx]);
+            v = float(plane[sy * cols + sx]);
           dst[y * ow + x] = (v - fmean) * inv;
         }
       }
@@ -119,14 +127,19 @@ void ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
 }
 
 Datasets loadDatasets(const DataOptions &opts) {
-  if (opts.channels != 1)
-    throw DataError(fmt::format("{}: IDX images have 1 channel but the network "
-                                "input has {}",
-                                opts.dir, opts.channels));
+  bool cifar = data::isCifarKind(opts.kind);
+  int64_t channels = cifar ? 3 : 1;
+  if (opts.channels != channels)
+    throw DataError(fmt::format("{}: {} images have {} channel(s) but the "
+                                "network input has {}",
+                                opts.dir, cifar ? opts.kind : "IDX", channels,
+                                opts.channels));
   data::ImageSet train =
-      data::loadIdxImageSet(opts.dir, "train", int(opts.classes));
+      cifar ? data::loadCifar(opts.dir, opts.kind, true, int(opts.classes))
+            : data::loadIdxImageSet(opts.dir, "train", int(opts.classes));
   data::ImageSet test =
-      data::loadIdxImageSet(opts.dir, "t10k", int(opts.classes));
+      cifar ? data::loadCifar(opts.dir, opts.kind, false, int(opts.classes))
+            : data::loadIdxImageSet(opts.dir, "t10k", int(opts.classes));
   for (const data::ImageSet *s : {&train, &test}) {
     if (s->rows != test.rows || s->cols != test.cols)
       throw DataError(fmt::format("{}: train images are {}x{} but test images "

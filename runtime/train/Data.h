@@ -80,7 +80,8 @@ struct Datasets {
   ImageData train, test;
 };
 /// Loads `<dir>/train-*` and `<dir>/t10k-*`; checks the image size against
-/// the network input. Every problem is a DataError or data::IdxError.
+/// the network input. Every problem is a DataError, data::IdxError or
+/// data::CifarError.
 Datasets loadDatasets(const DataOptions &opts);
 
 /// Runs one job at a time on a background thread: submit() starts it,
