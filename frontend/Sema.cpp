@@ -1526,7 +1526,7 @@ void Sema::buildTrain(const ast::Train &train) {
 
 void Sema::buildData(const ast::Setting &s, DataSpec &data) {
   static const StringRef kKinds[] = {"fashion-mnist", "mnist", "cifar10",
-                                     "images"};
+                                     "cifar100", "images"};
   static const StringRef kSettings[] = {"path",   "subset", "test-subset",
                                         "mirror", "crop",   "scale",
                                         "mean",   "std"};
@@ -1654,7 +1654,7 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
 static std::optional<std::array<int64_t, 3>> knownImageDims(StringRef kind) {
   if (kind == "fashion-mnist" || kind == "mnist")
     return std::array<int64_t, 3>{1, 28, 28};
-  if (kind == "cifar10")
+  if (kind == "cifar10" || kind == "cifar100")
     return std::array<int64_t, 3>{3, 32, 32};
   return std::nullopt;
 }
