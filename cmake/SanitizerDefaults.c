@@ -1,0 +1,24 @@
+/*===- SanitizerDefaults.c - default options of the sanitized builds ------===*
+ *
+ * Linked into every executable of a NETC_SANITIZE build (CMakeLists.txt), so
+ * that the options hold however a program is started (lit, the build's own
+ * netc runs, by hand), not only under scripts/test.sh.
+ *
+ * allow_user_poisoning=0: LLVM's headers, compiled into our instrumented
+ * code, and its prebuilt uninstrumented libraries disagree about manual
+ * poisoning of allocator memory (MLIR's SmallVectors report a false
+ * use-after-poison at start-up). Real ASan checks are unaffected.
+ *
+ *===----------------------------------------------------------------------===*/
+
+const char *__asan_default_options(void) {
+  return "allow_user_poisoning=0:halt_on_error=1:detect_leaks=1";
+}
+
+const char *__ubsan_default_options(void) {
+  return "halt_on_error=1:print_stacktrace=1";
+}
+
+const char *__tsan_default_options(void) {
+  return "halt_on_error=1:second_deadlock_stack=1";
+}
