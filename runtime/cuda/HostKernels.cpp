@@ -63,6 +63,12 @@ void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
   runOnHost(makeMaxPoolForward(s, x, y, switches));
 }
 
+void maxPoolBackward(const kernels::PoolShape &s, const float *dy,
+                     const int32_t *switches, float *dx) {
+  checkSwitches(kernels::unpoolShape(s.out, s.win, s.in.h, s.in.w), switches);
+  runOnHost(makeMaxPoolBackward(s, dy, switches, dx));
+}
+
 void unpoolForward(const kernels::UnpoolShape &s, const float *x,
                    const int32_t *switches, float *y) {
   if (switches)

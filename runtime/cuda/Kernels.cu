@@ -108,6 +108,11 @@ void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
   launch("max_pool", makeMaxPoolForward(s, x, y, switches), stream);
 }
 
+void maxPoolBackward(const kernels::PoolShape &s, const float *dy,
+                     const int32_t *switches, float *dx, Stream stream) {
+  launch("max_pool backward", makeMaxPoolBackward(s, dy, switches, dx), stream);
+}
+
 void unpoolForward(const kernels::UnpoolShape &s, const float *x,
                    const int32_t *switches, float *y, Stream stream) {
   launch("unpool", makeUnpoolForward(s, x, switches, y), stream);

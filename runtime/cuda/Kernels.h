@@ -588,6 +588,19 @@ inline UnpoolForward<float> makeUnpoolForward(const kernels::UnpoolShape &s,
   return {unpoolGeom(s), x, switches, y};
 }
 
+/// Max-pool backward is the unpool of dy through the switches (summing where
+/// windows share a maximum): the same gather, so it needs no atomics and
+/// routes the gradient through exactly the switches the forward recorded
+/// (cuDNN's pooling backward would pick its own maxima).
+inline UnpoolForward<float> makeMaxPoolBackward(const kernels::PoolShape &s,
+                                                const float *dy,
+                                                const int32_t *switches,
+                                                float *dx) {
+  UnpoolGeom u;
+  u.pool = poolGeom(s);
+  return {u, dy, switches, dx};
+}
+
 inline UnpoolBackward<float> makeUnpoolBackward(const kernels::UnpoolShape &s,
                                                 const float *dy,
                                                 const int32_t *switches,
@@ -618,6 +631,9 @@ namespace host {
 
 void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
                     int32_t *switches);
+/// dx = 0, then dx[switch] += dy; checks the switches first (KernelError).
+void maxPoolBackward(const kernels::PoolShape &s, const float *dy,
+                     const int32_t *switches, float *dx);
 /// Checks the switches first (KernelError).
 void unpoolForward(const kernels::UnpoolShape &s, const float *x,
                    const int32_t *switches, float *y);

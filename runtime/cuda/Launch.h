@@ -29,6 +29,8 @@ constexpr int kBlockThreads = 256;
 
 void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
                     int32_t *switches, Stream stream);
+void maxPoolBackward(const kernels::PoolShape &s, const float *dy,
+                     const int32_t *switches, float *dx, Stream stream);
 void unpoolForward(const kernels::UnpoolShape &s, const float *x,
                    const int32_t *switches, float *y, Stream stream);
 void unpoolBackward(const kernels::UnpoolShape &s, const float *dy,

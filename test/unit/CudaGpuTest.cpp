@@ -126,6 +126,13 @@ TEST(CudaGpu, MaxPoolAndUnpoolMatchTheHostWalk) {
         sync();
         expectSame(dY.download(), y, "max_pool");
         expectSame(dSw.download(), sw, "switches");
+        FVec dy = rng.vec(p.out.count()), dx(static_cast<size_t>(p.in.count()));
+        cuda::host::maxPoolBackward(p, dy.data(), sw.data(), dx.data());
+        DeviceVec<float> dDy(dy), dDx(dx.size());
+        cuda::device::maxPoolBackward(p, dDy.get(), dSw.get(), dDx.get(),
+                                      nullptr);
+        sync();
+        expectSame(dDx.download(), dx, "max_pool backward");
 
         for (bool fixed : {false, true}) {
           UnpoolShape u = unpoolShape(p.out, c.win, p.in.h, p.in.w,

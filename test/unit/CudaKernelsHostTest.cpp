@@ -105,7 +105,7 @@ std::string name(const PoolCase &c) {
 // Max-pool and unpool
 //===----------------------------------------------------------------------===//
 
-TEST(CudaHostKernels, MaxPoolMatchesReferenceIncludingTies) {
+TEST(CudaHostKernels, MaxPoolAndItsBackwardMatchReferenceIncludingTies) {
   Rng rng(1);
   for (const PoolCase &c : poolCases())
     for (bool relued : {false, true}) {
@@ -118,6 +118,13 @@ TEST(CudaHostKernels, MaxPoolMatchesReferenceIncludingTies) {
       std::string what = name(c) + (relued ? " relued" : "");
       expectBitEqual(y, yRef, what);
       EXPECT_EQ(sw, swRef) << what;
+      // Backward: the gradient goes through the recorded switches, summed
+      // where windows share a maximum.
+      FVec dy = rng.vec(s.out.count());
+      FVec dx(static_cast<size_t>(s.in.count())), dxRef(dx.size());
+      cuda::host::maxPoolBackward(s, dy.data(), sw.data(), dx.data());
+      ref::maxPoolBackward(s, dy.data(), swRef.data(), dxRef.data());
+      expectBitEqual(dx, dxRef, what + " backward");
       // Without switches, the same values.
       FVec y2(y.size());
       cuda::host::maxPoolForward(s, x.data(), y2.data(), nullptr);
