@@ -113,6 +113,12 @@ void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
       n, k, logits, labels, lse.data(), double(dloss) / double(n), dlogits});
 }
 
+float objective(const ObjectiveTerm *terms, int64_t count) {
+  float total = 0.0f;
+  runOnHost(Objective{terms, count, &total});
+  return total;
+}
+
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
              const float *x, float *y) {
   float scale = dropoutScale(ratio);

@@ -165,6 +165,11 @@ void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
          stream);
 }
 
+void objective(const ObjectiveTerm *terms, int64_t count, float *total,
+               Stream stream) {
+  launch("objective", Objective{terms, count, total}, stream);
+}
+
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
              const float *x, float *y, Stream stream) {
   float scale = dropoutScale(ratio);

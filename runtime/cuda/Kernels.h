@@ -443,6 +443,30 @@ template <typename T> struct SoftmaxCrossEntropyBackward {
   }
 };
 
+/// One term of the objective: a loss scalar (device memory on a GPU) and
+/// its weight.
+struct ObjectiveTerm {
+  const float *value = nullptr;
+  double weight = 0.0;
+};
+
+/// The weighted total of the loss terms, summed in double in the terms'
+/// order and rounded once (ref::objectiveForward); one item, so the losses
+/// stay on the device and the total needs no host round trip.
+struct Objective {
+  const ObjectiveTerm *terms;
+  int64_t count;
+  float *total;
+
+  NETC_HD int64_t items() const { return 1; }
+  NETC_HD void operator()(int64_t) const {
+    double sum = 0.0;
+    for (int64_t i = 0; i < count; ++i)
+      sum += terms[i].weight * double(*terms[i].value);
+    *total = float(sum);
+  }
+};
+
 //===----------------------------------------------------------------------===//
 // Dropout and elementwise
 //===----------------------------------------------------------------------===//
@@ -650,6 +674,9 @@ float softmaxCrossEntropyForward(int64_t n, int64_t k, const float *logits,
 void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
                                  const int32_t *labels, float dloss,
                                  float *dlogits);
+
+/// The weighted total of `count` loss terms.
+float objective(const ObjectiveTerm *terms, int64_t count);
 
 /// Inverted dropout with kernels::dropoutMask(seed, step, ...)'s mask; the
 /// backward is the same kernel applied to dy.

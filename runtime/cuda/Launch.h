@@ -52,6 +52,11 @@ void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
                                  const int32_t *labels, float dloss,
                                  double *rowLse, float *dlogits, Stream stream);
 
+/// `*total` = the weighted sum of the terms; `terms` is a device array
+/// (built once when the program is prepared: the loss scalars do not move).
+void objective(const ObjectiveTerm *terms, int64_t count, float *total,
+               Stream stream);
+
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
              const float *x, float *y, Stream stream);
 void relu(int64_t count, const float *x, float *y, Stream stream);

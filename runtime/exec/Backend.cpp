@@ -5,6 +5,9 @@
 #ifdef NETC_HAVE_ONEDNN
 #include "runtime/exec/CpuBackend.h"
 #endif
+#ifdef NETC_HAVE_CUDA
+#include "runtime/cuda/CudaBackend.h"
+#endif
 
 #include <fmt/format.h>
 
@@ -19,13 +22,21 @@ std::unique_ptr<Backend> makeBackend(const std::string &name) {
   if (name == "cpu")
     return std::make_unique<CpuBackend>();
 #endif
-#ifdef NETC_HAVE_ONEDNN
-  const char *available = "cpu, reference";
+#ifdef NETC_HAVE_CUDA
+  // Throws "no CUDA device ..." where there is none.
+  if (name == "cuda")
+    return std::make_unique<cuda::CudaBackend>();
+  const char *gpu = "cuda, ";
 #else
-  const char *available = "reference (this build has no oneDNN)";
+  const char *gpu = "";
+#endif
+#ifdef NETC_HAVE_ONEDNN
+  const char *host = "cpu, reference";
+#else
+  const char *host = "reference (this build has no oneDNN)";
 #endif
   throw std::invalid_argument(
-      fmt::format("unknown backend '{}' (available: {})", name, available));
+      fmt::format("unknown backend '{}' (available: {}{})", name, gpu, host));
 }
 
 } // namespace netc::exec

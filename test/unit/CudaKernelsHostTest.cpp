@@ -464,6 +464,22 @@ uint16_t roundBf16(float f) {
   return (down & 1) ? up : down;
 }
 
+TEST(CudaHostKernels, ObjectiveMatchesReference) {
+  Rng rng(11);
+  for (int64_t count : {1, 2, 5}) {
+    FVec terms = rng.vec(count, 0.0f, 10.0f);
+    std::vector<double> weights;
+    std::vector<cuda::ObjectiveTerm> list;
+    for (int64_t i = 0; i < count; ++i) {
+      weights.push_back(i == 0 ? 1.0 : std::pow(10.0, -double(i) * 3));
+      list.push_back({&terms[size_t(i)], weights.back()});
+    }
+    float want = ref::objectiveForward(count, terms.data(), weights.data());
+    float got = cuda::host::objective(list.data(), count);
+    ASSERT_EQ(bits(got), bits(want)) << count << " terms";
+  }
+}
+
 TEST(CudaHostKernels, Bf16RoundsToNearestEven) {
   auto fromBits = [](uint32_t u) {
     float f;

@@ -18,6 +18,9 @@
 #include "runtime/plan/Plan.h"
 #include "runtime/train/Data.h"
 #include "runtime/train/Trainer.h"
+#ifdef NETC_HAVE_CUDA
+#include "runtime/cuda/CudaBackend.h"
+#endif
 
 #include <fmt/format.h>
 
@@ -48,7 +51,9 @@ commands:
       --resume              continue from TRAINER/checkpoint.safetensors
       --max-steps N         stop after N steps in all (checkpointed; for tests)
       --checkpoint-every N  also checkpoint every N steps
-      --backend NAME        cpu (oneDNN; the default where built) or reference
+      --backend NAME        cuda (the default where built and a GPU is
+                            present), cpu (oneDNN; the default otherwise,
+                            where built) or reference
   eval TRAINER    top-1 error of the `eval` program (test set by default)
       --data DIR            data folder
       --params FILE         parameters (default TRAINER/checkpoint.safetensors)
@@ -62,6 +67,7 @@ commands:
       --out FILE            the PNG (default TRAINER/reconstructions.png)
       --backend NAME        as for train
   info TRAINER    programs, kernels, arenas, parameters and the schedule
+                  (and the GPU, where the cuda backend is built)
   bench TRAINER   training throughput of one program on synthetic data
                   already in the backend's memory (no data loading)
       --program NAME        the program (default: the last phase's)
@@ -215,6 +221,11 @@ int cmdInfo(const Args &a) {
                              prog.kernels.size(), human(prog.arenaBytes),
                              prog.arenaBytes, list);
   }
+#ifdef NETC_HAVE_CUDA
+  std::string gpu = cuda::deviceDescription();
+  std::cout << fmt::format("cuda backend: {}\n",
+                           gpu.empty() ? "no CUDA device" : gpu);
+#endif
   std::cout << "schedule:\n";
   for (size_t i = 0; i < p.schedule.size(); ++i) {
     const plan::Phase &ph = p.schedule[i];
@@ -228,11 +239,16 @@ int cmdInfo(const Args &a) {
   return 0;
 }
 
-/// `--backend`, defaulting to the fastest one built in.
+/// `--backend`, defaulting to the fastest one built in (cuda only where a
+/// device is present).
 std::string backendOption(const Args &a) {
   std::string name = option(a, "--backend");
   if (!name.empty())
     return name;
+#ifdef NETC_HAVE_CUDA
+  if (cuda::deviceCount() > 0)
+    return "cuda";
+#endif
 #ifdef NETC_HAVE_ONEDNN
   return "cpu";
 #else
