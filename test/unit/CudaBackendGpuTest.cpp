@@ -123,6 +123,40 @@ private:
        kernels_ = json::array();
 };
 
+/// Executor::upload with the source's size where the executor takes it
+/// (upload(id, src, bytes, n)), else without (upload(id, src, n)).
+template <typename E>
+auto uploadInput(E &e, int64_t id, const void *src, uint64_t bytes, int64_t n,
+                 int) -> decltype(e.upload(id, src, bytes, n)) {
+  return e.upload(id, src, bytes, n);
+}
+template <typename E>
+auto uploadInput(E &e, int64_t id, const void *src, uint64_t, int64_t n, long)
+    -> decltype(e.upload(id, src, n)) {
+  return e.upload(id, src, n);
+}
+
+/// Uploads random data into every input of `e1` and `e2` (labels in [0,
+/// classes) for i32 inputs).
+void uploadRandomInputs(exec::Executor &e1, exec::Executor &e2, Rng &rng,
+                        int64_t n, int64_t classes) {
+  const plan::Program &prog = e1.program();
+  for (auto &[name, id] : prog.inputs) {
+    const plan::Value &v = prog.value(id);
+    std::vector<float> f(size_t(v.count(n)));
+    std::vector<int32_t> l(f.size());
+    for (size_t i = 0; i < f.size(); ++i) {
+      f[i] = rng.uniform();
+      l[i] = int32_t(rng.next() % uint64_t(classes));
+    }
+    const void *src = v.dtype == plan::DType::I32
+                          ? static_cast<const void *>(l.data())
+                          : static_cast<const void *>(f.data());
+    for (exec::Executor *e : {&e1, &e2})
+      uploadInput(*e, id, src, uint64_t(v.bytes(n)), n, 0);
+  }
+}
+
 /// Largest |want - got| relative to the largest |want| (plus a floor).
 template <typename T>
 void expectClose(const std::vector<T> &got, const std::vector<T> &want,
@@ -166,21 +200,7 @@ void compareBackends(const std::string &what, const std::string &text,
   Rng rng(17);
   for (int64_t n : {batch, int64_t(1)}) {
     SCOPED_TRACE("batch " + std::to_string(n));
-    for (auto &[name, id] : prog.inputs) {
-      const plan::Value &v = prog.value(id);
-      std::vector<float> f(size_t(v.count(n)));
-      std::vector<int32_t> l(f.size());
-      for (size_t i = 0; i < f.size(); ++i) {
-        f[i] = rng.uniform();
-        l[i] = int32_t(rng.next() % uint64_t(classes));
-      }
-      for (exec::Executor *e : {&refExe, &gpuExe})
-        e->upload(id,
-                  v.dtype == plan::DType::I32
-                      ? static_cast<const void *>(l.data())
-                      : static_cast<const void *>(f.data()),
-                  n);
-    }
+    uploadRandomInputs(refExe, gpuExe, rng, n, classes);
     exec::StepContext ctx;
     ctx.step = uint64_t(n);
     ctx.lr = 0.05;
@@ -457,21 +477,7 @@ TEST_P(CudaEveryLayerStep, ThreeStepsMatchReference) {
   int64_t n = prog.batch;
   Rng rng(23);
   for (int step = 0; step < 3; ++step) {
-    for (auto &[name, id] : prog.inputs) {
-      const plan::Value &v = prog.value(id);
-      std::vector<float> f(size_t(v.count(n)));
-      std::vector<int32_t> l(f.size());
-      for (size_t i = 0; i < f.size(); ++i) {
-        f[i] = rng.uniform();
-        l[i] = int32_t(rng.next() % uint64_t(p.classes));
-      }
-      for (exec::Executor *e : {&refExe, &gpuExe})
-        e->upload(id,
-                  v.dtype == plan::DType::I32
-                      ? static_cast<const void *>(l.data())
-                      : static_cast<const void *>(f.data()),
-                  n);
-    }
+    uploadRandomInputs(refExe, gpuExe, rng, n, p.classes);
     exec::StepContext ctx;
     ctx.step = uint64_t(step);
     ctx.lr = phase.lr;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Compiles, on a machine with the compiler (MLIR), everything
+# bench/gpu-check.sh needs on the GPU machine, which has none:
+#   bench/gpu-trainers.sh [build-dir]      (default: build)
+# into bench/gpu-trainers/ (untracked, and deliberately not git-ignored: the
+# device tool copies untracked files that git does not ignore, so the folder
+# travels with the working tree without a `carry`):
+#   fmnist/            examples/fashion-mnist.net (parity: its classifier
+#                      phase)
+#   fmnist-joint/      bench/fmnist-parity.net (parity: the SWWAE-all step)
+#   vgg16-none/, vgg16-swwae-all/     examples/vgg16.net (benchmark)
+#   vgg32-none/, vgg32-swwae-all/     bench/vgg32.net (benchmark)
+#   every/every-<variant>.json        test/Training/Inputs/every-layer.net for
+#                      the seven variants (netc-gpu-tests' whole-step test)
+#   fmnist-data/       the first 2560 training and 512 test images of
+#                      Fashion-MNIST as IDX (the GPU machine may not have
+#                      the dataset; both parity runs read the same files)
+# Trainer folders are not named *.trainer, which .gitignore ignores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+NETC=$BUILD/bin/netc
+OUT=bench/gpu-trainers
+[[ -x $NETC ]] || { echo "gpu-trainers: no $NETC (build netc first)" >&2; exit 1; }
+rm -rf "$OUT"
+mkdir -p "$OUT/every" "$OUT/fmnist-data"
+
+"$NETC" examples/fashion-mnist.net -o "$OUT/fmnist"
+"$NETC" bench/fmnist-parity.net -o "$OUT/fmnist-joint"
+for v in none swwae-all; do
+  "$NETC" examples/vgg16.net --augment=$v -o "$OUT/vgg16-$v"
+  "$NETC" bench/vgg32.net --augment=$v -o "$OUT/vgg32-$v"
+done
+for v in none sae-first sae-all sae-layerwise swwae-first swwae-all \
+    swwae-layerwise; do
+  "$NETC" test/Training/Inputs/every-layer.net --augment=$v -emit=plan \
+    -o "$OUT/every/every-$v.json"
+done
+
+# A small Fashion-MNIST: the IDX headers with the counts rewritten.
+python3 - "$OUT/fmnist-data" <<'PY'
+import gzip, struct, sys
+src, dst = "/usr/share/datasets/fashion-mnist", sys.argv[1]
+for prefix, n in (("train", 2560), ("t10k", 512)):
+    with gzip.open(f"{src}/{prefix}-images-idx3-ubyte.gz") as f:
+        magic, _, h, w = struct.unpack(">IIII", f.read(16))
+        data = f.read(n * h * w)
+    with gzip.open(f"{dst}/{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">IIII", magic, n, h, w) + data)
+    with gzip.open(f"{src}/{prefix}-labels-idx1-ubyte.gz") as f:
+        magic, _ = struct.unpack(">II", f.read(8))
+        data = f.read(n)
+    with gzip.open(f"{dst}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", magic, n) + data)
+PY
+du -sh "$OUT"
+echo "gpu-trainers: wrote $OUT (untracked; the device tool carries it)"

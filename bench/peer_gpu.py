@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""PyTorch peer of the GPU benchmark (bench/gpu-check.sh).
+
+The nets of shared/FACTS.md, "Peer figures":
+- VGG-16 at 224x224, batch 64: 13 3x3/pad-1 convs in macro-layers of
+  2,2,3,3,3 (64,128,256,512,512 channels) + fc 4096, 4096, 1000 with ReLU
+  and dropout 0.5;
+- the 4-macro VGG-style net at 32x32, batch 256: macro-layers [64,64],
+  [128,128], [256,256], [512,512], fc 512 (ReLU, dropout), fc 10;
+each as the classifier alone and as SWWAE-all: unpool with the pooling
+switches, mirrored 3x3 convs (output channels = the encoder conv's input
+channels), ReLU except on the image, mean-squared error at every
+macro-layer's pooled output below the top one and at the image, weight 0.1
+on their sum; SGD momentum 0.9, weight decay 5e-4; random data.
+
+Precisions: fp32 (TF32 off), tf32, bf16 autocast; channels_last,
+cudnn.benchmark on. Timed: the mean of 12 steps (30 for the small net) after
+5 warm-up steps, synchronised. Prints one line per cell:
+  peer <net> <variant> <precision> batch <B>: <img/s> images/s, peak <bytes>
+and flushes it, so that a stage timeout keeps the cells already measured.
+
+  bench/peer_gpu.py [--nets vgg16,vgg32] [--variants none,swwae-all]
+                    [--precisions fp32,tf32,bf16]
+"""
+import argparse
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NETS = {
+    # name: (macro-layers as channel lists, image size, batch, fc sizes,
+    #        classes, timed steps)
+    "vgg16": ([[64, 64], [128, 128], [256, 256, 256], [512, 512, 512],
+               [512, 512, 512]], 224, 64, [4096, 4096], 1000, 12),
+    "vgg32": ([[64, 64], [128, 128], [256, 256], [512, 512]], 32, 256, [512],
+              10, 30),
+}
+WARMUP = 5
+
+
+class Net(nn.Module):
+    def __init__(self, macros, size, fcs, classes, decode):
+        super().__init__()
+        self.decode = decode
+        self.enc = nn.ModuleList()
+        cin = 3
+        for macro in macros:
+            layers = nn.ModuleList()
+            for c in macro:
+                layers.append(nn.Conv2d(cin, c, 3, padding=1))
+                cin = c
+            self.enc.append(layers)
+        side = size // 2 ** len(macros)
+        fc, f = [], cin * side * side
+        for width in fcs:
+            fc.append(nn.Linear(f, width))
+            f = width
+        self.fc = nn.ModuleList(fc)
+        self.out = nn.Linear(f, classes)
+        if decode:
+            # Each macro-layer mirrored: convs in reverse order, each from
+            # its encoder twin's output channels to its input channels.
+            self.dec = nn.ModuleList()
+            for layers in self.enc:
+                self.dec.append(nn.ModuleList(
+                    nn.Conv2d(l.out_channels, l.in_channels, 3, padding=1)
+                    for l in reversed(layers)))
+
+    def forward(self, x):
+        pooled, switches, sizes = [x], [], []
+        a = x
+        for layers in self.enc:
+            for conv in layers:
+                a = F.relu(conv(a))
+            sizes.append(a.shape[-2:])
+            a, s = F.max_pool2d(a, 2, return_indices=True)
+            switches.append(s)
+            pooled.append(a)
+        h = a.flatten(1)
+        for fc in self.fc:
+            h = F.dropout(F.relu(fc(h)), 0.5, self.training)
+        logits = self.out(h)
+        if not self.decode:
+            return logits, None
+        # Decode from the top macro-layer's pooled output down to the image;
+        # a loss at every level below the top.
+        recon, r = 0.0, pooled[-1]
+        levels = len(self.enc)
+        for l in reversed(range(levels)):
+            r = F.max_unpool2d(r, switches[l], 2, output_size=sizes[l])
+            convs = self.dec[l]
+            for i, conv in enumerate(convs):
+                r = conv(r)
+                if not (l == 0 and i == len(convs) - 1):
+                    r = F.relu(r)
+            recon = recon + F.mse_loss(r.float(), pooled[l].float())
+        return logits, recon
+
+
+def cell(name, variant, precision):
+    macros, size, batch, fcs, classes, steps = NETS[name]
+    torch.backends.cudnn.benchmark = True
+    tf32 = precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.manual_seed(1)
+    dev = torch.device("cuda")
+    net = Net(macros, size, fcs, classes, variant != "none").to(dev)
+    net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9,
+                          weight_decay=5e-4)
+    x = torch.randn(batch, 3, size, size, device=dev).to(
+        memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (batch,), device=dev)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16,
+                            enabled=precision == "bf16"):
+            logits, recon = net(x)
+            loss = F.cross_entropy(logits.float(), y)
+            if recon is not None:
+                loss = loss + 0.1 * recon
+        loss.backward()
+        opt.step()
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(WARMUP):
+        step()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    secs = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated()
+    print(f"peer {name} {variant} {precision} batch {batch}: "
+          f"{batch * steps / secs:.1f} images/s, peak {peak} bytes "
+          f"({peak / 2**30:.2f} GiB)", flush=True)
+    del net, opt, x, y
+    torch.cuda.empty_cache()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nets", default="vgg32,vgg16")
+    ap.add_argument("--variants", default="none,swwae-all")
+    ap.add_argument("--precisions", default="fp32,tf32,bf16")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("peer: no CUDA device; skipping", flush=True)
+        return 0
+    print(f"peer: torch {torch.__version__}, cuDNN "
+          f"{torch.backends.cudnn.version()}, "
+          f"{torch.cuda.get_device_name(0)}", flush=True)
+    for name in args.nets.split(","):
+        for variant in args.variants.split(","):
+            for precision in args.precisions.split(","):
+                try:
+                    cell(name, variant, precision)
+                except Exception as e:  # one failed cell must not stop the rest
+                    print(f"peer {name} {variant} {precision}: failed: {e}",
+                          flush=True)
+                    torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
