@@ -93,7 +93,8 @@ static bool isMap(Type type) {
 ///                    "" for other values)
 ///   on a func.func:  net.network, net.eval (unit), net.classes (positive),
 ///                    net.phase (symbol), net.topology (string), net.lambda
-///                    (finite, non-negative), net.reconstruct_from (one
+///                    (finite, non-negative), net.gamma (stage -> finite,
+///                    non-negative weight), net.reconstruct_from (one
 ///                    macro-layer name per result), net.arg_offsets (one byte
 ///                    offset per argument), net.arena_bytes (non-negative),
 ///                    net.batch (positive), net.arg_dtypes and
@@ -172,12 +173,13 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
   }
 
   static const StringRef funcAttrs[] = {
-      "net.network",          "net.eval",
-      "net.classes",          "net.phase",
-      "net.topology",         "net.lambda",
-      "net.reconstruct_from", "net.arg_offsets",
-      "net.arena_bytes",      "net.batch",
-      "net.arg_dtypes",       "net.arg_layouts"};
+      "net.network",     "net.eval",
+      "net.classes",     "net.phase",
+      "net.topology",    "net.lambda",
+      "net.gamma",       "net.reconstruct_from",
+      "net.arg_offsets", "net.arena_bytes",
+      "net.batch",       "net.arg_dtypes",
+      "net.arg_layouts"};
   if (!llvm::is_contained(funcAttrs, name))
     return op->emitOpError() << "unknown attribute '" << name << "'";
   auto func = dyn_cast<func::FuncOp>(op);
@@ -212,6 +214,17 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
     auto f = dyn_cast<FloatAttr>(value);
     if (!f || !f.getValue().isFinite() || f.getValue().isNegative())
       return error() << "must be a finite non-negative float, got " << value;
+    return success();
+  }
+  if (name == "net.gamma") {
+    auto gammas = dyn_cast<DictionaryAttr>(value);
+    if (!gammas || !llvm::all_of(gammas, [](NamedAttribute g) {
+          auto f = dyn_cast<FloatAttr>(g.getValue());
+          return f && f.getValue().isFinite() && !f.getValue().isNegative();
+        }))
+      return error() << "must be a dictionary of finite non-negative floats, "
+                        "got "
+                     << value;
     return success();
   }
   if (name == "net.reconstruct_from") {

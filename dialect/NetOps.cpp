@@ -793,17 +793,28 @@ LogicalResult MacroOp::inferShapes() {
 // Declarations
 //===----------------------------------------------------------------------===//
 
+/// Every entry of a name -> weight dictionary (`gamma`, `lr_mult`) is a
+/// finite, non-negative float.
+static LogicalResult verifyWeights(Operation *op, DictionaryAttr weights,
+                                   StringRef what) {
+  for (NamedAttribute entry : weights) {
+    auto value = dyn_cast<FloatAttr>(entry.getValue());
+    if (!value || !value.getValue().isFinite() || value.getValue().isNegative())
+      return op->emitOpError() << what << " for '" << entry.getName().strref()
+                               << "' must be a non-negative float";
+  }
+  return success();
+}
+
 LogicalResult AugmentOp::verify() {
   if (!llvm::is_contained(augmentVariants(), getVariant()))
     return emitOpError("unknown augmentation variant '") << getVariant() << "'";
   if (getLambda().convertToDouble() < 0)
     return emitOpError("lambda must not be negative");
-  for (NamedAttribute gamma : getGamma()) {
-    auto value = dyn_cast<FloatAttr>(gamma.getValue());
-    if (!value || !value.getValue().isFinite() || value.getValue().isNegative())
-      return emitOpError("gamma for '")
-             << gamma.getName().strref() << "' must be a non-negative float";
-  }
+  if (failed(verifyWeights(*this, getGamma(), "gamma")))
+    return failure();
+  if (double scale = getTargetScale().convertToDouble(); !(scale > 0))
+    return emitOpError("target_scale must be positive");
   if (auto position = getPosition())
     if (position->size() != 2 || (*position)[0] < 0 || (*position)[1] < 0)
       return emitOpError("position must be two non-negative offsets");
@@ -830,6 +841,14 @@ LogicalResult PhaseOp::verify() {
   if (getLr().convertToDouble() < 0 || getDecay().convertToDouble() < 0 ||
       !(momentum >= 0 && momentum < 1))
     return emitOpError("needs lr >= 0, decay >= 0 and momentum in [0, 1)");
+  if (auto lambda = getLambdaAttr(); lambda && lambda.getValueAsDouble() < 0)
+    return emitOpError("lambda must not be negative");
+  if (auto gamma = getGammaAttr();
+      gamma && failed(verifyWeights(*this, gamma, "gamma")))
+    return failure();
+  if (auto lrMult = getLrMultAttr();
+      lrMult && failed(verifyWeights(*this, lrMult, "lr_mult")))
+    return failure();
   return success();
 }
 

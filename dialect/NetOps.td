@@ -460,7 +460,11 @@ def Net_AugmentOp : Net_Op<"augment", [HasParent<"::mlir::ModuleOp">]> {
     `swwae-first`, `swwae-all`, `swwae-layerwise`. `lambda` weighs the image
     loss, `gamma` each macro-layer's loss by name; `from` names the macro-layer
     (or fc layer) the decoder starts from; `position` is SAE's fixed unpooling
-    offset; `decoder_init` the decoder weights' initialiser.
+    offset; `decoder_init` the decoder weights' initialiser. `target_scale`
+    multiplies the image before the image loss compares the reconstruction
+    with it (recon-dec: the encoder sees mean-subtracted 0-255 pixels, the
+    target is that input x 1/255); the `reconstruct` program divides its
+    images by it again, so they stay in the encoder input's units.
 
     ```mlir
     net.augment "swwae-all" {lambda = 1.0e-04 : f64,
@@ -471,7 +475,8 @@ def Net_AugmentOp : Net_Op<"augment", [HasParent<"::mlir::ModuleOp">]> {
                    DefaultValuedAttr<DictionaryAttr, "{}">:$gamma,
                    OptionalAttr<StrAttr>:$from,
                    OptionalAttr<DenseI64ArrayAttr>:$position,
-                   OptionalAttr<AnyAttr>:$decoder_init);
+                   OptionalAttr<AnyAttr>:$decoder_init,
+                   DefaultValuedAttr<Net_F64Attr, "1.0">:$target_scale);
   let assemblyFormat = "$variant attr-dict";
   let hasVerifier = 1;
 }
@@ -503,7 +508,11 @@ def Net_PhaseOp : Net_Op<"phase", [Symbol, HasParent<"::mlir::ModuleOp">]> {
     (`default` = the variant's own, `layerwise`, `stacked`, `none`); `freeze`
     lists parameter groups (`encoder`, `decoder`, `classifier`) or layer names
     that do not train; `lr_policy` is `fixed`, `step` (`lr_gamma` every
-    `lr_every` epochs) or `cosine` (down to `lr_min`).
+    `lr_every` epochs) or `cosine` (down to `lr_min`). `lambda` and `gamma`
+    override the augment op's loss weights in this phase (a gamma the phase
+    does not give is the augment op's); `lr_mult` multiplies the learning
+    rate of the parameters of a layer or macro-layer (a decoder stage is the
+    macro-layer `dec.<stage>`) by name.
 
     ```mlir
     net.phase @joint {batch = 64 : i64, decay = 5.0e-04 : f64,
@@ -518,7 +527,9 @@ def Net_PhaseOp : Net_Op<"phase", [Symbol, HasParent<"::mlir::ModuleOp">]> {
                    DefaultValuedAttr<Net_F64Attr, "0.1">:$lr_gamma,
                    DefaultValuedAttr<I64Attr, "1">:$lr_every,
                    DefaultValuedAttr<Net_F64Attr, "0.0">:$lr_min,
-                   OptionalAttr<Net_F64Attr>:$lambda);
+                   OptionalAttr<Net_F64Attr>:$lambda,
+                   OptionalAttr<DictionaryAttr>:$gamma,
+                   OptionalAttr<DictionaryAttr>:$lr_mult);
   let assemblyFormat = "$sym_name attr-dict";
   let hasVerifier = 1;
 }

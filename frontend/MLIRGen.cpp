@@ -246,17 +246,28 @@ private:
     return success();
   }
 
+  /// `{name = weight, ...}` of gammas or lr multipliers.
+  DictionaryAttr dict(ArrayRef<AugmentSpec::Gamma> weights) {
+    SmallVector<NamedAttribute> entries;
+    for (const auto &w : weights)
+      entries.push_back(builder.getNamedAttr(w.macro, f64(w.weight)));
+    return builder.getDictionaryAttr(entries);
+  }
+  DictionaryAttr dict(ArrayRef<PhaseSpec::LrMult> mults) {
+    SmallVector<NamedAttribute> entries;
+    for (const auto &m : mults)
+      entries.push_back(builder.getNamedAttr(m.name, f64(m.mult)));
+    return builder.getDictionaryAttr(entries);
+  }
+
   void genAugment(const AugmentSpec &spec) {
-    SmallVector<NamedAttribute> gammas;
-    for (const auto &g : spec.gammas)
-      gammas.push_back(builder.getNamedAttr(g.macro, f64(g.weight)));
     builder.create<AugmentOp>(
         fileLoc(spec.loc), builder.getStringAttr(spec.variant),
-        f64(spec.lambda.value_or(kDefaultLambda)),
-        builder.getDictionaryAttr(gammas),
+        f64(spec.lambda.value_or(kDefaultLambda)), dict(spec.gammas),
         spec.from.empty() ? StringAttr() : builder.getStringAttr(spec.from),
         spec.position ? pair(*spec.position) : DenseI64ArrayAttr(),
-        spec.decoderInit ? initAttr(*spec.decoderInit) : Attribute());
+        spec.decoderInit ? initAttr(*spec.decoderInit) : Attribute(),
+        f64(spec.targetScale));
   }
 
   void genTrain(const TrainSpec &train) {
@@ -288,7 +299,9 @@ private:
           builder.getI64IntegerAttr(phase.maxSteps),
           builder.getStringAttr(phase.lrPolicy), f64(phase.lrGamma),
           builder.getI64IntegerAttr(phase.lrEvery), f64(phase.lrMin),
-          phase.lambda ? f64(*phase.lambda) : FloatAttr());
+          phase.lambda ? f64(*phase.lambda) : FloatAttr(),
+          phase.gammas.empty() ? DictionaryAttr() : dict(phase.gammas),
+          phase.lrMults.empty() ? DictionaryAttr() : dict(phase.lrMults));
     }
     if (!train.precision.empty())
       (*module)->setAttr("net.precision",

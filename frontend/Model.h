@@ -118,15 +118,20 @@ struct AugmentSpec {
   Loc variantLoc;
   std::optional<double> lambda; ///< Image-loss weight; default per FACTS.
   struct Gamma {
-    std::string macro;
+    std::string macro; ///< A macro-layer or fc layer.
     double weight;
     Loc loc;
   };
-  std::vector<Gamma> gammas; ///< Macro-layers named here exist.
-  std::string from;          ///< Top macro-layer (or fc) to decode from.
+  /// Each names a stage whose reconstruction is a loss term: a macro-layer
+  /// or fc layer below the top of the decoder.
+  std::vector<Gamma> gammas;
+  std::string from; ///< Top macro-layer (or fc) to decode from.
   Loc fromLoc;
   std::optional<std::array<int64_t, 2>> position; ///< SAE fixed switch.
   std::optional<InitSpec> decoderInit;            ///< Decoder weights.
+  /// The image loss's target is the encoder's input times this (`target
+  /// std=S`: the data's std / S).
+  double targetScale = 1.0;
 };
 
 /// The `data` statement of the `train` section.
@@ -158,12 +163,20 @@ struct PhaseSpec {
   double decay = 0.0;
   int64_t batch = 64;
   int64_t epochs = 1;
-  int64_t maxSteps = 0;           ///< Stop a phase early; 0 = no limit.
-  std::string lrPolicy = "fixed"; ///< fixed | step | cosine
-  double lrGamma = 0.1;           ///< step: factor.
-  int64_t lrEvery = 1;            ///< step: epochs between drops.
-  double lrMin = 0.0;             ///< cosine: final learning rate.
-  std::optional<double> lambda;   ///< Overrides the augment lambda.
+  int64_t maxSteps = 0;                   ///< Stop a phase early; 0 = no limit.
+  std::string lrPolicy = "fixed";         ///< fixed | step | cosine
+  double lrGamma = 0.1;                   ///< step: factor.
+  int64_t lrEvery = 1;                    ///< step: epochs between drops.
+  double lrMin = 0.0;                     ///< cosine: final learning rate.
+  std::optional<double> lambda;           ///< Overrides the augment lambda.
+  std::vector<AugmentSpec::Gamma> gammas; ///< Override the augment gammas.
+  /// A learning-rate multiplier of a layer, macro-layer or decoder stage.
+  struct LrMult {
+    std::string name;
+    double mult;
+    Loc loc;
+  };
+  std::vector<LrMult> lrMults;
 };
 
 struct TrainSpec {

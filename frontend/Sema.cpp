@@ -266,6 +266,18 @@ private:
   void checkDataShape(const DataSpec &data, SMLoc cropLoc, SMLoc meanLoc,
                       SMLoc stdLoc);
   void buildPhase(const ast::Setting &setting, PhaseSpec &phase);
+  /// Reads `gamma M=W ...` (augment or phase) into `out`. Whether each M
+  /// produces a loss term depends on `from`, so checkGammaStages checks that
+  /// once every section is read.
+  void buildGammas(const ast::Setting &setting,
+                   std::vector<AugmentSpec::Gamma> &out);
+  /// Every gamma names a stage whose reconstruction is a loss term: a
+  /// macro-layer or fc layer below the top of the decoder.
+  void checkGammaStages();
+  /// Reads `lr-mult NAME=M ...` into `phase.lrMults`.
+  void buildLrMults(const ast::Setting &setting, PhaseSpec &phase);
+  /// Turns `target std=S` into the image target's scale (the data's std / S).
+  void resolveTarget();
   /// Checks the shape of a setting: argument count, no named values, no body.
   bool checkSetting(const ast::Setting &setting, size_t minArgs, size_t maxArgs,
                     bool allowOptions = false);
@@ -301,6 +313,12 @@ private:
   /// Final names: macro-layers and layers (with their kind).
   llvm::StringSet<> macroNames;
   llvm::StringMap<LayerKind> layerNames;
+
+  /// Every gamma read so far, for checkGammaStages.
+  std::vector<std::pair<std::string, SMLoc>> gammaUses;
+  /// `target std=S` of the augment section, for resolveTarget.
+  std::optional<double> targetStd;
+  SMLoc targetLoc;
 };
 } // namespace
 
@@ -589,6 +607,8 @@ std::optional<Model> Sema::run() {
     buildAugment(*augment);
   if (train)
     buildTrain(*train);
+  checkGammaStages();
+  resolveTarget();
   if (hadError)
     return std::nullopt;
   return std::move(model);
@@ -1344,10 +1364,9 @@ void Sema::buildAugment(const ast::Augment &augment) {
                                   list);
   }
 
-  static const StringRef kSettings[] = {"lambda", "gamma", "from", "position",
-                                        "init"};
+  static const StringRef kSettings[] = {"lambda",   "gamma", "from",
+                                        "position", "init",  "target"};
   llvm::StringMap<SMLoc> seen;
-  llvm::StringMap<SMLoc> gammaSeen;
   for (const ast::Setting &s : augment.settings) {
     StringRef key = s.keyword;
     if (!llvm::is_contained(kSettings, key)) {
@@ -1369,36 +1388,26 @@ void Sema::buildAugment(const ast::Augment &augment) {
       continue;
     }
     if (key == "gamma") {
+      buildGammas(s, spec.gammas);
+      continue;
+    }
+    if (key == "target") {
+      // target std=S
       if (!checkSetting(s, 0, 0, /*allowOptions=*/true))
         continue;
-      if (s.options.empty()) {
-        error(s.loc, "'gamma' needs at least one macro=weight pair, e.g. "
-                     "'gamma conv1=1e-12'");
+      if (s.options.size() != 1 || s.options[0].name != "std") {
+        error(s.options.empty() ? s.loc : s.options.back().loc,
+              "'target' expects 'std=S': the image target is the "
+              "mean-subtracted pixels divided by S");
         continue;
       }
-      for (const ast::Option &o : s.options) {
-        if (!macroNames.contains(o.name)) {
-          error(o.loc, "gamma names macro-layer '" + o.name +
-                           "', which does not exist" +
-                           suggest(o.name, llvm::to_vector(macroNames.keys())));
-          continue;
-        }
-        auto [it, fresh] = gammaSeen.insert({o.name, o.loc});
-        if (!fresh) {
-          if (error(o.loc,
-                    "gamma for macro-layer '" + o.name + "' is given twice"))
-            note(it->second, "first given here");
-          continue;
-        }
-        std::optional<double> w = getNumber(o.value, "gamma '" + o.name + "'");
-        if (!w)
-          continue;
-        if (*w < 0) {
-          error(o.value.loc,
-                "gamma must be non-negative, got " + o.value.spelling);
-          continue;
-        }
-        spec.gammas.push_back({o.name, *w, toLoc(o.loc)});
+      std::optional<double> v = getNumber(s.options[0].value, "target 'std'");
+      if (v && *v <= 0)
+        error(s.options[0].value.loc, "target std must be positive, got " +
+                                          s.options[0].value.spelling);
+      else if (v) {
+        targetStd = *v;
+        targetLoc = s.options[0].loc;
       }
       continue;
     }
@@ -1438,6 +1447,148 @@ void Sema::buildAugment(const ast::Augment &augment) {
     if (std::optional<InitSpec> init = getInit(s.args[0], "'init'"))
       spec.decoderInit = *init;
   }
+}
+
+void Sema::buildGammas(const ast::Setting &s,
+                       std::vector<AugmentSpec::Gamma> &out) {
+  if (!checkSetting(s, 0, 0, /*allowOptions=*/true))
+    return;
+  if (s.options.empty()) {
+    error(s.loc, "'gamma' needs at least one macro=weight pair, e.g. "
+                 "'gamma conv1=1e-12'");
+    return;
+  }
+  llvm::StringMap<SMLoc> given;
+  for (const AugmentSpec::Gamma &g : out)
+    given.insert({g.macro, SMLoc()});
+  for (const ast::Option &o : s.options) {
+    auto layer = layerNames.find(o.name);
+    bool isFC = layer != layerNames.end() && layer->second == LayerKind::FC;
+    if (!macroNames.contains(o.name) && !isFC) {
+      error(o.loc, "gamma names macro-layer '" + o.name +
+                       "', which does not exist" +
+                       suggest(o.name, llvm::to_vector(macroNames.keys())));
+      continue;
+    }
+    auto [it, fresh] = given.insert({o.name, o.loc});
+    if (!fresh) {
+      if (error(o.loc, "gamma for macro-layer '" + o.name + "' is given twice"))
+        note(it->second, "first given here");
+      continue;
+    }
+    std::optional<double> w = getNumber(o.value, "gamma '" + o.name + "'");
+    if (!w)
+      continue;
+    if (*w < 0) {
+      error(o.value.loc, "gamma must be non-negative, got " + o.value.spelling);
+      continue;
+    }
+    out.push_back({o.name, *w, toLoc(o.loc)});
+    gammaUses.push_back({o.name, o.loc});
+  }
+}
+
+void Sema::checkGammaStages() {
+  if (gammaUses.empty())
+    return;
+  // The decoder's stages bottom-up, as net-mirror collects them: the
+  // macro-layers up to `from`, then, when `from` is an fc layer, the fc
+  // layers after the last macro-layer up to it. The top one's output is the
+  // decoder's input, so it has no loss term.
+  const std::string &from = model.augment.from;
+  bool fromFC = !from.empty() && !macroNames.contains(from);
+  std::vector<std::string> stages;
+  size_t lastMacro = 0;
+  for (auto [i, stage] : llvm::enumerate(model.network.body)) {
+    if (!stage.macro)
+      continue;
+    stages.push_back(stage.macro->name);
+    lastMacro = i;
+    if (stage.macro->name == from)
+      break;
+  }
+  if (fromFC)
+    for (const Stage &stage : llvm::drop_begin(model.network.body, lastMacro))
+      if (stage.layer && stage.layer->kind == LayerKind::FC) {
+        stages.push_back(stage.layer->name);
+        if (stage.layer->name == from)
+          break;
+      }
+  if (stages.empty())
+    return;
+  std::string top = stages.back();
+  for (const auto &[name, loc] : gammaUses) {
+    auto it = llvm::find(stages, name);
+    bool isMacro = macroNames.contains(name);
+    std::string what = (isMacro ? "macro-layer '" : "fc layer '") + name + "'";
+    if (name == top)
+      error(loc, "gamma names " + what +
+                     ", which produces no loss term: the decoder starts from "
+                     "its output");
+    else if (it == stages.end())
+      error(loc, "gamma names " + what +
+                     ", which produces no loss term: the decoder starts "
+                     "below it, at '" +
+                     top + "'" + (from.empty() ? "" : " ('from')"));
+  }
+}
+
+void Sema::buildLrMults(const ast::Setting &s, PhaseSpec &phase) {
+  if (!checkSetting(s, 0, 0, /*allowOptions=*/true))
+    return;
+  if (s.options.empty()) {
+    error(s.loc, "'lr-mult' needs at least one name=multiplier pair, e.g. "
+                 "'lr-mult dec.conv2=10'");
+    return;
+  }
+  llvm::StringMap<SMLoc> given;
+  for (const PhaseSpec::LrMult &m : phase.lrMults)
+    given.insert({m.name, SMLoc()});
+  for (const ast::Option &o : s.options) {
+    StringRef name = o.name;
+    StringRef twin = name;
+    bool decoder = twin.consume_front("dec.");
+    auto known = [&](StringRef n) {
+      return macroNames.contains(n) || layerNames.count(n);
+    };
+    if (!known(name) && !(decoder && known(twin))) {
+      error(o.loc, "lr-mult names '" + name +
+                       "', which is not a layer, a macro-layer or the "
+                       "decoder twin 'dec.<name>' of one");
+      continue;
+    }
+    auto [it, fresh] = given.insert({name, o.loc});
+    if (!fresh) {
+      if (error(o.loc, "lr-mult for '" + name + "' is given twice"))
+        note(it->second, "first given here");
+      continue;
+    }
+    std::optional<double> m = getNumber(o.value, "lr-mult '" + name + "'");
+    if (!m)
+      continue;
+    if (*m < 0) {
+      error(o.value.loc,
+            "lr-mult must be non-negative, got " + o.value.spelling);
+      continue;
+    }
+    phase.lrMults.push_back({name.str(), *m, toLoc(o.loc)});
+  }
+}
+
+void Sema::resolveTarget() {
+  if (!targetStd)
+    return;
+  // The runtime's default std is 255 (docs/language.md, `data`).
+  std::vector<double> stds = model.train.data.std;
+  if (stds.empty())
+    stds.push_back(255.0);
+  if (llvm::any_of(stds, [&](double sd) { return sd != stds.front(); })) {
+    error(targetLoc, "target std=S needs one data std for every channel: the "
+                     "target is the encoder's input times a single factor, "
+                     "data std / S");
+    return;
+  }
+  model.augment.targetScale = stds.front() / *targetStd;
 }
 
 void Sema::buildTrain(const ast::Train &train) {
@@ -1700,7 +1851,8 @@ void Sema::checkDataShape(const DataSpec &data, SMLoc cropLoc, SMLoc meanLoc,
 
 void Sema::buildPhase(const ast::Setting &s, PhaseSpec &phase) {
   static const StringRef kSettings[] = {"decoder", "freeze", "sgd",    "batch",
-                                        "epochs",  "steps",  "lambda", "lr"};
+                                        "epochs",  "steps",  "lambda", "gamma",
+                                        "lr-mult", "lr"};
   static const StringRef kDecoders[] = {"default", "layerwise", "stacked",
                                         "none"};
   static const StringRef kGroups[] = {"encoder", "decoder", "classifier"};
@@ -1714,8 +1866,17 @@ void Sema::buildPhase(const ast::Setting &s, PhaseSpec &phase) {
                        joinOr(kSettings) + suggest(key, kSettings));
       continue;
     }
-    if (key != "freeze" && checkOnce(seen, p, section))
+    if (key != "freeze" && key != "gamma" && key != "lr-mult" &&
+        checkOnce(seen, p, section))
       continue;
+    if (key == "gamma") {
+      buildGammas(p, phase.gammas);
+      continue;
+    }
+    if (key == "lr-mult") {
+      buildLrMults(p, phase);
+      continue;
+    }
     if (key == "decoder") {
       if (!checkSetting(p, 1, 1))
         continue;

@@ -19,6 +19,7 @@
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/StringSet.h"
 
 namespace netc {
@@ -52,6 +53,22 @@ void inlineMacros(func::FuncOp func) {
   }
 }
 
+} // namespace
+
+bool netc::isFrozen(ParamOp param, ParamGetOp get,
+                    const llvm::StringSet<> &freeze) {
+  if (!param.getTrainable() || freeze.contains(param.getGroup()) ||
+      freeze.contains(paramLayer(get.getName())))
+    return true;
+  for (auto macro = get->getParentOfType<MacroOp>(); macro;
+       macro = macro->getParentOfType<MacroOp>())
+    if (freeze.contains(macro.getName()))
+      return true;
+  return false;
+}
+
+namespace {
+
 class Autodiff {
 public:
   Autodiff(ModuleOp module, func::FuncOp func, PhaseOp phase)
@@ -65,10 +82,13 @@ private:
   PhaseOp phase;
   OpBuilder b;
   llvm::StringSet<> trained;
+  /// The phase's `lr_mult` for each trained parameter (when not 1).
+  llvm::StringMap<double> lrScale;
   llvm::DenseSet<Value> active;
   llvm::DenseMap<Value, Value> grads;
 
   LogicalResult chooseTrained();
+  LogicalResult chooseLrScales();
   void markActive();
   void addGrad(Value v, Value g);
   LogicalResult backward(Operation *op, double lossWeight);
@@ -82,22 +102,56 @@ LogicalResult Autodiff::chooseTrained() {
   SymbolTable symbols(module);
   func.walk([&](ParamGetOp get) {
     auto param = symbols.lookup<ParamOp>(get.getName());
-    if (!param || !param.getTrainable())
-      return;
-    if (freeze.contains(param.getGroup()) ||
-        freeze.contains(paramLayer(get.getName())))
-      return;
-    for (auto macro = get->getParentOfType<MacroOp>(); macro;
-         macro = macro->getParentOfType<MacroOp>())
-      if (freeze.contains(macro.getName()))
-        return;
-    trained.insert(get.getName());
+    if (param && !isFrozen(param, get, freeze))
+      trained.insert(get.getName());
   });
+  if (failed(chooseLrScales()))
+    return failure();
   if (trained.empty())
     return phase.emitError() << "phase '" << phase.getSymName()
                              << "' trains nothing: every parameter it uses is "
                                 "frozen";
   return success();
+}
+
+/// A phase's `lr_mult` names a layer or a macro-layer (a decoder stage is
+/// `dec.<stage>`); a parameter's rate is multiplied by every entry naming its
+/// layer or a macro-layer around its read.
+LogicalResult Autodiff::chooseLrScales() {
+  DictionaryAttr mults = phase.getLrMultAttr();
+  if (!mults)
+    return success();
+  llvm::StringSet<> used;
+  bool ok = true;
+  func.walk([&](ParamGetOp get) {
+    if (!trained.contains(get.getName()))
+      return;
+    // Each name once: a macro-layer's only conv carries its name.
+    llvm::SmallSetVector<StringRef, 4> names;
+    names.insert(paramLayer(get.getName()));
+    for (auto macro = get->getParentOfType<MacroOp>(); macro;
+         macro = macro->getParentOfType<MacroOp>())
+      names.insert(macro.getName());
+    double scale = 1.0;
+    for (StringRef name : names)
+      if (auto m = mults.getAs<FloatAttr>(name)) {
+        scale *= m.getValueAsDouble();
+        used.insert(name);
+      }
+    auto [it, fresh] = lrScale.try_emplace(get.getName(), scale);
+    if (!fresh && it->second != scale) {
+      get.emitError() << "parameter '" << get.getName()
+                      << "' is read under different lr-mult in phase '"
+                      << phase.getSymName() << "'";
+      ok = false;
+    }
+  });
+  for (NamedAttribute m : mults)
+    if (!used.contains(m.getName().strref()))
+      phase.emitWarning() << "lr-mult '" << m.getName().strref()
+                          << "' of phase '" << phase.getSymName()
+                          << "' matches no parameter the phase trains";
+  return success(ok);
 }
 
 void Autodiff::markActive() {
@@ -253,9 +307,21 @@ LogicalResult Autodiff::backward(Operation *op, double lossWeight) {
     return success();
   }
   if (auto bn = dyn_cast<BatchNormOp>(op)) {
-    if (bn.getInference())
-      return emitLayerError(op) << "cannot train through inference-mode batch "
-                                   "normalisation";
+    if (bn.getInference()) {
+      // A frozen batch norm is y = (x - mean) * scale / sqrt(var + eps) +
+      // shift, so dx is the same op on dy with a zero mean and shift (zeros
+      // of the right shape: the running mean times 0).
+      if (active.contains(bn.getScale()) || active.contains(bn.getShift()))
+        return emitLayerError(op) << "cannot train the scale or shift of "
+                                     "inference-mode batch normalisation";
+      Value zero =
+          b.create<ScaleOp>(l, typeOf(bn.getMean()), bn.getMean(), f64(0.0));
+      addGrad(bn.getInput(), b.create<BatchNormOp>(
+                                 l, typeOf(bn.getInput()), dy, bn.getScale(),
+                                 zero, zero, bn.getVariance(), bn.getEpsAttr(),
+                                 bn.getMomentumAttr(), b.getUnitAttr()));
+      return success();
+    }
     auto grad = b.create<BatchNormGradOp>(
         l,
         TypeRange{typeOf(bn.getInput()), typeOf(bn.getScale()),
@@ -313,9 +379,12 @@ LogicalResult Autodiff::run() {
   SymbolTable symbols(module);
   for (auto &[name, grad] : paramGrads) {
     auto param = symbols.lookup<ParamOp>(name);
+    FloatAttr lrMult = param.getLrMultAttr();
+    if (double scale = lrScale.lookup(name); lrScale.count(name) && scale != 1)
+      lrMult = b.getF64FloatAttr(lrMult.getValueAsDouble() * scale);
     b.create<SGDUpdateOp>(param.getLoc(),
                           FlatSymbolRefAttr::get(b.getContext(), name), grad,
-                          param.getLrMultAttr(), param.getDecayMultAttr());
+                          lrMult, param.getDecayMultAttr());
   }
   return success();
 }

@@ -22,7 +22,9 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Transforms/RegionUtils.h"
+#include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/Format.h"
 
 namespace netc {
 #define GEN_PASS_DEF_MIRROR
@@ -108,12 +110,24 @@ RankedTensorType rankedOf(Value v) {
   return dyn_cast<RankedTensorType>(v.getType());
 }
 
+/// Loss terms weighted by lambda for want of a gamma: per stage, the lambda
+/// used and the phases (or, outside the trainer pipeline, the network) where
+/// that happened.
+struct GammaFallback {
+  double lambda;
+  bool isPhase;
+  std::string name;
+};
+using GammaFallbacks = llvm::MapVector<StringRef, SmallVector<GammaFallback>>;
+
 class Mirror {
 public:
   Mirror(ModuleOp module, func::FuncOp func, AugmentOp augment, Variant variant,
-         double lambda)
+         double lambda, GammaFallbacks &fallbacks)
       : module(module), func(func), augment(augment), variant(variant),
-        lambda(lambda), builder(module.getContext()) {}
+        lambda(lambda), fallbacks(fallbacks), builder(module.getContext()) {
+    phaseGamma = func->getAttrOfType<DictionaryAttr>("net.gamma");
+  }
 
   LogicalResult run();
 
@@ -123,6 +137,8 @@ private:
   AugmentOp augment;
   Variant variant;
   double lambda; ///< Image-loss weight (a phase may override the file's).
+  DictionaryAttr phaseGamma; ///< The phase's gammas, over the file's.
+  GammaFallbacks &fallbacks;
   OpBuilder builder;
   SmallVector<Stage> stages;
 
@@ -142,10 +158,18 @@ private:
   Location decoderLoc(const Stage &stage, StringRef name) {
     return NameLoc::get(builder.getStringAttr(name), stage.anchor->getLoc());
   }
-  /// An intermediate loss's weight: its gamma, else this function's lambda.
+  /// An intermediate loss's weight: the phase's gamma, else the file's,
+  /// else this function's lambda (which the pass then warns about).
   double gammaFor(StringRef name) {
+    if (phaseGamma)
+      if (auto g = phaseGamma.getAs<FloatAttr>(name))
+        return g.getValueAsDouble();
     if (auto g = augment.getGamma().getAs<FloatAttr>(name))
       return g.getValueAsDouble();
+    if (auto phase = func->getAttrOfType<FlatSymbolRefAttr>("net.phase"))
+      fallbacks[name].push_back({lambda, true, phase.getValue().str()});
+    else if (func->hasAttr("net.network"))
+      fallbacks[name].push_back({lambda, false, func.getName().str()});
     return lambda;
   }
 };
@@ -162,10 +186,10 @@ LogicalResult Mirror::collectMacro(MacroOp macro) {
     if (auto conv = dyn_cast<Conv2DOp>(op)) {
       // The decoder unpools first, so nothing with a twin may follow the pool.
       if (stage.pool)
-        return conv.emitError()
-               << "cannot mirror macro-layer '" << stage.name << "': "
-               << describe(conv) << " follows its max-pool (a macro-layer "
-                  "ends at its pool)";
+        return conv.emitError() << "cannot mirror macro-layer '" << stage.name
+                                << "': " << describe(conv)
+                                << " follows its max-pool (a macro-layer "
+                                   "ends at its pool)";
       stage.convs.push_back(conv);
     } else if (auto pool = dyn_cast<MaxPoolOp>(op)) {
       stage.pool = pool;
@@ -275,8 +299,8 @@ LogicalResult Mirror::collectStages() {
       first != func.getArgument(0))
     return first.getDefiningOp()->emitError()
            << "cannot mirror " << describe(first.getDefiningOp())
-           << ": it comes before the first macro-layer '"
-           << stages.front().name << "', and only macro-layers have decoders";
+           << ": it comes before the first macro-layer '" << stages.front().name
+           << "', and only macro-layers have decoders";
   // Each macro-layer must reconstruct the previous one's output exactly.
   for (auto [i, stage] : llvm::enumerate(stages)) {
     if (!stage.macro || i == 0)
@@ -300,17 +324,32 @@ LogicalResult Mirror::collectStages() {
   return success();
 }
 
+/// Every gamma (the file's and the phase's) names a stage below the top of
+/// the decoder: the others weigh no loss term.
 LogicalResult Mirror::checkGammas() {
-  llvm::StringSet<> known;
+  llvm::StringSet<> known, terms;
   module.walk([&](MacroOp m) { known.insert(m.getName()); });
+  func.walk([&](FCOp fc) { known.insert(layerName(fc)); });
   for (const Stage &s : stages)
-    known.insert(s.name);
-  for (NamedAttribute g : augment.getGamma())
-    if (!known.contains(g.getName().strref()))
-      return augment.emitError()
-             << "gamma names macro-layer '" << g.getName().strref()
-             << "', which does not exist";
-  return success();
+    if (&s != &stages.back())
+      terms.insert(s.name);
+  auto check = [&](DictionaryAttr gammas, Operation *at) -> LogicalResult {
+    for (NamedAttribute g : gammas) {
+      StringRef name = g.getName().strref();
+      if (!known.contains(name))
+        return at->emitError() << "gamma names macro-layer '" << name
+                               << "', which does not exist";
+      if (!terms.contains(name))
+        return at->emitError()
+               << "gamma names '" << name
+               << "', which produces no loss term: the decoder starts from '"
+               << stages.back().name << "'";
+    }
+    return success();
+  };
+  if (failed(check(augment.getGamma(), augment)))
+    return failure();
+  return phaseGamma ? check(phaseGamma, func) : success();
 }
 
 /// Declares (once) and reads a decoder parameter.
@@ -512,8 +551,21 @@ LogicalResult Mirror::run() {
   SmallVector<StringRef> names{"classification"};
   SmallVector<std::string> nameStorage;
   nameStorage.reserve(stages.size() + 1);
+  double targetScale = augment.getTargetScale().convertToDouble();
+  Value imageTarget;
   auto addLoss = [&](Value reconstruction, size_t level) {
-    Value target = level == 0 ? image : stages[level - 1].output;
+    // recon-dec compares the image reconstruction with the encoder's input
+    // times a factor of its own (1/255); the image gets no gradient either way.
+    if (level == 0 && !imageTarget)
+      imageTarget =
+          targetScale == 1.0
+              ? image
+              : builder.create<ScaleOp>(
+                    NameLoc::get(builder.getStringAttr("recon.target"),
+                                 func.getLoc()),
+                    image.getType(), image,
+                    builder.getF64FloatAttr(targetScale));
+    Value target = level == 0 ? imageTarget : stages[level - 1].output;
     std::string term =
         level == 0 ? "recon.image" : ("recon." + stages[level - 1].name).str();
     Location loc = NameLoc::get(
@@ -543,7 +595,15 @@ LogicalResult Mirror::run() {
          llvm::make_early_inc_range(llvm::reverse(func.getBody().front())))
       if (isOpTriviallyDead(&op))
         op.erase();
-    return inferShapes(module);
+    if (failed(inferShapes(module)))
+      return failure();
+    // Back to the encoder input's units, which netrun draws.
+    if (targetScale != 1.0)
+      for (OpOperand &image : ret->getOpOperands())
+        image.set(builder.create<ScaleOp>(
+            image.get().getLoc(), image.get().getType(), image.get(),
+            builder.getF64FloatAttr(1.0 / targetScale)));
+    return success();
   }
 
   if (variant.losses == Variant::Losses::Layerwise) {
@@ -585,13 +645,47 @@ FailureOr<AugmentOp> netc::overrideVariant(ModuleOp module, StringRef variant) {
     augment = builder.create<AugmentOp>(
         module.getLoc(), builder.getStringAttr(variant),
         builder.getF64FloatAttr(kDefaultLambda), builder.getDictionaryAttr({}),
-        StringAttr(), DenseI64ArrayAttr(), Attribute());
+        StringAttr(), DenseI64ArrayAttr(), Attribute(),
+        builder.getF64FloatAttr(1.0));
   }
   augment.setVariant(variant);
   return augment;
 }
 
 namespace {
+
+/// `no gamma for 'conv1': its reconstruction loss falls back to lambda
+/// (1 in phase 'decoders'; 0.0001 in phases 'stacked', 'joint')`. The
+/// network itself is named only outside the trainer pipeline.
+void warnFallback(AugmentOp augment, StringRef stage,
+                  ArrayRef<GammaFallback> uses) {
+  bool phases = llvm::any_of(uses, [](auto &u) { return u.isPhase; });
+  SmallVector<std::pair<double, SmallVector<std::string>>> byLambda;
+  for (const GammaFallback &use : uses) {
+    if (use.isPhase != phases)
+      continue;
+    auto it = llvm::find_if(
+        byLambda, [&](const auto &entry) { return entry.first == use.lambda; });
+    if (it == byLambda.end())
+      it = byLambda.insert(byLambda.end(), {use.lambda, {}});
+    it->second.push_back("'" + use.name + "'");
+  }
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "no gamma for '" << stage
+     << "': its reconstruction loss falls back to lambda (";
+  llvm::interleave(
+      byLambda, os,
+      [&](const auto &entry) {
+        os << llvm::format("%g", entry.first) << " in "
+           << (phases ? "phase" : "network")
+           << (entry.second.size() > 1 ? "s " : " ");
+        llvm::interleaveComma(entry.second, os);
+      },
+      "; ");
+  os << ")";
+  augment.emitWarning(text);
+}
 
 struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
   using MirrorBase::MirrorBase;
@@ -616,6 +710,7 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
     // The network itself (the variant's own decoder), and every step
     // function of net-phases with the topology its phase trains.
     std::optional<Variant> variant = parseVariant(augment.getVariant());
+    GammaFallbacks fallbacks;
     for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
       Variant v = *variant;
       if (auto topology = func->getAttrOfType<StringAttr>("net.topology")) {
@@ -628,13 +723,17 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
       } else if (!func->hasAttr("net.network")) {
         continue;
       }
-      if (failed(mirrorFunction(module, func, augment, v)))
+      if (failed(mirrorFunction(module, func, augment, v, fallbacks)))
         return signalPassFailure();
     }
+    // One warning per stage: a weight the user may not know they chose.
+    for (auto &[stage, uses] : fallbacks)
+      warnFallback(augment, stage, uses);
   }
 
   static LogicalResult mirrorFunction(ModuleOp module, func::FuncOp func,
-                                      AugmentOp augment, Variant variant) {
+                                      AugmentOp augment, Variant variant,
+                                      GammaFallbacks &fallbacks) {
     bool typed = true;
     func.walk([&](Operation *op) {
       for (Type t : op->getResultTypes())
@@ -648,7 +747,7 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
     double lambda = augment.getLambda().convertToDouble();
     if (auto override = func->getAttrOfType<FloatAttr>("net.lambda"))
       lambda = override.getValueAsDouble();
-    return Mirror(module, func, augment, variant, lambda).run();
+    return Mirror(module, func, augment, variant, lambda, fallbacks).run();
   }
 };
 

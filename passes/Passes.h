@@ -6,6 +6,7 @@
 #include "dialect/NetDialect.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/Pass.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/JSON.h"
 
 #include <memory>
@@ -27,6 +28,13 @@ mlir::LogicalResult inferShapes(mlir::ModuleOp module);
 /// `net.augment` with the default lambda when the file has none.
 mlir::FailureOr<netc::net::AugmentOp> overrideVariant(mlir::ModuleOp module,
                                                       llvm::StringRef variant);
+
+/// True when `phase` does not train the parameter that `get` reads: the
+/// parameter is not trainable, or the phase freezes its group (`encoder`,
+/// `decoder`, `classifier`), its layer or a macro-layer around `get`.
+/// `freeze` holds the phase's `freeze` names.
+bool isFrozen(netc::net::ParamOp param, netc::net::ParamGetOp get,
+              const llvm::StringSet<> &freeze);
 
 /// Bytes of a value of `type` (a tensor, or switches) with its dynamic
 /// (batch) dimension at `batch` and `elementBytes` bytes per element;

@@ -4,7 +4,9 @@
 //    its seed in every step function).
 // 2. Without `net.phase` ops, add the default schedule (README "Training").
 // 3. For each phase, clone the network into `step.<phase>` with the decoder
-//    topology it trains; skip phases the variant has no decoder for.
+//    topology it trains and its loss weights; skip phases the variant has no
+//    decoder for. A batch norm the phase freezes runs in inference mode, so
+//    its running statistics do not move.
 // 4. Add `eval`: the classifier alone, without dropout, batch norm in
 //    inference mode; and, with a decoder, `reconstruct`: the same encoder
 //    with a stacked decoder from every macro-layer down to the image.
@@ -66,7 +68,8 @@ void addDefaultSchedule(ModuleOp module, func::FuncOp network,
                       b.getI64IntegerAttr(batch), b.getI64IntegerAttr(epochs),
                       b.getI64IntegerAttr(0), b.getStringAttr(policy),
                       b.getF64FloatAttr(0.1), b.getI64IntegerAttr(2),
-                      b.getF64FloatAttr(0.0), FloatAttr());
+                      b.getF64FloatAttr(0.0), FloatAttr(), DictionaryAttr(),
+                      DictionaryAttr());
   };
   if (variant == "none") {
     phase("train", "none", {}, 0.01, 5e-4, 64, 8, "step");
@@ -95,7 +98,8 @@ func::FuncOp cloneNetwork(func::FuncOp network, StringRef name) {
 func::FuncOp cloneInference(func::FuncOp from, StringRef name,
                             StringRef topology) {
   func::FuncOp f = cloneNetwork(from, name);
-  for (StringRef attr : {"net.phase", "net.topology", "net.lambda", "net.eval"})
+  for (StringRef attr :
+       {"net.phase", "net.topology", "net.lambda", "net.gamma", "net.eval"})
     f->removeAttr(attr);
   f->setAttr("net.topology", StringAttr::get(f.getContext(), topology));
   f.walk([](DropoutOp d) {
@@ -104,6 +108,21 @@ func::FuncOp cloneInference(func::FuncOp from, StringRef name,
   });
   f.walk([&](BatchNormOp bn) { bn.setInference(true); });
   return f;
+}
+
+/// A frozen layer is a fixed function: a batch norm whose scale the phase
+/// does not train runs on its running statistics, which then stay as they
+/// are. Clones of a step start in training mode again.
+void freezeBatchNorms(ModuleOp module, func::FuncOp step, PhaseOp phase) {
+  llvm::StringSet<> freeze;
+  for (Attribute a : phase.getFreeze())
+    freeze.insert(cast<StringAttr>(a).getValue());
+  SymbolTable symbols(module);
+  step.walk([&](BatchNormOp bn) {
+    auto get = bn.getScale().getDefiningOp<ParamGetOp>();
+    auto param = get ? symbols.lookup<ParamOp>(get.getName()) : ParamOp();
+    bn.setInference(param && isFrozen(param, get, freeze));
+  });
 }
 
 struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
@@ -150,13 +169,17 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
       func::FuncOp step =
           cloneNetwork(last, ("step." + phase.getSymName()).str());
       // Clones of the pristine network: drop what an earlier clone added.
-      for (StringRef attr : {"net.phase", "net.topology", "net.lambda"})
+      for (StringRef attr :
+           {"net.phase", "net.topology", "net.lambda", "net.gamma"})
         step->removeAttr(attr);
       step->setAttr("net.phase",
                     FlatSymbolRefAttr::get(phase.getSymNameAttr()));
       step->setAttr("net.topology", b.getStringAttr(topology));
       if (auto lambda = phase.getLambdaAttr())
         step->setAttr("net.lambda", lambda);
+      if (auto gamma = phase.getGammaAttr())
+        step->setAttr("net.gamma", gamma);
+      freezeBatchNorms(module, step, phase);
       last = step;
     }
 
