@@ -48,34 +48,28 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
                                              : nullptr);
   }
   keepAfter_.assign(program_->kernels.size(), {});
-  // Check every kernel's geometry at the planned batch, then let the
-  // backend prepare it.
-  buildCalls(program_->batch);
-  for (size_t i = 0; i < calls_.size(); ++i) {
+  // The calls at the planned batch (geometry checked), then the backend
+  // prepares each kernel.
+  fullCalls_ = buildCalls(program_->batch);
+  for (size_t i = 0; i < fullCalls_.size(); ++i) {
     const plan::Kernel &k = program_->kernels[i];
     try {
-      checkGeometry(k, attrs_[i], calls_[i].in, calls_[i].out, *program_,
-                    updates_[i] ? updates_[i]->value.size() : 0);
-    } catch (const KernelError &e) {
-      throw PlanError(
-          fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
-    }
-  }
-  for (size_t i = 0; i < calls_.size(); ++i) {
-    const plan::Kernel &k = program_->kernels[i];
-    try {
-      states_.push_back(backend_.prepare(calls_[i]));
+      states_.push_back(backend_.prepare(fullCalls_[i]));
     } catch (const KernelError &e) {
       throw KernelError(
           fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
     }
-    calls_[i].state = states_.back().get();
+    fullCalls_[i].state = states_.back().get();
   }
 }
 
-template <typename T> void ExecutorT<T>::buildCalls(int64_t n) {
-  calls_.clear();
-  calls_.reserve(program_->kernels.size());
+template <typename T>
+std::vector<KernelCallT<T>> ExecutorT<T>::buildCalls(int64_t n) {
+  // Shapes change with n: a plan may be right at its planned batch and
+  // wrong at a smaller one (a fixed dimension where -1 belongs).
+  checkProgram(plan_, *program_, attrs_, n);
+  std::vector<KernelCallT<T>> calls;
+  calls.reserve(program_->kernels.size());
   for (size_t i = 0; i < program_->kernels.size(); ++i) {
     const plan::Kernel &k = program_->kernels[i];
     KernelCallT<T> call{k, attrs_[i], {}, {}, n, ctx_, updates_[i]};
@@ -87,9 +81,9 @@ template <typename T> void ExecutorT<T>::buildCalls(int64_t n) {
       call.out.push_back(ref(id, n));
     if (i < states_.size())
       call.state = states_[i].get();
-    calls_.push_back(std::move(call));
+    calls.push_back(std::move(call));
   }
-  callsN_ = n;
+  return calls;
 }
 
 template <typename T> void *ExecutorT<T>::address(int64_t id) const {
@@ -113,8 +107,9 @@ template <typename T> void *ExecutorT<T>::data(int64_t id) {
 
 template <typename T>
 int64_t ExecutorT<T>::bytesOf(const plan::Value &v, int64_t n) const {
-  return v.count(n) *
-         (v.dtype == plan::DType::F32 ? int64_t(sizeof(T)) : int64_t(4));
+  // f32 values hold T (double in the gradient tests); others their size.
+  return v.count(n) * (v.dtype == plan::DType::F32 ? int64_t(sizeof(T))
+                                                   : plan::dtypeSize(v.dtype));
 }
 
 template <typename T> TensorRef ExecutorT<T>::ref(int64_t id, int64_t n) const {
@@ -141,7 +136,8 @@ int64_t ExecutorT<T>::inputId(const std::string &name) const {
 }
 
 template <typename T>
-void ExecutorT<T>::upload(int64_t id, const void *src, int64_t n) {
+void ExecutorT<T>::upload(int64_t id, const void *src, uint64_t srcBytes,
+                          int64_t n) {
   if (n < 1 || n > program_->batch)
     throw std::invalid_argument(
         fmt::format("program '{}': batch {} is not in [1, {}]", program_->name,
@@ -151,7 +147,12 @@ void ExecutorT<T>::upload(int64_t id, const void *src, int64_t n) {
     throw std::invalid_argument(
         fmt::format("program '{}': value {} is a parameter, not an input",
                     program_->name, id));
-  backend_.upload(address(id), src, uint64_t(bytesOf(v, n)));
+  if (srcBytes != uint64_t(bytesOf(v, n)))
+    throw std::invalid_argument(fmt::format(
+        "program '{}': input value {} takes {} bytes at batch {}, the source "
+        "has {}",
+        program_->name, id, bytesOf(v, n), n, srcBytes));
+  backend_.upload(address(id), src, srcBytes);
 }
 
 template <typename T>
@@ -160,11 +161,17 @@ void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
     throw std::invalid_argument(
         fmt::format("program '{}': batch {} is not in [1, {}]", program_->name,
                     n, program_->batch));
-  if (n != callsN_)
-    buildCalls(n);
+  // The planned batch's calls, or those of the one other batch size a phase
+  // has (its epochs' last batch), built once per size.
+  if (n != program_->batch && n != tailN_) {
+    tailCalls_ = buildCalls(n);
+    tailN_ = n;
+  }
+  const std::vector<KernelCallT<T>> &calls =
+      n == program_->batch ? fullCalls_ : tailCalls_;
   ctx_ = ctx;
-  for (size_t i = 0; i < calls_.size(); ++i) {
-    const KernelCallT<T> &call = calls_[i];
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const KernelCallT<T> &call = calls[i];
     try {
       backend_.run(call);
     } catch (const KernelError &e) {

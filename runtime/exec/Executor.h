@@ -52,6 +52,9 @@ public:
   /// lets the backend build each kernel's state (prepare()).
   ExecutorT(const plan::Plan &plan, const std::string &program,
             ParamStoreT<T> &params, BackendT<T> &backend);
+  // The calls refer to members (the step context): not copied or moved.
+  ExecutorT(const ExecutorT &) = delete;
+  ExecutorT &operator=(const ExecutorT &) = delete;
 
   const plan::Program &program() const { return *program_; }
   int64_t batch() const { return program_->batch; }
@@ -59,8 +62,9 @@ public:
   int64_t inputId(const std::string &name) const;
   bool hasInput(const std::string &name) const;
 
-  /// Copies the first n samples of value `id` (an input) from the host.
-  void upload(int64_t id, const void *src, int64_t n);
+  /// Copies the first n samples of value `id` (an input) from the host;
+  /// `srcBytes` must be the value's bytes at batch n.
+  void upload(int64_t id, const void *src, uint64_t srcBytes, int64_t n);
   /// Runs every kernel with batch n (1 <= n <= batch()).
   void run(int64_t n, const StepContext &ctx);
 
@@ -106,8 +110,8 @@ private:
   /// The backend address of value `id`.
   void *address(int64_t id) const;
   TensorRef ref(int64_t id, int64_t n) const;
-  /// Builds the call list for batch n (once per batch size).
-  void buildCalls(int64_t n);
+  /// The call list for batch n, its geometry checked.
+  std::vector<KernelCallT<T>> buildCalls(int64_t n);
   /// Where value `id`'s bytes are to be read after a run.
   const void *source(int64_t id) const;
   void hostOnly() const;
@@ -120,9 +124,9 @@ private:
   std::vector<KernelAttrs> attrs_;
   std::vector<typename ParamStoreT<T>::Entry *> updates_;
   std::vector<std::unique_ptr<KernelState>> states_;
-  /// The flat list a run walks, for batch callsN_.
-  std::vector<KernelCallT<T>> calls_;
-  int64_t callsN_ = 0;
+  /// The flat lists a run walks: at the planned batch, and at tailN_.
+  std::vector<KernelCallT<T>> fullCalls_, tailCalls_;
+  int64_t tailN_ = 0;
   StepContext ctx_;
   int64_t lastN_ = 0; ///< batch of the last run
   struct Kept {

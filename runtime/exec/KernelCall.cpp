@@ -361,6 +361,38 @@ void checkGeometry(const plan::Kernel &k, const KernelAttrs &a,
   geometry(k, a, KernelOperands{in, out}, p, paramCount);
 }
 
+void checkProgram(const plan::Plan &plan, const plan::Program &program,
+                  const std::vector<KernelAttrs> &attrs, int64_t n) {
+  auto ref = [&](int64_t id) {
+    const plan::Value &v = program.value(id);
+    TensorRef t;
+    t.dims = dimsOf(v, n);
+    t.count = v.count(n);
+    return t;
+  };
+  for (size_t i = 0; i < program.kernels.size(); ++i) {
+    const plan::Kernel &k = program.kernels[i];
+    std::vector<TensorRef> in, out;
+    for (int64_t id : k.in)
+      in.push_back(ref(id));
+    for (int64_t id : k.out)
+      out.push_back(ref(id));
+    int64_t paramCount = 0;
+    if (k.op == Op::SGDUpdate)
+      if (const plan::ParamSpec *spec = plan.findParam(attrs[i].param))
+        paramCount = spec->count();
+    try {
+      checkGeometry(k, attrs[i], in, out, program, paramCount);
+    } catch (const KernelError &e) {
+      throw PlanError(n == program.batch
+                          ? fmt::format("{}: '{}': {}", k.path,
+                                        plan::opName(k.op), e.what())
+                          : fmt::format("{}: '{}' at batch {}: {}", k.path,
+                                        plan::opName(k.op), n, e.what()));
+    }
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // Operand views shared by the backends
 //===----------------------------------------------------------------------===//

@@ -112,6 +112,13 @@ void checkGeometry(const plan::Kernel &k, const KernelAttrs &attrs,
                    const std::vector<TensorRef> &out, const plan::Program &p,
                    int64_t paramCount);
 
+/// Checks the geometry of every kernel of `program` at batch n (1 <= n <=
+/// its batch), from the plan alone: no memory, no backend. `attrs` are the
+/// kernels' decoded attributes (decodeAttrs), in order. A mismatch is a
+/// PlanError naming the kernel and the batch.
+void checkProgram(const plan::Plan &plan, const plan::Program &program,
+                  const std::vector<KernelAttrs> &attrs, int64_t n);
+
 /// The NCHW view of a value's shape with batch n ([N, F] is {N, F, 1, 1}).
 kernels::Dims4 dimsOf(const plan::Value &v, int64_t n);
 

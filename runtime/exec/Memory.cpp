@@ -11,12 +11,12 @@
 namespace netc::exec {
 
 void reserveHostBytes(uint64_t bytes, const std::string &what) {
-  uint64_t avail = io::availableMemoryBytes();
-  if (avail && bytes > avail)
+  std::optional<uint64_t> avail = io::availableMemoryBytes();
+  if (avail && bytes > *avail)
     throw MemoryError(fmt::format("{} needs {} ({} bytes) but only {} of "
                                   "memory is available",
                                   what, io::formatBytes(bytes), bytes,
-                                  io::formatBytes(avail)));
+                                  io::formatBytes(*avail)));
 }
 
 std::unique_ptr<Buffer> Memory::allocate(uint64_t bytes,

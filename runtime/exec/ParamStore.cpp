@@ -88,6 +88,8 @@ ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed,
     }
     }
     memory_.upload(e.value.data(), init.data(), e.value.bytes());
+    // `init` dies here: the upload must have read it (Memory.h).
+    memory_.synchronize();
     order_.push_back(spec.name);
     entries_.emplace(spec.name, std::move(e));
   }
@@ -137,6 +139,7 @@ void ParamStoreT<T>::setValue(const std::string &name,
         fmt::format("parameter '{}' has {} values, not {}", name,
                     e.value.size(), values.size()));
   memory_.upload(e.value.data(), values.data(), e.value.bytes());
+  memory_.synchronize(); // the caller may free `values` next
 }
 
 template <typename T>
@@ -169,6 +172,7 @@ void ParamStoreT<T>::fromTensors(const io::TensorFile &file,
           fmt::join(t->shape, ", "), fmt::join(spec.shape, ", ")));
     std::vector<T> host(t->data.begin(), t->data.end());
     memory_.upload(dst.data(), host.data(), dst.bytes());
+    memory_.synchronize(); // `host` dies here
   };
   for (auto &[name, e] : entries_) {
     copy(name, *e.spec, e.value);

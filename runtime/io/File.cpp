@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 
@@ -113,28 +114,95 @@ std::string formatBytes(uint64_t bytes) {
   return fmt::format("{:.3g} {}", v, units[u]);
 }
 
-uint64_t availableMemoryBytes() {
-  uint64_t avail = 0;
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  uint64_t kib;
-  std::string unit;
-  while (meminfo >> key >> kib) {
-    std::getline(meminfo, unit);
-    if (key == "MemAvailable:") {
-      avail = kib * 1024;
-      break;
+namespace {
+/// The first number in `path` (0 if unreadable), or nullopt.
+std::optional<uint64_t> readNumber(const std::string &path) {
+  std::ifstream in(path);
+  std::string text;
+  if (!(in >> text) || text == "max")
+    return std::nullopt;
+  char *end = nullptr;
+  uint64_t v = std::strtoull(text.c_str(), &end, 10);
+  if (end == text.c_str())
+    return std::nullopt;
+  return v;
+}
+
+/// `key`'s value in a memory.stat file, or 0.
+uint64_t statValue(const std::string &path, const std::string &key) {
+  std::ifstream in(path);
+  std::string k;
+  uint64_t v;
+  while (in >> k >> v)
+    if (k == key)
+      return v;
+  return 0;
+}
+
+/// The memory left under the limits of the cgroup `dir` and its ancestors up
+/// to `root`: limit - (usage - inactive file cache, which the kernel can
+/// reclaim). `v2` selects the file names.
+std::optional<uint64_t> cgroupLeft(std::string dir, const std::string &root,
+                                   bool v2) {
+  std::optional<uint64_t> best;
+  for (;;) {
+    std::optional<uint64_t> limit =
+        readNumber(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes"));
+    std::optional<uint64_t> usage =
+        readNumber(dir + (v2 ? "/memory.current" : "/memory.usage_in_bytes"));
+    // cgroup v1 writes "no limit" as a huge number.
+    if (limit && usage && *limit < (uint64_t(1) << 60)) {
+      uint64_t inactive = statValue(
+          dir + "/memory.stat", v2 ? "inactive_file" : "total_inactive_file");
+      uint64_t used = *usage > inactive ? *usage - inactive : 0;
+      uint64_t left = *limit > used ? *limit - used : 0;
+      if (!best || left < *best)
+        best = left;
+    }
+    if (dir.size() <= root.size())
+      return best;
+    dir = dir.substr(0, dir.rfind('/'));
+  }
+}
+} // namespace
+
+std::optional<uint64_t> availableMemoryBytes() {
+  std::optional<uint64_t> avail;
+  {
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key, unit;
+    uint64_t kib;
+    while (meminfo >> key >> kib) {
+      std::getline(meminfo, unit);
+      if (key == "MemAvailable:") {
+        avail = kib * 1024;
+        break;
+      }
     }
   }
-  // cgroup v2: memory.max minus memory.current, where a limit is set.
-  std::ifstream maxFile("/sys/fs/cgroup/memory.max"),
-      curFile("/sys/fs/cgroup/memory.current");
-  std::string maxText;
-  uint64_t current = 0;
-  if (maxFile >> maxText && maxText != "max" && curFile >> current) {
-    uint64_t limit = std::strtoull(maxText.c_str(), nullptr, 10);
-    uint64_t left = limit > current ? limit - current : 0;
-    if (avail == 0 || left < avail)
+  // The process's own cgroup (v2 "0::/path", v1 "N:memory:/path"), walked up
+  // to the hierarchy's root: the tightest limit wins.
+  std::ifstream cgroups("/proc/self/cgroup");
+  for (std::string line; std::getline(cgroups, line);) {
+    size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos)
+      continue;
+    std::string controllers = line.substr(a + 1, b - a - 1);
+    std::string path = line.substr(b + 1);
+    if (path == "/")
+      path.clear();
+    std::optional<uint64_t> left;
+    if (line.compare(0, 3, "0::") == 0) {
+      left = cgroupLeft("/sys/fs/cgroup" + path, "/sys/fs/cgroup", true);
+    } else if (("," + controllers + ",").find(",memory,") !=
+               std::string::npos) {
+      std::string root = "/sys/fs/cgroup/memory";
+      // Inside a container the path may not exist under this mount: then
+      // the mount's own directory is the process's cgroup.
+      std::ifstream probe(root + path + "/memory.usage_in_bytes");
+      left = cgroupLeft(probe ? root + path : root, root, false);
+    }
+    if (left && (!avail || *left < *avail))
       avail = left;
   }
   return avail;

@@ -13,6 +13,7 @@
 #define NETC_RUNTIME_IO_FILE_H
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -55,9 +56,11 @@ std::string readFile(const std::string &path, uint64_t maxBytes);
 /// "1.5 GiB", "12 MiB", "640 bytes": sizes in messages.
 std::string formatBytes(uint64_t bytes);
 
-/// Memory this process could still get (MemAvailable, bounded by the
-/// cgroup's limit where one is set), or 0 if unknown. For messages only.
-uint64_t availableMemoryBytes();
+/// Memory this process could still get: MemAvailable, bounded by the
+/// limits of its cgroup and the cgroup's ancestors (v1 or v2; reclaimable
+/// file cache counted as free). Nothing if it cannot be told. Allocations of
+/// more are refused before they are tried (exec::reserveHostBytes).
+std::optional<uint64_t> availableMemoryBytes();
 
 } // namespace netc::io
 

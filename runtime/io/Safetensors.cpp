@@ -164,6 +164,12 @@ TensorFile readSafetensors(const std::string &path) {
       throw bad(fmt::format("shape [{}] needs {} bytes but data_offsets span "
                             "{}",
                             fmt::join(t.shape, ", "), bytes, end - begin));
+    // Bounded by the file's size, which may still exceed memory.
+    if (std::optional<uint64_t> avail = availableMemoryBytes();
+        avail && bytes > *avail)
+      throw bad(fmt::format("{} of data need more than the {} of memory "
+                            "available",
+                            formatBytes(bytes), formatBytes(*avail)));
     t.data.resize(count);
     read(dataStart + begin, t.data.data(), bytes);
     file.tensors.emplace(name, std::move(t));

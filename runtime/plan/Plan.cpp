@@ -578,6 +578,28 @@ struct Parser {
         fail(join(inp, it.key()), "an input cannot be a parameter");
       p.inputs[it.key()] = id;
     }
+    // The trainer and netrun fill `image` with images of the plan's input
+    // shape and `labels` with one int32 per image: the values must agree.
+    if (auto image = p.inputs.find("image"); image != p.inputs.end()) {
+      const Value &v = p.values.at(image->second);
+      int64_t per = 1;
+      for (size_t d = 1; d < v.shape.size(); ++d)
+        per = v.shape[d] < 0 ? -1 : per * v.shape[d];
+      int64_t want = plan.input[0] * plan.input[1] * plan.input[2];
+      if (v.shape.empty() || v.shape[0] != -1 || per != want ||
+          !isReal(v.dtype))
+        fail(join(inp, "image"),
+             fmt::format("value {} of shape [{}] is not a batch of [{}] "
+                         "images (the plan's input)",
+                         v.id, fmt::join(v.shape, ", "),
+                         fmt::join(plan.input, ", ")));
+    }
+    if (auto labels = p.inputs.find("labels"); labels != p.inputs.end()) {
+      const Value &v = p.values.at(labels->second);
+      if (v.shape != std::vector<int64_t>{-1} || v.dtype != DType::I32)
+        fail(join(inp, "labels"),
+             fmt::format("value {} is not a batch of i32 labels [-1]", v.id));
+    }
 
     // Def before use: a kernel reads only inputs, parameters and values an
     // earlier kernel wrote.
@@ -761,10 +783,12 @@ struct Parser {
       nonNegative(k.f64("lr_mult"), join(join(path, "attrs"), "lr_mult"));
       nonNegative(k.f64("decay_mult"), join(join(path, "attrs"), "decay_mult"));
     }
-    if (k.op == Op::Unpool && k.in.size() == 1 && !k.has("position"))
+    if ((k.op == Op::Unpool || k.op == Op::UnpoolGrad) && k.in.size() == 1 &&
+        !k.has("position"))
       fail(join(path, "attrs"),
-           "'unpool' needs either switches (a second operand) or a "
-           "'position'");
+           fmt::format("'{}' needs either switches (a second operand) or a "
+                       "'position'",
+                       name));
     if (k.op == Op::Objective && k.f64s("weights").size() != k.in.size())
       fail(join(join(path, "attrs"), "weights"),
            fmt::format("{} weights for {} terms", k.f64s("weights").size(),
@@ -862,6 +886,9 @@ struct Parser {
     if (!it->second.loss)
       fail(join(path, "program"),
            fmt::format("program '{}' has no 'loss' output", ph.program));
+    if (!it->second.inputs.count("image"))
+      fail(join(path, "program"),
+           fmt::format("program '{}' has no 'image' input", ph.program));
     return ph;
   }
 };
@@ -916,8 +943,11 @@ Plan parsePlan(const std::string &text, const std::string &file,
   if (plan.input.size() != 3)
     ps.fail("input", "expected [channels, height, width]");
   for (int64_t d : plan.input)
-    if (d <= 0)
-      ps.fail("input", "dimensions must be positive");
+    if (d <= 0 || d > (int64_t(1) << 24))
+      ps.fail("input", "dimensions must be in [1, 2^24]");
+  if (!checkedProduct(plan.input, 1, 4) ||
+      plan.input[0] * plan.input[1] * plan.input[2] > (int64_t(1) << 31))
+    ps.fail("input", "an image of more than 2^31 values");
   plan.classes = ps.reqInt(root, "", "classes");
   if (plan.classes <= 0)
     ps.fail("classes", "must be positive");
@@ -931,6 +961,8 @@ Plan parsePlan(const std::string &text, const std::string &file,
   d.mirror = ps.optBool(data, "data", "mirror", false);
   d.crop = ps.optInt(data, "data", "crop", 0);
   d.cropPad = ps.optInt(data, "data", "crop_pad", 0);
+  if (d.crop > (int64_t(1) << 16) || d.cropPad > (int64_t(1) << 16))
+    ps.fail("data", "crop and crop_pad must be at most 65536");
   if (d.subset < 0 || d.testSubset < 0 || d.crop < 0 || d.cropPad < 0)
     ps.fail("data", "subset, test_subset, crop and crop_pad must not be "
                     "negative");

@@ -1,7 +1,7 @@
 //===- Plan.h - the trainer artifact's plan.json ----------------*- C++ -*-===//
 //
 // Parses and validates `<trainer>/plan.json` (docs/trainer-format.md, format
-// version 1) into plain structs. Every problem is a PlanError whose message
+// version 2) into plain structs. Every problem is a PlanError whose message
 // names the file and the JSON path of the offending field, e.g.
 //   model.trainer/plan.json: programs.step.joint.kernels[12]: unknown op
 //   'conv3d'

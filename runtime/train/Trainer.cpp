@@ -79,9 +79,10 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
     int64_t n = std::min(prog.batch, data.size() - start);
     data.makeBatch(order.data() + start, n, false, 0, images.data(),
                    labels.data());
-    exe.upload(imageId, images.data(), n);
+    exe.upload(imageId, images.data(),
+               uint64_t(n * data.sampleFloats()) * sizeof(float), n);
     if (labelsId)
-      exe.upload(*labelsId, labels.data(), n);
+      exe.upload(*labelsId, labels.data(), uint64_t(n) * sizeof(int32_t), n);
     exe.run(n, ctx);
     const plan::Value &lv = prog.value(*prog.logits);
     if (lv.count(n) != n * classes)
@@ -164,6 +165,9 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
   if (s.phaseIndex == int64_t(plan.schedule.size()) && s.step != 0)
     throw TrainError(
         fmt::format("{}: step {} after the end of the schedule", path, s.step));
+  if (s.globalStep > (int64_t(1) << 53))
+    throw TrainError(
+        fmt::format("{}: global step {} is out of range", path, s.globalStep));
   if (s.step > s.globalStep)
     throw TrainError(fmt::format("{}: step {} in the phase exceeds the {} "
                                  "global steps",
@@ -324,9 +328,10 @@ void Trainer::runPhase(size_t pi) {
     prefetch.wait();
     const Stage &st = stages[t % 2];
     int64_t n = st.n;
-    exe.upload(imageId, st.images->data(), n);
+    exe.upload(imageId, st.images->data(), uint64_t(n * sample) * sizeof(float),
+               n);
     if (labelsId >= 0)
-      exe.upload(labelsId, st.labels->data(), n);
+      exe.upload(labelsId, st.labels->data(), uint64_t(n) * sizeof(int32_t), n);
     if (t + 1 < T)
       submit(t + 1);
 

@@ -29,15 +29,36 @@ cp -r "$work/t.trainer" "$work/bad.trainer"
 python3 - "$work/bad.trainer/plan.json" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))
-p["programs"]["eval"]["arena_bytes"] = 1 << 60
+conv = next(k for k in p["programs"]["eval"]["kernels"] if k["op"] == "conv2d")
+conv["attrs"]["stride"] = [2, 2]  # its output no longer has the planned shape
 json.dump(p, open(sys.argv[1], "w"))
 PY
 "$NETRUN" info "$work/bad.trainer" >"$work/out" 2>"$work/err"
 rc=$?
 check "info of a trainer that cannot run exits 1" test $rc -eq 1
 check "... and prints no description first" test ! -s "$work/out"
-check "... and names the arena and the memory" \
-  grep -q "the arena of program 'eval' needs 1 EiB" "$work/err"
+check "... and names the kernel" grep -q "programs.eval.kernels\[[0-9]*\]: 'conv2d'" "$work/err"
+
+# Memory that cannot be had: an error naming the arena, its bytes and the
+# memory available, before anything runs; info still describes the trainer.
+cp -r "$work/t.trainer" "$work/huge.trainer"
+python3 - "$work/huge.trainer/plan.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["programs"]["eval"]["arena_bytes"] = 1 << 60
+json.dump(p, open(sys.argv[1], "w"))
+PY
+out=$("$NETRUN" info "$work/huge.trainer" 2>&1)
+check "info shows a huge arena" grep -q "arena 1073741824.00 GiB" <<<"$out"
+out=$("$NETRUN" eval "$work/huge.trainer" --backend reference 2>&1)
+check "eval names the arena, its bytes and the memory available" \
+  grep -q "the arena of program 'eval' needs 1 EiB (1152921504606846976 bytes) but only" <<<"$out"
+
+# info describes a bf16 trainer, which no host backend runs, without
+# needing one (it checks the plan alone, allocating nothing).
+"$BUILD/bin/netc" phases.net --precision=bf16 -o "$work/bf16.trainer" >/dev/null
+out=$("$NETRUN" info "$work/bf16.trainer" 2>&1)
+check "info describes a bf16 trainer" grep -q "^program step.joint: batch 16" <<<"$out"
 
 # Special files: a FIFO plan or checkpoint is refused at once, never waited on.
 mkdir "$work/fifo.trainer" && mkfifo "$work/fifo.trainer/plan.json"

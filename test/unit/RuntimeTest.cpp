@@ -643,7 +643,7 @@ TEST(ExecutorTest, EvalProgramAndBackendFactory) {
     z += double(t.w0[1][i]) * t.x[2][i];
   EXPECT_NEAR(logits[2 * 3 + 1], z, 1e-6);
   EXPECT_STREQ(exec::makeBackend("reference")->name(), "reference");
-  EXPECT_THROW(exec::makeBackend("cuda"), std::invalid_argument);
+  EXPECT_THROW(exec::makeBackend("tpu"), std::invalid_argument);
 }
 
 /// A plan with one program `p` over the given values and kernels.
@@ -651,6 +651,11 @@ json onlyProgram(json values, json kernels, json params, int64_t arena,
                  int64_t batch) {
   json j = tinyPlan();
   j["params"] = params;
+  // The plan's input is one sample of the image value (value 0).
+  int64_t per = 1;
+  for (size_t d = 1; d < values[0]["shape"].size(); ++d)
+    per *= values[0]["shape"][d].get<int64_t>();
+  j["input"] = {per, 1, 1};
   j["programs"] = {{"p",
                     {{"batch", batch},
                      {"arena_bytes", arena},
@@ -1495,6 +1500,59 @@ TEST(TrainerTest, StepPolicyDecaysAtEpochBoundaries) {
         << line;
   }
   EXPECT_EQ(steps, 15);
+}
+
+TEST(HardeningTest, GeometryIsCheckedAtEverySmallerBatch) {
+  // A fixed dimension where -1 belongs is right at the planned batch and
+  // wrong at a smaller one: the executor must refuse that batch, not run it.
+  TempDir dir;
+  json j = tinyPlan();
+  j["programs"]["step.train"]["values"][4]["shape"] = {4, 3};
+  j["programs"]["step.train"]["values"][7]["shape"] = {4, 3};
+  plan::Plan p = loadJson(dir, j);
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  exec::Executor exe(p, "step.train", store, backend);
+  std::vector<float> x(8, 0.5f);
+  std::vector<int32_t> y(2, 1);
+  exe.upload(exe.inputId("image"), x.data(), x.size() * 4, 2);
+  exe.upload(exe.inputId("labels"), y.data(), y.size() * 4, 2);
+  try {
+    exe.run(2, exec::StepContext{});
+    FAIL() << "expected PlanError";
+  } catch (const plan::PlanError &e) {
+    EXPECT_NE(std::string(e.what()).find("'fc' at batch 2:"), std::string::npos)
+        << e.what();
+  }
+  // An upload whose source is not the value's size is refused.
+  EXPECT_THROW(exe.upload(exe.inputId("image"), x.data(), 4, 2),
+               std::invalid_argument);
+}
+
+TEST(HardeningTest, InputsMustMatchThePlansImages) {
+  TempDir dir;
+  json j = tinyPlan();
+  j["input"] = {1, 3, 3};
+  EXPECT_NE(planError(dir, j).find("programs.eval.inputs.image: value 0 of "
+                                   "shape [-1, 4] is not a batch of [1, 3, 3] "
+                                   "images"),
+            std::string::npos)
+      << planError(dir, j);
+  j = tinyPlan();
+  j["programs"]["step.train"]["values"][1]["shape"] = {-1, 2};
+  EXPECT_NE(planError(dir, j).find("programs.step.train.inputs.labels: value "
+                                   "1 is not a batch of i32 labels [-1]"),
+            std::string::npos)
+      << planError(dir, j);
+  j = tinyPlan();
+  j["data"]["crop_pad"] = int64_t(1) << 40;
+  EXPECT_NE(planError(dir, j).find("crop and crop_pad must be at most 65536"),
+            std::string::npos);
+  j = tinyPlan();
+  j["input"] = {int64_t(1) << 20, int64_t(1) << 20, 4};
+  EXPECT_NE(planError(dir, j).find("an image of more than 2^31 values"),
+            std::string::npos)
+      << planError(dir, j);
 }
 
 } // namespace

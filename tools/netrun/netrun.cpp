@@ -181,13 +181,14 @@ std::string human(int64_t bytes) {
 
 int cmdInfo(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
-  // Check first (every program's kernel geometry, the parameters and their
-  // memory), so that a trainer that cannot run fails before any description.
-  {
-    exec::ParamStore store(p, 1);
-    exec::ReferenceBackend backend;
-    for (auto &[name, prog] : p.programs)
-      exec::Executor(p, name, store, backend);
+  // Check first, from the plan alone (every kernel's attributes and
+  // geometry; no memory is allocated, no parameter initialised), so that a
+  // trainer that cannot run fails before any description.
+  for (auto &[name, prog] : p.programs) {
+    std::vector<exec::KernelAttrs> attrs;
+    for (const plan::Kernel &k : prog.kernels)
+      attrs.push_back(exec::decodeAttrs(k));
+    exec::checkProgram(p, prog, attrs, prog.batch);
   }
   std::cout << fmt::format("trainer {}: network '{}', variant '{}', input "
                            "[{}], {} classes\n",
@@ -334,9 +335,11 @@ int cmdReconstruct(const Args &a) {
   std::vector<float> inputs(size_t(n * sample));
   data.test.makeBatch(indices.data(), n, /*augment=*/false, 0, inputs.data(),
                       labels.data());
-  exe.upload(exe.inputId("image"), inputs.data(), n);
+  exe.upload(exe.inputId("image"), inputs.data(), inputs.size() * sizeof(float),
+             n);
   if (exe.hasInput("labels"))
-    exe.upload(exe.inputId("labels"), labels.data(), n);
+    exe.upload(exe.inputId("labels"), labels.data(),
+               labels.size() * sizeof(int32_t), n);
   // The program may reuse the reconstructions' bytes: keep them.
   for (const plan::Reconstruction &r : prog.reconstructions)
     exe.keep(r.value);
@@ -396,9 +399,9 @@ int cmdBench(const Args &a) {
   const plan::Program &prog = exe.program();
   int64_t batch = intOption(a, "--batch", prog.batch, 1);
   if (batch > prog.batch)
-    throw UsageError(fmt::format("--batch {} is larger than program '{}''s "
-                                 "batch {}",
-                                 batch, name, prog.batch));
+    throw UsageError(fmt::format("--batch {} is larger than the batch {} of "
+                                 "program '{}'",
+                                 batch, prog.batch, name));
   int64_t steps = intOption(a, "--steps", 20, 1);
   std::mt19937_64 rng(7);
   std::normal_distribution<float> gauss(0.0f, 1.0f);
@@ -429,7 +432,8 @@ int cmdBench(const Args &a) {
   auto step = [&](int64_t i) {
     ctx.step = uint64_t(i);
     for (auto &[id, words] : inputs)
-      exe.upload(id, words.data(), batch);
+      exe.upload(id, words.data(), uint64_t(prog.value(id).bytes(batch)),
+                 batch);
     exe.run(batch, ctx);
     (void)exe.scalar(*prog.loss); // waits for the step
   };
