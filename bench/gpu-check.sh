@@ -112,6 +112,10 @@ export NETRUN
 stage gpu-tests 120 env NETC_STEP_PLAN_DIR="$PWD/$TRAINERS/every" \
   "$BUILD/bin/netc-gpu-tests"
 grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu-tests.log" >>"$SUMMARY" 2>/dev/null
+if grep -q 'no CUDA device; skipping' "$OUT/gpu-tests.log" 2>/dev/null; then
+  note "gpu-tests: SKIPPED: the GPU machine shows no CUDA device"
+  failed=1
+fi
 "$NETRUN" info "$TRAINERS/fmnist" 2>&1 | grep '^cuda backend' >>"$SUMMARY"
 
 #--- parity: reference (CPU) against cuda, 20 steps ------------------------
@@ -174,13 +178,18 @@ grep '^parity ' "$OUT/parity.log" >>"$SUMMARY" 2>/dev/null
 
 #--- benchmark: netrun bench on the carried trainers ----------------------
 bench() {
-  local t steps
+  local t steps rc=0
   for t in vgg32-none vgg32-swwae-all vgg16-none vgg16-swwae-all; do
     steps=30
     [[ $t == vgg16-* ]] && steps=12
-    { "$NETRUN" bench "$TRAINERS/$t" --program step.joint --backend cuda \
-      --steps "$steps" 2>&1 || echo "FAILED (exit $?)"; } | sed "s/^/$t: /"
+    "$NETRUN" bench "$TRAINERS/$t" --program step.joint --backend cuda \
+      --steps "$steps" >"$OUT/bench-$t.log" 2>&1 || {
+      echo "FAILED (exit $?)" >>"$OUT/bench-$t.log"
+      rc=1
+    }
+    sed "s/^/$t: /" "$OUT/bench-$t.log"
   done
+  return $rc
 }
 export -f bench
 stage bench 120 bench

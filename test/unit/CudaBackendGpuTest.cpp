@@ -417,7 +417,7 @@ TEST(CudaBackend, LossesAndObjectiveMatchReference) {
   compareBackends("losses", b.planText(7), 9, 7);
 }
 
-TEST(CudaBackend, RefusesBf16AndNamesNoDeviceNever) {
+TEST(CudaBackend, RefusesBf16AndReportsOutOfMemory) {
   cuda::CudaBackend gpu;
   plan::Value v;
   v.dtype = plan::DType::BF16;
