@@ -244,7 +244,10 @@ int removeStaleTemporaries(const std::string &path) {
   std::string prefix = "." + target.filename().string() + ".tmp.";
   int removed = 0;
   std::error_code ec;
-  for (const fs::directory_entry &e : fs::directory_iterator(dir, ec)) {
+  // Never throws: an unreadable folder just removes nothing.
+  for (fs::directory_iterator it(dir, ec), last; !ec && it != last;
+       it.increment(ec)) {
+    const fs::directory_entry &e = *it;
     std::string name = e.path().filename().string();
     if (name.compare(0, prefix.size(), prefix) != 0)
       continue;
