@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -145,6 +146,8 @@ ConvKind convKind(Op op) {
 
 /// The most workspace prepare() lets one convolution algorithm ask for.
 constexpr uint64_t kMaxWorkspace = uint64_t(1) << 30;
+/// The workspace cudnnFind* may use (and the convolutions after it).
+constexpr uint64_t kSearchWorkspace = uint64_t(256) << 20;
 /// cuBLAS's own workspace (set once, so it allocates nothing in a step).
 constexpr uint64_t kCublasWorkspace = uint64_t(32) << 20;
 
@@ -157,6 +160,7 @@ struct AlgoChoice {
 struct Candidate {
   int algo;
   cudnnStatus_t status;
+  float time; ///< ms, measured by cudnnFind*; -1 from the heuristics
   size_t memory;
   cudnnDeterminism_t determinism;
   cudnnMathType_t mathType;
@@ -250,6 +254,8 @@ CudaBackend::CudaBackend() {
                                size_t(kCublasWorkspace)),
             "set workspace");
   allowTf32(false);
+  const char *algo = std::getenv("NETC_CUDNN_ALGO");
+  search_ = !(algo && std::string(algo) == "heuristic");
 }
 
 CudaBackend::~CudaBackend() {
@@ -379,12 +385,109 @@ template <typename Perf>
 std::vector<Candidate> candidates(const Perf *perf, int count) {
   std::vector<Candidate> c;
   for (int i = 0; i < count; ++i)
-    c.push_back({int(perf[i].algo), perf[i].status, perf[i].memory,
-                 perf[i].determinism, perf[i].mathType});
+    c.push_back({int(perf[i].algo), perf[i].status, perf[i].time,
+                 perf[i].memory, perf[i].determinism, perf[i].mathType});
   return c;
 }
 
 } // namespace
+
+/// The workspace algorithm `algo` really needs (the heuristics' `memory` is
+/// an estimate for some algorithms); false if cuDNN cannot say.
+static bool workspaceFor(cudnnHandle_t h, ConvKind kind,
+                         cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
+                         cudnnConvolutionDescriptor_t conv,
+                         cudnnTensorDescriptor_t y, int algo, size_t &bytes) {
+  cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
+  switch (kind) {
+  case ConvKind::Forward:
+    s = cudnnGetConvolutionForwardWorkspaceSize(
+        h, x, w, conv, y, cudnnConvolutionFwdAlgo_t(algo), &bytes);
+    break;
+  case ConvKind::BackwardData:
+    s = cudnnGetConvolutionBackwardDataWorkspaceSize(
+        h, w, y, conv, x, cudnnConvolutionBwdDataAlgo_t(algo), &bytes);
+    break;
+  case ConvKind::BackwardFilter:
+    s = cudnnGetConvolutionBackwardFilterWorkspaceSize(
+        h, x, y, conv, w, cudnnConvolutionBwdFilterAlgo_t(algo), &bytes);
+    break;
+  }
+  return s == CUDNN_STATUS_SUCCESS;
+}
+
+/// cuDNN's measurement of every algorithm for the kernel's direction
+/// (cudnnFind*Ex on the kernel's own buffers, before any step has written
+/// them, with `ws` as workspace): the fastest that works and, for fp32,
+/// uses no tensor cores; a deterministic one instead if it is within 10% of
+/// it. Like PyTorch's cudnn.benchmark, once per shape.
+static AlgoChoice findAlgo(cudnnHandle_t h, ConvKind kind,
+                           cudnnTensorDescriptor_t x, void *xp,
+                           cudnnFilterDescriptor_t w, void *wp,
+                           cudnnConvolutionDescriptor_t conv,
+                           cudnnTensorDescriptor_t y, void *yp, void *ws,
+                           size_t wsBytes, bool tf32) {
+  std::vector<Candidate> list;
+  int returned = 0;
+  switch (kind) {
+  case ConvKind::Forward: {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    dnnCheck(cudnnFindConvolutionForwardAlgorithmEx(
+                 h, x, xp, w, wp, conv, y, yp, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                 &returned, perf, ws, wsBytes),
+             "forward algorithm search");
+    list = candidates(perf, returned);
+    break;
+  }
+  case ConvKind::BackwardData: {
+    cudnnConvolutionBwdDataAlgoPerf_t
+        perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    dnnCheck(cudnnFindConvolutionBackwardDataAlgorithmEx(
+                 h, w, wp, y, yp, conv, x, xp,
+                 CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf, ws,
+                 wsBytes),
+             "backward-data algorithm search");
+    list = candidates(perf, returned);
+    break;
+  }
+  case ConvKind::BackwardFilter: {
+    cudnnConvolutionBwdFilterAlgoPerf_t
+        perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    dnnCheck(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                 h, x, xp, y, yp, conv, w, wp,
+                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf, ws,
+                 wsBytes),
+             "backward-filter algorithm search");
+    list = candidates(perf, returned);
+    break;
+  }
+  }
+  const Candidate *fastest = nullptr, *deterministic = nullptr;
+  size_t fastestBytes = 0, deterministicBytes = 0;
+  for (const Candidate &c : list) { // fastest first
+    size_t bytes = 0;
+    if (c.status != CUDNN_STATUS_SUCCESS || c.time < 0 ||
+        (!tf32 && c.mathType != CUDNN_FMA_MATH &&
+         c.mathType != CUDNN_DEFAULT_MATH) ||
+        !workspaceFor(h, kind, x, w, conv, y, c.algo, bytes) || bytes > wsBytes)
+      continue;
+    if (!fastest) {
+      fastest = &c;
+      fastestBytes = bytes;
+    }
+    if (!deterministic && c.determinism == CUDNN_DETERMINISTIC) {
+      deterministic = &c;
+      deterministicBytes = bytes;
+    }
+  }
+  if (deterministic && deterministic->time <= 1.1f * fastest->time)
+    return {deterministic->algo, deterministicBytes};
+  if (fastest)
+    return {fastest->algo, fastestBytes};
+  throw KernelError(fmt::format("cuDNN's search found no algorithm for this "
+                                "convolution within {} of workspace",
+                                io::formatBytes(wsBytes)));
+}
 
 /// cuDNN's ranked heuristics for the kernel's direction, best first; the
 /// first that works, fits `limit`, is deterministic (the backward
@@ -428,25 +531,8 @@ chooseAlgo(cudnnHandle_t h, ConvKind kind, cudnnTensorDescriptor_t x,
     break;
   }
   }
-  // The workspace each candidate really needs (the heuristics' `memory`
-  // is an estimate for some algorithms).
   auto bytesOf = [&](int algo, size_t &bytes) {
-    cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
-    switch (kind) {
-    case ConvKind::Forward:
-      s = cudnnGetConvolutionForwardWorkspaceSize(
-          h, x, w, conv, y, cudnnConvolutionFwdAlgo_t(algo), &bytes);
-      break;
-    case ConvKind::BackwardData:
-      s = cudnnGetConvolutionBackwardDataWorkspaceSize(
-          h, w, y, conv, x, cudnnConvolutionBwdDataAlgo_t(algo), &bytes);
-      break;
-    case ConvKind::BackwardFilter:
-      s = cudnnGetConvolutionBackwardFilterWorkspaceSize(
-          h, x, y, conv, w, cudnnConvolutionBwdFilterAlgo_t(algo), &bytes);
-      break;
-    }
-    return s == CUDNN_STATUS_SUCCESS;
+    return workspaceFor(h, kind, x, w, conv, y, algo, bytes);
   };
   for (int pass = 0; pass < 3; ++pass)
     for (const Candidate &c : list) {
@@ -564,10 +650,38 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
     setTensor(s->y, out);
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
-    uint64_t limit = std::min<uint64_t>(kMaxWorkspace, free / 4);
-    s->algo = chooseAlgo(cudnn_, s->kind, s->x.get(), s->w.get(), s->conv.get(),
-                         s->y.get(), std::max(limit, workspaceBytes()), tf32_);
+    // Decoders repeat their encoders' shapes: one search per shape.
+    std::string key = fmt::format(
+        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_, int(s->kind),
+        in.n, in.c, in.h, in.w, out.c, out.h, out.w, o.w->dims.h, o.w->dims.w,
+        win.sh, win.sw, win.ph, win.pw, groups);
+    auto cached = algoCache_.find(key);
+    bool found = cached != algoCache_.end();
+    if (found)
+      s->algo = {cached->second.first, size_t(cached->second.second)};
+    if (!found && search_) {
+      // Measured on the kernel's own buffers: nothing has run yet, so
+      // whatever the search writes is overwritten by the first step.
+      reserveWorkspace(std::min<uint64_t>(kSearchWorkspace, free / 8));
+      void *x, *w, *y;
+      convPointers(c, x, w, y);
+      try {
+        s->algo = findAlgo(cudnn_, s->kind, s->x.get(), x, s->w.get(), w,
+                           s->conv.get(), s->y.get(), y, workspace(),
+                           workspaceBytes(), tf32_);
+        found = true;
+      } catch (const KernelError &) {
+        // Fall back to the heuristics.
+      }
+    }
+    if (!found) {
+      uint64_t limit = std::min<uint64_t>(kMaxWorkspace, free / 4);
+      s->algo =
+          chooseAlgo(cudnn_, s->kind, s->x.get(), s->w.get(), s->conv.get(),
+                     s->y.get(), std::max(limit, workspaceBytes()), tf32_);
+    }
     reserveWorkspace(s->algo.bytes);
+    algoCache_[key] = {s->algo.algo, uint64_t(s->algo.bytes)};
     s->algos[c.n] = s->algo;
     if ((op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
       setChannels(s->bias, o.y->dims.c);
@@ -684,14 +798,22 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
 // run
 //===----------------------------------------------------------------------===//
 
+void CudaBackend::convPointers(const KernelCall &c, void *&x, void *&w,
+                               void *&y) {
+  exec::ConvOperands o = exec::convOperands(c.kernel.op, c.attrs, c.in, c.out);
+  bool deconv = isDeconv(c.kernel.op);
+  x = deconv ? o.y->data : o.x->data;
+  y = deconv ? o.x->data : o.y->data;
+  w = o.w->data;
+}
+
 void CudaBackend::runConv(const KernelCall &c, State &s) {
   const Op op = c.kernel.op;
   exec::ConvOperands o = exec::convOperands(op, c.attrs, c.in, c.out);
   bool deconv = isDeconv(op);
   // The conv view's pointers.
-  void *x = deconv ? o.y->data : o.x->data;
-  void *y = deconv ? o.x->data : o.y->data;
-  void *w = o.w->data;
+  void *x, *w, *y;
+  convPointers(c, x, w, y);
   const float one = 1.0f, zero = 0.0f;
   void *ws = workspace();
   size_t wsBytes = s.algo.bytes;

@@ -15,12 +15,15 @@
 //   - a device-to-device copy for reshape/flatten when they are not views.
 //
 // prepare() builds each kernel's state once: cuDNN descriptors for the
-// planned batch, the convolution algorithm (cuDNN's heuristics, ranked;
-// deterministic ones preferred, FMA-only math for fp32), the workspace the
-// algorithms need (one backend-wide buffer, grown in prepare(), never inside
-// a step), and the own kernels' device-side tables and reduction scratch. A
-// run with a smaller batch (the last of an epoch) re-describes the tensors
-// and picks, once per batch size, an algorithm that fits the workspace.
+// planned batch, the convolution algorithm (measured by cudnnFind* on the
+// kernel's own buffers, as PyTorch's cudnn.benchmark does, within a 256 MiB
+// workspace; FMA-only math for fp32; deterministic algorithms unless 10%
+// slower; NETC_CUDNN_ALGO=heuristic uses cuDNN's ranked heuristics instead,
+// which are also the fallback), the workspace the algorithms need (one
+// backend-wide buffer, grown in prepare(), never inside a step), and the own
+// kernels' device-side tables and reduction scratch. A run with a smaller
+// batch (the last of an epoch) re-describes the tensors and picks, once per
+// batch size, an algorithm by the heuristics that fits the workspace.
 //
 // Values: f32 and i32 in NCHW. bf16 and NHWC are not implemented yet
 // (supports() says no, and the executor names the value and the reason).
@@ -39,8 +42,10 @@
 
 #include "runtime/exec/Backend.h"
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 struct CUstream_st;
 struct cudnnContext;
@@ -102,6 +107,9 @@ private:
   void reserveWorkspace(uint64_t bytes);
   void *workspace() const;
   void runConv(const exec::KernelCall &call, State &s);
+  /// The conv view's input, weight and output addresses of a convolution.
+  static void convPointers(const exec::KernelCall &call, void *&x, void *&w,
+                           void *&y);
   void describeForBatch(const exec::KernelCall &call, State &s);
 
   int device_ = 0;
@@ -112,6 +120,9 @@ private:
   std::unique_ptr<exec::Buffer> cublasWorkspace_;
   std::unique_ptr<exec::Buffer> workspace_;
   bool tf32_ = false;
+  bool search_ = true; ///< cudnnFind* rather than the heuristics
+  /// The algorithm chosen per convolution shape and direction.
+  std::map<std::string, std::pair<int, uint64_t>> algoCache_;
 };
 
 } // namespace netc::cuda
