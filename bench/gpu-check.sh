@@ -192,7 +192,7 @@ bench() {
   return $rc
 }
 export -f bench
-stage bench 120 bench
+stage bench 150 bench
 grep -E 'images/s|FAILED|error' "$OUT/bench.log" >>"$SUMMARY" 2>/dev/null
 
 #--- the PyTorch peer --------------------------------------------------------
