@@ -1,0 +1,53 @@
+//===- CudaBackendHostTest.cpp - the cuda backend without a GPU -----------===//
+//
+// What CI can check of the cuda backend on a machine without a GPU: asking
+// for it is one clear error ("no CUDA device"), never a crash, and the
+// device probes netrun uses for its default backend and `info` say "none".
+// With a device the same tests check that the backend is there instead.
+// Built where NETC_WITH_CUDA is on.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/cuda/CudaBackend.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+using namespace netc;
+
+namespace {
+
+TEST(CudaBackendHost, NoDeviceIsOneClearError) {
+  if (cuda::deviceCount() > 0) {
+    std::unique_ptr<exec::Backend> b = exec::makeBackend("cuda");
+    EXPECT_STREQ(b->name(), "cuda");
+    EXPECT_FALSE(b->isHost());
+    EXPECT_FALSE(cuda::deviceDescription().empty());
+    return;
+  }
+  EXPECT_TRUE(cuda::deviceDescription().empty());
+  try {
+    exec::makeBackend("cuda");
+    FAIL() << "a cuda backend without a device";
+  } catch (const std::runtime_error &e) {
+    EXPECT_NE(std::string(e.what()).find("no CUDA device"), std::string::npos)
+        << e.what();
+  }
+  // The probe leaves no error behind for later CUDA calls.
+  EXPECT_EQ(cuda::deviceCount(), 0);
+}
+
+TEST(CudaBackendHost, UnknownBackendNamesCuda) {
+  try {
+    exec::makeBackend("gpu");
+    FAIL() << "backend 'gpu' exists";
+  } catch (const std::invalid_argument &e) {
+    EXPECT_NE(std::string(e.what()).find("cuda"), std::string::npos)
+        << e.what();
+  }
+}
+
+} // namespace
