@@ -32,6 +32,7 @@
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -40,6 +41,7 @@
 #include "mlir/Pass/PassManager.h"
 
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
@@ -79,6 +81,22 @@ Stage stageOf(mlir::ModuleOp module) {
             atLeast(Stage::Mirrored);
   });
   return stage;
+}
+
+/// Whether some attribute of `module` holds a string that is not UTF-8.
+/// Open finding (RESULTS.md, "Pass pipeline"): buildPlan hands such strings
+/// to llvm::json::Value, which asserts. The harness skips buildPlan for them
+/// so that fuzzing goes on; remove this once the verifier or net-emit-plan
+/// rejects them.
+bool hasNonUtf8String(mlir::ModuleOp module) {
+  bool found = false;
+  module->walk([&](mlir::Operation *op) {
+    op->getAttrDictionary().walk([&](mlir::StringAttr str) {
+      if (!llvm::json::isUTF8(str.getValue()))
+        found = true;
+    });
+  });
+  return found;
 }
 
 const char *stageName(Stage stage) {
@@ -161,6 +179,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   }
 
+  if (hasNonUtf8String(*module)) {
+    if (verbose)
+      llvm::errs() << "netc-passes-fuzzer: skipped buildPlan (non-UTF-8 "
+                      "string, open finding)\n";
+    return 0;
+  }
   mlir::FailureOr<llvm::json::Value> plan = netc::buildPlan(*module);
   if (mlir::succeeded(plan))
     llvm::nulls() << llvm::formatv("{0:2}", *plan);
