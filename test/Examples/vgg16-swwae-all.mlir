@@ -25,7 +25,9 @@
 // CHECK-COUNT-2: net.conv2d
 // CHECK-NOT: net.relu
 // CHECK: net.yield
-// CHECK: %[[L0:.*]] = net.euclidean_loss %[[D1]], %arg0
+// The image target is the encoder's input x 1/255 (recon-dec's scaling).
+// CHECK: %[[TGT:.*]] = net.scale %arg0 by 0.0039215686274509803
+// CHECK: %[[L0:.*]] = net.euclidean_loss %[[D1]], %[[TGT]]
 // CHECK: %[[L1:.*]] = net.euclidean_loss %[[D2]], %[[P1]]#0 : tensor<?x64x112x112xf32>
 // CHECK: %[[L2:.*]] = net.euclidean_loss %[[D3]], %[[P2]]#0 : tensor<?x128x56x56xf32>
 // CHECK: %[[L3:.*]] = net.euclidean_loss %[[D4]], %[[P3]]#0 : tensor<?x256x28x28xf32>
