@@ -1555,4 +1555,58 @@ TEST(HardeningTest, InputsMustMatchThePlansImages) {
       << planError(dir, j);
 }
 
+// A phase that freezes a batch-norm layer leaves its running statistics
+// bit-identical (netc compiles its forward in inference mode); the phase
+// before it, which trains the layer, moves them. The trainer is compiled by
+// netc at build time from test/Training/Inputs/frozen-batchnorm.net.
+TEST(TrainerTest, FrozenBatchNormKeepsItsRunningStatistics) {
+#ifndef NETC_STEP_PLAN_DIR
+  GTEST_SKIP() << "built without the compiler: no compiled plan";
+#else
+  std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/frozen-batchnorm.json");
+  ASSERT_TRUE(in) << "frozen-batchnorm.json was not compiled";
+  json j = json::parse(in);
+  TempDir data, dir;
+  writeIdxSet(data.path, 24, 6, 6, 6, 3);
+  plan::Plan p = loadJson(dir, j);
+  ASSERT_EQ(p.schedule.size(), 2u);
+  const char *stats[] = {"conv1.batchnorm.mean", "conv1.batchnorm.var"};
+
+  train::TrainOptions o;
+  o.seed = 5;
+  o.maxSteps = 6; // the whole first phase: 24 images, batch 4
+  std::ostringstream log;
+  std::vector<std::vector<float>> before;
+  {
+    train::Trainer t(p, o, log, imageData(p, data));
+    t.run();
+    ASSERT_EQ(t.state().phaseIndex, 1);
+    for (const char *name : stats)
+      before.push_back(t.params().hostValue(name));
+  }
+  // Trained in phase 'stats': no longer the initial 0 and 1.
+  EXPECT_NE(before[0], std::vector<float>(4, 0.0f));
+  EXPECT_NE(before[1], std::vector<float>(4, 1.0f));
+
+  o.resume = true;
+  o.maxSteps = 0;
+  train::Trainer t(p, o, log, imageData(p, data));
+  t.run();
+  EXPECT_EQ(t.state().phaseIndex, 2);
+  EXPECT_EQ(t.state().globalStep, 12);
+  for (size_t i = 0; i < 2; ++i) {
+    std::vector<float> after = t.params().hostValue(stats[i]);
+    ASSERT_EQ(after.size(), before[i].size()) << stats[i];
+    auto bytes = [](const std::vector<float> &v) {
+      const auto *b = reinterpret_cast<const unsigned char *>(v.data());
+      return std::vector<unsigned char>(b, b + v.size() * sizeof(float));
+    };
+    EXPECT_EQ(bytes(after), bytes(before[i]))
+        << stats[i] << " moved in the phase that freezes it";
+  }
+  // The decoder did train in that phase.
+  EXPECT_NE(log.str().find("[decoders]"), std::string::npos) << log.str();
+#endif
+}
+
 } // namespace
