@@ -282,6 +282,28 @@ FailureOr<std::pair<ArrayRef<int64_t>, int64_t>> paramShape(ParamOp param) {
 } // namespace
 
 FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
+  // Every string the plan or the safetensors header carries (names, kinds,
+  // paths, attributes) must be UTF-8, as JSON requires: refuse the others at
+  // their op rather than write a different string.
+  WalkResult utf8 = module->walk([&](Operation *op) {
+    for (NamedAttribute attr : op->getAttrs()) {
+      // Every string nested in the attribute: arrays, dictionaries, symbols.
+      bool bad = false;
+      attr.getValue().walk([&](StringAttr str) {
+        bad |= !json::isUTF8(str.getValue());
+      });
+      if (bad) {
+        op->emitOpError("attribute '")
+            << attr.getName().getValue()
+            << "' holds a string that is not valid UTF-8, which a trainer "
+               "(JSON) cannot carry";
+        return WalkResult::interrupt();
+      }
+    }
+    return WalkResult::advance();
+  });
+  if (utf8.wasInterrupted())
+    return failure();
   func::FuncOp network;
   for (auto func : module.getOps<func::FuncOp>())
     if (func->hasAttr("net.network"))

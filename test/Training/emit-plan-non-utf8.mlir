@@ -1,15 +1,8 @@
-// Open finding of netc-passes-fuzzer (test/fuzz/RESULTS.md, "Pass
-// pipeline"): a string attribute that is not UTF-8 reaches llvm::json::Value
-// in buildPlan (passes/EmitPlan.cpp). With LLVM assertions on, the
-// constructor asserts "Invalid UTF-8 in value used as JSON" and aborts; the
-// release netc-opt writes "kind": "\uFFFD" instead, a plan whose string is
-// not the module's.
-//
-//   netc-opt test/fuzz/findings/emit-plan-non-utf8.mlir --net-emit-plan
-//
-// The module is `netc tiny.net -emit=planned` of a 10-line network with one
-// line added, `net.data "\B4"` (a 1-byte string 0xB4). Not a lit test
-// (test/fuzz is excluded from lit); turn it into one with the fix.
+// RUN: not netc-opt %s --net-emit-plan 2>&1 | FileCheck %s
+// A string that is not UTF-8 (here the data kind, a single byte 0xB4; found
+// by the pass fuzzer) is an error at its op, not an assertion or a plan
+// holding a different string.
+// CHECK: error: 'net.data' op attribute 'kind' holds a string that is not valid UTF-8
 module {
   net.augment "none" {lambda = 1.000000e-04 : f64}
   net.param @conv1.weight : tensor<2x1x3x3xf32> init #net.gaussian<std = 1.000000e-02, mean = 0.000000e+00> {decay_mult = 1.000000e+00 : f64, group = "encoder", lr_mult = 1.000000e+00 : f64}
