@@ -94,12 +94,6 @@ public:
   /// current storage.
   const void *kept(int64_t id);
   const T *keptReal(int64_t id) { return static_cast<const T *>(kept(id)); }
-  /// keptReal() of an f32 executor.
-  template <typename U = T,
-            typename = std::enable_if_t<std::is_same_v<U, float>>>
-  const float *keptF32(int64_t id) {
-    return keptReal(id);
-  }
 
 private:
   /// Arena bytes per planned (4-byte) byte.

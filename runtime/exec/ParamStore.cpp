@@ -131,18 +131,6 @@ std::vector<T> ParamStoreT<T>::hostValue(const std::string &name,
 }
 
 template <typename T>
-void ParamStoreT<T>::setValue(const std::string &name,
-                              const std::vector<T> &values) {
-  Entry &e = at(name);
-  if (int64_t(values.size()) != e.value.size())
-    throw std::invalid_argument(
-        fmt::format("parameter '{}' has {} values, not {}", name,
-                    e.value.size(), values.size()));
-  memory_.upload(e.value.data(), values.data(), e.value.bytes());
-  memory_.synchronize(); // the caller may free `values` next
-}
-
-template <typename T>
 io::TensorFile ParamStoreT<T>::toTensors(bool momentum) const {
   io::TensorFile f;
   for (auto &[name, e] : entries_) {

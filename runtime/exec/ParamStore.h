@@ -56,8 +56,6 @@ public:
   /// A host copy of a parameter's value (or momentum).
   std::vector<T> hostValue(const std::string &name,
                            bool momentum = false) const;
-  /// Sets a parameter's value from the host (values.size() must match).
-  void setValue(const std::string &name, const std::vector<T> &values);
 
   /// Parameters (and, with `momentum`, "momentum/<name>" buffers) as f32
   /// tensors (rounded if T is double).
