@@ -149,24 +149,48 @@ io::TensorFile ParamStoreT<T>::toTensors(bool momentum) const {
 template <typename T>
 void ParamStoreT<T>::fromTensors(const io::TensorFile &file,
                                  const std::string &what, bool momentum) {
-  auto copy = [&](const std::string &key, const plan::ParamSpec &spec,
-                  Array<T> &dst) {
-    const io::Tensor *t = file.find(key);
-    if (!t)
-      throw io::SafetensorsError(fmt::format("{}: no tensor '{}'", what, key));
-    if (t->shape != spec.shape)
-      throw io::SafetensorsError(fmt::format(
-          "{}: tensor '{}' has shape [{}] but the parameter is [{}]", what, key,
-          fmt::join(t->shape, ", "), fmt::join(spec.shape, ", ")));
-    std::vector<T> host(t->data.begin(), t->data.end());
-    memory_.upload(dst.data(), host.data(), dst.bytes());
-    memory_.synchronize(); // `host` dies here
-  };
   for (auto &[name, e] : entries_) {
-    copy(name, *e.spec, e.value);
+    upload(file, what, name, *e.spec, e.value);
     if (momentum)
-      copy("momentum/" + name, *e.spec, e.momentum);
+      upload(file, what, "momentum/" + name, *e.spec, e.momentum);
   }
+}
+
+template <typename T>
+std::vector<std::string>
+ParamStoreT<T>::fromMatchingTensors(const io::TensorFile &file,
+                                    const std::string &what) {
+  std::vector<std::string> untouched;
+  for (const std::string &name : order_) {
+    Entry &e = entries_.at(name);
+    if (file.find(name))
+      upload(file, what, name, *e.spec, e.value);
+    else
+      untouched.push_back(name);
+  }
+  if (untouched.size() == order_.size())
+    throw io::SafetensorsError(
+        fmt::format("{}: no tensor is named after a parameter of this "
+                    "trainer (its parameters are named like '{}')",
+                    what, order_.empty() ? "" : order_.front()));
+  zeroMomentum();
+  return untouched;
+}
+
+template <typename T>
+void ParamStoreT<T>::upload(const io::TensorFile &file, const std::string &what,
+                            const std::string &key, const plan::ParamSpec &spec,
+                            Array<T> &dst) {
+  const io::Tensor *t = file.find(key);
+  if (!t)
+    throw io::SafetensorsError(fmt::format("{}: no tensor '{}'", what, key));
+  if (t->shape != spec.shape)
+    throw io::SafetensorsError(fmt::format(
+        "{}: tensor '{}' has shape [{}] but the parameter is [{}]", what, key,
+        fmt::join(t->shape, ", "), fmt::join(spec.shape, ", ")));
+  std::vector<T> host(t->data.begin(), t->data.end());
+  memory_.upload(dst.data(), host.data(), dst.bytes());
+  memory_.synchronize(); // `host` dies here
 }
 
 template class ParamStoreT<float>;

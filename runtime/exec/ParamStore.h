@@ -64,8 +64,21 @@ public:
   /// each must be present with the parameter's shape. `what` names the file.
   void fromTensors(const io::TensorFile &file, const std::string &what,
                    bool momentum);
+  /// Fine-tuning start (Caffe's `--weights`): sets each parameter that
+  /// `file` has a tensor for, by name; the others keep their initial value
+  /// and every momentum stays zero. A tensor of the right name and another
+  /// shape is an error, as is a file that sets no parameter at all (the
+  /// wrong file). Returns the names of the parameters left as initialised.
+  std::vector<std::string> fromMatchingTensors(const io::TensorFile &file,
+                                               const std::string &what);
 
 private:
+  /// Sets `dst` from the tensor `key` of `file`, which must exist with the
+  /// parameter's shape.
+  void upload(const io::TensorFile &file, const std::string &what,
+              const std::string &key, const plan::ParamSpec &spec,
+              Array<T> &dst);
+
   Memory &memory_;
   std::map<std::string, Entry> entries_;
   std::vector<std::string> order_;

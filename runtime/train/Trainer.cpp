@@ -4,8 +4,10 @@
 #include "runtime/io/Safetensors.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -195,6 +197,27 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
                           n, path);
   params_ = std::make_unique<exec::ParamStore>(plan_, opts_.seed, *backend_);
   state_.seed = opts_.seed;
+  if (opts_.resume && !opts_.weightsPath.empty())
+    throw TrainError(fmt::format(
+        "--weights {} starts a run from given parameters; --resume continues "
+        "one from its checkpoint: give only one of them",
+        opts_.weightsPath));
+  if (!opts_.weightsPath.empty()) {
+    std::vector<std::string> untouched = params_->fromMatchingTensors(
+        io::readSafetensors(opts_.weightsPath), opts_.weightsPath);
+    size_t total = params_->names().size();
+    out_ << fmt::format("initialised {} of {} parameters from {}",
+                        total - untouched.size(), total, opts_.weightsPath);
+    if (!untouched.empty())
+      out_ << fmt::format("; {} keep their initialisation ({}{})",
+                          untouched.size(),
+                          fmt::join(untouched.begin(),
+                                    untouched.begin() +
+                                        std::min<size_t>(untouched.size(), 4),
+                                    ", "),
+                          untouched.size() > 4 ? ", ..." : "");
+    out_ << "\n";
+  }
   if (opts_.resume) {
     state_ = loadCheckpoint(plan_, *params_);
     if (state_.seed != opts_.seed)

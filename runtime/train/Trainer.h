@@ -49,6 +49,9 @@ struct TrainOptions {
   int64_t logEvery = 50;
   std::string metricsPath;
   bool resume = false;
+  /// Start from these parameters (matched by name; the others keep their
+  /// initialisation), as Caffe's `--weights` does. Not with `resume`.
+  std::string weightsPath;
   int64_t maxSteps = 0; ///< global cap on steps run by this call (0 = none)
   int64_t checkpointEvery = 0; ///< also checkpoint every N global steps
   std::string backend = "reference";

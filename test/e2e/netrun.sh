@@ -71,6 +71,53 @@ rm "$work/t.trainer/checkpoint.safetensors"
 out=$(timeout 10 "$NETRUN" eval "$work/t.trainer" --params /dev/zero 2>&1)
 check "--params /dev/zero is refused" grep -q "/dev/zero: is a character device" <<<"$out"
 
+# --weights: a classifier trained alone starts an augmented model (the
+# study's paired design). The decoder phase freezes the classifier, so after
+# a step its parameters are still exactly the classifier's.
+"$BUILD/bin/netc" phases.net --augment=none -o "$work/none.trainer" >/dev/null
+"$NETRUN" train "$work/none.trainer" --backend reference --max-steps 3 >/dev/null 2>&1
+sed '/phase pretrain/d' phases.net > "$work/nopre.net"
+"$BUILD/bin/netc" "$work/nopre.net" -o "$work/nopre.trainer" >/dev/null 2>&1
+cls=$work/none.trainer/checkpoint.safetensors
+out=$("$NETRUN" train "$work/nopre.trainer" --backend reference --max-steps 1 --weights "$cls" 2>&1)
+check "--weights says what it set" \
+  grep -q "^initialised 6 of 10 parameters from $cls; 4 keep their initialisation (dec\." <<<"$out"
+check "... and the frozen classifier keeps those values" python3 - "$cls" "$work/nopre.trainer/checkpoint.safetensors" <<'PY'
+import json, struct, sys
+def read(path):
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    return {k: data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
+            for k, v in header.items() if k != "__metadata__"}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+names = [k for k in a if not k.startswith("momentum/")]
+sys.exit(not (len(names) == 6 and all(a[k] == b[k] for k in names)))
+PY
+out=$("$NETRUN" train "$work/nopre.trainer" --backend reference --resume --weights "$cls" 2>&1)
+check "--weights with --resume is refused" grep -q "give only one of them" <<<"$out"
+python3 - "$work/wrong.safetensors" "$work/other.safetensors" <<'PY'
+import json, struct, sys
+def write(path, name, shape):
+    header = json.dumps({name: {"dtype": "F32", "shape": shape,
+                                "data_offsets": [0, 4]}}).encode()
+    open(path, "wb").write(struct.pack("<Q", len(header)) + header + bytes(4))
+write(sys.argv[1], "conv1.weight", [1])
+write(sys.argv[2], "features.0.weight", [1])
+PY
+out=$("$NETRUN" train "$work/nopre.trainer" --backend reference --weights "$work/wrong.safetensors" 2>&1)
+check "--weights names a tensor of the wrong shape" \
+  grep -q "wrong.safetensors: tensor 'conv1.weight' has shape \[1\] but the parameter is \[4, 1, 3, 3\]" <<<"$out"
+out=$("$NETRUN" train "$work/nopre.trainer" --backend reference --weights "$work/other.safetensors" 2>&1)
+check "--weights refuses a file that sets no parameter" \
+  grep -q "other.safetensors: no tensor is named after a parameter of this trainer" <<<"$out"
+
+# reconstruct: the picture, and each macro-layer's PSNR over the test set.
+out=$("$NETRUN" reconstruct "$work/nopre.trainer" --backend reference --out "$work/r.png" 2>&1)
+check "reconstruct prints the PSNR of each macro-layer" \
+  grep -qE "^PSNR over 32 test images: conv1 [0-9.]+ dB, conv2 [0-9.]+ dB$" <<<"$out"
+check "... and writes the picture" test -s "$work/r.png"
+
 # A crafted checkpoint: the step counter is range-checked, not trusted.
 "$NETRUN" train "$work/t.trainer" --backend reference --max-steps 2 >/dev/null 2>&1
 python3 - "$work/t.trainer/checkpoint.safetensors" <<'PY'

@@ -24,7 +24,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -49,6 +51,9 @@ commands:
       --log-every N         print a progress line every N steps (50)
       --metrics FILE        also write metrics as JSON lines to FILE
       --resume              continue from TRAINER/checkpoint.safetensors
+      --weights FILE        start from the parameters FILE names (a
+                            safetensors file, e.g. another trainer's
+                            checkpoint); the others keep their initialisation
       --max-steps N         stop after N steps in all (checkpointed; for tests)
       --checkpoint-every N  also checkpoint every N steps
       --backend NAME        cuda (the default where built and a GPU is
@@ -60,7 +65,8 @@ commands:
       --split test|train    the set to measure the error on (test)
       --backend NAME        as for train
   reconstruct TRAINER  a PNG of test images (top row) and their
-                  reconstructions from each macro-layer (one row each)
+                  reconstructions from each macro-layer (one row each), and
+                  the PSNR of each macro-layer's over the whole test set
       --data DIR            data folder
       --params FILE         parameters (default TRAINER/checkpoint.safetensors)
       --count N             images (8, at most the program's batch)
@@ -92,7 +98,7 @@ Args parseArgs(int argc, char **argv) {
   static const std::map<std::string, std::vector<std::string>> valued = {
       {"train",
        {"--data", "--seed", "--log-every", "--metrics", "--max-steps",
-        "--checkpoint-every", "--backend"}},
+        "--checkpoint-every", "--backend", "--weights"}},
       {"eval", {"--data", "--params", "--backend", "--split"}},
       {"reconstruct", {"--data", "--params", "--count", "--out", "--backend"}},
       {"info", {}},
@@ -265,6 +271,7 @@ int cmdTrain(const Args &a) {
   o.logEvery = intOption(a, "--log-every", 50, 1);
   o.metricsPath = option(a, "--metrics");
   o.resume = a.flags.count("--resume") != 0;
+  o.weightsPath = option(a, "--weights");
   o.maxSteps = intOption(a, "--max-steps", 0);
   o.checkpointEvery = intOption(a, "--checkpoint-every", 0);
   o.backend = backendOption(a);
@@ -325,30 +332,12 @@ int cmdReconstruct(const Args &a) {
   loadTrainedParams(a, p, store);
   exec::Executor exe(p, "reconstruct", store, *backend);
   const plan::Program &prog = exe.program();
+  const size_t rows = prog.reconstructions.size();
   int64_t n =
       std::min({intOption(a, "--count", 8, 1), exe.batch(), data.test.size()});
-  std::vector<int64_t> indices(n);
-  for (int64_t i = 0; i < n; ++i)
-    indices[i] = i;
-  std::vector<int32_t> labels(n);
-  int64_t sample = data.test.sampleFloats();
-  std::vector<float> inputs(size_t(n * sample));
-  data.test.makeBatch(indices.data(), n, /*augment=*/false, 0, inputs.data(),
-                      labels.data());
-  exe.upload(exe.inputId("image"), inputs.data(), inputs.size() * sizeof(float),
-             n);
-  if (exe.hasInput("labels"))
-    exe.upload(exe.inputId("labels"), labels.data(),
-               labels.size() * sizeof(int32_t), n);
   // The program may reuse the reconstructions' bytes: keep them.
   for (const plan::Reconstruction &r : prog.reconstructions)
     exe.keep(r.value);
-  exec::StepContext ctx;
-  ctx.training = false;
-  exe.run(n, ctx);
-  std::vector<std::vector<float>> images;
-  for (const plan::Reconstruction &r : prog.reconstructions)
-    images.push_back(exe.download(r.value));
 
   // Undo the normalisation: pixel = x * std + mean.
   std::vector<double> scale =
@@ -356,24 +345,75 @@ int cmdReconstruct(const Args &a) {
   std::vector<double> offset =
       d.mean.empty() ? std::vector<double>{0.0} : d.mean;
   int channels = int(d.channels);
-  io::ImageGrid grid(1 + int64_t(prog.reconstructions.size()), n, d.height,
-                     d.width, channels == 3 ? 3 : 1);
-  for (int64_t i = 0; i < n; ++i) {
-    grid.place(0, i, inputs.data() + i * sample, scale, offset);
-    for (size_t r = 0; r < prog.reconstructions.size(); ++r)
-      grid.place(int64_t(r) + 1, i, images[r].data() + i * sample, scale,
-                 offset);
+  int64_t sample = data.test.sampleFloats();
+  int64_t plane = d.height * d.width;
+  auto pixel = [&](float x, int64_t element) {
+    size_t c = size_t(element / plane);
+    double v = x * scale[std::min(c, scale.size() - 1)] +
+               offset[std::min(c, offset.size() - 1)];
+    return std::clamp(v, 0.0, 255.0);
+  };
+  io::ImageGrid grid(1 + int64_t(rows), n, d.height, d.width,
+                     channels == 3 ? 3 : 1);
+
+  // The whole test set, a batch at a time: the first n images are drawn,
+  // every image counts toward each row's PSNR (of the 0-255 pixels as drawn,
+  // before rounding).
+  std::vector<double> squaredError(rows, 0.0);
+  int64_t batch = exe.batch(), total = data.test.size();
+  std::vector<int64_t> indices(static_cast<size_t>(batch));
+  std::vector<int32_t> labels(static_cast<size_t>(batch));
+  std::vector<float> inputs(size_t(batch * sample));
+  exec::StepContext ctx;
+  ctx.training = false;
+  for (int64_t first = 0; first < total; first += batch) {
+    int64_t m = std::min(batch, total - first);
+    for (int64_t i = 0; i < m; ++i)
+      indices[size_t(i)] = first + i;
+    data.test.makeBatch(indices.data(), m, /*augment=*/false, 0, inputs.data(),
+                        labels.data());
+    exe.upload(exe.inputId("image"), inputs.data(),
+               size_t(m * sample) * sizeof(float), m);
+    if (exe.hasInput("labels"))
+      exe.upload(exe.inputId("labels"), labels.data(),
+                 size_t(m) * sizeof(int32_t), m);
+    exe.run(m, ctx);
+    for (size_t r = 0; r < rows; ++r) {
+      std::vector<float> image = exe.download(prog.reconstructions[r].value);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t e = 0; e < sample; ++e) {
+          double diff = pixel(image[size_t(i * sample + e)], e) -
+                        pixel(inputs[size_t(i * sample + e)], e);
+          squaredError[r] += diff * diff;
+        }
+      if (first == 0)
+        for (int64_t i = 0; i < n; ++i)
+          grid.place(int64_t(r) + 1, i, image.data() + i * sample, scale,
+                     offset);
+    }
+    if (first == 0)
+      for (int64_t i = 0; i < n; ++i)
+        grid.place(0, i, inputs.data() + i * sample, scale, offset);
   }
   std::string out = option(a, "--out");
   if (out.empty())
     out = (std::filesystem::path(a.trainer) / "reconstructions.png").string();
   grid.write(out);
-  std::string rows;
+  std::string from;
   for (const plan::Reconstruction &r : prog.reconstructions)
-    rows += (rows.empty() ? "" : ", ") + r.from;
+    from += (from.empty() ? "" : ", ") + r.from;
   std::cout << fmt::format("wrote {}: {} test images (top row) and their "
                            "reconstructions from {} (rows below)\n",
-                           out, n, rows);
+                           out, n, from);
+  // PSNR = 10 log10(255^2 / MSE), the mean over every pixel of the test set.
+  std::cout << fmt::format("PSNR over {} test images:", total);
+  for (size_t r = 0; r < rows; ++r) {
+    double mse = squaredError[r] / (double(total) * double(sample));
+    std::cout << fmt::format(" {} {:.2f} dB{}", prog.reconstructions[r].from,
+                             10.0 * std::log10(255.0 * 255.0 /
+                                               std::max(mse, 1e-12)),
+                             r + 1 < rows ? "," : "\n");
+  }
   return 0;
 }
 
