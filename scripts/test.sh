@@ -63,6 +63,8 @@ run_script "end to end: train on Fashion-MNIST (ASan+UBSan)" e2e \
   test/e2e/train.sh build-asan
 run_script "netrun's command line (ASan+UBSan)" netrun \
   test/e2e/netrun.sh build-asan
+run_script "the study script resumes (ASan+UBSan)" study \
+  test/e2e/study.sh build-asan
 
 echo "== runtime without the compiler (TSan) =="
 if [[ ! -f build-tsan/build.ninja ]]; then

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The study script (bench/study.py) resumes: on test/e2e/phases.net (a few
+# steps per phase), a first call does every run; a second does none; with
+# one record removed from the results file, a third does that one alone.
+#   test/e2e/study.sh BUILD_DIR
+set -uo pipefail
+BUILD=$(cd "${1:?build dir}" && pwd)
+cd "$(dirname "$0")"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0; failed=0
+check() { # description, then a command that must succeed
+  local what=$1; shift
+  if "$@"; then echo "ok   $what"; passed=$((passed + 1))
+  else echo "FAIL $what"; failed=$((failed + 1)); fi
+}
+study() {
+  python3 ../../bench/study.py --build "$BUILD" --out "$work/out" \
+    --results "$work/results.json" --readme '' --no-figures \
+    --net phases.net --deep-net phases.net --seeds 2 \
+    --models none,swwae-first,swwae-all --recon-models swwae-first \
+    --sweep-seeds 2 --sweep-models swwae-all --multipliers 0.1,1 \
+    --deep-seeds 1 --deep-models none,sae-all 2>&1
+}
+# 2 classifiers + 6 models + 2 PSNR + 2 sweep + 1 deep classifier + 2 deep.
+out=$(study)
+check "the first call does all 15 runs" grep -q "^\[study\] 15 runs done, 0 found done in" <<<"$out"
+check "... and reports the paired difference" \
+  grep -qE "^\| swwae-all \| [0-9.]+ ± [0-9.]+ \| [+-][0-9.]+ \[[+-][0-9.]+, [+-][0-9.]+\]" <<<"$out"
+check "... and the PSNR per macro-layer" \
+  grep -qE "^\| swwae-first \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ ± [0-9.]+ \|$" <<<"$out"
+out=$(study)
+# (12: the classifiers are not looked at when every model is done.)
+check "the second call does none" grep -q "^\[study\] 0 runs done, 12 found done in" <<<"$out"
+python3 - "$work/results.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+del r["runs"]["phases/swwae-all/seed2"]
+json.dump(r, open(sys.argv[1], "w"))
+PY
+out=$(study)
+check "with a record removed, the third call does that run alone" \
+  grep -q "^\[study\] 1 runs done, 12 found done in" <<<"$out"
+check "... which it names" grep -q "^\[study\] phases/swwae-all/seed2 \.\.\.$" <<<"$out"
+rm "$work/out/phases-classifier-seed1.safetensors"
+python3 - "$work/results.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+del r["runs"]["phases/swwae-all/seed1"]
+json.dump(r, open(sys.argv[1], "w"))
+PY
+out=$(study)
+check "a classifier checkpoint that is gone is trained again first" \
+  grep -q "phases/classifier/seed1: the checkpoint is gone" <<<"$out"
+check "... and the run that needs it done" grep -q "^\[study\] 2 runs done" <<<"$out"
+echo "study: $passed passed, $failed failed"
+((failed == 0))
