@@ -3,7 +3,7 @@
 // What the parser produces: one `File` per source file (the main file first,
 // then each imported file in the order it was first imported), with blocks,
 // calls and `repeat` still unexpanded and every value as written. Sema
-// (Sema.cpp) turns a Program into a netc::Model.
+// (SemaInternal.h) turns a Program into a netc::Model.
 //
 // Sections whose statements are plain settings (`augment`, `train`, `data`,
 // `phase`) share one node, `Setting`: a keyword, positional values, named

@@ -1,6 +1,7 @@
 //===- Sema.h - Limits of the .net expansion --------------------*- C++ -*-===//
 //
-// Sema (Sema.cpp) implements netc::buildModel: it expands blocks and `repeat`,
+// Sema (Sema.cpp, SemaNetwork.cpp, SemaSettings.cpp; the class is in
+// SemaInternal.h) implements netc::buildModel: it expands blocks and `repeat`,
 // names every layer and checks every value. These limits keep hostile inputs
 // (a fuzzer, a typo such as `repeat 1000000000`) from exhausting memory or
 // time; each is reported as an ordinary error at the offending statement.
