@@ -86,7 +86,9 @@ static bool isMap(Type type) {
 
 /// The discardable attributes the frontend and the passes attach, and what
 /// each must be, so that a pass can read them without checking their kinds:
-///   on a module:     net.precision ("fp32", "tf32" or "bf16")
+///   on a module:     net.precision ("fp32", "tf32" or "bf16"),
+///                    net.data_parallel (the bucket capacity in bytes, an
+///                    i64 >= 1: net-data-parallel ran)
 ///   on any op:       net.offsets (planned: one byte offset per result),
 ///                    net.dtypes (one of f32, bf16, i32 per result),
 ///                    net.layouts (per result: "nchw" or "nhwc" for a map,
@@ -170,6 +172,12 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
     if (!s || !llvm::is_contained(precisions(), s.getValue()))
       return error() << "must be \"fp32\", \"tf32\" or \"bf16\", got " << value;
     return success();
+  }
+
+  if (name == "net.data_parallel") {
+    if (!isa<ModuleOp>(op))
+      return error() << "belongs on a builtin.module";
+    return integer(1);
   }
 
   static const StringRef funcAttrs[] = {

@@ -193,3 +193,27 @@ SGDUpdateOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
     return emitOpError("updates @") << getParam() << ", which is not trainable";
   return success();
 }
+
+LogicalResult AllReduceMeanOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location>, ValueRange operands,
+    DictionaryAttr, OpaqueProperties, RegionRange,
+    SmallVectorImpl<Type> &results) {
+  for (Value v : operands)
+    results.push_back(v.getType());
+  return success();
+}
+
+LogicalResult AllReduceMeanOp::verify() {
+  if (getGrads().empty())
+    return emitOpError("needs at least one gradient");
+  if (getBucketAttr().getInt() < 0)
+    return emitOpError("bucket must be >= 0, got ") << getBucketAttr().getInt();
+  for (Value g : getGrads()) {
+    auto t = ranked(g);
+    if (!t || !t.hasStaticShape())
+      return emitOpError("reduces parameter gradients, which have static "
+                         "shapes; got ")
+             << g.getType();
+  }
+  return success();
+}

@@ -310,4 +310,26 @@ def Net_SGDUpdateOp : Net_Op<"sgd_update", [
   }];
 }
 
+def Net_AllReduceMeanOp : Net_Op<"all_reduce_mean", [
+    DeclareOpInterfaceMethods<InferTypeOpInterface>]> {
+  let summary = "average gradients over the processes of a data-parallel run";
+  let description = [{
+    What `net-data-parallel` puts between a bucket of gradients and their
+    `sgd_update`s: each result is the mean, over every process (rank) of
+    the run, of its operand. The results of one op are one bucket: the
+    memory planner lays them out back to back, so that the runtime reduces
+    the bucket as one contiguous buffer. Not pure: it communicates, and
+    every rank must run the same all-reduces in the same order.
+
+    ```mlir
+    %a, %b = net.all_reduce_mean %dw, %db bucket 0
+        : tensor<64x3x3x3xf32>, tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins Variadic<Net_Map>:$grads, I64Attr:$bucket);
+  let results = (outs Variadic<Net_Map>:$results);
+  let hasVerifier = 1;
+  let assemblyFormat = "$grads `bucket` $bucket attr-dict `:` type($grads)";
+}
+
 #endif // NETC_DIALECT_NETTRAINOPS_TD

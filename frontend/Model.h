@@ -186,6 +186,10 @@ struct TrainSpec {
   std::vector<PhaseSpec> phases;
   std::vector<std::string> evalSchemes; ///< full | single-crop | dense
   std::string precision; ///< fp32 | tf32 | bf16; empty: not given (fp32).
+  /// `data-parallel`: gradients averaged over the ranks (net-data-parallel),
+  /// in buckets of `bucket-mb` MiB (not given: the pass's default).
+  bool dataParallel = false;
+  std::optional<double> bucketMb;
 };
 
 /// Everything a .net file says, checked and expanded.

@@ -84,11 +84,11 @@ std::string NumberRange::describe() const {
       os << (minOpen ? "positive" : "non-negative");
     else
       os << (minOpen ? "greater than " : "at least ")
-         << llvm::format("%g", min);
+         << llvm::format("%.10g", min);
     return out;
   }
-  os << "in " << (minOpen ? "(" : "[") << llvm::format("%g", min) << ", "
-     << llvm::format("%g", max) << (maxOpen ? ")" : "]");
+  os << "in " << (minOpen ? "(" : "[") << llvm::format("%.10g", min) << ", "
+     << llvm::format("%.10g", max) << (maxOpen ? ")" : "]");
   return out;
 }
 

@@ -206,6 +206,9 @@ static constexpr Option<AugmentSpec> kAugmentOptions[] = {
 
 static constexpr Option<TrainSpec> kTrainOptions[] = {
     {"precision", word(kPrecisions, /*suggest=*/true), &TrainSpec::precision},
+    {"data-parallel", flag(), &TrainSpec::dataParallel},
+    {"bucket-mb", number({0.0, 1048576.0, /*minOpen=*/true, /*maxOpen=*/false}),
+     &TrainSpec::bucketMb},
 };
 
 static constexpr Option<DataSpec> kDataOptions[] = {
@@ -523,7 +526,9 @@ void Sema::buildTrain(const ast::Train &train) {
   TrainSpec &spec = model.train;
   spec.present = true;
   spec.loc = toLoc(train.loc);
-  static const StringRef kSettings[] = {"data", "phase", "eval", "precision"};
+  static const StringRef kSettings[] = {"data",      "phase",
+                                        "eval",      "precision",
+                                        "data-parallel", "bucket-mb"};
   static const StringRef kSchemes[] = {"full", "single-crop", "dense"};
   llvm::StringMap<SMLoc> seen;
   llvm::StringMap<SMLoc> phases;
@@ -591,6 +596,10 @@ void Sema::buildTrain(const ast::Train &train) {
       spec.evalSchemes.push_back(*scheme);
     }
   }
+  if (spec.bucketMb && !spec.dataParallel)
+    error(seen.lookup("bucket-mb"), "'bucket-mb' sizes the gradient buckets "
+                                    "of 'data-parallel', which this train "
+                                    "section does not set");
 }
 
 //===----------------------------------------------------------------------===//

@@ -328,6 +328,8 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
   StringRef variant = "none";
   for (AugmentOp augment : module.getOps<AugmentOp>())
     variant = augment.getVariant();
+  if (auto bucket = module->getAttrOfType<IntegerAttr>("net.data_parallel"))
+    plan["data_parallel"] = json::Object{{"bucket_bytes", bucket.getInt()}};
   plan["variant"] = variant;
   plan["input"] = ints(image.getShape().drop_front());
   plan["classes"] = classes.getInt();

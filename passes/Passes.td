@@ -70,6 +70,36 @@ def Autodiff : Pass<"net-autodiff", "::mlir::ModuleOp"> {
   let dependentDialects = ["::netc::net::NetDialect"];
 }
 
+def DataParallel : Pass<"net-data-parallel", "::mlir::ModuleOp"> {
+  let summary = "Average each gradient over the processes before its update";
+  let description = [{
+    For data-parallel training (every process, a rank, runs the same step
+    on its own shard of the batch): in each `step.*` function, the
+    gradients that `net.sgd_update`s consume are averaged over the ranks by
+    `net.all_reduce_mean` before they are used, so every rank applies the
+    same update and the parameters stay identical everywhere.
+
+    Gradients are bucketed in the order the backward pass produces them
+    (the order of their defining ops), each bucket filled up to
+    `bucket-mb` MiB (a gradient larger than that gets a bucket of its own),
+    as PyTorch's DistributedDataParallel does with `bucket_cap_mb`. A
+    bucket's all-reduce is placed right after the last of its gradients is
+    produced, so that a runtime can reduce it while the rest of the
+    backward pass runs. Frozen parameters have no update and so no
+    all-reduce. Batch-norm statistics are not reduced: each rank keeps its
+    own, as DDP does by default.
+
+    Runs after net-autodiff and before net-precision. Sets `net.data_parallel`
+    on the module to the bucket capacity in bytes (net-emit-plan writes it
+    into the plan).
+  }];
+  let options = [
+    Option<"bucketMb", "bucket-mb", "double", /*default=*/"25.0",
+           "Bucket capacity in MiB (> 0)">,
+  ];
+  let dependentDialects = ["::netc::net::NetDialect"];
+}
+
 def Precision : Pass<"net-precision", "::mlir::ModuleOp"> {
   let summary = "Choose each planned value's element type and layout";
   let description = [{

@@ -127,6 +127,27 @@ static FailureOr<int64_t> planFunction(func::FuncOp func, int64_t batch) {
     buffers.push_back({*bytes, *size, start, lastUse(v), -1});
     return success();
   };
+  // A bucket's all-reduced gradients lie back to back in one buffer (each
+  // at its aligned offset in it), which the runtime reduces in one call.
+  llvm::DenseMap<Value, int64_t> offsetInBuffer;
+  auto newBucket = [&](AllReduceMeanOp op) -> LogicalResult {
+    int64_t size = 0, end = -1;
+    for (Value v : op.getResults()) {
+      std::optional<int64_t> bytes = valueBytes(v, batch);
+      std::optional<int64_t> aligned = bytes ? alignUp(*bytes) : std::nullopt;
+      if (!aligned || llvm::AddOverflow(size, *aligned, size))
+        return op.emitOpError("bucket of more than 2^63 bytes");
+      offsetInBuffer[v] = size - *aligned;
+      end = std::max(end, lastUse(v));
+    }
+    if (llvm::AddOverflow(total, size, total))
+      return op.emitOpError("at batch ")
+             << batch << " the arena would need more than 2^63 bytes";
+    for (Value v : op.getResults())
+      bufferOf[v] = buffers.size();
+    buffers.push_back({size, size, index[op], end, -1});
+    return success();
+  };
   auto join = [&](Value v, Value into) {
     int id = bufferOf[into];
     bufferOf[v] = id;
@@ -139,6 +160,11 @@ static FailureOr<int64_t> planFunction(func::FuncOp func, int64_t batch) {
   for (Operation &op : block) {
     if (isa<ParamGetOp>(op) || op.getNumResults() == 0)
       continue;
+    if (auto bucket = dyn_cast<AllReduceMeanOp>(op)) {
+      if (failed(newBucket(bucket)))
+        return failure();
+      continue;
+    }
     Value first = op.getNumOperands() ? op.getOperand(0) : Value();
     bool firstInArena = first && bufferOf.count(first);
     OpMemory memory = memoryOf(op);
@@ -204,7 +230,8 @@ static FailureOr<int64_t> planFunction(func::FuncOp func, int64_t batch) {
       continue;
     SmallVector<int64_t> offsets;
     for (Value result : op.getResults())
-      offsets.push_back(buffers[bufferOf[result]].offset);
+      offsets.push_back(buffers[bufferOf[result]].offset +
+                        offsetInBuffer.lookup(result));
     op.setAttr("net.offsets", b.getDenseI64ArrayAttr(offsets));
   }
   func->setAttr("net.arena_bytes", b.getI64IntegerAttr(arena));

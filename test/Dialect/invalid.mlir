@@ -904,3 +904,31 @@ net.phase @p {batch = 64 : i64, decay = 0.0 : f64, decoder = "default",
 func.func @switches_empty(%s: !net.switches<>) {
   return
 }
+
+//===----------------------------------------------------------------------===//
+// net.all_reduce_mean
+//===----------------------------------------------------------------------===//
+
+// -----
+
+func.func @all_reduce_dynamic(%g: tensor<?x8xf32>) {
+  // expected-error@+1 {{reduces parameter gradients, which have static shapes; got 'tensor<?x8xf32>'}}
+  %0 = net.all_reduce_mean %g bucket 0 : tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @all_reduce_bucket(%g: tensor<8xf32>) {
+  // expected-error@+1 {{bucket must be >= 0, got -1}}
+  %0 = net.all_reduce_mean %g bucket -1 : tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @all_reduce_empty() {
+  // expected-error@+1 {{needs at least one gradient}}
+  "net.all_reduce_mean"() {bucket = 0 : i64} : () -> ()
+  return
+}

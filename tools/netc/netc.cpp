@@ -92,21 +92,36 @@ cl::opt<std::string>
                        "(bf16 activations and gradients in NHWC, fp32 "
                        "weights and losses)"),
               cl::value_desc("precision"), cl::cat(netcCategory));
+cl::opt<bool> dataParallel(
+    "data-parallel",
+    cl::desc("Average the gradients over the ranks of a data-parallel run "
+             "(mpirun -np N netrun train ...) before each update"),
+    cl::cat(netcCategory));
+cl::opt<double> bucketMb(
+    "bucket-mb",
+    cl::desc("With --data-parallel: gradients are all-reduced in buckets of "
+             "up to this many MiB (default 25)"),
+    cl::init(25.0), cl::cat(netcCategory));
 cl::list<std::string> includeDirs("I", cl::desc("Directory to search imports"),
                                   cl::value_desc("dir"), cl::Prefix,
                                   cl::cat(netcCategory));
 
 /// The passes up to `last`; the memory plan (at `batch`, 0: each phase's)
-/// after the storage of each value is chosen.
-void addPipeline(mlir::PassManager &pm, Stage last, int64_t batch = 0) {
+/// after the storage of each value is chosen; with `bucketMb`, gradients
+/// are all-reduced for data-parallel training in buckets of that size.
+void addPipeline(mlir::PassManager &pm, Stage last, int64_t batch,
+                 std::optional<double> bucketMb) {
   if (last >= Stage::MLIR)
     pm.addPass(netc::createInferShapes());
   if (last >= Stage::Phases)
     pm.addPass(netc::createPhases());
   if (last >= Stage::Mirrored)
     pm.addPass(netc::createMirror());
-  if (last >= Stage::Autodiff)
+  if (last >= Stage::Autodiff) {
     pm.addPass(netc::createAutodiff());
+    if (bucketMb)
+      pm.addPass(netc::createDataParallel(netc::DataParallelOptions{*bucketMb}));
+  }
   if (last >= Stage::Planned) {
     pm.addPass(netc::createPrecision());
     pm.addPass(netc::createPlanMemory(netc::PlanMemoryOptions{batch}));
@@ -152,6 +167,10 @@ int main(int argc, char **argv) {
     return fail("--batch must be in [1, " + Twine(netc::sema::kMaxBatch) +
                 "], got " + Twine(statsBatch));
 
+  if (!(bucketMb > 0) || bucketMb > 1048576.0)
+    return fail("--bucket-mb must be in (0, 1048576] MiB, got " +
+                llvm::formatv("{0}", bucketMb.getValue()).str());
+
   SourceMgr srcMgr;
   // Carets under lines with non-ASCII text too.
   netc::setDiagnosticPrinter(srcMgr);
@@ -178,6 +197,18 @@ int main(int argc, char **argv) {
   if (!model)
     return 1;
 
+  // `--data-parallel` or the train section's `data-parallel`; the command
+  // line's bucket size wins over the file's.
+  std::optional<double> dataParallelMb;
+  if (dataParallel || model->train.dataParallel)
+    dataParallelMb = bucketMb.getNumOccurrences()
+                         ? bucketMb.getValue()
+                         : model->train.bucketMb.value_or(bucketMb.getValue());
+  else if (bucketMb.getNumOccurrences())
+    return fail("--bucket-mb sizes the gradient buckets of data-parallel "
+                "training, which neither --data-parallel nor the train "
+                "section asks for");
+
   mlir::MLIRContext context;
   // Errors point at the .net text; the IR of the op is not for the user.
   context.printOpOnDiagnostic(false);
@@ -200,7 +231,7 @@ int main(int argc, char **argv) {
   if (llvm::AreStatisticsEnabled()) {
     mlir::OwningOpRef<mlir::ModuleOp> copy = module->clone();
     mlir::PassManager statsPm(&context);
-    addPipeline(statsPm, Stage::Planned, statsBatch);
+    addPipeline(statsPm, Stage::Planned, statsBatch, dataParallelMb);
     if (failed(statsPm.run(*copy)))
       return 1;
     for (auto func : copy->getOps<mlir::func::FuncOp>())
@@ -218,7 +249,7 @@ int main(int argc, char **argv) {
   mlir::PassManager pm(&context);
   if (failed(mlir::applyPassManagerCLOptions(pm)))
     return 1;
-  addPipeline(pm, emit);
+  addPipeline(pm, emit, 0, dataParallelMb);
   if (failed(pm.run(*module)))
     return 1;
 
