@@ -10,6 +10,7 @@ PACKAGES=(
   cmake ninja-build g++ python3 pkg-config
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
   libfmt-dev nlohmann-json3-dev libgtest-dev zlib1g-dev libzstd-dev libdnnl-dev
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
 

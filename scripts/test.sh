@@ -65,6 +65,8 @@ run_script "netrun's command line (ASan+UBSan)" netrun \
   test/e2e/netrun.sh build-asan
 run_script "the study script resumes (ASan+UBSan)" study \
   test/e2e/study.sh build-asan
+run_script "data-parallel training over MPI (ASan+UBSan)" dp \
+  test/e2e/data-parallel.sh build-asan
 
 echo "== runtime without the compiler (TSan) =="
 if [[ ! -f build-tsan/build.ninja ]]; then

@@ -9,6 +9,7 @@
 #include "runtime/cuda/CudaBackend.h"
 
 #include "runtime/cuda/Launch.h"
+#include "runtime/dist/Communicator.h"
 #include "runtime/io/File.h"
 
 #include <cublas_v2.h>
@@ -992,8 +993,9 @@ void CudaBackend::run(const KernelCall &c) {
       copy(c.out[0].data, c.in[0].data, uint64_t(c.in[0].count) * 4);
       return;
     }
-    device::dropout(c.in[0].count, a.ratio, a.seed, c.ctx.step, in(0), out(0),
-                    st);
+    device::dropout(c.in[0].count, a.ratio, a.seed, c.ctx.step,
+                    c.ctx.firstSample * uint64_t(c.in[0].count / c.n), in(0),
+                    out(0), st);
     return;
   case Op::SoftmaxCrossEntropy: {
     int64_t n = c.in[0].dims.n;
@@ -1021,6 +1023,19 @@ void CudaBackend::run(const KernelCall &c) {
   case Op::Objective:
     device::objective(static_cast<const ObjectiveTerm *>(s.table->data()),
                       s.tableCount, out(0), st);
+    return;
+  case Op::AllReduceMean:
+    // One rank: the mean is the gradient itself. Several: NCCL's
+    // all-reduce would go here; until then the trainer refuses the run.
+    if (c.ctx.comm && c.ctx.comm->size() > 1)
+      throw KernelError("cuda backend: all_reduce_mean over several ranks "
+                        "needs NCCL, which this runtime does not use yet");
+    for (size_t i = 0; i < c.in.size(); ++i)
+      if (c.in[i].data != c.out[i].data)
+        cudaCheck(cudaMemcpyAsync(c.out[i].data, c.in[i].data,
+                                  size_t(c.in[i].count) * sizeof(float),
+                                  cudaMemcpyDeviceToDevice, st),
+                  "all_reduce_mean copy");
     return;
   case Op::SGDUpdate:
     // The hyper-parameters go by value at each launch (a captured graph

@@ -120,9 +120,10 @@ float objective(const ObjectiveTerm *terms, int64_t count) {
 }
 
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
-             const float *x, float *y) {
+             uint64_t first, const float *x, float *y) {
   float scale = dropoutScale(ratio);
-  runOnHost(Dropout<float>{count, dropoutKey(seed, step), ratio, scale, x, y});
+  runOnHost(Dropout<float>{count, dropoutKey(seed, step), first, ratio, scale,
+                           x, y});
 }
 
 void relu(int64_t count, const float *x, float *y) {

@@ -171,10 +171,11 @@ void objective(const ObjectiveTerm *terms, int64_t count, float *total,
 }
 
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
-             const float *x, float *y, Stream stream) {
+             uint64_t first, const float *x, float *y, Stream stream) {
   float scale = dropoutScale(ratio);
   launch("dropout",
-         Dropout<float>{count, dropoutKey(seed, step), ratio, scale, x, y},
+         Dropout<float>{count, dropoutKey(seed, step), first, ratio, scale, x,
+                        y},
          stream);
 }
 

@@ -477,6 +477,7 @@ struct Objective {
 template <typename T> struct Dropout {
   int64_t count;
   uint64_t key;
+  uint64_t first; ///< index of element 0 in the global batch's mask
   double ratio;
   T scale;
   const T *x;
@@ -484,7 +485,7 @@ template <typename T> struct Dropout {
 
   NETC_HD int64_t items() const { return count; }
   NETC_HD void operator()(int64_t i) const {
-    y[i] = dropoutKeep(key, uint64_t(i), ratio) ? x[i] * scale : T(0);
+    y[i] = dropoutKeep(key, first + uint64_t(i), ratio) ? x[i] * scale : T(0);
   }
 };
 
@@ -681,7 +682,7 @@ float objective(const ObjectiveTerm *terms, int64_t count);
 /// Inverted dropout with kernels::dropoutMask(seed, step, ...)'s mask; the
 /// backward is the same kernel applied to dy.
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
-             const float *x, float *y);
+             uint64_t first, const float *x, float *y);
 
 void relu(int64_t count, const float *x, float *y);
 void reluGrad(int64_t count, const float *y, const float *dy, float *dx);

@@ -58,7 +58,7 @@ void objective(const ObjectiveTerm *terms, int64_t count, float *total,
                Stream stream);
 
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
-             const float *x, float *y, Stream stream);
+             uint64_t first, const float *x, float *y, Stream stream);
 void relu(int64_t count, const float *x, float *y, Stream stream);
 void reluGrad(int64_t count, const float *y, const float *dy, float *dx,
               Stream stream);

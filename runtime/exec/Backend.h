@@ -35,6 +35,13 @@ public:
 
 using Backend = BackendT<float>;
 
+/// `all_reduce_mean` on host memory (the reference and cpu backends): each
+/// output becomes its operand, then the bucket is summed over the ranks of
+/// `call.ctx.comm` and divided by their number. Outputs that lie back to
+/// back, as net-plan-memory lays out a bucket, are reduced in one call, the
+/// alignment gaps between them zeroed first.
+template <typename T> void hostAllReduceMean(const KernelCallT<T> &call);
+
 /// Creates a backend by name ("reference", "cpu" where built); throws
 /// std::invalid_argument naming the available ones.
 std::unique_ptr<Backend> makeBackend(const std::string &name);

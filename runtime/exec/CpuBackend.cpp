@@ -102,6 +102,9 @@ void CpuBackend::run(const KernelCall &c) {
                         });
     return;
   }
+  case Op::AllReduceMean:
+    hostAllReduceMean(c);
+    return;
   case Op::SGDUpdate: {
     float *w = c.param->value.data(), *v = c.param->momentum.data();
     const float *g = in(0);

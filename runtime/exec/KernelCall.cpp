@@ -348,6 +348,10 @@ Geometry geometry(const plan::Kernel &k, const KernelAttrs &a,
   case Op::SGDUpdate:
     expectCount("gradient", c.in[0].count, paramCount);
     break;
+  case Op::AllReduceMean:
+    for (size_t i = 0; i < c.in.size(); ++i)
+      expectCount("a mean", c.out[i].count, c.in[i].count);
+    break;
   }
   return g;
 }

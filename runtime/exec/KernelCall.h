@@ -18,6 +18,10 @@
 #include <string>
 #include <vector>
 
+namespace netc::dist {
+class Communicator;
+} // namespace netc::dist
+
 namespace netc::exec {
 
 /// A kernel's attributes, decoded from the plan (unused fields stay default).
@@ -77,6 +81,12 @@ struct StepContext {
   uint64_t step = 0; ///< global step (dropout masks)
   double lr = 0, momentum = 0, decay = 0;
   bool training = true;
+  /// The ranks that `all_reduce_mean` averages over (none: one process).
+  dist::Communicator *comm = nullptr;
+  /// Where this rank's images start in the global batch: dropout draws the
+  /// global batch's mask, so ranks drop different units, as one process
+  /// at the global batch would.
+  uint64_t firstSample = 0;
 };
 
 /// What a backend builds once per kernel when a program is prepared

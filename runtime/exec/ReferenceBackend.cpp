@@ -149,7 +149,8 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
       return;
     }
     mask_.resize(size_t(count));
-    kernels::dropoutMask(a.seed, c.ctx.step, count, a.ratio, mask_.data());
+    kernels::dropoutMask(a.seed, c.ctx.step, count, a.ratio, mask_.data(),
+                         c.ctx.firstSample * uint64_t(count / c.n));
     if (k.op == Op::Dropout)
       ref::dropoutForward(count, a.ratio, in(0), mask_.data(), out(0));
     else
@@ -218,6 +219,9 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
     ref::sgdUpdate(c.in[0].count, c.param->value.data(), in(0),
                    c.param->momentum.data(), c.ctx.lr, c.ctx.momentum,
                    c.ctx.decay, a.lrMult, a.decayMult);
+    return;
+  case Op::AllReduceMean:
+    hostAllReduceMean(c);
     return;
   }
   throw KernelError(fmt::format("reference backend: op '{}' not implemented",

@@ -158,12 +158,13 @@ double dropoutUniform(uint64_t seed, uint64_t step, uint64_t index) {
 }
 
 void dropoutMask(uint64_t seed, uint64_t step, int64_t count, double ratio,
-                 uint8_t *mask) {
+                 uint8_t *mask, uint64_t first) {
   if (!(ratio >= 0.0 && ratio < 1.0))
     fail("dropout", "ratio {} must be in [0, 1)", ratio);
   uint64_t key = cuda::dropoutKey(seed, step);
   for (int64_t i = 0; i < count; ++i)
-    mask[i] = cuda::dropoutKeep(key, static_cast<uint64_t>(i), ratio) ? 1 : 0;
+    mask[i] =
+        cuda::dropoutKeep(key, first + static_cast<uint64_t>(i), ratio) ? 1 : 0;
 }
 
 namespace ref {

@@ -120,10 +120,12 @@ inline uint64_t splitmix64(uint64_t x) { return cuda::splitmix64(x); }
 /// and dropoutMask calls it). Give every dropout op its own seed.
 double dropoutUniform(uint64_t seed, uint64_t step, uint64_t index);
 
-/// mask[i] = 1 (keep) if dropoutUniform(seed, step, i) >= ratio, else 0; keep
-/// probability 1 - ratio. Requires 0 <= ratio < 1. The mask is uint8 0/1.
+/// mask[i] = 1 (keep) if dropoutUniform(seed, step, first + i) >= ratio,
+/// else 0; keep probability 1 - ratio. Requires 0 <= ratio < 1. The mask is
+/// uint8 0/1. `first` places the tensor in a larger one: a data-parallel
+/// rank's slice of the global batch draws the global batch's mask.
 void dropoutMask(uint64_t seed, uint64_t step, int64_t count, double ratio,
-                 uint8_t *mask);
+                 uint8_t *mask, uint64_t first = 0);
 
 /// The reference kernels. Fast backends provide the same functions in their
 /// own namespaces and are tested against these.

@@ -722,9 +722,14 @@ struct Parser {
       fail(join(path, "in"), fmt::format("'{}' takes {} operands, got {}", name,
                                          expect, k.in.size()));
     }
-    if (int(k.out.size()) != oi.outs)
-      fail(join(path, "out"), fmt::format("'{}' has {} results, got {}", name,
-                                          oi.outs, k.out.size()));
+    if (oi.outs >= 0 ? int(k.out.size()) != oi.outs
+                     : k.out.size() != k.in.size())
+      fail(join(path, "out"),
+           oi.outs >= 0
+               ? fmt::format("'{}' has {} results, got {}", name, oi.outs,
+                             k.out.size())
+               : fmt::format("'{}' has one result per operand ({}), got {}",
+                             name, k.in.size(), k.out.size()));
     const json *attrs = optField(j, "attrs");
     k.attrs = attrs ? *attrs : json::object();
     if (!k.attrs.is_object())
@@ -783,6 +788,16 @@ struct Parser {
       nonNegative(k.f64("lr_mult"), join(join(path, "attrs"), "lr_mult"));
       nonNegative(k.f64("decay_mult"), join(join(path, "attrs"), "decay_mult"));
     }
+    if (k.op == Op::AllReduceMean)
+      for (size_t i = 0; i < k.in.size(); ++i) {
+        const Value &in = p.values.at(k.in[i]), &out = p.values.at(k.out[i]);
+        if (in.count(p.batch) != out.count(p.batch) || in.dtype != out.dtype)
+          fail(index(join(path, "out"), i),
+               fmt::format("value {} ({} {} elements) is not the mean of "
+                           "value {} ({} {} elements)",
+                           out.id, dtypeName(out.dtype), out.count(p.batch),
+                           in.id, dtypeName(in.dtype), in.count(p.batch)));
+      }
     if ((k.op == Op::Unpool || k.op == Op::UnpoolGrad) && k.in.size() == 1 &&
         !k.has("position"))
       fail(join(path, "attrs"),
@@ -930,6 +945,12 @@ Plan parsePlan(const std::string &text, const std::string &file,
   plan.dir = dir;
   plan.network = ps.optStr(root, "", "network", "");
   plan.variant = ps.optStr(root, "", "variant", "");
+  if (const json *dp = ps.optField(root, "data_parallel")) {
+    plan.bucketBytes = ps.reqInt(*dp, "data_parallel", "bucket_bytes");
+    if (plan.bucketBytes < 1)
+      ps.fail("data_parallel.bucket_bytes",
+              fmt::format("{} is not a positive byte count", plan.bucketBytes));
+  }
   std::string precision = ps.optStr(root, "", "precision", "fp32");
   if (precision == "tf32")
     plan.precision = Precision::TF32;

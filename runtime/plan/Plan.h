@@ -181,6 +181,10 @@ struct Plan {
   std::string dir;  ///< the trainer directory
   std::string network, variant;
   Precision precision = Precision::FP32;
+  /// Compiled for data-parallel training (`netc --data-parallel`): its step
+  /// programs all-reduce the gradients, in buckets of up to this many bytes;
+  /// 0 when not.
+  int64_t bucketBytes = 0;
   std::vector<int64_t> input;
   int64_t classes = 0;
   DataSpec data;

@@ -119,6 +119,7 @@ void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,
   f.metadata["netc.step"] = std::to_string(s.step);
   f.metadata["netc.global_step"] = std::to_string(s.globalStep);
   f.metadata["netc.seed"] = std::to_string(s.seed);
+  f.metadata["netc.ranks"] = std::to_string(s.ranks);
   io::writeSafetensors(checkpointPath(plan), f);
   json j = {{"format", "netc-checkpoint"},
             {"version", 1},
@@ -128,7 +129,8 @@ void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,
                           : std::string("done")},
             {"step", s.step},
             {"global_step", s.globalStep},
-            {"seed", s.seed}};
+            {"seed", s.seed},
+            {"ranks", s.ranks}};
   io::writeFileAtomic(checkpointStatePath(plan), j.dump(2) + "\n");
 }
 
@@ -160,6 +162,11 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
   get("netc.step", s.step);
   get("netc.global_step", s.globalStep);
   get("netc.seed", s.seed);
+  if (f.metadata.count("netc.ranks")) // older checkpoints: one rank
+    get("netc.ranks", s.ranks);
+  if (s.ranks < 1 || s.ranks > (int64_t(1) << 24))
+    throw TrainError(fmt::format("{}: {} ranks is out of range", path,
+                                 s.ranks));
   if (s.phaseIndex > int64_t(plan.schedule.size()))
     throw TrainError(fmt::format("{}: phase index {} is outside the schedule "
                                  "({} phases)",
@@ -181,12 +188,36 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
 // Trainer
 //===----------------------------------------------------------------------===//
 
+namespace {
+/// Where the progress lines of ranks other than 0 go.
+std::ostream &nullStream() {
+  static std::ostream null(nullptr);
+  return null;
+}
+} // namespace
+
+void Trainer::checkpoint() {
+  if (leader())
+    saveCheckpoint(plan_, *params_, state_);
+}
+
 Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out)
     : Trainer(plan, opts, out, loadDatasets(dataOptions(plan, opts.dataDir))) {}
 
 Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
                  Datasets data)
-    : plan_(plan), opts_(std::move(opts)), out_(out), data_(std::move(data)) {
+    : plan_(plan), opts_(std::move(opts)), comm_(dist::world()),
+      out_(comm_.rank() == 0 ? out : nullStream()), data_(std::move(data)) {
+  const int ranks = comm_.size();
+  if (ranks > 1 && plan_.bucketBytes == 0)
+    throw CollectiveError(fmt::format(
+        "{}: started as {} ranks, but the trainer was compiled without "
+        "--data-parallel, so each rank would train a model of its own; "
+        "recompile it with netc --data-parallel",
+        plan_.file, ranks));
+  if (ranks > 1 && opts_.backend == "cuda")
+    throw CollectiveError("data-parallel training on the cuda backend needs NCCL, "
+                     "which this runtime does not use yet; use --backend cpu");
   backend_ = exec::makeBackend(opts_.backend);
   // A checkpoint write killed midway leaves its temporary file behind.
   for (const std::string &path :
@@ -197,6 +228,7 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
                           n, path);
   params_ = std::make_unique<exec::ParamStore>(plan_, opts_.seed, *backend_);
   state_.seed = opts_.seed;
+  state_.ranks = ranks;
   if (opts_.resume && !opts_.weightsPath.empty())
     throw TrainError(fmt::format(
         "--weights {} starts a run from given parameters; --resume continues "
@@ -223,8 +255,21 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     if (state_.seed != opts_.seed)
       out_ << fmt::format("note: resuming with the checkpoint's seed {}\n",
                           state_.seed);
+    if (state_.ranks != ranks && state_.step > 0)
+      throw CollectiveError(fmt::format(
+          "{}: the checkpoint was written by a run of {} rank(s) at step {} "
+          "of phase {}; its steps were global batches of that many ranks: "
+          "resume it with {} rank(s) (from the end of a phase, any number "
+          "will do)",
+          checkpointPath(plan_), state_.ranks, state_.step,
+          state_.phaseIndex + 1, state_.ranks));
+    state_.ranks = ranks;
   }
-  if (!opts_.metricsPath.empty()) {
+  if (ranks > 1)
+    out_ << fmt::format("data-parallel: {} ranks ({}), each a shard of every "
+                        "batch\n",
+                        ranks, comm_.name());
+  if (!opts_.metricsPath.empty() && leader()) {
     metrics_ = std::make_unique<std::ofstream>(
         opts_.metricsPath, opts_.resume ? std::ios::app : std::ios::trunc);
     if (!*metrics_)
@@ -274,9 +319,14 @@ void Trainer::runPhase(size_t pi) {
   const ImageData &train = data_.train;
   if (train.size() == 0)
     throw TrainError("the training set is empty");
+  // With R ranks a step is a global batch of R x batch images, rank r
+  // taking the r-th slice of it; the epoch is counted in global batches.
   const int64_t batch = ph.batch;
-  const int64_t spe = stepsPerEpoch(train.size(), batch);
-  const int64_t T = phaseSteps(ph, train.size());
+  const int64_t ranks = comm_.size(), rank = comm_.rank();
+  plan::Phase global = ph;
+  global.batch = batch * ranks;
+  const int64_t spe = stepsPerEpoch(train.size(), global.batch);
+  const int64_t T = phaseSteps(global, train.size());
   if (state_.step > T)
     throw TrainError(fmt::format("{}: the checkpoint is at step {} of phase "
                                  "'{}', which has {} steps with this data "
@@ -291,8 +341,9 @@ void Trainer::runPhase(size_t pi) {
   if (state_.step == 0)
     params_->zeroMomentum();
   out_ << fmt::format("phase {} '{}' ({}): {} steps, {} epoch(s) of {} steps, "
-                      "batch {}, lr {} ({})\n",
+                      "batch {}{}, lr {} ({})\n",
                       pi + 1, ph.phase, ph.program, T, ph.epochs, spe, batch,
+                      ranks > 1 ? fmt::format(" x {} ranks", ranks) : "",
                       ph.lr, ph.lrPolicy);
   if (state_.step > 0)
     out_ << fmt::format("resuming at step {} of {} (global step {})\n",
@@ -307,6 +358,7 @@ void Trainer::runPhase(size_t pi) {
   const int64_t sample = train.sampleFloats();
   struct Stage {
     std::unique_ptr<exec::Buffer> images, labels;
+    std::vector<int64_t> indices; ///< this rank's slice of the global batch
     int64_t n = 0;
   } stages[2];
   for (Stage &st : stages) {
@@ -329,14 +381,25 @@ void Trainer::runPhase(size_t pi) {
   Prefetcher prefetch;
   auto submit = [&](int64_t t) {
     int64_t e = t / spe, b = t % spe;
-    int64_t start = b * batch;
-    int64_t n = std::min(batch, train.size() - start);
+    int64_t start = b * global.batch;
+    int64_t all = std::min(global.batch, train.size() - start);
+    // Every rank gets as many images (a tail batch split evenly, the last
+    // slices running on into the epoch's first images, as PyTorch's
+    // DistributedSampler pads), so that the mean over ranks weighs every
+    // image alike. One rank: the images [start, start + all).
+    int64_t n = (all + ranks - 1) / ranks;
     std::shared_ptr<std::vector<int64_t>> ord = orderFor(e);
+    Stage &st = stages[t % 2];
+    st.indices.resize(size_t(n));
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t k = start + rank * n + j;
+      st.indices[size_t(j)] =
+          (*ord)[size_t(k < train.size() ? k : (k - train.size()) % train.size())];
+    }
     uint64_t key =
         exec::seedFor(state_.seed, fmt::format("augment/{}/{}", pi, t));
-    Stage &st = stages[t % 2];
-    prefetch.submit([&st, &train, ord, start, n, key] {
-      train.makeBatch(ord->data() + start, n, true, key,
+    prefetch.submit([&st, &train, ord, n, key] {
+      train.makeBatch(st.indices.data(), n, true, key,
                       static_cast<float *>(st.images->data()),
                       static_cast<int32_t *>(st.labels->data()));
       st.n = n;
@@ -365,31 +428,58 @@ void Trainer::runPhase(size_t pi) {
     ctx.momentum = ph.momentum;
     ctx.decay = ph.decay;
     ctx.training = true;
+    ctx.comm = &comm_;
+    ctx.firstSample = uint64_t(rank * n);
     exe.run(n, ctx);
 
-    double loss = exe.scalar(*prog.loss);
+    // The loss and its terms, and which ranks saw a non-finite one, as
+    // means over the ranks: every rank then stops at the same step, with
+    // the same message.
+    std::vector<double> scalars;
+    scalars.push_back(exe.scalar(*prog.loss));
+    for (const plan::Term &term : prog.terms)
+      scalars.push_back(exe.scalar(term.value));
+    const size_t flags = scalars.size();
+    scalars.resize(flags + size_t(ranks), 0.0);
+    for (size_t i = 0; i < flags; ++i)
+      if (!std::isfinite(scalars[i]))
+        scalars[flags + size_t(rank)] = 1;
+    if (ranks > 1) {
+      comm_.allReduceSum(scalars.data(), int64_t(scalars.size()));
+      for (size_t i = 0; i < flags; ++i)
+        scalars[i] /= double(ranks);
+    }
+    const double loss = scalars[0];
     auto nonFinite = [&](const std::string &what, double v) {
       std::string kept =
           std::filesystem::exists(checkpointPath(plan_))
               ? fmt::format("the last good checkpoint ({}) is kept",
                             checkpointPath(plan_))
               : std::string("no checkpoint was written before it");
-      throw TrainError(fmt::format(
-          "phase '{}' step {} (epoch {}, global step {}): {} is {}; training "
-          "stopped, {}",
-          ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what, v, kept));
+      std::vector<int64_t> bad;
+      for (int64_t r = 0; ranks > 1 && r < ranks; ++r)
+        if (scalars[flags + size_t(r)] != 0)
+          bad.push_back(r);
+      std::string where =
+          bad.empty() ? std::string()
+                      : fmt::format(" on rank{} {}", bad.size() > 1 ? "s" : "",
+                                    fmt::join(bad, ", "));
+      throw CollectiveError(fmt::format(
+          "phase '{}' step {} (epoch {}, global step {}): {} is {}{}; "
+          "training stopped, {}",
+          ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what, v, where,
+          kept));
     };
-    for (const plan::Term &term : prog.terms) {
-      double v = exe.scalar(term.value);
-      if (!std::isfinite(v))
-        nonFinite(fmt::format("loss term '{}'", term.name), v);
-    }
+    for (size_t i = 0; i < prog.terms.size(); ++i)
+      if (!std::isfinite(scalars[i + 1]))
+        nonFinite(fmt::format("loss term '{}'", prog.terms[i].name),
+                  scalars[i + 1]);
     if (!std::isfinite(loss))
       nonFinite("the total loss", loss);
     lastLoss_ = loss;
     state_.step = t + 1;
     state_.globalStep += 1;
-    imagesSinceLog += n;
+    imagesSinceLog += n * ranks;
     ++ranThisCall_;
 
     if ((t + 1) % opts_.logEvery == 0 || t + 1 == T || t == 0) {
@@ -397,10 +487,9 @@ void Trainer::runPhase(size_t pi) {
       double secs = std::chrono::duration<double>(now - t0).count();
       std::string terms;
       json jterms = json::object();
-      for (const plan::Term &term : prog.terms) {
-        double v = exe.scalar(term.value);
-        terms += fmt::format(" {} {:.6g}", term.name, v);
-        jterms[term.name] = v;
+      for (size_t i = 0; i < prog.terms.size(); ++i) {
+        terms += fmt::format(" {} {:.6g}", prog.terms[i].name, scalars[i + 1]);
+        jterms[prog.terms[i].name] = scalars[i + 1];
       }
       out_ << fmt::format("[{}] epoch {}/{} step {}/{} lr {:.6g} loss {:.6g}{}"
                           " ({:.0f} img/s)\n",
@@ -425,10 +514,10 @@ void Trainer::runPhase(size_t pi) {
     }
     if (opts_.checkpointEvery > 0 &&
         state_.globalStep % opts_.checkpointEvery == 0 && t + 1 < T)
-      saveCheckpoint(plan_, *params_, state_);
+      checkpoint();
     if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps && t + 1 < T) {
       prefetch.wait();
-      saveCheckpoint(plan_, *params_, state_);
+      checkpoint();
       out_ << fmt::format("stopped after {} step(s) (--max-steps); checkpoint "
                           "{} (resume with --resume)\n",
                           ranThisCall_, checkpointPath(plan_));
@@ -441,7 +530,7 @@ void Trainer::runPhase(size_t pi) {
   // End of phase: evaluate, then checkpoint the start of the next phase.
   state_.phaseIndex = int64_t(pi) + 1;
   state_.step = 0;
-  if (plan_.programs.count("eval")) {
+  if (plan_.programs.count("eval") && leader()) {
     EvalResult r = evaluate(plan_, *params_, *backend_, data_.test);
     lastEval_ = r;
     out_ << fmt::format("[{}] test error {:.2f}% ({} of {} wrong)\n", ph.phase,
@@ -455,7 +544,7 @@ void Trainer::runPhase(size_t pi) {
                 {"total", r.total}}
                .dump());
   }
-  saveCheckpoint(plan_, *params_, state_);
+  checkpoint();
   out_ << fmt::format("[{}] checkpoint {}\n", ph.phase, checkpointPath(plan_));
   out_.flush();
   if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps &&

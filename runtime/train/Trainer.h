@@ -17,6 +17,7 @@
 #ifndef NETC_RUNTIME_TRAIN_TRAINER_H
 #define NETC_RUNTIME_TRAIN_TRAINER_H
 
+#include "runtime/dist/Communicator.h"
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/ParamStore.h"
 #include "runtime/plan/Plan.h"
@@ -34,6 +35,14 @@ namespace netc::train {
 class TrainError : public std::runtime_error {
 public:
   using std::runtime_error::runtime_error;
+};
+
+/// Training stopped on every rank of a data-parallel run at the same point,
+/// with the same message (a loss that diverged on some rank, a trainer that
+/// cannot run data-parallel): rank 0 reports it.
+class CollectiveError : public TrainError {
+public:
+  using TrainError::TrainError;
 };
 
 /// The learning rate at step t (0-based) of T in the phase, in epoch e.
@@ -74,6 +83,10 @@ struct TrainState {
   int64_t step = 0;       ///< steps done in that phase
   int64_t globalStep = 0; ///< steps done overall
   uint64_t seed = 1;
+  /// The ranks of the run that wrote it: a step is a global batch of
+  /// (phase batch) x ranks images, so a run stopped inside a phase continues
+  /// with as many ranks (from a phase boundary, with any number).
+  int64_t ranks = 1;
 };
 
 std::string checkpointPath(const plan::Plan &plan);      ///< .safetensors
@@ -85,7 +98,9 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params);
 
 class Trainer {
 public:
-  /// Loads the data; `out` receives the progress lines.
+  /// Loads the data; `out` receives the progress lines. In a data-parallel
+  /// run (dist::world() has several ranks), each rank trains on its shard
+  /// of every global batch; rank 0 alone prints, evaluates and writes.
   Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out);
   /// Same, with data already loaded (tests).
   Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
@@ -108,8 +123,13 @@ private:
   void runPhase(size_t index);
   void metric(const std::string &jsonLine);
 
+  /// Rank 0 alone writes checkpoints and metrics and evaluates.
+  void checkpoint();
+  bool leader() const { return comm_.rank() == 0; }
+
   const plan::Plan &plan_;
   TrainOptions opts_;
+  dist::Communicator &comm_;
   std::ostream &out_;
   Datasets data_;
   std::unique_ptr<exec::Backend> backend_;

@@ -213,8 +213,8 @@ TEST(CudaGpu, DropoutElementwiseAndSgdMatchTheHostWalk) {
   DeviceVec<float> dX(x), dY(y), dOut(static_cast<size_t>(count));
   FVec out(static_cast<size_t>(count));
 
-  cuda::host::dropout(count, 0.5, 7, 11, x.data(), out.data());
-  cuda::device::dropout(count, 0.5, 7, 11, dX.get(), dOut.get(), nullptr);
+  cuda::host::dropout(count, 0.5, 7, 11, 64, x.data(), out.data());
+  cuda::device::dropout(count, 0.5, 7, 11, 64, dX.get(), dOut.get(), nullptr);
   sync();
   expectSame(dOut.download(), out, "dropout");
   cuda::host::relu(count, x.data(), out.data());

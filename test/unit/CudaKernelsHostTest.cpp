@@ -388,21 +388,28 @@ TEST(CudaHostKernels, DropoutUsesTheCpuMask) {
                     dropoutUniform(42, step, uint64_t(i)));
         }
         FVec x = rng.vec(count), y(static_cast<size_t>(count)), yRef(y.size());
-        cuda::host::dropout(count, ratio, 42, step, x.data(), y.data());
+        cuda::host::dropout(count, ratio, 42, step, 0, x.data(), y.data());
         ref::dropoutForward(count, ratio, x.data(), mask.data(), yRef.data());
         expectBitEqual(y, yRef, "dropout forward");
         FVec dx(y.size()), dxRef(y.size());
-        cuda::host::dropout(count, ratio, 42, step, x.data(), dx.data());
+        cuda::host::dropout(count, ratio, 42, step, 0, x.data(), dx.data());
         ref::dropoutBackward(count, ratio, x.data(), mask.data(), dxRef.data());
         expectBitEqual(dx, dxRef, "dropout backward");
         // In place.
-        cuda::host::dropout(count, ratio, 42, step, x.data(), x.data());
+        cuda::host::dropout(count, ratio, 42, step, 0, x.data(), x.data());
         expectBitEqual(x, yRef, "dropout in place");
+        // A slice of a larger mask (a data-parallel rank's).
+        std::vector<uint8_t> slice(mask.size());
+        dropoutMask(42, step, count, ratio, slice.data(), 1000);
+        FVec z(y.size()), zRef(y.size());
+        cuda::host::dropout(count, ratio, 42, step, 1000, dx.data(), z.data());
+        ref::dropoutForward(count, ratio, dx.data(), slice.data(), zRef.data());
+        expectBitEqual(z, zRef, "dropout of a slice");
       }
   FVec x(1);
-  EXPECT_THROW(cuda::host::dropout(1, 1.0, 1, 1, x.data(), x.data()),
+  EXPECT_THROW(cuda::host::dropout(1, 1.0, 1, 1, 0, x.data(), x.data()),
                KernelError);
-  EXPECT_THROW(cuda::host::dropout(1, -0.1, 1, 1, x.data(), x.data()),
+  EXPECT_THROW(cuda::host::dropout(1, -0.1, 1, 1, 0, x.data(), x.data()),
                KernelError);
 }
 

@@ -575,6 +575,18 @@ TEST(RefFc, BackwardMatchesFiniteDifferences) {
 // Dropout
 //===----------------------------------------------------------------------===//
 
+TEST(RefDropout, ASliceDrawsTheWholeMasksUnits) {
+  // A data-parallel rank's slice of the global batch (first = its offset)
+  // drops what one process at the global batch drops there.
+  const int64_t count = 1000;
+  std::vector<uint8_t> whole(count), slice(300);
+  dropoutMask(42, 7, count, 0.5, whole.data());
+  dropoutMask(42, 7, 300, 0.5, slice.data(), /*first=*/500);
+  EXPECT_TRUE(std::equal(slice.begin(), slice.end(), whole.begin() + 500));
+  dropoutMask(42, 7, 300, 0.5, slice.data());
+  EXPECT_FALSE(std::equal(slice.begin(), slice.end(), whole.begin() + 500));
+}
+
 TEST(RefDropout, MaskIsDeterministicAndHasTheRightRate) {
   const int64_t count = 20000;
   std::vector<uint8_t> a(count), b(count), c(count), d(count);

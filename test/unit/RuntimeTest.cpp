@@ -1,6 +1,8 @@
 //===- RuntimeTest.cpp - plan loader, safetensors, executor, data, trainer ===//
 
 #include "runtime/data/Idx.h"
+#include "runtime/dist/Communicator.h"
+#include "runtime/exec/Backend.h"
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/ParamStore.h"
 #include "runtime/io/Safetensors.h"
@@ -311,6 +313,17 @@ TEST(PlanTest, OtherErrors) {
                                    "the arena, which "
                                    "'softmax_cross_entropy_grad' does not "
                                    "allow");
+  // all_reduce_mean: one result per operand; data_parallel's bucket size.
+  j = tinyPlan();
+  j["programs"]["step.train"]["kernels"][6] = {
+      {"op", "all_reduce_mean"}, {"in", {5}}, {"attrs", {{"bucket", 0}}}};
+  EXPECT_EQ(planError(dir, j), f + "programs.step.train.kernels[6].out: "
+                                   "'all_reduce_mean' has one result per "
+                                   "operand (1), got 0");
+  j = tinyPlan();
+  j["data_parallel"] = {{"bucket_bytes", 0}};
+  EXPECT_EQ(planError(dir, j), f + "data_parallel.bucket_bytes: 0 is not a "
+                                   "positive byte count");
   j = tinyPlan();
   j.erase("schedule");
   EXPECT_EQ(planError(dir, j), f + "missing field 'schedule'");
@@ -1641,3 +1654,78 @@ TEST(TrainerTest, FrozenBatchNormKeepsItsRunningStatistics) {
 }
 
 } // namespace
+
+//===----------------------------------------------------------------------===//
+// all_reduce_mean on host memory
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Three ranks that all hold what this one holds: a sum triples each value.
+/// Records the spans it was asked to reduce.
+class TripleComm final : public netc::dist::Communicator {
+public:
+  const char *name() const override { return "triple"; }
+  int rank() const override { return 0; }
+  int size() const override { return 3; }
+  void allReduceSum(float *x, int64_t n) override {
+    spans.push_back({x, n});
+    for (int64_t i = 0; i < n; ++i)
+      x[i] *= 3;
+  }
+  void allReduceSum(double *, int64_t) override { ADD_FAILURE(); }
+  [[noreturn]] void abort(int) override { std::abort(); }
+  std::vector<std::pair<float *, int64_t>> spans;
+};
+} // namespace
+
+TEST(AllReduceMean, ReducesABucketAsOneSpanAndKeepsTheMean) {
+  // Outputs laid out as net-plan-memory lays out a bucket: 10 floats, a gap
+  // to the next 64-byte boundary (6 floats), 16 floats, 1 float; then one
+  // far away, which is reduced on its own.
+  std::vector<float> arena(200, std::nanf("")), a(10), b(16), c(1), d(3);
+  for (size_t i = 0; i < a.size(); ++i)
+    a[i] = float(i);
+  std::fill(b.begin(), b.end(), 2.5f);
+  c[0] = -1;
+  std::fill(d.begin(), d.end(), 7.f);
+  auto ref = [](float *p, size_t n) {
+    netc::exec::TensorRef t;
+    t.data = p;
+    t.count = int64_t(n);
+    return t;
+  };
+  netc::plan::Kernel kernel;
+  kernel.op = netc::plan::Op::AllReduceMean;
+  netc::exec::KernelAttrs attrs;
+  TripleComm comm;
+  netc::exec::StepContext ctx;
+  ctx.comm = &comm;
+  netc::exec::KernelCallT<float> call{
+      kernel,
+      attrs,
+      {ref(a.data(), 10), ref(b.data(), 16), ref(c.data(), 1),
+       ref(d.data(), 3)},
+      {ref(&arena[0], 10), ref(&arena[16], 16), ref(&arena[32], 1),
+       ref(&arena[100], 3)},
+      4,
+      ctx};
+  netc::exec::hostAllReduceMean(call);
+  ASSERT_EQ(comm.spans.size(), 2u);
+  EXPECT_EQ(comm.spans[0], std::make_pair(&arena[0], int64_t(33)));
+  EXPECT_EQ(comm.spans[1], std::make_pair(&arena[100], int64_t(3)));
+  for (size_t i = 0; i < 10; ++i)
+    EXPECT_FLOAT_EQ(arena[i], a[i]) << i;
+  for (size_t i = 10; i < 16; ++i)
+    EXPECT_EQ(arena[i], 0.f) << "the gap is zeroed, not summed as NaN";
+  for (size_t i = 16; i < 32; ++i)
+    EXPECT_FLOAT_EQ(arena[i], 2.5f);
+  EXPECT_FLOAT_EQ(arena[32], -1.f);
+  EXPECT_TRUE(std::isnan(arena[33])) << "past the bucket: untouched";
+  EXPECT_FLOAT_EQ(arena[100], 7.f);
+  // One rank, or none: a copy.
+  ctx.comm = nullptr;
+  std::fill(arena.begin(), arena.end(), 0.f);
+  netc::exec::hostAllReduceMean(call);
+  EXPECT_FLOAT_EQ(arena[5], 5.f);
+  EXPECT_EQ(comm.spans.size(), 2u);
+}

@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "runtime/dist/Communicator.h"
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/ParamStore.h"
 #include "runtime/io/Png.h"
@@ -516,7 +517,21 @@ int main(int argc, char **argv) {
   } catch (const UsageError &e) {
     std::cerr << "netrun: " << e.what() << "\n(netrun --help for usage)\n";
     return 1;
+  } catch (const train::CollectiveError &e) {
+    // Every rank stopped here with the same message: rank 0 says it.
+    if (dist::world().rank() == 0)
+      std::cerr << "netrun: error: " << e.what() << "\n";
+    return 1;
   } catch (const std::exception &e) {
+    // One rank alone failed: the others would wait for it in their next
+    // collective, so the whole job ends here.
+    if (dist::world().size() > 1) {
+      std::cerr << fmt::format("netrun: rank {} of {}: error: {}\n",
+                               dist::world().rank(), dist::world().size(),
+                               e.what());
+      std::cerr.flush();
+      dist::world().abort(1);
+    }
     std::cerr << "netrun: error: " << e.what() << "\n";
     return 1;
   } catch (...) {

@@ -1,0 +1,52 @@
+//===- Communicator.h - the ranks of a data-parallel run --------*- C++ -*-===//
+//
+// Data-parallel training runs one netrun process per rank, each with the
+// whole model and its own shard of every batch; after the backward pass the
+// ranks average their gradients (the plan's `all_reduce_mean` kernels) so
+// that every rank applies the same update. The processes are launched and
+// connected by the engine the user already has: `mpirun -np N netrun train
+// ...` (OpenMPI, or any MPI). netc brings no cluster software of its own.
+//
+// One interface for the collectives the runtime needs; the implementation is
+// chosen once per process by `world()`: MPI when netrun was started by an
+// MPI launcher (and built with MPI), else a single rank.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_RUNTIME_DIST_COMMUNICATOR_H
+#define NETC_RUNTIME_DIST_COMMUNICATOR_H
+
+#include <cstdint>
+#include <string>
+
+namespace netc::dist {
+
+class Communicator {
+public:
+  virtual ~Communicator() = default;
+  /// "mpi", or "single" for a process on its own.
+  virtual const char *name() const = 0;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// x[i] becomes the sum over the ranks of their x[i], on every rank
+  /// (host memory; every rank calls with the same n, in the same order).
+  virtual void allReduceSum(float *x, int64_t n) = 0;
+  virtual void allReduceSum(double *x, int64_t n) = 0;
+  /// Ends every rank of the job at once: a rank that failed alone would
+  /// otherwise leave the others waiting in their next collective.
+  [[noreturn]] virtual void abort(int code) = 0;
+};
+
+/// The process's communicator, made on first use (MPI_Init then, and
+/// MPI_Finalize at exit). MPI is used when the process was started by an
+/// MPI launcher, which says so in its environment (OMPI_COMM_WORLD_SIZE,
+/// PMI_SIZE or PMIX_RANK); an MPI launch of a netrun built without MPI is an
+/// error rather than N unconnected copies of the same run.
+Communicator &world();
+
+/// Whether this netrun was built with MPI.
+bool haveMpi();
+
+} // namespace netc::dist
+
+#endif // NETC_RUNTIME_DIST_COMMUNICATOR_H
