@@ -9,6 +9,7 @@
 #include "runtime/cuda/CudaBackend.h"
 
 #include "runtime/cuda/Launch.h"
+#include "runtime/cuda/Nccl.h"
 #include "runtime/dist/Communicator.h"
 #include "runtime/io/File.h"
 
@@ -238,7 +239,9 @@ CudaBackend::CudaBackend() {
         "--backend cpu or reference",
         why));
   }
-  cudaCheck(cudaSetDevice(device_), "set device 0");
+  // One GPU per rank of a data-parallel run on this machine.
+  device_ = dist::world().localRank() % count;
+  cudaCheck(cudaSetDevice(device_), "set device");
   cudaDeviceProp p{};
   cudaCheck(cudaGetDeviceProperties(&p, device_), "device properties");
   deviceName_ = p.name;
@@ -259,9 +262,18 @@ CudaBackend::CudaBackend() {
   search_ = !(algo && std::string(algo) == "heuristic");
 }
 
+bool CudaBackend::reducesAcrossRanks() const {
+#ifdef NETC_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
 CudaBackend::~CudaBackend() {
   if (stream_)
     cudaStreamSynchronize(stream_);
+  nccl_.reset();
   workspace_.reset();
   if (cublas_)
     cublasDestroy(cublas_);
@@ -1024,19 +1036,36 @@ void CudaBackend::run(const KernelCall &c) {
     device::objective(static_cast<const ObjectiveTerm *>(s.table->data()),
                       s.tableCount, out(0), st);
     return;
-  case Op::AllReduceMean:
-    // One rank: the mean is the gradient itself. Several: NCCL's
-    // all-reduce would go here; until then the trainer refuses the run.
-    if (c.ctx.comm && c.ctx.comm->size() > 1)
-      throw KernelError("cuda backend: all_reduce_mean over several ranks "
-                        "needs NCCL, which this runtime does not use yet");
+  case Op::AllReduceMean: {
     for (size_t i = 0; i < c.in.size(); ++i)
       if (c.in[i].data != c.out[i].data)
         cudaCheck(cudaMemcpyAsync(c.out[i].data, c.in[i].data,
                                   size_t(c.in[i].count) * sizeof(float),
                                   cudaMemcpyDeviceToDevice, st),
                   "all_reduce_mean copy");
+    // Without NCCL, one rank's mean is its gradient; with it, NCCL reduces
+    // even a single rank (the path a multi-GPU run takes).
+    if (!c.ctx.comm || (!reducesAcrossRanks() && c.ctx.comm->size() == 1))
+      return;
+    if (!nccl_ || &nccl_->ranks() != c.ctx.comm)
+      nccl_ = std::make_unique<NcclReducer>(*c.ctx.comm, stream_);
+    for (auto [first, last] : exec::contiguousRuns(c.out, sizeof(float))) {
+      for (size_t i = first; i < last; ++i) { // the gaps: no NaN summed
+        char *end = static_cast<char *>(c.out[i].data) +
+                    size_t(c.out[i].count) * sizeof(float);
+        cudaCheck(cudaMemsetAsync(end, 0,
+                                  size_t(static_cast<char *>(
+                                             c.out[i + 1].data) -
+                                         end),
+                                  st),
+                  "all_reduce_mean gap");
+      }
+      float *begin = c.out[first].f32();
+      float *end = c.out[last].f32() + c.out[last].count;
+      nccl_->allReduceMean(begin, end - begin);
+    }
     return;
+  }
   case Op::SGDUpdate:
     // The hyper-parameters go by value at each launch (a captured graph
     // would need them in device memory instead).

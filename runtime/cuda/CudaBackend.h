@@ -53,6 +53,8 @@ struct cublasContext;
 
 namespace netc::cuda {
 
+class NcclReducer; // Nccl.h
+
 /// Number of CUDA devices; 0 when there is none or no usable driver.
 int deviceCount();
 
@@ -99,6 +101,8 @@ public:
 
   /// The stream every transfer and kernel is enqueued on.
   CUstream_st *stream() const { return stream_; }
+  /// With NCCL (NETC_HAVE_NCCL), all_reduce_mean spans ranks.
+  bool reducesAcrossRanks() const override;
 
 private:
   struct State;
@@ -123,6 +127,8 @@ private:
   bool search_ = true; ///< cudnnFind* rather than the heuristics
   /// The algorithm chosen per convolution shape and direction.
   std::map<std::string, std::pair<int, uint64_t>> algoCache_;
+  /// all_reduce_mean's NCCL communicator, made at the first one.
+  std::unique_ptr<NcclReducer> nccl_;
 };
 
 } // namespace netc::cuda

@@ -32,6 +32,10 @@ public:
   /// (host memory; every rank calls with the same n, in the same order).
   virtual void allReduceSum(float *x, int64_t n) = 0;
   virtual void allReduceSum(double *x, int64_t n) = 0;
+  /// `bytes` bytes at `data` become root's on every rank.
+  virtual void broadcast(void *data, int64_t bytes, int root) = 0;
+  /// This rank's index among the ranks on its machine (which GPU it takes).
+  virtual int localRank() const = 0;
   /// Ends every rank of the job at once: a rank that failed alone would
   /// otherwise leave the others waiting in their next collective.
   [[noreturn]] virtual void abort(int code) = 0;

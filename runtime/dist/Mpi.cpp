@@ -37,6 +37,11 @@ public:
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    MPI_Comm local;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_,
+                        MPI_INFO_NULL, &local);
+    MPI_Comm_rank(local, &localRank_);
+    MPI_Comm_free(&local);
   }
   ~Mpi() override {
     int finalized = 0;
@@ -53,6 +58,16 @@ public:
   void allReduceSum(double *x, int64_t n) override {
     reduce(x, n, MPI_DOUBLE, sizeof(double));
   }
+  void broadcast(void *data, int64_t bytes, int root) override {
+    char *p = static_cast<char *>(data);
+    while (bytes > 0) {
+      int count = int(std::min<int64_t>(bytes, INT_MAX));
+      MPI_Bcast(p, count, MPI_BYTE, root, MPI_COMM_WORLD);
+      p += count;
+      bytes -= count;
+    }
+  }
+  int localRank() const override { return localRank_; }
   [[noreturn]] void abort(int code) override {
     MPI_Abort(MPI_COMM_WORLD, code);
     std::_Exit(code);
@@ -69,7 +84,7 @@ private:
       n -= count;
     }
   }
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, localRank_ = 0;
 };
 
 } // namespace

@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -42,6 +43,25 @@ std::unique_ptr<Backend> makeBackend(const std::string &name) {
       fmt::format("unknown backend '{}' (available: {}{})", name, gpu, host));
 }
 
+std::vector<std::pair<size_t, size_t>>
+contiguousRuns(const std::vector<TensorRef> &outs, size_t elementBytes) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    if (!runs.empty()) {
+      const TensorRef &prev = outs[runs.back().second];
+      const char *end = static_cast<const char *>(prev.data) +
+                        size_t(prev.count) * elementBytes;
+      const char *next = static_cast<const char *>(outs[i].data);
+      if (next >= end && size_t(next - end) < 16 * elementBytes) {
+        runs.back().second = i;
+        continue;
+      }
+    }
+    runs.push_back({i, i});
+  }
+  return runs;
+}
+
 template <typename T> void hostAllReduceMean(const KernelCallT<T> &call) {
   for (size_t i = 0; i < call.in.size(); ++i) {
     const T *x = call.in[i].template as<T>();
@@ -52,26 +72,16 @@ template <typename T> void hostAllReduceMean(const KernelCallT<T> &call) {
   dist::Communicator *comm = call.ctx.comm;
   if (!comm || comm->size() == 1)
     return;
-  // Runs of outputs in increasing, gap-tolerant order become one span.
-  size_t first = 0;
-  while (first < call.out.size()) {
+  for (auto [first, last] : contiguousRuns(call.out, sizeof(T))) {
     T *begin = call.out[first].template as<T>();
-    T *end = begin + call.out[first].count;
-    size_t last = first;
-    while (last + 1 < call.out.size()) {
-      T *next = call.out[last + 1].template as<T>();
-      // net-plan-memory aligns to 64 bytes: its gaps are under 16 f32
-      // elements (or, in the double reference backend's arena, doubles).
-      if (next < end || next - end >= 16)
-        break;
-      std::fill(end, next, T(0));
-      end = next + call.out[++last].count;
-    }
+    for (size_t i = first; i < last; ++i) // zero the gaps: no NaN summed
+      std::fill(call.out[i].template as<T>() + call.out[i].count,
+                call.out[i + 1].template as<T>(), T(0));
+    T *end = call.out[last].template as<T>() + call.out[last].count;
     comm->allReduceSum(begin, end - begin);
     T scale = T(1) / T(comm->size());
     for (T *p = begin; p < end; ++p)
       *p *= scale;
-    first = last + 1;
   }
 }
 

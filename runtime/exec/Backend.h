@@ -9,6 +9,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace netc::exec {
 
@@ -31,9 +33,18 @@ public:
   }
   /// Runs (or, on a device, enqueues) one kernel.
   virtual void run(const KernelCallT<T> &call) = 0;
+  /// Whether its `all_reduce_mean` reaches other ranks (a data-parallel run
+  /// of more than one).
+  virtual bool reducesAcrossRanks() const { return true; }
 };
 
 using Backend = BackendT<float>;
+
+/// The outputs of an `all_reduce_mean` as runs [first, last] that lie back to
+/// back in memory (gaps under 16 elements of `elementBytes`: net-plan-memory
+/// aligns each to 64 bytes), each reduced as one span.
+std::vector<std::pair<size_t, size_t>>
+contiguousRuns(const std::vector<TensorRef> &outs, size_t elementBytes);
 
 /// `all_reduce_mean` on host memory (the reference and cpu backends): each
 /// output becomes its operand, then the bucket is summed over the ranks of

@@ -94,9 +94,17 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
     std::vector<float> logits = exe.download(*prog.logits);
     r.correct += kernels::ref::countCorrectTop1<float>(
         n, classes, logits.data(), labels.data());
+    r.correctTop5 += kernels::ref::countCorrectTopK<float>(
+        n, classes, logits.data(), labels.data(), 5);
     r.total += n;
   }
+  r.classes = classes;
   return r;
+}
+
+std::string EvalResult::top5() const {
+  return classes > 5 ? fmt::format(", top-5 error {:.2f}%", top5ErrorPercent())
+                     : std::string();
 }
 
 //===----------------------------------------------------------------------===//
@@ -215,10 +223,12 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
         "--data-parallel, so each rank would train a model of its own; "
         "recompile it with netc --data-parallel",
         plan_.file, ranks));
-  if (ranks > 1 && opts_.backend == "cuda")
-    throw CollectiveError("data-parallel training on the cuda backend needs NCCL, "
-                     "which this runtime does not use yet; use --backend cpu");
   backend_ = exec::makeBackend(opts_.backend);
+  if (ranks > 1 && !backend_->reducesAcrossRanks())
+    throw CollectiveError(fmt::format(
+        "the {} backend of this netrun cannot all-reduce across ranks (the "
+        "cuda backend needs NCCL, which this build lacks); use --backend cpu",
+        backend_->name()));
   // A checkpoint write killed midway leaves its temporary file behind.
   for (const std::string &path :
        {checkpointPath(plan_), checkpointStatePath(plan_)})
@@ -533,13 +543,15 @@ void Trainer::runPhase(size_t pi) {
   if (plan_.programs.count("eval") && leader()) {
     EvalResult r = evaluate(plan_, *params_, *backend_, data_.test);
     lastEval_ = r;
-    out_ << fmt::format("[{}] test error {:.2f}% ({} of {} wrong)\n", ph.phase,
-                        r.errorPercent(), r.total - r.correct, r.total);
+    out_ << fmt::format("[{}] test error {:.2f}% ({} of {} wrong){}\n",
+                        ph.phase, r.errorPercent(), r.total - r.correct,
+                        r.total, r.top5());
     metric(json{{"event", "eval"},
                 {"phase", ph.phase},
                 {"phase_index", pi},
                 {"global_step", state_.globalStep},
                 {"test_error", r.errorPercent()},
+                {"test_error_top5", r.top5ErrorPercent()},
                 {"correct", r.correct},
                 {"total", r.total}}
                .dump());

@@ -68,12 +68,21 @@ struct TrainOptions {
 
 struct EvalResult {
   int64_t correct = 0, total = 0;
-  double errorPercent() const {
-    return total ? 100.0 * double(total - correct) / double(total) : 0.0;
+  int64_t correctTop5 = 0; ///< the label among the 5 largest logits
+  int64_t classes = 0;
+  double errorPercent() const { return percentWrong(correct); }
+  double top5ErrorPercent() const { return percentWrong(correctTop5); }
+  /// ", top-5 error X%" where there are more than 5 classes, else "".
+  std::string top5() const;
+
+private:
+  double percentWrong(int64_t right) const {
+    return total ? 100.0 * double(total - right) / double(total) : 0.0;
   }
 };
 
-/// Top-1 evaluation of the `eval` program on `data` (no augmentation).
+/// Top-1 and top-5 evaluation of the `eval` program on `data` (no
+/// augmentation).
 EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
                     exec::Backend &backend, const ImageData &data);
 

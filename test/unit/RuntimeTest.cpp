@@ -1673,6 +1673,8 @@ public:
       x[i] *= 3;
   }
   void allReduceSum(double *, int64_t) override { ADD_FAILURE(); }
+  void broadcast(void *, int64_t, int) override { ADD_FAILURE(); }
+  int localRank() const override { return 0; }
   [[noreturn]] void abort(int) override { std::abort(); }
   std::vector<std::pair<float *, int64_t>> spans;
 };
