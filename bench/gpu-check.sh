@@ -142,6 +142,11 @@ parity() {
       --metrics "$OUT/parity/$t-cuda.jsonl" >"$OUT/parity/$t-cuda.log" 2>&1 ||
       rc=1
   done
+  # The data-parallel trainer on one rank: its all-reduces go through NCCL.
+  rm -rf "$OUT/parity/dp-cuda" && cp -r "$TRAINERS/fmnist-joint-dp" "$OUT/parity/dp-cuda"
+  "$NETRUN" train "$OUT/parity/dp-cuda" --backend cuda --max-steps 20 \
+    --log-every 1 --seed 1 --data "$data" \
+    --metrics "$OUT/parity/dp-cuda.jsonl" >"$OUT/parity/dp-cuda.log" 2>&1 || rc=1
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
   ((rc == 0)) || { tail -5 "$OUT"/parity/*.log; return 1; }
   python3 - "$OUT/parity" <<'PY'
@@ -169,6 +174,19 @@ for t in ("fmnist", "fmnist-joint"):
     ok &= good
     print(f"parity {t}: 20 steps, max relative loss difference {worst:.2e} "
           f"({'ok' if good else 'ABOVE 1e-4'})")
+# One rank through NCCL computes what no communicator does: the same losses
+# (up to cuDNN choosing other algorithms in another process).
+def steps(name):
+    return [r["loss"] for r in map(json.loads, open(f"{d}/{name}.jsonl"))
+            if r.get("event") == "step"]
+dp, plain = steps("dp-cuda"), steps("fmnist-joint-cuda")
+worst = max((abs(a - b) / max(abs(b), 1e-30) for a, b in zip(dp, plain)),
+            default=float("inf"))
+same = len(dp) == 20 and worst <= 1e-4
+ok &= same
+print(f"parity data-parallel: NCCL on one rank, 20 steps, max relative loss "
+      f"difference from the plain trainer {worst:.2e} "
+      f"({'ok' if same else 'ABOVE 1e-4'})")
 sys.exit(0 if ok else 1)
 PY
 }

@@ -8,6 +8,7 @@
 #   fmnist/            examples/fashion-mnist.net (parity: its classifier
 #                      phase)
 #   fmnist-joint/      bench/fmnist-parity.net (parity: the SWWAE-all step)
+#   fmnist-joint-dp/   the same, --data-parallel (NCCL with one rank)
 #   vgg16-none/, vgg16-swwae-all/     examples/vgg16.net (benchmark)
 #   vgg32-none/, vgg32-swwae-all/     bench/vgg32.net (benchmark)
 #   every/every-<variant>.json        test/Training/Inputs/every-layer.net for
@@ -27,6 +28,7 @@ mkdir -p "$OUT/every" "$OUT/fmnist-data"
 
 "$NETC" examples/fashion-mnist.net -o "$OUT/fmnist"
 "$NETC" bench/fmnist-parity.net -o "$OUT/fmnist-joint"
+"$NETC" bench/fmnist-parity.net --data-parallel -o "$OUT/fmnist-joint-dp"
 for v in none swwae-all; do
   "$NETC" examples/vgg16.net --augment=$v -o "$OUT/vgg16-$v"
   "$NETC" bench/vgg32.net --augment=$v -o "$OUT/vgg32-$v"

@@ -18,8 +18,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-torch.set_num_threads(os.cpu_count())
-torch.manual_seed(1)
 
 
 def conv(cin, cout):
@@ -71,6 +69,9 @@ def rate(decode, steps=30, warmup=5, batch=64):
     return steps * batch / (time.perf_counter() - t0)
 
 
-print(f"pretrain {rate(False):.1f}")
-print(f"joint {rate(True):.1f}")
-print(f"version {torch.__version__}")
+if __name__ == "__main__":
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(1)
+    print(f"pretrain {rate(False):.1f}")
+    print(f"joint {rate(True):.1f}")
+    print(f"version {torch.__version__}")

@@ -60,7 +60,8 @@ commands:
       --backend NAME        cuda (the default where built and a GPU is
                             present), cpu (oneDNN; the default otherwise,
                             where built) or reference
-  eval TRAINER    top-1 error of the `eval` program (test set by default)
+  eval TRAINER    top-1 (and, past 5 classes, top-5) error of the `eval`
+                  program (test set by default)
       --data DIR            data folder
       --params FILE         parameters (default TRAINER/checkpoint.safetensors)
       --split test|train    the set to measure the error on (test)
@@ -76,7 +77,8 @@ commands:
   info TRAINER    programs, kernels, arenas, parameters and the schedule
                   (and the GPU, where the cuda backend is built)
   bench TRAINER   training throughput of one program on synthetic data
-                  already in the backend's memory (no data loading)
+                  already in the backend's memory (no data loading); under
+                  mpirun, of a data-parallel trainer on every rank
       --program NAME        the program (default: the last phase's)
       --steps N             timed steps (20), after 3 warm-up steps
       --batch N             batch (default: the program's)
@@ -315,8 +317,9 @@ int cmdEval(const Args &a) {
         fmt::format("--split must be test or train, got '{}'", split));
   train::EvalResult r = train::evaluate(
       p, store, *backend, split == "train" ? data.train : data.test);
-  std::cout << fmt::format("{} error {:.2f}% ({} of {} wrong)\n", split,
-                           r.errorPercent(), r.total - r.correct, r.total);
+  std::cout << fmt::format("{} error {:.2f}% ({} of {} wrong){}\n", split,
+                           r.errorPercent(), r.total - r.correct, r.total,
+                           r.top5());
   return 0;
 }
 
@@ -466,10 +469,20 @@ int cmdBench(const Args &a) {
                                  "step",
                                  name));
   exe.keep(*prog.loss);
+  // Under mpirun: every rank steps on its own batch and the gradients are
+  // averaged, as in training; the rate counts every rank's images.
+  dist::Communicator &comm = dist::world();
+  if (comm.size() > 1 && p.bucketBytes == 0)
+    throw train::CollectiveError(fmt::format(
+        "{}: started as {} ranks, but the trainer was compiled without "
+        "--data-parallel",
+        p.file, comm.size()));
   exec::StepContext ctx;
   ctx.lr = 1e-4;
   ctx.momentum = 0.9;
   ctx.training = true;
+  ctx.comm = &comm;
+  ctx.firstSample = uint64_t(comm.rank() * batch);
   auto step = [&](int64_t i) {
     ctx.step = uint64_t(i);
     for (auto &[id, words] : inputs)
@@ -486,12 +499,15 @@ int cmdBench(const Args &a) {
   double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
+  if (comm.rank() != 0)
+    return 0;
   std::cout << fmt::format(
-      "program {} on {}: batch {}, {} steps: {:.1f} images/s, {:.3f} "
+      "program {} on {}: batch {}{}, {} steps: {:.1f} images/s, {:.3f} "
       "ms/step, peak memory {} ({} bytes)\n",
-      name, backend->name(), batch, steps, double(batch * steps) / secs,
-      1e3 * secs / double(steps), human(int64_t(backend->peakBytes())),
-      backend->peakBytes());
+      name, backend->name(), batch,
+      comm.size() > 1 ? fmt::format(" x {} ranks", comm.size()) : "", steps,
+      double(batch * comm.size() * steps) / secs, 1e3 * secs / double(steps),
+      human(int64_t(backend->peakBytes())), backend->peakBytes());
   return 0;
 }
 
