@@ -37,6 +37,8 @@ constexpr int64_t kMaxInputElements = int64_t(1) << 31;
 
 /// Largest `batch` (also `netc --batch`).
 constexpr int64_t kMaxBatch = int64_t(1) << 20;
+/// Gradient buckets of data-parallel training: at most 1 TiB.
+constexpr double kMaxBucketMb = 1048576.0;
 /// Largest `epochs` and `lr step ... every N`.
 constexpr int64_t kMaxEpochs = 1000000;
 /// Largest `steps`.

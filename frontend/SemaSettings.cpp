@@ -207,7 +207,7 @@ static constexpr Option<AugmentSpec> kAugmentOptions[] = {
 static constexpr Option<TrainSpec> kTrainOptions[] = {
     {"precision", word(kPrecisions, /*suggest=*/true), &TrainSpec::precision},
     {"data-parallel", flag(), &TrainSpec::dataParallel},
-    {"bucket-mb", number({0.0, 1048576.0, /*minOpen=*/true, /*maxOpen=*/false}),
+    {"bucket-mb", number({0.0, kMaxBucketMb, /*minOpen=*/true, /*maxOpen=*/false}),
      &TrainSpec::bucketMb},
 };
 

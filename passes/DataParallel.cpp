@@ -82,8 +82,14 @@ LogicalResult bucketFunction(func::FuncOp func, int64_t capacity) {
         NameLoc::get(builder.getStringAttr("all_reduce." + Twine(bucket)),
                      grads[last].update.getLoc()),
         operands, builder.getI64IntegerAttr(bucket));
-    for (size_t i = first; i <= last; ++i)
+    for (size_t i = first; i <= last; ++i) {
+      if (!reduce->isBeforeInBlock(grads[i].update))
+        return grads[i].update.emitOpError(
+            "comes before the last gradient of its bucket is produced; "
+            "net-data-parallel needs the updates after the backward pass, "
+            "as net-autodiff writes them");
       grads[i].update.getGradMutable().assign(reduce.getResult(i - first));
+    }
     ++bucket;
     first = last + 1;
   }

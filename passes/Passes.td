@@ -86,8 +86,9 @@ def DataParallel : Pass<"net-data-parallel", "::mlir::ModuleOp"> {
     bucket's all-reduce is placed right after the last of its gradients is
     produced, so that a runtime can reduce it while the rest of the
     backward pass runs. Frozen parameters have no update and so no
-    all-reduce. Batch-norm statistics are not reduced: each rank keeps its
-    own, as DDP does by default.
+    all-reduce. Batch-norm running statistics are not reduced: each rank
+    keeps its own, and rank 0's are the ones checkpointed (DDP's default
+    instead copies rank 0's to every rank before each forward).
 
     Runs after net-autodiff and before net-precision. Sets `net.data_parallel`
     on the module to the bucket capacity in bytes (net-emit-plan writes it

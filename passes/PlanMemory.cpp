@@ -151,6 +151,7 @@ static FailureOr<int64_t> planFunction(func::FuncOp func, int64_t batch) {
   auto join = [&](Value v, Value into) {
     int id = bufferOf[into];
     bufferOf[v] = id;
+    offsetInBuffer[v] = offsetInBuffer.lookup(into);
     buffers[id].end = std::max(buffers[id].end, lastUse(v));
   };
 

@@ -239,8 +239,15 @@ CudaBackend::CudaBackend() {
         "--backend cpu or reference",
         why));
   }
-  // One GPU per rank of a data-parallel run on this machine.
-  device_ = dist::world().localRank() % count;
+  // One GPU per rank of a data-parallel run on this machine (two ranks on
+  // one GPU would make NCCL hang).
+  dist::Communicator &ranks = dist::world();
+  if (ranks.localSize() > count)
+    throw std::runtime_error(fmt::format(
+        "{} ranks run on this machine but it has {} CUDA device(s): start at "
+        "most one rank per GPU",
+        ranks.localSize(), count));
+  device_ = ranks.localRank();
   cudaCheck(cudaSetDevice(device_), "set device");
   cudaDeviceProp p{};
   cudaCheck(cudaGetDeviceProperties(&p, device_), "device properties");
@@ -1006,8 +1013,7 @@ void CudaBackend::run(const KernelCall &c) {
       return;
     }
     device::dropout(c.in[0].count, a.ratio, a.seed, c.ctx.step,
-                    c.ctx.firstSample * uint64_t(c.in[0].count / c.n), in(0),
-                    out(0), st);
+                    c.dropoutFirst(), in(0), out(0), st);
     return;
   case Op::SoftmaxCrossEntropy: {
     int64_t n = c.in[0].dims.n;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <exception>
 
 namespace netc::cuda {
 
@@ -35,7 +36,13 @@ NcclReducer::NcclReducer(dist::Communicator &ranks, CUstream_st *stream)
 }
 
 NcclReducer::~NcclReducer() {
-  if (comm_)
+  if (!comm_)
+    return;
+  // ncclCommDestroy waits for the other ranks; while an exception unwinds
+  // (this rank alone failed), they may never come: abort instead.
+  if (std::uncaught_exceptions() > 0)
+    ncclCommAbort(comm_);
+  else
     ncclCommDestroy(comm_);
 }
 

@@ -2,6 +2,7 @@
 
 #include "runtime/dist/Communicator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -24,14 +25,21 @@ public:
   void allReduceSum(double *, int64_t) override {}
   void broadcast(void *, int64_t, int) override {}
   int localRank() const override { return 0; }
+  int localSize() const override { return 1; }
   [[noreturn]] void abort(int code) override { std::_Exit(code); }
 };
 
-bool launchedByMpi() {
-  for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
-    if (std::getenv(var))
-      return true;
-  return false;
+/// The number of processes an MPI launcher started, 1 without one.
+int launchedRanks() {
+  for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char *v = std::getenv(var))
+      return std::max(1, std::atoi(v));
+  return 1;
+}
+
+std::unique_ptr<Communicator> &slot() {
+  static std::unique_ptr<Communicator> comm;
+  return comm;
 }
 
 } // namespace
@@ -45,23 +53,25 @@ bool haveMpi() {
 }
 
 Communicator &world() {
-  static std::unique_ptr<Communicator> comm = [] {
-    std::unique_ptr<Communicator> c;
-    if (launchedByMpi()) {
+  std::unique_ptr<Communicator> &comm = slot();
+  if (!comm) {
+    if (launchedRanks() > 1) {
 #ifdef NETC_HAVE_MPI
-      c = makeMpiCommunicator();
+      comm = makeMpiCommunicator();
 #else
+      comm = std::make_unique<Single>();
       throw std::runtime_error(
-          "started by an MPI launcher, but this netrun was built without MPI "
-          "(install libopenmpi-dev and rebuild): each process would train "
-          "on its own");
+          "started by an MPI launcher as several processes, but this netrun "
+          "was built without MPI (install libopenmpi-dev and rebuild): each "
+          "would train on its own");
 #endif
     } else {
-      c = std::make_unique<Single>();
+      comm = std::make_unique<Single>();
     }
-    return c;
-  }();
+  }
   return *comm;
 }
+
+Communicator *worldIfMade() { return slot().get(); }
 
 } // namespace netc::dist

@@ -34,19 +34,26 @@ public:
   virtual void allReduceSum(double *x, int64_t n) = 0;
   /// `bytes` bytes at `data` become root's on every rank.
   virtual void broadcast(void *data, int64_t bytes, int root) = 0;
-  /// This rank's index among the ranks on its machine (which GPU it takes).
+  /// This rank's index among the ranks on its machine (which GPU it takes),
+  /// and how many ranks that machine runs.
   virtual int localRank() const = 0;
+  virtual int localSize() const = 0;
   /// Ends every rank of the job at once: a rank that failed alone would
   /// otherwise leave the others waiting in their next collective.
   [[noreturn]] virtual void abort(int code) = 0;
 };
 
 /// The process's communicator, made on first use (MPI_Init then, and
-/// MPI_Finalize at exit). MPI is used when the process was started by an
-/// MPI launcher, which says so in its environment (OMPI_COMM_WORLD_SIZE,
-/// PMI_SIZE or PMIX_RANK); an MPI launch of a netrun built without MPI is an
-/// error rather than N unconnected copies of the same run.
+/// MPI_Finalize at exit). MPI is used when an MPI launcher started more than
+/// one process, which it says in the environment (OMPI_COMM_WORLD_SIZE or
+/// PMI_SIZE); a netrun built without MPI, so launched, throws here (once:
+/// later calls give a single rank) rather than run N unconnected copies of
+/// the same training.
 Communicator &world();
+
+/// The communicator if world() has made one, else nullptr; never throws
+/// (for error handlers).
+Communicator *worldIfMade();
 
 /// Whether this netrun was built with MPI.
 bool haveMpi();

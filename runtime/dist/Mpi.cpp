@@ -31,9 +31,11 @@ public:
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
-      // The prefetch thread never calls MPI: the main thread alone does.
+      // The prefetch thread never calls MPI: the main thread alone does, so
+      // whatever level the library provides will do.
       int provided = 0;
       MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      ownsInit_ = true;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
@@ -41,12 +43,13 @@ public:
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_,
                         MPI_INFO_NULL, &local);
     MPI_Comm_rank(local, &localRank_);
+    MPI_Comm_size(local, &localSize_);
     MPI_Comm_free(&local);
   }
   ~Mpi() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized)
+    if (ownsInit_ && !finalized)
       MPI_Finalize();
   }
   const char *name() const override { return "mpi"; }
@@ -68,6 +71,7 @@ public:
     }
   }
   int localRank() const override { return localRank_; }
+  int localSize() const override { return localSize_; }
   [[noreturn]] void abort(int code) override {
     MPI_Abort(MPI_COMM_WORLD, code);
     std::_Exit(code);
@@ -84,7 +88,8 @@ private:
       n -= count;
     }
   }
-  int rank_ = 0, size_ = 1, localRank_ = 0;
+  int rank_ = 0, size_ = 1, localRank_ = 0, localSize_ = 1;
+  bool ownsInit_ = false;
 };
 
 } // namespace

@@ -108,6 +108,11 @@ template <typename T> struct KernelCallT {
   const StepContext &ctx;
   typename ParamStoreT<T>::Entry *param = nullptr; ///< sgd_update's parameter
   KernelState *state = nullptr; ///< the backend's, from prepare()
+
+  /// Where a dropout's first element lies in the global batch's mask.
+  uint64_t dropoutFirst() const {
+    return ctx.firstSample * uint64_t(in[0].count / n);
+  }
 };
 
 /// Decodes and range-checks a kernel's attributes (PlanError naming the

@@ -150,7 +150,7 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
     }
     mask_.resize(size_t(count));
     kernels::dropoutMask(a.seed, c.ctx.step, count, a.ratio, mask_.data(),
-                         c.ctx.firstSample * uint64_t(count / c.n));
+                         c.dropoutFirst());
     if (k.op == Op::Dropout)
       ref::dropoutForward(count, a.ratio, in(0), mask_.data(), out(0));
     else

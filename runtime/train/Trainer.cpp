@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -204,6 +205,54 @@ std::ostream &nullStream() {
 }
 } // namespace
 
+std::string dataParallelProblem(const plan::Plan &plan,
+                                const exec::Backend &backend, int ranks) {
+  if (ranks <= 1)
+    return "";
+  if (plan.bucketBytes == 0)
+    return fmt::format("{}: started as {} ranks, but the trainer was "
+                       "compiled without --data-parallel, so each rank would "
+                       "train a model of its own; recompile it with netc "
+                       "--data-parallel",
+                       plan.file, ranks);
+  if (!backend.reducesAcrossRanks())
+    return fmt::format("the {} backend of this netrun cannot all-reduce "
+                       "across ranks (the cuda backend needs NCCL, which "
+                       "this build lacks); use --backend cpu",
+                       backend.name());
+  return "";
+}
+
+void agreeOrThrow(dist::Communicator &comm, const std::string &problem) {
+  if (comm.size() == 1)
+    return;
+  std::vector<double> failed(size_t(comm.size()), 0.0);
+  failed[size_t(comm.rank())] = problem.empty() ? 0.0 : 1.0;
+  comm.allReduceSum(failed.data(), int64_t(failed.size()));
+  auto it = std::find(failed.begin(), failed.end(), 1.0);
+  if (it == failed.end())
+    return;
+  // The first rank with a problem tells it to every rank.
+  int from = int(it - failed.begin());
+  uint64_t length = comm.rank() == from ? problem.size() : 0;
+  comm.broadcast(&length, sizeof length, from);
+  std::string message = comm.rank() == from ? problem : std::string(length, ' ');
+  comm.broadcast(message.data(), int64_t(length), from);
+  throw CollectiveError(from == 0 ? message
+                                  : fmt::format("rank {}: {}", from, message));
+}
+
+uint64_t parameterHash(const exec::ParamStore &params) {
+  uint64_t h = 1469598103934665603ull; // FNV-1a over every value's bytes
+  for (const std::string &name : params.names()) {
+    std::vector<float> v = params.hostValue(name);
+    const auto *bytes = reinterpret_cast<const unsigned char *>(v.data());
+    for (size_t i = 0; i < v.size() * sizeof(float); ++i)
+      h = (h ^ bytes[i]) * 1099511628211ull;
+  }
+  return h;
+}
+
 void Trainer::checkpoint() {
   if (leader())
     saveCheckpoint(plan_, *params_, state_);
@@ -217,22 +266,15 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     : plan_(plan), opts_(std::move(opts)), comm_(dist::world()),
       out_(comm_.rank() == 0 ? out : nullStream()), data_(std::move(data)) {
   const int ranks = comm_.size();
-  if (ranks > 1 && plan_.bucketBytes == 0)
-    throw CollectiveError(fmt::format(
-        "{}: started as {} ranks, but the trainer was compiled without "
-        "--data-parallel, so each rank would train a model of its own; "
-        "recompile it with netc --data-parallel",
-        plan_.file, ranks));
+  // What stops a data-parallel start is agreed on by every rank below, so
+  // that no rank waits in a collective for one that gave up.
   backend_ = exec::makeBackend(opts_.backend);
-  if (ranks > 1 && !backend_->reducesAcrossRanks())
-    throw CollectiveError(fmt::format(
-        "the {} backend of this netrun cannot all-reduce across ranks (the "
-        "cuda backend needs NCCL, which this build lacks); use --backend cpu",
-        backend_->name()));
-  // A checkpoint write killed midway leaves its temporary file behind.
+  std::string problem = dataParallelProblem(plan_, *backend_, ranks);
+  // A checkpoint write killed midway leaves its temporary file behind (only
+  // the writer's: another machine cannot tell whether rank 0 still runs).
   for (const std::string &path :
        {checkpointPath(plan_), checkpointStatePath(plan_)})
-    if (int n = io::removeStaleTemporaries(path))
+    if (int n = leader() ? io::removeStaleTemporaries(path) : 0)
       out_ << fmt::format("note: removed {} temporary file(s) of {} left by "
                           "an interrupted run\n",
                           n, path);
@@ -265,16 +307,41 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     if (state_.seed != opts_.seed)
       out_ << fmt::format("note: resuming with the checkpoint's seed {}\n",
                           state_.seed);
-    if (state_.ranks != ranks && state_.step > 0)
-      throw CollectiveError(fmt::format(
+    if (state_.ranks != ranks && state_.step > 0 && problem.empty())
+      problem = fmt::format(
           "{}: the checkpoint was written by a run of {} rank(s) at step {} "
           "of phase {}; its steps were global batches of that many ranks: "
           "resume it with {} rank(s) (from the end of a phase, any number "
           "will do)",
           checkpointPath(plan_), state_.ranks, state_.step,
-          state_.phaseIndex + 1, state_.ranks));
+          state_.phaseIndex + 1, state_.ranks);
     state_.ranks = ranks;
   }
+  if (ranks > 1) {
+    // Every rank must start where rank 0 does: the same state, backend and
+    // parameters (each read its own copy of the trainer, checkpoint and
+    // --weights files).
+    std::vector<uint64_t> here = {
+        uint64_t(state_.phaseIndex), uint64_t(state_.step),
+        uint64_t(state_.globalStep), state_.seed,
+        std::hash<std::string>()(backend_->name()), parameterHash(*params_)};
+    std::vector<uint64_t> first = here;
+    comm_.broadcast(first.data(), int64_t(first.size() * sizeof(uint64_t)),
+                    0);
+    if (here != first && problem.empty())
+      problem = fmt::format(
+          "rank {} would start from another state than rank 0 (phase {}, "
+          "step {}, global step {}, seed {}, {} backend, parameter hash "
+          "{:016x}; rank 0: phase {}, step {}, global step {}, seed {}, "
+          "parameter hash {:016x}): every rank must read the same trainer, "
+          "checkpoint and --weights files and use the same backend",
+          comm_.rank(), here[0] + 1, here[1], here[2], here[3],
+          backend_->name(), here[5], first[0] + 1, first[1], first[2],
+          first[3], first[5]);
+  }
+  if (ranks == 1 && !problem.empty())
+    throw TrainError(problem);
+  agreeOrThrow(comm_, problem);
   if (ranks > 1)
     out_ << fmt::format("data-parallel: {} ranks ({}), each a shard of every "
                         "batch\n",

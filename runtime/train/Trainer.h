@@ -98,6 +98,16 @@ struct TrainState {
   int64_t ranks = 1;
 };
 
+/// Why `plan` cannot train on `ranks` ranks with `backend` ("" if it can).
+std::string dataParallelProblem(const plan::Plan &plan,
+                                const exec::Backend &backend, int ranks);
+/// Every rank calls it at the same point. When some rank has a `problem`
+/// (non-empty), every rank throws a CollectiveError with the first such
+/// rank's message, so that none is left waiting in a collective.
+void agreeOrThrow(dist::Communicator &comm, const std::string &problem);
+/// A hash of every parameter's value (do ranks start from the same ones?).
+uint64_t parameterHash(const exec::ParamStore &params);
+
 std::string checkpointPath(const plan::Plan &plan);      ///< .safetensors
 std::string checkpointStatePath(const plan::Plan &plan); ///< .json
 void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,

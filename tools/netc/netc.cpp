@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
     return fail("--batch must be in [1, " + Twine(netc::sema::kMaxBatch) +
                 "], got " + Twine(statsBatch));
 
-  if (!(bucketMb > 0) || bucketMb > 1048576.0)
+  if (!(bucketMb > 0) || bucketMb > netc::sema::kMaxBucketMb)
     return fail("--bucket-mb must be in (0, 1048576] MiB, got " +
                 llvm::formatv("{0}", bucketMb.getValue()).str());
 

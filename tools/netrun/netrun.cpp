@@ -266,6 +266,19 @@ std::string backendOption(const Args &a) {
 #endif
 }
 
+/// One rank alone failed: the others would wait for it in their next
+/// collective, so the whole job ends here, before anything unwinds (NCCL's
+/// teardown is itself a collective that would wait for them).
+void abortOtherRanks(const std::exception &e) {
+  dist::Communicator *w = dist::worldIfMade();
+  if (!w || w->size() == 1 || dynamic_cast<const train::CollectiveError *>(&e))
+    return;
+  std::cerr << fmt::format("netrun: rank {} of {}: error: {}\n", w->rank(),
+                           w->size(), e.what());
+  std::cerr.flush();
+  w->abort(1);
+}
+
 int cmdTrain(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   train::TrainOptions o;
@@ -279,7 +292,14 @@ int cmdTrain(const Args &a) {
   o.checkpointEvery = intOption(a, "--checkpoint-every", 0);
   o.backend = backendOption(a);
   train::Trainer t(p, o, std::cout);
-  t.run();
+  try {
+    t.run();
+  } catch (const train::CollectiveError &) {
+    throw;
+  } catch (const std::exception &e) {
+    abortOtherRanks(e); // before the trainer (and NCCL) unwinds
+    throw;
+  }
   return 0;
 }
 
@@ -472,11 +492,8 @@ int cmdBench(const Args &a) {
   // Under mpirun: every rank steps on its own batch and the gradients are
   // averaged, as in training; the rate counts every rank's images.
   dist::Communicator &comm = dist::world();
-  if (comm.size() > 1 && p.bucketBytes == 0)
-    throw train::CollectiveError(fmt::format(
-        "{}: started as {} ranks, but the trainer was compiled without "
-        "--data-parallel",
-        p.file, comm.size()));
+  train::agreeOrThrow(comm,
+                      train::dataParallelProblem(p, *backend, comm.size()));
   exec::StepContext ctx;
   ctx.lr = 1e-4;
   ctx.momentum = 0.9;
@@ -491,14 +508,19 @@ int cmdBench(const Args &a) {
     exe.run(batch, ctx);
     (void)exe.scalar(*prog.loss); // waits for the step
   };
-  for (int64_t i = 0; i < 3; ++i)
-    step(i);
-  auto t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < steps; ++i)
-    step(3 + i);
-  double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-          .count();
+  double secs = 0;
+  try {
+    for (int64_t i = 0; i < 3; ++i)
+      step(i);
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < steps; ++i)
+      step(3 + i);
+    secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+               .count();
+  } catch (const std::exception &e) {
+    abortOtherRanks(e); // before the backend (and NCCL) unwinds
+    throw;
+  }
   if (comm.rank() != 0)
     return 0;
   std::cout << fmt::format(
@@ -535,19 +557,12 @@ int main(int argc, char **argv) {
     return 1;
   } catch (const train::CollectiveError &e) {
     // Every rank stopped here with the same message: rank 0 says it.
-    if (dist::world().rank() == 0)
+    dist::Communicator *w = dist::worldIfMade();
+    if (!w || w->rank() == 0)
       std::cerr << "netrun: error: " << e.what() << "\n";
     return 1;
   } catch (const std::exception &e) {
-    // One rank alone failed: the others would wait for it in their next
-    // collective, so the whole job ends here.
-    if (dist::world().size() > 1) {
-      std::cerr << fmt::format("netrun: rank {} of {}: error: {}\n",
-                               dist::world().rank(), dist::world().size(),
-                               e.what());
-      std::cerr.flush();
-      dist::world().abort(1);
-    }
+    abortOtherRanks(e);
     std::cerr << "netrun: error: " << e.what() << "\n";
     return 1;
   } catch (...) {
