@@ -1675,6 +1675,7 @@ public:
   void allReduceSum(double *, int64_t) override { ADD_FAILURE(); }
   void broadcast(void *, int64_t, int) override { ADD_FAILURE(); }
   int localRank() const override { return 0; }
+  int localSize() const override { return 1; }
   [[noreturn]] void abort(int) override { std::abort(); }
   std::vector<std::pair<float *, int64_t>> spans;
 };
