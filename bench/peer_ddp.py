@@ -12,42 +12,21 @@ ranks, after 5 warm-up steps.
 """
 import os
 import sys
-import time
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_fmnist import Net  # noqa: E402
-
-
-def rate(model, decode, batch, steps, warmup=5):
-    opt = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9,
-                          weight_decay=5e-4)
-    x = torch.randn(batch, 1, 28, 28)
-    y = torch.randint(0, 10, (batch,))
-    for i in range(warmup + steps):
-        if i == warmup:
-            if dist.is_initialized():
-                dist.barrier()
-            t0 = time.perf_counter()
-        logits, recon = model(x, decode)
-        loss = F.cross_entropy(logits, y) + sum(recon)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * batch / (time.perf_counter() - t0)
+from peer_fmnist import Net, rate  # noqa: E402
 
 
 def worker(rank, ranks, batch, steps, out):
     torch.manual_seed(1)
     if ranks == 1:
         torch.set_num_threads(os.cpu_count())
-        model = Net()
-        rates = [rate(model, d, batch, steps) for d in (False, True)]
+        rates = [rate(d, steps, batch=batch) for d in (False, True)]
     else:
         torch.set_num_threads(1)
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -58,7 +37,8 @@ def worker(rank, ranks, batch, steps, out):
             # find_unused_parameters: the decoder is idle in the classifier
             # step.
             model = DDP(Net(), bucket_cap_mb=25, find_unused_parameters=True)
-            rates.append(rate(model, decode, batch, steps) * ranks)
+            rates.append(rate(decode, steps, batch=batch, net=model,
+                              start=dist.barrier) * ranks)
         dist.destroy_process_group()
     if rank == 0:
         out.put(rates)

@@ -52,14 +52,18 @@ class Net(nn.Module):
                         0.0005 * ((r1 - p1) ** 2).sum() / (2 * n)]
 
 
-def rate(decode, steps=30, warmup=5, batch=64):
-    net = Net()
+def rate(decode, steps=30, warmup=5, batch=64, net=None, start=None):
+    """Images/s of `net` (default a new Net); `start` runs before timing
+    (e.g. a barrier of bench/peer_ddp.py's ranks)."""
+    net = net or Net()
     opt = torch.optim.SGD(net.parameters(), lr=0.005, momentum=0.9,
                           weight_decay=5e-4)
     x = torch.randn(batch, 1, 28, 28)
     y = torch.randint(0, 10, (batch,))
     for i in range(warmup + steps):
         if i == warmup:
+            if start:
+                start()
             t0 = time.perf_counter()
         logits, recon = net(x, decode)
         loss = F.cross_entropy(logits, y) + sum(recon)

@@ -115,6 +115,12 @@ def model_net(text, path, multiplier=None):
     return text
 
 
+def sweep_tag(model, multiplier):
+    """A model's name in the results: with the joint phase's weights times
+    `multiplier` (None or 1: the file's own), `<model>-x<multiplier>`."""
+    return model if multiplier in (None, 1) else f"{model}-x{multiplier:g}"
+
+
 # --- running netc and netrun --------------------------------------------------
 
 class Study:
@@ -236,7 +242,7 @@ class Study:
         return ckpt
 
     def model(self, net, model, seed, multiplier=None):
-        tag = model if multiplier is None else f"{model}-x{multiplier:g}"
+        tag = sweep_tag(model, multiplier)
         key = f"{net['id']}/{tag}/seed{seed}"
         if key in self.runs:
             if key in self.initial:
@@ -391,7 +397,7 @@ def report(args, runs):
         for model in args.sweep_models:
             cells = []
             for m in args.multipliers:
-                tag = model if m == 1 else f"{model}-x{m:g}"
+                tag = sweep_tag(model, m)
                 t = series(runs, args.main_id, tag, sseeds, "test_error")
                 cells.append("–" if t is None else
                              f"{mean_std(t)}<br>{fmt_paired(paired(base, t))}"
@@ -449,6 +455,12 @@ def figures(args, runs, outdir):
         return []
     os.makedirs(outdir, exist_ok=True)
     written = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        path = os.path.join(outdir, name)
+        fig.savefig(path, dpi=110)
+        written.append(path)
     seeds = list(range(1, args.seeds + 1))
 
     # Test error per model, with the paired difference beside it.
@@ -475,11 +487,8 @@ def figures(args, runs, outdir):
         ax2.axhline(0, color="k", lw=0.8)
         ax2.set_ylabel("vs. baseline, points (paired, 95% CI)")
         fig.suptitle(f"Fashion-MNIST, {len(seeds)} paired seeds")
-        fig.tight_layout()
-        path = os.path.join(outdir, "test-error.png")
-        fig.savefig(path, dpi=110)
+        save(fig, "test-error.png")
         plt.close(fig)
-        written.append(path)
 
     # Error against lambda.
     if "sweep" in args.stages:
@@ -494,7 +503,7 @@ def figures(args, runs, outdir):
         for j, model in enumerate(args.sweep_models):
             xs, ys, es = [], [], []
             for m in args.multipliers:
-                tag = model if m == 1 else f"{model}-x{m:g}"
+                tag = sweep_tag(model, m)
                 t = series(runs, args.main_id, tag, sseeds, "test_error")
                 if t:
                     xs.append(lam * m)
@@ -510,10 +519,7 @@ def figures(args, runs, outdir):
             ax.set_ylabel("test error % (mean ± std)")
             ax.grid(alpha=0.3)
             ax.legend()
-            fig.tight_layout()
-            path = os.path.join(outdir, "lambda.png")
-            fig.savefig(path, dpi=110)
-            written.append(path)
+            save(fig, "lambda.png")
         plt.close(fig)
 
     # SAE against SWWAE, seed 1.
@@ -532,11 +538,8 @@ def figures(args, runs, outdir):
                 ax.axis("off")
             fig.suptitle("seed 1: test images (top row) and each "
                          "macro-layer's decoding (rows below)")
-            fig.tight_layout()
-            path = os.path.join(outdir, "reconstructions.png")
-            fig.savefig(path, dpi=110)
+            save(fig, "reconstructions.png")
             plt.close(fig)
-            written.append(path)
     return written
 
 

@@ -9,22 +9,13 @@
 # Skips (one line) where netrun was built without MPI or mpirun is absent.
 #   test/e2e/data-parallel.sh BUILD_DIR
 set -uo pipefail
-BUILD=$(cd "${1:?build dir}" && pwd)
-cd "$(dirname "$0")"
+source "$(dirname "$0")/lib.sh"
 NETC=$BUILD/bin/netc NETRUN=$BUILD/bin/netrun
 if ! command -v mpirun >/dev/null || ! grep -q "NETC_WITH_MPI:BOOL=ON" "$BUILD/CMakeCache.txt"; then
   echo "data-parallel: skipped (no MPI in this build)"
   echo "dp: 0 passed, 0 failed"
   exit 0
 fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0; failed=0
-check() { # description, then a command that must succeed
-  local what=$1; shift
-  if "$@"; then echo "ok   $what"; passed=$((passed + 1))
-  else echo "FAIL $what"; failed=$((failed + 1)); fi
-}
 # Two ranks on a 2-core machine: one thread each; root is allowed in CI.
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpi() { timeout 120 mpirun --oversubscribe -np "$@"; }

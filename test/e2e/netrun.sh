@@ -4,16 +4,7 @@
 # output. Prints "netrun: N passed, M failed".
 #   test/e2e/netrun.sh BUILD_DIR
 set -uo pipefail
-BUILD=$(cd "${1:?build dir}" && pwd)
-cd "$(dirname "$0")"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0; failed=0
-check() { # description, then a command that must succeed
-  local what=$1; shift
-  if "$@"; then echo "ok   $what"; passed=$((passed + 1))
-  else echo "FAIL $what"; failed=$((failed + 1)); fi
-}
+source "$(dirname "$0")/lib.sh"
 "$BUILD/bin/netc" phases.net -o "$work/t.trainer" >/dev/null || exit 1
 NETRUN=$BUILD/bin/netrun
 

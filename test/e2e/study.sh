@@ -4,15 +4,11 @@
 # one record removed from the results file, a third does that one alone.
 #   test/e2e/study.sh BUILD_DIR
 set -uo pipefail
-BUILD=$(cd "${1:?build dir}" && pwd)
-cd "$(dirname "$0")"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0; failed=0
-check() { # description, then a command that must succeed
-  local what=$1; shift
-  if "$@"; then echo "ok   $what"; passed=$((passed + 1))
-  else echo "FAIL $what"; failed=$((failed + 1)); fi
+source "$(dirname "$0")/lib.sh"
+drop_record() { # KEY: forget one run of the results file
+  python3 -c 'import json, sys
+r = json.load(open(sys.argv[1])); del r["runs"][sys.argv[2]]
+json.dump(r, open(sys.argv[1], "w"))' "$work/results.json" "$1"
 }
 study() {
   python3 ../../bench/study.py --build "$BUILD" --out "$work/out" \
@@ -32,23 +28,13 @@ check "... and the PSNR per macro-layer" \
 out=$(study)
 # (12: the classifiers are not looked at when every model is done.)
 check "the second call does none" grep -q "^\[study\] 0 runs done, 12 found done in" <<<"$out"
-python3 - "$work/results.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-del r["runs"]["phases/swwae-all/seed2"]
-json.dump(r, open(sys.argv[1], "w"))
-PY
+drop_record phases/swwae-all/seed2
 out=$(study)
 check "with a record removed, the third call does that run alone" \
   grep -q "^\[study\] 1 runs done, 12 found done in" <<<"$out"
 check "... which it names" grep -q "^\[study\] phases/swwae-all/seed2 \.\.\.$" <<<"$out"
 rm "$work/out/phases-classifier-seed1.safetensors"
-python3 - "$work/results.json" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1]))
-del r["runs"]["phases/swwae-all/seed1"]
-json.dump(r, open(sys.argv[1], "w"))
-PY
+drop_record phases/swwae-all/seed1
 out=$(study)
 check "a classifier checkpoint that is gone is trained again first" \
   grep -q "phases/classifier/seed1: the checkpoint is gone" <<<"$out"
