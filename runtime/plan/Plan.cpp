@@ -987,8 +987,23 @@ Plan parsePlan(const std::string &text, const std::string &file,
   if (d.subset < 0 || d.testSubset < 0 || d.crop < 0 || d.cropPad < 0)
     ps.fail("data", "subset, test_subset, crop and crop_pad must not be "
                     "negative");
-  if (const json *s = ps.optField(data, "scale"))
+  if (const json *s = ps.optField(data, "scale")) {
     d.scale = ps.ints(*s, "data.scale");
+    if (d.scale.size() != 2 || d.scale[0] < 0 || d.scale[1] < d.scale[0] ||
+        d.scale[1] > (int64_t(1) << 16))
+      ps.fail("data.scale", "must be [min, max] with 0 <= min <= max <= "
+                            "65536");
+  }
+  d.evalScale = ps.optInt(data, "data", "eval_scale", 0);
+  if (d.evalScale < 0 || d.evalScale > (int64_t(1) << 16))
+    ps.fail("data.eval_scale", "must be 0 to 65536");
+  d.channelOrder = ps.optStr(data, "data", "channel_order", "rgb");
+  if (d.channelOrder != "rgb" && d.channelOrder != "bgr")
+    ps.fail("data.channel_order", "must be \"rgb\" or \"bgr\"");
+  d.workers = ps.optInt(data, "data", "workers", 0);
+  if (d.workers < 0 || d.workers > 1024)
+    ps.fail("data.workers", "must be 0 to 1024");
+  d.skipBad = ps.optBool(data, "data", "skip_bad", false);
   if (const json *m = ps.optField(data, "mean"))
     d.mean = ps.numbers(*m, "data.mean");
   if (const json *s = ps.optField(data, "std"))

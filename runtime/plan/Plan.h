@@ -164,6 +164,13 @@ struct DataSpec {
   int64_t crop = 0, cropPad = 0;
   std::vector<int64_t> scale;
   std::vector<double> mean, std;
+  // Image folders (`images`): the evaluation resize, the colour channels'
+  // order, decoding threads (0: one per core) and whether bad images are
+  // skipped.
+  int64_t evalScale = 0;
+  std::string channelOrder = "rgb";
+  int64_t workers = 0;
+  bool skipBad = false;
 };
 
 struct Phase {

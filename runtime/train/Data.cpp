@@ -25,11 +25,12 @@ DataOptions dataOptions(const plan::Plan &plan,
   const plan::DataSpec &d = plan.data;
   DataOptions o;
   o.kind = d.kind;
+  const bool images = o.kind == "images";
   if (o.kind != "fashion-mnist" && o.kind != "mnist" &&
-      !data::isCifarKind(o.kind))
+      !data::isCifarKind(o.kind) && !images)
     throw DataError(fmt::format("{}: data.kind: '{}' is not supported by this "
                                 "runtime (fashion-mnist, mnist, cifar10, "
-                                "cifar100)",
+                                "cifar100, images)",
                                 plan.file, o.kind));
   o.dir = !dirOverride.empty() ? dirOverride
           : !d.path.empty()    ? d.path
@@ -50,10 +51,20 @@ DataOptions dataOptions(const plan::Plan &plan,
   o.width = plan.input[2];
   o.classes = plan.classes;
   for (int64_t s : d.scale)
-    if (s != 0)
+    if (s != 0 && !images)
       throw DataError(fmt::format("{}: data.scale: rescaling is not supported "
                                   "for IDX or CIFAR data",
                                   plan.file));
+  if (images) {
+    if (d.scale.size() == 2) {
+      o.scaleMin = d.scale[0];
+      o.scaleMax = d.scale[1];
+    }
+    o.evalScale = d.evalScale;
+    o.bgr = d.channelOrder == "bgr";
+    o.skipBad = d.skipBad;
+    o.workers = d.workers;
+  }
   auto checkLen = [&](const std::vector<double> &v, const char *what) {
     if (v.size() > 1 && int64_t(v.size()) != o.channels)
       throw DataError(fmt::format("{}: data.{}: {} values for {} channels",
@@ -70,6 +81,12 @@ ImageData::ImageData(data::ImageSet set, int64_t subset,
   count_ = subset > 0 ? std::min(subset, set_.count) : set_.count;
 }
 
+ImageData::ImageData(std::shared_ptr<const data::ImageLoader> loader,
+                     int64_t subset, const DataOptions &opts)
+    : loader_(std::move(loader)), opts_(opts) {
+  count_ = subset > 0 ? std::min(subset, loader_->size()) : loader_->size();
+}
+
 std::vector<int64_t> ImageData::order(uint64_t key) const {
   std::vector<int64_t> idx(static_cast<size_t>(count_));
   std::iota(idx.begin(), idx.end(), 0);
@@ -80,8 +97,17 @@ std::vector<int64_t> ImageData::order(uint64_t key) const {
   return idx;
 }
 
-void ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
-                          uint64_t key, float *images, int32_t *labels) const {
+/// The per-channel value of a `mean` or `std` list (empty: `dflt`).
+static double perChannel(const std::vector<double> &v, int64_t c,
+                         double dflt) {
+  return v.empty() ? dflt : v.size() == 1 ? v[0] : v[size_t(c)];
+}
+
+int64_t ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
+                             uint64_t key, float *images,
+                             int32_t *labels) const {
+  if (loader_)
+    return loader_->makeBatch(indices, n, augment, key, images, labels);
   const int64_t rows = set_.rows, cols = set_.cols, pad = opts_.cropPad;
   const int64_t oh = opts_.height, ow = opts_.width;
   const int64_t C = opts_.channels;
@@ -103,12 +129,8 @@ void ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
       flip = opts_.mirror && (h >> 63);
     }
     for (int64_t c = 0; c < C; ++c) {
-      double mean = opts_.mean.empty()       ? 0.0
-                    : opts_.mean.size() == 1 ? opts_.mean[0]
-                                             : opts_.mean[size_t(c)];
-      double sd = opts_.std.empty()       ? 255.0
-                  : opts_.std.size() == 1 ? opts_.std[0]
-                                          : opts_.std[size_t(c)];
+      double mean = perChannel(opts_.mean, c, 0.0);
+      double sd = perChannel(opts_.std, c, 255.0);
       float fmean = float(mean), inv = float(1.0 / sd);
       float *dst = images + (b * C + c) * oh * ow;
       const uint8_t *plane = img + c * rows * cols;
@@ -124,9 +146,65 @@ void ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
       }
     }
   }
+  return 0;
+}
+
+/// An image folder's train/ and val/ (as the test set), checked against the
+/// network; the images themselves are read as batches are made.
+static Datasets loadImageFolder(const DataOptions &opts) {
+  if (opts.channels != 1 && opts.channels != 3)
+    throw DataError(fmt::format("{}: image folders give 1 (grey) or 3 (RGB) "
+                                "channels but the network input has {}",
+                                opts.dir, opts.channels));
+  data::ImageAugment aug;
+  aug.channels = opts.channels;
+  aug.cropHeight = opts.crop ? opts.crop : opts.height;
+  aug.cropWidth = opts.crop ? opts.crop : opts.width;
+  if (aug.cropHeight != opts.height || aug.cropWidth != opts.width)
+    throw DataError(fmt::format("{}: crop {} gives {}x{} images but the "
+                                "network input is {}x{}",
+                                opts.dir, opts.crop, opts.crop, opts.crop,
+                                opts.height, opts.width));
+  if (opts.cropPad != 0)
+    throw DataError(fmt::format("{}: crop padding is not supported for "
+                                "image folders",
+                                opts.dir));
+  aug.scaleMin = opts.scaleMin;
+  aug.scaleMax = opts.scaleMax;
+  aug.evalScale = opts.evalScale;
+  const int64_t side = std::max(aug.cropHeight, aug.cropWidth);
+  for (int64_t s : {aug.scaleMin, aug.evalScale})
+    if (s != 0 && s < side)
+      throw DataError(fmt::format("{}: resizing the shorter side to {} "
+                                  "leaves less than the {}x{} crop",
+                                  opts.dir, s, aug.cropWidth,
+                                  aug.cropHeight));
+  if (aug.scaleMax < aug.scaleMin)
+    throw DataError(fmt::format("{}: scale {}..{} is not ascending", opts.dir,
+                                aug.scaleMin, aug.scaleMax));
+  aug.mirror = opts.mirror;
+  aug.bgr = opts.bgr;
+  aug.skipBad = opts.skipBad;
+  for (int64_t c = 0; c < opts.channels; ++c) {
+    aug.mean.push_back(float(perChannel(opts.mean, c, 0.0)));
+    aug.invStd.push_back(float(1.0 / perChannel(opts.std, c, 255.0)));
+  }
+  data::ImageFolderSets sets = data::scanImageFolder(opts.dir, opts.classes);
+  int threads = opts.workers > 0
+                    ? int(std::min<int64_t>(opts.workers, 1024))
+                    : int(std::max(1u, std::thread::hardware_concurrency()));
+  auto pool = std::make_shared<data::WorkerPool>(threads);
+  auto train = std::make_shared<const data::ImageLoader>(std::move(sets.train),
+                                                          aug, pool);
+  auto val = std::make_shared<const data::ImageLoader>(std::move(sets.val),
+                                                        aug, pool);
+  return Datasets{ImageData(train, opts.subset, opts),
+                  ImageData(val, opts.testSubset, opts)};
 }
 
 Datasets loadDatasets(const DataOptions &opts) {
+  if (opts.kind == "images")
+    return loadImageFolder(opts);
   bool cifar = data::isCifarKind(opts.kind);
   int64_t channels = cifar ? 3 : 1;
   if (opts.channels != channels)

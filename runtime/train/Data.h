@@ -11,12 +11,18 @@
 // (mean defaults to 0, std to 255). Randomness is counter-based: a pure
 // function of (seed, key, sample), so resumed runs see the same batches.
 //
+// `images` data (folders of JPEGs and PNGs, data/ImageFolder.h) is not held
+// in memory: each batch is read, decoded and augmented (scale, crop, mirror)
+// on a pool of worker threads, while the prefetch thread's batch is one
+// step ahead of training.
+//
 //===----------------------------------------------------------------------===//
 
 #ifndef NETC_RUNTIME_TRAIN_DATA_H
 #define NETC_RUNTIME_TRAIN_DATA_H
 
 #include "runtime/data/Idx.h"
+#include "runtime/data/ImageFolder.h"
 #include "runtime/plan/Plan.h"
 
 #include <condition_variable>
@@ -43,6 +49,10 @@ struct DataOptions {
   int64_t crop = 0, cropPad = 0;
   std::vector<double> mean, std;
   int64_t channels = 1, height = 28, width = 28; ///< the network input
+  // `images` only:
+  int64_t scaleMin = 0, scaleMax = 0, evalScale = 0;
+  bool bgr = false, skipBad = false;
+  int64_t workers = 0; ///< decoding threads; 0: one per core
   int64_t classes = 10;
 };
 
@@ -56,6 +66,9 @@ DataOptions dataOptions(const plan::Plan &plan, const std::string &dirOverride);
 class ImageData {
 public:
   ImageData(data::ImageSet set, int64_t subset, const DataOptions &opts);
+  /// Images read from a folder as batches are made.
+  ImageData(std::shared_ptr<const data::ImageLoader> loader, int64_t subset,
+            const DataOptions &opts);
   int64_t size() const { return count_; }
   int64_t sampleFloats() const {
     return opts_.channels * opts_.height * opts_.width;
@@ -67,11 +80,14 @@ public:
 
   /// Writes samples `indices[0..n)` (normalised, augmented if `augment`)
   /// into images [n, C, H, W] and labels [n]. `key` seeds the augmentation.
-  void makeBatch(const int64_t *indices, int64_t n, bool augment, uint64_t key,
-                 float *images, int32_t *labels) const;
+  /// Returns the number of bad images skipped (image folders with
+  /// `skip-bad`; otherwise 0).
+  int64_t makeBatch(const int64_t *indices, int64_t n, bool augment,
+                    uint64_t key, float *images, int32_t *labels) const;
 
 private:
   data::ImageSet set_;
+  std::shared_ptr<const data::ImageLoader> loader_;
   int64_t count_;
   DataOptions opts_;
 };
@@ -79,9 +95,10 @@ private:
 struct Datasets {
   ImageData train, test;
 };
-/// Loads `<dir>/train-*` and `<dir>/t10k-*`; checks the image size against
-/// the network input. Every problem is a DataError, data::IdxError or
-/// data::CifarError.
+/// Loads `<dir>/train-*` and `<dir>/t10k-*` (IDX), the CIFAR batches, or
+/// scans an image folder's train/ and val/; checks the image size against
+/// the network input. Every problem is a DataError, data::IdxError,
+/// data::CifarError or data::ImageFolderError.
 Datasets loadDatasets(const DataOptions &opts);
 
 /// Runs one job at a time on a background thread: submit() starts it,

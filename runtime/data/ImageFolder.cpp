@@ -1,0 +1,280 @@
+//===- ImageFolder.cpp - folders of JPEG and PNG images -------------------===//
+
+#include "runtime/data/ImageFolder.h"
+#include "runtime/data/Resample.h"
+#include "runtime/io/File.h"
+#include "runtime/io/Image.h"
+#include "runtime/kernels/Reference.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace netc::data {
+
+//===----------------------------------------------------------------------===//
+// The folder scan
+//===----------------------------------------------------------------------===//
+
+/// The largest image file read (a bound, as for every file the runtime reads).
+static constexpr uint64_t kMaxImageBytes = uint64_t(256) << 20;
+
+static bool isImageName(const std::string &name) {
+  if (name.empty() || name[0] == '.')
+    return false;
+  size_t dot = name.rfind('.');
+  if (dot == std::string::npos)
+    return false;
+  std::string ext = name.substr(dot + 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char ch) { return char(std::tolower(ch)); });
+  return ext == "jpg" || ext == "jpeg" || ext == "png";
+}
+
+/// The sorted names of the entries of `dir` that are folders (`folders`) or
+/// not; every failure is an ImageFolderError naming `dir`.
+static std::vector<std::string> listDir(const fs::path &dir, bool folders) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  std::vector<std::string> names;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.empty() || name[0] == '.')
+      continue;
+    std::error_code tec;
+    bool isDir = it->is_directory(tec);
+    if (folders ? isDir : (!isDir && isImageName(name)))
+      names.push_back(name);
+  }
+  if (ec)
+    throw ImageFolderError(
+        fmt::format("{}: cannot list the folder: {}", dir.string(),
+                    ec.message()));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+static ImageFolderSplit scanSplit(const fs::path &root, const char *name) {
+  fs::path dir = root / name;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    throw ImageFolderError(fmt::format(
+        "{}: no such folder; an image folder holds train/ and val/, each "
+        "with one subfolder of images per class",
+        dir.string()));
+  ImageFolderSplit s;
+  s.dir = dir.string();
+  s.classes = listDir(dir, /*folders=*/true);
+  if (s.classes.empty())
+    throw ImageFolderError(fmt::format(
+        "{}: no class folders; put each class's images in a subfolder "
+        "named after the class",
+        s.dir));
+  for (size_t c = 0; c < s.classes.size(); ++c) {
+    fs::path classDir = dir / s.classes[c];
+    std::vector<std::string> files = listDir(classDir, /*folders=*/false);
+    if (files.empty())
+      throw ImageFolderError(fmt::format("{}: an empty class folder: no "
+                                         ".jpg, .jpeg or .png image in it",
+                                         classDir.string()));
+    for (std::string &f : files) {
+      s.files.push_back((classDir / f).string());
+      s.labels.push_back(int32_t(c));
+    }
+  }
+  return s;
+}
+
+/// "a, b, c" (the first few of `names`).
+static std::string listNames(const std::vector<std::string> &names) {
+  const size_t shown = std::min<size_t>(names.size(), 6);
+  std::string s = fmt::format(
+      "{}", fmt::join(names.begin(), names.begin() + long(shown), ", "));
+  if (names.size() > shown)
+    s += fmt::format(" and {} more", names.size() - shown);
+  return s;
+}
+
+ImageFolderSets scanImageFolder(const std::string &root, int64_t classes) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec))
+    throw ImageFolderError(
+        fmt::format("{}: no such folder (the image folder's root)", root));
+  ImageFolderSets sets{scanSplit(root, "train"), scanSplit(root, "val")};
+  const std::vector<std::string> &a = sets.train.classes, &b = sets.val.classes;
+  if (a != b) {
+    std::vector<std::string> onlyTrain, onlyVal;
+    std::set_difference(a.begin(), a.end(), b.begin(), b.end(),
+                        std::back_inserter(onlyTrain));
+    std::set_difference(b.begin(), b.end(), a.begin(), a.end(),
+                        std::back_inserter(onlyVal));
+    std::string diff;
+    if (!onlyTrain.empty())
+      diff += fmt::format("; only in train/: {}", listNames(onlyTrain));
+    if (!onlyVal.empty())
+      diff += fmt::format("; only in val/: {}", listNames(onlyVal));
+    throw ImageFolderError(fmt::format(
+        "{}: train/ and val/ have different class folders{}", root, diff));
+  }
+  if (int64_t(a.size()) != classes)
+    throw ImageFolderError(fmt::format(
+        "{}: {} class folder{} ({}) but the network has {} classes",
+        sets.train.dir, a.size(), a.size() == 1 ? "" : "s", listNames(a),
+        classes));
+  return sets;
+}
+
+//===----------------------------------------------------------------------===//
+// WorkerPool
+//===----------------------------------------------------------------------===//
+
+WorkerPool::WorkerPool(int threads) {
+  for (int i = 1; i < threads; ++i)
+    workers_.emplace_back([this] { loop(); });
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread &t : workers_)
+    t.join();
+}
+
+void WorkerPool::loop() {
+  uint64_t seen = 0;
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+    if (stop_)
+      return;
+    seen = generation_;
+    const std::function<void(int64_t)> &fn = *fn_;
+    const int64_t n = n_;
+    lock.unlock();
+    for (int64_t i; (i = next_.fetch_add(1)) < n;)
+      fn(i);
+    lock.lock();
+    // Every worker reports every loop, so none is still inside this one
+    // when the next begins.
+    if (++finished_ == workers_.size())
+      done_.notify_all();
+  }
+}
+
+void WorkerPool::parallelFor(int64_t n,
+                             const std::function<void(int64_t)> &fn) {
+  std::lock_guard<std::mutex> call(callMutex_);
+  if (workers_.empty() || n <= 1) {
+    for (int64_t i = 0; i < n; ++i)
+      fn(i);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fn_ = &fn;
+    n_ = n;
+    next_.store(0);
+    finished_ = 0;
+    ++generation_;
+  }
+  wake_.notify_all();
+  for (int64_t i; (i = next_.fetch_add(1)) < n;)
+    fn(i);
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_.wait(lock, [&] { return finished_ == workers_.size(); });
+  fn_ = nullptr;
+}
+
+//===----------------------------------------------------------------------===//
+// ImageLoader
+//===----------------------------------------------------------------------===//
+
+ImageLoader::ImageLoader(ImageFolderSplit split, ImageAugment augment,
+                         std::shared_ptr<WorkerPool> pool)
+    : split_(std::move(split)), aug_(std::move(augment)),
+      pool_(std::move(pool)) {}
+
+void ImageLoader::makeSample(int64_t index, bool augment, uint64_t key,
+                             float *dst) const {
+  const std::string &path = split_.files[size_t(index)];
+  const int64_t ch = aug_.cropHeight, cw = aug_.cropWidth;
+  // The draws come first and do not depend on the image, so that a
+  // decoder may shrink the image to the drawn size while decoding.
+  uint64_t h = kernels::splitmix64(key ^ kernels::splitmix64(uint64_t(index)));
+  int64_t side = augment ? aug_.scaleMin
+                         : (aug_.evalScale ? aug_.evalScale : aug_.scaleMin);
+  if (augment && aug_.scaleMax > aug_.scaleMin)
+    side += int64_t(h % uint64_t(aug_.scaleMax - aug_.scaleMin + 1));
+  const uint64_t hy = kernels::splitmix64(h), hx = kernels::splitmix64(hy);
+  const bool flip = augment && aug_.mirror && (kernels::splitmix64(hx) >> 63);
+
+  io::Image img =
+      io::decodeImage(io::readFile(path, kMaxImageBytes), path, side);
+  if (img.channels != aug_.channels)
+    throw io::ImageError(fmt::format(
+        "{}: a {} image, but the network input has {} channel{}", path,
+        img.channels == 1 ? "greyscale" : "colour", aug_.channels,
+        aug_.channels == 1 ? "" : "s"));
+  Size2 r = resizedSize(img.fullHeight, img.fullWidth, side);
+  if (r.height < ch || r.width < cw)
+    throw io::ImageError(fmt::format(
+        "{}: the image is {}x{} (width x height), smaller than the {}x{} "
+        "crop{}",
+        path, img.fullWidth, img.fullHeight, cw, ch,
+        side ? fmt::format(" after resizing its shorter side to {}", side)
+             : std::string(" (no 'scale' resizes it)")));
+  int64_t y0 = (r.height - ch) / 2, x0 = (r.width - cw) / 2;
+  if (augment) {
+    y0 = int64_t(hy % uint64_t(r.height - ch + 1));
+    x0 = int64_t(hx % uint64_t(r.width - cw + 1));
+  }
+  std::vector<float> win =
+      resampleWindow(img.pixels.data(), img.height, img.width, img.channels,
+                     r.height, r.width, y0, x0, ch, cw);
+  writePlanar(win, ch, cw, img.channels, flip, aug_.bgr && img.channels == 3,
+              aug_.mean.data(), aug_.invStd.data(), dst);
+}
+
+int64_t ImageLoader::makeBatch(const int64_t *indices, int64_t n,
+                               bool augment, uint64_t key, float *images,
+                               int32_t *labels) const {
+  const int64_t sample = sampleFloats(), count = size();
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+  std::vector<int64_t> skipped(size_t(n), 0);
+  pool_->parallelFor(n, [&](int64_t b) {
+    int64_t index = indices[b];
+    for (int64_t attempt = 0;; ++attempt) {
+      try {
+        makeSample(index, augment, key, images + b * sample);
+        labels[b] = split_.labels[size_t(index)];
+        return;
+      } catch (...) {
+        if (!aug_.skipBad || attempt + 1 >= count) {
+          errors[size_t(b)] = std::current_exception();
+          return;
+        }
+      }
+      // skip-bad: the next image of the split takes the bad one's place.
+      ++skipped[size_t(b)];
+      index = (index + 1) % count;
+    }
+  });
+  // The first bad image of the batch, whichever thread met it first.
+  for (const std::exception_ptr &e : errors)
+    if (e)
+      std::rethrow_exception(e);
+  int64_t total = 0;
+  for (int64_t s : skipped)
+    total += s;
+  return total;
+}
+
+} // namespace netc::data
