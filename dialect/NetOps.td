@@ -487,7 +487,12 @@ def Net_DataOp : Net_Op<"data", [HasParent<"::mlir::ModuleOp">]> {
     ```mlir
     net.data "fashion-mnist" {path = "/usr/share/datasets/fashion-mnist",
                               mirror, crop = 28 : i64, crop_pad = 2 : i64}
+    net.data "images" {path = "imagenet", scale = array<i64: 256, 512>,
+                       crop = 224 : i64, mirror, channel_order = "bgr",
+                       eval_scale = 256 : i64, workers = 8 : i64, skip_bad}
     ```
+    `eval_scale`, `channel_order`, `workers` and `skip_bad` are for image
+    folders (`images`).
   }];
   let arguments = (ins StrAttr:$kind, OptionalAttr<StrAttr>:$path,
                    DefaultValuedAttr<I64Attr, "0">:$subset,
@@ -497,7 +502,11 @@ def Net_DataOp : Net_Op<"data", [HasParent<"::mlir::ModuleOp">]> {
                    DefaultValuedAttr<I64Attr, "0">:$crop_pad,
                    OptionalAttr<DenseI64ArrayAttr>:$scale,
                    OptionalAttr<Net_F64ArrayAttr>:$mean,
-                   OptionalAttr<Net_F64ArrayAttr>:$std);
+                   OptionalAttr<Net_F64ArrayAttr>:$std,
+                   DefaultValuedAttr<I64Attr, "0">:$eval_scale,
+                   DefaultValuedAttr<StrAttr, "\"rgb\"">:$channel_order,
+                   DefaultValuedAttr<I64Attr, "0">:$workers,
+                   UnitAttr:$skip_bad);
   let assemblyFormat = "$kind attr-dict";
 }
 

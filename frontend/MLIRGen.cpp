@@ -286,7 +286,11 @@ private:
           data.mean.empty() ? DenseF64ArrayAttr()
                             : builder.getDenseF64ArrayAttr(data.mean),
           data.std.empty() ? DenseF64ArrayAttr()
-                           : builder.getDenseF64ArrayAttr(data.std));
+                           : builder.getDenseF64ArrayAttr(data.std),
+          builder.getI64IntegerAttr(data.evalScale),
+          builder.getStringAttr(data.channelOrder),
+          builder.getI64IntegerAttr(data.workers),
+          data.skipBad ? builder.getUnitAttr() : UnitAttr());
     }
     for (const PhaseSpec &phase : train.phases) {
       SmallVector<StringRef> freeze(phase.freeze.begin(), phase.freeze.end());

@@ -149,6 +149,11 @@ struct DataSpec {
   std::array<int64_t, 2> scale{0, 0}; ///< Shorter-edge resize range; 0 = none.
   std::vector<double> mean;           ///< Per-channel mean, in pixel units.
   std::vector<double> std;            ///< Per-channel std; empty = 255.
+  // Image folders (`images`) only:
+  int64_t evalScale = 0;            ///< Evaluation resize; 0 = scale's min.
+  std::string channelOrder = "rgb"; ///< rgb | bgr: the input's channels.
+  int64_t workers = 0;              ///< Decoding threads; 0 = one per core.
+  bool skipBad = false;             ///< Skip (and count) bad images.
 };
 
 /// One `phase` of the schedule.

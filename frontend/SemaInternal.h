@@ -197,6 +197,9 @@ private:
   /// Checks the crop size and the number of mean and std values against the
   /// network input (and the images, where the data set fixes their size), as
   /// the trainer would.
+  /// The settings of `data images`, and the image settings elsewhere.
+  void checkImageData(const DataSpec &data, const ast::Setting &setting,
+                      const llvm::StringMap<llvm::SMLoc> &seen);
   void checkDataShape(const DataSpec &data, llvm::SMLoc cropLoc,
                       llvm::SMLoc meanLoc, llvm::SMLoc stdLoc);
   void buildPhase(const ast::Setting &setting, PhaseSpec &phase);

@@ -211,11 +211,20 @@ static constexpr Option<TrainSpec> kTrainOptions[] = {
      &TrainSpec::bucketMb},
 };
 
+static const StringRef kChannelOrders[] = {"rgb", "bgr"};
+/// Decoding threads of an image folder.
+static constexpr int64_t kMaxWorkers = 1024;
+
 static constexpr Option<DataSpec> kDataOptions[] = {
     {"path", path(), &DataSpec::path},
     {"subset", integer(1, kMaxImages), &DataSpec::subset},
     {"test-subset", integer(1, kMaxImages), &DataSpec::testSubset},
     {"mirror", flag(), &DataSpec::mirror},
+    {"eval-scale", integer(1, kMaxExtent), &DataSpec::evalScale},
+    {"channels", word(kChannelOrders, /*suggest=*/true),
+     &DataSpec::channelOrder},
+    {"workers", integer(1, kMaxWorkers), &DataSpec::workers},
+    {"skip-bad", flag(), &DataSpec::skipBad},
 };
 
 static constexpr Option<PhaseSpec> kPhaseOptions[] = {
@@ -609,9 +618,9 @@ void Sema::buildTrain(const ast::Train &train) {
 void Sema::buildData(const ast::Setting &s, DataSpec &data) {
   static const StringRef kKinds[] = {"fashion-mnist", "mnist", "cifar10",
                                      "cifar100", "images"};
-  static const StringRef kSettings[] = {"path",   "subset", "test-subset",
-                                        "mirror", "crop",   "scale",
-                                        "mean",   "std"};
+  static const StringRef kSettings[] = {
+      "path", "subset",     "test-subset", "mirror",  "crop",    "scale",
+      "mean", "std",        "eval-scale",  "channels", "workers", "skip-bad"};
   data.present = true;
   data.loc = toLoc(s.loc);
   if (s.args.size() != 1 || !s.options.empty()) {
@@ -712,7 +721,51 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
       (isStd ? stdLoc : meanLoc) = d.loc;
     }
   }
+  checkImageData(data, s, seen);
   checkDataShape(data, cropLoc, meanLoc, stdLoc);
+}
+
+void Sema::checkImageData(const DataSpec &data, const ast::Setting &s,
+                          const llvm::StringMap<SMLoc> &seen) {
+  static const StringRef kImageOnly[] = {"scale", "eval-scale", "channels",
+                                         "workers", "skip-bad"};
+  if (data.kind != "images") {
+    for (StringRef key : kImageOnly)
+      if (SMLoc loc = seen.lookup(key); loc.isValid())
+        error(loc, "'" + key + "' is a setting of image folders ('data "
+                   "images'); '" + data.kind + "' images have a fixed size "
+                   "and format");
+    return;
+  }
+  if (data.path.empty())
+    error(s.loc, "'data images' needs the folder that holds train/ and "
+                 "val/: 'path \"DIR\"'");
+  if (data.cropPad != 0)
+    error(seen.lookup("crop"), "image folders take 'crop N' without 'pad'; "
+                               "'scale' resizes instead");
+  const std::array<int64_t, 3> &input = model.network.input;
+  if (input[0] == 0)
+    return;
+  if (input[0] != 1 && input[0] != 3)
+    error(s.loc, "image folders give 1 (grey) or 3 (colour) channels but the "
+                 "network input has " + Twine(input[0]));
+  if (input[0] == 1 && seen.count("channels"))
+    error(seen.lookup("channels"), "'channels' orders colour channels but "
+                                   "the network input has 1 channel (grey)");
+  // The crop: `crop N` (checked against the input by checkDataShape) or the
+  // input itself; each resize must leave room for it.
+  const int64_t cropH = data.crop ? data.crop : input[1];
+  const int64_t cropW = data.crop ? data.crop : input[2];
+  const std::string cropText = (Twine(cropW) + "x" + Twine(cropH)).str();
+  if (data.scale[0] != 0 && data.scale[0] < std::max(cropH, cropW))
+    error(seen.lookup("scale"),
+          "'scale' resizes the shorter side to " + Twine(data.scale[0]) +
+              ", less than the " + cropText +
+              " crop; the smallest scale must be at least the crop");
+  if (data.evalScale != 0 && data.evalScale < std::max(cropH, cropW))
+    error(seen.lookup("eval-scale"),
+          "'eval-scale' " + Twine(data.evalScale) + " is less than the " +
+              cropText + " crop it is cut to");
 }
 
 /// The image size of the data sets whose images have one size.

@@ -349,6 +349,12 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
       data["mean"] = *attrJson(mean);
     if (auto std = d.getStdAttr())
       data["std"] = *attrJson(std);
+    if (d.getKind() == "images") {
+      data["eval_scale"] = int64_t(d.getEvalScale());
+      data["channel_order"] = d.getChannelOrder();
+      data["workers"] = int64_t(d.getWorkers());
+      data["skip_bad"] = d.getSkipBad();
+    }
   }
   plan["data"] = std::move(data);
   json::Array schemes{"full"};
