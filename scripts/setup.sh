@@ -11,6 +11,7 @@ PACKAGES=(
   llvm-19-dev llvm-19-tools libmlir-19-dev mlir-19-tools
   libfmt-dev nlohmann-json3-dev libgtest-dev zlib1g-dev libzstd-dev libdnnl-dev
   libopenmpi-dev openmpi-bin
+  libturbojpeg0-dev libpng-dev python3-pil python3-scipy
   dataset-fashion-mnist
 )
 

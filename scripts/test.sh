@@ -67,6 +67,8 @@ run_script "the study script resumes (ASan+UBSan)" study \
   test/e2e/study.sh build-asan
 run_script "data-parallel training over MPI (ASan+UBSan)" dp \
   test/e2e/data-parallel.sh build-asan
+run_script "image folders: training and every bad input (ASan+UBSan)" images \
+  test/e2e/images.sh build-asan
 
 echo "== runtime without the compiler (TSan) =="
 if [[ ! -f build-tsan/build.ninja ]]; then

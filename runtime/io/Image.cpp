@@ -39,39 +39,51 @@ static bool isPng(const std::string &b) {
 bool haveImageCodecs() { return true; }
 
 namespace {
-/// One TurboJPEG handle per thread, for the thread's life.
+/// One TurboJPEG handle per thread, for the thread's life. A call that
+/// failed can leave a handle unfit for the next image (libjpeg-turbo 2.1
+/// then reads a later, sound header as 0x0), so a failure replaces it.
 struct TjHandle {
+  bool compress;
   tjhandle handle = nullptr;
-  explicit TjHandle(bool compress)
-      : handle(compress ? tjInitCompress() : tjInitDecompress()) {}
+  explicit TjHandle(bool compress) : compress(compress) { reset(); }
   ~TjHandle() {
     if (handle)
       tjDestroy(handle);
   }
   TjHandle(const TjHandle &) = delete;
   TjHandle &operator=(const TjHandle &) = delete;
+  void reset() {
+    if (handle)
+      tjDestroy(handle);
+    handle = compress ? tjInitCompress() : tjInitDecompress();
+  }
 };
 } // namespace
 
-static tjhandle tj(bool compress, const std::string &path) {
+static TjHandle &tj(bool compress, const std::string &path) {
   thread_local TjHandle decompressor(false), compressor(true);
-  tjhandle h = compress ? compressor.handle : decompressor.handle;
-  if (!h)
+  TjHandle &h = compress ? compressor : decompressor;
+  if (!h.handle)
+    h.reset();
+  if (!h.handle)
     throw ImageError(fmt::format("{}: cannot start libjpeg-turbo: {}", path,
                                  tjGetErrorStr2(nullptr)));
   return h;
 }
 
-/// The libjpeg-turbo message, without the function prefix it puts there.
-static std::string tjMessage(tjhandle h) {
-  std::string m = tjGetErrorStr2(h);
+/// The libjpeg-turbo message, without the function prefix it puts there;
+/// the handle is replaced (see TjHandle).
+static std::string tjFailure(TjHandle &h) {
+  std::string m = tjGetErrorStr2(h.handle);
+  h.reset();
   size_t colon = m.find("(): ");
   return colon == std::string::npos ? m : m.substr(colon + 4);
 }
 
 static Image decodeJpeg(const std::string &bytes, const std::string &path,
                         int64_t minShortSide) {
-  tjhandle h = tj(false, path);
+  TjHandle &th = tj(false, path);
+  tjhandle h = th.handle;
   const auto *src = reinterpret_cast<const unsigned char *>(bytes.data());
   if (bytes.size() > std::numeric_limits<unsigned long>::max())
     throw ImageError(fmt::format("{}: too large", path));
@@ -79,7 +91,7 @@ static Image decodeJpeg(const std::string &bytes, const std::string &path,
   if (tjDecompressHeader3(h, src, (unsigned long)bytes.size(), &w, &ht,
                           &subsamp, &colorspace) != 0)
     throw ImageError(
-        fmt::format("{}: not a readable JPEG: {}", path, tjMessage(h)));
+        fmt::format("{}: corrupt or truncated JPEG: {}", path, tjFailure(th)));
   checkSize(path, w, ht);
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK)
     throw ImageError(fmt::format("{}: a CMYK JPEG; only greyscale and colour "
@@ -113,7 +125,7 @@ static Image decodeJpeg(const std::string &bytes, const std::string &path,
                     img.channels == 1 ? TJPF_GRAY : TJPF_RGB,
                     TJFLAG_STOPONWARNING) != 0)
     throw ImageError(
-        fmt::format("{}: corrupt or truncated JPEG: {}", path, tjMessage(h)));
+        fmt::format("{}: corrupt or truncated JPEG: {}", path, tjFailure(th)));
   return img;
 }
 
@@ -178,13 +190,14 @@ std::string encodeJpeg(const std::vector<uint8_t> &pixels, int64_t width,
   if ((channels != 1 && channels != 3) ||
       pixels.size() != size_t(width * height * channels))
     throw ImageError("encodeJpeg: bad image geometry");
-  tjhandle h = tj(true, "encodeJpeg");
+  TjHandle &th = tj(true, "encodeJpeg");
+  tjhandle h = th.handle;
   unsigned char *out = nullptr;
   unsigned long size = 0;
   if (tjCompress2(h, pixels.data(), int(width), 0, int(height),
                   channels == 1 ? TJPF_GRAY : TJPF_RGB, &out, &size,
                   channels == 1 ? TJSAMP_GRAY : TJSAMP_420, quality, 0) != 0)
-    throw ImageError("encodeJpeg: " + tjMessage(h));
+    throw ImageError("encodeJpeg: " + tjFailure(th));
   std::string bytes(reinterpret_cast<const char *>(out), size);
   tjFree(out);
   return bytes;

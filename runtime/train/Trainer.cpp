@@ -80,8 +80,8 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
   int64_t classes = plan.classes;
   for (int64_t start = 0; start < data.size(); start += prog.batch) {
     int64_t n = std::min(prog.batch, data.size() - start);
-    data.makeBatch(order.data() + start, n, false, 0, images.data(),
-                   labels.data());
+    r.skipped += data.makeBatch(order.data() + start, n, false, 0,
+                                images.data(), labels.data());
     exe.upload(imageId, images.data(),
                uint64_t(n * data.sampleFloats()) * sizeof(float), n);
     if (labelsId)
@@ -106,6 +106,11 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
 std::string EvalResult::top5() const {
   return classes > 5 ? fmt::format(", top-5 error {:.2f}%", top5ErrorPercent())
                      : std::string();
+}
+
+std::string EvalResult::skippedNote() const {
+  return skipped ? fmt::format("; {} bad image(s) skipped", skipped)
+                 : std::string();
 }
 
 //===----------------------------------------------------------------------===//
@@ -437,6 +442,7 @@ void Trainer::runPhase(size_t pi) {
     std::unique_ptr<exec::Buffer> images, labels;
     std::vector<int64_t> indices; ///< this rank's slice of the global batch
     int64_t n = 0;
+    int64_t skipped = 0; ///< bad images skipped (skip-bad)
   } stages[2];
   for (Stage &st : stages) {
     st.images = backend_->allocateStaging(
@@ -476,21 +482,23 @@ void Trainer::runPhase(size_t pi) {
     uint64_t key =
         exec::seedFor(state_.seed, fmt::format("augment/{}/{}", pi, t));
     prefetch.submit([&st, &train, ord, n, key] {
-      train.makeBatch(st.indices.data(), n, true, key,
-                      static_cast<float *>(st.images->data()),
-                      static_cast<int32_t *>(st.labels->data()));
+      st.skipped = train.makeBatch(st.indices.data(), n, true, key,
+                                   static_cast<float *>(st.images->data()),
+                                   static_cast<int32_t *>(st.labels->data()));
       st.n = n;
     });
   };
 
   auto t0 = std::chrono::steady_clock::now();
   int64_t imagesSinceLog = 0;
+  int64_t epochSkipped = 0; // this rank's, in this call's part of the epoch
   if (state_.step < T)
     submit(state_.step);
   for (int64_t t = state_.step; t < T; ++t) {
     prefetch.wait();
     const Stage &st = stages[t % 2];
     int64_t n = st.n;
+    epochSkipped += st.skipped;
     exe.upload(imageId, st.images->data(), uint64_t(n * sample) * sizeof(float),
                n);
     if (labelsId >= 0)
@@ -589,6 +597,19 @@ void Trainer::runPhase(size_t pi) {
       t0 = now;
       imagesSinceLog = 0;
     }
+    if (((t + 1) % spe == 0 || t + 1 == T) && epochSkipped > 0) {
+      // skip-bad: the count of the epoch's bad images, each replaced by the
+      // next image of the set.
+      out_ << fmt::format("[{}] epoch {}: skipped {} bad image(s){}\n",
+                          ph.phase, epoch + 1, epochSkipped,
+                          ranks > 1 ? " on rank 0" : "");
+      metric(json{{"event", "skipped"},
+                  {"phase", ph.phase},
+                  {"epoch", epoch + 1},
+                  {"images", epochSkipped}}
+                 .dump());
+      epochSkipped = 0;
+    }
     if (opts_.checkpointEvery > 0 &&
         state_.globalStep % opts_.checkpointEvery == 0 && t + 1 < T)
       checkpoint();
@@ -610,9 +631,9 @@ void Trainer::runPhase(size_t pi) {
   if (plan_.programs.count("eval") && leader()) {
     EvalResult r = evaluate(plan_, *params_, *backend_, data_.test);
     lastEval_ = r;
-    out_ << fmt::format("[{}] test error {:.2f}% ({} of {} wrong){}\n",
+    out_ << fmt::format("[{}] test error {:.2f}% ({} of {} wrong){}{}\n",
                         ph.phase, r.errorPercent(), r.total - r.correct,
-                        r.total, r.top5());
+                        r.total, r.top5(), r.skippedNote());
     metric(json{{"event", "eval"},
                 {"phase", ph.phase},
                 {"phase_index", pi},

@@ -70,10 +70,13 @@ struct EvalResult {
   int64_t correct = 0, total = 0;
   int64_t correctTop5 = 0; ///< the label among the 5 largest logits
   int64_t classes = 0;
+  int64_t skipped = 0; ///< bad images skipped (image folders, skip-bad)
   double errorPercent() const { return percentWrong(correct); }
   double top5ErrorPercent() const { return percentWrong(correctTop5); }
   /// ", top-5 error X%" where there are more than 5 classes, else "".
   std::string top5() const;
+  /// "; N bad image(s) skipped" where images were skipped, else "".
+  std::string skippedNote() const;
 
 private:
   double percentWrong(int64_t right) const {

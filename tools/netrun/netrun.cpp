@@ -34,6 +34,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace netc;
@@ -66,6 +67,15 @@ commands:
       --params FILE         parameters (default TRAINER/checkpoint.safetensors)
       --split test|train    the set to measure the error on (test)
       --backend NAME        as for train
+  data TRAINER    times the data loader alone (read, decode, augment,
+                  normalise; no training): images/s of the training set's
+                  augmented batches, or the test set's evaluation crops
+      --data DIR            data folder
+      --images N            images to time (default: the whole set)
+      --batch N             images per batch (64)
+      --workers N           decoding threads of an image folder (default:
+                            the plan's, else one per core)
+      --split train|test    the set (train: augmented)
   reconstruct TRAINER  a PNG of test images (top row) and their
                   reconstructions from each macro-layer (one row each), and
                   the PSNR of each macro-layer's over the whole test set
@@ -103,12 +113,14 @@ Args parseArgs(int argc, char **argv) {
        {"--data", "--seed", "--log-every", "--metrics", "--max-steps",
         "--checkpoint-every", "--backend", "--weights"}},
       {"eval", {"--data", "--params", "--backend", "--split"}},
+      {"data", {"--data", "--images", "--batch", "--workers", "--split"}},
       {"reconstruct", {"--data", "--params", "--count", "--out", "--backend"}},
       {"info", {}},
       {"bench", {"--program", "--steps", "--batch", "--backend"}}};
   static const std::map<std::string, std::vector<std::string>> boolean = {
       {"train", {"--resume"}},
       {"eval", {}},
+      {"data", {}},
       {"reconstruct", {}},
       {"info", {}},
       {"bench", {}}};
@@ -337,9 +349,59 @@ int cmdEval(const Args &a) {
         fmt::format("--split must be test or train, got '{}'", split));
   train::EvalResult r = train::evaluate(
       p, store, *backend, split == "train" ? data.train : data.test);
-  std::cout << fmt::format("{} error {:.2f}% ({} of {} wrong){}\n", split,
+  std::cout << fmt::format("{} error {:.2f}% ({} of {} wrong){}{}\n", split,
                            r.errorPercent(), r.total - r.correct, r.total,
-                           r.top5());
+                           r.top5(), r.skippedNote());
+  return 0;
+}
+
+/// `netrun data`: batches made as training makes them, without training.
+int cmdData(const Args &a) {
+  plan::Plan p = plan::loadPlan(a.trainer);
+  train::DataOptions d = train::dataOptions(p, option(a, "--data"));
+  d.workers = intOption(a, "--workers", d.workers, 1);
+  std::string split = option(a, "--split");
+  if (split.empty())
+    split = "train";
+  if (split != "test" && split != "train")
+    throw UsageError(
+        fmt::format("--split must be train or test, got '{}'", split));
+  train::Datasets data = train::loadDatasets(d);
+  const train::ImageData &set = split == "train" ? data.train : data.test;
+  if (set.size() == 0)
+    throw std::runtime_error(fmt::format("{}: the {} set is empty", d.dir, split));
+  const int64_t images = intOption(a, "--images", set.size(), 1);
+  const int64_t batch = intOption(a, "--batch", 64, 1);
+  const bool augment = split == "train";
+  std::vector<float> pixels(size_t(batch * set.sampleFloats()));
+  std::vector<int32_t> labels(static_cast<size_t>(batch));
+  std::vector<int64_t> order = set.order(exec::seedFor(1, "data") | 1);
+  std::vector<int64_t> indices(static_cast<size_t>(batch));
+  int64_t skipped = 0;
+  auto makeBatch = [&](int64_t first, int64_t n, int64_t step) {
+    for (int64_t j = 0; j < n; ++j)
+      indices[size_t(j)] = order[size_t((first + j) % set.size())];
+    uint64_t key = exec::seedFor(1, fmt::format("augment/0/{}", step));
+    skipped += set.makeBatch(indices.data(), n, augment, key, pixels.data(),
+                             labels.data());
+  };
+  makeBatch(0, std::min(batch, images), 0); // warm-up: threads, caches
+  auto t0 = std::chrono::steady_clock::now();
+  int64_t step = 0;
+  for (int64_t done = 0; done < images; done += batch, ++step)
+    makeBatch(done, std::min(batch, images - done), step);
+  double secs = std::chrono::duration<double>(
+                    std::chrono::steady_clock::now() - t0)
+                    .count();
+  int workers = d.workers > 0
+                    ? int(d.workers)
+                    : int(std::max(1u, std::thread::hardware_concurrency()));
+  std::cout << fmt::format(
+      "data {} ({}): {} images in batches of {} in {:.3f} s: {:.1f} images/s"
+      "{}{}\n",
+      split, d.kind, images, batch, secs, secs > 0 ? double(images) / secs : 0.0,
+      d.kind == "images" ? fmt::format(", {} worker thread(s)", workers) : "",
+      skipped ? fmt::format(", {} bad image(s) skipped", skipped) : "");
   return 0;
 }
 
@@ -551,6 +613,8 @@ int main(int argc, char **argv) {
       return cmdReconstruct(a);
     if (a.command == "bench")
       return cmdBench(a);
+    if (a.command == "data")
+      return cmdData(a);
     return cmdEval(a);
   } catch (const UsageError &e) {
     std::cerr << "netrun: " << e.what() << "\n(netrun --help for usage)\n";

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Image folders end to end: tools/make-image-folder.py writes a tiny folder
+# (4 classes of synthetic JPEGs and PNGs and crops of SciPy's photographs);
+# examples/images.net, shortened to 8 epochs, trains on it and its loss must
+# fall; `netrun data` times the loader. Then every bad input: each must stop
+# netrun with exit 1 and one error naming the file and the problem, leaving
+# the checkpoint of the good run as it was; with skip-bad a bad image is
+# counted instead. Prints "images: N passed, M failed".
+#   test/e2e/images.sh BUILD_DIR
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+NETC=$BUILD/bin/netc
+NETRUN=$BUILD/bin/netrun
+# Debian's Python, which has python3-pil and python3-scipy.
+PY=/usr/bin/python3
+MAKE=../../tools/make-image-folder.py
+
+"$PY" "$MAKE" "$work/good" --per-class 16 --val 6 || exit 1
+# Variants of the example: fewer epochs; without `scale` (so an image
+# smaller than the crop is an error); 5 classes; skip-bad.
+sed 's/epochs 10/epochs 8/' ../../examples/images.net >"$work/images.net"
+sed 's/scale 72..96; //' "$work/images.net" >"$work/noscale.net"
+sed 's/classes 4/classes 5/; s/fc5: fc 4/fc5: fc 5/' "$work/images.net" >"$work/five.net"
+sed 's/channels rgb/channels rgb; skip-bad/' "$work/images.net" >"$work/skip.net"
+for t in images noscale five skip; do
+  "$NETC" "$work/$t.net" -o "$work/$t.trainer" >/dev/null || exit 1
+done
+
+"$NETRUN" train "$work/images.trainer" --data "$work/good" --log-every 1 \
+  --metrics "$work/metrics.jsonl" >"$work/train.log" 2>&1
+rc=$?
+check "training on the tiny folder exits 0" test $rc -eq 0
+check "... and evaluates on val/" grep -q "test error .* of 24 wrong" "$work/train.log"
+check "... and its loss falls" "$PY" - "$work/metrics.jsonl" <<'PY'
+import json, sys
+ms = [m for m in map(json.loads, open(sys.argv[1])) if m["event"] == "step"]
+k = 4
+first = sum(m["terms"]["classification"] for m in ms[:k]) / k
+last = sum(m["terms"]["classification"] for m in ms[-k:]) / k
+print(f"     classification loss: first {k} steps {first:.4f} -> last {k} {last:.4f}")
+sys.exit(0 if last < 0.85 * first else 1)
+PY
+out=$("$NETRUN" data "$work/images.trainer" --data "$work/good" --workers 2 2>&1)
+check "netrun data times the loader" \
+  grep -qE '^data train \(images\): 64 images in batches of 64 in [0-9.]+ s: [0-9.]+ images/s, 2 worker thread\(s\)$' <<<"$out"
+"$NETRUN" eval "$work/images.trainer" --data "$work/good" >"$work/eval.log" 2>&1
+check "netrun eval on val/" grep -q "^test error" "$work/eval.log"
+
+# One bad input: make the folder, train, expect exit 1 and the message in
+# stderr, and the good run's checkpoint untouched.
+sum_before=$(cat "$work"/images.trainer/checkpoint.* | md5sum)
+bad() { # description trainer case message
+  local what=$1 trainer=$2 case=$3 msg=$4 dir=$work/bad-$3
+  [[ -d $dir ]] || "$PY" "$MAKE" "$dir" --per-class 3 --val 2 ${case:+--bad "$case"}
+  "$NETRUN" train "$work/$trainer.trainer" --data "$dir" >"$work/out" 2>"$work/err"
+  local rc=$?
+  if [[ $rc -eq 1 ]] && grep -qF -- "$msg" "$work/err" && [[ $(grep -c error "$work/err") -eq 1 ]]; then
+    echo "ok   $what"; passed=$((passed + 1))
+  else
+    echo "FAIL $what (exit $rc)"; cat "$work/err"; failed=$((failed + 1))
+  fi
+}
+bad "an empty class folder" images empty-class "train/empty: an empty class folder"
+bad "a truncated JPEG" images truncated "checks-000.jpg: corrupt or truncated JPEG"
+bad "a PNG with an alpha channel" images alpha "alpha.png: the PNG has an alpha channel"
+bad "a PNG with 16 bits per sample" images png16 "deep.png: the PNG has 16 bits per sample"
+bad "an image smaller than the crop, without scale" noscale small \
+  "small.jpg: the image is 40x40 (width x height), smaller than the 64x64 crop (no 'scale' resizes it)"
+bad "a grey image in an RGB net" images grey \
+  "grey.jpg: a greyscale image, but the network input has 3 channels"
+bad "train/ and val/ with different classes" images classes \
+  "train/ and val/ have different class folders; only in train/: stripes; only in val/: zebras"
+bad "a class count other than the network's" five "" \
+  "4 class folders (checks, discs, photos, stripes) but the network has 5 classes"
+check "no bad input overwrote the checkpoint" \
+  test "$(cat "$work"/images.trainer/checkpoint.* | md5sum)" = "$sum_before"
+
+# skip-bad: the truncated JPEG is counted at the end of each epoch.
+"$NETRUN" train "$work/skip.trainer" --data "$work/bad-truncated" >"$work/skip.log" 2>&1
+rc=$?
+check "skip-bad trains past a truncated JPEG" test $rc -eq 0
+check "... and reports it at the end of each epoch" \
+  test "$(grep -c 'epoch [0-9]: skipped 1 bad image(s)' "$work/skip.log")" -eq 8
+
+echo "images: $passed passed, $failed failed"
+((failed == 0))
