@@ -93,11 +93,33 @@ template <typename F> void runOnHost(const F &f) {
 //===----------------------------------------------------------------------===//
 
 /// A pooling window over planes of `nc` = N*C maps: input inH x inW, output
-/// (pooled) outH x outW.
+/// (pooled) outH x outW. `lanes` is the channel block of both sides' memory
+/// layout (planeAt): 1 for plain NCHW (the cuda backend, the reference), 8 or
+/// 16 for the cpu backend's channel-blocked nChw8c/nChw16c.
 struct PoolGeom {
   int64_t nc = 0, inH = 0, inW = 0, outH = 0, outW = 0;
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+  int64_t lanes = 1;
 };
+
+/// Where element p of plane nc (nc = n*C + c) lies in a buffer of planes of
+/// `plane` elements whose channels are blocked by `lanes`: the planes form
+/// groups of `lanes` (C is a multiple of it) stored pixel by pixel with the
+/// group's channels interleaved. With lanes 1, nc * plane + p (NCHW).
+NETC_HD inline int64_t planeAt(int64_t nc, int64_t plane, int64_t p,
+                               int64_t lanes) {
+  return (nc / lanes) * plane * lanes + p * lanes + nc % lanes;
+}
+
+/// The plane nc and position p of work item i when the items walk a buffer
+/// of planes in memory order (planeAt(nc, plane, p, lanes) == i): the
+/// channel lane fastest, then the position, then the group of planes.
+NETC_HD inline void planeItem(int64_t i, int64_t plane, int64_t lanes,
+                              int64_t &nc, int64_t &p) {
+  int64_t t = i / lanes;
+  p = t % plane;
+  nc = (t / plane) * lanes + i % lanes;
+}
 
 inline PoolGeom poolGeom(const kernels::PoolShape &s) {
   PoolGeom g;
@@ -170,17 +192,19 @@ template <typename T> struct MaxPoolForward {
 
   NETC_HD int64_t items() const { return g.nc * g.outH * g.outW; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t ow = i % g.outW, t = i / g.outW;
-    int64_t oh = t % g.outH, nc = t / g.outH;
-    const T *xp = x + nc * g.inH * g.inW;
+    int64_t nc, p;
+    planeItem(i, g.outH * g.outW, g.lanes, nc, p);
+    int64_t ow = p % g.outW, oh = p / g.outW;
+    // Element q of this plane is xp[q * lanes].
+    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.lanes);
     int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
     int64_t hs = imax(h0, 0), ws = imax(w0, 0);
     int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
     int64_t best = hs * g.inW + ws;
-    T bestValue = xp[best];
+    T bestValue = xp[best * g.lanes];
     for (int64_t h = hs; h < he; ++h)
       for (int64_t w = ws; w < we; ++w) {
-        T v = xp[h * g.inW + w];
+        T v = xp[(h * g.inW + w) * g.lanes];
         if (v > bestValue) {
           bestValue = v;
           best = h * g.inW + w;
@@ -206,19 +230,21 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
   const PoolGeom &g = u.pool;
   sum = 0.0;
   count = 0;
-  int64_t plane = g.outH * g.outW;
-  const T *xp = x ? x + nc * plane : nullptr;
+  int64_t plane = g.outH * g.outW, L = g.lanes;
+  // Element q of plane nc is xp[q * L] (and sp[q * L]).
+  int64_t base = planeAt(nc, plane, 0, L);
+  const T *xp = x ? x + base : nullptr;
   if (switches) {
-    const int32_t *sp = switches + nc * plane;
+    const int32_t *sp = switches + base;
     int64_t target = h * g.inW + w;
     int64_t i0, i1, j0, j1;
     coveringWindows(h, g.kh, g.sh, g.ph, g.outH, i0, i1);
     coveringWindows(w, g.kw, g.sw, g.pw, g.outW, j0, j1);
     for (int64_t i = i0; i <= i1; ++i)
       for (int64_t j = j0; j <= j1; ++j)
-        if (sp[i * g.outW + j] == target) {
+        if (sp[(i * g.outW + j) * L] == target) {
           if (xp)
-            sum += double(xp[i * g.outW + j]);
+            sum += double(xp[(i * g.outW + j) * L]);
           ++count;
         }
     return;
@@ -232,7 +258,7 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
   if (i >= g.outH || j >= g.outW)
     return;
   if (xp)
-    sum = double(xp[i * g.outW + j]);
+    sum = double(xp[(i * g.outW + j) * L]);
   count = 1;
 }
 
@@ -246,8 +272,9 @@ template <typename T> struct UnpoolForward {
 
   NETC_HD int64_t items() const { return u.pool.nc * u.pool.inH * u.pool.inW; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t w = i % u.pool.inW, t = i / u.pool.inW;
-    int64_t h = t % u.pool.inH, nc = t / u.pool.inH;
+    int64_t nc, p;
+    planeItem(i, u.pool.inH * u.pool.inW, u.pool.lanes, nc, p);
+    int64_t w = p % u.pool.inW, h = p / u.pool.inW;
     double sum;
     int64_t count;
     unpoolGather(u, x, switches, nc, h, w, sum, count);
@@ -271,8 +298,9 @@ template <typename T> struct UnpoolBackward {
   }
   NETC_HD void operator()(int64_t i) const {
     const PoolGeom &g = u.pool;
-    int64_t j = i % g.outW, t = i / g.outW;
-    int64_t r = t % g.outH, nc = t / g.outH;
+    int64_t nc, p;
+    planeItem(i, g.outH * g.outW, g.lanes, nc, p);
+    int64_t j = p % g.outW, r = p / g.outW;
     int64_t plane = g.inH * g.inW;
     int64_t h, w;
     if (switches) {
@@ -291,7 +319,7 @@ template <typename T> struct UnpoolBackward {
         return;
       }
     }
-    double grad = double(dy[nc * plane + h * g.inW + w]);
+    double grad = double(dy[planeAt(nc, plane, h * g.inW + w, g.lanes)]);
     if (u.normalize) {
       double unused;
       int64_t count;
@@ -600,17 +628,24 @@ struct SgdMomentum {
 // derive the same arguments) and checks only the host can make
 //===----------------------------------------------------------------------===//
 
+// `lanes`: PoolGeom::lanes (1, plain NCHW, unless the cpu backend's blocked
+// layouts).
 inline MaxPoolForward<float> makeMaxPoolForward(const kernels::PoolShape &s,
                                                 const float *x, float *y,
-                                                int32_t *switches) {
-  return {poolGeom(s), x, y, switches};
+                                                int32_t *switches,
+                                                int64_t lanes = 1) {
+  PoolGeom g = poolGeom(s);
+  g.lanes = lanes;
+  return {g, x, y, switches};
 }
 
 inline UnpoolForward<float> makeUnpoolForward(const kernels::UnpoolShape &s,
                                               const float *x,
-                                              const int32_t *switches,
-                                              float *y) {
-  return {unpoolGeom(s), x, switches, y};
+                                              const int32_t *switches, float *y,
+                                              int64_t lanes = 1) {
+  UnpoolGeom u = unpoolGeom(s);
+  u.pool.lanes = lanes;
+  return {u, x, switches, y};
 }
 
 /// Max-pool backward is the unpool of dy through the switches (summing where
@@ -629,8 +664,10 @@ inline UnpoolForward<float> makeMaxPoolBackward(const kernels::PoolShape &s,
 inline UnpoolBackward<float> makeUnpoolBackward(const kernels::UnpoolShape &s,
                                                 const float *dy,
                                                 const int32_t *switches,
-                                                float *dx) {
-  return {unpoolGeom(s), dy, switches, dx};
+                                                float *dx, int64_t lanes = 1) {
+  UnpoolGeom u = unpoolGeom(s);
+  u.pool.lanes = lanes;
+  return {u, dy, switches, dx};
 }
 
 /// Throws KernelError unless `batch` > 0.

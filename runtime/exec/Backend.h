@@ -7,12 +7,27 @@
 #include "runtime/exec/KernelCall.h"
 #include "runtime/exec/Memory.h"
 
+#include <fmt/format.h>
+
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace netc::exec {
+
+/// What a backend prepared for one program.
+struct PreparedProgram {
+  /// One per kernel, in plan order (nullptr: none).
+  std::vector<std::unique_ptr<KernelState>> states;
+  /// The values the backend keeps in a channel-blocked layout of its own
+  /// choosing, and their block (lanes, as cuda::planeAt): channel c of
+  /// pixel p of image n at ((n * C/L + c/L) * H*W + p) * L + c % L. Every
+  /// other value has the plan's layout.
+  std::map<int64_t, int64_t> blocked;
+};
 
 /// The kernel interface every backend implements. A backend owns the memory
 /// its kernels touch (Memory: arenas, parameters, kept outputs, transfers);
@@ -26,6 +41,20 @@ public:
   virtual std::unique_ptr<KernelState> prepare(const KernelCallT<T> &call) {
     return nullptr;
   }
+  /// Prepares a whole program: `calls` are its kernels at the planned
+  /// batch. The values in `hostValues` (inputs and outputs) are read or
+  /// written by the host and keep the plan's layout; a backend may choose
+  /// its own layout for the others. The default prepares each kernel alone.
+  virtual PreparedProgram prepareProgram(const plan::Program &program,
+                                         const std::vector<KernelCallT<T>> &calls,
+                                         const std::set<int64_t> &hostValues) {
+    (void)program;
+    (void)hostValues;
+    PreparedProgram p;
+    for (const KernelCallT<T> &call : calls)
+      p.states.push_back(prepareNamed(call));
+    return p;
+  }
   /// Whether this backend's kernels take values of `v`'s dtype and layout
   /// (the host backends: f32 and i32 in NCHW).
   virtual bool supports(const plan::Value &v) const {
@@ -36,6 +65,18 @@ public:
   /// Whether its `all_reduce_mean` reaches other ranks (a data-parallel run
   /// of more than one).
   virtual bool reducesAcrossRanks() const { return true; }
+
+protected:
+  /// prepare(), a KernelError naming the kernel.
+  std::unique_ptr<KernelState> prepareNamed(const KernelCallT<T> &call) {
+    try {
+      return prepare(call);
+    } catch (const kernels::KernelError &e) {
+      throw kernels::KernelError(fmt::format(
+          "{}: '{}': {}", call.kernel.path, plan::opName(call.kernel.op),
+          e.what()));
+    }
+  }
 };
 
 using Backend = BackendT<float>;

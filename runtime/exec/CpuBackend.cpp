@@ -2,13 +2,21 @@
 
 #include "runtime/exec/CpuBackend.h"
 
+#include "runtime/cuda/Kernels.h"
 #include "runtime/kernels/Cpu.h"
+#include "runtime/kernels/OneDnn.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <string>
 
 namespace netc::exec {
 
 using kernels::ConvShape;
+using kernels::onednn::ConvPass;
+using kernels::onednn::ConvPrimitive;
 using plan::Op;
 namespace cpu = kernels::cpu;
 namespace ref = kernels::ref;
@@ -16,46 +24,347 @@ namespace ref = kernels::ref;
 /// Elementwise kernels split into chunks of at least this many elements.
 static constexpr int64_t kElementGrain = 1 << 15;
 
-void CpuBackend::run(const KernelCall &c) {
-  const KernelAttrs &a = c.attrs;
-  const plan::Kernel &k = c.kernel;
-  auto in = [&](size_t i) { return c.in[i].f32(); };
-  auto out = [&](size_t i) { return c.out[i].f32(); };
-  // Geometry was validated when the executor was built; shapes are
-  // recomputed for this batch exactly as the reference backend does.
-  kernels::Window2D win = a.win;
-  switch (k.op) {
+namespace {
+
+bool isConvFamily(Op op) {
+  switch (op) {
   case Op::Conv2D:
   case Op::Deconv2D:
   case Op::Conv2DGradInput:
   case Op::Conv2DGradWeight:
   case Op::Deconv2DGradInput:
-  case Op::Deconv2DGradWeight: {
-    ConvOperands o = convOperands(k.op, a, c.in, c.out);
-    float *x = o.x->f32(), *w = o.w->f32(), *y = o.y->f32();
-    const float *bias = c.in.size() > 2 ? in(2) : nullptr;
-    switch (k.op) {
-    case Op::Conv2D:
-      cpu::conv2dForward(o.shape, x, w, bias, y);
-      break;
-    case Op::Deconv2D:
-      cpu::deconv2dForward(o.shape, x, w, bias, y);
-      break;
-    case Op::Conv2DGradInput:
-      cpu::conv2dBackwardData(o.shape, y, w, x);
-      break;
-    case Op::Conv2DGradWeight:
-      cpu::conv2dBackwardFilter(o.shape, x, y, w);
-      break;
-    case Op::Deconv2DGradInput:
-      cpu::deconv2dBackwardData(o.shape, y, w, x);
-      break;
-    default:
-      cpu::deconv2dBackwardFilter(o.shape, x, y, w);
-      break;
+  case Op::Deconv2DGradWeight:
+    return true;
+  default:
+    return false;
+  }
+}
+
+bool isTransposed(Op op) {
+  return op == Op::Deconv2D || op == Op::Deconv2DGradInput ||
+         op == Op::Deconv2DGradWeight;
+}
+
+ConvPass convPass(Op op) {
+  switch (op) {
+  case Op::Conv2D:
+  case Op::Deconv2D:
+    return ConvPass::Forward;
+  case Op::Conv2DGradInput:
+  case Op::Deconv2DGradInput:
+    return ConvPass::BackwardData;
+  default:
+    return ConvPass::BackwardWeights;
+  }
+}
+
+/// The plan values that are a conv-family kernel's x and y (as
+/// convOperands picks its TensorRefs).
+std::pair<int64_t, int64_t> convXY(const plan::Kernel &k) {
+  switch (convPass(k.op)) {
+  case ConvPass::Forward:
+    return {k.in[0], k.out[0]};
+  case ConvPass::BackwardData:
+    return {k.out[0], k.in[0]};
+  default:
+    return {k.in[0], k.in[1]};
+  }
+}
+
+/// What the cpu backend keeps per kernel.
+struct CpuState : KernelState {
+  /// Pooling and bias_grad: the channel block of the operands (1: plain).
+  int64_t lanes = 1;
+  /// A relu whose conv computed it already.
+  bool skip = false;
+
+  // Convolution family.
+  ConvShape shape;      ///< at the planned batch
+  int64_t xLanes = 1, yLanes = 1;
+  bool relu = false;    ///< fused: the conv writes relu(y) to reluOut
+  float *reluOut = nullptr;
+  std::unique_ptr<ConvPrimitive> prim; ///< at the planned batch; null:
+                                       ///< im2col + sgemm
+  /// The epochs' last, smaller batch: made at its first run, with scratch
+  /// of its own when it needs more than the planned batch's.
+  int64_t tailN = 0;
+  std::unique_ptr<ConvPrimitive> tailPrim;
+  std::vector<uint8_t> tailScratch;
+
+  uint64_t workspaceBytes() const override {
+    return prim ? prim->workspaceBytes() : 0;
+  }
+  std::string describe() const override {
+    if (skip)
+      return "computed by the conv before it";
+    if (!prim)
+      return lanes > 1 ? "nChw" + std::to_string(lanes) + "c" : "";
+    return prim->describe() + (relu ? " +relu" : "");
+  }
+};
+
+/// Union-find over value ids: values that must share one layout.
+class LayoutSets {
+public:
+  int64_t find(int64_t v) {
+    auto it = parent_.find(v);
+    if (it == parent_.end() || it->second == v)
+      return v;
+    return it->second = find(it->second);
+  }
+  void unite(int64_t a, int64_t b) {
+    a = find(a);
+    b = find(b);
+    if (a != b)
+      parent_[a] = b;
+  }
+
+private:
+  std::map<int64_t, int64_t> parent_;
+};
+
+bool envIs(const char *name, const char *value) {
+  const char *v = std::getenv(name);
+  return v && std::strcmp(v, value) == 0;
+}
+
+} // namespace
+
+CpuBackend::CpuBackend()
+    : blockLayouts_(!envIs("NETC_CPU_LAYOUT", "plain")),
+      fuseRelu_(!envIs("NETC_CPU_FUSION", "off")) {}
+
+PreparedProgram
+CpuBackend::prepareProgram(const plan::Program &program,
+                           const std::vector<KernelCall> &calls,
+                           const std::set<int64_t> &hostValues) {
+  const std::vector<plan::Kernel> &ks = program.kernels;
+  PreparedProgram out;
+  std::vector<std::unique_ptr<CpuState>> states(ks.size());
+  auto named = [&](const plan::Kernel &k, const kernels::KernelError &e) {
+    return kernels::KernelError(
+        fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
+  };
+
+  // Convolutions oneDNN can compute (any layout: it reorders as needed);
+  // the others run im2col + sgemm on plain operands.
+  std::set<int64_t> mustBePlain;
+  for (size_t i = 0; i < ks.size(); ++i) {
+    if (!isConvFamily(ks[i].op))
+      continue;
+    auto s = std::make_unique<CpuState>();
+    ConvOperands o =
+        convOperands(ks[i].op, calls[i].attrs, calls[i].in, calls[i].out);
+    s->shape = o.shape;
+    try {
+      s->prim = std::make_unique<ConvPrimitive>(
+          o.shape, isTransposed(ks[i].op), convPass(ks[i].op), 1, 1, false);
+    } catch (const kernels::KernelError &) {
+      auto [x, y] = convXY(ks[i]);
+      mustBePlain.insert(x);
+      mustBePlain.insert(y);
     }
+    states[i] = std::move(s);
+  }
+
+  // Layouts: candidates are batched rank-4 activations the host never
+  // sees, with whole channel blocks; a set of values tied by a kernel is
+  // blocked if all of its members are candidates and no kernel that cannot
+  // take a blocked operand touches any of them.
+  int64_t block = kernels::onednn::channelBlock();
+  auto candidate = [&](int64_t id) {
+    const plan::Value &v = program.value(id);
+    return blockLayouts_ && !v.isParam() && v.hasBatch() &&
+           v.shape.size() == 4 && v.shape[1] % block == 0 &&
+           !hostValues.count(id) && !mustBePlain.count(id);
+  };
+  LayoutSets sets;
+  std::set<int64_t> refused; // set members that cannot be blocked
+  for (const plan::Kernel &k : ks) {
+    std::vector<int64_t> tied;
+    bool flexible = true;
+    switch (k.op) {
+    case Op::Relu:
+    case Op::ReluGrad:
+    case Op::Add:
+    case Op::Scale:
+    case Op::EuclideanLossGrad:
+    case Op::MaxPool:
+    case Op::Unpool:
+    case Op::UnpoolGrad:
+      tied.insert(tied.end(), k.in.begin(), k.in.end());
+      tied.insert(tied.end(), k.out.begin(), k.out.end());
+      break;
+    case Op::EuclideanLoss:
+      tied = k.in;
+      break;
+    case Op::BiasGrad:
+    case Op::Conv2D:
+    case Op::Deconv2D:
+    case Op::Conv2DGradInput:
+    case Op::Conv2DGradWeight:
+    case Op::Deconv2DGradInput:
+    case Op::Deconv2DGradWeight:
+      break; // each operand on its own
+    default:
+      flexible = false;
+    }
+    for (size_t j = 1; j < tied.size(); ++j)
+      sets.unite(tied[0], tied[j]);
+    if (!flexible) {
+      for (int64_t id : k.in)
+        refused.insert(id);
+      for (int64_t id : k.out)
+        refused.insert(id);
+    }
+  }
+  for (const auto &[id, v] : program.values)
+    if (!candidate(id))
+      refused.insert(id);
+  std::set<int64_t> refusedSets;
+  for (int64_t id : refused)
+    refusedSets.insert(sets.find(id));
+  for (const auto &[id, v] : program.values)
+    if (!refusedSets.count(sets.find(id)))
+      out.blocked[id] = block;
+  auto lanesOf = [&](int64_t id) {
+    auto it = out.blocked.find(id);
+    return it == out.blocked.end() ? int64_t(1) : it->second;
+  };
+
+  // A conv whose output feeds only the relu right after it computes that
+  // relu (into the relu's output, which must not overlap its inputs).
+  std::map<int64_t, int> readers;
+  for (const plan::Kernel &k : ks)
+    for (int64_t id : k.in)
+      ++readers[id];
+  auto overlaps = [](const TensorRef &a, const TensorRef &b) {
+    auto *a0 = static_cast<const uint8_t *>(a.data);
+    auto *b0 = static_cast<const uint8_t *>(b.data);
+    return a0 < b0 + b.count * 4 && b0 < a0 + a.count * 4;
+  };
+  for (size_t i = 0; i + 1 < ks.size(); ++i) {
+    const plan::Kernel &k = ks[i], &next = ks[i + 1];
+    if (!fuseRelu_ || (k.op != Op::Conv2D && k.op != Op::Deconv2D) ||
+        !states[i]->prim || next.op != Op::Relu || next.in[0] != k.out[0] ||
+        readers[k.out[0]] != 1 || hostValues.count(k.out[0]))
+      continue;
+    const TensorRef &r = calls[i + 1].out[0];
+    bool clash = false;
+    for (const TensorRef &in : calls[i].in)
+      clash = clash || overlaps(r, in);
+    if (clash)
+      continue;
+    states[i]->relu = true;
+    states[i]->reluOut = r.f32();
+    states[i + 1] = std::make_unique<CpuState>();
+    states[i + 1]->skip = true;
+  }
+
+  // The primitives, for the layouts chosen.
+  for (size_t i = 0; i < ks.size(); ++i) {
+    const plan::Kernel &k = ks[i];
+    if (isConvFamily(k.op)) {
+      CpuState &s = *states[i];
+      if (!s.prim)
+        continue;
+      auto [x, y] = convXY(k);
+      s.xLanes = lanesOf(x);
+      s.yLanes = lanesOf(y);
+      try {
+        s.prim = std::make_unique<ConvPrimitive>(
+            s.shape, isTransposed(k.op), convPass(k.op), s.xLanes, s.yLanes,
+            convPass(k.op) == ConvPass::Forward && k.in.size() > 2, s.relu);
+      } catch (const kernels::KernelError &e) {
+        throw named(k, e);
+      }
+    } else if (k.op == Op::MaxPool || k.op == Op::Unpool ||
+               k.op == Op::UnpoolGrad || k.op == Op::BiasGrad) {
+      states[i] = std::make_unique<CpuState>();
+      states[i]->lanes = lanesOf(k.in[0]);
+    }
+  }
+  for (auto &s : states)
+    out.states.push_back(std::move(s));
+  return out;
+}
+
+namespace {
+
+/// Runs a conv-family kernel at batch n on its primitive (the planned
+/// batch's, or the tail's made now), or on im2col + sgemm.
+void runConv(const KernelCall &c, CpuState &s) {
+  const plan::Kernel &k = c.kernel;
+  ConvOperands o = convOperands(k.op, c.attrs, c.in, c.out);
+  float *x = o.x->f32(), *w = o.w->f32(), *y = o.y->f32();
+  const float *bias = c.in.size() > 2 ? c.in[2].f32() : nullptr;
+  if (s.relu)
+    y = s.reluOut;
+  if (s.prim) {
+    ConvPrimitive *prim = s.prim.get();
+    void *workspace = c.workspace;
+    if (c.n != s.shape.in.n) {
+      if (s.tailN != c.n) {
+        s.tailPrim = std::make_unique<ConvPrimitive>(
+            o.shape, isTransposed(k.op), convPass(k.op), s.xLanes, s.yLanes,
+            bias != nullptr, s.relu);
+        s.tailN = c.n;
+        uint64_t need = s.tailPrim->workspaceBytes();
+        s.tailScratch.assign(need > s.prim->workspaceBytes() ? need + 64 : 0,
+                             0);
+      }
+      prim = s.tailPrim.get();
+      if (!s.tailScratch.empty()) {
+        auto p = reinterpret_cast<uintptr_t>(s.tailScratch.data());
+        workspace = reinterpret_cast<void *>((p + 63) / 64 * 64);
+      }
+    }
+    prim->run(x, w, bias, y, workspace);
     return;
   }
+  switch (k.op) {
+  case Op::Conv2D:
+    cpu::conv2dForward(o.shape, x, w, bias, y);
+    break;
+  case Op::Deconv2D:
+    cpu::deconv2dForward(o.shape, x, w, bias, y);
+    break;
+  case Op::Conv2DGradInput:
+    cpu::conv2dBackwardData(o.shape, y, w, x);
+    break;
+  case Op::Conv2DGradWeight:
+    cpu::conv2dBackwardFilter(o.shape, x, y, w);
+    break;
+  case Op::Deconv2DGradInput:
+    cpu::deconv2dBackwardData(o.shape, y, w, x);
+    break;
+  default:
+    cpu::deconv2dBackwardFilter(o.shape, x, y, w);
+    break;
+  }
+}
+
+/// Walks a cuda/Kernels.h functor's items in parallel chunks.
+template <typename F> void runItems(const F &f) {
+  cpu::parallelChunks(f.items(), 1 << 12, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i)
+      f(i);
+  });
+}
+
+} // namespace
+
+void CpuBackend::run(const KernelCall &c) {
+  const KernelAttrs &a = c.attrs;
+  const plan::Kernel &k = c.kernel;
+  auto *state = static_cast<CpuState *>(c.state);
+  auto in = [&](size_t i) { return c.in[i].f32(); };
+  auto out = [&](size_t i) { return c.out[i].f32(); };
+  if (isConvFamily(k.op)) {
+    runConv(c, *state);
+    return;
+  }
+  switch (k.op) {
   case Op::FC: {
     FCDims d = fcDims(k.op, c.in, c.out);
     cpu::fcForward(d.n, d.in, d.out, in(0), in(1),
@@ -74,8 +383,10 @@ void CpuBackend::run(const KernelCall &c) {
   }
   // Cheap kernels, split into chunks (elements, channels or images) that
   // run the reference loops in parallel: results identical to the
-  // reference's, element for element.
+  // reference's, element for element, in any layout.
   case Op::Relu: {
+    if (state && state->skip)
+      return;
     const float *x = in(0);
     float *y = out(0);
     cpu::parallelChunks(c.in[0].count, kElementGrain,
@@ -115,42 +426,13 @@ void CpuBackend::run(const KernelCall &c) {
         });
     return;
   }
-  case Op::BiasGrad: {
-    // ref::biasBackward's loop, split over channels (same summation order).
-    const kernels::Dims4 d = c.in[0].dims;
-    const float *dy = in(0);
-    float *db = out(0);
-    cpu::parallelChunks(
-        d.c,
-        std::max<int64_t>(1, kElementGrain /
-                                 std::max<int64_t>(1, d.n * d.plane())),
-        [&](int64_t b, int64_t e, int) {
-          for (int64_t ch = b; ch < e; ++ch) {
-            double sum = 0.0;
-            for (int64_t n = 0; n < d.n; ++n) {
-              const float *p = dy + (n * d.c + ch) * d.plane();
-              for (int64_t q = 0; q < d.plane(); ++q)
-                sum += double(p[q]);
-            }
-            db[ch] = float(sum);
-          }
-        });
+  case Op::BiasGrad:
+    cpu::biasGrad(c.in[0].dims, state ? state->lanes : 1, in(0), out(0));
     return;
-  }
-  case Op::MaxPool: {
-    const kernels::Dims4 d = c.in[0].dims;
-    int64_t inPer = d.c * d.plane(), outPer = c.out[0].count / d.n;
-    const float *x = in(0);
-    float *y = out(0);
-    int32_t *sw = c.out[1].i32();
-    cpu::parallelChunks(d.n, 1, [&](int64_t b, int64_t e, int) {
-      kernels::Dims4 part = d;
-      part.n = e - b;
-      ref::maxPoolForward(kernels::poolShape(part, win, a.ceil), x + b * inPer,
-                          y + b * outPer, sw + b * outPer);
-    });
+  case Op::MaxPool:
+    cpu::maxPool(kernels::poolShape(c.in[0].dims, a.win, a.ceil),
+                 state ? state->lanes : 1, in(0), out(0), c.out[1].i32());
     return;
-  }
   case Op::Unpool:
   case Op::UnpoolGrad: {
     // The pooled side (unpool's input, unpool_grad's output) and the
@@ -159,23 +441,21 @@ void CpuBackend::run(const KernelCall &c) {
     const kernels::Dims4 pooled = forward ? c.in[0].dims : c.out[0].dims;
     int64_t sizeH = forward ? a.sizeH : c.in[0].dims.h;
     int64_t sizeW = forward ? a.sizeW : c.in[0].dims.w;
-    int64_t pooledPer = pooled.c * pooled.plane(),
-            unpooledPer = pooled.c * sizeH * sizeW;
-    const float *src = in(0);
-    float *dst = out(0);
+    kernels::UnpoolShape s = kernels::unpoolShape(
+        pooled, a.win, sizeH, sizeW, a.posH, a.posW, a.normalize);
     const int32_t *sw = c.in.size() > 1 ? c.in[1].i32() : nullptr;
-    cpu::parallelChunks(pooled.n, 1, [&](int64_t b, int64_t e, int) {
-      kernels::Dims4 part = pooled;
-      part.n = e - b;
-      kernels::UnpoolShape ps = kernels::unpoolShape(
-          part, win, sizeH, sizeW, a.posH, a.posW, a.normalize);
-      const int32_t *psw = sw ? sw + b * pooledPer : nullptr;
-      if (forward)
-        ref::unpoolForward(ps, src + b * pooledPer, psw, dst + b * unpooledPer);
-      else
-        ref::unpoolBackward(ps, src + b * unpooledPer, psw,
-                            dst + b * pooledPer);
-    });
+    int64_t lanes = state ? state->lanes : 1;
+    // Disjoint windows: a scatter (a gather back), else the GPU's gathers,
+    // which sum overlapping contributions in the reference's order.
+    bool disjoint = cpu::unpoolWindowsDisjoint(s);
+    if (forward && disjoint)
+      cpu::unpoolScatter(s, lanes, in(0), sw, out(0));
+    else if (forward)
+      runItems(cuda::makeUnpoolForward(s, in(0), sw, out(0), lanes));
+    else if (disjoint)
+      cpu::unpoolBackwardGather(s, lanes, in(0), sw, out(0));
+    else
+      runItems(cuda::makeUnpoolBackward(s, in(0), sw, out(0), lanes));
     return;
   }
   default:

@@ -2,10 +2,15 @@
 
 #include "runtime/exec/Executor.h"
 
+#include "runtime/kernels/Blocked.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <set>
+#include <type_traits>
 
 namespace netc::exec {
 
@@ -49,17 +54,42 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
   }
   keepAfter_.assign(program_->kernels.size(), {});
   // The calls at the planned batch (geometry checked), then the backend
-  // prepares each kernel.
+  // prepares the program. The host reads and writes only the inputs and
+  // outputs: the backend may lay out every other value as it likes.
   fullCalls_ = buildCalls(program_->batch);
+  std::set<int64_t> hostValues;
+  for (auto &[name, id] : program_->inputs)
+    hostValues.insert(id);
+  for (std::optional<int64_t> id : {program_->loss, program_->logits})
+    if (id)
+      hostValues.insert(*id);
+  for (const plan::Term &t : program_->terms)
+    hostValues.insert(t.value);
+  for (const plan::Reconstruction &r : program_->reconstructions)
+    hostValues.insert(r.value);
+  for (auto &[name, id] : program_->otherOutputs)
+    hostValues.insert(id);
+  PreparedProgram prepared =
+      backend_.prepareProgram(*program_, fullCalls_, hostValues);
+  if (prepared.states.size() != fullCalls_.size())
+    throw std::logic_error(fmt::format(
+        "backend '{}' prepared {} kernel states for the {} kernels of "
+        "program '{}'",
+        backend_.name(), prepared.states.size(), fullCalls_.size(), program));
+  states_ = std::move(prepared.states);
+  blocked_ = std::move(prepared.blocked);
+  // One workspace for the program: its kernels run one after another.
+  uint64_t workspace = 0;
+  for (const auto &state : states_)
+    if (state)
+      workspace = std::max(workspace, state->workspaceBytes());
+  if (workspace > 0)
+    workspace_ = backend_.allocate(
+        workspace, fmt::format("{}: the kernels' workspace of program '{}'",
+                               plan.file, program));
   for (size_t i = 0; i < fullCalls_.size(); ++i) {
-    const plan::Kernel &k = program_->kernels[i];
-    try {
-      states_.push_back(backend_.prepare(fullCalls_[i]));
-    } catch (const KernelError &e) {
-      throw KernelError(
-          fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
-    }
-    fullCalls_[i].state = states_.back().get();
+    fullCalls_[i].state = states_[i].get();
+    fullCalls_[i].workspace = workspace_ ? workspace_->data() : nullptr;
   }
 }
 
@@ -81,6 +111,7 @@ std::vector<KernelCallT<T>> ExecutorT<T>::buildCalls(int64_t n) {
       call.out.push_back(ref(id, n));
     if (i < states_.size())
       call.state = states_[i].get();
+    call.workspace = workspace_ ? workspace_->data() : nullptr;
     calls.push_back(std::move(call));
   }
   return calls;
@@ -100,8 +131,17 @@ template <typename T> void ExecutorT<T>::hostOnly() const {
                                        backend_.name()));
 }
 
+template <typename T> void ExecutorT<T>::plainOnly(int64_t id) const {
+  if (blocked_.count(id))
+    throw std::logic_error(fmt::format(
+        "direct host access to value {} of program '{}', which backend '{}' "
+        "keeps in a blocked layout (use download())",
+        id, program_->name, backend_.name()));
+}
+
 template <typename T> void *ExecutorT<T>::data(int64_t id) {
   hostOnly();
+  plainOnly(id);
   return address(id);
 }
 
@@ -152,7 +192,16 @@ void ExecutorT<T>::upload(int64_t id, const void *src, uint64_t srcBytes,
         "program '{}': input value {} takes {} bytes at batch {}, the source "
         "has {}",
         program_->name, id, bytesOf(v, n), n, srcBytes));
-  backend_.upload(address(id), src, srcBytes);
+  auto it = blocked_.find(id);
+  if (it == blocked_.end()) {
+    backend_.upload(address(id), src, srcBytes);
+    return;
+  }
+  std::vector<uint32_t> words(srcBytes / 4);
+  kernels::toBlocked(dimsOf(v, n), it->second,
+                     static_cast<const uint32_t *>(src), words.data());
+  backend_.upload(address(id), words.data(), srcBytes);
+  backend_.synchronize(); // `words` goes away
 }
 
 template <typename T>
@@ -170,10 +219,20 @@ void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
   const std::vector<KernelCallT<T>> &calls =
       n == program_->batch ? fullCalls_ : tailCalls_;
   ctx_ = ctx;
+  using Clock = std::chrono::steady_clock;
   for (size_t i = 0; i < calls.size(); ++i) {
     const KernelCallT<T> &call = calls[i];
     try {
-      backend_.run(call);
+      if (profiling_) {
+        backend_.synchronize();
+        Clock::time_point t0 = Clock::now();
+        backend_.run(call);
+        backend_.synchronize();
+        kernelSeconds_[i] +=
+            std::chrono::duration<double>(Clock::now() - t0).count();
+      } else {
+        backend_.run(call);
+      }
     } catch (const KernelError &e) {
       const plan::Kernel &k = call.kernel;
       throw KernelError(
@@ -187,6 +246,11 @@ void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
     }
   }
   lastN_ = n;
+}
+
+template <typename T> void ExecutorT<T>::setProfiling(bool on) {
+  profiling_ = on;
+  kernelSeconds_.resize(program_->kernels.size(), 0.0);
 }
 
 template <typename T> void ExecutorT<T>::keep(int64_t id) {
@@ -219,6 +283,7 @@ template <typename T> const void *ExecutorT<T>::source(int64_t id) const {
 
 template <typename T> const void *ExecutorT<T>::kept(int64_t id) {
   hostOnly();
+  plainOnly(id);
   return source(id);
 }
 
@@ -233,10 +298,20 @@ std::vector<U> ExecutorT<T>::download(int64_t id) {
                     program_->name, id, plan::dtypeName(v.dtype), sizeof(U)));
   std::vector<U> out(size_t(v.count(n)));
   backend_.download(out.data(), source(id), uint64_t(bytesOf(v, n)));
+  auto it = blocked_.find(id);
+  if (it != blocked_.end()) {
+    static_assert(sizeof(U) == 4 || !std::is_same_v<T, float>);
+    std::vector<U> plain(out.size());
+    kernels::fromBlocked(dimsOf(v, n), it->second,
+                         reinterpret_cast<const uint32_t *>(out.data()),
+                         reinterpret_cast<uint32_t *>(plain.data()));
+    return plain;
+  }
   return out;
 }
 
 template <typename T> T ExecutorT<T>::scalar(int64_t id) {
+  plainOnly(id);
   T v;
   backend_.download(&v, source(id), sizeof(T));
   return v;

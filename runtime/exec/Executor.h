@@ -68,6 +68,23 @@ public:
   /// Runs every kernel with batch n (1 <= n <= batch()).
   void run(int64_t n, const StepContext &ctx);
 
+  /// Profiling: while on, run() waits for each kernel to finish
+  /// (synchronize()) and adds its wall time to kernelSeconds()[i]. Off by
+  /// default: a device backend then overlaps kernels freely.
+  void setProfiling(bool on);
+  /// Seconds spent in each kernel over the profiled runs, in plan order.
+  const std::vector<double> &kernelSeconds() const { return kernelSeconds_; }
+  /// What runs kernel i (KernelState::describe()), empty if not said.
+  std::string kernelImpl(size_t i) const {
+    return i < states_.size() && states_[i] ? states_[i]->describe() : "";
+  }
+  /// The kernels' workspace (bytes), allocated once for the program.
+  uint64_t workspaceBytes() const {
+    return workspace_ ? workspace_->bytes() : 0;
+  }
+  /// The values the backend keeps in a blocked layout, and their block.
+  const std::map<int64_t, int64_t> &blockedValues() const { return blocked_; }
+
   /// Keeps a copy of value `id` as its producing kernel wrote it, so that it
   /// can be read after the run even if later kernels reuse its arena bytes.
   void keep(int64_t id);
@@ -109,6 +126,8 @@ private:
   /// Where value `id`'s bytes are to be read after a run.
   const void *source(int64_t id) const;
   void hostOnly() const;
+  /// Throws std::logic_error if the backend keeps `id` in a blocked layout.
+  void plainOnly(int64_t id) const;
 
   const plan::Plan &plan_;
   const plan::Program *program_;
@@ -118,11 +137,15 @@ private:
   std::vector<KernelAttrs> attrs_;
   std::vector<typename ParamStoreT<T>::Entry *> updates_;
   std::vector<std::unique_ptr<KernelState>> states_;
+  std::map<int64_t, int64_t> blocked_; ///< PreparedProgram::blocked
+  std::unique_ptr<Buffer> workspace_;  ///< the kernels' scratch memory
   /// The flat lists a run walks: at the planned batch, and at tailN_.
   std::vector<KernelCallT<T>> fullCalls_, tailCalls_;
   int64_t tailN_ = 0;
   StepContext ctx_;
   int64_t lastN_ = 0; ///< batch of the last run
+  bool profiling_ = false;
+  std::vector<double> kernelSeconds_;
   struct Kept {
     std::unique_ptr<Buffer> buffer; ///< in the backend's memory
     bool written = false;

@@ -95,6 +95,12 @@ struct StepContext {
 class KernelState {
 public:
   virtual ~KernelState() = default;
+  /// Scratch bytes a run of the kernel needs at KernelCallT::workspace
+  /// (the executor allocates the largest need of a program once).
+  virtual uint64_t workspaceBytes() const { return 0; }
+  /// What runs the kernel (a library's implementation name), for profiles;
+  /// empty if nothing worth saying.
+  virtual std::string describe() const { return {}; }
 };
 
 /// One kernel invocation; f32 values hold elements of type T. Built once per
@@ -108,6 +114,9 @@ template <typename T> struct KernelCallT {
   const StepContext &ctx;
   typename ParamStoreT<T>::Entry *param = nullptr; ///< sgd_update's parameter
   KernelState *state = nullptr; ///< the backend's, from prepare()
+  /// The program's scratch memory (at least state->workspaceBytes()),
+  /// shared by its kernels, which run one after another.
+  void *workspace = nullptr;
 
   /// Where a dropout's first element lies in the global batch's mask.
   uint64_t dropoutFirst() const {

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -344,6 +345,203 @@ void deconv2dBackwardFilter(const ConvShape &s, const float *x, const float *dy,
 //===----------------------------------------------------------------------===//
 // Fully connected
 //===----------------------------------------------------------------------===//
+
+//===----------------------------------------------------------------------===//
+// Pooling
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The lanes of one group share every index computation; at most 16.
+constexpr int64_t kMaxLanes = 16;
+
+void checkLanes(const Dims4 &d, int64_t lanes) {
+  if (lanes < 1 || lanes > kMaxLanes || d.c % lanes != 0)
+    throw KernelError("cpu: " + std::to_string(d.c) +
+                      " channels cannot be blocked by " +
+                      std::to_string(lanes));
+}
+
+/// Where pooled element (i, j) of the pooled plane unpools to in the
+/// unpooled plane: its switch if that lies in the element's window, else
+/// (switches null) the fixed position if inside the plane; -1 if nowhere.
+inline int64_t unpoolTarget(const UnpoolShape &s, const int32_t *sw,
+                            int64_t i, int64_t j) {
+  const Window2D &k = s.win;
+  int64_t h0 = i * k.sh - k.ph, w0 = j * k.sw - k.pw;
+  if (sw) {
+    int64_t t = *sw;
+    int64_t h = t / s.out.w, w = t % s.out.w;
+    if (t < 0 || h < h0 || h >= h0 + k.kh || w < w0 || w >= w0 + k.kw ||
+        h >= s.out.h)
+      return -1;
+    return t;
+  }
+  int64_t h = h0 + s.posH, w = w0 + s.posW;
+  if (h < 0 || h >= s.out.h || w < 0 || w >= s.out.w)
+    return -1;
+  return h * s.out.w + w;
+}
+
+} // namespace
+
+namespace {
+
+/// Calls f(std::integral_constant<int64_t, L>) for lanes L = 1, 8 or 16, so
+/// that the lane loops have constant trip counts and vectorise.
+template <typename F> void withLanes(const Dims4 &d, int64_t lanes, F f) {
+  checkLanes(d, lanes);
+  switch (lanes) {
+  case 1:
+    return f(std::integral_constant<int64_t, 1>());
+  case 8:
+    return f(std::integral_constant<int64_t, 8>());
+  case 16:
+    return f(std::integral_constant<int64_t, 16>());
+  default:
+    throw KernelError("cpu: no kernels for channel blocks of " +
+                      std::to_string(lanes));
+  }
+}
+
+template <int64_t L>
+void maxPoolLanes(const PoolShape &s, const float *x, float *y,
+                  int32_t *switches) {
+  const Dims4 &X = s.in, &Y = s.out;
+  const Window2D &k = s.win;
+  const int64_t inPlane = X.plane(), outPlane = Y.plane();
+  parallelChunks(X.n * X.c / L, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t g = b; g < e; ++g) {
+      const float *xg = x + g * inPlane * L;
+      float *yg = y + g * outPlane * L;
+      int32_t *sg = switches ? switches + g * outPlane * L : nullptr;
+      for (int64_t oh = 0; oh < Y.h; ++oh)
+        for (int64_t ow = 0; ow < Y.w; ++ow) {
+          int64_t hs = std::max<int64_t>(oh * k.sh - k.ph, 0);
+          int64_t ws = std::max<int64_t>(ow * k.sw - k.pw, 0);
+          int64_t he = std::min(oh * k.sh - k.ph + k.kh, X.h);
+          int64_t we = std::min(ow * k.sw - k.pw + k.kw, X.w);
+          float best[kMaxLanes];
+          int32_t at[kMaxLanes];
+          int32_t first = int32_t(hs * X.w + ws);
+          for (int64_t l = 0; l < L; ++l) {
+            best[l] = xg[first * L + l];
+            at[l] = first;
+          }
+          for (int64_t h = hs; h < he; ++h)
+            for (int64_t w = ws; w < we; ++w) {
+              int32_t q = int32_t(h * X.w + w);
+              const float *v = xg + q * L;
+              for (int64_t l = 0; l < L; ++l) { // selects: vectorises
+                bool greater = v[l] > best[l];
+                best[l] = greater ? v[l] : best[l];
+                at[l] = greater ? q : at[l];
+              }
+            }
+          int64_t o = (oh * Y.w + ow) * L;
+          for (int64_t l = 0; l < L; ++l) {
+            yg[o + l] = best[l];
+            if (sg)
+              sg[o + l] = at[l];
+          }
+        }
+    }
+  });
+}
+
+template <int64_t L>
+void unpoolScatterLanes(const UnpoolShape &s, const float *x,
+                        const int32_t *switches, float *y) {
+  const int64_t pooled = s.in.plane(), plane = s.out.plane();
+  parallelChunks(s.in.n * s.in.c / L, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t g = b; g < e; ++g) {
+      const float *xg = x + g * pooled * L;
+      const int32_t *sg = switches ? switches + g * pooled * L : nullptr;
+      float *yg = y + g * plane * L;
+      std::fill(yg, yg + plane * L, 0.0f);
+      for (int64_t i = 0; i < s.in.h; ++i)
+        for (int64_t j = 0; j < s.in.w; ++j) {
+          int64_t q = (i * s.in.w + j) * L;
+          for (int64_t l = 0; l < L; ++l) {
+            int64_t t = unpoolTarget(s, sg ? sg + q + l : nullptr, i, j);
+            if (t >= 0)
+              yg[t * L + l] = xg[q + l];
+          }
+        }
+    }
+  });
+}
+
+template <int64_t L>
+void unpoolBackwardGatherLanes(const UnpoolShape &s, const float *dy,
+                               const int32_t *switches, float *dx) {
+  const int64_t pooled = s.in.plane(), plane = s.out.plane();
+  parallelChunks(s.in.n * s.in.c / L, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t g = b; g < e; ++g) {
+      const float *dyg = dy + g * plane * L;
+      const int32_t *sg = switches ? switches + g * pooled * L : nullptr;
+      float *dxg = dx + g * pooled * L;
+      for (int64_t i = 0; i < s.in.h; ++i)
+        for (int64_t j = 0; j < s.in.w; ++j) {
+          int64_t q = (i * s.in.w + j) * L;
+          for (int64_t l = 0; l < L; ++l) {
+            int64_t t = unpoolTarget(s, sg ? sg + q + l : nullptr, i, j);
+            dxg[q + l] = t >= 0 ? dyg[t * L + l] : 0.0f;
+          }
+        }
+    }
+  });
+}
+
+template <int64_t L>
+void biasGradLanes(const Dims4 &d, const float *dy, float *db) {
+  const int64_t plane = d.plane();
+  parallelChunks(d.c / L,
+                 std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(
+                                                      1, d.n * plane * L)),
+                 [&](int64_t b, int64_t e, int) {
+                   for (int64_t g = b; g < e; ++g) {
+                     double sum[L] = {};
+                     for (int64_t n = 0; n < d.n; ++n) {
+                       const float *p = dy + ((n * d.c / L + g) * plane) * L;
+                       for (int64_t q = 0; q < plane; ++q)
+                         for (int64_t l = 0; l < L; ++l)
+                           sum[l] += double(p[q * L + l]);
+                     }
+                     for (int64_t l = 0; l < L; ++l)
+                       db[g * L + l] = float(sum[l]);
+                   }
+                 });
+}
+
+} // namespace
+
+void maxPool(const PoolShape &s, int64_t lanes, const float *x, float *y,
+             int32_t *switches) {
+  withLanes(s.in, lanes, [&](auto L) { maxPoolLanes<L>(s, x, y, switches); });
+}
+
+void biasGrad(const Dims4 &d, int64_t lanes, const float *dy, float *db) {
+  withLanes(d, lanes, [&](auto L) { biasGradLanes<L>(d, dy, db); });
+}
+
+bool unpoolWindowsDisjoint(const UnpoolShape &s) {
+  return s.win.sh >= s.win.kh && s.win.sw >= s.win.kw;
+}
+
+void unpoolScatter(const UnpoolShape &s, int64_t lanes, const float *x,
+                   const int32_t *switches, float *y) {
+  withLanes(s.in, lanes,
+            [&](auto L) { unpoolScatterLanes<L>(s, x, switches, y); });
+}
+
+void unpoolBackwardGather(const UnpoolShape &s, int64_t lanes,
+                          const float *dy, const int32_t *switches,
+                          float *dx) {
+  withLanes(s.in, lanes, [&](auto L) {
+    unpoolBackwardGatherLanes<L>(s, dy, switches, dx);
+  });
+}
 
 void fcForward(int64_t n, int64_t in, int64_t out, const float *x,
                const float *w, const float *b, float *y) {

@@ -56,6 +56,30 @@ void deconv2dBackwardData(const ConvShape &s, const float *dy, const float *w,
 void deconv2dBackwardFilter(const ConvShape &s, const float *x, const float *dy,
                             float *dw);
 
+// Pooling and unpooling over groups of `lanes` interleaved planes: lanes 1
+// is plain NCHW, 8 or 16 the channel-blocked layouts (kernels/Blocked.h).
+// Results equal ref::maxPoolForward / unpoolForward / unpoolBackward's.
+
+/// Max-pool with switches (the first maximum of each window in row-major
+/// order, its position h * W + w in the input plane); `switches` may be
+/// null.
+void maxPool(const PoolShape &s, int64_t lanes, const float *x, float *y,
+             int32_t *switches);
+/// db[c] = the sum of dy's channel c over images and positions, as
+/// ref::biasBackward (in double, images outer).
+void biasGrad(const Dims4 &d, int64_t lanes, const float *dy, float *db);
+/// Whether an unpool's windows do not overlap (stride >= kernel), so that
+/// every output position receives at most one pooled element: what
+/// unpoolScatter and unpoolBackwardGather need.
+bool unpoolWindowsDisjoint(const UnpoolShape &s);
+/// Unpool: y = 0, then each pooled element to its switch (or the fixed
+/// position); a switch outside its window is ignored.
+void unpoolScatter(const UnpoolShape &s, int64_t lanes, const float *x,
+                   const int32_t *switches, float *y);
+/// unpool_grad: dx = dy at each pooled element's switch (0 where ignored).
+void unpoolBackwardGather(const UnpoolShape &s, int64_t lanes,
+                          const float *dy, const int32_t *switches, float *dx);
+
 /// y[N, out] = x[N, in] * w[out, in]^T + b[out] (`b` may be null).
 void fcForward(int64_t n, int64_t in, int64_t out, const float *x,
                const float *w, const float *b, float *y);

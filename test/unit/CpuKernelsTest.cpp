@@ -341,9 +341,18 @@ std::string backendPlan() {
       {gaussian("conv.weight", {6, 2, 3, 3}), gaussian("conv.bias", {6}),
        gaussian("deconv.weight", {6, 2, 3, 3}), gaussian("deconv.bias", {4}),
        gaussian("fc.weight", {5, 256}), gaussian("fc.bias", {5})});
-  json program = {{"batch", 3},         {"arena_bytes", offset},
-                  {"values", values},   {"inputs", netc::testing::handInputs(values, kernels)},
-                  {"kernels", kernels}, {"outputs", json::object()}};
+  // Every value the test reads is an output: the backend then keeps it
+  // plain and written (no fusion makes it disappear).
+  json outputs = json::object();
+  for (int64_t id : {3, 7, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+                     24, 25})
+    outputs["v" + std::to_string(id)] = id;
+  json program = {{"batch", 3},
+                  {"arena_bytes", offset},
+                  {"values", values},
+                  {"inputs", netc::testing::handInputs(values, kernels)},
+                  {"kernels", kernels},
+                  {"outputs", outputs}};
   json plan = netc::testing::planJson("cpu-test", {4, 7, 7}, 5, params,
                                       {{"p", program}});
   return plan.dump();

@@ -93,6 +93,9 @@ commands:
       --steps N             timed steps (20), after 3 warm-up steps
       --batch N             batch (default: the program's)
       --backend NAME        as for train
+      --profile             also time each kernel (waiting for each to
+                            finish) and print where the time goes, by op
+                            and by kernel
 
   -h, --help      this message
 )";
@@ -123,7 +126,7 @@ Args parseArgs(int argc, char **argv) {
       {"data", {}},
       {"reconstruct", {}},
       {"info", {}},
-      {"bench", {}}};
+      {"bench", {"--profile"}}};
   Args a;
   if (argc < 2)
     throw UsageError("missing command");
@@ -505,6 +508,62 @@ int cmdReconstruct(const Args &a) {
 
 } // namespace
 
+/// Where a profiled step's time goes: per op (calls, ms per step, share),
+/// then the kernels that take the most.
+void printProfile(const exec::Executor &exe, int64_t steps) {
+  const plan::Program &prog = exe.program();
+  const std::vector<double> &secs = exe.kernelSeconds();
+  double total = 0;
+  for (double s : secs)
+    total += s;
+  if (total <= 0)
+    return;
+  struct Row {
+    int64_t calls = 0;
+    double secs = 0;
+  };
+  std::map<std::string, Row> byOp;
+  for (size_t i = 0; i < secs.size(); ++i) {
+    Row &r = byOp[plan::opName(prog.kernels[i].op)];
+    ++r.calls;
+    r.secs += secs[i];
+  }
+  std::vector<std::pair<std::string, Row>> ops(byOp.begin(), byOp.end());
+  std::sort(ops.begin(), ops.end(), [](const auto &x, const auto &y) {
+    return x.second.secs > y.second.secs;
+  });
+  double perStep = 1e3 / double(steps);
+  std::cout << fmt::format("profile: {:.3f} ms/step in kernels (each waited "
+                           "for)\n{:<28} {:>6} {:>10} {:>7}\n",
+                           total * perStep, "op", "calls", "ms/step",
+                           "share");
+  for (auto &[op, r] : ops)
+    std::cout << fmt::format("{:<28} {:>6} {:>10.3f} {:>6.1f}%\n", op,
+                             r.calls, r.secs * perStep,
+                             100 * r.secs / total);
+  std::vector<size_t> order(secs.size());
+  for (size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t x, size_t y) { return secs[x] > secs[y]; });
+  std::cout << "slowest kernels:\n";
+  for (size_t j = 0; j < std::min<size_t>(10, order.size()); ++j) {
+    const plan::Kernel &k = prog.kernels[order[j]];
+    std::string shapes;
+    for (int64_t id : k.out) {
+      shapes += shapes.empty() ? "" : " ";
+      const plan::Value &v = prog.value(id);
+      for (size_t d = 0; d < v.shape.size(); ++d)
+        shapes += (d ? "x" : "") + std::to_string(v.shape[d]);
+    }
+    std::string impl = exe.kernelImpl(order[j]);
+    std::cout << fmt::format("  {:<13} {:<21} {:>8.3f} ms -> {}{}\n",
+                             fmt::format("kernels[{}]", order[j]),
+                             plan::opName(k.op), secs[order[j]] * perStep,
+                             shapes, impl.empty() ? "" : " (" + impl + ")");
+  }
+}
+
 /// `netrun bench`: steps of one program on random inputs made once, so that
 /// only the step is timed: the inputs' upload (the program may reuse their
 /// bytes within a step, so every step uploads them, as training does), the
@@ -579,6 +638,13 @@ int cmdBench(const Args &a) {
       step(3 + i);
     secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
                .count();
+    // Profiled apart from the timed steps, which it would slow down.
+    if (a.flags.count("--profile")) {
+      exe.setProfiling(true);
+      for (int64_t i = 0; i < steps; ++i)
+        step(3 + steps + i);
+      exe.setProfiling(false);
+    }
   } catch (const std::exception &e) {
     abortOtherRanks(e); // before the backend (and NCCL) unwinds
     throw;
@@ -592,6 +658,8 @@ int cmdBench(const Args &a) {
       comm.size() > 1 ? fmt::format(" x {} ranks", comm.size()) : "", steps,
       double(batch * comm.size() * steps) / secs, 1e3 * secs / double(steps),
       human(int64_t(backend->peakBytes())), backend->peakBytes());
+  if (a.flags.count("--profile"))
+    printProfile(exe, steps);
   return 0;
 }
 
