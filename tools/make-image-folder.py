@@ -8,7 +8,8 @@ Four classes: three synthetic (checks: checkerboards, JPEG; discs: a disc on
 a plain ground, PNG; stripes: stripes at an angle, JPEG) and `photos`:
 random crops of the two photographs SciPy ships (scipy.misc.face, a raccoon
 in colour, and scipy.misc.ascent, a grey staircase made RGB), as JPEG and
-PNG. Sizes vary from 72 to 140 pixels a side. Deterministic for a seed.
+PNG. Sizes vary from 72 to 140 pixels a side (--sides), deterministic for
+a seed.
 
 --bad CASE then breaks the folder in one way, for the bad-input tests:
   empty-class   an empty class folder in train/
@@ -89,7 +90,7 @@ def write(img, path, fmt):
         img.save(path + ".png", "PNG")
 
 
-def make(out, per_class, val, seed):
+def make(out, per_class, val, seed, sides):
     rng = random.Random(seed)
     photos = photographs()
     makers = {"checks": checks, "discs": discs, "stripes": stripes}
@@ -98,7 +99,7 @@ def make(out, per_class, val, seed):
             d = os.path.join(out, split, c)
             os.makedirs(d, exist_ok=True)
             for i in range(n):
-                w, h = rng.randrange(72, 141), rng.randrange(72, 141)
+                w, h = (rng.randrange(sides[0], sides[1] + 1) for _ in "wh")
                 if c == "photos":
                     img, fmt = photo(rng, w, h, photos), "JPEG" if i % 2 else "PNG"
                 else:
@@ -142,9 +143,11 @@ def main():
     ap.add_argument("--val", type=int, default=8,
                     help="validation images per class (8)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sides", type=int, nargs=2, default=[72, 140],
+                    metavar=("MIN", "MAX"), help="image sides (72 140)")
     ap.add_argument("--bad", help="break the folder in one way (see above)")
     a = ap.parse_args()
-    make(a.out, a.per_class, a.val, a.seed)
+    make(a.out, a.per_class, a.val, a.seed, a.sides)
     if a.bad:
         spoil(a.out, a.bad)
 
