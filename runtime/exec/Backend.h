@@ -27,6 +27,10 @@ struct PreparedProgram {
   /// pixel p of image n at ((n * C/L + c/L) * H*W + p) * L + c % L. Every
   /// other value has the plan's layout.
   std::map<int64_t, int64_t> blocked;
+  /// Values no kernel writes, because a fused kernel computes past them (a
+  /// conv2d that applies the relu after it). None of them is read by the
+  /// host or by any other kernel.
+  std::set<int64_t> elided;
 };
 
 /// The kernel interface every backend implements. A backend owns the memory

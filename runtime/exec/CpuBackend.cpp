@@ -257,6 +257,7 @@ CpuBackend::prepareProgram(const plan::Program &program,
       continue;
     states[i]->relu = true;
     states[i]->reluOut = r.f32();
+    out.elided.insert(k.out[0]);
     states[i + 1] = std::make_unique<CpuState>();
     states[i + 1]->skip = true;
   }

@@ -78,6 +78,7 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
         backend_.name(), prepared.states.size(), fullCalls_.size(), program));
   states_ = std::move(prepared.states);
   blocked_ = std::move(prepared.blocked);
+  elided_ = std::move(prepared.elided);
   // One workspace for the program: its kernels run one after another.
   uint64_t workspace = 0;
   for (const auto &state : states_)
@@ -136,6 +137,14 @@ template <typename T> void ExecutorT<T>::plainOnly(int64_t id) const {
     throw std::logic_error(fmt::format(
         "direct host access to value {} of program '{}', which backend '{}' "
         "keeps in a blocked layout (use download())",
+        id, program_->name, backend_.name()));
+}
+
+template <typename T> void ExecutorT<T>::computedOnly(int64_t id) const {
+  if (elided_.count(id))
+    throw std::logic_error(fmt::format(
+        "value {} of program '{}' is never written: backend '{}' computes "
+        "past it (a fused kernel)",
         id, program_->name, backend_.name()));
 }
 
@@ -255,6 +264,7 @@ template <typename T> void ExecutorT<T>::setProfiling(bool on) {
 
 template <typename T> void ExecutorT<T>::keep(int64_t id) {
   const plan::Value &v = program_->value(id); // throws if unknown
+  computedOnly(id);
   if (kept_.count(id))
     return;
   kept_[id].buffer =
@@ -291,6 +301,7 @@ template <typename T>
 template <typename U>
 std::vector<U> ExecutorT<T>::download(int64_t id) {
   const plan::Value &v = program_->value(id);
+  computedOnly(id);
   int64_t n = lastN_ ? lastN_ : program_->batch;
   if (int64_t(sizeof(U)) * v.count(n) != bytesOf(v, n))
     throw std::invalid_argument(

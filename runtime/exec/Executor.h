@@ -37,6 +37,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -84,6 +85,9 @@ public:
   }
   /// The values the backend keeps in a blocked layout, and their block.
   const std::map<int64_t, int64_t> &blockedValues() const { return blocked_; }
+  /// The values no kernel writes (PreparedProgram::elided); download() and
+  /// keep() refuse them.
+  const std::set<int64_t> &elidedValues() const { return elided_; }
 
   /// Keeps a copy of value `id` as its producing kernel wrote it, so that it
   /// can be read after the run even if later kernels reuse its arena bytes.
@@ -128,6 +132,8 @@ private:
   void hostOnly() const;
   /// Throws std::logic_error if the backend keeps `id` in a blocked layout.
   void plainOnly(int64_t id) const;
+  /// Throws std::logic_error if no kernel writes `id` (elided).
+  void computedOnly(int64_t id) const;
 
   const plan::Plan &plan_;
   const plan::Program *program_;
@@ -138,6 +144,7 @@ private:
   std::vector<typename ParamStoreT<T>::Entry *> updates_;
   std::vector<std::unique_ptr<KernelState>> states_;
   std::map<int64_t, int64_t> blocked_; ///< PreparedProgram::blocked
+  std::set<int64_t> elided_;           ///< PreparedProgram::elided
   std::unique_ptr<Buffer> workspace_;  ///< the kernels' scratch memory
   /// The flat lists a run walks: at the planned batch, and at tailN_.
   std::vector<KernelCallT<T>> fullCalls_, tailCalls_;
