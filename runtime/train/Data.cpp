@@ -267,12 +267,11 @@ Prefetcher::~Prefetcher() {
 void Prefetcher::loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || pending_; });
+    cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
     if (stop_)
-      return;
-    std::function<void()> job = std::move(job_);
-    pending_ = false;
-    running_ = true;
+      return; // jobs still queued are dropped with their owner
+    std::function<void()> job = std::move(queue_.front());
+    queue_.pop_front();
     lock.unlock();
     std::exception_ptr err;
     try {
@@ -281,35 +280,48 @@ void Prefetcher::loop() {
       err = std::current_exception();
     }
     lock.lock();
-    running_ = false;
-    error_ = err;
+    ++finished_;
+    if (err && !error_) {
+      error_ = err;
+      errorTicket_ = finished_;
+    }
     cv_.notify_all();
   }
 }
 
-void Prefetcher::submit(std::function<void()> job) {
-  wait();
+uint64_t Prefetcher::submit(std::function<void()> job) {
+  uint64_t ticket;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    job_ = std::move(job);
-    pending_ = true;
+    queue_.push_back(std::move(job));
+    ticket = ++submitted_;
   }
   cv_.notify_all();
+  return ticket;
 }
 
-void Prefetcher::wait() {
+void Prefetcher::waitFor(uint64_t ticket) {
   std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait(lock, [&] { return !pending_ && !running_; });
-  if (error_) {
+  cv_.wait(lock, [&] { return finished_ >= ticket; });
+  if (error_ && errorTicket_ <= ticket) {
     std::exception_ptr e = error_;
     error_ = nullptr;
     std::rethrow_exception(e);
   }
 }
 
+void Prefetcher::wait() {
+  uint64_t last;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    last = submitted_;
+  }
+  waitFor(last);
+}
+
 bool Prefetcher::busy() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return pending_ || running_;
+  return finished_ < submitted_;
 }
 
 } // namespace netc::train

@@ -26,6 +26,7 @@
 #include "runtime/plan/Plan.h"
 
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -101,8 +102,9 @@ struct Datasets {
 /// data::CifarError or data::ImageFolderError.
 Datasets loadDatasets(const DataOptions &opts);
 
-/// Runs one job at a time on a background thread: submit() starts it,
-/// wait() blocks until it finished (rethrowing its exception).
+/// Runs jobs in the order they were submitted, one at a time, on a
+/// background thread: a bounded queue of batches being prepared ahead of
+/// the step (the caller bounds it by its staging areas).
 class Prefetcher {
 public:
   Prefetcher();
@@ -110,7 +112,12 @@ public:
   Prefetcher(const Prefetcher &) = delete;
   Prefetcher &operator=(const Prefetcher &) = delete;
 
-  void submit(std::function<void()> job);
+  /// Queues `job`; returns its ticket for waitFor().
+  uint64_t submit(std::function<void()> job);
+  /// Blocks until the job `ticket` (and so every earlier one) finished;
+  /// rethrows the first exception of a job up to it.
+  void waitFor(uint64_t ticket);
+  /// Blocks until every queued job finished; rethrows the first exception.
   void wait();
   bool busy() const;
 
@@ -118,9 +125,11 @@ private:
   void loop();
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::function<void()> job_;
-  bool pending_ = false, running_ = false, stop_ = false;
+  std::deque<std::function<void()>> queue_;
+  uint64_t submitted_ = 0, finished_ = 0;
+  bool stop_ = false;
   std::exception_ptr error_;
+  uint64_t errorTicket_ = 0; ///< the job error_ came from
   /// Declared last and started in the constructor's body: loop() touches
   /// every member above, so they must all be constructed before it runs.
   std::thread thread_;

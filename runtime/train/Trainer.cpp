@@ -432,18 +432,22 @@ void Trainer::runPhase(size_t pi) {
                         state_.step + 1, T, state_.globalStep + 1);
   out_.flush();
 
-  // Two staging areas in the backend's staging memory (page-locked on a
-  // GPU): the prefetch thread fills one while the other is being uploaded.
-  // An upload's source stays untouched until the step's loss is downloaded,
-  // which waits for the upload; only then is that area refilled. Then the
-  // thread itself (declared after them, so it is joined before they go).
+  // kStages staging areas in the backend's staging memory (page-locked on
+  // a GPU): the prefetch thread fills the next kStages - 1 batches (a
+  // bounded queue; an image folder's batch spread over its worker threads)
+  // while the current one is uploaded and run. An upload's source stays
+  // untouched until the step's loss is downloaded, which waits for the
+  // upload; only then is that area refilled. Then the thread itself
+  // (declared after them, so it is joined before they go).
+  constexpr int64_t kStages = 3;
   const int64_t sample = train.sampleFloats();
   struct Stage {
     std::unique_ptr<exec::Buffer> images, labels;
     std::vector<int64_t> indices; ///< this rank's slice of the global batch
     int64_t n = 0;
     int64_t skipped = 0; ///< bad images skipped (skip-bad)
-  } stages[2];
+    uint64_t ticket = 0; ///< the prefetch job that fills it
+  } stages[kStages];
   for (Stage &st : stages) {
     st.images = backend_->allocateStaging(
         uint64_t(batch * sample) * sizeof(float), "a staging batch of images");
@@ -472,7 +476,7 @@ void Trainer::runPhase(size_t pi) {
     // image alike. One rank: the images [start, start + all).
     int64_t n = (all + ranks - 1) / ranks;
     std::shared_ptr<std::vector<int64_t>> ord = orderFor(e);
-    Stage &st = stages[t % 2];
+    Stage &st = stages[t % kStages];
     st.indices.resize(size_t(n));
     for (int64_t j = 0; j < n; ++j) {
       int64_t k = start + rank * n + j;
@@ -481,7 +485,7 @@ void Trainer::runPhase(size_t pi) {
     }
     uint64_t key =
         exec::seedFor(state_.seed, fmt::format("augment/{}/{}", pi, t));
-    prefetch.submit([&st, &train, ord, n, key] {
+    st.ticket = prefetch.submit([&st, &train, ord, n, key] {
       st.skipped = train.makeBatch(st.indices.data(), n, true, key,
                                    static_cast<float *>(st.images->data()),
                                    static_cast<int32_t *>(st.labels->data()));
@@ -492,19 +496,21 @@ void Trainer::runPhase(size_t pi) {
   auto t0 = std::chrono::steady_clock::now();
   int64_t imagesSinceLog = 0;
   int64_t epochSkipped = 0; // this rank's, in this call's part of the epoch
-  if (state_.step < T)
-    submit(state_.step);
+  for (int64_t t = state_.step; t < std::min(T, state_.step + kStages - 1);
+       ++t)
+    submit(t);
   for (int64_t t = state_.step; t < T; ++t) {
-    prefetch.wait();
-    const Stage &st = stages[t % 2];
+    const Stage &st = stages[t % kStages];
+    prefetch.waitFor(st.ticket);
     int64_t n = st.n;
     epochSkipped += st.skipped;
     exe.upload(imageId, st.images->data(), uint64_t(n * sample) * sizeof(float),
                n);
     if (labelsId >= 0)
       exe.upload(labelsId, st.labels->data(), uint64_t(n) * sizeof(int32_t), n);
-    if (t + 1 < T)
-      submit(t + 1);
+    // Into the area of step t - 1, whose upload is done (its loss was read).
+    if (t + kStages - 1 < T)
+      submit(t + kStages - 1);
 
     int64_t epoch = t / spe;
     exec::StepContext ctx;

@@ -17,9 +17,11 @@
 
 #include <cerrno>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <sys/stat.h>
@@ -1227,6 +1229,44 @@ TEST(TrainerTest, NonFiniteLossStops) {
 /// block forever without O_NONBLOCK).
 void makeFifo(const fs::path &path) {
   ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << path;
+}
+
+TEST(DataTest, PrefetcherQueuesJobsInOrder) {
+  // The trainer queues a few batches ahead: jobs run in order, waitFor
+  // returns once that job is done, and a later job's error surfaces at its
+  // own ticket, not at an earlier one.
+  train::Prefetcher p;
+  std::vector<int> done;
+  std::mutex m;
+  std::condition_variable cv;
+  bool go = false;
+  uint64_t first = p.submit([&] {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return go; });
+    done.push_back(1);
+  });
+  uint64_t second = p.submit([&] {
+    std::lock_guard<std::mutex> lock(m);
+    done.push_back(2);
+  });
+  uint64_t bad = p.submit([] { throw std::runtime_error("third"); });
+  EXPECT_TRUE(p.busy());
+  {
+    std::lock_guard<std::mutex> lock(m);
+    go = true;
+  }
+  cv.notify_all();
+  p.waitFor(first);
+  p.waitFor(second);
+  {
+    std::lock_guard<std::mutex> lock(m);
+    EXPECT_EQ(done, (std::vector<int>{1, 2}));
+  }
+  EXPECT_THROW(p.waitFor(bad), std::runtime_error);
+  uint64_t after = p.submit([&] { done.push_back(4); });
+  p.waitFor(after);
+  EXPECT_EQ(done.size(), 3u);
+  EXPECT_FALSE(p.busy());
 }
 
 TEST(DataTest, PrefetcherThreadStartsAfterItsMembers) {

@@ -318,6 +318,17 @@ int cmdTrain(const Args &a) {
   return 0;
 }
 
+/// `--split`: "test" or "train" (`dflt` when not given).
+std::string splitOption(const Args &a, const char *dflt) {
+  std::string split = option(a, "--split");
+  if (split.empty())
+    split = dflt;
+  if (split != "test" && split != "train")
+    throw UsageError(
+        fmt::format("--split must be test or train, got '{}'", split));
+  return split;
+}
+
 /// The trained parameters: `--params`, else the trainer's checkpoint, else
 /// (with a note) the initial ones.
 void loadTrainedParams(const Args &a, const plan::Plan &p,
@@ -344,12 +355,7 @@ int cmdEval(const Args &a) {
   loadTrainedParams(a, p, store);
   // The paper also compares training error: `--split train` measures it on
   // the (subset of the) training set, without augmentation.
-  std::string split = option(a, "--split");
-  if (split.empty())
-    split = "test";
-  if (split != "test" && split != "train")
-    throw UsageError(
-        fmt::format("--split must be test or train, got '{}'", split));
+  std::string split = splitOption(a, "test");
   train::EvalResult r = train::evaluate(
       p, store, *backend, split == "train" ? data.train : data.test);
   std::cout << fmt::format("{} error {:.2f}% ({} of {} wrong){}{}\n", split,
@@ -363,12 +369,7 @@ int cmdData(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
   d.workers = intOption(a, "--workers", d.workers, 1);
-  std::string split = option(a, "--split");
-  if (split.empty())
-    split = "train";
-  if (split != "test" && split != "train")
-    throw UsageError(
-        fmt::format("--split must be train or test, got '{}'", split));
+  std::string split = splitOption(a, "train");
   train::Datasets data = train::loadDatasets(d);
   const train::ImageData &set = split == "train" ? data.train : data.test;
   if (set.size() == 0)
