@@ -360,8 +360,11 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
   }
   if (opts_.logEvery <= 0)
     opts_.logEvery = 1;
+  // An image folder's evaluation images are the single crop: the shorter
+  // side resized to eval-scale, the centre crop.
   for (const std::string &scheme : plan_.evalSchemes)
-    if (scheme != "full")
+    if (scheme != "full" &&
+        !(scheme == "single-crop" && plan_.data.kind == "images"))
       out_ << fmt::format("note: evaluation scheme '{}' is not implemented by "
                           "this runtime; evaluating 'full'\n",
                           scheme);
