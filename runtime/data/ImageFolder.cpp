@@ -9,9 +9,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <exception>
 #include <filesystem>
-#include <set>
+#include <iterator>
 
 namespace fs = std::filesystem;
 

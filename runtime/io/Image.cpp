@@ -14,9 +14,11 @@
 
 namespace netc::io {
 
-/// Images beyond this many pixels on a side are refused before decoding (a
-/// crafted header cannot ask for terabytes).
+/// Images beyond this many pixels on a side, or in all, are refused before
+/// decoding: a crafted header cannot make a worker allocate gigabytes. (The
+/// largest ImageNet images have about 2^24 pixels.)
 static constexpr int64_t kMaxSide = 1 << 16;
+static constexpr int64_t kMaxPixels = int64_t(1) << 27;
 
 static bool isJpeg(const std::string &b) {
   return b.size() >= 3 && uint8_t(b[0]) == 0xFF && uint8_t(b[1]) == 0xD8 &&
@@ -28,10 +30,10 @@ static bool isPng(const std::string &b) {
 }
 
 [[maybe_unused]] static void checkSize(const std::string &path, int64_t w, int64_t h) {
-  if (w < 1 || h < 1 || w > kMaxSide || h > kMaxSide)
+  if (w < 1 || h < 1 || w > kMaxSide || h > kMaxSide || w * h > kMaxPixels)
     throw ImageError(fmt::format("{}: the image is {}x{}; sides must be 1 to "
-                                 "{} pixels",
-                                 path, w, h, kMaxSide));
+                                 "{} pixels, and at most {} pixels in all",
+                                 path, w, h, kMaxSide, kMaxPixels));
 }
 
 #ifdef NETC_HAVE_IMAGES

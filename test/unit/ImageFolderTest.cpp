@@ -146,6 +146,20 @@ TEST_F(ImageFolderTest, BadImagesAreErrorsNamingTheFile) {
   EXPECT_NE(deep.find("d.png: the PNG has 16 bits per sample"),
             std::string::npos)
       << deep;
+  // A header that claims 60000x60000 pixels is refused before anything is
+  // allocated for them.
+  std::string huge = jpg;
+  size_t sof = huge.find("\xFF\xC0");
+  ASSERT_NE(sof, std::string::npos);
+  for (size_t k : {sof + 5, sof + 7}) {
+    huge[k] = char(60000 >> 8);
+    huge[k + 1] = char(60000 & 255);
+  }
+  std::string big = errorOf([&] { io::decodeImage(huge, "big.jpg"); });
+  EXPECT_NE(big.find("big.jpg: the image is 60000x60000; sides must be 1 to "
+                     "65536 pixels, and at most 134217728 pixels in all"),
+            std::string::npos)
+      << big;
   std::string png = io::encodePng(gradient(32, 32, 3), 32, 32, 3);
   EXPECT_NE(errorOf([&] {
               io::decodeImage(png.substr(0, png.size() - 20), "t.png");
