@@ -490,7 +490,7 @@ network n {
 }
 augment swwae-all { lambda 0.1; gamma conv1=1e-3 conv2=0; from fc6; position 1x0; init gaussian(0.001) }
 train {
-  data cifar10 { path "c"; subset 5; test-subset 6; mirror; crop 32 pad 4; scale 40..48; mean 1 2 3; std 4 5 6 }
+  data cifar10 { path "c"; subset 5; test-subset 6; mirror; crop 32 pad 4; mean 1 2 3; std 4 5 6 }
   phase a { decoder layerwise; freeze encoder conv1 fc6 conv2.relu; sgd lr=0.5 momentum=0.8 decay=0.1; batch 16; epochs 3; steps 7; lambda 2; lr step 0.5 every 2 }
   phase b { lr cosine min 0.001 }
   eval full dense
@@ -518,7 +518,7 @@ train {
   EXPECT_TRUE(t.data.mirror);
   EXPECT_EQ(t.data.crop, 32);
   EXPECT_EQ(t.data.cropPad, 4);
-  EXPECT_EQ(t.data.scale, (std::array<int64_t, 2>{40, 48}));
+  EXPECT_EQ(t.data.scale, (std::array<int64_t, 2>{0, 0}));
   EXPECT_EQ(t.data.mean, (std::vector<double>{1, 2, 3}));
   EXPECT_EQ(t.data.std, (std::vector<double>{4, 5, 6}));
   ASSERT_EQ(t.phases.size(), 2u);
@@ -714,8 +714,18 @@ TEST(SemaTest, DataShapeChecks) {
   Built ok =
       withData("3x40x40", "cifar10 { crop 40 pad 4; mean 1 2 3; std 4 }");
   EXPECT_TRUE(ok.model) << ok.diags;
-  ok = withData("3x224x224", "images { crop 224; mean 1 2 3 }");
+  ok = withData("3x224x224", "images { path \"f\"; crop 224; mean 1 2 3 }");
   EXPECT_TRUE(ok.model) << ok.diags;
+  ok = withData("3x224x224",
+                "images { path \"f\"; scale 240..256; eval-scale 250; crop "
+                "224; channels bgr; workers 2; skip-bad }");
+  ASSERT_TRUE(ok.model) << ok.diags;
+  const DataSpec &img = ok.model->train.data;
+  EXPECT_EQ(img.scale, (std::array<int64_t, 2>{240, 256}));
+  EXPECT_EQ(img.evalScale, 250);
+  EXPECT_EQ(img.channelOrder, "bgr");
+  EXPECT_EQ(img.workers, 2);
+  EXPECT_TRUE(img.skipBad);
 
   Built b = withData("1x28x28", "mnist { crop 29 }");
   EXPECT_NE(b.diags.find("test.net:2:27: error: crop 29 is larger than the "
