@@ -547,6 +547,11 @@ void printProfile(const exec::Executor &exe, int64_t steps) {
     order[i] = i;
   std::sort(order.begin(), order.end(),
             [&](size_t x, size_t y) { return secs[x] > secs[y]; });
+  std::cout << fmt::format(
+      "layouts: {} of {} values kept channel-blocked by the backend, {} "
+      "computed past (fused); kernels' workspace {} bytes\n",
+      exe.blockedValues().size(), prog.values.size(),
+      exe.elidedValues().size(), exe.workspaceBytes());
   std::cout << "slowest kernels:\n";
   for (size_t j = 0; j < std::min<size_t>(10, order.size()); ++j) {
     const plan::Kernel &k = prog.kernels[order[j]];
