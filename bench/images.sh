@@ -31,6 +31,6 @@ for w in 1 2; do
     --workers "$w" --batch 64 | grep -oP '[0-9.]+(?= images/s)')
   # torchvision: w worker processes (the main process only collects).
   peer=$("$PY" bench/peer_images.py "$work/folder/train" --workers "$w" --batch 64)
-  printf '%-8s %-14s %-14s %.2fx\n' "$w" "$netc" "$peer" \
-    "$(echo "$netc / $peer" | bc -l)"
+  awk -v w="$w" -v a="$netc" -v b="$peer" \
+    'BEGIN { printf "%-8s %-14s %-14s %.2fx\n", w, a, b, a / b }'
 done

@@ -40,6 +40,20 @@ last = sum(m["terms"]["classification"] for m in ms[-k:]) / k
 print(f"     classification loss: first {k} steps {first:.4f} -> last {k} {last:.4f}")
 sys.exit(0 if last < 0.85 * first else 1)
 PY
+# Stopped after 10 steps and resumed: the same batches (queued ahead on
+# the workers), so the same final loss as the run straight through.
+cp -r "$work/images.trainer" "$work/resumed.trainer"
+rm -f "$work"/resumed.trainer/checkpoint.*
+"$NETRUN" train "$work/resumed.trainer" --data "$work/good" --max-steps 10 >/dev/null 2>&1 &&
+  "$NETRUN" train "$work/resumed.trainer" --data "$work/good" --resume --log-every 1 \
+    --metrics "$work/resumed.jsonl" >/dev/null 2>&1
+check "a stopped and resumed run ends with the same loss" "$PY" - \
+  "$work/metrics.jsonl" "$work/resumed.jsonl" <<'PY'
+import json, sys
+last = [[m for m in map(json.loads, open(f)) if m["event"] == "step"][-1]
+        for f in sys.argv[1:]]
+sys.exit(0 if last[0]["loss"] == last[1]["loss"] and last[0]["step"] == last[1]["step"] else 1)
+PY
 out=$("$NETRUN" data "$work/images.trainer" --data "$work/good" --workers 2 2>&1)
 check "netrun data times the loader" \
   grep -qE '^data train \(images\): 64 images in batches of 64 in [0-9.]+ s: [0-9.]+ images/s, 2 worker thread\(s\)$' <<<"$out"
