@@ -619,8 +619,8 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
   static const StringRef kKinds[] = {"fashion-mnist", "mnist", "cifar10",
                                      "cifar100", "images"};
   static const StringRef kSettings[] = {
-      "path", "subset",     "test-subset", "mirror",  "crop",    "scale",
-      "mean", "std",        "eval-scale",  "channels", "workers", "skip-bad"};
+      "path", "subset", "test-subset", "mirror",   "crop",    "scale",
+      "mean", "std",    "eval-scale",  "channels", "workers", "skip-bad"};
   data.present = true;
   data.loc = toLoc(s.loc);
   if (s.args.size() != 1 || !s.options.empty()) {
@@ -732,9 +732,9 @@ void Sema::checkImageData(const DataSpec &data, const ast::Setting &s,
   if (data.kind != "images") {
     for (StringRef key : kImageOnly)
       if (SMLoc loc = seen.lookup(key); loc.isValid())
-        error(loc, "'" + key + "' is a setting of image folders ('data "
-                   "images'); '" + data.kind + "' images have a fixed size "
-                   "and format");
+        error(loc, "'" + key + "' is a setting of image folders " +
+                       "('data images'); '" + data.kind +
+                       "' images have a fixed size and format");
     return;
   }
   if (data.path.empty())
@@ -747,8 +747,9 @@ void Sema::checkImageData(const DataSpec &data, const ast::Setting &s,
   if (input[0] == 0)
     return;
   if (input[0] != 1 && input[0] != 3)
-    error(s.loc, "image folders give 1 (grey) or 3 (colour) channels but the "
-                 "network input has " + Twine(input[0]));
+    error(s.loc, "image folders give 1 (grey) or 3 (colour) channels but "
+                 "the network input has " +
+                     Twine(input[0]));
   if (input[0] == 1 && seen.count("channels"))
     error(seen.lookup("channels"), "'channels' orders colour channels but "
                                    "the network input has 1 channel (grey)");
@@ -763,9 +764,9 @@ void Sema::checkImageData(const DataSpec &data, const ast::Setting &s,
               ", less than the " + cropText +
               " crop; the smallest scale must be at least the crop");
   if (data.evalScale != 0 && data.evalScale < std::max(cropH, cropW))
-    error(seen.lookup("eval-scale"),
-          "'eval-scale' " + Twine(data.evalScale) + " is less than the " +
-              cropText + " crop it is cut to");
+    error(seen.lookup("eval-scale"), "'eval-scale' " + Twine(data.evalScale) +
+                                         " is less than the " + cropText +
+                                         " crop it is cut to");
 }
 
 /// The image size of the data sets whose images have one size.

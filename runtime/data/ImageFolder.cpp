@@ -53,9 +53,8 @@ static std::vector<std::string> listDir(const fs::path &dir, bool folders) {
       names.push_back(name);
   }
   if (ec)
-    throw ImageFolderError(
-        fmt::format("{}: cannot list the folder: {}", dir.string(),
-                    ec.message()));
+    throw ImageFolderError(fmt::format("{}: cannot list the folder: {}",
+                                       dir.string(), ec.message()));
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -123,10 +122,10 @@ ImageFolderSets scanImageFolder(const std::string &root, int64_t classes) {
         "{}: train/ and val/ have different class folders{}", root, diff));
   }
   if (int64_t(a.size()) != classes)
-    throw ImageFolderError(fmt::format(
-        "{}: {} class folder{} ({}) but the network has {} classes",
-        sets.train.dir, a.size(), a.size() == 1 ? "" : "s", listNames(a),
-        classes));
+    throw ImageFolderError(
+        fmt::format("{}: {} class folder{} ({}) but the network has {} classes",
+                    sets.train.dir, a.size(), a.size() == 1 ? "" : "s",
+                    listNames(a), classes));
   return sets;
 }
 
@@ -220,10 +219,10 @@ void ImageLoader::makeSample(int64_t index, bool augment, uint64_t key,
   io::Image img =
       io::decodeImage(io::readFile(path, kMaxImageBytes), path, side);
   if (img.channels != aug_.channels)
-    throw io::ImageError(fmt::format(
-        "{}: a {} image, but the network input has {} channel{}", path,
-        img.channels == 1 ? "greyscale" : "colour", aug_.channels,
-        aug_.channels == 1 ? "" : "s"));
+    throw io::ImageError(
+        fmt::format("{}: a {} image, but the network input has {} channel{}",
+                    path, img.channels == 1 ? "greyscale" : "colour",
+                    aug_.channels, aug_.channels == 1 ? "" : "s"));
   Size2 r = resizedSize(img.fullHeight, img.fullWidth, side);
   if (r.height < ch || r.width < cw)
     throw io::ImageError(fmt::format(
@@ -244,8 +243,8 @@ void ImageLoader::makeSample(int64_t index, bool augment, uint64_t key,
               aug_.mean.data(), aug_.invStd.data(), dst);
 }
 
-int64_t ImageLoader::makeBatch(const int64_t *indices, int64_t n,
-                               bool augment, uint64_t key, float *images,
+int64_t ImageLoader::makeBatch(const int64_t *indices, int64_t n, bool augment,
+                               uint64_t key, float *images,
                                int32_t *labels) const {
   const int64_t sample = sampleFloats(), count = size();
   std::vector<std::exception_ptr> errors(static_cast<size_t>(n));

@@ -91,7 +91,7 @@ private:
 
 /// The augmentation and normalisation of an image folder.
 struct ImageAugment {
-  int64_t channels = 3;             ///< 1 (grey) or 3
+  int64_t channels = 3; ///< 1 (grey) or 3
   int64_t cropHeight = 0, cropWidth = 0;
   int64_t scaleMin = 0, scaleMax = 0; ///< shorter side; 0: no resize
   int64_t evalScale = 0;              ///< 0: scaleMin
@@ -119,8 +119,7 @@ public:
                     uint64_t key, float *images, int32_t *labels) const;
 
   /// One image into `dst` ([C, H, W]); throws if it is bad.
-  void makeSample(int64_t index, bool augment, uint64_t key,
-                  float *dst) const;
+  void makeSample(int64_t index, bool augment, uint64_t key, float *dst) const;
 
 private:
   ImageFolderSplit split_;

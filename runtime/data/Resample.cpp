@@ -22,8 +22,8 @@ Size2 resizedSize(int64_t height, int64_t width, int64_t side) {
   if (side <= 0)
     return {height, width};
   auto longer = [&](int64_t l, int64_t s) {
-    return std::max<int64_t>(1, int64_t(std::llround(double(l) * double(side) /
-                                                      double(s))));
+    return std::max<int64_t>(
+        1, int64_t(std::llround(double(l) * double(side) / double(s))));
   };
   if (height <= width)
     return {side, longer(width, height)};
@@ -51,8 +51,10 @@ static Taps makeTaps(int64_t in, int64_t out, int64_t first, int64_t n) {
   t.weights.assign(size_t(n * t.width), 0.0f);
   for (int64_t i = 0; i < n; ++i) {
     const double centre = double(first + i + 0.5) * scale;
-    int64_t lo = std::max<int64_t>(int64_t(std::floor(centre - support + 0.5)), 0);
-    int64_t hi = std::min<int64_t>(int64_t(std::floor(centre + support + 0.5)), in);
+    int64_t lo =
+        std::max<int64_t>(int64_t(std::floor(centre - support + 0.5)), 0);
+    int64_t hi =
+        std::min<int64_t>(int64_t(std::floor(centre + support + 0.5)), in);
     hi = std::min<int64_t>(hi, lo + t.width);
     std::vector<double> w(size_t(t.width));
     double sum = 0;

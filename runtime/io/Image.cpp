@@ -29,7 +29,8 @@ static bool isPng(const std::string &b) {
   return b.size() >= 8 && std::memcmp(b.data(), kSig, 8) == 0;
 }
 
-[[maybe_unused]] static void checkSize(const std::string &path, int64_t w, int64_t h) {
+[[maybe_unused]] static void checkSize(const std::string &path, int64_t w,
+                                       int64_t h) {
   if (w < 1 || h < 1 || w > kMaxSide || h > kMaxSide || w * h > kMaxPixels)
     throw ImageError(fmt::format("{}: the image is {}x{}; sides must be 1 to "
                                  "{} pixels, and at most {} pixels in all",
@@ -107,8 +108,7 @@ static Image decodeJpeg(const std::string &bytes, const std::string &path,
   // minShortSide or more.
   tjscalingfactor best{1, 1};
   int n = 0;
-  if (const tjscalingfactor *f = tjGetScalingFactors(&n);
-      f && minShortSide > 0)
+  if (const tjscalingfactor *f = tjGetScalingFactors(&n); f && minShortSide > 0)
     for (int i = 0; i < n; ++i) {
       if (f[i].num > f[i].denom)
         continue;
@@ -181,9 +181,9 @@ Image decodeImage(const std::string &bytes, const std::string &path,
     return decodeJpeg(bytes, path, minShortSide);
   if (isPng(bytes))
     return decodePng(bytes, path);
-  throw ImageError(fmt::format(
-      "{}: neither a JPEG nor a PNG ({})", path,
-      bytes.empty() ? "the file is empty" : "unknown signature"));
+  throw ImageError(
+      fmt::format("{}: neither a JPEG nor a PNG ({})", path,
+                  bytes.empty() ? "the file is empty" : "unknown signature"));
 }
 
 std::string encodeJpeg(const std::vector<uint8_t> &pixels, int64_t width,
@@ -218,7 +218,8 @@ std::string encodePng(const std::vector<uint8_t> &pixels, int64_t width,
   png.height = png_uint_32(height);
   static const png_uint_32 kFormats[] = {PNG_FORMAT_GRAY, PNG_FORMAT_GA,
                                          PNG_FORMAT_RGB, PNG_FORMAT_RGBA};
-  png.format = kFormats[channels - 1] | (bits == 16 ? PNG_FORMAT_FLAG_LINEAR : 0);
+  png.format =
+      kFormats[channels - 1] | (bits == 16 ? PNG_FORMAT_FLAG_LINEAR : 0);
   std::vector<png_uint_16> wide;
   const void *src = pixels.data();
   if (bits == 16) {
@@ -231,8 +232,7 @@ std::string encodePng(const std::vector<uint8_t> &pixels, int64_t width,
   if (!png_image_write_get_memory_size(png, size, 0, src, 0, nullptr))
     throw ImageError(std::string("encodePng: ") + png.message);
   std::string bytes(size, '\0');
-  if (!png_image_write_to_memory(&png, bytes.data(), &size, 0, src, 0,
-                                 nullptr))
+  if (!png_image_write_to_memory(&png, bytes.data(), &size, 0, src, 0, nullptr))
     throw ImageError(std::string("encodePng: ") + png.message);
   bytes.resize(size);
   return bytes;
@@ -250,8 +250,7 @@ static ImageError noCodecs(const std::string &path) {
       path));
 }
 
-Image decodeImage(const std::string &bytes, const std::string &path,
-                  int64_t) {
+Image decodeImage(const std::string &bytes, const std::string &path, int64_t) {
   if (!isJpeg(bytes) && !isPng(bytes))
     throw ImageError(fmt::format("{}: neither a JPEG nor a PNG", path));
   throw noCodecs(path);

@@ -30,9 +30,9 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-/// A decoded image: `height` x `width` x `channels` (1 or 3) bytes. `fullHeight`
-/// and `fullWidth` are the size stored in the file (larger than height and
-/// width when a JPEG was decoded at a reduced scale).
+/// A decoded image: `height` x `width` x `channels` (1 or 3) bytes.
+/// `fullHeight` and `fullWidth` are the size stored in the file (larger than
+/// height and width when a JPEG was decoded at a reduced scale).
 struct Image {
   int64_t height = 0, width = 0, fullHeight = 0, fullWidth = 0;
   int channels = 0;

@@ -98,8 +98,7 @@ std::vector<int64_t> ImageData::order(uint64_t key) const {
 }
 
 /// The per-channel value of a `mean` or `std` list (empty: `dflt`).
-static double perChannel(const std::vector<double> &v, int64_t c,
-                         double dflt) {
+static double perChannel(const std::vector<double> &v, int64_t c, double dflt) {
   return v.empty() ? dflt : v.size() == 1 ? v[0] : v[size_t(c)];
 }
 
@@ -177,8 +176,7 @@ static Datasets loadImageFolder(const DataOptions &opts) {
     if (s != 0 && s < side)
       throw DataError(fmt::format("{}: resizing the shorter side to {} "
                                   "leaves less than the {}x{} crop",
-                                  opts.dir, s, aug.cropWidth,
-                                  aug.cropHeight));
+                                  opts.dir, s, aug.cropWidth, aug.cropHeight));
   if (aug.scaleMax < aug.scaleMin)
     throw DataError(fmt::format("{}: scale {}..{} is not ascending", opts.dir,
                                 aug.scaleMin, aug.scaleMax));
@@ -195,9 +193,9 @@ static Datasets loadImageFolder(const DataOptions &opts) {
                     : int(std::max(1u, std::thread::hardware_concurrency()));
   auto pool = std::make_shared<data::WorkerPool>(threads);
   auto train = std::make_shared<const data::ImageLoader>(std::move(sets.train),
-                                                          aug, pool);
-  auto val = std::make_shared<const data::ImageLoader>(std::move(sets.val),
-                                                        aug, pool);
+                                                         aug, pool);
+  auto val =
+      std::make_shared<const data::ImageLoader>(std::move(sets.val), aug, pool);
   return Datasets{ImageData(train, opts.subset, opts),
                   ImageData(val, opts.testSubset, opts)};
 }

@@ -26,8 +26,8 @@
 #include "runtime/plan/Plan.h"
 
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <mutex>

@@ -499,8 +499,7 @@ void Trainer::runPhase(size_t pi) {
   auto t0 = std::chrono::steady_clock::now();
   int64_t imagesSinceLog = 0;
   int64_t epochSkipped = 0; // this rank's, in this call's part of the epoch
-  for (int64_t t = state_.step; t < std::min(T, state_.step + kStages - 1);
-       ++t)
+  for (int64_t t = state_.step; t < std::min(T, state_.step + kStages - 1); ++t)
     submit(t);
   for (int64_t t = state_.step; t < T; ++t) {
     const Stage &st = stages[t % kStages];

@@ -97,15 +97,14 @@ TEST_F(ImageFolderTest, JpegAndPngRoundTrip) {
   EXPECT_EQ(png.height, 40);
   EXPECT_EQ(png.channels, 3);
   EXPECT_EQ(png.pixels, px); // lossless
-  io::Image jpg =
-      io::decodeImage(io::encodeJpeg(px, 60, 40, 3, 95), "a.jpg");
+  io::Image jpg = io::decodeImage(io::encodeJpeg(px, 60, 40, 3, 95), "a.jpg");
   ASSERT_EQ(jpg.pixels.size(), px.size());
   double err = 0;
   for (size_t i = 0; i < px.size(); ++i)
     err += std::abs(int(jpg.pixels[i]) - int(px[i]));
   EXPECT_LT(err / double(px.size()), 3.0);
-  io::Image grey = io::decodeImage(
-      io::encodeJpeg(gradient(16, 16, 1), 16, 16, 1), "g.jpg");
+  io::Image grey =
+      io::decodeImage(io::encodeJpeg(gradient(16, 16, 1), 16, 16, 1), "g.jpg");
   EXPECT_EQ(grey.channels, 1);
   io::Image greyPng =
       io::decodeImage(io::encodePng(gradient(8, 8, 1), 8, 8, 1), "g.png");
@@ -128,9 +127,8 @@ TEST_F(ImageFolderTest, JpegDecodesAtAReducedScaleWhenAsked) {
 TEST_F(ImageFolderTest, BadImagesAreErrorsNamingTheFile) {
   SKIP_WITHOUT_CODECS();
   std::string jpg = io::encodeJpeg(gradient(64, 64, 3), 64, 64, 3);
-  std::string cut = errorOf([&] {
-    io::decodeImage(jpg.substr(0, jpg.size() / 2), "dir/cut.jpg");
-  });
+  std::string cut = errorOf(
+      [&] { io::decodeImage(jpg.substr(0, jpg.size() / 2), "dir/cut.jpg"); });
   EXPECT_NE(cut.find("dir/cut.jpg: corrupt or truncated JPEG"),
             std::string::npos)
       << cut;
@@ -165,12 +163,13 @@ TEST_F(ImageFolderTest, BadImagesAreErrorsNamingTheFile) {
               io::decodeImage(png.substr(0, png.size() - 20), "t.png");
             }).find("t.png: corrupt or truncated PNG"),
             std::string::npos);
-  EXPECT_NE(errorOf([&] { io::decodeImage("GIF89a....", "x.jpg"); })
-                .find("x.jpg: neither a JPEG nor a PNG"),
+  EXPECT_NE(errorOf([&] {
+              io::decodeImage("GIF89a....", "x.jpg");
+            }).find("x.jpg: neither a JPEG nor a PNG"),
             std::string::npos);
-  EXPECT_NE(errorOf([&] { io::decodeImage("", "e.png"); })
-                .find("the file is empty"),
-            std::string::npos);
+  EXPECT_NE(
+      errorOf([&] { io::decodeImage("", "e.png"); }).find("the file is empty"),
+      std::string::npos);
 }
 
 //===----------------------------------------------------------------------===//
@@ -193,8 +192,8 @@ TEST(ResampleTest, SameSizeIsACopyAndAConstantStaysConstant) {
     ASSERT_FLOAT_EQ(same[i], float(px[i]));
   std::vector<uint8_t> flat(size_t(50 * 70), 77);
   for (auto [rh, rw] : {std::pair{10, 14}, {120, 168}, {33, 47}}) {
-    std::vector<float> out = data::resampleWindow(flat.data(), 50, 70, 1, rh,
-                                                  rw, 0, 0, rh, rw);
+    std::vector<float> out =
+        data::resampleWindow(flat.data(), 50, 70, 1, rh, rw, 0, 0, rh, rw);
     for (float v : out)
       ASSERT_NEAR(v, 77.0f, 1e-3);
   }
@@ -305,9 +304,9 @@ TEST_F(ImageFolderTest, BatchesAreTheSameForAnyNumberOfThreads) {
                              std::make_shared<data::WorkerPool>(threads));
     std::vector<float> img(static_cast<size_t>(n * sample));
     std::vector<int32_t> labels(static_cast<size_t>(n));
-    EXPECT_EQ(loader.makeBatch(idx.data(), n, train, key, img.data(),
-                               labels.data()),
-              0);
+    EXPECT_EQ(
+        loader.makeBatch(idx.data(), n, train, key, img.data(), labels.data()),
+        0);
     EXPECT_EQ(labels[0], 2);
     EXPECT_EQ(labels[1], 0);
     return img;
@@ -407,8 +406,9 @@ TEST_F(ImageFolderTest, DatasetsFromAPlanLikeOptions) {
   for (float v : img)
     ASSERT_LE(std::abs(v), 2.01f); // (x - 128) / 64
   o.classes = 3;
-  EXPECT_NE(errorOf([&] { train::loadDatasets(o); })
-                .find("but the network has 3 classes"),
+  EXPECT_NE(errorOf([&] {
+              train::loadDatasets(o);
+            }).find("but the network has 3 classes"),
             std::string::npos);
   o.classes = 2;
   o.scaleMin = 30;
