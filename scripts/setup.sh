@@ -12,6 +12,7 @@ PACKAGES=(
   libfmt-dev nlohmann-json3-dev libgtest-dev zlib1g-dev libzstd-dev libdnnl-dev
   libopenmpi-dev openmpi-bin
   libturbojpeg0-dev libpng-dev python3-pil python3-scipy
+  libplplot-dev plplot-driver-cairo
   dataset-fashion-mnist
 )
 

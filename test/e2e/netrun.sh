@@ -127,5 +127,32 @@ rc=$?
 check "a checkpoint with step -5 is an error, not a crash" test $rc -eq 1
 check "... naming the field" grep -q "netc.step: '-5' is not a non-negative integer" <<<"$out"
 
+# plot: the curves of a metrics file; bad files are errors naming the line.
+"$NETRUN" train "$work/none.trainer" --backend reference --max-steps 4 \
+  --log-every 1 --metrics "$work/m.jsonl" >/dev/null 2>&1
+if "$NETRUN" plot "$work/m.jsonl" -o "$work/c.png" > "$work/out" 2>&1; then
+  check "plot draws the curves of a metrics file" \
+    grep -q "^wrote $work/c.png: 2 loss terms (8 points)" "$work/out"
+  check "... into a PNG" python3 -c "import sys; d = open(sys.argv[1], 'rb').read(); sys.exit(d[:8] != b'\x89PNG\r\n\x1a\n' or len(d) < 1000)" "$work/c.png"
+else
+  check "plot says it was built without PLplot" grep -q "built without PLplot" "$work/out"
+fi
+printf '%s\n' "$(head -1 "$work/m.jsonl")" 'not json' > "$work/bad.jsonl"
+out=$("$NETRUN" plot "$work/bad.jsonl" -o "$work/bad.png" 2>&1); rc=$?
+check "plot names the line that is not JSON" \
+  test $rc -eq 1 -a -n "$(grep "bad.jsonl:2: not a JSON object" <<<"$out")"
+grep '"event":"eval"' "$work/m.jsonl" > "$work/evals.jsonl" || true
+echo '{"event":"note"}' >> "$work/evals.jsonl"
+out=$("$NETRUN" plot "$work/evals.jsonl" 2>&1); rc=$?
+check "plot of a file without steps is an error" \
+  test $rc -eq 1 -a -n "$(grep "evals.jsonl: no step records" <<<"$out")"
+echo '{"event":"step","global_step":1}' > "$work/short.jsonl"
+out=$("$NETRUN" plot "$work/short.jsonl" 2>&1); rc=$?
+check "plot names a step record without its loss" \
+  test $rc -eq 1 -a -n "$(grep "short.jsonl:1: a step record without a number 'loss'" <<<"$out")"
+out=$("$NETRUN" plot "$work/nothere.jsonl" 2>&1); rc=$?
+check "plot of a missing file is an error naming it" \
+  test $rc -eq 1 -a -n "$(grep "nothere.jsonl" <<<"$out")"
+
 echo "netrun: $passed passed, $failed failed"
 ((failed == 0))

@@ -6,6 +6,7 @@
 //   netrun eval  TRAINER [--data DIR] [--params FILE]
 //   netrun info  TRAINER
 //   netrun bench TRAINER [--program P] [--steps N] [--batch N] [--backend B]
+//   netrun plot  METRICS [-o PNG]
 //
 // Every error is a message on stderr and exit code 1.
 //
@@ -19,6 +20,7 @@
 #include "runtime/plan/Plan.h"
 #include "runtime/train/Data.h"
 #include "runtime/train/Trainer.h"
+#include "tools/netrun/Plot.h"
 #ifdef NETC_HAVE_CUDA
 #include "runtime/cuda/CudaBackend.h"
 #endif
@@ -96,6 +98,10 @@ commands:
       --profile             also time each kernel (waiting for each to
                             finish) and print where the time goes, by op
                             and by kernel
+  plot METRICS    draws the loss terms (log scale) and the test error of a
+                  `train --metrics` file against the global step, the
+                  phases marked, into a PNG (needs PLplot in the build)
+      -o, --out FILE        the PNG (default METRICS with .png)
 
   -h, --help      this message
 )";
@@ -119,14 +125,16 @@ Args parseArgs(int argc, char **argv) {
       {"data", {"--data", "--images", "--batch", "--workers", "--split"}},
       {"reconstruct", {"--data", "--params", "--count", "--out", "--backend"}},
       {"info", {}},
-      {"bench", {"--program", "--steps", "--batch", "--backend"}}};
+      {"bench", {"--program", "--steps", "--batch", "--backend"}},
+      {"plot", {"-o", "--out"}}};
   static const std::map<std::string, std::vector<std::string>> boolean = {
       {"train", {"--resume"}},
       {"eval", {}},
       {"data", {}},
       {"reconstruct", {}},
       {"info", {}},
-      {"bench", {"--profile"}}};
+      {"bench", {"--profile"}},
+      {"plot", {}}};
   Args a;
   if (argc < 2)
     throw UsageError("missing command");
@@ -166,7 +174,10 @@ Args parseArgs(int argc, char **argv) {
     }
   }
   if (a.trainer.empty())
-    throw UsageError(fmt::format("'{}' needs a TRAINER directory", a.command));
+    throw UsageError(a.command == "plot"
+                         ? std::string("'plot' needs a METRICS file")
+                         : fmt::format("'{}' needs a TRAINER directory",
+                                       a.command));
   return a;
 }
 
@@ -570,6 +581,25 @@ void printProfile(const exec::Executor &exe, int64_t steps) {
   }
 }
 
+/// `netrun plot`: the curves of a metrics file, as a PNG.
+int cmdPlot(const Args &a) {
+  std::string out = option(a, "--out");
+  if (out.empty())
+    out = option(a, "-o");
+  if (out.empty())
+    out = std::filesystem::path(a.trainer).replace_extension(".png").string();
+  plot::Metrics m = plot::readMetrics(a.trainer);
+  plot::writePng(m, out, std::filesystem::path(a.trainer).filename().string());
+  size_t points = 0;
+  for (auto &[name, curve] : m.losses)
+    points += curve.size();
+  std::cout << fmt::format("wrote {}: {} loss terms ({} points), {} "
+                           "evaluations, {} phases\n",
+                           out, m.losses.size(), points, m.testError.size(),
+                           m.phases.size());
+  return 0;
+}
+
 /// `netrun bench`: steps of one program on random inputs made once, so that
 /// only the step is timed: the inputs' upload (the program may reuse their
 /// bytes within a step, so every step uploads them, as training does), the
@@ -685,6 +715,8 @@ int main(int argc, char **argv) {
       return cmdTrain(a);
     if (a.command == "reconstruct")
       return cmdReconstruct(a);
+    if (a.command == "plot")
+      return cmdPlot(a);
     if (a.command == "bench")
       return cmdBench(a);
     if (a.command == "data")
