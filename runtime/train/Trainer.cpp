@@ -271,6 +271,8 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     : plan_(plan), opts_(std::move(opts)), comm_(dist::world()),
       out_(comm_.rank() == 0 ? out : nullStream()), data_(std::move(data)) {
   const int ranks = comm_.size();
+  if (opts_.progressColumns > 0 && comm_.rank() == 0)
+    bar_ = std::make_unique<ProgressBar>(out_, opts_.progressColumns);
   // What stops a data-parallel start is agreed on by every rank below, so
   // that no rank waits in a collective for one that gave up.
   backend_ = exec::makeBackend(opts_.backend);
@@ -497,6 +499,8 @@ void Trainer::runPhase(size_t pi) {
   };
 
   auto t0 = std::chrono::steady_clock::now();
+  const auto phaseStart = t0;
+  const int64_t firstStep = state_.step;
   int64_t imagesSinceLog = 0;
   int64_t epochSkipped = 0; // this rank's, in this call's part of the epoch
   for (int64_t t = state_.step; t < std::min(T, state_.step + kStages - 1); ++t)
@@ -575,7 +579,30 @@ void Trainer::runPhase(size_t pi) {
     imagesSinceLog += n * ranks;
     ++ranThisCall_;
 
-    if ((t + 1) % opts_.logEvery == 0 || t + 1 == T || t == 0) {
+    bool logLine = (t + 1) % opts_.logEvery == 0 || t + 1 == T || t == 0;
+    Progress pr;
+    if (bar_) {
+      // Rates and the time left from this call's steps of the phase.
+      double secs = std::chrono::duration<double>(
+                        std::chrono::steady_clock::now() - phaseStart)
+                        .count();
+      int64_t ran = t + 1 - firstStep;
+      pr.phase = ph.phase;
+      pr.epoch = epoch + 1;
+      pr.epochs = std::max<int64_t>(ph.epochs, 1);
+      pr.step = t + 1;
+      pr.steps = T;
+      pr.loss = loss;
+      for (size_t i = 0; i < prog.terms.size(); ++i)
+        pr.terms.emplace_back(prog.terms[i].name, scalars[i + 1]);
+      pr.imagesPerSecond = secs > 0 ? double(ran * batch * ranks) / secs : 0;
+      pr.secondsLeft = ran > 0 ? secs / double(ran) * double(T - t - 1) : -1;
+      if (logLine)
+        bar_->clear(); // the line goes above the bar
+      else
+        bar_->update(pr);
+    }
+    if (logLine) {
       auto now = std::chrono::steady_clock::now();
       double secs = std::chrono::duration<double>(now - t0).count();
       std::string terms;
@@ -605,7 +632,11 @@ void Trainer::runPhase(size_t pi) {
       t0 = now;
       imagesSinceLog = 0;
     }
+    if (bar_ && logLine && t + 1 < T)
+      bar_->update(pr, /*force=*/true);
     if (((t + 1) % spe == 0 || t + 1 == T) && epochSkipped > 0) {
+      if (bar_)
+        bar_->clear();
       // skip-bad: the count of the epoch's bad images, each replaced by the
       // next image of the set.
       out_ << fmt::format("[{}] epoch {}: skipped {} bad image(s){}\n",
@@ -624,6 +655,8 @@ void Trainer::runPhase(size_t pi) {
     if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps && t + 1 < T) {
       prefetch.wait();
       checkpoint();
+      if (bar_)
+        bar_->clear();
       out_ << fmt::format("stopped after {} step(s) (--max-steps); checkpoint "
                           "{} (resume with --resume)\n",
                           ranThisCall_, checkpointPath(plan_));
@@ -632,6 +665,8 @@ void Trainer::runPhase(size_t pi) {
     }
   }
   prefetch.wait();
+  if (bar_)
+    bar_->clear();
 
   // End of phase: evaluate, then checkpoint the start of the next phase.
   state_.phaseIndex = int64_t(pi) + 1;

@@ -22,11 +22,13 @@
 #include "runtime/exec/ParamStore.h"
 #include "runtime/plan/Plan.h"
 #include "runtime/train/Data.h"
+#include "runtime/train/Progress.h"
 
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
 #include <stdexcept>
+#include <memory>
 #include <string>
 
 namespace netc::train {
@@ -63,6 +65,9 @@ struct TrainOptions {
   std::string weightsPath;
   int64_t maxSteps = 0; ///< global cap on steps run by this call (0 = none)
   int64_t checkpointEvery = 0; ///< also checkpoint every N global steps
+  /// Draw a progress bar this many columns wide (the output is a terminal;
+  /// train/Progress.h); 0: plain lines only.
+  int progressColumns = 0;
   std::string backend = "reference";
 };
 
@@ -153,6 +158,7 @@ private:
   TrainOptions opts_;
   dist::Communicator &comm_;
   std::ostream &out_;
+  std::unique_ptr<ProgressBar> bar_; ///< rank 0 on a terminal only
   Datasets data_;
   std::unique_ptr<exec::Backend> backend_;
   std::unique_ptr<exec::ParamStore> params_;

@@ -127,6 +127,15 @@ rc=$?
 check "a checkpoint with step -5 is an error, not a crash" test $rc -eq 1
 check "... naming the field" grep -q "netc.step: '-5' is not a non-negative integer" <<<"$out"
 
+# train on a terminal draws a progress bar; into a pipe, plain lines only.
+"$BUILD/bin/netc" phases.net -o "$work/bar.trainer" >/dev/null 2>&1
+TERM=xterm script -qec "$NETRUN train $work/bar.trainer --backend reference --max-steps 3 --log-every 100" /dev/null > "$work/tty.out" 2>&1
+check "train draws a progress bar on a terminal" \
+  grep -q $'\r\e\\[K\\[pretrain\\] epoch 1/1 \\[#*\\.*\\] 1/4  25% loss [0-9.]* .*[0-9]* img/s ETA [0-9]:[0-9][0-9]' "$work/tty.out"
+rm -f "$work/bar.trainer"/checkpoint.*
+"$NETRUN" train "$work/bar.trainer" --backend reference --max-steps 3 --log-every 100 > "$work/pipe.out" 2>&1
+check "... and none into a pipe" bash -c "! grep -q \$'\\e' '$work/pipe.out' && grep -q 'stopped after 3 step' '$work/pipe.out'"
+
 # plot: the curves of a metrics file; bad files are errors naming the line.
 "$NETRUN" train "$work/none.trainer" --backend reference --max-steps 4 \
   --log-every 1 --metrics "$work/m.jsonl" >/dev/null 2>&1

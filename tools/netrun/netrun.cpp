@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -38,6 +39,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 using namespace netc;
 
@@ -317,6 +320,11 @@ int cmdTrain(const Args &a) {
   o.maxSteps = intOption(a, "--max-steps", 0);
   o.checkpointEvery = intOption(a, "--checkpoint-every", 0);
   o.backend = backendOption(a);
+  // A progress bar on a terminal (not under a dumb one); plain lines
+  // elsewhere.
+  const char *term = std::getenv("TERM");
+  if (!(term && std::string(term) == "dumb"))
+    o.progressColumns = train::terminalColumns(STDOUT_FILENO);
   train::Trainer t(p, o, std::cout);
   try {
     t.run();
