@@ -15,8 +15,11 @@
 namespace netc::exec {
 
 using kernels::ConvShape;
+using kernels::onednn::BatchNormPrimitive;
 using kernels::onednn::ConvPass;
 using kernels::onednn::ConvPrimitive;
+using kernels::onednn::LrnPrimitive;
+using kernels::onednn::Primitive;
 using plan::Op;
 namespace cpu = kernels::cpu;
 namespace ref = kernels::ref;
@@ -71,24 +74,50 @@ std::pair<int64_t, int64_t> convXY(const plan::Kernel &k) {
   }
 }
 
+bool isNormalization(Op op) {
+  return op == Op::BatchNorm || op == Op::BatchNormGrad || op == Op::LRN ||
+         op == Op::LRNGrad;
+}
+
+bool isFC(Op op) {
+  return op == Op::FC || op == Op::FCGradInput || op == Op::FCGradWeight;
+}
+
+/// A batch norm's or LRN's operands that are activations of x's shape
+/// (one layout for all: the primitive takes them in one).
+std::vector<int64_t> normActivations(const plan::Kernel &k) {
+  switch (k.op) {
+  case Op::BatchNormGrad: // dy, x -> dx (and parameter gradients)
+    return {k.in[0], k.in[1], k.out[0]};
+  case Op::LRNGrad: // dy, x, y -> dx
+    return {k.in[0], k.in[1], k.in[2], k.out[0]};
+  default: // x (and parameters) -> y
+    return {k.in[0], k.out[0]};
+  }
+}
+
 /// What the cpu backend keeps per kernel.
 struct CpuState : KernelState {
-  /// Pooling and bias_grad: the channel block of the operands (1: plain).
+  /// Pooling, bias_grad, batch norm and LRN: the channel block of the
+  /// operands (1: plain).
   int64_t lanes = 1;
   /// A relu whose conv computed it already.
   bool skip = false;
 
   // Convolution family.
-  ConvShape shape;      ///< at the planned batch
   int64_t xLanes = 1, yLanes = 1;
   bool relu = false;    ///< fused: the conv writes relu(y) to reluOut
   float *reluOut = nullptr;
-  std::unique_ptr<ConvPrimitive> prim; ///< at the planned batch; null:
-                                       ///< im2col + sgemm
+
+  /// The oneDNN primitive (convolution family, fc, batch norm, LRN) at the
+  /// planned batch `batch`; null: im2col + sgemm (convolutions), sgemm
+  /// (fc), the reference (batch norm, LRN).
+  std::unique_ptr<Primitive> prim;
+  int64_t batch = 0;
   /// The epochs' last, smaller batch: made at its first run, with scratch
   /// of its own when it needs more than the planned batch's.
   int64_t tailN = 0;
-  std::unique_ptr<ConvPrimitive> tailPrim;
+  std::unique_ptr<Primitive> tailPrim;
   std::vector<uint8_t> tailScratch;
 
   uint64_t workspaceBytes() const override {
@@ -128,11 +157,68 @@ bool envIs(const char *name, const char *value) {
   return v && std::strcmp(v, value) == 0;
 }
 
+ConvPass fcPass(Op op) {
+  return op == Op::FC            ? ConvPass::Forward
+         : op == Op::FCGradInput ? ConvPass::BackwardData
+                                 : ConvPass::BackwardWeights;
+}
+
+/// The primitive of call `c` (at c's batch) for the layouts (and fusion)
+/// in `s`; KernelError where oneDNN cannot compute it.
+std::unique_ptr<Primitive> makePrimitive(const KernelCall &c,
+                                         const CpuState &s) {
+  Op op = c.kernel.op;
+  const KernelAttrs &a = c.attrs;
+  if (isConvFamily(op)) {
+    ConvOperands o = convOperands(op, a, c.in, c.out);
+    return std::make_unique<ConvPrimitive>(o.shape, isTransposed(op),
+                                           convPass(op), s.xLanes, s.yLanes,
+                                           c.in.size() > 2, s.relu);
+  }
+  if (isFC(op)) {
+    FCDims d = fcDims(op, c.in, c.out);
+    return std::make_unique<ConvPrimitive>(d.n, d.in, d.out, fcPass(op),
+                                           op == Op::FC && c.in.size() > 2);
+  }
+  const kernels::Dims4 &d = c.in[0].dims;
+  switch (op) {
+  case Op::BatchNorm:
+  case Op::BatchNormGrad:
+    return std::make_unique<BatchNormPrimitive>(d, s.lanes, a.eps,
+                                                op == Op::BatchNormGrad);
+  default:
+    return std::make_unique<LrnPrimitive>(d, s.lanes, a.lrn,
+                                          op == Op::LRNGrad);
+  }
+}
+
+/// s's primitive for a run at c's batch, and in `workspace` the scratch to
+/// run it in: the planned batch's, or the tail batch's, made at its first
+/// run.
+template <typename P>
+P &primitiveFor(const KernelCall &c, CpuState &s, void *&workspace) {
+  workspace = c.workspace;
+  if (c.n == s.batch)
+    return static_cast<P &>(*s.prim);
+  if (s.tailN != c.n) {
+    s.tailPrim = makePrimitive(c, s);
+    s.tailN = c.n;
+    uint64_t need = s.tailPrim->workspaceBytes();
+    s.tailScratch.assign(need > s.prim->workspaceBytes() ? need + 64 : 0, 0);
+  }
+  if (!s.tailScratch.empty()) {
+    auto p = reinterpret_cast<uintptr_t>(s.tailScratch.data());
+    workspace = reinterpret_cast<void *>((p + 63) / 64 * 64);
+  }
+  return static_cast<P &>(*s.tailPrim);
+}
+
 } // namespace
 
 CpuBackend::CpuBackend()
     : blockLayouts_(!envIs("NETC_CPU_LAYOUT", "plain")),
-      fuseRelu_(!envIs("NETC_CPU_FUSION", "off")) {}
+      fuseRelu_(!envIs("NETC_CPU_FUSION", "off")),
+      fcPrimitives_(envIs("NETC_CPU_FC", "onednn")) {}
 
 PreparedProgram
 CpuBackend::prepareProgram(const plan::Program &program,
@@ -146,23 +232,29 @@ CpuBackend::prepareProgram(const plan::Program &program,
         fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
   };
 
-  // Convolutions oneDNN can compute (any layout: it reorders as needed);
-  // the others run im2col + sgemm on plain operands.
+  // The kernels oneDNN can compute, in plain layout for now: convolutions
+  // (then in any layout: they reorder as needed), batch norm, LRN and, if
+  // asked, fc. Convolutions it cannot compute run im2col + sgemm, fc sgemm,
+  // batch norm and LRN the reference, all on plain operands.
   std::set<int64_t> mustBePlain;
   for (size_t i = 0; i < ks.size(); ++i) {
-    if (!isConvFamily(ks[i].op))
+    Op op = ks[i].op;
+    if (!isConvFamily(op) && !(isFC(op) && fcPrimitives_) &&
+        !isNormalization(op))
       continue;
     auto s = std::make_unique<CpuState>();
-    ConvOperands o =
-        convOperands(ks[i].op, calls[i].attrs, calls[i].in, calls[i].out);
-    s->shape = o.shape;
+    s->batch = calls[i].n;
     try {
-      s->prim = std::make_unique<ConvPrimitive>(
-          o.shape, isTransposed(ks[i].op), convPass(ks[i].op), 1, 1, false);
+      s->prim = makePrimitive(calls[i], *s);
     } catch (const kernels::KernelError &) {
-      auto [x, y] = convXY(ks[i]);
-      mustBePlain.insert(x);
-      mustBePlain.insert(y);
+      std::vector<int64_t> plain;
+      if (isConvFamily(op)) {
+        auto [x, y] = convXY(ks[i]);
+        plain = {x, y};
+      } else if (isNormalization(op)) {
+        plain = normActivations(ks[i]);
+      }
+      mustBePlain.insert(plain.begin(), plain.end());
     }
     states[i] = std::move(s);
   }
@@ -197,6 +289,12 @@ CpuBackend::prepareProgram(const plan::Program &program,
       break;
     case Op::EuclideanLoss:
       tied = k.in;
+      break;
+    case Op::BatchNorm:
+    case Op::BatchNormGrad:
+    case Op::LRN:
+    case Op::LRNGrad:
+      tied = normActivations(k); // the parameters on their own
       break;
     case Op::BiasGrad:
     case Op::Conv2D:
@@ -262,20 +360,24 @@ CpuBackend::prepareProgram(const plan::Program &program,
     states[i + 1]->skip = true;
   }
 
-  // The primitives, for the layouts chosen.
+  // The primitives, for the layouts (and fusions) chosen.
   for (size_t i = 0; i < ks.size(); ++i) {
     const plan::Kernel &k = ks[i];
-    if (isConvFamily(k.op)) {
+    if (isConvFamily(k.op) || isNormalization(k.op)) {
       CpuState &s = *states[i];
       if (!s.prim)
         continue;
-      auto [x, y] = convXY(k);
-      s.xLanes = lanesOf(x);
-      s.yLanes = lanesOf(y);
+      if (isConvFamily(k.op)) {
+        auto [x, y] = convXY(k);
+        s.xLanes = lanesOf(x);
+        s.yLanes = lanesOf(y);
+      } else {
+        s.lanes = lanesOf(k.in[0]);
+      }
+      if (s.xLanes == 1 && s.yLanes == 1 && s.lanes == 1 && !s.relu)
+        continue; // as made above
       try {
-        s.prim = std::make_unique<ConvPrimitive>(
-            s.shape, isTransposed(k.op), convPass(k.op), s.xLanes, s.yLanes,
-            convPass(k.op) == ConvPass::Forward && k.in.size() > 2, s.relu);
+        s.prim = makePrimitive(calls[i], s);
       } catch (const kernels::KernelError &e) {
         throw named(k, e);
       }
@@ -302,25 +404,9 @@ void runConv(const KernelCall &c, CpuState &s) {
   if (s.relu)
     y = s.reluOut;
   if (s.prim) {
-    ConvPrimitive *prim = s.prim.get();
-    void *workspace = c.workspace;
-    if (c.n != s.shape.in.n) {
-      if (s.tailN != c.n) {
-        s.tailPrim = std::make_unique<ConvPrimitive>(
-            o.shape, isTransposed(k.op), convPass(k.op), s.xLanes, s.yLanes,
-            bias != nullptr, s.relu);
-        s.tailN = c.n;
-        uint64_t need = s.tailPrim->workspaceBytes();
-        s.tailScratch.assign(need > s.prim->workspaceBytes() ? need + 64 : 0,
-                             0);
-      }
-      prim = s.tailPrim.get();
-      if (!s.tailScratch.empty()) {
-        auto p = reinterpret_cast<uintptr_t>(s.tailScratch.data());
-        workspace = reinterpret_cast<void *>((p + 63) / 64 * 64);
-      }
-    }
-    prim->run(x, w, bias, y, workspace);
+    void *workspace;
+    primitiveFor<ConvPrimitive>(c, s, workspace)
+        .run(x, w, bias, y, workspace);
     return;
   }
   switch (k.op) {
@@ -345,6 +431,66 @@ void runConv(const KernelCall &c, CpuState &s) {
   }
 }
 
+/// Runs an fc-family kernel on its primitive, or on sgemm.
+void runFC(const KernelCall &c, CpuState *s) {
+  Op op = c.kernel.op;
+  float *in0 = c.in[0].f32(), *in1 = c.in[1].f32(), *out0 = c.out[0].f32();
+  const float *bias = c.in.size() > 2 ? c.in[2].f32() : nullptr;
+  if (s && s->prim) {
+    void *ws;
+    ConvPrimitive &p = primitiveFor<ConvPrimitive>(c, *s, ws);
+    switch (op) {
+    case Op::FC: // (x, w, b) -> y
+      p.run(in0, in1, bias, out0, ws);
+      break;
+    case Op::FCGradInput: // (dy, w) -> dx
+      p.run(out0, in1, nullptr, in0, ws);
+      break;
+    default: // (x, dy) -> dw
+      p.run(in0, out0, nullptr, in1, ws);
+      break;
+    }
+    return;
+  }
+  FCDims d = fcDims(op, c.in, c.out);
+  switch (op) {
+  case Op::FC:
+    cpu::fcForward(d.n, d.in, d.out, in0, in1, bias, out0);
+    break;
+  case Op::FCGradInput:
+    cpu::fcBackwardData(d.n, d.in, d.out, in0, in1, out0);
+    break;
+  default:
+    cpu::fcBackwardFilter(d.n, d.in, d.out, in0, in1, out0);
+    break;
+  }
+}
+
+/// Runs a batch norm or LRN kernel on its primitive.
+void runNormalization(const KernelCall &c, CpuState &s) {
+  const KernelAttrs &a = c.attrs;
+  auto in = [&](size_t i) { return c.in[i].f32(); };
+  auto out = [&](size_t i) { return c.out[i].f32(); };
+  void *ws;
+  switch (c.kernel.op) {
+  case Op::BatchNorm: // x, scale, shift, running mean, running var -> y
+    primitiveFor<BatchNormPrimitive>(c, s, ws)
+        .forward(!a.inference && c.ctx.training, in(0), in(1), in(2), in(3),
+                 in(4), a.bnMomentum, out(0), ws);
+    break;
+  case Op::BatchNormGrad: // dy, x, scale -> dx, dscale, dshift
+    primitiveFor<BatchNormPrimitive>(c, s, ws)
+        .backward(in(0), in(1), in(2), out(0), out(1), out(2), ws);
+    break;
+  case Op::LRN:
+    primitiveFor<LrnPrimitive>(c, s, ws).forward(in(0), out(0), ws);
+    break;
+  default: // lrn_grad: dy, x, y -> dx
+    primitiveFor<LrnPrimitive>(c, s, ws).backward(in(0), in(1), out(0), ws);
+    break;
+  }
+}
+
 /// Walks a cuda/Kernels.h functor's items in parallel chunks.
 template <typename F> void runItems(const F &f) {
   cpu::parallelChunks(f.items(), 1 << 12, [&](int64_t b, int64_t e, int) {
@@ -365,23 +511,15 @@ void CpuBackend::run(const KernelCall &c) {
     runConv(c, *state);
     return;
   }
+  if (isFC(k.op)) {
+    runFC(c, state);
+    return;
+  }
+  if (isNormalization(k.op) && state && state->prim) {
+    runNormalization(c, *state);
+    return;
+  }
   switch (k.op) {
-  case Op::FC: {
-    FCDims d = fcDims(k.op, c.in, c.out);
-    cpu::fcForward(d.n, d.in, d.out, in(0), in(1),
-                   c.in.size() > 2 ? in(2) : nullptr, out(0));
-    return;
-  }
-  case Op::FCGradInput: {
-    FCDims d = fcDims(k.op, c.in, c.out);
-    cpu::fcBackwardData(d.n, d.in, d.out, in(0), in(1), out(0));
-    return;
-  }
-  case Op::FCGradWeight: {
-    FCDims d = fcDims(k.op, c.in, c.out);
-    cpu::fcBackwardFilter(d.n, d.in, d.out, in(0), in(1), out(0));
-    return;
-  }
   // Cheap kernels, split into chunks (elements, channels or images) that
   // run the reference loops in parallel: results identical to the
   // reference's, element for element, in any layout.

@@ -9,10 +9,11 @@
 // that touches them can work in that layout: the convolutions (oneDNN),
 // relu and its gradient, add, scale, the Euclidean loss and its gradient
 // (elementwise), switch max-pooling, unpooling and its gradient, and
-// bias_grad (own kernels). Values tied by an elementwise or pooling kernel
-// share one layout; any value that reaches another kernel (fc's flatten,
-// dropout, batch norm, ...) or the host is plain NCHW. The block depends on
-// the machine, which is why the backend chooses it and not the compiler.
+// bias_grad (own kernels), batch norm and LRN (oneDNN). Values tied by an
+// elementwise, pooling or normalisation kernel share one layout; any value
+// that reaches another kernel (fc's flatten, dropout, ...) or the host is
+// plain NCHW. The block depends on the machine, which is why the backend
+// chooses it and not the compiler.
 //
 // Kernels.
 // - conv2d, deconv2d and their gradients: oneDNN primitives
@@ -21,7 +22,15 @@
 //   relu computes the relu too (a oneDNN post-op) and the relu kernel does
 //   nothing. Geometries oneDNN cannot do run im2col + sgemm (kernels/Cpu.h)
 //   in plain layout.
-// - fc and its gradients: oneDNN's sgemm (kernels/Cpu.h).
+// - batch_norm, batch_norm_grad, lrn, lrn_grad: oneDNN primitives
+//   (kernels/OneDnn.h), in either layout (the activation operands of one
+//   kernel share it; a plain LRN with whole channel blocks reorders to the
+//   blocked layout, where oneDNN has more than its reference loops). The
+//   gradients recompute what they need from x (the batch statistics, LRN's
+//   workspace). Where oneDNN cannot, the reference, in plain layout.
+// - fc and its gradients: oneDNN's sgemm (kernels/Cpu.h). Its inner product
+//   primitives (NETC_CPU_FC=onednn) measured slower on the Fashion-MNIST
+//   example's fc layers (0.50 against 0.45-0.48 ms a step, 2 cores).
 // - max_pool, unpool, unpool_grad: the cuda backend's per-element functors
 //   (cuda/Kernels.h), in either layout, in parallel chunks.
 // - relu, relu_grad, add, sgd_update, bias_grad: the reference loops in
@@ -31,8 +40,9 @@
 // Switches a unpool reads come from the same program's max_pool; one that is
 // not in its window is ignored (as on the GPU), never read out of bounds.
 //
-// NETC_CPU_LAYOUT=plain keeps every value plain and NETC_CPU_FUSION=off
-// turns the ReLU fusion off, so that benchmarks can measure what each buys.
+// NETC_CPU_LAYOUT=plain keeps every value plain, NETC_CPU_FUSION=off
+// turns the ReLU fusion off and NETC_CPU_FC=onednn runs fc on oneDNN's
+// inner product, so that benchmarks can measure what each buys.
 //
 //===----------------------------------------------------------------------===//
 
@@ -54,7 +64,7 @@ public:
 
 private:
   ReferenceBackend reference_;
-  bool blockLayouts_ = true, fuseRelu_ = true;
+  bool blockLayouts_ = true, fuseRelu_ = true, fcPrimitives_ = false;
 };
 
 } // namespace netc::exec

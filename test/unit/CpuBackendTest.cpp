@@ -5,7 +5,9 @@
 // executors, on plans whose values between kernels have whole channel
 // blocks (16 and 32 channels), so that they run blocked: every op family at
 // the planned batch and at batch 1 (the tail primitives), odd sizes, groups,
-// disjoint and overlapping pooling windows, pooling ties, and the compiled
+// disjoint and overlapping pooling windows, pooling ties, batch norm (in
+// training, inference and evaluation runs) and LRN also in plain layout, fc
+// on sgemm and on oneDNN's inner product, and the compiled
 // training step of every variant of two nets. Each test also checks that
 // the layouts it means to cover were chosen.
 //
@@ -19,6 +21,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 using namespace netc;
@@ -236,6 +239,104 @@ TEST(CpuBackend, DownloadsAndUploadsOfBlockedValuesArePlain) {
     ASSERT_EQ(zv[i], 2.0f * rv[i]) << i;
   EXPECT_THROW(exe.download(y), std::logic_error);
   EXPECT_THROW(exe.data(z), std::logic_error);
+}
+
+/// Batch norm (forward and gradient) and LRN (forward and gradient) on x
+/// of `shape`, the gradients from dy; returns the activation values the
+/// kernels read and write.
+std::vector<int64_t> normalizations(PlanBuilder &b, int64_t x, int64_t dy,
+                                    const std::vector<int64_t> &shape,
+                                    bool inference, int64_t lrnSize) {
+  int64_t c = shape[1];
+  int64_t scale = b.param("bn.scale", {c}, 1.0, 0.3);
+  int64_t shift = b.param("bn.shift", {c});
+  int64_t mean = b.param("bn.mean", {c}, 0.2, 0.3);
+  int64_t var = b.param("bn.var", {c}, 1.5, 0.2); // positive
+  int64_t y = b.value(shape), dx = b.value(shape);
+  b.kernel("batch_norm", {x, scale, shift, mean, var}, {y},
+           {{"eps", 1e-3}, {"momentum", 0.8}, {"inference", inference}});
+  int64_t dscale = b.value({c}), dshift = b.value({c});
+  b.kernel("batch_norm_grad", {dy, x, scale}, {dx, dscale, dshift},
+           {{"eps", 1e-3}});
+  json lrn = {{"size", lrnSize}, {"alpha", 0.8}, {"beta", 0.75}, {"k", 1.5}};
+  int64_t z = b.value(shape), dz = b.value(shape);
+  b.kernel("lrn", {x}, {z}, lrn);
+  b.kernel("lrn_grad", {dy, x, z}, {dz}, lrn);
+  return {x, dy, y, dx, z, dz};
+}
+
+/// Checks that the normalisations' activations `acts` were (not) blocked,
+/// then compares the backends; a training program also in an evaluation run.
+void compareNormalizations(const std::string &what, const std::string &text,
+                           const std::vector<int64_t> &acts, bool blocked,
+                           int64_t batch, bool inference) {
+  Choices c = choices(text);
+  for (int64_t id : acts)
+    EXPECT_EQ(c.blocked.count(id), blocked ? 1u : 0u) << "value " << id;
+  std::string name = what + (inference ? ", inference" : "");
+  compare(name, text, batch, 5);
+  if (!inference)
+    compare(name + ", evaluation run", text, batch, 5, false);
+}
+
+TEST(CpuBackend, BatchNormAndLrnInPlainLayout) {
+  // 5 channels (no whole block), 6x7, an LRN window past both edges; 16
+  // channels in plain layout (the host's inputs), which LRN reorders.
+  for (int64_t channels : {5, 16})
+    for (bool inference : {false, true}) {
+      PlanBuilder b(3);
+      std::vector<int64_t> shape = {-1, channels, 6, 7};
+      int64_t x = b.value(shape), dy = b.value(shape);
+      std::vector<int64_t> acts = normalizations(b, x, dy, shape, inference, 5);
+      compareNormalizations(std::to_string(channels) + " channels plain",
+                            b.planText(5), acts, false, 3, inference);
+    }
+}
+
+TEST(CpuBackend, BatchNormAndLrnInBlockedLayouts) {
+  for (int64_t channels : {16, 32})
+    for (bool inference : {false, true}) {
+      PlanBuilder b(4);
+      int64_t x0 = b.value({-1, 3, 5, 7});
+      std::vector<int64_t> shape = {-1, channels, 5, 7};
+      int64_t x = convFrom(b, x0, {-1, 3, 5, 7}, channels, "c0");
+      int64_t dy = convFrom(b, x0, {-1, 3, 5, 7}, channels, "c1");
+      std::vector<int64_t> acts =
+          normalizations(b, x, dy, shape, inference, 3);
+      compareNormalizations(std::to_string(channels) + " channels blocked",
+                            b.planText(5), acts, true, 4, inference);
+    }
+}
+
+TEST(CpuBackend, FullyConnected) {
+  // On sgemm (the default), and on oneDNN's inner product.
+  struct Env { // NETC_CPU_FC=onednn while it lives
+    Env() { setenv("NETC_CPU_FC", "onednn", 1); }
+    ~Env() { unsetenv("NETC_CPU_FC"); }
+  };
+  for (bool primitives : {false, true})
+    for (bool bias : {true, false}) {
+      std::optional<Env> env;
+      if (primitives)
+        env.emplace();
+      PlanBuilder b(6);
+      // fc reads the flatten view of an image batch.
+      int64_t image = b.value({-1, 1, 3, 5}), dy = b.value({-1, 7});
+      int64_t x = b.view(image, {-1, 15});
+      b.kernel("flatten", {image}, {x});
+      int64_t w = b.param("fc.weight", {7, 15});
+      std::vector<int64_t> in = {x, w};
+      if (bias)
+        in.push_back(b.param("fc.bias", {7}));
+      int64_t y = b.value({-1, 7}), dx = b.value({-1, 15}),
+              dw = b.value({7, 15});
+      b.kernel("fc", in, {y});
+      b.kernel("fc_grad_input", {dy, w}, {dx});
+      b.kernel("fc_grad_weight", {x, dy}, {dw});
+      compare(std::string(primitives ? "inner product" : "sgemm") +
+                  (bias ? ", with bias" : ", without bias"),
+              b.planText(5), 6, 5);
+    }
 }
 
 class CpuStep : public ::testing::TestWithParam<const char *> {};
