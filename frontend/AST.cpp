@@ -179,7 +179,10 @@ void Dumper::dump(const NetItem &item) {
   case NetItem::Kind::Classes:
     return keywordValue("Classes");
   case NetItem::Kind::Pretrained:
-    return keywordValue("Pretrained");
+    indent() << "Pretrained";
+    dumpOperands({item.value}, item.options, /*bracketArgs=*/false);
+    printLoc(item.loc);
+    return;
   case NetItem::Kind::Stmt:
     for (const Stmt &stmt : item.stmts)
       dump(stmt);

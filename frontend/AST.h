@@ -98,6 +98,7 @@ struct NetItem {
   Kind kind = Kind::Stmt;
   llvm::SMLoc loc;
   Value value;           ///< Input, Classes, Pretrained.
+  std::vector<Option> options; ///< Pretrained: `names=...`.
   std::string macroName; ///< Macro.
   llvm::SMLoc macroNameLoc;
   bool macroIsCall = false; ///< Macro: `macro m = call(...)` (in `stmts[0]`).

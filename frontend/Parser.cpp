@@ -231,7 +231,8 @@ LogicalResult Parser::parseNetwork(ast::Network &network) {
   }
 }
 
-/// netstmt := 'input' DIMS | 'classes' INT | 'pretrained' STRING
+/// netstmt := 'input' DIMS | 'classes' INT
+///          | 'pretrained' STRING (IDENT '=' value)*
 ///          | 'macro' IDENT '=' call | 'macro' IDENT '{' stmt* '}' | stmt
 LogicalResult Parser::parseNetItem(ast::NetItem &item) {
   const Token &tok = lexer.cur();
@@ -252,8 +253,22 @@ LogicalResult Parser::parseNetItem(ast::NetItem &item) {
     return parseKeywordValue(ast::NetItem::Kind::Input, "input");
   if (tok.isIdent("classes") && !isLabel)
     return parseKeywordValue(ast::NetItem::Kind::Classes, "classes");
-  if (tok.isIdent("pretrained") && !isLabel)
-    return parseKeywordValue(ast::NetItem::Kind::Pretrained, "pretrained");
+  if (tok.isIdent("pretrained") && !isLabel) {
+    item.kind = ast::NetItem::Kind::Pretrained;
+    lexer.consume();
+    if (atStmtEnd())
+      return emitExpected("a value after 'pretrained'");
+    if (failed(parseValue(item.value)))
+      return failure();
+    std::vector<ast::Value> extra;
+    if (failed(parseOperands(extra, item.options, "'pretrained'")))
+      return failure();
+    if (!extra.empty())
+      return emitError(extra.front().loc,
+                       "unexpected value after the file name in "
+                       "'pretrained'; options are written name=value");
+    return finishStmt("'pretrained'");
+  }
   if (tok.isIdent("macro") && !isLabel) {
     item.kind = ast::NetItem::Kind::Macro;
     lexer.consume();

@@ -476,9 +476,11 @@ bool Sema::LayerBuilder::init(StringRef name, InitSpec &slot) {
 //===----------------------------------------------------------------------===//
 
 /// Reads the parameters of `pending` (a conv, fc or batchnorm layer) that
-/// have no explicit init from the `pretrained` file at `path`, by the
-/// layer's final name.
-static void applyPretrained(PendingLayer &pending, const std::string &path) {
+/// have no explicit init from the `pretrained` file at `path`, under
+/// `<key>.weight` and `<key>.bias` (`key`: the layer's final name, or its
+/// torchvision module path).
+static void applyPretrained(PendingLayer &pending, const std::string &path,
+                            const std::string &key) {
   Layer &layer = pending.layer;
   if (layer.kind != LayerKind::Conv && layer.kind != LayerKind::FC &&
       layer.kind != LayerKind::BatchNorm)
@@ -487,7 +489,7 @@ static void applyPretrained(PendingLayer &pending, const std::string &path) {
     param.init = InitSpec();
     param.init.kind = InitSpec::Kind::File;
     param.init.path = path;
-    param.init.key = (layer.name + suffix).str();
+    param.init.key = (key + suffix).str();
   };
   if (!pending.weightInitGiven)
     fromFile(layer.weight, ".weight");
@@ -508,6 +510,7 @@ void Sema::buildNetwork(const ast::Network &network) {
   const ast::NetItem *input = nullptr, *classes = nullptr,
                      *pretrained = nullptr;
   std::string pretrainedPath;
+  bool torchvisionNames = false;
   std::vector<PendingStage> stages;
   Env topEnv;
 
@@ -551,6 +554,20 @@ void Sema::buildNetwork(const ast::Network &network) {
         break;
       }
       pretrainedPath = resolvePath(item.value.loc, *path);
+      for (const ast::Option &option : item.options) {
+        if (option.name != "names") {
+          error(option.loc, "unknown option '" + option.name +
+                                "' of 'pretrained' (expected 'names')");
+          continue;
+        }
+        const ast::Value &v = option.value;
+        if (v.kind == ast::Value::Kind::Ident &&
+            (v.spelling == "netc" || v.spelling == "torchvision"))
+          torchvisionNames = v.spelling == "torchvision";
+        else
+          error(v.loc, "unknown name mapping in 'pretrained' (expected "
+                       "names=netc or names=torchvision)");
+      }
       break;
     }
     case ast::NetItem::Kind::Macro: {
@@ -593,11 +610,34 @@ void Sema::buildNetwork(const ast::Network &network) {
   nameLayers(stages);
   checkNames(stages);
 
-  // `pretrained`: every parameter without an explicit init is read from it.
-  if (!pretrainedPath.empty())
-    for (PendingStage &stage : stages)
-      for (PendingLayer &pending : stage.layers)
-        applyPretrained(pending, pretrainedPath);
+  // `pretrained`: every parameter without an explicit init is read from it,
+  // under the layer's name or (names=torchvision) its torchvision module
+  // path: the layers up to the end of the last macro-layer are `features`,
+  // the others `classifier`, numbered in order as nn.Sequential numbers its
+  // modules (flatten is a function in torchvision's forward, not a module).
+  if (!pretrainedPath.empty()) {
+    size_t features = 0;
+    for (size_t i = 0; i < stages.size(); ++i)
+      if (stages[i].isMacro)
+        features = i + 1;
+    if (torchvisionNames && features == 0)
+      error(pretrained->loc,
+            "'names=torchvision' needs a macro-layer: the layers up to the "
+            "end of the last one are torchvision's 'features'");
+    int64_t index[2] = {0, 0};
+    for (size_t i = 0; i < stages.size(); ++i)
+      for (PendingLayer &pending : stages[i].layers) {
+        std::string key = pending.layer.name;
+        if (torchvisionNames) {
+          if (pending.layer.kind == LayerKind::Flatten)
+            continue;
+          bool inFeatures = i < features;
+          key = (inFeatures ? "features." : "classifier.") +
+                std::to_string(index[inFeatures ? 0 : 1]++);
+        }
+        applyPretrained(pending, pretrainedPath, key);
+      }
+  }
 
   for (PendingStage &stage : stages) {
     Stage out;

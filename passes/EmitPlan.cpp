@@ -11,6 +11,7 @@
 
 #include "passes/Passes.h"
 
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MathExtras.h"
@@ -279,6 +280,63 @@ FailureOr<std::pair<ArrayRef<int64_t>, int64_t>> paramShape(ParamOp param) {
   return std::make_pair(type.getShape(), *bytes);
 }
 
+/// torchvision's name of each parameter of the network's layers (the
+/// `pretrained ... names=torchvision` mapping, docs/language.md): the ops
+/// up to the end of the last macro-layer are `features.<i>`, the others
+/// `classifier.<j>`, numbered as nn.Sequential numbers its modules (flatten
+/// is not one). Batch norm's scale, shift, mean and var are torchvision's
+/// weight, bias, running_mean and running_var. Empty without a macro-layer.
+json::Object torchvisionNames(ModuleOp module) {
+  json::Object names;
+  func::FuncOp network;
+  for (auto func : module.getOps<func::FuncOp>())
+    if (func->hasAttr("net.network"))
+      network = func;
+  if (!network || network.getBody().empty())
+    return names;
+  SmallVector<Operation *> top;
+  size_t features = 0;
+  for (Operation &op : network.getBody().front()) {
+    top.push_back(&op);
+    if (isa<MacroOp>(op))
+      features = top.size();
+  }
+  if (features == 0)
+    return names;
+  static const llvm::StringMap<StringRef> kSuffix = {
+      {"weight", "weight"}, {"bias", "bias"},
+      {"scale", "weight"},  {"shift", "bias"},
+      {"mean", "running_mean"}, {"var", "running_var"}};
+  int64_t index[2] = {0, 0};
+  auto visit = [&](Operation *op, bool inFeatures) {
+    if (isa<ParamGetOp, func::ReturnOp>(op) ||
+        llvm::is_contained({"net.yield", "net.flatten",
+                            "net.softmax_cross_entropy"},
+                           op->getName().getStringRef()))
+      return;
+    std::string prefix = (inFeatures ? "features." : "classifier.") +
+                         std::to_string(index[inFeatures ? 0 : 1]++);
+    for (Value operand : op->getOperands()) {
+      auto get = operand.getDefiningOp<ParamGetOp>();
+      if (!get)
+        continue;
+      StringRef name = get.getName();
+      auto suffix = kSuffix.find(name.rsplit('.').second);
+      if (suffix != kSuffix.end())
+        names[name] = prefix + "." + suffix->second.str();
+    }
+  };
+  for (size_t i = 0; i < top.size(); ++i) {
+    if (!isa<MacroOp>(top[i])) {
+      visit(top[i], i < features);
+      continue;
+    }
+    for (Operation &op : top[i]->getRegion(0).front())
+      visit(&op, true);
+  }
+  return names;
+}
+
 } // namespace
 
 FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
@@ -377,6 +435,8 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
                      {"init", initJson(p.getInit())}});
   }
   plan["params"] = std::move(params);
+  if (json::Object names = torchvisionNames(module); !names.empty())
+    plan["torchvision"] = std::move(names);
 
   json::Object programs;
   json::Array schedule;
@@ -489,28 +549,38 @@ FailureOr<SafetensorsFile> readSafetensors(StringRef path, Location loc) {
 }
 
 /// The imported parameters' bytes, checked against their declared shapes:
-/// a mismatch is reported at the layer, at compile time.
+/// a mismatch is reported at the layer, at compile time, every one of them
+/// (a missing tensor, a wrong dtype or shape, bad offsets), not just the
+/// first; a file that cannot be read is reported once.
 LogicalResult importParameters(ModuleOp module,
                                std::map<std::string, std::string> &tensors,
                                json::Object &header) {
   llvm::StringMap<SafetensorsFile> files;
+  llvm::StringSet<> unreadable;
+  bool ok = true;
   for (ParamOp param : module.getOps<ParamOp>()) {
     auto init = dyn_cast<FileInitAttr>(param.getInit());
-    if (!init)
+    if (!init || unreadable.contains(init.getPath()))
       continue;
     auto it = files.find(init.getPath());
     if (it == files.end()) {
       auto file = readSafetensors(init.getPath(), param.getLoc());
-      if (failed(file))
-        return failure();
+      if (failed(file)) {
+        unreadable.insert(init.getPath());
+        ok = false;
+        continue;
+      }
       it = files.try_emplace(init.getPath(), std::move(*file)).first;
     }
     SafetensorsFile &file = it->second;
     StringRef key = init.getKey().empty() ? param.getSymName() : init.getKey();
     const json::Object *entry = file.header.getObject(key);
-    if (!entry)
-      return emitLayerError(param)
-             << "'" << init.getPath() << "' has no tensor '" << key << "'";
+    if (!entry) {
+      emitLayerError(param)
+          << "'" << init.getPath() << "' has no tensor '" << key << "'";
+      ok = false;
+      continue;
+    }
     auto shapeAndBytes = paramShape(param);
     if (failed(shapeAndBytes))
       return failure();
@@ -528,24 +598,28 @@ LogicalResult importParameters(ModuleOp module,
       llvm::raw_string_ostream w(want), g(got);
       llvm::interleave(shape, w, "x");
       llvm::interleave(have, g, "x");
-      return emitLayerError(param)
-             << "tensor '" << key << "' of '" << init.getPath() << "' is "
-             << dtype.value_or("?") << " " << got << ", the parameter @"
-             << param.getSymName() << " needs F32 " << want;
+      emitLayerError(param)
+          << "tensor '" << key << "' of '" << init.getPath() << "' is "
+          << dtype.value_or("?") << " " << got << ", the parameter @"
+          << param.getSymName() << " needs F32 " << want;
+      ok = false;
+      continue;
     }
     int64_t begin = (*offsets)[0].getAsInteger().value_or(-1);
     int64_t end = (*offsets)[1].getAsInteger().value_or(-1);
     if (begin < 0 || end < begin || uint64_t(end) > file.data.size() ||
-        end - begin != bytes)
-      return emitLayerError(param)
-             << "tensor '" << key << "' of '" << init.getPath()
-             << "' has bad data offsets";
+        end - begin != bytes) {
+      emitLayerError(param) << "tensor '" << key << "' of '" << init.getPath()
+                            << "' has bad data offsets";
+      ok = false;
+      continue;
+    }
     tensors[param.getSymName().str()] = file.data.substr(begin, bytes).str();
     header[param.getSymName()] = json::Object{{"dtype", "F32"},
                                               {"shape", ints(shape)},
                                               {"data_offsets", json::Array{}}};
   }
-  return success();
+  return success(ok);
 }
 
 /// Writes `<directory>/params.safetensors` with the imported parameters.
