@@ -7,6 +7,8 @@
 //   netrun info  TRAINER
 //   netrun bench TRAINER [--program P] [--steps N] [--batch N] [--backend B]
 //   netrun plot  METRICS [-o PNG]
+//   netrun export TRAINER --format F -o OUT [--params FILE]
+//   netrun infer TRAINER --images FILE -o OUT [--params FILE] [--backend B]
 //
 // Every error is a message on stderr and exit code 1.
 //
@@ -20,6 +22,7 @@
 #include "runtime/plan/Plan.h"
 #include "runtime/train/Data.h"
 #include "runtime/train/Trainer.h"
+#include "tools/netrun/Interop.h"
 #include "tools/netrun/Plot.h"
 #ifdef NETC_HAVE_CUDA
 #include "runtime/cuda/CudaBackend.h"
@@ -72,6 +75,10 @@ commands:
       --params FILE         parameters (default TRAINER/checkpoint.safetensors)
       --split test|train    the set to measure the error on (test)
       --backend NAME        as for train
+      --scheme full|dense   full (default): the images as they are; dense:
+                            the fc layers as convolutions at each of the
+                            trainer's dense scales, with the mirror image,
+                            the posteriors averaged
   data TRAINER    times the data loader alone (read, decode, augment,
                   normalise; no training): images/s of the training set's
                   augmented batches, or the test set's evaluation crops
@@ -105,6 +112,20 @@ commands:
                   `train --metrics` file against the global step, the
                   phases marked, into a PNG (needs PLplot in the build)
       -o, --out FILE        the PNG (default METRICS with .png)
+  export TRAINER  writes the classifier's parameters (not the decoders')
+                  under torchvision's names, for torchvision's
+                  load_state_dict (README: PyTorch interop)
+      --format F            torchvision (any net), torchvision-vgg16 or
+                            torchvision-alexnet (also checks that the file is
+                            exactly that model's state_dict)
+      -o, --out FILE        the safetensors file to write
+      --params FILE         parameters (default TRAINER/checkpoint.safetensors)
+  infer TRAINER   logits of given images through the `eval` program
+      --images FILE         a safetensors file with "images" [N, C, H, W],
+                            f32, normalised as the network's input
+      -o, --out FILE        writes "logits" [N, classes] there
+      --params FILE         parameters (default TRAINER/checkpoint.safetensors)
+      --backend NAME        as for train
 
   -h, --help      this message
 )";
@@ -124,12 +145,14 @@ Args parseArgs(int argc, char **argv) {
       {"train",
        {"--data", "--seed", "--log-every", "--metrics", "--max-steps",
         "--checkpoint-every", "--backend", "--weights"}},
-      {"eval", {"--data", "--params", "--backend", "--split"}},
+      {"eval", {"--data", "--params", "--backend", "--split", "--scheme"}},
       {"data", {"--data", "--images", "--batch", "--workers", "--split"}},
       {"reconstruct", {"--data", "--params", "--count", "--out", "--backend"}},
       {"info", {}},
       {"bench", {"--program", "--steps", "--batch", "--backend"}},
-      {"plot", {"-o", "--out"}}};
+      {"plot", {"-o", "--out"}},
+      {"export", {"--format", "-o", "--out", "--params"}},
+      {"infer", {"--images", "-o", "--out", "--params", "--backend"}}};
   static const std::map<std::string, std::vector<std::string>> boolean = {
       {"train", {"--resume"}},
       {"eval", {}},
@@ -137,7 +160,9 @@ Args parseArgs(int argc, char **argv) {
       {"reconstruct", {}},
       {"info", {}},
       {"bench", {"--profile"}},
-      {"plot", {}}};
+      {"plot", {}},
+      {"export", {}},
+      {"infer", {}}};
   Args a;
   if (argc < 2)
     throw UsageError("missing command");
@@ -375,9 +400,19 @@ int cmdEval(const Args &a) {
   // The paper also compares training error: `--split train` measures it on
   // the (subset of the) training set, without augmentation.
   std::string split = splitOption(a, "test");
-  train::EvalResult r = train::evaluate(
-      p, store, *backend, split == "train" ? data.train : data.test);
-  std::cout << fmt::format("{} error {:.2f}% ({} of {} wrong){}{}\n", split,
+  std::string scheme = option(a, "--scheme");
+  if (scheme.empty())
+    scheme = "full";
+  if (scheme != "full" && scheme != "dense")
+    throw UsageError(
+        fmt::format("--scheme must be full or dense, got '{}'", scheme));
+  train::EvalResult r =
+      scheme == "dense"
+          ? train::evaluateDense(p, store, *backend, d, split == "train")
+          : train::evaluate(p, store, *backend,
+                            split == "train" ? data.train : data.test);
+  std::cout << fmt::format("{}{} error {:.2f}% ({} of {} wrong){}{}\n",
+                           scheme == "dense" ? "dense " : "", split,
                            r.errorPercent(), r.total - r.correct, r.total,
                            r.top5(), r.skippedNote());
   return 0;
@@ -707,6 +742,55 @@ int cmdBench(const Args &a) {
   return 0;
 }
 
+/// `-o` or `--out`, required.
+std::string outOption(const Args &a) {
+  std::string out = option(a, "--out");
+  if (out.empty())
+    out = option(a, "-o");
+  if (out.empty())
+    throw UsageError(fmt::format("'{}' needs -o FILE", a.command));
+  return out;
+}
+
+/// `netrun export`: the classifier under torchvision's names.
+int cmdExport(const Args &a) {
+  std::string format = option(a, "--format");
+  if (format.empty())
+    throw UsageError(fmt::format("'export' needs --format (one of: {})",
+                                 interop::formatNames()));
+  interop::checkFormat(format);
+  std::string out = outOption(a);
+  plan::Plan p = plan::loadPlan(a.trainer);
+  std::unique_ptr<exec::Backend> backend = exec::makeBackend("reference");
+  exec::ParamStore store(p, 1, *backend);
+  loadTrainedParams(a, p, store);
+  io::TensorFile file =
+      interop::exportTensors(p, store.toTensors(false), format);
+  file.metadata["format"] = "pt";
+  io::writeSafetensors(out, file);
+  std::cout << fmt::format("wrote {} ({} tensors, {})\n", out,
+                           file.tensors.size(), format);
+  return 0;
+}
+
+/// `netrun infer`: the logits of given images.
+int cmdInfer(const Args &a) {
+  std::string images = option(a, "--images");
+  if (images.empty())
+    throw UsageError("'infer' needs --images FILE");
+  std::string out = outOption(a);
+  plan::Plan p = plan::loadPlan(a.trainer);
+  io::TensorFile in = io::readSafetensors(images);
+  std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
+  exec::ParamStore store(p, 1, *backend);
+  loadTrainedParams(a, p, store);
+  io::TensorFile logits = interop::inferLogits(p, store, *backend, in, images);
+  io::writeSafetensors(out, logits);
+  std::cout << fmt::format("wrote {} (logits of {} images)\n", out,
+                           logits.tensors.at("logits").shape[0]);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -729,6 +813,10 @@ int main(int argc, char **argv) {
       return cmdBench(a);
     if (a.command == "data")
       return cmdData(a);
+    if (a.command == "export")
+      return cmdExport(a);
+    if (a.command == "infer")
+      return cmdInfer(a);
     return cmdEval(a);
   } catch (const UsageError &e) {
     std::cerr << "netrun: " << e.what() << "\n(netrun --help for usage)\n";
