@@ -294,9 +294,24 @@ json::Object torchvisionNames(ModuleOp module) {
       network = func;
   if (!network || network.getBody().empty())
     return names;
+  // The classifier's ops: those the logits (the last result) depend on, so
+  // that decoders and losses do not count.
+  Block &body = network.getBody().front();
+  Operation *ret = body.getTerminator();
+  if (!ret || ret->getNumOperands() == 0)
+    return names;
+  llvm::SmallPtrSet<Operation *, 32> used;
+  SmallVector<Value> work{ret->getOperands().back()};
+  while (!work.empty()) {
+    Operation *def = work.pop_back_val().getDefiningOp();
+    if (def && def->getBlock() == &body && used.insert(def).second)
+      llvm::append_range(work, def->getOperands());
+  }
   SmallVector<Operation *> top;
   size_t features = 0;
-  for (Operation &op : network.getBody().front()) {
+  for (Operation &op : body) {
+    if (!used.contains(&op))
+      continue;
     top.push_back(&op);
     if (isa<MacroOp>(op))
       features = top.size();
@@ -544,6 +559,17 @@ FailureOr<SafetensorsFile> readSafetensors(StringRef path, Location loc) {
   SafetensorsFile file;
   file.header = std::move(*header->getAsObject());
   file.data = bytes.substr(8 + n);
+  // A truncated file is one error here, not one per tensor it cut.
+  int64_t need = 0;
+  for (const auto &entry : file.header)
+    if (const json::Object *tensor = entry.second.getAsObject())
+      if (const json::Array *offsets = tensor->getArray("data_offsets"))
+        if (offsets->size() == 2)
+          need = std::max(need, (*offsets)[1].getAsInteger().value_or(0));
+  if (uint64_t(need) > file.data.size())
+    return emitError(loc) << "'" << path << "' is truncated: its tensors need "
+                          << need << " bytes of data, it has "
+                          << file.data.size();
   file.buffer = std::move(*buffer);
   return file;
 }
@@ -623,11 +649,10 @@ LogicalResult importParameters(ModuleOp module,
 }
 
 /// Writes `<directory>/params.safetensors` with the imported parameters.
-LogicalResult writeImportedParameters(ModuleOp module, StringRef directory) {
-  std::map<std::string, std::string> tensors;
-  json::Object header;
-  if (failed(importParameters(module, tensors, header)))
-    return failure();
+LogicalResult writeImportedParameters(ModuleOp module,
+                                      std::map<std::string, std::string> &tensors,
+                                      json::Object &header,
+                                      StringRef directory) {
   if (tensors.empty())
     return success();
   std::string data;
@@ -658,6 +683,12 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
   auto plan = buildPlan(module);
   if (failed(plan))
     return failure();
+  // The imported parameters are read and checked first: a file that does
+  // not match leaves no trainer behind.
+  std::map<std::string, std::string> tensors;
+  json::Object header;
+  if (failed(importParameters(module, tensors, header)))
+    return failure();
   if (std::error_code ec = llvm::sys::fs::create_directories(directory))
     return module.emitError()
            << "cannot create " << directory << ": " << ec.message();
@@ -669,7 +700,7 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
       }))
     return module.emitError()
            << "cannot write " << path << ": " << llvm::toString(std::move(err));
-  return writeImportedParameters(module, directory);
+  return writeImportedParameters(module, tensors, header, directory);
 }
 
 namespace {
