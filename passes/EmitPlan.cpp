@@ -319,15 +319,14 @@ json::Object torchvisionNames(ModuleOp module) {
   if (features == 0)
     return names;
   static const llvm::StringMap<StringRef> kSuffix = {
-      {"weight", "weight"}, {"bias", "bias"},
-      {"scale", "weight"},  {"shift", "bias"},
-      {"mean", "running_mean"}, {"var", "running_var"}};
+      {"weight", "weight"}, {"bias", "bias"},         {"scale", "weight"},
+      {"shift", "bias"},    {"mean", "running_mean"}, {"var", "running_var"}};
   int64_t index[2] = {0, 0};
   auto visit = [&](Operation *op, bool inFeatures) {
     if (isa<ParamGetOp, func::ReturnOp>(op) ||
-        llvm::is_contained({"net.yield", "net.flatten",
-                            "net.softmax_cross_entropy"},
-                           op->getName().getStringRef()))
+        llvm::is_contained(
+            {"net.yield", "net.flatten", "net.softmax_cross_entropy"},
+            op->getName().getStringRef()))
       return;
     std::string prefix = (inFeatures ? "features." : "classifier.") +
                          std::to_string(index[inFeatures ? 0 : 1]++);
@@ -649,10 +648,10 @@ LogicalResult importParameters(ModuleOp module,
 }
 
 /// Writes `<directory>/params.safetensors` with the imported parameters.
-LogicalResult writeImportedParameters(ModuleOp module,
-                                      std::map<std::string, std::string> &tensors,
-                                      json::Object &header,
-                                      StringRef directory) {
+LogicalResult
+writeImportedParameters(ModuleOp module,
+                        std::map<std::string, std::string> &tensors,
+                        json::Object &header, StringRef directory) {
   if (tensors.empty())
     return success();
   std::string data;

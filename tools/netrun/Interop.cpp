@@ -29,8 +29,8 @@ void addLayer(StateDict &sd, const std::string &module, Shape weight) {
 /// torchvision.models.vgg16(num_classes=K).state_dict()'s shapes.
 StateDict vgg16(int64_t classes) {
   StateDict sd;
-  const int64_t cfg[] = {64,  64,  0,   128, 128, 0,   256, 256, 256,
-                         0,   512, 512, 512, 0,   512, 512, 512, 0};
+  const int64_t cfg[] = {64, 64,  0,   128, 128, 0,   256, 256, 256,
+                         0,  512, 512, 512, 0,   512, 512, 512, 0};
   int64_t index = 0, in = 3;
   for (int64_t c : cfg) {
     if (c == 0) { // max-pool
@@ -70,7 +70,9 @@ std::string shapeText(const Shape &s) {
 
 } // namespace
 
-std::string formatNames() { return fmt::format("{}", fmt::join(kFormats, ", ")); }
+std::string formatNames() {
+  return fmt::format("{}", fmt::join(kFormats, ", "));
+}
 
 void checkFormat(const std::string &format) {
   if (std::find(std::begin(kFormats), std::end(kFormats), format) ==
@@ -117,8 +119,8 @@ io::TensorFile exportTensors(const plan::Plan &plan,
   for (const auto &[netcName, torchName] : names) {
     const io::Tensor *t = params.find(netcName);
     if (!t) {
-      problems.push_back(fmt::format("no parameter '{}' (for '{}')", netcName,
-                                     torchName));
+      problems.push_back(
+          fmt::format("no parameter '{}' (for '{}')", netcName, torchName));
       continue;
     }
     if (out.tensors.count(torchName)) {
@@ -147,15 +149,14 @@ io::TensorFile exportTensors(const plan::Plan &plan,
                                        shapeText(t.shape), format));
   }
   if (!problems.empty())
-    throw InteropError(fmt::format(
-        "{}: cannot export as {}: {} problem(s):\n  {}", plan.dir, format,
-        problems.size(), fmt::join(problems, "\n  ")));
+    throw InteropError(
+        fmt::format("{}: cannot export as {}: {} problem(s):\n  {}", plan.dir,
+                    format, problems.size(), fmt::join(problems, "\n  ")));
   return out;
 }
 
 io::TensorFile inferLogits(const plan::Plan &plan, exec::ParamStore &params,
-                           exec::Backend &backend,
-                           const io::TensorFile &images,
+                           exec::Backend &backend, const io::TensorFile &images,
                            const std::string &what) {
   const io::Tensor *in = images.find("images");
   if (!in)
@@ -163,12 +164,10 @@ io::TensorFile inferLogits(const plan::Plan &plan, exec::ParamStore &params,
                                    what, fmt::join(plan.input, ", ")));
   if (in->shape.size() != 4 || in->shape[0] < 1 ||
       !std::equal(plan.input.begin(), plan.input.end(), in->shape.begin() + 1))
-    throw InteropError(fmt::format(
-        "{}: tensor 'images' is {}, the network takes [N, {}]", what,
-        shapeText(in->shape), fmt::join(plan.input, ", ")));
-  if (!plan.programs.count("eval"))
-    throw InteropError(fmt::format("{}: no 'eval' program", plan.file));
-  exec::Executor exe(plan, "eval", params, backend);
+    throw InteropError(
+        fmt::format("{}: tensor 'images' is {}, the network takes [N, {}]",
+                    what, shapeText(in->shape), fmt::join(plan.input, ", ")));
+  exec::Executor exe(plan, "eval", params, backend); // none: a PlanError
   const plan::Program &prog = exe.program();
   if (!prog.logits)
     throw InteropError(

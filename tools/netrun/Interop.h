@@ -57,8 +57,7 @@ io::TensorFile exportTensors(const plan::Plan &plan,
 /// The logits of the images of `images` ("images", [N, C, H, W]) through
 /// the `eval` program: a file with "logits", [N, classes].
 io::TensorFile inferLogits(const plan::Plan &plan, exec::ParamStore &params,
-                           exec::Backend &backend,
-                           const io::TensorFile &images,
+                           exec::Backend &backend, const io::TensorFile &images,
                            const std::string &what);
 
 } // namespace netc::interop
