@@ -187,7 +187,8 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
       "net.gamma",       "net.reconstruct_from",
       "net.arg_offsets", "net.arena_bytes",
       "net.batch",       "net.arg_dtypes",
-      "net.arg_layouts"};
+      "net.arg_layouts", "net.dense_scale",
+      "net.eval_batch"};
   if (!llvm::is_contained(funcAttrs, name))
     return op->emitOpError() << "unknown attribute '" << name << "'";
   auto func = dyn_cast<func::FuncOp>(op);
@@ -199,7 +200,8 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
       return error() << "must be a unit attribute";
     return success();
   }
-  if (name == "net.classes" || name == "net.batch")
+  if (name == "net.classes" || name == "net.batch" ||
+      name == "net.dense_scale" || name == "net.eval_batch")
     return integer(1);
   if (name == "net.arena_bytes")
     return integer(0);

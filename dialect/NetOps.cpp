@@ -256,6 +256,14 @@ LogicalResult ParamGetOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   auto used = rankedOf(getResult());
   if (!declared || !used)
     return success();
+  if (getView()) {
+    if (!declared.hasStaticShape() || !used.hasStaticShape() ||
+        declared.getNumElements() != used.getNumElements())
+      return emitOpError("view ")
+             << used << " does not have the elements of @" << getName()
+             << " (" << declared << ")";
+    return success();
+  }
   if (declared.getRank() != used.getRank() ||
       !llvm::all_of(llvm::zip(declared.getShape(), used.getShape()),
                     [](auto p) {

@@ -83,10 +83,16 @@ def Net_ParamGetOp : Net_Op<"param_get", [Pure,
     ```mlir
     %w = net.param_get @conv1_1.weight : tensor<64x3x3x3xf32>
     ```
+    With `view`, the parameter is read with another shape of the same
+    elements in the same row-major order: dense evaluation reads an fc
+    weight [out, C*h*w] as the convolution weight [out, C, h, w] it is.
+    ```mlir
+    %w = net.param_get @fc6.weight view : tensor<4096x512x7x7xf32>
+    ```
   }];
-  let arguments = (ins FlatSymbolRefAttr:$name);
+  let arguments = (ins FlatSymbolRefAttr:$name, UnitAttr:$view);
   let results = (outs Net_Map:$result);
-  let assemblyFormat = "$name attr-dict `:` type($result)";
+  let assemblyFormat = "$name (`view` $view^)? attr-dict `:` type($result)";
 }
 
 //===----------------------------------------------------------------------===//
@@ -547,9 +553,12 @@ def Net_EvalOp : Net_Op<"eval", [HasParent<"::mlir::ModuleOp">]> {
   let summary = "how the trained classifier is evaluated";
   let description = [{
     `net.eval ["full"]`; schemes are `full`, `single-crop` and `dense`.
+    `dense_scales` are the shorter sides the image is resized to for
+    `dense` (default: the network's input size).
   }];
-  let arguments = (ins StrArrayAttr:$schemes);
-  let assemblyFormat = "$schemes attr-dict";
+  let arguments = (ins StrArrayAttr:$schemes,
+                   OptionalAttr<DenseI64ArrayAttr>:$dense_scales);
+  let assemblyFormat = "$schemes (`dense_scales` $dense_scales^)? attr-dict";
 }
 
 include "dialect/NetTrainOps.td"

@@ -313,8 +313,11 @@ private:
     if (!train.evalSchemes.empty()) {
       SmallVector<StringRef> schemes(train.evalSchemes.begin(),
                                      train.evalSchemes.end());
-      builder.create<EvalOp>(fileLoc(train.loc),
-                             builder.getStrArrayAttr(schemes));
+      builder.create<EvalOp>(
+          fileLoc(train.loc), builder.getStrArrayAttr(schemes),
+          train.denseScales.empty()
+              ? DenseI64ArrayAttr()
+              : builder.getDenseI64ArrayAttr(train.denseScales));
     }
   }
 };

@@ -190,6 +190,9 @@ struct TrainSpec {
   DataSpec data;
   std::vector<PhaseSpec> phases;
   std::vector<std::string> evalSchemes; ///< full | single-crop | dense
+  /// `dense`: the shorter sides the image is resized to (empty: the
+  /// network's input size).
+  std::vector<int64_t> denseScales;
   std::string precision; ///< fp32 | tf32 | bf16; empty: not given (fp32).
   /// `data-parallel`: gradients averaged over the ranks (net-data-parallel),
   /// in buckets of `bucket-mb` MiB (not given: the pass's default).

@@ -192,6 +192,7 @@ private:
   //===--- SemaSettings.cpp: augment, train, data, phase ----------------===//
 
   void buildAugment(const ast::Augment &augment);
+  void buildEvalBody(const ast::Setting &s, TrainSpec &spec);
   void buildTrain(const ast::Train &train);
   void buildData(const ast::Setting &setting, DataSpec &data);
   /// Checks the crop size and the number of mean and std values against the

@@ -586,8 +586,11 @@ void Sema::buildTrain(const ast::Train &train) {
       spec.phases.push_back(std::move(phase));
       continue;
     }
-    // eval
-    if (!checkSetting(s, 1, SIZE_MAX))
+    // eval scheme... [{ scales N... }]
+    bool hadBody = s.hasBody;
+    ast::Setting head = s;
+    head.hasBody = false;
+    if (!checkSetting(head, 1, SIZE_MAX))
       continue;
     for (const ast::Value &v : s.args) {
       std::optional<std::string> scheme = getWord(v, "'eval'");
@@ -604,11 +607,53 @@ void Sema::buildTrain(const ast::Train &train) {
       }
       spec.evalSchemes.push_back(*scheme);
     }
+    if (hadBody)
+      buildEvalBody(s, spec);
   }
   if (spec.bucketMb && !spec.dataParallel)
     error(seen.lookup("bucket-mb"), "'bucket-mb' sizes the gradient buckets "
                                     "of 'data-parallel', which this train "
                                     "section does not set");
+}
+
+/// `eval dense { scales 224 256 384 }`: the shorter sides of dense
+/// evaluation, each at least the network's input (its fc layers, applied as
+/// convolutions, need a window of their own size).
+void Sema::buildEvalBody(const ast::Setting &s, TrainSpec &spec) {
+  bool dense = llvm::is_contained(spec.evalSchemes, "dense");
+  llvm::StringMap<SMLoc> seen;
+  for (const ast::Setting &b : s.body) {
+    if (b.keyword != "scales") {
+      error(b.loc, "unknown eval setting '" + b.keyword +
+                       "'; expected 'scales'");
+      continue;
+    }
+    if (checkOnce(seen, b, "'eval'") || !checkSetting(b, 1, 16))
+      continue;
+    if (!dense) {
+      error(b.loc, "'scales' are the sizes of 'dense' evaluation, which this "
+                   "eval does not list");
+      continue;
+    }
+    int64_t side = std::min(model.network.input[1], model.network.input[2]);
+    for (const ast::Value &v : b.args) {
+      std::optional<int64_t> scale = getExtent(v, "'scales'", 1);
+      if (!scale)
+        continue;
+      if (*scale < side) {
+        error(v.loc, "dense scale " + Twine(*scale) +
+                         " is smaller than the network's input side " +
+                         Twine(side) +
+                         "; its fc layers need a window of that size");
+        continue;
+      }
+      if (llvm::is_contained(spec.denseScales, *scale)) {
+        error(v.loc, "dense scale " + Twine(*scale) + " is given twice");
+        continue;
+      }
+      spec.denseScales.push_back(*scale);
+    }
+  }
 }
 
 //===----------------------------------------------------------------------===//

@@ -432,7 +432,15 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
   json::Array schemes{"full"};
   for (EvalOp e : module.getOps<EvalOp>())
     schemes = std::move(*attrJson(e.getSchemes())->getAsArray());
-  plan["eval"] = json::Object{{"schemes", std::move(schemes)}};
+  json::Object evalSection{{"schemes", std::move(schemes)}};
+  // Dense evaluation: one program per scale (net-dense-eval).
+  json::Array denseScales;
+  for (auto func : module.getOps<func::FuncOp>())
+    if (auto scale = func->getAttrOfType<IntegerAttr>("net.dense_scale"))
+      denseScales.push_back(scale.getInt());
+  if (!denseScales.empty())
+    evalSection["dense_scales"] = std::move(denseScales);
+  plan["eval"] = std::move(evalSection);
 
   json::Array params;
   for (ParamOp p : module.getOps<ParamOp>()) {
@@ -485,6 +493,14 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
   if (failed(evalProgram))
     return failure();
   programs["eval"] = std::move(*evalProgram);
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (!func->hasAttr("net.dense_scale"))
+      continue;
+    auto program = programJson(func);
+    if (failed(program))
+      return failure();
+    programs[func.getSymName()] = std::move(*program);
+  }
   if (auto recon = symbols.lookup<func::FuncOp>("reconstruct")) {
     auto program = programJson(recon);
     if (failed(program))

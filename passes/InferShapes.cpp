@@ -68,7 +68,12 @@ LogicalResult inferBlock(Block &block) {
 /// Gives each `net.param` the static type its readers agree on.
 LogicalResult unifyParameters(ModuleOp module) {
   llvm::MapVector<StringRef, SmallVector<ParamGetOp>> readers;
-  module.walk([&](ParamGetOp get) { readers[get.getName()].push_back(get); });
+  // A view (dense evaluation's reading of an fc weight as a convolution's)
+  // has the parameter's elements, not its type.
+  module.walk([&](ParamGetOp get) {
+    if (!get.getView())
+      readers[get.getName()].push_back(get);
+  });
   SymbolTable symbols(module);
   for (auto &[name, gets] : readers) {
     auto param = symbols.lookup<ParamOp>(name);
@@ -130,17 +135,21 @@ struct InferShapesPass : netc::impl::InferShapesBase<InferShapesPass> {
 
 } // namespace
 
+LogicalResult netc::inferFunctionShapes(func::FuncOp func) {
+  if (func.isExternal())
+    return success();
+  if (failed(inferBlock(func.getBody().front())) || failed(checkClasses(func)))
+    return failure();
+  auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+  func.setType(FunctionType::get(func.getContext(),
+                                 func.getBody().getArgumentTypes(),
+                                 ret.getOperandTypes()));
+  return success();
+}
+
 LogicalResult netc::inferShapes(ModuleOp module) {
-  for (auto func : module.getOps<func::FuncOp>()) {
-    if (func.isExternal())
-      continue;
-    if (failed(inferBlock(func.getBody().front())) ||
-        failed(checkClasses(func)))
+  for (auto func : module.getOps<func::FuncOp>())
+    if (failed(inferFunctionShapes(func)))
       return failure();
-    auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
-    func.setType(FunctionType::get(module.getContext(),
-                                   func.getBody().getArgumentTypes(),
-                                   ret.getOperandTypes()));
-  }
   return unifyParameters(module);
 }

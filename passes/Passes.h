@@ -23,6 +23,8 @@ namespace netc {
 /// The work of `net-infer-shapes`, for passes that add ops and want them
 /// typed: infers every function of `module` and unifies parameter types.
 mlir::LogicalResult inferShapes(mlir::ModuleOp module);
+/// The same for one function, its parameters left as they are.
+mlir::LogicalResult inferFunctionShapes(mlir::func::FuncOp func);
 
 /// Sets the module's augment variant (`netc --augment`), adding a
 /// `net.augment` with the default lambda when the file has none.

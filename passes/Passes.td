@@ -101,6 +101,23 @@ def DataParallel : Pass<"net-data-parallel", "::mlir::ModuleOp"> {
   let dependentDialects = ["::netc::net::NetDialect"];
 }
 
+def DenseEval : Pass<"net-dense-eval", "::mlir::ModuleOp"> {
+  let summary = "Dense evaluation: the classifier's fc layers as convolutions";
+  let description = [{
+    With `dense` among the module's evaluation schemes, clones `eval` into
+    `eval.dense.<S>` for each of its `dense_scales` (default: the input
+    size): the image input's shorter side is S, each fc that reads a
+    flattened map becomes a convolution with a kernel of that map's size,
+    each fc after it a 1x1 convolution, their weights the fc weights read
+    as the convolutions' (`net.param_get ... view`), and the class-score
+    map is averaged over its positions into the logits. At the input size
+    the logits are eval's. Each clone keeps `net.eval` and records
+    `net.dense_scale` and `net.eval_batch` (the batch to plan it for: the
+    largest phase batch times the input's area over the dense input's).
+  }];
+  let dependentDialects = ["::netc::net::NetDialect"];
+}
+
 def Precision : Pass<"net-precision", "::mlir::ModuleOp"> {
   let summary = "Choose each planned value's element type and layout";
   let description = [{

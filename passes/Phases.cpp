@@ -190,7 +190,8 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
       cloneInference(eval, "reconstruct", "reconstruct");
     if (module.getOps<EvalOp>().empty()) {
       OpBuilder ob(network);
-      ob.create<EvalOp>(network.getLoc(), ob.getStrArrayAttr({"full"}));
+      ob.create<EvalOp>(network.getLoc(), ob.getStrArrayAttr({"full"}),
+                        DenseI64ArrayAttr());
     }
   }
 };

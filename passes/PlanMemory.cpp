@@ -260,6 +260,8 @@ struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
           return signalPassFailure();
         }
         b = phase.getBatchAttr().getInt();
+      } else if (auto own = func->getAttrOfType<IntegerAttr>("net.eval_batch")) {
+        b = own.getInt(); // a dense evaluation program
       } else if (func->hasAttr("net.eval") ||
                  func->hasAttr("net.reconstruct_from"))
         b = largest;

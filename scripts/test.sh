@@ -69,6 +69,8 @@ run_script "data-parallel training over MPI (ASan+UBSan)" dp \
   test/e2e/data-parallel.sh build-asan
 run_script "image folders: training and every bad input (ASan+UBSan)" images \
   test/e2e/images.sh build-asan
+run_script "dense evaluation (ASan+UBSan)" dense \
+  test/e2e/dense.sh build-asan
 run_script "PyTorch interop: import, logits, export, bad input (ASan+UBSan)" interop \
   test/e2e/interop.sh build-asan
 

@@ -491,9 +491,13 @@ struct Parser {
              fmt::format("unknown parameter '{}'", v.param));
       if (v.dtype != DType::F32)
         fail(join(path, "dtype"), "parameters are f32");
-      if (v.shape != spec->shape)
+      // A parameter may be read with another shape of its elements (dense
+      // evaluation reads an fc weight as a convolution's).
+      if (v.shape != spec->shape &&
+          (v.hasBatch() || checkedProduct(v.shape, 1) != spec->count()))
         fail(join(path, "shape"),
-             fmt::format("shape [{}] differs from parameter '{}' [{}]",
+             fmt::format("shape [{}] does not have the elements of "
+                         "parameter '{}' [{}]",
                          fmt::join(v.shape, ", "), v.param,
                          fmt::join(spec->shape, ", ")));
     } else if (offset) {
@@ -586,7 +590,11 @@ struct Parser {
       for (size_t d = 1; d < v.shape.size(); ++d)
         per = v.shape[d] < 0 ? -1 : per * v.shape[d];
       int64_t want = plan.input[0] * plan.input[1] * plan.input[2];
-      if (v.shape.empty() || v.shape[0] != -1 || per != want ||
+      // A dense evaluation program takes the image at its own scale.
+      bool dense = p.name.rfind("eval.dense.", 0) == 0 &&
+                   v.shape.size() == 4 && v.shape[1] == plan.input[0] &&
+                   v.shape[2] > 0 && v.shape[3] > 0;
+      if (v.shape.empty() || v.shape[0] != -1 || (per != want && !dense) ||
           !isReal(v.dtype))
         fail(join(inp, "image"),
              fmt::format("value {} of shape [{}] is not a batch of [{}] "
@@ -1017,6 +1025,8 @@ Plan parsePlan(const std::string &text, const std::string &file,
       for (size_t i = 0; i < ps.array(*s, "eval.schemes").size(); ++i)
         plan.evalSchemes.push_back(
             ps.string((*s)[i], index("eval.schemes", i)));
+    if (const json *s = ps.optField(*e, "dense_scales"))
+      plan.denseScales = ps.ints(*s, "eval.dense_scales");
   }
 
   const json &params = ps.array(ps.field(root, "", "params"), "params");
@@ -1036,6 +1046,25 @@ Plan parsePlan(const std::string &text, const std::string &file,
     plan.programs.emplace(
         it.key(),
         ps.program(it.value(), join("programs", it.key()), it.key(), plan));
+
+  // Each dense scale has its program, an evaluation of the image at it.
+  for (size_t i = 0; i < plan.denseScales.size(); ++i) {
+    std::string name = fmt::format("eval.dense.{}", plan.denseScales[i]);
+    auto it = plan.programs.find(name);
+    if (it == plan.programs.end())
+      ps.fail(index("eval.dense_scales", i),
+              fmt::format("no program '{}'", name));
+    const Program &dense = it->second;
+    if (!dense.logits || !dense.inputs.count("image"))
+      ps.fail(join("programs", name), "a dense evaluation program needs an "
+                                      "image input and logits");
+    const Value &image = dense.value(dense.inputs.at("image"));
+    if (image.shape.size() != 4 ||
+        std::min(image.shape[2], image.shape[3]) != plan.denseScales[i])
+      ps.fail(join("programs", name),
+              fmt::format("its image's shorter side is not {}",
+                          plan.denseScales[i]));
+  }
 
   const json &schedule = ps.array(ps.field(root, "", "schedule"), "schedule");
   for (size_t i = 0; i < schedule.size(); ++i)

@@ -196,6 +196,9 @@ struct Plan {
   int64_t classes = 0;
   DataSpec data;
   std::vector<std::string> evalSchemes;
+  /// `dense` evaluation: the shorter sides of its programs
+  /// (`eval.dense.<S>`), in order.
+  std::vector<int64_t> denseScales;
   std::vector<ParamSpec> params;
   std::map<std::string, size_t> paramIndex;
   std::map<std::string, Program> programs;

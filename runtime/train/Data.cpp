@@ -2,6 +2,7 @@
 
 #include "runtime/train/Data.h"
 #include "runtime/data/Cifar.h"
+#include "runtime/data/Resample.h"
 #include "runtime/kernels/Reference.h"
 
 #include <fmt/format.h>
@@ -107,6 +108,8 @@ int64_t ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
                              int32_t *labels) const {
   if (loader_)
     return loader_->makeBatch(indices, n, augment, key, images, labels);
+  if (!augment && opts_.evalScale > 0)
+    return makeScaledBatch(indices, n, images, labels);
   const int64_t rows = set_.rows, cols = set_.cols, pad = opts_.cropPad;
   const int64_t oh = opts_.height, ow = opts_.width;
   const int64_t C = opts_.channels;
@@ -144,6 +147,41 @@ int64_t ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
         }
       }
     }
+  }
+  return 0;
+}
+
+int64_t ImageData::makeScaledBatch(const int64_t *indices, int64_t n,
+                                   float *images, int32_t *labels) const {
+  // Dense evaluation at a scale: the shorter side resized to evalScale (an
+  // antialiased bilinear filter, as for image folders), the centre
+  // height x width of it.
+  const int64_t rows = set_.rows, cols = set_.cols;
+  const int64_t oh = opts_.height, ow = opts_.width, C = opts_.channels;
+  data::Size2 r = data::resizedSize(rows, cols, opts_.evalScale);
+  if (r.height < oh || r.width < ow)
+    throw DataError(fmt::format(
+        "images of {}x{} resized to the scale {} are {}x{}, smaller than "
+        "the {}x{} the evaluation program takes",
+        rows, cols, opts_.evalScale, r.height, r.width, oh, ow));
+  std::vector<float> mean(static_cast<size_t>(C)), inv(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    mean[size_t(c)] = float(perChannel(opts_.mean, c, 0.0));
+    inv[size_t(c)] = float(1.0 / perChannel(opts_.std, c, 255.0));
+  }
+  std::vector<uint8_t> hwc(size_t(rows * cols * C));
+  for (int64_t b = 0; b < n; ++b) {
+    int64_t s = indices[b];
+    const uint8_t *img = set_.images.data() + s * set_.channels * rows * cols;
+    labels[b] = int32_t(set_.labels[size_t(s)]);
+    for (int64_t c = 0; c < C; ++c) // the set is planar, the resizer not
+      for (int64_t p = 0; p < rows * cols; ++p)
+        hwc[size_t(p * C + c)] = img[c * rows * cols + p];
+    std::vector<float> win = data::resampleWindow(
+        hwc.data(), rows, cols, int(C), r.height, r.width,
+        (r.height - oh) / 2, (r.width - ow) / 2, oh, ow);
+    data::writePlanar(win, oh, ow, int(C), false, false, mean.data(),
+                      inv.data(), images + b * C * oh * ow);
   }
   return 0;
 }
@@ -235,7 +273,10 @@ Datasets loadDatasets(const DataOptions &opts) {
                                   "network input is {}x{}",
                                   opts.dir, opts.crop, opts.crop, opts.crop,
                                   opts.height, opts.width));
-    if (opts.crop == 0 && (s->rows != opts.height || s->cols != opts.width))
+    // (With an evaluation scale, makeScaledBatch resizes them: dense
+    // evaluation.)
+    if (opts.crop == 0 && opts.evalScale == 0 &&
+        (s->rows != opts.height || s->cols != opts.width))
       throw DataError(fmt::format("{}: images are {}x{} but the network input "
                                   "is {}x{}",
                                   opts.dir, s->rows, s->cols, opts.height,

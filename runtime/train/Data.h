@@ -51,6 +51,9 @@ struct DataOptions {
   std::vector<double> mean, std;
   int64_t channels = 1, height = 28, width = 28; ///< the network input
   // `images` only:
+  /// `images`: the training scales and the evaluation one; evalScale also
+  /// serves dense evaluation of IDX and CIFAR sets (the shorter side
+  /// resized to it, the centre height x width).
   int64_t scaleMin = 0, scaleMax = 0, evalScale = 0;
   bool bgr = false, skipBad = false;
   int64_t workers = 0; ///< decoding threads; 0: one per core
@@ -87,6 +90,9 @@ public:
                     uint64_t key, float *images, int32_t *labels) const;
 
 private:
+  /// makeBatch for evaluation at opts.evalScale (IDX and CIFAR sets).
+  int64_t makeScaledBatch(const int64_t *indices, int64_t n, float *images,
+                          int32_t *labels) const;
   data::ImageSet set_;
   std::shared_ptr<const data::ImageLoader> loader_;
   int64_t count_;

@@ -103,6 +103,89 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
   return r;
 }
 
+EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
+                         exec::Backend &backend, const DataOptions &data,
+                         bool trainSplit) {
+  if (plan.denseScales.empty())
+    throw TrainError(fmt::format("{}: the trainer has no dense evaluation "
+                                 "programs (give `eval ... dense` in the "
+                                 "train section and recompile)",
+                                 plan.file));
+  const int64_t classes = plan.classes;
+  std::vector<double> posterior; // per image and class, summed over views
+  std::vector<int32_t> truth;
+  EvalResult r;
+  exec::StepContext ctx;
+  ctx.training = false;
+  for (int64_t scale : plan.denseScales) {
+    std::string name = fmt::format("eval.dense.{}", scale);
+    exec::Executor exe(plan, name, params, backend);
+    const plan::Program &prog = exe.program();
+    int64_t imageId = exe.inputId("image");
+    exe.keep(*prog.logits);
+    std::optional<int64_t> labelsId;
+    if (exe.hasInput("labels"))
+      labelsId = exe.inputId("labels");
+    const plan::Value &iv = prog.value(imageId);
+    DataOptions o = data;
+    o.height = iv.shape[2];
+    o.width = iv.shape[3];
+    o.evalScale = scale; // the whole (centred) image at the scale, no crop
+    o.crop = o.cropPad = 0;
+    Datasets sets = loadDatasets(o);
+    const ImageData &set = trainSplit ? sets.train : sets.test;
+    if (posterior.empty()) {
+      posterior.assign(size_t(set.size() * classes), 0.0);
+      truth.assign(size_t(set.size()), 0);
+    } else if (int64_t(truth.size()) != set.size()) {
+      throw TrainError(fmt::format("dense evaluation: the set has {} images "
+                                   "at scale {}, {} before",
+                                   set.size(), scale, truth.size()));
+    }
+    std::vector<int64_t> order = set.order(0);
+    const int64_t sample = set.sampleFloats();
+    std::vector<float> images(size_t(prog.batch * sample));
+    std::vector<int32_t> labels(static_cast<size_t>(prog.batch));
+    for (int64_t start = 0; start < set.size(); start += prog.batch) {
+      int64_t n = std::min(prog.batch, set.size() - start);
+      r.skipped += set.makeBatch(order.data() + start, n, false, 0,
+                                 images.data(), labels.data());
+      if (labelsId)
+        exe.upload(*labelsId, labels.data(), uint64_t(n) * sizeof(int32_t),
+                   n);
+      for (int view = 0; view < 2; ++view) {
+        if (view == 1) // the mirror image: each row reversed
+          for (int64_t row = 0; row < n * sample / o.width; ++row)
+            std::reverse(images.begin() + row * o.width,
+                         images.begin() + (row + 1) * o.width);
+        exe.upload(imageId, images.data(),
+                   uint64_t(n * sample) * sizeof(float), n);
+        exe.run(n, ctx);
+        std::vector<float> logits = exe.download(*prog.logits);
+        for (int64_t b = 0; b < n; ++b) {
+          const float *l = logits.data() + b * classes;
+          double top = *std::max_element(l, l + classes), sum = 0;
+          for (int64_t k = 0; k < classes; ++k)
+            sum += std::exp(double(l[k]) - top);
+          double *p = posterior.data() + (start + b) * classes;
+          for (int64_t k = 0; k < classes; ++k)
+            p[k] += std::exp(double(l[k]) - top) / sum;
+          truth[size_t(start + b)] = labels[size_t(b)];
+        }
+      }
+    }
+  }
+  int64_t n = int64_t(truth.size());
+  r.correct =
+      kernels::ref::countCorrectTop1<double>(n, classes, posterior.data(),
+                                             truth.data());
+  r.correctTop5 = kernels::ref::countCorrectTopK<double>(
+      n, classes, posterior.data(), truth.data(), 5);
+  r.total = n;
+  r.classes = classes;
+  return r;
+}
+
 std::string EvalResult::top5() const {
   return classes > 5 ? fmt::format(", top-5 error {:.2f}%", top5ErrorPercent())
                      : std::string();
@@ -365,7 +448,7 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
   // An image folder's evaluation images are the single crop: the shorter
   // side resized to eval-scale, the centre crop.
   for (const std::string &scheme : plan_.evalSchemes)
-    if (scheme != "full" &&
+    if (scheme != "full" && scheme != "dense" &&
         !(scheme == "single-crop" && plan_.data.kind == "images"))
       out_ << fmt::format("note: evaluation scheme '{}' is not implemented by "
                           "this runtime; evaluating 'full'\n",
@@ -685,6 +768,24 @@ void Trainer::runPhase(size_t pi) {
                 {"test_error_top5", r.top5ErrorPercent()},
                 {"correct", r.correct},
                 {"total", r.total}}
+               .dump());
+  }
+  // After the last phase: the dense evaluation too, where the file asks.
+  if (pi + 1 == plan_.schedule.size() && !plan_.denseScales.empty() &&
+      leader()) {
+    EvalResult r = evaluateDense(plan_, *params_, *backend_,
+                                 dataOptions(plan_, opts_.dataDir));
+    out_ << fmt::format("[{}] dense test error {:.2f}% ({} of {} wrong){} "
+                        "(scales {}, each with its mirror image)\n",
+                        ph.phase, r.errorPercent(), r.total - r.correct,
+                        r.total, r.top5(), fmt::join(plan_.denseScales, ", "));
+    metric(json{{"event", "eval_dense"},
+                {"phase", ph.phase},
+                {"phase_index", pi},
+                {"global_step", state_.globalStep},
+                {"test_error", r.errorPercent()},
+                {"test_error_top5", r.top5ErrorPercent()},
+                {"scales", plan_.denseScales}}
                .dump());
   }
   checkpoint();

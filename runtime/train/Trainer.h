@@ -94,6 +94,18 @@ private:
 EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
                     exec::Backend &backend, const ImageData &data);
 
+/// The paper's dense evaluation (`eval ... dense`): for each of the plan's
+/// dense scales S, every image of the test set (the training set with
+/// `trainSplit`) with its shorter side resized to S, the centre of the size
+/// the program `eval.dense.S` takes, run through that program (the fc
+/// layers as convolutions, the class scores averaged over the map), and
+/// its mirror image too; the softmax posteriors are averaged over the
+/// views and the scales, and ranked for top-1 and top-5. `data` is the
+/// plan's data options (dataOptions).
+EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
+                         exec::Backend &backend, const DataOptions &data,
+                         bool trainSplit = false);
+
 /// Where training stands; what checkpoint.json holds.
 struct TrainState {
   int64_t phaseIndex = 0; ///< the phase to run next (== schedule size: done)

@@ -932,3 +932,14 @@ func.func @all_reduce_empty() {
   "net.all_reduce_mean"() {bucket = 0 : i64} : () -> ()
   return
 }
+
+// -----
+
+net.param @fc.weight : tensor<10x72xf32> init #net.constant<value = 0.0>
+    {decay_mult = 1.0 : f64, group = "classifier", lr_mult = 1.0 : f64}
+
+func.func @param_view_elements() {
+  // expected-error@+1 {{'net.param_get' op view 'tensor<10x8x3x4xf32>' does not have the elements of @fc.weight ('tensor<10x72xf32>')}}
+  %0 = net.param_get @fc.weight view : tensor<10x8x3x4xf32>
+  return
+}

@@ -1693,6 +1693,65 @@ TEST(TrainerTest, FrozenBatchNormKeepsItsRunningStatistics) {
 #endif
 }
 
+// Dense evaluation (net-dense-eval) at the input size is the eval program:
+// the fc layers, as convolutions over maps of the training size, give a 1x1
+// score map, whose average is the logits. At a larger scale the program
+// runs on larger images, and evaluateDense scores a whole test set (each
+// image and its mirror). Compiled at build time from
+// test/Training/Inputs/dense-eval.net (scales 12, the input, and 16).
+TEST(DenseEvalTest, AtTheInputSizeTheLogitsAreEvals) {
+#ifndef NETC_STEP_PLAN_DIR
+  GTEST_SKIP() << "built without the compiler: no compiled plan";
+#else
+  std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/dense-eval.json");
+  ASSERT_TRUE(in) << "dense-eval.json was not compiled";
+  json j = json::parse(in);
+  TempDir data, dir;
+  writeIdxSet(data.path, 8, 10, 12, 12, 5);
+  plan::Plan p = loadJson(dir, j);
+  ASSERT_EQ(p.denseScales, (std::vector<int64_t>{12, 16}));
+  exec::ReferenceBackend backend;
+  exec::ParamStore store(p, 3);
+  exec::Executor eval(p, "eval", store, backend);
+  exec::Executor dense(p, "eval.dense.12", store, backend);
+  const int64_t n = 4;
+  std::vector<float> images(size_t(n * 144));
+  uint64_t h = 11;
+  for (float &v : images)
+    v = float(int64_t((h = kernels::splitmix64(h)) % 2001) - 1000) / 500.0f;
+  std::vector<int32_t> labels = {0, 1, 2, 3};
+  std::vector<float> want, got;
+  for (exec::Executor *e : {&eval, &dense}) {
+    const plan::Program &prog = e->program();
+    e->keep(*prog.logits);
+    e->upload(e->inputId("image"), images.data(), images.size() * 4, n);
+    e->upload(e->inputId("labels"), labels.data(), labels.size() * 4, n);
+    exec::StepContext ctx;
+    ctx.training = false;
+    e->run(n, ctx);
+    (e == &eval ? want : got) = e->download(*prog.logits);
+  }
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], 1e-5 * (1 + std::abs(want[i]))) << i;
+
+  // The larger scale: 16x16 images, a 3x3 score map averaged.
+  exec::Executor large(p, "eval.dense.16", store, backend);
+  EXPECT_EQ(large.program().value(large.inputId("image")).shape,
+            (std::vector<int64_t>{-1, 1, 16, 16}));
+  train::DataOptions o = train::dataOptions(p, data.str());
+  train::EvalResult r = train::evaluateDense(p, store, backend, o);
+  EXPECT_EQ(r.total, 10);
+  EXPECT_GE(r.errorPercent(), 0.0);
+  EXPECT_LE(r.errorPercent(), 100.0);
+  // A trainer without dense programs says so.
+  plan::Plan plain = p;
+  plain.denseScales.clear();
+  EXPECT_THROW(train::evaluateDense(plain, store, backend, o),
+               train::TrainError);
+#endif
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//

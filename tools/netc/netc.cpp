@@ -121,6 +121,7 @@ void addPipeline(mlir::PassManager &pm, Stage last, int64_t batch,
     pm.addPass(netc::createAutodiff());
     if (bucketMb)
       pm.addPass(netc::createDataParallel(netc::DataParallelOptions{*bucketMb}));
+    pm.addPass(netc::createDenseEval());
   }
   if (last >= Stage::Planned) {
     pm.addPass(netc::createPrecision());
