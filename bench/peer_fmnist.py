@@ -41,44 +41,40 @@ class Net(nn.Module):
         self.d22, self.d21 = conv(32, 32), conv(32, 16)
         self.d12, self.d11 = conv(16, 16), conv(16, 1)
 
-    def forward(self, x, decode):
-        if decode == "layerwise":
-            return self.layerwise(x)
+    def encode(self, x):
+        """The classifier: its logits and what the decoders read."""
         a = F.relu(self.c12(F.relu(self.c11(x))))
         p1, s1 = F.max_pool2d(a, 2, return_indices=True)
         b = F.relu(self.c22(F.relu(self.c21(p1))))
         p2, s2 = F.max_pool2d(b, 2, return_indices=True)
         h = F.dropout(F.relu(self.fc3(p2.flatten(1))), 0.3, self.training)
-        logits = self.fc4(h)
+        return self.fc4(h), (a, p1, s1, b, p2, s2)
+
+    def decode(self, x, maps, stacked):
+        """The two loss terms. Stacked (SWWAE-all): conv2's decoder output
+        feeds conv1's. Layerwise: each decoder starts from its own pooled
+        output."""
+        a, p1, s1, b, p2, s2 = maps
+        u2 = F.max_unpool2d(p2, s2, 2, output_size=b.shape[-2:])
+        r1 = F.relu(self.d21(F.relu(self.d22(u2))))
+        u1 = F.max_unpool2d(r1 if stacked else p1, s1, 2,
+                            output_size=a.shape[-2:])
+        r0 = self.d11(F.relu(self.d12(u1)))
+        n = x.shape[0]
+        return [0.002 * ((r0 - x) ** 2).sum() / (2 * n),
+                0.0005 * ((r1 - p1) ** 2).sum() / (2 * n)]
+
+    def forward(self, x, decode):
+        if decode == "layerwise":
+            # The frozen classifier runs without gradients (its loss is
+            # reported, not trained).
+            with torch.no_grad():
+                logits, maps = self.encode(x)
+            return logits, self.decode(x, maps, stacked=False)
+        logits, maps = self.encode(x)
         if not decode:
             return logits, []
-        u2 = F.max_unpool2d(p2, s2, 2, output_size=b.shape[-2:])
-        r1 = F.relu(self.d21(F.relu(self.d22(u2))))
-        u1 = F.max_unpool2d(r1, s1, 2, output_size=a.shape[-2:])
-        r0 = self.d11(F.relu(self.d12(u1)))
-        n = x.shape[0]
-        return logits, [0.002 * ((r0 - x) ** 2).sum() / (2 * n),
-                        0.0005 * ((r1 - p1) ** 2).sum() / (2 * n)]
-
-
-    def layerwise(self, x):
-        """The classifier's forward without gradients (its loss is reported,
-        not trained), then each macro-layer's decoder from its pooled output
-        (unpooled through its switches) back to its input."""
-        with torch.no_grad():
-            a = F.relu(self.c12(F.relu(self.c11(x))))
-            p1, s1 = F.max_pool2d(a, 2, return_indices=True)
-            b = F.relu(self.c22(F.relu(self.c21(p1))))
-            p2, s2 = F.max_pool2d(b, 2, return_indices=True)
-            h = F.dropout(F.relu(self.fc3(p2.flatten(1))), 0.3, self.training)
-            logits = self.fc4(h)
-        u2 = F.max_unpool2d(p2, s2, 2, output_size=b.shape[-2:])
-        r1 = F.relu(self.d21(F.relu(self.d22(u2))))
-        u1 = F.max_unpool2d(p1, s1, 2, output_size=a.shape[-2:])
-        r0 = self.d11(F.relu(self.d12(u1)))
-        n = x.shape[0]
-        return logits, [0.002 * ((r0 - x) ** 2).sum() / (2 * n),
-                        0.0005 * ((r1 - p1) ** 2).sum() / (2 * n)]
+        return logits, self.decode(x, maps, stacked=True)
 
     def decoder_parameters(self):
         return [p for m in (self.d22, self.d21, self.d12, self.d11)

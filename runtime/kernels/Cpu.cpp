@@ -449,44 +449,30 @@ void maxPoolLanes(const PoolShape &s, const float *x, float *y,
   });
 }
 
-template <int64_t L>
-void unpoolScatterLanes(const UnpoolShape &s, const float *x,
-                        const int32_t *switches, float *y) {
+/// Unpooling with disjoint windows, one group of L interleaved planes at a
+/// time: forward (a scatter: y = 0, then each pooled element to its
+/// target) or backward (a gather: each pooled element's gradient from its
+/// target, 0 where it has none). `src` is x (forward) or dy.
+template <int64_t L, bool Forward>
+void unpoolLanes(const UnpoolShape &s, const float *src,
+                 const int32_t *switches, float *dst) {
   const int64_t pooled = s.in.plane(), plane = s.out.plane();
   parallelChunks(s.in.n * s.in.c / L, 1, [&](int64_t b, int64_t e, int) {
     for (int64_t g = b; g < e; ++g) {
-      const float *xg = x + g * pooled * L;
+      const float *from = src + g * (Forward ? pooled : plane) * L;
+      float *to = dst + g * (Forward ? plane : pooled) * L;
       const int32_t *sg = switches ? switches + g * pooled * L : nullptr;
-      float *yg = y + g * plane * L;
-      std::fill(yg, yg + plane * L, 0.0f);
+      if (Forward)
+        std::fill(to, to + plane * L, 0.0f);
       for (int64_t i = 0; i < s.in.h; ++i)
         for (int64_t j = 0; j < s.in.w; ++j) {
           int64_t q = (i * s.in.w + j) * L;
           for (int64_t l = 0; l < L; ++l) {
             int64_t t = unpoolTarget(s, sg ? sg + q + l : nullptr, i, j);
-            if (t >= 0)
-              yg[t * L + l] = xg[q + l];
-          }
-        }
-    }
-  });
-}
-
-template <int64_t L>
-void unpoolBackwardGatherLanes(const UnpoolShape &s, const float *dy,
-                               const int32_t *switches, float *dx) {
-  const int64_t pooled = s.in.plane(), plane = s.out.plane();
-  parallelChunks(s.in.n * s.in.c / L, 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t g = b; g < e; ++g) {
-      const float *dyg = dy + g * plane * L;
-      const int32_t *sg = switches ? switches + g * pooled * L : nullptr;
-      float *dxg = dx + g * pooled * L;
-      for (int64_t i = 0; i < s.in.h; ++i)
-        for (int64_t j = 0; j < s.in.w; ++j) {
-          int64_t q = (i * s.in.w + j) * L;
-          for (int64_t l = 0; l < L; ++l) {
-            int64_t t = unpoolTarget(s, sg ? sg + q + l : nullptr, i, j);
-            dxg[q + l] = t >= 0 ? dyg[t * L + l] : 0.0f;
+            if (Forward && t >= 0)
+              to[t * L + l] = from[q + l];
+            else if (!Forward)
+              to[q + l] = t >= 0 ? from[t * L + l] : 0.0f;
           }
         }
     }
@@ -532,15 +518,14 @@ bool unpoolWindowsDisjoint(const UnpoolShape &s) {
 void unpoolScatter(const UnpoolShape &s, int64_t lanes, const float *x,
                    const int32_t *switches, float *y) {
   withLanes(s.in, lanes,
-            [&](auto L) { unpoolScatterLanes<L>(s, x, switches, y); });
+            [&](auto L) { unpoolLanes<L, true>(s, x, switches, y); });
 }
 
 void unpoolBackwardGather(const UnpoolShape &s, int64_t lanes,
                           const float *dy, const int32_t *switches,
                           float *dx) {
-  withLanes(s.in, lanes, [&](auto L) {
-    unpoolBackwardGatherLanes<L>(s, dy, switches, dx);
-  });
+  withLanes(s.in, lanes,
+            [&](auto L) { unpoolLanes<L, false>(s, dy, switches, dx); });
 }
 
 void fcForward(int64_t n, int64_t in, int64_t out, const float *x,
