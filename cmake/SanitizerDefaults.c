@@ -11,8 +11,8 @@
  *
  * LeakSanitizer suppressions: OpenMPI (data-parallel runs under mpirun)
  * keeps allocations of its own until exit, and so do fontconfig, cairo,
- * pango and GLib under PLplot's PNG driver (`netrun plot`); a leak in
- * netc's code still fails the run.
+ * pango, GLib and libltdl (which loads PLplot's drivers) under PLplot's PNG
+ * driver (`netrun plot`); a leak in netc's code still fails the run.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -33,7 +33,8 @@ const char *__lsan_default_suppressions(void) {
          "leak:libpango\n"
          "leak:libglib-2.0.so\n"
          "leak:libgobject-2.0.so\n"
-         "leak:libplplot.so\n";
+         "leak:libplplot.so\n"
+         "leak:libltdl.so\n";
 }
 
 const char *__ubsan_default_options(void) {
