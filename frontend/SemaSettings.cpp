@@ -636,6 +636,12 @@ void Sema::buildEvalBody(const ast::Setting &s, TrainSpec &spec) {
       continue;
     }
     int64_t side = std::min(model.network.input[1], model.network.input[2]);
+    if (model.network.input[1] != model.network.input[2]) {
+      error(b.loc, "dense evaluation needs a square input; the network's is " +
+                       Twine(model.network.input[1]) + "x" +
+                       Twine(model.network.input[2]));
+      continue;
+    }
     for (const ast::Value &v : b.args) {
       std::optional<int64_t> scale = getExtent(v, "'scales'", 1);
       if (!scale)

@@ -5,8 +5,7 @@
 // crop, and the class scores are averaged over the map. For each scale S of
 // the module's `net.eval` (`dense_scales`, default the network's input
 // size), `eval` is cloned into `eval.dense.S`:
-// 1. its image input is [N, C, S, S'] with the shorter side S (the input's
-//    aspect ratio kept);
+// 1. its image input is [N, C, S, S] (the input must be square);
 // 2. an fc that reads a flattened [C, h, w] map becomes a conv2d with an
 //    h x w kernel over the unflattened map, its weight the fc weight read
 //    as [out, C, h, w] (`net.param_get ... view`: the same elements in the
@@ -63,12 +62,12 @@ FailureOr<func::FuncOp> denseClone(func::FuncOp eval, int64_t scale,
   if (!type || type.getRank() != 4 || type.isDynamicDim(2) ||
       type.isDynamicDim(3))
     return eval.emitError("dense evaluation needs a static NCHW image input");
-  int64_t h = type.getDimSize(2), w = type.getDimSize(3);
-  int64_t shorter = std::min(h, w);
-  int64_t denseH = h == shorter ? scale : (h * scale + shorter / 2) / shorter;
-  int64_t denseW = w == shorter ? scale : (w * scale + shorter / 2) / shorter;
+  if (type.getDimSize(2) != type.getDimSize(3))
+    return eval.emitError("dense evaluation needs a square image input");
+  // The image as eval types it: a flatten may read it directly (an MLP).
+  Type trainedImage = image.getType();
   image.setType(RankedTensorType::get(
-      {type.getDimSize(0), type.getDimSize(1), denseH, denseW},
+      {type.getDimSize(0), type.getDimSize(1), scale, scale},
       type.getElementType()));
 
   // 2. fc -> conv2d. `maps` holds, for each value that was [N, F] and is now
@@ -107,7 +106,8 @@ FailureOr<func::FuncOp> denseClone(func::FuncOp eval, int64_t scale,
       // The kernel covers the map the fc was trained on: the flatten's
       // input as eval typed it (the clone's types are eval's until they
       // are inferred again).
-      auto mapType = dyn_cast<RankedTensorType>(map.getType());
+      auto mapType = dyn_cast<RankedTensorType>(
+          map == image ? trainedImage : map.getType());
       if (!mapType || mapType.getRank() != 4 || mapType.isDynamicDim(1) ||
           mapType.isDynamicDim(2) || mapType.isDynamicDim(3))
         return fc.emitError("dense evaluation: the fc reads a flattened map "

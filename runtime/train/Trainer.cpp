@@ -148,8 +148,10 @@ EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
     std::vector<int32_t> labels(static_cast<size_t>(prog.batch));
     for (int64_t start = 0; start < set.size(); start += prog.batch) {
       int64_t n = std::min(prog.batch, set.size() - start);
-      r.skipped += set.makeBatch(order.data() + start, n, false, 0,
-                                 images.data(), labels.data());
+      int64_t skipped = set.makeBatch(order.data() + start, n, false, 0,
+                                      images.data(), labels.data());
+      if (scale == plan.denseScales.front()) // the same images every scale
+        r.skipped += skipped;
       if (labelsId)
         exe.upload(*labelsId, labels.data(), uint64_t(n) * sizeof(int32_t),
                    n);
@@ -770,26 +772,34 @@ void Trainer::runPhase(size_t pi) {
                 {"total", r.total}}
                .dump());
   }
-  // After the last phase: the dense evaluation too, where the file asks.
-  if (pi + 1 == plan_.schedule.size() && !plan_.denseScales.empty() &&
-      leader()) {
-    EvalResult r = evaluateDense(plan_, *params_, *backend_,
-                                 dataOptions(plan_, opts_.dataDir));
-    out_ << fmt::format("[{}] dense test error {:.2f}% ({} of {} wrong){} "
-                        "(scales {}, each with its mirror image)\n",
-                        ph.phase, r.errorPercent(), r.total - r.correct,
-                        r.total, r.top5(), fmt::join(plan_.denseScales, ", "));
-    metric(json{{"event", "eval_dense"},
-                {"phase", ph.phase},
-                {"phase_index", pi},
-                {"global_step", state_.globalStep},
-                {"test_error", r.errorPercent()},
-                {"test_error_top5", r.top5ErrorPercent()},
-                {"scales", plan_.denseScales}}
-               .dump());
-  }
   checkpoint();
   out_ << fmt::format("[{}] checkpoint {}\n", ph.phase, checkpointPath(plan_));
+  // After the last phase, and after its checkpoint: the dense evaluation
+  // too, where the file asks. It can fail on its own (memory at a large
+  // scale, images too small for it): a warning, the training is saved.
+  if (pi + 1 == plan_.schedule.size() && !plan_.denseScales.empty() &&
+      leader()) {
+    try {
+      EvalResult r = evaluateDense(plan_, *params_, *backend_,
+                                   dataOptions(plan_, opts_.dataDir));
+      out_ << fmt::format("[{}] dense test error {:.2f}% ({} of {} wrong){} "
+                          "(scales {}, each with its mirror image)\n",
+                          ph.phase, r.errorPercent(), r.total - r.correct,
+                          r.total, r.top5(),
+                          fmt::join(plan_.denseScales, ", "));
+      metric(json{{"event", "eval_dense"},
+                  {"phase", ph.phase},
+                  {"phase_index", pi},
+                  {"global_step", state_.globalStep},
+                  {"test_error", r.errorPercent()},
+                  {"test_error_top5", r.top5ErrorPercent()},
+                  {"scales", plan_.denseScales}}
+                 .dump());
+    } catch (const std::exception &e) {
+      out_ << fmt::format("warning: [{}] dense evaluation failed: {}\n",
+                          ph.phase, e.what());
+    }
+  }
   out_.flush();
   if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps &&
       pi + 1 < plan_.schedule.size()) {
