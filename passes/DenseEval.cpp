@@ -90,9 +90,14 @@ FailureOr<func::FuncOp> denseClone(func::FuncOp eval, int64_t scale,
     if (!fc)
       continue;
     auto it = maps.find(fc.getInput());
-    if (it == maps.end())
-      return fc.emitError("dense evaluation: this fc does not read a "
-                          "flattened map or another fc");
+    if (it == maps.end()) {
+      Operation *from = fc.getInput().getDefiningOp();
+      return fc.emitError("dense evaluation: this fc reads ")
+             << (from ? from->getName().getStringRef() : StringRef("an "
+                                                                  "argument"))
+             << ", not a flattened map or another fc (through relu or "
+                "dropout); such a classifier cannot be applied densely";
+    }
     Value map = it->second;
     bool fromFlatten = map != fc.getInput();
     auto get = fc.getWeight().getDefiningOp<ParamGetOp>();
