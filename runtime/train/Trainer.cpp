@@ -55,50 +55,80 @@ int64_t phaseSteps(const plan::Phase &p, int64_t examples) {
 // Evaluation
 //===----------------------------------------------------------------------===//
 
-EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
-                    exec::Backend &backend, const ImageData &data) {
-  auto it = plan.programs.find("eval");
-  if (it == plan.programs.end())
+namespace {
+
+/// Runs program `name` over every image of `data` in order (no
+/// augmentation), in batches of the program's; with `mirrored`, each batch
+/// a second time with its images mirrored. Calls onLogits(first, n, logits,
+/// labels) for each run. Returns the bad images skipped.
+int64_t forEachBatch(
+    const plan::Plan &plan, const std::string &name, exec::ParamStore &params,
+    exec::Backend &backend, const ImageData &data, bool mirrored,
+    const std::function<void(int64_t, int64_t, const float *,
+                             const int32_t *)> &onLogits) {
+  if (!plan.programs.count(name))
     throw TrainError(
-        fmt::format("{}: no 'eval' program to evaluate with", plan.file));
-  exec::Executor exe(plan, "eval", params, backend);
+        fmt::format("{}: no '{}' program to evaluate with", plan.file, name));
+  exec::Executor exe(plan, name, params, backend);
   const plan::Program &prog = exe.program();
   if (!prog.logits)
-    throw TrainError(
-        fmt::format("{}: programs.eval.outputs: no 'logits'", plan.file));
+    throw TrainError(fmt::format("{}: programs.{}.outputs: no 'logits'",
+                                 plan.file, name));
   int64_t imageId = exe.inputId("image");
   exe.keep(*prog.logits);
   std::optional<int64_t> labelsId;
   if (exe.hasInput("labels"))
     labelsId = exe.inputId("labels");
+  const int64_t sample = data.sampleFloats(), classes = plan.classes;
+  const int64_t width = prog.value(imageId).shape.back();
   std::vector<int64_t> order = data.order(0);
-  std::vector<float> images(size_t(prog.batch * data.sampleFloats()));
+  std::vector<float> images(size_t(prog.batch * sample));
   std::vector<int32_t> labels(static_cast<size_t>(prog.batch));
   exec::StepContext ctx;
   ctx.training = false;
-  EvalResult r;
-  int64_t classes = plan.classes;
+  int64_t skipped = 0;
   for (int64_t start = 0; start < data.size(); start += prog.batch) {
     int64_t n = std::min(prog.batch, data.size() - start);
-    r.skipped += data.makeBatch(order.data() + start, n, false, 0,
-                                images.data(), labels.data());
-    exe.upload(imageId, images.data(),
-               uint64_t(n * data.sampleFloats()) * sizeof(float), n);
+    skipped += data.makeBatch(order.data() + start, n, false, 0,
+                              images.data(), labels.data());
     if (labelsId)
       exe.upload(*labelsId, labels.data(), uint64_t(n) * sizeof(int32_t), n);
-    exe.run(n, ctx);
-    const plan::Value &lv = prog.value(*prog.logits);
-    if (lv.count(n) != n * classes)
-      throw TrainError(fmt::format("{}: programs.eval: logits have {} values "
-                                   "for {} images of {} classes",
-                                   plan.file, lv.count(n), n, classes));
-    std::vector<float> logits = exe.download(*prog.logits);
-    r.correct += kernels::ref::countCorrectTop1<float>(
-        n, classes, logits.data(), labels.data());
-    r.correctTop5 += kernels::ref::countCorrectTopK<float>(
-        n, classes, logits.data(), labels.data(), 5);
-    r.total += n;
+    for (int view = 0; view < (mirrored ? 2 : 1); ++view) {
+      if (view == 1) // the mirror images: each row reversed
+        for (int64_t row = 0; row < n * sample / width; ++row)
+          std::reverse(images.begin() + row * width,
+                       images.begin() + (row + 1) * width);
+      exe.upload(imageId, images.data(), uint64_t(n * sample) * sizeof(float),
+                 n);
+      exe.run(n, ctx);
+      const plan::Value &lv = prog.value(*prog.logits);
+      if (lv.count(n) != n * classes)
+        throw TrainError(fmt::format("{}: programs.{}: logits have {} values "
+                                     "for {} images of {} classes",
+                                     plan.file, name, lv.count(n), n,
+                                     classes));
+      std::vector<float> logits = exe.download(*prog.logits);
+      onLogits(start, n, logits.data(), labels.data());
+    }
   }
+  return skipped;
+}
+
+} // namespace
+
+EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
+                    exec::Backend &backend, const ImageData &data) {
+  EvalResult r;
+  const int64_t classes = plan.classes;
+  r.skipped = forEachBatch(
+      plan, "eval", params, backend, data, false,
+      [&](int64_t, int64_t n, const float *logits, const int32_t *labels) {
+        r.correct +=
+            kernels::ref::countCorrectTop1<float>(n, classes, logits, labels);
+        r.correctTop5 += kernels::ref::countCorrectTopK<float>(
+            n, classes, logits, labels, 5);
+        r.total += n;
+      });
   r.classes = classes;
   return r;
 }
@@ -115,18 +145,13 @@ EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
   std::vector<double> posterior; // per image and class, summed over views
   std::vector<int32_t> truth;
   EvalResult r;
-  exec::StepContext ctx;
-  ctx.training = false;
   for (int64_t scale : plan.denseScales) {
     std::string name = fmt::format("eval.dense.{}", scale);
-    exec::Executor exe(plan, name, params, backend);
-    const plan::Program &prog = exe.program();
-    int64_t imageId = exe.inputId("image");
-    exe.keep(*prog.logits);
-    std::optional<int64_t> labelsId;
-    if (exe.hasInput("labels"))
-      labelsId = exe.inputId("labels");
-    const plan::Value &iv = prog.value(imageId);
+    auto it = plan.programs.find(name);
+    if (it == plan.programs.end())
+      throw TrainError(fmt::format("{}: no '{}' program", plan.file, name));
+    const plan::Program &prog = it->second;
+    const plan::Value &iv = prog.value(prog.inputs.at("image"));
     DataOptions o = data;
     o.height = iv.shape[2];
     o.width = iv.shape[3];
@@ -142,45 +167,29 @@ EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
                                    "at scale {}, {} before",
                                    set.size(), scale, truth.size()));
     }
-    std::vector<int64_t> order = set.order(0);
-    const int64_t sample = set.sampleFloats();
-    std::vector<float> images(size_t(prog.batch * sample));
-    std::vector<int32_t> labels(static_cast<size_t>(prog.batch));
-    for (int64_t start = 0; start < set.size(); start += prog.batch) {
-      int64_t n = std::min(prog.batch, set.size() - start);
-      int64_t skipped = set.makeBatch(order.data() + start, n, false, 0,
-                                      images.data(), labels.data());
-      if (scale == plan.denseScales.front()) // the same images every scale
-        r.skipped += skipped;
-      if (labelsId)
-        exe.upload(*labelsId, labels.data(), uint64_t(n) * sizeof(int32_t),
-                   n);
-      for (int view = 0; view < 2; ++view) {
-        if (view == 1) // the mirror image: each row reversed
-          for (int64_t row = 0; row < n * sample / o.width; ++row)
-            std::reverse(images.begin() + row * o.width,
-                         images.begin() + (row + 1) * o.width);
-        exe.upload(imageId, images.data(),
-                   uint64_t(n * sample) * sizeof(float), n);
-        exe.run(n, ctx);
-        std::vector<float> logits = exe.download(*prog.logits);
-        for (int64_t b = 0; b < n; ++b) {
-          const float *l = logits.data() + b * classes;
-          double top = *std::max_element(l, l + classes), sum = 0;
-          for (int64_t k = 0; k < classes; ++k)
-            sum += std::exp(double(l[k]) - top);
-          double *p = posterior.data() + (start + b) * classes;
-          for (int64_t k = 0; k < classes; ++k)
-            p[k] += std::exp(double(l[k]) - top) / sum;
-          truth[size_t(start + b)] = labels[size_t(b)];
-        }
-      }
-    }
+    int64_t skipped = forEachBatch(
+        plan, name, params, backend, set, true,
+        [&](int64_t first, int64_t n, const float *logits,
+            const int32_t *labels) {
+          // The softmax of each view, added up.
+          for (int64_t b = 0; b < n; ++b) {
+            const float *l = logits + b * classes;
+            double top = *std::max_element(l, l + classes), sum = 0;
+            for (int64_t k = 0; k < classes; ++k)
+              sum += std::exp(double(l[k]) - top);
+            double *p = posterior.data() + (first + b) * classes;
+            for (int64_t k = 0; k < classes; ++k)
+              p[k] += std::exp(double(l[k]) - top) / sum;
+            truth[size_t(first + b)] = labels[b];
+          }
+        });
+    if (scale == plan.denseScales.front()) // the same images every scale
+      r.skipped = skipped;
   }
   int64_t n = int64_t(truth.size());
-  r.correct =
-      kernels::ref::countCorrectTop1<double>(n, classes, posterior.data(),
-                                             truth.data());
+  r.correct = kernels::ref::countCorrectTop1<double>(n, classes,
+                                                     posterior.data(),
+                                                     truth.data());
   r.correctTop5 = kernels::ref::countCorrectTopK<double>(
       n, classes, posterior.data(), truth.data(), 5);
   r.total = n;
@@ -756,21 +765,25 @@ void Trainer::runPhase(size_t pi) {
   // End of phase: evaluate, then checkpoint the start of the next phase.
   state_.phaseIndex = int64_t(pi) + 1;
   state_.step = 0;
+  // An evaluation's metrics record.
+  auto evalRecord = [&](const char *event, const EvalResult &r) {
+    return json{{"event", event},
+                {"phase", ph.phase},
+                {"phase_index", pi},
+                {"global_step", state_.globalStep},
+                {"test_error", r.errorPercent()},
+                {"test_error_top5", r.top5ErrorPercent()}};
+  };
   if (plan_.programs.count("eval") && leader()) {
     EvalResult r = evaluate(plan_, *params_, *backend_, data_.test);
     lastEval_ = r;
     out_ << fmt::format("[{}] test error {:.2f}% ({} of {} wrong){}{}\n",
                         ph.phase, r.errorPercent(), r.total - r.correct,
                         r.total, r.top5(), r.skippedNote());
-    metric(json{{"event", "eval"},
-                {"phase", ph.phase},
-                {"phase_index", pi},
-                {"global_step", state_.globalStep},
-                {"test_error", r.errorPercent()},
-                {"test_error_top5", r.top5ErrorPercent()},
-                {"correct", r.correct},
-                {"total", r.total}}
-               .dump());
+    json record = evalRecord("eval", r);
+    record["correct"] = r.correct;
+    record["total"] = r.total;
+    metric(record.dump());
   }
   checkpoint();
   out_ << fmt::format("[{}] checkpoint {}\n", ph.phase, checkpointPath(plan_));
@@ -787,14 +800,9 @@ void Trainer::runPhase(size_t pi) {
                           ph.phase, r.errorPercent(), r.total - r.correct,
                           r.total, r.top5(),
                           fmt::join(plan_.denseScales, ", "));
-      metric(json{{"event", "eval_dense"},
-                  {"phase", ph.phase},
-                  {"phase_index", pi},
-                  {"global_step", state_.globalStep},
-                  {"test_error", r.errorPercent()},
-                  {"test_error_top5", r.top5ErrorPercent()},
-                  {"scales", plan_.denseScales}}
-                 .dump());
+      json record = evalRecord("eval_dense", r);
+      record["scales"] = plan_.denseScales;
+      metric(record.dump());
     } catch (const std::exception &e) {
       out_ << fmt::format("warning: [{}] dense evaluation failed: {}\n",
                           ph.phase, e.what());
