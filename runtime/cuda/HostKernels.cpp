@@ -12,6 +12,26 @@
 
 namespace netc::cuda {
 
+void checkLanes(const char *kernel, int64_t channels, int64_t lanes) {
+  if (lanes < 1 || channels % lanes != 0)
+    throw kernels::KernelError(
+        fmt::format("{}: {} channels cannot be blocked by {} lanes", kernel,
+                    channels, lanes));
+}
+
+void checkElementBytes(const char *kernel, int64_t elementBytes) {
+  if (elementBytes != 2 && elementBytes != 4)
+    throw kernels::KernelError(fmt::format(
+        "{}: elements of {} bytes (only 2 and 4)", kernel, elementBytes));
+}
+
+void checkDropoutLayout(int64_t count, int64_t plane, int64_t lanes) {
+  if (lanes < 1 || plane < 1 || count % (plane * lanes) != 0)
+    throw kernels::KernelError(fmt::format(
+        "dropout: {} elements are not whole groups of {} planes of {}", count,
+        lanes, plane));
+}
+
 void checkLossBatch(const char *kernel, int64_t batch) {
   if (batch <= 0)
     throw kernels::KernelError(
@@ -25,13 +45,15 @@ float dropoutScale(double ratio) {
   return float(1.0 / (1.0 - ratio));
 }
 
-void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches) {
+void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches,
+                   int64_t lanes) {
   UnpoolGeom u = unpoolGeom(s);
   const PoolGeom &g = u.pool;
   for (int64_t nc = 0; nc < g.nc; ++nc)
     for (int64_t i = 0; i < g.outH; ++i)
       for (int64_t j = 0; j < g.outW; ++j) {
-        int64_t sw = switches[(nc * g.outH + i) * g.outW + j];
+        int64_t sw =
+            switches[planeAt(nc, g.outH * g.outW, i * g.outW + j, lanes)];
         int64_t h = sw / g.inW, w = sw % g.inW;
         bool inPlane = sw >= 0 && sw < g.inH * g.inW;
         if (!inPlane || h < i * g.sh - g.ph || h >= i * g.sh - g.ph + g.kh ||
@@ -58,59 +80,71 @@ void checkLabels(const char *kernel, int64_t n, int64_t k,
 
 namespace host {
 
-void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
-                    int32_t *switches) {
-  runOnHost(makeMaxPoolForward(s, x, y, switches));
+template <typename T>
+void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int32_t *switches, int64_t lanes) {
+  checkLanes("max_pool", s.in.c, lanes);
+  runOnHost(makeMaxPoolForward(s, x, y, switches, lanes));
 }
 
-void maxPoolBackward(const kernels::PoolShape &s, const float *dy,
-                     const int32_t *switches, float *dx) {
-  checkSwitches(kernels::unpoolShape(s.out, s.win, s.in.h, s.in.w), switches);
-  runOnHost(makeMaxPoolBackward(s, dy, switches, dx));
+template <typename T>
+void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
+                     const int32_t *switches, T *dx, int64_t lanes) {
+  checkLanes("max_pool backward", s.in.c, lanes);
+  checkSwitches(kernels::unpoolShape(s.out, s.win, s.in.h, s.in.w), switches,
+                lanes);
+  runOnHost(makeMaxPoolBackward(s, dy, switches, dx, lanes));
 }
 
-void unpoolForward(const kernels::UnpoolShape &s, const float *x,
-                   const int32_t *switches, float *y) {
+template <typename T>
+void unpoolForward(const kernels::UnpoolShape &s, const T *x,
+                   const int32_t *switches, T *y, int64_t lanes) {
+  checkLanes("unpool", s.in.c, lanes);
   if (switches)
-    checkSwitches(s, switches);
-  runOnHost(makeUnpoolForward(s, x, switches, y));
+    checkSwitches(s, switches, lanes);
+  runOnHost(makeUnpoolForward(s, x, switches, y, lanes));
 }
 
-void unpoolBackward(const kernels::UnpoolShape &s, const float *dy,
-                    const int32_t *switches, float *dx) {
+template <typename T>
+void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
+                    const int32_t *switches, T *dx, int64_t lanes) {
+  checkLanes("unpool backward", s.in.c, lanes);
   if (switches)
-    checkSwitches(s, switches);
-  runOnHost(makeUnpoolBackward(s, dy, switches, dx));
+    checkSwitches(s, switches, lanes);
+  runOnHost(makeUnpoolBackward(s, dy, switches, dx, lanes));
 }
 
-float euclideanLossForward(int64_t batch, int64_t count, const float *a,
-                           const float *b) {
+template <typename T>
+float euclideanLossForward(int64_t batch, int64_t count, const T *a,
+                           const T *b) {
   checkLossBatch("euclidean_loss", batch);
-  return float(reduceOnHost(EuclideanLossTerms<float>{batch, count, a, b}));
+  return float(reduceOnHost(EuclideanLossTerms<T>{batch, count, a, b}));
 }
 
-void euclideanLossBackward(int64_t batch, int64_t count, const float *a,
-                           const float *b, float dloss, float *da, float *db) {
+template <typename T>
+void euclideanLossBackward(int64_t batch, int64_t count, const T *a, const T *b,
+                           float dloss, NoDeduce<T> *da, NoDeduce<T> *db) {
   checkLossBatch("euclidean_loss backward", batch);
-  runOnHost(EuclideanLossBackward<float>{
-      count, a, b, double(dloss) / double(batch), da, db});
+  runOnHost(EuclideanLossBackward<T>{count, a, b, double(dloss) / double(batch),
+                                     da, db});
 }
 
-float softmaxCrossEntropyForward(int64_t n, int64_t k, const float *logits,
+template <typename T>
+float softmaxCrossEntropyForward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels) {
   checkLabels("softmax_cross_entropy", n, k, labels);
-  return float(
-      reduceOnHost(SoftmaxCrossEntropyTerms<float>{n, k, logits, labels}));
+  return float(reduceOnHost(SoftmaxCrossEntropyTerms<T>{n, k, logits, labels}));
 }
 
-void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
+template <typename T>
+void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels, float dloss,
-                                 float *dlogits) {
+                                 T *dlogits) {
   checkLabels("softmax_cross_entropy backward", n, k, labels);
   std::vector<double> lse(size_t(n), 0.0);
-  runOnHost(SoftmaxRowLse<float>{n, k, logits, labels, lse.data()});
-  runOnHost(SoftmaxCrossEntropyBackward<float>{
-      n, k, logits, labels, lse.data(), double(dloss) / double(n), dlogits});
+  runOnHost(SoftmaxRowLse<T>{n, k, logits, labels, lse.data()});
+  runOnHost(SoftmaxCrossEntropyBackward<T>{n, k, logits, labels, lse.data(),
+                                           double(dloss) / double(n), dlogits});
 }
 
 float objective(const ObjectiveTerm *terms, int64_t count) {
@@ -119,33 +153,128 @@ float objective(const ObjectiveTerm *terms, int64_t count) {
   return total;
 }
 
+template <typename T>
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
-             uint64_t first, const float *x, float *y) {
+             uint64_t first, const T *x, T *y, int64_t plane, int64_t lanes) {
   float scale = dropoutScale(ratio);
-  runOnHost(Dropout<float>{count, dropoutKey(seed, step), first, ratio, scale,
-                           x, y});
+  checkDropoutLayout(count, plane, lanes);
+  runOnHost(
+      Dropout<T>{count, seed, &step, first, plane, lanes, ratio, scale, x, y});
 }
 
-void relu(int64_t count, const float *x, float *y) {
-  runOnHost(Relu<float>{count, x, y});
+template <typename T> void relu(int64_t count, const T *x, T *y) {
+  runOnHost(Relu<T>{count, x, y});
 }
 
-void reluGrad(int64_t count, const float *y, const float *dy, float *dx) {
-  runOnHost(ReluGrad<float>{count, y, dy, dx});
+template <typename T>
+void reluGrad(int64_t count, const T *y, const T *dy, T *dx) {
+  runOnHost(ReluGrad<T>{count, y, dy, dx});
 }
 
-void add(int64_t count, const float *a, const float *b, float *y) {
-  runOnHost(Add<float>{count, a, b, y});
+template <typename T> void add(int64_t count, const T *a, const T *b, T *y) {
+  runOnHost(Add<T>{count, a, b, y});
 }
 
-void scale(int64_t count, const float *x, float factor, float *y) {
-  runOnHost(Scale<float>{count, x, factor, y});
+template <typename T>
+void scale(int64_t count, const T *x, float factor, T *y) {
+  runOnHost(Scale<T>{count, x, factor, y});
+}
+
+template <typename T>
+void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
+             const float *bias, T *y) {
+  checkLanes("bias_add", d.c, lanes);
+  runOnHost(BiasAdd<T>{mapGeom(d, lanes), x, bias, y});
+}
+
+template <typename T>
+void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db) {
+  checkLanes("bias_grad", d.c, lanes);
+  BiasGradShape s = biasGradShape(d);
+  std::vector<double> partials(size_t(s.chunks * d.c));
+  runOnHost(BiasGradPartials<T>{mapGeom(d, lanes), s, dy, partials.data()});
+  runOnHost(BiasGradFinal{d.c, s.chunks, partials.data(), db});
+}
+
+void convert(int64_t count, const float *src, Bf16 *dst) {
+  runOnHost(Convert<float, Bf16>{count, src, dst});
+}
+
+void convert(int64_t count, const Bf16 *src, float *dst) {
+  runOnHost(Convert<Bf16, float>{count, src, dst});
+}
+
+template <typename T>
+void toStorage(const kernels::Dims4 &d, int64_t lanes, const float *src,
+               T *dst) {
+  checkLanes("to_storage", d.c, lanes);
+  runOnHost(ToStorage<T>{mapGeom(d, lanes), src, dst});
+}
+
+template <typename T>
+void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
+                 float *dst) {
+  checkLanes("from_storage", d.c, lanes);
+  runOnHost(FromStorage<T>{mapGeom(d, lanes), src, dst});
+}
+
+void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
+              int64_t elementBytes, const void *src, void *dst) {
+  checkLanes("relayout", d.c, fromLanes);
+  checkLanes("relayout", d.c, toLanes);
+  checkElementBytes("relayout", elementBytes);
+  if (elementBytes == 2)
+    runOnHost(Relayout<uint16_t>{mapGeom(d, fromLanes), toLanes,
+                                 static_cast<const uint16_t *>(src),
+                                 static_cast<uint16_t *>(dst)});
+  else
+    runOnHost(Relayout<uint32_t>{mapGeom(d, fromLanes), toLanes,
+                                 static_cast<const uint32_t *>(src),
+                                 static_cast<uint32_t *>(dst)});
 }
 
 void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
   std::vector<SgdChunk> chunks = sgdChunks(tensors, n);
-  runOnHost(SgdMomentum{tensors, chunks.data(), int64_t(chunks.size()), hyper});
+  runOnHost(
+      SgdMomentum{tensors, chunks.data(), int64_t(chunks.size()), &hyper});
 }
+
+// The storage types the launchers exist for (Kernels.h).
+#define NETC_HOST_LAUNCHERS(T)                                                 \
+  template void maxPoolForward<T>(const kernels::PoolShape &, const T *, T *,  \
+                                  int32_t *, int64_t);                         \
+  template void maxPoolBackward<T>(const kernels::PoolShape &, const T *,      \
+                                   const int32_t *, T *, int64_t);             \
+  template void unpoolForward<T>(const kernels::UnpoolShape &, const T *,      \
+                                 const int32_t *, T *, int64_t);               \
+  template void unpoolBackward<T>(const kernels::UnpoolShape &, const T *,     \
+                                  const int32_t *, T *, int64_t);              \
+  template float euclideanLossForward<T>(int64_t, int64_t, const T *,          \
+                                         const T *);                           \
+  template void euclideanLossBackward<T>(int64_t, int64_t, const T *,          \
+                                         const T *, float, T *, T *);          \
+  template float softmaxCrossEntropyForward<T>(int64_t, int64_t, const T *,    \
+                                               const int32_t *);               \
+  template void softmaxCrossEntropyBackward<T>(int64_t, int64_t, const T *,    \
+                                               const int32_t *, float, T *);   \
+  template void dropout<T>(int64_t, double, uint64_t, uint64_t, uint64_t,      \
+                           const T *, T *, int64_t, int64_t);                  \
+  template void relu<T>(int64_t, const T *, T *);                              \
+  template void reluGrad<T>(int64_t, const T *, const T *, T *);               \
+  template void add<T>(int64_t, const T *, const T *, T *);                    \
+  template void scale<T>(int64_t, const T *, float, T *);                      \
+  template void biasAdd<T>(const kernels::Dims4 &, int64_t, const T *,         \
+                           const float *, T *);                                \
+  template void biasGrad<T>(const kernels::Dims4 &, int64_t, const T *,        \
+                            float *);                                          \
+  template void toStorage<T>(const kernels::Dims4 &, int64_t, const float *,   \
+                             T *);                                             \
+  template void fromStorage<T>(const kernels::Dims4 &, int64_t, const T *,     \
+                               float *);
+
+NETC_HOST_LAUNCHERS(float)
+NETC_HOST_LAUNCHERS(Bf16)
+#undef NETC_HOST_LAUNCHERS
 
 } // namespace host
 } // namespace netc::cuda

@@ -1,8 +1,11 @@
 //===- Kernels.cu - the cuda backend's own kernels on the GPU -------------===//
 //
 // Global kernels that run the functors of Kernels.h: one generic grid-stride
-// loop for the elementwise and gather kernels, and the fixed-shape two-level
-// reduction for the losses. Compiled with -fmad=false (see Kernels.h).
+// loop for the elementwise and gather kernels (and both stages of the bias
+// gradient, whose shape BiasGradShape fixes), and the fixed-shape two-level
+// reduction for the losses. The launchers are templates on the storage type,
+// instantiated at the end for float and Bf16. Compiled with -fmad=false (see
+// Kernels.h).
 //
 //===----------------------------------------------------------------------===//
 
@@ -103,65 +106,80 @@ void reduce(const char *kernel, const F &f, double *partials, float *out,
 
 } // namespace
 
-void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
-                    int32_t *switches, Stream stream) {
-  launch("max_pool", makeMaxPoolForward(s, x, y, switches), stream);
+template <typename T>
+void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int32_t *switches, int64_t lanes, Stream stream) {
+  checkLanes("max_pool", s.in.c, lanes);
+  launch("max_pool", makeMaxPoolForward(s, x, y, switches, lanes), stream);
 }
 
-void maxPoolBackward(const kernels::PoolShape &s, const float *dy,
-                     const int32_t *switches, float *dx, Stream stream) {
-  launch("max_pool backward", makeMaxPoolBackward(s, dy, switches, dx), stream);
-}
-
-void unpoolForward(const kernels::UnpoolShape &s, const float *x,
-                   const int32_t *switches, float *y, Stream stream) {
-  launch("unpool", makeUnpoolForward(s, x, switches, y), stream);
-}
-
-void unpoolBackward(const kernels::UnpoolShape &s, const float *dy,
-                    const int32_t *switches, float *dx, Stream stream) {
-  launch("unpool backward", makeUnpoolBackward(s, dy, switches, dx), stream);
-}
-
-void euclideanLossForward(int64_t batch, int64_t count, const float *a,
-                          const float *b, double *partials, float *loss,
-                          Stream stream) {
-  checkLossBatch("euclidean_loss", batch);
-  reduce("euclidean_loss", EuclideanLossTerms<float>{batch, count, a, b},
-         partials, loss, stream);
-}
-
-void euclideanLossBackward(int64_t batch, int64_t count, const float *a,
-                           const float *b, float dloss, float *da, float *db,
-                           Stream stream) {
-  checkLossBatch("euclidean_loss backward", batch);
-  launch("euclidean_loss backward",
-         EuclideanLossBackward<float>{count, a, b,
-                                      double(dloss) / double(batch), da, db},
+template <typename T>
+void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
+                     const int32_t *switches, T *dx, int64_t lanes,
+                     Stream stream) {
+  checkLanes("max_pool backward", s.in.c, lanes);
+  launch("max_pool backward", makeMaxPoolBackward(s, dy, switches, dx, lanes),
          stream);
 }
 
-void softmaxCrossEntropyForward(int64_t n, int64_t k, const float *logits,
+template <typename T>
+void unpoolForward(const kernels::UnpoolShape &s, const T *x,
+                   const int32_t *switches, T *y, int64_t lanes,
+                   Stream stream) {
+  checkLanes("unpool", s.in.c, lanes);
+  launch("unpool", makeUnpoolForward(s, x, switches, y, lanes), stream);
+}
+
+template <typename T>
+void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
+                    const int32_t *switches, T *dx, int64_t lanes,
+                    Stream stream) {
+  checkLanes("unpool backward", s.in.c, lanes);
+  launch("unpool backward", makeUnpoolBackward(s, dy, switches, dx, lanes),
+         stream);
+}
+
+template <typename T>
+void euclideanLossForward(int64_t batch, int64_t count, const T *a, const T *b,
+                          double *partials, float *loss, Stream stream) {
+  checkLossBatch("euclidean_loss", batch);
+  reduce("euclidean_loss", EuclideanLossTerms<T>{batch, count, a, b}, partials,
+         loss, stream);
+}
+
+template <typename T>
+void euclideanLossBackward(int64_t batch, int64_t count, const T *a, const T *b,
+                           float dloss, NoDeduce<T> *da, NoDeduce<T> *db,
+                           Stream stream) {
+  checkLossBatch("euclidean_loss backward", batch);
+  launch("euclidean_loss backward",
+         EuclideanLossBackward<T>{count, a, b, double(dloss) / double(batch),
+                                  da, db},
+         stream);
+}
+
+template <typename T>
+void softmaxCrossEntropyForward(int64_t n, int64_t k, const T *logits,
                                 const int32_t *labels, double *partials,
                                 float *loss, Stream stream) {
   if (n <= 0 || k <= 0)
     badShape("softmax_cross_entropy", n, k);
   reduce("softmax_cross_entropy",
-         SoftmaxCrossEntropyTerms<float>{n, k, logits, labels}, partials, loss,
+         SoftmaxCrossEntropyTerms<T>{n, k, logits, labels}, partials, loss,
          stream);
 }
 
-void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
+template <typename T>
+void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels, float dloss,
-                                 double *rowLse, float *dlogits,
-                                 Stream stream) {
+                                 double *rowLse, T *dlogits, Stream stream) {
   if (n <= 0 || k <= 0)
     badShape("softmax_cross_entropy backward", n, k);
   launch("softmax_cross_entropy backward",
-         SoftmaxRowLse<float>{n, k, logits, labels, rowLse}, stream);
+         SoftmaxRowLse<T>{n, k, logits, labels, rowLse}, stream);
   launch("softmax_cross_entropy backward",
-         SoftmaxCrossEntropyBackward<float>{n, k, logits, labels, rowLse,
-                                            double(dloss) / double(n), dlogits},
+         SoftmaxCrossEntropyBackward<T>{n, k, logits, labels, rowLse,
+                                        double(dloss) / double(n), dlogits},
          stream);
 }
 
@@ -170,37 +188,138 @@ void objective(const ObjectiveTerm *terms, int64_t count, float *total,
   launch("objective", Objective{terms, count, total}, stream);
 }
 
-void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
-             uint64_t first, const float *x, float *y, Stream stream) {
+template <typename T>
+void dropout(int64_t count, double ratio, uint64_t seed, const uint64_t *step,
+             uint64_t first, int64_t plane, int64_t lanes, const T *x, T *y,
+             Stream stream) {
   float scale = dropoutScale(ratio);
+  checkDropoutLayout(count, plane, lanes);
   launch("dropout",
-         Dropout<float>{count, dropoutKey(seed, step), first, ratio, scale, x,
-                        y},
+         Dropout<T>{count, seed, step, first, plane, lanes, ratio, scale, x, y},
          stream);
 }
 
-void relu(int64_t count, const float *x, float *y, Stream stream) {
-  launch("relu", Relu<float>{count, x, y}, stream);
+template <typename T>
+void relu(int64_t count, const T *x, T *y, Stream stream) {
+  launch("relu", Relu<T>{count, x, y}, stream);
 }
 
-void reluGrad(int64_t count, const float *y, const float *dy, float *dx,
-              Stream stream) {
-  launch("relu_grad", ReluGrad<float>{count, y, dy, dx}, stream);
+template <typename T>
+void reluGrad(int64_t count, const T *y, const T *dy, T *dx, Stream stream) {
+  launch("relu_grad", ReluGrad<T>{count, y, dy, dx}, stream);
 }
 
-void add(int64_t count, const float *a, const float *b, float *y,
-         Stream stream) {
-  launch("add", Add<float>{count, a, b, y}, stream);
+template <typename T>
+void add(int64_t count, const T *a, const T *b, T *y, Stream stream) {
+  launch("add", Add<T>{count, a, b, y}, stream);
 }
 
-void scale(int64_t count, const float *x, float factor, float *y,
-           Stream stream) {
-  launch("scale", Scale<float>{count, x, factor, y}, stream);
+template <typename T>
+void scale(int64_t count, const T *x, float factor, T *y, Stream stream) {
+  launch("scale", Scale<T>{count, x, factor, y}, stream);
+}
+
+template <typename T>
+void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
+             const float *bias, T *y, Stream stream) {
+  checkLanes("bias_add", d.c, lanes);
+  launch("bias_add", BiasAdd<T>{mapGeom(d, lanes), x, bias, y}, stream);
+}
+
+template <typename T>
+void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
+              double *partials, float *db, Stream stream) {
+  checkLanes("bias_grad", d.c, lanes);
+  BiasGradShape s = biasGradShape(d);
+  launch("bias_grad", BiasGradPartials<T>{mapGeom(d, lanes), s, dy, partials},
+         stream);
+  launch("bias_grad", BiasGradFinal{d.c, s.chunks, partials, db}, stream);
+}
+
+void convert(int64_t count, const float *src, Bf16 *dst, Stream stream) {
+  launch("convert", Convert<float, Bf16>{count, src, dst}, stream);
+}
+
+void convert(int64_t count, const Bf16 *src, float *dst, Stream stream) {
+  launch("convert", Convert<Bf16, float>{count, src, dst}, stream);
+}
+
+template <typename T>
+void toStorage(const kernels::Dims4 &d, int64_t lanes, const float *src, T *dst,
+               Stream stream) {
+  checkLanes("to_storage", d.c, lanes);
+  launch("to_storage", ToStorage<T>{mapGeom(d, lanes), src, dst}, stream);
+}
+
+template <typename T>
+void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
+                 float *dst, Stream stream) {
+  checkLanes("from_storage", d.c, lanes);
+  launch("from_storage", FromStorage<T>{mapGeom(d, lanes), src, dst}, stream);
+}
+
+void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
+              int64_t elementBytes, const void *src, void *dst, Stream stream) {
+  checkLanes("relayout", d.c, fromLanes);
+  checkLanes("relayout", d.c, toLanes);
+  checkElementBytes("relayout", elementBytes);
+  if (elementBytes == 2)
+    launch("relayout",
+           Relayout<uint16_t>{mapGeom(d, fromLanes), toLanes,
+                              static_cast<const uint16_t *>(src),
+                              static_cast<uint16_t *>(dst)},
+           stream);
+  else
+    launch("relayout",
+           Relayout<uint32_t>{mapGeom(d, fromLanes), toLanes,
+                              static_cast<const uint32_t *>(src),
+                              static_cast<uint32_t *>(dst)},
+           stream);
 }
 
 void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
-                 int64_t numChunks, const SgdHyper &hyper, Stream stream) {
+                 int64_t numChunks, const SgdHyper *hyper, Stream stream) {
   launch("sgd_update", SgdMomentum{tensors, chunks, numChunks, hyper}, stream);
 }
+
+// The storage types the launchers exist for (Launch.h).
+#define NETC_DEVICE_LAUNCHERS(T)                                               \
+  template void maxPoolForward<T>(const kernels::PoolShape &, const T *, T *,  \
+                                  int32_t *, int64_t, Stream);                 \
+  template void maxPoolBackward<T>(const kernels::PoolShape &, const T *,      \
+                                   const int32_t *, T *, int64_t, Stream);     \
+  template void unpoolForward<T>(const kernels::UnpoolShape &, const T *,      \
+                                 const int32_t *, T *, int64_t, Stream);       \
+  template void unpoolBackward<T>(const kernels::UnpoolShape &, const T *,     \
+                                  const int32_t *, T *, int64_t, Stream);      \
+  template void euclideanLossForward<T>(int64_t, int64_t, const T *,           \
+                                        const T *, double *, float *, Stream); \
+  template void euclideanLossBackward<T>(int64_t, int64_t, const T *,          \
+                                         const T *, float, T *, T *, Stream);  \
+  template void softmaxCrossEntropyForward<T>(int64_t, int64_t, const T *,     \
+                                              const int32_t *, double *,       \
+                                              float *, Stream);                \
+  template void softmaxCrossEntropyBackward<T>(int64_t, int64_t, const T *,    \
+                                               const int32_t *, float,         \
+                                               double *, T *, Stream);         \
+  template void dropout<T>(int64_t, double, uint64_t, const uint64_t *,        \
+                           uint64_t, int64_t, int64_t, const T *, T *,         \
+                           Stream);                                            \
+  template void relu<T>(int64_t, const T *, T *, Stream);                      \
+  template void reluGrad<T>(int64_t, const T *, const T *, T *, Stream);       \
+  template void add<T>(int64_t, const T *, const T *, T *, Stream);            \
+  template void scale<T>(int64_t, const T *, float, T *, Stream);              \
+  template void biasAdd<T>(const kernels::Dims4 &, int64_t, const T *,         \
+                           const float *, T *, Stream);                        \
+  template void biasGrad<T>(const kernels::Dims4 &, int64_t, const T *,        \
+                            double *, float *, Stream);                        \
+  template void toStorage<T>(const kernels::Dims4 &, int64_t, const float *,   \
+                             T *, Stream);                                     \
+  template void fromStorage<T>(const kernels::Dims4 &, int64_t, const T *,     \
+                               float *, Stream);
+
+NETC_DEVICE_LAUNCHERS(float)
+NETC_DEVICE_LAUNCHERS(Bf16)
+#undef NETC_DEVICE_LAUNCHERS
 
 } // namespace netc::cuda::device

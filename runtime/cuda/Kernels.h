@@ -21,12 +21,27 @@
 //   on every GPU), per-thread strided sums then a fixed tree; the host walks
 //   the same shape. They accumulate in double: the losses are a tiny,
 //   memory-bound share of a step, and double keeps them within an ulp of
-//   the reference (which sums in double).
+//   the reference (which sums in double). The bias gradient's two stages
+//   have a shape fixed by the map's dims alone (BiasGradShape).
 // - Kernels.cu is compiled with -fmad=false, so the device rounds every
 //   multiply and add like the host does (no fused multiply-add), which makes
 //   the fp32 SGD update identical to ref::sgdUpdate.
 // Transcendentals (exp, log in softmax cross-entropy) are the one place the
 // device's math library may differ from the host's in the last bit.
+//
+// Storage: the kernels whose data is real-valued are templates on the
+// element type T, float or Bf16 (the bf16 plan stores activations and their
+// gradients as bf16; parameters, their gradients and the losses stay f32).
+// They read through load() (exact: a bf16 widens to its float), compute in
+// float (or double where the float code does: sums, losses), and round once
+// when they store(): a double result goes to float first, then to bf16, so a
+// bf16 kernel gives exactly the float kernel's result on the widened inputs,
+// rounded to bf16 (what CudaKernelsHostTest checks against the reference).
+// With T = float, load and store are plain reads and writes, so the f32
+// kernels compute exactly what they computed before bf16 storage.
+//
+// Layout: the kernels that need one take `lanes` (planeAt): 1 is NCHW, C is
+// NHWC, 8 or 16 the cpu backend's channel-blocked layouts.
 //
 // Data-dependent errors cannot be thrown on a device: a label outside
 // [0, k) gives a NaN loss (and NaN gradients for its row), which the
@@ -81,6 +96,21 @@ NETC_HD inline double dlog(double x) {
 #endif
 }
 
+/// Reads an element as float (exact for both storage types).
+NETC_HD inline float load(const float *p) { return *p; }
+NETC_HD inline float load(const Bf16 *p) { return p->toFloat(); }
+
+/// Writes a float result, rounded to nearest even for bf16 (the one rounding
+/// of a kernel's result; a double result is rounded to float by the caller
+/// first, as the float kernel does).
+NETC_HD inline void store(float *p, float v) { *p = v; }
+NETC_HD inline void store(Bf16 *p, float v) { *p = Bf16::fromFloat(v); }
+
+/// Makes a parameter a non-deduced context, so that a null pointer can be
+/// passed for an optional T* output (C++20's std::type_identity_t).
+template <typename T> struct NoDeduceT { using type = T; };
+template <typename T> using NoDeduce = typename NoDeduceT<T>::type;
+
 /// Walks a kernel's grid serially: the host's way of running it.
 template <typename F> void runOnHost(const F &f) {
   int64_t n = f.items();
@@ -94,8 +124,12 @@ template <typename F> void runOnHost(const F &f) {
 
 /// A pooling window over planes of `nc` = N*C maps: input inH x inW, output
 /// (pooled) outH x outW. `lanes` is the channel block of both sides' memory
-/// layout (planeAt): 1 for plain NCHW (the cuda backend, the reference), 8 or
-/// 16 for the cpu backend's channel-blocked nChw8c/nChw16c.
+/// layout (planeAt): 1 for plain NCHW (the reference, the cuda backend's f32
+/// maps), C for NHWC (the cuda backend's bf16 maps; any C, not only powers
+/// of two), 8 or 16 for the cpu backend's channel-blocked nChw8c/nChw16c.
+/// Switches are stored like the pooled map (at planeAt of the pooled
+/// element) but their values are layout-free: the flat position h*inW + w in
+/// the input plane, as the reference writes them.
 struct PoolGeom {
   int64_t nc = 0, inH = 0, inW = 0, outH = 0, outW = 0;
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
@@ -105,7 +139,8 @@ struct PoolGeom {
 /// Where element p of plane nc (nc = n*C + c) lies in a buffer of planes of
 /// `plane` elements whose channels are blocked by `lanes`: the planes form
 /// groups of `lanes` (C is a multiple of it) stored pixel by pixel with the
-/// group's channels interleaved. With lanes 1, nc * plane + p (NCHW).
+/// group's channels interleaved. With lanes 1, nc * plane + p (NCHW); with
+/// lanes C, (n * plane + p) * C + c (NHWC: one group per image).
 NETC_HD inline int64_t planeAt(int64_t nc, int64_t plane, int64_t p,
                                int64_t lanes) {
   return (nc / lanes) * plane * lanes + p * lanes + nc % lanes;
@@ -180,15 +215,17 @@ NETC_HD inline void coveringWindows(int64_t h, int64_t k, int64_t s, int64_t p,
 //===----------------------------------------------------------------------===//
 
 /// One item per pooled element: the first maximum of its window (clipped to
-/// the input: padding is -inf) in a row-major scan with strict `>`, and its
-/// flat position h*inW + w in the input plane, exactly ref::maxPoolForward's
-/// rule (an all-zero window after ReLU records its first in-input position,
-/// the one unpoolForward then writes to).
+/// the input: padding is -inf) in a row-major scan with strict `>` over the
+/// loaded values, and its flat position h*inW + w in the input plane, exactly
+/// ref::maxPoolForward's rule (an all-zero window after ReLU records its
+/// first in-input position, the one unpoolForward then writes to). bf16
+/// values compare as the floats they widen to, so ties are the reference's
+/// ties on the widened map.
 template <typename T> struct MaxPoolForward {
   PoolGeom g;
   const T *x;
   T *y;
-  int32_t *switches; ///< may be null
+  int32_t *switches; ///< may be null; stored like y
 
   NETC_HD int64_t items() const { return g.nc * g.outH * g.outW; }
   NETC_HD void operator()(int64_t i) const {
@@ -201,16 +238,16 @@ template <typename T> struct MaxPoolForward {
     int64_t hs = imax(h0, 0), ws = imax(w0, 0);
     int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
     int64_t best = hs * g.inW + ws;
-    T bestValue = xp[best * g.lanes];
+    float bestValue = load(xp + best * g.lanes);
     for (int64_t h = hs; h < he; ++h)
       for (int64_t w = ws; w < we; ++w) {
-        T v = xp[(h * g.inW + w) * g.lanes];
+        float v = load(xp + (h * g.inW + w) * g.lanes);
         if (v > bestValue) {
           bestValue = v;
           best = h * g.inW + w;
         }
       }
-    y[i] = bestValue;
+    store(y + i, bestValue);
     if (switches)
       switches[i] = static_cast<int32_t>(best);
   }
@@ -244,7 +281,7 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
       for (int64_t j = j0; j <= j1; ++j)
         if (sp[(i * g.outW + j) * L] == target) {
           if (xp)
-            sum += double(xp[(i * g.outW + j) * L]);
+            sum += double(load(xp + (i * g.outW + j) * L));
           ++count;
         }
     return;
@@ -258,7 +295,7 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
   if (i >= g.outH || j >= g.outW)
     return;
   if (xp)
-    sum = double(xp[(i * g.outW + j) * L]);
+    sum = double(load(xp + (i * g.outW + j) * L));
   count = 1;
 }
 
@@ -280,7 +317,7 @@ template <typename T> struct UnpoolForward {
     unpoolGather(u, x, switches, nc, h, w, sum, count);
     if (u.normalize && count > 0)
       sum /= double(count);
-    y[i] = T(sum);
+    store(y + i, float(sum));
   }
 };
 
@@ -306,7 +343,7 @@ template <typename T> struct UnpoolBackward {
     if (switches) {
       int64_t sw = switches[i];
       if (sw < 0 || sw >= plane) {
-        dx[i] = T(0);
+        store(dx + i, 0.0f);
         return;
       }
       h = sw / g.inW;
@@ -315,11 +352,11 @@ template <typename T> struct UnpoolBackward {
       h = r * g.sh - g.ph + u.posH;
       w = j * g.sw - g.pw + u.posW;
       if (h < 0 || h >= g.inH || w < 0 || w >= g.inW) {
-        dx[i] = T(0);
+        store(dx + i, 0.0f);
         return;
       }
     }
-    double grad = double(dy[planeAt(nc, plane, h * g.inW + w, g.lanes)]);
+    double grad = double(load(dy + planeAt(nc, plane, h * g.inW + w, g.lanes)));
     if (u.normalize) {
       double unused;
       int64_t count;
@@ -327,7 +364,7 @@ template <typename T> struct UnpoolBackward {
       if (count > 0) // 0 only for a switch outside its window
         grad /= double(count);
     }
-    dx[i] = T(grad);
+    store(dx + i, float(grad));
   }
 };
 
@@ -372,7 +409,7 @@ template <typename F> double reduceOnHost(const F &f) {
 }
 
 //===----------------------------------------------------------------------===//
-// Losses
+// Losses (the loss scalars are f32 whatever T is)
 //===----------------------------------------------------------------------===//
 
 /// Caffe EuclideanLoss: sum((a - b)^2) / (2 * batch); one item per element.
@@ -383,7 +420,7 @@ template <typename T> struct EuclideanLossTerms {
   NETC_HD int64_t items() const { return count; }
   NETC_HD double divisor() const { return 2.0 * double(batch); }
   NETC_HD double operator()(int64_t i) const {
-    double d = double(a[i]) - double(b[i]);
+    double d = double(load(a + i)) - double(load(b + i));
     return d * d;
   }
 };
@@ -397,11 +434,11 @@ template <typename T> struct EuclideanLossBackward {
 
   NETC_HD int64_t items() const { return count; }
   NETC_HD void operator()(int64_t i) const {
-    double v = (double(a[i]) - double(b[i])) * g;
+    double v = (double(load(a + i)) - double(load(b + i))) * g;
     if (da)
-      da[i] = T(v);
+      store(da + i, float(v));
     if (db)
-      db[i] = T(-v);
+      store(db + i, float(-v));
   }
 };
 
@@ -409,14 +446,14 @@ template <typename T> struct EuclideanLossBackward {
 /// NaN for a label outside [0, k).
 template <typename T>
 NETC_HD inline double rowLogSumExp(int64_t k, const T *row) {
-  double mx = double(row[0]);
+  double mx = double(load(row));
   for (int64_t j = 1; j < k; ++j) {
-    double v = double(row[j]);
+    double v = double(load(row + j));
     mx = mx < v ? v : mx;
   }
   double sum = 0.0;
   for (int64_t j = 0; j < k; ++j)
-    sum += dexp(double(row[j]) - mx);
+    sum += dexp(double(load(row + j)) - mx);
   return mx + dlog(sum);
 }
 
@@ -433,7 +470,7 @@ template <typename T> struct SoftmaxCrossEntropyTerms {
     if (label < 0 || label >= k)
       return quietNaN();
     const T *row = logits + i * k;
-    return rowLogSumExp(k, row) - double(row[label]);
+    return rowLogSumExp(k, row) - double(load(row + label));
   }
 };
 
@@ -466,8 +503,8 @@ template <typename T> struct SoftmaxCrossEntropyBackward {
   NETC_HD int64_t items() const { return n * k; }
   NETC_HD void operator()(int64_t i) const {
     int64_t row = i / k, j = i % k;
-    double p = dexp(double(logits[i]) - lse[row]);
-    dlogits[i] = T((p - (j == labels[row] ? 1.0 : 0.0)) * g);
+    double p = dexp(double(load(logits + i)) - lse[row]);
+    store(dlogits + i, float((p - (j == labels[row] ? 1.0 : 0.0)) * g));
   }
 };
 
@@ -496,24 +533,41 @@ struct Objective {
 };
 
 //===----------------------------------------------------------------------===//
-// Dropout and elementwise
+// Dropout and elementwise (layout-free: one item per element, in place
+// allowed)
 //===----------------------------------------------------------------------===//
 
 /// y = keep(i) ? x * scale : 0 (forward and backward alike: the backward's x
 /// is dy). The mask is kernels::dropoutMask's, drawn per element from the
-/// step's key; y may alias x.
+/// step's key at the element's NCHW index, whatever the layout (planes of
+/// `plane` elements blocked by `lanes`), so an NHWC map drops the same
+/// elements as its NCHW twin on the cpu backend. The step is read through a
+/// pointer (device memory on a GPU, StepParams::step) so that a recorded
+/// launch draws the current step's mask when replayed. y may alias x.
 template <typename T> struct Dropout {
   int64_t count;
-  uint64_t key;
-  uint64_t first; ///< index of element 0 in the global batch's mask
+  uint64_t seed;
+  const uint64_t *step;
+  uint64_t first; ///< NCHW index of element 0 in the global batch's mask
+  int64_t plane, lanes;
   double ratio;
-  T scale;
+  float scale;
   const T *x;
   T *y;
 
   NETC_HD int64_t items() const { return count; }
   NETC_HD void operator()(int64_t i) const {
-    y[i] = dropoutKeep(key, first + uint64_t(i), ratio) ? x[i] * scale : T(0);
+    // Per item: on a GPU only the device knows the step.
+    uint64_t key = dropoutKey(seed, *step);
+    int64_t index = i;
+    if (lanes != 1) {
+      int64_t nc, p;
+      planeItem(i, plane, lanes, nc, p);
+      index = nc * plane + p;
+    }
+    store(y + i, dropoutKeep(key, first + uint64_t(index), ratio)
+                     ? load(x + i) * scale
+                     : 0.0f);
   }
 };
 
@@ -523,7 +577,10 @@ template <typename T> struct Relu {
   const T *x;
   T *y;
   NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const { y[i] = x[i] > T(0) ? x[i] : T(0); }
+  NETC_HD void operator()(int64_t i) const {
+    float v = load(x + i);
+    store(y + i, v > 0.0f ? v : 0.0f);
+  }
 };
 
 /// dx = y > 0 ? dy : 0, from the forward output y; dx may alias dy.
@@ -533,7 +590,7 @@ template <typename T> struct ReluGrad {
   T *dx;
   NETC_HD int64_t items() const { return count; }
   NETC_HD void operator()(int64_t i) const {
-    dx[i] = y[i] > T(0) ? dy[i] : T(0);
+    store(dx + i, load(y + i) > 0.0f ? load(dy + i) : 0.0f);
   }
 };
 
@@ -543,17 +600,180 @@ template <typename T> struct Add {
   const T *a, *b;
   T *y;
   NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const { y[i] = a[i] + b[i]; }
+  NETC_HD void operator()(int64_t i) const {
+    store(y + i, load(a + i) + load(b + i));
+  }
 };
 
 /// y = x * factor; y may alias x.
 template <typename T> struct Scale {
   int64_t count;
   const T *x;
-  T factor;
+  float factor;
   T *y;
   NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const { y[i] = x[i] * factor; }
+  NETC_HD void operator()(int64_t i) const {
+    store(y + i, load(x + i) * factor);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Bias, conversions and layout changes
+//===----------------------------------------------------------------------===//
+
+/// A map of n images of c channels of `plane` pixels each, whose channels
+/// are blocked by `lanes` (planeAt: 1 NCHW, c NHWC); c is a multiple of
+/// lanes. A flat [N, F] tensor (Dims4{N, F, 1, 1}) is the same in every
+/// layout.
+struct MapGeom {
+  int64_t n = 0, c = 0, plane = 0, lanes = 1;
+};
+
+inline MapGeom mapGeom(const kernels::Dims4 &d, int64_t lanes) {
+  MapGeom g;
+  g.n = d.n;
+  g.c = d.c;
+  g.plane = d.h * d.w;
+  g.lanes = lanes;
+  return g;
+}
+
+/// y = x + bias[c] per element: the bias of a layer whose map is bf16 (the
+/// bias itself stays an f32 parameter), added in float and rounded once. One
+/// item per element in memory order; y may alias x.
+template <typename T> struct BiasAdd {
+  MapGeom g;
+  const T *x;
+  const float *bias;
+  T *y;
+
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.plane, g.lanes, nc, p);
+    store(y + i, load(x + i) + bias[nc % g.c]);
+  }
+};
+
+/// The fixed shape of a bias gradient: the n*plane pixels of every channel
+/// (`rows`, in (n, p) order) in `chunks` runs of `chunkRows` (the last may
+/// be shorter). chunkRows is the smallest power of two whose square is at
+/// least rows, so both stages sum about sqrt(rows) values per thread. It
+/// depends on the dims only, never on the layout or the GPU: every layout
+/// and both sides sum each channel in the same order, bit for bit.
+struct BiasGradShape {
+  int64_t rows = 0, chunkRows = 1, chunks = 0;
+};
+
+inline BiasGradShape biasGradShape(const kernels::Dims4 &d) {
+  BiasGradShape s;
+  s.rows = d.n * d.h * d.w;
+  while (s.chunkRows * s.chunkRows < s.rows)
+    s.chunkRows *= 2;
+  s.chunks = (s.rows + s.chunkRows - 1) / s.chunkRows;
+  return s;
+}
+
+/// Bytes of scratch a bias gradient of dy's shape `d` needs: one double
+/// partial per (chunk, channel), chunk-major.
+inline uint64_t biasGradScratchBytes(const kernels::Dims4 &d) {
+  return uint64_t(biasGradShape(d).chunks) * uint64_t(d.c) * sizeof(double);
+}
+
+/// Bias gradient, stage 1: one item per (chunk, channel), item
+/// chunk * c + channel (neighbouring items read neighbouring channels, which
+/// NHWC stores side by side): the chunk's rows of the channel summed in
+/// double, in row order, into partials[item].
+template <typename T> struct BiasGradPartials {
+  MapGeom g;
+  BiasGradShape s;
+  const T *dy;
+  double *partials;
+
+  NETC_HD int64_t items() const { return s.chunks * g.c; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t chunk = i / g.c, c = i % g.c;
+    int64_t m = chunk * s.chunkRows, end = imin(m + s.chunkRows, s.rows);
+    int64_t n = m / g.plane, p = m % g.plane;
+    double acc = 0.0;
+    for (; m < end; ++m) {
+      acc += double(load(dy + planeAt(n * g.c + c, g.plane, p, g.lanes)));
+      if (++p == g.plane) {
+        p = 0;
+        ++n;
+      }
+    }
+    partials[i] = acc;
+  }
+};
+
+/// Bias gradient, stage 2: one item per channel, its partials summed in
+/// chunk order in double and rounded once to the f32 gradient.
+struct BiasGradFinal {
+  int64_t c, chunks;
+  const double *partials;
+  float *db;
+
+  NETC_HD int64_t items() const { return c; }
+  NETC_HD void operator()(int64_t i) const {
+    double sum = 0.0;
+    for (int64_t k = 0; k < chunks; ++k)
+      sum += partials[k * c + i];
+    db[i] = float(sum);
+  }
+};
+
+/// dst = src elementwise, converted through float (S, D in {float, Bf16}):
+/// widening a bf16 weight gradient to f32, or a bf16 copy of f32 weights.
+template <typename S, typename D> struct Convert {
+  int64_t count;
+  const S *src;
+  D *dst;
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD void operator()(int64_t i) const { store(dst + i, load(src + i)); }
+};
+
+/// A host-order f32 NCHW map (an uploaded image batch) into T storage with
+/// `lanes`; one item per stored element, so the stores are in memory order.
+template <typename T> struct ToStorage {
+  MapGeom g;
+  const float *src;
+  T *dst;
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.plane, g.lanes, nc, p);
+    store(dst + i, src[nc * g.plane + p]);
+  }
+};
+
+/// The inverse: T storage with `lanes` into f32 NCHW (exact: a widening);
+/// one item per NCHW element.
+template <typename T> struct FromStorage {
+  MapGeom g;
+  const T *src;
+  float *dst;
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    dst[i] = load(src + planeAt(i / g.plane, g.plane, i % g.plane, g.lanes));
+  }
+};
+
+/// The same map in another layout, bit for bit (E: uint16_t for bf16,
+/// uint32_t for f32 and i32, switches included: their values are
+/// layout-free); one item per destination element, in memory order. For
+/// the maps at a border of layouts (NHWC maps flattened for the fc layers).
+template <typename E> struct Relayout {
+  MapGeom g; ///< g.lanes: the source's
+  int64_t toLanes;
+  const E *src;
+  E *dst;
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.plane, toLanes, nc, p);
+    dst[i] = src[planeAt(nc, g.plane, p, g.lanes)];
+  }
 };
 
 //===----------------------------------------------------------------------===//
@@ -562,7 +782,11 @@ template <typename T> struct Scale {
 
 /// One parameter of a fused update: fp32 master weights, their gradient and
 /// momentum, its multipliers, and optionally a bf16 copy of the updated
-/// weights (what bf16 kernels read).
+/// weights (what bf16 kernels read) in the layout those kernels read: the
+/// weights seen as planes of `copyPlane` elements (kh*kw of a [K, C, kh, kw]
+/// filter) blocked by `copyLanes` (planeAt), so that copyLanes = C writes
+/// the KRSC filter an NHWC convolution takes, exactly what toStorage makes
+/// of the same weights; 1 and 1 keep the f32 order.
 struct SgdTensor {
   float *w = nullptr;
   const float *grad = nullptr;
@@ -570,12 +794,22 @@ struct SgdTensor {
   Bf16 *copy = nullptr; ///< may be null
   int64_t count = 0;
   double lrMult = 1.0, decayMult = 1.0;
+  int64_t copyPlane = 1, copyLanes = 1;
 };
 
 /// The step's hyper-parameters (they change with the schedule; the tensor
 /// and chunk lists do not).
 struct SgdHyper {
   double lr = 0, momentum = 0, decay = 0;
+};
+
+/// What changes from step to step, kept in device memory by the cuda
+/// backend so that kernels recorded once (a CUDA graph) read the current
+/// step's values when replayed: the SGD hyper-parameters and the step
+/// number dropout draws its mask from.
+struct StepParams {
+  SgdHyper hyper;
+  uint64_t step = 0;
 };
 
 /// A run of at most kSgdChunk elements of one tensor.
@@ -596,12 +830,14 @@ inline std::vector<SgdChunk> sgdChunks(const SgdTensor *tensors, int64_t n) {
 /// One item per (chunk, lane); ref::sgdUpdate's arithmetic per element:
 ///   g = grad + dec * w;  v = mom * v + rate * g;  w -= v;  copy = bf16(w)
 /// with rate = float(lr * lrMult), dec = float(decay * decayMult) and
-/// mom = float(momentum) formed in double and rounded once.
+/// mom = float(momentum) formed in double and rounded once. The
+/// hyper-parameters are read through a pointer (device memory on a GPU,
+/// StepParams::hyper), like Dropout's step.
 struct SgdMomentum {
   const SgdTensor *tensors;
   const SgdChunk *chunks;
   int64_t numChunks;
-  SgdHyper hyper;
+  const SgdHyper *hyper;
 
   NETC_HD int64_t items() const { return numChunks * kSgdChunk; }
   NETC_HD void operator()(int64_t i) const {
@@ -610,16 +846,19 @@ struct SgdMomentum {
     if (e >= c.end)
       return;
     const SgdTensor &p = tensors[c.tensor];
-    float rate = float(hyper.lr * p.lrMult);
-    float dec = float(hyper.decay * p.decayMult);
-    float mom = float(hyper.momentum);
+    float rate = float(hyper->lr * p.lrMult);
+    float dec = float(hyper->decay * p.decayMult);
+    float mom = float(hyper->momentum);
     float g = p.grad[e] + dec * p.w[e];
     float v = mom * p.velocity[e] + rate * g;
     p.velocity[e] = v;
     float w = p.w[e] - v;
     p.w[e] = w;
     if (p.copy)
-      p.copy[e] = Bf16::fromFloat(w);
+      p.copy[p.copyLanes == 1 ? e
+                              : planeAt(e / p.copyPlane, p.copyPlane,
+                                        e % p.copyPlane, p.copyLanes)] =
+          Bf16::fromFloat(w);
   }
 };
 
@@ -628,21 +867,21 @@ struct SgdMomentum {
 // derive the same arguments) and checks only the host can make
 //===----------------------------------------------------------------------===//
 
-// `lanes`: PoolGeom::lanes (1, plain NCHW, unless the cpu backend's blocked
-// layouts).
-inline MaxPoolForward<float> makeMaxPoolForward(const kernels::PoolShape &s,
-                                                const float *x, float *y,
-                                                int32_t *switches,
-                                                int64_t lanes = 1) {
+// `lanes`: PoolGeom::lanes, the layout of both the map and its switches (1
+// NCHW, C NHWC, 8 or 16 the cpu backend's blocked layouts).
+template <typename T>
+MaxPoolForward<T> makeMaxPoolForward(const kernels::PoolShape &s, const T *x,
+                                     T *y, int32_t *switches,
+                                     int64_t lanes = 1) {
   PoolGeom g = poolGeom(s);
   g.lanes = lanes;
   return {g, x, y, switches};
 }
 
-inline UnpoolForward<float> makeUnpoolForward(const kernels::UnpoolShape &s,
-                                              const float *x,
-                                              const int32_t *switches, float *y,
-                                              int64_t lanes = 1) {
+template <typename T>
+UnpoolForward<T> makeUnpoolForward(const kernels::UnpoolShape &s, const T *x,
+                                   const int32_t *switches, T *y,
+                                   int64_t lanes = 1) {
   UnpoolGeom u = unpoolGeom(s);
   u.pool.lanes = lanes;
   return {u, x, switches, y};
@@ -652,24 +891,34 @@ inline UnpoolForward<float> makeUnpoolForward(const kernels::UnpoolShape &s,
 /// windows share a maximum): the same gather, so it needs no atomics and
 /// routes the gradient through exactly the switches the forward recorded
 /// (cuDNN's pooling backward would pick its own maxima).
-inline UnpoolForward<float> makeMaxPoolBackward(const kernels::PoolShape &s,
-                                                const float *dy,
-                                                const int32_t *switches,
-                                                float *dx) {
+template <typename T>
+UnpoolForward<T> makeMaxPoolBackward(const kernels::PoolShape &s, const T *dy,
+                                     const int32_t *switches, T *dx,
+                                     int64_t lanes = 1) {
   UnpoolGeom u;
   u.pool = poolGeom(s);
+  u.pool.lanes = lanes;
   return {u, dy, switches, dx};
 }
 
-inline UnpoolBackward<float> makeUnpoolBackward(const kernels::UnpoolShape &s,
-                                                const float *dy,
-                                                const int32_t *switches,
-                                                float *dx, int64_t lanes = 1) {
+template <typename T>
+UnpoolBackward<T> makeUnpoolBackward(const kernels::UnpoolShape &s, const T *dy,
+                                     const int32_t *switches, T *dx,
+                                     int64_t lanes = 1) {
   UnpoolGeom u = unpoolGeom(s);
   u.pool.lanes = lanes;
   return {u, dy, switches, dx};
 }
 
+/// Throws KernelError unless lanes >= 1 and `channels` is a multiple of it
+/// (what planeAt assumes).
+void checkLanes(const char *kernel, int64_t channels, int64_t lanes);
+/// Throws KernelError unless an element of `elementBytes` bytes is one
+/// relayout copies (2 or 4).
+void checkElementBytes(const char *kernel, int64_t elementBytes);
+/// Throws KernelError unless `count` elements are whole groups of `lanes`
+/// planes of `plane` elements (what Dropout's index arithmetic assumes).
+void checkDropoutLayout(int64_t count, int64_t plane, int64_t lanes);
 /// Throws KernelError unless `batch` > 0.
 void checkLossBatch(const char *kernel, int64_t batch);
 /// Throws KernelError unless ratio is in [0, 1); returns the dropout scale
@@ -678,8 +927,10 @@ void checkLossBatch(const char *kernel, int64_t batch);
 float dropoutScale(double ratio);
 /// Throws KernelError naming the first switch that is outside its output
 /// plane or its window (what a max-pool with the unpool's window cannot
-/// have written). `s` is the unpool's shape.
-void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches);
+/// have written). `s` is the unpool's shape; the switches are stored with
+/// `lanes`, like the pooled map.
+void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches,
+                   int64_t lanes = 1);
 /// Throws KernelError naming the first label outside [0, k).
 void checkLabels(const char *kernel, int64_t n, int64_t k,
                  const int32_t *labels);
@@ -689,42 +940,85 @@ void checkLabels(const char *kernel, int64_t n, int64_t k,
 // signatures as the reference kernels where they exist)
 //===----------------------------------------------------------------------===//
 
+// Templates on the storage type T, defined in HostKernels.cpp for float and
+// Bf16 only. Where layout matters, `lanes` (default 1, NCHW) is the map's
+// (and its switches') channel block: C for NHWC.
 namespace host {
 
-void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
-                    int32_t *switches);
+template <typename T>
+void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int32_t *switches, int64_t lanes = 1);
 /// dx = 0, then dx[switch] += dy; checks the switches first (KernelError).
-void maxPoolBackward(const kernels::PoolShape &s, const float *dy,
-                     const int32_t *switches, float *dx);
+template <typename T>
+void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
+                     const int32_t *switches, T *dx, int64_t lanes = 1);
 /// Checks the switches first (KernelError).
-void unpoolForward(const kernels::UnpoolShape &s, const float *x,
-                   const int32_t *switches, float *y);
-void unpoolBackward(const kernels::UnpoolShape &s, const float *dy,
-                    const int32_t *switches, float *dx);
+template <typename T>
+void unpoolForward(const kernels::UnpoolShape &s, const T *x,
+                   const int32_t *switches, T *y, int64_t lanes = 1);
+template <typename T>
+void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
+                    const int32_t *switches, T *dx, int64_t lanes = 1);
 
-float euclideanLossForward(int64_t batch, int64_t count, const float *a,
-                           const float *b);
-void euclideanLossBackward(int64_t batch, int64_t count, const float *a,
-                           const float *b, float dloss, float *da, float *db);
+template <typename T>
+float euclideanLossForward(int64_t batch, int64_t count, const T *a,
+                           const T *b);
+/// `da` and `db` may be null.
+template <typename T>
+void euclideanLossBackward(int64_t batch, int64_t count, const T *a, const T *b,
+                           float dloss, NoDeduce<T> *da, NoDeduce<T> *db);
 /// Checks the labels first (KernelError).
-float softmaxCrossEntropyForward(int64_t n, int64_t k, const float *logits,
+template <typename T>
+float softmaxCrossEntropyForward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels);
-void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
+template <typename T>
+void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels, float dloss,
-                                 float *dlogits);
+                                 T *dlogits);
 
 /// The weighted total of `count` loss terms.
 float objective(const ObjectiveTerm *terms, int64_t count);
 
-/// Inverted dropout with kernels::dropoutMask(seed, step, ...)'s mask; the
-/// backward is the same kernel applied to dy.
+/// Inverted dropout with kernels::dropoutMask(seed, step, ...)'s mask at
+/// the elements' NCHW indices (+ first) for a map of planes of `plane`
+/// elements stored with `lanes`; the backward is the same kernel applied to
+/// dy.
+template <typename T>
 void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
-             uint64_t first, const float *x, float *y);
+             uint64_t first, const T *x, T *y, int64_t plane = 1,
+             int64_t lanes = 1);
 
-void relu(int64_t count, const float *x, float *y);
-void reluGrad(int64_t count, const float *y, const float *dy, float *dx);
-void add(int64_t count, const float *a, const float *b, float *y);
-void scale(int64_t count, const float *x, float factor, float *y);
+template <typename T> void relu(int64_t count, const T *x, T *y);
+template <typename T>
+void reluGrad(int64_t count, const T *y, const T *dy, T *dx);
+template <typename T> void add(int64_t count, const T *a, const T *b, T *y);
+template <typename T> void scale(int64_t count, const T *x, float factor, T *y);
+
+/// y = x + bias[c] over a map of dims `d` stored with `lanes`; y may be x.
+template <typename T>
+void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
+             const float *bias, T *y);
+/// db[c] = sum of dy over n, h, w (dy of dims `d` stored with `lanes`), in
+/// the device's two stages (BiasGradShape), with its own scratch.
+template <typename T>
+void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db);
+
+/// Elementwise f32 -> bf16 (rounded) and bf16 -> f32 (exact).
+void convert(int64_t count, const float *src, Bf16 *dst);
+void convert(int64_t count, const Bf16 *src, float *dst);
+/// Host-order f32 NCHW -> T storage with `lanes`, and back.
+template <typename T>
+void toStorage(const kernels::Dims4 &d, int64_t lanes, const float *src,
+               T *dst);
+template <typename T>
+void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
+                 float *dst);
+
+/// A map of dims `d` and `elementBytes`-byte elements (2 or 4, else
+/// KernelError) copied from layout `fromLanes` to `toLanes`; src and dst
+/// must not overlap.
+void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
+              int64_t elementBytes, const void *src, void *dst);
 
 /// Updates every tensor in one walk (chunked as on the device).
 void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper);

@@ -27,51 +27,123 @@ using Stream = CUstream_st *;
 /// Threads per block of the elementwise launches.
 constexpr int kBlockThreads = 256;
 
-void maxPoolForward(const kernels::PoolShape &s, const float *x, float *y,
-                    int32_t *switches, Stream stream);
-void maxPoolBackward(const kernels::PoolShape &s, const float *dy,
-                     const int32_t *switches, float *dx, Stream stream);
-void unpoolForward(const kernels::UnpoolShape &s, const float *x,
-                   const int32_t *switches, float *y, Stream stream);
-void unpoolBackward(const kernels::UnpoolShape &s, const float *dy,
-                    const int32_t *switches, float *dx, Stream stream);
+// Templates on the storage type T, defined (explicitly instantiated) in
+// Kernels.cu for float and Bf16 only. `lanes` is the map's (and its
+// switches') channel block as in the host launchers: 1 NCHW, C NHWC; the
+// overloads without it are the NCHW shorthand.
 
-/// Writes the loss to `*loss` (device memory); `partials` is
+template <typename T>
+void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int32_t *switches, int64_t lanes, Stream stream);
+template <typename T>
+void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
+                     const int32_t *switches, T *dx, int64_t lanes,
+                     Stream stream);
+template <typename T>
+void unpoolForward(const kernels::UnpoolShape &s, const T *x,
+                   const int32_t *switches, T *y, int64_t lanes, Stream stream);
+template <typename T>
+void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
+                    const int32_t *switches, T *dx, int64_t lanes,
+                    Stream stream);
+
+template <typename T>
+void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int32_t *switches, Stream stream) {
+  maxPoolForward<T>(s, x, y, switches, 1, stream);
+}
+template <typename T>
+void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
+                     const int32_t *switches, T *dx, Stream stream) {
+  maxPoolBackward<T>(s, dy, switches, dx, 1, stream);
+}
+template <typename T>
+void unpoolForward(const kernels::UnpoolShape &s, const T *x,
+                   const int32_t *switches, T *y, Stream stream) {
+  unpoolForward<T>(s, x, switches, y, 1, stream);
+}
+template <typename T>
+void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
+                    const int32_t *switches, T *dx, Stream stream) {
+  unpoolBackward<T>(s, dy, switches, dx, 1, stream);
+}
+
+/// Writes the loss to `*loss` (device memory, f32); `partials` is
 /// kReduceWorkspaceBytes of device workspace.
-void euclideanLossForward(int64_t batch, int64_t count, const float *a,
-                          const float *b, double *partials, float *loss,
-                          Stream stream);
-void euclideanLossBackward(int64_t batch, int64_t count, const float *a,
-                           const float *b, float dloss, float *da, float *db,
+template <typename T>
+void euclideanLossForward(int64_t batch, int64_t count, const T *a, const T *b,
+                          double *partials, float *loss, Stream stream);
+/// `da` and `db` may be null.
+template <typename T>
+void euclideanLossBackward(int64_t batch, int64_t count, const T *a, const T *b,
+                           float dloss, NoDeduce<T> *da, NoDeduce<T> *db,
                            Stream stream);
-void softmaxCrossEntropyForward(int64_t n, int64_t k, const float *logits,
+template <typename T>
+void softmaxCrossEntropyForward(int64_t n, int64_t k, const T *logits,
                                 const int32_t *labels, double *partials,
                                 float *loss, Stream stream);
 /// `rowLse` is n doubles of device workspace.
-void softmaxCrossEntropyBackward(int64_t n, int64_t k, const float *logits,
+template <typename T>
+void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels, float dloss,
-                                 double *rowLse, float *dlogits, Stream stream);
+                                 double *rowLse, T *dlogits, Stream stream);
 
 /// `*total` = the weighted sum of the terms; `terms` is a device array
 /// (built once when the program is prepared: the loss scalars do not move).
 void objective(const ObjectiveTerm *terms, int64_t count, float *total,
                Stream stream);
 
-void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
-             uint64_t first, const float *x, float *y, Stream stream);
-void relu(int64_t count, const float *x, float *y, Stream stream);
-void reluGrad(int64_t count, const float *y, const float *dy, float *dx,
-              Stream stream);
-void add(int64_t count, const float *a, const float *b, float *y,
-         Stream stream);
-void scale(int64_t count, const float *x, float factor, float *y,
-           Stream stream);
+/// `step` points to the step number in device memory (StepParams::step),
+/// read when the kernel runs; the map is planes of `plane` elements stored
+/// with `lanes`, and the mask is drawn at the elements' NCHW indices.
+template <typename T>
+void dropout(int64_t count, double ratio, uint64_t seed, const uint64_t *step,
+             uint64_t first, int64_t plane, int64_t lanes, const T *x, T *y,
+             Stream stream);
+template <typename T> void relu(int64_t count, const T *x, T *y, Stream stream);
+template <typename T>
+void reluGrad(int64_t count, const T *y, const T *dy, T *dx, Stream stream);
+template <typename T>
+void add(int64_t count, const T *a, const T *b, T *y, Stream stream);
+template <typename T>
+void scale(int64_t count, const T *x, float factor, T *y, Stream stream);
+
+/// y = x + bias[c] (f32 bias) over a map of dims `d` stored with `lanes`;
+/// y may be x.
+template <typename T>
+void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
+             const float *bias, T *y, Stream stream);
+/// db[c] (f32) = sum of dy over n, h, w; `partials` is
+/// biasGradScratchBytes(d) of device workspace (Kernels.h). Two launches
+/// of fixed shape (BiasGradShape): bit-identical to host::biasGrad.
+template <typename T>
+void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
+              double *partials, float *db, Stream stream);
+
+/// Elementwise f32 -> bf16 (rounded) and bf16 -> f32 (exact).
+void convert(int64_t count, const float *src, Bf16 *dst, Stream stream);
+void convert(int64_t count, const Bf16 *src, float *dst, Stream stream);
+/// An f32 NCHW map in host order (e.g. an uploaded image batch, already in
+/// device memory) -> T storage with `lanes`, and back.
+template <typename T>
+void toStorage(const kernels::Dims4 &d, int64_t lanes, const float *src, T *dst,
+               Stream stream);
+template <typename T>
+void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
+                 float *dst, Stream stream);
+
+/// A map of dims `d` and `elementBytes`-byte elements (2: bf16; 4: f32,
+/// i32 switches) copied bit for bit from layout `fromLanes` to `toLanes`;
+/// src and dst must not overlap.
+void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
+              int64_t elementBytes, const void *src, void *dst, Stream stream);
 
 /// One launch for every tensor. `tensors` and `chunks` are in device memory
-/// (built once, e.g. with sgdChunks, when the program is prepared); only
-/// `hyper` changes from step to step.
+/// (built once, e.g. with sgdChunks, when the program is prepared), and so
+/// is `hyper` (StepParams::hyper), the one thing that changes from step to
+/// step, read when the kernel runs.
 void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
-                 int64_t numChunks, const SgdHyper &hyper, Stream stream);
+                 int64_t numChunks, const SgdHyper *hyper, Stream stream);
 
 } // namespace netc::cuda::device
 

@@ -2,9 +2,10 @@
 //
 // netc-gpu-tests: every device launcher of runtime/cuda/Launch.h on the GPU
 // against its host launcher (which CudaKernelsHostTest checks against the
-// reference kernels). The same per-element code on both sides, so results
-// must be bit-identical; only softmax cross-entropy, whose exp and log come
-// from two math libraries, gets a tolerance. Built with NETC_WITH_CUDA; with
+// reference kernels), in f32 and bf16 storage and in NCHW and NHWC. The same
+// per-element code on both sides, so results must be bit-identical; only
+// softmax cross-entropy, whose exp and log come from two math libraries,
+// gets a tolerance. Built with NETC_WITH_CUDA; with
 // no GPU it prints one line and succeeds.
 //
 //===----------------------------------------------------------------------===//
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -212,9 +214,15 @@ TEST(CudaGpu, DropoutElementwiseAndSgdMatchTheHostWalk) {
   FVec x = rng.vec(count), y = rng.relued(count);
   DeviceVec<float> dX(x), dY(y), dOut(static_cast<size_t>(count));
   FVec out(static_cast<size_t>(count));
+  // The step's parameters live on the device (StepParams).
+  cuda::StepParams params;
+  params.step = 11;
+  params.hyper = {0.01, 0.9, 5e-4};
+  DeviceVec<cuda::StepParams> dParams(std::vector<cuda::StepParams>{params});
 
   cuda::host::dropout(count, 0.5, 7, 11, 64, x.data(), out.data());
-  cuda::device::dropout(count, 0.5, 7, 11, 64, dX.get(), dOut.get(), nullptr);
+  cuda::device::dropout(count, 0.5, 7, &dParams.get()->step, 64, 1, 1, dX.get(),
+                        dOut.get(), nullptr);
   sync();
   expectSame(dOut.download(), out, "dropout");
   cuda::host::relu(count, x.data(), out.data());
@@ -261,10 +269,10 @@ TEST(CudaGpu, DropoutElementwiseAndSgdMatchTheHostWalk) {
   DeviceVec<cuda::SgdTensor> dTensors(dev);
   DeviceVec<cuda::SgdChunk> dChunks(chunks);
   for (int step = 0; step < 3; ++step) {
-    cuda::SgdHyper hyper{0.01, 0.9, 5e-4};
-    cuda::host::sgdMomentum(host.data(), int64_t(n), hyper);
+    cuda::host::sgdMomentum(host.data(), int64_t(n), params.hyper);
     cuda::device::sgdMomentum(dTensors.get(), dChunks.get(),
-                              int64_t(chunks.size()), hyper, nullptr);
+                              int64_t(chunks.size()), &dParams.get()->hyper,
+                              nullptr);
   }
   sync();
   for (size_t t = 0; t < n; ++t) {
@@ -275,6 +283,292 @@ TEST(CudaGpu, DropoutElementwiseAndSgdMatchTheHostWalk) {
         0, std::memcmp(c.data(), copy[t].data(), c.size() * sizeof(cuda::Bf16)))
         << "bf16 copy " << t;
   }
+}
+
+//===----------------------------------------------------------------------===//
+// bf16 storage and NHWC layout
+//===----------------------------------------------------------------------===//
+
+using Bf16 = cuda::Bf16;
+using BVec = std::vector<Bf16>;
+
+template <typename T> std::vector<T> stored(const FVec &v);
+template <> FVec stored<float>(const FVec &v) { return v; }
+template <> BVec stored<Bf16>(const FVec &v) {
+  BVec b(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    b[i] = Bf16::fromFloat(v[i]);
+  return b;
+}
+
+const char *typeName(float) { return "f32"; }
+const char *typeName(Bf16) { return "bf16"; }
+
+/// Max-pool and unpool in storage T, NCHW or NHWC (lanes = C, with C = 3,
+/// 5 and 16): the data is random in either layout, so it is generated in
+/// the stored one.
+template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<PoolCase> cases{
+      {{1, 3, 7, 9}, {2, 2, 2, 2, 0, 0}, true},
+      {{4, 16, 56, 56}, {2, 2, 2, 2, 0, 0}, false},
+      {{2, 5, 27, 27}, {3, 3, 2, 2, 0, 0}, false},
+      {{3, 5, 9, 7}, {3, 3, 1, 1, 1, 1}, false},
+  };
+  for (const PoolCase &c : cases)
+    for (bool relued : {false, true})
+      for (bool normalize : {false, true}) {
+        int64_t L = nhwc ? c.in.c : 1;
+        std::string what = std::string(typeName(T())) + " lanes " +
+                           std::to_string(L) + (relued ? " relued" : "") +
+                           (normalize ? " normalize" : "");
+        PoolShape p = poolShape(c.in, c.win, c.ceil);
+        std::vector<T> x = stored<T>(relued ? rng.relued(p.in.count())
+                                            : rng.vec(p.in.count()));
+        std::vector<T> y(size_t(p.out.count()));
+        IVec sw(y.size());
+        cuda::host::maxPoolForward(p, x.data(), y.data(), sw.data(), L);
+        DeviceVec<T> dX(x), dY(y.size());
+        DeviceVec<int32_t> dSw(sw.size());
+        cuda::device::maxPoolForward(p, dX.get(), dY.get(), dSw.get(), L,
+                                     nullptr);
+        sync();
+        expectSame(dY.download(), y, "max_pool " + what);
+        expectSame(dSw.download(), sw, "switches " + what);
+        std::vector<T> dy = stored<T>(rng.vec(p.out.count())),
+                       dx(size_t(p.in.count()));
+        cuda::host::maxPoolBackward(p, dy.data(), sw.data(), dx.data(), L);
+        DeviceVec<T> dDy(dy), dDx(dx.size());
+        cuda::device::maxPoolBackward(p, dDy.get(), dSw.get(), dDx.get(), L,
+                                      nullptr);
+        sync();
+        expectSame(dDx.download(), dx, "max_pool backward " + what);
+
+        for (bool fixed : {false, true}) {
+          UnpoolShape u = unpoolShape(p.out, c.win, p.in.h, p.in.w,
+                                      c.win.kh / 2, c.win.kw / 2, normalize);
+          const int32_t *hs = fixed ? nullptr : sw.data();
+          const int32_t *ds = fixed ? nullptr : dSw.get();
+          std::vector<T> v = stored<T>(rng.vec(u.in.count())),
+                         up(size_t(u.out.count()));
+          cuda::host::unpoolForward(u, v.data(), hs, up.data(), L);
+          DeviceVec<T> dV(v), dUp(up.size());
+          cuda::device::unpoolForward(u, dV.get(), ds, dUp.get(), L, nullptr);
+          std::vector<T> g = stored<T>(rng.vec(u.out.count())),
+                         gx(size_t(u.in.count()));
+          cuda::host::unpoolBackward(u, g.data(), hs, gx.data(), L);
+          DeviceVec<T> dG(g), dGx(gx.size());
+          cuda::device::unpoolBackward(u, dG.get(), ds, dGx.get(), L, nullptr);
+          sync();
+          std::string how = what + (fixed ? " fixed" : " switch");
+          expectSame(dUp.download(), up, "unpool " + how);
+          expectSame(dGx.download(), gx, "unpool backward " + how);
+        }
+      }
+}
+
+TEST(CudaGpu, Bf16AndNhwcPoolingMatchTheHostWalk) {
+  poolOnGpu<Bf16>(false, 11);
+  poolOnGpu<float>(true, 12);
+  poolOnGpu<Bf16>(true, 13);
+}
+
+TEST(CudaGpu, Bf16LossesMatchTheHostWalk) {
+  Rng rng(14);
+  DeviceVec<double> partials(cuda::kReduceBlocks);
+  DeviceVec<float> loss(1);
+  for (auto [batch, count] : std::vector<std::pair<int64_t, int64_t>>{
+           {1, 5}, {7, 65537}, {64, 64 * 3 * 64 * 64}}) {
+    BVec a = stored<Bf16>(rng.vec(count)), b = stored<Bf16>(rng.vec(count));
+    DeviceVec<Bf16> dA(a), dB(b), dDa(a.size()), dDb(a.size());
+    float want =
+        cuda::host::euclideanLossForward(batch, count, a.data(), b.data());
+    cuda::device::euclideanLossForward(batch, count, dA.get(), dB.get(),
+                                       partials.get(), loss.get(), nullptr);
+    sync();
+    EXPECT_EQ(loss.download()[0], want) << count;
+    BVec da(a.size()), db(a.size());
+    cuda::host::euclideanLossBackward(batch, count, a.data(), b.data(), 0.5f,
+                                      da.data(), db.data());
+    cuda::device::euclideanLossBackward(batch, count, dA.get(), dB.get(), 0.5f,
+                                        dDa.get(), dDb.get(), nullptr);
+    sync();
+    expectSame(dDa.download(), da, "bf16 da");
+    expectSame(dDb.download(), db, "bf16 db");
+  }
+  for (auto [n, k] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 10}, {64, 1000}}) {
+    BVec logits = stored<Bf16>(rng.vec(n * k, -8.0f, 8.0f));
+    IVec labels(static_cast<size_t>(n));
+    for (int32_t &l : labels)
+      l = int32_t(rng.next() % uint64_t(k));
+    DeviceVec<Bf16> dL(logits), dD(logits.size());
+    DeviceVec<int32_t> dLabels(labels);
+    DeviceVec<double> lse(static_cast<size_t>(n));
+    float want = cuda::host::softmaxCrossEntropyForward(n, k, logits.data(),
+                                                        labels.data());
+    cuda::device::softmaxCrossEntropyForward(
+        n, k, dL.get(), dLabels.get(), partials.get(), loss.get(), nullptr);
+    BVec d(logits.size());
+    cuda::host::softmaxCrossEntropyBackward(n, k, logits.data(), labels.data(),
+                                            1.0f, d.data());
+    cuda::device::softmaxCrossEntropyBackward(
+        n, k, dL.get(), dLabels.get(), 1.0f, lse.get(), dD.get(), nullptr);
+    sync();
+    EXPECT_NEAR(loss.download()[0], want, 1e-6 * std::abs(want));
+    // exp and log from two math libraries: within a bf16 rounding step.
+    BVec got = dD.download();
+    for (size_t i = 0; i < d.size(); ++i)
+      ASSERT_NEAR(got[i].toFloat(), d[i].toFloat(),
+                  0x1.0p-7 * std::abs(d[i].toFloat()) + 1e-12)
+          << i;
+  }
+}
+
+TEST(CudaGpu, Bf16ElementwiseAndNhwcDropoutMatchTheHostWalk) {
+  Rng rng(15);
+  Dims4 d{8, 5, 31, 33};
+  int64_t count = d.count();
+  BVec x = stored<Bf16>(rng.vec(count)), y = stored<Bf16>(rng.relued(count));
+  DeviceVec<Bf16> dX(x), dY(y), dOut(x.size());
+  BVec out(x.size());
+  cuda::StepParams params;
+  params.step = 12345;
+  DeviceVec<cuda::StepParams> dParams(std::vector<cuda::StepParams>{params});
+  for (int64_t L : {int64_t(1), d.c}) {
+    cuda::host::dropout(count, 0.3, 7, params.step, 640, x.data(), out.data(),
+                        d.plane(), L);
+    cuda::device::dropout(count, 0.3, 7, &dParams.get()->step, 640, d.plane(),
+                          L, dX.get(), dOut.get(), nullptr);
+    sync();
+    expectSame(dOut.download(), out, "bf16 dropout lanes " + std::to_string(L));
+  }
+  cuda::host::relu(count, x.data(), out.data());
+  cuda::device::relu(count, dX.get(), dOut.get(), nullptr);
+  sync();
+  expectSame(dOut.download(), out, "bf16 relu");
+  cuda::host::reluGrad(count, y.data(), x.data(), out.data());
+  cuda::device::reluGrad(count, dY.get(), dX.get(), dOut.get(), nullptr);
+  sync();
+  expectSame(dOut.download(), out, "bf16 relu_grad");
+  cuda::host::add(count, x.data(), y.data(), out.data());
+  cuda::device::add(count, dX.get(), dY.get(), dOut.get(), nullptr);
+  sync();
+  expectSame(dOut.download(), out, "bf16 add");
+  cuda::host::scale(count, x.data(), 0.3f, out.data());
+  cuda::device::scale(count, dX.get(), 0.3f, dOut.get(), nullptr);
+  sync();
+  expectSame(dOut.download(), out, "bf16 scale");
+}
+
+template <typename T> void biasOnGpu(uint64_t seed) {
+  Rng rng(seed);
+  for (const Dims4 &d : std::vector<Dims4>{
+           {64, 3, 224, 224}, {16, 96, 27, 27}, {64, 4096, 1, 1}, {3, 5, 7, 9}})
+    for (int64_t L : {int64_t(1), d.c}) {
+      std::string what = std::string(typeName(T())) + " c " +
+                         std::to_string(d.c) + " lanes " + std::to_string(L);
+      std::vector<T> x = stored<T>(rng.vec(d.count()));
+      FVec bias = rng.vec(d.c);
+      std::vector<T> y(x.size());
+      cuda::host::biasAdd(d, L, x.data(), bias.data(), y.data());
+      DeviceVec<T> dX(x);
+      DeviceVec<float> dBias(bias);
+      cuda::device::biasAdd(d, L, dX.get(), dBias.get(), dX.get(), nullptr);
+      sync();
+      expectSame(dX.download(), y, "bias_add " + what);
+
+      FVec db(size_t(d.c));
+      cuda::host::biasGrad(d, L, x.data(), db.data());
+      DeviceVec<T> dDy(x);
+      DeviceVec<double> scratch(
+          std::max<size_t>(cuda::biasGradScratchBytes(d) / sizeof(double), 1));
+      DeviceVec<float> dDb(db.size());
+      cuda::device::biasGrad(d, L, dDy.get(), scratch.get(), dDb.get(),
+                             nullptr);
+      sync();
+      expectSame(dDb.download(), db, "bias_grad " + what);
+
+      FVec f = rng.vec(d.count(), -100.0f, 100.0f);
+      std::vector<T> s(f.size());
+      cuda::host::toStorage(d, L, f.data(), s.data());
+      DeviceVec<float> dF(f), dBack(f.size());
+      DeviceVec<T> dS(s.size());
+      cuda::device::toStorage(d, L, dF.get(), dS.get(), nullptr);
+      FVec back(f.size());
+      cuda::host::fromStorage(d, L, s.data(), back.data());
+      cuda::device::fromStorage(d, L, dS.get(), dBack.get(), nullptr);
+      sync();
+      expectSame(dS.download(), s, "to_storage " + what);
+      expectSame(dBack.download(), back, "from_storage " + what);
+
+      std::vector<T> r(s.size());
+      cuda::host::relayout(d, L, L == 1 ? d.c : 1, sizeof(T), s.data(),
+                           r.data());
+      DeviceVec<T> dR(r.size());
+      cuda::device::relayout(d, L, L == 1 ? d.c : 1, sizeof(T), dS.get(),
+                             dR.get(), nullptr);
+      sync();
+      expectSame(dR.download(), r, "relayout " + what);
+    }
+}
+
+TEST(CudaGpu, BiasConversionsAndRelayoutsMatchTheHostWalk) {
+  biasOnGpu<float>(16);
+  biasOnGpu<Bf16>(17);
+  Rng rng(18);
+  FVec f = rng.vec(1000003, -1e4f, 1e4f);
+  f[0] = std::numeric_limits<float>::infinity();
+  f[1] = std::numeric_limits<float>::quiet_NaN();
+  f[2] = 0x1.fffffep127f; // overflows to inf
+  f[3] = 0x1.018p0f;      // a tie, to even
+  BVec b(f.size());
+  FVec w(f.size());
+  cuda::host::convert(int64_t(f.size()), f.data(), b.data());
+  cuda::host::convert(int64_t(b.size()), b.data(), w.data());
+  DeviceVec<float> dF(f), dW(w.size());
+  DeviceVec<Bf16> dB(b.size());
+  cuda::device::convert(int64_t(f.size()), dF.get(), dB.get(), nullptr);
+  cuda::device::convert(int64_t(b.size()), dB.get(), dW.get(), nullptr);
+  sync();
+  expectSame(dB.download(), b, "convert to bf16");
+  expectSame(dW.download(), w, "convert to f32");
+}
+
+TEST(CudaGpu, SgdWritesTheBf16CopyInItsLayoutLikeTheHostWalk) {
+  Rng rng(19);
+  Dims4 d{300, 5, 3, 3};
+  int64_t count = d.count();
+  FVec w = rng.vec(count), v(size_t(count), 0.0f), g = rng.vec(count);
+  BVec copy(w.size());
+  DeviceVec<float> dW(w), dV(v), dG(g);
+  DeviceVec<Bf16> dC(copy.size());
+  cuda::SgdTensor host, dev;
+  host.w = w.data();
+  host.grad = g.data();
+  host.velocity = v.data();
+  host.copy = copy.data();
+  host.count = count;
+  host.copyPlane = d.plane();
+  host.copyLanes = d.c;
+  dev = host;
+  dev.w = dW.get();
+  dev.grad = dG.get();
+  dev.velocity = dV.get();
+  dev.copy = dC.get();
+  std::vector<cuda::SgdChunk> chunks = cuda::sgdChunks(&dev, 1);
+  DeviceVec<cuda::SgdTensor> dTensors(std::vector<cuda::SgdTensor>{dev});
+  DeviceVec<cuda::SgdChunk> dChunks(chunks);
+  cuda::StepParams params;
+  params.hyper = {0.01, 0.9, 5e-4};
+  DeviceVec<cuda::StepParams> dParams(std::vector<cuda::StepParams>{params});
+  cuda::host::sgdMomentum(&host, 1, params.hyper);
+  cuda::device::sgdMomentum(dTensors.get(), dChunks.get(),
+                            int64_t(chunks.size()), &dParams.get()->hyper,
+                            nullptr);
+  sync();
+  expectSame(dW.download(), w, "sgd weights");
+  expectSame(dC.download(), copy, "sgd bf16 copy");
 }
 
 } // namespace

@@ -6,6 +6,12 @@
 // the fp32 SGD update must agree bit for bit; the losses (reduced in a
 // different order) to a few ulps, and bit for bit with themselves.
 //
+// bf16 storage: a kernel on bf16 data must give the reference's result on
+// the widened (exact f32) data, rounded to bf16, bit for bit (the losses'
+// scalars, f32, within the f32 kernel's tolerance, and bit for bit with the
+// f32 kernel on the widened data). NHWC (lanes = C): the same results as
+// NCHW, element for element, on transposed data.
+//
 //===----------------------------------------------------------------------===//
 
 #include "runtime/cuda/Kernels.h"
@@ -575,6 +581,614 @@ TEST(CudaHostKernels, SgdChunksCoverEveryElementOnce) {
   EXPECT_EQ(chunks[2].end - chunks[2].begin, 5);
   EXPECT_EQ(chunks[3].tensor, 2);
   EXPECT_EQ(chunks[3].end, 1);
+}
+
+//===----------------------------------------------------------------------===//
+// bf16 storage and NHWC layout
+//===----------------------------------------------------------------------===//
+
+using Bf16 = cuda::Bf16;
+using BVec = std::vector<Bf16>;
+
+/// `v` in storage type T: float as it is, bf16 rounded to nearest even.
+template <typename T> std::vector<T> stored(const FVec &v);
+template <> FVec stored<float>(const FVec &v) { return v; }
+template <> BVec stored<Bf16>(const FVec &v) {
+  BVec b(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    b[i] = Bf16::fromFloat(v[i]);
+  return b;
+}
+
+/// Storage widened to f32 (exact).
+FVec widened(const FVec &v) { return v; }
+FVec widened(const BVec &v) {
+  FVec f(v.size());
+  for (size_t i = 0; i < v.size(); ++i)
+    f[i] = v[i].toFloat();
+  return f;
+}
+
+/// `v` rounded to T and widened back: the inputs a T kernel sees, and what
+/// a reference result becomes when a T kernel stores it.
+template <typename T> FVec rounded(const FVec &v) {
+  return widened(stored<T>(v));
+}
+
+const char *typeName(float) { return "f32"; }
+const char *typeName(Bf16) { return "bf16"; }
+
+/// NCHW `v` of dims `d` in the layout with channel block `lanes` (C: NHWC),
+/// with a loop written independently of planeAt: element (n, c, p) of a
+/// group of `lanes` channels is at ((n * C/lanes + c/lanes) * plane + p) *
+/// lanes + c % lanes.
+size_t laneIndex(const Dims4 &d, int64_t lanes, int64_t n, int64_t c,
+                 int64_t p) {
+  return size_t(((n * (d.c / lanes) + c / lanes) * d.plane() + p) * lanes +
+                c % lanes);
+}
+template <typename E>
+std::vector<E> toLanes(const Dims4 &d, int64_t lanes, const std::vector<E> &v) {
+  std::vector<E> out(v.size());
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t c = 0; c < d.c; ++c)
+      for (int64_t p = 0; p < d.plane(); ++p)
+        out[laneIndex(d, lanes, n, c, p)] =
+            v[size_t((n * d.c + c) * d.plane() + p)];
+  return out;
+}
+template <typename E>
+std::vector<E> fromLanes(const Dims4 &d, int64_t lanes,
+                         const std::vector<E> &v) {
+  std::vector<E> out(v.size());
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t c = 0; c < d.c; ++c)
+      for (int64_t p = 0; p < d.plane(); ++p)
+        out[size_t((n * d.c + c) * d.plane() + p)] =
+            v[laneIndex(d, lanes, n, c, p)];
+  return out;
+}
+
+TEST(CudaHostKernels, PlaneAtWithLanesCIsNhwc) {
+  Dims4 d{2, 5, 3, 4};
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t c = 0; c < d.c; ++c)
+      for (int64_t p = 0; p < d.plane(); ++p) {
+        int64_t at = cuda::planeAt(n * d.c + c, d.plane(), p, d.c);
+        ASSERT_EQ(at, (n * d.plane() + p) * d.c + c);
+        ASSERT_EQ(size_t(at), laneIndex(d, d.c, n, c, p));
+        int64_t nc, q;
+        cuda::planeItem(at, d.plane(), d.c, nc, q);
+        ASSERT_EQ(nc, n * d.c + c);
+        ASSERT_EQ(q, p);
+      }
+}
+
+/// Max-pool forward and backward, unpool through switches and at a fixed
+/// position, with and without normalize, in storage T and layout NCHW or
+/// NHWC, against the reference on the widened NCHW data.
+template <typename T> void checkPooling(bool nhwc, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<PoolCase> cases = poolCases();
+  // Five channels: NHWC with a channel count no power of two (and three
+  // in the cases above).
+  cases.push_back({{2, 5, 7, 9}, {3, 3, 2, 2, 0, 0}, true});
+  cases.push_back({{1, 5, 6, 6}, {2, 2, 2, 2, 0, 0}, false});
+  cases.push_back({{3, 5, 5, 4}, {2, 2, 1, 1, 0, 0}, false});
+  for (const PoolCase &c : cases)
+    for (bool relued : {false, true}) {
+      PoolShape s = poolShape(c.in, c.win, c.ceil);
+      int64_t L = nhwc ? c.in.c : 1;
+      std::string what = std::string(typeName(T())) + (nhwc ? " nhwc " : " ") +
+                         name(c) + (relued ? " relued" : "");
+      FVec x =
+          rounded<T>(relued ? rng.relued(s.in.count()) : rng.vec(s.in.count()));
+      FVec yRef(size_t(s.out.count()));
+      IVec swRef(yRef.size(), -7);
+      ref::maxPoolForward(s, x.data(), yRef.data(), swRef.data());
+
+      std::vector<T> xs = stored<T>(toLanes(s.in, L, x)), ys(yRef.size());
+      IVec sw(yRef.size(), -7);
+      cuda::host::maxPoolForward(s, xs.data(), ys.data(), sw.data(), L);
+      expectBitEqual(fromLanes(s.out, L, widened(ys)), rounded<T>(yRef), what);
+      ASSERT_EQ(fromLanes(s.out, L, sw), swRef) << what;
+
+      FVec dy = rounded<T>(rng.vec(s.out.count()));
+      FVec dxRef(size_t(s.in.count()));
+      ref::maxPoolBackward(s, dy.data(), swRef.data(), dxRef.data());
+      std::vector<T> dys = stored<T>(toLanes(s.out, L, dy)), dx(dxRef.size());
+      cuda::host::maxPoolBackward(s, dys.data(), sw.data(), dx.data(), L);
+      expectBitEqual(fromLanes(s.in, L, widened(dx)), rounded<T>(dxRef),
+                     what + " backward");
+
+      for (bool normalize : {false, true})
+        for (int mode = 0; mode < 3; ++mode) {
+          // Through the switches, at recon-dec's kernel/2 and at the last
+          // corner of the window.
+          bool fixed = mode > 0;
+          int64_t posH = mode == 1 ? c.win.kh / 2 : c.win.kh - 1;
+          int64_t posW = mode == 1 ? c.win.kw / 2 : c.win.kw - 1;
+          UnpoolShape u =
+              unpoolShape(s.out, c.win, s.in.h, s.in.w, posH, posW, normalize);
+          std::string how = what +
+                            (fixed ? " fixed " + std::to_string(posH) + "," +
+                                         std::to_string(posW)
+                                   : " switches") +
+                            (normalize ? " normalize" : "");
+          const int32_t *hs = fixed ? nullptr : sw.data();
+          const int32_t *rs = fixed ? nullptr : swRef.data();
+          // The pooled maxima (SWWAE) and unrelated values.
+          for (const FVec &v : {yRef, rounded<T>(rng.vec(u.in.count()))}) {
+            FVec upRef(size_t(u.out.count()));
+            ref::unpoolForward(u, v.data(), rs, upRef.data());
+            std::vector<T> vs = stored<T>(toLanes(u.in, L, v)),
+                           up(upRef.size());
+            cuda::host::unpoolForward(u, vs.data(), hs, up.data(), L);
+            expectBitEqual(fromLanes(u.out, L, widened(up)), rounded<T>(upRef),
+                           how);
+          }
+          FVec g = rounded<T>(rng.vec(u.out.count()));
+          FVec gxRef(size_t(u.in.count()));
+          ref::unpoolBackward(u, g.data(), rs, gxRef.data());
+          std::vector<T> gs = stored<T>(toLanes(u.out, L, g)), gx(gxRef.size());
+          cuda::host::unpoolBackward(u, gs.data(), hs, gx.data(), L);
+          expectBitEqual(fromLanes(u.in, L, widened(gx)), rounded<T>(gxRef),
+                         how + " backward");
+        }
+    }
+}
+
+TEST(CudaHostKernels, Bf16PoolingAndUnpoolingMatchReference) {
+  checkPooling<Bf16>(false, 21);
+}
+
+TEST(CudaHostKernels, NhwcPoolingAndUnpoolingMatchReference) {
+  checkPooling<float>(true, 22);
+  checkPooling<Bf16>(true, 23);
+}
+
+TEST(CudaHostKernels, Bf16MaxPoolTiesAreTiesOfTheRoundedValues) {
+  // 1 + 2^-10 < 1 + 2^-9 in f32, both 1.0 in bf16 (8 significant bits): the
+  // window's first element is its maximum, as the reference finds on the
+  // widened values.
+  PoolShape s = poolShape({1, 1, 2, 4}, {2, 2, 2, 2, 0, 0});
+  FVec x{1.0f + 0x1.0p-10f, 1.0f + 0x1.0p-9f, -1.0f, 0.5f, 0.0f, 0.0f, 0.5f,
+         0.5f + 0x1.0p-12f};
+  BVec xs = stored<Bf16>(x), ys(2);
+  IVec sw(2);
+  cuda::host::maxPoolForward(s, xs.data(), ys.data(), sw.data());
+  EXPECT_EQ(sw, (IVec{0, 3}));
+  EXPECT_EQ(widened(ys), (FVec{1.0f, 0.5f}));
+  // f32 storage keeps them apart.
+  FVec y(2);
+  cuda::host::maxPoolForward(s, x.data(), y.data(), sw.data());
+  EXPECT_EQ(sw, (IVec{1, 7}));
+}
+
+TEST(CudaHostKernels, NhwcSwitchesAreCheckedWhereTheyAreStored) {
+  // Two channels of a 4x4 map, 2x2 windows: NHWC switches interleave the
+  // channels; their values are positions in the plane all the same.
+  PoolShape p = poolShape({1, 2, 4, 4}, {2, 2, 2, 2, 0, 0});
+  UnpoolShape u = unpoolShape(p.out, p.win, 4, 4);
+  IVec nchw{0, 2, 8, 10, 5, 7, 13, 15};
+  IVec nhwc = toLanes(p.out, 2, nchw);
+  EXPECT_EQ(nhwc, (IVec{0, 5, 2, 7, 8, 13, 10, 15}));
+  FVec v(8, 1.0f), y(32);
+  EXPECT_NO_THROW(
+      cuda::host::unpoolForward(u, v.data(), nhwc.data(), y.data(), 2));
+  // Read as NCHW, switch 5 would be pooled (0, 1)'s of channel 0: outside.
+  EXPECT_THROW(cuda::host::unpoolForward(u, v.data(), nhwc.data(), y.data()),
+               KernelError);
+  nhwc[3] = 5; // channel 1's pooled (0, 1) pointing into window (0, 0)
+  EXPECT_THROW(
+      cuda::host::unpoolBackward(u, y.data(), nhwc.data(), v.data(), 2),
+      KernelError);
+  // Lanes must divide the channels.
+  EXPECT_THROW(
+      cuda::host::maxPoolForward(p, y.data(), v.data(), nhwc.data(), 3),
+      KernelError);
+}
+
+TEST(CudaHostKernels, Bf16ElementwiseAndDropoutMatchReferenceRounded) {
+  Rng rng(24);
+  for (int64_t count : {1, 31, 1025}) {
+    FVec x = rounded<Bf16>(rng.vec(count, -4.0f, 4.0f));
+    FVec y = rounded<Bf16>(rng.relued(count));
+    FVec dy = rounded<Bf16>(rng.vec(count));
+    x[0] = -0.0f;
+    if (count > 4) {
+      // Sums past the largest bf16 (3.39e38): f32 overflow to inf, and an
+      // f32 sum that only bf16 rounding takes to inf.
+      x[1] = dy[1] = 0x1.fep127f;
+      x[2] = 0x1.fep127f;
+      dy[2] = 0x1.8p119f;
+      x[3] = -0x1.fep127f;
+      dy[3] = -0x1.0p121f;
+    }
+    BVec xs = stored<Bf16>(x), ys = stored<Bf16>(y), dys = stored<Bf16>(dy);
+    BVec out(static_cast<size_t>(count));
+    FVec want(static_cast<size_t>(count));
+    cuda::host::relu(count, xs.data(), out.data());
+    ref::reluForward(count, x.data(), want.data());
+    expectBitEqual(widened(out), rounded<Bf16>(want), "bf16 relu");
+    cuda::host::reluGrad(count, ys.data(), dys.data(), out.data());
+    ref::reluBackward(count, y.data(), dy.data(), want.data());
+    expectBitEqual(widened(out), rounded<Bf16>(want), "bf16 relu_grad");
+    cuda::host::add(count, xs.data(), dys.data(), out.data());
+    ref::add(count, x.data(), dy.data(), want.data());
+    expectBitEqual(widened(out), rounded<Bf16>(want), "bf16 add");
+    if (count > 4) {
+      EXPECT_TRUE(std::isinf(out[1].toFloat()) &&
+                  std::isinf(out[2].toFloat()) && std::isinf(out[3].toFloat()));
+      EXPECT_FALSE(std::isinf(want[2]));
+    }
+    cuda::host::scale(count, xs.data(), 0.1f, out.data());
+    for (int64_t i = 0; i < count; ++i)
+      want[size_t(i)] = x[size_t(i)] * 0.1f;
+    expectBitEqual(widened(out), rounded<Bf16>(want), "bf16 scale");
+    // In place.
+    BVec inPlace = xs;
+    cuda::host::add(count, inPlace.data(), dys.data(), inPlace.data());
+    ref::add(count, x.data(), dy.data(), want.data());
+    expectBitEqual(widened(inPlace), rounded<Bf16>(want), "bf16 add in place");
+
+    for (double ratio : {0.0, 0.3, 0.5}) {
+      std::vector<uint8_t> mask(static_cast<size_t>(count));
+      dropoutMask(42, 7, count, ratio, mask.data(), 64);
+      cuda::host::dropout(count, ratio, 42, 7, 64, xs.data(), out.data());
+      ref::dropoutForward(count, ratio, x.data(), mask.data(), want.data());
+      expectBitEqual(widened(out), rounded<Bf16>(want), "bf16 dropout");
+      cuda::host::dropout(count, ratio, 42, 7, 64, dys.data(), out.data());
+      ref::dropoutBackward(count, ratio, dy.data(), mask.data(), want.data());
+      expectBitEqual(widened(out), rounded<Bf16>(want),
+                     "bf16 dropout backward");
+    }
+  }
+}
+
+TEST(CudaHostKernels, Bf16LossesMatchTheF32KernelOnWidenedData) {
+  Rng rng(25);
+  for (auto [batch, count] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 257}, {7, 65537}}) {
+    FVec a = rounded<Bf16>(rng.vec(count, -3.0f, 3.0f));
+    FVec b = rounded<Bf16>(rng.vec(count));
+    BVec as = stored<Bf16>(a), bs = stored<Bf16>(b);
+    float loss =
+        cuda::host::euclideanLossForward(batch, count, as.data(), bs.data());
+    // The same doubles in the same order as the f32 kernel on the widened
+    // data, so the same bits; 1e-6 of the double reference, as f32.
+    EXPECT_EQ(bits(loss), bits(cuda::host::euclideanLossForward(
+                              batch, count, a.data(), b.data())))
+        << count;
+    double want = ref::euclideanLossForward<double>(
+        batch, count, toDouble(a).data(), toDouble(b).data());
+    EXPECT_LT(relDiff(loss, want), 1e-6) << count;
+
+    BVec da(static_cast<size_t>(count)), db(da.size());
+    FVec daRef(da.size()), dbRef(da.size());
+    cuda::host::euclideanLossBackward(batch, count, as.data(), bs.data(), 0.37f,
+                                      da.data(), db.data());
+    ref::euclideanLossBackward(batch, count, a.data(), b.data(), 0.37f,
+                               daRef.data(), dbRef.data());
+    expectBitEqual(widened(da), rounded<Bf16>(daRef), "bf16 da");
+    expectBitEqual(widened(db), rounded<Bf16>(dbRef), "bf16 db");
+    BVec da2(da.size());
+    cuda::host::euclideanLossBackward(batch, count, as.data(), bs.data(), 0.37f,
+                                      da2.data(), nullptr);
+    expectBitEqual(widened(da2), rounded<Bf16>(daRef), "bf16 da without db");
+  }
+  for (auto [n, k] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 13}, {64, 1000}}) {
+    FVec logits = rounded<Bf16>(rng.vec(n * k, -8.0f, 8.0f));
+    IVec labels(static_cast<size_t>(n));
+    for (int32_t &l : labels)
+      l = int32_t(rng.next() % uint64_t(k));
+    BVec ls = stored<Bf16>(logits);
+    float loss =
+        cuda::host::softmaxCrossEntropyForward(n, k, ls.data(), labels.data());
+    EXPECT_EQ(bits(loss), bits(cuda::host::softmaxCrossEntropyForward(
+                              n, k, logits.data(), labels.data())));
+    double want = ref::softmaxCrossEntropyForward<double>(
+        n, k, toDouble(logits).data(), labels.data());
+    EXPECT_LT(relDiff(loss, want), 1e-6) << n << "x" << k;
+
+    BVec d(logits.size());
+    FVec dRef(d.size());
+    cuda::host::softmaxCrossEntropyBackward(n, k, ls.data(), labels.data(),
+                                            1.5f, d.data());
+    ref::softmaxCrossEntropyBackward(n, k, logits.data(), labels.data(), 1.5f,
+                                     dRef.data());
+    expectBitEqual(widened(d), rounded<Bf16>(dRef),
+                   "bf16 dlogits " + std::to_string(n) + "x" +
+                       std::to_string(k));
+  }
+}
+
+/// The channel blocks a map of `c` channels can be stored with: NCHW, NHWC
+/// and, where they divide c, the cpu backend's 8.
+std::vector<int64_t> layoutsFor(int64_t c) {
+  std::vector<int64_t> lanes{1};
+  if (c > 1)
+    lanes.push_back(c);
+  if (c % 8 == 0 && c != 8)
+    lanes.push_back(8);
+  return lanes;
+}
+
+/// Maps for the bias kernels: conv-like, fc-like ({N, F, 1, 1}), batch 1,
+/// odd channel counts, and enough pixels for many bias-gradient chunks.
+std::vector<Dims4> biasCases() {
+  return {{1, 1, 1, 1},   {2, 3, 5, 7}, {1, 5, 4, 4},   {3, 16, 3, 3},
+          {64, 10, 1, 1}, {4, 7, 1, 1}, {8, 3, 33, 31}, {2, 24, 17, 19}};
+}
+
+template <typename T> void checkBiasAdd(uint64_t seed) {
+  Rng rng(seed);
+  for (const Dims4 &d : biasCases())
+    for (int64_t L : layoutsFor(d.c)) {
+      std::string what = std::string(typeName(T())) + " [" +
+                         std::to_string(d.n) + "," + std::to_string(d.c) + "," +
+                         std::to_string(d.h) + "," + std::to_string(d.w) +
+                         "] lanes " + std::to_string(L);
+      FVec x = rounded<T>(rng.vec(d.count(), -4.0f, 4.0f));
+      FVec bias = rng.vec(d.c); // f32, not rounded
+      FVec want(x.size());
+      for (int64_t n = 0; n < d.n; ++n)
+        for (int64_t c = 0; c < d.c; ++c)
+          for (int64_t p = 0; p < d.plane(); ++p) {
+            size_t i = size_t((n * d.c + c) * d.plane() + p);
+            want[i] = float(double(x[i]) + double(bias[size_t(c)]));
+          }
+      want = rounded<T>(want);
+      std::vector<T> xs = stored<T>(toLanes(d, L, x)), y(xs.size());
+      cuda::host::biasAdd(d, L, xs.data(), bias.data(), y.data());
+      expectBitEqual(fromLanes(d, L, widened(y)), want, what);
+      cuda::host::biasAdd(d, L, xs.data(), bias.data(), xs.data());
+      expectBitEqual(fromLanes(d, L, widened(xs)), want, what + " in place");
+    }
+}
+
+TEST(CudaHostKernels, BiasAddMatchesADoubleLoopInEveryLayout) {
+  checkBiasAdd<float>(26);
+  checkBiasAdd<Bf16>(27);
+}
+
+TEST(CudaHostKernels, BiasGradShapeAndScratch) {
+  cuda::BiasGradShape s = cuda::biasGradShape({0, 4, 3, 3});
+  EXPECT_EQ(s.chunks, 0);
+  s = cuda::biasGradShape({1, 4, 1, 1});
+  EXPECT_EQ(s.rows, 1);
+  EXPECT_EQ(s.chunkRows, 1);
+  EXPECT_EQ(s.chunks, 1);
+  s = cuda::biasGradShape({64, 3, 224, 224}); // 3211264 rows
+  EXPECT_EQ(s.chunkRows, 2048);
+  EXPECT_EQ(s.chunks, 1568);
+  EXPECT_EQ(cuda::biasGradScratchBytes({64, 3, 224, 224}), 1568u * 3 * 8);
+  for (int64_t rows = 1; rows < 5000; rows += 37) {
+    s = cuda::biasGradShape({rows, 2, 1, 1});
+    EXPECT_GE(s.chunkRows * s.chunkRows, rows);
+    EXPECT_GE(s.chunks * s.chunkRows, rows);
+    EXPECT_LT((s.chunks - 1) * s.chunkRows, rows);
+  }
+  // An empty batch: zero gradients, no scratch.
+  FVec db(4, 1.0f);
+  cuda::host::biasGrad({0, 4, 3, 3}, 4, static_cast<const float *>(nullptr),
+                       db.data());
+  EXPECT_EQ(db, FVec(4, 0.0f));
+}
+
+TEST(CudaHostKernels, BiasGradMatchesADoubleLoopAndIsTheSameInEveryLayout) {
+  Rng rng(28);
+  for (const Dims4 &d : biasCases()) {
+    std::string what = "[" + std::to_string(d.n) + "," + std::to_string(d.c) +
+                       "," + std::to_string(d.h) + "," + std::to_string(d.w) +
+                       "]";
+    FVec dy = rounded<Bf16>(rng.vec(d.count()));
+    std::vector<double> want(size_t(d.c), 0.0), sumAbs(size_t(d.c), 0.0);
+    for (int64_t n = 0; n < d.n; ++n)
+      for (int64_t c = 0; c < d.c; ++c)
+        for (int64_t p = 0; p < d.plane(); ++p) {
+          double v = dy[size_t((n * d.c + c) * d.plane() + p)];
+          want[size_t(c)] += v;
+          sumAbs[size_t(c)] += std::abs(v);
+        }
+    FVec first;
+    for (int64_t L : layoutsFor(d.c)) {
+      FVec f32(size_t(d.c)), b16(size_t(d.c));
+      FVec dyL = toLanes(d, L, dy);
+      BVec dyB = stored<Bf16>(dyL);
+      cuda::host::biasGrad(d, L, dyL.data(), f32.data());
+      cuda::host::biasGrad(d, L, dyB.data(), b16.data());
+      std::string how = what + " lanes " + std::to_string(L);
+      // The f32 result of a double sum in another order: within f32
+      // rounding of the double loop (and far inside the sums' error bound).
+      for (int64_t c = 0; c < d.c; ++c)
+        ASSERT_LE(std::abs(double(f32[size_t(c)]) - want[size_t(c)]),
+                  0x1.0p-24 * std::abs(want[size_t(c)]) +
+                      0x1.0p-40 * sumAbs[size_t(c)])
+            << how << " channel " << c;
+      // The same order whatever the storage and the layout.
+      expectBitEqual(b16, f32, how + " bf16");
+      if (first.empty())
+        first = f32;
+      expectBitEqual(f32, first, how + " vs NCHW");
+    }
+  }
+  FVec dy(6), db(3);
+  EXPECT_THROW(cuda::host::biasGrad({1, 3, 1, 2}, 2, dy.data(), db.data()),
+               KernelError);
+}
+
+TEST(CudaHostKernels, ConvertRoundsToNearestEvenAndWidensExactly) {
+  auto fromBits = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  };
+  // Ties to even both ways, just off ties, signs, zeros, denormals, the
+  // largest bf16 (stays), the largest float and past-the-largest-bf16 ties
+  // (overflow to inf), inf, NaN (quiet, sign kept), random.
+  std::vector<uint32_t> special{
+      0x00000000, 0x80000000, 0x3F800000, 0x3F808000, 0x3F818000, 0x3F808001,
+      0x3F817FFF, 0xBF808000, 0xBF818000, 0x00000001, 0x00008000, 0x00018000,
+      0x807FFFFF, 0x7F7F0000, 0x7F7F7FFF, 0x7F7F8000, 0x7F7FFFFF, 0xFF7F8000,
+      0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0xFF800001, 0xFFC12345};
+  Rng rng(29);
+  for (int i = 0; i < 10000; ++i)
+    special.push_back(uint32_t(rng.next()));
+  FVec f(special.size());
+  for (size_t i = 0; i < f.size(); ++i)
+    f[i] = fromBits(special[i]);
+  BVec b(f.size());
+  cuda::host::convert(int64_t(f.size()), f.data(), b.data());
+  for (size_t i = 0; i < f.size(); ++i)
+    ASSERT_EQ(b[i].bits, roundBf16(f[i])) << std::hex << special[i];
+  EXPECT_EQ(b[3].bits, 0x3F80);  // tie, even below
+  EXPECT_EQ(b[4].bits, 0x3F82);  // tie, even above
+  EXPECT_EQ(b[14].bits, 0x7F7F); // largest bf16
+  EXPECT_EQ(b[15].bits, 0x7F80); // tie past it: inf
+  EXPECT_EQ(b[16].bits, 0x7F80); // largest float: inf
+  EXPECT_EQ(b[17].bits, 0xFF80);
+  EXPECT_EQ(b[21].bits, 0x7FC0); // signalling NaN: quiet
+  EXPECT_EQ(b[22].bits, 0xFFC0);
+  EXPECT_EQ(b[23].bits, 0xFFC1); // payload's top bits kept
+
+  // Every bf16 widens exactly, and converts back to itself (a signalling
+  // NaN to its quiet twin).
+  BVec all(65536), back(all.size());
+  for (size_t i = 0; i < all.size(); ++i)
+    all[i].bits = uint16_t(i);
+  FVec w(all.size());
+  cuda::host::convert(int64_t(all.size()), all.data(), w.data());
+  cuda::host::convert(int64_t(w.size()), w.data(), back.data());
+  for (size_t i = 0; i < all.size(); ++i) {
+    ASSERT_EQ(bits(w[i]), uint32_t(i) << 16) << i;
+    bool nan = (i & 0x7FFF) > 0x7F80;
+    ASSERT_EQ(back[i].bits, nan ? uint16_t(i | 0x0040) : uint16_t(i)) << i;
+  }
+}
+
+template <typename T> void checkStorage(uint64_t seed) {
+  Rng rng(seed);
+  for (const Dims4 &d : std::vector<Dims4>{{1, 1, 2, 2},
+                                           {2, 3, 4, 5},
+                                           {1, 5, 3, 3},
+                                           {2, 16, 3, 2},
+                                           {3, 8, 1, 1}})
+    for (int64_t L : layoutsFor(d.c)) {
+      std::string what = std::string(typeName(T())) + " lanes " +
+                         std::to_string(L) + " c " + std::to_string(d.c);
+      FVec src = rng.vec(d.count(), -100.0f, 100.0f);
+      std::vector<T> dst(src.size());
+      cuda::host::toStorage(d, L, src.data(), dst.data());
+      // Where each element went, and rounded once.
+      FVec got = widened(dst), want = rounded<T>(src);
+      expectBitEqual(got, toLanes(d, L, want), what);
+      for (int64_t nc = 0; nc < d.n * d.c; ++nc)
+        for (int64_t p = 0; p < d.plane(); ++p)
+          ASSERT_EQ(bits(got[size_t(cuda::planeAt(nc, d.plane(), p, L))]),
+                    bits(want[size_t(nc * d.plane() + p)]))
+              << what;
+      FVec back(src.size());
+      cuda::host::fromStorage(d, L, dst.data(), back.data());
+      expectBitEqual(back, rounded<T>(src), what + " back");
+    }
+  FVec src(6), back(6);
+  std::vector<T> dst(6);
+  EXPECT_THROW(cuda::host::toStorage({1, 3, 1, 2}, 2, src.data(), dst.data()),
+               KernelError);
+  EXPECT_THROW(
+      cuda::host::fromStorage({1, 3, 1, 2}, 0, dst.data(), back.data()),
+      KernelError);
+}
+
+TEST(CudaHostKernels, ToAndFromStorageTransposeAndRound) {
+  checkStorage<float>(30);
+  checkStorage<Bf16>(31);
+}
+
+TEST(CudaHostKernels, SgdMomentumWritesTheBf16CopyInItsLayout) {
+  // A [K, C, 3, 3] filter with C = 3 and 5 (KRSC: copyLanes = C), and
+  // chunks that end inside a filter plane: the copy is toStorage's of the
+  // updated weights.
+  Rng rng(32);
+  for (Dims4 d : std::vector<Dims4>{{4, 3, 3, 3}, {300, 5, 3, 3}}) {
+    int64_t count = d.count();
+    FVec w = rng.vec(count), v(size_t(count), 0.0f), g = rng.vec(count);
+    BVec copy(static_cast<size_t>(count)), want(copy.size());
+    cuda::SgdTensor t;
+    t.w = w.data();
+    t.grad = g.data();
+    t.velocity = v.data();
+    t.copy = copy.data();
+    t.count = count;
+    t.copyPlane = d.plane();
+    t.copyLanes = d.c;
+    cuda::host::sgdMomentum(&t, 1, {0.01, 0.9, 5e-4});
+    cuda::host::toStorage(d, d.c, w.data(), want.data());
+    for (size_t i = 0; i < copy.size(); ++i)
+      ASSERT_EQ(copy[i].bits, want[i].bits) << d.c << " " << i;
+  }
+}
+
+TEST(CudaHostKernels, RelayoutCopiesBitsBetweenLayouts) {
+  Rng rng(33);
+  for (const Dims4 &d : std::vector<Dims4>{
+           {2, 3, 4, 5}, {1, 5, 3, 3}, {2, 16, 3, 2}, {4, 10, 1, 1}}) {
+    FVec f = rng.vec(d.count());
+    f[0] = -0.0f;
+    BVec b = stored<Bf16>(f);
+    IVec sw(f.size());
+    for (int32_t &s : sw)
+      s = int32_t(rng.next() % 1000);
+    for (int64_t from : layoutsFor(d.c))
+      for (int64_t to : layoutsFor(d.c)) {
+        std::string what =
+            std::to_string(from) + " -> " + std::to_string(to) + " lanes";
+        FVec fFrom = toLanes(d, from, f), fTo(f.size());
+        cuda::host::relayout(d, from, to, 4, fFrom.data(), fTo.data());
+        expectBitEqual(fTo, toLanes(d, to, f), "f32 " + what);
+        BVec bFrom = toLanes(d, from, b), bTo(b.size());
+        cuda::host::relayout(d, from, to, 2, bFrom.data(), bTo.data());
+        expectBitEqual(widened(bTo), widened(toLanes(d, to, b)),
+                       "bf16 " + what);
+        IVec sFrom = toLanes(d, from, sw), sTo(sw.size());
+        cuda::host::relayout(d, from, to, 4, sFrom.data(), sTo.data());
+        ASSERT_EQ(sTo, toLanes(d, to, sw)) << "switches " << what;
+      }
+  }
+  FVec x(6), y(6);
+  EXPECT_THROW(cuda::host::relayout({1, 3, 1, 2}, 1, 3, 8, x.data(), y.data()),
+               KernelError);
+  EXPECT_THROW(cuda::host::relayout({1, 3, 1, 2}, 2, 1, 4, x.data(), y.data()),
+               KernelError);
+}
+
+TEST(CudaHostKernels, NhwcDropoutDrawsTheNchwMask) {
+  Rng rng(34);
+  for (const Dims4 &d :
+       std::vector<Dims4>{{2, 3, 4, 5}, {1, 5, 3, 3}, {3, 16, 2, 2}})
+    for (int64_t L : layoutsFor(d.c)) {
+      int64_t count = d.count();
+      FVec x = rounded<Bf16>(rng.vec(count));
+      std::vector<uint8_t> mask(static_cast<size_t>(count));
+      dropoutMask(5, 9, count, 0.4, mask.data(), 120);
+      FVec want(x.size());
+      ref::dropoutForward(count, 0.4, x.data(), mask.data(), want.data());
+      FVec xf = toLanes(d, L, x), yf(x.size());
+      cuda::host::dropout(count, 0.4, 5, 9, 120, xf.data(), yf.data(),
+                          d.plane(), L);
+      std::string what = "lanes " + std::to_string(L);
+      expectBitEqual(fromLanes(d, L, yf), want, "f32 " + what);
+      BVec xb = stored<Bf16>(xf), yb(x.size());
+      cuda::host::dropout(count, 0.4, 5, 9, 120, xb.data(), yb.data(),
+                          d.plane(), L);
+      expectBitEqual(fromLanes(d, L, widened(yb)), rounded<Bf16>(want),
+                     "bf16 " + what);
+    }
+  FVec x(12);
+  EXPECT_THROW(cuda::host::dropout(12, 0.5, 1, 1, 0, x.data(), x.data(), 5, 1),
+               KernelError);
 }
 
 } // namespace
