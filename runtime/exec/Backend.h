@@ -6,6 +6,7 @@
 
 #include "runtime/exec/KernelCall.h"
 #include "runtime/exec/Memory.h"
+#include "runtime/kernels/Storage.h"
 
 #include <fmt/format.h>
 
@@ -64,6 +65,50 @@ public:
   virtual bool supports(const plan::Value &v) const {
     return v.dtype != plan::DType::BF16 && v.layout == plan::Layout::NCHW;
   }
+  /// How one run of a program goes (beginProgram).
+  enum class ProgramRun {
+    Eager,   ///< the executor runs each kernel
+    Capture, ///< the same, recorded (then endCapture)
+    Replay,  ///< the backend replayed a recording: the executor runs none
+  };
+  /// Called by the executor before it runs program `key` (the executor's
+  /// address) at batch n: a device backend may record the run's kernels
+  /// and replay them afterwards in one launch (a CUDA graph), which
+  /// `capturable` allows (the planned batch, no profiling). The step's
+  /// hyper-parameters change between replays: a backend that replays reads
+  /// them from device memory, which it sets here from `ctx`.
+  virtual ProgramRun beginProgram(const void *key, int64_t n,
+                                  const StepContext &ctx, bool capturable) {
+    (void)key, (void)n, (void)ctx, (void)capturable;
+    return ProgramRun::Eager;
+  }
+  /// Ends a Capture run; `ok`: every kernel was enqueued without an error.
+  /// Returns whether the recording was launched (the step ran); if not,
+  /// the executor runs the kernels again, eagerly (a genuine error then
+  /// recurs, outside the capture), and the backend records this program
+  /// no more.
+  virtual bool endCapture(const void *key, bool ok) {
+    (void)key, (void)ok;
+    return false;
+  }
+  /// Program `key`'s recordings are stale (it keeps another value, or it
+  /// is going away).
+  virtual void forgetProgram(const void *key) { (void)key; }
+  /// Writes `src`, a value of dims `d` in the host's format (4-byte words:
+  /// f32 or i32, NCHW), into `dst` stored as `s` (kernels/Storage.h). The
+  /// default converts on the host and uploads; a device backend may upload
+  /// the host's words and convert on the device.
+  virtual void uploadStored(void *dst, const kernels::Storage &s,
+                            const kernels::Dims4 &d, const void *src) {
+    std::vector<uint8_t> stored(size_t(d.count() * s.elementBytes()));
+    kernels::toStorage(d, s, static_cast<const uint32_t *>(src),
+                       stored.data());
+    this->upload(dst, stored.data(), stored.size());
+    this->synchronize(); // `stored` goes away
+  }
+  /// The plan's precision, told before its programs are prepared (a
+  /// backend runs one plan at a time). Host backends compute fp32 anyway.
+  virtual void usePrecision(plan::Precision) {}
   /// Runs (or, on a device, enqueues) one kernel.
   virtual void run(const KernelCallT<T> &call) = 0;
   /// Whether its `all_reduce_mean` reaches other ranks (a data-parallel run

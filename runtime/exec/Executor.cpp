@@ -2,7 +2,7 @@
 
 #include "runtime/exec/Executor.h"
 
-#include "runtime/kernels/Blocked.h"
+#include "runtime/kernels/Storage.h"
 
 #include <fmt/format.h>
 
@@ -42,8 +42,10 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
           plan::layoutName(v.layout),
           plan.precision == plan::Precision::BF16
               ? "; this trainer was compiled with --precision=bf16, which "
-                "needs the cuda backend (or recompile with --precision=fp32)"
+                "runs on the cuda backend (the reference backend emulates "
+                "it, slowly), or recompile with --precision=fp32"
               : ""));
+  backend_.usePrecision(plan.precision);
   arena_ = backend_.allocate(
       std::max<uint64_t>(uint64_t(program_->arenaBytes) * kScale, 64),
       fmt::format("{}: the arena of program '{}'", plan.file, program));
@@ -94,6 +96,10 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
   }
 }
 
+template <typename T> ExecutorT<T>::~ExecutorT() {
+  backend_.forgetProgram(this);
+}
+
 template <typename T>
 std::vector<KernelCallT<T>> ExecutorT<T>::buildCalls(int64_t n) {
   // Shapes change with n: a plan may be right at its planned batch and
@@ -133,11 +139,24 @@ template <typename T> void ExecutorT<T>::hostOnly() const {
 }
 
 template <typename T> void ExecutorT<T>::plainOnly(int64_t id) const {
-  if (blocked_.count(id))
+  if (!storageOf(id).plain())
     throw std::logic_error(fmt::format(
         "direct host access to value {} of program '{}', which backend '{}' "
-        "keeps in a blocked layout (use download())",
+        "stores in another format than the host's (use download())",
         id, program_->name, backend_.name()));
+}
+
+template <typename T>
+kernels::Storage ExecutorT<T>::storageOf(int64_t id) const {
+  const plan::Value &v = program_->value(id);
+  kernels::Storage s;
+  s.bf16 = v.dtype == plan::DType::BF16;
+  auto it = blocked_.find(id);
+  if (it != blocked_.end())
+    s.lanes = it->second;
+  else if (v.layout == plan::Layout::NHWC)
+    s.lanes = dimsOf(v, 1).c;
+  return s;
 }
 
 template <typename T> void ExecutorT<T>::computedOnly(int64_t id) const {
@@ -155,6 +174,11 @@ template <typename T> void *ExecutorT<T>::data(int64_t id) {
 }
 
 template <typename T>
+int64_t ExecutorT<T>::hostBytes(const plan::Value &v, int64_t n) const {
+  return v.count(n) * (v.dtype == plan::DType::I32 ? 4 : int64_t(sizeof(T)));
+}
+
+template <typename T>
 int64_t ExecutorT<T>::bytesOf(const plan::Value &v, int64_t n) const {
   // f32 values hold T (double in the gradient tests); others their size.
   return v.count(n) * (v.dtype == plan::DType::F32 ? int64_t(sizeof(T))
@@ -167,6 +191,8 @@ template <typename T> TensorRef ExecutorT<T>::ref(int64_t id, int64_t n) const {
   t.data = address(id);
   t.dims = dimsOf(v, n);
   t.count = v.count(n);
+  t.dtype = v.dtype;
+  t.layout = v.layout;
   return t;
 }
 
@@ -196,21 +222,20 @@ void ExecutorT<T>::upload(int64_t id, const void *src, uint64_t srcBytes,
     throw std::invalid_argument(
         fmt::format("program '{}': value {} is a parameter, not an input",
                     program_->name, id));
-  if (srcBytes != uint64_t(bytesOf(v, n)))
+  if (srcBytes != uint64_t(hostBytes(v, n)))
     throw std::invalid_argument(fmt::format(
         "program '{}': input value {} takes {} bytes at batch {}, the source "
         "has {}",
-        program_->name, id, bytesOf(v, n), n, srcBytes));
-  auto it = blocked_.find(id);
-  if (it == blocked_.end()) {
+        program_->name, id, hostBytes(v, n), n, srcBytes));
+  kernels::Storage s = storageOf(id);
+  if (s.plain()) {
     backend_.upload(address(id), src, srcBytes);
     return;
   }
-  std::vector<uint32_t> words(srcBytes / 4);
-  kernels::toBlocked(dimsOf(v, n), it->second,
-                     static_cast<const uint32_t *>(src), words.data());
-  backend_.upload(address(id), words.data(), srcBytes);
-  backend_.synchronize(); // `words` goes away
+  if constexpr (std::is_same_v<T, float>)
+    backend_.uploadStored(address(id), s, dimsOf(v, n), src);
+  else
+    throw std::logic_error("a double executor holds no converted values");
 }
 
 template <typename T>
@@ -228,6 +253,29 @@ void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
   const std::vector<KernelCallT<T>> &calls =
       n == program_->batch ? fullCalls_ : tailCalls_;
   ctx_ = ctx;
+  // Graph capture needs the same kernels and addresses at every replay:
+  // the planned batch's call list, unprofiled.
+  using Run = typename BackendT<T>::ProgramRun;
+  const Run how = backend_.beginProgram(this, n, ctx,
+                                        !profiling_ && n == program_->batch);
+  bool ran = how == Run::Replay;
+  if (how == Run::Capture) {
+    bool ok = true;
+    try {
+      runCalls(calls, n);
+    } catch (...) {
+      ok = false;
+    }
+    ran = backend_.endCapture(this, ok);
+  }
+  if (!ran)
+    runCalls(calls, n);
+  lastN_ = n;
+}
+
+template <typename T>
+void ExecutorT<T>::runCalls(const std::vector<KernelCallT<T>> &calls,
+                            int64_t n) {
   using Clock = std::chrono::steady_clock;
   for (size_t i = 0; i < calls.size(); ++i) {
     const KernelCallT<T> &call = calls[i];
@@ -254,7 +302,6 @@ void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
       kept.written = true;
     }
   }
-  lastN_ = n;
 }
 
 template <typename T> void ExecutorT<T>::setProfiling(bool on) {
@@ -267,6 +314,7 @@ template <typename T> void ExecutorT<T>::keep(int64_t id) {
   computedOnly(id);
   if (kept_.count(id))
     return;
+  backend_.forgetProgram(this); // a recorded run lacks the new copy
   kept_[id].buffer =
       backend_.allocate(uint64_t(bytesOf(v, program_->batch)),
                         fmt::format("a kept copy of value {} of program '{}'",
@@ -303,25 +351,30 @@ std::vector<U> ExecutorT<T>::download(int64_t id) {
   const plan::Value &v = program_->value(id);
   computedOnly(id);
   int64_t n = lastN_ ? lastN_ : program_->batch;
-  if (int64_t(sizeof(U)) * v.count(n) != bytesOf(v, n))
+  if (int64_t(sizeof(U)) * v.count(n) != hostBytes(v, n))
     throw std::invalid_argument(
         fmt::format("program '{}': value {} is {}, not elements of {} bytes",
                     program_->name, id, plan::dtypeName(v.dtype), sizeof(U)));
   std::vector<U> out(size_t(v.count(n)));
-  backend_.download(out.data(), source(id), uint64_t(bytesOf(v, n)));
-  auto it = blocked_.find(id);
-  if (it != blocked_.end()) {
-    static_assert(sizeof(U) == 4 || !std::is_same_v<T, float>);
-    std::vector<U> plain(out.size());
-    kernels::fromBlocked(dimsOf(v, n), it->second,
-                         reinterpret_cast<const uint32_t *>(out.data()),
-                         reinterpret_cast<uint32_t *>(plain.data()));
-    return plain;
+  kernels::Storage s = storageOf(id);
+  if (s.plain()) {
+    backend_.download(out.data(), source(id), uint64_t(bytesOf(v, n)));
+    return out;
   }
+  static_assert(sizeof(U) == 4 || !std::is_same_v<T, float>);
+  std::vector<uint8_t> stored(size_t(bytesOf(v, n)));
+  backend_.download(stored.data(), source(id), stored.size());
+  kernels::fromStorage(dimsOf(v, n), s, stored.data(),
+                       reinterpret_cast<uint32_t *>(out.data()));
   return out;
 }
 
 template <typename T> T ExecutorT<T>::scalar(int64_t id) {
+  if (program_->value(id).dtype == plan::DType::BF16) {
+    cuda::Bf16 h;
+    backend_.download(&h, source(id), sizeof h);
+    return T(h.toFloat());
+  }
   plainOnly(id);
   T v;
   backend_.download(&v, source(id), sizeof(T));

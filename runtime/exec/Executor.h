@@ -33,6 +33,7 @@
 #include "runtime/exec/Backend.h"
 #include "runtime/exec/ParamStore.h"
 #include "runtime/exec/ReferenceBackend.h"
+#include "runtime/kernels/Storage.h"
 #include "runtime/plan/Plan.h"
 
 #include <map>
@@ -54,6 +55,8 @@ public:
   ExecutorT(const plan::Plan &plan, const std::string &program,
             ParamStoreT<T> &params, BackendT<T> &backend);
   // The calls refer to members (the step context): not copied or moved.
+  /// Tells the backend to drop its recordings of this program.
+  ~ExecutorT();
   ExecutorT(const ExecutorT &) = delete;
   ExecutorT &operator=(const ExecutorT &) = delete;
 
@@ -64,8 +67,15 @@ public:
   bool hasInput(const std::string &name) const;
 
   /// Copies the first n samples of value `id` (an input) from the host;
-  /// `srcBytes` must be the value's bytes at batch n.
+  /// `srcBytes` must be hostBytes(id, n). The host's format is the same for
+  /// every plan: real numbers as T (f32) and i32 as int32_t, maps in NCHW;
+  /// the executor converts to and from how the value is stored (bf16, NHWC,
+  /// a backend's blocked layout: kernels/Storage.h).
   void upload(int64_t id, const void *src, uint64_t srcBytes, int64_t n);
+  /// Bytes of value `id` at batch n in the host's format.
+  int64_t hostBytes(int64_t id, int64_t n) const {
+    return hostBytes(program_->value(id), n);
+  }
   /// Runs every kernel with batch n (1 <= n <= batch()).
   void run(int64_t n, const StepContext &ctx);
 
@@ -122,15 +132,20 @@ private:
   static_assert(sizeof(T) % 4 == 0, "elements are whole multiples of 4 bytes");
   /// Bytes of `v` with batch n in this executor's arena.
   int64_t bytesOf(const plan::Value &v, int64_t n) const;
+  int64_t hostBytes(const plan::Value &v, int64_t n) const;
+  /// How value `id` is stored, against the host's format.
+  kernels::Storage storageOf(int64_t id) const;
   /// The backend address of value `id`.
   void *address(int64_t id) const;
   TensorRef ref(int64_t id, int64_t n) const;
+  /// Runs each call (and the keep() copies after it).
+  void runCalls(const std::vector<KernelCallT<T>> &calls, int64_t n);
   /// The call list for batch n, its geometry checked.
   std::vector<KernelCallT<T>> buildCalls(int64_t n);
   /// Where value `id`'s bytes are to be read after a run.
   const void *source(int64_t id) const;
   void hostOnly() const;
-  /// Throws std::logic_error if the backend keeps `id` in a blocked layout.
+  /// Throws std::logic_error unless `id` is stored in the host's format.
   void plainOnly(int64_t id) const;
   /// Throws std::logic_error if no kernel writes `id` (elided).
   void computedOnly(int64_t id) const;

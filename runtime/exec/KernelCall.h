@@ -49,6 +49,15 @@ struct TensorRef {
   void *data = nullptr;
   kernels::Dims4 dims; ///< with the run's batch
   int64_t count = 0;
+  /// How the plan stores it (net-precision): the element type (real values
+  /// are f32 or bf16) and, for a map, NCHW or NHWC.
+  plan::DType dtype = plan::DType::F32;
+  plan::Layout layout = plan::Layout::NCHW;
+  /// The channel block of its layout, as cuda::planeAt takes it: C for
+  /// NHWC (all channels of a pixel together), 1 for NCHW.
+  int64_t lanes() const {
+    return layout == plan::Layout::NHWC ? dims.c : 1;
+  }
   /// The data as elements of type U (float, double or int32_t).
   template <typename U> U *as() const { return static_cast<U *>(data); }
   float *f32() const { return static_cast<float *>(data); }

@@ -2,10 +2,13 @@
 
 #include "runtime/exec/ReferenceBackend.h"
 
+#include "runtime/kernels/Storage.h"
+
 #include <fmt/format.h>
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 namespace netc::exec {
 
@@ -46,7 +49,96 @@ static void batchStats(const Dims4 &d, const T *x, double eps, T *mean,
   }
 }
 
+template <typename T>
+bool ReferenceBackendT<T>::supports(const plan::Value &v) const {
+  // The f32 backend emulates bf16 and NHWC (runConverted); the double one,
+  // the gradient tests' oracle, runs only what it can hold in double.
+  return std::is_same_v<T, float> || BackendT<T>::supports(v);
+}
+
+namespace {
+
+bool isConvFamily(Op op) {
+  return op == Op::Conv2D || op == Op::Deconv2D || op == Op::Conv2DGradInput ||
+         op == Op::Conv2DGradWeight || op == Op::Deconv2DGradInput ||
+         op == Op::Deconv2DGradWeight;
+}
+
+kernels::Storage storageOf(const TensorRef &t) {
+  return {t.lanes(), t.dtype == plan::DType::BF16};
+}
+
+/// Rounds `count` floats to bf16 and back, in place.
+void roundToBf16(std::vector<uint32_t> &words) {
+  for (uint32_t &w : words)
+    w = cuda::floatBits(cuda::Bf16::fromFloat(cuda::bitsFloat(w)).toFloat());
+}
+
+} // namespace
+
+template <typename T>
+void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
+  if constexpr (!std::is_same_v<T, float>) {
+    throw KernelError("bf16 and NHWC values need the f32 reference backend");
+  } else {
+    const Op op = c.kernel.op;
+    // A kernel with bf16 operands computes as the cuda backend's tensor-core
+    // path does: convolutions and fc read their weights through a bf16 copy,
+    // and a convolution's weight gradient comes out of cuDNN in bf16.
+    bool bf16 = false;
+    for (const auto *list : {&c.in, &c.out})
+      for (const TensorRef &t : *list)
+        bf16 |= t.dtype == plan::DType::BF16;
+    const TensorRef *weight = nullptr;
+    if (bf16 && isConvFamily(op))
+      weight = convOperands(op, c.attrs, c.in, c.out).w;
+    else if (bf16 && (op == Op::FC || op == Op::FCGradInput))
+      weight = &c.in[1];
+    KernelCallT<T> plain = c;
+    std::vector<std::vector<uint32_t>> temps;
+    temps.reserve(c.in.size() + c.out.size());
+    auto toHost = [&](TensorRef &t, bool rounded) {
+      kernels::Storage s = storageOf(t);
+      if (s.plain() && !rounded)
+        return false;
+      std::vector<uint32_t> &words = temps.emplace_back(size_t(t.count));
+      kernels::fromStorage(t.dims, s, t.data, words.data());
+      if (rounded && !s.bf16)
+        roundToBf16(words);
+      t.data = words.data();
+      t.dtype = t.dtype == plan::DType::I32 ? plan::DType::I32
+                                             : plan::DType::F32;
+      t.layout = plan::Layout::NCHW;
+      return true;
+    };
+    for (size_t i = 0; i < c.in.size(); ++i)
+      toHost(plain.in[i], weight == &c.in[i]);
+    std::vector<bool> converted(c.out.size());
+    for (size_t i = 0; i < c.out.size(); ++i)
+      converted[i] = toHost(plain.out[i], weight == &c.out[i]);
+    run(plain);
+    for (size_t i = 0; i < c.out.size(); ++i) {
+      if (!converted[i])
+        continue;
+      auto *words = static_cast<uint32_t *>(plain.out[i].data);
+      kernels::Storage s = storageOf(c.out[i]);
+      if (weight == &c.out[i] && !s.bf16) {
+        std::vector<uint32_t> w(words, words + c.out[i].count);
+        roundToBf16(w);
+        std::memcpy(words, w.data(), w.size() * 4);
+      }
+      kernels::toStorage(c.out[i].dims, s, words, c.out[i].data);
+    }
+  }
+}
+
 template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
+  for (const auto *list : {&c.in, &c.out})
+    for (const TensorRef &t : *list)
+      if (t.dtype == plan::DType::BF16 || t.layout == plan::Layout::NHWC) {
+        runConverted(c);
+        return;
+      }
   const KernelAttrs &a = c.attrs;
   const plan::Kernel &k = c.kernel;
   auto in = [&](size_t i) { return c.in[i].template as<T>(); };

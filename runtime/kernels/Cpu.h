@@ -57,7 +57,7 @@ void deconv2dBackwardFilter(const ConvShape &s, const float *x, const float *dy,
                             float *dw);
 
 // Pooling and unpooling over groups of `lanes` interleaved planes: lanes 1
-// is plain NCHW, 8 or 16 the channel-blocked layouts (kernels/Blocked.h).
+// is plain NCHW, 8 or 16 the channel-blocked layouts (kernels/Storage.h).
 // Results equal ref::maxPoolForward / unpoolForward / unpoolBackward's.
 
 /// Max-pool with switches (the first maximum of each window in row-major

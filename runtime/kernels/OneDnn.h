@@ -53,7 +53,7 @@ public:
   /// `s` is the forward op's geometry (s.in its input x, s.out its output
   /// y, batch included); `xLanes` and `yLanes` the layouts netc keeps x and
   /// y in (1: plain NCHW, else channel-blocked by that many, as
-  /// kernels/Blocked.h). Weights are netc's plain layout ([Cout, Cin/g, kh,
+  /// kernels/Storage.h). Weights are netc's plain layout ([Cout, Cin/g, kh,
   /// kw], transposed: [Cin, Cout/g, kh, kw]). `bias` and `relu` (a fused
   /// ReLU on the output) are for the forward pass only. Throws KernelError
   /// if oneDNN cannot compute this geometry.

@@ -45,11 +45,33 @@ out=$("$NETRUN" eval "$work/huge.trainer" --backend reference 2>&1)
 check "eval names the arena, its bytes and the memory available" \
   grep -q "the arena of program 'eval' needs 1 EiB (1152921504606846976 bytes) but only" <<<"$out"
 
-# info describes a bf16 trainer, which no host backend runs, without
-# needing one (it checks the plan alone, allocating nothing).
+# info describes a bf16 trainer without a backend (it checks the plan
+# alone, allocating nothing). The reference backend emulates bf16 (the cuda
+# backend's tensor-core path): its losses follow the fp32 trainer's within
+# bf16's precision; the cpu backend refuses it, saying what runs it.
 "$BUILD/bin/netc" phases.net --precision=bf16 -o "$work/bf16.trainer" >/dev/null
 out=$("$NETRUN" info "$work/bf16.trainer" 2>&1)
 check "info describes a bf16 trainer" grep -q "^program step.joint: batch 16" <<<"$out"
+"$BUILD/bin/netc" phases.net -o "$work/fp32.trainer" >/dev/null
+for p in bf16 fp32; do
+  "$NETRUN" train "$work/$p.trainer" --backend reference --max-steps 10 \
+    --log-every 1 --metrics "$work/$p.jsonl" >/dev/null 2>&1
+done
+check "a bf16 trainer's losses follow fp32's within 1%" python3 - "$work" <<'PY'
+import json, sys
+def losses(p):
+    rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{p}.jsonl")]
+    return [r["loss"] for r in rows if "loss" in r]
+a, b = losses("bf16"), losses("fp32")
+assert len(a) == len(b) == 10, (len(a), len(b))
+worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
+assert 0 < worst < 0.01, worst  # rounded, but close
+PY
+if grep -q "^NETC_WITH_ONEDNN:BOOL=ON" "$BUILD/CMakeCache.txt"; then
+  out=$("$NETRUN" train "$work/bf16.trainer" --backend cpu --max-steps 1 2>&1)
+  check "the cpu backend refuses a bf16 trainer, naming what runs it" \
+    grep -q "compiled with --precision=bf16, which runs on the cuda backend" <<<"$out"
+fi
 
 # Special files: a FIFO plan or checkpoint is refused at once, never waited on.
 mkdir "$work/fifo.trainer" && mkfifo "$work/fifo.trainer/plan.json"

@@ -148,7 +148,7 @@ inline void uploadRandomInputs(exec::Executor &e1, exec::Executor &e2, Rng &rng,
                           ? static_cast<const void *>(l.data())
                           : static_cast<const void *>(f.data());
     for (exec::Executor *e : {&e1, &e2})
-      uploadInput(*e, id, src, uint64_t(v.bytes(n)), n, 0);
+      uploadInput(*e, id, src, uint64_t(e->hostBytes(id, n)), n, 0);
   }
 }
 

@@ -212,11 +212,12 @@ TEST(PlanTest, FormatTwoFields) {
   EXPECT_EQ(p.program("eval").value(4).dtype, plan::DType::BF16);
   EXPECT_EQ(p.program("eval").value(4).bytes(4), 4 * 3 * 2);
   EXPECT_EQ(p.program("step.train").workspaceBytes, 64);
-  // A host backend refuses bf16 values with a message that says why.
-  exec::ParamStore store(p, 1);
-  exec::ReferenceBackend backend;
+  // A backend that cannot hold bf16 (the double oracle of the gradient
+  // tests) refuses bf16 values with a message that says why.
+  exec::ParamStoreT<double> store(p, 1);
+  exec::ReferenceBackendT<double> backend;
   try {
-    exec::Executor exe(p, "eval", store, backend);
+    exec::ExecutorT<double> exe(p, "eval", store, backend);
     FAIL() << "expected PlanError";
   } catch (const plan::PlanError &e) {
     EXPECT_NE(std::string(e.what()).find(
@@ -1749,6 +1750,119 @@ TEST(DenseEvalTest, AtTheInputSizeTheLogitsAreEvals) {
   plain.denseScales.clear();
   EXPECT_THROW(train::evaluateDense(plain, store, backend, o),
                train::TrainError);
+#endif
+}
+
+// The host's format against a value's storage: NHWC is the channel block
+// C, bf16 rounds to nearest even on the way in and widens exactly back.
+TEST(StorageTest, NhwcAndBf16RoundTrip) {
+  const kernels::Dims4 d{2, 5, 3, 4};
+  std::vector<uint32_t> host(size_t(d.count()));
+  uint64_t h = 3;
+  for (uint32_t &w : host) {
+    float f = float(int64_t((h = kernels::splitmix64(h)) % 20001) - 10000) /
+              997.0f;
+    w = cuda::floatBits(f);
+  }
+  auto at = [&](int64_t n, int64_t c, int64_t y, int64_t x) {
+    return size_t(((n * d.c + c) * d.h + y) * d.w + x);
+  };
+  // NHWC, 4-byte words: a pure permutation.
+  std::vector<uint32_t> nhwc(host.size()), back(host.size());
+  kernels::toStorage(d, {d.c, false}, host.data(), nhwc.data());
+  EXPECT_EQ(nhwc[size_t(((1 * d.h + 2) * d.w + 3) * d.c + 4)],
+            host[at(1, 4, 2, 3)]);
+  kernels::fromStorage(d, {d.c, false}, nhwc.data(), back.data());
+  EXPECT_EQ(back, host);
+  // bf16 NHWC: each element rounded once.
+  std::vector<cuda::Bf16> half(host.size());
+  kernels::toStorage(d, {d.c, true}, host.data(), half.data());
+  kernels::fromStorage(d, {d.c, true}, half.data(), back.data());
+  for (size_t i = 0; i < host.size(); ++i) {
+    float want =
+        cuda::Bf16::fromFloat(cuda::bitsFloat(host[i])).toFloat();
+    ASSERT_EQ(back[i], cuda::floatBits(want)) << i;
+  }
+  EXPECT_EQ(half[size_t(((0 * d.h + 1) * d.w + 2) * d.c + 3)].toFloat(),
+            cuda::bitsFloat(back[at(0, 3, 1, 2)]));
+}
+
+// The reference backend runs a bf16 plan (net-precision: bf16 NHWC
+// activations, f32 weights and losses) as an emulation of the cuda backend's
+// tensor-core path: from the same parameters and images, its step and eval
+// follow the f32 plan's within bf16's precision, and what it stores as bf16
+// comes out as bf16 values. Compiled at build time from every-layer.net
+// (--augment=swwae-all, fp32 and --precision=bf16).
+TEST(Bf16EmulationTest, FollowsTheF32Plan) {
+#ifndef NETC_STEP_PLAN_DIR
+  GTEST_SKIP() << "built without the compiler: no compiled plan";
+#else
+  TempDir dir32, dir16;
+  auto load = [](TempDir &dir, const char *name) {
+    std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/" + name);
+    EXPECT_TRUE(in) << name << " was not compiled";
+    return loadJson(dir, json::parse(in));
+  };
+  plan::Plan p32 = load(dir32, "every-swwae-all.json");
+  plan::Plan p16 = load(dir16, "every-swwae-all-bf16.json");
+  ASSERT_EQ(p16.precision, plan::Precision::BF16);
+  exec::ReferenceBackend backend;
+  exec::ParamStore s32(p32, 9), s16(p16, 9);
+  const std::string step = p32.schedule.back().program;
+  const int64_t n = 4;
+  std::vector<float> images(size_t(n * 2 * 12 * 12));
+  uint64_t h = 5;
+  for (float &v : images)
+    v = float(int64_t((h = kernels::splitmix64(h)) % 2001) - 1000) / 500.0f;
+  std::vector<int32_t> labels = {0, 1, 2, 4};
+  auto feed = [&](exec::Executor &e) {
+    e.upload(e.inputId("image"), images.data(), images.size() * 4, n);
+    e.upload(e.inputId("labels"), labels.data(), labels.size() * 4, n);
+  };
+  exec::StepContext ctx;
+  ctx.lr = 0.01;
+  ctx.momentum = 0.9;
+  ctx.training = true;
+  exec::Executor e32(p32, step, s32, backend), e16(p16, step, s16, backend);
+  int64_t image16 = e16.inputId("image");
+  EXPECT_EQ(e16.program().value(image16).layout, plan::Layout::NHWC);
+  for (int i = 0; i < 3; ++i) {
+    ctx.step = uint64_t(i);
+    feed(e32);
+    feed(e16);
+    e32.run(n, ctx);
+    e16.run(n, ctx);
+    double want = e32.scalar(*e32.program().loss);
+    double got = e16.scalar(*e16.program().loss);
+    EXPECT_NEAR(got, want, 2e-2 * std::abs(want)) << "step " << i;
+  }
+  // The updated weights stay f32 masters, near the f32 plan's.
+  std::vector<float> w32 = s32.hostValue("fc4.weight"),
+                     w16 = s16.hostValue("fc4.weight");
+  ASSERT_EQ(w16.size(), w32.size());
+  for (size_t i = 0; i < w32.size(); ++i)
+    EXPECT_NEAR(w16[i], w32[i], 2e-2 * (std::abs(w32[i]) + 1e-2)) << i;
+
+  ctx.training = false;
+  exec::Executor v32(p32, "eval", s32, backend), v16(p16, "eval", s16, backend);
+  feed(v32);
+  feed(v16);
+  v32.run(n, ctx);
+  v16.run(n, ctx);
+  ASSERT_EQ(v16.program().value(*v16.program().logits).dtype,
+            plan::DType::BF16);
+  std::vector<float> l32 = v32.download(*v32.program().logits),
+                     l16 = v16.download(*v16.program().logits);
+  ASSERT_EQ(l16.size(), l32.size());
+  float scale = 0;
+  for (float v : l32)
+    scale = std::max(scale, std::abs(v));
+  for (size_t i = 0; i < l32.size(); ++i) {
+    EXPECT_EQ(cuda::floatBits(l16[i]) & 0xFFFFu, 0u) << "not a bf16 value";
+    EXPECT_NEAR(l16[i], l32[i], 3e-2 * scale) << i;
+  }
+  // The host cannot read bf16 storage directly.
+  EXPECT_THROW(v16.data(*v16.program().logits), std::logic_error);
 #endif
 }
 

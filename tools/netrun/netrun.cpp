@@ -703,7 +703,7 @@ int cmdBench(const Args &a) {
   auto step = [&](int64_t i) {
     ctx.step = uint64_t(i);
     for (auto &[id, words] : inputs)
-      exe.upload(id, words.data(), uint64_t(prog.value(id).bytes(batch)),
+      exe.upload(id, words.data(), uint64_t(exe.hostBytes(id, batch)),
                  batch);
     exe.run(batch, ctx);
     (void)exe.scalar(*prog.loss); // waits for the step
