@@ -106,12 +106,37 @@ using LrnDesc = Desc<cudnnLRNDescriptor_t, cudnnCreateLRNDescriptor,
 using PoolDesc = Desc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor,
                       cudnnDestroyPoolingDescriptor>;
 
-void setTensor(TensorDesc &d, const Dims4 &x) {
-  dnnCheck(
-      cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
-                                 toInt(x.n, "batch"), toInt(x.c, "channels"),
-                                 toInt(x.h, "height"), toInt(x.w, "width")),
-      "set tensor descriptor");
+cudnnDataType_t dnnType(plan::DType t) {
+  return t == plan::DType::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+
+cudnnTensorFormat_t dnnFormat(plan::Layout l) {
+  return l == plan::Layout::NHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+}
+
+void setTensor(TensorDesc &d, const Dims4 &x,
+               plan::DType t = plan::DType::F32,
+               plan::Layout l = plan::Layout::NCHW) {
+  dnnCheck(cudnnSetTensor4dDescriptor(
+               d.get(), dnnFormat(l), dnnType(t), toInt(x.n, "batch"),
+               toInt(x.c, "channels"), toInt(x.h, "height"),
+               toInt(x.w, "width")),
+           "set tensor descriptor");
+}
+
+/// A value's descriptor with its own dims, element type and layout.
+void setTensor(TensorDesc &d, const exec::TensorRef &v) {
+  setTensor(d, v.dims, v.dtype, v.layout);
+}
+
+bool isBf16(const exec::TensorRef &v) { return v.dtype == plan::DType::BF16; }
+
+/// Calls f(T{}) with T the storage type of `v`'s real elements.
+template <typename F> void withType(const exec::TensorRef &v, F &&f) {
+  if (isBf16(v))
+    f(Bf16{});
+  else
+    f(float{});
 }
 
 /// A per-channel operand (bias) as cuDNN broadcasts it: [1, C, 1, 1].
@@ -175,6 +200,10 @@ struct Candidate {
 //===----------------------------------------------------------------------===//
 
 struct CudaBackend::State : exec::KernelState {
+  ~State() override {
+    if (owner)
+      owner->unlinkSgd(*this);
+  }
   int64_t n = 0; ///< batch the descriptors describe
   // cuDNN: x/y are the (conv view) input and output; bias a per-channel
   // operand or batch norm's derived parameter descriptor.
@@ -191,6 +220,20 @@ struct CudaBackend::State : exec::KernelState {
   // SGD's device tables.
   std::unique_ptr<Buffer> scratch, table, chunks;
   int64_t tableCount = 0;
+  // bf16 convolutions and fc: the weight's copy they read, or the bf16
+  // weight gradient cuDNN writes before it is widened (in the copy's
+  // layout: wDims with wLanes).
+  bool bf16 = false;
+  WeightCopy *copy = nullptr;
+  std::unique_ptr<Buffer> dwHalf;
+  Dims4 wDims;
+  int64_t wLanes = 1;
+  // sgd_update: its tensor as uploaded to `table` (linkSgd may add the
+  // weight's bf16 copy later); owner is set while it is in sgdStates_.
+  SgdTensor sgd;
+  CudaBackend *owner = nullptr;
+  /// Operands in another layout than the kernel's (relayoutsOf).
+  std::vector<Relayout> relayouts;
 };
 
 //===----------------------------------------------------------------------===//
@@ -267,6 +310,9 @@ CudaBackend::CudaBackend() {
   allowTf32(false);
   const char *algo = std::getenv("NETC_CUDNN_ALGO");
   search_ = !(algo && std::string(algo) == "heuristic");
+  const char *graphs = std::getenv("NETC_CUDA_GRAPHS");
+  graphs_ = !(graphs && std::string(graphs) == "off");
+  stepParams_ = allocate(sizeof(StepParams), "the step's hyper-parameters");
 }
 
 bool CudaBackend::reducesAcrossRanks() const {
@@ -280,6 +326,13 @@ bool CudaBackend::reducesAcrossRanks() const {
 CudaBackend::~CudaBackend() {
   if (stream_)
     cudaStreamSynchronize(stream_);
+  for (auto &[key, r] : recordings_)
+    if (r.exec)
+      cudaGraphExecDestroy(r.exec);
+  recordings_.clear();
+  // Their buffers' deleters call forget(), which reads copies_.
+  while (!copies_.empty())
+    copies_.extract(copies_.begin());
   nccl_.reset();
   workspace_.reset();
   if (cublas_)
@@ -322,7 +375,10 @@ std::unique_ptr<Buffer> CudaBackend::allocate(uint64_t bytes,
     cudaFree(p);
     cudaCheck(e, "zero new memory");
   }
-  return track(p, bytes, /*host=*/false, [](void *q) { cudaFree(q); });
+  return track(p, bytes, /*host=*/false, [this, bytes](void *q) {
+    forget(q, bytes);
+    cudaFree(q);
+  });
 }
 
 std::unique_ptr<Buffer> CudaBackend::allocateStaging(uint64_t bytes,
@@ -346,6 +402,7 @@ void CudaBackend::upload(void *dst, const void *src, uint64_t bytes) {
     cudaCheck(
         cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDefault, stream_),
         "upload");
+  touched(dst, bytes);
 }
 
 void CudaBackend::download(void *dst, const void *src, uint64_t bytes) {
@@ -362,20 +419,198 @@ void CudaBackend::copy(void *dst, const void *src, uint64_t bytes) {
     cudaCheck(
         cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDefault, stream_),
         "copy");
+  touched(dst, bytes);
 }
 
 void CudaBackend::zero(void *dst, uint64_t bytes) {
   if (bytes)
     cudaCheck(cudaMemsetAsync(dst, 0, size_t(bytes), stream_), "zero");
+  touched(dst, bytes);
+}
+
+void CudaBackend::uploadStored(void *dst, const kernels::Storage &s,
+                               const Dims4 &d, const void *src) {
+  uint64_t bytes = uint64_t(d.count()) * 4;
+  if (!uploadWords_ || uploadWords_->bytes() < bytes) {
+    synchronize(); // a conversion may still read the old one
+    uploadWords_.reset();
+    uploadWords_ = allocate(bytes, "the converted uploads' buffer");
+  }
+  upload(uploadWords_->data(), src, bytes);
+  if (s.bf16)
+    device::toStorage<Bf16>(d, s.lanes,
+                            static_cast<const float *>(uploadWords_->data()),
+                            static_cast<Bf16 *>(dst), stream_);
+  else
+    device::relayout(d, 1, s.lanes, 4, uploadWords_->data(), dst, stream_);
+  touched(dst, uint64_t(d.count() * s.elementBytes()));
 }
 
 void CudaBackend::synchronize() {
   cudaCheck(cudaStreamSynchronize(stream_), "synchronize");
 }
 
-bool CudaBackend::supports(const plan::Value &v) const {
-  // bf16 maps and NHWC layouts come with the tensor-core path.
-  return v.dtype != plan::DType::BF16 && v.layout == plan::Layout::NCHW;
+bool CudaBackend::supports(const plan::Value &) const { return true; }
+
+void CudaBackend::usePrecision(plan::Precision p) {
+  allowTf32(p == plan::Precision::TF32);
+}
+
+//===----------------------------------------------------------------------===//
+// CUDA graphs
+//===----------------------------------------------------------------------===//
+
+CudaBackend::ProgramRun CudaBackend::beginProgram(const void *key, int64_t n,
+                                                  const exec::StepContext &ctx,
+                                                  bool capturable) {
+  // From pageable memory: cudaMemcpyAsync has read it when it returns.
+  StepParams p;
+  p.hyper = SgdHyper{ctx.lr, ctx.momentum, ctx.decay};
+  p.step = ctx.step;
+  cudaCheck(cudaMemcpyAsync(stepParams_->data(), &p, sizeof p,
+                            cudaMemcpyHostToDevice, stream_),
+            "upload the step's hyper-parameters");
+  if (!graphs_ || !capturable)
+    return ProgramRun::Eager;
+  Recording &r = recordings_[key];
+  if (r.off)
+    return ProgramRun::Eager;
+  if (r.exec && r.n == n && r.training == ctx.training &&
+      r.generation == generation_) {
+    cudaCheck(cudaGraphLaunch(r.exec, stream_), "launch a step's graph");
+    return ProgramRun::Replay;
+  }
+  if (r.exec) {
+    cudaGraphExecDestroy(r.exec);
+    r.exec = nullptr;
+    r.eagerRuns = 0;
+  }
+  if (++r.eagerRuns < 2)
+    return ProgramRun::Eager;
+  r.n = n;
+  r.training = ctx.training;
+  r.generation = generation_;
+  // Thread-local: the prefetch thread's page-locked allocations and
+  // copies are not this capture's business.
+  cudaCheck(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
+            "begin capturing a step");
+  return ProgramRun::Capture;
+}
+
+bool CudaBackend::endCapture(const void *key, bool ok) {
+  Recording &r = recordings_[key];
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream_, &graph);
+  cudaGraphExec_t exec = nullptr;
+  if (ok && e == cudaSuccess)
+    e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph)
+    cudaGraphDestroy(graph);
+  if (!ok || e != cudaSuccess) {
+    (void)cudaGetLastError();
+    r.off = true; // the executor runs it again, eagerly
+    return false;
+  }
+  r.exec = exec;
+  cudaCheck(cudaGraphLaunch(r.exec, stream_), "launch a step's graph");
+  return true;
+}
+
+void CudaBackend::forgetProgram(const void *key) {
+  auto it = recordings_.find(key);
+  if (it == recordings_.end())
+    return;
+  if (it->second.exec) {
+    synchronize(); // a launch may still run it
+    cudaGraphExecDestroy(it->second.exec);
+  }
+  recordings_.erase(it);
+}
+
+//===----------------------------------------------------------------------===//
+// bf16 weight copies
+//===----------------------------------------------------------------------===//
+
+CudaBackend::WeightCopy &CudaBackend::weightCopy(const float *w,
+                                                 const Dims4 &dims,
+                                                 int64_t lanes) {
+  auto key = std::make_pair(w, lanes);
+  auto it = copies_.find(key);
+  if (it != copies_.end()) {
+    if (it->second.dims.count() != dims.count())
+      throw KernelError(fmt::format(
+          "a weight read as {} and as {} elements", it->second.dims.count(),
+          dims.count()));
+    return it->second;
+  }
+  WeightCopy c;
+  c.half = allocate(uint64_t(dims.count()) * sizeof(Bf16),
+                    "a bf16 copy of a weight");
+  c.w = w;
+  c.dims = dims;
+  c.lanes = lanes;
+  // The first copy of a weight is the one its SGD updates write.
+  c.bySgd = std::none_of(copies_.begin(), copies_.end(), [&](const auto &e) {
+    return e.second.w == w;
+  });
+  WeightCopy &made = copies_.emplace(key, std::move(c)).first->second;
+  refresh(made);
+  if (made.bySgd) {
+    auto [first, last] = sgdStates_.equal_range(w);
+    for (auto i = first; i != last; ++i)
+      linkSgd(*i->second);
+  }
+  return made;
+}
+
+void CudaBackend::refresh(const WeightCopy &c) {
+  device::toStorage<Bf16>(c.dims, c.lanes, c.w,
+                          static_cast<Bf16 *>(c.half->data()), stream_);
+}
+
+void CudaBackend::touched(const void *dst, uint64_t bytes) {
+  auto *begin = static_cast<const char *>(dst);
+  for (auto &[key, c] : copies_) {
+    auto *w = reinterpret_cast<const char *>(c.w);
+    if (w < begin + bytes && begin < w + c.dims.count() * sizeof(float))
+      refresh(c);
+  }
+}
+
+void CudaBackend::forget(const void *p, uint64_t bytes) {
+  auto *begin = static_cast<const char *>(p);
+  for (auto it = copies_.begin(); it != copies_.end();) {
+    auto *w = reinterpret_cast<const char *>(it->second.w);
+    auto next = std::next(it);
+    if (w >= begin && w < begin + bytes)
+      copies_.extract(it); // its buffer's deleter comes back here
+    it = next;
+  }
+}
+
+void CudaBackend::linkSgd(State &s) {
+  if (!s.owner) {
+    s.owner = this;
+    sgdStates_.emplace(s.sgd.w, &s);
+  }
+  for (auto &[key, c] : copies_)
+    if (c.w == s.sgd.w && c.bySgd) {
+      s.sgd.copy = static_cast<Bf16 *>(c.half->data());
+      s.sgd.copyPlane = c.dims.plane();
+      s.sgd.copyLanes = c.lanes;
+    }
+  upload(s.table->data(), &s.sgd, sizeof s.sgd);
+  synchronize(); // s.sgd may change before the copy is made
+}
+
+void CudaBackend::unlinkSgd(State &s) {
+  auto [first, last] = sgdStates_.equal_range(s.sgd.w);
+  for (auto i = first; i != last; ++i)
+    if (i->second == &s) {
+      sgdStates_.erase(i);
+      break;
+    }
+  s.owner = nullptr;
 }
 
 uint64_t CudaBackend::workspaceBytes() const {
@@ -389,10 +624,12 @@ void *CudaBackend::workspace() const {
 void CudaBackend::reserveWorkspace(uint64_t bytes) {
   if (bytes <= workspaceBytes())
     return;
-  // Earlier steps may still read the old buffer.
+  // Earlier steps may still read the old buffer, and recorded ones point
+  // to it.
   synchronize();
   workspace_.reset();
   workspace_ = allocate(bytes, "the convolution workspace");
+  ++generation_;
 }
 
 //===----------------------------------------------------------------------===//
@@ -438,15 +675,15 @@ static bool workspaceFor(cudnnHandle_t h, ConvKind kind,
 
 /// cuDNN's measurement of every algorithm for the kernel's direction
 /// (cudnnFind*Ex on the kernel's own buffers, before any step has written
-/// them, with `ws` as workspace): the fastest that works and, for fp32,
-/// uses no tensor cores; a deterministic one instead if it is within 10% of
-/// it. Like PyTorch's cudnn.benchmark, once per shape.
+/// them, with `ws` as workspace): the fastest that works and uses no tensor
+/// cores unless `tensorOps` (tf32, bf16); a deterministic one instead if it
+/// is within 10% of it. Like PyTorch's cudnn.benchmark, once per shape.
 static AlgoChoice findAlgo(cudnnHandle_t h, ConvKind kind,
                            cudnnTensorDescriptor_t x, void *xp,
                            cudnnFilterDescriptor_t w, void *wp,
                            cudnnConvolutionDescriptor_t conv,
                            cudnnTensorDescriptor_t y, void *yp, void *ws,
-                           size_t wsBytes, bool tf32) {
+                           size_t wsBytes, bool tensorOps) {
   std::vector<Candidate> list;
   int returned = 0;
   switch (kind) {
@@ -487,7 +724,7 @@ static AlgoChoice findAlgo(cudnnHandle_t h, ConvKind kind,
   for (const Candidate &c : list) { // fastest first
     size_t bytes = 0;
     if (c.status != CUDNN_STATUS_SUCCESS || c.time < 0 ||
-        (!tf32 && c.mathType != CUDNN_FMA_MATH &&
+        (!tensorOps && c.mathType != CUDNN_FMA_MATH &&
          c.mathType != CUDNN_DEFAULT_MATH) ||
         !workspaceFor(h, kind, x, w, conv, y, c.algo, bytes) || bytes > wsBytes)
       continue;
@@ -512,12 +749,12 @@ static AlgoChoice findAlgo(cudnnHandle_t h, ConvKind kind,
 /// cuDNN's ranked heuristics for the kernel's direction, best first; the
 /// first that works, fits `limit`, is deterministic (the backward
 /// directions have atomics-based algorithms: results that change from run
-/// to run) and, for fp32, uses no tensor cores. Determinism and then the
+/// to run) and uses no tensor cores unless `tensorOps`. Determinism and the
 /// math restriction are dropped only if nothing else is left.
 static AlgoChoice
 chooseAlgo(cudnnHandle_t h, ConvKind kind, cudnnTensorDescriptor_t x,
            cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t conv,
-           cudnnTensorDescriptor_t y, uint64_t limit, bool tf32) {
+           cudnnTensorDescriptor_t y, uint64_t limit, bool tensorOps) {
   std::vector<Candidate> list;
   int returned = 0;
   switch (kind) {
@@ -560,7 +797,7 @@ chooseAlgo(cudnnHandle_t h, ConvKind kind, cudnnTensorDescriptor_t x,
         continue;
       if (pass < 1 && c.determinism != CUDNN_DETERMINISTIC)
         continue;
-      if (pass < 2 && !tf32 && c.mathType != CUDNN_FMA_MATH &&
+      if (pass < 2 && !tensorOps && c.mathType != CUDNN_FMA_MATH &&
           c.mathType != CUDNN_DEFAULT_MATH)
         continue;
       size_t bytes = 0;
@@ -593,15 +830,16 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     bool deconv = isDeconv(op);
     const Dims4 &in = deconv ? o.shape.out : o.shape.in;
     const Dims4 &out = deconv ? o.shape.in : o.shape.out;
-    setTensor(s.x, in);
-    setTensor(s.y, out);
+    const exec::TensorRef &xv = deconv ? *o.y : *o.x;
+    setTensor(s.x, in, xv.dtype, xv.layout);
+    setTensor(s.y, out, xv.dtype, xv.layout);
     auto it = s.algos.find(c.n);
     if (it == s.algos.end()) {
       // A batch other than the planned one (the last of an epoch): an
       // algorithm that fits the workspace prepare() allocated.
       AlgoChoice a =
           chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
-                     s.y.get(), workspaceBytes(), tf32_);
+                     s.y.get(), workspaceBytes(), tf32_ || s.bf16);
       it = s.algos.emplace(c.n, a).first;
     }
     s.algo = it->second;
@@ -611,21 +849,21 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
       setTensor(s.y, Dims4{c.n, c.out[0].count / c.n, 1, 1});
       break;
     case Op::BiasGrad:
-      setTensor(s.y, c.in[0].dims);
+      setTensor(s.y, c.in[0]);
       break;
     case Op::LRN:
     case Op::LRNGrad:
     case Op::BatchNorm:
     case Op::BatchNormGrad:
-      setTensor(s.x, c.in[0].dims);
+      setTensor(s.x, c.in[0]);
       break;
     case Op::AvgPool:
-      setTensor(s.x, c.in[0].dims);
-      setTensor(s.y, c.out[0].dims);
+      setTensor(s.x, c.in[0]);
+      setTensor(s.y, c.out[0]);
       break;
     case Op::AvgPoolGrad:
-      setTensor(s.x, c.out[0].dims);
-      setTensor(s.y, c.in[0].dims);
+      setTensor(s.x, c.out[0]);
+      setTensor(s.y, c.in[0]);
       break;
     default:
       break;
@@ -634,7 +872,79 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
   s.n = c.n;
 }
 
+//===----------------------------------------------------------------------===//
+// Operands in another layout than the kernel's
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Whether the layout of `v` matters: a map of more than one pixel (a
+/// [N, C, 1, 1] map is the same bytes in NCHW and NHWC).
+bool laidOut(const exec::TensorRef &v) { return v.dims.plane() > 1; }
+
+} // namespace
+
+/// net-precision stores the maps that a flatten or reshape views in NCHW
+/// and every other bf16 map in NHWC, so the op that produces a viewed map
+/// (the last max-pool before the fc layers, a dropout) has operands in both
+/// layouts. Such a kernel runs in the layout of its first laid-out input:
+/// every operand in the other layout gets a scratch buffer in the kernel's
+/// layout, inputs copied into it before the kernel and outputs copied out of
+/// it after. These are the few maps at the border of the fc layers.
+std::vector<CudaBackend::Relayout>
+CudaBackend::relayoutsOf(const KernelCall &c) {
+  std::vector<Relayout> r;
+  const exec::TensorRef *first = nullptr;
+  for (const exec::TensorRef &v : c.in)
+    if (laidOut(v)) {
+      first = &v;
+      break;
+    }
+  if (!first)
+    return r;
+  auto add = [&](const std::vector<exec::TensorRef> &list, bool out) {
+    for (size_t i = 0; i < list.size(); ++i)
+      if (laidOut(list[i]) && list[i].layout != first->layout)
+        r.push_back({out, i, first->layout,
+                     allocate(uint64_t(list[i].count *
+                                       plan::dtypeSize(list[i].dtype)),
+                              "an operand in the kernel's layout")});
+  };
+  add(c.in, false);
+  add(c.out, true);
+  return r;
+}
+
+/// `c` with the operands of `r` in their scratch buffers.
+static KernelCall relayouted(const KernelCall &c,
+                             const std::vector<CudaBackend::Relayout> &r) {
+  KernelCall k = c;
+  for (const CudaBackend::Relayout &x : r) {
+    exec::TensorRef &v = x.out ? k.out[x.index] : k.in[x.index];
+    v.data = x.scratch->data();
+    v.layout = x.layout;
+  }
+  return k;
+}
+
+/// Copies `from` into `to` (the same value in the other layout).
+void CudaBackend::relayout(const exec::TensorRef &from,
+                           const exec::TensorRef &to) {
+  device::relayout(from.dims, from.lanes(), to.lanes(),
+                   plan::dtypeSize(from.dtype), from.data, to.data, stream_);
+}
+
 std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
+  std::vector<Relayout> r = relayoutsOf(c);
+  if (r.empty())
+    return prepareKernel(c);
+  std::unique_ptr<State> s = prepareKernel(relayouted(c, r));
+  s->relayouts = std::move(r);
+  return s;
+}
+
+std::unique_ptr<CudaBackend::State>
+CudaBackend::prepareKernel(const KernelCall &c) {
   auto s = std::make_unique<State>();
   const exec::KernelAttrs &a = c.attrs;
   const Op op = c.kernel.op;
@@ -645,12 +955,31 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
     const Dims4 &out = deconv ? o.shape.in : o.shape.out;
     s->kind = convKind(op);
     int64_t groups = o.shape.groups;
-    dnnCheck(cudnnSetFilter4dDescriptor(s->w.get(), CUDNN_DATA_FLOAT,
-                                        CUDNN_TENSOR_NCHW,
-                                        toInt(out.c, "output channels"),
-                                        toInt(in.c / groups, "input channels"),
-                                        toInt(o.w->dims.h, "kernel height"),
-                                        toInt(o.w->dims.w, "kernel width")),
+    // The conv view's input and output (a transposed convolution's are its
+    // output and input): a bf16 convolution has both in bf16 and NHWC.
+    const exec::TensorRef &xv = deconv ? *o.y : *o.x;
+    const exec::TensorRef &yv = deconv ? *o.x : *o.y;
+    s->bf16 = isBf16(xv);
+    if (isBf16(yv) != s->bf16 || yv.layout != xv.layout)
+      throw KernelError(fmt::format(
+          "its input is {} {} but its output {} {}", plan::dtypeName(xv.dtype),
+          plan::layoutName(xv.layout), plan::dtypeName(yv.dtype),
+          plan::layoutName(yv.layout)));
+    // The weight as [K, C, kh, kw]; on NHWC maps cuDNN's tensor-core
+    // kernels read it as KRSC, the layout of its bf16 copy.
+    s->wDims = Dims4{out.c, in.c / groups, o.w->dims.h, o.w->dims.w};
+    s->wLanes = xv.layout == plan::Layout::NHWC ? s->wDims.c : 1;
+    if (s->bf16 && s->kind == ConvKind::BackwardFilter)
+      s->dwHalf = allocate(uint64_t(s->wDims.count()) * sizeof(Bf16),
+                           "a bf16 convolution's weight gradient");
+    else if (s->bf16)
+      s->copy = &weightCopy(o.w->f32(), s->wDims, s->wLanes);
+    dnnCheck(cudnnSetFilter4dDescriptor(
+                 s->w.get(), dnnType(xv.dtype), dnnFormat(xv.layout),
+                 toInt(out.c, "output channels"),
+                 toInt(in.c / groups, "input channels"),
+                 toInt(o.w->dims.h, "kernel height"),
+                 toInt(o.w->dims.w, "kernel width")),
              "set filter descriptor");
     const kernels::Window2D &win = o.shape.win;
     dnnCheck(cudnnSetConvolution2dDescriptor(
@@ -662,19 +991,24 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
         cudnnSetConvolutionGroupCount(s->conv.get(), toInt(groups, "groups")),
         "set group count");
     // fp32 plans compute in fp32: FMA-only algorithms (cuDNN's default
-    // math would use TF32 tensor cores on Ampere and later).
+    // math would use TF32 tensor cores on Ampere and later); bf16 ones on
+    // tensor cores, accumulating in fp32 (the descriptor's compute type).
+    const bool tensorOps = tf32_ || s->bf16;
     dnnCheck(cudnnSetConvolutionMathType(
-                 s->conv.get(), tf32_ ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH),
+                 s->conv.get(), s->bf16 ? CUDNN_TENSOR_OP_MATH
+                                : tf32_ ? CUDNN_DEFAULT_MATH
+                                        : CUDNN_FMA_MATH),
              "set math type");
-    setTensor(s->x, in);
-    setTensor(s->y, out);
+    setTensor(s->x, in, xv.dtype, xv.layout);
+    setTensor(s->y, out, xv.dtype, xv.layout);
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
     // Decoders repeat their encoders' shapes: one search per shape.
     std::string key = fmt::format(
-        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_, int(s->kind),
-        in.n, in.c, in.h, in.w, out.c, out.h, out.w, o.w->dims.h, o.w->dims.w,
-        win.sh, win.sw, win.ph, win.pw, groups);
+        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_,
+        s->bf16, int(xv.layout), int(s->kind), in.n, in.c, in.h, in.w, out.c,
+        out.h, out.w, o.w->dims.h, o.w->dims.w, win.sh, win.sw, win.ph, win.pw,
+        groups);
     auto cached = algoCache_.find(key);
     bool found = cached != algoCache_.end();
     if (found)
@@ -684,11 +1018,11 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
       // whatever the search writes is overwritten by the first step.
       reserveWorkspace(std::min<uint64_t>(kSearchWorkspace, free / 8));
       void *x, *w, *y;
-      convPointers(c, x, w, y);
+      convPointers(c, *s, x, w, y);
       try {
         s->algo = findAlgo(cudnn_, s->kind, s->x.get(), x, s->w.get(), w,
                            s->conv.get(), s->y.get(), y, workspace(),
-                           workspaceBytes(), tf32_);
+                           workspaceBytes(), tensorOps);
         found = true;
       } catch (const KernelError &) {
         // Fall back to the heuristics.
@@ -698,7 +1032,7 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
       uint64_t limit = std::min<uint64_t>(kMaxWorkspace, free / 4);
       s->algo =
           chooseAlgo(cudnn_, s->kind, s->x.get(), s->w.get(), s->conv.get(),
-                     s->y.get(), std::max(limit, workspaceBytes()), tf32_);
+                     s->y.get(), std::max(limit, workspaceBytes()), tensorOps);
     }
     reserveWorkspace(s->algo.bytes);
     algoCache_[key] = {s->algo.algo, uint64_t(s->algo.bytes)};
@@ -710,14 +1044,30 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
   }
   switch (op) {
   case Op::FC:
-    if (c.in.size() > 2)
+  case Op::FCGradInput:
+  case Op::FCGradWeight: {
+    // bf16 when the activations are (x, or dy for the input gradient).
+    s->bf16 = isBf16(c.in[0]);
+    if (s->bf16 && op != Op::FCGradWeight) {
+      exec::FCDims d = exec::fcDims(op, c.in, c.out);
+      s->copy = &weightCopy(c.in[1].f32(), Dims4{d.out, d.in, 1, 1}, 1);
+    }
+    if (op == Op::FC && c.in.size() > 2)
       setChannels(s->bias, c.out[0].count / c.n);
     break;
+  }
   case Op::BiasGrad:
     setChannels(s->bias, c.in[0].dims.c);
+    if (isBf16(c.in[0]))
+      s->scratch = allocate(biasGradScratchBytes(c.in[0].dims),
+                            "a bias gradient's partial sums");
     break;
   case Op::LRN:
   case Op::LRNGrad: {
+    if (isBf16(c.in[0]))
+      throw KernelError("lrn on bf16 maps is not implemented on the cuda "
+                        "backend (cuDNN's LRN is NCHW); compile with "
+                        "--precision=tf32 or fp32");
     const kernels::LrnParams &p = a.lrn;
     // cuDNN's window is centred for odd sizes only (the reference's rule,
     // Caffe's); its limits on n, k and beta are checked here, not in a step.
@@ -790,7 +1140,7 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
   case Op::SGDUpdate: {
     if (!c.param)
       throw KernelError("sgd_update without its parameter");
-    SgdTensor t;
+    SgdTensor &t = s->sgd;
     t.w = c.param->value.data();
     t.grad = c.in[0].f32();
     t.velocity = c.param->momentum.data();
@@ -801,10 +1151,10 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
     s->table = allocate(sizeof(SgdTensor), "an sgd_update's tensor");
     s->chunks = allocate(std::max<size_t>(chunks.size(), 1) * sizeof(SgdChunk),
                          "an sgd_update's chunks");
-    upload(s->table->data(), &t, sizeof t);
     upload(s->chunks->data(), chunks.data(), chunks.size() * sizeof(SgdChunk));
-    synchronize();
     s->tableCount = int64_t(chunks.size());
+    // Uploads the tensor, with the weight's bf16 copy if it has one.
+    linkSgd(*s);
     break;
   }
   default:
@@ -818,13 +1168,13 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
 // run
 //===----------------------------------------------------------------------===//
 
-void CudaBackend::convPointers(const KernelCall &c, void *&x, void *&w,
-                               void *&y) {
+void CudaBackend::convPointers(const KernelCall &c, const State &s, void *&x,
+                               void *&w, void *&y) {
   exec::ConvOperands o = exec::convOperands(c.kernel.op, c.attrs, c.in, c.out);
   bool deconv = isDeconv(c.kernel.op);
   x = deconv ? o.y->data : o.x->data;
   y = deconv ? o.x->data : o.y->data;
-  w = o.w->data;
+  w = s.dwHalf ? s.dwHalf->data() : s.copy ? s.copy->half->data() : o.w->data;
 }
 
 void CudaBackend::runConv(const KernelCall &c, State &s) {
@@ -833,7 +1183,9 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   bool deconv = isDeconv(op);
   // The conv view's pointers.
   void *x, *w, *y;
-  convPointers(c, x, w, y);
+  convPointers(c, s, x, w, y);
+  if (s.copy && !s.copy->bySgd)
+    refresh(*s.copy);
   const float one = 1.0f, zero = 0.0f;
   void *ws = workspace();
   size_t wsBytes = s.algo.bytes;
@@ -858,9 +1210,16 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
                  cudnnConvolutionBwdFilterAlgo_t(s.algo.algo), ws, wsBytes,
                  &zero, s.w.get(), w),
              "convolution backward filter");
+    if (s.dwHalf) // the fp32 gradient, in the weight's own layout
+      device::fromStorage<Bf16>(s.wDims, s.wLanes,
+                                static_cast<const Bf16 *>(w), o.w->f32(),
+                                stream_);
     break;
   }
-  if ((op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
+  if (s.bf16 && (op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
+    device::biasAdd<Bf16>(o.y->dims, o.y->lanes(), o.y->as<Bf16>(),
+                          c.in[2].f32(), o.y->as<Bf16>(), stream_);
+  else if ((op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
     // The op's output: the conv view's output for conv2d, its input for
     // deconv2d.
     dnnCheck(cudnnAddTensor(cudnn_, &one, s.bias.get(), c.in[2].data, &one,
@@ -868,10 +1227,59 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
              "bias add");
 }
 
+void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n,
+                            int fin, int fout) {
+  // As the fp32 path (row-major as column-major transposes), with bf16
+  // operands, fp32 accumulation (CUBLAS_COMPUTE_32F) and the weight read
+  // through its bf16 copy; the weight gradient is written in fp32.
+  const float one = 1.0f, zero = 0.0f;
+  const Op op = c.kernel.op;
+  const void *w = s.copy ? s.copy->half->data() : nullptr;
+  if (s.copy && !s.copy->bySgd)
+    refresh(*s.copy);
+  auto gemm = [&](cublasOperation_t ta, cublasOperation_t tb, int m, int nn,
+                  int k, const void *A, int lda, const void *B, int ldb,
+                  void *C, cudaDataType_t ct, int ldc, const char *what) {
+    blasCheck(cublasGemmEx(cublas_, ta, tb, m, nn, k, &one, A, CUDA_R_16BF,
+                           lda, B, CUDA_R_16BF, ldb, &zero, C, ct, ldc,
+                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+              what);
+  };
+  if (op == Op::FC) {
+    gemm(CUBLAS_OP_T, CUBLAS_OP_N, fout, n, fin, w, fin, c.in[0].data, fin,
+         c.out[0].data, CUDA_R_16BF, fout, "bf16 fc forward");
+    if (c.in.size() > 2)
+      device::biasAdd<Bf16>(Dims4{n, fout, 1, 1}, 1, c.out[0].as<Bf16>(),
+                            c.in[2].f32(), c.out[0].as<Bf16>(), stream_);
+  } else if (op == Op::FCGradInput) {
+    gemm(CUBLAS_OP_N, CUBLAS_OP_N, fin, n, fout, w, fin, c.in[0].data, fout,
+         c.out[0].data, CUDA_R_16BF, fin, "bf16 fc backward data");
+  } else {
+    gemm(CUBLAS_OP_N, CUBLAS_OP_T, fin, fout, n, c.in[0].data, fin,
+         c.in[1].data, fout, c.out[0].data, CUDA_R_32F, fin,
+         "bf16 fc backward filter");
+  }
+}
+
 void CudaBackend::run(const KernelCall &c) {
+  State &s = state(c);
+  if (s.relayouts.empty()) {
+    runKernel(c, s);
+    return;
+  }
+  KernelCall k = relayouted(c, s.relayouts);
+  for (const Relayout &x : s.relayouts)
+    if (!x.out)
+      relayout(c.in[x.index], k.in[x.index]);
+  runKernel(k, s);
+  for (const Relayout &x : s.relayouts)
+    if (x.out)
+      relayout(k.out[x.index], c.out[x.index]);
+}
+
+void CudaBackend::runKernel(const KernelCall &c, State &s) {
   const exec::KernelAttrs &a = c.attrs;
   const Op op = c.kernel.op;
-  State &s = state(c);
   if (s.n != c.n)
     describeForBatch(c, s);
   auto in = [&](size_t i) { return c.in[i].f32(); };
@@ -892,6 +1300,10 @@ void CudaBackend::run(const KernelCall &c) {
     exec::FCDims d = exec::fcDims(op, c.in, c.out);
     int n = toInt(d.n, "batch"), fin = toInt(d.in, "fc inputs"),
         fout = toInt(d.out, "fc outputs");
+    if (s.bf16) {
+      runFcBf16(c, s, n, fin, fout);
+      return;
+    }
     if (op == Op::FC) {
       // y' = w'^T x'
       blasCheck(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, fout, n, fin,
@@ -915,6 +1327,13 @@ void CudaBackend::run(const KernelCall &c) {
     return;
   }
   case Op::BiasGrad:
+    if (isBf16(c.in[0])) {
+      device::biasGrad<Bf16>(c.in[0].dims, c.in[0].lanes(),
+                             c.in[0].as<Bf16>(),
+                             static_cast<double *>(s.scratch->data()), out(0),
+                             st);
+      return;
+    }
     dnnCheck(cudnnConvolutionBackwardBias(cudnn_, &one, s.y.get(), in(0), &zero,
                                           s.bias.get(), out(0)),
              "bias gradient");
@@ -973,70 +1392,120 @@ void CudaBackend::run(const KernelCall &c) {
              "average pool backward");
     return;
   case Op::MaxPool:
-    device::maxPoolForward(kernels::poolShape(c.in[0].dims, a.win, a.ceil),
-                           in(0), out(0), c.out[1].i32(), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::maxPoolForward<T>(kernels::poolShape(c.in[0].dims, a.win, a.ceil),
+                                c.in[0].as<T>(), c.out[0].as<T>(),
+                                c.out[1].i32(), c.in[0].lanes(), st);
+    });
     return;
   case Op::Unpool:
-    device::unpoolForward(
-        kernels::unpoolShape(c.in[0].dims, a.win, a.sizeH, a.sizeW, a.posH,
-                             a.posW, a.normalize),
-        in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr, out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::unpoolForward<T>(
+          kernels::unpoolShape(c.in[0].dims, a.win, a.sizeH, a.sizeW, a.posH,
+                               a.posW, a.normalize),
+          c.in[0].as<T>(), c.in.size() > 1 ? c.in[1].i32() : nullptr,
+          c.out[0].as<T>(), c.in[0].lanes(), st);
+    });
     return;
   case Op::UnpoolGrad:
-    device::unpoolBackward(
-        kernels::unpoolShape(c.out[0].dims, a.win, c.in[0].dims.h,
-                             c.in[0].dims.w, a.posH, a.posW, a.normalize),
-        in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr, out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::unpoolBackward<T>(
+          kernels::unpoolShape(c.out[0].dims, a.win, c.in[0].dims.h,
+                               c.in[0].dims.w, a.posH, a.posW, a.normalize),
+          c.in[0].as<T>(), c.in.size() > 1 ? c.in[1].i32() : nullptr,
+          c.out[0].as<T>(), c.out[0].lanes(), st);
+    });
     return;
   case Op::Relu:
-    device::relu(c.in[0].count, in(0), out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::relu<T>(c.in[0].count, c.in[0].as<T>(), c.out[0].as<T>(), st);
+    });
     return;
   case Op::ReluGrad:
     // in: grad, output.
-    device::reluGrad(c.in[0].count, in(1), in(0), out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::reluGrad<T>(c.in[0].count, c.in[1].as<T>(), c.in[0].as<T>(),
+                          c.out[0].as<T>(), st);
+    });
     return;
   case Op::Add:
-    device::add(c.in[0].count, in(0), in(1), out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::add<T>(c.in[0].count, c.in[0].as<T>(), c.in[1].as<T>(),
+                     c.out[0].as<T>(), st);
+    });
     return;
   case Op::Scale:
-    device::scale(c.in[0].count, in(0), float(a.scale), out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::scale<T>(c.in[0].count, c.in[0].as<T>(), float(a.scale),
+                       c.out[0].as<T>(), st);
+    });
     return;
   case Op::Reshape:
   case Op::Flatten:
     // A view when planned in place; otherwise a copy.
-    copy(c.out[0].data, c.in[0].data, uint64_t(c.in[0].count) * 4);
+    copy(c.out[0].data, c.in[0].data,
+         uint64_t(c.in[0].count * plan::dtypeSize(c.in[0].dtype)));
     return;
   case Op::Dropout:
   case Op::DropoutGrad:
     if (!c.ctx.training || a.ratio == 0) {
-      copy(c.out[0].data, c.in[0].data, uint64_t(c.in[0].count) * 4);
+      copy(c.out[0].data, c.in[0].data,
+           uint64_t(c.in[0].count * plan::dtypeSize(c.in[0].dtype)));
       return;
     }
-    device::dropout(c.in[0].count, a.ratio, a.seed, c.ctx.step,
-                    c.dropoutFirst(), in(0), out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::dropout<T>(
+          c.in[0].count, a.ratio, a.seed,
+          &static_cast<const StepParams *>(stepParams_->data())->step,
+          c.dropoutFirst(), c.in[0].dims.plane(), c.in[0].lanes(),
+          c.in[0].as<T>(), c.out[0].as<T>(), st);
+    });
     return;
   case Op::SoftmaxCrossEntropy: {
     int64_t n = c.in[0].dims.n;
-    device::softmaxCrossEntropyForward(
-        n, c.in[0].count / n, in(0), c.in[1].i32(),
-        static_cast<double *>(s.scratch->data()), out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::softmaxCrossEntropyForward<T>(
+          n, c.in[0].count / n, c.in[0].as<T>(), c.in[1].i32(),
+          static_cast<double *>(s.scratch->data()), out(0), st);
+    });
     return;
   }
   case Op::SoftmaxCrossEntropyGrad: {
     int64_t n = c.in[0].dims.n;
-    device::softmaxCrossEntropyBackward(
-        n, c.in[0].count / n, in(0), c.in[1].i32(), float(a.scale),
-        static_cast<double *>(s.scratch->data()), out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::softmaxCrossEntropyBackward<T>(
+          n, c.in[0].count / n, c.in[0].as<T>(), c.in[1].i32(),
+          float(a.scale), static_cast<double *>(s.scratch->data()),
+          c.out[0].as<T>(), st);
+    });
     return;
   }
   case Op::EuclideanLoss:
-    device::euclideanLossForward(c.in[0].dims.n, c.in[0].count, in(0), in(1),
-                                 static_cast<double *>(s.scratch->data()),
-                                 out(0), st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::euclideanLossForward<T>(
+          c.in[0].dims.n, c.in[0].count, c.in[0].as<T>(), c.in[1].as<T>(),
+          static_cast<double *>(s.scratch->data()), out(0), st);
+    });
     return;
   case Op::EuclideanLossGrad:
-    device::euclideanLossBackward(c.in[0].dims.n, c.in[0].count, in(0), in(1),
-                                  float(a.scale), out(0), nullptr, st);
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::euclideanLossBackward<T>(c.in[0].dims.n, c.in[0].count,
+                                       c.in[0].as<T>(), c.in[1].as<T>(),
+                                       float(a.scale), c.out[0].as<T>(),
+                                       nullptr, st);
+    });
     return;
   case Op::Objective:
     device::objective(static_cast<const ObjectiveTerm *>(s.table->data()),
@@ -1073,12 +1542,14 @@ void CudaBackend::run(const KernelCall &c) {
     return;
   }
   case Op::SGDUpdate:
-    // The hyper-parameters go by value at each launch (a captured graph
-    // would need them in device memory instead).
+    // The hyper-parameters from device memory (beginProgram), so that a
+    // recorded step reads each step's.
     device::sgdMomentum(static_cast<const SgdTensor *>(s.table->data()),
                         static_cast<const SgdChunk *>(s.chunks->data()),
                         s.tableCount,
-                        SgdHyper{c.ctx.lr, c.ctx.momentum, c.ctx.decay}, st);
+                        &static_cast<const StepParams *>(stepParams_->data())
+                             ->hyper,
+                        st);
     return;
   default:
     break;

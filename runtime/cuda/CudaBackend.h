@@ -25,8 +25,20 @@
 // batch (the last of an epoch) re-describes the tensors and picks, once per
 // batch size, an algorithm by the heuristics that fits the workspace.
 //
-// Values: f32 and i32 in NCHW. bf16 and NHWC are not implemented yet
-// (supports() says no, and the executor names the value and the reason).
+// Precision (the plan's, told by usePrecision()):
+//   - fp32: FMA-only cuDNN algorithms and cuBLAS's default math;
+//   - tf32: TF32 tensor cores for convolutions and fc;
+//   - bf16: activations and their gradients are bf16, maps NHWC
+//     (net-precision). Convolutions run on tensor cores with NHWC data and
+//     KRSC filters and fp32 accumulation; cuBLAS's GemmEx multiplies bf16
+//     with fp32 accumulation. Weights stay fp32 masters in the parameter
+//     store; the kernels read a bf16 copy of each, in the layout they need
+//     (WeightCopy), which the fused SGD update writes with the weights (and
+//     upload() refreshes after the host sets a parameter). A convolution's
+//     weight gradient comes out of cuDNN in bf16 and is widened to the fp32
+//     gradient; fc's is computed in fp32. Biases, batch-norm parameters and
+//     statistics, losses and every reduction stay fp32. LRN has no bf16
+//     path (prepare() says so).
 //
 // Data-dependent checks the device cannot make: a label outside [0, k)
 // makes that softmax cross-entropy loss NaN (and its row's gradient), which
@@ -46,8 +58,10 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 struct CUstream_st;
+struct CUgraphExec_st;
 struct cudnnContext;
 struct cublasContext;
 
@@ -84,17 +98,33 @@ public:
   void copy(void *dst, const void *src, uint64_t bytes) override;
   void zero(void *dst, uint64_t bytes) override;
   void synchronize() override;
+  /// Uploads the host's words and converts them on the device (an image
+  /// batch of a bf16 plan: f32 NCHW to bf16 NHWC), through a device buffer
+  /// that grows to the largest such upload.
+  void uploadStored(void *dst, const kernels::Storage &s,
+                    const kernels::Dims4 &d, const void *src) override;
 
-  /// f32 and i32 values in NCHW (bf16 and NHWC: not yet).
+  /// f32, bf16 and i32 values, NCHW and NHWC.
   bool supports(const plan::Value &v) const override;
+  /// fp32 and bf16 plans compute convolutions and fc without TF32; a tf32
+  /// plan lets them use TF32 tensor cores.
+  void usePrecision(plan::Precision p) override;
+
+  /// CUDA graphs: a program's first run at its planned batch is eager (the
+  /// state made lazily, such as NCCL's communicator, is made outside any
+  /// capture), its second is captured and launched as a graph, and later
+  /// runs replay it. The hyper-parameters and the step number live in
+  /// device memory (set here, before each run) so that one graph serves
+  /// every step. A program whose capture fails runs eagerly from then on.
+  /// NETC_CUDA_GRAPHS=off runs everything eagerly.
+  ProgramRun beginProgram(const void *key, int64_t n,
+                          const exec::StepContext &ctx,
+                          bool capturable) override;
+  bool endCapture(const void *key, bool ok) override;
+  void forgetProgram(const void *key) override;
   std::unique_ptr<exec::KernelState>
   prepare(const exec::KernelCall &call) override;
   void run(const exec::KernelCall &call) override;
-
-  /// Lets convolutions and fc use TF32 tensor cores (a `tf32` plan); off by
-  /// default, so fp32 plans compute in fp32 (FMA-only cuDNN algorithms,
-  /// cuBLAS default math). Affects kernels prepared afterwards.
-  void allowTf32(bool on);
 
   /// Bytes of the shared convolution workspace now.
   uint64_t workspaceBytes() const;
@@ -104,17 +134,62 @@ public:
   /// With NCCL (NETC_HAVE_NCCL), all_reduce_mean spans ranks.
   bool reducesAcrossRanks() const override;
 
+  /// An operand that a kernel reads or writes in another layout than its
+  /// own, through `scratch` (see relayoutsOf).
+  struct Relayout {
+    bool out = false;
+    size_t index = 0;
+    plan::Layout layout = plan::Layout::NCHW; ///< the kernel's
+    std::unique_ptr<exec::Buffer> scratch;
+  };
+
 private:
   struct State;
+  std::unique_ptr<State> prepareKernel(const exec::KernelCall &call);
+  void runKernel(const exec::KernelCall &call, State &s);
+  std::vector<Relayout> relayoutsOf(const exec::KernelCall &call);
+  void relayout(const exec::TensorRef &from, const exec::TensorRef &to);
+  /// A bf16 copy of an f32 weight in the layout its kernels read (KRSC for
+  /// convolutions on NHWC maps: lanes = the filter's C; fc: lanes 1).
+  struct WeightCopy {
+    std::unique_ptr<exec::Buffer> half;
+    const float *w = nullptr;
+    kernels::Dims4 dims; ///< the weight as [K, C, kh, kw] (fc: [out, in, 1, 1])
+    int64_t lanes = 1;
+    /// Written by the weight's fused SGD update (one copy per weight is);
+    /// any other copy of the same weight is refreshed before each use.
+    bool bySgd = false;
+  };
+  /// The bf16 copy of weight `w` with `lanes`, made (and filled) on first
+  /// request. Prepare only.
+  WeightCopy &weightCopy(const float *w, const kernels::Dims4 &dims,
+                         int64_t lanes);
+  /// Enqueues the conversion of `c` from its f32 weight.
+  void refresh(const WeightCopy &c);
+  /// After the host or a copy wrote [dst, dst + bytes): refreshes the
+  /// copies of any weight in it.
+  void touched(const void *dst, uint64_t bytes);
+  /// Gives sgd_update state `s` the copy of its weight, if there is one
+  /// (uploading its device table), or registers it to get one later.
+  void linkSgd(State &s);
+  void unlinkSgd(State &s);
   State &state(const exec::KernelCall &call) const;
   /// Grows the shared workspace to at least `bytes` (prepare() only).
   void reserveWorkspace(uint64_t bytes);
   void *workspace() const;
   void runConv(const exec::KernelCall &call, State &s);
-  /// The conv view's input, weight and output addresses of a convolution.
-  static void convPointers(const exec::KernelCall &call, void *&x, void *&w,
-                           void *&y);
+  /// fc, fc_grad_input and fc_grad_weight on bf16 activations (GemmEx).
+  void runFcBf16(const exec::KernelCall &call, const State &s, int n, int fin,
+                 int fout);
+  /// The conv view's input, weight and output addresses of a convolution
+  /// (a bf16 one's weight: its copy, or the bf16 weight gradient).
+  static void convPointers(const exec::KernelCall &call, const State &s,
+                           void *&x, void *&w, void *&y);
   void describeForBatch(const exec::KernelCall &call, State &s);
+  /// Lets convolutions and fc use TF32 tensor cores (usePrecision).
+  void allowTf32(bool on);
+  /// Drops the weight copies of an f32 weight in [p, p + bytes) (freed).
+  void forget(const void *p, uint64_t bytes);
 
   int device_ = 0;
   std::string deviceName_;
@@ -123,10 +198,32 @@ private:
   cublasContext *cublas_ = nullptr;
   std::unique_ptr<exec::Buffer> cublasWorkspace_;
   std::unique_ptr<exec::Buffer> workspace_;
+  std::unique_ptr<exec::Buffer> uploadWords_; ///< uploadStored's
   bool tf32_ = false;
   bool search_ = true; ///< cudnnFind* rather than the heuristics
   /// The algorithm chosen per convolution shape and direction.
   std::map<std::string, std::pair<int, uint64_t>> algoCache_;
+  /// A program's graph (beginProgram).
+  struct Recording {
+    int64_t n = 0;
+    bool training = false;
+    uint64_t generation = 0; ///< generation_ when captured
+    CUgraphExec_st *exec = nullptr;
+    int eagerRuns = 0;
+    bool off = false; ///< its capture failed: always eager
+  };
+  std::map<const void *, Recording> recordings_;
+  /// Bumped when a buffer that recorded kernels may point to moves (the
+  /// shared workspace): older recordings are captured again.
+  uint64_t generation_ = 0;
+  bool graphs_ = true;
+  /// The step's hyper-parameters and number, read by the SGD update and
+  /// dropout (device memory, a StepParams).
+  std::unique_ptr<exec::Buffer> stepParams_;
+  /// bf16 weight copies by (f32 weight, lanes).
+  std::map<std::pair<const float *, int64_t>, WeightCopy> copies_;
+  /// The prepared sgd_update states of each weight (for linkSgd).
+  std::multimap<const float *, State *> sgdStates_;
   /// all_reduce_mean's NCCL communicator, made at the first one.
   std::unique_ptr<NcclReducer> nccl_;
 };
