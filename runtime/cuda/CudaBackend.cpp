@@ -17,11 +17,14 @@
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <stdexcept>
 #include <vector>
@@ -452,8 +455,80 @@ void CudaBackend::synchronize() {
 
 bool CudaBackend::supports(const plan::Value &) const { return true; }
 
-void CudaBackend::usePrecision(plan::Precision p) {
-  allowTf32(p == plan::Precision::TF32);
+void CudaBackend::usePlan(const plan::Plan &plan) {
+  allowTf32(plan.precision == plan::Precision::TF32);
+  std::string file = plan.dir.empty() ? "" : plan.dir + "/" + kAlgoFile;
+  if (file != algoFile_) {
+    algoFile_ = file;
+    loadAlgorithms();
+  }
+}
+
+exec::PreparedProgram
+CudaBackend::prepareProgram(const plan::Program &program,
+                            const std::vector<KernelCall> &calls,
+                            const std::set<int64_t> &hostValues) {
+  exec::PreparedProgram p =
+      exec::Backend::prepareProgram(program, calls, hostValues);
+  saveAlgorithms();
+  return p;
+}
+
+//===----------------------------------------------------------------------===//
+// The algorithm file
+//===----------------------------------------------------------------------===//
+
+std::string CudaBackend::algoOrigin() const {
+  return fmt::format("{}; cuDNN {}", deviceName_, cudnnGetVersion());
+}
+
+/// Reads algoFile_ into algoCache_ (entries already chosen stay). A file
+/// from another GPU or cuDNN, or one that cannot be read or parsed, is
+/// ignored: the algorithms are measured again and the file rewritten.
+void CudaBackend::loadAlgorithms() {
+  if (algoFile_.empty())
+    return;
+  try {
+    nlohmann::json j =
+        nlohmann::json::parse(io::readFile(algoFile_, uint64_t(4) << 20));
+    if (j.at("origin").get<std::string>() != algoOrigin()) {
+      algoDirty_ = true;
+      return;
+    }
+    for (auto &[key, v] : j.at("algorithms").items()) {
+      int algo = v.at(0).get<int>();
+      uint64_t bytes = v.at(1).get<uint64_t>();
+      if (algo >= 0 && bytes <= kMaxWorkspace)
+        algoCache_.emplace(key, std::make_pair(algo, bytes));
+    }
+  } catch (const std::exception &) {
+    algoDirty_ = true; // absent or damaged: written anew
+  }
+}
+
+/// Writes algoCache_ to algoFile_ (through a temporary and a rename, so a
+/// reader never sees half a file). A trainer directory that cannot be
+/// written only costs the next run its search.
+void CudaBackend::saveAlgorithms() {
+  if (algoFile_.empty() || !algoDirty_)
+    return;
+  nlohmann::json algos = nlohmann::json::object();
+  for (const auto &[key, v] : algoCache_)
+    algos[key] = {v.first, v.second};
+  nlohmann::json j = {{"origin", algoOrigin()}, {"algorithms", algos}};
+  std::string tmp = algoFile_ + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(1) << "\n";
+    if (!out.good()) {
+      std::remove(tmp.c_str());
+      return;
+    }
+  }
+  if (std::rename(tmp.c_str(), algoFile_.c_str()) != 0)
+    std::remove(tmp.c_str());
+  else
+    algoDirty_ = false;
 }
 
 //===----------------------------------------------------------------------===//
@@ -1010,7 +1085,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
         out.h, out.w, o.w->dims.h, o.w->dims.w, win.sh, win.sw, win.ph, win.pw,
         groups);
     auto cached = algoCache_.find(key);
-    bool found = cached != algoCache_.end();
+    const bool fromCache = cached != algoCache_.end();
+    bool found = fromCache;
     if (found)
       s->algo = {cached->second.first, size_t(cached->second.second)};
     if (!found && search_) {
@@ -1035,6 +1111,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
                      s->y.get(), std::max(limit, workspaceBytes()), tensorOps);
     }
     reserveWorkspace(s->algo.bytes);
+    if (!fromCache)
+      algoDirty_ = true;
     algoCache_[key] = {s->algo.algo, uint64_t(s->algo.bytes)};
     s->algos[c.n] = s->algo;
     if ((op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)

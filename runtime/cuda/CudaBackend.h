@@ -25,7 +25,7 @@
 // batch (the last of an epoch) re-describes the tensors and picks, once per
 // batch size, an algorithm by the heuristics that fits the workspace.
 //
-// Precision (the plan's, told by usePrecision()):
+// Precision (the plan's, told by usePlan()):
 //   - fp32: FMA-only cuDNN algorithms and cuBLAS's default math;
 //   - tf32: TF32 tensor cores for convolutions and fc;
 //   - bf16: activations and their gradients are bf16, maps NHWC
@@ -55,6 +55,7 @@
 #include "runtime/exec/Backend.h"
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <utility>
@@ -107,8 +108,17 @@ public:
   /// f32, bf16 and i32 values, NCHW and NHWC.
   bool supports(const plan::Value &v) const override;
   /// fp32 and bf16 plans compute convolutions and fc without TF32; a tf32
-  /// plan lets them use TF32 tensor cores.
-  void usePrecision(plan::Precision p) override;
+  /// plan lets them use TF32 tensor cores. The convolution algorithms found
+  /// for the plan are kept in its trainer directory (kAlgoFile), so that
+  /// a later run on the same GPU and cuDNN skips the search.
+  void usePlan(const plan::Plan &plan) override;
+  /// Prepares each kernel, then saves any newly found algorithms.
+  exec::PreparedProgram
+  prepareProgram(const plan::Program &program,
+                 const std::vector<exec::KernelCall> &calls,
+                 const std::set<int64_t> &hostValues) override;
+  /// The file in a trainer directory that keeps the algorithms.
+  static constexpr const char *kAlgoFile = "cudnn-algorithms.json";
 
   /// CUDA graphs: a program's first run at its planned batch is eager (the
   /// state made lazily, such as NCCL's communicator, is made outside any
@@ -186,7 +196,7 @@ private:
   static void convPointers(const exec::KernelCall &call, const State &s,
                            void *&x, void *&w, void *&y);
   void describeForBatch(const exec::KernelCall &call, State &s);
-  /// Lets convolutions and fc use TF32 tensor cores (usePrecision).
+  /// Lets convolutions and fc use TF32 tensor cores (usePlan).
   void allowTf32(bool on);
   /// Drops the weight copies of an f32 weight in [p, p + bytes) (freed).
   void forget(const void *p, uint64_t bytes);
@@ -203,6 +213,14 @@ private:
   bool search_ = true; ///< cudnnFind* rather than the heuristics
   /// The algorithm chosen per convolution shape and direction.
   std::map<std::string, std::pair<int, uint64_t>> algoCache_;
+  /// Where algoCache_ is kept (usePlan); whether it has entries the file
+  /// lacks.
+  std::string algoFile_;
+  bool algoDirty_ = false;
+  /// What the file's algorithms were measured on: the device and cuDNN.
+  std::string algoOrigin() const;
+  void loadAlgorithms();
+  void saveAlgorithms();
   /// A program's graph (beginProgram).
   struct Recording {
     int64_t n = 0;

@@ -106,9 +106,10 @@ public:
     this->upload(dst, stored.data(), stored.size());
     this->synchronize(); // `stored` goes away
   }
-  /// The plan's precision, told before its programs are prepared (a
-  /// backend runs one plan at a time). Host backends compute fp32 anyway.
-  virtual void usePrecision(plan::Precision) {}
+  /// The plan whose programs are prepared next (a backend runs one plan at
+  /// a time): its precision (host backends compute fp32 anyway) and its
+  /// trainer directory, where a backend may keep what it measured.
+  virtual void usePlan(const plan::Plan &) {}
   /// Runs (or, on a device, enqueues) one kernel.
   virtual void run(const KernelCallT<T> &call) = 0;
   /// Whether its `all_reduce_mean` reaches other ranks (a data-parallel run

@@ -45,7 +45,7 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
                 "runs on the cuda backend (the reference backend emulates "
                 "it, slowly), or recompile with --precision=fp32"
               : ""));
-  backend_.usePrecision(plan.precision);
+  backend_.usePlan(plan);
   arena_ = backend_.allocate(
       std::max<uint64_t>(uint64_t(program_->arenaBytes) * kScale, 64),
       fmt::format("{}: the arena of program '{}'", plan.file, program));
