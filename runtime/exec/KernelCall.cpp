@@ -401,6 +401,47 @@ void checkProgram(const plan::Plan &plan, const plan::Program &program,
 // Operand views shared by the backends
 //===----------------------------------------------------------------------===//
 
+int64_t modelFlops(const plan::Program &program, int64_t n) {
+  using plan::Op;
+  int64_t flops = 0;
+  for (const plan::Kernel &k : program.kernels) {
+    bool conv = k.op == Op::Conv2D || k.op == Op::Deconv2D ||
+                k.op == Op::Conv2DGradInput || k.op == Op::Conv2DGradWeight ||
+                k.op == Op::Deconv2DGradInput ||
+                k.op == Op::Deconv2DGradWeight;
+    bool fc = k.op == Op::FC || k.op == Op::FCGradInput ||
+              k.op == Op::FCGradWeight;
+    if (!conv && !fc)
+      continue;
+    auto refs = [&](const std::vector<int64_t> &ids) {
+      std::vector<TensorRef> r;
+      for (int64_t id : ids) {
+        TensorRef t;
+        t.dims = dimsOf(program.value(id), n);
+        t.count = program.value(id).count(n);
+        r.push_back(t);
+      }
+      return r;
+    };
+    std::vector<TensorRef> in = refs(k.in), out = refs(k.out);
+    if (fc) {
+      FCDims d = fcDims(k.op, in, out);
+      flops += 2 * d.n * d.in * d.out;
+      continue;
+    }
+    ConvOperands o = convOperands(k.op, decodeAttrs(k), in, out);
+    // Every output pixel of the strided side (a transposed convolution's
+    // input) takes a window over the other side's channels of its group.
+    bool deconv = k.op == Op::Deconv2D || k.op == Op::Deconv2DGradInput ||
+                  k.op == Op::Deconv2DGradWeight;
+    const kernels::Dims4 &small = deconv ? o.shape.in : o.shape.out;
+    const kernels::Dims4 &large = deconv ? o.shape.out : o.shape.in;
+    flops += 2 * small.count() * (large.c / o.shape.groups) *
+             o.shape.win.kh * o.shape.win.kw;
+  }
+  return flops;
+}
+
 FCDims fcDims(plan::Op op, const std::vector<TensorRef> &in,
               const std::vector<TensorRef> &out) {
   // fc: (x, w) -> y; fc_grad_input: (dy, w) -> dx; fc_grad_weight: (x, dy).

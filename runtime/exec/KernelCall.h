@@ -145,6 +145,13 @@ void checkGeometry(const plan::Kernel &k, const KernelAttrs &attrs,
                    const std::vector<TensorRef> &out, const plan::Program &p,
                    int64_t paramCount);
 
+/// The floating-point operations of one run of `program` at batch n that
+/// model-FLOP utilisation counts: two per multiply-add of every
+/// convolution-family and fc-family kernel (forward and both gradients),
+/// nothing for the rest (pooling, losses, elementwise), whose FLOPs are a
+/// rounding error of a CNN step's.
+int64_t modelFlops(const plan::Program &program, int64_t n);
+
 /// Checks the geometry of every kernel of `program` at batch n (1 <= n <=
 /// its batch), from the plan alone: no memory, no backend. `attrs` are the
 /// kernels' decoded attributes (decodeAttrs), in order. A mismatch is a

@@ -1753,6 +1753,26 @@ TEST(DenseEvalTest, AtTheInputSizeTheLogitsAreEvals) {
 #endif
 }
 
+// Model FLOPs (netrun bench's TFLOP/s and the GPU benchmark's utilisation):
+// two per multiply-add of the convolutions and fc layers, by hand.
+TEST(ModelFlopsTest, CountsConvolutionsAndFc) {
+  TempDir dir;
+  plan::Plan tiny = loadJson(dir, tinyPlan());
+  // fc [n, 4] x [3, 4] and its weight gradient; bias_grad counts nothing.
+  EXPECT_EQ(exec::modelFlops(tiny.program("step.train"), 4), 2 * (2 * 4 * 4 * 3));
+#ifdef NETC_STEP_PLAN_DIR
+  std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/every-none.json");
+  ASSERT_TRUE(in) << "every-none.json was not compiled";
+  TempDir dir2;
+  plan::Plan every = loadJson(dir2, json::parse(in));
+  // every-layer.net per image: conv1 4x6x6 outputs over 2 channels x 3x3;
+  // conv2 6x3x3 outputs over 4/2 channels x 3x3; fc3 6->8; fc4 8->5.
+  const int64_t perImage = 2 * (4 * 6 * 6 * 2 * 9 + 6 * 3 * 3 * 2 * 9 +
+                                6 * 8 + 8 * 5);
+  EXPECT_EQ(exec::modelFlops(every.program("eval"), 3), 3 * perImage);
+#endif
+}
+
 // The host's format against a value's storage: NHWC is the channel block
 // C, bf16 rounds to nearest even on the way in and widens exactly back.
 TEST(StorageTest, NhwcAndBf16RoundTrip) {

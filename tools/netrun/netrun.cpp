@@ -730,13 +730,16 @@ int cmdBench(const Args &a) {
   }
   if (comm.rank() != 0)
     return 0;
+  const double flops = double(exec::modelFlops(prog, batch)) * comm.size();
   std::cout << fmt::format(
       "program {} on {}: batch {}{}, {} steps: {:.1f} images/s, {:.3f} "
-      "ms/step, peak memory {} ({} bytes)\n",
+      "ms/step, peak memory {} ({} bytes), {:.3g} model TFLOP/s ({:.3g} "
+      "GFLOP/step in convolutions and fc)\n",
       name, backend->name(), batch,
       comm.size() > 1 ? fmt::format(" x {} ranks", comm.size()) : "", steps,
       double(batch * comm.size() * steps) / secs, 1e3 * secs / double(steps),
-      human(int64_t(backend->peakBytes())), backend->peakBytes());
+      human(int64_t(backend->peakBytes())), backend->peakBytes(),
+      flops * double(steps) / secs * 1e-12, flops * 1e-9);
   if (a.flags.count("--profile"))
     printProfile(exe, steps);
   return 0;
