@@ -29,6 +29,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include <unistd.h>
+
 namespace netc::cuda {
 
 using exec::Buffer;
@@ -336,6 +338,10 @@ CudaBackend::~CudaBackend() {
   // Their buffers' deleters call forget(), which reads copies_.
   while (!copies_.empty())
     copies_.extract(copies_.begin());
+  // So does every buffer's deleter: free the members' buffers here, while
+  // copies_ still exists (members are destroyed after it otherwise).
+  stepParams_.reset();
+  uploadWords_.reset();
   nccl_.reset();
   workspace_.reset();
   if (cublas_)
@@ -516,7 +522,10 @@ void CudaBackend::saveAlgorithms() {
   for (const auto &[key, v] : algoCache_)
     algos[key] = {v.first, v.second};
   nlohmann::json j = {{"origin", algoOrigin()}, {"algorithms", algos}};
-  std::string tmp = algoFile_ + ".tmp";
+  // One temporary per process: the ranks of a data-parallel run on this
+  // machine share the trainer directory, and two writing one temporary
+  // could rename the other's half-written file.
+  std::string tmp = fmt::format("{}.{}.tmp", algoFile_, ::getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << j.dump(1) << "\n";
@@ -551,6 +560,7 @@ CudaBackend::ProgramRun CudaBackend::beginProgram(const void *key, int64_t n,
   if (r.off)
     return ProgramRun::Eager;
   if (r.exec && r.n == n && r.training == ctx.training &&
+      r.firstSample == ctx.firstSample && r.comm == ctx.comm &&
       r.generation == generation_) {
     cudaCheck(cudaGraphLaunch(r.exec, stream_), "launch a step's graph");
     return ProgramRun::Replay;
@@ -564,6 +574,8 @@ CudaBackend::ProgramRun CudaBackend::beginProgram(const void *key, int64_t n,
     return ProgramRun::Eager;
   r.n = n;
   r.training = ctx.training;
+  r.firstSample = ctx.firstSample;
+  r.comm = ctx.comm;
   r.generation = generation_;
   // Thread-local: the prefetch thread's page-locked allocations and
   // copies are not this capture's business.
@@ -595,10 +607,12 @@ void CudaBackend::forgetProgram(const void *key) {
   auto it = recordings_.find(key);
   if (it == recordings_.end())
     return;
-  if (it->second.exec) {
-    synchronize(); // a launch may still run it
+  // No synchronize: an executable graph destroyed while a launch of it
+  // runs is freed when that completes (cuGraphExecDestroy), and this runs
+  // in ~ExecutorT, where a sticky error from a failed step would throw and
+  // terminate instead of reporting the step's error.
+  if (it->second.exec)
     cudaGraphExecDestroy(it->second.exec);
-  }
   recordings_.erase(it);
 }
 
@@ -953,9 +967,19 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
 
 namespace {
 
-/// Whether the layout of `v` matters: a map of more than one pixel (a
-/// [N, C, 1, 1] map is the same bytes in NCHW and NHWC).
-bool laidOut(const exec::TensorRef &v) { return v.dims.plane() > 1; }
+/// Whether `v` is a map of the batch whose layout matters: more than one
+/// pixel (a [N, C, 1, 1] map is the same bytes in NCHW and NHWC), and not
+/// f32. Under net-precision a bf16 plan's f32 values are those without the
+/// batch dimension: parameters and their gradients, which keep their own
+/// [K, C, kh, kw] order whatever the maps' layout (a convolution reads its
+/// weight through a KRSC copy and widens its weight gradient into the
+/// weight's order itself). Relaying one out would hand prepareKernel a
+/// scratch buffer as "the weight" (a bf16 copy of the zeroed scratch that
+/// no SGD update ever refreshes) and permute a weight gradient that
+/// runConv already wrote in the weight's order.
+bool laidOut(const exec::TensorRef &v) {
+  return v.dims.plane() > 1 && v.dtype != plan::DType::F32;
+}
 
 } // namespace
 
@@ -1136,9 +1160,18 @@ CudaBackend::prepareKernel(const KernelCall &c) {
   }
   case Op::BiasGrad:
     setChannels(s->bias, c.in[0].dims.c);
-    if (isBf16(c.in[0]))
-      s->scratch = allocate(biasGradScratchBytes(c.in[0].dims),
-                            "a bias gradient's partial sums");
+    if (isBf16(c.in[0])) {
+      // Sized for every batch up to the planned one: a smaller batch can
+      // have more chunks (rows 1568, 64-row chunks: 25; rows 980, 32-row
+      // chunks: 31), and the tail batch runs with this same scratch.
+      uint64_t bytes = 0;
+      for (int64_t n = 1; n <= c.in[0].dims.n; ++n) {
+        Dims4 d = c.in[0].dims;
+        d.n = n;
+        bytes = std::max(bytes, biasGradScratchBytes(d));
+      }
+      s->scratch = allocate(bytes, "a bias gradient's partial sums");
+    }
     break;
   case Op::LRN:
   case Op::LRNGrad: {
@@ -1600,8 +1633,10 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     // even a single rank (the path a multi-GPU run takes).
     if (!c.ctx.comm || (!reducesAcrossRanks() && c.ctx.comm->size() == 1))
       return;
-    if (!nccl_ || &nccl_->ranks() != c.ctx.comm)
+    if (!nccl_ || &nccl_->ranks() != c.ctx.comm) {
       nccl_ = std::make_unique<NcclReducer>(*c.ctx.comm, stream_);
+      ++generation_; // recordings hold the old communicator
+    }
     for (auto [first, last] : exec::contiguousRuns(c.out, sizeof(float))) {
       for (size_t i = first; i < last; ++i) { // the gaps: no NaN summed
         char *end = static_cast<char *>(c.out[i].data) +

@@ -225,6 +225,10 @@ private:
   struct Recording {
     int64_t n = 0;
     bool training = false;
+    /// What else of the step context the recorded kernels bake in (dropout's
+    /// first index, the ranks all_reduce_mean reaches).
+    uint64_t firstSample = 0;
+    const void *comm = nullptr;
     uint64_t generation = 0; ///< generation_ when captured
     CUgraphExec_st *exec = nullptr;
     int eagerRuns = 0;
@@ -232,7 +236,8 @@ private:
   };
   std::map<const void *, Recording> recordings_;
   /// Bumped when a buffer that recorded kernels may point to moves (the
-  /// shared workspace): older recordings are captured again.
+  /// shared workspace) or NCCL's communicator is replaced: older
+  /// recordings are captured again.
   uint64_t generation_ = 0;
   bool graphs_ = true;
   /// The step's hyper-parameters and number, read by the SGD update and
