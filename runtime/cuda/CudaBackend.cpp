@@ -1109,10 +1109,18 @@ CudaBackend::prepareKernel(const KernelCall &c) {
         out.h, out.w, o.w->dims.h, o.w->dims.w, win.sh, win.sw, win.ph, win.pw,
         groups);
     auto cached = algoCache_.find(key);
-    const bool fromCache = cached != algoCache_.end();
-    bool found = fromCache;
-    if (found)
+    bool fromCache = cached != algoCache_.end();
+    if (fromCache) {
+      // A choice read from the trainer's file must still be one cuDNN
+      // takes for this convolution, within the bytes it says.
+      size_t need = 0;
       s->algo = {cached->second.first, size_t(cached->second.second)};
+      fromCache = workspaceFor(cudnn_, s->kind, s->x.get(), s->w.get(),
+                               s->conv.get(), s->y.get(), s->algo.algo,
+                               need) &&
+                  need <= s->algo.bytes;
+    }
+    bool found = fromCache;
     if (!found && search_) {
       // Measured on the kernel's own buffers: nothing has run yet, so
       // whatever the search writes is overwritten by the first step.
