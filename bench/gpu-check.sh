@@ -2,15 +2,27 @@
 # The GPU machine's one script (issue 7, item 5):
 #   bench/gpu-check.sh OUTDIR
 # builds the runtime there (no compiler: no MLIR, no oneDNN; CUDA on, every
-# core), runs netc-gpu-tests (every cuda kernel and op against the reference
-# backend, the every-layer step of the seven variants), a 20-step fp32
-# training parity check of the reference (CPU) against the cuda backend on
-# Fashion-MNIST from the same initial parameters and data (losses within
-# 1e-4 relative), `netrun bench` on the benchmark trainers, the PyTorch peer
-# (bench/peer_gpu.py) where torch imports, and netc-runtime-tests. Every
-# stage logs to OUTDIR/<stage>.log and has its own timeout, all within a
-# deadline of 7m50s, so one hang cannot eat the budget; OUTDIR/summary.txt
-# lists each stage's result and the benchmark ratios.
+# core), runs netc-runtime-tests (CPU, seconds), netc-gpu-tests (every cuda
+# kernel and op against the reference backend, the every-layer step of the
+# seven variants in fp32 and in bf16 against the reference's bf16
+# emulation, the refusal of LRN in bf16, CUDA graphs against eager runs)
+# while the parity check runs: 20 training steps of the reference (CPU)
+# against the cuda backend on Fashion-MNIST from the same initial
+# parameters and data, fp32 (losses within 1e-4 relative) and bf16 (the
+# reference's emulation; 2e-2), NCCL on one rank, and graphs off against
+# on. Then `netrun bench` on the benchmark trainers (VGG-16 and the 32x32
+# net, classifier and SWWAE-all, fp32/tf32/bf16: 12 cells), the PyTorch
+# peer (bench/peer_gpu.py) where torch imports, and the ratios. Every stage
+# logs to OUTDIR/<stage>.log and has its own timeout, all within a deadline
+# of 7m50s, so one hang cannot eat the budget; OUTDIR/summary.txt lists
+# each stage's result and the benchmark ratios.
+#
+# Stage caps (seconds; each also stops at the deadline, 470 s after the
+# start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
+# beside parity 120), bench 180 (a cell at most 30 s for the 32x32 net, 50 s
+# for VGG-16), peer 150. Worst case: every stage runs into the deadline,
+# which ends the last one by 470 + 5 s (timeout's kill grace); the ratios
+# and the summary take a second more.
 #
 # How a session runs it:
 #   1. On a development machine (it has the compiler), after building netc:
@@ -23,13 +35,17 @@
 #      15-minute device budget to rerun once), then read $OUT/gpu/summary.txt
 #      and the stage logs from the returned files.
 #   Stages can be skipped to rerun only some: GPU_CHECK_SKIP="peer
-#   runtime-tests" (stages: build gpu-tests parity bench peer runtime-tests);
-#   GPU_CHECK_BUILD_DIR names the build folder (default build-gpu).
+#   runtime-tests" (stages: build runtime-tests gpu-tests parity bench
+#   peer); GPU_CHECK_BUILD_DIR names the build folder (default build-gpu).
 #
-# Exit status: 0 when every stage that ran passed (a missing torch or a
-# cell that cuDNN refuses is reported, not failed), 1 otherwise.
+# Exit status: 0 when every stage that ran passed (a missing torch is
+# reported, not failed), 1 otherwise.
+#
+# The stages' functions run through `bash -c` (see stage), which shellcheck
+# cannot follow:
+# shellcheck disable=SC2317
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT=${1:?usage: bench/gpu-check.sh OUTDIR}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -66,6 +82,12 @@ stage() {
   fi
   return $rc
 }
+# A stage in the background (stage_bg NAME CAP COMMAND...), joined later
+# (stage_join NAME): for a check that shares the machine with another
+# without harm. Its failure counts when it is joined.
+declare -A BG=()
+stage_bg() { stage "$@" & BG[$1]=$!; }
+stage_join() { [[ -z ${BG[$1]:-} ]] || wait "${BG[$1]}" || failed=1; }
 
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -108,9 +130,156 @@ fi
 NETRUN=$BUILD/bin/netrun
 export NETRUN
 
-#--- the GPU tests ---------------------------------------------------------
-stage gpu-tests 120 env NETC_STEP_PLAN_DIR="$PWD/$TRAINERS/every" \
+#--- the runtime's own tests (CPU: seconds; before the GPU stages, which may
+# run into the deadline) -----------------------------------------------------
+stage runtime-tests 60 "$BUILD/bin/netc-runtime-tests"
+grep -E '^\[  (PASSED|FAILED) ' "$OUT/runtime-tests.log" >>"$SUMMARY" 2>/dev/null
+
+#--- the GPU tests, beside the parity check -----------------------------------
+# Neither is timed, and the GPU has room for both: netc-gpu-tests in the
+# background while the parity check's reference runs keep other cores busy.
+stage_bg gpu-tests 120 env NETC_STEP_PLAN_DIR="$PWD/$TRAINERS/every" \
   "$BUILD/bin/netc-gpu-tests"
+
+#--- parity: reference (CPU) against cuda, 20 steps ------------------------
+# The same trainer, seed and data for both. The reference runs (fp32: the
+# classifier phase and the joint SWWAE step; bf16: the reference backend's
+# emulation of the cuda backend's bf16 path) go in parallel, one core each,
+# while the cuda runs follow one another.
+parity() {
+  local data=$PWD/$TRAINERS/fmnist-data pids=() t b algos
+  local opts=(--max-steps 20 --log-every 1 --seed 1 --data "$data")
+  rm -rf "$OUT/parity"
+  mkdir -p "$OUT/parity"
+  for t in fmnist fmnist-joint fmnist-joint-bf16; do
+    for b in reference cuda; do
+      cp -r "$TRAINERS/$t" "$OUT/parity/$t-$b"
+    done
+    "$NETRUN" train "$OUT/parity/$t-reference" --backend reference \
+      "${opts[@]}" --metrics "$OUT/parity/$t-reference.jsonl" \
+      >"$OUT/parity/$t-reference.log" 2>&1 &
+    pids+=($!)
+  done
+  local rc=0
+  for t in fmnist fmnist-joint fmnist-joint-bf16; do
+    "$NETRUN" train "$OUT/parity/$t-cuda" --backend cuda "${opts[@]}" \
+      --metrics "$OUT/parity/$t-cuda.jsonl" >"$OUT/parity/$t-cuda.log" 2>&1 ||
+      rc=1
+  done
+  # The runs below compare with the fp32 joint run on the GPU: they start
+  # from its cuDNN algorithms (the trainer directory keeps them), so that
+  # the same sums are computed, not those of another search's choice.
+  algos=$OUT/parity/fmnist-joint-cuda/cudnn-algorithms.json
+  # The data-parallel trainer on one rank: its all-reduces go through NCCL.
+  cp -r "$TRAINERS/fmnist-joint-dp" "$OUT/parity/dp-cuda"
+  # CUDA graphs off (every kernel launched eagerly, each step).
+  cp -r "$TRAINERS/fmnist-joint" "$OUT/parity/nographs-cuda"
+  if [[ -f $algos ]]; then
+    cp "$algos" "$OUT/parity/dp-cuda/"
+    cp "$algos" "$OUT/parity/nographs-cuda/"
+  fi
+  "$NETRUN" train "$OUT/parity/dp-cuda" --backend cuda "${opts[@]}" \
+    --metrics "$OUT/parity/dp-cuda.jsonl" >"$OUT/parity/dp-cuda.log" 2>&1 ||
+    rc=1
+  NETC_CUDA_GRAPHS=off "$NETRUN" train "$OUT/parity/nographs-cuda" \
+    --backend cuda "${opts[@]}" --metrics "$OUT/parity/nographs-cuda.jsonl" \
+    >"$OUT/parity/nographs-cuda.log" 2>&1 || rc=1
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  ((rc == 0)) || { tail -n 5 "$OUT"/parity/*.log; return 1; }
+  python3 - "$OUT/parity" "$([[ -f $algos ]] && echo shared || echo searched)" <<'PY'
+import json, sys
+d, algos = sys.argv[1], sys.argv[2]
+ok = True
+
+def steps(name):
+    return [(r["global_step"], r["loss"], r["terms"])
+            for r in map(json.loads, open(f"{d}/{name}.jsonl"))
+            if r.get("event") == "step"]
+
+def rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-30)
+
+def worst(a, b):
+    """The largest relative loss difference of runs a and b (against b), and
+    per loss term; inf unless both have 20 steps."""
+    if len(a) != 20 or len(b) != 20:
+        return float("inf"), {}
+    terms = {k: max(rel(x[2].get(k, float("nan")), y[2][k])
+                    for x, y in zip(a, b)) for k in b[0][2]}
+    return max(rel(x[1], y[1]) for x, y in zip(a, b)), terms
+
+# The reference (CPU) against the cuda backend, step by step. fp32: the
+# two sum in other orders (the reference in double), 1e-4 over 20 steps.
+# bf16: the emulation rounds to bf16 where the GPU does, but bf16 keeps 8
+# significant bits (a rounding is off by up to 2^-9, 0.2%): a value whose
+# fp32 (GPU) and double (reference) sums fall on either side of a rounding
+# boundary ends one bf16 step apart, and the GPU rounds a convolution's
+# output before adding its bias where the emulation rounds once. Simulated
+# on the CPU (both effects in the emulation), 20 steps of this trainer moved
+# the loss by 6e-4 and its terms by up to 1e-2 (recon.conv1); the whole
+# bf16 rounding (the emulation against the fp32 reference) moves them by
+# 2e-3 and 1e-2. The loss within 2e-2, each term within 5e-2: a wrong
+# layout or a stale bf16 weight copy is off by far more.
+for t, tol, term_tol in (("fmnist", 1e-4, None), ("fmnist-joint", 1e-4, None),
+                         ("fmnist-joint-bf16", 2e-2, 5e-2)):
+    ref, gpu = steps(f"{t}-reference"), steps(f"{t}-cuda")
+    if len(ref) != 20 or len(gpu) != 20:
+        print(f"parity {t}: {len(ref)} reference and {len(gpu)} cuda steps, "
+              f"not 20")
+        ok = False
+        continue
+    for (s, a, ta), (_, b, tb) in zip(ref, gpu):
+        terms = " ".join(f"{k} {ta[k]:.6g}/{tb.get(k, float('nan')):.6g}"
+                         for k in ta)
+        print(f"{t} step {s}: reference {a:.7g} cuda {b:.7g} "
+              f"rel {rel(b, a):.2e}  {terms}")
+    loss, terms = worst(gpu, ref)
+    good = loss <= tol
+    line = (f"parity {t}: 20 steps, max relative loss difference {loss:.2e} "
+            f"({f'ok: within {tol:g}' if good else f'ABOVE {tol:g}'})")
+    if term_tol is not None:
+        bad = [k for k, v in terms.items() if not v <= term_tol]
+        good &= not bad
+        line += ("; terms " +
+                 ", ".join(f"{k} {v:.2e}" for k, v in terms.items()) +
+                 (f" (ABOVE {term_tol:g}: {', '.join(bad)})" if bad
+                  else f" (each within {term_tol:g})"))
+    ok &= good
+    print(line)
+
+# For scale: what bf16 itself changes (the emulation against the fp32
+# reference run; reported, not checked).
+loss, terms = worst(steps("fmnist-joint-bf16-reference"),
+                    steps("fmnist-joint-reference"))
+print(f"parity bf16 itself (reference emulation against fp32, not checked): "
+      f"loss {loss:.2e}, terms " +
+      ", ".join(f"{k} {v:.2e}" for k, v in terms.items()))
+
+# One rank through NCCL computes what no communicator does: the same losses
+# from the same algorithms (1e-4: the all-reduce's copies change no sum, but
+# a search made again could pick others).
+# CUDA graphs off: the same kernels launched one by one compute the same
+# sums as their replayed graph; 1e-5 leaves room only for an algorithm
+# with atomics (a nondeterministic sum order) among those searched. If the
+# default run kept no algorithms, the search ran again: 1e-4.
+base = steps("fmnist-joint-cuda")
+for name, what, tol in (
+        ("dp-cuda", "data-parallel: NCCL on one rank", 1e-4),
+        ("nographs-cuda", "graphs: NETC_CUDA_GRAPHS=off",
+         1e-5 if algos == "shared" else 1e-4)):
+    loss, _ = worst(steps(name), base)
+    good = loss <= tol
+    ok &= good
+    print(f"parity {what}, 20 steps, max relative loss difference from the "
+          f"default cuda run {loss:.2e} (algorithms {algos}; "
+          f"{f'ok: within {tol:g}' if good else f'ABOVE {tol:g}'})")
+sys.exit(0 if ok else 1)
+PY
+}
+export -f parity
+stage parity 120 parity
+grep '^parity ' "$OUT/parity.log" >>"$SUMMARY" 2>/dev/null
+stage_join gpu-tests
 grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu-tests.log" >>"$SUMMARY" 2>/dev/null
 if grep -q 'no CUDA device; skipping' "$OUT/gpu-tests.log" 2>/dev/null; then
   note "gpu-tests: SKIPPED: the GPU machine shows no CUDA device"
@@ -118,100 +287,43 @@ if grep -q 'no CUDA device; skipping' "$OUT/gpu-tests.log" 2>/dev/null; then
 fi
 "$NETRUN" info "$TRAINERS/fmnist" 2>&1 | grep '^cuda backend' >>"$SUMMARY"
 
-#--- parity: reference (CPU) against cuda, 20 steps ------------------------
-# The same trainer, seed and data for both; the reference runs of both
-# trainers go in parallel (one core each) while the GPU waits.
-parity() {
-  local data=$PWD/$TRAINERS/fmnist-data pids=() t b
-  for t in fmnist fmnist-joint; do
-    for b in reference cuda; do
-      rm -rf "$OUT/parity/$t-$b"
-      mkdir -p "$OUT/parity"
-      cp -r "$TRAINERS/$t" "$OUT/parity/$t-$b"
-    done
-    "$NETRUN" train "$OUT/parity/$t-reference" --backend reference \
-      --max-steps 20 --log-every 1 --seed 1 --data "$data" \
-      --metrics "$OUT/parity/$t-reference.jsonl" \
-      >"$OUT/parity/$t-reference.log" 2>&1 &
-    pids+=($!)
-  done
-  local rc=0
-  for t in fmnist fmnist-joint; do
-    "$NETRUN" train "$OUT/parity/$t-cuda" --backend cuda --max-steps 20 \
-      --log-every 1 --seed 1 --data "$data" \
-      --metrics "$OUT/parity/$t-cuda.jsonl" >"$OUT/parity/$t-cuda.log" 2>&1 ||
-      rc=1
-  done
-  # The data-parallel trainer on one rank: its all-reduces go through NCCL.
-  rm -rf "$OUT/parity/dp-cuda" && cp -r "$TRAINERS/fmnist-joint-dp" "$OUT/parity/dp-cuda"
-  "$NETRUN" train "$OUT/parity/dp-cuda" --backend cuda --max-steps 20 \
-    --log-every 1 --seed 1 --data "$data" \
-    --metrics "$OUT/parity/dp-cuda.jsonl" >"$OUT/parity/dp-cuda.log" 2>&1 || rc=1
-  for p in "${pids[@]}"; do wait "$p" || rc=1; done
-  ((rc == 0)) || { tail -5 "$OUT"/parity/*.log; return 1; }
-  python3 - "$OUT/parity" <<'PY'
-import json, sys
-d, ok = sys.argv[1], True
-for t in ("fmnist", "fmnist-joint"):
-    def losses(b):
-        return [(r["global_step"], r["loss"], r["terms"])
-                for r in map(json.loads, open(f"{d}/{t}-{b}.jsonl"))
-                if r.get("event") == "step"]
-    ref, gpu = losses("reference"), losses("cuda")
-    if len(ref) != 20 or len(gpu) != 20:
-        print(f"{t}: {len(ref)} reference and {len(gpu)} cuda steps, not 20")
-        ok = False
-        continue
-    worst = 0.0
-    for (s, a, ta), (_, b, tb) in zip(ref, gpu):
-        rel = abs(a - b) / max(abs(a), 1e-30)
-        worst = max(worst, rel)
-        terms = " ".join(f"{k} {ta[k]:.6g}/{tb.get(k, float('nan')):.6g}"
-                         for k in ta)
-        print(f"{t} step {s}: reference {a:.7g} cuda {b:.7g} "
-              f"rel {rel:.2e}  {terms}")
-    good = worst <= 1e-4
-    ok &= good
-    print(f"parity {t}: 20 steps, max relative loss difference {worst:.2e} "
-          f"({'ok' if good else 'ABOVE 1e-4'})")
-# One rank through NCCL computes what no communicator does: the same losses
-# (up to cuDNN choosing other algorithms in another process).
-def steps(name):
-    return [r["loss"] for r in map(json.loads, open(f"{d}/{name}.jsonl"))
-            if r.get("event") == "step"]
-dp, plain = steps("dp-cuda"), steps("fmnist-joint-cuda")
-worst = max((abs(a - b) / max(abs(b), 1e-30) for a, b in zip(dp, plain)),
-            default=float("inf"))
-same = len(dp) == 20 and worst <= 1e-4
-ok &= same
-print(f"parity data-parallel: NCCL on one rank, 20 steps, max relative loss "
-      f"difference from the plain trainer {worst:.2e} "
-      f"({'ok' if same else 'ABOVE 1e-4'})")
-sys.exit(0 if ok else 1)
-PY
-}
-export -f parity
-stage parity 150 parity
-grep '^parity ' "$OUT/parity.log" >>"$SUMMARY" 2>/dev/null
-
 #--- benchmark: netrun bench on the carried trainers ----------------------
+# 12 cells: the 32x32 net (batch 256, 30 timed steps) and VGG-16 (batch 64,
+# 12), as the classifier and SWWAE-all, in fp32, tf32 and bf16 (the peer's
+# cells and step counts). Each cell has its own limit, so that one hang
+# leaves the others their time (--foreground: the cell stays in the stage's
+# process group, so that the stage's own timeout ends it too); a cell's
+# lines go to bench.log as it ends, so a stage timeout keeps the cells
+# already measured.
 bench() {
-  local t steps rc=0
-  for t in vgg32-none vgg32-swwae-all vgg16-none vgg16-swwae-all; do
-    steps=30
-    [[ $t == vgg16-* ]] && steps=12
-    "$NETRUN" bench "$TRAINERS/$t" --program step.joint --backend cuda \
-      --steps "$steps" >"$OUT/bench-$t.log" 2>&1 || {
-      echo "FAILED (exit $?)" >>"$OUT/bench-$t.log"
-      rc=1
-    }
-    sed "s/^/$t: /" "$OUT/bench-$t.log"
+  local net v p t steps limit rc=0 cellrc
+  for net in vgg32 vgg16; do
+    steps=30 limit=30
+    [[ $net == vgg16 ]] && steps=12 limit=50
+    for v in none swwae-all; do
+      for p in fp32 tf32 bf16; do
+        t=$net-$v
+        [[ $p != fp32 ]] && t=$t-$p
+        timeout --foreground -k 5 "$limit" "$NETRUN" bench "$TRAINERS/$t" \
+          --program step.joint --backend cuda --steps "$steps" \
+          >"$OUT/bench-$t.log" 2>&1
+        cellrc=$?
+        if ((cellrc == 124 || cellrc == 137)); then
+          echo "TIMED OUT after ${limit}s" >>"$OUT/bench-$t.log"
+          rc=1
+        elif ((cellrc != 0)); then
+          echo "FAILED (exit $cellrc)" >>"$OUT/bench-$t.log"
+          rc=1
+        fi
+        sed "s/^/$t: /" "$OUT/bench-$t.log"
+      done
+    done
   done
-  return $rc
+  return "$rc"
 }
 export -f bench
-stage bench 150 bench
-grep -E 'images/s|FAILED|error' "$OUT/bench.log" >>"$SUMMARY" 2>/dev/null
+stage bench 180 bench
+grep -E 'images/s|FAILED|TIMED OUT|error' "$OUT/bench.log" >>"$SUMMARY" 2>/dev/null
 
 #--- the PyTorch peer --------------------------------------------------------
 if python3 -c 'import torch' >/dev/null 2>&1; then
@@ -222,16 +334,46 @@ else
 fi
 
 #--- ratios ------------------------------------------------------------------
+# Every cell against the peer's cell of the same net, variant and precision
+# (fp32: no TF32 on either side; tf32; bf16: netc's bf16 plan, PyTorch's
+# bf16 autocast, both with fp32 master weights); each precision's speed-up
+# over fp32 on both sides; model FLOP utilisation where the GPU's datasheet
+# peak is known: netrun bench counts the step's convolution and fc FLOPs
+# (model FLOPs: forward and backward, the same for every implementation of
+# the net), and the peer, which runs the same net, is credited with the same
+# count per image.
 python3 - "$OUT" <<'PY' | tee -a "$SUMMARY"
 import re, sys
 d = sys.argv[1]
+# Dense (no sparsity) peaks from NVIDIA's datasheets, TFLOP/s: fp32 on the
+# CUDA cores (netc's and PyTorch's fp32 cells use no tensor cores), TF32 and
+# BF16 tensor cores.
+PEAKS = {
+    "NVIDIA H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "NVIDIA H200 NVL": {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5},
+    "NVIDIA H100 80GB HBM3": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+}
+gpu = ""
+try:
+    for line in open(f"{d}/machine.txt"):
+        m = re.match(r"(NVIDIA [^,]+),", line)
+        if m:
+            gpu = m[1].strip()
+            break
+except OSError:
+    pass
+peaks = PEAKS.get(gpu)
 ours, peer = {}, {}
 try:
     for line in open(f"{d}/bench.log"):
-        m = re.match(r"(vgg\d+)-(\S+): program .* ([0-9.]+) images/s.*peak "
-                     r"memory .*\((\d+) bytes\)", line)
+        m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))?: program .* "
+                     r"batch (\d+), .* ([0-9.]+) images/s.*peak memory "
+                     r".*\((\d+) bytes\)(?:, ([0-9.e+-]+) model TFLOP/s)?",
+                     line)
         if m:
-            ours[(m[1], m[2])] = (float(m[3]), int(m[4]))
+            ours[(m[1], m[2], m[3] or "fp32")] = (
+                float(m[5]), int(m[6]), int(m[4]),
+                float(m[7]) if m[7] else None)
 except OSError:
     pass
 try:
@@ -242,22 +384,54 @@ try:
             peer[(m[1], m[2], m[3])] = (float(m[4]), int(m[5]))
 except OSError:
     pass
-for (net, variant), (ips, mem) in sorted(ours.items()):
-    p = peer.get((net, variant, "fp32"))
-    if p:
-        print(f"ratio {net} {variant} fp32: netc {ips:.1f} / PyTorch "
-              f"{p[0]:.1f} images/s = {ips / p[0]:.2f}x; peak memory netc "
-              f"{mem / 2**30:.2f} GiB, PyTorch {p[1] / 2**30:.2f} GiB")
+if not peaks:
+    print(f"MFU: no datasheet peak for '{gpu or 'an unknown GPU'}' here: "
+          f"model TFLOP/s only")
+cells = [(n, v, p) for n in ("vgg32", "vgg16") for v in ("none", "swwae-all")
+         for p in ("fp32", "tf32", "bf16")]
+for key in cells:
+    net, variant, prec = key
+    o, q = ours.get(key), peer.get(key)
+    if not o and not q:
+        print(f"ratio {net} {variant} {prec}: no figures")
+        continue
+    # Model FLOPs per image: netrun bench's count (the same net for both).
+    per_image = o[3] * 1e12 / o[0] if o and o[3] and o[0] > 0 else None
+    def util(ips):
+        if per_image is None:
+            return "?"
+        tf = ips * per_image / 1e12
+        return f"{tf:.1f}" + (f" (MFU {100 * tf / peaks[prec]:.1f}%)"
+                              if peaks else "")
+    if o and q:
+        print(f"ratio {net} {variant} {prec}: netc {o[0]:.1f} / PyTorch "
+              f"{q[0]:.1f} images/s = {o[0] / q[0]:.2f}x; model TFLOP/s netc "
+              f"{util(o[0])}, PyTorch {util(q[0])}; peak memory netc "
+              f"{o[1] / 2**30:.2f} GiB, PyTorch {q[1] / 2**30:.2f} GiB")
+    elif o:
+        print(f"ratio {net} {variant} {prec}: netc {o[0]:.1f} images/s, "
+              f"model TFLOP/s {util(o[0])}, peak {o[1] / 2**30:.2f} GiB "
+              f"(no peer figure)")
     else:
-        print(f"ratio {net} {variant} fp32: netc {ips:.1f} images/s, "
-              f"peak {mem / 2**30:.2f} GiB (no peer figure)")
-print("tf32 and bf16 cells: netc has no tf32/bf16 path on the cuda "
-      "backend yet (peer figures above only)")
+        print(f"ratio {net} {variant} {prec}: PyTorch {q[0]:.1f} images/s, "
+              f"peak {q[1] / 2**30:.2f} GiB (no netc figure)")
+if peaks:
+    print(f"MFU: against {gpu}'s dense datasheet peaks, TFLOP/s: " +
+          ", ".join(f"{p} {t:g}" for p, t in peaks.items()))
+for net in ("vgg32", "vgg16"):
+    for variant in ("none", "swwae-all"):
+        parts = []
+        for who, table in (("netc", ours), ("PyTorch", peer)):
+            base = table.get((net, variant, "fp32"))
+            if not base:
+                continue
+            up = [f"{p} {table[(net, variant, p)][0] / base[0]:.2f}x"
+                  for p in ("tf32", "bf16") if (net, variant, p) in table]
+            if up:
+                parts.append(f"{who} {', '.join(up)}")
+        if parts:
+            print(f"speed-up over fp32 {net} {variant}: {'; '.join(parts)}")
 PY
-
-#--- the runtime's own tests (CPU; last: they need no GPU) ------------------
-stage runtime-tests 90 "$BUILD/bin/netc-runtime-tests"
-grep -E '^\[  (PASSED|FAILED) ' "$OUT/runtime-tests.log" >>"$SUMMARY" 2>/dev/null
 
 note "total: $(($(date +%s) - START)) s; $( ((failed)) && echo 'SOME STAGES FAILED' || echo 'all stages passed')"
 exit $failed

@@ -8,11 +8,20 @@
 #   fmnist/            examples/fashion-mnist.net (parity: its classifier
 #                      phase)
 #   fmnist-joint/      bench/fmnist-parity.net (parity: the SWWAE-all step)
+#   fmnist-joint-bf16/ the same, --precision=bf16 (parity: the reference
+#                      backend's bf16 emulation against the cuda backend)
 #   fmnist-joint-dp/   the same, --data-parallel (NCCL with one rank)
-#   vgg16-none/, vgg16-swwae-all/     examples/vgg16.net (benchmark)
-#   vgg32-none/, vgg32-swwae-all/     bench/vgg32.net (benchmark)
+#   vgg16-none/, vgg16-swwae-all/     examples/vgg16.net (benchmark), fp32
+#   vgg32-none/, vgg32-swwae-all/     bench/vgg32.net (benchmark), fp32
+#   vgg{16,32}-{none,swwae-all}-{tf32,bf16}/  the same, --precision=tf32 and
+#                      --precision=bf16 (the benchmark's other precisions)
 #   every/every-<variant>.json        test/Training/Inputs/every-layer.net for
 #                      the seven variants (netc-gpu-tests' whole-step test)
+#   every/every-nolrn-<variant>-bf16.json  every-layer-nolrn.net (no LRN:
+#                      the cuda backend has no bf16 LRN), --precision=bf16,
+#                      the seven variants (the bf16 whole-step test)
+#   every/every-swwae-all-bf16.json   every-layer.net, --precision=bf16 (the
+#                      test that the cuda backend refuses its LRN in bf16)
 #   fmnist-data/       the first 2560 training and 512 test images of
 #                      Fashion-MNIST as IDX (the GPU machine may not have
 #                      the dataset; both parity runs read the same files)
@@ -28,16 +37,26 @@ mkdir -p "$OUT/every" "$OUT/fmnist-data"
 
 "$NETC" examples/fashion-mnist.net -o "$OUT/fmnist"
 "$NETC" bench/fmnist-parity.net -o "$OUT/fmnist-joint"
+"$NETC" bench/fmnist-parity.net --precision=bf16 -o "$OUT/fmnist-joint-bf16"
 "$NETC" bench/fmnist-parity.net --data-parallel -o "$OUT/fmnist-joint-dp"
 for v in none swwae-all; do
   "$NETC" examples/vgg16.net --augment=$v -o "$OUT/vgg16-$v"
   "$NETC" bench/vgg32.net --augment=$v -o "$OUT/vgg32-$v"
+  for p in tf32 bf16; do
+    "$NETC" examples/vgg16.net --augment=$v --precision=$p \
+      -o "$OUT/vgg16-$v-$p"
+    "$NETC" bench/vgg32.net --augment=$v --precision=$p -o "$OUT/vgg32-$v-$p"
+  done
 done
 for v in none sae-first sae-all sae-layerwise swwae-first swwae-all \
     swwae-layerwise; do
   "$NETC" test/Training/Inputs/every-layer.net --augment=$v -emit=plan \
     -o "$OUT/every/every-$v.json"
+  "$NETC" test/Training/Inputs/every-layer-nolrn.net --augment=$v \
+    --precision=bf16 -emit=plan -o "$OUT/every/every-nolrn-$v-bf16.json"
 done
+"$NETC" test/Training/Inputs/every-layer.net --augment=swwae-all \
+  --precision=bf16 -emit=plan -o "$OUT/every/every-swwae-all-bf16.json"
 
 # A small Fashion-MNIST: the IDX headers with the counts rewritten.
 python3 - "$OUT/fmnist-data" <<'PY'

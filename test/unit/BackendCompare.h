@@ -249,23 +249,42 @@ inline std::string readText(const std::string &path) {
   return ss.str();
 }
 
-/// Three steps of the compiled training program of plan file `file` (its
-/// first phase) on the reference backend and on a `Backend` from the same
-/// parameters and inputs: the losses, then every parameter.
-template <typename Backend> void compareSteps(const std::string &file) {
+/// How closely compareSteps wants the backend under test to follow the
+/// reference. The defaults are fp32's (kRelTol everywhere, no separate
+/// check of the updates).
+struct StepTolerance {
+  /// Each step's loss, relative to the reference's.
+  double loss = kRelTol;
+  /// Each parameter after the steps, relative to its largest magnitude.
+  double param = kRelTol;
+  /// When > 0: each parameter's change over the steps, relative to its
+  /// largest change (a check that does not drown in the initial values).
+  double update = 0;
+};
+
+/// `steps` steps (three by default) of the compiled training program of
+/// plan file `file` (its first phase) on the reference backend and on a
+/// `Backend` from the same parameters and inputs: the losses, then every
+/// parameter (and, with tol.update, every parameter's change).
+template <typename Backend>
+void compareSteps(const std::string &file, const StepTolerance &tol = {},
+                  int steps = 3) {
   SCOPED_TRACE(file);
   plan::Plan p = plan::parsePlan(readText(file), file, "");
   const plan::Phase &phase = p.schedule.at(0);
   exec::ReferenceBackend reference;
   Backend gpu;
   exec::ParamStore refStore(p, 5), gpuStore(p, 5, gpu);
+  std::vector<std::vector<float>> initial;
+  for (const std::string &name : refStore.names())
+    initial.push_back(refStore.hostValue(name));
   exec::Executor refExe(p, phase.program, refStore, reference);
   exec::Executor gpuExe(p, phase.program, gpuStore, gpu);
   const plan::Program &prog = refExe.program();
   ASSERT_TRUE(prog.loss.has_value());
   int64_t n = prog.batch;
   Rng rng(23);
-  for (int step = 0; step < 3; ++step) {
+  for (int step = 0; step < steps; ++step) {
     uploadRandomInputs(refExe, gpuExe, rng, n, p.classes);
     exec::StepContext ctx;
     ctx.step = uint64_t(step);
@@ -275,11 +294,26 @@ template <typename Backend> void compareSteps(const std::string &file) {
     refExe.run(n, ctx);
     gpuExe.run(n, ctx);
     double want = refExe.scalar(*prog.loss), got = gpuExe.scalar(*prog.loss);
-    EXPECT_NEAR(got, want, kRelTol * std::abs(want) + 1e-7) << "step " << step;
+    EXPECT_NEAR(got, want, tol.loss * std::abs(want) + 1e-7) << "step " << step;
   }
-  for (const std::string &name : refStore.names())
-    expectClose(gpuStore.hostValue(name), refStore.hostValue(name),
-                "parameter " + name + " after 3 steps");
+  std::string after = " after " + std::to_string(steps) + " steps";
+  size_t i = 0;
+  for (const std::string &name : refStore.names()) {
+    std::vector<float> want = refStore.hostValue(name),
+                       got = gpuStore.hostValue(name);
+    expectClose(got, want, "parameter " + name + after, tol.param);
+    if (tol.update > 0 && got.size() == want.size()) {
+      const std::vector<float> &w0 = initial[i];
+      std::vector<float> dWant(want.size()), dGot(got.size());
+      for (size_t j = 0; j < want.size(); ++j) {
+        dWant[j] = want[j] - w0[j];
+        dGot[j] = got[j] - w0[j];
+      }
+      expectClose(dGot, dWant, "the change of parameter " + name + after,
+                  tol.update);
+    }
+    ++i;
+  }
 }
 
 /// The augmentation variants, as netc --augment names them.

@@ -10,11 +10,16 @@
 // value's largest magnitude (fp32; cuDNN and cuBLAS sum in other orders
 // than the reference, which sums in double). Then the whole compiled
 // training step of test/Training/Inputs/every-layer.net for all seven
-// variants: three steps, the losses and the updated parameters.
+// variants: three steps, the losses and the updated parameters; the same
+// for the bf16 plans of every-layer-nolrn.net (every layer but LRN, which
+// the cuda backend refuses on bf16 maps: checked too) against the reference
+// backend's emulation of bf16; and CUDA graphs against eager runs.
 //
 // The every-layer plans: NETC_STEP_PLAN_DIR from the environment (the GPU
 // machine has no compiler: bench/gpu-trainers.sh compiles them and the
-// script carries them), else the build's own (NETC_BUILD_COMPILER=ON).
+// script carries them), else the build's own (NETC_BUILD_COMPILER=ON):
+// every-<variant>.json (fp32), every-nolrn-<variant>-bf16.json and
+// every-swwae-all-bf16.json (every-layer.net, LRN included, in bf16).
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,7 +38,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -248,12 +256,15 @@ TEST(CudaBackend, LossesAndObjectiveMatchReference) {
 }
 
 #ifndef NETC_GPU_TEST_ON_REFERENCE
-TEST(CudaBackend, RefusesBf16AndReportsOutOfMemory) {
+TEST(CudaBackend, HoldsBf16AndReportsOutOfMemory) {
   cuda::CudaBackend gpu;
+  // f32, bf16 and i32, NCHW and NHWC (bf16 plans: net-precision).
   plan::Value v;
   v.dtype = plan::DType::BF16;
-  EXPECT_FALSE(gpu.supports(v));
+  v.layout = plan::Layout::NHWC;
+  EXPECT_TRUE(gpu.supports(v));
   v.dtype = plan::DType::F32;
+  v.layout = plan::Layout::NCHW;
   EXPECT_TRUE(gpu.supports(v));
   EXPECT_FALSE(cuda::deviceDescription().empty());
   // Out of memory is one MemoryError naming what, the bytes and the free.
@@ -286,5 +297,161 @@ TEST_P(CudaEveryLayerStep, ThreeStepsMatchReference) {
 INSTANTIATE_TEST_SUITE_P(CudaStep, CudaEveryLayerStep,
                          ::testing::ValuesIn(netc::testing::kVariants),
                          netc::testing::variantTestName);
+
+/// A plan file of the step-plan directory, or "" (the test then skips).
+std::string stepPlan(const std::string &name) {
+  std::string dir = netc::testing::stepPlanDir();
+  std::string file = dir + "/" + name + ".json";
+  if (dir.empty() || !std::filesystem::exists(file))
+    return "";
+  return file;
+}
+
+// bf16 plans: the cuda backend's tensor-core path against the reference
+// backend's emulation of it (bf16 storage rounded where the GPU rounds, the
+// weights read through bf16 copies, a convolution's weight gradient rounded
+// to bf16), from the same parameters and inputs. bf16 keeps 8 significant
+// bits, so one rounding is off by up to 2^-9 (0.2%), and where the two sum
+// in another order (fp32 on the GPU, double in the reference) a value near
+// a rounding boundary lands one bf16 step (0.4-0.8%) apart; those steps
+// propagate. Besides, the GPU rounds a convolution's output to bf16 before
+// its own kernel adds the bias and rounds again, where the emulation rounds
+// conv + bias once. Simulating both in the emulation on the CPU moved, over
+// three steps of these seven plans, the losses by at most 3e-4 (relative),
+// a parameter by 4.9e-2 of its largest magnitude (conv2.bias: a bias starts
+// at zero, and its gradient is a sum with cancellation over bf16 values) and
+// a parameter's change by 6.4e-2 of its largest change. The tolerances
+// leave twice that and more; a wrong layout, a stale weight copy or a
+// missing gradient is off by O(1).
+constexpr netc::testing::StepTolerance kBf16Step = {
+    /*loss=*/1e-2, /*param=*/1e-1, /*update=*/1.5e-1};
+
+class CudaBf16EveryLayerStep : public ::testing::TestWithParam<const char *> {
+};
+
+TEST_P(CudaBf16EveryLayerStep, ThreeStepsMatchTheEmulation) {
+  std::string file =
+      stepPlan(std::string("every-nolrn-") + GetParam() + "-bf16");
+  if (file.empty())
+    GTEST_SKIP() << "no bf16 every-layer plans (set NETC_STEP_PLAN_DIR; "
+                    "bench/gpu-trainers.sh compiles them)";
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
+INSTANTIATE_TEST_SUITE_P(CudaBf16Step, CudaBf16EveryLayerStep,
+                         ::testing::ValuesIn(netc::testing::kVariants),
+                         netc::testing::variantTestName);
+
+#ifndef NETC_GPU_TEST_ON_REFERENCE
+// cuDNN's LRN is NCHW only: a bf16 plan with LRN is refused when its step
+// is prepared, with a KernelError that names the kernel and says what to
+// compile instead (the reference backend emulates it; RuntimeTest).
+TEST(CudaBackend, RefusesLrnOnBf16Maps) {
+  std::string file = stepPlan("every-swwae-all-bf16");
+  if (file.empty())
+    GTEST_SKIP() << "no every-swwae-all-bf16.json (set NETC_STEP_PLAN_DIR)";
+  plan::Plan p = plan::parsePlan(netc::testing::readText(file), file, "");
+  ASSERT_EQ(p.precision, plan::Precision::BF16);
+  cuda::CudaBackend gpu;
+  exec::ParamStore store(p, 5, gpu);
+  try {
+    exec::Executor e(p, p.schedule.at(0).program, store, gpu);
+    FAIL() << "the cuda backend prepared LRN on bf16 maps";
+  } catch (const kernels::KernelError &e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("'lrn'"), std::string::npos) << m;
+    EXPECT_NE(m.find("bf16"), std::string::npos) << m;
+    EXPECT_NE(m.find("--precision"), std::string::npos) << m;
+  }
+}
+#endif
+
+/// Sets an environment variable for a scope (the previous value back after).
+class ScopedEnv {
+public:
+  ScopedEnv(const char *name, const char *value) : name_(name) {
+    if (const char *old = std::getenv(name))
+      old_ = old;
+    ::setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  ScopedEnv(const ScopedEnv &) = delete;
+  ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+private:
+  const char *name_;
+  std::optional<std::string> old_;
+};
+
+// CUDA graphs change nothing: the same step program on a backend that
+// captures and replays it (the default) and on one that runs every kernel
+// eagerly (NETC_CUDA_GRAPHS=off, read by the constructor), from the same
+// parameters and inputs. Runs 1-3 at the planned batch are eager, captured
+// and replayed; then a smaller batch (eager), and the planned batch again
+// (replayed); the learning rate, weight decay and step number change every
+// step, as a graph must read them from device memory. Both backends take
+// their convolution algorithms from cuDNN's heuristics (deterministic
+// algorithms, the same for both) rather than from timing, which could pick
+// differently for each; then the same kernels compute the same sums, and
+// the losses and parameters agree to 1e-6 (relative; 1e-6 absolute below).
+// fp32 and bf16 (whose weight copies the fused SGD update writes inside
+// the graph).
+class CudaGraphs : public ::testing::TestWithParam<const char *> {};
+
+TEST_P(CudaGraphs, ChangeNothing) {
+  std::string file = stepPlan(GetParam());
+  if (file.empty())
+    GTEST_SKIP() << "no " << GetParam()
+                 << ".json (set NETC_STEP_PLAN_DIR; bench/gpu-trainers.sh "
+                    "compiles it)";
+  plan::Plan p = plan::parsePlan(netc::testing::readText(file), file, "");
+  const plan::Phase &phase = p.schedule.at(0);
+  ScopedEnv heuristic("NETC_CUDNN_ALGO", "heuristic");
+  GpuBackend graphs;
+  std::unique_ptr<GpuBackend> eager;
+  {
+    ScopedEnv off("NETC_CUDA_GRAPHS", "off");
+    eager = std::make_unique<GpuBackend>();
+  }
+  exec::ParamStore gStore(p, 5, graphs), eStore(p, 5, *eager);
+  exec::Executor g(p, phase.program, gStore, graphs);
+  exec::Executor e(p, phase.program, eStore, *eager);
+  const plan::Program &prog = g.program();
+  ASSERT_TRUE(prog.loss.has_value());
+  const int64_t n = prog.batch;
+  const int64_t batches[] = {n, n, n, std::max<int64_t>(n - 1, 1), n, n};
+  netc::testing::Rng rng(29);
+  for (size_t i = 0; i < std::size(batches); ++i) {
+    const int64_t b = batches[i];
+    netc::testing::uploadRandomInputs(g, e, rng, b, p.classes);
+    exec::StepContext ctx;
+    ctx.step = uint64_t(i);
+    ctx.lr = phase.lr * (1.0 + 0.25 * double(i));
+    ctx.momentum = phase.momentum;
+    ctx.decay = phase.decay * (1.0 + 0.5 * double(i));
+    g.run(b, ctx);
+    e.run(b, ctx);
+    double want = e.scalar(*prog.loss), got = g.scalar(*prog.loss);
+    EXPECT_NEAR(got, want, 1e-6 * std::abs(want) + 1e-9)
+        << "run " << i << " at batch " << b;
+  }
+  for (const std::string &name : eStore.names())
+    netc::testing::expectClose(gStore.hostValue(name), eStore.hostValue(name),
+                               "parameter " + name, 1e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(CudaGraph, CudaGraphs,
+                         ::testing::Values("every-swwae-all",
+                                           "every-nolrn-swwae-all-bf16"),
+                         [](const ::testing::TestParamInfo<const char *> &i) {
+                           std::string name = i.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 } // namespace
