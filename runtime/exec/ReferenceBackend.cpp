@@ -116,7 +116,23 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
     std::vector<bool> converted(c.out.size());
     for (size_t i = 0; i < c.out.size(); ++i)
       converted[i] = toHost(plain.out[i], weight == &c.out[i]);
+    // The GPU adds a bias to the product already rounded to bf16 (cuDNN
+    // and cuBLAS write bf16, then the bias kernel rounds again): so here.
+    const bool biased = weight && (op == Op::Conv2D || op == Op::Deconv2D ||
+                                   op == Op::FC) &&
+                        c.in.size() > 2;
+    if (biased)
+      plain.in.pop_back();
     run(plain);
+    if (biased) {
+      auto *y = static_cast<uint32_t *>(plain.out[0].data);
+      const float *bias = c.in[2].f32(); // f32: not converted
+      const kernels::Dims4 &d = c.out[0].dims;
+      for (int64_t i = 0; i < d.count(); ++i) {
+        float v = cuda::Bf16::fromFloat(cuda::bitsFloat(y[i])).toFloat();
+        y[i] = cuda::floatBits(v + bias[(i / d.plane()) % d.c]);
+      }
+    }
     for (size_t i = 0; i < c.out.size(); ++i) {
       if (!converted[i])
         continue;

@@ -7,9 +7,10 @@
 // tensor-core path rather than for speed: a kernel with bf16 or NHWC
 // operands runs on f32 NCHW copies of them, and its outputs are rounded to
 // bf16 (and laid out) as they are stored. Convolutions and fc with bf16
-// operands read their weights rounded to bf16, and a convolution's weight
-// gradient is rounded to bf16, as cuDNN and cuBLAS do on the GPU; sums still
-// run in the reference's order and precision.
+// operands read their weights rounded to bf16, round their product to bf16
+// before adding the bias, and a convolution's weight gradient is rounded to
+// bf16, as the cuda backend does; sums still run in the reference's order
+// and precision.
 //
 //===----------------------------------------------------------------------===//
 
