@@ -345,13 +345,14 @@ fi
 python3 - "$OUT" <<'PY' | tee -a "$SUMMARY"
 import re, sys
 d = sys.argv[1]
-# Dense (no sparsity) peaks from NVIDIA's datasheets, TFLOP/s: fp32 on the
-# CUDA cores (netc's and PyTorch's fp32 cells use no tensor cores), TF32 and
-# BF16 tensor cores.
+# Dense (no sparsity) peaks, TFLOP/s: NVIDIA's datasheet figures, whose
+# tensor-core ones are quoted with 2:4 sparsity and are halved here. fp32 on
+# the CUDA cores (netc's and PyTorch's fp32 cells use no tensor cores), TF32
+# and BF16 on the tensor cores.
 PEAKS = {
-    "NVIDIA H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "NVIDIA H200": {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5},
     "NVIDIA H200 NVL": {"fp32": 60.0, "tf32": 417.5, "bf16": 835.5},
-    "NVIDIA H100 80GB HBM3": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "NVIDIA H100 80GB HBM3": {"fp32": 67.0, "tf32": 494.5, "bf16": 989.5},
 }
 gpu = ""
 try:
