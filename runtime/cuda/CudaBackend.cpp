@@ -318,6 +318,11 @@ CudaBackend::CudaBackend() {
   const char *graphs = std::getenv("NETC_CUDA_GRAPHS");
   graphs_ = !(graphs && std::string(graphs) == "off");
   stepParams_ = allocate(sizeof(StepParams), "the step's hyper-parameters");
+  stepStaging_ = allocateStaging(kStepSlots * sizeof(StepParams),
+                                 "the step parameters' staging");
+  for (auto &e : stepCopied_)
+    cudaCheck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming),
+              "create an event");
 }
 
 bool CudaBackend::reducesAcrossRanks() const {
@@ -341,6 +346,10 @@ CudaBackend::~CudaBackend() {
   // So does every buffer's deleter: free the members' buffers here, while
   // copies_ still exists (members are destroyed after it otherwise).
   stepParams_.reset();
+  stepStaging_.reset();
+  for (auto &e : stepCopied_)
+    if (e)
+      cudaEventDestroy(e);
   uploadWords_.reset();
   nccl_.reset();
   workspace_.reset();
@@ -547,13 +556,18 @@ void CudaBackend::saveAlgorithms() {
 CudaBackend::ProgramRun CudaBackend::beginProgram(const void *key, int64_t n,
                                                   const exec::StepContext &ctx,
                                                   bool capturable) {
-  // From pageable memory: cudaMemcpyAsync has read it when it returns.
-  StepParams p;
-  p.hyper = SgdHyper{ctx.lr, ctx.momentum, ctx.decay};
-  p.step = ctx.step;
-  cudaCheck(cudaMemcpyAsync(stepParams_->data(), &p, sizeof p,
+  // From a ring of page-locked slots, so that the copy is truly
+  // asynchronous (from pageable memory the driver would wait for the
+  // stream first); a slot is rewritten only after its last copy is done.
+  size_t slot = stepSlot_++ % kStepSlots;
+  cudaCheck(cudaEventSynchronize(stepCopied_[slot]), "wait for a staging slot");
+  auto *p = static_cast<StepParams *>(stepStaging_->data()) + slot;
+  p->hyper = SgdHyper{ctx.lr, ctx.momentum, ctx.decay};
+  p->step = ctx.step;
+  cudaCheck(cudaMemcpyAsync(stepParams_->data(), p, sizeof *p,
                             cudaMemcpyHostToDevice, stream_),
             "upload the step's hyper-parameters");
+  cudaCheck(cudaEventRecord(stepCopied_[slot], stream_), "record an event");
   if (!graphs_ || !capturable)
     return ProgramRun::Eager;
   Recording &r = recordings_[key];

@@ -63,6 +63,7 @@
 
 struct CUstream_st;
 struct CUgraphExec_st;
+struct CUevent_st;
 struct cudnnContext;
 struct cublasContext;
 
@@ -243,6 +244,12 @@ private:
   /// The step's hyper-parameters and number, read by the SGD update and
   /// dropout (device memory, a StepParams).
   std::unique_ptr<exec::Buffer> stepParams_;
+  /// Their page-locked staging: kStepSlots slots used in turn, each with
+  /// the event of its last copy.
+  static constexpr size_t kStepSlots = 8;
+  std::unique_ptr<exec::Buffer> stepStaging_;
+  CUevent_st *stepCopied_[kStepSlots] = {};
+  size_t stepSlot_ = 0;
   /// bf16 weight copies by (f32 weight, lanes).
   std::map<std::pair<const float *, int64_t>, WeightCopy> copies_;
   /// The prepared sgd_update states of each weight (for linkSgd).
