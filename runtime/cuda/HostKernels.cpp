@@ -78,6 +78,12 @@ void checkLabels(const char *kernel, int64_t n, int64_t k,
           "{}: label {} of row {} outside [0, {})", kernel, labels[i], i, k));
 }
 
+void checkLrn(const char *kernel, const kernels::LrnParams &p) {
+  if (p.size <= 0 || p.size % 2 == 0)
+    throw kernels::KernelError(
+        fmt::format("{}: size {} must be odd and positive", kernel, p.size));
+}
+
 namespace host {
 
 template <typename T>
@@ -233,6 +239,23 @@ void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
                                  static_cast<uint32_t *>(dst)});
 }
 
+template <typename T>
+void lrnForward(const kernels::Dims4 &d, int64_t lanes,
+                const kernels::LrnParams &p, const T *x, T *y) {
+  checkLrn("lrn", p);
+  checkLanes("lrn", d.c, lanes);
+  runOnHost(makeLrnForward(d, lanes, p, x, y));
+}
+
+template <typename T>
+void lrnBackward(const kernels::Dims4 &d, int64_t lanes,
+                 const kernels::LrnParams &p, const T *x, const T *y,
+                 const T *dy, T *dx) {
+  checkLrn("lrn backward", p);
+  checkLanes("lrn backward", d.c, lanes);
+  runOnHost(makeLrnBackward(d, lanes, p, x, y, dy, dx));
+}
+
 void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
   std::vector<SgdChunk> chunks = sgdChunks(tensors, n);
   runOnHost(
@@ -270,7 +293,12 @@ void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
   template void toStorage<T>(const kernels::Dims4 &, int64_t, const float *,   \
                              T *);                                             \
   template void fromStorage<T>(const kernels::Dims4 &, int64_t, const T *,     \
-                               float *);
+                               float *);                                       \
+  template void lrnForward<T>(const kernels::Dims4 &, int64_t,                 \
+                              const kernels::LrnParams &, const T *, T *);     \
+  template void lrnBackward<T>(const kernels::Dims4 &, int64_t,                \
+                               const kernels::LrnParams &, const T *,          \
+                               const T *, const T *, T *);
 
 NETC_HOST_LAUNCHERS(float)
 NETC_HOST_LAUNCHERS(Bf16)

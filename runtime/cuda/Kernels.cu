@@ -277,6 +277,23 @@ void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
            stream);
 }
 
+template <typename T>
+void lrnForward(const kernels::Dims4 &d, int64_t lanes,
+                const kernels::LrnParams &p, const T *x, T *y, Stream stream) {
+  checkLrn("lrn", p);
+  checkLanes("lrn", d.c, lanes);
+  launch("lrn", makeLrnForward(d, lanes, p, x, y), stream);
+}
+
+template <typename T>
+void lrnBackward(const kernels::Dims4 &d, int64_t lanes,
+                 const kernels::LrnParams &p, const T *x, const T *y,
+                 const T *dy, T *dx, Stream stream) {
+  checkLrn("lrn backward", p);
+  checkLanes("lrn backward", d.c, lanes);
+  launch("lrn backward", makeLrnBackward(d, lanes, p, x, y, dy, dx), stream);
+}
+
 void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
                  int64_t numChunks, const SgdHyper *hyper, Stream stream) {
   launch("sgd_update", SgdMomentum{tensors, chunks, numChunks, hyper}, stream);
@@ -316,7 +333,13 @@ void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
   template void toStorage<T>(const kernels::Dims4 &, int64_t, const float *,   \
                              T *, Stream);                                     \
   template void fromStorage<T>(const kernels::Dims4 &, int64_t, const T *,     \
-                               float *, Stream);
+                               float *, Stream);                               \
+  template void lrnForward<T>(const kernels::Dims4 &, int64_t,                 \
+                              const kernels::LrnParams &, const T *, T *,      \
+                              Stream);                                         \
+  template void lrnBackward<T>(const kernels::Dims4 &, int64_t,                \
+                               const kernels::LrnParams &, const T *,          \
+                               const T *, const T *, T *, Stream);
 
 NETC_DEVICE_LAUNCHERS(float)
 NETC_DEVICE_LAUNCHERS(Bf16)

@@ -1,8 +1,8 @@
 //===- Kernels.h - the own kernels of the cuda backend ---------*- C++ -*-===//
 //
 // The kernels the cuda backend writes itself (cuDNN and cuBLAS have no switch
-// pooling, no unpooling, and our losses, dropout mask and fused optimizer are
-// ours): each is a functor with
+// pooling, no unpooling, no LRN on NHWC maps, and our losses, dropout mask
+// and fused optimizer are ours): each is a functor with
 //   - items():          its launch shape, a 1-D grid of independent work
 //                       items (no item reads what another writes), and
 //   - operator()(i):    the work of item i, NETC_HD so the very same code runs
@@ -26,17 +26,19 @@
 // - Kernels.cu is compiled with -fmad=false, so the device rounds every
 //   multiply and add like the host does (no fused multiply-add), which makes
 //   the fp32 SGD update identical to ref::sgdUpdate.
-// Transcendentals (exp, log in softmax cross-entropy) are the one place the
-// device's math library may differ from the host's in the last bit.
+// Transcendentals (exp, log in softmax cross-entropy, pow in LRN) are the
+// one place the device's math library may differ from the host's in the
+// last bit.
 //
 // Storage: the kernels whose data is real-valued are templates on the
 // element type T, float or Bf16 (the bf16 plan stores activations and their
 // gradients as bf16; parameters, their gradients and the losses stay f32).
 // They read through load() (exact: a bf16 widens to its float), compute in
-// float (or double where the float code does: sums, losses), and round once
-// when they store(): a double result goes to float first, then to bf16, so a
-// bf16 kernel gives exactly the float kernel's result on the widened inputs,
-// rounded to bf16 (what CudaKernelsHostTest checks against the reference).
+// float (or double where the float code does: sums, losses, LRN, whose
+// reference is double throughout), and round once when they store(): a
+// double result goes to float first, then to bf16, so a bf16 kernel gives
+// exactly the float kernel's result on the widened inputs, rounded to bf16
+// (what CudaKernelsHostTest checks against the reference).
 // With T = float, load and store are plain reads and writes, so the f32
 // kernels compute exactly what they computed before bf16 storage.
 //
@@ -93,6 +95,14 @@ NETC_HD inline double dlog(double x) {
   return ::log(x);
 #else
   return std::log(x);
+#endif
+}
+
+NETC_HD inline double dpow(double x, double y) {
+#if defined(__CUDA_ARCH__)
+  return ::pow(x, y);
+#else
+  return std::pow(x, y);
 #endif
 }
 
@@ -777,6 +787,111 @@ template <typename E> struct Relayout {
 };
 
 //===----------------------------------------------------------------------===//
+// Local response normalisation (Caffe ACROSS_CHANNELS)
+//===----------------------------------------------------------------------===//
+
+/// The constants of an LRN, formed on the host in double exactly as
+/// ref::lrnForward and ref::lrnBackward form them (so that the kernels'
+/// double arithmetic is the reference's, operation for operation).
+struct LrnCoef {
+  int64_t half = 0;         ///< size / 2: the window is [c - half, c + half]
+  double k = 1.0;           ///< k
+  double alphaOverSize = 0; ///< alpha / size
+  double negBeta = 0;       ///< -beta
+  double gradCoef = 0;      ///< 2 * alpha * beta / size
+};
+
+inline LrnCoef lrnCoef(const kernels::LrnParams &p) {
+  LrnCoef l;
+  l.half = p.size / 2;
+  l.k = p.k;
+  l.alphaOverSize = p.alpha / double(p.size);
+  l.negBeta = -p.beta;
+  l.gradCoef = 2.0 * p.alpha * p.beta / double(p.size);
+  return l;
+}
+
+/// Where channel cc of a pixel lies from the pixel's channel 0 in a map of
+/// geometry g (planeAt(n*C + cc, ...) - planeAt(n*C, ...), C a multiple of
+/// lanes): cc * plane in NCHW, cc in NHWC, whose channels are adjacent.
+NETC_HD inline int64_t channelOffset(const MapGeom &g, int64_t cc) {
+  if (g.lanes == 1)
+    return cc * g.plane;
+  if (g.lanes == g.c)
+    return cc;
+  return (cc / g.lanes) * g.plane * g.lanes + cc % g.lanes;
+}
+
+/// scale = k + alpha/size * sum of x^2 over the channels
+/// [c - half, c + half] ∩ [0, C) of the pixel whose channel 0 is xp[0]:
+/// summed in double in ascending channel order, as the reference does.
+template <typename T>
+NETC_HD inline double lrnScale(const MapGeom &g, const LrnCoef &l, const T *xp,
+                               int64_t c) {
+  double sum = 0.0;
+  int64_t last = imin(c + l.half, g.c - 1);
+  for (int64_t cc = imax(c - l.half, 0); cc <= last; ++cc) {
+    double v = double(load(xp + channelOffset(g, cc)));
+    sum += v * v;
+  }
+  return l.k + l.alphaOverSize * sum;
+}
+
+/// One item per element, in memory order (in NHWC neighbouring items are
+/// neighbouring channels of a pixel, so the window's reads are coalesced and
+/// shared through the cache): y = x * scale^-beta, computed in double as
+/// ref::lrnForward does and rounded once. y must not alias x.
+template <typename T> struct LrnForward {
+  MapGeom g;
+  LrnCoef l;
+  const T *x;
+  T *y;
+
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.plane, g.lanes, nc, p);
+    int64_t c = nc % g.c;
+    double scale = lrnScale(g, l, x + (i - channelOffset(g, c)), c);
+    store(y + i, float(double(load(x + i)) * dpow(scale, l.negBeta)));
+  }
+};
+
+/// One item per element of dx, ref::lrnBackward's formula in double:
+///   dx[c] = dy[c] * scale[c]^-beta
+///           - 2*alpha*beta/size * x[c] * sum_{|c'-c| <= half} dy[c'] y[c'] /
+///                                                             scale[c']
+/// from the forward's input x and output y. The scales of the window's
+/// channels are recomputed from x (size sums of at most size squares: no
+/// scratch, no second pass). dx must not alias x, y or dy.
+template <typename T> struct LrnBackward {
+  MapGeom g;
+  LrnCoef l;
+  const T *x, *y, *dy;
+  T *dx;
+
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.plane, g.lanes, nc, p);
+    int64_t c = nc % g.c;
+    int64_t base = i - channelOffset(g, c);
+    const T *xp = x + base;
+    double sum = 0.0, scale = 0.0;
+    int64_t last = imin(c + l.half, g.c - 1);
+    for (int64_t cc = imax(c - l.half, 0); cc <= last; ++cc) {
+      int64_t j = base + channelOffset(g, cc);
+      double s = lrnScale(g, l, xp, cc);
+      if (cc == c)
+        scale = s;
+      sum += double(load(dy + j)) * double(load(y + j)) / s;
+    }
+    store(dx + i, float(double(load(dy + i)) * dpow(scale, l.negBeta) -
+                        l.gradCoef * double(load(x + i)) * sum));
+  }
+};
+
+//===----------------------------------------------------------------------===//
 // Fused multi-tensor SGD with momentum
 //===----------------------------------------------------------------------===//
 
@@ -887,6 +1002,20 @@ UnpoolForward<T> makeUnpoolForward(const kernels::UnpoolShape &s, const T *x,
   return {u, x, switches, y};
 }
 
+/// LRN over a map of dims `d` stored with `lanes` (1 NCHW, C NHWC).
+template <typename T>
+LrnForward<T> makeLrnForward(const kernels::Dims4 &d, int64_t lanes,
+                             const kernels::LrnParams &p, const T *x, T *y) {
+  return {mapGeom(d, lanes), lrnCoef(p), x, y};
+}
+
+template <typename T>
+LrnBackward<T> makeLrnBackward(const kernels::Dims4 &d, int64_t lanes,
+                               const kernels::LrnParams &p, const T *x,
+                               const T *y, const T *dy, T *dx) {
+  return {mapGeom(d, lanes), lrnCoef(p), x, y, dy, dx};
+}
+
 /// Max-pool backward is the unpool of dy through the switches (summing where
 /// windows share a maximum): the same gather, so it needs no atomics and
 /// routes the gradient through exactly the switches the forward recorded
@@ -934,6 +1063,9 @@ void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches,
 /// Throws KernelError naming the first label outside [0, k).
 void checkLabels(const char *kernel, int64_t n, int64_t k,
                  const int32_t *labels);
+/// Throws KernelError unless the LRN window `p.size` is odd and positive
+/// (as ref::lrnForward requires).
+void checkLrn(const char *kernel, const kernels::LrnParams &p);
 
 //===----------------------------------------------------------------------===//
 // Host launchers: the kernels run on the CPU, item by item (the same
@@ -1019,6 +1151,19 @@ void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
 /// must not overlap.
 void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
               int64_t elementBytes, const void *src, void *dst);
+
+/// Cross-channel LRN (ref::lrnForward) over a map of dims `d` stored with
+/// `lanes`; checks the window first (KernelError). y must not alias x.
+template <typename T>
+void lrnForward(const kernels::Dims4 &d, int64_t lanes,
+                const kernels::LrnParams &p, const T *x, T *y);
+/// Its gradient (ref::lrnBackward, the same operand order: the forward's
+/// input x and output y, then dy; the plan's lrn_grad lists them dy, x, y).
+/// dx must not alias x, y or dy.
+template <typename T>
+void lrnBackward(const kernels::Dims4 &d, int64_t lanes,
+                 const kernels::LrnParams &p, const T *x, const T *y,
+                 const T *dy, T *dx);
 
 /// Updates every tensor in one walk (chunked as on the device).
 void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper);

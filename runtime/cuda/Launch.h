@@ -138,6 +138,20 @@ void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
 void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
               int64_t elementBytes, const void *src, void *dst, Stream stream);
 
+/// Cross-channel LRN over a map of dims `d` stored with `lanes` (1 NCHW,
+/// C NHWC: the bf16 maps, which cuDNN's NCHW-only LRN cannot take), and its
+/// gradient in ref::lrnBackward's operand order (x, y, dy; the plan's
+/// lrn_grad lists them dy, x, y). One launch each, one item per element, no
+/// workspace; the window is checked first (KernelError). y must not alias
+/// x, nor dx any input.
+template <typename T>
+void lrnForward(const kernels::Dims4 &d, int64_t lanes,
+                const kernels::LrnParams &p, const T *x, T *y, Stream stream);
+template <typename T>
+void lrnBackward(const kernels::Dims4 &d, int64_t lanes,
+                 const kernels::LrnParams &p, const T *x, const T *y,
+                 const T *dy, T *dx, Stream stream);
+
 /// One launch for every tensor. `tensors` and `chunks` are in device memory
 /// (built once, e.g. with sgdChunks, when the program is prepared), and so
 /// is `hyper` (StepParams::hyper), the one thing that changes from step to

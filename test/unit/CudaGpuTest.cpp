@@ -4,8 +4,8 @@
 // against its host launcher (which CudaKernelsHostTest checks against the
 // reference kernels), in f32 and bf16 storage and in NCHW and NHWC. The same
 // per-element code on both sides, so results must be bit-identical; only
-// softmax cross-entropy, whose exp and log come from two math libraries,
-// gets a tolerance. Built with NETC_WITH_CUDA; with
+// softmax cross-entropy, whose exp and log come from two math libraries, and
+// LRN, whose pow does, get a tolerance. Built with NETC_WITH_CUDA; with
 // no GPU it prints one line and succeeds.
 //
 //===----------------------------------------------------------------------===//
@@ -569,6 +569,90 @@ TEST(CudaGpu, SgdWritesTheBf16CopyInItsLayoutLikeTheHostWalk) {
   sync();
   expectSame(dW.download(), w, "sgd weights");
   expectSame(dC.download(), copy, "sgd bf16 copy");
+}
+
+/// Distance in units in the last place of T between two finite values of
+/// the same storage type (their bits mapped to a monotonic integer line, so
+/// that -0 and +0 are 0 apart and a step across zero counts).
+int64_t ulpLine(float v) {
+  int32_t i;
+  std::memcpy(&i, &v, sizeof i);
+  return i < 0 ? -int64_t(i & 0x7fffffff) : int64_t(i);
+}
+int64_t ulpLine(Bf16 v) {
+  return v.bits & 0x8000 ? -int64_t(v.bits & 0x7fff) : int64_t(v.bits);
+}
+float widen(float v) { return v; }
+float widen(Bf16 v) { return v.toFloat(); }
+
+/// Within one ulp of T (or 1e-12 apart: a one-ulp difference of the double
+/// pow can move a gradient that cancels to nearly zero by more than an ulp
+/// of its tiny result).
+template <typename T>
+void expectWithinAnUlp(const std::vector<T> &got, const std::vector<T> &want,
+                       const std::string &what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    int64_t d = ulpLine(got[i]) - ulpLine(want[i]);
+    ASSERT_TRUE((d >= -1 && d <= 1) ||
+                std::abs(widen(got[i]) - widen(want[i])) <= 1e-12f)
+        << what << " differs at " << i << ": " << widen(got[i]) << " vs "
+        << widen(want[i]);
+  }
+}
+
+/// LRN forward and backward in storage T, NCHW and NHWC: the same double
+/// arithmetic on both sides (-fmad=false), but pow comes from the device's
+/// math library, whose last bit may differ from the host's: the results
+/// are allowed one ulp of T. AlexNet's norm1 and norm2 maps, odd channel
+/// counts, a window wider than the channels, batch 1.
+template <typename T> void lrnOnGpu(uint64_t seed) {
+  Rng rng(seed);
+  auto params = [](int64_t size, double alpha, double beta, double k) {
+    LrnParams p;
+    p.size = size;
+    p.alpha = alpha;
+    p.beta = beta;
+    p.k = k;
+    return p;
+  };
+  struct Case {
+    Dims4 d;
+    LrnParams p;
+  };
+  LrnParams alex = params(5, 1e-4, 0.75, 1.0);
+  std::vector<Case> cases{
+      {{8, 96, 27, 27}, alex},
+      {{4, 256, 13, 13}, alex},
+      {{2, 5, 13, 13}, params(3, 2.0, 0.75, 2.0)},
+      {{1, 7, 9, 11}, params(5, 1.0, 0.75, 2.0)},
+      {{3, 3, 6, 6}, params(5, 1.5, 0.75, 1.0)},
+  };
+  for (const Case &c : cases)
+    for (int64_t L : {int64_t(1), c.d.c}) {
+      std::string what =
+          std::string(typeName(T())) + " c " + std::to_string(c.d.c) +
+          " size " + std::to_string(c.p.size) + " lanes " + std::to_string(L);
+      std::vector<T> x = stored<T>(rng.vec(c.d.count(), -3.0f, 3.0f));
+      std::vector<T> dy = stored<T>(rng.vec(c.d.count()));
+      std::vector<T> y(x.size()), dx(x.size());
+      cuda::host::lrnForward(c.d, L, c.p, x.data(), y.data());
+      cuda::host::lrnBackward(c.d, L, c.p, x.data(), y.data(), dy.data(),
+                              dx.data());
+      // The backward gets the host's y, so both sides see the same inputs.
+      DeviceVec<T> dX(x), dY(x.size()), dHostY(y), dDy(dy), dDx(x.size());
+      cuda::device::lrnForward(c.d, L, c.p, dX.get(), dY.get(), nullptr);
+      cuda::device::lrnBackward(c.d, L, c.p, dX.get(), dHostY.get(), dDy.get(),
+                                dDx.get(), nullptr);
+      sync();
+      expectWithinAnUlp(dY.download(), y, "lrn " + what);
+      expectWithinAnUlp(dDx.download(), dx, "lrn backward " + what);
+    }
+}
+
+TEST(CudaGpu, LrnMatchesTheHostWalkWithinAnUlp) {
+  lrnOnGpu<float>(20);
+  lrnOnGpu<Bf16>(21);
 }
 
 } // namespace

@@ -10,7 +10,9 @@
 // the widened (exact f32) data, rounded to bf16, bit for bit (the losses'
 // scalars, f32, within the f32 kernel's tolerance, and bit for bit with the
 // f32 kernel on the widened data). NHWC (lanes = C): the same results as
-// NCHW, element for element, on transposed data.
+// NCHW, element for element, on transposed data. LRN does the reference's
+// double arithmetic operation for operation, so it too matches bit for bit
+// (f32 and bf16, every layout).
 //
 //===----------------------------------------------------------------------===//
 
@@ -1189,6 +1191,130 @@ TEST(CudaHostKernels, NhwcDropoutDrawsTheNchwMask) {
   FVec x(12);
   EXPECT_THROW(cuda::host::dropout(12, 0.5, 1, 1, 0, x.data(), x.data(), 5, 1),
                KernelError);
+}
+
+//===----------------------------------------------------------------------===//
+// LRN (Caffe ACROSS_CHANNELS)
+//===----------------------------------------------------------------------===//
+
+LrnParams lrnParams(int64_t size, double alpha, double beta, double k) {
+  LrnParams p;
+  p.size = size;
+  p.alpha = alpha;
+  p.beta = beta;
+  p.k = k;
+  return p;
+}
+
+/// The LRNs the tests walk: AlexNet's (size 5, alpha 1e-4, beta 0.75, k 1,
+/// where scale is close to 1) and strong ones (alpha 1..2, k 2, scale far
+/// from 1, so that every term of the gradient matters), windows of 1 to 7
+/// channels, odd channel counts (5 and 7), batch 1, and channel counts
+/// smaller than the window (1, 2 and 3 channels under size 5 and 7).
+struct LrnCase {
+  Dims4 d;
+  LrnParams p;
+};
+std::vector<LrnCase> lrnCases() {
+  LrnParams alex = lrnParams(5, 1e-4, 0.75, 1.0);
+  return {
+      {{2, 8, 5, 6}, alex},
+      {{1, 5, 3, 4}, lrnParams(3, 2.0, 0.75, 2.0)},
+      {{1, 5, 4, 3}, lrnParams(5, 1.0, 0.75, 2.0)},
+      {{2, 7, 3, 5}, lrnParams(3, 1.0, 0.75, 1.0)},
+      {{1, 7, 5, 5}, lrnParams(5, 2.0, 0.5, 2.0)},
+      {{3, 7, 2, 3}, lrnParams(7, 1.5, 0.75, 1.0)},
+      {{1, 3, 4, 4}, lrnParams(5, 1.0, 0.75, 2.0)},  // C < size
+      {{2, 2, 3, 3}, lrnParams(7, 2.0, 0.75, 1.0)},  // C < half of size
+      {{1, 1, 5, 5}, lrnParams(5, 1.0, 0.75, 2.0)},  // one channel
+      {{2, 5, 3, 3}, lrnParams(1, 1.0, 0.75, 2.0)},  // window of itself
+      {{2, 16, 3, 3}, lrnParams(5, 1.0, 0.75, 2.0)}, // blocked by 8 too
+  };
+}
+
+std::string name(const LrnCase &c) {
+  return "[" + std::to_string(c.d.n) + "," + std::to_string(c.d.c) + "," +
+         std::to_string(c.d.h) + "," + std::to_string(c.d.w) + "] size " +
+         std::to_string(c.p.size) + " alpha " + std::to_string(c.p.alpha) +
+         " beta " + std::to_string(c.p.beta) + " k " + std::to_string(c.p.k);
+}
+
+/// LRN forward and backward in storage T and every layout the case's
+/// channel count allows, against ref::lrnForward / ref::lrnBackward on the
+/// widened NCHW data, bit for bit: the kernels do the reference's double
+/// arithmetic operation for operation (the window sums in the same,
+/// ascending channel order, and the same std::pow on the host), then round
+/// once (to f32, then to bf16: what rounded<T> does to the reference's f32
+/// result). The backward takes the kernel's own (rounded) forward output as
+/// y, and the reference gets the same widened y.
+template <typename T> void checkLrn(uint64_t seed) {
+  Rng rng(seed);
+  for (const LrnCase &c : lrnCases())
+    for (int64_t L : layoutsFor(c.d.c)) {
+      const Dims4 &d = c.d;
+      std::string what = std::string(typeName(T())) + " lanes " +
+                         std::to_string(L) + " " + name(c);
+      FVec x = rounded<T>(rng.vec(d.count(), -3.0f, 3.0f));
+      FVec yRef(x.size());
+      ref::lrnForward(d, c.p, x.data(), yRef.data());
+      std::vector<T> xs = stored<T>(toLanes(d, L, x)), ys(x.size());
+      cuda::host::lrnForward(d, L, c.p, xs.data(), ys.data());
+      FVec y = fromLanes(d, L, widened(ys));
+      expectBitEqual(y, rounded<T>(yRef), what);
+
+      FVec dy = rounded<T>(rng.vec(d.count()));
+      FVec dxRef(x.size());
+      ref::lrnBackward(d, c.p, x.data(), y.data(), dy.data(), dxRef.data());
+      std::vector<T> dys = stored<T>(toLanes(d, L, dy)), dx(x.size());
+      cuda::host::lrnBackward(d, L, c.p, xs.data(), ys.data(), dys.data(),
+                              dx.data());
+      expectBitEqual(fromLanes(d, L, widened(dx)), rounded<T>(dxRef),
+                     what + " backward");
+    }
+}
+
+TEST(CudaHostKernels, LrnF32MatchesReferenceBitForBit) { checkLrn<float>(41); }
+
+TEST(CudaHostKernels, Bf16LrnMatchesReferenceRoundedBitForBit) {
+  checkLrn<Bf16>(42);
+}
+
+TEST(CudaHostKernels, LrnOfOnePixelByHand) {
+  // Two channels under a window of 5, alpha 1, beta 1, k 1: both channels
+  // see both, scale = 1 + (1 + 4) / 5 = 2, y = x / 2. With dy = (1, 0):
+  // sum = dy0 y0 / scale = 0.25, coef = 2 alpha beta / size = 0.4,
+  // dx = (1/2 - 0.4 * 1 * 0.25, 0 - 0.4 * 2 * 0.25) = (0.4, -0.2).
+  LrnParams p = lrnParams(5, 1.0, 1.0, 1.0);
+  Dims4 d{1, 2, 1, 1};
+  for (int64_t L : {int64_t(1), int64_t(2)}) {
+    FVec x{1.0f, 2.0f}, y(2), dy{1.0f, 0.0f}, dx(2);
+    cuda::host::lrnForward(d, L, p, x.data(), y.data());
+    EXPECT_EQ(y, (FVec{0.5f, 1.0f}));
+    cuda::host::lrnBackward(d, L, p, x.data(), y.data(), dy.data(), dx.data());
+    EXPECT_FLOAT_EQ(dx[0], 0.4f);
+    EXPECT_FLOAT_EQ(dx[1], -0.2f);
+  }
+}
+
+TEST(CudaHostKernels, LrnRejectsEvenWindowsAndBadLanes) {
+  Dims4 d{1, 5, 2, 2};
+  FVec a(size_t(d.count()), 0.5f), b(a.size()), c(a.size()), e(a.size());
+  for (int64_t size : {int64_t(0), int64_t(4), int64_t(-3)}) {
+    LrnParams p = lrnParams(size, 1e-4, 0.75, 1.0);
+    EXPECT_THROW(cuda::host::lrnForward(d, 1, p, a.data(), b.data()),
+                 KernelError)
+        << size;
+    EXPECT_THROW(cuda::host::lrnBackward(d, 1, p, a.data(), a.data(), a.data(),
+                                         b.data()),
+                 KernelError)
+        << size;
+  }
+  LrnParams p;
+  EXPECT_THROW(cuda::host::lrnForward(d, 3, p, a.data(), b.data()),
+               KernelError);
+  EXPECT_THROW(
+      cuda::host::lrnBackward(d, 0, p, a.data(), c.data(), e.data(), b.data()),
+      KernelError);
 }
 
 } // namespace
