@@ -19,6 +19,37 @@
 
 namespace netc::exec {
 
+std::vector<size_t> convReluPairs(const plan::Program &program,
+                                  const std::vector<KernelCall> &calls,
+                                  const std::set<int64_t> &hostValues) {
+  const std::vector<plan::Kernel> &ks = program.kernels;
+  std::map<int64_t, int> readers;
+  for (const plan::Kernel &k : ks)
+    for (int64_t id : k.in)
+      ++readers[id];
+  auto bytes = [](const TensorRef &t) {
+    return t.count * plan::dtypeSize(t.dtype);
+  };
+  auto overlaps = [&](const TensorRef &a, const TensorRef &b) {
+    auto *a0 = static_cast<const uint8_t *>(a.data);
+    auto *b0 = static_cast<const uint8_t *>(b.data);
+    return a0 < b0 + bytes(b) && b0 < a0 + bytes(a);
+  };
+  std::vector<size_t> pairs;
+  for (size_t i = 0; i + 1 < ks.size(); ++i) {
+    const plan::Kernel &k = ks[i], &next = ks[i + 1];
+    if ((k.op != plan::Op::Conv2D && k.op != plan::Op::Deconv2D) ||
+        next.op != plan::Op::Relu || next.in[0] != k.out[0] ||
+        readers[k.out[0]] != 1 || hostValues.count(k.out[0]))
+      continue;
+    const TensorRef &r = calls[i + 1].out[0];
+    if (std::none_of(calls[i].in.begin(), calls[i].in.end(),
+                     [&](const TensorRef &in) { return overlaps(r, in); }))
+      pairs.push_back(i);
+  }
+  return pairs;
+}
+
 std::unique_ptr<Backend> makeBackend(const std::string &name) {
   if (name == "reference")
     return std::make_unique<ReferenceBackend>();

@@ -144,6 +144,16 @@ contiguousRuns(const std::vector<TensorRef> &outs, size_t elementBytes);
 /// alignment gaps between them zeroed first.
 template <typename T> void hostAllReduceMean(const KernelCallT<T> &call);
 
+/// The kernels i of `calls` (a program's, at its planned batch) that are a
+/// conv2d or deconv2d whose output only the relu at i + 1 reads, that the
+/// host does not read, and whose relu writes no byte the convolution reads:
+/// a backend may compute that relu inside the convolution, writing the
+/// relu's output directly and never the convolution's own
+/// (PreparedProgram::elided).
+std::vector<size_t> convReluPairs(const plan::Program &program,
+                                  const std::vector<KernelCall> &calls,
+                                  const std::set<int64_t> &hostValues);
+
 /// Creates a backend by name ("reference", "cpu" where built); throws
 /// std::invalid_argument naming the available ones.
 std::unique_ptr<Backend> makeBackend(const std::string &name);

@@ -331,31 +331,14 @@ CpuBackend::prepareProgram(const plan::Program &program,
   };
 
   // A conv whose output feeds only the relu right after it computes that
-  // relu (into the relu's output, which must not overlap its inputs).
-  std::map<int64_t, int> readers;
-  for (const plan::Kernel &k : ks)
-    for (int64_t id : k.in)
-      ++readers[id];
-  auto overlaps = [](const TensorRef &a, const TensorRef &b) {
-    auto *a0 = static_cast<const uint8_t *>(a.data);
-    auto *b0 = static_cast<const uint8_t *>(b.data);
-    return a0 < b0 + b.count * 4 && b0 < a0 + a.count * 4;
-  };
-  for (size_t i = 0; i + 1 < ks.size(); ++i) {
-    const plan::Kernel &k = ks[i], &next = ks[i + 1];
-    if (!fuseRelu_ || (k.op != Op::Conv2D && k.op != Op::Deconv2D) ||
-        !states[i]->prim || next.op != Op::Relu || next.in[0] != k.out[0] ||
-        readers[k.out[0]] != 1 || hostValues.count(k.out[0]))
-      continue;
-    const TensorRef &r = calls[i + 1].out[0];
-    bool clash = false;
-    for (const TensorRef &in : calls[i].in)
-      clash = clash || overlaps(r, in);
-    if (clash)
+  // relu as a oneDNN post-op (on primitives; not on im2col + sgemm).
+  for (size_t i : fuseRelu_ ? convReluPairs(program, calls, hostValues)
+                            : std::vector<size_t>{}) {
+    if (!states[i]->prim)
       continue;
     states[i]->relu = true;
-    states[i]->reluOut = r.f32();
-    out.elided.insert(k.out[0]);
+    states[i]->reluOut = calls[i + 1].out[0].f32();
+    out.elided.insert(ks[i].out[0]);
     states[i + 1] = std::make_unique<CpuState>();
     states[i + 1]->skip = true;
   }
