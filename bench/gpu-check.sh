@@ -5,7 +5,8 @@
 # core), runs netc-runtime-tests (CPU, seconds), netc-gpu-tests (every cuda
 # kernel and op against the reference backend, the every-layer step of the
 # seven variants in fp32 and in bf16 against the reference's bf16
-# emulation, the refusal of LRN in bf16, CUDA graphs against eager runs)
+# emulation, the bf16 step with LRN, CUDA graphs and the conv+relu fusion
+# against runs without them)
 # while the parity check runs: 20 training steps of the reference (CPU)
 # against the cuda backend on Fashion-MNIST from the same initial
 # parameters and data, fp32 (losses within 1e-4 relative) and bf16 (the
@@ -19,8 +20,9 @@
 #
 # Stage caps (seconds; each also stops at the deadline, 470 s after the
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
-# beside parity 120), bench 180 (a cell at most 30 s for the 32x32 net, 50 s
-# for VGG-16), peer 150. Worst case: every stage runs into the deadline,
+# beside parity 120), bench 200 (a cell at most 30 s for the 32x32 net, 50 s
+# for VGG-16, 40 s for the two VGG-16 cells again without the conv+relu
+# fusion), peer 150. Worst case: every stage runs into the deadline,
 # which ends the last one by 470 + 5 s (timeout's kill grace); the ratios
 # and the summary take a second more.
 #
@@ -319,10 +321,21 @@ bench() {
       done
     done
   done
+  # What the conv+relu fusion buys: two cells again without it (their
+  # algorithms come from the file the first run wrote, so no new search).
+  for t in vgg16-none vgg16-swwae-all-bf16; do
+    NETC_CUDA_FUSION=off timeout --foreground -k 5 40 "$NETRUN" bench \
+      "$TRAINERS/$t" --program step.joint --backend cuda --steps 12 \
+      >"$OUT/bench-$t-nofusion.log" 2>&1 || {
+      echo "FAILED (exit $?)" >>"$OUT/bench-$t-nofusion.log"
+      rc=1
+    }
+    sed "s/^/$t nofusion: /" "$OUT/bench-$t-nofusion.log"
+  done
   return "$rc"
 }
 export -f bench
-stage bench 180 bench
+stage bench 200 bench
 grep -E 'images/s|FAILED|TIMED OUT|error' "$OUT/bench.log" >>"$SUMMARY" 2>/dev/null
 
 #--- the PyTorch peer --------------------------------------------------------
@@ -343,7 +356,7 @@ fi
 # the net), and the peer, which runs the same net, is credited with the same
 # count per image.
 python3 - "$OUT" <<'PY' | tee -a "$SUMMARY"
-import re, sys
+import os, re, sys
 d = sys.argv[1]
 # Dense (no sparsity) peaks, TFLOP/s: NVIDIA's datasheet figures, whose
 # tensor-core ones are quoted with 2:4 sparsity and are halved here. fp32 on
@@ -416,6 +429,14 @@ for key in cells:
     else:
         print(f"ratio {net} {variant} {prec}: PyTorch {q[0]:.1f} images/s, "
               f"peak {q[1] / 2**30:.2f} GiB (no netc figure)")
+for line in open(f"{d}/bench.log") if os.path.exists(f"{d}/bench.log") else []:
+    m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? nofusion: "
+                 r"program .* ([0-9.]+) images/s", line)
+    if m and (m[1], m[2], m[3] or "fp32") in ours:
+        fused = ours[(m[1], m[2], m[3] or "fp32")][0]
+        print(f"fusion {m[1]} {m[2]} {m[3] or 'fp32'}: conv+bias+relu fused "
+              f"{fused:.1f}, apart {float(m[4]):.1f} images/s = "
+              f"{fused / float(m[4]):.3f}x")
 if peaks:
     print(f"MFU: against {gpu}'s dense datasheet peaks, TFLOP/s: " +
           ", ".join(f"{p} {t:g}" for p, t in peaks.items()))

@@ -17,11 +17,11 @@
 #                      --precision=bf16 (the benchmark's other precisions)
 #   every/every-<variant>.json        test/Training/Inputs/every-layer.net for
 #                      the seven variants (netc-gpu-tests' whole-step test)
-#   every/every-nolrn-<variant>-bf16.json  every-layer-nolrn.net (no LRN:
-#                      the cuda backend has no bf16 LRN), --precision=bf16,
-#                      the seven variants (the bf16 whole-step test)
+#   every/every-nolrn-<variant>-bf16.json  every-layer-nolrn.net (no LRN),
+#                      --precision=bf16, the seven variants (the bf16
+#                      whole-step test)
 #   every/every-swwae-all-bf16.json   every-layer.net, --precision=bf16 (the
-#                      test that the cuda backend refuses its LRN in bf16)
+#                      bf16 step with LRN, on the own LRN kernels)
 #   fmnist-data/       the first 2560 training and 512 test images of
 #                      Fashion-MNIST as IDX (the GPU machine may not have
 #                      the dataset; both parity runs read the same files)

@@ -239,6 +239,13 @@ struct CudaBackend::State : exec::KernelState {
   CudaBackend *owner = nullptr;
   /// Operands in another layout than the kernel's (relayoutsOf).
   std::vector<Relayout> relayouts;
+  /// A convolution fused with the relu after it (convReluPairs): the
+  /// relu's output, which it writes instead of its own; the relu is then
+  /// `skip`ped.
+  void *reluOut = nullptr;
+  bool skip = false;
+  /// LRN on a bf16 or NHWC map: the own kernels (cuDNN's is NCHW).
+  bool ownLrn = false;
 };
 
 //===----------------------------------------------------------------------===//
@@ -317,6 +324,8 @@ CudaBackend::CudaBackend() {
   search_ = !(algo && std::string(algo) == "heuristic");
   const char *graphs = std::getenv("NETC_CUDA_GRAPHS");
   graphs_ = !(graphs && std::string(graphs) == "off");
+  const char *fusion = std::getenv("NETC_CUDA_FUSION");
+  fuseRelu_ = !(fusion && std::string(fusion) == "off");
   stepParams_ = allocate(sizeof(StepParams), "the step's hyper-parameters");
   stepStaging_ = allocateStaging(kStepSlots * sizeof(StepParams),
                                  "the step parameters' staging");
@@ -486,6 +495,16 @@ CudaBackend::prepareProgram(const plan::Program &program,
   exec::PreparedProgram p =
       exec::Backend::prepareProgram(program, calls, hostValues);
   saveAlgorithms();
+  for (size_t i : fuseRelu_ ? exec::convReluPairs(program, calls, hostValues)
+                            : std::vector<size_t>{}) {
+    auto &conv = static_cast<State &>(*p.states[i]);
+    auto &relu = static_cast<State &>(*p.states[i + 1]);
+    if (!conv.relayouts.empty() || !relu.relayouts.empty())
+      continue; // at the fc border: rare, and each side has its scratch
+    conv.reluOut = calls[i + 1].out[0].data;
+    relu.skip = true;
+    p.elided.insert(program.kernels[i].out[0]);
+  }
   return p;
 }
 
@@ -1197,11 +1216,17 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     break;
   case Op::LRN:
   case Op::LRNGrad: {
-    if (isBf16(c.in[0]))
-      throw KernelError("lrn on bf16 maps is not implemented on the cuda "
-                        "backend (cuDNN's LRN is NCHW); compile with "
-                        "--precision=tf32 or fp32");
     const kernels::LrnParams &p = a.lrn;
+    // cuDNN's LRN is NCHW fp32 here; a bf16 (NHWC) map takes the own
+    // kernels, which compute as the reference does.
+    s->ownLrn = isBf16(c.in[0]) || c.in[0].layout == plan::Layout::NHWC;
+    if (s->ownLrn) {
+      if (p.size < 1 || p.size % 2 == 0)
+        throw KernelError(fmt::format("lrn size {} is not a positive odd "
+                                      "number",
+                                      p.size));
+      break;
+    }
     // cuDNN's window is centred for odd sizes only (the reference's rule,
     // Caffe's); its limits on n, k and beta are checked here, not in a step.
     if (p.size < CUDNN_LRN_MIN_N || p.size > CUDNN_LRN_MAX_N ||
@@ -1305,8 +1330,10 @@ void CudaBackend::convPointers(const KernelCall &c, const State &s, void *&x,
                                void *&w, void *&y) {
   exec::ConvOperands o = exec::convOperands(c.kernel.op, c.attrs, c.in, c.out);
   bool deconv = isDeconv(c.kernel.op);
-  x = deconv ? o.y->data : o.x->data;
-  y = deconv ? o.x->data : o.y->data;
+  // A convolution fused with its relu writes into the relu's output.
+  void *opOut = s.reluOut ? s.reluOut : o.y->data;
+  x = deconv ? opOut : o.x->data;
+  y = deconv ? o.x->data : opOut;
   w = s.dwHalf ? s.dwHalf->data() : s.copy ? s.copy->half->data() : o.w->data;
 }
 
@@ -1349,15 +1376,26 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
                                 stream_);
     break;
   }
-  if (s.bf16 && (op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
-    device::biasAdd<Bf16>(o.y->dims, o.y->lanes(), o.y->as<Bf16>(),
-                          c.in[2].f32(), o.y->as<Bf16>(), stream_);
-  else if ((op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
-    // The op's output: the conv view's output for conv2d, its input for
-    // deconv2d.
+  const bool bias = (op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2;
+  void *out = deconv ? x : y; // the op's output (or its relu's)
+  if (bias && !s.bf16 && !s.reluOut) {
+    // The conv view's output for conv2d, its input for deconv2d.
     dnnCheck(cudnnAddTensor(cudnn_, &one, s.bias.get(), c.in[2].data, &one,
-                            deconv ? s.x.get() : s.y.get(), o.y->data),
+                            deconv ? s.x.get() : s.y.get(), out),
              "bias add");
+    return;
+  }
+  // Own epilogue: a bf16 map's bias (cuDNN's would round differently), and
+  // a fused relu with or without a bias, in one pass over the output.
+  withType(*o.y, [&](auto t) {
+    using T = decltype(t);
+    T *p = static_cast<T *>(out);
+    if (bias)
+      device::biasAdd<T>(o.y->dims, o.y->lanes(), p, c.in[2].f32(), p,
+                         s.reluOut != nullptr, stream_);
+    else if (s.reluOut)
+      device::relu<T>(o.y->count, p, p, stream_);
+  });
 }
 
 void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n,
@@ -1383,7 +1421,8 @@ void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n,
          c.out[0].data, CUDA_R_16BF, fout, "bf16 fc forward");
     if (c.in.size() > 2)
       device::biasAdd<Bf16>(Dims4{n, fout, 1, 1}, 1, c.out[0].as<Bf16>(),
-                            c.in[2].f32(), c.out[0].as<Bf16>(), stream_);
+                            c.in[2].f32(), c.out[0].as<Bf16>(), false,
+                            stream_);
   } else if (op == Op::FCGradInput) {
     gemm(CUBLAS_OP_N, CUBLAS_OP_N, fin, n, fout, w, fin, c.in[0].data, fout,
          c.out[0].data, CUDA_R_16BF, fin, "bf16 fc backward data");
@@ -1396,6 +1435,8 @@ void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n,
 
 void CudaBackend::run(const KernelCall &c) {
   State &s = state(c);
+  if (s.skip)
+    return;
   if (s.relayouts.empty()) {
     runKernel(c, s);
     return;
@@ -1472,6 +1513,14 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
              "bias gradient");
     return;
   case Op::LRN:
+    if (s.ownLrn) {
+      withType(c.in[0], [&](auto t) {
+        using T = decltype(t);
+        device::lrnForward<T>(c.in[0].dims, c.in[0].lanes(), a.lrn,
+                              c.in[0].as<T>(), c.out[0].as<T>(), st);
+      });
+      return;
+    }
     dnnCheck(cudnnLRNCrossChannelForward(
                  cudnn_, s.lrn.get(), CUDNN_LRN_CROSS_CHANNEL_DIM1, &one,
                  s.x.get(), in(0), &zero, s.x.get(), out(0)),
@@ -1479,6 +1528,15 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     return;
   case Op::LRNGrad:
     // in: grad, input, output.
+    if (s.ownLrn) {
+      withType(c.in[0], [&](auto t) {
+        using T = decltype(t);
+        device::lrnBackward<T>(c.in[0].dims, c.in[0].lanes(), a.lrn,
+                               c.in[1].as<T>(), c.in[2].as<T>(),
+                               c.in[0].as<T>(), c.out[0].as<T>(), st);
+      });
+      return;
+    }
     dnnCheck(cudnnLRNCrossChannelBackward(
                  cudnn_, s.lrn.get(), CUDNN_LRN_CROSS_CHANNEL_DIM1, &one,
                  s.x.get(), in(2), s.x.get(), in(0), s.x.get(), in(1), &zero,

@@ -37,8 +37,11 @@
 //     upload() refreshes after the host sets a parameter). A convolution's
 //     weight gradient comes out of cuDNN in bf16 and is widened to the fp32
 //     gradient; fc's is computed in fp32. Biases, batch-norm parameters and
-//     statistics, losses and every reduction stay fp32. LRN has no bf16
-//     path (prepare() says so).
+//     statistics, losses and every reduction stay fp32. LRN on bf16 maps
+//     runs the own kernels (cuDNN's LRN is NCHW only).
+// A convolution followed by a relu that alone reads its output computes
+// the relu in its epilogue (the bias and the relu in one pass of the own
+// bias kernel; NETC_CUDA_FUSION=off keeps them apart).
 //
 // Data-dependent checks the device cannot make: a label outside [0, k)
 // makes that softmax cross-entropy loss NaN (and its row's gradient), which
@@ -241,6 +244,9 @@ private:
   /// recordings are captured again.
   uint64_t generation_ = 0;
   bool graphs_ = true;
+  /// Fuse each relu into the convolution before it (convReluPairs): the
+  /// bias and the relu in one pass; NETC_CUDA_FUSION=off keeps them apart.
+  bool fuseRelu_ = true;
   /// The step's hyper-parameters and number, read by the SGD update and
   /// dropout (device memory, a StepParams).
   std::unique_ptr<exec::Buffer> stepParams_;

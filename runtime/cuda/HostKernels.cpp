@@ -188,9 +188,9 @@ void scale(int64_t count, const T *x, float factor, T *y) {
 
 template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
-             const float *bias, T *y) {
+             const float *bias, T *y, bool relu) {
   checkLanes("bias_add", d.c, lanes);
-  runOnHost(BiasAdd<T>{mapGeom(d, lanes), x, bias, y});
+  runOnHost(BiasAdd<T>{mapGeom(d, lanes), x, bias, y, relu});
 }
 
 template <typename T>
@@ -287,7 +287,7 @@ void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
   template void add<T>(int64_t, const T *, const T *, T *);                    \
   template void scale<T>(int64_t, const T *, float, T *);                      \
   template void biasAdd<T>(const kernels::Dims4 &, int64_t, const T *,         \
-                           const float *, T *);                                \
+                           const float *, T *, bool);                          \
   template void biasGrad<T>(const kernels::Dims4 &, int64_t, const T *,        \
                             float *);                                          \
   template void toStorage<T>(const kernels::Dims4 &, int64_t, const float *,   \

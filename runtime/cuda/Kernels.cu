@@ -221,9 +221,10 @@ void scale(int64_t count, const T *x, float factor, T *y, Stream stream) {
 
 template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
-             const float *bias, T *y, Stream stream) {
+             const float *bias, T *y, bool relu, Stream stream) {
   checkLanes("bias_add", d.c, lanes);
-  launch("bias_add", BiasAdd<T>{mapGeom(d, lanes), x, bias, y}, stream);
+  launch("bias_add", BiasAdd<T>{mapGeom(d, lanes), x, bias, y, relu},
+         stream);
 }
 
 template <typename T>
@@ -327,7 +328,7 @@ void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
   template void add<T>(int64_t, const T *, const T *, T *, Stream);            \
   template void scale<T>(int64_t, const T *, float, T *, Stream);              \
   template void biasAdd<T>(const kernels::Dims4 &, int64_t, const T *,         \
-                           const float *, T *, Stream);                        \
+                           const float *, T *, bool, Stream);                  \
   template void biasGrad<T>(const kernels::Dims4 &, int64_t, const T *,        \
                             double *, float *, Stream);                        \
   template void toStorage<T>(const kernels::Dims4 &, int64_t, const float *,   \

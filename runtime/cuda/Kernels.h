@@ -651,17 +651,23 @@ inline MapGeom mapGeom(const kernels::Dims4 &d, int64_t lanes) {
 /// y = x + bias[c] per element: the bias of a layer whose map is bf16 (the
 /// bias itself stays an f32 parameter), added in float and rounded once. One
 /// item per element in memory order; y may alias x.
+/// y = x + bias[c], and with `relu` then max(., 0): a convolution's
+/// epilogue in one pass. Rounding once after the relu gives the same bits
+/// as rounding the sum and then taking the relu of the stored value (the
+/// relu of a rounded value is exact, and rounding keeps the sign).
 template <typename T> struct BiasAdd {
   MapGeom g;
   const T *x;
   const float *bias;
   T *y;
+  bool relu = false;
 
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
     int64_t nc, p;
     planeItem(i, g.plane, g.lanes, nc, p);
-    store(y + i, load(x + i) + bias[nc % g.c]);
+    float v = load(x + i) + bias[nc % g.c];
+    store(y + i, relu && !(v > 0.0f) ? 0.0f : v);
   }
 };
 
@@ -1126,10 +1132,11 @@ void reluGrad(int64_t count, const T *y, const T *dy, T *dx);
 template <typename T> void add(int64_t count, const T *a, const T *b, T *y);
 template <typename T> void scale(int64_t count, const T *x, float factor, T *y);
 
-/// y = x + bias[c] over a map of dims `d` stored with `lanes`; y may be x.
+/// y = x + bias[c] (then the relu, with `relu`) over a map of dims `d`
+/// stored with `lanes`; y may be x.
 template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
-             const float *bias, T *y);
+             const float *bias, T *y, bool relu = false);
 /// db[c] = sum of dy over n, h, w (dy of dims `d` stored with `lanes`), in
 /// the device's two stages (BiasGradShape), with its own scratch.
 template <typename T>

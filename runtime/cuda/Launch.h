@@ -108,11 +108,11 @@ void add(int64_t count, const T *a, const T *b, T *y, Stream stream);
 template <typename T>
 void scale(int64_t count, const T *x, float factor, T *y, Stream stream);
 
-/// y = x + bias[c] (f32 bias) over a map of dims `d` stored with `lanes`;
-/// y may be x.
+/// y = x + bias[c] (f32 bias), then with `relu` max(., 0), over a map of
+/// dims `d` stored with `lanes`; y may be x.
 template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
-             const float *bias, T *y, Stream stream);
+             const float *bias, T *y, bool relu, Stream stream);
 /// db[c] (f32) = sum of dy over n, h, w; `partials` is
 /// biasGradScratchBytes(d) of device workspace (Kernels.h). Two launches
 /// of fixed shape (BiasGradShape): bit-identical to host::biasGrad.

@@ -45,6 +45,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 using namespace netc;
@@ -315,8 +316,8 @@ std::string stepPlan(const std::string &name) {
 // in another order (fp32 on the GPU, double in the reference) a value near
 // a rounding boundary lands one bf16 step (0.4-0.8%) apart; those steps
 // propagate. Besides, the GPU rounds a convolution's output to bf16 before
-// its own kernel adds the bias and rounds again, where the emulation rounds
-// conv + bias once. Simulating both in the emulation on the CPU moved, over
+// its own kernel adds the bias and rounds again (the emulation now does the
+// same). Simulating both in the emulation on the CPU moved, over
 // three steps of these seven plans, the losses by at most 3e-4 (relative),
 // a parameter by 4.9e-2 of its largest magnitude (conv2.bias: a bias starts
 // at zero, and its gradient is a sum with cancellation over bf16 values) and
@@ -342,29 +343,14 @@ INSTANTIATE_TEST_SUITE_P(CudaBf16Step, CudaBf16EveryLayerStep,
                          ::testing::ValuesIn(netc::testing::kVariants),
                          netc::testing::variantTestName);
 
-#ifndef NETC_GPU_TEST_ON_REFERENCE
-// cuDNN's LRN is NCHW only: a bf16 plan with LRN is refused when its step
-// is prepared, with a KernelError that names the kernel and says what to
-// compile instead (the reference backend emulates it; RuntimeTest).
-TEST(CudaBackend, RefusesLrnOnBf16Maps) {
+// LRN on bf16 maps (the own kernels; cuDNN's LRN is NCHW only): the
+// every-layer step with its LRN, bf16, against the emulation.
+TEST(CudaBackend, Bf16LrnStepMatchesTheEmulation) {
   std::string file = stepPlan("every-swwae-all-bf16");
   if (file.empty())
     GTEST_SKIP() << "no every-swwae-all-bf16.json (set NETC_STEP_PLAN_DIR)";
-  plan::Plan p = plan::parsePlan(netc::testing::readText(file), file, "");
-  ASSERT_EQ(p.precision, plan::Precision::BF16);
-  cuda::CudaBackend gpu;
-  exec::ParamStore store(p, 5, gpu);
-  try {
-    exec::Executor e(p, p.schedule.at(0).program, store, gpu);
-    FAIL() << "the cuda backend prepared LRN on bf16 maps";
-  } catch (const kernels::KernelError &e) {
-    std::string m = e.what();
-    EXPECT_NE(m.find("'lrn'"), std::string::npos) << m;
-    EXPECT_NE(m.find("bf16"), std::string::npos) << m;
-    EXPECT_NE(m.find("--precision"), std::string::npos) << m;
-  }
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
 }
-#endif
 
 /// Sets an environment variable for a scope (the previous value back after).
 class ScopedEnv {
@@ -388,39 +374,44 @@ private:
   std::optional<std::string> old_;
 };
 
-// CUDA graphs change nothing: the same step program on a backend that
-// captures and replays it (the default) and on one that runs every kernel
-// eagerly (NETC_CUDA_GRAPHS=off, read by the constructor), from the same
-// parameters and inputs. Runs 1-3 at the planned batch are eager, captured
-// and replayed; then a smaller batch (eager), and the planned batch again
-// (replayed); the learning rate, weight decay and step number change every
-// step, as a graph must read them from device memory. Both backends take
-// their convolution algorithms from cuDNN's heuristics (deterministic
-// algorithms, the same for both) rather than from timing, which could pick
-// differently for each; then the same kernels compute the same sums, and
-// the losses and parameters agree to 1e-6 (relative; 1e-6 absolute below).
-// fp32 and bf16 (whose weight copies the fused SGD update writes inside
-// the graph).
-class CudaGraphs : public ::testing::TestWithParam<const char *> {};
+// CUDA graphs and the conv+relu fusion change nothing: the same step
+// program on a backend with the feature (the default) and on one without it
+// (NETC_CUDA_GRAPHS=off: every kernel eagerly; NETC_CUDA_FUSION=off: the
+// bias and relu as their own passes; both read by the constructor), from
+// the same parameters and inputs. Runs 1-3 at the planned batch are eager,
+// captured and replayed; then a smaller batch (eager), and the planned
+// batch again (replayed); the learning rate, weight decay and step number
+// change every step, as a graph must read them from device memory. Both
+// backends take their convolution algorithms from cuDNN's heuristics
+// (deterministic algorithms, the same for both) rather than from timing,
+// which could pick differently for each; then the same kernels compute the
+// same sums (the fused epilogue rounds exactly as the separate passes do),
+// and the losses and parameters agree to 1e-6 (relative; 1e-6 absolute
+// below). fp32 and bf16 (whose weight copies the fused SGD update writes
+// inside the graph).
+class CudaSwitchOff
+    : public ::testing::TestWithParam<std::tuple<const char *, const char *>> {
+};
 
-TEST_P(CudaGraphs, ChangeNothing) {
-  std::string file = stepPlan(GetParam());
+TEST_P(CudaSwitchOff, ChangesNothing) {
+  auto [knob, planName] = GetParam();
+  std::string file = stepPlan(planName);
   if (file.empty())
-    GTEST_SKIP() << "no " << GetParam()
+    GTEST_SKIP() << "no " << planName
                  << ".json (set NETC_STEP_PLAN_DIR; bench/gpu-trainers.sh "
                     "compiles it)";
   plan::Plan p = plan::parsePlan(netc::testing::readText(file), file, "");
   const plan::Phase &phase = p.schedule.at(0);
   ScopedEnv heuristic("NETC_CUDNN_ALGO", "heuristic");
-  GpuBackend graphs;
-  std::unique_ptr<GpuBackend> eager;
+  GpuBackend on;
+  std::unique_ptr<GpuBackend> off;
   {
-    ScopedEnv off("NETC_CUDA_GRAPHS", "off");
-    eager = std::make_unique<GpuBackend>();
+    ScopedEnv unset(knob, "off");
+    off = std::make_unique<GpuBackend>();
   }
-  exec::ParamStore gStore(p, 5, graphs), eStore(p, 5, *eager);
-  exec::Executor g(p, phase.program, gStore, graphs);
-  exec::Executor e(p, phase.program, eStore, *eager);
+  exec::ParamStore gStore(p, 5, on), eStore(p, 5, *off);
+  exec::Executor g(p, phase.program, gStore, on);
+  exec::Executor e(p, phase.program, eStore, *off);
   const plan::Program &prog = g.program();
   ASSERT_TRUE(prog.loss.has_value());
   const int64_t n = prog.batch;
@@ -438,20 +429,25 @@ TEST_P(CudaGraphs, ChangeNothing) {
     e.run(b, ctx);
     double want = e.scalar(*prog.loss), got = g.scalar(*prog.loss);
     EXPECT_NEAR(got, want, 1e-6 * std::abs(want) + 1e-9)
-        << "run " << i << " at batch " << b;
+        << knob << "=off, run " << i << " at batch " << b;
   }
   for (const std::string &name : eStore.names())
     netc::testing::expectClose(gStore.hostValue(name), eStore.hostValue(name),
                                "parameter " + name, 1e-6);
 }
 
-INSTANTIATE_TEST_SUITE_P(CudaGraph, CudaGraphs,
-                         ::testing::Values("every-swwae-all",
-                                           "every-nolrn-swwae-all-bf16"),
-                         [](const ::testing::TestParamInfo<const char *> &i) {
-                           std::string name = i.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    CudaGraphsAndFusion, CudaSwitchOff,
+    ::testing::Combine(::testing::Values("NETC_CUDA_GRAPHS",
+                                         "NETC_CUDA_FUSION"),
+                       ::testing::Values("every-swwae-all",
+                                         "every-nolrn-swwae-all-bf16")),
+    [](const ::testing::TestParamInfo<std::tuple<const char *, const char *>>
+           &i) {
+      std::string name = std::string(std::get<0>(i.param)) + "_" +
+                         std::get<1>(i.param);
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
 
 } // namespace

@@ -474,9 +474,17 @@ template <typename T> void biasOnGpu(uint64_t seed) {
       cuda::host::biasAdd(d, L, x.data(), bias.data(), y.data());
       DeviceVec<T> dX(x);
       DeviceVec<float> dBias(bias);
-      cuda::device::biasAdd(d, L, dX.get(), dBias.get(), dX.get(), nullptr);
+      cuda::device::biasAdd(d, L, dX.get(), dBias.get(), dX.get(), false,
+                            nullptr);
       sync();
       expectSame(dX.download(), y, "bias_add " + what);
+      std::vector<T> yr(x.size());
+      cuda::host::biasAdd(d, L, x.data(), bias.data(), yr.data(), true);
+      DeviceVec<T> dXr(x);
+      cuda::device::biasAdd(d, L, dXr.get(), dBias.get(), dXr.get(), true,
+                            nullptr);
+      sync();
+      expectSame(dXr.download(), yr, "bias_add + relu " + what);
 
       FVec db(size_t(d.c));
       cuda::host::biasGrad(d, L, x.data(), db.data());

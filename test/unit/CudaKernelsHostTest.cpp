@@ -945,6 +945,13 @@ template <typename T> void checkBiasAdd(uint64_t seed) {
       std::vector<T> xs = stored<T>(toLanes(d, L, x)), y(xs.size());
       cuda::host::biasAdd(d, L, xs.data(), bias.data(), y.data());
       expectBitEqual(fromLanes(d, L, widened(y)), want, what);
+      // The fused relu: the relu of the stored sum, bit for bit.
+      std::vector<T> r(xs.size());
+      cuda::host::biasAdd(d, L, xs.data(), bias.data(), r.data(), true);
+      FVec wantRelu = want;
+      for (float &v : wantRelu)
+        v = v > 0.0f ? v : 0.0f;
+      expectBitEqual(fromLanes(d, L, widened(r)), wantRelu, what + " relu");
       cuda::host::biasAdd(d, L, xs.data(), bias.data(), xs.data());
       expectBitEqual(fromLanes(d, L, widened(xs)), want, what + " in place");
     }
