@@ -326,10 +326,15 @@ bench() {
   for t in vgg16-none vgg16-swwae-all-bf16; do
     NETC_CUDA_FUSION=off timeout --foreground -k 5 40 "$NETRUN" bench \
       "$TRAINERS/$t" --program step.joint --backend cuda --steps 12 \
-      >"$OUT/bench-$t-nofusion.log" 2>&1 || {
-      echo "FAILED (exit $?)" >>"$OUT/bench-$t-nofusion.log"
+      >"$OUT/bench-$t-nofusion.log" 2>&1
+    cellrc=$?
+    if ((cellrc == 124 || cellrc == 137)); then
+      echo "TIMED OUT after 40s" >>"$OUT/bench-$t-nofusion.log"
       rc=1
-    }
+    elif ((cellrc != 0)); then
+      echo "FAILED (exit $cellrc)" >>"$OUT/bench-$t-nofusion.log"
+      rc=1
+    fi
     sed "s/^/$t nofusion: /" "$OUT/bench-$t-nofusion.log"
   done
   return "$rc"

@@ -136,6 +136,13 @@ void setTensor(TensorDesc &d, const exec::TensorRef &v) {
 
 bool isBf16(const exec::TensorRef &v) { return v.dtype == plan::DType::BF16; }
 
+/// The layout a convolution runs in, from its conv view's input and output:
+/// the input's, unless the input is a single pixel per channel (the same
+/// bytes in NCHW and NHWC), then the output's.
+plan::Layout convLayout(const exec::TensorRef &xv, const exec::TensorRef &yv) {
+  return xv.dims.plane() > 1 ? xv.layout : yv.layout;
+}
+
 /// Calls f(T{}) with T the storage type of `v`'s real elements.
 template <typename F> void withType(const exec::TensorRef &v, F &&f) {
   if (isBf16(v))
@@ -953,8 +960,10 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     const Dims4 &in = deconv ? o.shape.out : o.shape.in;
     const Dims4 &out = deconv ? o.shape.in : o.shape.out;
     const exec::TensorRef &xv = deconv ? *o.y : *o.x;
-    setTensor(s.x, in, xv.dtype, xv.layout);
-    setTensor(s.y, out, xv.dtype, xv.layout);
+    const exec::TensorRef &yv = deconv ? *o.x : *o.y;
+    const plan::Layout layout = convLayout(xv, yv);
+    setTensor(s.x, in, xv.dtype, layout);
+    setTensor(s.y, out, xv.dtype, layout);
     auto it = s.algos.find(c.n);
     if (it == s.algos.end()) {
       // A batch other than the planned one (the last of an epoch): an
@@ -977,7 +986,8 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     case Op::LRNGrad:
     case Op::BatchNorm:
     case Op::BatchNormGrad:
-      setTensor(s.x, c.in[0]);
+      if (!s.ownLrn) // the own LRN kernels take no descriptor
+        setTensor(s.x, c.in[0]);
       break;
     case Op::AvgPool:
       setTensor(s.x, c.in[0]);
@@ -1092,7 +1102,9 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     const exec::TensorRef &xv = deconv ? *o.y : *o.x;
     const exec::TensorRef &yv = deconv ? *o.x : *o.y;
     s->bf16 = isBf16(xv);
-    if (isBf16(yv) != s->bf16 || yv.layout != xv.layout)
+    const plan::Layout layout = convLayout(xv, yv);
+    if (isBf16(yv) != s->bf16 ||
+        (yv.dims.plane() > 1 && yv.layout != layout))
       throw KernelError(fmt::format(
           "its input is {} {} but its output {} {}", plan::dtypeName(xv.dtype),
           plan::layoutName(xv.layout), plan::dtypeName(yv.dtype),
@@ -1100,14 +1112,14 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     // The weight as [K, C, kh, kw]; on NHWC maps cuDNN's tensor-core
     // kernels read it as KRSC, the layout of its bf16 copy.
     s->wDims = Dims4{out.c, in.c / groups, o.w->dims.h, o.w->dims.w};
-    s->wLanes = xv.layout == plan::Layout::NHWC ? s->wDims.c : 1;
+    s->wLanes = layout == plan::Layout::NHWC ? s->wDims.c : 1;
     if (s->bf16 && s->kind == ConvKind::BackwardFilter)
       s->dwHalf = allocate(uint64_t(s->wDims.count()) * sizeof(Bf16),
                            "a bf16 convolution's weight gradient");
     else if (s->bf16)
       s->copy = &weightCopy(o.w->f32(), s->wDims, s->wLanes);
     dnnCheck(cudnnSetFilter4dDescriptor(
-                 s->w.get(), dnnType(xv.dtype), dnnFormat(xv.layout),
+                 s->w.get(), dnnType(xv.dtype), dnnFormat(layout),
                  toInt(out.c, "output channels"),
                  toInt(in.c / groups, "input channels"),
                  toInt(o.w->dims.h, "kernel height"),
@@ -1131,14 +1143,14 @@ CudaBackend::prepareKernel(const KernelCall &c) {
                                 : tf32_ ? CUDNN_DEFAULT_MATH
                                         : CUDNN_FMA_MATH),
              "set math type");
-    setTensor(s->x, in, xv.dtype, xv.layout);
-    setTensor(s->y, out, xv.dtype, xv.layout);
+    setTensor(s->x, in, xv.dtype, layout);
+    setTensor(s->y, out, xv.dtype, layout);
     size_t free = 0, total = 0;
     cudaMemGetInfo(&free, &total);
     // Decoders repeat their encoders' shapes: one search per shape.
     std::string key = fmt::format(
         "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_,
-        s->bf16, int(xv.layout), int(s->kind), in.n, in.c, in.h, in.w, out.c,
+        s->bf16, int(layout), int(s->kind), in.n, in.c, in.h, in.w, out.c,
         out.h, out.w, o.w->dims.h, o.w->dims.w, win.sh, win.sw, win.ph, win.pw,
         groups);
     auto cached = algoCache_.find(key);

@@ -116,7 +116,8 @@ public:
   /// for the plan are kept in its trainer directory (kAlgoFile), so that
   /// a later run on the same GPU and cuDNN skips the search.
   void usePlan(const plan::Plan &plan) override;
-  /// Prepares each kernel, then saves any newly found algorithms.
+  /// Prepares each kernel, saves any newly found algorithms, and fuses
+  /// each conv+relu pair (exec::convReluPairs) unless NETC_CUDA_FUSION=off.
   exec::PreparedProgram
   prepareProgram(const plan::Program &program,
                  const std::vector<exec::KernelCall> &calls,

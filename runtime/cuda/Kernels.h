@@ -648,10 +648,10 @@ inline MapGeom mapGeom(const kernels::Dims4 &d, int64_t lanes) {
   return g;
 }
 
-/// y = x + bias[c] per element: the bias of a layer whose map is bf16 (the
-/// bias itself stays an f32 parameter), added in float and rounded once. One
-/// item per element in memory order; y may alias x.
-/// y = x + bias[c], and with `relu` then max(., 0): a convolution's
+/// y = x + bias[c] per element (the bias an f32 parameter), added in float
+/// and rounded once: the bias of a layer whose map is bf16, and the fused
+/// conv+relu epilogue. One item per element in memory order; y may alias x.
+/// With `relu`, max(., 0) follows: a convolution's
 /// epilogue in one pass. Rounding once after the relu gives the same bits
 /// as rounding the sum and then taking the relu of the stored value (the
 /// relu of a rounded value is exact, and rounding keeps the sign).
