@@ -84,6 +84,12 @@ void checkLrn(const char *kernel, const kernels::LrnParams &p) {
         fmt::format("{}: size {} must be odd and positive", kernel, p.size));
 }
 
+void checkBatchNorm(const char *kernel, const kernels::Dims4 &d) {
+  if (d.n <= 0 || d.h <= 0 || d.w <= 0)
+    throw kernels::KernelError(fmt::format("{}: empty batch [{}, {}, {}, {}]",
+                                           kernel, d.n, d.c, d.h, d.w));
+}
+
 namespace host {
 
 template <typename T>
@@ -256,6 +262,46 @@ void lrnBackward(const kernels::Dims4 &d, int64_t lanes,
   runOnHost(makeLrnBackward(d, lanes, p, x, y, dy, dx));
 }
 
+namespace {
+/// Walks a kernel on the host (a pass of batchNorm*Passes).
+struct HostRun {
+  template <typename F> void operator()(const F &f) const { runOnHost(f); }
+};
+} // namespace
+
+template <typename T>
+void batchNormForwardTraining(const kernels::Dims4 &d, int64_t lanes,
+                              double eps, double momentum, const T *x,
+                              const float *scale, const float *shift,
+                              float *runMean, float *runVar, T *y) {
+  checkBatchNorm("batch_norm", d);
+  checkLanes("batch_norm", d.c, lanes);
+  std::vector<double> scratch(batchNormScratchBytes(d) / sizeof(double));
+  batchNormTrainingPasses(d, lanes, eps, momentum, x, scale, shift, runMean,
+                          runVar, y, scratch.data(), HostRun());
+}
+
+template <typename T>
+void batchNormForwardInference(const kernels::Dims4 &d, int64_t lanes,
+                               double eps, const T *x, const float *scale,
+                               const float *shift, const float *runMean,
+                               const float *runVar, T *y) {
+  checkLanes("batch_norm", d.c, lanes);
+  runOnHost(BatchNormInference<T>{mapGeom(d, lanes), eps, x, scale, shift,
+                                  runMean, runVar, y});
+}
+
+template <typename T>
+void batchNormBackward(const kernels::Dims4 &d, int64_t lanes, double eps,
+                       const T *x, const float *scale, const T *dy,
+                       NoDeduce<T> *dx, float *dscale, float *dshift) {
+  checkBatchNorm("batch_norm_grad", d);
+  checkLanes("batch_norm_grad", d.c, lanes);
+  std::vector<double> scratch(batchNormScratchBytes(d) / sizeof(double));
+  batchNormBackwardPasses(d, lanes, eps, x, scale, dy, dx, dscale, dshift,
+                          scratch.data(), HostRun());
+}
+
 void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
   std::vector<SgdChunk> chunks = sgdChunks(tensors, n);
   runOnHost(
@@ -298,7 +344,16 @@ void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
                               const kernels::LrnParams &, const T *, T *);     \
   template void lrnBackward<T>(const kernels::Dims4 &, int64_t,                \
                                const kernels::LrnParams &, const T *,          \
-                               const T *, const T *, T *);
+                               const T *, const T *, T *);                     \
+  template void batchNormForwardTraining<T>(                                   \
+      const kernels::Dims4 &, int64_t, double, double, const T *,              \
+      const float *, const float *, float *, float *, T *);                    \
+  template void batchNormForwardInference<T>(                                  \
+      const kernels::Dims4 &, int64_t, double, const T *, const float *,       \
+      const float *, const float *, const float *, T *);                       \
+  template void batchNormBackward<T>(const kernels::Dims4 &, int64_t, double,  \
+                                     const T *, const float *, const T *, T *, \
+                                     float *, float *);
 
 NETC_HOST_LAUNCHERS(float)
 NETC_HOST_LAUNCHERS(Bf16)

@@ -2,10 +2,10 @@
 //
 // Global kernels that run the functors of Kernels.h: one generic grid-stride
 // loop for the elementwise and gather kernels (and both stages of the bias
-// gradient, whose shape BiasGradShape fixes), and the fixed-shape two-level
-// reduction for the losses. The launchers are templates on the storage type,
-// instantiated at the end for float and Bf16. Compiled with -fmad=false (see
-// Kernels.h).
+// gradient and of batch norm's sums, whose shape BiasGradShape fixes), and
+// the fixed-shape two-level reduction for the losses. The launchers are
+// templates on the storage type, instantiated at the end for float and
+// Bf16. Compiled with -fmad=false (see Kernels.h).
 //
 //===----------------------------------------------------------------------===//
 
@@ -295,6 +295,52 @@ void lrnBackward(const kernels::Dims4 &d, int64_t lanes,
   launch("lrn backward", makeLrnBackward(d, lanes, p, x, y, dy, dx), stream);
 }
 
+namespace {
+/// Launches a pass of batchNorm*Passes.
+struct DeviceRun {
+  const char *kernel;
+  Stream stream;
+  template <typename F> void operator()(const F &f) const {
+    launch(kernel, f, stream);
+  }
+};
+} // namespace
+
+template <typename T>
+void batchNormForwardTraining(const kernels::Dims4 &d, int64_t lanes,
+                              double eps, double momentum, const T *x,
+                              const float *scale, const float *shift,
+                              float *runMean, float *runVar, T *y,
+                              double *partials, Stream stream) {
+  checkBatchNorm("batch_norm", d);
+  checkLanes("batch_norm", d.c, lanes);
+  batchNormTrainingPasses(d, lanes, eps, momentum, x, scale, shift, runMean,
+                          runVar, y, partials, DeviceRun{"batch_norm", stream});
+}
+
+template <typename T>
+void batchNormForwardInference(const kernels::Dims4 &d, int64_t lanes,
+                               double eps, const T *x, const float *scale,
+                               const float *shift, const float *runMean,
+                               const float *runVar, T *y, Stream stream) {
+  checkLanes("batch_norm", d.c, lanes);
+  launch("batch_norm",
+         BatchNormInference<T>{mapGeom(d, lanes), eps, x, scale, shift, runMean,
+                               runVar, y},
+         stream);
+}
+
+template <typename T>
+void batchNormBackward(const kernels::Dims4 &d, int64_t lanes, double eps,
+                       const T *x, const float *scale, const T *dy,
+                       NoDeduce<T> *dx, float *dscale, float *dshift,
+                       double *partials, Stream stream) {
+  checkBatchNorm("batch_norm_grad", d);
+  checkLanes("batch_norm_grad", d.c, lanes);
+  batchNormBackwardPasses(d, lanes, eps, x, scale, dy, dx, dscale, dshift,
+                          partials, DeviceRun{"batch_norm_grad", stream});
+}
+
 void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
                  int64_t numChunks, const SgdHyper *hyper, Stream stream) {
   launch("sgd_update", SgdMomentum{tensors, chunks, numChunks, hyper}, stream);
@@ -340,7 +386,16 @@ void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
                               Stream);                                         \
   template void lrnBackward<T>(const kernels::Dims4 &, int64_t,                \
                                const kernels::LrnParams &, const T *,          \
-                               const T *, const T *, T *, Stream);
+                               const T *, const T *, T *, Stream);             \
+  template void batchNormForwardTraining<T>(                                   \
+      const kernels::Dims4 &, int64_t, double, double, const T *,              \
+      const float *, const float *, float *, float *, T *, double *, Stream);  \
+  template void batchNormForwardInference<T>(                                  \
+      const kernels::Dims4 &, int64_t, double, const T *, const float *,       \
+      const float *, const float *, const float *, T *, Stream);               \
+  template void batchNormBackward<T>(const kernels::Dims4 &, int64_t, double,  \
+                                     const T *, const float *, const T *, T *, \
+                                     float *, float *, double *, Stream);
 
 NETC_DEVICE_LAUNCHERS(float)
 NETC_DEVICE_LAUNCHERS(Bf16)

@@ -1,8 +1,9 @@
 //===- Kernels.h - the own kernels of the cuda backend ---------*- C++ -*-===//
 //
 // The kernels the cuda backend writes itself (cuDNN and cuBLAS have no switch
-// pooling, no unpooling, no LRN on NHWC maps, and our losses, dropout mask
-// and fused optimizer are ours): each is a functor with
+// pooling, no unpooling, no LRN on NHWC maps, no batch norm known to take
+// bf16 NHWC maps, and our losses, dropout mask and fused optimizer are
+// ours): each is a functor with
 //   - items():          its launch shape, a 1-D grid of independent work
 //                       items (no item reads what another writes), and
 //   - operator()(i):    the work of item i, NETC_HD so the very same code runs
@@ -11,8 +12,8 @@
 // The host launchers (namespace host) build the functors, walk them on the
 // CPU and are tested against the reference kernels (CudaKernelsHostTest); the
 // device launchers (Launch.h) build the same functors with the same make*
-// functions and launch them, and are tested against the host launchers on a
-// GPU (CudaGpuTest).
+// functions (batch norm's kernel sequences: batchNorm*Passes) and launch
+// them, and are tested against the host launchers on a GPU (CudaGpuTest).
 //
 // Rules that keep host and device bit-identical:
 // - No atomics: unpooling is a gather per output element, its backward a
@@ -21,24 +22,26 @@
 //   on every GPU), per-thread strided sums then a fixed tree; the host walks
 //   the same shape. They accumulate in double: the losses are a tiny,
 //   memory-bound share of a step, and double keeps them within an ulp of
-//   the reference (which sums in double). The bias gradient's two stages
-//   have a shape fixed by the map's dims alone (BiasGradShape).
+//   the reference (which sums in double). The two stages of the bias
+//   gradient and of batch norm's per-channel sums have a shape fixed by the
+//   map's dims alone (BiasGradShape), whatever the layout and storage.
 // - Kernels.cu is compiled with -fmad=false, so the device rounds every
 //   multiply and add like the host does (no fused multiply-add), which makes
 //   the fp32 SGD update identical to ref::sgdUpdate.
 // Transcendentals (exp, log in softmax cross-entropy, pow in LRN) are the
 // one place the device's math library may differ from the host's in the
-// last bit.
+// last bit (double sqrt and division, batch norm's, are correctly rounded
+// on both).
 //
 // Storage: the kernels whose data is real-valued are templates on the
 // element type T, float or Bf16 (the bf16 plan stores activations and their
 // gradients as bf16; parameters, their gradients and the losses stay f32).
 // They read through load() (exact: a bf16 widens to its float), compute in
-// float (or double where the float code does: sums, losses, LRN, whose
-// reference is double throughout), and round once when they store(): a
-// double result goes to float first, then to bf16, so a bf16 kernel gives
-// exactly the float kernel's result on the widened inputs, rounded to bf16
-// (what CudaKernelsHostTest checks against the reference).
+// float (or double where the float code does: sums, losses, LRN and batch
+// norm, whose references are double throughout), and round once when they
+// store(): a double result goes to float first, then to bf16, so a bf16
+// kernel gives exactly the float kernel's result on the widened inputs,
+// rounded to bf16 (what CudaKernelsHostTest checks against the reference).
 // With T = float, load and store are plain reads and writes, so the f32
 // kernels compute exactly what they computed before bf16 storage.
 //
@@ -898,6 +901,306 @@ template <typename T> struct LrnBackward {
 };
 
 //===----------------------------------------------------------------------===//
+// Batch normalisation (per channel, over n, h and w)
+//===----------------------------------------------------------------------===//
+
+// The batch statistics and the gradient's channel sums are two-stage
+// reductions of BiasGrad's fixed shape (biasGradShape of the map's dims):
+// stage 1 sums each (chunk, channel) in row order into a double partial,
+// stage 2 sums a channel's partials in chunk order. The order depends on
+// the dims only, so host and device, f32 and bf16 storage and every layout
+// sum each channel alike, bit for bit; it differs from the reference's one
+// sequential loop per channel, so the double sums may differ from the
+// reference's in their last bits. Everything else is ref::batchNorm*'s double arithmetic,
+// operation for operation (sqrt and division are correctly rounded on both
+// sides), rounded once when stored. Parameters (scale, shift), running
+// statistics and parameter gradients are f32 whatever T is.
+
+/// What a batch norm keeps in its scratch (device memory on a GPU; the host
+/// launchers allocate their own): the stage-1 partials of up to two sums
+/// (sum k of item (chunk, channel) at partials[k * chunks * c + chunk * c +
+/// channel]), then per channel the batch mean and 1/sqrt(var + eps) and,
+/// in the backward, the sums of dy and dy * xhat.
+struct BatchNormScratch {
+  double *partials = nullptr;                    ///< 2 * chunks * c
+  double *mean = nullptr, *invStd = nullptr;     ///< c each
+  double *sumDy = nullptr, *sumDyXhat = nullptr; ///< c each
+};
+
+/// Bytes of scratch a training-mode batch norm (forward or backward) of a
+/// map of dims `d` needs: (2 * biasGradShape(d).chunks + 4) * d.c doubles.
+/// The inference forward needs none.
+inline uint64_t batchNormScratchBytes(const kernels::Dims4 &d) {
+  return (2 * uint64_t(biasGradShape(d).chunks) + 4) * uint64_t(d.c) *
+         sizeof(double);
+}
+
+/// The scratch carved out of batchNormScratchBytes(d) bytes at `base`.
+inline BatchNormScratch batchNormScratch(const kernels::Dims4 &d,
+                                         double *base) {
+  int64_t p = 2 * biasGradShape(d).chunks * d.c;
+  BatchNormScratch s;
+  s.partials = base;
+  s.mean = base + p;
+  s.invStd = s.mean + d.c;
+  s.sumDy = s.invStd + d.c;
+  s.sumDyXhat = s.sumDy + d.c;
+  return s;
+}
+
+/// The sums of a batch norm's reductions, one stage-1 pass each.
+enum class BatchNormSum : int {
+  X,                ///< sum x
+  SquaredDeviation, ///< sum (x - mean)^2, mean the double batch mean
+  Gradient,         ///< sum dy and sum dy * xhat, xhat = (x - mean) * invStd
+};
+
+NETC_HD inline double dsqrt(double x) {
+#if defined(__CUDA_ARCH__)
+  return ::sqrt(x);
+#else
+  return std::sqrt(x);
+#endif
+}
+
+/// Stage 1: one item per (chunk, channel), item chunk * c + channel as in
+/// BiasGradPartials: the chunk's rows of the channel summed in double in
+/// row order, each term as the reference forms it.
+template <typename T> struct BatchNormPartials {
+  MapGeom g;
+  BiasGradShape s;
+  BatchNormSum sum;
+  const T *x;
+  const T *dy; ///< Gradient only
+  BatchNormScratch st;
+
+  NETC_HD int64_t items() const { return s.chunks * g.c; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t chunk = i / g.c, c = i % g.c;
+    int64_t m = chunk * s.chunkRows, end = imin(m + s.chunkRows, s.rows);
+    int64_t n = m / g.plane, p = m % g.plane;
+    double mean = sum == BatchNormSum::X ? 0.0 : st.mean[c];
+    double invStd = sum == BatchNormSum::Gradient ? st.invStd[c] : 0.0;
+    double a = 0.0, b = 0.0;
+    for (; m < end; ++m) {
+      int64_t at = planeAt(n * g.c + c, g.plane, p, g.lanes);
+      double v = double(load(x + at));
+      if (sum == BatchNormSum::X) {
+        a += v;
+      } else if (sum == BatchNormSum::SquaredDeviation) {
+        double d = v - mean;
+        a += d * d;
+      } else {
+        double xhat = (v - mean) * invStd;
+        double gy = double(load(dy + at));
+        a += gy;
+        b += gy * xhat;
+      }
+      if (++p == g.plane) {
+        p = 0;
+        ++n;
+      }
+    }
+    st.partials[i] = a;
+    if (sum == BatchNormSum::Gradient)
+      st.partials[s.chunks * g.c + i] = b;
+  }
+};
+
+/// Stage 2: one item per channel, its partials summed in chunk order, then
+///   X:                mean = sum / M (M = n*h*w);
+///   SquaredDeviation: var = sum / M, invStd = 1 / sqrt(var + eps); with
+///                     runMean/runVar (the training forward) the running
+///                     statistics updated as ref::batchNormForwardTraining
+///                     does: r = momentum * r + (1 - momentum) * batch, the
+///                     variance's batch value unbiased (var * M / (M - 1);
+///                     var itself when M == 1); with `roundStats` (the
+///                     backward) mean and invStd rounded to f32, as the
+///                     reference backend's batchStats stores them for
+///                     ref::batchNormBackward;
+///   Gradient:         the sums kept, dshift = sum dy, dscale = sum dy*xhat
+///                     (f32; either may be null).
+struct BatchNormChannel {
+  int64_t c = 0, chunks = 0, m = 0;
+  BatchNormSum sum = BatchNormSum::X;
+  double eps = 0, momentum = 0;
+  BatchNormScratch st;
+  float *runMean = nullptr, *runVar = nullptr;
+  bool roundStats = false;
+  float *dscale = nullptr, *dshift = nullptr;
+
+  NETC_HD int64_t items() const { return c; }
+  NETC_HD void operator()(int64_t ch) const {
+    double a = 0.0;
+    for (int64_t k = 0; k < chunks; ++k)
+      a += st.partials[k * c + ch];
+    if (sum == BatchNormSum::X) {
+      st.mean[ch] = a / double(m);
+    } else if (sum == BatchNormSum::SquaredDeviation) {
+      double var = a / double(m);
+      double invStd = 1.0 / dsqrt(var + eps);
+      double mean = st.mean[ch];
+      if (runMean) {
+        double unbiased = m > 1 ? var * double(m) / double(m - 1) : var;
+        runMean[ch] =
+            float(momentum * double(runMean[ch]) + (1.0 - momentum) * mean);
+        runVar[ch] =
+            float(momentum * double(runVar[ch]) + (1.0 - momentum) * unbiased);
+      }
+      if (roundStats) {
+        st.mean[ch] = double(float(mean));
+        invStd = double(float(invStd));
+      }
+      st.invStd[ch] = invStd;
+    } else {
+      double b = 0.0;
+      const double *second = st.partials + chunks * c;
+      for (int64_t k = 0; k < chunks; ++k)
+        b += second[k * c + ch];
+      st.sumDy[ch] = a;
+      st.sumDyXhat[ch] = b;
+      if (dshift)
+        dshift[ch] = float(a);
+      if (dscale)
+        dscale[ch] = float(b);
+    }
+  }
+};
+
+/// The training forward's output, one item per element in memory order:
+/// y = scale * (x - mean) * invStd + shift in double from the batch
+/// statistics in the scratch, rounded once. y may alias x.
+template <typename T> struct BatchNormNormalize {
+  MapGeom g;
+  const T *x;
+  const float *scale, *shift;
+  BatchNormScratch st;
+  T *y;
+
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.plane, g.lanes, nc, p);
+    int64_t c = nc % g.c;
+    store(y + i, float(double(scale[c]) * (double(load(x + i)) - st.mean[c]) *
+                           st.invStd[c] +
+                       double(shift[c])));
+  }
+};
+
+/// The inference forward, ref::batchNormForwardInference per element: y =
+/// scale * (x - runMean) * invStd + shift with invStd = 1 / sqrt(runVar +
+/// eps), in double, rounded once; no scratch. y may alias x.
+template <typename T> struct BatchNormInference {
+  MapGeom g;
+  double eps;
+  const T *x;
+  const float *scale, *shift, *runMean, *runVar;
+  T *y;
+
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.plane, g.lanes, nc, p);
+    int64_t c = nc % g.c;
+    double invStd = 1.0 / dsqrt(double(runVar[c]) + eps);
+    store(y + i, float(double(scale[c]) *
+                           (double(load(x + i)) - double(runMean[c])) * invStd +
+                       double(shift[c])));
+  }
+};
+
+/// The backward's dx, one item per element in memory order, ref::
+/// batchNormBackward's formula from the scratch's statistics and sums:
+///   dx = scale * invStd / M * (M * dy - sum dy - xhat * sum dy*xhat).
+/// dx may alias x or dy.
+template <typename T> struct BatchNormBackwardDx {
+  MapGeom g;
+  int64_t m;
+  const T *x, *dy;
+  const float *scale;
+  BatchNormScratch st;
+  T *dx;
+
+  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.plane, g.lanes, nc, p);
+    int64_t c = nc % g.c;
+    double invStd = st.invStd[c];
+    double k = double(scale[c]) * invStd / double(m);
+    double xhat = (double(load(x + i)) - st.mean[c]) * invStd;
+    store(dx + i, float(k * (double(m) * double(load(dy + i)) - st.sumDy[c] -
+                             xhat * st.sumDyXhat[c])));
+  }
+};
+
+/// The training forward's passes, in order, each handed to `run` (the host
+/// walks them, the device launches them: the same functors on both sides):
+/// sum x -> mean -> sum (x - mean)^2 -> invStd and the running statistics
+/// -> y. `scratch` is batchNormScratchBytes(d) bytes.
+template <typename T, typename Run>
+void batchNormTrainingPasses(const kernels::Dims4 &d, int64_t lanes, double eps,
+                             double momentum, const T *x, const float *scale,
+                             const float *shift, float *runMean, float *runVar,
+                             T *y, double *scratch, Run &&run) {
+  MapGeom g = mapGeom(d, lanes);
+  BiasGradShape s = biasGradShape(d);
+  BatchNormScratch st = batchNormScratch(d, scratch);
+  BatchNormChannel ch;
+  ch.c = d.c;
+  ch.chunks = s.chunks;
+  ch.m = s.rows;
+  ch.eps = eps;
+  ch.momentum = momentum;
+  ch.st = st;
+  run(BatchNormPartials<T>{g, s, BatchNormSum::X, x, nullptr, st});
+  run(ch);
+  run(BatchNormPartials<T>{g, s, BatchNormSum::SquaredDeviation, x, nullptr,
+                           st});
+  ch.sum = BatchNormSum::SquaredDeviation;
+  ch.runMean = runMean;
+  ch.runVar = runVar;
+  run(ch);
+  run(BatchNormNormalize<T>{g, x, scale, shift, st, y});
+}
+
+/// The backward's passes: the batch statistics recomputed as the reference
+/// backend's batch_norm_grad does (sum x -> mean -> sum (x - mean)^2 ->
+/// invStd, then mean and invStd rounded to f32), then sum dy and dy * xhat
+/// -> dscale, dshift, and dx unless it is null.
+template <typename T, typename Run>
+void batchNormBackwardPasses(const kernels::Dims4 &d, int64_t lanes, double eps,
+                             const T *x, const float *scale, const T *dy, T *dx,
+                             float *dscale, float *dshift, double *scratch,
+                             Run &&run) {
+  MapGeom g = mapGeom(d, lanes);
+  BiasGradShape s = biasGradShape(d);
+  BatchNormScratch st = batchNormScratch(d, scratch);
+  BatchNormChannel ch;
+  ch.c = d.c;
+  ch.chunks = s.chunks;
+  ch.m = s.rows;
+  ch.eps = eps;
+  ch.st = st;
+  run(BatchNormPartials<T>{g, s, BatchNormSum::X, x, nullptr, st});
+  run(ch);
+  run(BatchNormPartials<T>{g, s, BatchNormSum::SquaredDeviation, x, nullptr,
+                           st});
+  ch.sum = BatchNormSum::SquaredDeviation;
+  ch.roundStats = true;
+  run(ch);
+  run(BatchNormPartials<T>{g, s, BatchNormSum::Gradient, x, dy, st});
+  ch.sum = BatchNormSum::Gradient;
+  ch.roundStats = false;
+  ch.dscale = dscale;
+  ch.dshift = dshift;
+  run(ch);
+  if (dx)
+    run(BatchNormBackwardDx<T>{g, s.rows, x, dy, scale, st, dx});
+}
+
+//===----------------------------------------------------------------------===//
 // Fused multi-tensor SGD with momentum
 //===----------------------------------------------------------------------===//
 
@@ -1072,6 +1375,9 @@ void checkLabels(const char *kernel, int64_t n, int64_t k,
 /// Throws KernelError unless the LRN window `p.size` is odd and positive
 /// (as ref::lrnForward requires).
 void checkLrn(const char *kernel, const kernels::LrnParams &p);
+/// Throws KernelError unless the map has a batch to normalise over
+/// (n * h * w > 0, as ref::batchNormForwardTraining requires).
+void checkBatchNorm(const char *kernel, const kernels::Dims4 &d);
 
 //===----------------------------------------------------------------------===//
 // Host launchers: the kernels run on the CPU, item by item (the same
@@ -1171,6 +1477,34 @@ template <typename T>
 void lrnBackward(const kernels::Dims4 &d, int64_t lanes,
                  const kernels::LrnParams &p, const T *x, const T *y,
                  const T *dy, T *dx);
+
+/// Training-mode batch norm (ref::batchNormForwardTraining's operand order,
+/// less its optional saveMean/saveInvStd, with `lanes` after the dims):
+/// batch statistics of x (dims `d`, stored with `lanes`), y, and the running
+/// statistics updated in place. scale, shift, runMean, runVar are f32 [C].
+/// Its own scratch; checks the batch and the lanes first (KernelError).
+/// y may alias x.
+template <typename T>
+void batchNormForwardTraining(const kernels::Dims4 &d, int64_t lanes,
+                              double eps, double momentum, const T *x,
+                              const float *scale, const float *shift,
+                              float *runMean, float *runVar, T *y);
+/// Inference (ref::batchNormForwardInference's operand order): y from the
+/// running statistics. y may alias x.
+template <typename T>
+void batchNormForwardInference(const kernels::Dims4 &d, int64_t lanes,
+                               double eps, const T *x, const float *scale,
+                               const float *shift, const float *runMean,
+                               const float *runVar, T *y);
+/// Training-mode gradient: ref::batchNormBackward's operand order with eps
+/// in place of saveMean/saveInvStd, which it recomputes from x as the
+/// reference backend's batch_norm_grad does (mean and 1/sqrt(var + eps)
+/// rounded to f32). dscale, dshift are f32 [C]; dx, dscale and dshift may
+/// each be null. Its own scratch; dx may alias x or dy.
+template <typename T>
+void batchNormBackward(const kernels::Dims4 &d, int64_t lanes, double eps,
+                       const T *x, const float *scale, const T *dy,
+                       NoDeduce<T> *dx, float *dscale, float *dshift);
 
 /// Updates every tensor in one walk (chunked as on the device).
 void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper);

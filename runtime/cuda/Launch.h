@@ -152,6 +152,37 @@ void lrnBackward(const kernels::Dims4 &d, int64_t lanes,
                  const kernels::LrnParams &p, const T *x, const T *y,
                  const T *dy, T *dx, Stream stream);
 
+/// Batch norm over a map of dims `d` stored with `lanes` (1 NCHW, C NHWC:
+/// the bf16 maps, so that a bf16 plan does not depend on cuDNN's batch norm
+/// taking them): the host launchers' operand order, then `partials`, then
+/// the stream. x, y, dy, dx are T; scale, shift, the running statistics and
+/// dscale, dshift are f32 [C]. `partials` is batchNormScratchBytes(d) of
+/// device workspace (Kernels.h). The training forward is five launches (sum
+/// x, mean, sum of squared deviations, invStd and the running statistics,
+/// y), the backward six or seven (the batch statistics again, rounded to f32
+/// as the reference backend recomputes them, the sums of dy and dy * xhat
+/// with dscale and dshift, then dx unless null; dscale, dshift may be null
+/// too): the passes of batchNorm*Passes, of fixed shape, bit-identical to
+/// host::batchNorm*. The inference forward is one launch, no workspace. The
+/// batch and the lanes are checked first (KernelError). y may alias x, dx
+/// x or dy.
+template <typename T>
+void batchNormForwardTraining(const kernels::Dims4 &d, int64_t lanes,
+                              double eps, double momentum, const T *x,
+                              const float *scale, const float *shift,
+                              float *runMean, float *runVar, T *y,
+                              double *partials, Stream stream);
+template <typename T>
+void batchNormForwardInference(const kernels::Dims4 &d, int64_t lanes,
+                               double eps, const T *x, const float *scale,
+                               const float *shift, const float *runMean,
+                               const float *runVar, T *y, Stream stream);
+template <typename T>
+void batchNormBackward(const kernels::Dims4 &d, int64_t lanes, double eps,
+                       const T *x, const float *scale, const T *dy,
+                       NoDeduce<T> *dx, float *dscale, float *dshift,
+                       double *partials, Stream stream);
+
 /// One launch for every tensor. `tensors` and `chunks` are in device memory
 /// (built once, e.g. with sgdChunks, when the program is prepared), and so
 /// is `hyper` (StepParams::hyper), the one thing that changes from step to

@@ -5,8 +5,9 @@
 // reference kernels), in f32 and bf16 storage and in NCHW and NHWC. The same
 // per-element code on both sides, so results must be bit-identical; only
 // softmax cross-entropy, whose exp and log come from two math libraries, and
-// LRN, whose pow does, get a tolerance. Built with NETC_WITH_CUDA; with
-// no GPU it prints one line and succeeds.
+// LRN, whose pow does, get a tolerance (batch norm's sqrt is correctly
+// rounded on both sides: none). Built with NETC_WITH_CUDA; with no GPU it
+// prints one line and succeeds.
 //
 //===----------------------------------------------------------------------===//
 
@@ -661,6 +662,83 @@ template <typename T> void lrnOnGpu(uint64_t seed) {
 TEST(CudaGpu, LrnMatchesTheHostWalkWithinAnUlp) {
   lrnOnGpu<float>(20);
   lrnOnGpu<Bf16>(21);
+}
+
+/// Batch norm (training forward with the running statistics, inference,
+/// backward) in storage T, NCHW and NHWC: the same passes of fixed shape on
+/// both sides, double arithmetic with correctly rounded sqrt and division
+/// (-fmad=false), so every output must be bit-identical to the host walk.
+/// A ResNet-like and an AlexNet-like map, C = 3 with many chunks, odd
+/// sizes, batch 1, a flat [N, F] map.
+template <typename T> void batchNormOnGpu(uint64_t seed) {
+  Rng rng(seed);
+  const double eps = 1e-5, momentum = 0.9;
+  for (const Dims4 &d : std::vector<Dims4>{{32, 64, 56, 56},
+                                           {16, 96, 27, 27},
+                                           {16, 3, 224, 224},
+                                           {4, 5, 7, 9},
+                                           {1, 16, 13, 11},
+                                           {64, 10, 1, 1}})
+    for (int64_t L : {int64_t(1), d.c}) {
+      std::string what = std::string(typeName(T())) + " c " +
+                         std::to_string(d.c) + " lanes " + std::to_string(L);
+      size_t c = size_t(d.c);
+      std::vector<T> x = stored<T>(rng.vec(d.count(), -2.0f, 6.0f));
+      std::vector<T> dy = stored<T>(rng.vec(d.count()));
+      FVec scale = rng.vec(d.c, 0.5f, 2.0f), shift = rng.vec(d.c);
+      FVec runMean = rng.vec(d.c), runVar = rng.vec(d.c, 0.5f, 2.0f);
+      DeviceVec<double> scratch(
+          std::max<size_t>(cuda::batchNormScratchBytes(d) / sizeof(double), 1));
+      DeviceVec<T> dX(x), dDy(dy);
+      DeviceVec<float> dScale(scale), dShift(shift);
+
+      std::vector<T> y(x.size());
+      FVec rm = runMean, rv = runVar;
+      cuda::host::batchNormForwardTraining(d, L, eps, momentum, x.data(),
+                                           scale.data(), shift.data(),
+                                           rm.data(), rv.data(), y.data());
+      DeviceVec<T> dY(x.size());
+      DeviceVec<float> dRm(runMean), dRv(runVar);
+      cuda::device::batchNormForwardTraining(
+          d, L, eps, momentum, dX.get(), dScale.get(), dShift.get(), dRm.get(),
+          dRv.get(), dY.get(), scratch.get(), nullptr);
+      sync();
+      expectSame(dY.download(), y, "batch_norm " + what);
+      expectSame(dRm.download(), rm, "batch_norm running mean " + what);
+      expectSame(dRv.download(), rv, "batch_norm running variance " + what);
+
+      std::vector<T> yInf(x.size());
+      cuda::host::batchNormForwardInference(d, L, eps, x.data(), scale.data(),
+                                            shift.data(), runMean.data(),
+                                            runVar.data(), yInf.data());
+      DeviceVec<float> dRunMean(runMean), dRunVar(runVar);
+      DeviceVec<T> dYInf(x.size());
+      cuda::device::batchNormForwardInference(
+          d, L, eps, dX.get(), dScale.get(), dShift.get(), dRunMean.get(),
+          dRunVar.get(), dYInf.get(), nullptr);
+      sync();
+      expectSame(dYInf.download(), yInf, "batch_norm inference " + what);
+
+      std::vector<T> dx(x.size());
+      FVec dscale(c), dshift(c);
+      cuda::host::batchNormBackward(d, L, eps, x.data(), scale.data(),
+                                    dy.data(), dx.data(), dscale.data(),
+                                    dshift.data());
+      DeviceVec<T> dDx(x.size());
+      DeviceVec<float> dDscale(c), dDshift(c);
+      cuda::device::batchNormBackward(d, L, eps, dX.get(), dScale.get(),
+                                      dDy.get(), dDx.get(), dDscale.get(),
+                                      dDshift.get(), scratch.get(), nullptr);
+      sync();
+      expectSame(dDx.download(), dx, "batch_norm_grad dx " + what);
+      expectSame(dDscale.download(), dscale, "batch_norm_grad dscale " + what);
+      expectSame(dDshift.download(), dshift, "batch_norm_grad dshift " + what);
+    }
+}
+
+TEST(CudaGpu, BatchNormMatchesTheHostWalk) {
+  batchNormOnGpu<float>(22);
+  batchNormOnGpu<Bf16>(23);
 }
 
 } // namespace

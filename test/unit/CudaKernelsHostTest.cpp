@@ -12,7 +12,9 @@
 // f32 kernel on the widened data). NHWC (lanes = C): the same results as
 // NCHW, element for element, on transposed data. LRN does the reference's
 // double arithmetic operation for operation, so it too matches bit for bit
-// (f32 and bf16, every layout).
+// (f32 and bf16, every layout). Batch norm does too but sums each channel
+// in its own fixed order: within one ulp of T of the reference (on the
+// tests' data, bit for bit), and bit for bit across storage and layouts.
 //
 //===----------------------------------------------------------------------===//
 
@@ -1322,6 +1324,283 @@ TEST(CudaHostKernels, LrnRejectsEvenWindowsAndBadLanes) {
   EXPECT_THROW(
       cuda::host::lrnBackward(d, 0, p, a.data(), c.data(), e.data(), b.data()),
       KernelError);
+}
+
+//===----------------------------------------------------------------------===//
+// Batch normalisation
+//===----------------------------------------------------------------------===//
+
+/// The maps the batch-norm tests walk: batch 1 and 4, C = 3, 5 and 16 (16
+/// also blocked by 8), odd spatial sizes, a flat [N, F] map, one element per
+/// channel (M = 1: the running variance takes the biased one), and enough
+/// pixels for many chunks of the two-stage sums.
+std::vector<Dims4> batchNormCases() {
+  return {{1, 3, 5, 7},   {4, 3, 7, 9},   {1, 5, 9, 11},
+          {4, 5, 3, 5},   {1, 16, 5, 3},  {4, 16, 7, 7},
+          {8, 3, 33, 31}, {16, 10, 1, 1}, {1, 3, 1, 1}};
+}
+
+std::string name(const Dims4 &d) {
+  return "[" + std::to_string(d.n) + "," + std::to_string(d.c) + "," +
+         std::to_string(d.h) + "," + std::to_string(d.w) + "]";
+}
+
+/// The reference backend's batchStats (static in ReferenceBackend.cpp),
+/// what its batch_norm_grad hands ref::batchNormBackward: the batch mean and
+/// 1/sqrt(biased var + eps), summed in double and stored as f32.
+void refBatchStats(const Dims4 &d, const FVec &x, double eps, FVec &mean,
+                   FVec &invStd) {
+  int64_t m = d.n * d.plane();
+  mean.assign(size_t(d.c), 0.0f);
+  invStd.assign(size_t(d.c), 0.0f);
+  for (int64_t ch = 0; ch < d.c; ++ch) {
+    double s = 0, ss = 0;
+    for (int64_t n = 0; n < d.n; ++n) {
+      const float *p = x.data() + (n * d.c + ch) * d.plane();
+      for (int64_t i = 0; i < d.plane(); ++i)
+        s += p[i];
+    }
+    double mu = s / double(m);
+    for (int64_t n = 0; n < d.n; ++n) {
+      const float *p = x.data() + (n * d.c + ch) * d.plane();
+      for (int64_t i = 0; i < d.plane(); ++i)
+        ss += (p[i] - mu) * (p[i] - mu);
+    }
+    mean[size_t(ch)] = float(mu);
+    invStd[size_t(ch)] = float(1.0 / std::sqrt(ss / double(m) + eps));
+  }
+}
+
+/// Position of a finite value of storage T (given widened) on a line of its
+/// consecutive values, so that neighbours are 1 apart and -0 == +0.
+int64_t ulpLine(float v, float) {
+  int32_t i;
+  std::memcpy(&i, &v, sizeof i);
+  return i < 0 ? -int64_t(i & 0x7fffffff) : int64_t(i);
+}
+int64_t ulpLine(float v, Bf16) { return ulpLine(v, 0.0f) / 65536; }
+
+/// Batch norm's tolerance against the reference: the kernels do the
+/// reference's double arithmetic but sum each channel in another order
+/// (two stages of BiasGradShape), so each double sum may differ from the
+/// reference's in its last bits (by at most about M * 2^-53 of the sum of
+/// the terms' magnitudes; far less in practice). A result rounded to f32
+/// (then to T) can then land one ulp of T away where the exact value is
+/// near a rounding boundary, never more: two values one f32 ulp apart round
+/// to bf16 values at most one bf16 ulp apart. Where the terms of a result
+/// cancel to nearly zero, a difference of the sums' size can be more ulps of
+/// that tiny result: 2^-40 absolute covers those (far above the sums'
+/// ~1e-16 relative difference on these O(1)..O(1e4) terms, far below an ulp
+/// of any O(1e-4) value). Tallies the values compared and those that are
+/// not bit-equal (a systematic error differs almost everywhere; the sums'
+/// order almost nowhere).
+struct Tally {
+  int64_t compared = 0, differing = 0;
+};
+template <typename T>
+void expectWithinAnUlp(const FVec &got, const FVec &want,
+                       const std::string &what, Tally &tally) {
+  EXPECT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    ++tally.compared;
+    if (bits(got[i]) == bits(want[i]))
+      continue;
+    ++tally.differing;
+    int64_t d = ulpLine(got[i], T()) - ulpLine(want[i], T());
+    EXPECT_TRUE((d >= -1 && d <= 1) ||
+                std::abs(double(got[i]) - double(want[i])) <= 0x1.0p-40)
+        << what << " differs at " << i << ": " << got[i] << " vs " << want[i];
+  }
+}
+
+/// Batch norm (training forward with the running statistics, inference
+/// forward, backward) in storage T and every layout the channel count
+/// allows, against ref::batchNorm* on the widened NCHW data (the backward
+/// with the statistics the reference backend recomputes): y and dx within
+/// one ulp of T of the reference's result rounded to T, the f32 running
+/// statistics, dscale and dshift within one f32 ulp; the inference forward
+/// (no sums) bit for bit. And whatever T and the layout, bit for bit the f32
+/// kernel's results in NCHW on the widened data, rounded to T: the sums'
+/// order depends on the dims alone. At most one value in a thousand may
+/// differ from the reference at all (on these data none does).
+template <typename T> void checkBatchNorm(uint64_t seed) {
+  Rng rng(seed);
+  const double eps = 1e-5, momentum = 0.9;
+  Tally tally;
+  for (const Dims4 &d : batchNormCases()) {
+    size_t count = size_t(d.count()), c = size_t(d.c);
+    FVec x = rounded<T>(rng.vec(d.count(), -2.0f, 6.0f));
+    FVec dy = rounded<T>(rng.vec(d.count()));
+    FVec scale = rng.vec(d.c, 0.5f, 2.0f), shift = rng.vec(d.c);
+    FVec runMean = rng.vec(d.c), runVar = rng.vec(d.c, 0.5f, 2.0f);
+
+    // The reference, on the widened NCHW data.
+    FVec yRef(count), meanRef = runMean, varRef = runVar;
+    ref::batchNormForwardTraining(d, eps, momentum, x.data(), scale.data(),
+                                  shift.data(), meanRef.data(), varRef.data(),
+                                  yRef.data(), static_cast<float *>(nullptr),
+                                  static_cast<float *>(nullptr));
+    FVec yInfRef(count);
+    ref::batchNormForwardInference(d, eps, x.data(), scale.data(), shift.data(),
+                                   runMean.data(), runVar.data(),
+                                   yInfRef.data());
+    FVec mean, invStd, dxRef(count), dscaleRef(c), dshiftRef(c);
+    refBatchStats(d, x, eps, mean, invStd);
+    ref::batchNormBackward(d, x.data(), scale.data(), mean.data(),
+                           invStd.data(), dy.data(), dxRef.data(),
+                           dscaleRef.data(), dshiftRef.data());
+
+    // The f32 kernel in NCHW on the same data: what every T and layout
+    // must give, rounded to T.
+    FVec y32(count), mean32 = runMean, var32 = runVar;
+    cuda::host::batchNormForwardTraining(
+        d, 1, eps, momentum, x.data(), scale.data(), shift.data(),
+        mean32.data(), var32.data(), y32.data());
+    FVec dx32(count), dscale32(c), dshift32(c);
+    cuda::host::batchNormBackward(d, 1, eps, x.data(), scale.data(), dy.data(),
+                                  dx32.data(), dscale32.data(),
+                                  dshift32.data());
+
+    for (int64_t L : layoutsFor(d.c)) {
+      std::string what = std::string(typeName(T())) + " lanes " +
+                         std::to_string(L) + " " + name(d);
+      std::vector<T> xs = stored<T>(toLanes(d, L, x));
+      std::vector<T> dys = stored<T>(toLanes(d, L, dy));
+
+      std::vector<T> ys(count);
+      FVec rm = runMean, rv = runVar;
+      cuda::host::batchNormForwardTraining(d, L, eps, momentum, xs.data(),
+                                           scale.data(), shift.data(),
+                                           rm.data(), rv.data(), ys.data());
+      FVec y = fromLanes(d, L, widened(ys));
+      expectWithinAnUlp<T>(y, rounded<T>(yRef), what + " y", tally);
+      expectWithinAnUlp<float>(rm, meanRef, what + " running mean", tally);
+      expectWithinAnUlp<float>(rv, varRef, what + " running variance", tally);
+      expectBitEqual(y, rounded<T>(y32), what + " y vs f32 NCHW");
+      expectBitEqual(rm, mean32, what + " running mean vs f32 NCHW");
+      expectBitEqual(rv, var32, what + " running variance vs f32 NCHW");
+      // In place: the same bits.
+      std::vector<T> inPlace = xs;
+      FVec rm2 = runMean, rv2 = runVar;
+      cuda::host::batchNormForwardTraining(
+          d, L, eps, momentum, inPlace.data(), scale.data(), shift.data(),
+          rm2.data(), rv2.data(), inPlace.data());
+      expectBitEqual(widened(inPlace), widened(ys), what + " y in place");
+
+      std::vector<T> yInf(count);
+      cuda::host::batchNormForwardInference(d, L, eps, xs.data(), scale.data(),
+                                            shift.data(), runMean.data(),
+                                            runVar.data(), yInf.data());
+      expectBitEqual(fromLanes(d, L, widened(yInf)), rounded<T>(yInfRef),
+                     what + " inference");
+
+      std::vector<T> dxs(count);
+      FVec dscale(c), dshift(c);
+      cuda::host::batchNormBackward(d, L, eps, xs.data(), scale.data(),
+                                    dys.data(), dxs.data(), dscale.data(),
+                                    dshift.data());
+      FVec dx = fromLanes(d, L, widened(dxs));
+      expectWithinAnUlp<T>(dx, rounded<T>(dxRef), what + " dx", tally);
+      expectWithinAnUlp<float>(dscale, dscaleRef, what + " dscale", tally);
+      expectWithinAnUlp<float>(dshift, dshiftRef, what + " dshift", tally);
+      expectBitEqual(dx, rounded<T>(dx32), what + " dx vs f32 NCHW");
+      expectBitEqual(dscale, dscale32, what + " dscale vs f32 NCHW");
+      expectBitEqual(dshift, dshift32, what + " dshift vs f32 NCHW");
+      // dx over dy, and the parameter gradients alone.
+      std::vector<T> over = dys;
+      cuda::host::batchNormBackward(d, L, eps, xs.data(), scale.data(),
+                                    over.data(), over.data(), nullptr, nullptr);
+      expectBitEqual(widened(over), widened(dxs), what + " dx over dy");
+      FVec dscale2(c), dshift2(c);
+      cuda::host::batchNormBackward(d, L, eps, xs.data(), scale.data(),
+                                    dys.data(), nullptr, dscale2.data(),
+                                    dshift2.data());
+      expectBitEqual(dscale2, dscale, what + " dscale without dx");
+      expectBitEqual(dshift2, dshift, what + " dshift without dx");
+    }
+  }
+  EXPECT_LE(tally.differing * 1000, tally.compared)
+      << tally.differing << " of " << tally.compared << " values differ";
+  testing::Test::RecordProperty("compared", std::to_string(tally.compared));
+  testing::Test::RecordProperty("differing", std::to_string(tally.differing));
+}
+
+TEST(CudaHostKernels, BatchNormF32MatchesReferenceWithinAnUlp) {
+  checkBatchNorm<float>(43);
+}
+
+TEST(CudaHostKernels, Bf16BatchNormMatchesReferenceRoundedWithinAnUlp) {
+  checkBatchNorm<Bf16>(44);
+}
+
+TEST(CudaHostKernels, BatchNormOfOneChannelByHand) {
+  // x = (0, 0, 3, 3): mean 1.5, biased variance 2.25 (eps 0: invStd 2/3),
+  // xhat = (-1, -1, 1, 1); scale 2, shift 1: y = (-1, -1, 3, 3). Running
+  // statistics (1, 1), momentum 0.5: mean 0.5 + 0.75 = 1.25, variance (the
+  // unbiased 2.25 * 4/3 = 3) 0.5 + 1.5 = 2. dy = (1, 0, 0, 0): dshift = 1,
+  // dscale = -1, dx = 2 * 2/3 / 4 * (4 dy - 1 + xhat) = (2/3, -2/3, 0, 0),
+  // up to the backward's invStd, rounded to f32 as the reference backend
+  // stores it (xhat is 1.5 * float(2/3), about 2^-25 from 1: dx about 2e-8
+  // where it would be 0).
+  for (Dims4 d : {Dims4{4, 1, 1, 1}, Dims4{1, 1, 2, 2}}) {
+    FVec x{0.0f, 0.0f, 3.0f, 3.0f}, scale{2.0f}, shift{1.0f}, rm{1.0f},
+        rv{1.0f}, y(4);
+    cuda::host::batchNormForwardTraining(d, 1, 0.0, 0.5, x.data(), scale.data(),
+                                         shift.data(), rm.data(), rv.data(),
+                                         y.data());
+    EXPECT_EQ(y, (FVec{-1.0f, -1.0f, 3.0f, 3.0f})) << name(d);
+    EXPECT_EQ(rm, FVec{1.25f}) << name(d);
+    EXPECT_EQ(rv, FVec{2.0f}) << name(d);
+    FVec dy{1.0f, 0.0f, 0.0f, 0.0f}, dx(4), dscale(1), dshift(1);
+    cuda::host::batchNormBackward(d, 1, 0.0, x.data(), scale.data(), dy.data(),
+                                  dx.data(), dscale.data(), dshift.data());
+    EXPECT_FLOAT_EQ(dx[0], 2.0f / 3.0f) << name(d);
+    EXPECT_FLOAT_EQ(dx[1], -2.0f / 3.0f) << name(d);
+    EXPECT_NEAR(dx[2], 0.0f, 1e-7f) << name(d);
+    EXPECT_NEAR(dx[3], 0.0f, 1e-7f) << name(d);
+    EXPECT_EQ(dscale, FVec{-1.0f}) << name(d);
+    EXPECT_EQ(dshift, FVec{1.0f}) << name(d);
+  }
+}
+
+TEST(CudaHostKernels, BatchNormScratchAndRejections) {
+  // (2 * chunks + 4) doubles per channel: 224x224x64 rows are 1568 chunks.
+  EXPECT_EQ(cuda::batchNormScratchBytes({64, 3, 224, 224}),
+            (2u * 1568 + 4) * 3 * 8);
+  EXPECT_EQ(cuda::batchNormScratchBytes({1, 5, 1, 1}), (2u * 1 + 4) * 5 * 8);
+  Dims4 d{2, 6, 3, 3};
+  std::vector<double> base(cuda::batchNormScratchBytes(d) / sizeof(double));
+  cuda::BatchNormScratch st = cuda::batchNormScratch(d, base.data());
+  EXPECT_EQ(st.partials, base.data());
+  EXPECT_EQ(st.sumDyXhat + d.c, base.data() + base.size());
+  EXPECT_EQ(st.mean, base.data() + 2 * cuda::biasGradShape(d).chunks * d.c);
+
+  FVec a(size_t(d.count()), 0.5f), b(a.size()), p(size_t(d.c), 1.0f),
+      q(p.size()), r(p.size());
+  // An empty batch has no statistics (ref::batchNormForwardTraining).
+  for (Dims4 e : {Dims4{0, 6, 3, 3}, Dims4{2, 6, 0, 3}}) {
+    EXPECT_THROW(cuda::host::batchNormForwardTraining(
+                     e, 1, 1e-5, 0.9, a.data(), p.data(), p.data(), q.data(),
+                     r.data(), b.data()),
+                 KernelError);
+    EXPECT_THROW(cuda::host::batchNormBackward(e, 1, 1e-5, a.data(), p.data(),
+                                               a.data(), b.data(), q.data(),
+                                               r.data()),
+                 KernelError);
+  }
+  // Lanes that do not divide the channels.
+  EXPECT_THROW(cuda::host::batchNormForwardTraining(
+                   d, 4, 1e-5, 0.9, a.data(), p.data(), p.data(), q.data(),
+                   r.data(), b.data()),
+               KernelError);
+  EXPECT_THROW(cuda::host::batchNormForwardInference(
+                   d, 0, 1e-5, a.data(), p.data(), p.data(), q.data(), p.data(),
+                   b.data()),
+               KernelError);
+  EXPECT_THROW(cuda::host::batchNormBackward(d, 5, 1e-5, a.data(), p.data(),
+                                             a.data(), b.data(), q.data(),
+                                             r.data()),
+               KernelError);
 }
 
 } // namespace
