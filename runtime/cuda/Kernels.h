@@ -911,9 +911,9 @@ template <typename T> struct LrnBackward {
 // the dims only, so host and device, f32 and bf16 storage and every layout
 // sum each channel alike, bit for bit; it differs from the reference's one
 // sequential loop per channel, so the double sums may differ from the
-// reference's in their last bits. Everything else is ref::batchNorm*'s double arithmetic,
-// operation for operation (sqrt and division are correctly rounded on both
-// sides), rounded once when stored. Parameters (scale, shift), running
+// reference's in their last bits. Everything else is ref::batchNorm*'s double
+// arithmetic, operation for operation (sqrt and division are correctly rounded
+// on both sides), rounded once when stored. Parameters (scale, shift), running
 // statistics and parameter gradients are f32 whatever T is.
 
 /// What a batch norm keeps in its scratch (device memory on a GPU; the host
