@@ -251,8 +251,9 @@ struct CudaBackend::State : exec::KernelState {
   /// `skip`ped.
   void *reluOut = nullptr;
   bool skip = false;
-  /// LRN on a bf16 or NHWC map: the own kernels (cuDNN's is NCHW).
-  bool ownLrn = false;
+  /// LRN or batch norm on a bf16 or NHWC map: the own kernels (cuDNN's
+  /// LRN is NCHW only, and its batch norm's bf16 support unproven).
+  bool ownKernel = false;
 };
 
 //===----------------------------------------------------------------------===//
@@ -986,7 +987,7 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     case Op::LRNGrad:
     case Op::BatchNorm:
     case Op::BatchNormGrad:
-      if (!s.ownLrn) // the own LRN kernels take no descriptor
+      if (!s.ownKernel) // the own kernels take no descriptor
         setTensor(s.x, c.in[0]);
       break;
     case Op::AvgPool:
@@ -1231,8 +1232,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     const kernels::LrnParams &p = a.lrn;
     // cuDNN's LRN is NCHW fp32 here; a bf16 (NHWC) map takes the own
     // kernels, which compute as the reference does.
-    s->ownLrn = isBf16(c.in[0]) || c.in[0].layout == plan::Layout::NHWC;
-    if (s->ownLrn) {
+    s->ownKernel = isBf16(c.in[0]) || c.in[0].layout == plan::Layout::NHWC;
+    if (s->ownKernel) {
       if (p.size < 1 || p.size % 2 == 0)
         throw KernelError(fmt::format("lrn size {} is not a positive odd "
                                       "number",
@@ -1255,6 +1256,19 @@ CudaBackend::prepareKernel(const KernelCall &c) {
   }
   case Op::BatchNorm:
   case Op::BatchNormGrad:
+    s->ownKernel = isBf16(c.in[0]) || c.in[0].layout == plan::Layout::NHWC;
+    if (s->ownKernel) {
+      // Sized for every batch up to the planned one (the tail's reduction
+      // can have more chunks; see BiasGrad).
+      uint64_t bytes = 0;
+      for (int64_t n = 1; n <= c.in[0].dims.n; ++n) {
+        Dims4 d = c.in[0].dims;
+        d.n = n;
+        bytes = std::max(bytes, batchNormScratchBytes(d));
+      }
+      s->scratch = allocate(bytes, "a batch norm's partial sums");
+      break;
+    }
     if (a.eps < CUDNN_BN_MIN_EPSILON)
       throw KernelError(fmt::format("batch_norm eps {} is below cuDNN's {}",
                                     a.eps, CUDNN_BN_MIN_EPSILON));
@@ -1525,7 +1539,7 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
              "bias gradient");
     return;
   case Op::LRN:
-    if (s.ownLrn) {
+    if (s.ownKernel) {
       withType(c.in[0], [&](auto t) {
         using T = decltype(t);
         device::lrnForward<T>(c.in[0].dims, c.in[0].lanes(), a.lrn,
@@ -1540,7 +1554,7 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     return;
   case Op::LRNGrad:
     // in: grad, input, output.
-    if (s.ownLrn) {
+    if (s.ownKernel) {
       withType(c.in[0], [&](auto t) {
         using T = decltype(t);
         device::lrnBackward<T>(c.in[0].dims, c.in[0].lanes(), a.lrn,
@@ -1557,6 +1571,22 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     return;
   case Op::BatchNorm:
     // in: input, scale, shift, running mean, running variance.
+    if (s.ownKernel) {
+      withType(c.in[0], [&](auto t) {
+        using T = decltype(t);
+        const exec::TensorRef &x = c.in[0];
+        if (a.inference || !c.ctx.training)
+          device::batchNormForwardInference<T>(
+              x.dims, x.lanes(), a.eps, x.as<T>(), in(1), in(2), in(3),
+              in(4), c.out[0].as<T>(), st);
+        else
+          device::batchNormForwardTraining<T>(
+              x.dims, x.lanes(), a.eps, a.bnMomentum, x.as<T>(), in(1), in(2),
+              in(3), in(4), c.out[0].as<T>(),
+              static_cast<double *>(s.scratch->data()), st);
+      });
+      return;
+    }
     if (a.inference || !c.ctx.training)
       dnnCheck(cudnnBatchNormalizationForwardInference(
                    cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, s.x.get(),
@@ -1573,8 +1603,20 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
                "batch norm training");
     return;
   case Op::BatchNormGrad:
-    // in: grad, input, scale; out: input, scale and shift gradients. The
-    // batch statistics are recomputed (no saved mean), as the reference's.
+    // in: grad, input, scale; out: input, scale and shift gradients.
+    if (s.ownKernel) {
+      withType(c.in[0], [&](auto t) {
+        using T = decltype(t);
+        const exec::TensorRef &x = c.in[1];
+        device::batchNormBackward<T>(
+            x.dims, x.lanes(), a.eps, x.as<T>(), in(2), c.in[0].as<T>(),
+            c.out[0].as<T>(), out(1), out(2),
+            static_cast<double *>(s.scratch->data()), st);
+      });
+      return;
+    }
+    // The batch statistics are recomputed (no saved mean), as the
+    // reference's.
     dnnCheck(cudnnBatchNormalizationBackward(
                  cudnn_, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero,
                  s.x.get(), in(1), s.x.get(), in(0), s.x.get(), out(0),

@@ -37,8 +37,11 @@
 //     upload() refreshes after the host sets a parameter). A convolution's
 //     weight gradient comes out of cuDNN in bf16 and is widened to the fp32
 //     gradient; fc's is computed in fp32. Biases, batch-norm parameters and
-//     statistics, losses and every reduction stay fp32. LRN on bf16 maps
-//     runs the own kernels (cuDNN's LRN is NCHW only).
+//     statistics, losses and every reduction stay fp32. LRN and batch norm
+//     on bf16 maps run the own kernels (cuDNN's LRN is NCHW only; its
+//     batch norm's bf16 support is unproven), which compute as the
+//     reference does, with the same deterministic reductions as the bias
+//     gradient.
 // A convolution followed by a relu that alone reads its output computes
 // the relu in its epilogue (the bias and the relu in one pass of the own
 // bias kernel; NETC_CUDA_FUSION=off keeps them apart).
