@@ -297,8 +297,27 @@ fi
 # process group, so that the stage's own timeout ends it too); a cell's
 # lines go to bench.log as it ends, so a stage timeout keeps the cells
 # already measured.
+# cell NAME LIMIT STEPS [ENV=VALUE...]: one `netrun bench` of
+# $TRAINERS/NAME (its first word) with at most LIMIT seconds, logged to
+# bench-NAME.log (spaces as dashes) and echoed with the name in front.
+cell() {
+  local name=$1 limit=$2 steps=$3 log rc
+  shift 3
+  log="$OUT/bench-${name// /-}.log"
+  env "$@" timeout --foreground -k 5 "$limit" "$NETRUN" bench \
+    "$TRAINERS/${name%% *}" --program step.joint --backend cuda \
+    --steps "$steps" >"$log" 2>&1
+  rc=$?
+  if ((rc == 124 || rc == 137)); then
+    echo "TIMED OUT after ${limit}s" >>"$log"
+  elif ((rc != 0)); then
+    echo "FAILED (exit $rc)" >>"$log"
+  fi
+  sed "s/^/$name: /" "$log"
+  return $((rc != 0))
+}
 bench() {
-  local net v p t steps limit rc=0 cellrc
+  local net v p t steps limit rc=0
   for net in vgg32 vgg16; do
     steps=30 limit=30
     [[ $net == vgg16 ]] && steps=12 limit=50
@@ -306,40 +325,18 @@ bench() {
       for p in fp32 tf32 bf16; do
         t=$net-$v
         [[ $p != fp32 ]] && t=$t-$p
-        timeout --foreground -k 5 "$limit" "$NETRUN" bench "$TRAINERS/$t" \
-          --program step.joint --backend cuda --steps "$steps" \
-          >"$OUT/bench-$t.log" 2>&1
-        cellrc=$?
-        if ((cellrc == 124 || cellrc == 137)); then
-          echo "TIMED OUT after ${limit}s" >>"$OUT/bench-$t.log"
-          rc=1
-        elif ((cellrc != 0)); then
-          echo "FAILED (exit $cellrc)" >>"$OUT/bench-$t.log"
-          rc=1
-        fi
-        sed "s/^/$t: /" "$OUT/bench-$t.log"
+        cell "$t" "$limit" "$steps" || rc=1
       done
     done
   done
   # What the conv+relu fusion buys: two cells again without it (their
   # algorithms come from the file the first run wrote, so no new search).
   for t in vgg16-none vgg16-swwae-all-bf16; do
-    NETC_CUDA_FUSION=off timeout --foreground -k 5 40 "$NETRUN" bench \
-      "$TRAINERS/$t" --program step.joint --backend cuda --steps 12 \
-      >"$OUT/bench-$t-nofusion.log" 2>&1
-    cellrc=$?
-    if ((cellrc == 124 || cellrc == 137)); then
-      echo "TIMED OUT after 40s" >>"$OUT/bench-$t-nofusion.log"
-      rc=1
-    elif ((cellrc != 0)); then
-      echo "FAILED (exit $cellrc)" >>"$OUT/bench-$t-nofusion.log"
-      rc=1
-    fi
-    sed "s/^/$t nofusion: /" "$OUT/bench-$t-nofusion.log"
+    cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
   done
   return "$rc"
 }
-export -f bench
+export -f cell bench
 stage bench 200 bench
 grep -E 'images/s|FAILED|TIMED OUT|error' "$OUT/bench.log" >>"$SUMMARY" 2>/dev/null
 

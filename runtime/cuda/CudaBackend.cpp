@@ -136,6 +136,19 @@ void setTensor(TensorDesc &d, const exec::TensorRef &v) {
 
 bool isBf16(const exec::TensorRef &v) { return v.dtype == plan::DType::BF16; }
 
+/// The most scratch `bytesOf(d)` asks for at any batch up to d.n: a
+/// reduction's scratch serves the tail batch too, and a smaller batch can
+/// need more chunks (BiasGradShape: 1568 rows in 64-row chunks are 25,
+/// 980 rows in 32-row chunks 31).
+template <typename F> uint64_t anyBatchBytes(Dims4 d, F &&bytesOf) {
+  uint64_t bytes = 0;
+  for (int64_t n = d.n; n >= 1; --n) {
+    d.n = n;
+    bytes = std::max<uint64_t>(bytes, bytesOf(d));
+  }
+  return bytes;
+}
+
 /// The layout a convolution runs in, from its conv view's input and output:
 /// the input's, unless the input is a single pixel per channel (the same
 /// bytes in NCHW and NHWC), then the output's.
@@ -1214,18 +1227,9 @@ CudaBackend::prepareKernel(const KernelCall &c) {
   }
   case Op::BiasGrad:
     setChannels(s->bias, c.in[0].dims.c);
-    if (isBf16(c.in[0])) {
-      // Sized for every batch up to the planned one: a smaller batch can
-      // have more chunks (rows 1568, 64-row chunks: 25; rows 980, 32-row
-      // chunks: 31), and the tail batch runs with this same scratch.
-      uint64_t bytes = 0;
-      for (int64_t n = 1; n <= c.in[0].dims.n; ++n) {
-        Dims4 d = c.in[0].dims;
-        d.n = n;
-        bytes = std::max(bytes, biasGradScratchBytes(d));
-      }
-      s->scratch = allocate(bytes, "a bias gradient's partial sums");
-    }
+    if (isBf16(c.in[0]))
+      s->scratch = allocate(anyBatchBytes(c.in[0].dims, biasGradScratchBytes),
+                            "a bias gradient's partial sums");
     break;
   case Op::LRN:
   case Op::LRNGrad: {
@@ -1258,15 +1262,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
   case Op::BatchNormGrad:
     s->ownKernel = isBf16(c.in[0]) || c.in[0].layout == plan::Layout::NHWC;
     if (s->ownKernel) {
-      // Sized for every batch up to the planned one (the tail's reduction
-      // can have more chunks; see BiasGrad).
-      uint64_t bytes = 0;
-      for (int64_t n = 1; n <= c.in[0].dims.n; ++n) {
-        Dims4 d = c.in[0].dims;
-        d.n = n;
-        bytes = std::max(bytes, batchNormScratchBytes(d));
-      }
-      s->scratch = allocate(bytes, "a batch norm's partial sums");
+      s->scratch = allocate(anyBatchBytes(c.in[0].dims, batchNormScratchBytes),
+                            "a batch norm's partial sums");
       break;
     }
     if (a.eps < CUDNN_BN_MIN_EPSILON)

@@ -1135,6 +1135,31 @@ template <typename T> struct BatchNormBackwardDx {
   }
 };
 
+/// The batch statistics' passes, which the training forward and the
+/// backward share: sum x -> mean -> sum (x - mean)^2 -> invStd, the last
+/// channel pass with what `configure` sets (the running statistics, or the
+/// backward's rounding). Returns that channel functor for the passes after.
+template <typename T, typename Configure, typename Run>
+BatchNormChannel batchStatisticsPasses(const kernels::Dims4 &d, MapGeom g,
+                                       double eps, const T *x, double *scratch,
+                                       Configure &&configure, Run &&run) {
+  BiasGradShape s = biasGradShape(d);
+  BatchNormChannel ch;
+  ch.c = d.c;
+  ch.chunks = s.chunks;
+  ch.m = s.rows;
+  ch.eps = eps;
+  ch.st = batchNormScratch(d, scratch);
+  run(BatchNormPartials<T>{g, s, BatchNormSum::X, x, nullptr, ch.st});
+  run(ch);
+  run(BatchNormPartials<T>{g, s, BatchNormSum::SquaredDeviation, x, nullptr,
+                           ch.st});
+  ch.sum = BatchNormSum::SquaredDeviation;
+  configure(ch);
+  run(ch);
+  return ch;
+}
+
 /// The training forward's passes, in order, each handed to `run` (the host
 /// walks them, the device launches them: the same functors on both sides):
 /// sum x -> mean -> sum (x - mean)^2 -> invStd and the running statistics
@@ -1145,24 +1170,14 @@ void batchNormTrainingPasses(const kernels::Dims4 &d, int64_t lanes, double eps,
                              const float *shift, float *runMean, float *runVar,
                              T *y, double *scratch, Run &&run) {
   MapGeom g = mapGeom(d, lanes);
-  BiasGradShape s = biasGradShape(d);
-  BatchNormScratch st = batchNormScratch(d, scratch);
-  BatchNormChannel ch;
-  ch.c = d.c;
-  ch.chunks = s.chunks;
-  ch.m = s.rows;
-  ch.eps = eps;
-  ch.momentum = momentum;
-  ch.st = st;
-  run(BatchNormPartials<T>{g, s, BatchNormSum::X, x, nullptr, st});
-  run(ch);
-  run(BatchNormPartials<T>{g, s, BatchNormSum::SquaredDeviation, x, nullptr,
-                           st});
-  ch.sum = BatchNormSum::SquaredDeviation;
-  ch.runMean = runMean;
-  ch.runVar = runVar;
-  run(ch);
-  run(BatchNormNormalize<T>{g, x, scale, shift, st, y});
+  BatchNormChannel ch = batchStatisticsPasses(
+      d, g, eps, x, scratch, [&](BatchNormChannel &c) {
+        c.momentum = momentum;
+        c.runMean = runMean;
+        c.runVar = runVar;
+      },
+      run);
+  run(BatchNormNormalize<T>{g, x, scale, shift, ch.st, y});
 }
 
 /// The backward's passes: the batch statistics recomputed as the reference
@@ -1175,29 +1190,18 @@ void batchNormBackwardPasses(const kernels::Dims4 &d, int64_t lanes, double eps,
                              float *dscale, float *dshift, double *scratch,
                              Run &&run) {
   MapGeom g = mapGeom(d, lanes);
+  BatchNormChannel ch = batchStatisticsPasses(
+      d, g, eps, x, scratch, [](BatchNormChannel &c) { c.roundStats = true; },
+      run);
   BiasGradShape s = biasGradShape(d);
-  BatchNormScratch st = batchNormScratch(d, scratch);
-  BatchNormChannel ch;
-  ch.c = d.c;
-  ch.chunks = s.chunks;
-  ch.m = s.rows;
-  ch.eps = eps;
-  ch.st = st;
-  run(BatchNormPartials<T>{g, s, BatchNormSum::X, x, nullptr, st});
-  run(ch);
-  run(BatchNormPartials<T>{g, s, BatchNormSum::SquaredDeviation, x, nullptr,
-                           st});
-  ch.sum = BatchNormSum::SquaredDeviation;
-  ch.roundStats = true;
-  run(ch);
-  run(BatchNormPartials<T>{g, s, BatchNormSum::Gradient, x, dy, st});
+  run(BatchNormPartials<T>{g, s, BatchNormSum::Gradient, x, dy, ch.st});
   ch.sum = BatchNormSum::Gradient;
   ch.roundStats = false;
   ch.dscale = dscale;
   ch.dshift = dshift;
   run(ch);
   if (dx)
-    run(BatchNormBackwardDx<T>{g, s.rows, x, dy, scale, st, dx});
+    run(BatchNormBackwardDx<T>{g, s.rows, x, dy, scale, ch.st, dx});
 }
 
 //===----------------------------------------------------------------------===//
