@@ -5,14 +5,19 @@
 // upload, copy and kernel is enqueued in order, and per kernel:
 //   - cuDNN for the convolution family (conv2d and deconv2d, forward,
 //     backward-data and backward-filter; a transposed convolution is the
-//     convolution's backward-data and vice versa), the bias gradient and the
-//     bias add, LRN, batch norm (training with running statistics, inference,
-//     backward) and average pooling;
+//     convolution's backward-data and vice versa), and on fp32 NCHW maps the
+//     bias gradient and the bias add, LRN, batch norm (training with running
+//     statistics, inference, backward) and average pooling;
 //   - cuBLAS for the fc family (row-major [N, in] x [out, in]^T);
 //   - the own kernels of runtime/cuda/Kernels.h (Launch.h) for switch
 //     max-pooling, unpooling, the losses, the objective, dropout, ReLU, add,
-//     scale and the SGD update;
+//     scale, the SGD update, bf16 maps' bias, LRN and batch norm, the fused
+//     conv epilogue, and conversions between layouts and element types;
 //   - a device-to-device copy for reshape/flatten when they are not views.
+//
+// Memory is never allocated inside a step. The programs are recorded as CUDA
+// graphs and replayed (beginProgram). The convolution algorithms are kept
+// in the trainer directory (usePlan).
 //
 // prepare() builds each kernel's state once: cuDNN descriptors for the
 // planned batch, the convolution algorithm (measured by cudnnFind* on the
@@ -61,8 +66,8 @@
 #include "runtime/exec/Backend.h"
 
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
