@@ -21,8 +21,8 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -119,14 +119,13 @@ cudnnTensorFormat_t dnnFormat(plan::Layout l) {
   return l == plan::Layout::NHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
 }
 
-void setTensor(TensorDesc &d, const Dims4 &x,
-               plan::DType t = plan::DType::F32,
+void setTensor(TensorDesc &d, const Dims4 &x, plan::DType t = plan::DType::F32,
                plan::Layout l = plan::Layout::NCHW) {
-  dnnCheck(cudnnSetTensor4dDescriptor(
-               d.get(), dnnFormat(l), dnnType(t), toInt(x.n, "batch"),
-               toInt(x.c, "channels"), toInt(x.h, "height"),
-               toInt(x.w, "width")),
-           "set tensor descriptor");
+  dnnCheck(
+      cudnnSetTensor4dDescriptor(d.get(), dnnFormat(l), dnnType(t),
+                                 toInt(x.n, "batch"), toInt(x.c, "channels"),
+                                 toInt(x.h, "height"), toInt(x.w, "width")),
+      "set tensor descriptor");
 }
 
 /// A value's descriptor with its own dims, element type and layout.
@@ -172,16 +171,8 @@ void setChannels(TensorDesc &d, int64_t c) { setTensor(d, Dims4{1, c, 1, 1}); }
 /// A transposed convolution is the convolution from its output to its input.
 enum class ConvKind { Forward, BackwardData, BackwardFilter };
 
-bool isConvFamily(Op op) {
-  return op == Op::Conv2D || op == Op::Deconv2D || op == Op::Conv2DGradInput ||
-         op == Op::Conv2DGradWeight || op == Op::Deconv2DGradInput ||
-         op == Op::Deconv2DGradWeight;
-}
-
-bool isDeconv(Op op) {
-  return op == Op::Deconv2D || op == Op::Deconv2DGradInput ||
-         op == Op::Deconv2DGradWeight;
-}
+using exec::isConvFamily;
+using exec::isTransposedConv;
 
 ConvKind convKind(Op op) {
   switch (op) {
@@ -674,16 +665,14 @@ void CudaBackend::forgetProgram(const void *key) {
 // bf16 weight copies
 //===----------------------------------------------------------------------===//
 
-CudaBackend::WeightCopy &CudaBackend::weightCopy(const float *w,
-                                                 const Dims4 &dims,
-                                                 int64_t lanes) {
+CudaBackend::WeightCopy &
+CudaBackend::weightCopy(const float *w, const Dims4 &dims, int64_t lanes) {
   auto key = std::make_pair(w, lanes);
   auto it = copies_.find(key);
   if (it != copies_.end()) {
     if (it->second.dims.count() != dims.count())
-      throw KernelError(fmt::format(
-          "a weight read as {} and as {} elements", it->second.dims.count(),
-          dims.count()));
+      throw KernelError(fmt::format("a weight read as {} and as {} elements",
+                                    it->second.dims.count(), dims.count()));
     return it->second;
   }
   WeightCopy c;
@@ -693,9 +682,8 @@ CudaBackend::WeightCopy &CudaBackend::weightCopy(const float *w,
   c.dims = dims;
   c.lanes = lanes;
   // The first copy of a weight is the one its SGD updates write.
-  c.bySgd = std::none_of(copies_.begin(), copies_.end(), [&](const auto &e) {
-    return e.second.w == w;
-  });
+  c.bySgd = std::none_of(copies_.begin(), copies_.end(),
+                         [&](const auto &e) { return e.second.w == w; });
   WeightCopy &made = copies_.emplace(key, std::move(c)).first->second;
   refresh(made);
   if (made.bySgd) {
@@ -970,7 +958,7 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
   const Op op = c.kernel.op;
   if (isConvFamily(op)) {
     exec::ConvOperands o = exec::convOperands(op, c.attrs, c.in, c.out);
-    bool deconv = isDeconv(op);
+    bool deconv = isTransposedConv(op);
     const Dims4 &in = deconv ? o.shape.out : o.shape.in;
     const Dims4 &out = deconv ? o.shape.in : o.shape.out;
     const exec::TensorRef &xv = deconv ? *o.y : *o.x;
@@ -1061,10 +1049,10 @@ CudaBackend::relayoutsOf(const KernelCall &c) {
   auto add = [&](const std::vector<exec::TensorRef> &list, bool out) {
     for (size_t i = 0; i < list.size(); ++i)
       if (laidOut(list[i]) && list[i].layout != first->layout)
-        r.push_back({out, i, first->layout,
-                     allocate(uint64_t(list[i].count *
-                                       plan::dtypeSize(list[i].dtype)),
-                              "an operand in the kernel's layout")});
+        r.push_back(
+            {out, i, first->layout,
+             allocate(uint64_t(list[i].count * plan::dtypeSize(list[i].dtype)),
+                      "an operand in the kernel's layout")});
   };
   add(c.in, false);
   add(c.out, true);
@@ -1106,7 +1094,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
   const Op op = c.kernel.op;
   if (isConvFamily(op)) {
     exec::ConvOperands o = exec::convOperands(op, a, c.in, c.out);
-    bool deconv = isDeconv(op);
+    bool deconv = isTransposedConv(op);
     const Dims4 &in = deconv ? o.shape.out : o.shape.in;
     const Dims4 &out = deconv ? o.shape.in : o.shape.out;
     s->kind = convKind(op);
@@ -1117,12 +1105,11 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     const exec::TensorRef &yv = deconv ? *o.x : *o.y;
     s->bf16 = isBf16(xv);
     const plan::Layout layout = convLayout(xv, yv);
-    if (isBf16(yv) != s->bf16 ||
-        (yv.dims.plane() > 1 && yv.layout != layout))
-      throw KernelError(fmt::format(
-          "its input is {} {} but its output {} {}", plan::dtypeName(xv.dtype),
-          plan::layoutName(xv.layout), plan::dtypeName(yv.dtype),
-          plan::layoutName(yv.layout)));
+    if (isBf16(yv) != s->bf16 || (yv.dims.plane() > 1 && yv.layout != layout))
+      throw KernelError(
+          fmt::format("its input is {} {} but its output {} {}",
+                      plan::dtypeName(xv.dtype), plan::layoutName(xv.layout),
+                      plan::dtypeName(yv.dtype), plan::layoutName(yv.layout)));
     // The weight as [K, C, kh, kw]; on NHWC maps cuDNN's tensor-core
     // kernels read it as KRSC, the layout of its bf16 copy.
     s->wDims = Dims4{out.c, in.c / groups, o.w->dims.h, o.w->dims.w};
@@ -1132,12 +1119,12 @@ CudaBackend::prepareKernel(const KernelCall &c) {
                            "a bf16 convolution's weight gradient");
     else if (s->bf16)
       s->copy = &weightCopy(o.w->f32(), s->wDims, s->wLanes);
-    dnnCheck(cudnnSetFilter4dDescriptor(
-                 s->w.get(), dnnType(xv.dtype), dnnFormat(layout),
-                 toInt(out.c, "output channels"),
-                 toInt(in.c / groups, "input channels"),
-                 toInt(o.w->dims.h, "kernel height"),
-                 toInt(o.w->dims.w, "kernel width")),
+    dnnCheck(cudnnSetFilter4dDescriptor(s->w.get(), dnnType(xv.dtype),
+                                        dnnFormat(layout),
+                                        toInt(out.c, "output channels"),
+                                        toInt(in.c / groups, "input channels"),
+                                        toInt(o.w->dims.h, "kernel height"),
+                                        toInt(o.w->dims.w, "kernel width")),
              "set filter descriptor");
     const kernels::Window2D &win = o.shape.win;
     dnnCheck(cudnnSetConvolution2dDescriptor(
@@ -1152,10 +1139,10 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     // math would use TF32 tensor cores on Ampere and later); bf16 ones on
     // tensor cores, accumulating in fp32 (the descriptor's compute type).
     const bool tensorOps = tf32_ || s->bf16;
-    dnnCheck(cudnnSetConvolutionMathType(
-                 s->conv.get(), s->bf16 ? CUDNN_TENSOR_OP_MATH
-                                : tf32_ ? CUDNN_DEFAULT_MATH
-                                        : CUDNN_FMA_MATH),
+    dnnCheck(cudnnSetConvolutionMathType(s->conv.get(),
+                                         s->bf16 ? CUDNN_TENSOR_OP_MATH
+                                         : tf32_ ? CUDNN_DEFAULT_MATH
+                                                 : CUDNN_FMA_MATH),
              "set math type");
     setTensor(s->x, in, xv.dtype, layout);
     setTensor(s->y, out, xv.dtype, layout);
@@ -1163,10 +1150,9 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     cudaMemGetInfo(&free, &total);
     // Decoders repeat their encoders' shapes: one search per shape.
     std::string key = fmt::format(
-        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_,
-        s->bf16, int(layout), int(s->kind), in.n, in.c, in.h, in.w, out.c,
-        out.h, out.w, o.w->dims.h, o.w->dims.w, win.sh, win.sw, win.ph, win.pw,
-        groups);
+        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_, s->bf16,
+        int(layout), int(s->kind), in.n, in.c, in.h, in.w, out.c, out.h, out.w,
+        o.w->dims.h, o.w->dims.w, win.sh, win.sw, win.ph, win.pw, groups);
     auto cached = algoCache_.find(key);
     bool fromCache = cached != algoCache_.end();
     if (fromCache) {
@@ -1175,8 +1161,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       size_t need = 0;
       s->algo = {cached->second.first, size_t(cached->second.second)};
       fromCache = workspaceFor(cudnn_, s->kind, s->x.get(), s->w.get(),
-                               s->conv.get(), s->y.get(), s->algo.algo,
-                               need) &&
+                               s->conv.get(), s->y.get(), s->algo.algo, need) &&
                   need <= s->algo.bytes;
     }
     bool found = fromCache;
@@ -1352,7 +1337,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
 void CudaBackend::convPointers(const KernelCall &c, const State &s, void *&x,
                                void *&w, void *&y) {
   exec::ConvOperands o = exec::convOperands(c.kernel.op, c.attrs, c.in, c.out);
-  bool deconv = isDeconv(c.kernel.op);
+  bool deconv = isTransposedConv(c.kernel.op);
   // A convolution fused with its relu writes into the relu's output.
   void *opOut = s.reluOut ? s.reluOut : o.y->data;
   x = deconv ? opOut : o.x->data;
@@ -1363,7 +1348,7 @@ void CudaBackend::convPointers(const KernelCall &c, const State &s, void *&x,
 void CudaBackend::runConv(const KernelCall &c, State &s) {
   const Op op = c.kernel.op;
   exec::ConvOperands o = exec::convOperands(op, c.attrs, c.in, c.out);
-  bool deconv = isDeconv(op);
+  bool deconv = isTransposedConv(op);
   // The conv view's pointers.
   void *x, *w, *y;
   convPointers(c, s, x, w, y);
@@ -1394,9 +1379,8 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
                  &zero, s.w.get(), w),
              "convolution backward filter");
     if (s.dwHalf) // the fp32 gradient, in the weight's own layout
-      device::fromStorage<Bf16>(s.wDims, s.wLanes,
-                                static_cast<const Bf16 *>(w), o.w->f32(),
-                                stream_);
+      device::fromStorage<Bf16>(s.wDims, s.wLanes, static_cast<const Bf16 *>(w),
+                                o.w->f32(), stream_);
     break;
   }
   const bool bias = (op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2;
@@ -1421,8 +1405,8 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   });
 }
 
-void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n,
-                            int fin, int fout) {
+void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n, int fin,
+                            int fout) {
   // As the fp32 path (row-major as column-major transposes), with bf16
   // operands, fp32 accumulation (CUBLAS_COMPUTE_32F) and the weight read
   // through its bf16 copy; the weight gradient is written in fp32.
@@ -1434,8 +1418,8 @@ void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n,
   auto gemm = [&](cublasOperation_t ta, cublasOperation_t tb, int m, int nn,
                   int k, const void *A, int lda, const void *B, int ldb,
                   void *C, cudaDataType_t ct, int ldc, const char *what) {
-    blasCheck(cublasGemmEx(cublas_, ta, tb, m, nn, k, &one, A, CUDA_R_16BF,
-                           lda, B, CUDA_R_16BF, ldb, &zero, C, ct, ldc,
+    blasCheck(cublasGemmEx(cublas_, ta, tb, m, nn, k, &one, A, CUDA_R_16BF, lda,
+                           B, CUDA_R_16BF, ldb, &zero, C, ct, ldc,
                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
               what);
   };
@@ -1444,8 +1428,7 @@ void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n,
          c.out[0].data, CUDA_R_16BF, fout, "bf16 fc forward");
     if (c.in.size() > 2)
       device::biasAdd<Bf16>(Dims4{n, fout, 1, 1}, 1, c.out[0].as<Bf16>(),
-                            c.in[2].f32(), c.out[0].as<Bf16>(), false,
-                            stream_);
+                            c.in[2].f32(), c.out[0].as<Bf16>(), false, stream_);
   } else if (op == Op::FCGradInput) {
     gemm(CUBLAS_OP_N, CUBLAS_OP_N, fin, n, fout, w, fin, c.in[0].data, fout,
          c.out[0].data, CUDA_R_16BF, fin, "bf16 fc backward data");
@@ -1525,8 +1508,7 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
   }
   case Op::BiasGrad:
     if (isBf16(c.in[0])) {
-      device::biasGrad<Bf16>(c.in[0].dims, c.in[0].lanes(),
-                             c.in[0].as<Bf16>(),
+      device::biasGrad<Bf16>(c.in[0].dims, c.in[0].lanes(), c.in[0].as<Bf16>(),
                              static_cast<double *>(s.scratch->data()), out(0),
                              st);
       return;
@@ -1573,9 +1555,9 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
         using T = decltype(t);
         const exec::TensorRef &x = c.in[0];
         if (a.inference || !c.ctx.training)
-          device::batchNormForwardInference<T>(
-              x.dims, x.lanes(), a.eps, x.as<T>(), in(1), in(2), in(3),
-              in(4), c.out[0].as<T>(), st);
+          device::batchNormForwardInference<T>(x.dims, x.lanes(), a.eps,
+                                               x.as<T>(), in(1), in(2), in(3),
+                                               in(4), c.out[0].as<T>(), st);
         else
           device::batchNormForwardTraining<T>(
               x.dims, x.lanes(), a.eps, a.bnMomentum, x.as<T>(), in(1), in(2),
@@ -1726,9 +1708,8 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     withType(c.in[0], [&](auto t) {
       using T = decltype(t);
       device::softmaxCrossEntropyBackward<T>(
-          n, c.in[0].count / n, c.in[0].as<T>(), c.in[1].i32(),
-          float(a.scale), static_cast<double *>(s.scratch->data()),
-          c.out[0].as<T>(), st);
+          n, c.in[0].count / n, c.in[0].as<T>(), c.in[1].i32(), float(a.scale),
+          static_cast<double *>(s.scratch->data()), c.out[0].as<T>(), st);
     });
     return;
   }
@@ -1743,10 +1724,9 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
   case Op::EuclideanLossGrad:
     withType(c.in[0], [&](auto t) {
       using T = decltype(t);
-      device::euclideanLossBackward<T>(c.in[0].dims.n, c.in[0].count,
-                                       c.in[0].as<T>(), c.in[1].as<T>(),
-                                       float(a.scale), c.out[0].as<T>(),
-                                       nullptr, st);
+      device::euclideanLossBackward<T>(
+          c.in[0].dims.n, c.in[0].count, c.in[0].as<T>(), c.in[1].as<T>(),
+          float(a.scale), c.out[0].as<T>(), nullptr, st);
     });
     return;
   case Op::Objective:
@@ -1772,11 +1752,9 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
       for (size_t i = first; i < last; ++i) { // the gaps: no NaN summed
         char *end = static_cast<char *>(c.out[i].data) +
                     size_t(c.out[i].count) * sizeof(float);
-        cudaCheck(cudaMemsetAsync(end, 0,
-                                  size_t(static_cast<char *>(
-                                             c.out[i + 1].data) -
-                                         end),
-                                  st),
+        cudaCheck(cudaMemsetAsync(
+                      end, 0,
+                      size_t(static_cast<char *>(c.out[i + 1].data) - end), st),
                   "all_reduce_mean gap");
       }
       float *begin = c.out[first].f32();
@@ -1788,12 +1766,10 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
   case Op::SGDUpdate:
     // The hyper-parameters from device memory (beginProgram), so that a
     // recorded step reads each step's.
-    device::sgdMomentum(static_cast<const SgdTensor *>(s.table->data()),
-                        static_cast<const SgdChunk *>(s.chunks->data()),
-                        s.tableCount,
-                        &static_cast<const StepParams *>(stepParams_->data())
-                             ->hyper,
-                        st);
+    device::sgdMomentum(
+        static_cast<const SgdTensor *>(s.table->data()),
+        static_cast<const SgdChunk *>(s.chunks->data()), s.tableCount,
+        &static_cast<const StepParams *>(stepParams_->data())->hyper, st);
     return;
   default:
     break;

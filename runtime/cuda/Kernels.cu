@@ -223,8 +223,7 @@ template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
              const float *bias, T *y, bool relu, Stream stream) {
   checkLanes("bias_add", d.c, lanes);
-  launch("bias_add", BiasAdd<T>{mapGeom(d, lanes), x, bias, y, relu},
-         stream);
+  launch("bias_add", BiasAdd<T>{mapGeom(d, lanes), x, bias, y, relu}, stream);
 }
 
 template <typename T>

@@ -640,6 +640,12 @@ template <typename T> struct Scale {
 /// layout.
 struct MapGeom {
   int64_t n = 0, c = 0, plane = 0, lanes = 1;
+  /// The channel of the element at memory index i.
+  NETC_HD int64_t channelAt(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, plane, lanes, nc, p);
+    return nc % c;
+  }
 };
 
 inline MapGeom mapGeom(const kernels::Dims4 &d, int64_t lanes) {
@@ -667,9 +673,7 @@ template <typename T> struct BiasAdd {
 
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.plane, g.lanes, nc, p);
-    float v = load(x + i) + bias[nc % g.c];
+    float v = load(x + i) + bias[g.channelAt(i)];
     store(y + i, relu && !(v > 0.0f) ? 0.0f : v);
   }
 };
@@ -858,9 +862,7 @@ template <typename T> struct LrnForward {
 
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.plane, g.lanes, nc, p);
-    int64_t c = nc % g.c;
+    int64_t c = g.channelAt(i);
     double scale = lrnScale(g, l, x + (i - channelOffset(g, c)), c);
     store(y + i, float(double(load(x + i)) * dpow(scale, l.negBeta)));
   }
@@ -881,9 +883,7 @@ template <typename T> struct LrnBackward {
 
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.plane, g.lanes, nc, p);
-    int64_t c = nc % g.c;
+    int64_t c = g.channelAt(i);
     int64_t base = i - channelOffset(g, c);
     const T *xp = x + base;
     double sum = 0.0, scale = 0.0;
@@ -1079,9 +1079,7 @@ template <typename T> struct BatchNormNormalize {
 
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.plane, g.lanes, nc, p);
-    int64_t c = nc % g.c;
+    int64_t c = g.channelAt(i);
     store(y + i, float(double(scale[c]) * (double(load(x + i)) - st.mean[c]) *
                            st.invStd[c] +
                        double(shift[c])));
@@ -1100,9 +1098,7 @@ template <typename T> struct BatchNormInference {
 
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.plane, g.lanes, nc, p);
-    int64_t c = nc % g.c;
+    int64_t c = g.channelAt(i);
     double invStd = 1.0 / dsqrt(double(runVar[c]) + eps);
     store(y + i, float(double(scale[c]) *
                            (double(load(x + i)) - double(runMean[c])) * invStd +
@@ -1124,9 +1120,7 @@ template <typename T> struct BatchNormBackwardDx {
 
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.plane, g.lanes, nc, p);
-    int64_t c = nc % g.c;
+    int64_t c = g.channelAt(i);
     double invStd = st.invStd[c];
     double k = double(scale[c]) * invStd / double(m);
     double xhat = (double(load(x + i)) - st.mean[c]) * invStd;
@@ -1171,7 +1165,8 @@ void batchNormTrainingPasses(const kernels::Dims4 &d, int64_t lanes, double eps,
                              T *y, double *scratch, Run &&run) {
   MapGeom g = mapGeom(d, lanes);
   BatchNormChannel ch = batchStatisticsPasses(
-      d, g, eps, x, scratch, [&](BatchNormChannel &c) {
+      d, g, eps, x, scratch,
+      [&](BatchNormChannel &c) {
         c.momentum = momentum;
         c.runMean = runMean;
         c.runVar = runVar;

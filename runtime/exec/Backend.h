@@ -50,9 +50,10 @@ public:
   /// batch. The values in `hostValues` (inputs and outputs) are read or
   /// written by the host and keep the plan's layout; a backend may choose
   /// its own layout for the others. The default prepares each kernel alone.
-  virtual PreparedProgram prepareProgram(const plan::Program &program,
-                                         const std::vector<KernelCallT<T>> &calls,
-                                         const std::set<int64_t> &hostValues) {
+  virtual PreparedProgram
+  prepareProgram(const plan::Program &program,
+                 const std::vector<KernelCallT<T>> &calls,
+                 const std::set<int64_t> &hostValues) {
     (void)program;
     (void)hostValues;
     PreparedProgram p;
@@ -101,8 +102,7 @@ public:
   virtual void uploadStored(void *dst, const kernels::Storage &s,
                             const kernels::Dims4 &d, const void *src) {
     std::vector<uint8_t> stored(size_t(d.count() * s.elementBytes()));
-    kernels::toStorage(d, s, static_cast<const uint32_t *>(src),
-                       stored.data());
+    kernels::toStorage(d, s, static_cast<const uint32_t *>(src), stored.data());
     this->upload(dst, stored.data(), stored.size());
     this->synchronize(); // `stored` goes away
   }
@@ -122,9 +122,9 @@ protected:
     try {
       return prepare(call);
     } catch (const kernels::KernelError &e) {
-      throw kernels::KernelError(fmt::format(
-          "{}: '{}': {}", call.kernel.path, plan::opName(call.kernel.op),
-          e.what()));
+      throw kernels::KernelError(fmt::format("{}: '{}': {}", call.kernel.path,
+                                             plan::opName(call.kernel.op),
+                                             e.what()));
     }
   }
 };

@@ -29,25 +29,6 @@ static constexpr int64_t kElementGrain = 1 << 15;
 
 namespace {
 
-bool isConvFamily(Op op) {
-  switch (op) {
-  case Op::Conv2D:
-  case Op::Deconv2D:
-  case Op::Conv2DGradInput:
-  case Op::Conv2DGradWeight:
-  case Op::Deconv2DGradInput:
-  case Op::Deconv2DGradWeight:
-    return true;
-  default:
-    return false;
-  }
-}
-
-bool isTransposed(Op op) {
-  return op == Op::Deconv2D || op == Op::Deconv2DGradInput ||
-         op == Op::Deconv2DGradWeight;
-}
-
 ConvPass convPass(Op op) {
   switch (op) {
   case Op::Conv2D:
@@ -77,10 +58,6 @@ std::pair<int64_t, int64_t> convXY(const plan::Kernel &k) {
 bool isNormalization(Op op) {
   return op == Op::BatchNorm || op == Op::BatchNormGrad || op == Op::LRN ||
          op == Op::LRNGrad;
-}
-
-bool isFC(Op op) {
-  return op == Op::FC || op == Op::FCGradInput || op == Op::FCGradWeight;
 }
 
 /// A batch norm's or LRN's operands that are activations of x's shape
@@ -171,11 +148,11 @@ std::unique_ptr<Primitive> makePrimitive(const KernelCall &c,
   const KernelAttrs &a = c.attrs;
   if (isConvFamily(op)) {
     ConvOperands o = convOperands(op, a, c.in, c.out);
-    return std::make_unique<ConvPrimitive>(o.shape, isTransposed(op),
+    return std::make_unique<ConvPrimitive>(o.shape, isTransposedConv(op),
                                            convPass(op), s.xLanes, s.yLanes,
                                            c.in.size() > 2, s.relu);
   }
-  if (isFC(op)) {
+  if (isFcFamily(op)) {
     FCDims d = fcDims(op, c.in, c.out);
     return std::make_unique<ConvPrimitive>(d.n, d.in, d.out, fcPass(op),
                                            op == Op::FC && c.in.size() > 2);
@@ -239,7 +216,7 @@ CpuBackend::prepareProgram(const plan::Program &program,
   std::set<int64_t> mustBePlain;
   for (size_t i = 0; i < ks.size(); ++i) {
     Op op = ks[i].op;
-    if (!isConvFamily(op) && !(isFC(op) && fcPrimitives_) &&
+    if (!isConvFamily(op) && !(isFcFamily(op) && fcPrimitives_) &&
         !isNormalization(op))
       continue;
     auto s = std::make_unique<CpuState>();
@@ -494,7 +471,7 @@ void CpuBackend::run(const KernelCall &c) {
     runConv(c, *state);
     return;
   }
-  if (isFC(k.op)) {
+  if (isFcFamily(k.op)) {
     runFC(c, state);
     return;
   }

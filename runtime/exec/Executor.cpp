@@ -256,8 +256,8 @@ void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
   // Graph capture needs the same kernels and addresses at every replay:
   // the planned batch's call list, unprofiled.
   using Run = typename BackendT<T>::ProgramRun;
-  const Run how = backend_.beginProgram(this, n, ctx,
-                                        !profiling_ && n == program_->batch);
+  const Run how =
+      backend_.beginProgram(this, n, ctx, !profiling_ && n == program_->batch);
   bool ran = how == Run::Replay;
   if (how == Run::Capture) {
     bool ok = true;

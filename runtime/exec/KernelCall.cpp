@@ -401,17 +401,28 @@ void checkProgram(const plan::Plan &plan, const plan::Program &program,
 // Operand views shared by the backends
 //===----------------------------------------------------------------------===//
 
-int64_t modelFlops(const plan::Program &program, int64_t n) {
+bool isConvFamily(plan::Op op) {
   using plan::Op;
+  return op == Op::Conv2D || op == Op::Deconv2D || op == Op::Conv2DGradInput ||
+         op == Op::Conv2DGradWeight || isTransposedConv(op);
+}
+
+bool isTransposedConv(plan::Op op) {
+  using plan::Op;
+  return op == Op::Deconv2D || op == Op::Deconv2DGradInput ||
+         op == Op::Deconv2DGradWeight;
+}
+
+bool isFcFamily(plan::Op op) {
+  using plan::Op;
+  return op == Op::FC || op == Op::FCGradInput || op == Op::FCGradWeight;
+}
+
+int64_t modelFlops(const plan::Program &program, int64_t n) {
   int64_t flops = 0;
   for (const plan::Kernel &k : program.kernels) {
-    bool conv = k.op == Op::Conv2D || k.op == Op::Deconv2D ||
-                k.op == Op::Conv2DGradInput || k.op == Op::Conv2DGradWeight ||
-                k.op == Op::Deconv2DGradInput ||
-                k.op == Op::Deconv2DGradWeight;
-    bool fc = k.op == Op::FC || k.op == Op::FCGradInput ||
-              k.op == Op::FCGradWeight;
-    if (!conv && !fc)
+    bool fc = isFcFamily(k.op);
+    if (!fc && !isConvFamily(k.op))
       continue;
     auto refs = [&](const std::vector<int64_t> &ids) {
       std::vector<TensorRef> r;
@@ -432,12 +443,11 @@ int64_t modelFlops(const plan::Program &program, int64_t n) {
     ConvOperands o = convOperands(k.op, decodeAttrs(k), in, out);
     // Every output pixel of the strided side (a transposed convolution's
     // input) takes a window over the other side's channels of its group.
-    bool deconv = k.op == Op::Deconv2D || k.op == Op::Deconv2DGradInput ||
-                  k.op == Op::Deconv2DGradWeight;
+    bool deconv = isTransposedConv(k.op);
     const kernels::Dims4 &small = deconv ? o.shape.in : o.shape.out;
     const kernels::Dims4 &large = deconv ? o.shape.out : o.shape.in;
-    flops += 2 * small.count() * (large.c / o.shape.groups) *
-             o.shape.win.kh * o.shape.win.kw;
+    flops += 2 * small.count() * (large.c / o.shape.groups) * o.shape.win.kh *
+             o.shape.win.kw;
   }
   return flops;
 }

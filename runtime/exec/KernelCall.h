@@ -55,14 +55,19 @@ struct TensorRef {
   plan::Layout layout = plan::Layout::NCHW;
   /// The channel block of its layout, as cuda::planeAt takes it: C for
   /// NHWC (all channels of a pixel together), 1 for NCHW.
-  int64_t lanes() const {
-    return layout == plan::Layout::NHWC ? dims.c : 1;
-  }
+  int64_t lanes() const { return layout == plan::Layout::NHWC ? dims.c : 1; }
   /// The data as elements of type U (float, double or int32_t).
   template <typename U> U *as() const { return static_cast<U *>(data); }
   float *f32() const { return static_cast<float *>(data); }
   int32_t *i32() const { return static_cast<int32_t *>(data); }
 };
+
+/// The kernel families every backend dispatches on: conv2d, deconv2d and
+/// their gradients; the transposed (deconv2d) ones among them; fc and its
+/// gradients.
+bool isConvFamily(plan::Op op);
+bool isTransposedConv(plan::Op op);
+bool isFcFamily(plan::Op op);
 
 /// A convolution-family kernel (conv2d, deconv2d and their gradients) seen
 /// as its forward convolution: input `x`, weight `w`, output `y` (for the

@@ -58,20 +58,19 @@ bool ReferenceBackendT<T>::supports(const plan::Value &v) const {
 
 namespace {
 
-bool isConvFamily(Op op) {
-  return op == Op::Conv2D || op == Op::Deconv2D || op == Op::Conv2DGradInput ||
-         op == Op::Conv2DGradWeight || op == Op::Deconv2DGradInput ||
-         op == Op::Deconv2DGradWeight;
-}
-
 kernels::Storage storageOf(const TensorRef &t) {
   return {t.lanes(), t.dtype == plan::DType::BF16};
 }
 
-/// Rounds `count` floats to bf16 and back, in place.
-void roundToBf16(std::vector<uint32_t> &words) {
-  for (uint32_t &w : words)
-    w = cuda::floatBits(cuda::Bf16::fromFloat(cuda::bitsFloat(w)).toFloat());
+/// The float whose bits are `w`, rounded to bf16 (and widened back).
+float bf16Rounded(uint32_t w) {
+  return cuda::Bf16::fromFloat(cuda::bitsFloat(w)).toFloat();
+}
+
+/// Rounds `count` floats (as their bits) to bf16, in place.
+void roundToBf16(uint32_t *words, int64_t count) {
+  for (int64_t i = 0; i < count; ++i)
+    words[i] = cuda::floatBits(bf16Rounded(words[i]));
 }
 
 } // namespace
@@ -104,10 +103,10 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
       std::vector<uint32_t> &words = temps.emplace_back(size_t(t.count));
       kernels::fromStorage(t.dims, s, t.data, words.data());
       if (rounded && !s.bf16)
-        roundToBf16(words);
+        roundToBf16(words.data(), t.count);
       t.data = words.data();
-      t.dtype = t.dtype == plan::DType::I32 ? plan::DType::I32
-                                             : plan::DType::F32;
+      t.dtype =
+          t.dtype == plan::DType::I32 ? plan::DType::I32 : plan::DType::F32;
       t.layout = plan::Layout::NCHW;
       return true;
     };
@@ -118,9 +117,9 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
       converted[i] = toHost(plain.out[i], weight == &c.out[i]);
     // The GPU adds a bias to the product already rounded to bf16 (cuDNN
     // and cuBLAS write bf16, then the bias kernel rounds again): so here.
-    const bool biased = weight && (op == Op::Conv2D || op == Op::Deconv2D ||
-                                   op == Op::FC) &&
-                        c.in.size() > 2;
+    const bool biased =
+        weight && (op == Op::Conv2D || op == Op::Deconv2D || op == Op::FC) &&
+        c.in.size() > 2;
     if (biased)
       plain.in.pop_back();
     run(plain);
@@ -129,8 +128,7 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
       const float *bias = c.in[2].f32(); // f32: not converted
       const kernels::Dims4 &d = c.out[0].dims;
       for (int64_t i = 0; i < d.count(); ++i) {
-        float v = cuda::Bf16::fromFloat(cuda::bitsFloat(y[i])).toFloat();
-        y[i] = cuda::floatBits(v + bias[(i / d.plane()) % d.c]);
+        y[i] = cuda::floatBits(bf16Rounded(y[i]) + bias[(i / d.plane()) % d.c]);
       }
     }
     for (size_t i = 0; i < c.out.size(); ++i) {
@@ -138,11 +136,8 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
         continue;
       auto *words = static_cast<uint32_t *>(plain.out[i].data);
       kernels::Storage s = storageOf(c.out[i]);
-      if (weight == &c.out[i] && !s.bf16) {
-        std::vector<uint32_t> w(words, words + c.out[i].count);
-        roundToBf16(w);
-        std::memcpy(words, w.data(), w.size() * 4);
-      }
+      if (weight == &c.out[i] && !s.bf16)
+        roundToBf16(words, c.out[i].count);
       kernels::toStorage(c.out[i].dims, s, words, c.out[i].data);
     }
   }

@@ -134,7 +134,7 @@ auto uploadInput(E &e, int64_t id, const void *src, uint64_t, int64_t n, long)
 /// Uploads random data into every input of `e1` and `e2` (labels in [0,
 /// classes) for i32 inputs).
 inline void uploadRandomInputs(exec::Executor &e1, exec::Executor &e2, Rng &rng,
-                        int64_t n, int64_t classes) {
+                               int64_t n, int64_t classes) {
   const plan::Program &prog = e1.program();
   for (auto &[name, id] : prog.inputs) {
     const plan::Value &v = prog.value(id);
@@ -322,8 +322,8 @@ inline const char *const kVariants[] = {
     "swwae-first", "swwae-all", "swwae-layerwise"};
 
 /// A test name for variant `name` ('-' is not allowed).
-inline std::string variantTestName(
-    const ::testing::TestParamInfo<const char *> &info) {
+inline std::string
+variantTestName(const ::testing::TestParamInfo<const char *> &info) {
   std::string name = info.param;
   std::replace(name.begin(), name.end(), '-', '_');
   return name;

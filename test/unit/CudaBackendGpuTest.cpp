@@ -327,8 +327,7 @@ std::string stepPlan(const std::string &name) {
 constexpr netc::testing::StepTolerance kBf16Step = {
     /*loss=*/1e-2, /*param=*/1e-1, /*update=*/1.5e-1};
 
-class CudaBf16EveryLayerStep : public ::testing::TestWithParam<const char *> {
-};
+class CudaBf16EveryLayerStep : public ::testing::TestWithParam<const char *> {};
 
 TEST_P(CudaBf16EveryLayerStep, ThreeStepsMatchTheEmulation) {
   std::string file =
@@ -438,14 +437,13 @@ TEST_P(CudaSwitchOff, ChangesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(
     CudaGraphsAndFusion, CudaSwitchOff,
-    ::testing::Combine(::testing::Values("NETC_CUDA_GRAPHS",
-                                         "NETC_CUDA_FUSION"),
-                       ::testing::Values("every-swwae-all",
-                                         "every-nolrn-swwae-all-bf16")),
+    ::testing::Combine(
+        ::testing::Values("NETC_CUDA_GRAPHS", "NETC_CUDA_FUSION"),
+        ::testing::Values("every-swwae-all", "every-nolrn-swwae-all-bf16")),
     [](const ::testing::TestParamInfo<std::tuple<const char *, const char *>>
            &i) {
-      std::string name = std::string(std::get<0>(i.param)) + "_" +
-                         std::get<1>(i.param);
+      std::string name =
+          std::string(std::get<0>(i.param)) + "_" + std::get<1>(i.param);
       std::replace(name.begin(), name.end(), '-', '_');
       return name;
     });

@@ -148,6 +148,17 @@ plan::Plan loadJson(const TempDir &dir, const json &j) {
   return plan::loadPlan(dir.str());
 }
 
+#ifdef NETC_STEP_PLAN_DIR
+/// `name`.json, which netc compiled at build time (test/unit/CMakeLists.txt),
+/// loaded as a trainer in `dir`; throws if it was not compiled.
+plan::Plan compiledPlan(const TempDir &dir, const std::string &name) {
+  std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/" + name + ".json");
+  if (!in)
+    throw std::runtime_error(name + ".json was not compiled");
+  return loadJson(dir, json::parse(in));
+}
+#endif
+
 /// The PlanError message of loading `j` ("" if it loads).
 std::string planError(const TempDir &dir, const json &j) {
   try {
@@ -1648,12 +1659,9 @@ TEST(TrainerTest, FrozenBatchNormKeepsItsRunningStatistics) {
 #ifndef NETC_STEP_PLAN_DIR
   GTEST_SKIP() << "built without the compiler: no compiled plan";
 #else
-  std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/frozen-batchnorm.json");
-  ASSERT_TRUE(in) << "frozen-batchnorm.json was not compiled";
-  json j = json::parse(in);
   TempDir data, dir;
   writeIdxSet(data.path, 24, 6, 6, 6, 3);
-  plan::Plan p = loadJson(dir, j);
+  plan::Plan p = compiledPlan(dir, "frozen-batchnorm");
   ASSERT_EQ(p.schedule.size(), 2u);
   const char *stats[] = {"conv1.batchnorm.mean", "conv1.batchnorm.var"};
 
@@ -1704,12 +1712,9 @@ TEST(DenseEvalTest, AtTheInputSizeTheLogitsAreEvals) {
 #ifndef NETC_STEP_PLAN_DIR
   GTEST_SKIP() << "built without the compiler: no compiled plan";
 #else
-  std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/dense-eval.json");
-  ASSERT_TRUE(in) << "dense-eval.json was not compiled";
-  json j = json::parse(in);
   TempDir data, dir;
   writeIdxSet(data.path, 8, 10, 12, 12, 5);
-  plan::Plan p = loadJson(dir, j);
+  plan::Plan p = compiledPlan(dir, "dense-eval");
   ASSERT_EQ(p.denseScales, (std::vector<int64_t>{12, 16}));
   exec::ReferenceBackend backend;
   exec::ParamStore store(p, 3);
@@ -1759,16 +1764,15 @@ TEST(ModelFlopsTest, CountsConvolutionsAndFc) {
   TempDir dir;
   plan::Plan tiny = loadJson(dir, tinyPlan());
   // fc [n, 4] x [3, 4] and its weight gradient; bias_grad counts nothing.
-  EXPECT_EQ(exec::modelFlops(tiny.program("step.train"), 4), 2 * (2 * 4 * 4 * 3));
+  EXPECT_EQ(exec::modelFlops(tiny.program("step.train"), 4),
+            2 * (2 * 4 * 4 * 3));
 #ifdef NETC_STEP_PLAN_DIR
-  std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/every-none.json");
-  ASSERT_TRUE(in) << "every-none.json was not compiled";
   TempDir dir2;
-  plan::Plan every = loadJson(dir2, json::parse(in));
+  plan::Plan every = compiledPlan(dir2, "every-none");
   // every-layer.net per image: conv1 4x6x6 outputs over 2 channels x 3x3;
   // conv2 6x3x3 outputs over 4/2 channels x 3x3; fc3 6->8; fc4 8->5.
-  const int64_t perImage = 2 * (4 * 6 * 6 * 2 * 9 + 6 * 3 * 3 * 2 * 9 +
-                                6 * 8 + 8 * 5);
+  const int64_t perImage =
+      2 * (4 * 6 * 6 * 2 * 9 + 6 * 3 * 3 * 2 * 9 + 6 * 8 + 8 * 5);
   EXPECT_EQ(exec::modelFlops(every.program("eval"), 3), 3 * perImage);
 #endif
 }
@@ -1780,8 +1784,8 @@ TEST(StorageTest, NhwcAndBf16RoundTrip) {
   std::vector<uint32_t> host(size_t(d.count()));
   uint64_t h = 3;
   for (uint32_t &w : host) {
-    float f = float(int64_t((h = kernels::splitmix64(h)) % 20001) - 10000) /
-              997.0f;
+    float f =
+        float(int64_t((h = kernels::splitmix64(h)) % 20001) - 10000) / 997.0f;
     w = cuda::floatBits(f);
   }
   auto at = [&](int64_t n, int64_t c, int64_t y, int64_t x) {
@@ -1799,8 +1803,7 @@ TEST(StorageTest, NhwcAndBf16RoundTrip) {
   kernels::toStorage(d, {d.c, true}, host.data(), half.data());
   kernels::fromStorage(d, {d.c, true}, half.data(), back.data());
   for (size_t i = 0; i < host.size(); ++i) {
-    float want =
-        cuda::Bf16::fromFloat(cuda::bitsFloat(host[i])).toFloat();
+    float want = cuda::Bf16::fromFloat(cuda::bitsFloat(host[i])).toFloat();
     ASSERT_EQ(back[i], cuda::floatBits(want)) << i;
   }
   EXPECT_EQ(half[size_t(((0 * d.h + 1) * d.w + 2) * d.c + 3)].toFloat(),
@@ -1818,13 +1821,8 @@ TEST(Bf16EmulationTest, FollowsTheF32Plan) {
   GTEST_SKIP() << "built without the compiler: no compiled plan";
 #else
   TempDir dir32, dir16;
-  auto load = [](TempDir &dir, const char *name) {
-    std::ifstream in(std::string(NETC_STEP_PLAN_DIR) + "/" + name);
-    EXPECT_TRUE(in) << name << " was not compiled";
-    return loadJson(dir, json::parse(in));
-  };
-  plan::Plan p32 = load(dir32, "every-swwae-all.json");
-  plan::Plan p16 = load(dir16, "every-swwae-all-bf16.json");
+  plan::Plan p32 = compiledPlan(dir32, "every-swwae-all");
+  plan::Plan p16 = compiledPlan(dir16, "every-swwae-all-bf16");
   ASSERT_EQ(p16.precision, plan::Precision::BF16);
   exec::ReferenceBackend backend;
   exec::ParamStore s32(p32, 9), s16(p16, 9);
@@ -1936,15 +1934,14 @@ TEST(AllReduceMean, ReducesABucketAsOneSpanAndKeepsTheMean) {
   TripleComm comm;
   netc::exec::StepContext ctx;
   ctx.comm = &comm;
-  netc::exec::KernelCallT<float> call{
-      kernel,
-      attrs,
-      {ref(a.data(), 10), ref(b.data(), 16), ref(c.data(), 1),
-       ref(d.data(), 3)},
-      {ref(&arena[0], 10), ref(&arena[16], 16), ref(&arena[32], 1),
-       ref(&arena[100], 3)},
-      4,
-      ctx};
+  netc::exec::KernelCallT<float> call{kernel,
+                                      attrs,
+                                      {ref(a.data(), 10), ref(b.data(), 16),
+                                       ref(c.data(), 1), ref(d.data(), 3)},
+                                      {ref(&arena[0], 10), ref(&arena[16], 16),
+                                       ref(&arena[32], 1), ref(&arena[100], 3)},
+                                      4,
+                                      ctx};
   netc::exec::hostAllReduceMean(call);
   ASSERT_EQ(comm.spans.size(), 2u);
   EXPECT_EQ(comm.spans[0], std::make_pair(&arena[0], int64_t(33)));
