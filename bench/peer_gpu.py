@@ -19,8 +19,18 @@ cudnn.benchmark on. Timed: the mean of 12 steps (30 for the small net) after
   peer <net> <variant> <precision> batch <B>: <img/s> images/s, peak <bytes>
 and flushes it, so that a stage timeout keeps the cells already measured.
 
+With --compile the second peer: the same net through torch.compile (default
+mode: Inductor's kernels, no CUDA graphs; the optimizer step stays eager), its
+lines starting `compiled` and naming the compile time (the first warm-up
+step). A cell that does not compile prints `failed` and the rest go on.
+
   bench/peer_gpu.py [--nets vgg16,vgg32] [--variants none,swwae-all]
-                    [--precisions fp32,tf32,bf16]
+                    [--precisions fp32,tf32,bf16] [--compile]
+                    [--cells NET/VARIANT/PRECISION,...] [--device cuda]
+
+--cells names the cells and their order (instead of the three lists).
+Without a GPU the script is tried on the `tiny` net (not a benchmark):
+  bench/peer_gpu.py --device cpu --nets tiny [--compile]
 """
 import argparse
 import sys
@@ -37,6 +47,8 @@ NETS = {
                [512, 512, 512]], 224, 64, [4096, 4096], 1000, 12),
     "vgg32": ([[64, 64], [128, 128], [256, 256], [512, 512]], 32, 256, [512],
               10, 30),
+    # For trying the script on the CPU.
+    "tiny": ([[8], [16, 16]], 16, 4, [32], 10, 2),
 }
 WARMUP = 5
 
@@ -100,49 +112,65 @@ class Net(nn.Module):
         return logits, recon
 
 
-def cell(name, variant, precision):
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def cell(name, variant, precision, compiled=False, dev=None):
     macros, size, batch, fcs, classes, steps = NETS[name]
+    dev = dev or torch.device("cuda")
     torch.backends.cudnn.benchmark = True
     tf32 = precision != "fp32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.manual_seed(1)
-    dev = torch.device("cuda")
     net = Net(macros, size, fcs, classes, variant != "none").to(dev)
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9,
                           weight_decay=5e-4)
+    model = torch.compile(net) if compiled else net
     x = torch.randn(batch, 3, size, size, device=dev).to(
         memory_format=torch.channels_last)
     y = torch.randint(0, classes, (batch,), device=dev)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16,
+        with torch.autocast(dev.type, dtype=torch.bfloat16,
                             enabled=precision == "bf16"):
-            logits, recon = net(x)
+            logits, recon = model(x)
             loss = F.cross_entropy(logits.float(), y)
             if recon is not None:
                 loss = loss + 0.1 * recon
         loss.backward()
         opt.step()
 
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    for _ in range(WARMUP):
+    sync(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    step()  # with --compile: the compilation
+    sync(dev)
+    first = time.perf_counter() - t0
+    for _ in range(WARMUP - 1):
         step()
-    torch.cuda.synchronize()
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    torch.cuda.synchronize()
+    sync(dev)
     secs = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated()
-    print(f"peer {name} {variant} {precision} batch {batch}: "
+    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else 0
+    who = "compiled" if compiled else "peer"
+    extra = f", compile {first:.1f} s" if compiled else ""
+    print(f"{who} {name} {variant} {precision} batch {batch}: "
           f"{batch * steps / secs:.1f} images/s, peak {peak} bytes "
-          f"({peak / 2**30:.2f} GiB)", flush=True)
-    del net, opt, x, y
-    torch.cuda.empty_cache()
+          f"({peak / 2**30:.2f} GiB){extra}", flush=True)
+    del model, net, opt, x, y
+    if compiled:
+        torch._dynamo.reset()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def main():
@@ -150,22 +178,41 @@ def main():
     ap.add_argument("--nets", default="vgg32,vgg16")
     ap.add_argument("--variants", default="none,swwae-all")
     ap.add_argument("--precisions", default="fp32,tf32,bf16")
+    ap.add_argument("--cells", help="NET/VARIANT/PRECISION,... in this order")
+    ap.add_argument("--compile", action="store_true",
+                    help="the torch.compile peer instead of eager PyTorch")
+    ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
         print("peer: no CUDA device; skipping", flush=True)
         return 0
     print(f"peer: torch {torch.__version__}, cuDNN "
-          f"{torch.backends.cudnn.version()}, "
-          f"{torch.cuda.get_device_name(0)}", flush=True)
-    for name in args.nets.split(","):
-        for variant in args.variants.split(","):
-            for precision in args.precisions.split(","):
-                try:
-                    cell(name, variant, precision)
-                except Exception as e:  # one failed cell must not stop the rest
-                    print(f"peer {name} {variant} {precision}: failed: {e}",
-                          flush=True)
-                    torch.cuda.empty_cache()
+          f"{torch.backends.cudnn.version()}, " +
+          (torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"),
+          flush=True)
+    if args.cells:
+        cells = [tuple(c.split("/")) for c in args.cells.split(",")]
+    else:
+        cells = [(n, v, p) for n in args.nets.split(",")
+                 for v in args.variants.split(",")
+                 for p in args.precisions.split(",")]
+    who = "compiled" if args.compile else "peer"
+    for c in cells:
+        if len(c) != 3 or c[0] not in NETS:
+            print(f"{who} {'/'.join(c)}: failed: not NET/VARIANT/PRECISION "
+                  f"with NET one of {', '.join(NETS)}", flush=True)
+            continue
+        try:
+            cell(*c, compiled=args.compile, dev=dev)
+        except Exception as e:  # one failed cell must not stop the rest
+            print(f"{who} {' '.join(c)}: failed: "
+                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                  flush=True)
+            if args.compile:
+                torch._dynamo.reset()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
     return 0
 
 
