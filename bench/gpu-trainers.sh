@@ -22,6 +22,8 @@
 #                      whole-step test)
 #   every/every-swwae-all-bf16.json   every-layer.net, --precision=bf16 (the
 #                      bf16 step with LRN, on the own LRN kernels)
+#   every/pool-to-one-bf16.json   pool-to-one.net, --precision=bf16 (a
+#                      bf16 step whose last max-pool leaves one pixel)
 #   fmnist-data/       the first 2560 training and 512 test images of
 #                      Fashion-MNIST as IDX (the GPU machine may not have
 #                      the dataset; both parity runs read the same files)
@@ -57,6 +59,8 @@ for v in none sae-first sae-all sae-layerwise swwae-first swwae-all \
 done
 "$NETC" test/Training/Inputs/every-layer.net --augment=swwae-all \
   --precision=bf16 -emit=plan -o "$OUT/every/every-swwae-all-bf16.json"
+"$NETC" test/Training/Inputs/pool-to-one.net --precision=bf16 -emit=plan \
+  -o "$OUT/every/pool-to-one-bf16.json"
 
 # A small Fashion-MNIST: the IDX headers with the counts rewritten.
 python3 - "$OUT/fmnist-data" <<'PY'

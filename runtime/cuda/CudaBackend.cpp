@@ -108,8 +108,6 @@ using ConvDesc =
          cudnnDestroyConvolutionDescriptor>;
 using LrnDesc = Desc<cudnnLRNDescriptor_t, cudnnCreateLRNDescriptor,
                      cudnnDestroyLRNDescriptor>;
-using PoolDesc = Desc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor,
-                      cudnnDestroyPoolingDescriptor>;
 
 cudnnDataType_t dnnType(plan::DType t) {
   return t == plan::DType::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
@@ -227,7 +225,6 @@ struct CudaBackend::State : exec::KernelState {
   FilterDesc w;
   ConvDesc conv;
   LrnDesc lrn;
-  PoolDesc pool;
   ConvKind kind = ConvKind::Forward;
   /// The algorithm per batch size (the planned one from prepare()).
   std::map<int64_t, AlgoChoice> algos;
@@ -991,14 +988,6 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
       if (!s.ownKernel) // the own kernels take no descriptor
         setTensor(s.x, c.in[0]);
       break;
-    case Op::AvgPool:
-      setTensor(s.x, c.in[0]);
-      setTensor(s.y, c.out[0]);
-      break;
-    case Op::AvgPoolGrad:
-      setTensor(s.x, c.out[0]);
-      setTensor(s.y, c.in[0]);
-      break;
     default:
       break;
     }
@@ -1259,27 +1248,6 @@ CudaBackend::prepareKernel(const KernelCall &c) {
                                            CUDNN_BATCHNORM_SPATIAL),
              "derive batch-norm descriptor");
     break;
-  case Op::AvgPool:
-  case Op::AvgPoolGrad: {
-    // Caffe's average divides by the window clipped to the padded input,
-    // which is the whole window unless ceil mode adds a window that passes
-    // it; cuDNN (including padding) always divides by the whole window and
-    // has no ceil mode.
-    const Dims4 &in = op == Op::AvgPool ? c.in[0].dims : c.out[0].dims;
-    if (a.ceil && kernels::poolShape(in, a.win, true).out !=
-                      kernels::poolShape(in, a.win, false).out)
-      throw KernelError("avg_pool in ceil mode with a last window past the "
-                        "padded input is not implemented on the cuda "
-                        "backend yet");
-    dnnCheck(cudnnSetPooling2dDescriptor(
-                 s->pool.get(), CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING,
-                 CUDNN_PROPAGATE_NAN, toInt(a.win.kh, "kernel"),
-                 toInt(a.win.kw, "kernel"), toInt(a.win.ph, "pad"),
-                 toInt(a.win.pw, "pad"), toInt(a.win.sh, "stride"),
-                 toInt(a.win.sw, "stride")),
-             "set pooling descriptor");
-    break;
-  }
   case Op::SoftmaxCrossEntropy:
   case Op::EuclideanLoss:
     s->scratch = allocate(kReduceWorkspaceBytes, "a loss's reduction");
@@ -1602,18 +1570,28 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
                  s.bias.get(), in(2), out(1), out(2), a.eps, nullptr, nullptr),
              "batch norm backward");
     return;
+  // The pooling kernels walk in the layout of the unpooled (larger) map:
+  // relayouts gave every operand with more than one pixel that layout, and a
+  // pooled map of one pixel, which net-precision keeps NCHW when a flatten
+  // reads it, is the same bytes in both.
+  // Average pooling: own gathers (Caffe's divisor, ceil mode included;
+  // cuDNN's pooling is deprecated and always divides by the whole window),
+  // the same sums in the same order as the reference's.
   case Op::AvgPool:
-    dnnCheck(cudnnPoolingForward(cudnn_, s.pool.get(), &one, s.x.get(), in(0),
-                                 &zero, s.y.get(), out(0)),
-             "average pool forward");
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::avgPoolForward<T>(kernels::poolShape(c.in[0].dims, a.win, a.ceil),
+                                c.in[0].as<T>(), c.out[0].as<T>(),
+                                c.in[0].lanes(), st);
+    });
     return;
   case Op::AvgPoolGrad:
-    // Average pooling reads neither the forward's output nor its input;
-    // cuDNN still takes them, so dy and dx (their shapes) stand in.
-    dnnCheck(cudnnPoolingBackward(cudnn_, s.pool.get(), &one, s.y.get(), in(0),
-                                  s.y.get(), in(0), s.x.get(), out(0), &zero,
-                                  s.x.get(), out(0)),
-             "average pool backward");
+    withType(c.in[0], [&](auto t) {
+      using T = decltype(t);
+      device::avgPoolBackward<T>(
+          kernels::poolShape(c.out[0].dims, a.win, a.ceil), c.in[0].as<T>(),
+          c.out[0].as<T>(), c.out[0].lanes(), st);
+    });
     return;
   case Op::MaxPool:
     withType(c.in[0], [&](auto t) {
@@ -1630,7 +1608,7 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
           kernels::unpoolShape(c.in[0].dims, a.win, a.sizeH, a.sizeW, a.posH,
                                a.posW, a.normalize),
           c.in[0].as<T>(), c.in.size() > 1 ? c.in[1].i32() : nullptr,
-          c.out[0].as<T>(), c.in[0].lanes(), st);
+          c.out[0].as<T>(), c.out[0].lanes(), st);
     });
     return;
   case Op::UnpoolGrad:
@@ -1640,7 +1618,7 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
           kernels::unpoolShape(c.out[0].dims, a.win, c.in[0].dims.h,
                                c.in[0].dims.w, a.posH, a.posW, a.normalize),
           c.in[0].as<T>(), c.in.size() > 1 ? c.in[1].i32() : nullptr,
-          c.out[0].as<T>(), c.out[0].lanes(), st);
+          c.out[0].as<T>(), c.in[0].lanes(), st);
     });
     return;
   case Op::Relu:

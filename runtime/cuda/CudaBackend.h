@@ -6,13 +6,14 @@
 //   - cuDNN for the convolution family (conv2d and deconv2d, forward,
 //     backward-data and backward-filter; a transposed convolution is the
 //     convolution's backward-data and vice versa), and on fp32 NCHW maps the
-//     bias gradient and the bias add, LRN, batch norm (training with running
-//     statistics, inference, backward) and average pooling;
+//     bias gradient and the bias add, LRN and batch norm (training with
+//     running statistics, inference, backward);
 //   - cuBLAS for the fc family (row-major [N, in] x [out, in]^T);
 //   - the own kernels of runtime/cuda/Kernels.h (Launch.h) for switch
-//     max-pooling, unpooling, the losses, the objective, dropout, ReLU, add,
-//     scale, the SGD update, bf16 maps' bias, LRN and batch norm, the fused
-//     conv epilogue, and conversions between layouts and element types;
+//     max-pooling, average pooling, unpooling, the losses, the objective,
+//     dropout, ReLU, add, scale, the SGD update, bf16 maps' bias, LRN and
+//     batch norm, the fused conv epilogue, and conversions between layouts
+//     and element types;
 //   - a device-to-device copy for reshape/flatten when they are not views.
 //
 // Memory is never allocated inside a step. The programs are recorded as CUDA

@@ -109,6 +109,20 @@ void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
 }
 
 template <typename T>
+void avgPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int64_t lanes) {
+  checkLanes("avg_pool", s.in.c, lanes);
+  runOnHost(makeAvgPoolForward(s, x, y, lanes));
+}
+
+template <typename T>
+void avgPoolBackward(const kernels::PoolShape &s, const T *dy, T *dx,
+                     int64_t lanes) {
+  checkLanes("avg_pool backward", s.in.c, lanes);
+  runOnHost(makeAvgPoolBackward(s, dy, dx, lanes));
+}
+
+template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
                    const int32_t *switches, T *y, int64_t lanes) {
   checkLanes("unpool", s.in.c, lanes);
@@ -314,6 +328,10 @@ void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
                                   int32_t *, int64_t);                         \
   template void maxPoolBackward<T>(const kernels::PoolShape &, const T *,      \
                                    const int32_t *, T *, int64_t);             \
+  template void avgPoolForward<T>(const kernels::PoolShape &, const T *, T *,  \
+                                  int64_t);                                    \
+  template void avgPoolBackward<T>(const kernels::PoolShape &, const T *, T *, \
+                                   int64_t);                                   \
   template void unpoolForward<T>(const kernels::UnpoolShape &, const T *,      \
                                  const int32_t *, T *, int64_t);               \
   template void unpoolBackward<T>(const kernels::UnpoolShape &, const T *,     \

@@ -123,6 +123,20 @@ void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
 }
 
 template <typename T>
+void avgPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int64_t lanes, Stream stream) {
+  checkLanes("avg_pool", s.in.c, lanes);
+  launch("avg_pool", makeAvgPoolForward(s, x, y, lanes), stream);
+}
+
+template <typename T>
+void avgPoolBackward(const kernels::PoolShape &s, const T *dy, T *dx,
+                     int64_t lanes, Stream stream) {
+  checkLanes("avg_pool backward", s.in.c, lanes);
+  launch("avg_pool backward", makeAvgPoolBackward(s, dy, dx, lanes), stream);
+}
+
+template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
                    const int32_t *switches, T *y, int64_t lanes,
                    Stream stream) {
@@ -351,6 +365,10 @@ void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
                                   int32_t *, int64_t, Stream);                 \
   template void maxPoolBackward<T>(const kernels::PoolShape &, const T *,      \
                                    const int32_t *, T *, int64_t, Stream);     \
+  template void avgPoolForward<T>(const kernels::PoolShape &, const T *, T *,  \
+                                  int64_t, Stream);                            \
+  template void avgPoolBackward<T>(const kernels::PoolShape &, const T *, T *, \
+                                   int64_t, Stream);                           \
   template void unpoolForward<T>(const kernels::UnpoolShape &, const T *,      \
                                  const int32_t *, T *, int64_t, Stream);       \
   template void unpoolBackward<T>(const kernels::UnpoolShape &, const T *,     \

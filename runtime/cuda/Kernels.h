@@ -267,6 +267,68 @@ template <typename T> struct MaxPoolForward {
 };
 
 //===----------------------------------------------------------------------===//
+// Average pooling (Caffe's window rule)
+//===----------------------------------------------------------------------===//
+
+/// What Caffe's average divides window (i, j) by: the window clipped to the
+/// padded input, which is the whole window unless ceil mode adds one that
+/// passes it. Padding counts as zeros.
+NETC_HD inline int64_t avgPoolSize(const PoolGeom &g, int64_t i, int64_t j) {
+  int64_t h0 = i * g.sh - g.ph, w0 = j * g.sw - g.pw;
+  return (imin(h0 + g.kh, g.inH + g.ph) - h0) *
+         (imin(w0 + g.kw, g.inW + g.pw) - w0);
+}
+
+/// One item per pooled element: its window's input elements summed in
+/// double in row-major order, divided by avgPoolSize. ref::avgPoolForward.
+template <typename T> struct AvgPoolForward {
+  PoolGeom g;
+  const T *x;
+  T *y;
+
+  NETC_HD int64_t items() const { return g.nc * g.outH * g.outW; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.outH * g.outW, g.lanes, nc, p);
+    int64_t ow = p % g.outW, oh = p / g.outW;
+    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.lanes);
+    int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
+    int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
+    double sum = 0.0;
+    for (int64_t h = imax(h0, 0); h < he; ++h)
+      for (int64_t w = imax(w0, 0); w < we; ++w)
+        sum += double(load(xp + (h * g.inW + w) * g.lanes));
+    store(y + i, float(sum / double(avgPoolSize(g, oh, ow))));
+  }
+};
+
+/// One item per input element (a gather, so no atomics): dy of every window
+/// that covers it divided by that window's avgPoolSize, summed in double in
+/// row-major order of the windows, as ref::avgPoolBackward accumulates.
+template <typename T> struct AvgPoolBackward {
+  PoolGeom g;
+  const T *dy;
+  T *dx;
+
+  NETC_HD int64_t items() const { return g.nc * g.inH * g.inW; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t nc, p;
+    planeItem(i, g.inH * g.inW, g.lanes, nc, p);
+    int64_t w = p % g.inW, h = p / g.inW;
+    int64_t i0, i1, j0, j1;
+    coveringWindows(h, g.kh, g.sh, g.ph, g.outH, i0, i1);
+    coveringWindows(w, g.kw, g.sw, g.pw, g.outW, j0, j1);
+    const T *dp = dy + planeAt(nc, g.outH * g.outW, 0, g.lanes);
+    double sum = 0.0;
+    for (int64_t a = i0; a <= i1; ++a)
+      for (int64_t b = j0; b <= j1; ++b)
+        sum += double(load(dp + (a * g.outW + b) * g.lanes)) /
+               double(avgPoolSize(g, a, b));
+    store(dx + i, float(sum));
+  }
+};
+
+//===----------------------------------------------------------------------===//
 // Unpooling (gathers)
 //===----------------------------------------------------------------------===//
 
@@ -1302,6 +1364,23 @@ MaxPoolForward<T> makeMaxPoolForward(const kernels::PoolShape &s, const T *x,
 }
 
 template <typename T>
+AvgPoolForward<T> makeAvgPoolForward(const kernels::PoolShape &s, const T *x,
+                                     T *y, int64_t lanes = 1) {
+  PoolGeom g = poolGeom(s);
+  g.lanes = lanes;
+  return {g, x, y};
+}
+
+/// `s` is the forward's shape (dy is s.out, dx s.in).
+template <typename T>
+AvgPoolBackward<T> makeAvgPoolBackward(const kernels::PoolShape &s,
+                                       const T *dy, T *dx, int64_t lanes = 1) {
+  PoolGeom g = poolGeom(s);
+  g.lanes = lanes;
+  return {g, dy, dx};
+}
+
+template <typename T>
 UnpoolForward<T> makeUnpoolForward(const kernels::UnpoolShape &s, const T *x,
                                    const int32_t *switches, T *y,
                                    int64_t lanes = 1) {
@@ -1395,6 +1474,13 @@ void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
 template <typename T>
 void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
                      const int32_t *switches, T *dx, int64_t lanes = 1);
+/// `s` is the forward's shape for both.
+template <typename T>
+void avgPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int64_t lanes = 1);
+template <typename T>
+void avgPoolBackward(const kernels::PoolShape &s, const T *dy, T *dx,
+                     int64_t lanes = 1);
 /// Checks the switches first (KernelError).
 template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,

@@ -39,6 +39,13 @@ template <typename T>
 void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
                      const int32_t *switches, T *dx, int64_t lanes,
                      Stream stream);
+/// `s` is the forward's shape for both.
+template <typename T>
+void avgPoolForward(const kernels::PoolShape &s, const T *x, T *y,
+                    int64_t lanes, Stream stream);
+template <typename T>
+void avgPoolBackward(const kernels::PoolShape &s, const T *dy, T *dx,
+                     int64_t lanes, Stream stream);
 template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
                    const int32_t *switches, T *y, int64_t lanes, Stream stream);

@@ -11,15 +11,17 @@
 // than the reference, which sums in double). Then the whole compiled
 // training step of test/Training/Inputs/every-layer.net for all seven
 // variants: three steps, the losses and the updated parameters; the same
-// for the bf16 plans of every-layer-nolrn.net (every layer but LRN, which
-// the cuda backend refuses on bf16 maps: checked too) against the reference
-// backend's emulation of bf16; and CUDA graphs against eager runs.
+// for the bf16 plans of every-layer-nolrn.net (every layer but LRN), of
+// every-layer.net (LRN on the own kernels) and of pool-to-one.net (a pooled
+// map of one pixel) against the reference backend's emulation of bf16; and
+// CUDA graphs and the conv+relu fusion against runs without them.
 //
 // The every-layer plans: NETC_STEP_PLAN_DIR from the environment (the GPU
 // machine has no compiler: bench/gpu-trainers.sh compiles them and the
 // script carries them), else the build's own (NETC_BUILD_COMPILER=ON):
-// every-<variant>.json (fp32), every-nolrn-<variant>-bf16.json and
-// every-swwae-all-bf16.json (every-layer.net, LRN included, in bf16).
+// every-<variant>.json (fp32), every-nolrn-<variant>-bf16.json,
+// every-swwae-all-bf16.json (every-layer.net, LRN included, in bf16) and
+// pool-to-one-bf16.json.
 //
 //===----------------------------------------------------------------------===//
 
@@ -348,6 +350,16 @@ TEST(CudaBackend, Bf16LrnStepMatchesTheEmulation) {
   std::string file = stepPlan("every-swwae-all-bf16");
   if (file.empty())
     GTEST_SKIP() << "no every-swwae-all-bf16.json (set NETC_STEP_PLAN_DIR)";
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
+// A max-pool that leaves one pixel for the fc layer: net-precision keeps
+// that map (and its switches) NCHW beside the NHWC map it was pooled from,
+// so the pooling kernels must walk in the layout of the larger map.
+TEST(CudaBackend, Bf16OnePixelPoolStepMatchesTheEmulation) {
+  std::string file = stepPlan("pool-to-one-bf16");
+  if (file.empty())
+    GTEST_SKIP() << "no pool-to-one-bf16.json (set NETC_STEP_PLAN_DIR)";
   netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
 }
 

@@ -344,6 +344,18 @@ template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
                                       nullptr);
         sync();
         expectSame(dDx.download(), dx, "max_pool backward " + what);
+        if (!normalize) {
+          std::vector<T> avg(y.size()), avgDx(x.size());
+          cuda::host::avgPoolForward(p, x.data(), avg.data(), L);
+          cuda::host::avgPoolBackward(p, dy.data(), avgDx.data(), L);
+          DeviceVec<T> dAvg(avg.size()), dAvgDx(avgDx.size());
+          cuda::device::avgPoolForward(p, dX.get(), dAvg.get(), L, nullptr);
+          cuda::device::avgPoolBackward(p, dDy.get(), dAvgDx.get(), L,
+                                        nullptr);
+          sync();
+          expectSame(dAvg.download(), avg, "avg_pool " + what);
+          expectSame(dAvgDx.download(), avgDx, "avg_pool backward " + what);
+        }
 
         for (bool fixed : {false, true}) {
           UnpoolShape u = unpoolShape(p.out, c.win, p.in.h, p.in.w,
@@ -368,7 +380,8 @@ template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
       }
 }
 
-TEST(CudaGpu, Bf16AndNhwcPoolingMatchTheHostWalk) {
+TEST(CudaGpu, PoolingMatchesTheHostWalkInEveryTypeAndLayout) {
+  poolOnGpu<float>(false, 10);
   poolOnGpu<Bf16>(false, 11);
   poolOnGpu<float>(true, 12);
   poolOnGpu<Bf16>(true, 13);

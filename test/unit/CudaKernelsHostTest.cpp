@@ -751,6 +751,57 @@ TEST(CudaHostKernels, NhwcPoolingAndUnpoolingMatchReference) {
   checkPooling<Bf16>(true, 23);
 }
 
+/// Average pooling forward and backward (Caffe's divisor: the window
+/// clipped to the padded input; ceil mode's last windows), in storage T and
+/// layout NCHW or NHWC, against the reference on the widened NCHW data: the
+/// same sums in the same order, so the same bits.
+template <typename T> void checkAvgPooling(bool nhwc, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<PoolCase> cases = poolCases();
+  cases.push_back({{2, 5, 7, 9}, {3, 3, 2, 2, 1, 1}, true});
+  cases.push_back({{3, 6, 2, 2}, {2, 2, 2, 2, 0, 0}, false}); // to one pixel
+  for (const PoolCase &c : cases) {
+    PoolShape s = poolShape(c.in, c.win, c.ceil);
+    int64_t L = nhwc ? c.in.c : 1;
+    std::string what = std::string(typeName(T())) + (nhwc ? " nhwc " : " ") +
+                       "avg_pool " + name(c);
+    FVec x = rounded<T>(rng.vec(s.in.count()));
+    FVec yRef(size_t(s.out.count()));
+    ref::avgPoolForward(s, x.data(), yRef.data());
+    std::vector<T> xs = stored<T>(toLanes(s.in, L, x)), ys(yRef.size());
+    cuda::host::avgPoolForward(s, xs.data(), ys.data(), L);
+    expectBitEqual(fromLanes(s.out, L, widened(ys)), rounded<T>(yRef), what);
+
+    FVec dy = rounded<T>(rng.vec(s.out.count()));
+    FVec dxRef(size_t(s.in.count()));
+    ref::avgPoolBackward(s, dy.data(), dxRef.data());
+    std::vector<T> dys = stored<T>(toLanes(s.out, L, dy)), dx(dxRef.size());
+    cuda::host::avgPoolBackward(s, dys.data(), dx.data(), L);
+    expectBitEqual(fromLanes(s.in, L, widened(dx)), rounded<T>(dxRef),
+                   what + " backward");
+  }
+}
+
+TEST(CudaHostKernels, AvgPoolingMatchesReferenceInEveryLayout) {
+  checkAvgPooling<float>(false, 24);
+  checkAvgPooling<Bf16>(false, 25);
+  checkAvgPooling<float>(true, 26);
+  checkAvgPooling<Bf16>(true, 27);
+}
+
+TEST(CudaHostKernels, AvgPoolDividesByTheWindowClippedToThePaddedInput) {
+  // 3x3 input, 2x2 windows of stride 2, ceil mode: the windows at row and
+  // column 2 pass the input (no padding), so they divide by 2 and 1.
+  PoolShape s = poolShape({1, 1, 3, 3}, {2, 2, 2, 2, 0, 0}, true);
+  ASSERT_EQ(s.out.h, 2);
+  FVec x{1, 2, 3, 4, 5, 6, 7, 8, 9}, y(4);
+  cuda::host::avgPoolForward(s, x.data(), y.data());
+  EXPECT_EQ(y, (FVec{3.0f, 4.5f, 7.5f, 9.0f}));
+  FVec dy{4, 2, 2, 1}, dx(9);
+  cuda::host::avgPoolBackward(s, dy.data(), dx.data());
+  EXPECT_EQ(dx, (FVec{1, 1, 1, 1, 1, 1, 1, 1, 1}));
+}
+
 TEST(CudaHostKernels, Bf16MaxPoolTiesAreTiesOfTheRoundedValues) {
   // 1 + 2^-10 < 1 + 2^-9 in f32, both 1.0 in bf16 (8 significant bits): the
   // window's first element is its maximum, as the reference finds on the
