@@ -148,6 +148,28 @@ grep -E '^\[  (PASSED|FAILED) ' "$OUT/runtime-tests.log" >>"$SUMMARY" 2>/dev/nul
 stage_bg gpu-tests 120 env NETC_STEP_PLAN_DIR="$PWD/$TRAINERS/every" \
   "$BUILD/bin/netc-gpu-tests"
 
+# diagnose LOG NETRUN-ARGS...: after a failed cuda run, the same command
+# again, briefly, with NETC_CUDA_SYNC=on (a wait after each kernel, so that
+# a fault names the kernel that caused it), appended to LOG; a trainer
+# folder among the arguments is copied first, so the failed run's own
+# folder stays as it was.
+diagnose() {
+  local log=$1 args=() a tmp
+  shift
+  tmp=$(mktemp -d)
+  for a in "$@"; do
+    if [[ -d $a && -f $a/plan.json ]]; then
+      cp -r "$a" "$tmp/t"
+      a=$tmp/t
+    fi
+    args+=("$a")
+  done
+  echo "--- again with NETC_CUDA_SYNC=on:" >>"$log"
+  NETC_CUDA_SYNC=on timeout -k 5 60 "$NETRUN" "${args[@]}" >>"$log" 2>&1
+  rm -rf "$tmp"
+  return 0
+}
+
 #--- parity: reference (CPU) against cuda, 20 steps ------------------------
 # The same trainer, seed and data for both. The reference runs (fp32: the
 # classifier phase and the joint SWWAE step; bf16: the reference backend's
@@ -171,7 +193,8 @@ parity() {
   for t in fmnist fmnist-joint fmnist-joint-bf16; do
     "$NETRUN" train "$OUT/parity/$t-cuda" --backend cuda "${opts[@]}" \
       --metrics "$OUT/parity/$t-cuda.jsonl" >"$OUT/parity/$t-cuda.log" 2>&1 ||
-      rc=1
+      { rc=1; diagnose "$OUT/parity/$t-cuda.log" train "$TRAINERS/$t" \
+          --backend cuda --max-steps 2 --data "$data"; }
   done
   # The runs below compare with the fp32 joint run on the GPU: they start
   # from its cuDNN algorithms (the trainer directory keeps them), so that
@@ -185,7 +208,10 @@ parity() {
     cp "$algos" "$OUT/parity/dp-cuda/"
     cp "$algos" "$OUT/parity/nographs-cuda/"
   fi
-  "$NETRUN" train "$OUT/parity/dp-cuda" --backend cuda "${opts[@]}" \
+  # NCCL's bootstrap on the loopback interface: one rank needs no other,
+  # and the GPU machine reaches no network.
+  NCCL_SOCKET_IFNAME=${NCCL_SOCKET_IFNAME:-lo} NCCL_DEBUG=${NCCL_DEBUG:-WARN} \
+    "$NETRUN" train "$OUT/parity/dp-cuda" --backend cuda "${opts[@]}" \
     --metrics "$OUT/parity/dp-cuda.jsonl" >"$OUT/parity/dp-cuda.log" 2>&1 ||
     rc=1
   NETC_CUDA_GRAPHS=off "$NETRUN" train "$OUT/parity/nographs-cuda" \
@@ -283,7 +309,7 @@ for name, what, tol in (
 sys.exit(0 if ok else 1)
 PY
 }
-export -f parity
+export -f parity diagnose
 stage parity 120 parity
 grep '^parity ' "$OUT/parity.log" >>"$SUMMARY" 2>/dev/null
 stage_join gpu-tests
@@ -319,6 +345,8 @@ cell() {
     echo "TIMED OUT after ${limit}s" >>"$log"
   elif ((rc != 0)); then
     echo "FAILED (exit $rc)" >>"$log"
+    env "$@" bash -c 'diagnose "$@"' diagnose "$log" bench \
+      "$TRAINERS/${name%% *}" --program step.joint --backend cuda --steps 1
   fi
   sed "s/^/$name: /" "$log"
   return $((rc != 0))
@@ -345,7 +373,8 @@ bench() {
 }
 export -f cell bench
 stage bench 200 bench
-grep -E 'images/s|FAILED|TIMED OUT|error' "$OUT/bench.log" >>"$SUMMARY" 2>/dev/null
+grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench.log" \
+  >>"$SUMMARY" 2>/dev/null
 
 #--- the PyTorch peer --------------------------------------------------------
 if python3 -c 'import torch' >/dev/null 2>&1; then

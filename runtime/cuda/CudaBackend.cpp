@@ -192,9 +192,14 @@ constexpr uint64_t kSearchWorkspace = uint64_t(256) << 20;
 /// cuBLAS's own workspace (set once, so it allocates nothing in a step).
 constexpr uint64_t kCublasWorkspace = uint64_t(32) << 20;
 
+/// A convolution algorithm with the math type it was measured with: cuDNN
+/// reports (algorithm, math type) pairs, and runs the algorithm with the
+/// math type the descriptor has, so the descriptor gets the chosen pair's
+/// (useAlgo), as PyTorch does.
 struct AlgoChoice {
   int algo = -1;
   size_t bytes = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
 };
 
 /// One candidate of cuDNN's ranked heuristics, whichever direction.
@@ -229,6 +234,12 @@ struct CudaBackend::State : exec::KernelState {
   /// The algorithm per batch size (the planned one from prepare()).
   std::map<int64_t, AlgoChoice> algos;
   AlgoChoice algo;
+  bool tensorOps = false; ///< TF32 or bf16: tensor-core algorithms allowed
+  /// Runs `a` from now on, with the math type it was chosen with.
+  void useAlgo(const AlgoChoice &a) {
+    algo = a;
+    dnnCheck(cudnnSetConvolutionMathType(conv.get(), a.math), "set math type");
+  }
   // Own kernels: reduction scratch or row log-sum-exps; the objective's and
   // SGD's device tables.
   std::unique_ptr<Buffer> scratch, table, chunks;
@@ -320,6 +331,11 @@ CudaBackend::CudaBackend() {
   cudaCheck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking),
             "create stream");
   stream_ = s;
+  // cuDNN 9 loads its sub-libraries lazily: one that is missing or of
+  // another version is reported here, not in the middle of a prepare().
+  dnnCheck(cudnnGraphVersionCheck(), "graph library");
+  dnnCheck(cudnnOpsVersionCheck(), "ops library");
+  dnnCheck(cudnnCnnVersionCheck(), "cnn library");
   dnnCheck(cudnnCreate(&cudnn_), "create handle");
   dnnCheck(cudnnSetStream(cudnn_, stream_), "set stream");
   blasCheck(cublasCreate(&cublas_), "create handle");
@@ -335,6 +351,8 @@ CudaBackend::CudaBackend() {
   graphs_ = !(graphs && std::string(graphs) == "off");
   const char *fusion = std::getenv("NETC_CUDA_FUSION");
   fuseRelu_ = !(fusion && std::string(fusion) == "off");
+  const char *sync = std::getenv("NETC_CUDA_SYNC");
+  syncEach_ = sync && std::string(sync) == "on";
   stepParams_ = allocate(sizeof(StepParams), "the step's hyper-parameters");
   stepStaging_ = allocateStaging(kStepSlots * sizeof(StepParams),
                                  "the step parameters' staging");
@@ -447,7 +465,9 @@ void CudaBackend::download(void *dst, const void *src, uint64_t bytes) {
         cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDefault, stream_),
         "download");
   // Also where a failed kernel of the step reports.
-  cudaCheck(cudaStreamSynchronize(stream_), "download (the step's kernels)");
+  cudaCheck(cudaStreamSynchronize(stream_),
+            "download (the step's kernels; NETC_CUDA_SYNC=on names the one "
+            "that failed)");
 }
 
 void CudaBackend::copy(void *dst, const void *src, uint64_t bytes) {
@@ -483,7 +503,14 @@ void CudaBackend::uploadStored(void *dst, const kernels::Storage &s,
 }
 
 void CudaBackend::synchronize() {
-  cudaCheck(cudaStreamSynchronize(stream_), "synchronize");
+  // A KernelError, so that under profiling (a wait after each kernel) the
+  // executor names the kernel that faulted.
+  cudaError_t e = cudaStreamSynchronize(stream_);
+  if (e != cudaSuccess)
+    throw KernelError(fmt::format("CUDA synchronize: {} (a kernel enqueued "
+                                  "before this wait failed; NETC_CUDA_SYNC=on "
+                                  "names it)",
+                                  cudaGetErrorString(e)));
 }
 
 bool CudaBackend::supports(const plan::Value &) const { return true; }
@@ -501,8 +528,13 @@ exec::PreparedProgram
 CudaBackend::prepareProgram(const plan::Program &program,
                             const std::vector<KernelCall> &calls,
                             const std::set<int64_t> &hostValues) {
-  exec::PreparedProgram p =
-      exec::Backend::prepareProgram(program, calls, hostValues);
+  exec::PreparedProgram p;
+  try {
+    p = exec::Backend::prepareProgram(program, calls, hostValues);
+  } catch (...) {
+    saveAlgorithms(); // what was measured before the failure
+    throw;
+  }
   saveAlgorithms();
   for (size_t i : fuseRelu_ ? exec::convReluPairs(program, calls, hostValues)
                             : std::vector<size_t>{}) {
@@ -539,10 +571,10 @@ void CudaBackend::loadAlgorithms() {
       return;
     }
     for (auto &[key, v] : j.at("algorithms").items()) {
-      int algo = v.at(0).get<int>();
-      uint64_t bytes = v.at(1).get<uint64_t>();
-      if (algo >= 0 && bytes <= kMaxWorkspace)
-        algoCache_.emplace(key, std::make_pair(algo, bytes));
+      CachedAlgo a{v.at(0).get<int>(), v.at(1).get<uint64_t>(),
+                   v.at(2).get<int>()};
+      if (a.algo >= 0 && a.bytes <= kMaxWorkspace)
+        algoCache_.emplace(key, a);
     }
   } catch (const std::exception &) {
     algoDirty_ = true; // absent or damaged: written anew
@@ -557,7 +589,7 @@ void CudaBackend::saveAlgorithms() {
     return;
   nlohmann::json algos = nlohmann::json::object();
   for (const auto &[key, v] : algoCache_)
-    algos[key] = {v.first, v.second};
+    algos[key] = {v.algo, v.bytes, v.math};
   nlohmann::json j = {{"origin", algoOrigin()}, {"algorithms", algos}};
   // One temporary per process: the ranks of a data-parallel run on this
   // machine share the trainer directory, and two writing one temporary
@@ -596,7 +628,15 @@ CudaBackend::ProgramRun CudaBackend::beginProgram(const void *key, int64_t n,
                             cudaMemcpyHostToDevice, stream_),
             "upload the step's hyper-parameters");
   cudaCheck(cudaEventRecord(stepCopied_[slot], stream_), "record an event");
-  if (!graphs_ || !capturable)
+  // Several ranks run eagerly: NCCL requires every rank to capture (or not)
+  // each all-reduce alike and to replay graphs from one collective capture,
+  // and a capture that fails on one rank alone (or a recapture after one
+  // rank's workspace grew) would break that. Agreeing on each decision
+  // across the ranks would lift this; until multi-GPU runs can be measured,
+  // data-parallel steps are launched kernel by kernel.
+  if (ctx.comm && ctx.comm->size() > 1)
+    severalRanks_ = true;
+  if (!graphs_ || syncEach_ || !capturable || severalRanks_)
     return ProgramRun::Eager;
   Recording &r = recordings_[key];
   if (r.off)
@@ -605,6 +645,7 @@ CudaBackend::ProgramRun CudaBackend::beginProgram(const void *key, int64_t n,
       r.firstSample == ctx.firstSample && r.comm == ctx.comm &&
       r.generation == generation_) {
     cudaCheck(cudaGraphLaunch(r.exec, stream_), "launch a step's graph");
+    ++replays_;
     return ProgramRun::Replay;
   }
   if (r.exec) {
@@ -638,11 +679,31 @@ bool CudaBackend::endCapture(const void *key, bool ok) {
   if (!ok || e != cudaSuccess) {
     (void)cudaGetLastError();
     r.off = true; // the executor runs it again, eagerly
+    // Kept for runReport, so that a run without graphs is never mistaken
+    // for one with them.
+    if (captureFailure_.empty())
+      captureFailure_ =
+          !ok ? "a kernel failed while it was captured" : cudaGetErrorString(e);
     return false;
   }
   r.exec = exec;
   cudaCheck(cudaGraphLaunch(r.exec, stream_), "launch a step's graph");
   return true;
+}
+
+std::string CudaBackend::runReport() const {
+  if (!graphs_ || syncEach_)
+    return fmt::format("CUDA graphs off ({}): kernel by kernel",
+                       syncEach_ ? "NETC_CUDA_SYNC=on"
+                                 : "NETC_CUDA_GRAPHS=off");
+  if (severalRanks_)
+    return "CUDA graphs off with several ranks: kernel by kernel";
+  std::string r = fmt::format("CUDA graphs: {} replayed steps", replays_);
+  if (!captureFailure_.empty())
+    r += fmt::format("; a capture failed ({}), so its program ran kernel by "
+                     "kernel",
+                     captureFailure_);
+  return r;
 }
 
 void CudaBackend::forgetProgram(const void *key) {
@@ -777,13 +838,25 @@ std::vector<Candidate> candidates(const Perf *perf, int count) {
 
 } // namespace
 
-/// The workspace algorithm `algo` really needs (the heuristics' `memory` is
-/// an estimate for some algorithms); false if cuDNN cannot say.
+/// The math type a candidate runs with: the one cuDNN reported with it,
+/// except that a plan without tensor cores (fp32) runs FMA-only (default
+/// math would allow TF32 on Ampere and later).
+static cudnnMathType_t runMath(cudnnMathType_t reported, bool tensorOps) {
+  return !tensorOps && reported == CUDNN_DEFAULT_MATH ? CUDNN_FMA_MATH
+                                                      : reported;
+}
+
+/// Sets `math` on `conv` and asks for the workspace algorithm `algo` really
+/// needs with it (the heuristics' `memory` is an estimate for some
+/// algorithms); false if cuDNN cannot say.
 static bool workspaceFor(cudnnHandle_t h, ConvKind kind,
                          cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
                          cudnnConvolutionDescriptor_t conv,
-                         cudnnTensorDescriptor_t y, int algo, size_t &bytes) {
-  cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
+                         cudnnTensorDescriptor_t y, int algo,
+                         cudnnMathType_t math, size_t &bytes) {
+  cudnnStatus_t s = cudnnSetConvolutionMathType(conv, math);
+  if (s != CUDNN_STATUS_SUCCESS)
+    return false;
   switch (kind) {
   case ConvKind::Forward:
     s = cudnnGetConvolutionForwardWorkspaceSize(
@@ -848,27 +921,28 @@ static AlgoChoice findAlgo(cudnnHandle_t h, ConvKind kind,
   }
   }
   const Candidate *fastest = nullptr, *deterministic = nullptr;
-  size_t fastestBytes = 0, deterministicBytes = 0;
+  AlgoChoice fastestChoice, deterministicChoice;
   for (const Candidate &c : list) { // fastest first
     size_t bytes = 0;
+    cudnnMathType_t math = runMath(c.mathType, tensorOps);
     if (c.status != CUDNN_STATUS_SUCCESS || c.time < 0 ||
-        (!tensorOps && c.mathType != CUDNN_FMA_MATH &&
-         c.mathType != CUDNN_DEFAULT_MATH) ||
-        !workspaceFor(h, kind, x, w, conv, y, c.algo, bytes) || bytes > wsBytes)
+        (!tensorOps && math != CUDNN_FMA_MATH) ||
+        !workspaceFor(h, kind, x, w, conv, y, c.algo, math, bytes) ||
+        bytes > wsBytes)
       continue;
     if (!fastest) {
       fastest = &c;
-      fastestBytes = bytes;
+      fastestChoice = {c.algo, bytes, math};
     }
     if (!deterministic && c.determinism == CUDNN_DETERMINISTIC) {
       deterministic = &c;
-      deterministicBytes = bytes;
+      deterministicChoice = {c.algo, bytes, math};
     }
   }
   if (deterministic && deterministic->time <= 1.1f * fastest->time)
-    return {deterministic->algo, deterministicBytes};
+    return deterministicChoice;
   if (fastest)
-    return {fastest->algo, fastestBytes};
+    return fastestChoice;
   throw KernelError(fmt::format("cuDNN's search found no algorithm for this "
                                 "convolution within {} of workspace",
                                 io::formatBytes(wsBytes)));
@@ -916,22 +990,20 @@ chooseAlgo(cudnnHandle_t h, ConvKind kind, cudnnTensorDescriptor_t x,
     break;
   }
   }
-  auto bytesOf = [&](int algo, size_t &bytes) {
-    return workspaceFor(h, kind, x, w, conv, y, algo, bytes);
-  };
   for (int pass = 0; pass < 3; ++pass)
     for (const Candidate &c : list) {
+      cudnnMathType_t math = runMath(c.mathType, tensorOps);
       if (c.status != CUDNN_STATUS_SUCCESS)
         continue;
       if (pass < 1 && c.determinism != CUDNN_DETERMINISTIC)
         continue;
-      if (pass < 2 && !tensorOps && c.mathType != CUDNN_FMA_MATH &&
-          c.mathType != CUDNN_DEFAULT_MATH)
+      if (pass < 2 && !tensorOps && math != CUDNN_FMA_MATH)
         continue;
       size_t bytes = 0;
-      if (!bytesOf(c.algo, bytes) || bytes > limit)
+      if (!workspaceFor(h, kind, x, w, conv, y, c.algo, math, bytes) ||
+          bytes > limit)
         continue;
-      return {c.algo, bytes};
+      return {c.algo, bytes, math};
     }
   throw KernelError(fmt::format("cuDNN offers no algorithm for this "
                                 "convolution within {} of workspace ({} "
@@ -969,10 +1041,10 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
       // algorithm that fits the workspace prepare() allocated.
       AlgoChoice a =
           chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
-                     s.y.get(), workspaceBytes(), tf32_ || s.bf16);
+                     s.y.get(), workspaceBytes(), s.tensorOps);
       it = s.algos.emplace(c.n, a).first;
     }
-    s.algo = it->second;
+    s.useAlgo(it->second);
   } else {
     switch (op) {
     case Op::FC:
@@ -1020,26 +1092,28 @@ bool laidOut(const exec::TensorRef &v) {
 /// net-precision stores the maps that a flatten or reshape views in NCHW
 /// and every other bf16 map in NHWC, so the op that produces a viewed map
 /// (the last max-pool before the fc layers, a dropout) has operands in both
-/// layouts. Such a kernel runs in the layout of its first laid-out input:
-/// every operand in the other layout gets a scratch buffer in the kernel's
-/// layout, inputs copied into it before the kernel and outputs copied out of
-/// it after. These are the few maps at the border of the fc layers.
+/// layouts. Such a kernel runs in the layout of its first laid-out input
+/// (or in `layout` when given): every operand in the other layout gets a
+/// scratch buffer in the kernel's layout, inputs copied into it before the
+/// kernel and outputs copied out of it after. These are the few maps at the
+/// border of the fc layers.
 std::vector<CudaBackend::Relayout>
-CudaBackend::relayoutsOf(const KernelCall &c) {
+CudaBackend::relayoutsOf(const KernelCall &c,
+                         std::optional<plan::Layout> layout) {
   std::vector<Relayout> r;
-  const exec::TensorRef *first = nullptr;
-  for (const exec::TensorRef &v : c.in)
-    if (laidOut(v)) {
-      first = &v;
-      break;
-    }
-  if (!first)
+  if (!layout)
+    for (const exec::TensorRef &v : c.in)
+      if (laidOut(v)) {
+        layout = v.layout;
+        break;
+      }
+  if (!layout)
     return r;
   auto add = [&](const std::vector<exec::TensorRef> &list, bool out) {
     for (size_t i = 0; i < list.size(); ++i)
-      if (laidOut(list[i]) && list[i].layout != first->layout)
+      if (laidOut(list[i]) && list[i].layout != *layout)
         r.push_back(
-            {out, i, first->layout,
+            {out, i, *layout,
              allocate(uint64_t(list[i].count * plan::dtypeSize(list[i].dtype)),
                       "an operand in the kernel's layout")});
   };
@@ -1068,12 +1142,32 @@ void CudaBackend::relayout(const exec::TensorRef &from,
 }
 
 std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
+  auto prepareIn = [&](std::vector<Relayout> r) {
+    std::unique_ptr<State> s = prepareKernel(r.empty() ? c : relayouted(c, r));
+    s->relayouts = std::move(r);
+    return s;
+  };
   std::vector<Relayout> r = relayoutsOf(c);
-  if (r.empty())
-    return prepareKernel(c);
-  std::unique_ptr<State> s = prepareKernel(relayouted(c, r));
-  s->relayouts = std::move(r);
-  return s;
+  const bool nhwcConv =
+      isConvFamily(c.kernel.op) &&
+      std::any_of(c.in.begin(), c.in.end(), [&](const exec::TensorRef &v) {
+        return laidOut(v) && v.layout == plan::Layout::NHWC;
+      });
+  if (!nhwcConv)
+    return prepareIn(std::move(r));
+  try {
+    return prepareIn(std::move(r));
+  } catch (const KernelError &nhwc) {
+    // cuDNN may lack NHWC engines for a bf16 convolution of an odd shape
+    // (few channels, or few per group): then the convolution runs on NCHW
+    // copies of its maps, and only if that fails too is it an error.
+    try {
+      return prepareIn(relayoutsOf(c, plan::Layout::NCHW));
+    } catch (const KernelError &nchw) {
+      throw KernelError(fmt::format("{} (and on NCHW copies of its maps: {})",
+                                    nhwc.what(), nchw.what()));
+    }
+  }
 }
 
 std::unique_ptr<CudaBackend::State>
@@ -1094,6 +1188,12 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     const exec::TensorRef &yv = deconv ? *o.x : *o.y;
     s->bf16 = isBf16(xv);
     const plan::Layout layout = convLayout(xv, yv);
+    // Only a bf16 weight has a copy in the KRSC layout that cuDNN's NHWC
+    // filters are; net-precision makes fp32 and tf32 maps NCHW.
+    if (!s->bf16 && layout == plan::Layout::NHWC)
+      throw KernelError("an f32 convolution on NHWC maps: the cuda backend "
+                        "runs NHWC convolutions in bf16 only (recompile the "
+                        "plan with this netc)");
     if (isBf16(yv) != s->bf16 || (yv.dims.plane() > 1 && yv.layout != layout))
       throw KernelError(
           fmt::format("its input is {} {} but its output {} {}",
@@ -1127,7 +1227,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     // fp32 plans compute in fp32: FMA-only algorithms (cuDNN's default
     // math would use TF32 tensor cores on Ampere and later); bf16 ones on
     // tensor cores, accumulating in fp32 (the descriptor's compute type).
-    const bool tensorOps = tf32_ || s->bf16;
+    const bool tensorOps = s->tensorOps = tf32_ || s->bf16;
     dnnCheck(cudnnSetConvolutionMathType(s->conv.get(),
                                          s->bf16 ? CUDNN_TENSOR_OP_MATH
                                          : tf32_ ? CUDNN_DEFAULT_MATH
@@ -1136,7 +1236,10 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     setTensor(s->x, in, xv.dtype, layout);
     setTensor(s->y, out, xv.dtype, layout);
     size_t free = 0, total = 0;
-    cudaMemGetInfo(&free, &total);
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+      (void)cudaGetLastError();
+      free = 4 * kSearchWorkspace; // the search's own bound applies
+    }
     // Decoders repeat their encoders' shapes: one search per shape.
     std::string key = fmt::format(
         "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_, s->bf16,
@@ -1148,10 +1251,13 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       // A choice read from the trainer's file must still be one cuDNN
       // takes for this convolution, within the bytes it says.
       size_t need = 0;
-      s->algo = {cached->second.first, size_t(cached->second.second)};
-      fromCache = workspaceFor(cudnn_, s->kind, s->x.get(), s->w.get(),
-                               s->conv.get(), s->y.get(), s->algo.algo, need) &&
-                  need <= s->algo.bytes;
+      const CachedAlgo &k = cached->second;
+      s->algo = {k.algo, size_t(k.bytes), cudnnMathType_t(k.math)};
+      fromCache =
+          (tensorOps || s->algo.math == CUDNN_FMA_MATH) &&
+          workspaceFor(cudnn_, s->kind, s->x.get(), s->w.get(), s->conv.get(),
+                       s->y.get(), s->algo.algo, s->algo.math, need) &&
+          need <= s->algo.bytes;
     }
     bool found = fromCache;
     if (!found && search_) {
@@ -1178,8 +1284,10 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     reserveWorkspace(s->algo.bytes);
     if (!fromCache)
       algoDirty_ = true;
-    algoCache_[key] = {s->algo.algo, uint64_t(s->algo.bytes)};
+    algoCache_[key] = {s->algo.algo, uint64_t(s->algo.bytes),
+                       int(s->algo.math)};
     s->algos[c.n] = s->algo;
+    s->useAlgo(s->algo);
     if ((op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
       setChannels(s->bias, o.y->dims.c);
     s->n = c.n;
@@ -1208,25 +1316,18 @@ CudaBackend::prepareKernel(const KernelCall &c) {
   case Op::LRN:
   case Op::LRNGrad: {
     const kernels::LrnParams &p = a.lrn;
-    // cuDNN's LRN is NCHW fp32 here; a bf16 (NHWC) map takes the own
-    // kernels, which compute as the reference does.
-    s->ownKernel = isBf16(c.in[0]) || c.in[0].layout == plan::Layout::NHWC;
-    if (s->ownKernel) {
-      if (p.size < 1 || p.size % 2 == 0)
-        throw KernelError(fmt::format("lrn size {} is not a positive odd "
-                                      "number",
-                                      p.size));
+    // The reference's window (Caffe's) is centred, so odd sizes only.
+    if (p.size < 1 || p.size % 2 == 0)
+      throw KernelError(
+          fmt::format("lrn size {} is not a positive odd number", p.size));
+    // cuDNN's LRN for fp32 NCHW maps within its limits on n, k and beta; the
+    // own kernels, which compute as the reference does, for the rest (bf16
+    // and NHWC maps).
+    s->ownKernel = isBf16(c.in[0]) || c.in[0].layout == plan::Layout::NHWC ||
+                   p.size < CUDNN_LRN_MIN_N || p.size > CUDNN_LRN_MAX_N ||
+                   p.k < CUDNN_LRN_MIN_K || p.beta < CUDNN_LRN_MIN_BETA;
+    if (s->ownKernel)
       break;
-    }
-    // cuDNN's window is centred for odd sizes only (the reference's rule,
-    // Caffe's); its limits on n, k and beta are checked here, not in a step.
-    if (p.size < CUDNN_LRN_MIN_N || p.size > CUDNN_LRN_MAX_N ||
-        p.size % 2 == 0 || p.k < CUDNN_LRN_MIN_K || p.beta < CUDNN_LRN_MIN_BETA)
-      throw KernelError(fmt::format(
-          "lrn size {} k {} beta {} is not supported by the cuda backend "
-          "(cuDNN: odd size in [{}, {}], k >= {}, beta >= {})",
-          p.size, p.k, p.beta, CUDNN_LRN_MIN_N, CUDNN_LRN_MAX_N,
-          CUDNN_LRN_MIN_K, CUDNN_LRN_MIN_BETA));
     dnnCheck(cudnnSetLRNDescriptor(s->lrn.get(), unsigned(p.size), p.alpha,
                                    p.beta, p.k),
              "set LRN descriptor");
@@ -1413,16 +1514,25 @@ void CudaBackend::run(const KernelCall &c) {
     return;
   if (s.relayouts.empty()) {
     runKernel(c, s);
-    return;
+  } else {
+    KernelCall k = relayouted(c, s.relayouts);
+    for (const Relayout &x : s.relayouts)
+      if (!x.out)
+        relayout(c.in[x.index], k.in[x.index]);
+    runKernel(k, s);
+    for (const Relayout &x : s.relayouts)
+      if (x.out)
+        relayout(k.out[x.index], c.out[x.index]);
   }
-  KernelCall k = relayouted(c, s.relayouts);
-  for (const Relayout &x : s.relayouts)
-    if (!x.out)
-      relayout(c.in[x.index], k.in[x.index]);
-  runKernel(k, s);
-  for (const Relayout &x : s.relayouts)
-    if (x.out)
-      relayout(k.out[x.index], c.out[x.index]);
+  if (syncEach_) {
+    // A fault is reported by the kernel that caused it: a KernelError, which
+    // the executor prefixes with the kernel's path and op.
+    cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess)
+      throw KernelError(fmt::format("CUDA: {} (NETC_CUDA_SYNC=on: in this "
+                                    "kernel)",
+                                    cudaGetErrorString(e)));
+  }
 }
 
 void CudaBackend::runKernel(const KernelCall &c, State &s) {
@@ -1713,11 +1823,19 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     return;
   case Op::AllReduceMean: {
     for (size_t i = 0; i < c.in.size(); ++i)
-      if (c.in[i].data != c.out[i].data)
-        cudaCheck(cudaMemcpyAsync(c.out[i].data, c.in[i].data,
-                                  size_t(c.in[i].count) * sizeof(float),
+      if (c.in[i].data != c.out[i].data) {
+        // cudaMemcpy's ranges must not overlap (net-plan-memory gives a
+        // gradient and its bucket slot disjoint bytes, or the same ones).
+        auto *from = static_cast<const char *>(c.in[i].data);
+        auto *to = static_cast<const char *>(c.out[i].data);
+        size_t bytes = size_t(c.in[i].count) * sizeof(float);
+        if (from < to + bytes && to < from + bytes)
+          throw KernelError("all_reduce_mean: an input overlaps its output "
+                            "in part");
+        cudaCheck(cudaMemcpyAsync(c.out[i].data, c.in[i].data, bytes,
                                   cudaMemcpyDeviceToDevice, st),
                   "all_reduce_mean copy");
+      }
     // Without NCCL, one rank's mean is its gradient; with it, NCCL reduces
     // even a single rank (the path a multi-GPU run takes).
     if (!c.ctx.comm || (!reducesAcrossRanks() && c.ctx.comm->size() == 1))

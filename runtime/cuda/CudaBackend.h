@@ -68,6 +68,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -146,6 +147,10 @@ public:
                           bool capturable) override;
   bool endCapture(const void *key, bool ok) override;
   void forgetProgram(const void *key) override;
+  /// How many programs ran as replayed graphs, and the first capture that
+  /// failed (its program then ran kernel by kernel).
+  std::string runReport() const override;
+  uint64_t graphReplays() const { return replays_; }
   std::unique_ptr<exec::KernelState>
   prepare(const exec::KernelCall &call) override;
   void run(const exec::KernelCall &call) override;
@@ -171,7 +176,9 @@ private:
   struct State;
   std::unique_ptr<State> prepareKernel(const exec::KernelCall &call);
   void runKernel(const exec::KernelCall &call, State &s);
-  std::vector<Relayout> relayoutsOf(const exec::KernelCall &call);
+  std::vector<Relayout>
+  relayoutsOf(const exec::KernelCall &call,
+              std::optional<plan::Layout> layout = std::nullopt);
   void relayout(const exec::TensorRef &from, const exec::TensorRef &to);
   /// A bf16 copy of an f32 weight in the layout its kernels read (KRSC for
   /// convolutions on NHWC maps: lanes = the filter's C; fc: lanes 1).
@@ -225,8 +232,15 @@ private:
   std::unique_ptr<exec::Buffer> uploadWords_; ///< uploadStored's
   bool tf32_ = false;
   bool search_ = true; ///< cudnnFind* rather than the heuristics
+  /// A convolution algorithm as the file keeps it: cuDNN's algorithm and
+  /// math type (cudnnMathType_t) and the workspace bytes they need.
+  struct CachedAlgo {
+    int algo = -1;
+    uint64_t bytes = 0;
+    int math = 0;
+  };
   /// The algorithm chosen per convolution shape and direction.
-  std::map<std::string, std::pair<int, uint64_t>> algoCache_;
+  std::map<std::string, CachedAlgo> algoCache_;
   /// Where algoCache_ is kept (usePlan); whether it has entries the file
   /// lacks.
   std::string algoFile_;
@@ -254,6 +268,12 @@ private:
   /// recordings are captured again.
   uint64_t generation_ = 0;
   bool graphs_ = true;
+  /// NETC_CUDA_SYNC=on: wait after each kernel, so that a fault names it
+  /// (no graphs then).
+  bool syncEach_ = false;
+  uint64_t replays_ = 0;       ///< graph launches that replayed a step
+  bool severalRanks_ = false;  ///< a run of several ranks was seen
+  std::string captureFailure_; ///< why the first failed capture failed
   /// Fuse each relu into the convolution before it (convReluPairs): the
   /// bias and the relu in one pass; NETC_CUDA_FUSION=off keeps them apart.
   bool fuseRelu_ = true;

@@ -74,8 +74,10 @@ __global__ void __launch_bounds__(kReduceBlocks)
 void check(const char *kernel) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
-    throw kernels::KernelError(
-        std::string(kernel) + ": CUDA launch failed: " + cudaGetErrorString(e));
+    throw kernels::KernelError(std::string(kernel) +
+                               ": CUDA launch failed (or an earlier kernel's "
+                               "fault surfaced here): " +
+                               cudaGetErrorString(e));
 }
 
 /// Enough blocks for one item per thread, capped: the grid-stride loop

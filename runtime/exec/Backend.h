@@ -115,6 +115,11 @@ public:
   /// Whether its `all_reduce_mean` reaches other ranks (a data-parallel run
   /// of more than one).
   virtual bool reducesAcrossRanks() const { return true; }
+  /// One line on how the backend ran what it ran, where that is its own
+  /// choice and worth knowing (the cuda backend: CUDA graphs replayed, or
+  /// why a program ran kernel by kernel); empty when there is nothing to
+  /// say. netrun prints it after a benchmark and after training.
+  virtual std::string runReport() const { return {}; }
 
 protected:
   /// prepare(), a KernelError naming the kernel.

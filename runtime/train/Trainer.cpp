@@ -484,8 +484,11 @@ void Trainer::run() {
   for (size_t i = size_t(state_.phaseIndex); i < plan_.schedule.size(); ++i) {
     runPhase(i);
     if (stopped_)
-      return;
+      break;
   }
+  std::string report = backend_->runReport();
+  if (!report.empty() && comm_.rank() == 0)
+    out_ << report << "\n";
 }
 
 void Trainer::runPhase(size_t pi) {

@@ -391,8 +391,8 @@ private:
 // bias and relu as their own passes; both read by the constructor), from
 // the same parameters and inputs. Runs 1-3 at the planned batch are eager,
 // captured and replayed; then a smaller batch (eager), and the planned
-// batch again (replayed); the learning rate, weight decay and step number
-// change every step, as a graph must read them from device memory. Both
+// batch twice again (replayed); the learning rate, weight decay and step
+// number change every step, as a graph must read them from device memory. Both
 // backends take their convolution algorithms from cuDNN's heuristics
 // (deterministic algorithms, the same for both) rather than from timing,
 // which could pick differently for each; then the same kernels compute the
@@ -445,6 +445,15 @@ TEST_P(CudaSwitchOff, ChangesNothing) {
   for (const std::string &name : eStore.names())
     netc::testing::expectClose(gStore.hostValue(name), eStore.hostValue(name),
                                "parameter " + name, 1e-6);
+#ifndef NETC_GPU_TEST_ON_REFERENCE
+  // Graphs were replayed (runs 3, 5 and 6, unless a workspace grew and the
+  // program was captured again), so the comparison above compared graphs
+  // with eager runs, not two eager runs after a failed capture.
+  EXPECT_GE(on.graphReplays(), 1u) << on.runReport();
+  if (std::string(knob) == "NETC_CUDA_GRAPHS") {
+    EXPECT_EQ(off->graphReplays(), 0u) << off->runReport();
+  }
+#endif
 }
 
 INSTANTIATE_TEST_SUITE_P(

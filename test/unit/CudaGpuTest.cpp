@@ -350,8 +350,7 @@ template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
           cuda::host::avgPoolBackward(p, dy.data(), avgDx.data(), L);
           DeviceVec<T> dAvg(avg.size()), dAvgDx(avgDx.size());
           cuda::device::avgPoolForward(p, dX.get(), dAvg.get(), L, nullptr);
-          cuda::device::avgPoolBackward(p, dDy.get(), dAvgDx.get(), L,
-                                        nullptr);
+          cuda::device::avgPoolBackward(p, dDy.get(), dAvgDx.get(), L, nullptr);
           sync();
           expectSame(dAvg.download(), avg, "avg_pool " + what);
           expectSame(dAvgDx.download(), avgDx, "avg_pool backward " + what);

@@ -742,6 +742,8 @@ int cmdBench(const Args &a) {
       flops * double(steps) / secs * 1e-12, flops * 1e-9);
   if (a.flags.count("--profile"))
     printProfile(exe, steps);
+  if (std::string report = backend->runReport(); !report.empty())
+    std::cout << report << "\n";
   return 0;
 }
 
