@@ -128,7 +128,7 @@ build() {
     cmake --build "$BUILD" -j "$(nproc)" --target netrun netc-runtime-tests \
       netc-gpu-tests
 }
-export OUT BUILD TRAINERS
+export OUT BUILD TRAINERS DEADLINE
 export -f build
 if ! stage build 240 build; then
   note "the build failed: nothing else can run"
@@ -148,14 +148,22 @@ grep -E '^\[  (PASSED|FAILED) ' "$OUT/runtime-tests.log" >>"$SUMMARY" 2>/dev/nul
 stage_bg gpu-tests 120 env NETC_STEP_PLAN_DIR="$PWD/$TRAINERS/every" \
   "$BUILD/bin/netc-gpu-tests"
 
-# diagnose LOG NETRUN-ARGS...: after a failed cuda run, the same command
-# again, briefly, with NETC_CUDA_SYNC=on (a wait after each kernel, so that
-# a fault names the kernel that caused it), appended to LOG; a trainer
-# folder among the arguments is copied first, so the failed run's own
-# folder stays as it was.
+# diagnose STAGE LOG NETRUN-ARGS...: after the first failed cuda run of a
+# stage, the same command again, briefly, with NETC_CUDA_SYNC=on (a wait
+# after each kernel, so that a fault names the kernel that caused it),
+# appended to LOG with each line marked `sync-rerun:` (so that no figure of
+# it passes for the failed run's). A trainer folder among the arguments is
+# copied first (its algorithm file spares the search), so the failed run's
+# own folder stays as it was. At most 40 s, within the deadline; later
+# failures of the stage are not rerun (the first one usually says it all).
 diagnose() {
-  local log=$1 args=() a tmp
-  shift
+  local stage=$1 log=$2 args=() a tmp limit
+  shift 2
+  [[ -e $OUT/.diagnosed-$stage ]] && return 0
+  : >"$OUT/.diagnosed-$stage"
+  limit=$((DEADLINE - $(date +%s)))
+  ((limit > 40)) && limit=40
+  ((limit < 5)) && return 0
   tmp=$(mktemp -d)
   for a in "$@"; do
     if [[ -d $a && -f $a/plan.json ]]; then
@@ -164,8 +172,11 @@ diagnose() {
     fi
     args+=("$a")
   done
-  echo "--- again with NETC_CUDA_SYNC=on:" >>"$log"
-  NETC_CUDA_SYNC=on timeout -k 5 60 "$NETRUN" "${args[@]}" >>"$log" 2>&1
+  echo "--- again with NETC_CUDA_SYNC=on (sync-rerun):" >>"$log"
+  # --foreground: in the stage's process group, so that the stage's own
+  # timeout ends it too.
+  NETC_CUDA_SYNC=on timeout --foreground -k 5 "$limit" "$NETRUN" \
+    "${args[@]}" 2>&1 | sed 's/^/sync-rerun: /' >>"$log"
   rm -rf "$tmp"
   return 0
 }
@@ -193,8 +204,8 @@ parity() {
   for t in fmnist fmnist-joint fmnist-joint-bf16; do
     "$NETRUN" train "$OUT/parity/$t-cuda" --backend cuda "${opts[@]}" \
       --metrics "$OUT/parity/$t-cuda.jsonl" >"$OUT/parity/$t-cuda.log" 2>&1 ||
-      { rc=1; diagnose "$OUT/parity/$t-cuda.log" train "$TRAINERS/$t" \
-          --backend cuda --max-steps 2 --data "$data"; }
+      { rc=1; diagnose parity "$OUT/parity/$t-cuda.log" train \
+          "$OUT/parity/$t-cuda" --backend cuda --max-steps 2 --data "$data"; }
   done
   # The runs below compare with the fp32 joint run on the GPU: they start
   # from its cuDNN algorithms (the trainer directory keeps them), so that
@@ -345,7 +356,7 @@ cell() {
     echo "TIMED OUT after ${limit}s" >>"$log"
   elif ((rc != 0)); then
     echo "FAILED (exit $rc)" >>"$log"
-    env "$@" bash -c 'diagnose "$@"' diagnose "$log" bench \
+    env "$@" bash -c 'diagnose "$@"' diagnose bench "$log" bench \
       "$TRAINERS/${name%% *}" --program step.joint --backend cuda --steps 1
   fi
   sed "s/^/$name: /" "$log"
@@ -461,8 +472,8 @@ cells = [(n, v, p) for n in ("vgg32", "vgg16") for v in ("none", "swwae-all")
          for p in ("fp32", "tf32", "bf16")]
 for key in cells:
     net, variant, prec = key
-    o, q = ours.get(key), peer.get(key)
-    if not o and not q:
+    o, q, c = ours.get(key), peer.get(key), compiled.get(key)
+    if not o and not q and not c:
         print(f"ratio {net} {variant} {prec}: no figures")
         continue
     # Model FLOPs per image: netrun bench's count (the same net for both).
@@ -473,10 +484,10 @@ for key in cells:
         tf = ips * per_image / 1e12
         return f"{tf:.1f}" + (f" (MFU {100 * tf / peaks[prec]:.1f}%)"
                               if peaks else "")
-    c = compiled.get(key)
-    if o and c:
-        tail = (f"; torch.compile {c[0]:.1f} images/s = {o[0] / c[0]:.2f}x, "
-                f"peak {c[1] / 2**30:.2f} GiB")
+    if c:
+        tail = (f"; torch.compile {c[0]:.1f} images/s" +
+                (f" = {o[0] / c[0]:.2f}x" if o else "") +
+                f", peak {c[1] / 2**30:.2f} GiB")
     else:
         tail = ""
     if o and q:
@@ -488,9 +499,12 @@ for key in cells:
         print(f"ratio {net} {variant} {prec}: netc {o[0]:.1f} images/s, "
               f"model TFLOP/s {util(o[0])}, peak {o[1] / 2**30:.2f} GiB "
               f"(no eager peer figure){tail}")
-    else:
+    elif q:
         print(f"ratio {net} {variant} {prec}: PyTorch {q[0]:.1f} images/s, "
-              f"peak {q[1] / 2**30:.2f} GiB (no netc figure)")
+              f"peak {q[1] / 2**30:.2f} GiB (no netc figure){tail}")
+    else:
+        print(f"ratio {net} {variant} {prec}: (no netc or eager figure)"
+              f"{tail}")
 for line in open(f"{d}/bench.log") if os.path.exists(f"{d}/bench.log") else []:
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? nofusion: "
                  r"program .* ([0-9.]+) images/s", line)

@@ -185,6 +185,8 @@ ConvKind convKind(Op op) {
   }
 }
 
+/// An algorithm-file entry for a convolution cuDNN has no algorithm for.
+constexpr int kNoAlgo = -2;
 /// The most workspace prepare() lets one convolution algorithm ask for.
 constexpr uint64_t kMaxWorkspace = uint64_t(1) << 30;
 /// The workspace cudnnFind* may use (and the convolutions after it).
@@ -240,6 +242,18 @@ struct CudaBackend::State : exec::KernelState {
     algo = a;
     dnnCheck(cudnnSetConvolutionMathType(conv.get(), a.math), "set math type");
   }
+  /// The math type a search (cudnnFind*, the heuristics) starts from, which
+  /// limits what it returns: fp32 plans compute in fp32, FMA only (default
+  /// math would allow TF32 tensor cores on Ampere and later); TF32 plans
+  /// cuDNN's default; bf16 on tensor cores, accumulating in fp32 (the
+  /// descriptor's compute type).
+  void searchMath() {
+    dnnCheck(cudnnSetConvolutionMathType(conv.get(), bf16 ? CUDNN_TENSOR_OP_MATH
+                                                     : tensorOps
+                                                         ? CUDNN_DEFAULT_MATH
+                                                         : CUDNN_FMA_MATH),
+             "set math type");
+  }
   // Own kernels: reduction scratch or row log-sum-exps; the objective's and
   // SGD's device tables.
   std::unique_ptr<Buffer> scratch, table, chunks;
@@ -263,8 +277,9 @@ struct CudaBackend::State : exec::KernelState {
   /// `skip`ped.
   void *reluOut = nullptr;
   bool skip = false;
-  /// LRN or batch norm on a bf16 or NHWC map: the own kernels (cuDNN's
-  /// LRN is NCHW only, and its batch norm's bf16 support unproven).
+  /// LRN or batch norm on a bf16 or NHWC map, or LRN outside cuDNN's
+  /// limits: the own kernels (cuDNN's LRN is NCHW only, and its batch
+  /// norm's bf16 support unproven).
   bool ownKernel = false;
 };
 
@@ -353,6 +368,8 @@ CudaBackend::CudaBackend() {
   fuseRelu_ = !(fusion && std::string(fusion) == "off");
   const char *sync = std::getenv("NETC_CUDA_SYNC");
   syncEach_ = sync && std::string(sync) == "on";
+  const char *nchw = std::getenv("NETC_CUDA_CONV_NCHW");
+  nchwConvs_ = nchw && std::string(nchw) == "on";
   stepParams_ = allocate(sizeof(StepParams), "the step's hyper-parameters");
   stepStaging_ = allocateStaging(kStepSlots * sizeof(StepParams),
                                  "the step parameters' staging");
@@ -573,7 +590,7 @@ void CudaBackend::loadAlgorithms() {
     for (auto &[key, v] : j.at("algorithms").items()) {
       CachedAlgo a{v.at(0).get<int>(), v.at(1).get<uint64_t>(),
                    v.at(2).get<int>()};
-      if (a.algo >= 0 && a.bytes <= kMaxWorkspace)
+      if ((a.algo >= 0 || a.algo == kNoAlgo) && a.bytes <= kMaxWorkspace)
         algoCache_.emplace(key, a);
     }
   } catch (const std::exception &) {
@@ -750,6 +767,30 @@ CudaBackend::weightCopy(const float *w, const Dims4 &dims, int64_t lanes) {
       linkSgd(*i->second);
   }
   return made;
+}
+
+void CudaBackend::dropCopiesBut(
+    const std::set<std::pair<const float *, int64_t>> &keep) {
+  for (auto it = copies_.begin(); it != copies_.end();) {
+    if (keep.count(it->first)) {
+      ++it;
+      continue;
+    }
+    const float *w = it->second.w;
+    bool bySgd = it->second.bySgd;
+    {
+      auto node = copies_.extract(it++); // its buffer's deleter comes back
+    }
+    if (!bySgd)
+      continue;
+    // The weight's SGD updates wrote this copy: another copy of the weight
+    // (none, here: it was the first) takes its place, or none is written.
+    auto [first, last] = sgdStates_.equal_range(w);
+    for (auto i = first; i != last; ++i) {
+      i->second->sgd.copy = nullptr;
+      linkSgd(*i->second);
+    }
+  }
 }
 
 void CudaBackend::refresh(const WeightCopy &c) {
@@ -1039,6 +1080,7 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     if (it == s.algos.end()) {
       // A batch other than the planned one (the last of an epoch): an
       // algorithm that fits the workspace prepare() allocated.
+      s.searchMath();
       AlgoChoice a =
           chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
                      s.y.get(), workspaceBytes(), s.tensorOps);
@@ -1148,19 +1190,27 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
     return s;
   };
   std::vector<Relayout> r = relayoutsOf(c);
-  const bool nhwcConv =
-      isConvFamily(c.kernel.op) &&
-      std::any_of(c.in.begin(), c.in.end(), [&](const exec::TensorRef &v) {
-        return laidOut(v) && v.layout == plan::Layout::NHWC;
-      });
+  auto nhwc = [](const exec::TensorRef &v) {
+    return laidOut(v) && v.layout == plan::Layout::NHWC;
+  };
+  const bool nhwcConv = isConvFamily(c.kernel.op) &&
+                        (std::any_of(c.in.begin(), c.in.end(), nhwc) ||
+                         std::any_of(c.out.begin(), c.out.end(), nhwc));
   if (!nhwcConv)
     return prepareIn(std::move(r));
+  if (nchwConvs_) // NETC_CUDA_CONV_NCHW=on: the fallback, always
+    return prepareIn(relayoutsOf(c, plan::Layout::NCHW));
+  std::set<std::pair<const float *, int64_t>> copiesBefore;
+  for (const auto &[key, copy] : copies_)
+    copiesBefore.insert(key);
   try {
     return prepareIn(std::move(r));
   } catch (const KernelError &nhwc) {
     // cuDNN may lack NHWC engines for a bf16 convolution of an odd shape
     // (few channels, or few per group): then the convolution runs on NCHW
-    // copies of its maps, and only if that fails too is it an error.
+    // copies of its maps, and only if that fails too is it an error. The
+    // KRSC weight copy the failed attempt made goes: no kernel reads it.
+    dropCopiesBut(copiesBefore);
     try {
       return prepareIn(relayoutsOf(c, plan::Layout::NCHW));
     } catch (const KernelError &nchw) {
@@ -1224,15 +1274,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     dnnCheck(
         cudnnSetConvolutionGroupCount(s->conv.get(), toInt(groups, "groups")),
         "set group count");
-    // fp32 plans compute in fp32: FMA-only algorithms (cuDNN's default
-    // math would use TF32 tensor cores on Ampere and later); bf16 ones on
-    // tensor cores, accumulating in fp32 (the descriptor's compute type).
     const bool tensorOps = s->tensorOps = tf32_ || s->bf16;
-    dnnCheck(cudnnSetConvolutionMathType(s->conv.get(),
-                                         s->bf16 ? CUDNN_TENSOR_OP_MATH
-                                         : tf32_ ? CUDNN_DEFAULT_MATH
-                                                 : CUDNN_FMA_MATH),
-             "set math type");
     setTensor(s->x, in, xv.dtype, layout);
     setTensor(s->y, out, xv.dtype, layout);
     size_t free = 0, total = 0;
@@ -1246,6 +1288,9 @@ CudaBackend::prepareKernel(const KernelCall &c) {
         int(layout), int(s->kind), in.n, in.c, in.h, in.w, out.c, out.h, out.w,
         o.w->dims.h, o.w->dims.w, win.sh, win.sw, win.ph, win.pw, groups);
     auto cached = algoCache_.find(key);
+    if (cached != algoCache_.end() && cached->second.algo == kNoAlgo)
+      throw KernelError("cuDNN has no algorithm for this convolution "
+                        "(remembered from an earlier search)");
     bool fromCache = cached != algoCache_.end();
     if (fromCache) {
       // A choice read from the trainer's file must still be one cuDNN
@@ -1260,6 +1305,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
           need <= s->algo.bytes;
     }
     bool found = fromCache;
+    if (!found)
+      s->searchMath(); // a rejected cached entry left its own
     if (!found && search_) {
       // Measured on the kernel's own buffers: nothing has run yet, so
       // whatever the search writes is overwritten by the first step.
@@ -1277,9 +1324,18 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     }
     if (!found) {
       uint64_t limit = std::min<uint64_t>(kMaxWorkspace, free / 4);
-      s->algo =
-          chooseAlgo(cudnn_, s->kind, s->x.get(), s->w.get(), s->conv.get(),
-                     s->y.get(), std::max(limit, workspaceBytes()), tensorOps);
+      try {
+        s->algo = chooseAlgo(cudnn_, s->kind, s->x.get(), s->w.get(),
+                             s->conv.get(), s->y.get(),
+                             std::max(limit, workspaceBytes()), tensorOps);
+      } catch (const KernelError &) {
+        // Remembered (and kept in the trainer's file), so that a later
+        // prepare of this shape, here or in the next run, does not search
+        // again before its fallback (prepare: NCHW copies).
+        algoCache_[key] = {kNoAlgo, 0, 0};
+        algoDirty_ = true;
+        throw;
+      }
     }
     reserveWorkspace(s->algo.bytes);
     if (!fromCache)

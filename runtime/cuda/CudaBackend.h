@@ -195,6 +195,8 @@ private:
   /// request. Prepare only.
   WeightCopy &weightCopy(const float *w, const kernels::Dims4 &dims,
                          int64_t lanes);
+  /// Drops every weight copy not in `keep` (those a failed prepare made).
+  void dropCopiesBut(const std::set<std::pair<const float *, int64_t>> &keep);
   /// Enqueues the conversion of `c` from its f32 weight.
   void refresh(const WeightCopy &c);
   /// After the host or a copy wrote [dst, dst + bytes): refreshes the
@@ -271,6 +273,10 @@ private:
   /// NETC_CUDA_SYNC=on: wait after each kernel, so that a fault names it
   /// (no graphs then).
   bool syncEach_ = false;
+  /// NETC_CUDA_CONV_NCHW=on: bf16 convolutions on NCHW copies of their NHWC
+  /// maps, the fallback for shapes cuDNN has no NHWC engine for (a test of
+  /// that path, and a way around a bad NHWC engine).
+  bool nchwConvs_ = false;
   uint64_t replays_ = 0;       ///< graph launches that replayed a step
   bool severalRanks_ = false;  ///< a run of several ranks was seen
   std::string captureFailure_; ///< why the first failed capture failed

@@ -385,6 +385,18 @@ private:
   std::optional<std::string> old_;
 };
 
+// The fallback for bf16 convolutions that cuDNN has no NHWC engine for:
+// NCHW copies of their maps, NCHW (KCRS) weight copies and weight
+// gradients (NETC_CUDA_CONV_NCHW=on takes it for every bf16 convolution).
+TEST(CudaBackend, Bf16ConvolutionsOnNchwCopiesMatchTheEmulation) {
+  std::string file = stepPlan("every-nolrn-swwae-all-bf16");
+  if (file.empty())
+    GTEST_SKIP() << "no every-nolrn-swwae-all-bf16.json (set "
+                    "NETC_STEP_PLAN_DIR)";
+  ScopedEnv nchw("NETC_CUDA_CONV_NCHW", "on");
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
 // CUDA graphs and the conv+relu fusion change nothing: the same step
 // program on a backend with the feature (the default) and on one without it
 // (NETC_CUDA_GRAPHS=off: every kernel eagerly; NETC_CUDA_FUSION=off: the
