@@ -73,6 +73,8 @@ run_script "dense evaluation (ASan+UBSan)" dense \
   test/e2e/dense.sh build-asan
 run_script "PyTorch interop: import, logits, export, bad input (ASan+UBSan)" interop \
   test/e2e/interop.sh build-asan
+run_script "netrun under a GPU's rules: the guarded backend (ASan+UBSan)" guarded \
+  test/e2e/guarded.sh build-asan
 
 echo "== runtime without the compiler (TSan) =="
 if [[ ! -f build-tsan/build.ninja ]]; then
@@ -100,6 +102,14 @@ for run in 1 2 3 4 5; do
     cat "$work/run.log"; tsan_ok=0; break
   fi
 done
+# On the guarded backend: its queue and regions beside the prefetch thread.
+if ((tsan_ok)); then
+  rm -f "$work"/phases.trainer/checkpoint.*
+  if ! build-tsan/bin/netrun train "$work/phases.trainer" --backend guarded \
+      --log-every 100 >"$work/run.log" 2>&1; then
+    cat "$work/run.log"; tsan_ok=0
+  fi
+fi
 # Stopped mid-phase and resumed: a prefetch thread is abandoned and another
 # one started on the restored state.
 if ((tsan_ok)); then
@@ -114,7 +124,7 @@ if ((tsan_ok)); then
   fi
 fi
 if ((tsan_ok)); then
-  echo "ok   5 four-phase runs and a resumed run, no ThreadSanitizer report"; count 1 0
+  echo "ok   6 four-phase runs (one guarded) and a resumed run, no ThreadSanitizer report"; count 1 0
 else
   echo "FAIL multi-phase training under ThreadSanitizer"; count 0 1
 fi

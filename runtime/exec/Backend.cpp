@@ -1,6 +1,7 @@
 //===- Backend.cpp - backends by name -------------------------------------===//
 
 #include "runtime/exec/Backend.h"
+#include "runtime/exec/GuardedBackend.h"
 #include "runtime/exec/ReferenceBackend.h"
 #ifdef NETC_HAVE_ONEDNN
 #include "runtime/exec/CpuBackend.h"
@@ -53,6 +54,8 @@ std::vector<size_t> convReluPairs(const plan::Program &program,
 std::unique_ptr<Backend> makeBackend(const std::string &name) {
   if (name == "reference")
     return std::make_unique<ReferenceBackend>();
+  if (name == "guarded")
+    return std::make_unique<GuardedBackend>();
 #ifdef NETC_HAVE_ONEDNN
   if (name == "cpu")
     return std::make_unique<CpuBackend>();
@@ -66,9 +69,9 @@ std::unique_ptr<Backend> makeBackend(const std::string &name) {
   const char *gpu = "";
 #endif
 #ifdef NETC_HAVE_ONEDNN
-  const char *host = "cpu, reference";
+  const char *host = "cpu, reference, guarded";
 #else
-  const char *host = "reference (this build has no oneDNN)";
+  const char *host = "reference, guarded (this build has no oneDNN)";
 #endif
   throw std::invalid_argument(
       fmt::format("unknown backend '{}' (available: {}{})", name, gpu, host));

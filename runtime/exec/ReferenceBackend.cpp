@@ -122,7 +122,9 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
         c.in.size() > 2;
     if (biased)
       plain.in.pop_back();
-    run(plain);
+    // The reference's own kernel, now (not a subclass's run, which may
+    // queue it: GuardedBackend).
+    ReferenceBackendT<T>::run(plain);
     if (biased) {
       auto *y = static_cast<uint32_t *>(plain.out[0].data);
       const float *bias = c.in[2].f32(); // f32: not converted

@@ -4,6 +4,7 @@
 #include "runtime/dist/Communicator.h"
 #include "runtime/exec/Backend.h"
 #include "runtime/exec/Executor.h"
+#include "runtime/exec/GuardedBackend.h"
 #include "runtime/exec/ParamStore.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/Plan.h"
@@ -702,6 +703,89 @@ TEST(ExecutorTest, EvalProgramAndBackendFactory) {
   EXPECT_NEAR(logits[2 * 3 + 1], z, 1e-6);
   EXPECT_STREQ(exec::makeBackend("reference")->name(), "reference");
   EXPECT_THROW(exec::makeBackend("tpu"), std::invalid_argument);
+}
+
+/// The permissions /proc/self/maps shows for the mapping holding `p`
+/// ("rw-p", "---p"; "" if none holds it).
+std::string mappingPerms(const void *p) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  auto a = reinterpret_cast<uintptr_t>(p);
+  while (std::getline(maps, line)) {
+    unsigned long lo = 0, hi = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &lo, &hi, perms) == 3 &&
+        a >= lo && a < hi)
+      return perms;
+  }
+  return "";
+}
+
+// The guarded backend keeps a device's rules on the host: its memory is
+// closed to the host except while it works on it, and uploads, copies and
+// zeroing wait in its queue until the host waits (so an upload reads its
+// source then, as a GPU's asynchronous copy may).
+TEST(GuardedBackendTest, MemoryIsClosedAndWorkWaitsForTheHost) {
+  std::unique_ptr<exec::Backend> b = exec::makeBackend("guarded");
+  EXPECT_STREQ(b->name(), "guarded");
+  EXPECT_FALSE(b->isHost());
+  std::unique_ptr<exec::Buffer> buf = b->allocate(4 * sizeof(float), "x");
+  EXPECT_FALSE(buf->isHost());
+  EXPECT_EQ(mappingPerms(buf->data()), "---p");
+  float src[4] = {1, 2, 3, 4}, back[4] = {};
+  b->upload(buf->data(), src, sizeof src);
+  src[0] = 7; // before the wait: the upload reads this
+  auto *f = static_cast<float *>(buf->data());
+  b->zero(f + 3, sizeof(float));
+  b->copy(f + 2, f + 1, sizeof(float));
+  EXPECT_EQ(mappingPerms(buf->data()), "---p"); // nothing ran yet
+  b->download(back, buf->data(), sizeof back);
+  EXPECT_EQ(back[0], 7.0f);
+  EXPECT_EQ(back[1], 2.0f);
+  EXPECT_EQ(back[2], 2.0f);
+  EXPECT_EQ(back[3], 0.0f);
+  EXPECT_EQ(mappingPerms(buf->data()), "---p"); // closed again
+  // Staging memory is the host's.
+  std::unique_ptr<exec::Buffer> staging = b->allocateStaging(64, "staging");
+  EXPECT_TRUE(staging->isHost());
+}
+
+// A kernel runs at the host's wait, and an error it raises there names it
+// (path and op), as the executor names a kernel that fails when it is run.
+TEST(GuardedBackendTest, KernelsRunAtTheWaitAndTheirErrorsNameThem) {
+  TempDir dir;
+  plan::Plan p = loadJson(dir, tinyPlan());
+  exec::ReferenceBackend reference;
+  exec::GuardedBackend guarded;
+  exec::ParamStore rs(p, 3, reference), gs(p, 3, guarded);
+  exec::Executor r(p, "step.train", rs, reference),
+      g(p, "step.train", gs, guarded);
+  float x[16];
+  for (int i = 0; i < 16; ++i)
+    x[i] = float(i % 5) - 2.0f;
+  int32_t y[4] = {0, 2, 1, 2};
+  exec::StepContext ctx;
+  ctx.lr = 0.5;
+  ctx.momentum = 0.9;
+  for (exec::Executor *e : {&r, &g}) {
+    e->upload(e->inputId("image"), x, sizeof x, 4);
+    e->upload(e->inputId("labels"), y, sizeof y, 4);
+    e->run(4, ctx);
+  }
+  EXPECT_EQ(g.scalar(6), r.scalar(6));
+  EXPECT_EQ(gs.hostValue("fc.weight"), rs.hostValue("fc.weight"));
+  // A label out of range fails softmax cross-entropy at the wait.
+  y[3] = 9;
+  g.upload(g.inputId("labels"), y, sizeof y, 4);
+  g.run(4, ctx);
+  try {
+    (void)g.scalar(6);
+    ADD_FAILURE() << "no error for label 9 of 3 classes";
+  } catch (const std::exception &e) {
+    EXPECT_NE(std::string(e.what()).find("'softmax_cross_entropy'"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 /// A plan with one program `p` over the given values and kernels.

@@ -68,7 +68,10 @@ commands:
       --checkpoint-every N  also checkpoint every N steps
       --backend NAME        cuda (the default where built and a GPU is
                             present), cpu (oneDNN; the default otherwise,
-                            where built) or reference
+                            where built), reference, or guarded (the
+                            reference under a GPU's rules: its memory
+                            unreadable to the host, its work queued
+                            until the host waits; for testing)
   eval TRAINER    top-1 (and, past 5 classes, top-5) error of the `eval`
                   program (test set by default)
       --data DIR            data folder

@@ -1,0 +1,70 @@
+//===- GuardedBackend.h - the reference backend under a device's rules ----===//
+//
+// `--backend guarded`: the reference backend's kernels behind the two rules
+// a GPU imposes on its callers, enforced on the host, so that the trainer,
+// the executor and netrun are proven to follow them without a GPU:
+//   - the backend's memory (arenas, parameters, momentum, kept copies) is
+//     not host memory: it is mapped PROT_NONE, and opened only while the
+//     backend itself works on it, so a host access faults at once;
+//   - uploads, copies, zeroing and kernels are queued, as on a stream, and
+//     run only when the host waits (download, synchronize): an upload reads
+//     its source then, so a staging buffer rewritten before the wait shows
+//     in the results.
+// Everything else is the reference backend's, so a run computes the same
+// bits as `--backend reference`; the e2e test compares the two.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NETC_RUNTIME_EXEC_GUARDEDBACKEND_H
+#define NETC_RUNTIME_EXEC_GUARDEDBACKEND_H
+
+#include "runtime/exec/ReferenceBackend.h"
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <vector>
+
+namespace netc::exec {
+
+class GuardedBackend : public ReferenceBackend {
+public:
+  GuardedBackend() = default;
+  ~GuardedBackend() override;
+  GuardedBackend(const GuardedBackend &) = delete;
+  GuardedBackend &operator=(const GuardedBackend &) = delete;
+
+  const char *name() const override { return "guarded"; }
+
+  bool isHost() const override { return false; }
+  /// Page-aligned, zeroed, unreadable to the host.
+  std::unique_ptr<Buffer> allocate(uint64_t bytes,
+                                   const std::string &what) override;
+  void upload(void *dst, const void *src, uint64_t bytes) override;
+  void download(void *dst, const void *src, uint64_t bytes) override;
+  void copy(void *dst, const void *src, uint64_t bytes) override;
+  void zero(void *dst, uint64_t bytes) override;
+  void synchronize() override;
+
+  std::unique_ptr<KernelState> prepare(const KernelCall &call) override;
+  void run(const KernelCall &call) override;
+  /// The program's kernel states may go away: its queued kernels run now.
+  void forgetProgram(const void *key) override;
+
+private:
+  /// Runs the queue with the memory open, then closes it again.
+  void flush();
+  /// Opens (or closes) every region for the host.
+  void setAccess(bool open);
+
+  /// Guards the queue and the regions (flush runs inside download, prepare
+  /// and a buffer's release, hence recursive).
+  std::recursive_mutex mutex_;
+  std::map<void *, size_t> regions_; ///< mapped address -> mapped bytes
+  std::vector<std::function<void()>> queue_;
+  bool open_ = false;
+};
+
+} // namespace netc::exec
+
+#endif // NETC_RUNTIME_EXEC_GUARDEDBACKEND_H

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# netrun under a GPU's rules, without a GPU: `--backend guarded` is the
+# reference backend with its memory unreadable to the host (a host access
+# faults) and its uploads, copies and kernels queued until the host waits
+# (a staging buffer rewritten too early changes the results). Every command
+# the GPU runs (train with its prefetch thread and dense evaluation, resume,
+# eval, reconstruct, bench, infer; fp32 and bf16 plans) must exit 0 and
+# give the reference backend's results to the bit.
+#   test/e2e/guarded.sh BUILD_DIR
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+NETRUN=$BUILD/bin/netrun
+
+same() { # file file: the same bytes
+  cmp -s "$1" "$2"
+}
+
+"$BUILD/bin/netc" phases.net -o "$work/ref.trainer" >/dev/null
+"$BUILD/bin/netc" phases.net --precision=bf16 -o "$work/ref16.trainer" \
+  >/dev/null
+for t in ref ref16; do
+  cp -r "$work/$t.trainer" "$work/${t/ref/grd}.trainer"
+done
+
+for p in "" 16; do
+  what=${p:+bf16 }
+  for b in reference guarded; do
+    t=$work/$([[ $b == reference ]] && echo ref || echo grd)$p.trainer
+    "$NETRUN" train "$t" --backend $b --log-every 1 --seed 3 \
+      --metrics "$t.jsonl" >"$t.log" 2>&1
+    echo "train exit $?" >>"$t.log"
+  done
+  r=$work/ref$p.trainer g=$work/grd$p.trainer
+  check "${what}train runs on the guarded backend" grep -q "train exit 0" "$g.log"
+  check "... with the reference's losses, errors and checkpoint" \
+    bash -c "diff <(grep -v images_per_second '$r.jsonl' | sed 's/\"images_per_second\":[^,]*,//') \
+                  <(grep -v images_per_second '$g.jsonl' | sed 's/\"images_per_second\":[^,]*,//') >/dev/null &&
+             cmp -s '$r/checkpoint.safetensors' '$g/checkpoint.safetensors'"
+done
+
+r=$work/ref.trainer g=$work/grd.trainer
+for b in reference guarded; do
+  t=$([[ $b == reference ]] && echo "$r" || echo "$g")
+  "$NETRUN" eval "$t" --backend $b >"$t.eval" 2>&1
+  "$NETRUN" reconstruct "$t" --backend $b --count 4 --out "$t.png" \
+    >"$t.recon" 2>&1
+done
+check "eval gives the reference's error" same "$r.eval" "$g.eval"
+check "reconstruct gives the reference's PSNRs" \
+  bash -c "diff <(grep PSNR '$r.recon') <(grep PSNR '$g.recon') >/dev/null &&
+           grep -q PSNR '$g.recon'"
+check "... and its picture" same "$r.png" "$g.png"
+
+# Stopped after 3 steps and resumed: the checkpoint is written from and read
+# into backend memory.
+rm -f "$g"/checkpoint.* "$r"/checkpoint.*
+for t in "$r" "$g"; do
+  b=$([[ $t == "$r" ]] && echo reference || echo guarded)
+  "$NETRUN" train "$t" --backend $b --seed 3 --max-steps 3 >/dev/null 2>&1
+  "$NETRUN" train "$t" --backend $b --seed 3 --resume >"$t.resume" 2>&1
+  echo "exit $?" >>"$t.resume"
+done
+check "a resumed run on the guarded backend ends as the reference's" \
+  bash -c "grep -q 'exit 0' '$g.resume' &&
+           cmp -s '$r/checkpoint.safetensors' '$g/checkpoint.safetensors'"
+
+out=$("$NETRUN" bench "$g" --backend guarded --steps 2 2>&1)
+check "bench runs on the guarded backend" \
+  grep -q "^program step.joint on guarded: batch 16, 2 steps" <<<"$out"
+
+# A classifier's logits through `infer` (images as safetensors, from the
+# eval program), as on the GPU.
+python3 - "$work/images.safetensors" <<'PY'
+import json, struct, sys
+n, c, h, w = 3, 1, 28, 28
+vals = [((i * 37) % 256) / 255.0 for i in range(n * c * h * w)]
+data = struct.pack(f"<{len(vals)}f", *vals)
+head = json.dumps({"images": {"dtype": "F32", "shape": [n, c, h, w],
+                              "data_offsets": [0, len(data)]}}).encode()
+head += b" " * (-len(head) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(head)) + head + data)
+PY
+for t in "$r" "$g"; do
+  b=$([[ $t == "$r" ]] && echo reference || echo guarded)
+  "$NETRUN" infer "$t" --backend $b --images "$work/images.safetensors" \
+    -o "$t.logits.safetensors" >"$t.infer" 2>&1
+  echo "exit $?" >>"$t.infer"
+done
+check "infer on the guarded backend gives the reference's logits" \
+  bash -c "grep -q 'exit 0' '$g.infer' &&
+           cmp -s '$r.logits.safetensors' '$g.logits.safetensors'"
+
+echo "guarded: $passed passed, $failed failed"
+((failed == 0))
