@@ -15,9 +15,10 @@
 # net, classifier and SWWAE-all, fp32/tf32/bf16: 12 cells), the PyTorch
 # peer (bench/peer_gpu.py) where torch imports, eager and then, with the
 # time left, through torch.compile, and the ratios. Every stage
-# logs to OUTDIR/<stage>.log and has its own timeout, all within a deadline
-# of 7m50s, so one hang cannot eat the budget; OUTDIR/summary.txt lists
-# each stage's result and the benchmark ratios.
+# logs to <stage>.log and has its own timeout, all within a deadline of
+# 7m50s, so one hang cannot eat the budget; OUTDIR/summary.txt lists each
+# stage's result and the benchmark ratios, and OUTDIR/logs.tar.gz holds
+# the logs.
 #
 # Stage caps (seconds; each also stops at the deadline, 470 s after the
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
@@ -37,7 +38,8 @@
 #        run  command: bench/gpu-check.sh $OUT/gpu   timeout_s: 540
 #      (the script stops itself by 7m50s; 540 s leaves the rest of a
 #      15-minute device budget to rerun once), then read $OUT/gpu/summary.txt
-#      and the stage logs from the returned files.
+#      and, for the stage logs, unpack $OUT/gpu/logs.tar.gz (the device tool
+#      returns at most 8 files, so the logs come packed).
 #   Stages can be skipped to rerun only some: GPU_CHECK_SKIP="peer
 #   runtime-tests" (stages: build runtime-tests gpu-tests parity bench
 #   peer peer-compile); GPU_CHECK_BUILD_DIR names the build folder (default
@@ -53,14 +55,25 @@
 # shellcheck disable=SC2317
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
-OUT=${1:?usage: bench/gpu-check.sh OUTDIR}
+RESULT=${1:?usage: bench/gpu-check.sh OUTDIR}
+mkdir -p "$RESULT"
+RESULT=$(cd "$RESULT" && pwd)
+# The device tool brings back at most 8 files from its $OUT: OUTDIR ends
+# with summary.txt and logs.tar.gz (every stage's log, the parity runs'
+# logs, metrics and algorithm files; no parameters), packed at exit.
+OUT=$RESULT/logs
+rm -rf "$OUT" "$RESULT/logs.tar.gz"
 mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
+pack() {
+  tar -czf "$RESULT/logs.tar.gz" -C "$RESULT" --exclude='*.safetensors' \
+    --exclude='plan.json' logs && rm -rf "$OUT"
+}
+trap pack EXIT
 BUILD=${GPU_CHECK_BUILD_DIR:-build-gpu}
 TRAINERS=bench/gpu-trainers
 START=$(date +%s)
 DEADLINE=$((START + 470))
-SUMMARY=$OUT/summary.txt
+SUMMARY=$RESULT/summary.txt
 : >"$SUMMARY"
 failed=0
 
@@ -112,21 +125,48 @@ if [[ ! -d $TRAINERS/fmnist ]]; then
 fi
 
 #--- build ---------------------------------------------------------------
-# cuDNN may be only in PyTorch's wheel (nvidia/cudnn): point CMake there.
+# cuDNN (and NCCL) may be only in PyTorch's wheels (nvidia/cudnn,
+# nvidia/nccl): point CMake there.
 build() {
   if [[ -z ${CUDNN_ROOT:-} ]] && ! ls /usr/local/cuda/lib*/libcudnn.so* \
       /usr/lib/x86_64-linux-gnu/libcudnn.so* >/dev/null 2>&1; then
-    CUDNN_ROOT=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' 2>/dev/null || true)
+    CUDNN_ROOT=$(python3 -c 'import nvidia.cudnn; print(list(nvidia.cudnn.__path__)[0])' 2>/dev/null || true)
     export CUDNN_ROOT
     echo "CUDNN_ROOT=$CUDNN_ROOT"
   fi
-  local gen=()
+  # NCCL likewise (nvidia/nccl).
+  if [[ -z ${NCCL_ROOT:-} ]] && ! ls /usr/local/cuda/lib*/libnccl.so* \
+      /usr/lib/x86_64-linux-gnu/libnccl.so* >/dev/null 2>&1; then
+    NCCL_ROOT=$(python3 -c 'import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null || true)
+    export NCCL_ROOT
+    echo "NCCL_ROOT=$NCCL_ROOT"
+  fi
+  local gen=() targets=(netrun netc-runtime-tests netc-gpu-tests)
   command -v ninja >/dev/null && gen=(-G Ninja)
   [[ -f $BUILD/CMakeCache.txt ]] && gen=()
-  cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DNETC_BUILD_COMPILER=OFF -DNETC_WITH_ONEDNN=OFF -DNETC_WITH_CUDA=ON &&
-    cmake --build "$BUILD" -j "$(nproc)" --target netrun netc-runtime-tests \
-      netc-gpu-tests
+  local opts=(-DCMAKE_BUILD_TYPE=Release -DNETC_BUILD_COMPILER=OFF
+    -DNETC_WITH_ONEDNN=OFF -DNETC_WITH_CUDA=ON)
+  # Where a dependency is missing there: the carried prefix of the
+  # development machine's packages (bench/gpu-trainers.sh), zlib's library
+  # being the machine's own libz.so.1.
+  local deps=$PWD/$TRAINERS/deps zlib
+  zlib=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
+  local carried=(-DCMAKE_PREFIX_PATH="$deps" -DZLIB_INCLUDE_DIR="$deps/include")
+  [[ -n $zlib ]] && carried+=(-DZLIB_LIBRARY="$zlib")
+  if ! cmake -S . -B "$BUILD" "${gen[@]}" "${opts[@]}"; then
+    echo "configure failed: once more with the carried prefix $deps"
+    rm -f "$BUILD/CMakeCache.txt"
+    if ! cmake -S . -B "$BUILD" "${gen[@]}" "${opts[@]}" "${carried[@]}"; then
+      # Without GoogleTest the tests cannot be built, but netrun can: the
+      # parity check and the benchmark still run (the test stages fail).
+      echo "configure failed: once more without the tests"
+      rm -f "$BUILD/CMakeCache.txt"
+      cmake -S . -B "$BUILD" "${gen[@]}" "${opts[@]}" "${carried[@]}" \
+        -DNETC_BUILD_TESTS=OFF || return 1
+      targets=(netrun)
+    fi
+  fi
+  cmake --build "$BUILD" -j "$(nproc)" --target "${targets[@]}"
 }
 export OUT BUILD TRAINERS DEADLINE
 export -f build

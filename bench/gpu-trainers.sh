@@ -27,6 +27,11 @@
 #   fmnist-data/       the first 2560 training and 512 test images of
 #                      Fashion-MNIST as IDX (the GPU machine may not have
 #                      the dataset; both parity runs read the same files)
+#   deps/              a small install prefix of this machine's Debian
+#                      packages the runtime builds against (fmt,
+#                      nlohmann-json, GoogleTest, zlib's headers): the GPU
+#                      machine is said to have them, and gpu-check's build
+#                      falls back to this prefix only where it has not
 # Trainer folders are not named *.trainer, which .gitignore ignores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,5 +83,19 @@ for prefix, n in (("train", 2560), ("t10k", 512)):
     with gzip.open(f"{dst}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
         f.write(struct.pack(">II", magic, n) + data)
 PY
+# The runtime's build dependencies as a relocatable prefix: headers, the
+# libraries, and the CMake package files (which find their prefix relative
+# to themselves).
+deps=$OUT/deps
+arch=lib/x86_64-linux-gnu
+mkdir -p "$deps/include" "$deps/$arch/cmake" "$deps/share/cmake"
+cp -r /usr/include/fmt /usr/include/nlohmann /usr/include/gtest \
+  /usr/include/gmock /usr/include/zlib.h /usr/include/zconf.h \
+  "$deps/include/"
+cp -a /usr/$arch/libfmt.so* /usr/$arch/libgtest*.a /usr/$arch/libgmock*.a \
+  "$deps/$arch/"
+cp -r /usr/$arch/cmake/fmt /usr/$arch/cmake/GTest "$deps/$arch/cmake/"
+cp -r /usr/share/cmake/nlohmann_json "$deps/share/cmake/"
+
 du -sh "$OUT"
 echo "gpu-trainers: wrote $OUT (untracked; the device tool carries it)"
