@@ -372,9 +372,10 @@ fi
 "$NETRUN" info "$TRAINERS/fmnist" 2>&1 | grep '^cuda backend' >>"$SUMMARY"
 
 #--- benchmark: netrun bench on the carried trainers ----------------------
-# 12 cells: the 32x32 net (batch 256, 30 timed steps) and VGG-16 (batch 64,
-# 12), as the classifier and SWWAE-all, in fp32, tf32 and bf16 (the peer's
-# cells and step counts). Each cell has its own limit, so that one hang
+# 12 cells: VGG-16 (batch 64, 12 timed steps) and the 32x32 net (batch 256,
+# 30), as SWWAE-all and the classifier, in bf16, tf32 and fp32 (the peer's
+# cells and step counts; in this order, so that a stage cut short by its
+# limit loses the least telling cells). Each cell has its own limit, so that one hang
 # leaves the others their time (--foreground: the cell stays in the stage's
 # process group, so that the stage's own timeout ends it too); a cell's
 # lines go to bench.log as it ends, so a stage timeout keeps the cells
@@ -385,30 +386,37 @@ fi
 # $TRAINERS/NAME (its first word) with at most LIMIT seconds, logged to
 # bench-NAME.log (spaces as dashes) and echoed with the name in front.
 cell() {
-  local name=$1 limit=$2 steps=$3 log rc
+  local name=$1 limit=$2 steps=$3 log rc t
   shift 3
   log="$OUT/bench-${name// /-}.log"
-  env "$@" timeout --foreground -k 5 "$limit" "$NETRUN" bench \
-    "$TRAINERS/${name%% *}" --program step.joint --backend cuda \
-    --steps "$steps" --profile >"$log" 2>&1
+  t=$TRAINERS/${name%% *}
+  # One algorithm file for all cells: a shape another cell measured (the
+  # other variant's encoder, say) is not measured again. Its keys hold the
+  # precision and layout, and it is this GPU's and cuDNN's.
+  [[ -f $OUT/cudnn-algorithms.json ]] && cp "$OUT/cudnn-algorithms.json" "$t/"
+  env "$@" timeout --foreground -k 5 "$limit" "$NETRUN" bench "$t" \
+    --program step.joint --backend cuda --steps "$steps" --profile \
+    >"$log" 2>&1
   rc=$?
+  [[ -f $t/cudnn-algorithms.json ]] && cp "$t/cudnn-algorithms.json" "$OUT/"
   if ((rc == 124 || rc == 137)); then
     echo "TIMED OUT after ${limit}s" >>"$log"
   elif ((rc != 0)); then
     echo "FAILED (exit $rc)" >>"$log"
-    env "$@" bash -c 'diagnose "$@"' diagnose bench "$log" bench \
-      "$TRAINERS/${name%% *}" --program step.joint --backend cuda --steps 1
+    env "$@" bash -c 'diagnose "$@"' diagnose bench "$log" bench "$t" \
+      --program step.joint --backend cuda --steps 1
   fi
   sed "s/^/$name: /" "$log"
   return $((rc != 0))
 }
 bench() {
   local net v p t steps limit rc=0
-  for net in vgg32 vgg16; do
+  # VGG-16 first (the goals' headline cells), bf16 first.
+  for net in vgg16 vgg32; do
     steps=30 limit=30
     [[ $net == vgg16 ]] && steps=12 limit=50
-    for v in none swwae-all; do
-      for p in fp32 tf32 bf16; do
+    for p in bf16 tf32 fp32; do
+      for v in swwae-all none; do
         t=$net-$v
         [[ $p != fp32 ]] && t=$t-$p
         cell "$t" "$limit" "$steps" || rc=1
@@ -416,7 +424,7 @@ bench() {
     done
   done
   # What the conv+relu fusion buys: two cells again without it (their
-  # algorithms come from the file the first run wrote, so no new search).
+  # algorithms come from the shared file, so no new search).
   for t in vgg16-none vgg16-swwae-all-bf16; do
     cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
   done
