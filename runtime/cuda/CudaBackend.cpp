@@ -684,23 +684,23 @@ CudaBackend::ProgramRun CudaBackend::beginProgram(const void *key, int64_t n,
   return ProgramRun::Capture;
 }
 
-bool CudaBackend::endCapture(const void *key, bool ok) {
+bool CudaBackend::endCapture(const void *key, const std::string &error) {
   Recording &r = recordings_[key];
   cudaGraph_t graph = nullptr;
   cudaError_t e = cudaStreamEndCapture(stream_, &graph);
   cudaGraphExec_t exec = nullptr;
-  if (ok && e == cudaSuccess)
+  if (error.empty() && e == cudaSuccess)
     e = cudaGraphInstantiate(&exec, graph, 0);
   if (graph)
     cudaGraphDestroy(graph);
-  if (!ok || e != cudaSuccess) {
+  if (!error.empty() || e != cudaSuccess) {
     (void)cudaGetLastError();
     r.off = true; // the executor runs it again, eagerly
     // Kept for runReport, so that a run without graphs is never mistaken
-    // for one with them.
+    // for one with them (and a library call that cannot be captured is
+    // named).
     if (captureFailure_.empty())
-      captureFailure_ =
-          !ok ? "a kernel failed while it was captured" : cudaGetErrorString(e);
+      captureFailure_ = !error.empty() ? error : cudaGetErrorString(e);
     return false;
   }
   r.exec = exec;

@@ -145,7 +145,7 @@ public:
   ProgramRun beginProgram(const void *key, int64_t n,
                           const exec::StepContext &ctx,
                           bool capturable) override;
-  bool endCapture(const void *key, bool ok) override;
+  bool endCapture(const void *key, const std::string &error) override;
   void forgetProgram(const void *key) override;
   /// How many programs ran as replayed graphs, and the first capture that
   /// failed (its program then ran kernel by kernel).

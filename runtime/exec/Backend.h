@@ -83,13 +83,13 @@ public:
     (void)key, (void)n, (void)ctx, (void)capturable;
     return ProgramRun::Eager;
   }
-  /// Ends a Capture run; `ok`: every kernel was enqueued without an error.
-  /// Returns whether the recording was launched (the step ran); if not,
-  /// the executor runs the kernels again, eagerly (a genuine error then
-  /// recurs, outside the capture), and the backend records this program
-  /// no more.
-  virtual bool endCapture(const void *key, bool ok) {
-    (void)key, (void)ok;
+  /// Ends a Capture run; `error`: why a kernel could not be enqueued
+  /// (empty: every kernel was). Returns whether the recording was launched
+  /// (the step ran); if not, the executor runs the kernels again, eagerly
+  /// (a genuine error then recurs, outside the capture), and the backend
+  /// records this program no more.
+  virtual bool endCapture(const void *key, const std::string &error) {
+    (void)key, (void)error;
     return false;
   }
   /// Program `key`'s recordings are stale (it keeps another value, or it

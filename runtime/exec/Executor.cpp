@@ -260,13 +260,17 @@ void ExecutorT<T>::run(int64_t n, const StepContext &ctx) {
       backend_.beginProgram(this, n, ctx, !profiling_ && n == program_->batch);
   bool ran = how == Run::Replay;
   if (how == Run::Capture) {
-    bool ok = true;
+    std::string error;
     try {
       runCalls(calls, n);
+    } catch (const std::exception &e) {
+      error = e.what();
+      if (error.empty())
+        error = "an error without a message";
     } catch (...) {
-      ok = false;
+      error = "an unknown exception";
     }
-    ran = backend_.endCapture(this, ok);
+    ran = backend_.endCapture(this, error);
   }
   if (!ran)
     runCalls(calls, n);
