@@ -3,8 +3,8 @@
 # reference backend with its memory unreadable to the host (a host access
 # faults) and its uploads, copies and kernels queued until the host waits
 # (a staging buffer rewritten too early changes the results). Every command
-# the GPU runs (train with its prefetch thread and dense evaluation, resume,
-# eval, reconstruct, bench, infer; fp32 and bf16 plans) must exit 0 and
+# the GPU runs (train with its prefetch thread, resume, eval, reconstruct,
+# bench, infer; fp32 and bf16 plans; two ranks over MPI) must exit 0 and
 # give the reference backend's results to the bit.
 #   test/e2e/guarded.sh BUILD_DIR
 set -uo pipefail
@@ -89,6 +89,28 @@ done
 check "infer on the guarded backend gives the reference's logits" \
   bash -c "grep -q 'exit 0' '$g.infer' &&
            cmp -s '$r.logits.safetensors' '$g.logits.safetensors'"
+
+# Two ranks (MPI): the parameters broadcast at the start, the all-reduced
+# gradients and rank 0's checkpoint all pass through backend memory.
+if command -v mpirun >/dev/null &&
+    grep -q "NETC_WITH_MPI:BOOL=ON" "$BUILD/CMakeCache.txt"; then
+  export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 \
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  "$BUILD/bin/netc" data-parallel.net -o "$work/dpr.trainer" >/dev/null 2>&1
+  cp -r "$work/dpr.trainer" "$work/dpg.trainer"
+  for b in reference guarded; do
+    t=$work/dp${b:0:1}.trainer
+    timeout 120 mpirun --oversubscribe -np 2 "$NETRUN" train "$t" \
+      --backend $b --log-every 100 >"$t.log" 2>&1
+    echo "exit $?" >>"$t.log"
+  done
+  check "2 ranks on the guarded backend end as on the reference" \
+    bash -c "grep -q 'exit 0' '$work/dpg.trainer.log' &&
+             cmp -s '$work/dpr.trainer/checkpoint.safetensors' \
+                    '$work/dpg.trainer/checkpoint.safetensors'"
+else
+  echo "skip 2 ranks (no MPI in this build)"
+fi
 
 echo "guarded: $passed passed, $failed failed"
 ((failed == 0))
