@@ -34,6 +34,17 @@ struct PreparedProgram {
   std::set<int64_t> elided;
 };
 
+/// `e` with kernel `k`'s path and op in front, unless it starts with them
+/// already (a backend that runs kernels at a later wait names them itself).
+inline kernels::KernelError namedKernelError(const plan::Kernel &k,
+                                             const kernels::KernelError &e) {
+  std::string name = fmt::format("{}: '{}': ", k.path, plan::opName(k.op));
+  std::string what = e.what();
+  return kernels::KernelError(what.compare(0, name.size(), name) == 0
+                                  ? what
+                                  : name + what);
+}
+
 /// The kernel interface every backend implements. A backend owns the memory
 /// its kernels touch (Memory: arenas, parameters, kept outputs, transfers);
 /// the defaults are host memory.
@@ -127,9 +138,7 @@ protected:
     try {
       return prepare(call);
     } catch (const kernels::KernelError &e) {
-      throw kernels::KernelError(fmt::format("{}: '{}': {}", call.kernel.path,
-                                             plan::opName(call.kernel.op),
-                                             e.what()));
+      throw namedKernelError(call.kernel, e);
     }
   }
 };

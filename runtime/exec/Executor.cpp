@@ -295,9 +295,7 @@ void ExecutorT<T>::runCalls(const std::vector<KernelCallT<T>> &calls,
         backend_.run(call);
       }
     } catch (const KernelError &e) {
-      const plan::Kernel &k = call.kernel;
-      throw KernelError(
-          fmt::format("{}: '{}': {}", k.path, plan::opName(k.op), e.what()));
+      throw namedKernelError(call.kernel, e);
     }
     for (int64_t id : keepAfter_[i]) {
       Kept &kept = kept_.at(id);

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 #include <sys/mman.h>
@@ -17,13 +19,7 @@ namespace netc::exec {
 
 using kernels::KernelError;
 
-GuardedBackend::~GuardedBackend() {
-  try {
-    flush();
-  } catch (...) {
-    // A kernel's error was the caller's to see at its last wait.
-  }
-}
+GuardedBackend::~GuardedBackend() { drain(); }
 
 std::unique_ptr<Buffer> GuardedBackend::allocate(uint64_t bytes,
                                                  const std::string &what) {
@@ -45,21 +41,56 @@ std::unique_ptr<Buffer> GuardedBackend::allocate(uint64_t bytes,
   regions_[p] = size_t(mapped);
   return track(p, bytes, /*host=*/false, [this](void *q) {
     std::lock_guard<std::recursive_mutex> lock(mutex_);
-    try {
-      flush(); // queued work may still write it
-    } catch (...) {
-      // Reported at the caller's wait; a release must not throw.
-    }
+    drain(); // queued work may still write it
     auto it = regions_.find(q);
     ::munmap(q, it->second);
     regions_.erase(it);
   });
 }
 
+std::unique_ptr<Buffer>
+GuardedBackend::allocateStaging(uint64_t bytes, const std::string &what) {
+  reserveHostBytes(bytes, what);
+  uint64_t rounded = std::max<uint64_t>((bytes + 63) / 64 * 64, 64);
+  void *p = std::aligned_alloc(64, size_t(rounded));
+  if (!p)
+    throw MemoryError(fmt::format("{}: cannot allocate {} ({} bytes)", what,
+                                  io::formatBytes(bytes), bytes));
+  std::memset(p, 0, size_t(rounded));
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  staging_[p] = size_t(rounded);
+  return track(p, bytes, /*host=*/true, [this](void *q) {
+    std::lock_guard<std::recursive_mutex> lock(mutex_);
+    drain(); // a queued upload may still read it
+    staging_.erase(q);
+    std::free(q);
+  });
+}
+
+bool GuardedBackend::inStaging(const void *p, uint64_t bytes) const {
+  auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = staging_.upper_bound(const_cast<void *>(p));
+  if (it == staging_.begin())
+    return false;
+  --it;
+  auto lo = reinterpret_cast<uintptr_t>(it->first);
+  return a >= lo && a + bytes <= lo + it->second;
+}
+
 void GuardedBackend::upload(void *dst, const void *src, uint64_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  if (bytes && dst != src)
+  if (!bytes || dst == src)
+    return;
+  if (inStaging(src, bytes)) {
+    // Page-locked on a GPU: the copy reads it later, so must this one.
     queue_.push_back([=] { std::memmove(dst, src, size_t(bytes)); });
+    return;
+  }
+  // Pageable memory: CUDA has read it when cudaMemcpyAsync returns.
+  auto copy = std::make_shared<std::vector<uint8_t>>(
+      static_cast<const uint8_t *>(src),
+      static_cast<const uint8_t *>(src) + bytes);
+  queue_.push_back([=] { std::memcpy(dst, copy->data(), size_t(bytes)); });
 }
 
 void GuardedBackend::download(void *dst, const void *src, uint64_t bytes) {
@@ -101,25 +132,46 @@ std::unique_ptr<KernelState> GuardedBackend::prepare(const KernelCall &call) {
 }
 
 void GuardedBackend::run(const KernelCall &call) {
-  // The call by value (its operands, shapes and state); what it refers to
-  // (the kernel, its attributes, the step's context) outlives the queue,
-  // which the executor's next wait or its forgetProgram runs.
+  // The call by value (its operands, shapes and state), and the step's
+  // context too: a device kernel takes it when it is enqueued, and a later
+  // run() of the executor rewrites the executor's. What else it refers to
+  // (the kernel, its attributes) outlives the queue, which the executor's
+  // next wait or its forgetProgram runs.
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  queue_.push_back([this, call] {
+  queue_.push_back([this, call, ctx = call.ctx] {
+    const KernelCall c{call.kernel, call.attrs, call.in,
+                       call.out,    call.n,     ctx,
+                       call.param,  call.state, call.workspace};
     try {
-      ReferenceBackend::run(call);
+      ReferenceBackend::run(c);
     } catch (const KernelError &e) {
       // Run at a wait, not where the executor names the kernel: named here.
-      throw KernelError(fmt::format("{}: '{}': {}", call.kernel.path,
-                                    plan::opName(call.kernel.op), e.what()));
+      throw namedKernelError(call.kernel, e);
     }
   });
 }
 
-void GuardedBackend::forgetProgram(const void *) { flush(); }
+void GuardedBackend::forgetProgram(const void *) { drain(); }
+
+void GuardedBackend::drain() noexcept {
+  try {
+    flush();
+  } catch (...) {
+    // As a stream's error, it is reported at the host's next wait.
+    if (!pending_)
+      pending_ = std::current_exception();
+  }
+}
 
 void GuardedBackend::flush() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (pending_) {
+    // The queue behind a failed kernel was dropped with it, as a failed
+    // stream's is: this wait reports the failure.
+    std::exception_ptr e = pending_;
+    pending_ = nullptr;
+    std::rethrow_exception(e);
+  }
   if (queue_.empty())
     return;
   std::vector<std::function<void()>> work;

@@ -7,9 +7,11 @@
 //     not host memory: it is mapped PROT_NONE, and opened only while the
 //     backend itself works on it, so a host access faults at once;
 //   - uploads, copies, zeroing and kernels are queued, as on a stream, and
-//     run only when the host waits (download, synchronize): an upload reads
-//     its source then, so a staging buffer rewritten before the wait shows
-//     in the results.
+//     run only when the host waits (download, synchronize). An upload from
+//     staging memory (page-locked on a GPU) reads its source then, so a
+//     staging buffer rewritten before the wait shows in the results; one
+//     from other host memory has read it when upload() returns, as CUDA's
+//     copies from pageable memory have.
 // Everything else is the reference backend's, so a run computes the same
 // bits as `--backend reference`; the e2e test compares the two.
 //
@@ -20,6 +22,7 @@
 
 #include "runtime/exec/ReferenceBackend.h"
 
+#include <exception>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -40,6 +43,9 @@ public:
   /// Page-aligned, zeroed, unreadable to the host.
   std::unique_ptr<Buffer> allocate(uint64_t bytes,
                                    const std::string &what) override;
+  /// Host memory, remembered: uploads from it are read at the wait.
+  std::unique_ptr<Buffer> allocateStaging(uint64_t bytes,
+                                          const std::string &what) override;
   void upload(void *dst, const void *src, uint64_t bytes) override;
   void download(void *dst, const void *src, uint64_t bytes) override;
   void copy(void *dst, const void *src, uint64_t bytes) override;
@@ -52,8 +58,13 @@ public:
   void forgetProgram(const void *key) override;
 
 private:
-  /// Runs the queue with the memory open, then closes it again.
+  /// Runs the queue with the memory open, then closes it again; first
+  /// rethrows an error a drain() kept.
   void flush();
+  /// flush() where nothing may throw (a release, forgetProgram from an
+  /// executor's destructor, the destructor): an error is kept for the next
+  /// wait, as a stream's would be.
+  void drain() noexcept;
   /// Opens (or closes) every region for the host.
   void setAccess(bool open);
 
@@ -61,7 +72,11 @@ private:
   /// and a buffer's release, hence recursive).
   std::recursive_mutex mutex_;
   std::map<void *, size_t> regions_; ///< mapped address -> mapped bytes
+  std::map<void *, size_t> staging_; ///< staging address -> bytes
+  /// Whether [p, p + bytes) lies in one staging buffer.
+  bool inStaging(const void *p, uint64_t bytes) const;
   std::vector<std::function<void()>> queue_;
+  std::exception_ptr pending_; ///< a drained kernel's error, not yet seen
   bool open_ = false;
 };
 

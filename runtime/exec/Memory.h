@@ -9,8 +9,11 @@
 //
 // Ordering: uploads, copies and kernels run in the order they are issued on
 // the backend's stream; download() waits for everything issued before it.
-// An upload's source must stay unchanged until the next download() or
-// synchronize() (the trainer double-buffers its staging memory for that).
+// An upload from staging memory (allocateStaging: page-locked on a GPU) may
+// read its source until the next download() or synchronize(), so the source
+// must stay unchanged until then (the trainer double-buffers its staging
+// memory for that); one from other host memory has read it when upload()
+// returns, as CUDA's copies from pageable memory have.
 //
 //===----------------------------------------------------------------------===//
 

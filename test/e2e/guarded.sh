@@ -26,26 +26,32 @@ for p in "" 16; do
   what=${p:+bf16 }
   for b in reference guarded; do
     t=$work/$([[ $b == reference ]] && echo ref || echo grd)$p.trainer
-    "$NETRUN" train "$t" --backend $b --log-every 1 --seed 3 \
+    "$NETRUN" train "$t" --backend "$b" --log-every 1 --seed 3 \
       --metrics "$t.jsonl" >"$t.log" 2>&1
     echo "train exit $?" >>"$t.log"
   done
   r=$work/ref$p.trainer g=$work/grd$p.trainer
   check "${what}train runs on the guarded backend" grep -q "train exit 0" "$g.log"
+  # Every record but its timing (the keys are written sorted, so a comma
+  # follows it).
   check "... with the reference's losses, errors and checkpoint" \
-    bash -c "diff <(grep -v images_per_second '$r.jsonl' | sed 's/\"images_per_second\":[^,]*,//') \
-                  <(grep -v images_per_second '$g.jsonl' | sed 's/\"images_per_second\":[^,]*,//') >/dev/null &&
+    bash -c "grep -q '\"event\":\"step\"' '$g.jsonl' &&
+             diff <(sed 's/\"images_per_second\":[^,]*,//' '$r.jsonl') \
+                  <(sed 's/\"images_per_second\":[^,]*,//' '$g.jsonl') >/dev/null &&
              cmp -s '$r/checkpoint.safetensors' '$g/checkpoint.safetensors'"
 done
 
 r=$work/ref.trainer g=$work/grd.trainer
 for b in reference guarded; do
   t=$([[ $b == reference ]] && echo "$r" || echo "$g")
-  "$NETRUN" eval "$t" --backend $b >"$t.eval" 2>&1
-  "$NETRUN" reconstruct "$t" --backend $b --count 4 --out "$t.png" \
+  "$NETRUN" eval "$t" --backend "$b" >"$t.eval" 2>&1
+  echo "exit $?" >>"$t.eval"
+  "$NETRUN" reconstruct "$t" --backend "$b" --count 4 --out "$t.png" \
     >"$t.recon" 2>&1
 done
-check "eval gives the reference's error" same "$r.eval" "$g.eval"
+check "eval gives the reference's error" \
+  bash -c "grep -q 'exit 0' '$g.eval' && grep -q '^test error' '$g.eval' &&
+           cmp -s '$r.eval' '$g.eval'"
 check "reconstruct gives the reference's PSNRs" \
   bash -c "diff <(grep PSNR '$r.recon') <(grep PSNR '$g.recon') >/dev/null &&
            grep -q PSNR '$g.recon'"
@@ -56,12 +62,13 @@ check "... and its picture" same "$r.png" "$g.png"
 rm -f "$g"/checkpoint.* "$r"/checkpoint.*
 for t in "$r" "$g"; do
   b=$([[ $t == "$r" ]] && echo reference || echo guarded)
-  "$NETRUN" train "$t" --backend $b --seed 3 --max-steps 3 >/dev/null 2>&1
-  "$NETRUN" train "$t" --backend $b --seed 3 --resume >"$t.resume" 2>&1
+  "$NETRUN" train "$t" --backend "$b" --seed 3 --max-steps 3 >"$t.stop" 2>&1
+  "$NETRUN" train "$t" --backend "$b" --seed 3 --resume >"$t.resume" 2>&1
   echo "exit $?" >>"$t.resume"
 done
 check "a resumed run on the guarded backend ends as the reference's" \
-  bash -c "grep -q 'exit 0' '$g.resume' &&
+  bash -c "grep -q 'stopped after 3 step' '$g.stop' &&
+           grep -q 'exit 0' '$g.resume' &&
            cmp -s '$r/checkpoint.safetensors' '$g/checkpoint.safetensors'"
 
 out=$("$NETRUN" bench "$g" --backend guarded --steps 2 2>&1)
@@ -82,7 +89,7 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(head)) + head + data)
 PY
 for t in "$r" "$g"; do
   b=$([[ $t == "$r" ]] && echo reference || echo guarded)
-  "$NETRUN" infer "$t" --backend $b --images "$work/images.safetensors" \
+  "$NETRUN" infer "$t" --backend "$b" --images "$work/images.safetensors" \
     -o "$t.logits.safetensors" >"$t.infer" 2>&1
   echo "exit $?" >>"$t.infer"
 done
@@ -101,7 +108,7 @@ if command -v mpirun >/dev/null &&
   for b in reference guarded; do
     t=$work/dp${b:0:1}.trainer
     timeout 120 mpirun --oversubscribe -np 2 "$NETRUN" train "$t" \
-      --backend $b --log-every 100 >"$t.log" 2>&1
+      --backend "$b" --log-every 100 >"$t.log" 2>&1
     echo "exit $?" >>"$t.log"
   done
   check "2 ranks on the guarded backend end as on the reference" \

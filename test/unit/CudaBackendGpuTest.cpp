@@ -25,8 +25,11 @@
 //
 //===----------------------------------------------------------------------===//
 
+#ifndef NETC_GPU_TEST_ON_REFERENCE
 #include "runtime/cuda/CudaBackend.h"
+#endif
 #include "runtime/exec/Executor.h"
+#include "runtime/exec/GuardedBackend.h"
 #include "runtime/exec/ParamStore.h"
 #include "runtime/plan/Plan.h"
 
@@ -55,11 +58,13 @@ using nlohmann::json;
 
 namespace {
 
-// Compiled with -DNETC_GPU_TEST_ON_REFERENCE, the harness runs the reference
-// backend on both sides: a check of the hand-written plans and the
-// comparisons without a GPU.
+// Compiled with -DNETC_GPU_TEST_ON_REFERENCE (netc-gpu-harness-tests), the
+// harness runs the guarded backend (the reference under a GPU's rules) as
+// the GPU: a check without a GPU of the hand-written plans, of the
+// comparisons, and that the harness itself reaches backend memory only as a
+// GPU allows (the results are the reference's, to the bit).
 #ifdef NETC_GPU_TEST_ON_REFERENCE
-using GpuBackend = exec::ReferenceBackend;
+using GpuBackend = exec::GuardedBackend;
 #else
 using GpuBackend = cuda::CudaBackend;
 #endif

@@ -723,8 +723,7 @@ std::string mappingPerms(const void *p) {
 
 // The guarded backend keeps a device's rules on the host: its memory is
 // closed to the host except while it works on it, and uploads, copies and
-// zeroing wait in its queue until the host waits (so an upload reads its
-// source then, as a GPU's asynchronous copy may).
+// zeroing wait in its queue until the host waits.
 TEST(GuardedBackendTest, MemoryIsClosedAndWorkWaitsForTheHost) {
   std::unique_ptr<exec::Backend> b = exec::makeBackend("guarded");
   EXPECT_STREQ(b->name(), "guarded");
@@ -732,22 +731,28 @@ TEST(GuardedBackendTest, MemoryIsClosedAndWorkWaitsForTheHost) {
   std::unique_ptr<exec::Buffer> buf = b->allocate(4 * sizeof(float), "x");
   EXPECT_FALSE(buf->isHost());
   EXPECT_EQ(mappingPerms(buf->data()), "---p");
+  // From staging memory an upload reads its source at the wait (as a
+  // GPU's copy from page-locked memory does); from other memory at once.
+  std::unique_ptr<exec::Buffer> staging =
+      b->allocateStaging(sizeof(float), "staging");
+  EXPECT_TRUE(staging->isHost());
+  auto *staged = static_cast<float *>(staging->data());
   float src[4] = {1, 2, 3, 4}, back[4] = {};
   b->upload(buf->data(), src, sizeof src);
-  src[0] = 7; // before the wait: the upload reads this
+  *staged = 7;
+  b->upload(buf->data(), staged, sizeof(float));
+  *staged = 8; // before the wait: the staged upload reads this
+  src[1] = 9;  // the plain one has read its 2 already
   auto *f = static_cast<float *>(buf->data());
   b->zero(f + 3, sizeof(float));
   b->copy(f + 2, f + 1, sizeof(float));
   EXPECT_EQ(mappingPerms(buf->data()), "---p"); // nothing ran yet
   b->download(back, buf->data(), sizeof back);
-  EXPECT_EQ(back[0], 7.0f);
+  EXPECT_EQ(back[0], 8.0f);
   EXPECT_EQ(back[1], 2.0f);
   EXPECT_EQ(back[2], 2.0f);
   EXPECT_EQ(back[3], 0.0f);
   EXPECT_EQ(mappingPerms(buf->data()), "---p"); // closed again
-  // Staging memory is the host's.
-  std::unique_ptr<exec::Buffer> staging = b->allocateStaging(64, "staging");
-  EXPECT_TRUE(staging->isHost());
 }
 
 // A kernel runs at the host's wait, and an error it raises there names it
