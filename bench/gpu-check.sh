@@ -58,22 +58,43 @@ cd "$(dirname "$0")/.." || exit 1
 RESULT=${1:?usage: bench/gpu-check.sh OUTDIR}
 mkdir -p "$RESULT"
 RESULT=$(cd "$RESULT" && pwd)
-# The device tool brings back at most 8 files from its $OUT: OUTDIR ends
-# with summary.txt and logs.tar.gz (every stage's log, the parity runs'
-# logs, metrics and algorithm files; no parameters), packed at exit.
-OUT=$RESULT/logs
-rm -rf "$OUT" "$RESULT/logs.tar.gz"
+# The device tool brings back at most 8 files from its $OUT: OUTDIR only
+# ever holds summary.txt and logs.tar.gz (every stage's log, the parity
+# runs' logs, metrics and algorithm files; no parameters). The logs are
+# written outside it and packed after every stage and at the end, so that
+# however the script ends, OUTDIR has the last packed state.
+OUT=$(mktemp -d /tmp/gpu-check.XXXXXX)/logs
+rm -f "$RESULT/logs.tar.gz"
 mkdir -p "$OUT"
+SUMMARY=$RESULT/summary.txt
 pack() {
-  tar -czf "$RESULT/logs.tar.gz" -C "$RESULT" --exclude='*.safetensors' \
-    --exclude='plan.json' logs && rm -rf "$OUT"
+  # 1: a log changed while it was read (a stage still writing); fine.
+  local tmp=$RESULT/logs.tar.gz.$BASHPID # the background stage packs too
+  tar -czf "$tmp" --ignore-failed-read --warning=no-file-changed \
+    --exclude='*.safetensors' --exclude='plan.json' -C "$(dirname "$OUT")" logs
+  if (($? <= 1)); then
+    mv "$tmp" "$RESULT/logs.tar.gz"
+  else
+    rm -f "$tmp"
+    echo "pack: tar failed; the logs are in $OUT" >>"$SUMMARY"
+  fi
 }
-trap pack EXIT
+# Each stage's `timeout` leads its own process group (its pid): a signal to
+# the script reaches them through this list.
+stop_stages() {
+  local g
+  [[ -f $OUT/.groups ]] || return 0
+  while read -r g; do kill -TERM -- "-$g" 2>/dev/null; done <"$OUT/.groups"
+  sleep 1
+  while read -r g; do kill -KILL -- "-$g" 2>/dev/null; done <"$OUT/.groups"
+}
+trap 'stop_stages; echo "stopped by a signal" >>"$SUMMARY"; exit 143' TERM INT
+trap 'stop_stages; pack && rm -rf "$(dirname "$OUT")"' EXIT
 BUILD=${GPU_CHECK_BUILD_DIR:-build-gpu}
 TRAINERS=bench/gpu-trainers
 START=$(date +%s)
-DEADLINE=$((START + 470))
-SUMMARY=$RESULT/summary.txt
+# GPU_CHECK_DEADLINE (seconds) for a rerun with less device time left.
+DEADLINE=$((START + ${GPU_CHECK_DEADLINE:-470}))
 : >"$SUMMARY"
 failed=0
 
@@ -91,15 +112,21 @@ stage() {
   echo "== $name (limit ${limit}s) ==" >&2
   # Through bash -c so that a stage may be a function (exported below);
   # timeout signals the whole process group, background children included.
-  timeout -k 5 "$limit" bash -c '"$@"' "$name" "$@" >"$OUT/$name.log" 2>&1
+  # In the background, waited for: a signal to the script is then handled
+  # at once (bash runs a trap only when its foreground command ends).
+  timeout -k 5 "$limit" bash -c '"$@"' "$name" "$@" >"$OUT/$name.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >>"$OUT/.groups"
+  wait "$pid"
   rc=$?
   if ((rc == 0)); then
     note "$name: ok ($(($(date +%s) - s)) s)"
   elif ((rc == 124 || rc == 137)); then
-    note "$name: TIMED OUT after ${limit}s (see $name.log)"; failed=1
+    note "$name: TIMED OUT after ${limit}s (see logs/$name.log)"; failed=1
   else
-    note "$name: FAILED, exit $rc (see $name.log)"; failed=1
+    note "$name: FAILED, exit $rc (see logs/$name.log)"; failed=1
   fi
+  pack
   return $rc
 }
 # A stage in the background (stage_bg NAME CAP COMMAND...), joined later
@@ -141,32 +168,37 @@ build() {
     export NCCL_ROOT
     echo "NCCL_ROOT=$NCCL_ROOT"
   fi
-  local gen=() targets=(netrun netc-runtime-tests netc-gpu-tests)
-  command -v ninja >/dev/null && gen=(-G Ninja)
-  [[ -f $BUILD/CMakeCache.txt ]] && gen=()
   local opts=(-DCMAKE_BUILD_TYPE=Release -DNETC_BUILD_COMPILER=OFF
     -DNETC_WITH_ONEDNN=OFF -DNETC_WITH_CUDA=ON)
-  # Where a dependency is missing there: the carried prefix of the
-  # development machine's packages (bench/gpu-trainers.sh), zlib's library
-  # being the machine's own libz.so.1.
-  local deps=$PWD/$TRAINERS/deps zlib
+  # Where a dependency is missing there: the carried prefix of this
+  # project's development machine (bench/gpu-trainers.sh), with nothing
+  # compiled there run here: fmt header-only, GoogleTest built from its
+  # source, zlib's headers with the machine's own libz.so.1.
+  local deps=$PWD/$TRAINERS/deps arch=lib/x86_64-linux-gnu zlib
   zlib=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
-  local carried=(-DCMAKE_PREFIX_PATH="$deps" -DZLIB_INCLUDE_DIR="$deps/include")
+  local carried=(-Dfmt_DIR="$deps/$arch/cmake/fmt" -DNETC_FMT_HEADER_ONLY=ON
+    -Dnlohmann_json_DIR="$deps/share/cmake/nlohmann_json"
+    -DNETC_GTEST_SOURCE_DIR="$deps/src/googletest"
+    -DZLIB_INCLUDE_DIR="$deps/include")
   [[ -n $zlib ]] && carried+=(-DZLIB_LIBRARY="$zlib")
-  if ! cmake -S . -B "$BUILD" "${gen[@]}" "${opts[@]}"; then
+  configure() { # a fresh configure with the given options
+    local gen=()
+    command -v ninja >/dev/null && gen=(-G Ninja)
+    rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
+    cmake -S . -B "$BUILD" "${gen[@]}" "${opts[@]}" "$@"
+  }
+  if [[ -f $BUILD/CMakeCache.txt ]] && cmake "$BUILD" >/dev/null; then
+    : # configured by an earlier run on this machine
+  elif ! configure; then
     echo "configure failed: once more with the carried prefix $deps"
-    rm -f "$BUILD/CMakeCache.txt"
-    if ! cmake -S . -B "$BUILD" "${gen[@]}" "${opts[@]}" "${carried[@]}"; then
-      # Without GoogleTest the tests cannot be built, but netrun can: the
-      # parity check and the benchmark still run (the test stages fail).
-      echo "configure failed: once more without the tests"
-      rm -f "$BUILD/CMakeCache.txt"
-      cmake -S . -B "$BUILD" "${gen[@]}" "${opts[@]}" "${carried[@]}" \
-        -DNETC_BUILD_TESTS=OFF || return 1
-      targets=(netrun)
-    fi
+    configure "${carried[@]}" ||
+      { echo "configure failed with the carried prefix too"; return 1; }
   fi
-  cmake --build "$BUILD" -j "$(nproc)" --target "${targets[@]}"
+  # netrun first: if only the tests fail to build, the parity check and
+  # the benchmark still run (the test stages then fail on their own).
+  cmake --build "$BUILD" -j "$(nproc)" --target netrun || return 1
+  cmake --build "$BUILD" -j "$(nproc)" --target netc-runtime-tests \
+    netc-gpu-tests || echo "warning: the tests did not build"
 }
 export OUT BUILD TRAINERS DEADLINE
 export -f build
@@ -385,6 +417,24 @@ fi
 # cell NAME LIMIT STEPS [ENV=VALUE...]: one `netrun bench` of
 # $TRAINERS/NAME (its first word) with at most LIMIT seconds, logged to
 # bench-NAME.log (spaces as dashes) and echoed with the name in front.
+# merge_algos FROM TO: adds FROM's algorithms to TO's (TO is made if need
+# be) where both are of one GPU and cuDNN; a merge, so that a rerun keeps
+# what every earlier cell measured.
+merge_algos() {
+  [[ -f $1 ]] || return 0
+  python3 - "$1" "$2" <<'PY' || true
+import json, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+a = json.load(open(src))
+b = json.load(open(dst)) if os.path.exists(dst) else None
+if b is None or b.get("origin") != a.get("origin"):
+    b = {"origin": a.get("origin"), "algorithms": {}}
+for k, v in a.get("algorithms", {}).items():
+    b["algorithms"].setdefault(k, v)
+json.dump(b, open(dst + ".tmp", "w"), indent=1)
+os.replace(dst + ".tmp", dst)
+PY
+}
 cell() {
   local name=$1 limit=$2 steps=$3 log rc t
   shift 3
@@ -393,12 +443,12 @@ cell() {
   # One algorithm file for all cells: a shape another cell measured (the
   # other variant's encoder, say) is not measured again. Its keys hold the
   # precision and layout, and it is this GPU's and cuDNN's.
-  [[ -f $OUT/cudnn-algorithms.json ]] && cp "$OUT/cudnn-algorithms.json" "$t/"
+  merge_algos "$OUT/cudnn-algorithms.json" "$t/cudnn-algorithms.json"
   env "$@" timeout --foreground -k 5 "$limit" "$NETRUN" bench "$t" \
     --program step.joint --backend cuda --steps "$steps" --profile \
     >"$log" 2>&1
   rc=$?
-  [[ -f $t/cudnn-algorithms.json ]] && cp "$t/cudnn-algorithms.json" "$OUT/"
+  merge_algos "$t/cudnn-algorithms.json" "$OUT/cudnn-algorithms.json"
   if ((rc == 124 || rc == 137)); then
     echo "TIMED OUT after ${limit}s" >>"$log"
   elif ((rc != 0)); then
@@ -430,7 +480,7 @@ bench() {
   done
   return "$rc"
 }
-export -f cell bench
+export -f cell bench merge_algos
 stage bench 200 bench
 grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench.log" \
   >>"$SUMMARY" 2>/dev/null

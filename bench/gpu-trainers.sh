@@ -29,9 +29,9 @@
 #                      the dataset; both parity runs read the same files)
 #   deps/              a small install prefix of this machine's Debian
 #                      packages the runtime builds against (fmt,
-#                      nlohmann-json, GoogleTest, zlib's headers): the GPU
-#                      machine is said to have them, and gpu-check's build
-#                      falls back to this prefix only where it has not
+#                      nlohmann-json, zlib's headers; GoogleTest's source):
+#                      the GPU machine is said to have them, and gpu-check's
+#                      build falls back to this prefix only where it has not
 # Trainer folders are not named *.trainer, which .gitignore ignores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,16 +86,17 @@ PY
 # The runtime's build dependencies as a relocatable prefix: headers, the
 # libraries, and the CMake package files (which find their prefix relative
 # to themselves).
+# fmt is used header-only from it and GoogleTest built from its source, so
+# that nothing compiled here need run there.
 deps=$OUT/deps
 arch=lib/x86_64-linux-gnu
-mkdir -p "$deps/include" "$deps/$arch/cmake" "$deps/share/cmake"
-cp -r /usr/include/fmt /usr/include/nlohmann /usr/include/gtest \
-  /usr/include/gmock /usr/include/zlib.h /usr/include/zconf.h \
-  "$deps/include/"
-cp -a /usr/$arch/libfmt.so* /usr/$arch/libgtest*.a /usr/$arch/libgmock*.a \
-  "$deps/$arch/"
-cp -r /usr/$arch/cmake/fmt /usr/$arch/cmake/GTest "$deps/$arch/cmake/"
+mkdir -p "$deps/include" "$deps/$arch/cmake" "$deps/share/cmake" "$deps/src"
+cp -r /usr/include/fmt /usr/include/nlohmann /usr/include/zlib.h \
+  /usr/include/zconf.h "$deps/include/"
+cp -a /usr/$arch/libfmt.so* "$deps/$arch/" # fmt's package file names it
+cp -r /usr/$arch/cmake/fmt "$deps/$arch/cmake/"
 cp -r /usr/share/cmake/nlohmann_json "$deps/share/cmake/"
+cp -r /usr/src/googletest "$deps/src/"
 
 du -sh "$OUT"
 echo "gpu-trainers: wrote $OUT (untracked; the device tool carries it)"
