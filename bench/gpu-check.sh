@@ -43,9 +43,12 @@
 #   Stages can be skipped to rerun only some: GPU_CHECK_SKIP="peer
 #   runtime-tests" (stages: build runtime-tests gpu-tests parity bench
 #   peer peer-compile); GPU_CHECK_BUILD_DIR names the build folder (default
-#   build-gpu). With the machine still warm, a second run into another
-#   folder can measure what the first had no time for, e.g. the compiled
-#   peer: GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench peer".
+#   build-gpu). With the machine still warm (it goes back after 30 s
+#   idle), a second run into another folder can measure what the first had
+#   no time for, e.g. the compiled peer: GPU_CHECK_SKIP="runtime-tests
+#   gpu-tests parity bench peer"; GPU_CHECK_DEADLINE (seconds, default 470)
+#   fits it to the device time left. A run stopped by a signal packs what
+#   it has and says so in the summary.
 #
 # Exit status: 0 when every stage that ran passed (a missing torch is
 # reported, not failed), 1 otherwise.
