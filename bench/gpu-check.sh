@@ -92,7 +92,8 @@ stop_stages() {
   while read -r g; do kill -KILL -- "-$g" 2>/dev/null; done <"$OUT/.groups"
 }
 trap 'stop_stages; echo "stopped by a signal" >>"$SUMMARY"; exit 143' TERM INT
-trap 'stop_stages; pack && rm -rf "$(dirname "$OUT")"' EXIT
+# (Not at a normal exit: every stage has ended, and a pid may be reused.)
+trap 'pack && rm -rf "$(dirname "$OUT")"' EXIT
 BUILD=${GPU_CHECK_BUILD_DIR:-build-gpu}
 TRAINERS=bench/gpu-trainers
 START=$(date +%s)
