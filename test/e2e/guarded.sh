@@ -105,10 +105,13 @@ if command -v mpirun >/dev/null &&
     OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   "$BUILD/bin/netc" data-parallel.net -o "$work/dpr.trainer" >/dev/null 2>&1
   cp -r "$work/dpr.trainer" "$work/dpg.trainer"
+  # Open MPI's plugins, unloaded at exit, leave allocations LeakSanitizer
+  # cannot attribute (an ASan build's every MPI run exits 1 for them):
+  # leaks are checked by the one-process runs above.
   for b in reference guarded; do
     t=$work/dp${b:0:1}.trainer
-    timeout 120 mpirun --oversubscribe -np 2 "$NETRUN" train "$t" \
-      --backend "$b" --log-every 100 >"$t.log" 2>&1
+    ASAN_OPTIONS=detect_leaks=0 timeout 120 mpirun --oversubscribe -np 2 \
+      "$NETRUN" train "$t" --backend "$b" --log-every 100 >"$t.log" 2>&1
     echo "exit $?" >>"$t.log"
   done
   check "2 ranks on the guarded backend end as on the reference" \
