@@ -97,6 +97,7 @@ cp -a /usr/$arch/libfmt.so* "$deps/$arch/" # fmt's package file names it
 cp -r /usr/$arch/cmake/fmt "$deps/$arch/cmake/"
 cp -r /usr/share/cmake/nlohmann_json "$deps/share/cmake/"
 cp -r /usr/src/googletest "$deps/src/"
+rm -rf "$deps"/src/googletest/{googletest,googlemock}/test # not built
 
 du -sh "$OUT"
 echo "gpu-trainers: wrote $OUT (untracked; the device tool carries it)"
