@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -50,21 +49,18 @@ std::unique_ptr<Buffer> GuardedBackend::allocate(uint64_t bytes,
 
 std::unique_ptr<Buffer>
 GuardedBackend::allocateStaging(uint64_t bytes, const std::string &what) {
-  reserveHostBytes(bytes, what);
-  uint64_t rounded = std::max<uint64_t>((bytes + 63) / 64 * 64, 64);
-  void *p = std::aligned_alloc(64, size_t(rounded));
-  if (!p)
-    throw MemoryError(fmt::format("{}: cannot allocate {} ({} bytes)", what,
-                                  io::formatBytes(bytes), bytes));
-  std::memset(p, 0, size_t(rounded));
+  // Memory's host memory, its range remembered while it lives.
+  std::shared_ptr<Buffer> host = Memory::allocateStaging(bytes, what);
+  void *p = host->data();
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  staging_[p] = size_t(rounded);
-  return track(p, bytes, /*host=*/true, [this](void *q) {
-    std::lock_guard<std::recursive_mutex> lock(mutex_);
-    drain(); // a queued upload may still read it
-    staging_.erase(q);
-    std::free(q);
-  });
+  staging_[p] = size_t(host->bytes());
+  return std::make_unique<Buffer>(
+      p, host->bytes(), /*host=*/true, [this, host](void *q) mutable {
+        std::lock_guard<std::recursive_mutex> lock(mutex_);
+        drain(); // a queued upload may still read it
+        staging_.erase(q);
+        host.reset();
+      });
 }
 
 bool GuardedBackend::inStaging(const void *p, uint64_t bytes) const {
