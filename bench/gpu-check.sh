@@ -24,7 +24,8 @@
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
 # beside parity 120), bench 200 (a cell at most 30 s for the 32x32 net, 50 s
 # for VGG-16, 40 s for the two VGG-16 cells again without the conv+relu
-# fusion), peer 150, peer-compile 240 (it gets what is left). Worst case:
+# fusion and the bf16 SWWAE-all one without the elementwise kernels' packs;
+# those three last, so a slow GPU loses them first), peer 150, peer-compile 240 (it gets what is left). Worst case:
 # every stage runs into the deadline,
 # which ends the last one by 470 + 5 s (timeout's kill grace); the ratios
 # and the summary take a second more.
@@ -482,6 +483,10 @@ bench() {
   for t in vgg16-none vgg16-swwae-all-bf16; do
     cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
   done
+  # What the elementwise kernels' 16-byte packs buy, on the cell with the
+  # most elementwise work (the decoders' relus, their gradients, the
+  # reconstruction losses' gradients) and bf16 maps: one element per item.
+  cell "vgg16-swwae-all-bf16 nopacks" 40 12 NETC_CUDA_PACKS=off || rc=1
   return "$rc"
 }
 export -f cell bench merge_algos
@@ -608,13 +613,15 @@ for key in cells:
         print(f"ratio {net} {variant} {prec}: (no netc or eager figure)"
               f"{tail}")
 for line in open(f"{d}/bench.log") if os.path.exists(f"{d}/bench.log") else []:
-    m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? nofusion: "
-                 r"program .* ([0-9.]+) images/s", line)
+    m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
+                 r"(nofusion|nopacks): program .* ([0-9.]+) images/s", line)
     if m and (m[1], m[2], m[3] or "fp32") in ours:
-        fused = ours[(m[1], m[2], m[3] or "fp32")][0]
-        print(f"fusion {m[1]} {m[2]} {m[3] or 'fp32'}: conv+bias+relu fused "
-              f"{fused:.1f}, apart {float(m[4]):.1f} images/s = "
-              f"{fused / float(m[4]):.3f}x")
+        base = ours[(m[1], m[2], m[3] or "fp32")][0]
+        what = ("conv+bias+relu fused", "apart") if m[4] == "nofusion" else \
+            ("elementwise kernels in 16-byte packs", "one element per item")
+        print(f"{'fusion' if m[4] == 'nofusion' else 'packs'} {m[1]} {m[2]} "
+              f"{m[3] or 'fp32'}: {what[0]} {base:.1f}, {what[1]} "
+              f"{float(m[5]):.1f} images/s = {base / float(m[5]):.3f}x")
 if peaks:
     print(f"MFU: against {gpu}'s dense datasheet peaks, TFLOP/s: " +
           ", ".join(f"{p} {t:g}" for p, t in peaks.items()))

@@ -151,8 +151,8 @@ template <typename T>
 void euclideanLossBackward(int64_t batch, int64_t count, const T *a, const T *b,
                            float dloss, NoDeduce<T> *da, NoDeduce<T> *db) {
   checkLossBatch("euclidean_loss backward", batch);
-  runOnHost(EuclideanLossBackward<T>{count, a, b, double(dloss) / double(batch),
-                                     da, db});
+  runOnHost(
+      makeEuclideanLossBackward<T>(batch, count, a, b, dloss, da, db, true));
 }
 
 template <typename T>
@@ -184,33 +184,33 @@ void dropout(int64_t count, double ratio, uint64_t seed, uint64_t step,
              uint64_t first, const T *x, T *y, int64_t plane, int64_t lanes) {
   float scale = dropoutScale(ratio);
   checkDropoutLayout(count, plane, lanes);
-  runOnHost(
-      Dropout<T>{count, seed, &step, first, plane, lanes, ratio, scale, x, y});
+  runOnHost(makeDropout(count, ratio, scale, seed, &step, first, plane, lanes,
+                        x, y, true));
 }
 
 template <typename T> void relu(int64_t count, const T *x, T *y) {
-  runOnHost(Relu<T>{count, x, y});
+  runOnHost(makeRelu(count, x, y, true));
 }
 
 template <typename T>
 void reluGrad(int64_t count, const T *y, const T *dy, T *dx) {
-  runOnHost(ReluGrad<T>{count, y, dy, dx});
+  runOnHost(makeReluGrad(count, y, dy, dx, true));
 }
 
 template <typename T> void add(int64_t count, const T *a, const T *b, T *y) {
-  runOnHost(Add<T>{count, a, b, y});
+  runOnHost(makeAdd(count, a, b, y, true));
 }
 
 template <typename T>
 void scale(int64_t count, const T *x, float factor, T *y) {
-  runOnHost(Scale<T>{count, x, factor, y});
+  runOnHost(makeScale(count, x, factor, y, true));
 }
 
 template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
              const float *bias, T *y, bool relu) {
   checkLanes("bias_add", d.c, lanes);
-  runOnHost(BiasAdd<T>{mapGeom(d, lanes), x, bias, y, relu});
+  runOnHost(makeBiasAdd(d, lanes, x, bias, y, relu, true));
 }
 
 template <typename T>
@@ -250,11 +250,11 @@ void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
   checkLanes("relayout", d.c, toLanes);
   checkElementBytes("relayout", elementBytes);
   if (elementBytes == 2)
-    runOnHost(Relayout<uint16_t>{mapGeom(d, fromLanes), toLanes,
+    runOnHost(Relayout<uint16_t>{mapGeom(d, fromLanes), FastDiv(toLanes),
                                  static_cast<const uint16_t *>(src),
                                  static_cast<uint16_t *>(dst)});
   else
-    runOnHost(Relayout<uint32_t>{mapGeom(d, fromLanes), toLanes,
+    runOnHost(Relayout<uint32_t>{mapGeom(d, fromLanes), FastDiv(toLanes),
                                  static_cast<const uint32_t *>(src),
                                  static_cast<uint32_t *>(dst)});
 }

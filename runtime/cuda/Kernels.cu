@@ -13,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <string>
 
 namespace netc::cuda::device {
@@ -35,6 +36,9 @@ __global__ void __launch_bounds__(kReduceThreads)
   __shared__ double s[kReduceThreads];
   const int64_t stride = int64_t(kReduceBlocks) * kReduceThreads;
   double acc = 0.0;
+  // Unrolled so that the loads of four items are in flight at once; the
+  // additions stay in item order.
+#pragma unroll 4
   for (int64_t i = int64_t(blockIdx.x) * kReduceThreads + threadIdx.x;
        i < count; i += stride)
     acc += f(i);
@@ -78,6 +82,17 @@ void check(const char *kernel) {
                                ": CUDA launch failed (or an earlier kernel's "
                                "fault surfaced here): " +
                                cudaGetErrorString(e));
+}
+
+/// Whether the elementwise kernels go in packs (Elementwise):
+/// NETC_CUDA_PACKS=off walks them one element per item, the comparison
+/// bench/gpu-check.sh measures packs against.
+bool elementPacks() {
+  static const bool on = [] {
+    const char *v = std::getenv("NETC_CUDA_PACKS");
+    return !(v && std::string(v) == "off");
+  }();
+  return on;
 }
 
 /// Enough blocks for one item per thread, capped: the grid-stride loop
@@ -169,8 +184,8 @@ void euclideanLossBackward(int64_t batch, int64_t count, const T *a, const T *b,
                            Stream stream) {
   checkLossBatch("euclidean_loss backward", batch);
   launch("euclidean_loss backward",
-         EuclideanLossBackward<T>{count, a, b, double(dloss) / double(batch),
-                                  da, db},
+         makeEuclideanLossBackward<T>(batch, count, a, b, dloss, da, db,
+                                      elementPacks()),
          stream);
 }
 
@@ -211,35 +226,37 @@ void dropout(int64_t count, double ratio, uint64_t seed, const uint64_t *step,
   float scale = dropoutScale(ratio);
   checkDropoutLayout(count, plane, lanes);
   launch("dropout",
-         Dropout<T>{count, seed, step, first, plane, lanes, ratio, scale, x, y},
+         makeDropout(count, ratio, scale, seed, step, first, plane, lanes, x, y,
+                     elementPacks()),
          stream);
 }
 
 template <typename T>
 void relu(int64_t count, const T *x, T *y, Stream stream) {
-  launch("relu", Relu<T>{count, x, y}, stream);
+  launch("relu", makeRelu(count, x, y, elementPacks()), stream);
 }
 
 template <typename T>
 void reluGrad(int64_t count, const T *y, const T *dy, T *dx, Stream stream) {
-  launch("relu_grad", ReluGrad<T>{count, y, dy, dx}, stream);
+  launch("relu_grad", makeReluGrad(count, y, dy, dx, elementPacks()), stream);
 }
 
 template <typename T>
 void add(int64_t count, const T *a, const T *b, T *y, Stream stream) {
-  launch("add", Add<T>{count, a, b, y}, stream);
+  launch("add", makeAdd(count, a, b, y, elementPacks()), stream);
 }
 
 template <typename T>
 void scale(int64_t count, const T *x, float factor, T *y, Stream stream) {
-  launch("scale", Scale<T>{count, x, factor, y}, stream);
+  launch("scale", makeScale(count, x, factor, y, elementPacks()), stream);
 }
 
 template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
              const float *bias, T *y, bool relu, Stream stream) {
   checkLanes("bias_add", d.c, lanes);
-  launch("bias_add", BiasAdd<T>{mapGeom(d, lanes), x, bias, y, relu}, stream);
+  launch("bias_add", makeBiasAdd(d, lanes, x, bias, y, relu, elementPacks()),
+         stream);
 }
 
 template <typename T>
@@ -281,13 +298,13 @@ void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
   checkElementBytes("relayout", elementBytes);
   if (elementBytes == 2)
     launch("relayout",
-           Relayout<uint16_t>{mapGeom(d, fromLanes), toLanes,
+           Relayout<uint16_t>{mapGeom(d, fromLanes), FastDiv(toLanes),
                               static_cast<const uint16_t *>(src),
                               static_cast<uint16_t *>(dst)},
            stream);
   else
     launch("relayout",
-           Relayout<uint32_t>{mapGeom(d, fromLanes), toLanes,
+           Relayout<uint32_t>{mapGeom(d, fromLanes), FastDiv(toLanes),
                               static_cast<const uint32_t *>(src),
                               static_cast<uint32_t *>(dst)},
            stream);

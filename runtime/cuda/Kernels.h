@@ -28,6 +28,13 @@
 // - Kernels.cu is compiled with -fmad=false, so the device rounds every
 //   multiply and add like the host does (no fused multiply-add), which makes
 //   the fp32 SGD update identical to ref::sgdUpdate.
+// Rules that keep them near the GPU's memory speed (most of them only move
+// memory):
+// - Index arithmetic per item divides by FastDiv (a multiply and a shift),
+//   never by `/` or `%` on 64-bit values (an emulated routine on a GPU).
+// - The elementwise kernels go in 16-byte packs (Elementwise).
+// - Loops over the rows of a channel step through memory offsets
+//   (RowCursor).
 // Transcendentals (exp, log in softmax cross-entropy, pow in LRN) are the
 // one place the device's math library may differ from the host's in the
 // last bit (double sqrt and division, batch norm's, are correctly rounded
@@ -64,6 +71,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <vector>
 
@@ -75,6 +84,56 @@ namespace netc::cuda {
 
 NETC_HD inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 NETC_HD inline int64_t imax(int64_t a, int64_t b) { return a < b ? b : a; }
+
+/// The high 64 bits of a * b.
+NETC_HD inline uint64_t mulHi64(uint64_t a, uint64_t b) {
+#if defined(__CUDA_ARCH__)
+  return __umul64hi(a, b);
+#else
+  return uint64_t((unsigned __int128)a * b >> 64);
+#endif
+}
+
+/// Division of a non-negative index by a divisor fixed when a kernel is
+/// built, as a multiply-high, an add and a shift (Granlund and Montgomery's
+/// round-up method, the one libdivide uses): a GPU has no integer divider,
+/// and nvcc turns every 64-bit `/` and `%` into an emulated routine of about
+/// twenty instructions (a call when an operand passes 32 bits). Per element,
+/// in the index arithmetic of a memory-bound kernel (a channel from a flat
+/// index, a pixel from a plane position), those routines and not memory
+/// would set the speed. Exact for every dividend in [0, 2^63): with
+/// shift = ceil(log2 d) and magic = floor(2^64 (2^shift - d) / d) + 1,
+/// n / d = (mulHi64(magic, n) + n) >> shift (the sum stays below 2^64
+/// because mulHi64(magic, n) < n). Built on the host, used on both sides.
+struct FastDiv {
+  int64_t d = 1;
+  uint64_t magic = 1;
+  unsigned shift = 0;
+
+  FastDiv() = default;
+  /// A divisor below 1 is kept as is and only divides as 1 (the grids
+  /// whose geometry has a zero have no items to divide).
+  explicit FastDiv(int64_t divisor) : d(divisor) {
+    if (divisor < 1)
+      return;
+    while ((uint64_t(1) << shift) < uint64_t(divisor))
+      ++shift;
+    unsigned __int128 num =
+        (unsigned __int128)((uint64_t(1) << shift) - uint64_t(divisor)) << 64;
+    magic = uint64_t(num / uint64_t(divisor)) + 1;
+  }
+  NETC_HD int64_t div(int64_t n) const {
+    uint64_t u = uint64_t(n);
+    return int64_t((mulHi64(magic, u) + u) >> shift);
+  }
+  NETC_HD int64_t mod(int64_t n) const { return n - div(n) * d; }
+  /// n / d, with n % d in `rem`.
+  NETC_HD int64_t divMod(int64_t n, int64_t &rem) const {
+    int64_t q = div(n);
+    rem = n - q * d;
+    return q;
+  }
+};
 
 /// A quiet NaN, the device's way of saying "bad label".
 NETC_HD inline double quietNaN() {
@@ -147,6 +206,12 @@ struct PoolGeom {
   int64_t nc = 0, inH = 0, inW = 0, outH = 0, outW = 0;
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
   int64_t lanes = 1;
+  /// The divisors of the kernels' index arithmetic (withDividers sets them
+  /// from the fields above): lanes, the rows' widths, the planes' sizes and
+  /// the strides.
+  struct Dividers {
+    FastDiv lanes, inW, outW, inPlane, outPlane, sh, sw;
+  } div;
 };
 
 /// Where element p of plane nc (nc = n*C + c) lies in a buffer of planes of
@@ -169,8 +234,36 @@ NETC_HD inline void planeItem(int64_t i, int64_t plane, int64_t lanes,
   nc = (t / plane) * lanes + i % lanes;
 }
 
-inline PoolGeom poolGeom(const kernels::PoolShape &s) {
+/// planeAt and planeItem with the divisions the kernels make per item done
+/// by FastDiv (the int64_t forms above are the host code's).
+NETC_HD inline int64_t planeAt(int64_t nc, int64_t plane, int64_t p,
+                               const FastDiv &lanes) {
+  int64_t lane, group = lanes.divMod(nc, lane);
+  return (group * plane + p) * lanes.d + lane;
+}
+
+NETC_HD inline void planeItem(int64_t i, const FastDiv &plane,
+                              const FastDiv &lanes, int64_t &nc, int64_t &p) {
+  int64_t lane, t = lanes.divMod(i, lane);
+  nc = plane.divMod(t, p) * lanes.d + lane;
+}
+
+/// g with its dividers set from its fields (after any change to them).
+inline PoolGeom withDividers(PoolGeom g) {
+  g.div.lanes = FastDiv(g.lanes);
+  g.div.inW = FastDiv(g.inW);
+  g.div.outW = FastDiv(g.outW);
+  g.div.inPlane = FastDiv(g.inH * g.inW);
+  g.div.outPlane = FastDiv(g.outH * g.outW);
+  g.div.sh = FastDiv(g.sh);
+  g.div.sw = FastDiv(g.sw);
+  return g;
+}
+
+/// The pooling geometry of `s` with the layout `lanes`, dividers set.
+inline PoolGeom poolGeom(const kernels::PoolShape &s, int64_t lanes = 1) {
   PoolGeom g;
+  g.lanes = lanes;
   g.nc = s.in.n * s.in.c;
   g.inH = s.in.h;
   g.inW = s.in.w;
@@ -182,7 +275,7 @@ inline PoolGeom poolGeom(const kernels::PoolShape &s) {
   g.sw = s.win.sw;
   g.ph = s.win.ph;
   g.pw = s.win.pw;
-  return g;
+  return withDividers(g);
 }
 
 /// An unpool seen as the max-pool it inverts: `pool` maps the unpool's
@@ -193,8 +286,9 @@ struct UnpoolGeom {
   bool normalize = false;
 };
 
-inline UnpoolGeom unpoolGeom(const kernels::UnpoolShape &s) {
+inline UnpoolGeom unpoolGeom(const kernels::UnpoolShape &s, int64_t lanes = 1) {
   UnpoolGeom g;
+  g.pool.lanes = lanes;
   g.pool.nc = s.in.n * s.in.c;
   g.pool.inH = s.out.h;
   g.pool.inW = s.out.w;
@@ -206,6 +300,7 @@ inline UnpoolGeom unpoolGeom(const kernels::UnpoolShape &s) {
   g.pool.sw = s.win.sw;
   g.pool.ph = s.win.ph;
   g.pool.pw = s.win.pw;
+  g.pool = withDividers(g.pool);
   g.posH = s.posH;
   g.posW = s.posW;
   g.normalize = s.normalize;
@@ -214,13 +309,13 @@ inline UnpoolGeom unpoolGeom(const kernels::UnpoolShape &s) {
 
 /// The pooled rows (or columns) whose window covers input row `h`:
 /// [first, last], clipped to [0, pooled - 1]; empty when first > last.
-NETC_HD inline void coveringWindows(int64_t h, int64_t k, int64_t s, int64_t p,
-                                    int64_t pooled, int64_t &first,
+NETC_HD inline void coveringWindows(int64_t h, int64_t k, const FastDiv &s,
+                                    int64_t p, int64_t pooled, int64_t &first,
                                     int64_t &last) {
   // Window i covers rows [i*s - p, i*s - p + k - 1].
   int64_t lo = h + p - k + 1;
-  first = lo <= 0 ? 0 : (lo + s - 1) / s;
-  last = imin((h + p) / s, pooled - 1);
+  first = lo <= 0 ? 0 : s.div(lo + s.d - 1);
+  last = imin(s.div(h + p), pooled - 1);
 }
 
 //===----------------------------------------------------------------------===//
@@ -242,11 +337,11 @@ template <typename T> struct MaxPoolForward {
 
   NETC_HD int64_t items() const { return g.nc * g.outH * g.outW; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.outH * g.outW, g.lanes, nc, p);
-    int64_t ow = p % g.outW, oh = p / g.outW;
+    int64_t nc, p, ow;
+    planeItem(i, g.div.outPlane, g.div.lanes, nc, p);
+    int64_t oh = g.div.outW.divMod(p, ow);
     // Element q of this plane is xp[q * lanes].
-    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.lanes);
+    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.div.lanes);
     int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
     int64_t hs = imax(h0, 0), ws = imax(w0, 0);
     int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
@@ -288,10 +383,10 @@ template <typename T> struct AvgPoolForward {
 
   NETC_HD int64_t items() const { return g.nc * g.outH * g.outW; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.outH * g.outW, g.lanes, nc, p);
-    int64_t ow = p % g.outW, oh = p / g.outW;
-    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.lanes);
+    int64_t nc, p, ow;
+    planeItem(i, g.div.outPlane, g.div.lanes, nc, p);
+    int64_t oh = g.div.outW.divMod(p, ow);
+    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.div.lanes);
     int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
     int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
     double sum = 0.0;
@@ -312,13 +407,13 @@ template <typename T> struct AvgPoolBackward {
 
   NETC_HD int64_t items() const { return g.nc * g.inH * g.inW; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, g.inH * g.inW, g.lanes, nc, p);
-    int64_t w = p % g.inW, h = p / g.inW;
+    int64_t nc, p, w;
+    planeItem(i, g.div.inPlane, g.div.lanes, nc, p);
+    int64_t h = g.div.inW.divMod(p, w);
     int64_t i0, i1, j0, j1;
-    coveringWindows(h, g.kh, g.sh, g.ph, g.outH, i0, i1);
-    coveringWindows(w, g.kw, g.sw, g.pw, g.outW, j0, j1);
-    const T *dp = dy + planeAt(nc, g.outH * g.outW, 0, g.lanes);
+    coveringWindows(h, g.kh, g.div.sh, g.ph, g.outH, i0, i1);
+    coveringWindows(w, g.kw, g.div.sw, g.pw, g.outW, j0, j1);
+    const T *dp = dy + planeAt(nc, g.outH * g.outW, 0, g.div.lanes);
     double sum = 0.0;
     for (int64_t a = i0; a <= i1; ++a)
       for (int64_t b = j0; b <= j1; ++b)
@@ -344,14 +439,14 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
   count = 0;
   int64_t plane = g.outH * g.outW, L = g.lanes;
   // Element q of plane nc is xp[q * L] (and sp[q * L]).
-  int64_t base = planeAt(nc, plane, 0, L);
+  int64_t base = planeAt(nc, plane, 0, g.div.lanes);
   const T *xp = x ? x + base : nullptr;
   if (switches) {
     const int32_t *sp = switches + base;
     int64_t target = h * g.inW + w;
     int64_t i0, i1, j0, j1;
-    coveringWindows(h, g.kh, g.sh, g.ph, g.outH, i0, i1);
-    coveringWindows(w, g.kw, g.sw, g.pw, g.outW, j0, j1);
+    coveringWindows(h, g.kh, g.div.sh, g.ph, g.outH, i0, i1);
+    coveringWindows(w, g.kw, g.div.sw, g.pw, g.outW, j0, j1);
     for (int64_t i = i0; i <= i1; ++i)
       for (int64_t j = j0; j <= j1; ++j)
         if (sp[(i * g.outW + j) * L] == target) {
@@ -364,9 +459,11 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
   // Fixed position: pooled (i, j) goes to (i*sh - ph + posH, j*sw - pw +
   // posW); at most one pooled element per output position.
   int64_t a = h + g.ph - u.posH, b = w + g.pw - u.posW;
-  if (a < 0 || b < 0 || a % g.sh != 0 || b % g.sw != 0)
+  if (a < 0 || b < 0)
     return;
-  int64_t i = a / g.sh, j = b / g.sw;
+  int64_t ra, rb, i = g.div.sh.divMod(a, ra), j = g.div.sw.divMod(b, rb);
+  if (ra != 0 || rb != 0)
+    return;
   if (i >= g.outH || j >= g.outW)
     return;
   if (xp)
@@ -384,9 +481,9 @@ template <typename T> struct UnpoolForward {
 
   NETC_HD int64_t items() const { return u.pool.nc * u.pool.inH * u.pool.inW; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t nc, p;
-    planeItem(i, u.pool.inH * u.pool.inW, u.pool.lanes, nc, p);
-    int64_t w = p % u.pool.inW, h = p / u.pool.inW;
+    int64_t nc, p, w;
+    planeItem(i, u.pool.div.inPlane, u.pool.div.lanes, nc, p);
+    int64_t h = u.pool.div.inW.divMod(p, w);
     double sum;
     int64_t count;
     unpoolGather(u, x, switches, nc, h, w, sum, count);
@@ -410,9 +507,9 @@ template <typename T> struct UnpoolBackward {
   }
   NETC_HD void operator()(int64_t i) const {
     const PoolGeom &g = u.pool;
-    int64_t nc, p;
-    planeItem(i, g.outH * g.outW, g.lanes, nc, p);
-    int64_t j = p % g.outW, r = p / g.outW;
+    int64_t nc, p, j;
+    planeItem(i, g.div.outPlane, g.div.lanes, nc, p);
+    int64_t r = g.div.outW.divMod(p, j);
     int64_t plane = g.inH * g.inW;
     int64_t h, w;
     if (switches) {
@@ -421,8 +518,7 @@ template <typename T> struct UnpoolBackward {
         store(dx + i, 0.0f);
         return;
       }
-      h = sw / g.inW;
-      w = sw % g.inW;
+      h = g.div.inW.divMod(sw, w);
     } else {
       h = r * g.sh - g.ph + u.posH;
       w = j * g.sw - g.pw + u.posW;
@@ -431,7 +527,8 @@ template <typename T> struct UnpoolBackward {
         return;
       }
     }
-    double grad = double(load(dy + planeAt(nc, plane, h * g.inW + w, g.lanes)));
+    double grad =
+        double(load(dy + planeAt(nc, plane, h * g.inW + w, g.div.lanes)));
     if (u.normalize) {
       double unused;
       int64_t count;
@@ -451,9 +548,12 @@ template <typename T> struct UnpoolBackward {
 /// kReduceThreads threads; thread t of block b sums items b*T + t, + B*T,
 /// ... in order, each block then sums its threads in a halving tree
 /// (s[t] += s[t + h] for h = T/2, ..., 1), and a final block sums the block
-/// partials with the same tree. Both powers of two.
+/// partials with the same tree. Both powers of two; B*T = 2^18 threads fill
+/// an H100 or H200 (132 SMs of 2048 threads), so a loss over a large map
+/// has enough loads in flight to run at memory speed, and the final block
+/// (B = 1024 threads, a block's maximum) is still one block.
 constexpr int kReduceThreads = 256;
-constexpr int kReduceBlocks = 256;
+constexpr int kReduceBlocks = 1024;
 /// Bytes of device workspace a reduction needs (the block partials).
 constexpr uint64_t kReduceWorkspaceBytes = kReduceBlocks * sizeof(double);
 
@@ -500,20 +600,15 @@ template <typename T> struct EuclideanLossTerms {
   }
 };
 
-/// da = (a - b) * g, db = -da with g = dloss / batch (either may be null).
-template <typename T> struct EuclideanLossBackward {
-  int64_t count;
-  const T *a, *b;
+/// da = (a - b) * g, db = -da with g = dloss / batch (either may be null),
+/// in double and rounded once: Elementwise's op, inputs {a, b}, outputs
+/// {da, db}.
+struct EuclideanLossBackwardOp {
   double g;
-  T *da, *db;
-
-  NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const {
-    double v = (double(load(a + i)) - double(load(b + i))) * g;
-    if (da)
-      store(da + i, float(v));
-    if (db)
-      store(db + i, float(-v));
+  NETC_HD void operator()(int64_t, int, const float *in, float *out) const {
+    double v = (double(in[0]) - double(in[1])) * g;
+    out[0] = float(v);
+    out[1] = float(-v);
   }
 };
 
@@ -608,87 +703,174 @@ struct Objective {
 };
 
 //===----------------------------------------------------------------------===//
-// Dropout and elementwise (layout-free: one item per element, in place
-// allowed)
+// Elementwise kernels, in packs
 //===----------------------------------------------------------------------===//
 
-/// y = keep(i) ? x * scale : 0 (forward and backward alike: the backward's x
+/// The elements of one 16-byte access: 8 bf16 or 4 f32.
+template <typename T> struct alignas(16) Pack {
+  static constexpr int kWidth = int(16 / sizeof(T));
+  T v[kWidth];
+};
+
+template <typename T> NETC_HD inline Pack<T> loadPack(const T *p) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const Pack<T> *>(p);
+#else
+  Pack<T> r;
+  std::memcpy(&r, p, sizeof r);
+  return r;
+#endif
+}
+
+template <typename T> NETC_HD inline void storePack(T *p, const Pack<T> &v) {
+#if defined(__CUDA_ARCH__)
+  *reinterpret_cast<Pack<T> *>(p) = v;
+#else
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+
+/// An elementwise kernel: `op(e, l, in, out)` maps the In inputs of element
+/// e + l, widened to float, to its Out results (l > 0 only for lane l of the
+/// pack at e, so an op may find what a pack shares once from e), which are
+/// rounded and stored (a null output is not written). Item i covers the
+/// elements [i * width, (i + 1) * width) of `count`:
+/// - width 1: one element per item;
+/// - width Pack<T>::kWidth (every operand 16-byte aligned): each operand of
+///   a whole pack is read and written with one 16-byte access, all the
+///   pack's loads issued before the first use. Elements one at a time move
+///   2 bytes per bf16 load, and a GPU needs many bytes in flight per thread
+///   to come near its memory bandwidth; these kernels (relu, its gradient,
+///   the conv epilogue, add, scale, the losses' gradients) do nothing but
+///   move memory. The last, partial pack goes element by element.
+/// The arithmetic per element is the same either way, so the results are.
+/// An output may alias an input at the same index (a pack is read whole
+/// before it is written).
+template <typename T, int In, int Out, typename Op> struct Elementwise {
+  int64_t count = 0, width = 1;
+  const T *in[In];
+  T *out[Out];
+  Op op;
+
+  NETC_HD int64_t items() const { return (count + width - 1) / width; }
+  NETC_HD void operator()(int64_t i) const {
+    constexpr int W = Pack<T>::kWidth;
+    const int64_t e = i * width;
+    float x[In], y[Out];
+    if (width == W && e + W <= count) {
+      Pack<T> a[In], r[Out];
+      for (int k = 0; k < In; ++k)
+        a[k] = loadPack(in[k] + e);
+      for (int l = 0; l < W; ++l) {
+        for (int k = 0; k < In; ++k)
+          x[k] = load(&a[k].v[l]);
+        op(e, l, x, y);
+        for (int k = 0; k < Out; ++k)
+          store(&r[k].v[l], y[k]);
+      }
+      for (int k = 0; k < Out; ++k)
+        if (out[k])
+          storePack(out[k] + e, r[k]);
+      return;
+    }
+    for (int64_t j = e, end = imin(e + width, count); j < end; ++j) {
+      for (int k = 0; k < In; ++k)
+        x[k] = load(in[k] + j);
+      op(j, 0, x, y);
+      for (int k = 0; k < Out; ++k)
+        if (out[k])
+          store(out[k] + j, y[k]);
+    }
+  }
+};
+
+/// Whether every pointer (null ones aside) may be read or written in packs.
+inline bool packAligned(std::initializer_list<const void *> pointers) {
+  for (const void *p : pointers)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0)
+      return false;
+  return true;
+}
+
+/// The kernel of `op` over `count` elements, in packs when `packed` and
+/// every operand allows them.
+template <typename T, int In, int Out, typename Op>
+Elementwise<T, In, Out, Op> elementwise(int64_t count, bool packed,
+                                        const T *const (&in)[In],
+                                        T *const (&out)[Out], Op op) {
+  Elementwise<T, In, Out, Op> f;
+  f.count = count;
+  f.op = op;
+  bool aligned = true;
+  for (int k = 0; k < In; ++k) {
+    f.in[k] = in[k];
+    aligned = aligned && packAligned({in[k]});
+  }
+  for (int k = 0; k < Out; ++k) {
+    f.out[k] = out[k];
+    aligned = aligned && packAligned({out[k]});
+  }
+  f.width = packed && aligned ? Pack<T>::kWidth : 1;
+  return f;
+}
+
+/// y = keep(e) ? x * scale : 0 (forward and backward alike: the backward's x
 /// is dy). The mask is kernels::dropoutMask's, drawn per element from the
 /// step's key at the element's NCHW index, whatever the layout (planes of
 /// `plane` elements blocked by `lanes`), so an NHWC map drops the same
 /// elements as its NCHW twin on the cpu backend. The step is read through a
 /// pointer (device memory on a GPU, StepParams::step) so that a recorded
 /// launch draws the current step's mask when replayed. y may alias x.
-template <typename T> struct Dropout {
-  int64_t count;
+struct DropoutOp {
   uint64_t seed;
   const uint64_t *step;
   uint64_t first; ///< NCHW index of element 0 in the global batch's mask
-  int64_t plane, lanes;
+  int64_t plane;
+  FastDiv planeDiv, lanesDiv;
   double ratio;
   float scale;
-  const T *x;
-  T *y;
-
-  NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const {
-    // Per item: on a GPU only the device knows the step.
+  NETC_HD void operator()(int64_t e, int l, const float *in, float *out) const {
+    // Per element (the compiler shares it across a pack's lanes): on a GPU
+    // only the device knows the step.
     uint64_t key = dropoutKey(seed, *step);
-    int64_t index = i;
-    if (lanes != 1) {
+    int64_t index = e + l;
+    if (lanesDiv.d != 1) {
       int64_t nc, p;
-      planeItem(i, plane, lanes, nc, p);
+      planeItem(e + l, planeDiv, lanesDiv, nc, p);
       index = nc * plane + p;
     }
-    store(y + i, dropoutKeep(key, first + uint64_t(index), ratio)
-                     ? load(x + i) * scale
-                     : 0.0f);
+    out[0] =
+        dropoutKeep(key, first + uint64_t(index), ratio) ? in[0] * scale : 0.0f;
   }
 };
 
 /// y = max(x, 0); y may alias x.
-template <typename T> struct Relu {
-  int64_t count;
-  const T *x;
-  T *y;
-  NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const {
-    float v = load(x + i);
-    store(y + i, v > 0.0f ? v : 0.0f);
+struct ReluOp {
+  NETC_HD void operator()(int64_t, int, const float *in, float *out) const {
+    out[0] = in[0] > 0.0f ? in[0] : 0.0f;
   }
 };
 
-/// dx = y > 0 ? dy : 0, from the forward output y; dx may alias dy.
-template <typename T> struct ReluGrad {
-  int64_t count;
-  const T *y, *dy;
-  T *dx;
-  NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const {
-    store(dx + i, load(y + i) > 0.0f ? load(dy + i) : 0.0f);
+/// dx = y > 0 ? dy : 0 from the inputs {y, dy} (the forward's output and
+/// the gradient); dx may alias dy.
+struct ReluGradOp {
+  NETC_HD void operator()(int64_t, int, const float *in, float *out) const {
+    out[0] = in[0] > 0.0f ? in[1] : 0.0f;
   }
 };
 
 /// y = a + b; y may alias a or b.
-template <typename T> struct Add {
-  int64_t count;
-  const T *a, *b;
-  T *y;
-  NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const {
-    store(y + i, load(a + i) + load(b + i));
+struct AddOp {
+  NETC_HD void operator()(int64_t, int, const float *in, float *out) const {
+    out[0] = in[0] + in[1];
   }
 };
 
 /// y = x * factor; y may alias x.
-template <typename T> struct Scale {
-  int64_t count;
-  const T *x;
+struct ScaleOp {
   float factor;
-  T *y;
-  NETC_HD int64_t items() const { return count; }
-  NETC_HD void operator()(int64_t i) const {
-    store(y + i, load(x + i) * factor);
+  NETC_HD void operator()(int64_t, int, const float *in, float *out) const {
+    out[0] = in[0] * factor;
   }
 };
 
@@ -702,11 +884,22 @@ template <typename T> struct Scale {
 /// layout.
 struct MapGeom {
   int64_t n = 0, c = 0, plane = 0, lanes = 1;
+  /// c, plane and lanes as divisors (mapGeom sets them).
+  FastDiv cDiv, planeDiv, lanesDiv;
+
   /// The channel of the element at memory index i.
   NETC_HD int64_t channelAt(int64_t i) const {
+    if (lanes == c) // NHWC: the channel is the fastest index
+      return cDiv.mod(i);
+    if (lanes == 1) // NCHW: planes one after another
+      return cDiv.mod(planeDiv.div(i));
     int64_t nc, p;
-    planeItem(i, plane, lanes, nc, p);
-    return nc % c;
+    planeItem(i, planeDiv, lanesDiv, nc, p);
+    return cDiv.mod(nc);
+  }
+  /// planeAt(nc, plane, p, lanes).
+  NETC_HD int64_t at(int64_t nc, int64_t p) const {
+    return planeAt(nc, plane, p, lanesDiv);
   }
 };
 
@@ -716,27 +909,63 @@ inline MapGeom mapGeom(const kernels::Dims4 &d, int64_t lanes) {
   g.c = d.c;
   g.plane = d.h * d.w;
   g.lanes = lanes;
+  g.cDiv = FastDiv(g.c);
+  g.planeDiv = FastDiv(g.plane);
+  g.lanesDiv = FastDiv(g.lanes);
   return g;
 }
 
+/// Walks the rows [m, ...) of channel c of a map (a row is a pixel of an
+/// image, rows in (n, p) order) by their memory offsets: one division to
+/// start, then additions (planeAt's arithmetic for consecutive rows: within
+/// an image a row is `lanes` elements after the last, and the next image's
+/// first row of the channel is c * plane elements after this image's).
+struct RowCursor {
+  int64_t offset, p, plane, step, nextImage;
+  NETC_HD RowCursor(const MapGeom &g, int64_t c, int64_t m) {
+    int64_t n = g.planeDiv.divMod(m, p);
+    plane = g.plane;
+    step = g.lanes;
+    nextImage = g.c * g.plane - (g.plane - 1) * g.lanes;
+    offset = g.at(n * g.c + c, p);
+  }
+  NETC_HD void next() {
+    if (++p == plane) {
+      p = 0;
+      offset += nextImage;
+    } else {
+      offset += step;
+    }
+  }
+};
+
 /// y = x + bias[c] per element (the bias an f32 parameter), added in float
 /// and rounded once: the bias of a layer whose map is bf16, and the fused
-/// conv+relu epilogue. One item per element in memory order; y may alias x.
-/// With `relu`, max(., 0) follows: a convolution's
-/// epilogue in one pass. Rounding once after the relu gives the same bits
-/// as rounding the sum and then taking the relu of the stored value (the
-/// relu of a rounded value is exact, and rounding keeps the sign).
-template <typename T> struct BiasAdd {
+/// conv+relu epilogue (`relu`: max(., 0) follows, in the same pass).
+/// Rounding once after the relu gives the same bits as rounding the sum and
+/// then taking the relu of the stored value (the relu of a rounded value is
+/// exact, and rounding keeps the sign). Elementwise's op, over the map in
+/// memory order; y may alias x.
+struct BiasAddOp {
   MapGeom g;
-  const T *x;
   const float *bias;
-  T *y;
   bool relu = false;
-
-  NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
-  NETC_HD void operator()(int64_t i) const {
-    float v = load(x + i) + bias[g.channelAt(i)];
-    store(y + i, relu && !(v > 0.0f) ? 0.0f : v);
+  /// How the channel changes across a pack (Elementwise: lane l > 0 only in
+  /// a pack at e, a multiple of the pack width): kPerElement, or found once
+  /// per pack, kSame when a pack lies in one plane (NCHW whose planes are
+  /// whole packs) and kConsecutive when it lies in one pixel (NHWC whose C
+  /// is whole packs).
+  enum Channels : int {
+    kPerElement,
+    kSame,
+    kConsecutive
+  } channels = kPerElement;
+  NETC_HD void operator()(int64_t e, int l, const float *in, float *out) const {
+    int64_t c = channels == kPerElement ? g.channelAt(e + l)
+                : channels == kSame     ? g.channelAt(e)
+                                        : g.channelAt(e) + l;
+    float v = in[0] + bias[c];
+    out[0] = relu && !(v > 0.0f) ? 0.0f : v;
   }
 };
 
@@ -777,17 +1006,11 @@ template <typename T> struct BiasGradPartials {
 
   NETC_HD int64_t items() const { return s.chunks * g.c; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t chunk = i / g.c, c = i % g.c;
+    int64_t c, chunk = g.cDiv.divMod(i, c);
     int64_t m = chunk * s.chunkRows, end = imin(m + s.chunkRows, s.rows);
-    int64_t n = m / g.plane, p = m % g.plane;
     double acc = 0.0;
-    for (; m < end; ++m) {
-      acc += double(load(dy + planeAt(n * g.c + c, g.plane, p, g.lanes)));
-      if (++p == g.plane) {
-        p = 0;
-        ++n;
-      }
-    }
+    for (RowCursor row(g, c, m); m < end; ++m, row.next())
+      acc += double(load(dy + row.offset));
     partials[i] = acc;
   }
 };
@@ -827,7 +1050,7 @@ template <typename T> struct ToStorage {
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
     int64_t nc, p;
-    planeItem(i, g.plane, g.lanes, nc, p);
+    planeItem(i, g.planeDiv, g.lanesDiv, nc, p);
     store(dst + i, src[nc * g.plane + p]);
   }
 };
@@ -840,7 +1063,8 @@ template <typename T> struct FromStorage {
   float *dst;
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
-    dst[i] = load(src + planeAt(i / g.plane, g.plane, i % g.plane, g.lanes));
+    int64_t p, nc = g.planeDiv.divMod(i, p);
+    dst[i] = load(src + g.at(nc, p));
   }
 };
 
@@ -850,14 +1074,14 @@ template <typename T> struct FromStorage {
 /// the maps at a border of layouts (NHWC maps flattened for the fc layers).
 template <typename E> struct Relayout {
   MapGeom g; ///< g.lanes: the source's
-  int64_t toLanes;
+  FastDiv toLanes;
   const E *src;
   E *dst;
   NETC_HD int64_t items() const { return g.n * g.c * g.plane; }
   NETC_HD void operator()(int64_t i) const {
     int64_t nc, p;
-    planeItem(i, g.plane, toLanes, nc, p);
-    dst[i] = src[planeAt(nc, g.plane, p, g.lanes)];
+    planeItem(i, g.planeDiv, toLanes, nc, p);
+    dst[i] = src[g.at(nc, p)];
   }
 };
 
@@ -894,7 +1118,8 @@ NETC_HD inline int64_t channelOffset(const MapGeom &g, int64_t cc) {
     return cc * g.plane;
   if (g.lanes == g.c)
     return cc;
-  return (cc / g.lanes) * g.plane * g.lanes + cc % g.lanes;
+  int64_t lane, group = g.lanesDiv.divMod(cc, lane);
+  return group * g.plane * g.lanes + lane;
 }
 
 /// scale = k + alpha/size * sum of x^2 over the channels
@@ -1038,14 +1263,13 @@ template <typename T> struct BatchNormPartials {
 
   NETC_HD int64_t items() const { return s.chunks * g.c; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t chunk = i / g.c, c = i % g.c;
+    int64_t c, chunk = g.cDiv.divMod(i, c);
     int64_t m = chunk * s.chunkRows, end = imin(m + s.chunkRows, s.rows);
-    int64_t n = m / g.plane, p = m % g.plane;
     double mean = sum == BatchNormSum::X ? 0.0 : st.mean[c];
     double invStd = sum == BatchNormSum::Gradient ? st.invStd[c] : 0.0;
     double a = 0.0, b = 0.0;
-    for (; m < end; ++m) {
-      int64_t at = planeAt(n * g.c + c, g.plane, p, g.lanes);
+    for (RowCursor row(g, c, m); m < end; ++m, row.next()) {
+      int64_t at = row.offset;
       double v = double(load(x + at));
       if (sum == BatchNormSum::X) {
         a += v;
@@ -1057,10 +1281,6 @@ template <typename T> struct BatchNormPartials {
         double gy = double(load(dy + at));
         a += gy;
         b += gy * xhat;
-      }
-      if (++p == g.plane) {
-        p = 0;
-        ++n;
       }
     }
     st.partials[i] = a;
@@ -1358,25 +1578,22 @@ template <typename T>
 MaxPoolForward<T> makeMaxPoolForward(const kernels::PoolShape &s, const T *x,
                                      T *y, int32_t *switches,
                                      int64_t lanes = 1) {
-  PoolGeom g = poolGeom(s);
-  g.lanes = lanes;
+  PoolGeom g = poolGeom(s, lanes);
   return {g, x, y, switches};
 }
 
 template <typename T>
 AvgPoolForward<T> makeAvgPoolForward(const kernels::PoolShape &s, const T *x,
                                      T *y, int64_t lanes = 1) {
-  PoolGeom g = poolGeom(s);
-  g.lanes = lanes;
+  PoolGeom g = poolGeom(s, lanes);
   return {g, x, y};
 }
 
 /// `s` is the forward's shape (dy is s.out, dx s.in).
 template <typename T>
-AvgPoolBackward<T> makeAvgPoolBackward(const kernels::PoolShape &s,
-                                       const T *dy, T *dx, int64_t lanes = 1) {
-  PoolGeom g = poolGeom(s);
-  g.lanes = lanes;
+AvgPoolBackward<T> makeAvgPoolBackward(const kernels::PoolShape &s, const T *dy,
+                                       T *dx, int64_t lanes = 1) {
+  PoolGeom g = poolGeom(s, lanes);
   return {g, dy, dx};
 }
 
@@ -1384,8 +1601,7 @@ template <typename T>
 UnpoolForward<T> makeUnpoolForward(const kernels::UnpoolShape &s, const T *x,
                                    const int32_t *switches, T *y,
                                    int64_t lanes = 1) {
-  UnpoolGeom u = unpoolGeom(s);
-  u.pool.lanes = lanes;
+  UnpoolGeom u = unpoolGeom(s, lanes);
   return {u, x, switches, y};
 }
 
@@ -1412,8 +1628,7 @@ UnpoolForward<T> makeMaxPoolBackward(const kernels::PoolShape &s, const T *dy,
                                      const int32_t *switches, T *dx,
                                      int64_t lanes = 1) {
   UnpoolGeom u;
-  u.pool = poolGeom(s);
-  u.pool.lanes = lanes;
+  u.pool = poolGeom(s, lanes);
   return {u, dy, switches, dx};
 }
 
@@ -1421,9 +1636,62 @@ template <typename T>
 UnpoolBackward<T> makeUnpoolBackward(const kernels::UnpoolShape &s, const T *dy,
                                      const int32_t *switches, T *dx,
                                      int64_t lanes = 1) {
-  UnpoolGeom u = unpoolGeom(s);
-  u.pool.lanes = lanes;
+  UnpoolGeom u = unpoolGeom(s, lanes);
   return {u, dy, switches, dx};
+}
+
+// The elementwise kernels; `packed`: in packs where the pointers allow
+// (Elementwise), else one element per item.
+template <typename T>
+auto makeRelu(int64_t count, const T *x, T *y, bool packed) {
+  return elementwise<T>(count, packed, {x}, {y}, ReluOp{});
+}
+
+template <typename T>
+auto makeReluGrad(int64_t count, const T *y, const T *dy, T *dx, bool packed) {
+  return elementwise<T>(count, packed, {y, dy}, {dx}, ReluGradOp{});
+}
+
+template <typename T>
+auto makeAdd(int64_t count, const T *a, const T *b, T *y, bool packed) {
+  return elementwise<T>(count, packed, {a, b}, {y}, AddOp{});
+}
+
+template <typename T>
+auto makeScale(int64_t count, const T *x, float factor, T *y, bool packed) {
+  return elementwise<T>(count, packed, {x}, {y}, ScaleOp{factor});
+}
+
+/// Over a map of dims `d` stored with `lanes`.
+template <typename T>
+auto makeBiasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
+                 const float *bias, T *y, bool relu, bool packed) {
+  BiasAddOp op{mapGeom(d, lanes), bias, relu};
+  constexpr int64_t W = Pack<T>::kWidth;
+  if (lanes == 1 && (d.h * d.w) % W == 0)
+    op.channels = BiasAddOp::kSame;
+  else if (lanes == d.c && d.c % W == 0)
+    op.channels = BiasAddOp::kConsecutive;
+  return elementwise<T>(d.n * d.c * d.h * d.w, packed, {x}, {y}, op);
+}
+
+/// `scale` is dropoutScale(ratio); `step` the step number's address.
+template <typename T>
+auto makeDropout(int64_t count, double ratio, float scale, uint64_t seed,
+                 const uint64_t *step, uint64_t first, int64_t plane,
+                 int64_t lanes, const T *x, T *y, bool packed) {
+  return elementwise<T>(count, packed, {x}, {y},
+                        DropoutOp{seed, step, first, plane, FastDiv(plane),
+                                  FastDiv(lanes), ratio, scale});
+}
+
+/// `da` and `db` may be null.
+template <typename T>
+auto makeEuclideanLossBackward(int64_t batch, int64_t count, const T *a,
+                               const T *b, float dloss, T *da, T *db,
+                               bool packed) {
+  return elementwise<T>(count, packed, {a, b}, {da, db},
+                        EuclideanLossBackwardOp{double(dloss) / double(batch)});
 }
 
 /// Throws KernelError unless lanes >= 1 and `channels` is a multiple of it

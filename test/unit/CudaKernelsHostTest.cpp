@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -1652,6 +1653,198 @@ TEST(CudaHostKernels, BatchNormScratchAndRejections) {
                                              a.data(), b.data(), q.data(),
                                              r.data()),
                KernelError);
+}
+
+//===----------------------------------------------------------------------===//
+// Index arithmetic and packs (what the kernels use to keep up with memory)
+//===----------------------------------------------------------------------===//
+
+TEST(CudaHostKernels, FastDivIsExactDivision) {
+  auto check = [](int64_t d, int64_t n) {
+    cuda::FastDiv f(d);
+    int64_t r = -1;
+    ASSERT_EQ(f.div(n), n / d) << n << " / " << d;
+    ASSERT_EQ(f.divMod(n, r), n / d) << n << " / " << d;
+    ASSERT_EQ(r, n % d) << n << " % " << d;
+    ASSERT_EQ(f.mod(n), n % d) << n << " % " << d;
+  };
+  // Every small case, then the divisors where the magic number is hardest
+  // (2^k - 1, 2^k, 2^k + 1) with the dividends around multiples of them and
+  // at the top of the range, then random ones.
+  for (int64_t d = 1; d < 300; ++d)
+    for (int64_t n = 0; n < 2000; ++n)
+      check(d, n);
+  const int64_t top = std::numeric_limits<int64_t>::max();
+  for (int k = 0; k < 63; ++k) {
+    int64_t p2 = int64_t(1) << k;
+    for (int64_t d : {p2 - 1, p2, p2 + 1}) {
+      if (d < 1)
+        continue;
+      for (int64_t n : {int64_t(0), d - 1, d, d + 1, top, top - 1, top - d})
+        if (n >= 0)
+          check(d, n);
+      for (int64_t q : {int64_t(1), int64_t(3), int64_t(1) << 20})
+        if (q <= top / d) {
+          check(d, q * d);
+          check(d, q * d - 1);
+        }
+    }
+  }
+  Rng rng(21);
+  for (int i = 0; i < 200000; ++i) {
+    int64_t d = int64_t(rng.next() >> (1 + rng.next() % 63));
+    int64_t n = int64_t(rng.next() >> (1 + rng.next() % 63));
+    check(d < 1 ? 1 : d, n);
+  }
+}
+
+TEST(CudaHostKernels, PlaneIndexWithDividersMatchesPlainArithmetic) {
+  // planeAt, planeItem, MapGeom::channelAt and RowCursor against the plain
+  // int64_t forms, in NCHW, NHWC and blocked layouts.
+  for (Dims4 d : {Dims4{2, 6, 3, 5}, Dims4{3, 16, 1, 1}, Dims4{1, 8, 7, 2}}) {
+    for (int64_t lanes : {int64_t(1), int64_t(2), d.c}) {
+      if (d.c % lanes != 0)
+        continue;
+      cuda::MapGeom g = cuda::mapGeom(d, lanes);
+      const int64_t plane = d.h * d.w;
+      for (int64_t i = 0; i < d.count(); ++i) {
+        int64_t nc, p, nc2, p2;
+        cuda::planeItem(i, plane, lanes, nc, p);
+        cuda::planeItem(i, g.planeDiv, g.lanesDiv, nc2, p2);
+        ASSERT_EQ(nc2, nc);
+        ASSERT_EQ(p2, p);
+        ASSERT_EQ(cuda::planeAt(nc, plane, p, g.lanesDiv),
+                  cuda::planeAt(nc, plane, p, lanes));
+        ASSERT_EQ(g.channelAt(i), nc % d.c) << i;
+      }
+      for (int64_t c = 0; c < d.c; ++c)
+        for (int64_t m0 : {int64_t(0), plane - 1, plane + 1}) {
+          if (m0 < 0 || m0 >= d.n * plane)
+            continue;
+          cuda::RowCursor row(g, c, m0);
+          for (int64_t m = m0; m < d.n * plane; ++m, row.next())
+            ASSERT_EQ(row.offset, cuda::planeAt((m / plane) * d.c + c, plane,
+                                                m % plane, lanes))
+                << "channel " << c << " row " << m << " lanes " << lanes;
+        }
+    }
+  }
+}
+
+/// Every elementwise kernel in packs gives the bits it gives one element at
+/// a time: aligned (packs, then a partial one) and misaligned (no packs),
+/// in place too.
+template <typename T> void packsMatchSingleElements() {
+  constexpr int64_t W = cuda::Pack<T>::kWidth;
+  Rng rng(22);
+  const uint64_t step = 5;
+  for (int64_t count : {int64_t(1), W - 1, W, W + 1, 4 * W + 3, int64_t(999)}) {
+    for (int64_t offset : {int64_t(0), int64_t(1)}) {
+      const size_t n = size_t(count + offset);
+      auto vec = [&](bool relued) {
+        FVec f = relued ? rng.relued(int64_t(n)) : rng.vec(int64_t(n));
+        std::vector<T> v(n);
+        for (size_t i = 0; i < n; ++i)
+          cuda::store(&v[i], f[i]);
+        return v;
+      };
+      std::vector<T> a = vec(false), b = vec(true);
+      const T *pa = a.data() + offset, *pb = b.data() + offset;
+      // Runs the kernel that `make(packed, y, z)` builds into fresh outputs,
+      // packed and not, and compares their bits.
+      auto both = [&](const char *what, auto make) {
+        std::vector<T> y[2], z[2];
+        int64_t widths[2];
+        for (int packed = 0; packed < 2; ++packed) {
+          y[packed].assign(n, T{});
+          z[packed].assign(n, T{});
+          auto f = make(packed == 1, y[packed].data() + offset,
+                        z[packed].data() + offset);
+          widths[packed] = f.width;
+          cuda::runOnHost(f);
+        }
+        // std::vector's storage is 16-byte aligned on this host's malloc.
+        ASSERT_EQ(widths[0], 1) << what;
+        ASSERT_EQ(widths[1], offset == 0 ? W : 1) << what;
+        for (size_t i = 0; i < n; ++i) {
+          ASSERT_EQ(std::memcmp(&y[0][i], &y[1][i], sizeof(T)), 0)
+              << what << " count " << count << " offset " << offset << " at "
+              << i;
+          ASSERT_EQ(std::memcmp(&z[0][i], &z[1][i], sizeof(T)), 0)
+              << what << " (second output) at " << i;
+        }
+      };
+      both("relu",
+           [&](bool p, T *y, T *) { return cuda::makeRelu(count, pa, y, p); });
+      both("relu_grad", [&](bool p, T *y, T *) {
+        return cuda::makeReluGrad(count, pb, pa, y, p);
+      });
+      both("add", [&](bool p, T *y, T *) {
+        return cuda::makeAdd(count, pa, pb, y, p);
+      });
+      both("scale", [&](bool p, T *y, T *) {
+        return cuda::makeScale(count, pa, 0.3f, y, p);
+      });
+      both("euclidean_loss backward", [&](bool p, T *y, T *z) {
+        return cuda::makeEuclideanLossBackward<T>(4, count, pa, pb, 0.7f, y, z,
+                                                  p);
+      });
+      both("dropout", [&](bool p, T *y, T *) {
+        return cuda::makeDropout(count, 0.5, cuda::dropoutScale(0.5), 9, &step,
+                                 3, 1, 1, pa, y, p);
+      });
+      // In place, packed: the same as out of place.
+      std::vector<T> inPlace = a, apart(n);
+      cuda::runOnHost(cuda::makeRelu(count, pa, apart.data() + offset, true));
+      cuda::runOnHost(cuda::makeRelu(count, inPlace.data() + offset,
+                                     inPlace.data() + offset, true));
+      for (size_t i = size_t(offset); i < n; ++i)
+        ASSERT_EQ(std::memcmp(&inPlace[i], &apart[i], sizeof(T)), 0);
+    }
+  }
+}
+
+/// The conv epilogue in packs, where a pack's channel is found once (a
+/// plane of whole packs, a pixel of whole packs) or per element, against
+/// one element per item.
+template <typename T> void biasAddPacksMatchSingleElements() {
+  constexpr int64_t W = cuda::Pack<T>::kWidth;
+  Rng rng(23);
+  for (Dims4 d : {Dims4{2, 8, 3, 2}, Dims4{2, 8, 4, 2}, Dims4{3, 16, 1, 5},
+                  Dims4{2, 12, 2, 2}, Dims4{1, 24, 3, 3}})
+    for (int64_t lanes : {int64_t(1), d.c}) {
+      FVec bias = rng.vec(d.c), f = rng.vec(d.count());
+      std::vector<T> x(f.size()), y[2];
+      for (size_t i = 0; i < f.size(); ++i)
+        cuda::store(&x[i], f[i]);
+      for (int packed = 0; packed < 2; ++packed) {
+        y[packed].assign(x.size(), T{});
+        auto k = cuda::makeBiasAdd(d, lanes, x.data(), bias.data(),
+                                   y[packed].data(), packed == 0, packed == 1);
+        auto want = lanes == 1 && d.plane() % W == 0 ? cuda::BiasAddOp::kSame
+                    : lanes == d.c && d.c % W == 0
+                        ? cuda::BiasAddOp::kConsecutive
+                        : cuda::BiasAddOp::kPerElement;
+        ASSERT_EQ(k.op.channels, want);
+        cuda::runOnHost(k);
+      }
+      // One element per item with the relu, packs without it: the relu of
+      // each packed sum is the single element's result (the same channel's
+      // bias, and the relu of a stored sum is exact).
+      for (size_t i = 0; i < x.size(); ++i) {
+        float relued = cuda::load(&y[0][i]), sum = cuda::load(&y[1][i]);
+        ASSERT_EQ(bits(relued), bits(sum > 0.0f ? sum : 0.0f))
+            << d.n << "x" << d.c << "x" << d.h << "x" << d.w << " lanes "
+            << lanes << " at " << i;
+      }
+    }
+}
+
+TEST(CudaHostKernels, ElementwisePacksGiveTheBitsOfSingleElements) {
+  biasAddPacksMatchSingleElements<float>();
+  biasAddPacksMatchSingleElements<cuda::Bf16>();
+  packsMatchSingleElements<float>();
+  packsMatchSingleElements<cuda::Bf16>();
 }
 
 } // namespace
