@@ -12,6 +12,33 @@ NETRUN=$BUILD/bin/netrun
 out=$("$NETRUN" bench "$work/t.trainer" --steps 2 --backend reference 2>&1)
 check "bench prints images/s, ms/step and peak memory" \
   grep -qE '^program step.joint on reference: batch 16, 2 steps: [0-9.]+ images/s, [0-9.]+ ms/step, peak memory' <<<"$out"
+# bench --profile: per op, its calls, time, share, the MB its operands
+# take per step (each operand and result once, at the program's batch, in
+# its dtype: here checked for relu against the plan) and their GB/s.
+out=$("$NETRUN" bench "$work/t.trainer" --steps 2 --backend reference \
+  --profile 2>&1)
+want=$(python3 - "$work/t.trainer/plan.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+prog = p["programs"]["step.joint"]
+values = {v["id"]: v for v in prog["values"]}
+size = {"f32": 4, "bf16": 2, "i32": 4}
+def nbytes(v):
+    n = size[v["dtype"]]
+    for d in v["shape"]:
+        n *= prog["batch"] if d == -1 else d
+    return n
+relus = [k for k in prog["kernels"] if k["op"] == "relu"]
+total = sum(nbytes(values[i]) for k in relus for i in k["in"] + k["out"])
+print(f"relu {len(relus)} {total * 1e-6:.3f}")
+PY
+)
+read -r op calls mb <<<"$want"
+check "bench --profile prints a row per op with its operand MB and GB/s" \
+  grep -qE "^$op +$calls +[0-9.]+ +[0-9.]+% +${mb//./\\.} +[0-9.]+$" <<<"$out"
+check "... and the slowest kernels with their GB/s" \
+  grep -qE '^  kernels\[[0-9]+\] +[a-z_0-9]+ +[0-9.]+ ms +[0-9.]+ GB/s -> ' \
+  <<<"$out"
 out=$("$NETRUN" bench "$work/t.trainer" --program nope 2>&1)
 check "bench names an unknown program" grep -q "no program 'nope'" <<<"$out"
 

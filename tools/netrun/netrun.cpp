@@ -110,7 +110,8 @@ commands:
       --backend NAME        as for train
       --profile             also time each kernel (waiting for each to
                             finish) and print where the time goes, by op
-                            and by kernel
+                            and by kernel, with the GB/s each moved its
+                            operands at
   plot METRICS    draws the loss terms (log scale) and the test error of a
                   `train --metrics` file against the global step, the
                   phases marked, into a PNG (needs PLplot in the build)
@@ -205,10 +206,10 @@ Args parseArgs(int argc, char **argv) {
     }
   }
   if (a.trainer.empty())
-    throw UsageError(a.command == "plot"
-                         ? std::string("'plot' needs a METRICS file")
-                         : fmt::format("'{}' needs a TRAINER directory",
-                                       a.command));
+    throw UsageError(
+        a.command == "plot"
+            ? std::string("'plot' needs a METRICS file")
+            : fmt::format("'{}' needs a TRAINER directory", a.command));
   return a;
 }
 
@@ -430,7 +431,8 @@ int cmdData(const Args &a) {
   train::Datasets data = train::loadDatasets(d);
   const train::ImageData &set = split == "train" ? data.train : data.test;
   if (set.size() == 0)
-    throw std::runtime_error(fmt::format("{}: the {} set is empty", d.dir, split));
+    throw std::runtime_error(
+        fmt::format("{}: the {} set is empty", d.dir, split));
   const int64_t images = intOption(a, "--images", set.size(), 1);
   const int64_t batch = intOption(a, "--batch", 64, 1);
   const bool augment = split == "train";
@@ -451,16 +453,17 @@ int cmdData(const Args &a) {
   int64_t step = 0;
   for (int64_t done = 0; done < images; done += batch, ++step)
     makeBatch(done, std::min(batch, images - done), step);
-  double secs = std::chrono::duration<double>(
-                    std::chrono::steady_clock::now() - t0)
-                    .count();
+  double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
   int workers = d.workers > 0
                     ? int(d.workers)
                     : int(std::max(1u, std::thread::hardware_concurrency()));
   std::cout << fmt::format(
       "data {} ({}): {} images in batches of {} in {:.3f} s: {:.1f} images/s"
       "{}{}\n",
-      split, d.kind, images, batch, secs, secs > 0 ? double(images) / secs : 0.0,
+      split, d.kind, images, batch, secs,
+      secs > 0 ? double(images) / secs : 0.0,
       d.kind == "images" ? fmt::format(", {} worker thread(s)", workers) : "",
       skipped ? fmt::format(", {} bad image(s) skipped", skipped) : "");
   return 0;
@@ -556,19 +559,38 @@ int cmdReconstruct(const Args &a) {
   std::cout << fmt::format("PSNR over {} test images:", total);
   for (size_t r = 0; r < rows; ++r) {
     double mse = squaredError[r] / (double(total) * double(sample));
-    std::cout << fmt::format(" {} {:.2f} dB{}", prog.reconstructions[r].from,
-                             10.0 * std::log10(255.0 * 255.0 /
-                                               std::max(mse, 1e-12)),
-                             r + 1 < rows ? "," : "\n");
+    std::cout << fmt::format(
+        " {} {:.2f} dB{}", prog.reconstructions[r].from,
+        10.0 * std::log10(255.0 * 255.0 / std::max(mse, 1e-12)),
+        r + 1 < rows ? "," : "\n");
   }
   return 0;
 }
 
 } // namespace
 
-/// Where a profiled step's time goes: per op (calls, ms per step, share),
-/// then the kernels that take the most.
-void printProfile(const exec::Executor &exe, int64_t steps) {
+/// The bytes kernel k must move at least at batch n: each
+/// operand read once and each result written once, in its planned dtype.
+/// Over a kernel's time, the memory speed it reached: the measure of a
+/// kernel that only moves memory (pooling, elementwise, losses), whose
+/// arithmetic is negligible.
+int64_t operandBytes(const plan::Program &prog, const plan::Kernel &k,
+                     int64_t n) {
+  int64_t bytes = 0;
+  for (const std::vector<int64_t> *ids : {&k.in, &k.out})
+    for (int64_t id : *ids)
+      bytes += prog.value(id).bytes(n);
+  // An update's only operand is the gradient; the weights and their
+  // momentum (the same size, f32) are read and written too.
+  if (k.op == plan::Op::SGDUpdate)
+    bytes *= 5;
+  return bytes;
+}
+
+/// Where a profiled step's time goes: per op (calls, ms per step, share,
+/// operand MB per step and the GB/s they were moved at), then the kernels
+/// that take the most. The steps ran at batch n.
+void printProfile(const exec::Executor &exe, int64_t steps, int64_t n) {
   const plan::Program &prog = exe.program();
   const std::vector<double> &secs = exe.kernelSeconds();
   double total = 0;
@@ -577,7 +599,7 @@ void printProfile(const exec::Executor &exe, int64_t steps) {
   if (total <= 0)
     return;
   struct Row {
-    int64_t calls = 0;
+    int64_t calls = 0, bytes = 0; // bytes per step
     double secs = 0;
   };
   std::map<std::string, Row> byOp;
@@ -585,20 +607,29 @@ void printProfile(const exec::Executor &exe, int64_t steps) {
     Row &r = byOp[plan::opName(prog.kernels[i].op)];
     ++r.calls;
     r.secs += secs[i];
+    r.bytes += operandBytes(prog, prog.kernels[i], n);
   }
   std::vector<std::pair<std::string, Row>> ops(byOp.begin(), byOp.end());
   std::sort(ops.begin(), ops.end(), [](const auto &x, const auto &y) {
     return x.second.secs > y.second.secs;
   });
   double perStep = 1e3 / double(steps);
+  // GB/s of the operands: bytes per step over the seconds per step.
+  auto gbps = [&](int64_t bytes, double s) {
+    return s > 0 ? double(bytes) * double(steps) / s * 1e-9 : 0.0;
+  };
   std::cout << fmt::format("profile: {:.3f} ms/step in kernels (each waited "
-                           "for)\n{:<28} {:>6} {:>10} {:>7}\n",
-                           total * perStep, "op", "calls", "ms/step",
-                           "share");
+                           "for; operands: the MB each step's kernels read "
+                           "and write at least, and the GB/s they moved them "
+                           "at)\n{:<28} {:>6} {:>10} {:>7} {:>11} {:>9}\n",
+                           total * perStep, "op", "calls", "ms/step", "share",
+                           "operand MB", "GB/s");
   for (auto &[op, r] : ops)
-    std::cout << fmt::format("{:<28} {:>6} {:>10.3f} {:>6.1f}%\n", op,
-                             r.calls, r.secs * perStep,
-                             100 * r.secs / total);
+    std::cout << fmt::format("{:<28} {:>6} {:>10.3f} {:>6.1f}% {:>11.3f} "
+                             "{:>9.1f}\n",
+                             op, r.calls, r.secs * perStep,
+                             100 * r.secs / total, double(r.bytes) * 1e-6,
+                             gbps(r.bytes, r.secs));
   std::vector<size_t> order(secs.size());
   for (size_t i = 0; i < order.size(); ++i)
     order[i] = i;
@@ -607,8 +638,8 @@ void printProfile(const exec::Executor &exe, int64_t steps) {
   std::cout << fmt::format(
       "layouts: {} of {} values kept channel-blocked by the backend, {} "
       "computed past (fused); kernels' workspace {} bytes\n",
-      exe.blockedValues().size(), prog.values.size(),
-      exe.elidedValues().size(), exe.workspaceBytes());
+      exe.blockedValues().size(), prog.values.size(), exe.elidedValues().size(),
+      exe.workspaceBytes());
   std::cout << "slowest kernels:\n";
   for (size_t j = 0; j < std::min<size_t>(10, order.size()); ++j) {
     const plan::Kernel &k = prog.kernels[order[j]];
@@ -620,10 +651,12 @@ void printProfile(const exec::Executor &exe, int64_t steps) {
         shapes += (d ? "x" : "") + std::to_string(v.shape[d]);
     }
     std::string impl = exe.kernelImpl(order[j]);
-    std::cout << fmt::format("  {:<13} {:<21} {:>8.3f} ms -> {}{}\n",
-                             fmt::format("kernels[{}]", order[j]),
-                             plan::opName(k.op), secs[order[j]] * perStep,
-                             shapes, impl.empty() ? "" : " (" + impl + ")");
+    std::cout << fmt::format(
+        "  {:<13} {:<21} {:>8.3f} ms {:>8.1f} GB/s -> {}{}\n",
+        fmt::format("kernels[{}]", order[j]), plan::opName(k.op),
+        secs[order[j]] * perStep,
+        gbps(operandBytes(prog, k, n), secs[order[j]]), shapes,
+        impl.empty() ? "" : " (" + impl + ")");
   }
 }
 
@@ -706,8 +739,7 @@ int cmdBench(const Args &a) {
   auto step = [&](int64_t i) {
     ctx.step = uint64_t(i);
     for (auto &[id, words] : inputs)
-      exe.upload(id, words.data(), uint64_t(exe.hostBytes(id, batch)),
-                 batch);
+      exe.upload(id, words.data(), uint64_t(exe.hostBytes(id, batch)), batch);
     exe.run(batch, ctx);
     (void)exe.scalar(*prog.loss); // waits for the step
   };
@@ -744,7 +776,7 @@ int cmdBench(const Args &a) {
       human(int64_t(backend->peakBytes())), backend->peakBytes(),
       flops * double(steps) / secs * 1e-12, flops * 1e-9);
   if (a.flags.count("--profile"))
-    printProfile(exe, steps);
+    printProfile(exe, steps, batch);
   if (std::string report = backend->runReport(); !report.empty())
     std::cout << report << "\n";
   return 0;
