@@ -24,7 +24,7 @@
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
 # beside parity 120), bench 200 (a cell at most 30 s for the 32x32 net, 50 s
 # for VGG-16, 40 s for the two VGG-16 cells again without the conv+relu
-# fusion and the bf16 SWWAE-all one without the elementwise kernels' packs;
+# fusion and the bf16 SWWAE-all one without the kernels' 16-byte packs;
 # those three last, so a slow GPU loses them first), peer 150, peer-compile 240 (it gets what is left). Worst case:
 # every stage runs into the deadline,
 # which ends the last one by 470 + 5 s (timeout's kill grace); the ratios
@@ -483,8 +483,9 @@ bench() {
   for t in vgg16-none vgg16-swwae-all-bf16; do
     cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
   done
-  # What the elementwise kernels' 16-byte packs buy, on the cell with the
-  # most elementwise work (the decoders' relus, their gradients, the
+  # What the 16-byte packs buy (the elementwise kernels, and the max-pool,
+  # its backward and the unpool in channel packs), on the cell with the most
+  # of that work (the decoders' relus, unpools and their gradients, the
   # reconstruction losses' gradients) and bf16 maps: one element per item.
   cell "vgg16-swwae-all-bf16 nopacks" 40 12 NETC_CUDA_PACKS=off || rc=1
   return "$rc"
@@ -618,7 +619,8 @@ for line in open(f"{d}/bench.log") if os.path.exists(f"{d}/bench.log") else []:
     if m and (m[1], m[2], m[3] or "fp32") in ours:
         base = ours[(m[1], m[2], m[3] or "fp32")][0]
         what = ("conv+bias+relu fused", "apart") if m[4] == "nofusion" else \
-            ("elementwise kernels in 16-byte packs", "one element per item")
+            ("elementwise and pooling kernels in 16-byte packs",
+             "one element per item")
         print(f"{'fusion' if m[4] == 'nofusion' else 'packs'} {m[1]} {m[2]} "
               f"{m[3] or 'fp32'}: {what[0]} {base:.1f}, {what[1]} "
               f"{float(m[5]):.1f} images/s = {base / float(m[5]):.3f}x")

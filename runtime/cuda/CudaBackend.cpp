@@ -826,8 +826,8 @@ void CudaBackend::linkSgd(State &s) {
   for (auto &[key, c] : copies_)
     if (c.w == s.sgd.w && c.bySgd) {
       s.sgd.copy = static_cast<Bf16 *>(c.half->data());
-      s.sgd.copyPlane = c.dims.plane();
-      s.sgd.copyLanes = c.lanes;
+      s.sgd.copyPlane = FastDiv(c.dims.plane());
+      s.sgd.copyLanes = FastDiv(c.lanes);
     }
   upload(s.table->data(), &s.sgd, sizeof s.sgd);
   synchronize(); // s.sgd may change before the copy is made

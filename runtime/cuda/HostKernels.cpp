@@ -169,7 +169,8 @@ void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
   checkLabels("softmax_cross_entropy backward", n, k, labels);
   std::vector<double> lse(size_t(n), 0.0);
   runOnHost(SoftmaxRowLse<T>{n, k, logits, labels, lse.data()});
-  runOnHost(SoftmaxCrossEntropyBackward<T>{n, k, logits, labels, lse.data(),
+  runOnHost(SoftmaxCrossEntropyBackward<T>{n, FastDiv(k), logits, labels,
+                                           lse.data(),
                                            double(dloss) / double(n), dlogits});
 }
 

@@ -84,7 +84,8 @@ void check(const char *kernel) {
                                cudaGetErrorString(e));
 }
 
-/// Whether the elementwise kernels go in packs (Elementwise):
+/// Whether the elementwise kernels go in packs (Elementwise), and the
+/// max-pool, its backward and the unpool in channel packs:
 /// NETC_CUDA_PACKS=off walks them one element per item, the comparison
 /// bench/gpu-check.sh measures packs against.
 bool elementPacks() {
@@ -127,7 +128,8 @@ template <typename T>
 void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
                     int32_t *switches, int64_t lanes, Stream stream) {
   checkLanes("max_pool", s.in.c, lanes);
-  launch("max_pool", makeMaxPoolForward(s, x, y, switches, lanes), stream);
+  launch("max_pool",
+         makeMaxPoolForward(s, x, y, switches, lanes, elementPacks()), stream);
 }
 
 template <typename T>
@@ -135,7 +137,8 @@ void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
                      const int32_t *switches, T *dx, int64_t lanes,
                      Stream stream) {
   checkLanes("max_pool backward", s.in.c, lanes);
-  launch("max_pool backward", makeMaxPoolBackward(s, dy, switches, dx, lanes),
+  launch("max_pool backward",
+         makeMaxPoolBackward(s, dy, switches, dx, lanes, elementPacks()),
          stream);
 }
 
@@ -158,7 +161,8 @@ void unpoolForward(const kernels::UnpoolShape &s, const T *x,
                    const int32_t *switches, T *y, int64_t lanes,
                    Stream stream) {
   checkLanes("unpool", s.in.c, lanes);
-  launch("unpool", makeUnpoolForward(s, x, switches, y, lanes), stream);
+  launch("unpool", makeUnpoolForward(s, x, switches, y, lanes, elementPacks()),
+         stream);
 }
 
 template <typename T>
@@ -209,7 +213,7 @@ void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
   launch("softmax_cross_entropy backward",
          SoftmaxRowLse<T>{n, k, logits, labels, rowLse}, stream);
   launch("softmax_cross_entropy backward",
-         SoftmaxCrossEntropyBackward<T>{n, k, logits, labels, rowLse,
+         SoftmaxCrossEntropyBackward<T>{n, FastDiv(k), logits, labels, rowLse,
                                         double(dloss) / double(n), dlogits},
          stream);
 }

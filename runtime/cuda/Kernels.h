@@ -74,6 +74,8 @@
 #include <cstring>
 #include <initializer_list>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace netc::cuda {
@@ -178,6 +180,59 @@ NETC_HD inline float load(const Bf16 *p) { return p->toFloat(); }
 NETC_HD inline void store(float *p, float v) { *p = v; }
 NETC_HD inline void store(Bf16 *p, float v) { *p = Bf16::fromFloat(v); }
 
+/// The elements of one 16-byte access: 8 bf16 or 4 f32.
+template <typename T> struct alignas(16) Pack {
+  static constexpr int kWidth = int(16 / sizeof(T));
+  T v[kWidth];
+};
+
+template <typename T> NETC_HD inline Pack<T> loadPack(const T *p) {
+#if defined(__CUDA_ARCH__)
+  return *reinterpret_cast<const Pack<T> *>(p);
+#else
+  Pack<T> r;
+  std::memcpy(&r, p, sizeof r);
+  return r;
+#endif
+}
+
+template <typename T> NETC_HD inline void storePack(T *p, const Pack<T> &v) {
+#if defined(__CUDA_ARCH__)
+  *reinterpret_cast<Pack<T> *>(p) = v;
+#else
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+
+/// The switches of a pack of W elements (W a multiple of 4): W int32 read or
+/// written 16 bytes at a time.
+template <int W>
+NETC_HD inline void loadSwitches(const int32_t *p, int32_t (&v)[W]) {
+  for (int k = 0; k < W; k += 4) {
+    Pack<int32_t> q = loadPack(p + k);
+    for (int l = 0; l < 4; ++l)
+      v[k + l] = q.v[l];
+  }
+}
+
+template <int W>
+NETC_HD inline void storeSwitches(int32_t *p, const int32_t (&v)[W]) {
+  for (int k = 0; k < W; k += 4) {
+    Pack<int32_t> q;
+    for (int l = 0; l < 4; ++l)
+      q.v[l] = v[k + l];
+    storePack(p + k, q);
+  }
+}
+
+/// Whether every pointer (null ones aside) may be read or written in packs.
+inline bool packAligned(std::initializer_list<const void *> pointers) {
+  for (const void *p : pointers)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0)
+      return false;
+  return true;
+}
+
 /// Makes a parameter a non-deduced context, so that a null pointer can be
 /// passed for an optional T* output (C++20's std::type_identity_t).
 template <typename T> struct NoDeduceT { using type = T; };
@@ -205,12 +260,12 @@ template <typename F> void runOnHost(const F &f) {
 struct PoolGeom {
   int64_t nc = 0, inH = 0, inW = 0, outH = 0, outW = 0;
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
-  int64_t lanes = 1;
-  /// The divisors of the kernels' index arithmetic (withDividers sets them
-  /// from the fields above): lanes, the rows' widths, the planes' sizes and
+  FastDiv lanes; ///< the layout's block, a divisor (lanes.d); default 1
+  /// The other divisors of the kernels' index arithmetic (withDividers sets
+  /// them from the fields above): the rows' widths, the planes' sizes and
   /// the strides.
   struct Dividers {
-    FastDiv lanes, inW, outW, inPlane, outPlane, sh, sw;
+    FastDiv inW, outW, inPlane, outPlane, sh, sw;
   } div;
 };
 
@@ -250,7 +305,6 @@ NETC_HD inline void planeItem(int64_t i, const FastDiv &plane,
 
 /// g with its dividers set from its fields (after any change to them).
 inline PoolGeom withDividers(PoolGeom g) {
-  g.div.lanes = FastDiv(g.lanes);
   g.div.inW = FastDiv(g.inW);
   g.div.outW = FastDiv(g.outW);
   g.div.inPlane = FastDiv(g.inH * g.inW);
@@ -263,7 +317,7 @@ inline PoolGeom withDividers(PoolGeom g) {
 /// The pooling geometry of `s` with the layout `lanes`, dividers set.
 inline PoolGeom poolGeom(const kernels::PoolShape &s, int64_t lanes = 1) {
   PoolGeom g;
-  g.lanes = lanes;
+  g.lanes = FastDiv(lanes);
   g.nc = s.in.n * s.in.c;
   g.inH = s.in.h;
   g.inW = s.in.w;
@@ -288,7 +342,7 @@ struct UnpoolGeom {
 
 inline UnpoolGeom unpoolGeom(const kernels::UnpoolShape &s, int64_t lanes = 1) {
   UnpoolGeom g;
-  g.pool.lanes = lanes;
+  g.pool.lanes = FastDiv(lanes);
   g.pool.nc = s.in.n * s.in.c;
   g.pool.inH = s.out.h;
   g.pool.inW = s.out.w;
@@ -329,35 +383,74 @@ NETC_HD inline void coveringWindows(int64_t h, int64_t k, const FastDiv &s,
 /// first in-input position, the one unpoolForward then writes to). bf16
 /// values compare as the floats they widen to, so ties are the reference's
 /// ties on the widened map.
+///
+/// Channel packs: with `width` = Pack<T>::kWidth (an NHWC map whose C is
+/// whole packs, every pointer 16-byte aligned; poolWidth), item i is the W
+/// adjacent channels of one pooled pixel, elements [i * W, (i + 1) * W) in
+/// memory: the window's geometry is found once and each window position is
+/// one 16-byte read of the W channels, each lane doing the single
+/// element's comparisons (the same bits).
 template <typename T> struct MaxPoolForward {
   PoolGeom g;
   const T *x;
   T *y;
   int32_t *switches; ///< may be null; stored like y
+  int64_t width = 1; ///< elements per item: 1, or Pack<T>::kWidth
 
-  NETC_HD int64_t items() const { return g.nc * g.outH * g.outW; }
+  NETC_HD int64_t items() const { return g.nc * g.outH * g.outW / width; }
   NETC_HD void operator()(int64_t i) const {
+    constexpr int W = Pack<T>::kWidth;
+    const int64_t m = i * width; // the item's first element in memory
     int64_t nc, p, ow;
-    planeItem(i, g.div.outPlane, g.div.lanes, nc, p);
+    planeItem(m, g.div.outPlane, g.lanes, nc, p);
     int64_t oh = g.div.outW.divMod(p, ow);
-    // Element q of this plane is xp[q * lanes].
-    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.div.lanes);
+    // Element q of this plane is xp[q * lanes] (and its pack's lane l
+    // xp[q * lanes + l]).
+    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.lanes);
     int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
     int64_t hs = imax(h0, 0), ws = imax(w0, 0);
     int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
-    int64_t best = hs * g.inW + ws;
-    float bestValue = load(xp + best * g.lanes);
+    const int64_t first = hs * g.inW + ws;
+    if (width == W) {
+      Pack<T> v = loadPack(xp + first * g.lanes.d);
+      float bestValue[W];
+      int32_t best[W];
+      for (int l = 0; l < W; ++l) {
+        bestValue[l] = load(&v.v[l]);
+        best[l] = static_cast<int32_t>(first);
+      }
+      for (int64_t h = hs; h < he; ++h)
+        for (int64_t w = ws; w < we; ++w) {
+          v = loadPack(xp + (h * g.inW + w) * g.lanes.d);
+          for (int l = 0; l < W; ++l) {
+            float f = load(&v.v[l]);
+            if (f > bestValue[l]) {
+              bestValue[l] = f;
+              best[l] = static_cast<int32_t>(h * g.inW + w);
+            }
+          }
+        }
+      Pack<T> out;
+      for (int l = 0; l < W; ++l)
+        store(&out.v[l], bestValue[l]);
+      storePack(y + m, out);
+      if (switches)
+        storeSwitches<W>(switches + m, best);
+      return;
+    }
+    int64_t best = first;
+    float bestValue = load(xp + best * g.lanes.d);
     for (int64_t h = hs; h < he; ++h)
       for (int64_t w = ws; w < we; ++w) {
-        float v = load(xp + (h * g.inW + w) * g.lanes);
+        float v = load(xp + (h * g.inW + w) * g.lanes.d);
         if (v > bestValue) {
           bestValue = v;
           best = h * g.inW + w;
         }
       }
-    store(y + i, bestValue);
+    store(y + m, bestValue);
     if (switches)
-      switches[i] = static_cast<int32_t>(best);
+      switches[m] = static_cast<int32_t>(best);
   }
 };
 
@@ -384,15 +477,15 @@ template <typename T> struct AvgPoolForward {
   NETC_HD int64_t items() const { return g.nc * g.outH * g.outW; }
   NETC_HD void operator()(int64_t i) const {
     int64_t nc, p, ow;
-    planeItem(i, g.div.outPlane, g.div.lanes, nc, p);
+    planeItem(i, g.div.outPlane, g.lanes, nc, p);
     int64_t oh = g.div.outW.divMod(p, ow);
-    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.div.lanes);
+    const T *xp = x + planeAt(nc, g.inH * g.inW, 0, g.lanes);
     int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
     int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
     double sum = 0.0;
     for (int64_t h = imax(h0, 0); h < he; ++h)
       for (int64_t w = imax(w0, 0); w < we; ++w)
-        sum += double(load(xp + (h * g.inW + w) * g.lanes));
+        sum += double(load(xp + (h * g.inW + w) * g.lanes.d));
     store(y + i, float(sum / double(avgPoolSize(g, oh, ow))));
   }
 };
@@ -408,16 +501,16 @@ template <typename T> struct AvgPoolBackward {
   NETC_HD int64_t items() const { return g.nc * g.inH * g.inW; }
   NETC_HD void operator()(int64_t i) const {
     int64_t nc, p, w;
-    planeItem(i, g.div.inPlane, g.div.lanes, nc, p);
+    planeItem(i, g.div.inPlane, g.lanes, nc, p);
     int64_t h = g.div.inW.divMod(p, w);
     int64_t i0, i1, j0, j1;
     coveringWindows(h, g.kh, g.div.sh, g.ph, g.outH, i0, i1);
     coveringWindows(w, g.kw, g.div.sw, g.pw, g.outW, j0, j1);
-    const T *dp = dy + planeAt(nc, g.outH * g.outW, 0, g.div.lanes);
+    const T *dp = dy + planeAt(nc, g.outH * g.outW, 0, g.lanes);
     double sum = 0.0;
     for (int64_t a = i0; a <= i1; ++a)
       for (int64_t b = j0; b <= j1; ++b)
-        sum += double(load(dp + (a * g.outW + b) * g.lanes)) /
+        sum += double(load(dp + (a * g.outW + b) * g.lanes.d)) /
                double(avgPoolSize(g, a, b));
     store(dx + i, float(sum));
   }
@@ -437,9 +530,9 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
   const PoolGeom &g = u.pool;
   sum = 0.0;
   count = 0;
-  int64_t plane = g.outH * g.outW, L = g.lanes;
+  int64_t plane = g.outH * g.outW, L = g.lanes.d;
   // Element q of plane nc is xp[q * L] (and sp[q * L]).
-  int64_t base = planeAt(nc, plane, 0, g.div.lanes);
+  int64_t base = planeAt(nc, plane, 0, g.lanes);
   const T *xp = x ? x + base : nullptr;
   if (switches) {
     const int32_t *sp = switches + base;
@@ -473,23 +566,98 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
 
 /// One item per output element: the pooled elements that map to it, summed,
 /// divided by their number with `normalize` (0 stays 0). ref::unpoolForward.
+///
+/// Channel packs (`width`, as MaxPoolForward's): item i is the W adjacent
+/// channels of one output pixel; the covering windows are found once, each
+/// window's W switches are one or two 16-byte reads, and its W pooled
+/// values one, made when a lane's switch points here. Each lane sums as
+/// the single element does (the same bits).
 template <typename T> struct UnpoolForward {
   UnpoolGeom u;
   const T *x;
   const int32_t *switches; ///< null: fixed position
   T *y;
+  int64_t width = 1; ///< elements per item: 1, or Pack<T>::kWidth
 
-  NETC_HD int64_t items() const { return u.pool.nc * u.pool.inH * u.pool.inW; }
+  NETC_HD int64_t items() const {
+    return u.pool.nc * u.pool.inH * u.pool.inW / width;
+  }
   NETC_HD void operator()(int64_t i) const {
+    const int64_t m = i * width; // the item's first element in memory
     int64_t nc, p, w;
-    planeItem(i, u.pool.div.inPlane, u.pool.div.lanes, nc, p);
+    planeItem(m, u.pool.div.inPlane, u.pool.lanes, nc, p);
     int64_t h = u.pool.div.inW.divMod(p, w);
+    if (width == Pack<T>::kWidth) {
+      packGather(m, nc, h, w);
+      return;
+    }
     double sum;
     int64_t count;
     unpoolGather(u, x, switches, nc, h, w, sum, count);
     if (u.normalize && count > 0)
       sum /= double(count);
-    store(y + i, float(sum));
+    store(y + m, float(sum));
+  }
+
+  /// unpoolGather for the pack at element m (channel nc and its W - 1
+  /// neighbours, output position (h, w)).
+  NETC_HD void packGather(int64_t m, int64_t nc, int64_t h, int64_t w) const {
+    constexpr int W = Pack<T>::kWidth;
+    const PoolGeom &g = u.pool;
+    const int64_t L = g.lanes.d;
+    const int64_t base = planeAt(nc, g.outH * g.outW, 0, g.lanes);
+    double sum[W];
+    int64_t count[W];
+    for (int l = 0; l < W; ++l) {
+      sum[l] = 0.0;
+      count[l] = 0;
+    }
+    if (switches) {
+      const int64_t target = h * g.inW + w;
+      int64_t i0, i1, j0, j1;
+      coveringWindows(h, g.kh, g.div.sh, g.ph, g.outH, i0, i1);
+      coveringWindows(w, g.kw, g.div.sw, g.pw, g.outW, j0, j1);
+      for (int64_t a = i0; a <= i1; ++a)
+        for (int64_t b = j0; b <= j1; ++b) {
+          const int64_t at = base + (a * g.outW + b) * L;
+          int32_t sw[W];
+          loadSwitches<W>(switches + at, sw);
+          bool any = false;
+          for (int l = 0; l < W; ++l)
+            any = any || sw[l] == target;
+          if (!any)
+            continue;
+          Pack<T> v = loadPack(x + at);
+          for (int l = 0; l < W; ++l)
+            if (sw[l] == target) {
+              sum[l] += double(load(&v.v[l]));
+              ++count[l];
+            }
+        }
+    } else {
+      // Fixed position: the same pooled element for every lane.
+      int64_t a = h + g.ph - u.posH, b = w + g.pw - u.posW, ra = 1, rb = 1;
+      int64_t pi = 0, pj = 0;
+      if (a >= 0 && b >= 0) {
+        pi = g.div.sh.divMod(a, ra);
+        pj = g.div.sw.divMod(b, rb);
+      }
+      if (ra == 0 && rb == 0 && pi < g.outH && pj < g.outW) {
+        Pack<T> v = loadPack(x + base + (pi * g.outW + pj) * L);
+        for (int l = 0; l < W; ++l) {
+          sum[l] = double(load(&v.v[l]));
+          count[l] = 1;
+        }
+      }
+    }
+    Pack<T> out;
+    for (int l = 0; l < W; ++l) {
+      double s = sum[l];
+      if (u.normalize && count[l] > 0)
+        s /= double(count[l]);
+      store(&out.v[l], float(s));
+    }
+    storePack(y + m, out);
   }
 };
 
@@ -508,7 +676,7 @@ template <typename T> struct UnpoolBackward {
   NETC_HD void operator()(int64_t i) const {
     const PoolGeom &g = u.pool;
     int64_t nc, p, j;
-    planeItem(i, g.div.outPlane, g.div.lanes, nc, p);
+    planeItem(i, g.div.outPlane, g.lanes, nc, p);
     int64_t r = g.div.outW.divMod(p, j);
     int64_t plane = g.inH * g.inW;
     int64_t h, w;
@@ -527,8 +695,7 @@ template <typename T> struct UnpoolBackward {
         return;
       }
     }
-    double grad =
-        double(load(dy + planeAt(nc, plane, h * g.inW + w, g.div.lanes)));
+    double grad = double(load(dy + planeAt(nc, plane, h * g.inW + w, g.lanes)));
     if (u.normalize) {
       double unused;
       int64_t count;
@@ -663,16 +830,17 @@ template <typename T> struct SoftmaxRowLse {
 /// Backward, pass 2: one item per logit, (softmax - onehot) * g with
 /// g = dloss / n.
 template <typename T> struct SoftmaxCrossEntropyBackward {
-  int64_t n, k;
+  int64_t n;
+  FastDiv k;
   const T *logits;
   const int32_t *labels;
   const double *lse;
   double g;
   T *dlogits;
 
-  NETC_HD int64_t items() const { return n * k; }
+  NETC_HD int64_t items() const { return n * k.d; }
   NETC_HD void operator()(int64_t i) const {
-    int64_t row = i / k, j = i % k;
+    int64_t j, row = k.divMod(i, j);
     double p = dexp(double(load(logits + i)) - lse[row]);
     store(dlogits + i, float((p - (j == labels[row] ? 1.0 : 0.0)) * g));
   }
@@ -706,35 +874,37 @@ struct Objective {
 // Elementwise kernels, in packs
 //===----------------------------------------------------------------------===//
 
-/// The elements of one 16-byte access: 8 bf16 or 4 f32.
-template <typename T> struct alignas(16) Pack {
-  static constexpr int kWidth = int(16 / sizeof(T));
-  T v[kWidth];
-};
+/// Whether an elementwise op has something its pack's lanes share:
+/// `int64_t shared(int64_t e)`, found once per pack (from the pack's first
+/// element e) and passed to each lane as op(e, l, shared, in, out).
+template <typename Op, typename = void> struct HasShared : std::false_type {};
+template <typename Op>
+struct HasShared<
+    Op, std::void_t<decltype(std::declval<const Op &>().shared(int64_t(0)))>>
+    : std::true_type {};
 
-template <typename T> NETC_HD inline Pack<T> loadPack(const T *p) {
-#if defined(__CUDA_ARCH__)
-  return *reinterpret_cast<const Pack<T> *>(p);
-#else
-  Pack<T> r;
-  std::memcpy(&r, p, sizeof r);
-  return r;
-#endif
+template <typename Op>
+NETC_HD inline int64_t sharedOf(const Op &op, int64_t e) {
+  if constexpr (HasShared<Op>::value)
+    return op.shared(e);
+  else
+    return 0;
 }
 
-template <typename T> NETC_HD inline void storePack(T *p, const Pack<T> &v) {
-#if defined(__CUDA_ARCH__)
-  *reinterpret_cast<Pack<T> *>(p) = v;
-#else
-  std::memcpy(p, &v, sizeof v);
-#endif
+template <typename Op>
+NETC_HD inline void applyOp(const Op &op, int64_t e, int l, int64_t shared,
+                            const float *in, float *out) {
+  if constexpr (HasShared<Op>::value)
+    op(e, l, shared, in, out);
+  else
+    op(e, l, in, out);
 }
 
 /// An elementwise kernel: `op(e, l, in, out)` maps the In inputs of element
 /// e + l, widened to float, to its Out results (l > 0 only for lane l of the
-/// pack at e, so an op may find what a pack shares once from e), which are
-/// rounded and stored (a null output is not written). Item i covers the
-/// elements [i * width, (i + 1) * width) of `count`:
+/// pack at e; an op with HasShared also gets what the pack's lanes share),
+/// which are rounded and stored (a null output is not written). Item i covers
+/// the elements [i * width, (i + 1) * width) of `count`:
 /// - width 1: one element per item;
 /// - width Pack<T>::kWidth (every operand 16-byte aligned): each operand of
 ///   a whole pack is read and written with one 16-byte access, all the
@@ -761,10 +931,11 @@ template <typename T, int In, int Out, typename Op> struct Elementwise {
       Pack<T> a[In], r[Out];
       for (int k = 0; k < In; ++k)
         a[k] = loadPack(in[k] + e);
+      const int64_t s = sharedOf(op, e);
       for (int l = 0; l < W; ++l) {
         for (int k = 0; k < In; ++k)
           x[k] = load(&a[k].v[l]);
-        op(e, l, x, y);
+        applyOp(op, e, l, s, x, y);
         for (int k = 0; k < Out; ++k)
           store(&r[k].v[l], y[k]);
       }
@@ -776,21 +947,13 @@ template <typename T, int In, int Out, typename Op> struct Elementwise {
     for (int64_t j = e, end = imin(e + width, count); j < end; ++j) {
       for (int k = 0; k < In; ++k)
         x[k] = load(in[k] + j);
-      op(j, 0, x, y);
+      applyOp(op, j, 0, sharedOf(op, j), x, y);
       for (int k = 0; k < Out; ++k)
         if (out[k])
           store(out[k] + j, y[k]);
     }
   }
 };
-
-/// Whether every pointer (null ones aside) may be read or written in packs.
-inline bool packAligned(std::initializer_list<const void *> pointers) {
-  for (const void *p : pointers)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0)
-      return false;
-  return true;
-}
 
 /// The kernel of `op` over `count` elements, in packs when `packed` and
 /// every operand allows them.
@@ -960,10 +1123,16 @@ struct BiasAddOp {
     kSame,
     kConsecutive
   } channels = kPerElement;
-  NETC_HD void operator()(int64_t e, int l, const float *in, float *out) const {
-    int64_t c = channels == kPerElement ? g.channelAt(e + l)
-                : channels == kSame     ? g.channelAt(e)
-                                        : g.channelAt(e) + l;
+  /// What a pack's lanes share (Elementwise finds it once per pack): the
+  /// channel of the pack's first element, unless kPerElement.
+  NETC_HD int64_t shared(int64_t e) const {
+    return channels == kPerElement ? 0 : g.channelAt(e);
+  }
+  NETC_HD void operator()(int64_t e, int l, int64_t c0, const float *in,
+                          float *out) const {
+    int64_t c = channels == kSame          ? c0
+                : channels == kConsecutive ? c0 + l
+                                           : g.channelAt(e + l);
     float v = in[0] + bias[c];
     out[0] = relu && !(v > 0.0f) ? 0.0f : v;
   }
@@ -1499,7 +1668,7 @@ struct SgdTensor {
   Bf16 *copy = nullptr; ///< may be null
   int64_t count = 0;
   double lrMult = 1.0, decayMult = 1.0;
-  int64_t copyPlane = 1, copyLanes = 1;
+  FastDiv copyPlane = FastDiv(1), copyLanes = FastDiv(1);
 };
 
 /// The step's hyper-parameters (they change with the schedule; the tensor
@@ -1532,6 +1701,12 @@ inline std::vector<SgdChunk> sgdChunks(const SgdTensor *tensors, int64_t n) {
   return chunks;
 }
 
+/// Where element e of tensor p's weights lies in its bf16 copy.
+NETC_HD inline int64_t copyAt(const SgdTensor &p, int64_t e) {
+  int64_t q, plane = p.copyPlane.divMod(e, q);
+  return planeAt(plane, p.copyPlane.d, q, p.copyLanes);
+}
+
 /// One item per (chunk, lane); ref::sgdUpdate's arithmetic per element:
 ///   g = grad + dec * w;  v = mom * v + rate * g;  w -= v;  copy = bf16(w)
 /// with rate = float(lr * lrMult), dec = float(decay * decayMult) and
@@ -1560,10 +1735,7 @@ struct SgdMomentum {
     float w = p.w[e] - v;
     p.w[e] = w;
     if (p.copy)
-      p.copy[p.copyLanes == 1 ? e
-                              : planeAt(e / p.copyPlane, p.copyPlane,
-                                        e % p.copyPlane, p.copyLanes)] =
-          Bf16::fromFloat(w);
+      p.copy[p.copyLanes.d == 1 ? e : copyAt(p, e)] = Bf16::fromFloat(w);
   }
 };
 
@@ -1574,12 +1746,26 @@ struct SgdMomentum {
 
 // `lanes`: PoolGeom::lanes, the layout of both the map and its switches (1
 // NCHW, C NHWC, 8 or 16 the cpu backend's blocked layouts).
+/// The width of a pooling kernel's items: channel packs of W when `packed`,
+/// the map is NHWC with whole packs of channels, and every pointer is
+/// 16-byte aligned; else one element.
+template <typename T>
+int64_t poolWidth(bool packed, int64_t channels, int64_t lanes,
+                  std::initializer_list<const void *> pointers) {
+  constexpr int64_t W = Pack<T>::kWidth;
+  return packed && lanes == channels && channels % W == 0 &&
+                 packAligned(pointers)
+             ? W
+             : 1;
+}
+
 template <typename T>
 MaxPoolForward<T> makeMaxPoolForward(const kernels::PoolShape &s, const T *x,
-                                     T *y, int32_t *switches,
-                                     int64_t lanes = 1) {
+                                     T *y, int32_t *switches, int64_t lanes = 1,
+                                     bool packed = true) {
   PoolGeom g = poolGeom(s, lanes);
-  return {g, x, y, switches};
+  return {g, x, y, switches,
+          poolWidth<T>(packed, s.in.c, lanes, {x, y, switches})};
 }
 
 template <typename T>
@@ -1600,9 +1786,10 @@ AvgPoolBackward<T> makeAvgPoolBackward(const kernels::PoolShape &s, const T *dy,
 template <typename T>
 UnpoolForward<T> makeUnpoolForward(const kernels::UnpoolShape &s, const T *x,
                                    const int32_t *switches, T *y,
-                                   int64_t lanes = 1) {
+                                   int64_t lanes = 1, bool packed = true) {
   UnpoolGeom u = unpoolGeom(s, lanes);
-  return {u, x, switches, y};
+  return {u, x, switches, y,
+          poolWidth<T>(packed, s.in.c, lanes, {x, switches, y})};
 }
 
 /// LRN over a map of dims `d` stored with `lanes` (1 NCHW, C NHWC).
@@ -1626,10 +1813,11 @@ LrnBackward<T> makeLrnBackward(const kernels::Dims4 &d, int64_t lanes,
 template <typename T>
 UnpoolForward<T> makeMaxPoolBackward(const kernels::PoolShape &s, const T *dy,
                                      const int32_t *switches, T *dx,
-                                     int64_t lanes = 1) {
+                                     int64_t lanes = 1, bool packed = true) {
   UnpoolGeom u;
   u.pool = poolGeom(s, lanes);
-  return {u, dy, switches, dx};
+  return {u, dy, switches, dx,
+          poolWidth<T>(packed, s.in.c, lanes, {dy, switches, dx})};
 }
 
 template <typename T>

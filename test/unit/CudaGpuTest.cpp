@@ -306,8 +306,9 @@ const char *typeName(float) { return "f32"; }
 const char *typeName(Bf16) { return "bf16"; }
 
 /// Max-pool and unpool in storage T, NCHW or NHWC (lanes = C, with C = 3,
-/// 5 and 16): the data is random in either layout, so it is generated in
-/// the stored one.
+/// 5 and 16; 16 is whole channel packs, so the device's pack path runs,
+/// also with overlapping windows): the data is random in either layout, so
+/// it is generated in the stored one.
 template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
   Rng rng(seed);
   std::vector<PoolCase> cases{
@@ -315,6 +316,7 @@ template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
       {{4, 16, 56, 56}, {2, 2, 2, 2, 0, 0}, false},
       {{2, 5, 27, 27}, {3, 3, 2, 2, 0, 0}, false},
       {{3, 5, 9, 7}, {3, 3, 1, 1, 1, 1}, false},
+      {{2, 16, 13, 13}, {3, 3, 2, 2, 1, 1}, true},
   };
   for (const PoolCase &c : cases)
     for (bool relued : {false, true})
@@ -472,6 +474,13 @@ TEST(CudaGpu, Bf16ElementwiseAndNhwcDropoutMatchTheHostWalk) {
   cuda::device::scale(count, dX.get(), 0.3f, dOut.get(), nullptr);
   sync();
   expectSame(dOut.download(), out, "bf16 scale");
+  // One element off 16-byte alignment: the device walks single elements
+  // (packs need aligned operands), the host packs nothing either.
+  cuda::host::reluGrad(count - 1, y.data() + 1, x.data() + 1, out.data() + 1);
+  cuda::device::reluGrad(count - 1, dY.get() + 1, dX.get() + 1, dOut.get() + 1,
+                         nullptr);
+  sync();
+  expectSame(dOut.download(), out, "bf16 relu_grad, misaligned");
 }
 
 template <typename T> void biasOnGpu(uint64_t seed) {
@@ -570,8 +579,8 @@ TEST(CudaGpu, SgdWritesTheBf16CopyInItsLayoutLikeTheHostWalk) {
   host.velocity = v.data();
   host.copy = copy.data();
   host.count = count;
-  host.copyPlane = d.plane();
-  host.copyLanes = d.c;
+  host.copyPlane = cuda::FastDiv(d.plane());
+  host.copyLanes = cuda::FastDiv(d.c);
   dev = host;
   dev.w = dW.get();
   dev.grad = dG.get();

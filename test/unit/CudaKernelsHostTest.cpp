@@ -1185,8 +1185,8 @@ TEST(CudaHostKernels, SgdMomentumWritesTheBf16CopyInItsLayout) {
     t.velocity = v.data();
     t.copy = copy.data();
     t.count = count;
-    t.copyPlane = d.plane();
-    t.copyLanes = d.c;
+    t.copyPlane = cuda::FastDiv(d.plane());
+    t.copyLanes = cuda::FastDiv(d.c);
     cuda::host::sgdMomentum(&t, 1, {0.01, 0.9, 5e-4});
     cuda::host::toStorage(d, d.c, w.data(), want.data());
     for (size_t i = 0; i < copy.size(); ++i)
@@ -1738,7 +1738,8 @@ template <typename T> void packsMatchSingleElements() {
   constexpr int64_t W = cuda::Pack<T>::kWidth;
   Rng rng(22);
   const uint64_t step = 5;
-  for (int64_t count : {int64_t(1), W - 1, W, W + 1, 4 * W + 3, int64_t(999)}) {
+  for (int64_t count :
+       {int64_t(1), W - 1, W, W + 1, 4 * W + 3, int64_t(48), int64_t(999)}) {
     for (int64_t offset : {int64_t(0), int64_t(1)}) {
       const size_t n = size_t(count + offset);
       auto vec = [&](bool relued) {
@@ -1793,6 +1794,11 @@ template <typename T> void packsMatchSingleElements() {
         return cuda::makeDropout(count, 0.5, cuda::dropoutScale(0.5), 9, &step,
                                  3, 1, 1, pa, y, p);
       });
+      if (count % 6 == 0) // a map of planes of 3 in groups of 2 (lanes 2)
+        both("dropout, lanes 2", [&](bool p, T *y, T *) {
+          return cuda::makeDropout(count, 0.5, cuda::dropoutScale(0.5), 9,
+                                   &step, 3, 3, 2, pa, y, p);
+        });
       // In place, packed: the same as out of place.
       std::vector<T> inPlace = a, apart(n);
       cuda::runOnHost(cuda::makeRelu(count, pa, apart.data() + offset, true));
@@ -1838,6 +1844,87 @@ template <typename T> void biasAddPacksMatchSingleElements() {
             << lanes << " at " << i;
       }
     }
+}
+
+/// Max-pool, its backward and the unpool in channel packs (NHWC maps whose
+/// channels are whole packs) against one element per item, bit for bit:
+/// every pooling case, ties, switches and fixed positions, normalized or
+/// not. One element per item matches the reference (the tests above).
+template <typename T> void poolPacksMatchSingleElements() {
+  constexpr int64_t W = cuda::Pack<T>::kWidth;
+  Rng rng(24);
+  for (PoolCase c : poolCases())
+    for (int64_t C : {W, 3 * W}) {
+      c.in.c = C;
+      PoolShape s = poolShape(c.in, c.win, c.ceil);
+      std::string what = std::string(typeName(T())) +
+                         " C=" + std::to_string(C) + " " + name(c);
+      std::vector<T> x = stored<T>(rng.relued(s.in.count())),
+                     dy = stored<T>(rng.vec(s.out.count()));
+      std::vector<T> y[2], dx[2];
+      IVec sw[2];
+      for (int packed = 0; packed < 2; ++packed) {
+        y[packed].assign(size_t(s.out.count()), T{});
+        sw[packed].assign(y[packed].size(), -7);
+        auto pool = cuda::makeMaxPoolForward(s, x.data(), y[packed].data(),
+                                             sw[packed].data(), C, packed == 1);
+        ASSERT_EQ(pool.width, packed ? W : 1) << what;
+        cuda::runOnHost(pool);
+        dx[packed].assign(size_t(s.in.count()), T{});
+        auto back = cuda::makeMaxPoolBackward(
+            s, dy.data(), sw[packed].data(), dx[packed].data(), C, packed == 1);
+        ASSERT_EQ(back.width, packed ? W : 1) << what;
+        cuda::runOnHost(back);
+      }
+      ASSERT_EQ(sw[0], sw[1]) << what;
+      ASSERT_EQ(std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(T)),
+                0)
+          << what;
+      ASSERT_EQ(
+          std::memcmp(dx[0].data(), dx[1].data(), dx[0].size() * sizeof(T)), 0)
+          << what << " backward";
+      for (bool normalize : {false, true})
+        for (int mode = 0; mode < 3; ++mode) {
+          bool fixed = mode > 0;
+          int64_t posH = mode == 1 ? c.win.kh / 2 : c.win.kh - 1;
+          int64_t posW = mode == 1 ? c.win.kw / 2 : c.win.kw - 1;
+          UnpoolShape u =
+              unpoolShape(s.out, c.win, s.in.h, s.in.w, posH, posW, normalize);
+          std::vector<T> up[2];
+          for (int packed = 0; packed < 2; ++packed) {
+            up[packed].assign(size_t(u.out.count()), T{});
+            auto k = cuda::makeUnpoolForward(u, y[0].data(),
+                                             fixed ? nullptr : sw[0].data(),
+                                             up[packed].data(), C, packed == 1);
+            ASSERT_EQ(k.width, packed ? W : 1) << what;
+            cuda::runOnHost(k);
+          }
+          ASSERT_EQ(
+              std::memcmp(up[0].data(), up[1].data(), up[0].size() * sizeof(T)),
+              0)
+              << what << " unpool mode " << mode << " normalize " << normalize;
+        }
+      // Not NHWC, not whole packs, or misaligned: one element per item.
+      EXPECT_EQ(
+          cuda::makeMaxPoolForward(s, x.data(), y[0].data(), sw[0].data(), 1)
+              .width,
+          1);
+      EXPECT_EQ(cuda::makeMaxPoolForward(s, x.data() + 1, y[0].data(),
+                                         sw[0].data(), C)
+                    .width,
+                1);
+    }
+  PoolShape odd = poolShape({1, W + 1, 4, 4}, {2, 2, 2, 2, 0, 0});
+  std::vector<T> a(size_t(odd.in.count())), b(size_t(odd.out.count()));
+  EXPECT_EQ(cuda::makeMaxPoolForward(odd, a.data(), b.data(),
+                                     static_cast<int32_t *>(nullptr), W + 1)
+                .width,
+            1);
+}
+
+TEST(CudaHostKernels, PoolingChannelPacksGiveTheBitsOfSingleElements) {
+  poolPacksMatchSingleElements<float>();
+  poolPacksMatchSingleElements<cuda::Bf16>();
 }
 
 TEST(CudaHostKernels, ElementwisePacksGiveTheBitsOfSingleElements) {
