@@ -484,7 +484,7 @@ bench() {
     cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
   done
   # What the 16-byte packs buy (the elementwise kernels, and the max-pool,
-  # its backward and the unpool in channel packs), on the cell with the most
+  # the unpool and their backwards in channel packs), on the cell with the most
   # of that work (the decoders' relus, unpools and their gradients, the
   # reconstruction losses' gradients) and bf16 maps: one element per item.
   cell "vgg16-swwae-all-bf16 nopacks" 40 12 NETC_CUDA_PACKS=off || rc=1

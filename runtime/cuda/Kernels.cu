@@ -85,7 +85,7 @@ void check(const char *kernel) {
 }
 
 /// Whether the elementwise kernels go in packs (Elementwise), and the
-/// max-pool, its backward and the unpool in channel packs:
+/// max-pool, the unpool and their backwards in channel packs:
 /// NETC_CUDA_PACKS=off walks them one element per item, the comparison
 /// bench/gpu-check.sh measures packs against.
 bool elementPacks() {
@@ -170,7 +170,8 @@ void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
                     const int32_t *switches, T *dx, int64_t lanes,
                     Stream stream) {
   checkLanes("unpool backward", s.in.c, lanes);
-  launch("unpool backward", makeUnpoolBackward(s, dy, switches, dx, lanes),
+  launch("unpool backward",
+         makeUnpoolBackward(s, dy, switches, dx, lanes, elementPacks()),
          stream);
 }
 

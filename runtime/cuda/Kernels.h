@@ -664,36 +664,55 @@ template <typename T> struct UnpoolForward {
 /// One item per pooled (unpool input) element: dx = dy[target] / count of
 /// the target with `normalize`; 0 where a fixed position fell outside.
 /// ref::unpoolBackward.
+///
+/// Channel packs (`width`, as MaxPoolForward's): item i is the W adjacent
+/// channels of one pooled pixel, its W switches one or two 16-byte reads,
+/// its W results one 16-byte write; each lane's gradient is the single
+/// element's (gradOf), its W reads of dy independent of each other.
 template <typename T> struct UnpoolBackward {
   UnpoolGeom u;
   const T *dy;
   const int32_t *switches; ///< null: fixed position
   T *dx;
+  int64_t width = 1; ///< elements per item: 1, or Pack<T>::kWidth
 
   NETC_HD int64_t items() const {
-    return u.pool.nc * u.pool.outH * u.pool.outW;
+    return u.pool.nc * u.pool.outH * u.pool.outW / width;
   }
   NETC_HD void operator()(int64_t i) const {
-    const PoolGeom &g = u.pool;
+    constexpr int W = Pack<T>::kWidth;
+    const int64_t m = i * width; // the item's first element in memory
     int64_t nc, p, j;
-    planeItem(i, g.div.outPlane, g.lanes, nc, p);
-    int64_t r = g.div.outW.divMod(p, j);
-    int64_t plane = g.inH * g.inW;
+    planeItem(m, u.pool.div.outPlane, u.pool.lanes, nc, p);
+    int64_t r = u.pool.div.outW.divMod(p, j);
+    if (width == W) {
+      int32_t sw[W] = {};
+      if (switches)
+        loadSwitches<W>(switches + m, sw);
+      Pack<T> out;
+      for (int l = 0; l < W; ++l)
+        store(&out.v[l], gradOf(nc + l, r, j, sw[l]));
+      storePack(dx + m, out);
+      return;
+    }
+    store(dx + m, gradOf(nc, r, j, switches ? switches[m] : 0));
+  }
+
+  /// dx of pooled element (r, j) of plane nc, whose switch is sw (unused
+  /// at a fixed position).
+  NETC_HD float gradOf(int64_t nc, int64_t r, int64_t j, int64_t sw) const {
+    const PoolGeom &g = u.pool;
+    const int64_t plane = g.inH * g.inW;
     int64_t h, w;
     if (switches) {
-      int64_t sw = switches[i];
-      if (sw < 0 || sw >= plane) {
-        store(dx + i, 0.0f);
-        return;
-      }
+      if (sw < 0 || sw >= plane)
+        return 0.0f;
       h = g.div.inW.divMod(sw, w);
     } else {
       h = r * g.sh - g.ph + u.posH;
       w = j * g.sw - g.pw + u.posW;
-      if (h < 0 || h >= g.inH || w < 0 || w >= g.inW) {
-        store(dx + i, 0.0f);
-        return;
-      }
+      if (h < 0 || h >= g.inH || w < 0 || w >= g.inW)
+        return 0.0f;
     }
     double grad = double(load(dy + planeAt(nc, plane, h * g.inW + w, g.lanes)));
     if (u.normalize) {
@@ -703,7 +722,7 @@ template <typename T> struct UnpoolBackward {
       if (count > 0) // 0 only for a switch outside its window
         grad /= double(count);
     }
-    store(dx + i, float(grad));
+    return float(grad);
   }
 };
 
@@ -1823,9 +1842,10 @@ UnpoolForward<T> makeMaxPoolBackward(const kernels::PoolShape &s, const T *dy,
 template <typename T>
 UnpoolBackward<T> makeUnpoolBackward(const kernels::UnpoolShape &s, const T *dy,
                                      const int32_t *switches, T *dx,
-                                     int64_t lanes = 1) {
+                                     int64_t lanes = 1, bool packed = true) {
   UnpoolGeom u = unpoolGeom(s, lanes);
-  return {u, dy, switches, dx};
+  return {u, dy, switches, dx,
+          poolWidth<T>(packed, s.in.c, lanes, {dy, switches, dx})};
 }
 
 // The elementwise kernels; `packed`: in packs where the pointers allow

@@ -1846,7 +1846,7 @@ template <typename T> void biasAddPacksMatchSingleElements() {
     }
 }
 
-/// Max-pool, its backward and the unpool in channel packs (NHWC maps whose
+/// Max-pool, the unpool and their backwards in channel packs (NHWC maps whose
 /// channels are whole packs) against one element per item, bit for bit:
 /// every pooling case, ties, switches and fixed positions, normalized or
 /// not. One element per item matches the reference (the tests above).
@@ -1903,6 +1903,20 @@ template <typename T> void poolPacksMatchSingleElements() {
               std::memcmp(up[0].data(), up[1].data(), up[0].size() * sizeof(T)),
               0)
               << what << " unpool mode " << mode << " normalize " << normalize;
+          std::vector<T> gx[2];
+          for (int packed = 0; packed < 2; ++packed) {
+            gx[packed].assign(size_t(u.in.count()), T{});
+            auto k = cuda::makeUnpoolBackward(
+                u, up[0].data(), fixed ? nullptr : sw[0].data(),
+                gx[packed].data(), C, packed == 1);
+            ASSERT_EQ(k.width, packed ? W : 1) << what;
+            cuda::runOnHost(k);
+          }
+          ASSERT_EQ(
+              std::memcmp(gx[0].data(), gx[1].data(), gx[0].size() * sizeof(T)),
+              0)
+              << what << " unpool backward mode " << mode << " normalize "
+              << normalize;
         }
       // Not NHWC, not whole packs, or misaligned: one element per item.
       EXPECT_EQ(
