@@ -306,9 +306,9 @@ const char *typeName(float) { return "f32"; }
 const char *typeName(Bf16) { return "bf16"; }
 
 /// Max-pool and unpool in storage T, NCHW or NHWC (lanes = C, with C = 3,
-/// 5 and 16; 16 is whole channel packs, so the device's pack path runs,
-/// also with overlapping windows): the data is random in either layout, so
-/// it is generated in the stored one.
+/// 5, 8 and 16; 8 and 16 are whole channel packs, so the device's pack path
+/// runs, also with overlapping windows): the data is random in either layout,
+/// so it is generated in the stored one.
 template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
   Rng rng(seed);
   std::vector<PoolCase> cases{
@@ -317,6 +317,7 @@ template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
       {{2, 5, 27, 27}, {3, 3, 2, 2, 0, 0}, false},
       {{3, 5, 9, 7}, {3, 3, 1, 1, 1, 1}, false},
       {{2, 16, 13, 13}, {3, 3, 2, 2, 1, 1}, true},
+      {{3, 8, 12, 10}, {2, 2, 2, 2, 0, 0}, false},
   };
   for (const PoolCase &c : cases)
     for (bool relued : {false, true})

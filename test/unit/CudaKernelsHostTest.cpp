@@ -1927,6 +1927,39 @@ template <typename T> void poolPacksMatchSingleElements() {
                                          sw[0].data(), C)
                     .width,
                 1);
+      EXPECT_EQ(cuda::makeMaxPoolForward(s, x.data(), y[0].data() + 1,
+                                         sw[0].data(), C)
+                    .width,
+                1);
+      EXPECT_EQ(cuda::makeMaxPoolForward(s, x.data(), y[0].data(),
+                                         sw[0].data() + 1, C)
+                    .width,
+                1);
+      // Switches no max-pool of this window writes (the host launchers
+      // refuse them; the device ignores them): outside their window,
+      // outside the plane, negative. The functors, packed and not, agree.
+      IVec bad = sw[0];
+      for (size_t i = 0; i < bad.size(); i += 3)
+        bad[i] = int32_t(i % 4 == 0   ? s.in.h * s.in.w
+                         : i % 4 == 1 ? -1
+                                      : (bad[i] + 1) % (s.in.h * s.in.w));
+      UnpoolShape u = unpoolShape(s.out, c.win, s.in.h, s.in.w, 0, 0, true);
+      std::vector<T> up[2], gx[2];
+      for (int packed = 0; packed < 2; ++packed) {
+        up[packed].assign(size_t(u.out.count()), T{});
+        gx[packed].assign(size_t(u.in.count()), T{});
+        cuda::runOnHost(cuda::makeUnpoolForward(
+            u, y[0].data(), bad.data(), up[packed].data(), C, packed == 1));
+        // x: a gradient of the unpool's output's shape.
+        cuda::runOnHost(cuda::makeUnpoolBackward(
+            u, x.data(), bad.data(), gx[packed].data(), C, packed == 1));
+      }
+      ASSERT_EQ(
+          std::memcmp(up[0].data(), up[1].data(), up[0].size() * sizeof(T)), 0)
+          << what << " unpool, bad switches";
+      ASSERT_EQ(
+          std::memcmp(gx[0].data(), gx[1].data(), gx[0].size() * sizeof(T)), 0)
+          << what << " unpool backward, bad switches";
     }
   PoolShape odd = poolShape({1, W + 1, 4, 4}, {2, 2, 2, 2, 0, 0});
   std::vector<T> a(size_t(odd.in.count())), b(size_t(odd.out.count()));
