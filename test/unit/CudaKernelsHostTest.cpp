@@ -1070,6 +1070,32 @@ TEST(CudaHostKernels, BiasGradMatchesADoubleLoopAndIsTheSameInEveryLayout) {
                   0x1.0p-24 * std::abs(want[size_t(c)]) +
                       0x1.0p-40 * sumAbs[size_t(c)])
             << how << " channel " << c;
+      // Exactly the documented order (BiasGradShape): each chunk's rows in
+      // row order, then the chunks in order, in double, rounded once. On
+      // values of about 1 among +-2^50 (where a double's step is 1/4), so
+      // that what survives of the small values depends on the order even
+      // in the f32 result.
+      FVec wide(dy.size());
+      for (float &v : wide) {
+        uint64_t r = rng.next();
+        v = r % 3 == 0 ? std::ldexp(r % 2 ? 1.0f : -1.0f, 50) : rng.uniform();
+      }
+      FVec got(size_t(d.c));
+      cuda::host::biasGrad(d, L, toLanes(d, L, wide).data(), got.data());
+      cuda::BiasGradShape shape = cuda::biasGradShape(d);
+      for (int64_t c = 0; c < d.c; ++c) {
+        double total = 0.0;
+        for (int64_t k = 0; k < shape.chunks; ++k) {
+          double part = 0.0;
+          for (int64_t m = k * shape.chunkRows;
+               m < std::min(shape.rows, (k + 1) * shape.chunkRows); ++m)
+            part += double(wide[size_t(((m / d.plane()) * d.c + c) * d.plane() +
+                                       m % d.plane())]);
+          total += part;
+        }
+        ASSERT_EQ(bits(got[size_t(c)]), bits(float(total)))
+            << how << " channel " << c << ": not the chunked row order";
+      }
       // The same order whatever the storage and the layout.
       expectBitEqual(b16, f32, how + " bf16");
       if (first.empty())
