@@ -112,6 +112,20 @@ std::string name(const PoolCase &c) {
          (c.ceil ? " ceil" : "");
 }
 
+/// Calls f(u, fixed) for the unpools of pool case c (shape s): through the
+/// switches, and at recon-dec's fixed position kernel/2 and at the window's
+/// last corner, each normalized and not.
+template <typename F>
+void forEachUnpool(const PoolCase &c, const PoolShape &s, F &&f) {
+  for (bool normalize : {false, true})
+    for (int mode = 0; mode < 3; ++mode) {
+      int64_t posH = mode == 1 ? c.win.kh / 2 : c.win.kh - 1;
+      int64_t posW = mode == 1 ? c.win.kw / 2 : c.win.kw - 1;
+      f(unpoolShape(s.out, c.win, s.in.h, s.in.w, posH, posW, normalize),
+        mode > 0);
+    }
+}
+
 //===----------------------------------------------------------------------===//
 // Max-pool and unpool
 //===----------------------------------------------------------------------===//
@@ -706,40 +720,31 @@ template <typename T> void checkPooling(bool nhwc, uint64_t seed) {
       expectBitEqual(fromLanes(s.in, L, widened(dx)), rounded<T>(dxRef),
                      what + " backward");
 
-      for (bool normalize : {false, true})
-        for (int mode = 0; mode < 3; ++mode) {
-          // Through the switches, at recon-dec's kernel/2 and at the last
-          // corner of the window.
-          bool fixed = mode > 0;
-          int64_t posH = mode == 1 ? c.win.kh / 2 : c.win.kh - 1;
-          int64_t posW = mode == 1 ? c.win.kw / 2 : c.win.kw - 1;
-          UnpoolShape u =
-              unpoolShape(s.out, c.win, s.in.h, s.in.w, posH, posW, normalize);
-          std::string how = what +
-                            (fixed ? " fixed " + std::to_string(posH) + "," +
-                                         std::to_string(posW)
-                                   : " switches") +
-                            (normalize ? " normalize" : "");
-          const int32_t *hs = fixed ? nullptr : sw.data();
-          const int32_t *rs = fixed ? nullptr : swRef.data();
-          // The pooled maxima (SWWAE) and unrelated values.
-          for (const FVec &v : {yRef, rounded<T>(rng.vec(u.in.count()))}) {
-            FVec upRef(size_t(u.out.count()));
-            ref::unpoolForward(u, v.data(), rs, upRef.data());
-            std::vector<T> vs = stored<T>(toLanes(u.in, L, v)),
-                           up(upRef.size());
-            cuda::host::unpoolForward(u, vs.data(), hs, up.data(), L);
-            expectBitEqual(fromLanes(u.out, L, widened(up)), rounded<T>(upRef),
-                           how);
-          }
-          FVec g = rounded<T>(rng.vec(u.out.count()));
-          FVec gxRef(size_t(u.in.count()));
-          ref::unpoolBackward(u, g.data(), rs, gxRef.data());
-          std::vector<T> gs = stored<T>(toLanes(u.out, L, g)), gx(gxRef.size());
-          cuda::host::unpoolBackward(u, gs.data(), hs, gx.data(), L);
-          expectBitEqual(fromLanes(u.in, L, widened(gx)), rounded<T>(gxRef),
-                         how + " backward");
+      forEachUnpool(c, s, [&](const UnpoolShape &u, bool fixed) {
+        std::string how = what +
+                          (fixed ? " fixed " + std::to_string(u.posH) + "," +
+                                       std::to_string(u.posW)
+                                 : " switches") +
+                          (u.normalize ? " normalize" : "");
+        const int32_t *hs = fixed ? nullptr : sw.data();
+        const int32_t *rs = fixed ? nullptr : swRef.data();
+        // The pooled maxima (SWWAE) and unrelated values.
+        for (const FVec &v : {yRef, rounded<T>(rng.vec(u.in.count()))}) {
+          FVec upRef(size_t(u.out.count()));
+          ref::unpoolForward(u, v.data(), rs, upRef.data());
+          std::vector<T> vs = stored<T>(toLanes(u.in, L, v)), up(upRef.size());
+          cuda::host::unpoolForward(u, vs.data(), hs, up.data(), L);
+          expectBitEqual(fromLanes(u.out, L, widened(up)), rounded<T>(upRef),
+                         how);
         }
+        FVec g = rounded<T>(rng.vec(u.out.count()));
+        FVec gxRef(size_t(u.in.count()));
+        ref::unpoolBackward(u, g.data(), rs, gxRef.data());
+        std::vector<T> gs = stored<T>(toLanes(u.out, L, g)), gx(gxRef.size());
+        cuda::host::unpoolBackward(u, gs.data(), hs, gx.data(), L);
+        expectBitEqual(fromLanes(u.in, L, widened(gx)), rounded<T>(gxRef),
+                       how + " backward");
+      });
     }
 }
 
@@ -1909,41 +1914,37 @@ template <typename T> void poolPacksMatchSingleElements() {
       ASSERT_EQ(
           std::memcmp(dx[0].data(), dx[1].data(), dx[0].size() * sizeof(T)), 0)
           << what << " backward";
-      for (bool normalize : {false, true})
-        for (int mode = 0; mode < 3; ++mode) {
-          bool fixed = mode > 0;
-          int64_t posH = mode == 1 ? c.win.kh / 2 : c.win.kh - 1;
-          int64_t posW = mode == 1 ? c.win.kw / 2 : c.win.kw - 1;
-          UnpoolShape u =
-              unpoolShape(s.out, c.win, s.in.h, s.in.w, posH, posW, normalize);
-          std::vector<T> up[2];
-          for (int packed = 0; packed < 2; ++packed) {
-            up[packed].assign(size_t(u.out.count()), T{});
-            auto k = cuda::makeUnpoolForward(u, y[0].data(),
-                                             fixed ? nullptr : sw[0].data(),
-                                             up[packed].data(), C, packed == 1);
-            ASSERT_EQ(k.width, packed ? W : 1) << what;
-            cuda::runOnHost(k);
-          }
-          ASSERT_EQ(
-              std::memcmp(up[0].data(), up[1].data(), up[0].size() * sizeof(T)),
-              0)
-              << what << " unpool mode " << mode << " normalize " << normalize;
-          std::vector<T> gx[2];
-          for (int packed = 0; packed < 2; ++packed) {
-            gx[packed].assign(size_t(u.in.count()), T{});
-            auto k = cuda::makeUnpoolBackward(
-                u, up[0].data(), fixed ? nullptr : sw[0].data(),
-                gx[packed].data(), C, packed == 1);
-            ASSERT_EQ(k.width, packed ? W : 1) << what;
-            cuda::runOnHost(k);
-          }
-          ASSERT_EQ(
-              std::memcmp(gx[0].data(), gx[1].data(), gx[0].size() * sizeof(T)),
-              0)
-              << what << " unpool backward mode " << mode << " normalize "
-              << normalize;
+      forEachUnpool(c, s, [&](const UnpoolShape &u, bool fixed) {
+        std::vector<T> up[2];
+        for (int packed = 0; packed < 2; ++packed) {
+          up[packed].assign(size_t(u.out.count()), T{});
+          auto k = cuda::makeUnpoolForward(u, y[0].data(),
+                                           fixed ? nullptr : sw[0].data(),
+                                           up[packed].data(), C, packed == 1);
+          ASSERT_EQ(k.width, packed ? W : 1) << what;
+          cuda::runOnHost(k);
         }
+        ASSERT_EQ(
+            std::memcmp(up[0].data(), up[1].data(), up[0].size() * sizeof(T)),
+            0)
+            << what << " unpool " << (fixed ? "fixed" : "switches")
+            << " normalize " << u.normalize;
+        std::vector<T> gx[2];
+        for (int packed = 0; packed < 2; ++packed) {
+          gx[packed].assign(size_t(u.in.count()), T{});
+          auto k = cuda::makeUnpoolBackward(u, up[0].data(),
+                                            fixed ? nullptr : sw[0].data(),
+                                            gx[packed].data(), C, packed == 1);
+          ASSERT_EQ(k.width, packed ? W : 1) << what;
+          cuda::runOnHost(k);
+        }
+        ASSERT_EQ(
+            std::memcmp(gx[0].data(), gx[1].data(), gx[0].size() * sizeof(T)),
+            0)
+            << what << " unpool backward " << (fixed ? "fixed" : "switches")
+            << " pos " << u.posH << "," << u.posW << " normalize "
+            << u.normalize;
+      });
       // Not NHWC, not whole packs, or misaligned: one element per item.
       EXPECT_EQ(
           cuda::makeMaxPoolForward(s, x.data(), y[0].data(), sw[0].data(), 1)
