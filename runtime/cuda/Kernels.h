@@ -520,6 +520,22 @@ template <typename T> struct AvgPoolBackward {
 // Unpooling (gathers)
 //===----------------------------------------------------------------------===//
 
+/// The pooled element (i, j) a fixed-position unpool writes to output
+/// position (h, w): pooled (i, j) goes to (i*sh - ph + posH, j*sw - pw +
+/// posW). False where none does (at most one pooled element per output
+/// position).
+NETC_HD inline bool fixedSource(const UnpoolGeom &u, int64_t h, int64_t w,
+                                int64_t &i, int64_t &j) {
+  const PoolGeom &g = u.pool;
+  int64_t a = h + g.ph - u.posH, b = w + g.pw - u.posW;
+  if (a < 0 || b < 0)
+    return false;
+  int64_t ra, rb;
+  i = g.div.sh.divMod(a, ra);
+  j = g.div.sw.divMod(b, rb);
+  return ra == 0 && rb == 0 && i < g.outH && j < g.outW;
+}
+
 /// Sum (in double, in row-major order of the pooled elements, as the
 /// reference adds them) and number of the pooled elements of plane `nc` that
 /// unpool to position (h, w) of the output plane.
@@ -549,15 +565,8 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
         }
     return;
   }
-  // Fixed position: pooled (i, j) goes to (i*sh - ph + posH, j*sw - pw +
-  // posW); at most one pooled element per output position.
-  int64_t a = h + g.ph - u.posH, b = w + g.pw - u.posW;
-  if (a < 0 || b < 0)
-    return;
-  int64_t ra, rb, i = g.div.sh.divMod(a, ra), j = g.div.sw.divMod(b, rb);
-  if (ra != 0 || rb != 0)
-    return;
-  if (i >= g.outH || j >= g.outW)
+  int64_t i, j;
+  if (!fixedSource(u, h, w, i, j))
     return;
   if (xp)
     sum = double(load(xp + (i * g.outW + j) * L));
@@ -636,13 +645,8 @@ template <typename T> struct UnpoolForward {
         }
     } else {
       // Fixed position: the same pooled element for every lane.
-      int64_t a = h + g.ph - u.posH, b = w + g.pw - u.posW, ra = 1, rb = 1;
-      int64_t pi = 0, pj = 0;
-      if (a >= 0 && b >= 0) {
-        pi = g.div.sh.divMod(a, ra);
-        pj = g.div.sw.divMod(b, rb);
-      }
-      if (ra == 0 && rb == 0 && pi < g.outH && pj < g.outW) {
+      int64_t pi, pj;
+      if (fixedSource(u, h, w, pi, pj)) {
         Pack<T> v = loadPack(x + base + (pi * g.outW + pj) * L);
         for (int l = 0; l < W; ++l) {
           sum[l] = double(load(&v.v[l]));
@@ -1782,8 +1786,6 @@ struct SgdMomentum {
 // derive the same arguments) and checks only the host can make
 //===----------------------------------------------------------------------===//
 
-// `lanes`: PoolGeom::lanes, the layout of both the map and its switches (1
-// NCHW, C NHWC, 8 or 16 the cpu backend's blocked layouts).
 /// The width of a pooling kernel's items: channel packs of W when `packed`,
 /// the map is NHWC with whole packs of channels, and every pointer is
 /// 16-byte aligned; else one element.
@@ -1796,6 +1798,10 @@ int64_t poolWidth(bool packed, int64_t channels, int64_t lanes,
              ? W
              : 1;
 }
+
+// `lanes`: the layout of both the map and its switches (1 NCHW, C NHWC, 8
+// or 16 the cpu backend's blocked layouts); `packed`: channel packs where
+// poolWidth allows them.
 
 template <typename T>
 MaxPoolForward<T> makeMaxPoolForward(const kernels::PoolShape &s, const T *x,
