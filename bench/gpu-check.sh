@@ -320,11 +320,12 @@ def steps(name):
 def rel(a, b):
     return abs(a - b) / max(abs(b), 1e-30)
 
-def worst(a, b):
-    """The largest relative loss difference of runs a and b (against b), and
-    per loss term; inf unless both have 20 steps."""
+def worst(a, b, n=20):
+    """The largest relative loss difference of runs a and b (against b) over
+    their first n steps, and per loss term; inf unless both have 20 steps."""
     if len(a) != 20 or len(b) != 20:
         return float("inf"), {}
+    a, b = a[:n], b[:n]
     terms = {k: max(rel(x[2].get(k, float("nan")), y[2][k])
                     for x, y in zip(a, b)) for k in b[0][2]}
     return max(rel(x[1], y[1]) for x, y in zip(a, b)), terms
@@ -341,8 +342,18 @@ def worst(a, b):
 # bf16 rounding (the emulation against the fp32 reference) moves them by
 # 2e-3 and 1e-2. The loss within 2e-2, each term within 5e-2: a wrong
 # layout or a stale bf16 weight copy is off by far more.
-for t, tol, term_tol in (("fmnist", 1e-4, None), ("fmnist-joint", 1e-4, None),
-                         ("fmnist-joint-bf16", 2e-2, 5e-2)):
+# The example's classifier phase (lr 0.02, batch 64) amplifies rounding:
+# on the H200 (2026-11-30) its losses agreed with the reference's to 1e-7
+# over the first 10 steps, then drifted apart to 9e-4 by step 18; two GPU
+# runs that differed only in cuDNN's algorithm choice drifted as far apart
+# (9e-4), and the cpu backend (oneDNN) from the reference further (7.6e-3
+# at step 18, on the CPU). No two fp32 implementations stay within 1e-4
+# there, so its first 10 steps are checked, within 1e-5 (a wrong kernel
+# shows from step 2, the first after an update), and the rest is printed.
+# The joint phase (lr 0.005, batch 16) does not amplify it: all 20 steps.
+for t, tol, term_tol, checked in (
+        ("fmnist", 1e-5, None, 10), ("fmnist-joint", 1e-4, None, 20),
+        ("fmnist-joint-bf16", 2e-2, 5e-2, 20)):
     ref, gpu = steps(f"{t}-reference"), steps(f"{t}-cuda")
     if len(ref) != 20 or len(gpu) != 20:
         print(f"parity {t}: {len(ref)} reference and {len(gpu)} cuda steps, "
@@ -354,10 +365,13 @@ for t, tol, term_tol in (("fmnist", 1e-4, None), ("fmnist-joint", 1e-4, None),
                          for k in ta)
         print(f"{t} step {s}: reference {a:.7g} cuda {b:.7g} "
               f"rel {rel(b, a):.2e}  {terms}")
-    loss, terms = worst(gpu, ref)
+    loss, terms = worst(gpu, ref, checked)
     good = loss <= tol
-    line = (f"parity {t}: 20 steps, max relative loss difference {loss:.2e} "
-            f"({f'ok: within {tol:g}' if good else f'ABOVE {tol:g}'})")
+    line = (f"parity {t}: {checked} steps, max relative loss difference "
+            f"{loss:.2e} ({f'ok: within {tol:g}' if good else f'ABOVE {tol:g}'})")
+    if checked < 20:
+        line += (f"; over all 20 (not checked: the phase amplifies "
+                 f"rounding) {worst(gpu, ref)[0]:.2e}")
     if term_tol is not None:
         bad = [k for k, v in terms.items() if not v <= term_tol]
         good &= not bad
