@@ -23,6 +23,15 @@
 #define NETC_HD
 #endif
 
+/// Unrolls the loop that follows in device code (the host compiler's own
+/// unrolling decides there): a loop over a small fixed-size array stays in
+/// registers only when unrolled.
+#if defined(__CUDA_ARCH__)
+#define NETC_UNROLL _Pragma("unroll")
+#else
+#define NETC_UNROLL
+#endif
+
 namespace netc::cuda {
 
 /// SplitMix64 finaliser (Steele et al.); the building block of the dropout

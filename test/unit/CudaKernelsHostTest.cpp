@@ -980,7 +980,8 @@ std::vector<int64_t> layoutsFor(int64_t c) {
 /// odd channel counts, and enough pixels for many bias-gradient chunks.
 std::vector<Dims4> biasCases() {
   return {{1, 1, 1, 1},   {2, 3, 5, 7}, {1, 5, 4, 4},   {3, 16, 3, 3},
-          {64, 10, 1, 1}, {4, 7, 1, 1}, {8, 3, 33, 31}, {2, 24, 17, 19}};
+          {64, 10, 1, 1}, {4, 7, 1, 1}, {8, 3, 33, 31}, {2, 24, 17, 19},
+          {5, 3, 37, 41}}; // 60 chunks: whole and partial batches of 16
 }
 
 template <typename T> void checkBiasAdd(uint64_t seed) {
@@ -1727,6 +1728,24 @@ TEST(CudaHostKernels, FastDivIsExactDivision) {
     int64_t n = int64_t(rng.next() >> (1 + rng.next() % 63));
     check(d < 1 ? 1 : d, n);
   }
+}
+
+TEST(CudaHostKernels, ForEachInOrderVisitsThePlainLoopsValuesInOrder) {
+  // Every count around the batch width (16), strides 1 and 3: the values
+  // the plain loop reads, in its order, each once.
+  std::vector<int64_t> v(200);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = int64_t(i);
+  for (int64_t stride : {1, 3})
+    for (int64_t count = 0; count <= 50; ++count) {
+      std::vector<int64_t> seen;
+      cuda::forEachInOrder(v.data() + 1, count, stride,
+                           [&](int64_t x) { seen.push_back(x); });
+      ASSERT_EQ(int64_t(seen.size()), count) << "stride " << stride;
+      for (int64_t j = 0; j < count; ++j)
+        ASSERT_EQ(seen[size_t(j)], 1 + j * stride)
+            << "count " << count << " stride " << stride << " at " << j;
+    }
 }
 
 TEST(CudaHostKernels, PlaneIndexWithDividersMatchesPlainArithmetic) {
