@@ -20,6 +20,9 @@
 #   every/every-nolrn-<variant>-bf16.json  every-layer-nolrn.net (no LRN),
 #                      --precision=bf16, the seven variants (the bf16
 #                      whole-step test)
+#   every/every-<variant>-tf32.json  every-layer.net, --precision=tf32, the
+#                      seven variants (the tf32 whole-step test: f32 maps
+#                      in NHWC)
 #   every/every-swwae-all-bf16.json   every-layer.net, --precision=bf16 (the
 #                      bf16 step with LRN, on the own LRN kernels)
 #   every/pool-to-one-bf16.json   pool-to-one.net, --precision=bf16 (a
@@ -61,6 +64,8 @@ for v in none sae-first sae-all sae-layerwise swwae-first swwae-all \
     -o "$OUT/every/every-$v.json"
   "$NETC" test/Training/Inputs/every-layer-nolrn.net --augment=$v \
     --precision=bf16 -emit=plan -o "$OUT/every/every-nolrn-$v-bf16.json"
+  "$NETC" test/Training/Inputs/every-layer.net --augment=$v \
+    --precision=tf32 -emit=plan -o "$OUT/every/every-$v-tf32.json"
 done
 "$NETC" test/Training/Inputs/every-layer.net --augment=swwae-all \
   --precision=bf16 -emit=plan -o "$OUT/every/every-swwae-all-bf16.json"

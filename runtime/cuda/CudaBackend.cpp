@@ -133,6 +133,13 @@ void setTensor(TensorDesc &d, const exec::TensorRef &v) {
 
 bool isBf16(const exec::TensorRef &v) { return v.dtype == plan::DType::BF16; }
 
+/// Whether a bias gradient of `dy` runs the own kernel: on bf16 maps (it
+/// sums in the order the reference's emulation does) and on NHWC ones (it
+/// walks a pixel's channels side by side); cuDNN's on f32 NCHW maps.
+bool ownBiasGrad(const exec::TensorRef &dy) {
+  return isBf16(dy) || dy.layout == plan::Layout::NHWC;
+}
+
 /// The most scratch `bytesOf(d)` asks for at any batch up to d.n: a
 /// reduction's scratch serves the tail batch too, and a smaller batch can
 /// need more chunks (BiasGradShape: 1568 rows in 64-row chunks are 25,
@@ -258,12 +265,14 @@ struct CudaBackend::State : exec::KernelState {
   // SGD's device tables.
   std::unique_ptr<Buffer> scratch, table, chunks;
   int64_t tableCount = 0;
-  // bf16 convolutions and fc: the weight's copy they read, or the bf16
-  // weight gradient cuDNN writes before it is widened (in the copy's
-  // layout: wDims with wLanes).
+  // bf16 convolutions and fc, and convolutions on NHWC maps: the weight's
+  // copy they read (bf16, or f32 in the KRSC layout NHWC filters are), or
+  // the weight gradient cuDNN writes in the copy's type and layout (wDims
+  // with wLanes) before it becomes the f32 gradient in the weight's order.
   bool bf16 = false;
+  plan::Layout layout = plan::Layout::NCHW; ///< a convolution's maps
   WeightCopy *copy = nullptr;
-  std::unique_ptr<Buffer> dwHalf;
+  std::unique_ptr<Buffer> dwCopy;
   Dims4 wDims;
   int64_t wLanes = 1;
   // sgd_update: its tensor as uploaded to `table` (linkSgd may add the
@@ -740,19 +749,24 @@ void CudaBackend::forgetProgram(const void *key) {
 // bf16 weight copies
 //===----------------------------------------------------------------------===//
 
-CudaBackend::WeightCopy &
-CudaBackend::weightCopy(const float *w, const Dims4 &dims, int64_t lanes) {
+CudaBackend::WeightCopy &CudaBackend::weightCopy(const float *w,
+                                                 const Dims4 &dims,
+                                                 int64_t lanes, bool bf16) {
   auto key = std::make_pair(w, lanes);
   auto it = copies_.find(key);
   if (it != copies_.end()) {
     if (it->second.dims.count() != dims.count())
       throw KernelError(fmt::format("a weight read as {} and as {} elements",
                                     it->second.dims.count(), dims.count()));
+    if (it->second.bf16 != bf16)
+      throw KernelError("a weight read through a bf16 and an f32 copy");
     return it->second;
   }
   WeightCopy c;
-  c.half = allocate(uint64_t(dims.count()) * sizeof(Bf16),
-                    "a bf16 copy of a weight");
+  c.data =
+      allocate(uint64_t(dims.count()) * (bf16 ? sizeof(Bf16) : 4),
+               bf16 ? "a bf16 copy of a weight" : "a KRSC copy of a weight");
+  c.bf16 = bf16;
   c.w = w;
   c.dims = dims;
   c.lanes = lanes;
@@ -788,14 +802,19 @@ void CudaBackend::dropCopiesBut(
     auto [first, last] = sgdStates_.equal_range(w);
     for (auto i = first; i != last; ++i) {
       i->second->sgd.copy = nullptr;
+      i->second->sgd.copyF32 = nullptr;
       linkSgd(*i->second);
     }
   }
 }
 
 void CudaBackend::refresh(const WeightCopy &c) {
-  device::toStorage<Bf16>(c.dims, c.lanes, c.w,
-                          static_cast<Bf16 *>(c.half->data()), stream_);
+  if (c.bf16)
+    device::toStorage<Bf16>(c.dims, c.lanes, c.w,
+                            static_cast<Bf16 *>(c.data->data()), stream_);
+  else
+    device::toStorage<float>(c.dims, c.lanes, c.w,
+                             static_cast<float *>(c.data->data()), stream_);
 }
 
 void CudaBackend::touched(const void *dst, uint64_t bytes) {
@@ -825,7 +844,8 @@ void CudaBackend::linkSgd(State &s) {
   }
   for (auto &[key, c] : copies_)
     if (c.w == s.sgd.w && c.bySgd) {
-      s.sgd.copy = static_cast<Bf16 *>(c.half->data());
+      s.sgd.copy = c.bf16 ? static_cast<Bf16 *>(c.data->data()) : nullptr;
+      s.sgd.copyF32 = c.bf16 ? nullptr : static_cast<float *>(c.data->data());
       s.sgd.copyPlane = FastDiv(c.dims.plane());
       s.sgd.copyLanes = FastDiv(c.lanes);
     }
@@ -1116,17 +1136,16 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
 namespace {
 
 /// Whether `v` is a map of the batch whose layout matters: more than one
-/// pixel (a [N, C, 1, 1] map is the same bytes in NCHW and NHWC), and not
-/// f32. Under net-precision a bf16 plan's f32 values are those without the
-/// batch dimension: parameters and their gradients, which keep their own
+/// pixel (a [N, C, 1, 1] map is the same bytes in NCHW and NHWC), and with
+/// the batch dimension. Parameters and their gradients keep their own
 /// [K, C, kh, kw] order whatever the maps' layout (a convolution reads its
-/// weight through a KRSC copy and widens its weight gradient into the
+/// weight through a KRSC copy and turns its weight gradient into the
 /// weight's order itself). Relaying one out would hand prepareKernel a
-/// scratch buffer as "the weight" (a bf16 copy of the zeroed scratch that
-/// no SGD update ever refreshes) and permute a weight gradient that
-/// runConv already wrote in the weight's order.
+/// scratch buffer as "the weight" (a copy of the zeroed scratch that no SGD
+/// update ever refreshes) and permute a weight gradient that runConv
+/// already wrote in the weight's order.
 bool laidOut(const exec::TensorRef &v) {
-  return v.dims.plane() > 1 && v.dtype != plan::DType::F32;
+  return v.dims.plane() > 1 && v.batched;
 }
 
 } // namespace
@@ -1233,31 +1252,32 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     s->kind = convKind(op);
     int64_t groups = o.shape.groups;
     // The conv view's input and output (a transposed convolution's are its
-    // output and input): a bf16 convolution has both in bf16 and NHWC.
+    // output and input): both in one dtype and one layout (bf16 NHWC, or
+    // f32 NHWC in a tf32 plan, or f32 NCHW).
     const exec::TensorRef &xv = deconv ? *o.y : *o.x;
     const exec::TensorRef &yv = deconv ? *o.x : *o.y;
     s->bf16 = isBf16(xv);
-    const plan::Layout layout = convLayout(xv, yv);
-    // Only a bf16 weight has a copy in the KRSC layout that cuDNN's NHWC
-    // filters are; net-precision makes fp32 and tf32 maps NCHW.
-    if (!s->bf16 && layout == plan::Layout::NHWC)
-      throw KernelError("an f32 convolution on NHWC maps: the cuda backend "
-                        "runs NHWC convolutions in bf16 only (recompile the "
-                        "plan with this netc)");
+    const plan::Layout layout = s->layout = convLayout(xv, yv);
     if (isBf16(yv) != s->bf16 || (yv.dims.plane() > 1 && yv.layout != layout))
       throw KernelError(
           fmt::format("its input is {} {} but its output {} {}",
                       plan::dtypeName(xv.dtype), plan::layoutName(xv.layout),
                       plan::dtypeName(yv.dtype), plan::layoutName(yv.layout)));
-    // The weight as [K, C, kh, kw]; on NHWC maps cuDNN's tensor-core
-    // kernels read it as KRSC, the layout of its bf16 copy.
+    // The weight as [K, C, kh, kw]; on NHWC maps cuDNN reads it as KRSC
+    // (its NHWC filter format), the layout of its copy: bf16, or f32 (a
+    // tf32 plan) where it has more than one input channel (with one, KRSC
+    // is KCRS's order and the weight itself is read).
     s->wDims = Dims4{out.c, in.c / groups, o.w->dims.h, o.w->dims.w};
     s->wLanes = layout == plan::Layout::NHWC ? s->wDims.c : 1;
-    if (s->bf16 && s->kind == ConvKind::BackwardFilter)
-      s->dwHalf = allocate(uint64_t(s->wDims.count()) * sizeof(Bf16),
-                           "a bf16 convolution's weight gradient");
-    else if (s->bf16)
-      s->copy = &weightCopy(o.w->f32(), s->wDims, s->wLanes);
+    if (s->bf16 || s->wLanes > 1) {
+      if (s->kind == ConvKind::BackwardFilter)
+        s->dwCopy = allocate(uint64_t(s->wDims.count()) *
+                                 (s->bf16 ? sizeof(Bf16) : sizeof(float)),
+                             "a convolution's weight gradient in the layout "
+                             "cuDNN writes");
+      else
+        s->copy = &weightCopy(o.w->f32(), s->wDims, s->wLanes, s->bf16);
+    }
     dnnCheck(cudnnSetFilter4dDescriptor(s->w.get(), dnnType(xv.dtype),
                                         dnnFormat(layout),
                                         toInt(out.c, "output channels"),
@@ -1357,7 +1377,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     s->bf16 = isBf16(c.in[0]);
     if (s->bf16 && op != Op::FCGradWeight) {
       exec::FCDims d = exec::fcDims(op, c.in, c.out);
-      s->copy = &weightCopy(c.in[1].f32(), Dims4{d.out, d.in, 1, 1}, 1);
+      s->copy = &weightCopy(c.in[1].f32(), Dims4{d.out, d.in, 1, 1}, 1, true);
     }
     if (op == Op::FC && c.in.size() > 2)
       setChannels(s->bias, c.out[0].count / c.n);
@@ -1365,7 +1385,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
   }
   case Op::BiasGrad:
     setChannels(s->bias, c.in[0].dims.c);
-    if (isBf16(c.in[0]))
+    if (ownBiasGrad(c.in[0]))
       s->scratch = allocate(anyBatchBytes(c.in[0].dims, biasGradScratchBytes),
                             "a bias gradient's partial sums");
     break;
@@ -1467,7 +1487,7 @@ void CudaBackend::convPointers(const KernelCall &c, const State &s, void *&x,
   void *opOut = s.reluOut ? s.reluOut : o.y->data;
   x = deconv ? opOut : o.x->data;
   y = deconv ? o.x->data : opOut;
-  w = s.dwHalf ? s.dwHalf->data() : s.copy ? s.copy->half->data() : o.w->data;
+  w = s.dwCopy ? s.dwCopy->data() : s.copy ? s.copy->data->data() : o.w->data;
 }
 
 void CudaBackend::runConv(const KernelCall &c, State &s) {
@@ -1503,22 +1523,27 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
                  cudnnConvolutionBwdFilterAlgo_t(s.algo.algo), ws, wsBytes,
                  &zero, s.w.get(), w),
              "convolution backward filter");
-    if (s.dwHalf) // the fp32 gradient, in the weight's own layout
+    if (s.dwCopy && s.bf16) // the fp32 gradient, in the weight's own order
       device::fromStorage<Bf16>(s.wDims, s.wLanes, static_cast<const Bf16 *>(w),
                                 o.w->f32(), stream_);
+    else if (s.dwCopy)
+      device::fromStorage<float>(s.wDims, s.wLanes,
+                                 static_cast<const float *>(w), o.w->f32(),
+                                 stream_);
     break;
   }
   const bool bias = (op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2;
   void *out = deconv ? x : y; // the op's output (or its relu's)
-  if (bias && !s.bf16 && !s.reluOut) {
+  if (bias && !s.bf16 && !s.reluOut && s.layout == plan::Layout::NCHW) {
     // The conv view's output for conv2d, its input for deconv2d.
     dnnCheck(cudnnAddTensor(cudnn_, &one, s.bias.get(), c.in[2].data, &one,
                             deconv ? s.x.get() : s.y.get(), out),
              "bias add");
     return;
   }
-  // Own epilogue: a bf16 map's bias (cuDNN's would round differently), and
-  // a fused relu with or without a bias, in one pass over the output.
+  // Own epilogue: a bf16 map's bias (cuDNN's would round differently), an
+  // NHWC map's, and a fused relu with or without a bias, in one pass over
+  // the output.
   withType(*o.y, [&](auto t) {
     using T = decltype(t);
     T *p = static_cast<T *>(out);
@@ -1537,7 +1562,7 @@ void CudaBackend::runFcBf16(const KernelCall &c, const State &s, int n, int fin,
   // through its bf16 copy; the weight gradient is written in fp32.
   const float one = 1.0f, zero = 0.0f;
   const Op op = c.kernel.op;
-  const void *w = s.copy ? s.copy->half->data() : nullptr;
+  const void *w = s.copy ? s.copy->data->data() : nullptr;
   if (s.copy && !s.copy->bySgd)
     refresh(*s.copy);
   auto gemm = [&](cublasOperation_t ta, cublasOperation_t tb, int m, int nn,
@@ -1641,10 +1666,13 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     return;
   }
   case Op::BiasGrad:
-    if (isBf16(c.in[0])) {
-      device::biasGrad<Bf16>(c.in[0].dims, c.in[0].lanes(), c.in[0].as<Bf16>(),
-                             static_cast<double *>(s.scratch->data()), out(0),
-                             st);
+    if (ownBiasGrad(c.in[0])) {
+      withType(c.in[0], [&](auto t) {
+        using T = decltype(t);
+        device::biasGrad<T>(c.in[0].dims, c.in[0].lanes(), c.in[0].as<T>(),
+                            static_cast<double *>(s.scratch->data()), out(0),
+                            st);
+      });
       return;
     }
     dnnCheck(cudnnConvolutionBackwardBias(cudnn_, &one, s.y.get(), in(0), &zero,

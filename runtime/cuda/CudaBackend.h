@@ -183,7 +183,8 @@ private:
   /// A bf16 copy of an f32 weight in the layout its kernels read (KRSC for
   /// convolutions on NHWC maps: lanes = the filter's C; fc: lanes 1).
   struct WeightCopy {
-    std::unique_ptr<exec::Buffer> half;
+    std::unique_ptr<exec::Buffer> data;
+    bool bf16 = true; ///< else f32 (a tf32 plan's KRSC copy)
     const float *w = nullptr;
     kernels::Dims4 dims; ///< the weight as [K, C, kh, kw] (fc: [out, in, 1, 1])
     int64_t lanes = 1;
@@ -191,10 +192,10 @@ private:
     /// any other copy of the same weight is refreshed before each use.
     bool bySgd = false;
   };
-  /// The bf16 copy of weight `w` with `lanes`, made (and filled) on first
-  /// request. Prepare only.
+  /// The copy of weight `w` with `lanes` (bf16, or f32), made (and filled)
+  /// on first request. Prepare only.
   WeightCopy &weightCopy(const float *w, const kernels::Dims4 &dims,
-                         int64_t lanes);
+                         int64_t lanes, bool bf16);
   /// Drops every weight copy not in `keep` (those a failed prepare made).
   void dropCopiesBut(const std::set<std::pair<const float *, int64_t>> &keep);
   /// Enqueues the conversion of `c` from its f32 weight.

@@ -1734,6 +1734,10 @@ struct SgdTensor {
   int64_t count = 0;
   double lrMult = 1.0, decayMult = 1.0;
   FastDiv copyPlane = FastDiv(1), copyLanes = FastDiv(1);
+  /// An f32 copy in the copyPlane/copyLanes layout instead of `copy` (a
+  /// tf32 plan's KRSC copy for convolutions on NHWC maps); at most one of
+  /// the two is set.
+  float *copyF32 = nullptr;
 };
 
 /// The step's hyper-parameters (they change with the schedule; the tensor
@@ -1801,6 +1805,8 @@ struct SgdMomentum {
     p.w[e] = w;
     if (p.copy)
       p.copy[p.copyLanes.d == 1 ? e : copyAt(p, e)] = Bf16::fromFloat(w);
+    else if (p.copyF32)
+      p.copyF32[copyAt(p, e)] = w;
   }
 };
 

@@ -83,7 +83,7 @@ struct CpuState : KernelState {
 
   // Convolution family.
   int64_t xLanes = 1, yLanes = 1;
-  bool relu = false;    ///< fused: the conv writes relu(y) to reluOut
+  bool relu = false; ///< fused: the conv writes relu(y) to reluOut
   float *reluOut = nullptr;
 
   /// The oneDNN primitive (convolution family, fc, batch norm, LRN) at the
@@ -164,8 +164,7 @@ std::unique_ptr<Primitive> makePrimitive(const KernelCall &c,
     return std::make_unique<BatchNormPrimitive>(d, s.lanes, a.eps,
                                                 op == Op::BatchNormGrad);
   default:
-    return std::make_unique<LrnPrimitive>(d, s.lanes, a.lrn,
-                                          op == Op::LRNGrad);
+    return std::make_unique<LrnPrimitive>(d, s.lanes, a.lrn, op == Op::LRNGrad);
   }
 }
 
@@ -365,8 +364,7 @@ void runConv(const KernelCall &c, CpuState &s) {
     y = s.reluOut;
   if (s.prim) {
     void *workspace;
-    primitiveFor<ConvPrimitive>(c, s, workspace)
-        .run(x, w, bias, y, workspace);
+    primitiveFor<ConvPrimitive>(c, s, workspace).run(x, w, bias, y, workspace);
     return;
   }
   switch (k.op) {
@@ -434,13 +432,13 @@ void runNormalization(const KernelCall &c, CpuState &s) {
   void *ws;
   switch (c.kernel.op) {
   case Op::BatchNorm: // x, scale, shift, running mean, running var -> y
-    primitiveFor<BatchNormPrimitive>(c, s, ws)
-        .forward(!a.inference && c.ctx.training, in(0), in(1), in(2), in(3),
-                 in(4), a.bnMomentum, out(0), ws);
+    primitiveFor<BatchNormPrimitive>(c, s, ws).forward(
+        !a.inference && c.ctx.training, in(0), in(1), in(2), in(3), in(4),
+        a.bnMomentum, out(0), ws);
     break;
   case Op::BatchNormGrad: // dy, x, scale -> dx, dscale, dshift
-    primitiveFor<BatchNormPrimitive>(c, s, ws)
-        .backward(in(0), in(1), in(2), out(0), out(1), out(2), ws);
+    primitiveFor<BatchNormPrimitive>(c, s, ws).backward(
+        in(0), in(1), in(2), out(0), out(1), out(2), ws);
     break;
   case Op::LRN:
     primitiveFor<LrnPrimitive>(c, s, ws).forward(in(0), out(0), ws);
@@ -540,8 +538,8 @@ void CpuBackend::run(const KernelCall &c) {
     const kernels::Dims4 pooled = forward ? c.in[0].dims : c.out[0].dims;
     int64_t sizeH = forward ? a.sizeH : c.in[0].dims.h;
     int64_t sizeW = forward ? a.sizeW : c.in[0].dims.w;
-    kernels::UnpoolShape s = kernels::unpoolShape(
-        pooled, a.win, sizeH, sizeW, a.posH, a.posW, a.normalize);
+    kernels::UnpoolShape s = kernels::unpoolShape(pooled, a.win, sizeH, sizeW,
+                                                  a.posH, a.posW, a.normalize);
     const int32_t *sw = c.in.size() > 1 ? c.in[1].i32() : nullptr;
     int64_t lanes = state ? state->lanes : 1;
     // Disjoint windows: a scatter (a gather back), else the GPU's gathers,

@@ -44,6 +44,11 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
               ? "; this trainer was compiled with --precision=bf16, which "
                 "runs on the cuda backend (the reference backend emulates "
                 "it, slowly), or recompile with --precision=fp32"
+          : plan.precision == plan::Precision::TF32
+              ? "; this trainer was compiled with --precision=tf32, whose "
+                "maps are NHWC for the GPU's tensor cores: it runs on the "
+                "cuda backend (and, slowly, on the reference backend), or "
+                "recompile with --precision=fp32"
               : ""));
   backend_.usePlan(plan);
   arena_ = backend_.allocate(
@@ -193,6 +198,7 @@ template <typename T> TensorRef ExecutorT<T>::ref(int64_t id, int64_t n) const {
   t.count = v.count(n);
   t.dtype = v.dtype;
   t.layout = v.layout;
+  t.batched = v.hasBatch();
   return t;
 }
 

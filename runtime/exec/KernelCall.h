@@ -53,6 +53,10 @@ struct TensorRef {
   /// are f32 or bf16) and, for a map, NCHW or NHWC.
   plan::DType dtype = plan::DType::F32;
   plan::Layout layout = plan::Layout::NCHW;
+  /// Whether the value has the batch dimension (an activation or its
+  /// gradient, switches): not a parameter or a parameter's gradient, which
+  /// keep their own order whatever layout the maps have.
+  bool batched = false;
   /// The channel block of its layout, as cuda::planeAt takes it: C for
   /// NHWC (all channels of a pixel together), 1 for NCHW.
   int64_t lanes() const { return layout == plan::Layout::NHWC ? dims.c : 1; }

@@ -98,8 +98,12 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
     temps.reserve(c.in.size() + c.out.size());
     auto toHost = [&](TensorRef &t, bool rounded) {
       kernels::Storage s = storageOf(t);
-      if (s.plain() && !rounded)
+      if (s.plain() && !rounded) {
+        // f32 with one lane: an NHWC map of one channel has NCHW's bytes
+        // (run() would come back here for its layout).
+        t.layout = plan::Layout::NCHW;
         return false;
+      }
       std::vector<uint32_t> &words = temps.emplace_back(size_t(t.count));
       kernels::fromStorage(t.dims, s, t.data, words.data());
       if (rounded && !s.bf16)

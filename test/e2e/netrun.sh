@@ -100,6 +100,33 @@ if grep -q "^NETC_WITH_ONEDNN:BOOL=ON" "$BUILD/CMakeCache.txt"; then
     grep -q "compiled with --precision=bf16, which runs on the cuda backend" <<<"$out"
 fi
 
+# A tf32 trainer stores every map NHWC in f32 (for the GPU's tensor cores):
+# the reference backend runs it on NCHW copies with fp32's arithmetic, so
+# its losses and parameters are fp32's bit for bit (a one-channel NHWC map,
+# the image, has NCHW's bytes); the cpu backend refuses it, saying why.
+"$BUILD/bin/netc" phases.net --precision=tf32 -o "$work/tf32.trainer" >/dev/null
+check "a tf32 trainer's maps are NHWC" grep -q '"layout": "nhwc"' "$work/tf32.trainer/plan.json"
+"$NETRUN" train "$work/tf32.trainer" --backend reference --max-steps 10 \
+  --log-every 1 --metrics "$work/tf32.jsonl" >/dev/null 2>&1
+check "on the reference, a tf32 trainer trains as fp32, bit for bit" python3 - "$work" <<'PY'
+import json, sys
+def steps(p):
+    rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{p}.jsonl")]
+    return [(r["loss"], r["terms"]) for r in rows if "loss" in r]
+a, b = steps("tf32"), steps("fp32")
+assert len(a) == len(b) == 10 and a == b, (a, b)
+def tensors(p):
+    data = open(f"{sys.argv[1]}/{p}.trainer/checkpoint.safetensors", "rb").read()
+    n = int.from_bytes(data[:8], "little")
+    return data[8 + n:]
+assert tensors("tf32") == tensors("fp32")
+PY
+if grep -q "^NETC_WITH_ONEDNN:BOOL=ON" "$BUILD/CMakeCache.txt"; then
+  out=$("$NETRUN" train "$work/tf32.trainer" --backend cpu --max-steps 1 2>&1)
+  check "the cpu backend refuses a tf32 trainer, saying why" \
+    grep -q "compiled with --precision=tf32, whose maps are NHWC" <<<"$out"
+fi
+
 # Special files: a FIFO plan or checkpoint is refused at once, never waited on.
 mkdir "$work/fifo.trainer" && mkfifo "$work/fifo.trainer/plan.json"
 out=$(timeout 10 "$NETRUN" info "$work/fifo.trainer" 2>&1)

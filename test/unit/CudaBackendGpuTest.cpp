@@ -19,7 +19,8 @@
 // The every-layer plans: NETC_STEP_PLAN_DIR from the environment (the GPU
 // machine has no compiler: bench/gpu-trainers.sh compiles them and the
 // script carries them), else the build's own (NETC_BUILD_COMPILER=ON):
-// every-<variant>.json (fp32), every-nolrn-<variant>-bf16.json,
+// every-<variant>.json (fp32), every-<variant>-tf32.json,
+// every-nolrn-<variant>-bf16.json,
 // every-swwae-all-bf16.json (every-layer.net, LRN included, in bf16) and
 // pool-to-one-bf16.json.
 //
@@ -349,6 +350,27 @@ INSTANTIATE_TEST_SUITE_P(CudaBf16Step, CudaBf16EveryLayerStep,
                          ::testing::ValuesIn(netc::testing::kVariants),
                          netc::testing::variantTestName);
 
+// tf32 plans (f32 maps in NHWC, convolutions reading f32 KRSC weight
+// copies that the fused SGD update writes, TF32 tensor cores) against the
+// reference backend, which computes in fp32 and double: TF32 rounds a
+// product's inputs to 11 significant bits where bf16 keeps 8 and also
+// stores every map in bf16, so the bf16 step's tolerances bound TF32's
+// rounding with room to spare (not yet measured on a GPU); a wrong layout,
+// a stale copy or a gradient left in KRSC order is off by O(1).
+class CudaTf32EveryLayerStep : public ::testing::TestWithParam<const char *> {};
+
+TEST_P(CudaTf32EveryLayerStep, ThreeStepsMatchReference) {
+  std::string file = stepPlan(std::string("every-") + GetParam() + "-tf32");
+  if (file.empty())
+    GTEST_SKIP() << "no tf32 every-layer plans (set NETC_STEP_PLAN_DIR; "
+                    "bench/gpu-trainers.sh compiles them)";
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
+INSTANTIATE_TEST_SUITE_P(CudaTf32Step, CudaTf32EveryLayerStep,
+                         ::testing::ValuesIn(netc::testing::kVariants),
+                         netc::testing::variantTestName);
+
 // LRN on bf16 maps (the own kernels; cuDNN's LRN is NCHW only): the
 // every-layer step with its LRN, bf16, against the emulation.
 TEST(CudaBackend, Bf16LrnStepMatchesTheEmulation) {
@@ -415,7 +437,7 @@ TEST(CudaBackend, Bf16ConvolutionsOnNchwCopiesMatchTheEmulation) {
 // which could pick differently for each; then the same kernels compute the
 // same sums (the fused epilogue rounds exactly as the separate passes do),
 // and the losses and parameters agree to 1e-6 (relative; 1e-6 absolute
-// below). fp32 and bf16 (whose weight copies the fused SGD update writes
+// below). fp32, bf16 and tf32 (whose weight copies the fused SGD update writes
 // inside the graph).
 class CudaSwitchOff
     : public ::testing::TestWithParam<std::tuple<const char *, const char *>> {
@@ -477,7 +499,8 @@ INSTANTIATE_TEST_SUITE_P(
     CudaGraphsAndFusion, CudaSwitchOff,
     ::testing::Combine(
         ::testing::Values("NETC_CUDA_GRAPHS", "NETC_CUDA_FUSION"),
-        ::testing::Values("every-swwae-all", "every-nolrn-swwae-all-bf16")),
+        ::testing::Values("every-swwae-all", "every-nolrn-swwae-all-bf16",
+                          "every-swwae-all-tf32")),
     [](const ::testing::TestParamInfo<std::tuple<const char *, const char *>>
            &i) {
       std::string name =

@@ -1202,15 +1202,18 @@ TEST(CudaHostKernels, ToAndFromStorageTransposeAndRound) {
   checkStorage<Bf16>(31);
 }
 
-TEST(CudaHostKernels, SgdMomentumWritesTheBf16CopyInItsLayout) {
+TEST(CudaHostKernels, SgdMomentumWritesTheWeightCopyInItsLayout) {
   // A [K, C, 3, 3] filter with C = 3 and 5 (KRSC: copyLanes = C), and
-  // chunks that end inside a filter plane: the copy is toStorage's of the
-  // updated weights.
+  // chunks that end inside a filter plane: the copy, bf16 or f32 (a tf32
+  // plan's), is toStorage's of the updated weights, which are the same
+  // either way.
   Rng rng(32);
   for (Dims4 d : std::vector<Dims4>{{4, 3, 3, 3}, {300, 5, 3, 3}}) {
     int64_t count = d.count();
     FVec w = rng.vec(count), v(size_t(count), 0.0f), g = rng.vec(count);
+    FVec w2 = w, v2 = v;
     BVec copy(static_cast<size_t>(count)), want(copy.size());
+    FVec copyF32(copy.size()), wantF32(copy.size());
     cuda::SgdTensor t;
     t.w = w.data();
     t.grad = g.data();
@@ -1223,6 +1226,15 @@ TEST(CudaHostKernels, SgdMomentumWritesTheBf16CopyInItsLayout) {
     cuda::host::toStorage(d, d.c, w.data(), want.data());
     for (size_t i = 0; i < copy.size(); ++i)
       ASSERT_EQ(copy[i].bits, want[i].bits) << d.c << " " << i;
+    cuda::SgdTensor f = t;
+    f.w = w2.data();
+    f.velocity = v2.data();
+    f.copy = nullptr;
+    f.copyF32 = copyF32.data();
+    cuda::host::sgdMomentum(&f, 1, {0.01, 0.9, 5e-4});
+    expectBitEqual(w2, w, "f32 copy: the weights");
+    cuda::host::toStorage(d, d.c, w2.data(), wantF32.data());
+    expectBitEqual(copyF32, wantF32, "the f32 copy " + std::to_string(d.c));
   }
 }
 
