@@ -11,10 +11,14 @@
 #   fmnist-joint-bf16/ the same, --precision=bf16 (parity: the reference
 #                      backend's bf16 emulation against the cuda backend)
 #   fmnist-joint-dp/   the same, --data-parallel (NCCL with one rank)
-#   vgg16-none/, vgg16-swwae-all/     examples/vgg16.net (benchmark), fp32
-#   vgg32-none/, vgg32-swwae-all/     bench/vgg32.net (benchmark), fp32
+#   vgg16-none/, vgg16-swwae-all/     examples/vgg16.net (benchmark), fp32,
+#                      --layout=nhwc (as the peer's channels_last)
+#   vgg32-none/, vgg32-swwae-all/     bench/vgg32.net (benchmark), likewise
 #   vgg{16,32}-{none,swwae-all}-{tf32,bf16}/  the same, --precision=tf32 and
-#                      --precision=bf16 (the benchmark's other precisions)
+#                      --precision=bf16 (the benchmark's other precisions;
+#                      NHWC, their default)
+#   vgg16-none-nchw/, vgg16-none-tf32-nchw/  VGG-16 in fp32 and tf32 with
+#                      --layout=nchw (what the layout buys)
 #   every/every-<variant>.json        test/Training/Inputs/every-layer.net for
 #                      the seven variants (netc-gpu-tests' whole-step test)
 #   every/every-nolrn-<variant>-bf16.json  every-layer-nolrn.net (no LRN),
@@ -25,6 +29,8 @@
 #                      in NHWC)
 #   every/every-swwae-all-bf16.json   every-layer.net, --precision=bf16 (the
 #                      bf16 step with LRN, on the own LRN kernels)
+#   every/dense-eval-tf32.json    dense-eval.net, --precision=tf32 (a tf32
+#                      step whose first convolution has one input channel)
 #   every/pool-to-one-bf16.json   pool-to-one.net, --precision=bf16 (a
 #                      bf16 step whose last max-pool leaves one pixel)
 #   fmnist-data/       the first 2560 training and 512 test images of
@@ -49,15 +55,21 @@ mkdir -p "$OUT/every" "$OUT/fmnist-data"
 "$NETC" bench/fmnist-parity.net -o "$OUT/fmnist-joint"
 "$NETC" bench/fmnist-parity.net --precision=bf16 -o "$OUT/fmnist-joint-bf16"
 "$NETC" bench/fmnist-parity.net --data-parallel -o "$OUT/fmnist-joint-dp"
+# fp32 with NHWC maps, as the peer's channels_last (tf32 and bf16 plans are
+# NHWC by default); and two VGG-16 cells with NCHW maps, to measure what
+# the layout buys.
 for v in none swwae-all; do
-  "$NETC" examples/vgg16.net --augment=$v -o "$OUT/vgg16-$v"
-  "$NETC" bench/vgg32.net --augment=$v -o "$OUT/vgg32-$v"
+  "$NETC" examples/vgg16.net --augment=$v --layout=nhwc -o "$OUT/vgg16-$v"
+  "$NETC" bench/vgg32.net --augment=$v --layout=nhwc -o "$OUT/vgg32-$v"
   for p in tf32 bf16; do
     "$NETC" examples/vgg16.net --augment=$v --precision=$p \
       -o "$OUT/vgg16-$v-$p"
     "$NETC" bench/vgg32.net --augment=$v --precision=$p -o "$OUT/vgg32-$v-$p"
   done
 done
+"$NETC" examples/vgg16.net --augment=none --layout=nchw -o "$OUT/vgg16-none-nchw"
+"$NETC" examples/vgg16.net --augment=none --precision=tf32 --layout=nchw \
+  -o "$OUT/vgg16-none-tf32-nchw"
 for v in none sae-first sae-all sae-layerwise swwae-first swwae-all \
     swwae-layerwise; do
   "$NETC" test/Training/Inputs/every-layer.net --augment=$v -emit=plan \
@@ -71,6 +83,8 @@ done
   --precision=bf16 -emit=plan -o "$OUT/every/every-swwae-all-bf16.json"
 "$NETC" test/Training/Inputs/pool-to-one.net --precision=bf16 -emit=plan \
   -o "$OUT/every/pool-to-one-bf16.json"
+"$NETC" test/Training/Inputs/dense-eval.net --precision=tf32 -emit=plan \
+  -o "$OUT/every/dense-eval-tf32.json"
 
 # A small Fashion-MNIST: the IDX headers with the counts rewritten.
 python3 - "$OUT/fmnist-data" <<'PY'

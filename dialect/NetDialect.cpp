@@ -87,6 +87,7 @@ static bool isMap(Type type) {
 /// The discardable attributes the frontend and the passes attach, and what
 /// each must be, so that a pass can read them without checking their kinds:
 ///   on a module:     net.precision ("fp32", "tf32" or "bf16"),
+///                    net.layout (the maps' layout, "nchw" or "nhwc"),
 ///                    net.data_parallel (the bucket capacity in bytes, an
 ///                    i64 >= 1: net-data-parallel ran)
 ///   on any op:       net.offsets (planned: one byte offset per result),
@@ -171,6 +172,15 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
     auto s = dyn_cast<StringAttr>(value);
     if (!s || !llvm::is_contained(precisions(), s.getValue()))
       return error() << "must be \"fp32\", \"tf32\" or \"bf16\", got " << value;
+    return success();
+  }
+
+  if (name == "net.layout") {
+    if (!isa<ModuleOp>(op))
+      return error() << "belongs on a builtin.module";
+    auto s = dyn_cast<StringAttr>(value);
+    if (!s || (s.getValue() != "nchw" && s.getValue() != "nhwc"))
+      return error() << "must be \"nchw\" or \"nhwc\", got " << value;
     return success();
   }
 

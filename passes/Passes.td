@@ -126,8 +126,12 @@ def Precision : Pass<"net-precision", "::mlir::ModuleOp"> {
     absent) or the `precision` option, which overrides it and is written
     back to the module (net-emit-plan writes it as the plan's `precision`).
 
-    Under `fp32` and `tf32` nothing changes: every value is stored as its
-    type says, maps in NCHW. Under `bf16`:
+    Under `fp32` every value is stored as its type says, maps in NCHW (the
+    CPU backends' layout), unless the module's `net.layout` or the `layout`
+    option (`netc --layout`) says `nhwc`: then its maps are laid out as
+    below, in f32. Under `tf32` the values stay f32 and the maps are laid
+    out as below (NHWC: what cuDNN's tensor-core convolutions want), unless
+    the layout says `nchw`. Under `bf16`:
     - a real value with the batch dimension (an activation, the image, the
       logits, and the gradient of any of them) is bf16;
     - a real value without it is f32: parameters (`net.param_get`) and their
@@ -152,6 +156,9 @@ def Precision : Pass<"net-precision", "::mlir::ModuleOp"> {
   let options = [
     Option<"precision", "precision", "std::string", /*default=*/"\"\"",
            "Override the module's precision: fp32, tf32 or bf16">,
+    Option<"layout", "layout", "std::string", /*default=*/"\"\"",
+           "Override the maps' layout: nchw or nhwc (default: nhwc for "
+           "tf32 and bf16, nchw for fp32; bf16 needs nhwc)">,
   ];
   let dependentDialects = ["::netc::net::NetDialect"];
 }

@@ -1,11 +1,12 @@
 //===- Precision.cpp - net-precision: how the trainer stores each value ---===//
 //
-// Under bf16 and tf32, for every program (step, eval, reconstruct
-// function):
+// Under bf16 and tf32, and under fp32 with the layout nhwc (the module's
+// `net.layout`, netc --layout; NCHW is fp32's default, the layout the CPU
+// backends take), for every program (step, eval, reconstruct function):
 // 1. Element types: under bf16 a real value with the batch dimension
 //    (activations and their gradients) is bf16 and a real value without it
 //    (parameters, their gradients, losses) f32; under tf32 every real value
-//    is f32. Labels and switches are i32.
+//    is f32 (fp32 likewise). Labels and switches are i32.
 // 2. Layouts: the values a view (Ops.def: reshape, flatten) joins keep
 //    NCHW, since a view reads its input's bytes in N, C, H, W order; every
 //    other activation map (bf16, or f32 under tf32) is NHWC, and a
@@ -14,8 +15,7 @@
 //    ones where PyTorch's on channels_last ran 2.8-3.2x (2026-11-30).
 // 3. The choice goes into net.dtypes/net.layouts on the ops and
 //    net.arg_dtypes/net.arg_layouts on the function; the types stay f32.
-// Under fp32 the values are stored as their types say (NCHW: the layout
-// the CPU backends take).
+// Under fp32 with NCHW the values are stored as their types say.
 //
 //===----------------------------------------------------------------------===//
 
@@ -143,7 +143,28 @@ struct PrecisionPass : netc::impl::PrecisionBase<PrecisionPass> {
     } else if (auto attr = module->getAttrOfType<StringAttr>("net.precision")) {
       chosen = attr.getValue();
     }
-    if (chosen != "bf16" && chosen != "tf32")
+    StringRef layout = this->layout;
+    if (!layout.empty()) {
+      if (layout != "nchw" && layout != "nhwc") {
+        module.emitError() << "unknown layout '" << layout
+                           << "'; expected nchw or nhwc";
+        return signalPassFailure();
+      }
+      module->setAttr("net.layout",
+                      StringAttr::get(module.getContext(), layout));
+    } else if (auto attr = module->getAttrOfType<StringAttr>("net.layout")) {
+      layout = attr.getValue();
+    }
+    // The maps' layout: NHWC for the tensor-core precisions, NCHW for fp32,
+    // unless the module says otherwise (bf16 maps are always NHWC).
+    bool nhwc = layout.empty() ? chosen == "bf16" || chosen == "tf32"
+                               : layout == "nhwc";
+    if (chosen == "bf16" && !nhwc) {
+      module.emitError() << "bf16 plans keep their maps NHWC; layout '"
+                         << layout << "' is for fp32 and tf32";
+      return signalPassFailure();
+    }
+    if (!nhwc)
       return;
     for (auto func : module.getOps<func::FuncOp>()) {
       if (func.isExternal() ||

@@ -44,11 +44,11 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
               ? "; this trainer was compiled with --precision=bf16, which "
                 "runs on the cuda backend (the reference backend emulates "
                 "it, slowly), or recompile with --precision=fp32"
-          : plan.precision == plan::Precision::TF32
-              ? "; this trainer was compiled with --precision=tf32, whose "
-                "maps are NHWC for the GPU's tensor cores: it runs on the "
-                "cuda backend (and, slowly, on the reference backend), or "
-                "recompile with --precision=fp32"
+          : v.layout == plan::Layout::NHWC
+              ? "; this trainer's maps are NHWC (netc --precision=tf32, or "
+                "--layout=nhwc), as the GPU's tensor cores want them: it "
+                "runs on the cuda backend (and, slowly, on the reference "
+                "backend), or recompile with --precision=fp32 --layout=nchw"
               : ""));
   backend_.usePlan(plan);
   arena_ = backend_.allocate(

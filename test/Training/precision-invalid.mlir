@@ -5,7 +5,11 @@
 // precision. A view whose operand and result are stored differently cannot
 // be planned.
 
+// RUN: echo "module {}" | not netc-opt --net-precision=layout=nhcw 2>&1 | FileCheck %s --check-prefix=LAYOUT
+// RUN: echo "module {}" | not netc-opt "--net-precision=precision=bf16 layout=nchw" 2>&1 | FileCheck %s --check-prefix=BF16NCHW
 // OPTION: error: unknown precision 'fp16'; expected fp32, tf32 or bf16
+// LAYOUT: error: unknown layout 'nhcw'; expected nchw or nhwc
+// BF16NCHW: error: bf16 plans keep their maps NHWC; layout 'nchw' is for fp32 and tf32
 
 func.func @f(%x: tensor<?x8xf32>) {
   // expected-error@+1 {{attribute 'net.dtypes' cannot store result 0 of type 'tensor<?x8xf32>' as 'i32' (real values: f32 or bf16; integers: i32)}}
@@ -66,4 +70,17 @@ func.func @step.p(%x: tensor<?x8x2x2xf32>, %l: tensor<?xi32>) -> (tensor<f32>, t
   %f = net.flatten %r {net.dtypes = [bf16]} : tensor<?x8x2x2xf32> -> tensor<?x32xf32>
   %c = net.softmax_cross_entropy %f, %l : tensor<?x32xf32>, tensor<?xi32> -> tensor<f32>
   return %c, %f : tensor<f32>, tensor<?x32xf32>
+}
+
+// -----
+
+// expected-error@+1 {{attribute 'net.layout' must be "nchw" or "nhwc", got "chw"}}
+module attributes {net.layout = "chw"} {
+}
+
+// -----
+
+// expected-error@+1 {{attribute 'net.layout' belongs on a builtin.module}}
+func.func @f() attributes {net.layout = "nhwc"} {
+  return
 }

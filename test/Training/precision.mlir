@@ -1,6 +1,8 @@
 // RUN: netc-opt %s --net-precision=precision=bf16 --net-plan-memory | FileCheck %s
 // RUN: netc-opt %s --net-precision --net-plan-memory | FileCheck %s --check-prefix=FP32
 // RUN: netc-opt %s --net-precision=precision=tf32 --net-plan-memory | FileCheck %s --check-prefix=TF32
+// RUN: netc-opt %s "--net-precision=precision=fp32 layout=nhwc" --net-plan-memory | FileCheck %s --check-prefix=NHWC
+// RUN: netc-opt %s "--net-precision=precision=tf32 layout=nchw" --net-plan-memory | FileCheck %s --check-prefix=NCHW
 // net-precision under bf16 records each value's storage; net-plan-memory
 // sizes it in real bytes. The conv map is bf16 NHWC and its ReLU runs in
 // place; the pooled map that the flatten views stays NCHW (with its
@@ -8,7 +10,8 @@
 // and the conv map take 1024 bytes each (2048 in fp32), the pooled map 256
 // (512); the switches (512) and the weight gradient (2304) do not shrink:
 // the arena is 4672 bytes, 6976 in fp32. Under tf32 the values are f32 as
-// in fp32 (the same arena) and laid out as under bf16.
+// in fp32 (the same arena) and laid out as under bf16; the layout option
+// lays fp32 out so too, and tf32 out as fp32.
 
 module {
   net.phase @p {batch = 4 : i64, decay = 0.0 : f64, decoder = "none", epochs = 1 : i64, freeze = [], lr = 0.1 : f64, lr_policy = "fixed", momentum = 0.9 : f64}
@@ -21,6 +24,13 @@ module {
   // FP32-SAME: net.arena_bytes = 6976 : i64, net.arg_offsets
   // FP32-NOT: net.dtypes
   // FP32-NOT: net.layouts
+  // NHWC: module attributes {net.layout = "nhwc", net.precision = "fp32"}
+  // NHWC-LABEL: func.func @step.p
+  // NHWC-SAME: net.arena_bytes = 6976 : i64, net.arg_dtypes = [f32, i32], net.arg_layouts = ["nhwc", ""]
+  // NCHW: module attributes {net.layout = "nchw", net.precision = "tf32"}
+  // NCHW-LABEL: func.func @step.p
+  // NCHW-SAME: net.arena_bytes = 6976 : i64, net.arg_offsets
+  // NCHW-NOT: net.layouts
   // TF32: module attributes {net.precision = "tf32"}
   // TF32-LABEL: func.func @step.p
   // TF32-SAME: net.arena_bytes = 6976 : i64, net.arg_dtypes = [f32, i32], net.arg_layouts = ["nhwc", ""]
@@ -31,6 +41,7 @@ module {
     %w = net.param_get @w : tensor<8x8x3x3xf32>
     // CHECK: net.conv2d {{.*}} {net.dtypes = [bf16], net.layouts = ["nhwc"], net.offsets = array<i64: [[C:[0-9]+]]>}
     // TF32: net.conv2d {{.*}} {net.dtypes = [f32], net.layouts = ["nhwc"]
+    // NHWC: net.conv2d {{.*}} {net.dtypes = [f32], net.layouts = ["nhwc"]
     %c = net.conv2d %x, %w stride [1, 1] pad [1, 1] groups 1 : (tensor<?x8x4x4xf32>, tensor<8x8x3x3xf32>) -> tensor<?x8x4x4xf32>
     // CHECK: net.relu {{.*}} {net.dtypes = [bf16], net.layouts = ["nhwc"], net.offsets = array<i64: [[C]]>}
     %r = net.relu %c : tensor<?x8x4x4xf32> -> tensor<?x8x4x4xf32>

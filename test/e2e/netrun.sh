@@ -100,31 +100,37 @@ if grep -q "^NETC_WITH_ONEDNN:BOOL=ON" "$BUILD/CMakeCache.txt"; then
     grep -q "compiled with --precision=bf16, which runs on the cuda backend" <<<"$out"
 fi
 
-# A tf32 trainer stores every map NHWC in f32 (for the GPU's tensor cores):
-# the reference backend runs it on NCHW copies with fp32's arithmetic, so
-# its losses and parameters are fp32's bit for bit (a one-channel NHWC map,
-# the image, has NCHW's bytes); the cpu backend refuses it, saying why.
+# A tf32 trainer stores every map NHWC in f32 (for the GPU's tensor cores),
+# and so does an fp32 one compiled with --layout=nhwc: the reference backend
+# runs them on NCHW copies with fp32's arithmetic, so their losses and
+# parameters are fp32's bit for bit (a one-channel NHWC map, the image, has
+# NCHW's bytes); the cpu backend refuses them, saying why.
 "$BUILD/bin/netc" phases.net --precision=tf32 -o "$work/tf32.trainer" >/dev/null
-check "a tf32 trainer's maps are NHWC" grep -q '"layout": "nhwc"' "$work/tf32.trainer/plan.json"
-"$NETRUN" train "$work/tf32.trainer" --backend reference --max-steps 10 \
-  --log-every 1 --metrics "$work/tf32.jsonl" >/dev/null 2>&1
-check "on the reference, a tf32 trainer trains as fp32, bit for bit" python3 - "$work" <<'PY'
+"$BUILD/bin/netc" phases.net --layout=nhwc -o "$work/nhwc.trainer" >/dev/null
+for t in tf32 nhwc; do
+  check "a $t trainer's maps are NHWC" grep -q '"layout": "nhwc"' "$work/$t.trainer/plan.json"
+  "$NETRUN" train "$work/$t.trainer" --backend reference --max-steps 10 \
+    --log-every 1 --metrics "$work/$t.jsonl" >/dev/null 2>&1
+  check "on the reference, a $t trainer trains as fp32, bit for bit" python3 - "$work" "$t" <<'PY'
 import json, sys
 def steps(p):
     rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{p}.jsonl")]
     return [(r["loss"], r["terms"]) for r in rows if "loss" in r]
-a, b = steps("tf32"), steps("fp32")
+a, b = steps(sys.argv[2]), steps("fp32")
 assert len(a) == len(b) == 10 and a == b, (a, b)
 def tensors(p):
     data = open(f"{sys.argv[1]}/{p}.trainer/checkpoint.safetensors", "rb").read()
     n = int.from_bytes(data[:8], "little")
     return data[8 + n:]
-assert tensors("tf32") == tensors("fp32")
+assert tensors(sys.argv[2]) == tensors("fp32")
 PY
+done
 if grep -q "^NETC_WITH_ONEDNN:BOOL=ON" "$BUILD/CMakeCache.txt"; then
-  out=$("$NETRUN" train "$work/tf32.trainer" --backend cpu --max-steps 1 2>&1)
-  check "the cpu backend refuses a tf32 trainer, saying why" \
-    grep -q "compiled with --precision=tf32, whose maps are NHWC" <<<"$out"
+  for t in tf32 nhwc; do
+    out=$("$NETRUN" train "$work/$t.trainer" --backend cpu --max-steps 1 2>&1)
+    check "the cpu backend refuses a $t trainer, saying why" \
+      grep -q "this trainer's maps are NHWC (netc --precision=tf32, or --layout=nhwc)" <<<"$out"
+  done
 fi
 
 # Special files: a FIFO plan or checkpoint is refused at once, never waited on.

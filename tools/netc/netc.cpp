@@ -1,7 +1,7 @@
 //===- netc.cpp - The netc compiler driver --------------------------------===//
 //
 // netc model.net [-emit=STAGE] [-o FILE] [--augment=VARIANT]
-//      [--precision=fp32|tf32|bf16] [-I DIR]
+//      [--precision=fp32|tf32|bf16] [--layout=nchw|nhwc] [-I DIR]
 //
 // Runs the pipeline up to STAGE and prints it. Every error is reported as
 // `file:line:col: error: message` with the source line and a caret; the exit
@@ -92,6 +92,12 @@ cl::opt<std::string>
                        "(bf16 activations and gradients in NHWC, fp32 "
                        "weights and losses)"),
               cl::value_desc("precision"), cl::cat(netcCategory));
+cl::opt<std::string>
+    layout("layout",
+           cl::desc("The maps' layout: nhwc or nchw (default: nhwc for tf32 "
+                    "and bf16, which the GPU's tensor cores want; nchw for "
+                    "fp32, which the cpu backend takes)"),
+           cl::value_desc("layout"), cl::cat(netcCategory));
 cl::opt<bool> dataParallel(
     "data-parallel",
     cl::desc("Average the gradients over the ranks of a data-parallel run "
@@ -120,7 +126,8 @@ void addPipeline(mlir::PassManager &pm, Stage last, int64_t batch,
   if (last >= Stage::Autodiff) {
     pm.addPass(netc::createAutodiff());
     if (bucketMb)
-      pm.addPass(netc::createDataParallel(netc::DataParallelOptions{*bucketMb}));
+      pm.addPass(
+          netc::createDataParallel(netc::DataParallelOptions{*bucketMb}));
     pm.addPass(netc::createDenseEval());
   }
   if (last >= Stage::Planned) {
@@ -163,6 +170,10 @@ int main(int argc, char **argv) {
   if (!precision.empty() && !netc::isPrecision(precision))
     return fail("unknown precision '" + precision +
                 "' for --precision; expected fp32, tf32 or bf16");
+
+  if (!layout.empty() && layout != "nchw" && layout != "nhwc")
+    return fail("unknown layout '" + layout +
+                "' for --layout; expected nchw or nhwc");
 
   if (statsBatch < 0 || statsBatch > netc::sema::kMaxBatch)
     return fail("--batch must be in [1, " + Twine(netc::sema::kMaxBatch) +
@@ -225,6 +236,8 @@ int main(int argc, char **argv) {
   if (!precision.empty())
     (*module)->setAttr("net.precision",
                        mlir::StringAttr::get(&context, precision));
+  if (!layout.empty())
+    (*module)->setAttr("net.layout", mlir::StringAttr::get(&context, layout));
 
   // `--stats` is LLVM's own flag (it cannot be registered twice); netc
   // answers it with the memory plan's peak per program, planned on a copy
