@@ -155,9 +155,13 @@ template <typename F> uint64_t anyBatchBytes(Dims4 d, F &&bytesOf) {
 
 /// The layout a convolution runs in, from its conv view's input and output:
 /// the input's, unless the input is a single pixel per channel (the same
-/// bytes in NCHW and NHWC), then the output's.
+/// bytes in NCHW and NHWC), then the output's; NCHW when both are single
+/// pixels (no KRSC weight copy, and the layout prepare() would fall back
+/// to, which it cannot for maps whose layout does not matter).
 plan::Layout convLayout(const exec::TensorRef &xv, const exec::TensorRef &yv) {
-  return xv.dims.plane() > 1 ? xv.layout : yv.layout;
+  return xv.dims.plane() > 1   ? xv.layout
+         : yv.dims.plane() > 1 ? yv.layout
+                               : plan::Layout::NCHW;
 }
 
 /// Calls f(T{}) with T the storage type of `v`'s real elements.
@@ -746,7 +750,7 @@ void CudaBackend::forgetProgram(const void *key) {
 }
 
 //===----------------------------------------------------------------------===//
-// bf16 weight copies
+// Weight copies (bf16, or f32 in KRSC)
 //===----------------------------------------------------------------------===//
 
 CudaBackend::WeightCopy &CudaBackend::weightCopy(const float *w,
@@ -1151,13 +1155,13 @@ bool laidOut(const exec::TensorRef &v) {
 } // namespace
 
 /// net-precision stores the maps that a flatten or reshape views in NCHW
-/// and every other bf16 map in NHWC, so the op that produces a viewed map
-/// (the last max-pool before the fc layers, a dropout) has operands in both
-/// layouts. Such a kernel runs in the layout of its first laid-out input
-/// (or in `layout` when given): every operand in the other layout gets a
-/// scratch buffer in the kernel's layout, inputs copied into it before the
-/// kernel and outputs copied out of it after. These are the few maps at the
-/// border of the fc layers.
+/// and every other map of a bf16 or tf32 plan in NHWC, so the op that produces
+/// a viewed map (the last max-pool before the fc layers, a dropout) has
+/// operands in both layouts. Such a kernel runs in the layout of its first
+/// laid-out input (or in `layout` when given): every operand in the other
+/// layout gets a scratch buffer in the kernel's layout, inputs copied into it
+/// before the kernel and outputs copied out of it after. These are the few maps
+/// at the border of the fc layers.
 std::vector<CudaBackend::Relayout>
 CudaBackend::relayoutsOf(const KernelCall &c,
                          std::optional<plan::Layout> layout) {
@@ -1225,7 +1229,7 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
   try {
     return prepareIn(std::move(r));
   } catch (const KernelError &nhwc) {
-    // cuDNN may lack NHWC engines for a bf16 convolution of an odd shape
+    // cuDNN may lack NHWC engines for a convolution of an odd shape
     // (few channels, or few per group): then the convolution runs on NCHW
     // copies of its maps, and only if that fails too is it an error. The
     // KRSC weight copy the failed attempt made goes: no kernel reads it.

@@ -33,7 +33,11 @@
 //
 // Precision (the plan's, told by usePlan()):
 //   - fp32: FMA-only cuDNN algorithms and cuBLAS's default math;
-//   - tf32: TF32 tensor cores for convolutions and fc;
+//   - tf32: TF32 tensor cores for convolutions and fc, maps NHWC
+//     (net-precision): convolutions read an f32 KRSC copy of each weight,
+//     which the fused SGD update writes as it writes bf16 copies, and their
+//     weight gradient comes out in KRSC and is put into the weight's order
+//     (fp32 plans compiled with --layout=nhwc likewise, on FMA algorithms);
 //   - bf16: activations and their gradients are bf16, maps NHWC
 //     (net-precision). Convolutions run on tensor cores with NHWC data and
 //     KRSC filters and fp32 accumulation; cuBLAS's GemmEx multiplies bf16
@@ -180,8 +184,9 @@ private:
   relayoutsOf(const exec::KernelCall &call,
               std::optional<plan::Layout> layout = std::nullopt);
   void relayout(const exec::TensorRef &from, const exec::TensorRef &to);
-  /// A bf16 copy of an f32 weight in the layout its kernels read (KRSC for
-  /// convolutions on NHWC maps: lanes = the filter's C; fc: lanes 1).
+  /// A copy of an f32 weight, bf16 or f32, in the layout its kernels read
+  /// (KRSC for convolutions on NHWC maps: lanes = the filter's C; fc:
+  /// lanes 1, bf16 only).
   struct WeightCopy {
     std::unique_ptr<exec::Buffer> data;
     bool bf16 = true; ///< else f32 (a tf32 plan's KRSC copy)
@@ -274,7 +279,7 @@ private:
   /// NETC_CUDA_SYNC=on: wait after each kernel, so that a fault names it
   /// (no graphs then).
   bool syncEach_ = false;
-  /// NETC_CUDA_CONV_NCHW=on: bf16 convolutions on NCHW copies of their NHWC
+  /// NETC_CUDA_CONV_NCHW=on: convolutions on NCHW copies of their NHWC
   /// maps, the fallback for shapes cuDNN has no NHWC engine for (a test of
   /// that path, and a way around a bad NHWC engine).
   bool nchwConvs_ = false;
@@ -293,7 +298,7 @@ private:
   std::unique_ptr<exec::Buffer> stepStaging_;
   CUevent_st *stepCopied_[kStepSlots] = {};
   size_t stepSlot_ = 0;
-  /// bf16 weight copies by (f32 weight, lanes).
+  /// Weight copies by (f32 weight, lanes).
   std::map<std::pair<const float *, int64_t>, WeightCopy> copies_;
   /// The prepared sgd_update states of each weight (for linkSgd).
   std::multimap<const float *, State *> sgdStates_;

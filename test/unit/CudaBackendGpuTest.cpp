@@ -21,8 +21,8 @@
 // script carries them), else the build's own (NETC_BUILD_COMPILER=ON):
 // every-<variant>.json (fp32), every-<variant>-tf32.json,
 // every-nolrn-<variant>-bf16.json,
-// every-swwae-all-bf16.json (every-layer.net, LRN included, in bf16) and
-// pool-to-one-bf16.json.
+// every-swwae-all-bf16.json (every-layer.net, LRN included, in bf16),
+// pool-to-one-bf16.json and dense-eval-tf32.json.
 //
 //===----------------------------------------------------------------------===//
 
@@ -355,8 +355,11 @@ INSTANTIATE_TEST_SUITE_P(CudaBf16Step, CudaBf16EveryLayerStep,
 // reference backend, which computes in fp32 and double: TF32 rounds a
 // product's inputs to 11 significant bits where bf16 keeps 8 and also
 // stores every map in bf16, so the bf16 step's tolerances bound TF32's
-// rounding with room to spare (not yet measured on a GPU); a wrong layout,
-// a stale copy or a gradient left in KRSC order is off by O(1).
+// rounding with room to spare (not yet measured on a GPU). Emulated on the
+// reference backend (2026-11-30), a weight gradient left in KRSC order
+// fails all seven variants, and copies never refreshed after the first
+// step fail four of them (sae-all, sae-layerwise, swwae-all,
+// swwae-layerwise).
 class CudaTf32EveryLayerStep : public ::testing::TestWithParam<const char *> {};
 
 TEST_P(CudaTf32EveryLayerStep, ThreeStepsMatchReference) {
@@ -370,6 +373,16 @@ TEST_P(CudaTf32EveryLayerStep, ThreeStepsMatchReference) {
 INSTANTIATE_TEST_SUITE_P(CudaTf32Step, CudaTf32EveryLayerStep,
                          ::testing::ValuesIn(netc::testing::kVariants),
                          netc::testing::variantTestName);
+
+// A tf32 step whose first convolution has one input channel: no KRSC copy
+// (with one channel it is the weight's own order), the weight and its
+// gradient read and written in place.
+TEST(CudaBackend, Tf32OneChannelStepMatchesReference) {
+  std::string file = stepPlan("dense-eval-tf32");
+  if (file.empty())
+    GTEST_SKIP() << "no dense-eval-tf32.json (set NETC_STEP_PLAN_DIR)";
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
 
 // LRN on bf16 maps (the own kernels; cuDNN's LRN is NCHW only): the
 // every-layer step with its LRN, bf16, against the emulation.
