@@ -652,6 +652,22 @@ template <typename T> struct UnpoolForward {
       int64_t i0, i1, j0, j1;
       coveringWindows(h, g.kh, g.div.sh, g.ph, g.outH, i0, i1);
       coveringWindows(w, g.kw, g.div.sw, g.pw, g.outW, j0, j1);
+      if (i0 == i1 && j0 == j1) {
+        // One window covers (h, w), as every position of a pool whose
+        // windows tile the map (VGG's 2x2/2): its switches and values read
+        // together (one memory latency, not a switch read and then a value
+        // read), and each lane's result is its value or zero, the bits of
+        // the double sum below: 0.0 + v is v, except that -0 becomes +0,
+        // as v + 0.0f does; a count of one divides nothing.
+        const int64_t at = base + (i0 * g.outW + j0) * L;
+        int32_t sw[W];
+        loadSwitches<W>(switches + at, sw);
+        Pack<T> v = loadPack(x + at), out;
+        for (int l = 0; l < W; ++l)
+          store(&out.v[l], sw[l] == target ? load(&v.v[l]) + 0.0f : 0.0f);
+        storePack(y + m, out);
+        return;
+      }
       for (int64_t a = i0; a <= i1; ++a)
         for (int64_t b = j0; b <= j1; ++b) {
           const int64_t at = base + (a * g.outW + b) * L;
