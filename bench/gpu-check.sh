@@ -591,12 +591,13 @@ try:
     for line in open(f"{d}/bench.log"):
         m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))?: program .* "
                      r"batch (\d+), .* ([0-9.]+) images/s.*peak memory "
-                     r".*\((\d+) bytes\)(?:, ([0-9.e+-]+) model TFLOP/s)?",
+                     r"[^(]*\((\d+) bytes\)(?:, ([0-9.e+-]+) model TFLOP/s)?"
+                     r"(?:.*steps alone peak at [^(]*\((\d+) bytes\))?",
                      line)
         if m:
             ours[(m[1], m[2], m[3] or "fp32")] = (
                 float(m[5]), int(m[6]), int(m[4]),
-                float(m[7]) if m[7] else None)
+                float(m[7]) if m[7] else None, int(m[8]) if m[8] else None)
 except OSError:
     pass
 compiled = {}
@@ -605,9 +606,11 @@ for log, who, table in (("peer", "peer", peer),
     try:
         for line in open(f"{d}/{log}.log"):
             m = re.match(who + r" (\S+) (\S+) (\S+) batch \d+: ([0-9.]+) "
-                         r"images/s, peak (\d+)", line)
+                         r"images/s, peak (\d+)(?:.*timed steps alone "
+                         r"(\d+) bytes)?", line)
             if m:
-                table[(m[1], m[2], m[3])] = (float(m[4]), int(m[5]))
+                table[(m[1], m[2], m[3])] = (float(m[4]), int(m[5]),
+                                             int(m[6]) if m[6] else None)
     except OSError:
         pass
 if not peaks:
@@ -639,7 +642,10 @@ for key in cells:
         print(f"ratio {net} {variant} {prec}: netc {o[0]:.1f} / PyTorch "
               f"{q[0]:.1f} images/s = {o[0] / q[0]:.2f}x; model TFLOP/s netc "
               f"{util(o[0])}, PyTorch {util(q[0])}; peak memory netc "
-              f"{o[1] / 2**30:.2f} GiB, PyTorch {q[1] / 2**30:.2f} GiB{tail}")
+              f"{o[1] / 2**30:.2f} GiB, PyTorch {q[1] / 2**30:.2f} GiB" +
+              (f" (the timed steps alone: netc {o[4] / 2**30:.2f} GiB, "
+               f"PyTorch {q[2] / 2**30:.2f} GiB)"
+               if o[4] is not None and q[2] is not None else "") + tail)
     elif o:
         print(f"ratio {net} {variant} {prec}: netc {o[0]:.1f} images/s, "
               f"model TFLOP/s {util(o[0])}, peak {o[1] / 2**30:.2f} GiB "

@@ -17,6 +17,9 @@ Precisions: fp32 (TF32 off), tf32, bf16 autocast; channels_last,
 cudnn.benchmark on. Timed: the mean of 12 steps (30 for the small net) after
 5 warm-up steps, synchronised. Prints one line per cell:
   peer <net> <variant> <precision> batch <B>: <img/s> images/s, peak <bytes>
+  (<GiB>)[, compile <s>], timed steps alone <bytes>
+(the peak of the whole cell, cudnn.benchmark's searches included, and of
+the timed steps alone)
 and flushes it, so that a stage timeout keeps the cells already measured.
 
 With --compile the second peer: the same net through torch.compile (default
@@ -155,17 +158,24 @@ def cell(name, variant, precision, compiled=False, dev=None):
     for _ in range(WARMUP - 1):
         step()
     sync(dev)
+    # The peak of the whole cell (cudnn.benchmark's searches in the first
+    # step included), and of the timed steps alone.
+    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else 0
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     sync(dev)
     secs = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else 0
+    steady = torch.cuda.max_memory_allocated() if dev.type == "cuda" else 0
+    peak = max(peak, steady)
     who = "compiled" if compiled else "peer"
     extra = f", compile {first:.1f} s" if compiled else ""
     print(f"{who} {name} {variant} {precision} batch {batch}: "
           f"{batch * steps / secs:.1f} images/s, peak {peak} bytes "
-          f"({peak / 2**30:.2f} GiB){extra}", flush=True)
+          f"({peak / 2**30:.2f} GiB){extra}, timed steps alone {steady} "
+          f"bytes", flush=True)
     del model, net, opt, x, y
     if compiled:
         torch._dynamo.reset()

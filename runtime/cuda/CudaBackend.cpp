@@ -566,6 +566,7 @@ CudaBackend::prepareProgram(const plan::Program &program,
     throw;
   }
   saveAlgorithms();
+  fitWorkspace();
   for (size_t i : fuseRelu_ ? exec::convReluPairs(program, calls, hostValues)
                             : std::vector<size_t>{}) {
     auto &conv = static_cast<State &>(*p.states[i]);
@@ -886,6 +887,16 @@ void CudaBackend::reserveWorkspace(uint64_t bytes) {
   ++generation_;
 }
 
+void CudaBackend::fitWorkspace() {
+  if (workspaceBytes() <= workspaceNeed_)
+    return;
+  synchronize(); // nothing may still read the old buffer
+  workspace_.reset();
+  if (workspaceNeed_ > 0)
+    workspace_ = allocate(workspaceNeed_, "the convolution workspace");
+  ++generation_; // recordings point to the old one
+}
+
 //===----------------------------------------------------------------------===//
 // Convolution algorithms
 //===----------------------------------------------------------------------===//
@@ -937,6 +948,31 @@ static bool workspaceFor(cudnnHandle_t h, ConvKind kind,
     break;
   }
   return s == CUDNN_STATUS_SUCCESS;
+}
+
+/// The most workspace any algorithm of the kernel's direction needs with
+/// any math type (0 if none says): what cudnnFind* may use, so that the
+/// search measures the same candidates as with an unbounded workspace.
+static uint64_t candidatesWorkspace(cudnnHandle_t h, ConvKind kind,
+                                    cudnnTensorDescriptor_t x,
+                                    cudnnFilterDescriptor_t w,
+                                    cudnnConvolutionDescriptor_t conv,
+                                    cudnnTensorDescriptor_t y) {
+  int count = int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+  if (kind == ConvKind::Forward)
+    count = int(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+  else if (kind == ConvKind::BackwardData)
+    count = int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+  uint64_t most = 0;
+  for (cudnnMathType_t math :
+       {CUDNN_DEFAULT_MATH, CUDNN_TENSOR_OP_MATH,
+        CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, CUDNN_FMA_MATH})
+    for (int algo = 0; algo < count; ++algo) {
+      size_t bytes = 0;
+      if (workspaceFor(h, kind, x, w, conv, y, algo, math, bytes))
+        most = std::max<uint64_t>(most, bytes);
+    }
+  return most;
 }
 
 /// cuDNN's measurement of every algorithm for the kernel's direction
@@ -1108,6 +1144,7 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
       AlgoChoice a =
           chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
                      s.y.get(), workspaceBytes(), s.tensorOps);
+      workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, a.bytes);
       it = s.algos.emplace(c.n, a).first;
     }
     s.useAlgo(it->second);
@@ -1334,7 +1371,13 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     if (!found && search_) {
       // Measured on the kernel's own buffers: nothing has run yet, so
       // whatever the search writes is overwritten by the first step.
-      reserveWorkspace(std::min<uint64_t>(kSearchWorkspace, free / 8));
+      // Room for every candidate within the bound (not the bound itself:
+      // what is reserved here stays until fitWorkspace()).
+      reserveWorkspace(std::min<uint64_t>(
+          {kSearchWorkspace, free / 8,
+           candidatesWorkspace(cudnn_, s->kind, s->x.get(), s->w.get(),
+                               s->conv.get(), s->y.get())}));
+      s->searchMath(); // candidatesWorkspace() set others
       void *x, *w, *y;
       convPointers(c, *s, x, w, y);
       try {
@@ -1362,6 +1405,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       }
     }
     reserveWorkspace(s->algo.bytes);
+    workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, s->algo.bytes);
     if (!fromCache)
       algoDirty_ = true;
     algoCache_[key] = {s->algo.algo, uint64_t(s->algo.bytes),

@@ -159,8 +159,10 @@ public:
   prepare(const exec::KernelCall &call) override;
   void run(const exec::KernelCall &call) override;
 
-  /// Bytes of the shared convolution workspace now.
+  /// Bytes of the shared convolution workspace now, and the most any chosen
+  /// algorithm needs (what prepareProgram() leaves it at).
   uint64_t workspaceBytes() const;
+  uint64_t workspaceNeed() const { return workspaceNeed_; }
 
   /// The stream every transfer and kernel is enqueued on.
   CUstream_st *stream() const { return stream_; }
@@ -215,6 +217,9 @@ private:
   State &state(const exec::KernelCall &call) const;
   /// Grows the shared workspace to at least `bytes` (prepare() only).
   void reserveWorkspace(uint64_t bytes);
+  /// Shrinks the workspace to what the chosen algorithms need (after a
+  /// program's prepare: the search reserved room for every candidate).
+  void fitWorkspace();
   void *workspace() const;
   void runConv(const exec::KernelCall &call, State &s);
   /// fc, fc_grad_input and fc_grad_weight on bf16 activations (GemmEx).
@@ -275,6 +280,9 @@ private:
   /// shared workspace) or NCCL's communicator is replaced: older
   /// recordings are captured again.
   uint64_t generation_ = 0;
+  /// The most workspace any chosen convolution algorithm needs, over every
+  /// program prepared (the workspace is shared).
+  uint64_t workspaceNeed_ = 0;
   bool graphs_ = true;
   /// NETC_CUDA_SYNC=on: wait after each kernel, so that a fault names it
   /// (no graphs then).

@@ -94,6 +94,9 @@ public:
   /// Bytes of allocate()'s buffers alive now, and at most so far.
   uint64_t allocatedBytes() const { return allocated_; }
   uint64_t peakBytes() const { return peak_; }
+  /// Starts the peak again from what is allocated now (to measure a part
+  /// of a run, e.g. steps after their preparation).
+  void resetPeak() { peak_ = allocated_.load(); }
 
 protected:
   /// A Buffer over memory a backend just allocated, counted in

@@ -8,10 +8,13 @@ source "$(dirname "$0")/lib.sh"
 "$BUILD/bin/netc" phases.net -o "$work/t.trainer" >/dev/null || exit 1
 NETRUN=$BUILD/bin/netrun
 
-# bench: one line with the rate, the step time and the peak memory.
+# bench: one line with the rate, the step time and the peak memory (of the
+# whole run, and of the timed steps alone).
 out=$("$NETRUN" bench "$work/t.trainer" --steps 2 --backend reference 2>&1)
 check "bench prints images/s, ms/step and peak memory" \
   grep -qE '^program step.joint on reference: batch 16, 2 steps: [0-9.]+ images/s, [0-9.]+ ms/step, peak memory' <<<"$out"
+check "bench prints the timed steps' own peak" \
+  grep -qE 'GFLOP/step in convolutions and fc\); the timed steps alone peak at [0-9.]+ [KMG]?i?B \([0-9]+ bytes\)$' <<<"$out"
 # bench --profile: per op, its calls, time, share, the MB its operands
 # take per step (each operand and result once, at the program's batch, in
 # its dtype: here checked for relu against the plan) and their GB/s.

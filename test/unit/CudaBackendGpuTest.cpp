@@ -286,6 +286,30 @@ TEST(CudaBackend, HoldsBf16AndReportsOutOfMemory) {
     EXPECT_NE(m.find("are free"), std::string::npos) << m;
   }
 }
+
+// The algorithm search reserves workspace for every candidate; once a
+// program is prepared, the workspace is what its chosen algorithms need,
+// and they still run (three steps).
+TEST(CudaBackend, PreparedWorkspaceIsWhatTheChosenAlgorithmsNeed) {
+  std::string dir = netc::testing::stepPlanDir();
+  std::string file = dir + "/every-swwae-all.json";
+  if (dir.empty() || !std::filesystem::exists(file))
+    GTEST_SKIP() << "no every-swwae-all.json (set NETC_STEP_PLAN_DIR)";
+  plan::Plan p = plan::parsePlan(netc::testing::readText(file), file, "");
+  cuda::CudaBackend gpu;
+  exec::ParamStore store(p, 5, gpu);
+  exec::Executor e(p, p.schedule.at(0).program, store, gpu);
+  EXPECT_EQ(gpu.workspaceBytes(), gpu.workspaceNeed());
+  netc::testing::Rng rng(3);
+  for (int i = 0; i < 3; ++i) {
+    netc::testing::uploadRandomInputs(e, e, rng, e.program().batch, p.classes);
+    exec::StepContext ctx;
+    ctx.step = uint64_t(i);
+    ctx.lr = 0.01;
+    e.run(e.program().batch, ctx);
+    EXPECT_TRUE(std::isfinite(e.scalar(*e.program().loss)));
+  }
+}
 #endif
 
 //===----------------------------------------------------------------------===//
