@@ -648,8 +648,10 @@ for key in cells:
                if o[4] is not None and q[2] is not None else "") + tail)
     elif o:
         print(f"ratio {net} {variant} {prec}: netc {o[0]:.1f} images/s, "
-              f"model TFLOP/s {util(o[0])}, peak {o[1] / 2**30:.2f} GiB "
-              f"(no eager peer figure){tail}")
+              f"model TFLOP/s {util(o[0])}, peak {o[1] / 2**30:.2f} GiB" +
+              (f" (the timed steps alone {o[4] / 2**30:.2f} GiB)"
+               if o[4] is not None else "") +
+              f" (no eager peer figure){tail}")
     elif q:
         print(f"ratio {net} {variant} {prec}: PyTorch {q[0]:.1f} images/s, "
               f"peak {q[1] / 2**30:.2f} GiB (no netc figure){tail}")

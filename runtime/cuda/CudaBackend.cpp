@@ -882,19 +882,19 @@ void CudaBackend::reserveWorkspace(uint64_t bytes) {
   // Earlier steps may still read the old buffer, and recorded ones point
   // to it.
   synchronize();
+  ++generation_; // first: a failed allocation leaves no recording valid
   workspace_.reset();
   workspace_ = allocate(bytes, "the convolution workspace");
-  ++generation_;
 }
 
 void CudaBackend::fitWorkspace() {
   if (workspaceBytes() <= workspaceNeed_)
     return;
   synchronize(); // nothing may still read the old buffer
+  ++generation_; // recordings point to the old one
   workspace_.reset();
   if (workspaceNeed_ > 0)
     workspace_ = allocate(workspaceNeed_, "the convolution workspace");
-  ++generation_; // recordings point to the old one
 }
 
 //===----------------------------------------------------------------------===//
@@ -1139,11 +1139,30 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     auto it = s.algos.find(c.n);
     if (it == s.algos.end()) {
       // A batch other than the planned one (the last of an epoch): an
-      // algorithm that fits the workspace prepare() allocated.
+      // algorithm that fits the workspace prepare() left, or, if none
+      // does, one within the heuristics' bound, the workspace grown to it
+      // (such a batch runs eagerly: no recording holds the old buffer
+      // while it runs, and reserveWorkspace() retires the others).
       s.searchMath();
-      AlgoChoice a =
-          chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
-                     s.y.get(), workspaceBytes(), s.tensorOps);
+      AlgoChoice a;
+      try {
+        a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
+                       s.y.get(), workspaceBytes(), s.tensorOps);
+      } catch (const KernelError &) {
+        size_t free = 0, total = 0;
+        if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+          (void)cudaGetLastError();
+          free = 4 * kMaxWorkspace;
+        }
+        s.searchMath(); // the failed choice left another
+        a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
+                       s.y.get(),
+                       std::max<uint64_t>(std::min<uint64_t>(kMaxWorkspace,
+                                                             free / 4),
+                                          workspaceBytes()),
+                       s.tensorOps);
+        reserveWorkspace(a.bytes);
+      }
       workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, a.bytes);
       it = s.algos.emplace(c.n, a).first;
     }
@@ -1390,6 +1409,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       }
     }
     if (!found) {
+      s->searchMath(); // a failed search's workspace queries left others
       uint64_t limit = std::min<uint64_t>(kMaxWorkspace, free / 4);
       try {
         s->algo = chooseAlgo(cudnn_, s->kind, s->x.get(), s->w.get(),
@@ -1550,6 +1570,12 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   const float one = 1.0f, zero = 0.0f;
   void *ws = workspace();
   size_t wsBytes = s.algo.bytes;
+  // cuDNN trusts the size it is given: an algorithm chosen for a larger
+  // workspace than the buffer now is would write past it.
+  if (wsBytes > workspaceBytes())
+    throw KernelError(fmt::format(
+        "its algorithm needs {} of workspace but the workspace is {}",
+        io::formatBytes(wsBytes), io::formatBytes(workspaceBytes())));
   switch (s.kind) {
   case ConvKind::Forward:
     dnnCheck(cudnnConvolutionForward(cudnn_, &one, s.x.get(), x, s.w.get(), w,

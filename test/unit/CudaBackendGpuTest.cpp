@@ -288,8 +288,12 @@ TEST(CudaBackend, HoldsBf16AndReportsOutOfMemory) {
 }
 
 // The algorithm search reserves workspace for every candidate; once a
-// program is prepared, the workspace is what its chosen algorithms need,
-// and they still run (three steps).
+// program is prepared, the workspace is what its chosen algorithms need
+// (runConv refuses an algorithm that needs more than the workspace has,
+// which cuDNN itself would not notice). Steps at the planned batch and at a
+// smaller one (whose algorithms are chosen then, within the fitted
+// workspace or by growing it), with a second program prepared in between
+// (the workspace is shared: the fit must keep the first one's need).
 TEST(CudaBackend, PreparedWorkspaceIsWhatTheChosenAlgorithmsNeed) {
   std::string dir = netc::testing::stepPlanDir();
   std::string file = dir + "/every-swwae-all.json";
@@ -300,14 +304,20 @@ TEST(CudaBackend, PreparedWorkspaceIsWhatTheChosenAlgorithmsNeed) {
   exec::ParamStore store(p, 5, gpu);
   exec::Executor e(p, p.schedule.at(0).program, store, gpu);
   EXPECT_EQ(gpu.workspaceBytes(), gpu.workspaceNeed());
+  exec::Executor eval(p, "eval", store, gpu);
+  EXPECT_EQ(gpu.workspaceBytes(), gpu.workspaceNeed());
   netc::testing::Rng rng(3);
-  for (int i = 0; i < 3; ++i) {
-    netc::testing::uploadRandomInputs(e, e, rng, e.program().batch, p.classes);
+  const int64_t n = e.program().batch;
+  const int64_t batches[] = {n, std::max<int64_t>(n - 1, 1), n};
+  for (size_t i = 0; i < std::size(batches); ++i) {
+    netc::testing::uploadRandomInputs(e, e, rng, batches[i], p.classes);
     exec::StepContext ctx;
     ctx.step = uint64_t(i);
     ctx.lr = 0.01;
-    e.run(e.program().batch, ctx);
-    EXPECT_TRUE(std::isfinite(e.scalar(*e.program().loss)));
+    e.run(batches[i], ctx);
+    EXPECT_TRUE(std::isfinite(e.scalar(*e.program().loss)))
+        << "batch " << batches[i];
+    EXPECT_GE(gpu.workspaceBytes(), gpu.workspaceNeed());
   }
 }
 #endif
