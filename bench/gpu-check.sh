@@ -12,15 +12,16 @@
 # parameters and data, fp32 (losses within 1e-4 relative) and bf16 (the
 # reference's emulation; 2e-2), NCCL on one rank, and graphs off against
 # on. Then `netrun bench` on the benchmark trainers (VGG-16 and the 32x32
-# net, classifier and SWWAE-all, fp32/tf32/bf16: 12 cells), the PyTorch
-# peer (bench/peer_gpu.py) where torch imports, eager and then, with the
-# time left, through torch.compile, and the ratios. Every stage
+# net, classifier and SWWAE-all, fp32/tf32/bf16: 12 cells), Nsight Compute
+# on the own kernels furthest below memory speed, the PyTorch peer
+# (bench/peer_gpu.py) where torch imports, eager and then, with the time
+# left, through torch.compile, and the ratios. Every stage
 # logs to <stage>.log and has its own timeout, all within a deadline of
-# 8m50s, so one hang cannot eat the budget; OUTDIR/summary.txt lists each
+# 9m20s, so one hang cannot eat the budget; OUTDIR/summary.txt lists each
 # stage's result and the benchmark ratios, and OUTDIR/logs.tar.gz holds
 # the logs.
 #
-# Stage caps (seconds; each also stops at the deadline, 530 s after the
+# Stage caps (seconds; each also stops at the deadline, 560 s after the
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
 # beside parity 120), bench 230 (a cell at most 30 s for the 32x32 net, 50 s
 # for VGG-16, 40 s for the two VGG-16 cells again without the conv+relu
@@ -28,9 +29,10 @@
 # VGG-16 fp32 and tf32 with NCHW maps; those five last, so a slow GPU loses
 # them first), peer 280 (VGG-16 first, bf16 first: on the H200 its 12 cells
 # took about 290 s, cuDNN's fp32 searches most of it), peer-compile 240 (it
-# gets what is left). Worst case: every stage runs into the deadline, which
-# ends the last one by 530 + 5 s (timeout's kill grace); the ratios and the
-# summary take a second more. On the H200 (2026-11-30) the build took 45 s,
+# gets what is left), with ncu 45 (between bench and peer: Nsight Compute on
+# the own kernels furthest from memory speed). Worst case: every stage runs
+# into the deadline, which ends the last one by 560 + 5 s (timeout's kill
+# grace); the ratios and the summary take a second more. On the H200 (2026-11-30) the build took 45 s,
 # the tests and parity 60, the bench 114 (12 cells and three A/B cells).
 #
 # How a session runs it:
@@ -39,19 +41,19 @@
 #      which writes bench/gpu-trainers/ (untracked and not git-ignored, so
 #      the device tool's copy of the working tree includes it; no `carry`).
 #   2. With the device tool:
-#        run  command: bench/gpu-check.sh $OUT/gpu   timeout_s: 580
-#      (the script stops itself by 8m50s; the machine's start took about
-#      35 s, so 580 s leaves about 4 minutes of a 15-minute device budget
+#        run  command: bench/gpu-check.sh $OUT/gpu   timeout_s: 600
+#      (the script stops itself by 9m20s; the machine's start took about
+#      35 s, so 600 s leaves about 4 minutes of a 15-minute device budget
 #      to rerun a part while the machine is warm), then read $OUT/gpu/summary.txt
 #      and, for the stage logs, unpack $OUT/gpu/logs.tar.gz (the device tool
 #      returns at most 8 files, so the logs come packed).
 #   Stages can be skipped to rerun only some: GPU_CHECK_SKIP="peer
-#   runtime-tests" (stages: build runtime-tests gpu-tests parity bench
+#   runtime-tests" (stages: build runtime-tests gpu-tests parity bench ncu
 #   peer peer-compile); GPU_CHECK_BUILD_DIR names the build folder (default
 #   build-gpu). With the machine still warm (it goes back after 30 s
 #   idle), a second run into another folder can measure what the first had
 #   no time for, e.g. the compiled peer: GPU_CHECK_SKIP="runtime-tests
-#   gpu-tests parity bench peer"; GPU_CHECK_DEADLINE (seconds, default 530)
+#   gpu-tests parity bench peer"; GPU_CHECK_DEADLINE (seconds, default 560)
 #   fits it to the device time left. A run stopped by a signal packs what
 #   it has and says so in the summary.
 #
@@ -103,7 +105,7 @@ BUILD=${GPU_CHECK_BUILD_DIR:-build-gpu}
 TRAINERS=bench/gpu-trainers
 START=$(date +%s)
 # GPU_CHECK_DEADLINE (seconds) for a rerun with less device time left.
-DEADLINE=$((START + ${GPU_CHECK_DEADLINE:-530}))
+DEADLINE=$((START + ${GPU_CHECK_DEADLINE:-560}))
 : >"$SUMMARY"
 failed=0
 
@@ -523,6 +525,32 @@ export -f cell bench merge_algos
 stage bench 230 bench
 grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench.log" \
   >>"$SUMMARY" 2>/dev/null
+
+#--- ncu: the own kernels that ran furthest below memory speed ---------------
+# On the H200 (2026-11-30) bias_grad, the unpool gather (also the max-pool's
+# backward) and unpool_grad moved their bytes at 0.9-1.7 TB/s in the bf16
+# VGG-16 SWWAE-all step. Nsight Compute's view of every launch of them (and
+# of the max-pool) in one step, kernel by kernel: throughput against the
+# memory's, occupancy, the memory traffic. The clocks left alone
+# (--clock-control none, as the machine's notes ask); graphs off, so that
+# each launch is its own. Where ncu is missing or cannot read the counters
+# (gVisor machines), the stage says so and fails nothing of netc's.
+ncu_profile() {
+  if ! command -v ncu >/dev/null; then
+    echo "ncu: not on this machine"
+    return 0
+  fi
+  NETC_CUDA_GRAPHS=off ncu --clock-control none --kernel-name-base demangled \
+    --kernel-name regex:'BiasGrad|Unpool|MaxPool' --launch-count 80 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis \
+    --section Occupancy --section LaunchStats \
+    "$NETRUN" bench "$TRAINERS/vgg16-swwae-all-bf16" --program step.joint \
+    --backend cuda --steps 1
+}
+export -f ncu_profile
+was_failed=$failed
+stage ncu 45 ncu_profile
+failed=$was_failed
 
 #--- the PyTorch peer --------------------------------------------------------
 if python3 -c 'import torch' >/dev/null 2>&1; then
