@@ -1155,12 +1155,11 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
           free = 4 * kMaxWorkspace;
         }
         s.searchMath(); // the failed choice left another
-        a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
-                       s.y.get(),
-                       std::max<uint64_t>(std::min<uint64_t>(kMaxWorkspace,
-                                                             free / 4),
-                                          workspaceBytes()),
-                       s.tensorOps);
+        a = chooseAlgo(
+            cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(), s.y.get(),
+            std::max<uint64_t>(std::min<uint64_t>(kMaxWorkspace, free / 4),
+                               workspaceBytes()),
+            s.tensorOps);
         reserveWorkspace(a.bytes);
       }
       workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, a.bytes);
