@@ -131,30 +131,39 @@ struct PrecisionPass : netc::impl::PrecisionBase<PrecisionPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    StringRef chosen = precision;
-    if (!chosen.empty()) {
-      if (!llvm::is_contained(precisions(), chosen)) {
-        module.emitError() << "unknown precision '" << chosen
-                           << "'; expected fp32, tf32 or bf16";
-        return signalPassFailure();
-      }
-      module->setAttr("net.precision",
-                      StringAttr::get(module.getContext(), chosen));
-    } else if (auto attr = module->getAttrOfType<StringAttr>("net.precision")) {
-      chosen = attr.getValue();
+    static constexpr StringRef kLayouts[] = {"nchw", "nhwc"};
+    FailureOr<StringRef> chosen =
+        setting(module, precision, "net.precision", "precision", precisions(),
+                "fp32, tf32 or bf16");
+    FailureOr<StringRef> layout = setting(module, this->layout, "net.layout",
+                                          "layout", kLayouts, "nchw or nhwc");
+    if (failed(chosen) || failed(layout))
+      return signalPassFailure();
+    return recordStorage(module, *chosen, *layout);
+  }
+
+  /// The module's `attr` (net.precision, net.layout): the pass option
+  /// `option` where given (one of `allowed`, then written to the module),
+  /// else the module's own, else "".
+  static FailureOr<StringRef> setting(ModuleOp module, StringRef option,
+                                      StringRef attr, StringRef what,
+                                      ArrayRef<StringRef> allowed,
+                                      StringRef expected) {
+    if (option.empty()) {
+      auto own = module->getAttrOfType<StringAttr>(attr);
+      return own ? own.getValue() : StringRef();
     }
-    StringRef layout = this->layout;
-    if (!layout.empty()) {
-      if (layout != "nchw" && layout != "nhwc") {
-        module.emitError() << "unknown layout '" << layout
-                           << "'; expected nchw or nhwc";
-        return signalPassFailure();
-      }
-      module->setAttr("net.layout",
-                      StringAttr::get(module.getContext(), layout));
-    } else if (auto attr = module->getAttrOfType<StringAttr>("net.layout")) {
-      layout = attr.getValue();
+    if (!llvm::is_contained(allowed, option)) {
+      module.emitError() << "unknown " << what << " '" << option
+                         << "'; expected " << expected;
+      return failure();
     }
+    module->setAttr(attr, StringAttr::get(module.getContext(), option));
+    return option;
+  }
+
+  /// Records how every value of the programs is stored (steps 1-3).
+  void recordStorage(ModuleOp module, StringRef chosen, StringRef layout) {
     // The maps' layout: NHWC for the tensor-core precisions, NCHW for fp32,
     // unless the module says otherwise (bf16 maps are always NHWC).
     bool nhwc = layout.empty() ? chosen == "bf16" || chosen == "tf32"
