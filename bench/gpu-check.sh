@@ -540,8 +540,12 @@ ncu_profile() {
     echo "ncu: not on this machine"
     return 0
   fi
+  # 78 matching launches make one step (bias_grad's two kernels for each of
+  # 29 convolutions, 10 unpool gathers, 5 unpool_grads, 5 max-pools); ncu
+  # ends the program after the 80th (--kill yes), so that its report comes
+  # before the stage's limit.
   NETC_CUDA_GRAPHS=off ncu --clock-control none --kernel-name-base demangled \
-    --kernel-name regex:'BiasGrad|Unpool|MaxPool' --launch-count 80 \
+    --kernel-name regex:'BiasGrad|Unpool|MaxPool' --launch-count 80 --kill yes \
     --section SpeedOfLight --section MemoryWorkloadAnalysis \
     --section Occupancy --section LaunchStats \
     "$NETRUN" bench "$TRAINERS/vgg16-swwae-all-bf16" --program step.joint \
