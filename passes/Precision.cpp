@@ -12,7 +12,7 @@
 //    other activation map (bf16, or f32 under tf32) is NHWC, and a
 //    max-pool's switches follow its output. Tensor cores want NHWC: on an
 //    H200, cuDNN's TF32 convolutions on NCHW maps ran 1.3-1.5x its fp32
-//    ones where PyTorch's on channels_last ran 2.8-3.2x (2026-11-30).
+//    ones where PyTorch's on channels_last ran 2.7-3.2x (2026-11-30).
 // 3. The choice goes into net.dtypes/net.layouts on the ops and
 //    net.arg_dtypes/net.arg_layouts on the function; the types stay f32.
 // Under fp32 with NCHW the values are stored as their types say.
