@@ -12,10 +12,10 @@
 # parameters and data, fp32 (losses within 1e-4 relative) and bf16 (the
 # reference's emulation; 2e-2), NCCL on one rank, and graphs off against
 # on. Then `netrun bench` on the benchmark trainers (VGG-16 and the 32x32
-# net, classifier and SWWAE-all, fp32/tf32/bf16: 12 cells), Nsight Compute
-# on the own kernels furthest below memory speed, the PyTorch peer
-# (bench/peer_gpu.py) where torch imports, eager and then, with the time
-# left, through torch.compile, and the ratios. Every stage
+# net, classifier and SWWAE-all, fp32/tf32/bf16: 12 cells), the PyTorch
+# peer (bench/peer_gpu.py) where torch imports, eager, then Nsight Compute
+# on the own kernels furthest below memory speed, then with the time left
+# the peer through torch.compile, and the ratios. Every stage
 # logs to <stage>.log and has its own timeout, all within a deadline of
 # 9m20s, so one hang cannot eat the budget; OUTDIR/summary.txt lists each
 # stage's result and the benchmark ratios, and OUTDIR/logs.tar.gz holds
@@ -25,15 +25,18 @@
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
 # beside parity 120), bench 230 (a cell at most 30 s for the 32x32 net, 50 s
 # for VGG-16, 40 s for the two VGG-16 cells again without the conv+relu
-# fusion, the bf16 SWWAE-all one without the kernels' 16-byte packs and
-# VGG-16 fp32 and tf32 with NCHW maps; those five last, so a slow GPU loses
-# them first), peer 280 (VGG-16 first, bf16 first: on the H200 its 12 cells
-# took about 290 s, cuDNN's fp32 searches most of it), peer-compile 240 (it
-# gets what is left), with ncu 45 (between bench and peer: Nsight Compute on
-# the own kernels furthest from memory speed). Worst case: every stage runs
-# into the deadline, which ends the last one by 560 + 5 s (timeout's kill
-# grace); the ratios and the summary take a second more. On the H200 (2026-11-30) the build took 45 s,
-# the tests and parity 60, the bench 114 (12 cells and three A/B cells).
+# fusion, the bf16 SWWAE-all one without the kernels' 16-byte packs and VGG-16
+# fp32 and tf32 with NCHW maps; those five last, so a slow GPU loses them
+# first), peer 280 (VGG-16 first, bf16 first: on the H200 its 12 cells took
+# about 290 s, over two calls), peer-compile 240 (it gets
+# what is left), with ncu 45 between them (Nsight Compute on the own kernels
+# furthest from memory speed; the eager peer goes first, as the ratios need
+# it: a warm rerun with GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench
+# peer" measures what ncu and the compiled peer had no time for). Worst case:
+# every stage runs into the deadline, which ends the last one by 560 + 5 s
+# (timeout's kill grace); the ratios and the summary take a second more. On
+# the H200 (2026-11-30) the build took 45 s, the tests and parity 60, the
+# bench 114 (12 cells and three A/B cells).
 #
 # How a session runs it:
 #   1. On a development machine (it has the compiler), after building netc:
@@ -526,6 +529,22 @@ stage bench 230 bench
 grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench.log" \
   >>"$SUMMARY" 2>/dev/null
 
+#--- the PyTorch peer --------------------------------------------------------
+if python3 -c 'import torch' >/dev/null 2>&1; then
+  # VGG-16 first, bf16 first (the goals' headline cells), as in the bench:
+  # a peer cut short by its limit loses the least telling cells.
+  cells=()
+  for n in vgg16 vgg32; do
+    for p in bf16 tf32 fp32; do
+      for v in swwae-all none; do cells+=("$n/$v/$p"); done
+    done
+  done
+  stage peer 280 python3 bench/peer_gpu.py --cells "$(IFS=,; echo "${cells[*]}")"
+  grep '^peer' "$OUT/peer.log" >>"$SUMMARY" 2>/dev/null
+else
+  note "peer: skipped: python3 cannot import torch"
+fi
+
 #--- ncu: the own kernels that ran furthest below memory speed ---------------
 # On the H200 (2026-11-30) bias_grad, the unpool gather (also the max-pool's
 # backward) and unpool_grad moved their bytes at 0.9-1.7 TB/s in the bf16
@@ -556,18 +575,8 @@ was_failed=$failed
 stage ncu 45 ncu_profile
 failed=$was_failed
 
-#--- the PyTorch peer --------------------------------------------------------
+#--- the second PyTorch peer -------------------------------------------------
 if python3 -c 'import torch' >/dev/null 2>&1; then
-  # VGG-16 first, bf16 first (the goals' headline cells), as in the bench:
-  # a peer cut short by its limit loses the least telling cells.
-  cells=()
-  for n in vgg16 vgg32; do
-    for p in bf16 tf32 fp32; do
-      for v in swwae-all none; do cells+=("$n/$v/$p"); done
-    done
-  done
-  stage peer 280 python3 bench/peer_gpu.py --cells "$(IFS=,; echo "${cells[*]}")"
-  grep '^peer' "$OUT/peer.log" >>"$SUMMARY" 2>/dev/null
   # The second peer, torch.compile, with what time is left: each cell
   # compiles first (tens of seconds), so the cells go in the order of what
   # they settle, the bf16 ones (the goal of 1.3x) first. Running out of time
@@ -583,8 +592,6 @@ if python3 -c 'import torch' >/dev/null 2>&1; then
     --cells "$(IFS=,; echo "${cells[*]}")"
   failed=$was_failed
   grep '^compiled' "$OUT/peer-compile.log" >>"$SUMMARY" 2>/dev/null
-else
-  note "peer: skipped: python3 cannot import torch"
 fi
 
 #--- ratios ------------------------------------------------------------------
