@@ -73,14 +73,22 @@ bool isMap(Type type) {
   return t && t.getRank() == 4;
 }
 
+/// Whether `type` is an activation or its gradient: a real tensor with the
+/// batch dimension (parameters and losses have static shapes).
+bool isActivation(Type type) {
+  auto tensor = dyn_cast<RankedTensorType>(type);
+  return tensor && isa<FloatType>(tensor.getElementType()) &&
+         !tensor.hasStaticShape();
+}
+
 /// Step 1: the element type of a value of `type` in a bf16 plan (`bf16`)
-/// or a tf32 one.
+/// or an f32 one laid out NHWC (tf32, or fp32 with the layout nhwc).
 Type dtypeOf(Type type, bool bf16) {
   Builder b(type.getContext());
   auto tensor = dyn_cast<RankedTensorType>(type);
   if (!tensor || !isa<FloatType>(tensor.getElementType()))
     return b.getI32Type();
-  return bf16 && !tensor.hasStaticShape() ? b.getBF16Type() : b.getF32Type();
+  return bf16 && isActivation(type) ? b.getBF16Type() : b.getF32Type();
 }
 
 /// Steps 2 and 3 for one program.
@@ -104,12 +112,9 @@ void storeFor(func::FuncOp func, bool bf16) {
       dtypes.push_back(TypeAttr::get(dtype));
       bool map = isMap(v.getType());
       anyMap |= map;
-      // An activation map: a batch-sized real map (not switches, whose
-      // layout follows their max-pool's output below).
-      auto tensor = dyn_cast<RankedTensorType>(v.getType());
-      bool activation = map && tensor && !tensor.hasStaticShape() &&
-                        isa<FloatType>(tensor.getElementType());
-      bool nhwc = activation && !viewed.contains(v);
+      // Activation maps (not switches, whose layout follows their
+      // max-pool's output below).
+      bool nhwc = map && isActivation(v.getType()) && !viewed.contains(v);
       layouts.push_back(b.getStringAttr(!map ? "" : nhwc ? "nhwc" : "nchw"));
     }
     // Switches are indexed like the map they were pooled into.

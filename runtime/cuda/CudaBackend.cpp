@@ -950,6 +950,23 @@ static bool workspaceFor(cudnnHandle_t h, ConvKind kind,
   return s == CUDNN_STATUS_SUCCESS;
 }
 
+/// The device's free bytes, or `ifUnknown` where CUDA cannot say.
+static uint64_t freeDeviceBytes(uint64_t ifUnknown) {
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+    (void)cudaGetLastError(); // not sticky; clear it
+    return ifUnknown;
+  }
+  return free;
+}
+
+/// The workspace cuDNN's heuristics may choose an algorithm within, given
+/// the device's `free` bytes: kMaxWorkspace or a quarter of what is free,
+/// and never less than the workspace there already is.
+static uint64_t heuristicsBound(uint64_t free, uint64_t workspace) {
+  return std::max(std::min(kMaxWorkspace, free / 4), workspace);
+}
+
 /// The most workspace any algorithm of the kernel's direction needs with
 /// any math type (0 if none says): what cudnnFind* may use, so that the
 /// search measures the same candidates as with an unbounded workspace.
@@ -1149,17 +1166,12 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
         a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
                        s.y.get(), workspaceBytes(), s.tensorOps);
       } catch (const KernelError &) {
-        size_t free = 0, total = 0;
-        if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
-          (void)cudaGetLastError();
-          free = 4 * kMaxWorkspace;
-        }
         s.searchMath(); // the failed choice left another
-        a = chooseAlgo(
-            cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(), s.y.get(),
-            std::max<uint64_t>(std::min<uint64_t>(kMaxWorkspace, free / 4),
-                               workspaceBytes()),
-            s.tensorOps);
+        a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
+                       s.y.get(),
+                       heuristicsBound(freeDeviceBytes(4 * kMaxWorkspace),
+                                       workspaceBytes()),
+                       s.tensorOps);
         reserveWorkspace(a.bytes);
       }
       workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, a.bytes);
@@ -1356,11 +1368,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     const bool tensorOps = s->tensorOps = tf32_ || s->bf16;
     setTensor(s->x, in, xv.dtype, layout);
     setTensor(s->y, out, xv.dtype, layout);
-    size_t free = 0, total = 0;
-    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
-      (void)cudaGetLastError();
-      free = 4 * kSearchWorkspace; // the search's own bound applies
-    }
+    // Unknown: the search's own bound applies.
+    const uint64_t free = freeDeviceBytes(4 * kSearchWorkspace);
     // Decoders repeat their encoders' shapes: one search per shape.
     std::string key = fmt::format(
         "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_, s->bf16,
@@ -1409,11 +1418,10 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     }
     if (!found) {
       s->searchMath(); // a failed search's workspace queries left others
-      uint64_t limit = std::min<uint64_t>(kMaxWorkspace, free / 4);
       try {
-        s->algo = chooseAlgo(cudnn_, s->kind, s->x.get(), s->w.get(),
-                             s->conv.get(), s->y.get(),
-                             std::max(limit, workspaceBytes()), tensorOps);
+        s->algo = chooseAlgo(
+            cudnn_, s->kind, s->x.get(), s->w.get(), s->conv.get(), s->y.get(),
+            heuristicsBound(free, workspaceBytes()), tensorOps);
       } catch (const KernelError &) {
         // Remembered (and kept in the trainer's file), so that a later
         // prepare of this shape, here or in the next run, does not search
