@@ -24,12 +24,13 @@
 # Stage caps (seconds; each also stops at the deadline, 560 s after the
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
 # beside parity 120), bench 230 (a cell at most 30 s for the 32x32 net, 50 s
-# for VGG-16, 40 s for the two VGG-16 cells again without the conv+relu
-# fusion, the bf16 SWWAE-all one without the kernels' 16-byte packs and VGG-16
-# fp32 and tf32 with NCHW maps; those five last, so a slow GPU loses them
-# first), peer 280 (VGG-16 first, bf16 first: on the H200 its 12 cells took
-# about 290 s, over two calls), peer-compile 240 (it gets
-# what is left), with ncu 45 between them (Nsight Compute on the own kernels
+# for VGG-16, 40 s for the two VGG-16 cells again without the fusions, the
+# two bf16 VGG-16 cells without the relu_grad that sums the bias gradient,
+# a bf16 cell of each net without channel padding, the bf16 SWWAE-all one
+# without the kernels' 16-byte packs and VGG-16 fp32 and tf32 with NCHW
+# maps; those nine last, so a slow GPU loses them first), peer 280
+# (VGG-16 first, bf16 first: on the H200 its 12 cells took about 290 s,
+# over two calls), peer-compile 240 (it gets what is left), with ncu 45 between them (Nsight Compute on the own kernels
 # furthest from memory speed; the eager peer goes first, as the ratios need
 # it: a warm rerun with GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench
 # peer" measures what ncu and the compiled peer had no time for). Worst case:
@@ -507,10 +508,22 @@ bench() {
       done
     done
   done
-  # What the conv+relu fusion buys: two cells again without it (their
-  # algorithms come from the shared file, so no new search).
+  # What the fusions buy: two cells again without either (their
+  # algorithms come from the shared file, so no new search), and the two
+  # bf16 VGG-16 cells with the conv+relu fusion alone (without the
+  # relu_grad that sums the bias gradient's partials).
   for t in vgg16-none vgg16-swwae-all-bf16; do
     cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
+  done
+  for t in vgg16-none-bf16 vgg16-swwae-all-bf16; do
+    cell "$t norelubias" 40 12 NETC_CUDA_FUSION=conv-relu || rc=1
+  done
+  # What running the convolutions of 3 channels (the image's, the
+  # reconstruction's) on channel-padded copies buys: on the first run the
+  # 32x32 net's first bf16 weight gradient took 1.3 ms of the 5.7 ms its
+  # step's kernels took one by one (3.3 ms as a graph).
+  for t in vgg32-none-bf16 vgg16-swwae-all-bf16; do
+    cell "$t nopad" 40 12 NETC_CUDA_PAD_CHANNELS=off || rc=1
   done
   # What the 16-byte packs buy (the elementwise kernels, and the max-pool,
   # the unpool and their backwards in channel packs), on the cell with the most
@@ -560,11 +573,13 @@ ncu_profile() {
     return 0
   fi
   # 78 matching launches make one step (bias_grad's two kernels for each of
-  # 29 convolutions, 10 unpool gathers, 5 unpool_grads, 5 max-pools); ncu
+  # 29 convolutions, the first of them inside relu_grad where it sums the
+  # partials, 10 unpool gathers, 5 unpool_grads, 5 max-pools); ncu
   # ends the program after the 80th (--kill yes), so that its report comes
   # before the stage's limit.
   NETC_CUDA_GRAPHS=off ncu --clock-control none --kernel-name-base demangled \
-    --kernel-name regex:'BiasGrad|Unpool|MaxPool' --launch-count 80 --kill yes \
+    --kernel-name regex:'BiasGrad|ReluGradBias|Unpool|MaxPool' \
+    --launch-count 80 --kill yes \
     --section SpeedOfLight --section MemoryWorkloadAnalysis \
     --section Occupancy --section LaunchStats \
     "$NETRUN" bench "$TRAINERS/vgg16-swwae-all-bf16" --program step.joint \
@@ -707,13 +722,21 @@ for line in open(f"{d}/bench.log") if os.path.exists(f"{d}/bench.log") else []:
               f"{base / float(m[4]):.3f}x")
         continue
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
-                 r"(nofusion|nopacks): program .* ([0-9.]+) images/s", line)
+                 r"(nofusion|norelubias|nopad|nopacks): program .* "
+                 r"([0-9.]+) images/s", line)
     if m and (m[1], m[2], m[3] or "fp32") in ours:
         base = ours[(m[1], m[2], m[3] or "fp32")][0]
-        what = ("conv+bias+relu fused", "apart") if m[4] == "nofusion" else \
-            ("elementwise and pooling kernels in 16-byte packs",
-             "one element per item")
-        print(f"{'fusion' if m[4] == 'nofusion' else 'packs'} {m[1]} {m[2]} "
+        label, what = {
+            "nofusion": ("fusion", ("conv+bias+relu fused and the bias "
+                                    "gradients summed by relu_grad", "apart")),
+            "norelubias": ("relu-bias", ("the bias gradients summed by "
+                                         "relu_grad", "by bias_grad")),
+            "nopacks": ("packs", ("elementwise and pooling kernels in "
+                                  "16-byte packs", "one element per item")),
+            "nopad": ("padding", ("convolutions of 3 channels on "
+                                  "channel-padded copies", "as they are")),
+        }[m[4]]
+        print(f"{label} {m[1]} {m[2]} "
               f"{m[3] or 'fp32'}: {what[0]} {base:.1f}, {what[1]} "
               f"{float(m[5]):.1f} images/s = {base / float(m[5]):.3f}x")
 if peaks:

@@ -164,6 +164,13 @@ plan::Layout convLayout(const exec::TensorRef &xv, const exec::TensorRef &yv) {
                                : plan::Layout::NCHW;
 }
 
+/// `d` with `channels` channels, unless that is 0 (not padded).
+Dims4 paddedDims(Dims4 d, int64_t channels) {
+  if (channels > 0)
+    d.c = channels;
+  return d;
+}
+
 /// Calls f(T{}) with T the storage type of `v`'s real elements.
 template <typename F> void withType(const exec::TensorRef &v, F &&f) {
   if (isBf16(v))
@@ -277,6 +284,14 @@ struct CudaBackend::State : exec::KernelState {
   plan::Layout layout = plan::Layout::NCHW; ///< a convolution's maps
   WeightCopy *copy = nullptr;
   std::unique_ptr<Buffer> dwCopy;
+  /// A convolution on channel-padded copies (paddedChannels, Kernels.h):
+  /// the conv view's input and output channels padded to whole packs (0:
+  /// not padded); the padded copies of the maps whose channels change
+  /// (xPad, yPad: filled before cuDNN reads them, cut back after it writes
+  /// them); the padded KRSC filter it reads (wPad, made from the f32
+  /// weight before each run) or, for a weight gradient, writes (dwCopy).
+  int64_t padC = 0, padK = 0;
+  std::unique_ptr<Buffer> xPad, yPad, wPad;
   Dims4 wDims;
   int64_t wLanes = 1;
   // sgd_update: its tensor as uploaded to `table` (linkSgd may add the
@@ -290,6 +305,11 @@ struct CudaBackend::State : exec::KernelState {
   /// `skip`ped.
   void *reluOut = nullptr;
   bool skip = false;
+  /// A relu_grad that sums the bias gradient of its output as it writes it
+  /// (reluGradBiasPairs): that bias_grad's partials, in its scratch; the
+  /// bias_grad, `partialsSummed`, then runs the second stage alone.
+  double *biasPartials = nullptr;
+  bool partialsSummed = false;
   /// LRN or batch norm on a bf16 or NHWC map, or LRN outside cuDNN's
   /// limits: the own kernels (cuDNN's LRN is NCHW only, and its batch
   /// norm's bf16 support unproven).
@@ -378,9 +398,24 @@ CudaBackend::CudaBackend() {
   const char *graphs = std::getenv("NETC_CUDA_GRAPHS");
   graphs_ = !(graphs && std::string(graphs) == "off");
   const char *fusion = std::getenv("NETC_CUDA_FUSION");
-  fuseRelu_ = !(fusion && std::string(fusion) == "off");
+  const std::string fuse = fusion ? fusion : "on";
+  if (fuse != "on" && fuse != "off" && fuse != "conv-relu" &&
+      fuse != "relu-bias")
+    throw std::invalid_argument(
+        fmt::format("NETC_CUDA_FUSION='{}': expected on, off, conv-relu or "
+                    "relu-bias",
+                    fuse));
+  fuseRelu_ = fuse != "off" && fuse != "relu-bias";
+  // The fused relu_grad reads and writes 16-byte packs: with packs off
+  // (NETC_CUDA_PACKS=off, the comparison the GPU check makes) it stays
+  // apart, so that cell is one element per item throughout.
+  const char *packs = std::getenv("NETC_CUDA_PACKS");
+  fuseReluGradBias_ = fuse != "off" && fuse != "conv-relu" &&
+                      !(packs && std::string(packs) == "off");
   const char *sync = std::getenv("NETC_CUDA_SYNC");
   syncEach_ = sync && std::string(sync) == "on";
+  const char *pad = std::getenv("NETC_CUDA_PAD_CHANNELS");
+  padChannels_ = !(pad && std::string(pad) == "off");
   const char *nchw = std::getenv("NETC_CUDA_CONV_NCHW");
   nchwConvs_ = nchw && std::string(nchw) == "on";
   stepParams_ = allocate(sizeof(StepParams), "the step's hyper-parameters");
@@ -577,6 +612,25 @@ CudaBackend::prepareProgram(const plan::Program &program,
     relu.skip = true;
     p.elided.insert(program.kernels[i].out[0]);
   }
+  if (fuseReluGradBias_)
+    for (auto [i, j] : exec::reluGradBiasPairs(program, calls)) {
+      auto &grad = static_cast<State &>(*p.states[i]);
+      auto &bias = static_cast<State &>(*p.states[j]);
+      const exec::TensorRef &y = calls[i].in[1], &dy = calls[i].in[0],
+                            &dx = calls[i].out[0];
+      bool fusible = false;
+      withType(dx, [&](auto t) {
+        using T = decltype(t);
+        fusible = reluGradBiasFusible<T>(dx.dims, dx.lanes(),
+                                         {y.data, dy.data, dx.data});
+      });
+      if (!fusible || !ownBiasGrad(dx) || !bias.scratch || grad.biasPartials ||
+          !grad.relayouts.empty() || !bias.relayouts.empty())
+        continue;
+      grad.biasPartials = static_cast<double *>(bias.scratch->data());
+      bias.partialsSummed = true;
+      p.summedEarly.insert(j);
+    }
   return p;
 }
 
@@ -1151,8 +1205,8 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     const exec::TensorRef &xv = deconv ? *o.y : *o.x;
     const exec::TensorRef &yv = deconv ? *o.x : *o.y;
     const plan::Layout layout = convLayout(xv, yv);
-    setTensor(s.x, in, xv.dtype, layout);
-    setTensor(s.y, out, xv.dtype, layout);
+    setTensor(s.x, paddedDims(in, s.padC), xv.dtype, layout);
+    setTensor(s.y, paddedDims(out, s.padK), xv.dtype, layout);
     auto it = s.algos.find(c.n);
     if (it == s.algos.end()) {
       // A batch other than the planned one (the last of an epoch): an
@@ -1340,7 +1394,38 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     // is KCRS's order and the weight itself is read).
     s->wDims = Dims4{out.c, in.c / groups, o.w->dims.h, o.w->dims.w};
     s->wLanes = layout == plan::Layout::NHWC ? s->wDims.c : 1;
-    if (s->bf16 || s->wLanes > 1) {
+    const int64_t elementBytes = int64_t(plan::dtypeSize(xv.dtype));
+    if (padChannels_ && layout == plan::Layout::NHWC && groups == 1 &&
+        (paddedChannels(in.c, elementBytes) != in.c ||
+         paddedChannels(out.c, elementBytes) != out.c)) {
+      s->padC = paddedChannels(in.c, elementBytes);
+      s->padK = paddedChannels(out.c, elementBytes);
+      auto mapBytes = [&](const Dims4 &d, int64_t c) {
+        return uint64_t(d.n * c * d.h * d.w * elementBytes);
+      };
+      // Zeroed, so that the algorithm search below times every candidate
+      // on the same (finite) data.
+      if (s->padC != in.c) {
+        s->xPad = allocate(mapBytes(in, s->padC),
+                           "a convolution's input padded to whole channel "
+                           "packs");
+        zero(s->xPad->data(), s->xPad->bytes());
+      }
+      if (s->padK != out.c) {
+        s->yPad = allocate(mapBytes(out, s->padK),
+                           "a convolution's output padded to whole channel "
+                           "packs");
+        zero(s->yPad->data(), s->yPad->bytes());
+      }
+      const uint64_t filterBytes =
+          uint64_t(s->padK * s->padC * s->wDims.h * s->wDims.w * elementBytes);
+      if (s->kind == ConvKind::BackwardFilter)
+        s->dwCopy = allocate(filterBytes, "a convolution's weight gradient "
+                                          "padded to whole channel packs");
+      else
+        s->wPad = allocate(filterBytes, "a convolution's weight padded to "
+                                        "whole channel packs");
+    } else if (s->bf16 || s->wLanes > 1) {
       if (s->kind == ConvKind::BackwardFilter)
         s->dwCopy = allocate(uint64_t(s->wDims.count()) *
                                  (s->bf16 ? sizeof(Bf16) : sizeof(float)),
@@ -1349,10 +1434,12 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       else
         s->copy = &weightCopy(o.w->f32(), s->wDims, s->wLanes, s->bf16);
     }
+    // What cuDNN computes: the padded problem where padded.
+    const Dims4 inP = paddedDims(in, s->padC), outP = paddedDims(out, s->padK);
     dnnCheck(cudnnSetFilter4dDescriptor(s->w.get(), dnnType(xv.dtype),
                                         dnnFormat(layout),
-                                        toInt(out.c, "output channels"),
-                                        toInt(in.c / groups, "input channels"),
+                                        toInt(outP.c, "output channels"),
+                                        toInt(inP.c / groups, "input channels"),
                                         toInt(o.w->dims.h, "kernel height"),
                                         toInt(o.w->dims.w, "kernel width")),
              "set filter descriptor");
@@ -1366,15 +1453,16 @@ CudaBackend::prepareKernel(const KernelCall &c) {
         cudnnSetConvolutionGroupCount(s->conv.get(), toInt(groups, "groups")),
         "set group count");
     const bool tensorOps = s->tensorOps = tf32_ || s->bf16;
-    setTensor(s->x, in, xv.dtype, layout);
-    setTensor(s->y, out, xv.dtype, layout);
+    setTensor(s->x, inP, xv.dtype, layout);
+    setTensor(s->y, outP, xv.dtype, layout);
     // Unknown: the search's own bound applies.
     const uint64_t free = freeDeviceBytes(4 * kSearchWorkspace);
     // Decoders repeat their encoders' shapes: one search per shape.
-    std::string key = fmt::format(
-        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", tf32_, s->bf16,
-        int(layout), int(s->kind), in.n, in.c, in.h, in.w, out.c, out.h, out.w,
-        o.w->dims.h, o.w->dims.w, win.sh, win.sw, win.ph, win.pw, groups);
+    std::string key =
+        fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+                    tf32_, s->bf16, int(layout), int(s->kind), inP.n, inP.c,
+                    inP.h, inP.w, outP.c, outP.h, outP.w, o.w->dims.h,
+                    o.w->dims.w, win.sh, win.sw, win.ph, win.pw, groups);
     auto cached = algoCache_.find(key);
     if (cached != algoCache_.end() && cached->second.algo == kNoAlgo)
       throw KernelError("cuDNN has no algorithm for this convolution "
@@ -1407,6 +1495,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       s->searchMath(); // candidatesWorkspace() set others
       void *x, *w, *y;
       convPointers(c, *s, x, w, y);
+      x = s->xPad ? s->xPad->data() : x;
+      y = s->yPad ? s->yPad->data() : y;
       try {
         s->algo = findAlgo(cudnn_, s->kind, s->x.get(), x, s->w.get(), w,
                            s->conv.get(), s->y.get(), y, workspace(),
@@ -1562,18 +1652,38 @@ void CudaBackend::convPointers(const KernelCall &c, const State &s, void *&x,
   void *opOut = s.reluOut ? s.reluOut : o.y->data;
   x = deconv ? opOut : o.x->data;
   y = deconv ? o.x->data : opOut;
-  w = s.dwCopy ? s.dwCopy->data() : s.copy ? s.copy->data->data() : o.w->data;
+  w = s.dwCopy ? s.dwCopy->data()
+      : s.wPad ? s.wPad->data()
+      : s.copy ? s.copy->data->data()
+               : o.w->data;
 }
 
 void CudaBackend::runConv(const KernelCall &c, State &s) {
   const Op op = c.kernel.op;
   exec::ConvOperands o = exec::convOperands(op, c.attrs, c.in, c.out);
   bool deconv = isTransposedConv(op);
-  // The conv view's pointers.
+  // The conv view's pointers, and the maps cuDNN reads and writes (their
+  // padded copies where padded).
   void *x, *w, *y;
   convPointers(c, s, x, w, y);
+  void *cx = s.xPad ? s.xPad->data() : x, *cy = s.yPad ? s.yPad->data() : y;
+  const Dims4 &in = deconv ? o.shape.out : o.shape.in;
+  const Dims4 &outDims = deconv ? o.shape.in : o.shape.out;
+  const int64_t elementBytes = s.bf16 ? 2 : 4;
   if (s.copy && !s.copy->bySgd)
     refresh(*s.copy);
+  if (s.xPad && s.kind != ConvKind::BackwardData)
+    device::resizeRows(in.n * in.h * in.w, in.c, s.padC, elementBytes, x, cx,
+                       stream_);
+  if (s.yPad && s.kind != ConvKind::Forward)
+    device::resizeRows(outDims.n * outDims.h * outDims.w, outDims.c, s.padK,
+                       elementBytes, y, cy, stream_);
+  if (s.wPad)
+    withType(*o.x, [&](auto t) {
+      using T = decltype(t);
+      device::padFilter<T>(s.wDims, s.padK, s.padC, o.w->f32(),
+                           static_cast<T *>(w), stream_);
+    });
   const float one = 1.0f, zero = 0.0f;
   void *ws = workspace();
   size_t wsBytes = s.algo.bytes;
@@ -1585,26 +1695,38 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
         io::formatBytes(wsBytes), io::formatBytes(workspaceBytes())));
   switch (s.kind) {
   case ConvKind::Forward:
-    dnnCheck(cudnnConvolutionForward(cudnn_, &one, s.x.get(), x, s.w.get(), w,
+    dnnCheck(cudnnConvolutionForward(cudnn_, &one, s.x.get(), cx, s.w.get(), w,
                                      s.conv.get(),
                                      cudnnConvolutionFwdAlgo_t(s.algo.algo), ws,
-                                     wsBytes, &zero, s.y.get(), y),
+                                     wsBytes, &zero, s.y.get(), cy),
              "convolution forward");
+    if (s.yPad)
+      device::resizeRows(outDims.n * outDims.h * outDims.w, s.padK, outDims.c,
+                         elementBytes, cy, y, stream_);
     break;
   case ConvKind::BackwardData:
     dnnCheck(cudnnConvolutionBackwardData(
-                 cudnn_, &one, s.w.get(), w, s.y.get(), y, s.conv.get(),
+                 cudnn_, &one, s.w.get(), w, s.y.get(), cy, s.conv.get(),
                  cudnnConvolutionBwdDataAlgo_t(s.algo.algo), ws, wsBytes, &zero,
-                 s.x.get(), x),
+                 s.x.get(), cx),
              "convolution backward data");
+    if (s.xPad)
+      device::resizeRows(in.n * in.h * in.w, s.padC, in.c, elementBytes, cx, x,
+                         stream_);
     break;
   case ConvKind::BackwardFilter:
     dnnCheck(cudnnConvolutionBackwardFilter(
-                 cudnn_, &one, s.x.get(), x, s.y.get(), y, s.conv.get(),
+                 cudnn_, &one, s.x.get(), cx, s.y.get(), cy, s.conv.get(),
                  cudnnConvolutionBwdFilterAlgo_t(s.algo.algo), ws, wsBytes,
                  &zero, s.w.get(), w),
              "convolution backward filter");
-    if (s.dwCopy && s.bf16) // the fp32 gradient, in the weight's own order
+    if (s.padK > 0) // the padding dropped, in the weight's own order
+      withType(*o.x, [&](auto t) {
+        using T = decltype(t);
+        device::unpadFilterGrad<T>(s.wDims, s.padC, static_cast<const T *>(w),
+                                   o.w->f32(), stream_);
+      });
+    else if (s.dwCopy && s.bf16) // the fp32 gradient, in the weight's order
       device::fromStorage<Bf16>(s.wDims, s.wLanes, static_cast<const Bf16 *>(w),
                                 o.w->f32(), stream_);
     else if (s.dwCopy)
@@ -1747,6 +1869,12 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     return;
   }
   case Op::BiasGrad:
+    if (s.partialsSummed) {
+      device::biasGradFinal(c.in[0].dims,
+                            static_cast<const double *>(s.scratch->data()),
+                            out(0), st);
+      return;
+    }
     if (ownBiasGrad(c.in[0])) {
       withType(c.in[0], [&](auto t) {
         using T = decltype(t);
@@ -1906,6 +2034,12 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     // in: grad, output.
     withType(c.in[0], [&](auto t) {
       using T = decltype(t);
+      if (s.biasPartials) {
+        device::reluGradBiasPartials<T>(c.out[0].dims, c.in[1].as<T>(),
+                                        c.in[0].as<T>(), c.out[0].as<T>(),
+                                        s.biasPartials, st);
+        return;
+      }
       device::reluGrad<T>(c.in[0].count, c.in[1].as<T>(), c.in[0].as<T>(),
                           c.out[0].as<T>(), st);
     });

@@ -54,7 +54,10 @@
 //     gradient.
 // A convolution followed by a relu that alone reads its output computes
 // the relu in its epilogue (the bias and the relu in one pass of the own
-// bias kernel; NETC_CUDA_FUSION=off keeps them apart).
+// bias kernel), and a relu_grad on an NHWC map sums the first stage of the
+// bias gradient of its output as it writes it (the bias_grad then runs its
+// second stage alone, and the map is read once less). NETC_CUDA_FUSION=off
+// keeps both apart; =conv-relu or =relu-bias keeps only that one.
 //
 // Data-dependent checks the device cannot make: a label outside [0, k)
 // makes that softmax cross-entropy loss NaN (and its row's gradient), which
@@ -131,7 +134,8 @@ public:
   /// a later run on the same GPU and cuDNN skips the search.
   void usePlan(const plan::Plan &plan) override;
   /// Prepares each kernel, saves any newly found algorithms, and fuses
-  /// each conv+relu pair (exec::convReluPairs) unless NETC_CUDA_FUSION=off.
+  /// each conv+relu pair (exec::convReluPairs) and each relu_grad+bias_grad
+  /// pair (exec::reluGradBiasPairs) that NETC_CUDA_FUSION allows.
   exec::PreparedProgram
   prepareProgram(const plan::Program &program,
                  const std::vector<exec::KernelCall> &calls,
@@ -291,12 +295,22 @@ private:
   /// maps, the fallback for shapes cuDNN has no NHWC engine for (a test of
   /// that path, and a way around a bad NHWC engine).
   bool nchwConvs_ = false;
+  /// Run NHWC convolutions whose channels are not whole 16-byte packs (3
+  /// for an image) on channel-padded copies, where cuDNN has fast engines
+  /// (Kernels.h, paddedChannels); NETC_CUDA_PAD_CHANNELS=off runs them as
+  /// they are.
+  bool padChannels_ = true;
   uint64_t replays_ = 0;       ///< graph launches that replayed a step
   bool severalRanks_ = false;  ///< a run of several ranks was seen
   std::string captureFailure_; ///< why the first failed capture failed
   /// Fuse each relu into the convolution before it (convReluPairs): the
-  /// bias and the relu in one pass; NETC_CUDA_FUSION=off keeps them apart.
+  /// bias and the relu in one pass; NETC_CUDA_FUSION=off or =relu-bias
+  /// keeps them apart.
   bool fuseRelu_ = true;
+  /// Sum each bias gradient's partials in the relu_grad that writes its
+  /// input (reluGradBiasPairs), saving the bias_grad's read of the map;
+  /// NETC_CUDA_FUSION=conv-relu (or off) keeps them apart.
+  bool fuseReluGradBias_ = true;
   /// The step's hyper-parameters and number, read by the SGD update and
   /// dropout (device memory, a StepParams).
   std::unique_ptr<exec::Buffer> stepParams_;

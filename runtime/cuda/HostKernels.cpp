@@ -223,6 +223,21 @@ void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db) {
   runOnHost(BiasGradFinal{d.c, s.chunks, partials.data(), db});
 }
 
+template <typename T>
+void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
+                  const T *dy, T *dx, float *db) {
+  checkLanes("relu_grad", d.c, lanes);
+  if (!reluGradBiasFusible<T>(d, lanes, {y, dy, dx}))
+    throw kernels::KernelError(fmt::format(
+        "relu_grad with the bias gradient's partials: the map must be NHWC "
+        "with {}-channel packs, 16-byte aligned (got {} channels, lanes {})",
+        Pack<T>::kWidth, d.c, lanes));
+  BiasGradShape s = biasGradShape(d);
+  std::vector<double> partials(size_t(s.chunks * d.c));
+  runOnHost(makeReluGradBiasPartials(d, y, dy, dx, partials.data()));
+  runOnHost(BiasGradFinal{d.c, s.chunks, partials.data(), db});
+}
+
 void convert(int64_t count, const float *src, Bf16 *dst) {
   runOnHost(Convert<float, Bf16>{count, src, dst});
 }
@@ -258,6 +273,31 @@ void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
     runOnHost(Relayout<uint32_t>{mapGeom(d, fromLanes), FastDiv(toLanes),
                                  static_cast<const uint32_t *>(src),
                                  static_cast<uint32_t *>(dst)});
+}
+
+void resizeRows(int64_t rows, int64_t from, int64_t to, int64_t elementBytes,
+                const void *src, void *dst) {
+  checkElementBytes("resize_rows", elementBytes);
+  if (elementBytes == 2)
+    runOnHost(ResizeRows<uint16_t>{rows, from, FastDiv(to),
+                                   static_cast<const uint16_t *>(src),
+                                   static_cast<uint16_t *>(dst)});
+  else
+    runOnHost(ResizeRows<uint32_t>{rows, from, FastDiv(to),
+                                   static_cast<const uint32_t *>(src),
+                                   static_cast<uint32_t *>(dst)});
+}
+
+template <typename T>
+void padFilter(const kernels::Dims4 &w, int64_t kp, int64_t cp,
+               const float *src, T *dst) {
+  runOnHost(makePadFilter(w, kp, cp, src, dst));
+}
+
+template <typename T>
+void unpadFilterGrad(const kernels::Dims4 &w, int64_t cp, const T *src,
+                     float *dst) {
+  runOnHost(makeUnpadFilterGrad(w, cp, src, dst));
 }
 
 template <typename T>
@@ -355,6 +395,12 @@ void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
                            const float *, T *, bool);                          \
   template void biasGrad<T>(const kernels::Dims4 &, int64_t, const T *,        \
                             float *);                                          \
+  template void reluGradBias<T>(const kernels::Dims4 &, int64_t, const T *,    \
+                                const T *, T *, float *);                      \
+  template void padFilter<T>(const kernels::Dims4 &, int64_t, int64_t,         \
+                             const float *, T *);                              \
+  template void unpadFilterGrad<T>(const kernels::Dims4 &, int64_t, const T *, \
+                                   float *);                                   \
   template void toStorage<T>(const kernels::Dims4 &, int64_t, const float *,   \
                              T *);                                             \
   template void fromStorage<T>(const kernels::Dims4 &, int64_t, const T *,     \

@@ -112,6 +112,22 @@ template <typename F> void launch(const char *kernel, const F &f, Stream s) {
   check(kernel);
 }
 
+/// launch() for few, long items (ReluGradBiasPartials: a thread per pack of
+/// channels and chunk of rows, about 12.5k on VGG-16's maps): blocks of one
+/// warp, so that the grid spreads over every SM, where blocks of
+/// kBlockThreads would be 49 for 132 SMs on an H200.
+template <typename F>
+void launchSpread(const char *kernel, const F &f, Stream s) {
+  constexpr int kThreads = 32;
+  int64_t n = f.items();
+  if (n <= 0)
+    return;
+  int64_t blocks = (n + kThreads - 1) / kThreads;
+  const int64_t cap = int64_t(1) << 20;
+  forEachItem<<<unsigned(blocks > cap ? cap : blocks), kThreads, 0, s>>>(f, n);
+  check(kernel);
+}
+
 template <typename F>
 void reduce(const char *kernel, const F &f, double *partials, float *out,
             Stream s) {
@@ -274,6 +290,26 @@ void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
   launch("bias_grad", BiasGradFinal{d.c, s.chunks, partials, db}, stream);
 }
 
+template <typename T>
+void reluGradBiasPartials(const kernels::Dims4 &d, const T *y, const T *dy,
+                          T *dx, double *partials, Stream stream) {
+  if (!reluGradBiasFusible<T>(d, /*lanes=*/d.c, {y, dy, dx}))
+    throw kernels::KernelError(
+        "relu_grad with the bias gradient's partials: the map must be NHWC "
+        "with " +
+        std::to_string(Pack<T>::kWidth) +
+        "-channel packs, 16-byte aligned (got " + std::to_string(d.c) +
+        " channels)");
+  launchSpread("relu_grad", makeReluGradBiasPartials(d, y, dy, dx, partials),
+               stream);
+}
+
+void biasGradFinal(const kernels::Dims4 &d, const double *partials, float *db,
+                   Stream stream) {
+  launch("bias_grad", BiasGradFinal{d.c, biasGradShape(d).chunks, partials, db},
+         stream);
+}
+
 void convert(int64_t count, const float *src, Bf16 *dst, Stream stream) {
   launch("convert", Convert<float, Bf16>{count, src, dst}, stream);
 }
@@ -313,6 +349,35 @@ void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
                               static_cast<const uint32_t *>(src),
                               static_cast<uint32_t *>(dst)},
            stream);
+}
+
+void resizeRows(int64_t rows, int64_t from, int64_t to, int64_t elementBytes,
+                const void *src, void *dst, Stream stream) {
+  checkElementBytes("resize_rows", elementBytes);
+  if (elementBytes == 2)
+    launch("resize_rows",
+           ResizeRows<uint16_t>{rows, from, FastDiv(to),
+                                static_cast<const uint16_t *>(src),
+                                static_cast<uint16_t *>(dst)},
+           stream);
+  else
+    launch("resize_rows",
+           ResizeRows<uint32_t>{rows, from, FastDiv(to),
+                                static_cast<const uint32_t *>(src),
+                                static_cast<uint32_t *>(dst)},
+           stream);
+}
+
+template <typename T>
+void padFilter(const kernels::Dims4 &w, int64_t kp, int64_t cp,
+               const float *src, T *dst, Stream stream) {
+  launch("pad_filter", makePadFilter(w, kp, cp, src, dst), stream);
+}
+
+template <typename T>
+void unpadFilterGrad(const kernels::Dims4 &w, int64_t cp, const T *src,
+                     float *dst, Stream stream) {
+  launch("unpad_filter_grad", makeUnpadFilterGrad(w, cp, src, dst), stream);
 }
 
 template <typename T>
@@ -418,6 +483,12 @@ void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
                            const float *, T *, bool, Stream);                  \
   template void biasGrad<T>(const kernels::Dims4 &, int64_t, const T *,        \
                             double *, float *, Stream);                        \
+  template void reluGradBiasPartials<T>(const kernels::Dims4 &, const T *,     \
+                                        const T *, T *, double *, Stream);     \
+  template void padFilter<T>(const kernels::Dims4 &, int64_t, int64_t,         \
+                             const float *, T *, Stream);                      \
+  template void unpadFilterGrad<T>(const kernels::Dims4 &, int64_t, const T *, \
+                                   float *, Stream);                           \
   template void toStorage<T>(const kernels::Dims4 &, int64_t, const float *,   \
                              T *, Stream);                                     \
   template void fromStorage<T>(const kernels::Dims4 &, int64_t, const T *,     \

@@ -1285,6 +1285,89 @@ struct BiasGradFinal {
   }
 };
 
+/// Whether relu_grad over a map of dims `d` stored with `lanes` can sum its
+/// result's bias-gradient partials as it writes it (ReluGradBiasPartials):
+/// an NHWC map (or a flat [N, F] one, the same in every layout) whose rows
+/// are whole 16-byte packs, every pointer aligned.
+template <typename T>
+bool reluGradBiasFusible(const kernels::Dims4 &d, int64_t lanes,
+                         std::initializer_list<const void *> pointers) {
+  return (lanes == d.c || d.h * d.w == 1) && d.c > 0 &&
+         d.c % Pack<T>::kWidth == 0 && packAligned(pointers);
+}
+
+/// relu_grad (ReluGradOp: dx = y > 0 ? dy : 0) and the first stage of the
+/// bias gradient of its dx in one pass over an NHWC (or flat) map, for the
+/// bias_grad that reads dx (which then runs BiasGradFinal alone). Item per
+/// (chunk, pack of kWidth channels), item chunk * packs + pack: the chunk's
+/// rows of those channels, each row's y and dy read and dx written 16 bytes at
+/// a time, and dx as stored summed per channel in double, in row order, into
+/// partials[chunk * c + channel]: BiasGradPartials' sums of the stored dx,
+/// so bit for bit the partials of relu_grad then bias_grad, without reading
+/// dx again. dx may alias dy (a row's packs are read before it is written).
+/// Fewer threads than BiasGradPartials (one per kWidth channels), each with
+/// kBatch rows' loads in flight.
+template <typename T> struct ReluGradBiasPartials {
+  int64_t c = 0;   ///< channels: a row's elements
+  FastDiv packs;   ///< c / kWidth
+  BiasGradShape s; ///< of the map's dims
+  const T *y = nullptr, *dy = nullptr;
+  T *dx = nullptr;
+  double *partials = nullptr;
+
+  NETC_HD int64_t items() const { return s.chunks * packs.d; }
+  NETC_HD void operator()(int64_t i) const {
+    constexpr int W = Pack<T>::kWidth;
+    constexpr int kBatch = 16;
+    int64_t q, chunk = packs.divMod(i, q);
+    int64_t m = chunk * s.chunkRows;
+    const int64_t end = imin(m + s.chunkRows, s.rows), c0 = q * W;
+    double acc[W] = {};
+    while (m < end) {
+      const int n = int(imin(kBatch, end - m));
+      Pack<T> a[kBatch], g[kBatch];
+      NETC_UNROLL
+      for (int k = 0; k < kBatch; ++k)
+        if (k < n) {
+          a[k] = loadPack(y + (m + k) * c + c0);
+          g[k] = loadPack(dy + (m + k) * c + c0);
+        }
+      NETC_UNROLL
+      for (int k = 0; k < kBatch; ++k)
+        if (k < n) {
+          Pack<T> r;
+          NETC_UNROLL
+          for (int l = 0; l < W; ++l) {
+            float in[2] = {load(&a[k].v[l]), load(&g[k].v[l])}, out[1];
+            ReluGradOp{}(0, 0, in, out);
+            store(&r.v[l], out[0]);
+            acc[l] += double(load(&r.v[l]));
+          }
+          storePack(dx + (m + k) * c + c0, r);
+        }
+      m += n;
+    }
+    NETC_UNROLL
+    for (int l = 0; l < W; ++l)
+      partials[chunk * c + c0 + l] = acc[l];
+  }
+};
+
+template <typename T>
+ReluGradBiasPartials<T> makeReluGradBiasPartials(const kernels::Dims4 &d,
+                                                 const T *y, const T *dy, T *dx,
+                                                 double *partials) {
+  ReluGradBiasPartials<T> f;
+  f.c = d.c;
+  f.packs = FastDiv(d.c / Pack<T>::kWidth);
+  f.s = biasGradShape(d);
+  f.y = y;
+  f.dy = dy;
+  f.dx = dx;
+  f.partials = partials;
+  return f;
+}
+
 /// dst = src elementwise, converted through float (S, D in {float, Bf16}):
 /// widening a bf16 weight gradient to f32, or a bf16 copy of f32 weights.
 template <typename S, typename D> struct Convert {
@@ -1321,6 +1404,106 @@ template <typename T> struct FromStorage {
     dst[i] = load(src + g.at(nc, p));
   }
 };
+
+//===----------------------------------------------------------------------===//
+// Channel padding (a convolution whose channels are not whole packs)
+//===----------------------------------------------------------------------===//
+
+// cuDNN's fast NHWC engines want every pixel's channels in whole 16-byte
+// packs (8 bf16, 4 f32); a convolution with 3 input channels (an image) or
+// 3 output ones (a reconstruction) gets slow ones: on the H200 (2026-11-30)
+// the weight gradient of the 32x32 net's first bf16 layer took 1.3 ms of
+// the 5.7 ms its step's kernels took one by one (3.3 ms as a graph). The cuda
+// backend runs such a convolution on copies padded with zero channels: zero
+// inputs and zero filters add exact zeros to every sum, so the padded
+// convolution computes the same values (in cuDNN's order for the padded
+// problem).
+
+/// The channels of a convolution's map or filter padded to whole packs of
+/// `elementBytes`-byte elements.
+inline int64_t paddedChannels(int64_t c, int64_t elementBytes) {
+  const int64_t w = 16 / elementBytes;
+  return (c + w - 1) / w * w;
+}
+
+/// Rows of `from` elements copied into rows of `to` (NHWC maps are rows of
+/// channels): the elements past `from` zero when to > from, the first `to`
+/// of each row when to < from. E: uint16_t for bf16, uint32_t for f32 (the
+/// bits, so +0 in the padding). One item per destination element.
+template <typename E> struct ResizeRows {
+  int64_t rows = 0, from = 0;
+  FastDiv to;
+  const E *src = nullptr;
+  E *dst = nullptr;
+  NETC_HD int64_t items() const { return rows * to.d; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t ch, r = to.divMod(i, ch);
+    dst[i] = ch < from ? src[r * from + ch] : E(0);
+  }
+};
+
+/// An f32 [K, C, kh, kw] weight into the T filter [kp, kh, kw, cp] (KRSC,
+/// cuDNN's NHWC filter) that a padded convolution reads, zero past K and C:
+/// rounded as toStorage rounds it. One item per destination element.
+template <typename T> struct PadFilter {
+  int64_t k = 0, c = 0, rs = 0; ///< the weight's K, C and kh * kw
+  FastDiv cp, rsDiv;            ///< the padded C, and kh * kw
+  int64_t kp = 0;
+  const float *src = nullptr;
+  T *dst = nullptr;
+  NETC_HD int64_t items() const { return kp * rs * cp.d; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t ch, r, kk = rsDiv.divMod(cp.divMod(i, ch), r);
+    store(dst + i, kk < k && ch < c ? src[(kk * c + ch) * rs + r] : 0.0f);
+  }
+};
+
+/// The inverse for a weight gradient: the T filter [kp, kh, kw, cp] cuDNN
+/// wrote into the f32 [K, C, kh, kw] gradient (exact: a widening), the
+/// padding dropped. One item per destination element.
+template <typename T> struct UnpadFilterGrad {
+  int64_t rs = 0, cp = 0;
+  FastDiv c, rsDiv;
+  int64_t count = 0; ///< K * C * kh * kw
+  const T *src = nullptr;
+  float *dst = nullptr;
+  NETC_HD int64_t items() const { return count; }
+  NETC_HD void operator()(int64_t i) const {
+    int64_t r, ch, kk = c.divMod(rsDiv.divMod(i, r), ch);
+    dst[i] = load(src + (kk * rs + r) * cp + ch);
+  }
+};
+
+/// The functors for a weight of dims `w` ([K, C, kh, kw]) and its padded
+/// filter's kp and cp.
+template <typename T>
+PadFilter<T> makePadFilter(const kernels::Dims4 &w, int64_t kp, int64_t cp,
+                           const float *src, T *dst) {
+  PadFilter<T> f;
+  f.k = w.n;
+  f.c = w.c;
+  f.rs = w.h * w.w;
+  f.cp = FastDiv(cp);
+  f.rsDiv = FastDiv(f.rs);
+  f.kp = kp;
+  f.src = src;
+  f.dst = dst;
+  return f;
+}
+
+template <typename T>
+UnpadFilterGrad<T> makeUnpadFilterGrad(const kernels::Dims4 &w, int64_t cp,
+                                       const T *src, float *dst) {
+  UnpadFilterGrad<T> f;
+  f.rs = w.h * w.w;
+  f.cp = cp;
+  f.c = FastDiv(w.c);
+  f.rsDiv = FastDiv(f.rs);
+  f.count = w.count();
+  f.src = src;
+  f.dst = dst;
+  return f;
+}
 
 /// The same map in another layout, bit for bit (E: uint16_t for bf16,
 /// uint32_t for f32 and i32, switches included: their values are
@@ -2080,6 +2263,13 @@ void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
 /// the device's two stages (BiasGradShape), with its own scratch.
 template <typename T>
 void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db);
+/// relu_grad (dx = y > 0 ? dy : 0) and the bias gradient of dx in one pass
+/// and BiasGradFinal (the device's fused pair): the bits of reluGrad then
+/// biasGrad. An NHWC map (lanes = d.c) whose C is whole packs, else
+/// KernelError (reluGradBiasFusible).
+template <typename T>
+void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
+                  const T *dy, T *dx, float *db);
 
 /// Elementwise f32 -> bf16 (rounded) and bf16 -> f32 (exact).
 void convert(int64_t count, const float *src, Bf16 *dst);
@@ -2097,6 +2287,19 @@ void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
 /// must not overlap.
 void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
               int64_t elementBytes, const void *src, void *dst);
+
+/// `rows` rows of `from` `elementBytes`-byte elements (2 or 4) into rows of
+/// `to` (ResizeRows: zero padding, or the first `to`); no overlap.
+void resizeRows(int64_t rows, int64_t from, int64_t to, int64_t elementBytes,
+                const void *src, void *dst);
+/// An f32 weight of dims `w` into the padded KRSC filter [kp, kh, kw, cp],
+/// and a padded filter's gradient back into the f32 weight's order.
+template <typename T>
+void padFilter(const kernels::Dims4 &w, int64_t kp, int64_t cp,
+               const float *src, T *dst);
+template <typename T>
+void unpadFilterGrad(const kernels::Dims4 &w, int64_t cp, const T *src,
+                     float *dst);
 
 /// Cross-channel LRN (ref::lrnForward) over a map of dims `d` stored with
 /// `lanes`; checks the window first (KernelError). y must not alias x.

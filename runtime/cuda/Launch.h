@@ -126,6 +126,15 @@ void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
 template <typename T>
 void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
               double *partials, float *db, Stream stream);
+/// relu_grad of an NHWC map (reluGradBiasFusible) that also sums dx's
+/// bias-gradient partials into `partials` (ReluGradBiasPartials), and the
+/// bias gradient's second stage alone, from those partials: together the
+/// bits of reluGrad then biasGrad.
+template <typename T>
+void reluGradBiasPartials(const kernels::Dims4 &d, const T *y, const T *dy,
+                          T *dx, double *partials, Stream stream);
+void biasGradFinal(const kernels::Dims4 &d, const double *partials, float *db,
+                   Stream stream);
 
 /// Elementwise f32 -> bf16 (rounded) and bf16 -> f32 (exact).
 void convert(int64_t count, const float *src, Bf16 *dst, Stream stream);
@@ -144,6 +153,16 @@ void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
 /// src and dst must not overlap.
 void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
               int64_t elementBytes, const void *src, void *dst, Stream stream);
+/// host::resizeRows, padFilter and unpadFilterGrad on the device (a
+/// convolution on channel-padded copies, Kernels.h).
+void resizeRows(int64_t rows, int64_t from, int64_t to, int64_t elementBytes,
+                const void *src, void *dst, Stream stream);
+template <typename T>
+void padFilter(const kernels::Dims4 &w, int64_t kp, int64_t cp,
+               const float *src, T *dst, Stream stream);
+template <typename T>
+void unpadFilterGrad(const kernels::Dims4 &w, int64_t cp, const T *src,
+                     float *dst, Stream stream);
 
 /// Cross-channel LRN over a map of dims `d` stored with `lanes` (1 NCHW,
 /// C NHWC: the bf16 maps, which cuDNN's NCHW-only LRN cannot take), and its

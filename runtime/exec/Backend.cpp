@@ -20,6 +20,20 @@
 
 namespace netc::exec {
 
+namespace {
+
+/// Whether two tensors share a byte.
+bool overlaps(const TensorRef &a, const TensorRef &b) {
+  auto bytes = [](const TensorRef &t) {
+    return t.count * plan::dtypeSize(t.dtype);
+  };
+  auto *a0 = static_cast<const uint8_t *>(a.data);
+  auto *b0 = static_cast<const uint8_t *>(b.data);
+  return a0 < b0 + bytes(b) && b0 < a0 + bytes(a);
+}
+
+} // namespace
+
 std::vector<size_t> convReluPairs(const plan::Program &program,
                                   const std::vector<KernelCall> &calls,
                                   const std::set<int64_t> &hostValues) {
@@ -28,14 +42,6 @@ std::vector<size_t> convReluPairs(const plan::Program &program,
   for (const plan::Kernel &k : ks)
     for (int64_t id : k.in)
       ++readers[id];
-  auto bytes = [](const TensorRef &t) {
-    return t.count * plan::dtypeSize(t.dtype);
-  };
-  auto overlaps = [&](const TensorRef &a, const TensorRef &b) {
-    auto *a0 = static_cast<const uint8_t *>(a.data);
-    auto *b0 = static_cast<const uint8_t *>(b.data);
-    return a0 < b0 + bytes(b) && b0 < a0 + bytes(a);
-  };
   std::vector<size_t> pairs;
   for (size_t i = 0; i + 1 < ks.size(); ++i) {
     const plan::Kernel &k = ks[i], &next = ks[i + 1];
@@ -47,6 +53,28 @@ std::vector<size_t> convReluPairs(const plan::Program &program,
     if (std::none_of(calls[i].in.begin(), calls[i].in.end(),
                      [&](const TensorRef &in) { return overlaps(r, in); }))
       pairs.push_back(i);
+  }
+  return pairs;
+}
+
+std::vector<std::pair<size_t, size_t>>
+reluGradBiasPairs(const plan::Program &program,
+                  const std::vector<KernelCall> &calls) {
+  const std::vector<plan::Kernel> &ks = program.kernels;
+  std::vector<std::pair<size_t, size_t>> pairs;
+  for (size_t i = 0; i < ks.size(); ++i) {
+    if (ks[i].op != plan::Op::ReluGrad)
+      continue;
+    const TensorRef &dx = calls[i].out[0];
+    for (size_t j = i + 1; j < ks.size(); ++j) {
+      if (ks[j].op == plan::Op::BiasGrad && ks[j].in[0] == ks[i].out[0]) {
+        pairs.emplace_back(i, j);
+        break;
+      }
+      if (std::any_of(calls[j].out.begin(), calls[j].out.end(),
+                      [&](const TensorRef &o) { return overlaps(o, dx); }))
+        break;
+    }
   }
   return pairs;
 }

@@ -32,6 +32,10 @@ struct PreparedProgram {
   /// conv2d that applies the relu after it). None of them is read by the
   /// host or by any other kernel.
   std::set<int64_t> elided;
+  /// Kernels (by index) whose main pass an earlier kernel ran (a bias_grad
+  /// whose partial sums the relu_grad writing its input summed): their own
+  /// launch is what is left (a profile times only that).
+  std::set<size_t> summedEarly;
 };
 
 /// `e` with kernel `k`'s path and op in front, unless it starts with them
@@ -40,9 +44,8 @@ inline kernels::KernelError namedKernelError(const plan::Kernel &k,
                                              const kernels::KernelError &e) {
   std::string name = fmt::format("{}: '{}': ", k.path, plan::opName(k.op));
   std::string what = e.what();
-  return kernels::KernelError(what.compare(0, name.size(), name) == 0
-                                  ? what
-                                  : name + what);
+  return kernels::KernelError(
+      what.compare(0, name.size(), name) == 0 ? what : name + what);
 }
 
 /// The kernel interface every backend implements. A backend owns the memory
@@ -167,6 +170,15 @@ template <typename T> void hostAllReduceMean(const KernelCallT<T> &call);
 std::vector<size_t> convReluPairs(const plan::Program &program,
                                   const std::vector<KernelCall> &calls,
                                   const std::set<int64_t> &hostValues);
+
+/// The pairs (i, j) of `calls` where kernel i is a relu_grad and j the first
+/// bias_grad after it that reads its output dx, with no kernel between
+/// writing a byte of dx: a backend may sum j's bias gradient (or its first
+/// stage) while kernel i writes dx, as dx then holds at j what it held
+/// after i.
+std::vector<std::pair<size_t, size_t>>
+reluGradBiasPairs(const plan::Program &program,
+                  const std::vector<KernelCall> &calls);
 
 /// Creates a backend by name ("reference", "cpu" where built); throws
 /// std::invalid_argument naming the available ones.

@@ -86,6 +86,7 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
   states_ = std::move(prepared.states);
   blocked_ = std::move(prepared.blocked);
   elided_ = std::move(prepared.elided);
+  summedEarly_ = std::move(prepared.summedEarly);
   // One workspace for the program: its kernels run one after another.
   uint64_t workspace = 0;
   for (const auto &state : states_)

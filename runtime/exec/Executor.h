@@ -98,6 +98,9 @@ public:
   /// The values no kernel writes (PreparedProgram::elided); download() and
   /// keep() refuse them.
   const std::set<int64_t> &elidedValues() const { return elided_; }
+  /// The kernels whose main pass an earlier kernel ran
+  /// (PreparedProgram::summedEarly).
+  const std::set<size_t> &summedEarlyKernels() const { return summedEarly_; }
 
   /// Keeps a copy of value `id` as its producing kernel wrote it, so that it
   /// can be read after the run even if later kernels reuse its arena bytes.
@@ -160,6 +163,7 @@ private:
   std::vector<std::unique_ptr<KernelState>> states_;
   std::map<int64_t, int64_t> blocked_; ///< PreparedProgram::blocked
   std::set<int64_t> elided_;           ///< PreparedProgram::elided
+  std::set<size_t> summedEarly_;       ///< PreparedProgram::summedEarly
   std::unique_ptr<Buffer> workspace_;  ///< the kernels' scratch memory
   /// The flat lists a run walks: at the planned batch, and at tailN_.
   std::vector<KernelCallT<T>> fullCalls_, tailCalls_;

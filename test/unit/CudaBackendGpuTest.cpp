@@ -408,35 +408,6 @@ INSTANTIATE_TEST_SUITE_P(CudaTf32Step, CudaTf32EveryLayerStep,
                          ::testing::ValuesIn(netc::testing::kVariants),
                          netc::testing::variantTestName);
 
-// A tf32 step whose first convolution has one input channel: no KRSC copy
-// (with one channel it is the weight's own order), the weight and its
-// gradient read and written in place.
-TEST(CudaBackend, Tf32OneChannelStepMatchesReference) {
-  std::string file = stepPlan("dense-eval-tf32");
-  if (file.empty())
-    GTEST_SKIP() << "no dense-eval-tf32.json (set NETC_STEP_PLAN_DIR)";
-  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
-}
-
-// LRN on bf16 maps (the own kernels; cuDNN's LRN is NCHW only): the
-// every-layer step with its LRN, bf16, against the emulation.
-TEST(CudaBackend, Bf16LrnStepMatchesTheEmulation) {
-  std::string file = stepPlan("every-swwae-all-bf16");
-  if (file.empty())
-    GTEST_SKIP() << "no every-swwae-all-bf16.json (set NETC_STEP_PLAN_DIR)";
-  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
-}
-
-// A max-pool that leaves one pixel for the fc layer: net-precision keeps
-// that map (and its switches) NCHW beside the NHWC map it was pooled from,
-// so the pooling kernels must walk in the layout of the larger map.
-TEST(CudaBackend, Bf16OnePixelPoolStepMatchesTheEmulation) {
-  std::string file = stepPlan("pool-to-one-bf16");
-  if (file.empty())
-    GTEST_SKIP() << "no pool-to-one-bf16.json (set NETC_STEP_PLAN_DIR)";
-  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
-}
-
 /// Sets an environment variable for a scope (the previous value back after).
 class ScopedEnv {
 public:
@@ -459,6 +430,40 @@ private:
   std::optional<std::string> old_;
 };
 
+// A tf32 step whose first convolution has one input channel: no KRSC copy
+// (with one channel it is the weight's own order), the weight and its
+// gradient read and written in place; that convolution as it is
+// (NETC_CUDA_PAD_CHANNELS=off) and on copies padded to 4 channels.
+TEST(CudaBackend, Tf32OneChannelStepMatchesReference) {
+  std::string file = stepPlan("dense-eval-tf32");
+  if (file.empty())
+    GTEST_SKIP() << "no dense-eval-tf32.json (set NETC_STEP_PLAN_DIR)";
+  {
+    ScopedEnv unpadded("NETC_CUDA_PAD_CHANNELS", "off");
+    netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+  }
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
+// LRN on bf16 maps (the own kernels; cuDNN's LRN is NCHW only): the
+// every-layer step with its LRN, bf16, against the emulation.
+TEST(CudaBackend, Bf16LrnStepMatchesTheEmulation) {
+  std::string file = stepPlan("every-swwae-all-bf16");
+  if (file.empty())
+    GTEST_SKIP() << "no every-swwae-all-bf16.json (set NETC_STEP_PLAN_DIR)";
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
+// A max-pool that leaves one pixel for the fc layer: net-precision keeps
+// that map (and its switches) NCHW beside the NHWC map it was pooled from,
+// so the pooling kernels must walk in the layout of the larger map.
+TEST(CudaBackend, Bf16OnePixelPoolStepMatchesTheEmulation) {
+  std::string file = stepPlan("pool-to-one-bf16");
+  if (file.empty())
+    GTEST_SKIP() << "no pool-to-one-bf16.json (set NETC_STEP_PLAN_DIR)";
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
 // The fallback for bf16 convolutions that cuDNN has no NHWC engine for:
 // NCHW copies of their maps, NCHW (KCRS) weight copies and weight
 // gradients (NETC_CUDA_CONV_NCHW=on takes it for every bf16 convolution).
@@ -471,10 +476,25 @@ TEST(CudaBackend, Bf16ConvolutionsOnNchwCopiesMatchTheEmulation) {
   netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
 }
 
-// CUDA graphs and the conv+relu fusion change nothing: the same step
-// program on a backend with the feature (the default) and on one without it
+// Convolutions whose channels are not whole packs (this net's 1-channel
+// input and 4- and 6-channel maps) run on channel-padded copies by default;
+// NETC_CUDA_PAD_CHANNELS=off runs them as they are, which must match the
+// emulation too (the every-layer bf16 steps above check the padded ones).
+TEST(CudaBackend, Bf16ConvolutionsWithoutChannelPaddingMatchTheEmulation) {
+  std::string file = stepPlan("every-nolrn-swwae-all-bf16");
+  if (file.empty())
+    GTEST_SKIP() << "no every-nolrn-swwae-all-bf16.json (set "
+                    "NETC_STEP_PLAN_DIR)";
+  ScopedEnv unpadded("NETC_CUDA_PAD_CHANNELS", "off");
+  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
+// CUDA graphs and the fusions change nothing: the same step program on a
+// backend with the feature (the default) and on one without it
 // (NETC_CUDA_GRAPHS=off: every kernel eagerly; NETC_CUDA_FUSION=off: the
-// bias and relu as their own passes; both read by the constructor), from
+// bias and relu as their own passes, and the bias gradients summed by
+// bias_grad rather than by the relu_grad before it; both read by the
+// constructor), from
 // the same parameters and inputs. Runs 1-3 at the planned batch are eager,
 // captured and replayed; then a smaller batch (eager), and the planned
 // batch twice again (replayed); the learning rate, weight decay and step
@@ -482,7 +502,9 @@ TEST(CudaBackend, Bf16ConvolutionsOnNchwCopiesMatchTheEmulation) {
 // backends take their convolution algorithms from cuDNN's heuristics
 // (deterministic algorithms, the same for both) rather than from timing,
 // which could pick differently for each; then the same kernels compute the
-// same sums (the fused epilogue rounds exactly as the separate passes do),
+// same sums (the fused epilogue rounds exactly as the separate passes do,
+// and the fused relu_grad sums the bias gradient's partials in bias_grad's
+// order),
 // and the losses and parameters agree to 1e-6 (relative; 1e-6 absolute
 // below). fp32, bf16 and tf32 (whose weight copies the fused SGD update writes
 // inside the graph).
@@ -532,6 +554,14 @@ TEST_P(CudaSwitchOff, ChangesNothing) {
     netc::testing::expectClose(gStore.hostValue(name), eStore.hostValue(name),
                                "parameter " + name, 1e-6);
 #ifndef NETC_GPU_TEST_ON_REFERENCE
+  // The relu_grad+bias_grad fusion took place on the NHWC plans (their fc
+  // layers' and, in tf32, their 4-channel maps' bias gradients), and only
+  // with the switch on.
+  if (std::string(knob) == "NETC_CUDA_FUSION" &&
+      std::string(planName) != "every-swwae-all") {
+    EXPECT_FALSE(g.summedEarlyKernels().empty());
+    EXPECT_TRUE(e.summedEarlyKernels().empty());
+  }
   // Graphs were replayed (runs 3, 5 and 6, unless a workspace grew and the
   // program was captured again), so the comparison above compared graphs
   // with eager runs, not two eager runs after a failed capture.

@@ -484,6 +484,43 @@ TEST(CudaGpu, Bf16ElementwiseAndNhwcDropoutMatchTheHostWalk) {
   expectSame(dOut.download(), out, "bf16 relu_grad, misaligned");
 }
 
+/// The fused relu_grad and bias-gradient partials, then the second stage,
+/// on the GPU against the host walk, bit for bit (dx and db), in place and
+/// not, on VGG-like maps and odd ones.
+template <typename T> void reluGradBiasOnGpu(uint64_t seed) {
+  Rng rng(seed);
+  for (const Dims4 &d : std::vector<Dims4>{{8, 64, 56, 56},
+                                           {64, 512, 14, 14},
+                                           {64, 4096, 1, 1},
+                                           {3, 16, 7, 9},
+                                           {1, 24, 5, 3}})
+    for (bool inPlace : {false, true}) {
+      std::string what = std::string(typeName(T())) + " c " +
+                         std::to_string(d.c) + " h " + std::to_string(d.h) +
+                         (inPlace ? " in place" : "");
+      std::vector<T> y = stored<T>(rng.vec(d.count())),
+                     dy = stored<T>(rng.vec(d.count())), dx(y.size());
+      FVec db(size_t(d.c));
+      cuda::host::reluGradBias(d, d.c, y.data(), dy.data(), dx.data(),
+                               db.data());
+      DeviceVec<T> dY(y), dDy(dy), dDx(dx.size());
+      DeviceVec<double> scratch(cuda::biasGradScratchBytes(d) / sizeof(double));
+      DeviceVec<float> dDb(db.size());
+      T *out = inPlace ? dDy.get() : dDx.get();
+      cuda::device::reluGradBiasPartials(d, dY.get(), dDy.get(), out,
+                                         scratch.get(), nullptr);
+      cuda::device::biasGradFinal(d, scratch.get(), dDb.get(), nullptr);
+      sync();
+      expectSame((inPlace ? dDy : dDx).download(), dx, "relu_grad " + what);
+      expectSame(dDb.download(), db, "bias_grad " + what);
+    }
+}
+
+TEST(CudaGpu, ReluGradWithBiasPartialsMatchesTheHostWalk) {
+  reluGradBiasOnGpu<float>(61);
+  reluGradBiasOnGpu<Bf16>(62);
+}
+
 template <typename T> void biasOnGpu(uint64_t seed) {
   Rng rng(seed);
   for (const Dims4 &d : std::vector<Dims4>{

@@ -1114,6 +1114,145 @@ TEST(CudaHostKernels, BiasGradMatchesADoubleLoopAndIsTheSameInEveryLayout) {
                KernelError);
 }
 
+/// relu_grad with the bias gradient's partials in one pass, then the second
+/// stage: bit for bit relu_grad, then bias_grad of its dx (the pair the cuda
+/// backend fuses), in place or not, on NHWC maps whose C is whole packs:
+/// one row, batch 1, a last chunk shorter than the rest, a last batch of
+/// rows shorter than kBatch; and -0 gradients, zeros and negatives in y.
+template <typename T> void checkReluGradBias(uint64_t seed) {
+  Rng rng(seed);
+  constexpr int64_t W = cuda::Pack<T>::kWidth;
+  const std::vector<Dims4> cases = {
+      {1, W, 1, 1},     {1, 2 * W, 3, 5}, {2, W, 7, 9},      {5, 3 * W, 11, 13},
+      {3, 4 * W, 1, 1}, {64, W, 1, 1},    {2, 2 * W, 33, 31}};
+  for (const Dims4 &d : cases)
+    for (bool inPlace : {false, true}) {
+      std::string what = std::string(typeName(T())) + " [" +
+                         std::to_string(d.n) + "," + std::to_string(d.c) + "," +
+                         std::to_string(d.h) + "," + std::to_string(d.w) + "]" +
+                         (inPlace ? " in place" : "");
+      FVec y = rng.vec(d.count()), dy = rng.vec(d.count());
+      for (size_t i = 0; i < y.size(); ++i) {
+        uint64_t r = rng.next() % 8;
+        if (r == 0)
+          y[i] = 0.0f; // the relu's own zeros
+        if (r == 1)
+          dy[i] = -0.0f;
+      }
+      std::vector<T> ys = stored<T>(y), dys = stored<T>(dy);
+      std::vector<T> want(dys.size()), dyCopy = dys, got(dys.size());
+      FVec wantDb(size_t(d.c)), gotDb(size_t(d.c));
+      cuda::host::reluGrad(d.count(), ys.data(), dys.data(), want.data());
+      cuda::host::biasGrad(d, d.c, want.data(), wantDb.data());
+      T *dx = inPlace ? dyCopy.data() : got.data();
+      cuda::host::reluGradBias(d, d.c, ys.data(), dyCopy.data(), dx,
+                               gotDb.data());
+      expectBitEqual(widened(inPlace ? dyCopy : got), widened(want),
+                     what + " dx");
+      expectBitEqual(gotDb, wantDb, what + " db");
+      if (d.h * d.w == 1 && !inPlace) { // flat: the same in every layout
+        FVec flatDb(size_t(d.c));
+        std::vector<T> flatDx(dys.size());
+        cuda::host::reluGradBias(d, 1, ys.data(), dys.data(), flatDx.data(),
+                                 flatDb.data());
+        expectBitEqual(widened(flatDx), widened(want), what + " flat dx");
+        expectBitEqual(flatDb, wantDb, what + " flat db");
+      }
+    }
+  // Only NHWC maps of whole packs, aligned.
+  std::vector<T> v(size_t(64 * W));
+  FVec db(size_t(2 * W));
+  EXPECT_THROW(cuda::host::reluGradBias(Dims4{1, W + 1, 1, 1}, W + 1, v.data(),
+                                        v.data(), v.data(), db.data()),
+               KernelError);
+  EXPECT_THROW(cuda::host::reluGradBias(Dims4{1, 2 * W, 2, 2}, 1, v.data(),
+                                        v.data(), v.data(), db.data()),
+               KernelError);
+  auto *aligned = reinterpret_cast<T *>(
+      (reinterpret_cast<uintptr_t>(v.data()) + 15) / 16 * 16);
+  EXPECT_THROW(cuda::host::reluGradBias(Dims4{1, W, 1, 1}, W, aligned + 1,
+                                        aligned, aligned, db.data()),
+               KernelError);
+}
+
+TEST(CudaHostKernels, ReluGradWithBiasPartialsIsReluGradThenBiasGrad) {
+  checkReluGradBias<float>(47);
+  checkReluGradBias<Bf16>(48);
+}
+
+// A convolution on channel-padded copies: rows padded with +0 and cut back
+// bit for bit; the padded KRSC filter is toStorage's KRSC copy where nothing
+// is padded, zero in the padding, and the padded gradient comes back into
+// the weight's order, the padding dropped.
+template <typename T> void checkChannelPadding(uint64_t seed) {
+  Rng rng(seed);
+  const int64_t width = 16 / int64_t(sizeof(T));
+  EXPECT_EQ(cuda::paddedChannels(3, sizeof(T)), width);
+  EXPECT_EQ(cuda::paddedChannels(width, sizeof(T)), width);
+  EXPECT_EQ(cuda::paddedChannels(width + 1, sizeof(T)), 2 * width);
+  // Rows.
+  const int64_t rows = 37, c = 3, cp = cuda::paddedChannels(c, sizeof(T));
+  std::vector<T> map = stored<T>(rng.vec(rows * c)), padded(size_t(rows * cp)),
+                 back(map.size());
+  for (size_t i = 0; i < map.size(); i += 5)
+    map[i] = stored<T>(FVec{-0.0f})[0];
+  cuda::host::resizeRows(rows, c, cp, sizeof(T), map.data(), padded.data());
+  cuda::host::resizeRows(rows, cp, c, sizeof(T), padded.data(), back.data());
+  expectBitEqual(widened(back), widened(map), "rows padded and cut back");
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t ch = 0; ch < cp; ++ch) {
+      float v = widened(std::vector<T>{padded[size_t(r * cp + ch)]})[0];
+      float want =
+          ch < c ? widened(std::vector<T>{map[size_t(r * c + ch)]})[0] : 0.0f;
+      ASSERT_EQ(bits(v), bits(want)) << "row " << r << " channel " << ch;
+    }
+  // Filters: [K, C, kh, kw] with K and C not whole packs, and whole ones.
+  for (Dims4 w :
+       {Dims4{5, 3, 3, 3}, Dims4{3, 6, 2, 1}, Dims4{2 * width, width, 3, 3}}) {
+    std::string what = std::string(typeName(T())) + " [" + std::to_string(w.n) +
+                       "," + std::to_string(w.c) + "," + std::to_string(w.h) +
+                       "," + std::to_string(w.w) + "]";
+    const int64_t kp = cuda::paddedChannels(w.n, sizeof(T)),
+                  fcp = cuda::paddedChannels(w.c, sizeof(T)), rs = w.h * w.w;
+    FVec weight = rng.vec(w.count());
+    std::vector<T> filter(size_t(kp * rs * fcp));
+    cuda::host::padFilter(w, kp, fcp, weight.data(), filter.data());
+    // toStorage's KRSC copy of the weight (lanes = C), padded by hand.
+    std::vector<T> krsc(size_t(w.count()));
+    cuda::host::toStorage(w, w.c, weight.data(), krsc.data());
+    FVec got = widened(filter), want(filter.size(), 0.0f),
+         krscWide = widened(krsc);
+    for (int64_t k = 0; k < w.n; ++k)
+      for (int64_t r = 0; r < rs; ++r)
+        for (int64_t ch = 0; ch < w.c; ++ch)
+          want[size_t((k * rs + r) * fcp + ch)] =
+              krscWide[size_t((k * rs + r) * w.c + ch)];
+    expectBitEqual(got, want, what + " padded filter");
+    // The gradient back: a padded filter of random values, its padding
+    // dropped, in the weight's [K, C, kh, kw] order.
+    std::vector<T> grad = stored<T>(rng.vec(kp * rs * fcp));
+    FVec dw(size_t(w.count())), dwWant(dw.size());
+    cuda::host::unpadFilterGrad(w, fcp, grad.data(), dw.data());
+    FVec gradWide = widened(grad);
+    for (int64_t k = 0; k < w.n; ++k)
+      for (int64_t ch = 0; ch < w.c; ++ch)
+        for (int64_t r = 0; r < rs; ++r)
+          dwWant[size_t((k * w.c + ch) * rs + r)] =
+              gradWide[size_t((k * rs + r) * fcp + ch)];
+    expectBitEqual(dw, dwWant, what + " gradient");
+    if (kp == w.n && fcp == w.c) { // no padding: fromStorage's inverse
+      FVec viaStorage(dw.size());
+      cuda::host::fromStorage(w, w.c, grad.data(), viaStorage.data());
+      expectBitEqual(dw, viaStorage, what + " gradient vs fromStorage");
+    }
+  }
+}
+
+TEST(CudaHostKernels, ChannelPaddingPadsWithZerosAndCutsBackExactly) {
+  checkChannelPadding<float>(71);
+  checkChannelPadding<Bf16>(72);
+}
+
 TEST(CudaHostKernels, ConvertRoundsToNearestEvenAndWidensExactly) {
   auto fromBits = [](uint32_t u) {
     float f;

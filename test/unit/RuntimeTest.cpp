@@ -11,6 +11,7 @@
 #include "runtime/train/Data.h"
 #include "runtime/train/Trainer.h"
 
+#include "test/unit/BackendCompare.h"
 #include "test/unit/PlanJson.h"
 
 #include <gtest/gtest.h>
@@ -719,6 +720,46 @@ std::string mappingPerms(const void *p) {
       return perms;
   }
   return "";
+}
+
+/// The reference backend, recording the relu_grad+bias_grad pairs its
+/// prepareProgram is given.
+struct PairsProbe : exec::ReferenceBackend {
+  std::vector<std::pair<size_t, size_t>> pairs;
+  exec::PreparedProgram
+  prepareProgram(const plan::Program &program,
+                 const std::vector<exec::KernelCall> &calls,
+                 const std::set<int64_t> &hostValues) override {
+    pairs = exec::reluGradBiasPairs(program, calls);
+    return exec::ReferenceBackend::prepareProgram(program, calls, hostValues);
+  }
+};
+
+// A bias_grad is paired with the relu_grad that writes its input, the first
+// such bias_grad only, unless a kernel between them writes over that
+// input's bytes (here a scale into a view of it).
+TEST(ExecutorTest, ReluGradBiasPairsAreTheBiasGradsOfARelusGradient) {
+  netc::testing::PlanBuilder b(2);
+  const std::vector<int64_t> map = {-1, 4, 3, 3};
+  int64_t y = b.value(map), g = b.value(map), g2 = b.value(map);
+  int64_t d1 = b.value(map), s1 = b.value(map), b1 = b.value({4}),
+          b1again = b.value({4});
+  b.kernel("relu_grad", {g, y}, {d1});              // 0
+  b.kernel("scale", {d1}, {s1}, {{"factor", 2.0}}); // 1: reads only
+  b.kernel("bias_grad", {d1}, {b1});                // 2: paired with 0
+  b.kernel("bias_grad", {d1}, {b1again});           // 3: not again
+  int64_t d2 = b.value(map), over = b.view(d2, map), b2 = b.value({4});
+  b.kernel("relu_grad", {g2, y}, {d2});               // 4
+  b.kernel("scale", {g2}, {over}, {{"factor", 3.0}}); // 5: writes d2's bytes
+  b.kernel("bias_grad", {d2}, {b2});                  // 6: not paired
+  int64_t d3 = b.value(map), b3 = b.value({4});
+  b.kernel("relu_grad", {g2, y}, {d3}); // 7
+  b.kernel("bias_grad", {g2}, {b3});    // 8: not its output
+  plan::Plan p = plan::parsePlan(b.planText(5), "pairs-test/plan.json", "");
+  PairsProbe probe;
+  exec::ParamStore store(p, 3, probe);
+  exec::Executor exe(p, "p", store, probe);
+  EXPECT_EQ(probe.pairs, (std::vector<std::pair<size_t, size_t>>{{0, 2}}));
 }
 
 // The guarded backend keeps a device's rules on the host: its memory is

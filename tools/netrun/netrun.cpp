@@ -637,9 +637,11 @@ void printProfile(const exec::Executor &exe, int64_t steps, int64_t n) {
             [&](size_t x, size_t y) { return secs[x] > secs[y]; });
   std::cout << fmt::format(
       "layouts: {} of {} values kept channel-blocked by the backend, {} "
-      "computed past (fused); kernels' workspace {} bytes\n",
+      "computed past (fused), {} bias gradients summed by the relu_grad "
+      "before them (their time here is the second stage alone); kernels' "
+      "workspace {} bytes\n",
       exe.blockedValues().size(), prog.values.size(), exe.elidedValues().size(),
-      exe.workspaceBytes());
+      exe.summedEarlyKernels().size(), exe.workspaceBytes());
   std::cout << "slowest kernels:\n";
   for (size_t j = 0; j < std::min<size_t>(10, order.size()); ++j) {
     const plan::Kernel &k = prog.kernels[order[j]];
