@@ -23,7 +23,8 @@
 // prepare() builds each kernel's state once: cuDNN descriptors for the
 // planned batch, the convolution algorithm (measured by cudnnFind* on the
 // kernel's own buffers, as PyTorch's cudnn.benchmark does, within a 256 MiB
-// workspace; FMA-only math for fp32; deterministic algorithms unless 10%
+// workspace for bf16 plans and 1 GiB for f32 ones, above 256 MiB only if
+// 10% faster; FMA-only math for fp32; deterministic algorithms unless 10%
 // slower; NETC_CUDNN_ALGO=heuristic uses cuDNN's ranked heuristics instead,
 // which are also the fallback), the workspace the algorithms need (one
 // backend-wide buffer, grown in prepare(), never inside a step), and the own
@@ -159,6 +160,8 @@ public:
   /// failed (its program then ran kernel by kernel).
   std::string runReport() const override;
   uint64_t graphReplays() const { return replays_; }
+  /// Convolution kernels prepared to run on channel-padded copies.
+  uint64_t paddedConvolutions() const { return paddedConvs_; }
   std::unique_ptr<exec::KernelState>
   prepare(const exec::KernelCall &call) override;
   void run(const exec::KernelCall &call) override;
@@ -301,6 +304,7 @@ private:
   /// they are.
   bool padChannels_ = true;
   uint64_t replays_ = 0;       ///< graph launches that replayed a step
+  uint64_t paddedConvs_ = 0;   ///< paddedConvolutions()
   bool severalRanks_ = false;  ///< a run of several ranks was seen
   std::string captureFailure_; ///< why the first failed capture failed
   /// Fuse each relu into the convolution before it (convReluPairs): the
