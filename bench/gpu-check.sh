@@ -25,10 +25,11 @@
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
 # beside parity 120), bench 230 (a cell at most 30 s for the 32x32 net, 50 s
 # for VGG-16, 40 s for the two VGG-16 cells again without the fusions, the
-# two bf16 VGG-16 cells without the relu_grad that sums the bias gradient,
-# a bf16 cell of each net without channel padding, the bf16 SWWAE-all one
-# without the kernels' 16-byte packs and VGG-16 fp32 and tf32 with NCHW
-# maps; those nine last, so a slow GPU loses them first), peer 280
+# two bf16 VGG-16 cells without the relu_grad that sums the bias gradient
+# and without the one that does the max-pool's backward, a bf16 cell of
+# each net without channel padding, the bf16 SWWAE-all one without the
+# kernels' 16-byte packs and VGG-16 fp32 and tf32 with NCHW maps; those
+# eleven last, so a slow GPU loses them first), peer 280
 # (VGG-16 first, bf16 first: on the H200 its 12 cells took about 290 s,
 # over two calls), peer-compile 240 (it gets what is left), with ncu 45 between them (Nsight Compute on the own kernels
 # furthest from memory speed; the eager peer goes first, as the ratios need
@@ -508,15 +509,16 @@ bench() {
       done
     done
   done
-  # What the fusions buy: two cells again without either (their
-  # algorithms come from the shared file, so no new search), and the two
-  # bf16 VGG-16 cells with the conv+relu fusion alone (without the
-  # relu_grad that sums the bias gradient's partials).
+  # What the fusions buy: two cells again without any (their algorithms
+  # come from the shared file, so no new search), and the two bf16 VGG-16
+  # cells without the relu_grad that sums the bias gradient's partials, and
+  # without the relu_grad that does the max-pool's backward.
   for t in vgg16-none vgg16-swwae-all-bf16; do
     cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
   done
   for t in vgg16-none-bf16 vgg16-swwae-all-bf16; do
-    cell "$t norelubias" 40 12 NETC_CUDA_FUSION=conv-relu || rc=1
+    cell "$t norelubias" 40 12 NETC_CUDA_FUSION=conv-relu,pool-relu || rc=1
+    cell "$t nopoolrelu" 40 12 NETC_CUDA_FUSION=conv-relu,relu-bias || rc=1
   done
   # What running the convolutions of 3 channels (the image's, the
   # reconstruction's) on channel-padded copies buys: on the first run the
@@ -574,7 +576,8 @@ ncu_profile() {
   fi
   # 78 matching launches make one step (bias_grad's two kernels for each of
   # 29 convolutions, the first of them inside relu_grad where it sums the
-  # partials, 10 unpool gathers, 5 unpool_grads, 5 max-pools); ncu
+  # partials, 10 unpool gathers, those of the max-pools' backwards inside
+  # relu_grad too, 5 unpool_grads, 5 max-pools); ncu
   # ends the program after the 80th (--kill yes), so that its report comes
   # before the stage's limit.
   NETC_CUDA_GRAPHS=off ncu --clock-control none --kernel-name-base demangled \
@@ -722,13 +725,17 @@ for line in open(f"{d}/bench.log") if os.path.exists(f"{d}/bench.log") else []:
               f"{base / float(m[4]):.3f}x")
         continue
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
-                 r"(nofusion|norelubias|nopad|nopacks): program .* "
-                 r"([0-9.]+) images/s", line)
+                 r"(nofusion|norelubias|nopoolrelu|nopad|nopacks): "
+                 r"program .* ([0-9.]+) images/s", line)
     if m and (m[1], m[2], m[3] or "fp32") in ours:
         base = ours[(m[1], m[2], m[3] or "fp32")][0]
         label, what = {
-            "nofusion": ("fusion", ("conv+bias+relu fused and the bias "
-                                    "gradients summed by relu_grad", "apart")),
+            "nofusion": ("fusion", ("conv+bias+relu fused, the bias "
+                                    "gradients summed by relu_grad and the "
+                                    "max-pool backward in it", "apart")),
+            "nopoolrelu": ("pool-relu", ("the max-pool backward in "
+                                         "relu_grad", "written and read "
+                                         "back")),
             "norelubias": ("relu-bias", ("the bias gradients summed by "
                                          "relu_grad", "by bias_grad")),
             "nopacks": ("packs", ("elementwise and pooling kernels in "

@@ -26,7 +26,9 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <unistd.h>
@@ -318,6 +320,14 @@ struct CudaBackend::State : exec::KernelState {
   /// bias_grad, `partialsSummed`, then runs the second stage alone.
   double *biasPartials = nullptr;
   bool partialsSummed = false;
+  /// A relu_grad whose gradient is the max-pool backward (an unpool through
+  /// switches) before it, computed in its pass (unpoolReluGradPairs): the
+  /// pool's shape at the planned batch, its pooled gradient and switches;
+  /// the unpool is then `skip`ped.
+  bool poolGrad = false;
+  kernels::PoolShape poolShape;
+  const void *poolDy = nullptr;
+  const int32_t *poolSwitches = nullptr;
   /// LRN or batch norm on a bf16 or NHWC map, or LRN outside cuDNN's
   /// limits: the own kernels (cuDNN's LRN is NCHW only, and its batch
   /// norm's bf16 support unproven).
@@ -405,21 +415,33 @@ CudaBackend::CudaBackend() {
   search_ = !(algo && std::string(algo) == "heuristic");
   const char *graphs = std::getenv("NETC_CUDA_GRAPHS");
   graphs_ = !(graphs && std::string(graphs) == "off");
+  // NETC_CUDA_FUSION: on (the default), off, or the fusions to make, by
+  // name, separated by commas.
   const char *fusion = std::getenv("NETC_CUDA_FUSION");
   const std::string fuse = fusion ? fusion : "on";
-  if (fuse != "on" && fuse != "off" && fuse != "conv-relu" &&
-      fuse != "relu-bias")
-    throw std::invalid_argument(
-        fmt::format("NETC_CUDA_FUSION='{}': expected on, off, conv-relu or "
-                    "relu-bias",
-                    fuse));
-  fuseRelu_ = fuse != "off" && fuse != "relu-bias";
-  // The fused relu_grad reads and writes 16-byte packs: with packs off
-  // (NETC_CUDA_PACKS=off, the comparison the GPU check makes) it stays
+  std::set<std::string> fusions;
+  if (fuse == "on")
+    fusions = {"conv-relu", "relu-bias", "pool-relu"};
+  else if (fuse != "off")
+    for (size_t at = 0; at <= fuse.size();) {
+      size_t comma = std::min(fuse.find(',', at), fuse.size());
+      std::string name = fuse.substr(at, comma - at);
+      if (name != "conv-relu" && name != "relu-bias" && name != "pool-relu")
+        throw std::invalid_argument(fmt::format(
+            "NETC_CUDA_FUSION='{}': '{}' is not a fusion (expected on, off, "
+            "or a comma-separated list of conv-relu, relu-bias, pool-relu)",
+            fuse, name));
+      fusions.insert(name);
+      at = comma + 1;
+    }
+  fuseRelu_ = fusions.count("conv-relu") > 0;
+  // The fused relu_grads read and write 16-byte packs: with packs off
+  // (NETC_CUDA_PACKS=off, the comparison the GPU check makes) they stay
   // apart, so that cell is one element per item throughout.
   const char *packs = std::getenv("NETC_CUDA_PACKS");
-  fuseReluGradBias_ = fuse != "off" && fuse != "conv-relu" &&
-                      !(packs && std::string(packs) == "off");
+  const bool packed = !(packs && std::string(packs) == "off");
+  fuseReluGradBias_ = packed && fusions.count("relu-bias") > 0;
+  fusePoolReluGrad_ = packed && fusions.count("pool-relu") > 0;
   const char *sync = std::getenv("NETC_CUDA_SYNC");
   syncEach_ = sync && std::string(sync) == "on";
   const char *pad = std::getenv("NETC_CUDA_PAD_CHANNELS");
@@ -618,6 +640,39 @@ CudaBackend::prepareProgram(const plan::Program &program,
       continue; // at the fc border: rare, and each side has its scratch
     conv.reluOut = calls[i + 1].out[0].data;
     relu.skip = true;
+    p.elided.insert(program.kernels[i].out[0]);
+  }
+  for (size_t i : fusePoolReluGrad_
+                      ? exec::unpoolReluGradPairs(program, calls, hostValues)
+                      : std::vector<size_t>{}) {
+    auto &unpool = static_cast<State &>(*p.states[i]);
+    auto &grad = static_cast<State &>(*p.states[i + 1]);
+    const KernelCall &u = calls[i], &r = calls[i + 1];
+    if (u.attrs.normalize || !unpool.relayouts.empty() ||
+        !grad.relayouts.empty())
+      continue;
+    kernels::PoolShape s;
+    s.in = r.out[0].dims; // the relu's map, the pool's input
+    s.out = u.in[0].dims; // the pooled gradient
+    s.win = u.attrs.win;
+    const exec::TensorRef &pooled = u.in[0];
+    bool fusible = false;
+    withType(r.out[0], [&](auto t) {
+      using T = decltype(t);
+      fusible = tiledPool(s) && u.out[0].dims.count() == s.in.count() &&
+                s.out.n == s.in.n && s.out.c == s.in.c &&
+                (pooled.lanes() == s.out.c || s.out.h * s.out.w == 1) &&
+                reluGradBiasFusible<T>(
+                    s.in, r.out[0].lanes(),
+                    {pooled.data, u.in[1].data, r.in[1].data, r.out[0].data});
+    });
+    if (!fusible)
+      continue;
+    grad.poolGrad = true;
+    grad.poolShape = s;
+    grad.poolDy = pooled.data;
+    grad.poolSwitches = u.in[1].i32();
+    unpool.skip = true;
     p.elided.insert(program.kernels[i].out[0]);
   }
   if (fuseReluGradBias_)
@@ -2064,6 +2119,14 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
     // in: grad, output.
     withType(c.in[0], [&](auto t) {
       using T = decltype(t);
+      if (s.poolGrad) {
+        kernels::PoolShape ps = s.poolShape;
+        ps.in.n = ps.out.n = c.n;
+        device::poolReluGradBiasPartials<T>(
+            ps, static_cast<const T *>(s.poolDy), s.poolSwitches,
+            c.in[1].as<T>(), c.out[0].as<T>(), s.biasPartials, st);
+        return;
+      }
       if (s.biasPartials) {
         device::reluGradBiasPartials<T>(c.out[0].dims, c.in[1].as<T>(),
                                         c.in[0].as<T>(), c.out[0].as<T>(),

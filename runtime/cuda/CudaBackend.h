@@ -57,8 +57,10 @@
 // the relu in its epilogue (the bias and the relu in one pass of the own
 // bias kernel), and a relu_grad on an NHWC map sums the first stage of the
 // bias gradient of its output as it writes it (the bias_grad then runs its
-// second stage alone, and the map is read once less). NETC_CUDA_FUSION=off
-// keeps both apart; =conv-relu or =relu-bias keeps only that one.
+// second stage alone, and the map is read once less), and a relu_grad after
+// a max-pool's backward computes that gather itself (the gather's map is
+// never written). NETC_CUDA_FUSION=off keeps them all apart; a comma list
+// of conv-relu, relu-bias and pool-relu makes only those.
 //
 // Data-dependent checks the device cannot make: a label outside [0, k)
 // makes that softmax cross-entropy loss NaN (and its row's gradient), which
@@ -136,7 +138,8 @@ public:
   void usePlan(const plan::Plan &plan) override;
   /// Prepares each kernel, saves any newly found algorithms, and fuses
   /// each conv+relu pair (exec::convReluPairs) and each relu_grad+bias_grad
-  /// pair (exec::reluGradBiasPairs) that NETC_CUDA_FUSION allows.
+  /// pair (exec::reluGradBiasPairs) and each max-pool backward + relu_grad
+  /// pair (exec::unpoolReluGradPairs) that NETC_CUDA_FUSION allows.
   exec::PreparedProgram
   prepareProgram(const plan::Program &program,
                  const std::vector<exec::KernelCall> &calls,
@@ -308,13 +311,17 @@ private:
   bool severalRanks_ = false;  ///< a run of several ranks was seen
   std::string captureFailure_; ///< why the first failed capture failed
   /// Fuse each relu into the convolution before it (convReluPairs): the
-  /// bias and the relu in one pass; NETC_CUDA_FUSION=off or =relu-bias
+  /// bias and the relu in one pass; NETC_CUDA_FUSION without conv-relu
   /// keeps them apart.
   bool fuseRelu_ = true;
   /// Sum each bias gradient's partials in the relu_grad that writes its
   /// input (reluGradBiasPairs), saving the bias_grad's read of the map;
-  /// NETC_CUDA_FUSION=conv-relu (or off) keeps them apart.
+  /// NETC_CUDA_FUSION without relu-bias keeps them apart.
   bool fuseReluGradBias_ = true;
+  /// Compute a max-pool's backward (an unpool through switches, of a pool
+  /// whose windows tile its input) inside the relu_grad after it
+  /// (unpoolReluGradPairs), never writing the gather's map.
+  bool fusePoolReluGrad_ = true;
   /// The step's hyper-parameters and number, read by the SGD update and
   /// dropout (device memory, a StepParams).
   std::unique_ptr<exec::Buffer> stepParams_;

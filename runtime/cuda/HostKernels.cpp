@@ -238,6 +238,25 @@ void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
   runOnHost(BiasGradFinal{d.c, s.chunks, partials.data(), db});
 }
 
+template <typename T>
+void poolReluGradBias(const kernels::PoolShape &s, const T *dyPooled,
+                      const int32_t *switches, const T *y, T *dx, float *db) {
+  if (!tiledPool(s) ||
+      !reluGradBiasFusible<T>(s.in, s.in.c, {dyPooled, switches, y, dx}))
+    throw kernels::KernelError(fmt::format(
+        "relu_grad with the max-pool's backward: the pool's windows must "
+        "tile its input and the map be NHWC with {}-channel packs, 16-byte "
+        "aligned (got a {}x{} window, stride {}x{}, pad {}x{}, {} channels)",
+        Pack<T>::kWidth, s.win.kh, s.win.kw, s.win.sh, s.win.sw, s.win.ph,
+        s.win.pw, s.in.c));
+  BiasGradShape shape = biasGradShape(s.in);
+  std::vector<double> partials(db ? size_t(shape.chunks * s.in.c) : 0);
+  runOnHost(makePoolReluGradBiasPartials(s, dyPooled, switches, y, dx,
+                                         db ? partials.data() : nullptr));
+  if (db)
+    runOnHost(BiasGradFinal{s.in.c, shape.chunks, partials.data(), db});
+}
+
 void convert(int64_t count, const float *src, Bf16 *dst) {
   runOnHost(Convert<float, Bf16>{count, src, dst});
 }
@@ -397,6 +416,8 @@ void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
                             float *);                                          \
   template void reluGradBias<T>(const kernels::Dims4 &, int64_t, const T *,    \
                                 const T *, T *, float *);                      \
+  template void poolReluGradBias<T>(const kernels::PoolShape &, const T *,     \
+                                    const int32_t *, const T *, T *, float *); \
   template void padFilter<T>(const kernels::Dims4 &, int64_t, int64_t,         \
                              const float *, T *);                              \
   template void unpadFilterGrad<T>(const kernels::Dims4 &, int64_t, const T *, \

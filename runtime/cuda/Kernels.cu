@@ -304,6 +304,22 @@ void reluGradBiasPartials(const kernels::Dims4 &d, const T *y, const T *dy,
                stream);
 }
 
+template <typename T>
+void poolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
+                              const int32_t *switches, const T *y, T *dx,
+                              double *partials, Stream stream) {
+  if (!tiledPool(s) ||
+      !reluGradBiasFusible<T>(s.in, s.in.c, {dyPooled, switches, y, dx}))
+    throw kernels::KernelError(
+        "relu_grad with the max-pool's backward: the pool's windows must tile "
+        "its input and the map be NHWC with " +
+        std::to_string(Pack<T>::kWidth) + "-channel packs, 16-byte aligned");
+  launchSpread(
+      "relu_grad",
+      makePoolReluGradBiasPartials(s, dyPooled, switches, y, dx, partials),
+      stream);
+}
+
 void biasGradFinal(const kernels::Dims4 &d, const double *partials, float *db,
                    Stream stream) {
   launch("bias_grad", BiasGradFinal{d.c, biasGradShape(d).chunks, partials, db},
@@ -485,6 +501,9 @@ void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
                             double *, float *, Stream);                        \
   template void reluGradBiasPartials<T>(const kernels::Dims4 &, const T *,     \
                                         const T *, T *, double *, Stream);     \
+  template void poolReluGradBiasPartials<T>(const kernels::PoolShape &,        \
+                                            const T *, const int32_t *,        \
+                                            const T *, T *, double *, Stream); \
   template void padFilter<T>(const kernels::Dims4 &, int64_t, int64_t,         \
                              const float *, T *, Stream);                      \
   template void unpadFilterGrad<T>(const kernels::Dims4 &, int64_t, const T *, \

@@ -1296,6 +1296,46 @@ bool reluGradBiasFusible(const kernels::Dims4 &d, int64_t lanes,
          d.c % Pack<T>::kWidth == 0 && packAligned(pointers);
 }
 
+/// Whether a max-pool's windows tile its input (kernel = stride, no
+/// padding), so that at most one window covers a pixel.
+inline bool tiledPool(const kernels::PoolShape &s) {
+  return s.win.kh == s.win.sh && s.win.kw == s.win.sw && s.win.ph == 0 &&
+         s.win.pw == 0;
+}
+
+/// The backward of a max-pool whose windows tile its input (tiledPool), on
+/// NHWC maps: row (n, h, w) of the pool's input gets the pooled pixel
+/// (n, h / kh, w / kw)'s gradient where that pixel's switch names (h, w),
+/// else 0; a row no window covers (the last of an odd size) gets 0. The
+/// bits of UnpoolForward's one-window path (0.0 + v: -0 becomes +0).
+template <typename T> struct TiledPoolGrad {
+  const T *dy = nullptr;             ///< pooled gradient [n, outH, outW, c]
+  const int32_t *switches = nullptr; ///< the same layout
+  int64_t outH = 0, outW = 0;
+  FastDiv plane, inW, kh, kw; ///< the input's h * w and w; the window
+
+  /// The gradient of the W channels from c0 of row `row`, C channels a row.
+  NETC_HD Pack<T> at(int64_t row, int64_t c, int64_t c0) const {
+    constexpr int W = Pack<T>::kWidth;
+    int64_t p, n = plane.divMod(row, p);
+    int64_t w, h = inW.divMod(p, w);
+    const int64_t i = kh.div(h), j = kw.div(w);
+    Pack<T> r;
+    if (i >= outH || j >= outW) {
+      for (int l = 0; l < W; ++l)
+        store(&r.v[l], 0.0f);
+      return r;
+    }
+    const int64_t from = ((n * outH + i) * outW + j) * c + c0;
+    int32_t sw[W];
+    loadSwitches<W>(switches + from, sw);
+    Pack<T> v = loadPack(dy + from);
+    for (int l = 0; l < W; ++l) // p is h * inW + w, the switches' coding
+      store(&r.v[l], sw[l] == p ? load(&v.v[l]) + 0.0f : 0.0f);
+    return r;
+  }
+};
+
 /// relu_grad (ReluGradOp: dx = y > 0 ? dy : 0) and the first stage of the
 /// bias gradient of its dx in one pass over an NHWC (or flat) map, for the
 /// bias_grad that reads dx (which then runs BiasGradFinal alone). Item per
@@ -1307,18 +1347,25 @@ bool reluGradBiasFusible(const kernels::Dims4 &d, int64_t lanes,
 /// dx again. dx may alias dy (a row's packs are read before it is written).
 /// Fewer threads than BiasGradPartials (one per kWidth channels), each with
 /// kBatch rows' loads in flight.
-template <typename T> struct ReluGradBiasPartials {
+///
+/// With kPool, relu_grad's dy is a max-pool's backward computed in the same
+/// pass (TiledPoolGrad: the pool's gather is not written and read back),
+/// and `partials` may be null (no bias gradient to sum).
+template <typename T, bool kPool = false> struct ReluGradBiasPartials {
   int64_t c = 0;   ///< channels: a row's elements
   FastDiv packs;   ///< c / kWidth
   BiasGradShape s; ///< of the map's dims
   const T *y = nullptr, *dy = nullptr;
   T *dx = nullptr;
   double *partials = nullptr;
+  TiledPoolGrad<T> pool; ///< kPool: where dy comes from
 
   NETC_HD int64_t items() const { return s.chunks * packs.d; }
   NETC_HD void operator()(int64_t i) const {
     constexpr int W = Pack<T>::kWidth;
-    constexpr int kBatch = 16;
+    // The pool's gather reads 48 bytes a row where dy is 16: fewer rows'
+    // loads in flight keep its registers in bounds.
+    constexpr int kBatch = kPool ? 8 : 16;
     int64_t q, chunk = packs.divMod(i, q);
     int64_t m = chunk * s.chunkRows;
     const int64_t end = imin(m + s.chunkRows, s.rows), c0 = q * W;
@@ -1330,7 +1377,10 @@ template <typename T> struct ReluGradBiasPartials {
       for (int k = 0; k < kBatch; ++k)
         if (k < n) {
           a[k] = loadPack(y + (m + k) * c + c0);
-          g[k] = loadPack(dy + (m + k) * c + c0);
+          if constexpr (kPool)
+            g[k] = pool.at(m + k, c, c0);
+          else
+            g[k] = loadPack(dy + (m + k) * c + c0);
         }
       NETC_UNROLL
       for (int k = 0; k < kBatch; ++k)
@@ -1347,9 +1397,11 @@ template <typename T> struct ReluGradBiasPartials {
         }
       m += n;
     }
-    NETC_UNROLL
-    for (int l = 0; l < W; ++l)
-      partials[chunk * c + c0 + l] = acc[l];
+    if (partials) {
+      NETC_UNROLL
+      for (int l = 0; l < W; ++l)
+        partials[chunk * c + c0 + l] = acc[l];
+    }
   }
 };
 
@@ -1365,6 +1417,34 @@ ReluGradBiasPartials<T> makeReluGradBiasPartials(const kernels::Dims4 &d,
   f.dy = dy;
   f.dx = dx;
   f.partials = partials;
+  return f;
+}
+
+/// relu_grad of a max-pool's input map (y: the relu's output, which the
+/// pool of shape `s` read; dx: its gradient) whose dy is the pool's backward
+/// of the pooled gradient `dyPooled` through `switches`, computed in the
+/// same pass (NHWC, tiledPool(s), reluGradBiasFusible); with `partials`,
+/// also the bias gradient's first stage of dx.
+template <typename T>
+ReluGradBiasPartials<T, true>
+makePoolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
+                             const int32_t *switches, const T *y, T *dx,
+                             double *partials) {
+  ReluGradBiasPartials<T, true> f;
+  f.c = s.in.c;
+  f.packs = FastDiv(s.in.c / Pack<T>::kWidth);
+  f.s = biasGradShape(s.in);
+  f.y = y;
+  f.dx = dx;
+  f.partials = partials;
+  f.pool.dy = dyPooled;
+  f.pool.switches = switches;
+  f.pool.outH = s.out.h;
+  f.pool.outW = s.out.w;
+  f.pool.plane = FastDiv(s.in.h * s.in.w);
+  f.pool.inW = FastDiv(s.in.w);
+  f.pool.kh = FastDiv(s.win.kh);
+  f.pool.kw = FastDiv(s.win.kw);
   return f;
 }
 
@@ -2270,6 +2350,13 @@ void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db);
 template <typename T>
 void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
                   const T *dy, T *dx, float *db);
+/// maxPoolBackward of (dyPooled, switches), then reluGrad with the pool's
+/// input y, then (db not null) biasGrad, in one pass over the NHWC map and
+/// BiasGradFinal: the bits of the three. A pool whose windows tile its
+/// input (tiledPool) and an NHWC map of whole packs, else KernelError.
+template <typename T>
+void poolReluGradBias(const kernels::PoolShape &s, const T *dyPooled,
+                      const int32_t *switches, const T *y, T *dx, float *db);
 
 /// Elementwise f32 -> bf16 (rounded) and bf16 -> f32 (exact).
 void convert(int64_t count, const float *src, Bf16 *dst);

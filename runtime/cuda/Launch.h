@@ -135,6 +135,13 @@ void reluGradBiasPartials(const kernels::Dims4 &d, const T *y, const T *dy,
                           T *dx, double *partials, Stream stream);
 void biasGradFinal(const kernels::Dims4 &d, const double *partials, float *db,
                    Stream stream);
+/// relu_grad of a max-pool's input map whose dy is the pool's backward
+/// (makePoolReluGradBiasPartials: tiledPool(s), NHWC whole packs), summing
+/// the bias gradient's partials unless `partials` is null.
+template <typename T>
+void poolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
+                              const int32_t *switches, const T *y, T *dx,
+                              double *partials, Stream stream);
 
 /// Elementwise f32 -> bf16 (rounded) and bf16 -> f32 (exact).
 void convert(int64_t count, const float *src, Bf16 *dst, Stream stream);

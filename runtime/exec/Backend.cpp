@@ -57,6 +57,29 @@ std::vector<size_t> convReluPairs(const plan::Program &program,
   return pairs;
 }
 
+std::vector<size_t> unpoolReluGradPairs(const plan::Program &program,
+                                        const std::vector<KernelCall> &calls,
+                                        const std::set<int64_t> &hostValues) {
+  const std::vector<plan::Kernel> &ks = program.kernels;
+  std::map<int64_t, int> readers;
+  for (const plan::Kernel &k : ks)
+    for (int64_t id : k.in)
+      ++readers[id];
+  std::vector<size_t> pairs;
+  for (size_t i = 0; i + 1 < ks.size(); ++i) {
+    const plan::Kernel &k = ks[i], &next = ks[i + 1];
+    if (k.op != plan::Op::Unpool || k.in.size() < 2 ||
+        next.op != plan::Op::ReluGrad || next.in[0] != k.out[0] ||
+        readers[k.out[0]] != 1 || hostValues.count(k.out[0]))
+      continue;
+    const TensorRef &dx = calls[i + 1].out[0];
+    if (std::none_of(calls[i].in.begin(), calls[i].in.end(),
+                     [&](const TensorRef &in) { return overlaps(dx, in); }))
+      pairs.push_back(i);
+  }
+  return pairs;
+}
+
 std::vector<std::pair<size_t, size_t>>
 reluGradBiasPairs(const plan::Program &program,
                   const std::vector<KernelCall> &calls) {

@@ -171,6 +171,16 @@ std::vector<size_t> convReluPairs(const plan::Program &program,
                                   const std::vector<KernelCall> &calls,
                                   const std::set<int64_t> &hostValues);
 
+/// The kernels i of `calls` that are an unpool through switches (a
+/// max-pool's backward, or a decoder's unpool) whose output only the
+/// relu_grad at i + 1 reads, as its gradient, that the host does not read,
+/// and whose relu_grad writes no byte the unpool reads: a backend may
+/// compute the gather inside that relu_grad, never writing the unpool's
+/// output (PreparedProgram::elided).
+std::vector<size_t> unpoolReluGradPairs(const plan::Program &program,
+                                        const std::vector<KernelCall> &calls,
+                                        const std::set<int64_t> &hostValues);
+
 /// The pairs (i, j) of `calls` where kernel i is a relu_grad and j the first
 /// bias_grad after it that reads its output dx, with no kernel between
 /// writing a byte of dx: a backend may sum j's bias gradient (or its first

@@ -516,6 +516,54 @@ template <typename T> void reluGradBiasOnGpu(uint64_t seed) {
     }
 }
 
+/// The max-pool's backward inside relu_grad, with and without the bias
+/// partials, on the GPU against the host walk, bit for bit: VGG's 2x2/2
+/// pools (even and odd sizes) and a 3x3/3 one.
+template <typename T> void poolReluGradBiasOnGpu(uint64_t seed) {
+  Rng rng(seed);
+  struct Case {
+    Dims4 in;
+    Window2D win;
+  };
+  for (const Case &k : std::vector<Case>{{{8, 64, 56, 56}, {2, 2, 2, 2, 0, 0}},
+                                         {{4, 128, 15, 13}, {2, 2, 2, 2, 0, 0}},
+                                         {{2, 16, 9, 9}, {3, 3, 3, 3, 0, 0}}}) {
+    kernels::PoolShape s = kernels::poolShape(k.in, k.win);
+    std::string what = std::string(typeName(T())) + " c " +
+                       std::to_string(s.in.c) + " h " + std::to_string(s.in.h);
+    std::vector<T> y = stored<T>(rng.relued(s.in.count())),
+                   pooled(size_t(s.out.count()));
+    IVec switches(size_t(s.out.count()));
+    cuda::host::maxPoolForward(s, y.data(), pooled.data(), switches.data(),
+                               s.in.c);
+    std::vector<T> dyPooled = stored<T>(rng.vec(s.out.count())), dx(y.size());
+    FVec db(size_t(s.in.c));
+    cuda::host::poolReluGradBias(s, dyPooled.data(), switches.data(), y.data(),
+                                 dx.data(), db.data());
+    DeviceVec<T> dY(y), dDyPooled(dyPooled), dDx(dx.size()), dAlone(dx.size());
+    DeviceVec<int32_t> dSw(switches);
+    DeviceVec<double> scratch(cuda::biasGradScratchBytes(s.in) /
+                              sizeof(double));
+    DeviceVec<float> dDb(db.size());
+    cuda::device::poolReluGradBiasPartials(s, dDyPooled.get(), dSw.get(),
+                                           dY.get(), dDx.get(), scratch.get(),
+                                           nullptr);
+    cuda::device::biasGradFinal(s.in, scratch.get(), dDb.get(), nullptr);
+    cuda::device::poolReluGradBiasPartials(
+        s, dDyPooled.get(), dSw.get(), dY.get(), dAlone.get(),
+        static_cast<double *>(nullptr), nullptr);
+    sync();
+    expectSame(dDx.download(), dx, "pool relu_grad " + what);
+    expectSame(dAlone.download(), dx, "pool relu_grad without db " + what);
+    expectSame(dDb.download(), db, "pool bias_grad " + what);
+  }
+}
+
+TEST(CudaGpu, MaxPoolGradInReluGradMatchesTheHostWalk) {
+  poolReluGradBiasOnGpu<float>(63);
+  poolReluGradBiasOnGpu<Bf16>(64);
+}
+
 TEST(CudaGpu, ReluGradWithBiasPartialsMatchesTheHostWalk) {
   reluGradBiasOnGpu<float>(61);
   reluGradBiasOnGpu<Bf16>(62);

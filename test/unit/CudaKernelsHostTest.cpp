@@ -1175,6 +1175,71 @@ template <typename T> void checkReluGradBias(uint64_t seed) {
                KernelError);
 }
 
+/// The max-pool's backward, relu_grad and the bias gradient's first stage in
+/// one pass: bit for bit the three kernels one after another, on pools
+/// whose windows tile the map (even and odd sizes, floor and ceil mode,
+/// 3x3/3), after a relu (zeros and ties in the windows), with and without
+/// the bias gradient; overlapping windows are refused.
+template <typename T> void checkPoolReluGradBias(uint64_t seed) {
+  Rng rng(seed);
+  constexpr int64_t W = cuda::Pack<T>::kWidth;
+  struct Case {
+    Dims4 in;
+    Window2D win;
+    bool ceil;
+  };
+  const std::vector<Case> cases = {
+      {{2, 2 * W, 8, 6}, {2, 2, 2, 2, 0, 0}, false},
+      {{1, W, 7, 9}, {2, 2, 2, 2, 0, 0}, false}, // last row and column bare
+      {{1, W, 7, 9}, {2, 2, 2, 2, 0, 0}, true},  // partial windows
+      {{3, W, 9, 9}, {3, 3, 3, 3, 0, 0}, false},
+      {{2, 3 * W, 33, 17}, {2, 2, 2, 2, 0, 0}, false}};
+  for (const Case &k : cases) {
+    kernels::PoolShape s = kernels::poolShape(k.in, k.win, k.ceil);
+    const int64_t L = s.in.c; // NHWC
+    std::string what = std::string(typeName(T())) + " [" +
+                       std::to_string(s.in.n) + "," + std::to_string(s.in.c) +
+                       "," + std::to_string(s.in.h) + "," +
+                       std::to_string(s.in.w) + "] k" +
+                       std::to_string(k.win.kh) + (k.ceil ? " ceil" : "");
+    std::vector<T> y = stored<T>(rng.relued(s.in.count())),
+                   pooled(size_t(s.out.count()));
+    IVec switches(size_t(s.out.count()));
+    cuda::host::maxPoolForward(s, y.data(), pooled.data(), switches.data(), L);
+    FVec dyWide = rng.vec(s.out.count());
+    for (size_t i = 0; i < dyWide.size(); i += 7)
+      dyWide[i] = -0.0f;
+    std::vector<T> dyPooled = stored<T>(dyWide);
+    std::vector<T> dr(y.size()), want(y.size()), got(y.size());
+    FVec wantDb(size_t(s.in.c)), gotDb(size_t(s.in.c));
+    cuda::host::maxPoolBackward(s, dyPooled.data(), switches.data(), dr.data(),
+                                L);
+    cuda::host::reluGrad(s.in.count(), y.data(), dr.data(), want.data());
+    cuda::host::biasGrad(s.in, L, want.data(), wantDb.data());
+    cuda::host::poolReluGradBias(s, dyPooled.data(), switches.data(), y.data(),
+                                 got.data(), gotDb.data());
+    expectBitEqual(widened(got), widened(want), what + " dx");
+    expectBitEqual(gotDb, wantDb, what + " db");
+    std::vector<T> alone(y.size());
+    cuda::host::poolReluGradBias(s, dyPooled.data(), switches.data(), y.data(),
+                                 alone.data(), static_cast<float *>(nullptr));
+    expectBitEqual(widened(alone), widened(want), what + " dx without db");
+  }
+  kernels::PoolShape overlapping =
+      kernels::poolShape({1, W, 7, 7}, {3, 3, 2, 2, 0, 0});
+  std::vector<T> v(size_t(overlapping.in.count()));
+  IVec sw(size_t(overlapping.out.count()));
+  FVec db(static_cast<size_t>(W));
+  EXPECT_THROW(cuda::host::poolReluGradBias(overlapping, v.data(), sw.data(),
+                                            v.data(), v.data(), db.data()),
+               KernelError);
+}
+
+TEST(CudaHostKernels, MaxPoolGradInReluGradIsTheThreeKernels) {
+  checkPoolReluGradBias<float>(49);
+  checkPoolReluGradBias<Bf16>(50);
+}
+
 TEST(CudaHostKernels, ReluGradWithBiasPartialsIsReluGradThenBiasGrad) {
   checkReluGradBias<float>(47);
   checkReluGradBias<Bf16>(48);

@@ -726,11 +726,13 @@ std::string mappingPerms(const void *p) {
 /// prepareProgram is given.
 struct PairsProbe : exec::ReferenceBackend {
   std::vector<std::pair<size_t, size_t>> pairs;
+  std::vector<size_t> unpoolPairs;
   exec::PreparedProgram
   prepareProgram(const plan::Program &program,
                  const std::vector<exec::KernelCall> &calls,
                  const std::set<int64_t> &hostValues) override {
     pairs = exec::reluGradBiasPairs(program, calls);
+    unpoolPairs = exec::unpoolReluGradPairs(program, calls, hostValues);
     return exec::ReferenceBackend::prepareProgram(program, calls, hostValues);
   }
 };
@@ -760,6 +762,43 @@ TEST(ExecutorTest, ReluGradBiasPairsAreTheBiasGradsOfARelusGradient) {
   exec::ParamStore store(p, 3, probe);
   exec::Executor exe(p, "p", store, probe);
   EXPECT_EQ(probe.pairs, (std::vector<std::pair<size_t, size_t>>{{0, 2}}));
+}
+
+// An unpool through switches (a max-pool's backward) is paired with the
+// relu_grad after it when that relu_grad alone reads its output, as its
+// gradient, and writes none of the unpool's inputs.
+TEST(ExecutorTest, UnpoolReluGradPairsAreAMaxPoolsBackwardAndItsRelu) {
+  netc::testing::PlanBuilder b(2);
+  const std::vector<int64_t> map = {-1, 4, 4, 4}, half = {-1, 4, 2, 2};
+  const json pool = {{"kernel", {2, 2}}, {"stride", {2, 2}}, {"pad", {0, 0}}};
+  json unpool = pool;
+  unpool["size"] = {4, 4};
+  int64_t y = b.value(map), pooled = b.value(half), sw = b.value(half, "i32"),
+          dy = b.value(half);
+  b.kernel("max_pool", {y}, {pooled, sw}, pool); // 0
+  int64_t r1 = b.value(map), d1 = b.value(map);
+  b.kernel("unpool", {dy, sw}, {r1}, unpool); // 1: paired
+  b.kernel("relu_grad", {r1, y}, {d1});       // 2
+  int64_t r2 = b.value(map), d2 = b.value(map), s2 = b.value(map);
+  b.kernel("unpool", {dy, sw}, {r2}, unpool);       // 3: r2 read twice
+  b.kernel("relu_grad", {r2, y}, {d2});             // 4
+  b.kernel("scale", {r2}, {s2}, {{"factor", 2.0}}); // 5
+  int64_t r3 = b.value(map), d3 = b.value(map);
+  b.kernel("unpool", {dy, sw}, {r3}, unpool); // 6: its relu_grad reads
+  b.kernel("relu_grad", {y, r3}, {d3});       // 7: r3 as y, not as grad
+  int64_t r4 = b.value(map), d4 = b.view(dy, map);
+  b.kernel("unpool", {dy, sw}, {r4}, unpool); // 8: its relu_grad writes
+  b.kernel("relu_grad", {r4, y}, {d4});       // 9: over dy
+  int64_t r5 = b.value(map), d5 = b.value(map);
+  json fixed = unpool;
+  fixed["position"] = {0, 0};
+  b.kernel("unpool", {dy}, {r5}, fixed); // 10: a fixed position
+  b.kernel("relu_grad", {r5, y}, {d5});  // 11
+  plan::Plan p = plan::parsePlan(b.planText(5), "pairs-test/plan.json", "");
+  PairsProbe probe;
+  exec::ParamStore store(p, 3, probe);
+  exec::Executor exe(p, "p", store, probe);
+  EXPECT_EQ(probe.unpoolPairs, (std::vector<size_t>{1}));
 }
 
 // The guarded backend keeps a device's rules on the host: its memory is
