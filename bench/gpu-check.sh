@@ -574,12 +574,12 @@ ncu_profile() {
     echo "ncu: not on this machine"
     return 0
   fi
-  # 78 matching launches make one step (bias_grad's two kernels for each of
+  # About 78 matching launches make one step (bias_grad's two kernels for
   # 29 convolutions, the first of them inside relu_grad where it sums the
-  # partials, 10 unpool gathers, those of the max-pools' backwards inside
-  # relu_grad too, 5 unpool_grads, 5 max-pools); ncu
-  # ends the program after the 80th (--kill yes), so that its report comes
-  # before the stage's limit.
+  # partials; 10 unpool gathers, four of the max-pools' backwards inside
+  # relu_grad too; 5 unpool_grads, 5 max-pools); ncu ends the program
+  # after the 80th (--kill yes), so that its report comes before the
+  # stage's limit.
   NETC_CUDA_GRAPHS=off ncu --clock-control none --kernel-name-base demangled \
     --kernel-name regex:'BiasGrad|ReluGradBias|Unpool|MaxPool' \
     --launch-count 80 --kill yes \

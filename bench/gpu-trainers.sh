@@ -33,6 +33,8 @@
 #                      step whose first convolution has one input channel)
 #   every/pool-to-one-bf16.json   pool-to-one.net, --precision=bf16 (a
 #                      bf16 step whose last max-pool leaves one pixel)
+#   every/packs-{bf16,tf32}.json  packs.net (maps of whole channel packs:
+#                      the backward fusions and the channel padding)
 #   fmnist-data/       the first 2560 training and 512 test images of
 #                      Fashion-MNIST as IDX (the GPU machine may not have
 #                      the dataset; both parity runs read the same files)
@@ -83,6 +85,10 @@ done
   --precision=bf16 -emit=plan -o "$OUT/every/every-swwae-all-bf16.json"
 "$NETC" test/Training/Inputs/pool-to-one.net --precision=bf16 -emit=plan \
   -o "$OUT/every/pool-to-one-bf16.json"
+for p in bf16 tf32; do
+  "$NETC" test/Training/Inputs/packs.net --precision=$p -emit=plan \
+    -o "$OUT/every/packs-$p.json"
+done
 "$NETC" test/Training/Inputs/dense-eval.net --precision=tf32 -emit=plan \
   -o "$OUT/every/dense-eval-tf32.json"
 

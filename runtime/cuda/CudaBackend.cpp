@@ -659,9 +659,12 @@ CudaBackend::prepareProgram(const plan::Program &program,
     bool fusible = false;
     withType(r.out[0], [&](auto t) {
       using T = decltype(t);
-      fusible = tiledPool(s) && u.out[0].dims.count() == s.in.count() &&
+      // The gather decodes the switches with the relu map's dims and reads
+      // the pooled gradient and the switches as NHWC rows.
+      fusible = tiledPool(s) && u.out[0].dims == s.in && r.in[1].dims == s.in &&
                 s.out.n == s.in.n && s.out.c == s.in.c &&
-                (pooled.lanes() == s.out.c || s.out.h * s.out.w == 1) &&
+                (s.out.h * s.out.w == 1 ||
+                 (pooled.lanes() == s.out.c && u.in[1].lanes() == s.out.c)) &&
                 reluGradBiasFusible<T>(
                     s.in, r.out[0].lanes(),
                     {pooled.data, u.in[1].data, r.in[1].data, r.out[0].data});
@@ -1157,9 +1160,9 @@ static AlgoChoice findAlgo(cudnnHandle_t h, ConvKind kind,
     break;
   }
   }
-  // The choice among the candidates within `limit` bytes, and its time
-  // (negative: none).
-  auto pick = [&](uint64_t limit, float &time) {
+  // The choice among the candidates within `limit` bytes, its time
+  // (negative: none) and whether it is deterministic.
+  auto pick = [&](uint64_t limit, float &time, bool &isDeterministic) {
     const Candidate *fastest = nullptr, *deterministic = nullptr;
     AlgoChoice fastestChoice, deterministicChoice;
     for (const Candidate &c : list) { // fastest first
@@ -1180,19 +1183,27 @@ static AlgoChoice findAlgo(cudnnHandle_t h, ConvKind kind,
       }
     }
     time = -1.0f;
+    isDeterministic = false;
     if (deterministic && deterministic->time <= 1.1f * fastest->time) {
       time = deterministic->time;
+      isDeterministic = true;
       return deterministicChoice;
     }
-    if (fastest)
+    if (fastest) {
       time = fastest->time;
+      isDeterministic = fastest->determinism == CUDNN_DETERMINISTIC;
+    }
     return fastestChoice;
   };
   float time = -1.0f, withinTime = -1.0f;
-  AlgoChoice best = pick(wsBytes, time);
+  bool deterministic = false, withinDeterministic = false;
+  AlgoChoice best = pick(wsBytes, time, deterministic);
   if (time >= 0.0f && best.bytes > kPreferredWorkspace) {
-    AlgoChoice within = pick(kPreferredWorkspace, withinTime);
-    if (withinTime >= 0.0f && withinTime <= 1.1f * time)
+    // Not at the price of determinism.
+    AlgoChoice within =
+        pick(kPreferredWorkspace, withinTime, withinDeterministic);
+    if (withinTime >= 0.0f && withinTime <= 1.1f * time &&
+        (withinDeterministic || !deterministic))
       return within;
   }
   if (time >= 0.0f)
@@ -1482,7 +1493,6 @@ CudaBackend::prepareKernel(const KernelCall &c) {
          paddedChannels(out.c, elementBytes) != out.c)) {
       s->padC = paddedChannels(in.c, elementBytes);
       s->padK = paddedChannels(out.c, elementBytes);
-      ++paddedConvs_;
       auto mapBytes = [&](const Dims4 &d, int64_t c) {
         return uint64_t(d.n * c * d.h * d.w * elementBytes);
       };
@@ -1585,7 +1595,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       try {
         s->algo = findAlgo(cudnn_, s->kind, s->x.get(), x, s->w.get(), w,
                            s->conv.get(), s->y.get(), y, workspace(),
-                           workspaceBytes(), tensorOps);
+                           std::min(workspaceBytes(), searchBound), tensorOps);
         found = true;
       } catch (const KernelError &) {
         // Fall back to the heuristics.
@@ -1617,6 +1627,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     if ((op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
       setChannels(s->bias, o.y->dims.c);
     s->n = c.n;
+    if (s->padK > 0) // prepared: a failure above falls back unpadded
+      ++paddedConvs_;
     return s;
   }
   switch (op) {
