@@ -1496,8 +1496,8 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       auto mapBytes = [&](const Dims4 &d, int64_t c) {
         return uint64_t(d.n * c * d.h * d.w * elementBytes);
       };
-      // Zeroed, so that the algorithm search below times every candidate
-      // on the same (finite) data.
+      // Zeroed (the filter too), so that the algorithm search below times
+      // every candidate on the same (finite) data.
       if (s->padC != in.c) {
         s->xPad = allocate(mapBytes(in, s->padC),
                            "a convolution's input padded to whole channel "
@@ -1515,9 +1515,11 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       if (s->kind == ConvKind::BackwardFilter)
         s->dwCopy = allocate(filterBytes, "a convolution's weight gradient "
                                           "padded to whole channel packs");
-      else
+      else {
         s->wPad = allocate(filterBytes, "a convolution's weight padded to "
                                         "whole channel packs");
+        zero(s->wPad->data(), s->wPad->bytes());
+      }
     } else if (s->bf16 || s->wLanes > 1) {
       if (s->kind == ConvKind::BackwardFilter)
         s->dwCopy = allocate(uint64_t(s->wDims.count()) *
