@@ -32,11 +32,15 @@ bool overlaps(const TensorRef &a, const TensorRef &b) {
   return a0 < b0 + bytes(b) && b0 < a0 + bytes(a);
 }
 
-} // namespace
-
-std::vector<size_t> convReluPairs(const plan::Program &program,
-                                  const std::vector<KernelCall> &calls,
-                                  const std::set<int64_t> &hostValues) {
+/// The kernels i of `calls` that `first` accepts whose output only kernel
+/// i + 1, of op `second`, reads (as its first operand), that the host does
+/// not read, and where kernel i + 1 writes no byte kernel i reads: the
+/// pairs a backend may run as one kernel that never writes i's output.
+template <typename First>
+std::vector<size_t> soleReaderPairs(const plan::Program &program,
+                                    const std::vector<KernelCall> &calls,
+                                    const std::set<int64_t> &hostValues,
+                                    First &&first, plan::Op second) {
   const std::vector<plan::Kernel> &ks = program.kernels;
   std::map<int64_t, int> readers;
   for (const plan::Kernel &k : ks)
@@ -45,39 +49,39 @@ std::vector<size_t> convReluPairs(const plan::Program &program,
   std::vector<size_t> pairs;
   for (size_t i = 0; i + 1 < ks.size(); ++i) {
     const plan::Kernel &k = ks[i], &next = ks[i + 1];
-    if ((k.op != plan::Op::Conv2D && k.op != plan::Op::Deconv2D) ||
-        next.op != plan::Op::Relu || next.in[0] != k.out[0] ||
+    if (!first(k) || next.op != second || next.in[0] != k.out[0] ||
         readers[k.out[0]] != 1 || hostValues.count(k.out[0]))
       continue;
-    const TensorRef &r = calls[i + 1].out[0];
+    const TensorRef &out = calls[i + 1].out[0];
     if (std::none_of(calls[i].in.begin(), calls[i].in.end(),
-                     [&](const TensorRef &in) { return overlaps(r, in); }))
+                     [&](const TensorRef &in) { return overlaps(out, in); }))
       pairs.push_back(i);
   }
   return pairs;
 }
 
+} // namespace
+
+std::vector<size_t> convReluPairs(const plan::Program &program,
+                                  const std::vector<KernelCall> &calls,
+                                  const std::set<int64_t> &hostValues) {
+  return soleReaderPairs(
+      program, calls, hostValues,
+      [](const plan::Kernel &k) {
+        return k.op == plan::Op::Conv2D || k.op == plan::Op::Deconv2D;
+      },
+      plan::Op::Relu);
+}
+
 std::vector<size_t> unpoolReluGradPairs(const plan::Program &program,
                                         const std::vector<KernelCall> &calls,
                                         const std::set<int64_t> &hostValues) {
-  const std::vector<plan::Kernel> &ks = program.kernels;
-  std::map<int64_t, int> readers;
-  for (const plan::Kernel &k : ks)
-    for (int64_t id : k.in)
-      ++readers[id];
-  std::vector<size_t> pairs;
-  for (size_t i = 0; i + 1 < ks.size(); ++i) {
-    const plan::Kernel &k = ks[i], &next = ks[i + 1];
-    if (k.op != plan::Op::Unpool || k.in.size() < 2 ||
-        next.op != plan::Op::ReluGrad || next.in[0] != k.out[0] ||
-        readers[k.out[0]] != 1 || hostValues.count(k.out[0]))
-      continue;
-    const TensorRef &dx = calls[i + 1].out[0];
-    if (std::none_of(calls[i].in.begin(), calls[i].in.end(),
-                     [&](const TensorRef &in) { return overlaps(dx, in); }))
-      pairs.push_back(i);
-  }
-  return pairs;
+  return soleReaderPairs(
+      program, calls, hostValues,
+      [](const plan::Kernel &k) {
+        return k.op == plan::Op::Unpool && k.in.size() >= 2; // switches
+      },
+      plan::Op::ReluGrad);
 }
 
 std::vector<std::pair<size_t, size_t>>
