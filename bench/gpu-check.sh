@@ -5,8 +5,8 @@
 # core), runs netc-runtime-tests (CPU, seconds), netc-gpu-tests (every cuda
 # kernel and op against the reference backend, the every-layer step of the
 # seven variants in fp32 and in bf16 against the reference's bf16
-# emulation, the bf16 step with LRN, CUDA graphs and the conv+relu fusion
-# against runs without them)
+# emulation, the bf16 step with LRN, whole-pack steps (packs.net) in bf16
+# and tf32, CUDA graphs and the fusions against runs without them)
 # while the parity check runs: 20 training steps of the reference (CPU)
 # against the cuda backend on Fashion-MNIST from the same initial
 # parameters and data, fp32 (losses within 1e-4 relative) and bf16 (the
