@@ -23,18 +23,19 @@
 #
 # Stage caps (seconds; each also stops at the deadline, 560 s after the
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
-# beside parity 120), bench 230 (a cell at most 30 s for the 32x32 net, 50 s
-# for VGG-16, 40 s for the two VGG-16 cells again without the fusions, the
-# two bf16 VGG-16 cells without the relu_grad that sums the bias gradient
-# and without the one that does the max-pool's backward, a bf16 cell of
-# each net without channel padding, the bf16 SWWAE-all one without the
-# kernels' 16-byte packs and VGG-16 fp32 and tf32 with NCHW maps; those
-# eleven last, so a slow GPU loses them first), peer 280
-# (VGG-16 first, bf16 first: on the H200 its 12 cells took about 290 s,
-# over two calls), peer-compile 240 (it gets what is left), with ncu 45 between them (Nsight Compute on the own kernels
-# furthest from memory speed; the eager peer goes first, as the ratios need
-# it: a warm rerun with GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench
-# peer" measures what ncu and the compiled peer had no time for). Worst case:
+# beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
+# 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
+# H200 its 12 cells took about 290 s, over two calls), bench-ab 120 (11
+# cells at most 40 s each: the two VGG-16 cells again without the
+# fusions, the two bf16 VGG-16 cells without the relu_grad that sums the
+# bias gradient and without the one that does the max-pool's backward, a
+# bf16 cell of each net without channel padding, the bf16 SWWAE-all one
+# without the kernels' 16-byte packs and VGG-16 fp32 and tf32 with NCHW
+# maps), ncu 45 (Nsight Compute on the own kernels furthest from memory
+# speed), peer-compile 240 (it gets what is left). The eager peer comes
+# right after the 12 cells, as the ratios need it; a warm rerun with
+# GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench peer" measures what
+# the A/B cells, ncu and the compiled peer had no time for. Worst case:
 # every stage runs into the deadline, which ends the last one by 560 + 5 s
 # (timeout's kill grace); the ratios and the summary take a second more. On
 # the H200 (2026-11-30) the build took 45 s, the tests and parity 60, the
@@ -53,12 +54,12 @@
 #      and, for the stage logs, unpack $OUT/gpu/logs.tar.gz (the device tool
 #      returns at most 8 files, so the logs come packed).
 #   Stages can be skipped to rerun only some: GPU_CHECK_SKIP="peer
-#   runtime-tests" (stages: build runtime-tests gpu-tests parity bench ncu
-#   peer peer-compile); GPU_CHECK_BUILD_DIR names the build folder (default
-#   build-gpu). With the machine still warm (it goes back after 30 s
-#   idle), a second run into another folder can measure what the first had
-#   no time for, e.g. the compiled peer: GPU_CHECK_SKIP="runtime-tests
-#   gpu-tests parity bench peer"; GPU_CHECK_DEADLINE (seconds, default 560)
+#   runtime-tests" (stages: build runtime-tests gpu-tests parity bench peer
+#   bench-ab ncu peer-compile); GPU_CHECK_BUILD_DIR names the build folder
+#   (default build-gpu). With the machine still warm (it goes back after
+#   30 s idle), a second run into another folder can measure what the first
+#   had no time for, e.g. the A/B cells and the compiled peer:
+#   GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench peer"; GPU_CHECK_DEADLINE (seconds, default 560)
 #   fits it to the device time left. A run stopped by a signal packs what
 #   it has and says so in the summary.
 #
@@ -509,6 +510,12 @@ bench() {
       done
     done
   done
+  return "$rc"
+}
+# The A/B cells, after the eager peer (the ratios need the peer more than
+# these): each a cell again with one feature off.
+bench_ab() {
+  local t rc=0
   # What the fusions buy: two cells again without any (their algorithms
   # come from the shared file, so no new search), and the two bf16 VGG-16
   # cells without the relu_grad that sums the bias gradient's partials, and
@@ -539,8 +546,8 @@ bench() {
   done
   return "$rc"
 }
-export -f cell bench merge_algos
-stage bench 230 bench
+export -f cell bench bench_ab merge_algos
+stage bench 150 bench
 grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench.log" \
   >>"$SUMMARY" 2>/dev/null
 
@@ -559,6 +566,11 @@ if python3 -c 'import torch' >/dev/null 2>&1; then
 else
   note "peer: skipped: python3 cannot import torch"
 fi
+
+#--- the A/B cells -----------------------------------------------------------
+stage bench-ab 120 bench_ab
+grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench-ab.log" \
+  >>"$SUMMARY" 2>/dev/null
 
 #--- ncu: the own kernels that ran furthest below memory speed ---------------
 # On the H200 (2026-11-30) bias_grad, the unpool gather (also the max-pool's
@@ -715,7 +727,8 @@ for key in cells:
     else:
         print(f"ratio {net} {variant} {prec}: (no netc or eager figure)"
               f"{tail}")
-for line in open(f"{d}/bench.log") if os.path.exists(f"{d}/bench.log") else []:
+for line in (line for f in ("bench.log", "bench-ab.log")
+             if os.path.exists(f"{d}/{f}") for line in open(f"{d}/{f}")):
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))?-nchw: "
                  r"program .* ([0-9.]+) images/s", line)
     if m and (m[1], m[2], m[3] or "fp32") in ours:
