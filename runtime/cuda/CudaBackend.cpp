@@ -212,10 +212,10 @@ constexpr uint64_t kMaxWorkspace = uint64_t(1) << 30;
 /// The workspace cudnnFind* may use (and the convolutions after it): for
 /// bf16 plans, whose peak memory is near PyTorch's (4.1 against 4.4 GiB
 /// for the VGG-16 classifier on the H200, 2026-11-30), 256 MiB; for f32
-/// ones (fp32, tf32), whose peak is about half of it, kMaxWorkspace, as
-/// their backward-filter algorithms then used up to 215 MB of 256 MiB.
-/// Above kPreferredWorkspace an algorithm must be 10% faster than the best
-/// within it to be chosen.
+/// ones (fp32, tf32), whose peaks were 56-64% of PyTorch's, kMaxWorkspace,
+/// as their backward-filter algorithms then used up to 215 MB (fp32) and
+/// 224 MB (tf32) of 256 MiB. Above kPreferredWorkspace an algorithm must be
+/// 10% faster than the best within it to be chosen (findAlgo).
 constexpr uint64_t kSearchWorkspace = uint64_t(256) << 20;
 constexpr uint64_t kSearchWorkspaceF32 = kMaxWorkspace;
 constexpr uint64_t kPreferredWorkspace = kSearchWorkspace;
