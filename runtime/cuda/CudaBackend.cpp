@@ -166,6 +166,13 @@ plan::Layout convLayout(const exec::TensorRef &xv, const exec::TensorRef &yv) {
                                : plan::Layout::NCHW;
 }
 
+/// Whether environment variable `name` is set to `value` (the backend's
+/// switches, read when it is made).
+bool envIs(const char *name, const char *value) {
+  const char *v = std::getenv(name);
+  return v && std::string(v) == value;
+}
+
 /// `d` with `channels` channels, unless that is 0 (not padded).
 Dims4 paddedDims(Dims4 d, int64_t channels) {
   if (channels > 0)
@@ -411,10 +418,8 @@ CudaBackend::CudaBackend() {
                                size_t(kCublasWorkspace)),
             "set workspace");
   allowTf32(false);
-  const char *algo = std::getenv("NETC_CUDNN_ALGO");
-  search_ = !(algo && std::string(algo) == "heuristic");
-  const char *graphs = std::getenv("NETC_CUDA_GRAPHS");
-  graphs_ = !(graphs && std::string(graphs) == "off");
+  search_ = !envIs("NETC_CUDNN_ALGO", "heuristic");
+  graphs_ = !envIs("NETC_CUDA_GRAPHS", "off");
   // NETC_CUDA_FUSION: on (the default), off, or the fusions to make, by
   // name, separated by commas.
   const char *fusion = std::getenv("NETC_CUDA_FUSION");
@@ -438,16 +443,11 @@ CudaBackend::CudaBackend() {
   // The fused relu_grads read and write 16-byte packs: with packs off
   // (NETC_CUDA_PACKS=off, the comparison the GPU check makes) they stay
   // apart, so that cell is one element per item throughout.
-  const char *packs = std::getenv("NETC_CUDA_PACKS");
-  const bool packed = !(packs && std::string(packs) == "off");
-  fuseReluGradBias_ = packed && fusions.count("relu-bias") > 0;
-  fusePoolReluGrad_ = packed && fusions.count("pool-relu") > 0;
-  const char *sync = std::getenv("NETC_CUDA_SYNC");
-  syncEach_ = sync && std::string(sync) == "on";
-  const char *pad = std::getenv("NETC_CUDA_PAD_CHANNELS");
-  padChannels_ = !(pad && std::string(pad) == "off");
-  const char *nchw = std::getenv("NETC_CUDA_CONV_NCHW");
-  nchwConvs_ = nchw && std::string(nchw) == "on";
+  fuseReluGradBias_ = device::elementPacks() && fusions.count("relu-bias") > 0;
+  fusePoolReluGrad_ = device::elementPacks() && fusions.count("pool-relu") > 0;
+  syncEach_ = envIs("NETC_CUDA_SYNC", "on");
+  padChannels_ = !envIs("NETC_CUDA_PAD_CHANNELS", "off");
+  nchwConvs_ = envIs("NETC_CUDA_CONV_NCHW", "on");
   stepParams_ = allocate(sizeof(StepParams), "the step's hyper-parameters");
   stepStaging_ = allocateStaging(kStepSlots * sizeof(StepParams),
                                  "the step parameters' staging");
@@ -1768,15 +1768,16 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   void *cx = s.xPad ? s.xPad->data() : x, *cy = s.yPad ? s.yPad->data() : y;
   const Dims4 &in = deconv ? o.shape.out : o.shape.in;
   const Dims4 &outDims = deconv ? o.shape.in : o.shape.out;
+  const int64_t inRows = in.n * in.h * in.w,
+                outRows = outDims.n * outDims.h * outDims.w;
   const int64_t elementBytes = s.bf16 ? 2 : 4;
   if (s.copy && !s.copy->bySgd)
     refresh(*s.copy);
   if (s.xPad && s.kind != ConvKind::BackwardData)
-    device::resizeRows(in.n * in.h * in.w, in.c, s.padC, elementBytes, x, cx,
-                       stream_);
+    device::resizeRows(inRows, in.c, s.padC, elementBytes, x, cx, stream_);
   if (s.yPad && s.kind != ConvKind::Forward)
-    device::resizeRows(outDims.n * outDims.h * outDims.w, outDims.c, s.padK,
-                       elementBytes, y, cy, stream_);
+    device::resizeRows(outRows, outDims.c, s.padK, elementBytes, y, cy,
+                       stream_);
   if (s.wPad)
     withType(*o.x, [&](auto t) {
       using T = decltype(t);
@@ -1800,8 +1801,8 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
                                      wsBytes, &zero, s.y.get(), cy),
              "convolution forward");
     if (s.yPad)
-      device::resizeRows(outDims.n * outDims.h * outDims.w, s.padK, outDims.c,
-                         elementBytes, cy, y, stream_);
+      device::resizeRows(outRows, s.padK, outDims.c, elementBytes, cy, y,
+                         stream_);
     break;
   case ConvKind::BackwardData:
     dnnCheck(cudnnConvolutionBackwardData(
@@ -1810,8 +1811,7 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
                  s.x.get(), cx),
              "convolution backward data");
     if (s.xPad)
-      device::resizeRows(in.n * in.h * in.w, s.padC, in.c, elementBytes, cx, x,
-                         stream_);
+      device::resizeRows(inRows, s.padC, in.c, elementBytes, cx, x, stream_);
     break;
   case ConvKind::BackwardFilter:
     dnnCheck(cudnnConvolutionBackwardFilter(

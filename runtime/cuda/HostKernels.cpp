@@ -25,6 +25,23 @@ void checkElementBytes(const char *kernel, int64_t elementBytes) {
         "{}: elements of {} bytes (only 2 and 4)", kernel, elementBytes));
 }
 
+void reluGradBiasRefused(const kernels::Dims4 &d, int64_t lanes,
+                         int64_t width) {
+  throw kernels::KernelError(fmt::format(
+      "relu_grad with the bias gradient's partials: the map must be NHWC "
+      "with {}-channel packs, 16-byte aligned (got {} channels, lanes {})",
+      width, d.c, lanes));
+}
+
+void poolReluGradRefused(const kernels::PoolShape &s, int64_t width) {
+  throw kernels::KernelError(fmt::format(
+      "relu_grad with the max-pool's backward: the pool's windows must tile "
+      "its input and the map be NHWC with {}-channel packs, 16-byte aligned "
+      "(got a {}x{} window, stride {}x{}, pad {}x{}, {} channels)",
+      width, s.win.kh, s.win.kw, s.win.sh, s.win.sw, s.win.ph, s.win.pw,
+      s.in.c));
+}
+
 void checkDropoutLayout(int64_t count, int64_t plane, int64_t lanes) {
   if (lanes < 1 || plane < 1 || count % (plane * lanes) != 0)
     throw kernels::KernelError(fmt::format(
@@ -227,11 +244,7 @@ template <typename T>
 void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
                   const T *dy, T *dx, float *db) {
   checkLanes("relu_grad", d.c, lanes);
-  if (!reluGradBiasFusible<T>(d, lanes, {y, dy, dx}))
-    throw kernels::KernelError(fmt::format(
-        "relu_grad with the bias gradient's partials: the map must be NHWC "
-        "with {}-channel packs, 16-byte aligned (got {} channels, lanes {})",
-        Pack<T>::kWidth, d.c, lanes));
+  checkReluGradBias<T>(d, lanes, {y, dy, dx});
   BiasGradShape s = biasGradShape(d);
   std::vector<double> partials(size_t(s.chunks * d.c));
   runOnHost(makeReluGradBiasPartials(d, y, dy, dx, partials.data()));
@@ -241,14 +254,7 @@ void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
 template <typename T>
 void poolReluGradBias(const kernels::PoolShape &s, const T *dyPooled,
                       const int32_t *switches, const T *y, T *dx, float *db) {
-  if (!tiledPool(s) ||
-      !reluGradBiasFusible<T>(s.in, s.in.c, {dyPooled, switches, y, dx}))
-    throw kernels::KernelError(fmt::format(
-        "relu_grad with the max-pool's backward: the pool's windows must "
-        "tile its input and the map be NHWC with {}-channel packs, 16-byte "
-        "aligned (got a {}x{} window, stride {}x{}, pad {}x{}, {} channels)",
-        Pack<T>::kWidth, s.win.kh, s.win.kw, s.win.sh, s.win.sw, s.win.ph,
-        s.win.pw, s.in.c));
+  checkPoolReluGradBias<T>(s, {dyPooled, switches, y, dx});
   BiasGradShape shape = biasGradShape(s.in);
   std::vector<double> partials(db ? size_t(shape.chunks * s.in.c) : 0);
   runOnHost(makePoolReluGradBiasPartials(s, dyPooled, switches, y, dx,

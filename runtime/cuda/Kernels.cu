@@ -84,18 +84,6 @@ void check(const char *kernel) {
                                cudaGetErrorString(e));
 }
 
-/// Whether the elementwise kernels go in packs (Elementwise), and the
-/// max-pool, the unpool and their backwards in channel packs:
-/// NETC_CUDA_PACKS=off walks them one element per item, the comparison
-/// bench/gpu-check.sh measures packs against.
-bool elementPacks() {
-  static const bool on = [] {
-    const char *v = std::getenv("NETC_CUDA_PACKS");
-    return !(v && std::string(v) == "off");
-  }();
-  return on;
-}
-
 /// Enough blocks for one item per thread, capped: the grid-stride loop
 /// covers the rest, and a smaller grid keeps per-block setup low.
 unsigned blocksFor(int64_t items) {
@@ -139,6 +127,18 @@ void reduce(const char *kernel, const F &f, double *partials, float *out,
 }
 
 } // namespace
+
+/// Whether the elementwise kernels go in packs (Elementwise), and the
+/// max-pool, the unpool and their backwards in channel packs:
+/// NETC_CUDA_PACKS=off walks them one element per item, the comparison
+/// bench/gpu-check.sh measures packs against.
+bool elementPacks() {
+  static const bool on = [] {
+    const char *v = std::getenv("NETC_CUDA_PACKS");
+    return !(v && std::string(v) == "off");
+  }();
+  return on;
+}
 
 template <typename T>
 void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
@@ -293,13 +293,7 @@ void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
 template <typename T>
 void reluGradBiasPartials(const kernels::Dims4 &d, const T *y, const T *dy,
                           T *dx, double *partials, Stream stream) {
-  if (!reluGradBiasFusible<T>(d, /*lanes=*/d.c, {y, dy, dx}))
-    throw kernels::KernelError(
-        "relu_grad with the bias gradient's partials: the map must be NHWC "
-        "with " +
-        std::to_string(Pack<T>::kWidth) +
-        "-channel packs, 16-byte aligned (got " + std::to_string(d.c) +
-        " channels)");
+  checkReluGradBias<T>(d, /*lanes=*/d.c, {y, dy, dx});
   launchSpread("relu_grad", makeReluGradBiasPartials(d, y, dy, dx, partials),
                stream);
 }
@@ -308,12 +302,7 @@ template <typename T>
 void poolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
                               const int32_t *switches, const T *y, T *dx,
                               double *partials, Stream stream) {
-  if (!tiledPool(s) ||
-      !reluGradBiasFusible<T>(s.in, s.in.c, {dyPooled, switches, y, dx}))
-    throw kernels::KernelError(
-        "relu_grad with the max-pool's backward: the pool's windows must tile "
-        "its input and the map be NHWC with " +
-        std::to_string(Pack<T>::kWidth) + "-channel packs, 16-byte aligned");
+  checkPoolReluGradBias<T>(s, {dyPooled, switches, y, dx});
   launchSpread(
       "relu_grad",
       makePoolReluGradBiasPartials(s, dyPooled, switches, y, dx, partials),

@@ -2248,6 +2248,28 @@ void checkElementBytes(const char *kernel, int64_t elementBytes);
 void checkDropoutLayout(int64_t count, int64_t plane, int64_t lanes);
 /// Throws KernelError unless `batch` > 0.
 void checkLossBatch(const char *kernel, int64_t batch);
+/// Throw the KernelError of a fused relu_grad its launcher refuses: a map
+/// that is not NHWC whole packs of `width` channels, aligned
+/// (reluGradBiasFusible), or for the pool's backward also a pool whose
+/// windows do not tile its input (tiledPool).
+[[noreturn]] void reluGradBiasRefused(const kernels::Dims4 &d, int64_t lanes,
+                                      int64_t width);
+[[noreturn]] void poolReluGradRefused(const kernels::PoolShape &s,
+                                      int64_t width);
+
+/// The host and device launchers' checks of the fused relu_grads.
+template <typename T>
+void checkReluGradBias(const kernels::Dims4 &d, int64_t lanes,
+                       std::initializer_list<const void *> pointers) {
+  if (!reluGradBiasFusible<T>(d, lanes, pointers))
+    reluGradBiasRefused(d, lanes, Pack<T>::kWidth);
+}
+template <typename T>
+void checkPoolReluGradBias(const kernels::PoolShape &s,
+                           std::initializer_list<const void *> pointers) {
+  if (!tiledPool(s) || !reluGradBiasFusible<T>(s.in, s.in.c, pointers))
+    poolReluGradRefused(s, Pack<T>::kWidth);
+}
 /// Throws KernelError unless ratio is in [0, 1); returns the dropout scale
 /// T(1 / (1 - ratio)), formed in double and rounded once as the reference
 /// does.

@@ -108,6 +108,10 @@ void dropout(int64_t count, double ratio, uint64_t seed, const uint64_t *step,
              uint64_t first, int64_t plane, int64_t lanes, const T *x, T *y,
              Stream stream);
 template <typename T> void relu(int64_t count, const T *x, T *y, Stream stream);
+/// Whether the elementwise and pooling kernels go in 16-byte packs
+/// (NETC_CUDA_PACKS=off: one element per item, the comparison the GPU
+/// check measures packs against).
+bool elementPacks();
 template <typename T>
 void reluGrad(int64_t count, const T *y, const T *dy, T *dx, Stream stream);
 template <typename T>
