@@ -25,8 +25,11 @@
 # start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
 # beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
 # 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
-# H200 its 12 cells took about 290 s, over two calls), bench-ab 120 (11
-# cells at most 40 s each: the two VGG-16 cells again without the
+# H200 its 12 cells took about 290 s, over two calls), bench-ab 120 (3
+# cells at most 60 s each through cuDNN's graph API, two of them with the
+# legacy calls' VGG-16 classifier cells (bf16, tf32), one bf16 with the
+# bias and relu in the plan; then 11 at most 40 s each: the two VGG-16
+# cells again without the
 # fusions, the two bf16 VGG-16 cells without the relu_grad that sums the
 # bias gradient and without the one that does the max-pool's backward, a
 # bf16 cell of each net without channel padding, the bf16 SWWAE-all one
@@ -466,8 +469,9 @@ a = json.load(open(src))
 b = json.load(open(dst)) if os.path.exists(dst) else None
 if b is None or b.get("origin") != a.get("origin"):
     b = {"origin": a.get("origin"), "algorithms": {}}
-for k, v in a.get("algorithms", {}).items():
-    b["algorithms"].setdefault(k, v)
+for section in ("algorithms", "graph"):
+    for k, v in a.get(section, {}).items():
+        b.setdefault(section, {}).setdefault(k, v)
 json.dump(b, open(dst + ".tmp", "w"), indent=1)
 os.replace(dst + ".tmp", dst)
 PY
@@ -516,6 +520,16 @@ bench() {
 # these): each a cell again with one feature off.
 bench_ab() {
   local t rc=0
+  # Convolutions through cuDNN's graph API (its engines and knobs timed)
+  # against the legacy calls the 12 cells used: the VGG-16 classifier in
+  # bf16 (0.96x the peer on the first run) and tf32; then the bf16 one with
+  # the forward convolutions' bias and relu in the plan (graph-fused; its
+  # engines are compiled at run time). Each searches its plans first (the
+  # file's "graph" entries serve the cells after), hence 60 s.
+  cell "vgg16-none-bf16 graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
+  cell "vgg16-none-tf32 graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
+  cell "vgg16-none-bf16 graph-fused" 60 12 NETC_CUDA_CONV_API=graph-fused ||
+    rc=1
   # What the fusions buy: two cells again without any (their algorithms
   # come from the shared file, so no new search), and the two bf16 VGG-16
   # cells without the relu_grad that sums the bias gradient's partials, and
@@ -736,6 +750,16 @@ for line in (line for f in ("bench.log", "bench-ab.log")
         print(f"layout {m[1]} {m[2]} {m[3] or 'fp32'}: NHWC maps {base:.1f}, "
               f"NCHW maps {float(m[4]):.1f} images/s = "
               f"{base / float(m[4]):.3f}x")
+        continue
+    m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
+                 r"(graph|graph-fused): program .* ([0-9.]+) images/s", line)
+    if m and (m[1], m[2], m[3] or "fp32") in ours:
+        base = ours[(m[1], m[2], m[3] or "fp32")][0]
+        what = ("cuDNN's graph API" if m[4] == "graph" else
+                "the graph API with the bias and relu in the plan")
+        print(f"{m[4]} {m[1]} {m[2]} {m[3] or 'fp32'}: {what} "
+              f"{float(m[5]):.1f}, legacy calls {base:.1f} images/s = "
+              f"{float(m[5]) / base:.3f}x")
         continue
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
                  r"(nofusion|norelubias|nopoolrelu|nopad|nopacks): "

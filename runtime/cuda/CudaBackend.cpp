@@ -8,6 +8,7 @@
 
 #include "runtime/cuda/CudaBackend.h"
 
+#include "runtime/cuda/GraphConv.h"
 #include "runtime/cuda/Launch.h"
 #include "runtime/cuda/Nccl.h"
 #include "runtime/dist/Communicator.h"
@@ -188,13 +189,15 @@ template <typename F> void withType(const exec::TensorRef &v, F &&f) {
     f(float{});
 }
 
+/// Whether a convolution-family kernel adds a bias (conv2d and deconv2d
+/// with a third operand).
+bool hasBias(const exec::KernelCall &c) {
+  return (c.kernel.op == Op::Conv2D || c.kernel.op == Op::Deconv2D) &&
+         c.in.size() > 2;
+}
+
 /// A per-channel operand (bias) as cuDNN broadcasts it: [1, C, 1, 1].
 void setChannels(TensorDesc &d, int64_t c) { setTensor(d, Dims4{1, c, 1, 1}); }
-
-/// The convolution-family kernels as the cuDNN call they make, on the
-/// kernel's forward convolution ("conv view": input X, weight W, output Y).
-/// A transposed convolution is the convolution from its output to its input.
-enum class ConvKind { Forward, BackwardData, BackwardFilter };
 
 using exec::isConvFamily;
 using exec::isTransposedConv;
@@ -271,6 +274,13 @@ struct CudaBackend::State : exec::KernelState {
   /// The algorithm per batch size (the planned one from prepare()).
   std::map<int64_t, AlgoChoice> algos;
   AlgoChoice algo;
+  /// NETC_CUDA_CONV_API=graph: the graph API's plan for batch graphN
+  /// (other batches take the legacy calls); graphEpilogue: it computes the
+  /// bias and the relu too (prepareProgram), so runConv's epilogue is
+  /// skipped.
+  std::unique_ptr<GraphConv> graph;
+  int64_t graphN = -1;
+  bool graphEpilogue = false;
   bool tensorOps = false; ///< TF32 or bf16: tensor-core algorithms allowed
   /// Runs `a` from now on, with the math type it was chosen with.
   void useAlgo(const AlgoChoice &a) {
@@ -377,6 +387,48 @@ std::string deviceDescription() {
 //===----------------------------------------------------------------------===//
 
 CudaBackend::CudaBackend() {
+  // The switches that take a value first: a bad one is an error before
+  // anything is made (a constructor that throws runs no destructor).
+  // NETC_CUDA_FUSION: on (the default), off, or the fusions to make, by
+  // name, separated by commas.
+  const char *fusion = std::getenv("NETC_CUDA_FUSION");
+  const std::string fuse = fusion ? fusion : "on";
+  std::set<std::string> fusions;
+  if (fuse == "on")
+    fusions = {"conv-relu", "relu-bias", "pool-relu"};
+  else if (fuse != "off")
+    for (size_t at = 0; at <= fuse.size();) {
+      size_t comma = std::min(fuse.find(',', at), fuse.size());
+      std::string name = fuse.substr(at, comma - at);
+      if (name != "conv-relu" && name != "relu-bias" && name != "pool-relu")
+        throw std::invalid_argument(fmt::format(
+            "NETC_CUDA_FUSION='{}': '{}' is not a fusion (expected on, off, "
+            "or a comma-separated list of conv-relu, relu-bias, pool-relu)",
+            fuse, name));
+      fusions.insert(name);
+      at = comma + 1;
+    }
+  fuseRelu_ = fusions.count("conv-relu") > 0;
+  // The fused relu_grads read and write 16-byte packs: with packs off
+  // (NETC_CUDA_PACKS=off, the comparison the GPU check makes) they stay
+  // apart, so that cell is one element per item throughout.
+  fuseReluGradBias_ = device::elementPacks() && fusions.count("relu-bias") > 0;
+  fusePoolReluGrad_ = device::elementPacks() && fusions.count("pool-relu") > 0;
+  // NETC_CUDA_CONV_API: legacy (the default), graph, or graph-fused (the
+  // graph API with the forward convolutions' bias and relu in the plan,
+  // whose engines are compiled at run time: NVRTC, about a second each).
+  if (const char *api = std::getenv("NETC_CUDA_CONV_API")) {
+    const std::string v = api;
+    if (v != "legacy" && v != "graph" && v != "graph-fused")
+      throw std::invalid_argument(fmt::format(
+          "NETC_CUDA_CONV_API='{}': expected legacy (cuDNN's convolution "
+          "calls, the default), graph (its graph API) or graph-fused (the "
+          "graph API with each forward convolution's bias and relu in its "
+          "plan)",
+          v));
+    graphConvApi_ = v != "legacy";
+    graphEpilogue_ = v == "graph-fused";
+  }
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess || count == 0) {
@@ -420,31 +472,6 @@ CudaBackend::CudaBackend() {
   allowTf32(false);
   search_ = !envIs("NETC_CUDNN_ALGO", "heuristic");
   graphs_ = !envIs("NETC_CUDA_GRAPHS", "off");
-  // NETC_CUDA_FUSION: on (the default), off, or the fusions to make, by
-  // name, separated by commas.
-  const char *fusion = std::getenv("NETC_CUDA_FUSION");
-  const std::string fuse = fusion ? fusion : "on";
-  std::set<std::string> fusions;
-  if (fuse == "on")
-    fusions = {"conv-relu", "relu-bias", "pool-relu"};
-  else if (fuse != "off")
-    for (size_t at = 0; at <= fuse.size();) {
-      size_t comma = std::min(fuse.find(',', at), fuse.size());
-      std::string name = fuse.substr(at, comma - at);
-      if (name != "conv-relu" && name != "relu-bias" && name != "pool-relu")
-        throw std::invalid_argument(fmt::format(
-            "NETC_CUDA_FUSION='{}': '{}' is not a fusion (expected on, off, "
-            "or a comma-separated list of conv-relu, relu-bias, pool-relu)",
-            fuse, name));
-      fusions.insert(name);
-      at = comma + 1;
-    }
-  fuseRelu_ = fusions.count("conv-relu") > 0;
-  // The fused relu_grads read and write 16-byte packs: with packs off
-  // (NETC_CUDA_PACKS=off, the comparison the GPU check makes) they stay
-  // apart, so that cell is one element per item throughout.
-  fuseReluGradBias_ = device::elementPacks() && fusions.count("relu-bias") > 0;
-  fusePoolReluGrad_ = device::elementPacks() && fusions.count("pool-relu") > 0;
   syncEach_ = envIs("NETC_CUDA_SYNC", "on");
   padChannels_ = !envIs("NETC_CUDA_PAD_CHANNELS", "off");
   nchwConvs_ = envIs("NETC_CUDA_CONV_NCHW", "on");
@@ -630,8 +657,6 @@ CudaBackend::prepareProgram(const plan::Program &program,
     saveAlgorithms(); // what was measured before the failure
     throw;
   }
-  saveAlgorithms();
-  fitWorkspace();
   for (size_t i : fuseRelu_ ? exec::convReluPairs(program, calls, hostValues)
                             : std::vector<size_t>{}) {
     auto &conv = static_cast<State &>(*p.states[i]);
@@ -697,6 +722,23 @@ CudaBackend::prepareProgram(const plan::Program &program,
       bias.partialsSummed = true;
       p.summedEarly.insert(j);
     }
+  // The graph API's forward convolutions with their bias and relu (known
+  // only now: convReluPairs) in the plan, where it has one that takes them.
+  // Not on padded outputs: the plan would bias and clip the padding too.
+  if (graphEpilogue_)
+    for (size_t i = 0; i < calls.size(); ++i) {
+      if (!p.states[i])
+        continue;
+      auto &s = static_cast<State &>(*p.states[i]);
+      const KernelCall &c = calls[i];
+      // The engines that fuse want NHWC maps.
+      if (s.graph && c.kernel.op == Op::Conv2D &&
+          s.layout == plan::Layout::NHWC && !s.yPad && s.relayouts.empty() &&
+          (c.in.size() > 2 || s.reluOut))
+        fuseGraphEpilogue(c, s);
+    }
+  saveAlgorithms();
+  fitWorkspace();
   return p;
 }
 
@@ -727,6 +769,12 @@ void CudaBackend::loadAlgorithms() {
       if ((a.algo >= 0 || a.algo == kNoAlgo) && a.bytes <= kMaxWorkspace)
         algoCache_.emplace(key, a);
     }
+    if (j.contains("graph"))
+      for (auto &[key, v] : j.at("graph").items()) {
+        CachedGraph g{v.at(0).get<std::string>(), v.at(1).get<uint64_t>()};
+        if (g.bytes <= kMaxWorkspace)
+          graphCache_.emplace(key, g);
+      }
   } catch (const std::exception &) {
     algoDirty_ = true; // absent or damaged: written anew
   }
@@ -742,6 +790,12 @@ void CudaBackend::saveAlgorithms() {
   for (const auto &[key, v] : algoCache_)
     algos[key] = {v.algo, v.bytes, v.math};
   nlohmann::json j = {{"origin", algoOrigin()}, {"algorithms", algos}};
+  if (!graphCache_.empty()) {
+    nlohmann::json graph = nlohmann::json::object();
+    for (const auto &[key, v] : graphCache_)
+      graph[key] = {v.identity, v.bytes};
+    j["graph"] = graph;
+  }
   // One temporary per process: the ranks of a data-parallel run on this
   // machine share the trainer directory, and two writing one temporary
   // could rename the other's half-written file.
@@ -843,17 +897,25 @@ bool CudaBackend::endCapture(const void *key, const std::string &error) {
 }
 
 std::string CudaBackend::runReport() const {
+  std::string r;
   if (!graphs_ || syncEach_)
-    return fmt::format("CUDA graphs off ({}): kernel by kernel",
-                       syncEach_ ? "NETC_CUDA_SYNC=on"
-                                 : "NETC_CUDA_GRAPHS=off");
-  if (severalRanks_)
-    return "CUDA graphs off with several ranks: kernel by kernel";
-  std::string r = fmt::format("CUDA graphs: {} replayed steps", replays_);
+    r = fmt::format("CUDA graphs off ({}): kernel by kernel",
+                    syncEach_ ? "NETC_CUDA_SYNC=on" : "NETC_CUDA_GRAPHS=off");
+  else if (severalRanks_)
+    r = "CUDA graphs off with several ranks: kernel by kernel";
+  else
+    r = fmt::format("CUDA graphs: {} replayed steps", replays_);
   if (!captureFailure_.empty())
     r += fmt::format("; a capture failed ({}), so its program ran kernel by "
                      "kernel",
                      captureFailure_);
+  if (graphConvApi_) {
+    r += fmt::format("; cuDNN graph API: {} convolutions ({} with the bias "
+                     "and relu in the plan), {} on the legacy calls",
+                     graphConvs_, graphEpilogues_, graphMisses_);
+    if (!graphMissWhy_.empty())
+      r += fmt::format(" (the first: {})", graphMissWhy_);
+  }
   return r;
 }
 
@@ -1286,6 +1348,128 @@ CudaBackend::State &CudaBackend::state(const KernelCall &c) const {
   return static_cast<State &>(*c.state);
 }
 
+/// The graph API's plan for convolution `s` (its legacy descriptors set)
+/// at batch c.n, with the bias and the relu after it (s.reluOut) in the
+/// plan where `epilogue`: the algorithm file's, if it is still offered,
+/// else the fastest of the heuristics' candidates timed on the kernel's
+/// buffers; its workspace reserved. Null where the graph API has none
+/// (remembered in the file where that holds whatever the free memory).
+/// `key` gets the problem's key.
+std::unique_ptr<GraphConv> CudaBackend::graphPlan(const KernelCall &c,
+                                                  const State &s, bool epilogue,
+                                                  std::string &key) {
+  exec::ConvOperands o = exec::convOperands(c.kernel.op, c.attrs, c.in, c.out);
+  const bool deconv = isTransposedConv(c.kernel.op);
+  GraphConvProblem p;
+  p.kind = s.kind;
+  p.bf16 = s.bf16;
+  p.nhwc = s.layout == plan::Layout::NHWC;
+  p.tensorOps = s.tensorOps;
+  p.x = paddedDims(deconv ? o.shape.out : o.shape.in, s.padC);
+  p.y = paddedDims(deconv ? o.shape.in : o.shape.out, s.padK);
+  p.w = Dims4{p.y.c, p.x.c, o.w->dims.h, o.w->dims.w};
+  const kernels::Window2D &win = o.shape.win;
+  p.padH = win.ph;
+  p.padW = win.pw;
+  p.strideH = win.sh;
+  p.strideW = win.sw;
+  p.bias = epilogue && c.in.size() > 2;
+  p.relu = epilogue && s.reluOut;
+  const GraphConvOperands operands = graphOperands(c, s);
+  key = p.key();
+  // A convolution left to the legacy calls: counted for the run report.
+  auto miss = [&](const std::string &why) {
+    if (!epilogue && graphMisses_++ == 0)
+      graphMissWhy_ = fmt::format("{}: {}", key, why);
+    return nullptr;
+  };
+  auto cached = graphCache_.find(key);
+  const bool remembered = cached != graphCache_.end();
+  if (remembered && cached->second.identity.empty())
+    return miss("none, as an earlier run found (the algorithm file)");
+  const uint64_t bound = s.bf16 ? kSearchWorkspace : kSearchWorkspaceF32;
+  GraphConvSearch search;
+  search.handle = cudnn_;
+  search.stream = stream_;
+  search.workspaceLimit = std::min(
+      bound, std::max(freeDeviceBytes(4 * bound) / 8, workspaceBytes()));
+  search.preferredWorkspace = kPreferredWorkspace;
+  search.workspace = [this](uint64_t bytes) {
+    reserveWorkspace(bytes);
+    return workspace();
+  };
+  search.time = search_;
+  if (remembered)
+    search.cached = cached->second.identity;
+  std::string why;
+  bool lasting = false;
+  std::unique_ptr<GraphConv> plan =
+      GraphConv::make(p, operands, search, why, lasting);
+  if (!plan && remembered) { // the file's plan is gone: choose anew
+    search.cached.clear();
+    plan = GraphConv::make(p, operands, search, why, lasting);
+  }
+  if (!plan) {
+    if (lasting) {
+      graphCache_[key] = {};
+      algoDirty_ = true;
+    }
+    return miss(why);
+  }
+  reserveWorkspace(plan->workspaceBytes());
+  workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, plan->workspaceBytes());
+  if (!remembered || cached->second.identity != plan->identity()) {
+    graphCache_[key] = {plan->identity(), plan->workspaceBytes()};
+    algoDirty_ = true;
+  }
+  return plan;
+}
+
+/// The buffers a graph plan of convolution `s` runs on: the conv view's
+/// maps (their padded copies where padded), the filter, the bias.
+GraphConvOperands CudaBackend::graphOperands(const KernelCall &c,
+                                             const State &s) {
+  void *x, *w, *y;
+  convPointers(c, s, x, w, y);
+  const bool bias = hasBias(c);
+  return {s.xPad ? s.xPad->data() : x, w, s.yPad ? s.yPad->data() : y,
+          bias ? static_cast<const float *>(c.in[2].f32()) : nullptr};
+}
+
+/// Takes the graph API's plan with the bias and relu inside for forward
+/// conv2d `s` (prepared with a plain plan, on NHWC maps, its output not
+/// padded) where it is no slower than the plain plan and the own epilogue
+/// kernel after it, both timed here (a plan the file remembers was chosen
+/// so before; with the search off, NETC_CUDNN_ALGO=heuristic, the fused
+/// plan is taken untimed). A slower one is remembered as none.
+void CudaBackend::fuseGraphEpilogue(const KernelCall &c, State &s) {
+  std::string key;
+  std::unique_ptr<GraphConv> fused = graphPlan(c, s, /*epilogue=*/true, key);
+  if (!fused)
+    return;
+  if (fused->ms() >= 0.0f) {
+    const GraphConvOperands o = graphOperands(c, s);
+    const float plain = s.graph->measure(cudnn_, stream_, o, workspace());
+    void *x, *w, *y;
+    convPointers(c, s, x, w, y);
+    const float epilogue = timeRuns(
+        stream_,
+        [&] {
+          runOwnEpilogue(c, s, y);
+          return true;
+        },
+        3);
+    if (plain >= 0.0f && epilogue >= 0.0f && fused->ms() > plain + epilogue) {
+      graphCache_[key] = {};
+      algoDirty_ = true;
+      return;
+    }
+  }
+  s.graph = std::move(fused);
+  s.graphEpilogue = true;
+  ++graphEpilogues_;
+}
+
 /// Sets every batch-dependent descriptor of `s` for c.n and, for a
 /// convolution, the algorithm for that batch.
 void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
@@ -1300,6 +1484,10 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     const plan::Layout layout = convLayout(xv, yv);
     setTensor(s.x, paddedDims(in, s.padC), xv.dtype, layout);
     setTensor(s.y, paddedDims(out, s.padK), xv.dtype, layout);
+    if (s.graph && c.n == s.graphN) { // its plan is for this batch
+      s.n = c.n;
+      return;
+    }
     auto it = s.algos.find(c.n);
     if (it == s.algos.end()) {
       // A batch other than the planned one (the last of an epoch): an
@@ -1550,6 +1738,20 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     const bool tensorOps = s->tensorOps = tf32_ || s->bf16;
     setTensor(s->x, inP, xv.dtype, layout);
     setTensor(s->y, outP, xv.dtype, layout);
+    const bool bias = hasBias(c);
+    std::string graphKey;
+    if (graphConvApi_ && groups == 1)
+      s->graph = graphPlan(c, *s, /*epilogue=*/false, graphKey);
+    if (s->graph) {
+      s->graphN = c.n;
+      if (bias)
+        setChannels(s->bias, o.y->dims.c);
+      s->n = c.n;
+      if (s->padK > 0)
+        ++paddedConvs_;
+      ++graphConvs_;
+      return s;
+    }
     // Unknown: the search's own bound applies.
     const uint64_t searchBound =
         s->bf16 ? kSearchWorkspace : kSearchWorkspaceF32;
@@ -1626,7 +1828,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
                        int(s->algo.math)};
     s->algos[c.n] = s->algo;
     s->useAlgo(s->algo);
-    if ((op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2)
+    if (bias)
       setChannels(s->bias, o.y->dims.c);
     s->n = c.n;
     if (s->padK > 0) // prepared: a failure above falls back unpadded
@@ -1785,8 +1987,12 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
                            static_cast<T *>(w), stream_);
     });
   const float one = 1.0f, zero = 0.0f;
+  const bool bias = hasBias(c);
+  const bool viaGraph = s.graph && s.n == s.graphN;
+  const GraphConvOperands graphOps =
+      viaGraph ? graphOperands(c, s) : GraphConvOperands{};
   void *ws = workspace();
-  size_t wsBytes = s.algo.bytes;
+  size_t wsBytes = viaGraph ? s.graph->workspaceBytes() : s.algo.bytes;
   // cuDNN trusts the size it is given: an algorithm chosen for a larger
   // workspace than the buffer now is would write past it.
   if (wsBytes > workspaceBytes())
@@ -1795,30 +2001,39 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
         io::formatBytes(wsBytes), io::formatBytes(workspaceBytes())));
   switch (s.kind) {
   case ConvKind::Forward:
-    dnnCheck(cudnnConvolutionForward(cudnn_, &one, s.x.get(), cx, s.w.get(), w,
-                                     s.conv.get(),
-                                     cudnnConvolutionFwdAlgo_t(s.algo.algo), ws,
-                                     wsBytes, &zero, s.y.get(), cy),
-             "convolution forward");
+    if (viaGraph)
+      s.graph->run(cudnn_, graphOps, ws);
+    else
+      dnnCheck(cudnnConvolutionForward(cudnn_, &one, s.x.get(), cx, s.w.get(),
+                                       w, s.conv.get(),
+                                       cudnnConvolutionFwdAlgo_t(s.algo.algo),
+                                       ws, wsBytes, &zero, s.y.get(), cy),
+               "convolution forward");
     if (s.yPad)
       device::resizeRows(outRows, s.padK, outDims.c, elementBytes, cy, y,
                          stream_);
     break;
   case ConvKind::BackwardData:
-    dnnCheck(cudnnConvolutionBackwardData(
-                 cudnn_, &one, s.w.get(), w, s.y.get(), cy, s.conv.get(),
-                 cudnnConvolutionBwdDataAlgo_t(s.algo.algo), ws, wsBytes, &zero,
-                 s.x.get(), cx),
-             "convolution backward data");
+    if (viaGraph)
+      s.graph->run(cudnn_, graphOps, ws);
+    else
+      dnnCheck(cudnnConvolutionBackwardData(
+                   cudnn_, &one, s.w.get(), w, s.y.get(), cy, s.conv.get(),
+                   cudnnConvolutionBwdDataAlgo_t(s.algo.algo), ws, wsBytes,
+                   &zero, s.x.get(), cx),
+               "convolution backward data");
     if (s.xPad)
       device::resizeRows(inRows, s.padC, in.c, elementBytes, cx, x, stream_);
     break;
   case ConvKind::BackwardFilter:
-    dnnCheck(cudnnConvolutionBackwardFilter(
-                 cudnn_, &one, s.x.get(), cx, s.y.get(), cy, s.conv.get(),
-                 cudnnConvolutionBwdFilterAlgo_t(s.algo.algo), ws, wsBytes,
-                 &zero, s.w.get(), w),
-             "convolution backward filter");
+    if (viaGraph)
+      s.graph->run(cudnn_, graphOps, ws);
+    else
+      dnnCheck(cudnnConvolutionBackwardFilter(
+                   cudnn_, &one, s.x.get(), cx, s.y.get(), cy, s.conv.get(),
+                   cudnnConvolutionBwdFilterAlgo_t(s.algo.algo), ws, wsBytes,
+                   &zero, s.w.get(), w),
+               "convolution backward filter");
     if (s.padK > 0) // the padding dropped, in the weight's own order
       withType(*o.x, [&](auto t) {
         using T = decltype(t);
@@ -1834,7 +2049,8 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
                                  stream_);
     break;
   }
-  const bool bias = (op == Op::Conv2D || op == Op::Deconv2D) && c.in.size() > 2;
+  if (viaGraph && s.graphEpilogue)
+    return;                   // the plan biased and clipped it
   void *out = deconv ? x : y; // the op's output (or its relu's)
   if (bias && !s.bf16 && !s.reluOut && s.layout == plan::Layout::NCHW) {
     // The conv view's output for conv2d, its input for deconv2d.
@@ -1843,9 +2059,16 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
              "bias add");
     return;
   }
-  // Own epilogue: a bf16 map's bias (cuDNN's would round differently), an
-  // NHWC map's, and a fused relu with or without a bias, in one pass over
-  // the output.
+  runOwnEpilogue(c, s, out);
+}
+
+/// The own epilogue of a convolution, on its output `out` (the op's, or its
+/// relu's): a bf16 map's bias (cuDNN's would round differently), an NHWC
+/// map's, and a fused relu with or without a bias, in one pass.
+void CudaBackend::runOwnEpilogue(const KernelCall &c, const State &s,
+                                 void *out) {
+  exec::ConvOperands o = exec::convOperands(c.kernel.op, c.attrs, c.in, c.out);
+  const bool bias = hasBias(c);
   withType(*o.y, [&](auto t) {
     using T = decltype(t);
     T *p = static_cast<T *>(out);

@@ -31,6 +31,11 @@
 // kernels' device-side tables and reduction scratch. A run with a smaller
 // batch (the last of an epoch) re-describes the tensors and picks, once per
 // batch size, an algorithm by the heuristics that fits the workspace.
+// NETC_CUDA_CONV_API=graph prepares the convolutions (groups 1) through
+// cuDNN's graph API instead (GraphConv.h: its engines timed), the legacy
+// calls serving the shapes it has no plan for and the smaller batches;
+// graph-fused also puts a forward conv2d's bias and fused relu inside its
+// plan.
 //
 // Precision (the plan's, told by usePlan()):
 //   - fp32: FMA-only cuDNN algorithms and cuBLAS's default math;
@@ -93,6 +98,8 @@ struct cublasContext;
 namespace netc::cuda {
 
 class NcclReducer; // Nccl.h
+class GraphConv;   // GraphConv.h
+struct GraphConvOperands;
 
 /// Number of CUDA devices; 0 when there is none or no usable driver.
 int deviceCount();
@@ -165,6 +172,11 @@ public:
   uint64_t graphReplays() const { return replays_; }
   /// Convolution kernels prepared to run on channel-padded copies.
   uint64_t paddedConvolutions() const { return paddedConvs_; }
+  /// Convolution kernels prepared to run through cuDNN's graph API
+  /// (NETC_CUDA_CONV_API=graph), and those of them whose plan computes the
+  /// bias and relu after the convolution too (graph-fused).
+  uint64_t graphConvolutions() const { return graphConvs_; }
+  uint64_t graphEpilogues() const { return graphEpilogues_; }
   std::unique_ptr<exec::KernelState>
   prepare(const exec::KernelCall &call) override;
   void run(const exec::KernelCall &call) override;
@@ -240,6 +252,13 @@ private:
   static void convPointers(const exec::KernelCall &call, const State &s,
                            void *&x, void *&w, void *&y);
   void describeForBatch(const exec::KernelCall &call, State &s);
+  std::unique_ptr<GraphConv> graphPlan(const exec::KernelCall &call,
+                                       const State &s, bool epilogue,
+                                       std::string &key);
+  static GraphConvOperands graphOperands(const exec::KernelCall &call,
+                                         const State &s);
+  void fuseGraphEpilogue(const exec::KernelCall &call, State &s);
+  void runOwnEpilogue(const exec::KernelCall &call, const State &s, void *out);
   /// Lets convolutions and fc use TF32 tensor cores (usePlan).
   void allowTf32(bool on);
   /// Drops the weight copies of an f32 weight in [p, p + bytes) (freed).
@@ -264,6 +283,14 @@ private:
   };
   /// The algorithm chosen per convolution shape and direction.
   std::map<std::string, CachedAlgo> algoCache_;
+  /// The graph API's plan chosen per problem (GraphConvProblem::key): the
+  /// engine configuration's identity (empty: the graph API has none) and
+  /// the workspace it needs.
+  struct CachedGraph {
+    std::string identity;
+    uint64_t bytes = 0;
+  };
+  std::map<std::string, CachedGraph> graphCache_;
   /// Where algoCache_ is kept (usePlan); whether it has entries the file
   /// lacks.
   std::string algoFile_;
@@ -306,8 +333,15 @@ private:
   /// (Kernels.h, paddedChannels); NETC_CUDA_PAD_CHANNELS=off runs them as
   /// they are.
   bool padChannels_ = true;
-  uint64_t replays_ = 0;       ///< graph launches that replayed a step
-  uint64_t paddedConvs_ = 0;   ///< paddedConvolutions()
+  uint64_t replays_ = 0;     ///< graph launches that replayed a step
+  uint64_t paddedConvs_ = 0; ///< paddedConvolutions()
+  /// NETC_CUDA_CONV_API=graph: convolutions through cuDNN's graph API
+  /// (GraphConv.h), the legacy calls where it has no plan; graph-fused:
+  /// with the forward convolutions' bias and relu in their plans too.
+  bool graphConvApi_ = false, graphEpilogue_ = false;
+  uint64_t graphConvs_ = 0, graphEpilogues_ = 0; ///< graphConvolutions() ...
+  uint64_t graphMisses_ = 0;   ///< convolutions left to the legacy calls
+  std::string graphMissWhy_;   ///< the first one's reason
   bool severalRanks_ = false;  ///< a run of several ranks was seen
   std::string captureFailure_; ///< why the first failed capture failed
   /// Fuse each relu into the convolution before it (convReluPairs): the

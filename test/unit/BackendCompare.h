@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -265,10 +266,12 @@ struct StepTolerance {
 /// `steps` steps (three by default) of the compiled training program of
 /// plan file `file` (its first phase) on the reference backend and on a
 /// `Backend` from the same parameters and inputs: the losses, then every
-/// parameter (and, with tol.update, every parameter's change).
+/// parameter (and, with tol.update, every parameter's change); then
+/// `inspect` (if given) looks at the backend, e.g. that a feature engaged.
 template <typename Backend>
 void compareSteps(const std::string &file, const StepTolerance &tol = {},
-                  int steps = 3) {
+                  int steps = 3,
+                  const std::function<void(const Backend &)> &inspect = {}) {
   SCOPED_TRACE(file);
   plan::Plan p = plan::parsePlan(readText(file), file, "");
   const plan::Phase &phase = p.schedule.at(0);
@@ -314,6 +317,8 @@ void compareSteps(const std::string &file, const StepTolerance &tol = {},
     }
     ++i;
   }
+  if (inspect)
+    inspect(gpu);
 }
 
 /// The augmentation variants, as netc --augment names them.

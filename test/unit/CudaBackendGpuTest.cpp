@@ -45,6 +45,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -502,6 +503,58 @@ TEST(CudaBackend, Bf16ConvolutionsWithoutChannelPaddingMatchTheEmulation) {
                     "NETC_STEP_PLAN_DIR)";
   ScopedEnv unpadded("NETC_CUDA_PAD_CHANNELS", "off");
   netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+}
+
+// Convolutions through cuDNN's graph API (NETC_CUDA_CONV_API=graph): the
+// plans the heuristics offer, timed. fp32 against the reference at fp32's
+// tolerance; bf16 against the emulation; tf32 and the whole-pack plans
+// (padded convolutions) at bf16's. Then graph-fused, the forward
+// convolutions' bias and relu in the plan where an engine takes them (one
+// bf16 rounding of the biased and clipped sum, where the legacy path rounds
+// the sum, adds the bias and rounds again, as the emulation does: within
+// kBf16Step's room), on bf16 and tf32 steps (the engines that fuse are
+// compiled at run time, about a second each, and want NHWC maps; on the
+// bf16 ones some must have fused). Some convolutions must have taken the
+// graph API; the report (how many, and why any did not) goes to the log.
+TEST(CudaBackend, GraphApiStepsMatchTheReference) {
+  struct Case {
+    const char *api, *plan;
+    netc::testing::StepTolerance tol;
+    bool mustFuse;
+  };
+  const Case cases[] = {
+      {"graph", "every-swwae-all", {}, false},
+      {"graph", "every-nolrn-swwae-all-bf16", kBf16Step, false},
+      {"graph", "every-swwae-all-tf32", kBf16Step, false},
+      {"graph", "packs-bf16", kBf16Step, false},
+      {"graph", "packs-tf32", kBf16Step, false},
+      {"graph-fused", "every-nolrn-swwae-all-bf16", kBf16Step, true},
+      {"graph-fused", "packs-bf16", kBf16Step, true},
+      {"graph-fused", "packs-tf32", kBf16Step, false}};
+  for (const Case &c : cases) {
+    std::string file = stepPlan(c.plan);
+    if (file.empty())
+      GTEST_SKIP() << "no " << c.plan << ".json (set NETC_STEP_PLAN_DIR)";
+    SCOPED_TRACE(std::string(c.api) + " " + c.plan);
+    ScopedEnv api("NETC_CUDA_CONV_API", c.api);
+    const bool fused = std::string(c.api) == "graph-fused";
+    netc::testing::compareSteps<GpuBackend>(
+        file, c.tol, 3, [&](const GpuBackend &gpu) {
+#ifndef NETC_GPU_TEST_ON_REFERENCE
+          EXPECT_GT(gpu.graphConvolutions(), 0u) << gpu.runReport();
+          if (!fused) {
+            EXPECT_EQ(gpu.graphEpilogues(), 0u) << gpu.runReport();
+          } else if (c.mustFuse) {
+            EXPECT_GT(gpu.graphEpilogues(), 0u) << gpu.runReport();
+          }
+          std::cout << c.api << " " << c.plan << ": " << gpu.runReport()
+                    << "\n";
+#else
+          (void)gpu;
+          (void)fused;
+#endif
+        });
+  }
 }
 
 // CUDA graphs and the fusions change nothing: the same step program on a

@@ -2,8 +2,10 @@
 //
 // What CI can check of the cuda backend on a machine without a GPU: asking
 // for it is one clear error ("no CUDA device"), never a crash, and the
-// device probes netrun uses for its default backend and `info` say "none".
-// With a device the same tests check that the backend is there instead.
+// device probes netrun uses for its default backend and `info` say "none";
+// a switch with a value it does not know is an error naming it, before the
+// device is looked for. With a device the same tests check that the backend
+// is there instead.
 // Built where NETC_WITH_CUDA is on.
 //
 //===----------------------------------------------------------------------===//
@@ -12,9 +14,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 using namespace netc;
 
@@ -47,6 +51,29 @@ TEST(CudaBackendHost, UnknownBackendNamesCuda) {
   } catch (const std::invalid_argument &e) {
     EXPECT_NE(std::string(e.what()).find("cuda"), std::string::npos)
         << e.what();
+  }
+}
+
+// A switch with a value it does not know is an error naming the switch and
+// the value (not a silent default), with or without a device: the switches
+// are read first.
+TEST(CudaBackendHost, UnknownSwitchValuesAreErrors) {
+  for (const auto &[name, value] :
+       {std::pair{"NETC_CUDA_FUSION", "conv-relu,fast"},
+        std::pair{"NETC_CUDA_CONV_API", "v8"}}) {
+    ::setenv(name, value, 1);
+    try {
+      cuda::CudaBackend gpu;
+      ADD_FAILURE() << name << "=" << value << " was accepted";
+    } catch (const std::invalid_argument &e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos)
+          << e.what();
+      EXPECT_NE(std::string(e.what()).find(value), std::string::npos)
+          << e.what();
+    } catch (const std::runtime_error &e) {
+      ADD_FAILURE() << name << "=" << value << ": " << e.what();
+    }
+    ::unsetenv(name);
   }
 }
 
