@@ -438,10 +438,13 @@ cudnnStatus_t execute(cudnnHandle_t handle, cudnnBackendDescriptor_t plan,
   return s;
 }
 
-/// At most this many candidates are finalized and timed, of which at most
-/// kMaxCompiled are runtime-compiled (their finalize runs NVRTC, about a
-/// second each, whether or not it succeeds): the heuristics rank them, and
-/// the first are the likely fastest.
+/// At most this many candidates are finalized and timed: the heuristics
+/// rank them, and the first are the likely fastest. Of them, at most
+/// kMaxCompiled runtime-compiled ones (their finalize runs NVRTC, about a
+/// second each, whether or not it succeeds) where the graph has an
+/// epilogue, which only such engines fuse; none for a plain convolution,
+/// which the precompiled engines cover (a VGG-16 step has about 30 shapes
+/// of convolution).
 constexpr size_t kMaxCandidates = 12, kMaxCompiled = 2;
 
 } // namespace
@@ -502,6 +505,7 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
     std::set<std::string> seen;
     size_t offered = 0, notes = 0, unbuilt = 0, tooBig = 0, capped = 0,
            compiled = 0;
+    const size_t maxCompiled = p.bias || p.relu ? kMaxCompiled : 0;
     for (cudnnBackendHeurMode_t mode :
          {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK})
       for (Descriptor &config : heuristics(g.graph, mode)) {
@@ -523,7 +527,7 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
           continue;
         if (search.cached.empty() &&
             (list.size() >= kMaxCandidates ||
-             (c.compiles && compiled >= kMaxCompiled))) {
+             (c.compiles && compiled >= maxCompiled))) {
           ++capped;
           continue;
         }

@@ -513,24 +513,26 @@ TEST(CudaBackend, Bf16ConvolutionsWithoutChannelPaddingMatchTheEmulation) {
 // bf16 rounding of the biased and clipped sum, where the legacy path rounds
 // the sum, adds the bias and rounds again, as the emulation does: within
 // kBf16Step's room), on bf16 and tf32 steps (the engines that fuse are
-// compiled at run time, about a second each, and want NHWC maps; on the
-// bf16 ones some must have fused). Some convolutions must have taken the
-// graph API; the report (how many, and why any did not) goes to the log.
+// compiled at run time, about a second each, and want NHWC maps). Some
+// convolutions must have taken the graph API, and without graph-fused no
+// epilogue; the report (how many, how many fused, and why any did not take
+// the graph API) goes to the log and the check's summary: whether cuDNN's
+// fusing engines take an fp32 bias beside bf16 maps (its samples' bias has
+// the maps' type) is for the first GPU run to say.
 TEST(CudaBackend, GraphApiStepsMatchTheReference) {
   struct Case {
     const char *api, *plan;
     netc::testing::StepTolerance tol;
-    bool mustFuse;
   };
   const Case cases[] = {
-      {"graph", "every-swwae-all", {}, false},
-      {"graph", "every-nolrn-swwae-all-bf16", kBf16Step, false},
-      {"graph", "every-swwae-all-tf32", kBf16Step, false},
-      {"graph", "packs-bf16", kBf16Step, false},
-      {"graph", "packs-tf32", kBf16Step, false},
-      {"graph-fused", "every-nolrn-swwae-all-bf16", kBf16Step, true},
-      {"graph-fused", "packs-bf16", kBf16Step, true},
-      {"graph-fused", "packs-tf32", kBf16Step, false}};
+      {"graph", "every-swwae-all", {}},
+      {"graph", "every-nolrn-swwae-all-bf16", kBf16Step},
+      {"graph", "every-swwae-all-tf32", kBf16Step},
+      {"graph", "packs-bf16", kBf16Step},
+      {"graph", "packs-tf32", kBf16Step},
+      {"graph-fused", "every-nolrn-swwae-all-bf16", kBf16Step},
+      {"graph-fused", "packs-bf16", kBf16Step},
+      {"graph-fused", "packs-tf32", kBf16Step}};
   for (const Case &c : cases) {
     std::string file = stepPlan(c.plan);
     if (file.empty())
@@ -544,8 +546,6 @@ TEST(CudaBackend, GraphApiStepsMatchTheReference) {
           EXPECT_GT(gpu.graphConvolutions(), 0u) << gpu.runReport();
           if (!fused) {
             EXPECT_EQ(gpu.graphEpilogues(), 0u) << gpu.runReport();
-          } else if (c.mustFuse) {
-            EXPECT_GT(gpu.graphEpilogues(), 0u) << gpu.runReport();
           }
           std::cout << c.api << " " << c.plan << ": " << gpu.runReport()
                     << "\n";
