@@ -1989,8 +1989,6 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   const float one = 1.0f, zero = 0.0f;
   const bool bias = hasBias(c);
   const bool viaGraph = s.graph && s.n == s.graphN;
-  const GraphConvOperands graphOps =
-      viaGraph ? graphOperands(c, s) : GraphConvOperands{};
   void *ws = workspace();
   size_t wsBytes = viaGraph ? s.graph->workspaceBytes() : s.algo.bytes;
   // cuDNN trusts the size it is given: an algorithm chosen for a larger
@@ -1999,41 +1997,46 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
     throw KernelError(fmt::format(
         "its algorithm needs {} of workspace but the workspace is {}",
         io::formatBytes(wsBytes), io::formatBytes(workspaceBytes())));
-  switch (s.kind) {
-  case ConvKind::Forward:
-    if (viaGraph)
-      s.graph->run(cudnn_, graphOps, ws);
-    else
+  if (viaGraph) {
+    s.graph->run(cudnn_, graphOperands(c, s), ws);
+  } else {
+    switch (s.kind) {
+    case ConvKind::Forward:
       dnnCheck(cudnnConvolutionForward(cudnn_, &one, s.x.get(), cx, s.w.get(),
                                        w, s.conv.get(),
                                        cudnnConvolutionFwdAlgo_t(s.algo.algo),
                                        ws, wsBytes, &zero, s.y.get(), cy),
                "convolution forward");
-    if (s.yPad)
-      device::resizeRows(outRows, s.padK, outDims.c, elementBytes, cy, y,
-                         stream_);
-    break;
-  case ConvKind::BackwardData:
-    if (viaGraph)
-      s.graph->run(cudnn_, graphOps, ws);
-    else
+      break;
+    case ConvKind::BackwardData:
       dnnCheck(cudnnConvolutionBackwardData(
                    cudnn_, &one, s.w.get(), w, s.y.get(), cy, s.conv.get(),
                    cudnnConvolutionBwdDataAlgo_t(s.algo.algo), ws, wsBytes,
                    &zero, s.x.get(), cx),
                "convolution backward data");
-    if (s.xPad)
-      device::resizeRows(inRows, s.padC, in.c, elementBytes, cx, x, stream_);
-    break;
-  case ConvKind::BackwardFilter:
-    if (viaGraph)
-      s.graph->run(cudnn_, graphOps, ws);
-    else
+      break;
+    case ConvKind::BackwardFilter:
       dnnCheck(cudnnConvolutionBackwardFilter(
                    cudnn_, &one, s.x.get(), cx, s.y.get(), cy, s.conv.get(),
                    cudnnConvolutionBwdFilterAlgo_t(s.algo.algo), ws, wsBytes,
                    &zero, s.w.get(), w),
                "convolution backward filter");
+      break;
+    }
+  }
+  // What cuDNN wrote, where the step reads it: a padded map cut back; a
+  // weight gradient in the weight's own order and type.
+  switch (s.kind) {
+  case ConvKind::Forward:
+    if (s.yPad)
+      device::resizeRows(outRows, s.padK, outDims.c, elementBytes, cy, y,
+                         stream_);
+    break;
+  case ConvKind::BackwardData:
+    if (s.xPad)
+      device::resizeRows(inRows, s.padC, in.c, elementBytes, cx, x, stream_);
+    break;
+  case ConvKind::BackwardFilter:
     if (s.padK > 0) // the padding dropped, in the weight's own order
       withType(*o.x, [&](auto t) {
         using T = decltype(t);
