@@ -22,7 +22,7 @@
 # the logs.
 #
 # Stage caps (seconds; each also stops at the deadline, 560 s after the
-# start): build 240, runtime-tests 60, gpu-tests 120 (in the background,
+# start): build 240, runtime-tests 60, gpu-tests 150 (in the background,
 # beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
 # 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
 # H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (14
@@ -247,7 +247,7 @@ gpu_tests() {
   return "$rc"
 }
 export -f gpu_tests
-stage_bg gpu-tests 120 gpu_tests
+stage_bg gpu-tests 150 gpu_tests
 
 # diagnose STAGE LOG NETRUN-ARGS...: after the first failed cuda run of a
 # stage, the same command again, briefly, with NETC_CUDA_SYNC=on (a wait
