@@ -38,7 +38,9 @@
 # on the own kernels furthest from memory speed), peer-compile 240 (it gets what is left). The eager peer comes
 # right after the 12 cells, as the ratios need it; a warm rerun with
 # GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench peer" measures what
-# the A/B cells, ncu and the compiled peer had no time for. Worst case:
+# the A/B cells, ncu and the compiled peer had no time for, its ratios
+# against the first call's cells and peer (their logs kept in the build
+# folder, which a warm machine keeps). Worst case:
 # every stage runs into the deadline, which ends the last one by 560 + 5 s
 # (timeout's kill grace); the ratios and the summary take a second more. On
 # the H200 (2026-11-30) the build took 45 s, the tests and parity 60, the
@@ -575,9 +577,25 @@ bench_ab() {
   return "$rc"
 }
 export -f cell bench bench_ab merge_algos
+# keep_or_reuse STAGE: the stage's log outlives the call in the build folder
+# (which a warm machine keeps between calls), so that a rerun that skips
+# the stage still prints the A/B cells' and the peer's ratios, against the
+# previous call's figures (the summary says so).
+keep_or_reuse() {
+  local log=$OUT/$1.log kept=$BUILD/last-$1.log
+  if skipped "$1"; then
+    if [[ -s $kept ]]; then
+      cp "$kept" "$log"
+      note "$1: the ratios below use the previous call's $1.log ($(date -u -r "$kept" +%FT%TZ))"
+    fi
+  elif [[ -s $log ]]; then
+    cp "$log" "$kept"
+  fi
+}
 stage bench 150 bench
 grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench.log" \
   >>"$SUMMARY" 2>/dev/null
+keep_or_reuse bench
 
 #--- the PyTorch peer --------------------------------------------------------
 if python3 -c 'import torch' >/dev/null 2>&1; then
@@ -591,6 +609,7 @@ if python3 -c 'import torch' >/dev/null 2>&1; then
   done
   stage peer 280 python3 bench/peer_gpu.py --cells "$(IFS=,; echo "${cells[*]}")"
   grep '^peer' "$OUT/peer.log" >>"$SUMMARY" 2>/dev/null
+  keep_or_reuse peer
 else
   note "peer: skipped: python3 cannot import torch"
 fi

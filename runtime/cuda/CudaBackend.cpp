@@ -281,7 +281,8 @@ struct CudaBackend::State : exec::KernelState {
   std::unique_ptr<GraphConv> graph;
   int64_t graphN = -1;
   bool graphEpilogue = false;
-  bool tensorOps = false; ///< TF32 or bf16: tensor-core algorithms allowed
+  bool graphTried = false; ///< the graph API was asked for a plan
+  bool tensorOps = false;  ///< TF32 or bf16: tensor-core algorithms allowed
   /// Runs `a` from now on, with the math type it was chosen with.
   void useAlgo(const AlgoChoice &a) {
     algo = a;
@@ -910,11 +911,15 @@ std::string CudaBackend::runReport() const {
                      "kernel",
                      captureFailure_);
   if (graphConvApi_) {
-    r += fmt::format("; cuDNN graph API: {} convolutions ({} with the bias "
-                     "and relu in the plan), {} on the legacy calls",
+    r += fmt::format("; cuDNN graph API: {} convolutions prepared on it ({} "
+                     "with their bias or relu in the plan), {} on the legacy "
+                     "calls (and any at a batch other than the planned one)",
                      graphConvs_, graphEpilogues_, graphMisses_);
     if (!graphMissWhy_.empty())
-      r += fmt::format(" (the first: {})", graphMissWhy_);
+      r += fmt::format("; the first without a plan: {}", graphMissWhy_);
+    if (graphEpilogue_ && !graphEpilogueWhy_.empty())
+      r += fmt::format("; the first without a fused plan: {}",
+                       graphEpilogueWhy_);
   }
   return r;
 }
@@ -1377,10 +1382,11 @@ std::unique_ptr<GraphConv> CudaBackend::graphPlan(const KernelCall &c,
   p.relu = epilogue && s.reluOut;
   const GraphConvOperands operands = graphOperands(c, s);
   key = p.key();
-  // A convolution left to the legacy calls: counted for the run report.
+  // No plan: the first reason of each kind is kept for the run report.
   auto miss = [&](const std::string &why) {
-    if (!epilogue && graphMisses_++ == 0)
-      graphMissWhy_ = fmt::format("{}: {}", key, why);
+    std::string &first = epilogue ? graphEpilogueWhy_ : graphMissWhy_;
+    if (first.empty())
+      first = fmt::format("{}: {}", key, why);
     return nullptr;
   };
   auto cached = graphCache_.find(key);
@@ -1416,8 +1422,9 @@ std::unique_ptr<GraphConv> CudaBackend::graphPlan(const KernelCall &c,
     }
     return miss(why);
   }
+  // Room to run it; what the workspace keeps (workspaceNeed_) is the
+  // caller's to raise once it takes the plan.
   reserveWorkspace(plan->workspaceBytes());
-  workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, plan->workspaceBytes());
   if (!remembered || cached->second.identity != plan->identity()) {
     graphCache_[key] = {plan->identity(), plan->workspaceBytes()};
     algoDirty_ = true;
@@ -1462,9 +1469,15 @@ void CudaBackend::fuseGraphEpilogue(const KernelCall &c, State &s) {
     if (plain >= 0.0f && epilogue >= 0.0f && fused->ms() > plain + epilogue) {
       graphCache_[key] = {};
       algoDirty_ = true;
+      if (graphEpilogueWhy_.empty())
+        graphEpilogueWhy_ = fmt::format(
+            "{}: slower ({:.3f} ms) than the plain plan and the own "
+            "epilogue ({:.3f} + {:.3f} ms)",
+            key, fused->ms(), plain, epilogue);
       return;
     }
   }
+  workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, fused->workspaceBytes());
   s.graph = std::move(fused);
   s.graphEpilogue = true;
   ++graphEpilogues_;
@@ -1612,6 +1625,9 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
   auto prepareIn = [&](std::vector<Relayout> r) {
     std::unique_ptr<State> s = prepareKernel(r.empty() ? c : relayouted(c, r));
     s->relayouts = std::move(r);
+    // Counted here, once per prepared kernel (a convolution that fails on
+    // NHWC maps is prepared again on NCHW copies).
+    graphMisses_ += s->graphTried && !s->graph;
     return s;
   };
   std::vector<Relayout> r = relayoutsOf(c);
@@ -1740,9 +1756,12 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     setTensor(s->y, outP, xv.dtype, layout);
     const bool bias = hasBias(c);
     std::string graphKey;
-    if (graphConvApi_ && groups == 1)
+    s->graphTried = graphConvApi_ && groups == 1;
+    if (s->graphTried)
       s->graph = graphPlan(c, *s, /*epilogue=*/false, graphKey);
     if (s->graph) {
+      workspaceNeed_ =
+          std::max<uint64_t>(workspaceNeed_, s->graph->workspaceBytes());
       s->graphN = c.n;
       if (bias)
         setChannels(s->bias, o.y->dims.c);

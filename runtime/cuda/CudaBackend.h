@@ -340,10 +340,11 @@ private:
   /// with the forward convolutions' bias and relu in their plans too.
   bool graphConvApi_ = false, graphEpilogue_ = false;
   uint64_t graphConvs_ = 0, graphEpilogues_ = 0; ///< graphConvolutions() ...
-  uint64_t graphMisses_ = 0;   ///< convolutions left to the legacy calls
-  std::string graphMissWhy_;   ///< the first one's reason
-  bool severalRanks_ = false;  ///< a run of several ranks was seen
-  std::string captureFailure_; ///< why the first failed capture failed
+  uint64_t graphMisses_ = 0;     ///< convolutions left to the legacy calls
+  std::string graphMissWhy_;     ///< the first one's reason
+  std::string graphEpilogueWhy_; ///< the first fused plan not made's reason
+  bool severalRanks_ = false;    ///< a run of several ranks was seen
+  std::string captureFailure_;   ///< why the first failed capture failed
   /// Fuse each relu into the convolution before it (convReluPairs): the
   /// bias and the relu in one pass; NETC_CUDA_FUSION without conv-relu
   /// keeps them apart.

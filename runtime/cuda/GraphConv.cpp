@@ -492,6 +492,13 @@ std::string GraphConvProblem::key() const {
                      padW, bias ? " bias" : "", relu ? " relu" : "");
 }
 
+/// What a GraphConv keeps: its plan, and the graph and configuration the
+/// plan was made from (cuDNN's frontend keeps them alive with a plan too).
+struct GraphConv::Owned {
+  Graph graph;
+  Descriptor config, plan;
+};
+
 std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
                                            const GraphConvOperands &o,
                                            const GraphConvSearch &search,
@@ -499,13 +506,13 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
   lasting = false;
   try {
     Graph g = buildGraph(search.handle, p);
-    // The candidates of mode A, then the fallback's not already listed;
-    // what became of the others, for `why`.
-    std::vector<Candidate> list;
+    // Every configuration of mode A, then the fallback's not already
+    // listed, in the heuristics' order; those that compute as asked are
+    // the candidates (only the remembered one, if there is one). The
+    // counts say what became of the others, for `why`.
+    std::vector<Candidate> queue;
     std::set<std::string> seen;
-    size_t offered = 0, notes = 0, unbuilt = 0, tooBig = 0, capped = 0,
-           compiled = 0;
-    const size_t maxCompiled = p.bias || p.relu ? kMaxCompiled : 0;
+    size_t offered = 0, unreadable = 0, notes = 0;
     for (cudnnBackendHeurMode_t mode :
          {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK})
       for (Descriptor &config : heuristics(g.graph, mode)) {
@@ -515,75 +522,84 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
         try {
           usable = describe(c, p);
         } catch (const GraphError &) {
+          ++offered;
+          ++unreadable;
+          continue;
         }
-        if (!c.identity.empty() && !seen.insert(c.identity).second)
+        if (!seen.insert(c.identity).second)
           continue; // listed by mode A too
         ++offered;
-        if (!usable) {
+        if (!usable)
           ++notes;
-          continue;
-        }
-        if (!search.cached.empty() && c.identity != search.cached)
-          continue;
-        if (search.cached.empty() &&
-            (list.size() >= kMaxCandidates ||
-             (c.compiles && compiled >= maxCompiled))) {
-          ++capped;
-          continue;
-        }
-        compiled += c.compiles; // NVRTC runs whether or not it builds
-        if (!finalizePlan(c, search.handle)) {
-          ++unbuilt;
-          continue;
-        }
-        if (c.bytes > search.workspaceLimit) {
-          ++tooBig;
-          continue;
-        }
-        list.push_back(std::move(c));
-        if (!search.cached.empty())
-          break; // the remembered one
+        else if (search.cached.empty() || c.identity == search.cached)
+          queue.push_back(std::move(c));
       }
+    // Plans for the first candidates: at most kMaxCandidates, of which at
+    // most maxCompiled compiled at run time; each run before it is taken
+    // (an engine can build and still fail to run). Searching, every plan
+    // is timed; otherwise (the remembered plan, or the search off) the
+    // first that runs is taken.
+    const bool timeAll = search.time && search.cached.empty();
+    const size_t maxCompiled = p.bias || p.relu ? kMaxCompiled : 0;
+    std::vector<Candidate> list;
+    size_t unbuilt = 0, tooBig = 0, capped = 0, failed = 0, compiled = 0;
+    for (Candidate &c : queue) {
+      if (list.size() >= kMaxCandidates ||
+          (c.compiles && compiled >= maxCompiled)) {
+        ++capped;
+        continue;
+      }
+      compiled += c.compiles; // NVRTC runs whether or not it builds
+      if (!finalizePlan(c, search.handle)) {
+        ++unbuilt;
+        continue;
+      }
+      if (c.bytes > search.workspaceLimit) {
+        ++tooBig;
+        continue;
+      }
+      if (!timeAll) {
+        void *ws = search.workspace(c.bytes);
+        c.ms = timeRuns(
+            search.stream,
+            [&] {
+              return execute(search.handle, c.plan.get(), o, p.bias, ws) ==
+                     CUDNN_STATUS_SUCCESS;
+            },
+            0);
+        if (c.ms < 0.0f) {
+          ++failed;
+          continue;
+        }
+      }
+      list.push_back(std::move(c));
+      if (!timeAll)
+        break;
+    }
     auto counts = [&] {
       return fmt::format(
-          "the heuristics offered {} configurations: {} computing otherwise "
-          "than asked (numerical notes), {} that did not build, {} over the "
-          "workspace limit ({} bytes), {} beyond the {} tried",
-          offered, notes, unbuilt, tooBig, search.workspaceLimit, capped,
-          kMaxCandidates);
+          "the heuristics offered {} configurations: {} unreadable, {} "
+          "computing otherwise than asked (numerical notes), {} that did not "
+          "build, {} over the workspace limit ({} bytes), {} that failed to "
+          "run, {} beyond the {} tried",
+          offered, unreadable, notes, unbuilt, tooBig, search.workspaceLimit,
+          failed, capped, kMaxCandidates);
     };
-    if (list.empty()) {
-      if (!search.cached.empty()) {
-        why = fmt::format("the remembered plan ({}) is no longer offered "
-                          "within the workspace",
-                          search.cached);
-        return nullptr;
+    if (timeAll && !list.empty()) {
+      uint64_t most = 0;
+      for (const Candidate &c : list)
+        most = std::max(most, c.bytes);
+      void *ws = search.workspace(most);
+      for (Candidate &c : list) {
+        c.ms = timeRuns(
+            search.stream,
+            [&] {
+              return execute(search.handle, c.plan.get(), o, p.bias, ws) ==
+                     CUDNN_STATUS_SUCCESS;
+            },
+            3);
+        failed += c.ms < 0.0f;
       }
-      why = counts();
-      // Holds for this GPU and cuDNN unless it was the workspace.
-      lasting = tooBig == 0;
-      return nullptr;
-    }
-    uint64_t most = 0;
-    for (const Candidate &c : list)
-      most = std::max(most, c.bytes);
-    void *ws = search.workspace(most);
-    // Each candidate runs before it is taken: an engine can build and
-    // still fail to run. Untimed (the remembered plan, or the search off):
-    // the first that runs.
-    const bool timeAll = search.time && search.cached.empty();
-    size_t failed = 0;
-    for (Candidate &c : list) {
-      c.ms = timeRuns(
-          search.stream,
-          [&] {
-            return execute(search.handle, c.plan.get(), o, p.bias, ws) ==
-                   CUDNN_STATUS_SUCCESS;
-          },
-          timeAll ? 3 : 0);
-      failed += c.ms < 0.0f;
-      if (!timeAll && c.ms >= 0.0f)
-        break;
     }
     // The fastest within `limit`, or a deterministic one within 10% of it;
     // SIZE_MAX if none ran.
@@ -606,8 +622,16 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
     };
     size_t chosen = pick(search.workspaceLimit);
     if (chosen == SIZE_MAX) {
-      why = fmt::format("none of its {} plans ran ({} failed); {}", list.size(),
-                        failed, counts());
+      if (!search.cached.empty()) {
+        why = fmt::format("the remembered plan ({}) is no longer offered, or "
+                          "no longer runs, within the workspace; {}",
+                          search.cached, counts());
+        return nullptr;
+      }
+      why = counts();
+      // Holds for this GPU and cuDNN unless the workspace or a failed run
+      // (which may be passing) was the reason.
+      lasting = tooBig == 0 && failed == 0;
       return nullptr;
     }
     if (timeAll && list[chosen].bytes > search.preferredWorkspace) {
@@ -617,12 +641,15 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
           (list[within].deterministic || !list[chosen].deterministic))
         chosen = within;
     }
+    Candidate &c = list[chosen];
     std::unique_ptr<GraphConv> conv(new GraphConv);
-    conv->plan_ = list[chosen].plan.release();
-    conv->bytes_ = list[chosen].bytes;
+    conv->plan_ = c.plan.get();
+    conv->bytes_ = c.bytes;
     conv->bias_ = p.bias;
-    conv->ms_ = timeAll ? list[chosen].ms : -1.0f;
-    conv->identity_ = std::move(list[chosen].identity);
+    conv->ms_ = timeAll ? c.ms : -1.0f;
+    conv->identity_ = std::move(c.identity);
+    conv->owned_.reset(
+        new Owned{std::move(g), std::move(c.config), std::move(c.plan)});
     return conv;
   } catch (const GraphError &e) {
     why = e.what();
@@ -641,10 +668,7 @@ float GraphConv::measure(cudnnContext *handle, CUstream_st *stream,
       3);
 }
 
-GraphConv::~GraphConv() {
-  if (plan_)
-    cudnnBackendDestroyDescriptor(plan_);
-}
+GraphConv::~GraphConv() = default;
 
 void GraphConv::run(cudnnContext *handle, const GraphConvOperands &o,
                     void *workspace) const {

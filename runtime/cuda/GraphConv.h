@@ -122,7 +122,9 @@ public:
 
 private:
   GraphConv() = default;
-  void *plan_ = nullptr; ///< cudnnBackendDescriptor_t
+  struct Owned; // the plan and what it was made from (GraphConv.cpp)
+  std::unique_ptr<Owned> owned_;
+  void *plan_ = nullptr; ///< owned_'s plan (a cudnnBackendDescriptor_t)
   uint64_t bytes_ = 0;
   float ms_ = -1.0f;
   bool bias_ = false;

@@ -17,11 +17,11 @@
 #include "runtime/kernels/OneDnn.h"
 
 #include "test/unit/BackendCompare.h"
+#include "test/unit/ScopedEnv.h"
 
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <optional>
 #include <string>
 
 using namespace netc;
@@ -310,15 +310,10 @@ TEST(CpuBackend, BatchNormAndLrnInBlockedLayouts) {
 
 TEST(CpuBackend, FullyConnected) {
   // On sgemm (the default), and on oneDNN's inner product.
-  struct Env { // NETC_CPU_FC=onednn while it lives
-    Env() { setenv("NETC_CPU_FC", "onednn", 1); }
-    ~Env() { unsetenv("NETC_CPU_FC"); }
-  };
   for (bool primitives : {false, true})
     for (bool bias : {true, false}) {
-      std::optional<Env> env;
-      if (primitives)
-        env.emplace();
+      netc::testing::ScopedEnv env("NETC_CPU_FC",
+                                   primitives ? "onednn" : nullptr);
       PlanBuilder b(6);
       // fc reads the flatten view of an image batch.
       int64_t image = b.value({-1, 1, 3, 5}), dy = b.value({-1, 7});

@@ -12,13 +12,14 @@
 
 #include "runtime/cuda/CudaBackend.h"
 
+#include "test/unit/ScopedEnv.h"
+
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <utility>
+#include <tuple>
 
 using namespace netc;
 
@@ -56,12 +57,12 @@ TEST(CudaBackendHost, UnknownBackendNamesCuda) {
 
 // A switch with a value it does not know is an error naming the switch and
 // the value (not a silent default), with or without a device: the switches
-// are read first.
+// are read first. Each case sets one switch and clears the other.
 TEST(CudaBackendHost, UnknownSwitchValuesAreErrors) {
-  for (const auto &[name, value] :
-       {std::pair{"NETC_CUDA_FUSION", "conv-relu,fast"},
-        std::pair{"NETC_CUDA_CONV_API", "v8"}}) {
-    ::setenv(name, value, 1);
+  for (const auto &[name, value, other] :
+       {std::tuple{"NETC_CUDA_FUSION", "conv-relu,fast", "NETC_CUDA_CONV_API"},
+        std::tuple{"NETC_CUDA_CONV_API", "v8", "NETC_CUDA_FUSION"}}) {
+    netc::testing::ScopedEnv bad(name, value), clear(other, nullptr);
     try {
       cuda::CudaBackend gpu;
       ADD_FAILURE() << name << "=" << value << " was accepted";
@@ -70,10 +71,9 @@ TEST(CudaBackendHost, UnknownSwitchValuesAreErrors) {
           << e.what();
       EXPECT_NE(std::string(e.what()).find(value), std::string::npos)
           << e.what();
-    } catch (const std::runtime_error &e) {
+    } catch (const std::exception &e) {
       ADD_FAILURE() << name << "=" << value << ": " << e.what();
     }
-    ::unsetenv(name);
   }
 }
 
