@@ -6,7 +6,8 @@
 # kernel and op against the reference backend, the every-layer step of the
 # seven variants in fp32 and in bf16 against the reference's bf16
 # emulation, the bf16 step with LRN, whole-pack steps (packs.net) in bf16
-# and tf32, CUDA graphs and the fusions against runs without them)
+# and tf32, CUDA graphs and the fusions against runs without them; then, in
+# a process of their own, steps through cuDNN's graph API)
 # while the parity check runs: 20 training steps of the reference (CPU)
 # against the cuda backend on Fashion-MNIST from the same initial
 # parameters and data, fp32 (losses within 1e-4 relative) and bf16 (the

@@ -13,9 +13,10 @@
 // The choice is PyTorch's cudnn.benchmark done the graph API's way: the
 // engine configurations of heuristics modes A and fallback, filtered by
 // their numerical notes (no tensor cores for fp32 plans, no down-converted
-// inputs or reduced-precision reductions for any), the first 12 (engines
-// compiled at run time only for an epilogue, at most 2) each finalized into
-// a plan, run and timed on the kernel's own buffers; deterministic plans
+// inputs or reduced-precision reductions for any), finalized into plans
+// in the heuristics' order until 12 have built within the workspace
+// (engines compiled at run time only for an epilogue, at most 2), each run
+// and timed on the kernel's own buffers; deterministic plans
 // unless 10% slower, and plans within the preferred workspace unless the
 // one above it is 10% faster. The chosen configuration is named by
 // identity() (engine index and knob choices) so that the algorithm file can
