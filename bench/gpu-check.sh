@@ -26,10 +26,11 @@
 # start): build 240, runtime-tests 60, gpu-tests 150 (in the background,
 # beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
 # 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
-# H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (14
-# cells, in the order of what they can still teach: 3 at most 60 s each
-# through cuDNN's graph API (the VGG-16 classifier in bf16 and tf32, and in
-# bf16 with the bias and relu in the plan, against the legacy calls' cells),
+# H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (15
+# cells, in the order of what they can still teach: 4 at most 60 s each
+# through cuDNN's graph API (the VGG-16 classifier in bf16, tf32 and fp32,
+# and in bf16 with the bias and relu in the plan, against the legacy
+# calls' cells),
 # then 11 at most 40 s each: VGG-16 fp32 and tf32 with NCHW maps, a bf16
 # cell of each net without channel padding, the two bf16 VGG-16 cells
 # without the relu_grad that sums the bias gradient and without the one
@@ -550,13 +551,14 @@ bench_ab() {
   # In the order of what they can still teach (a stage cut short loses the
   # last). Convolutions through cuDNN's graph API (its engines and knobs
   # timed) against the legacy calls the 12 cells used: the VGG-16
-  # classifier in bf16 (0.96x the peer on the first run) and tf32; then the
-  # bf16 one with the forward convolutions' bias and relu in the plan
-  # (graph-fused; its engines are compiled at run time). Each searches its
-  # plans first (the file's "graph" entries serve the cells after), hence
-  # 60 s.
-  cell "vgg16-none-bf16 graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
-  cell "vgg16-none-tf32 graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
+  # classifier in bf16 (0.96x the peer on the first run), tf32 and fp32
+  # (0.25x and 0.55x); then the bf16 one with the forward convolutions'
+  # bias and relu in the plan (graph-fused; its engines are compiled at run
+  # time). Each searches its plans first (the file's "graph" entries serve
+  # the cells after), hence 60 s.
+  for t in vgg16-none-bf16 vgg16-none-tf32 vgg16-none; do
+    cell "$t graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
+  done
   cell "vgg16-none-bf16 graph-fused" 60 12 NETC_CUDA_CONV_API=graph-fused ||
     rc=1
   # What NHWC maps buy fp32 and tf32 (the benchmark's fp32 and tf32
