@@ -609,7 +609,18 @@ keep_or_reuse() {
     cp "$log" "$kept"
   fi
 }
+# The cells' merged algorithm file likewise outlives the call, so that a
+# warm rerun does not search again what the first call measured.
+if [[ -s $BUILD/last-cudnn-algorithms.json && ! -e $OUT/cudnn-algorithms.json ]]; then
+  cp "$BUILD/last-cudnn-algorithms.json" "$OUT/cudnn-algorithms.json"
+fi
+keep_algos() {
+  [[ -s $OUT/cudnn-algorithms.json ]] &&
+    cp "$OUT/cudnn-algorithms.json" "$BUILD/last-cudnn-algorithms.json"
+  return 0
+}
 stage bench 150 bench
+keep_algos
 grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs|retry: again' \
   "$OUT/bench.log" >>"$SUMMARY" 2>/dev/null
 keep_or_reuse bench
@@ -633,6 +644,7 @@ fi
 
 #--- the A/B cells -----------------------------------------------------------
 stage bench-ab 180 bench_ab
+keep_algos
 grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench-ab.log" \
   >>"$SUMMARY" 2>/dev/null
 
