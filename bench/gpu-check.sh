@@ -37,12 +37,16 @@
 # that does the max-pool's backward, two VGG-16 cells without the fusions,
 # and the bf16 SWWAE-all one without the kernels' 16-byte packs; a first
 # run leaves most of them to the warm rerun below), ncu 45 (Nsight Compute
-# on the own kernels furthest from memory speed), peer-compile 240 (it gets what is left). The eager peer comes
-# right after the 12 cells, as the ratios need it; a warm rerun with
-# GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench peer" measures what
-# the A/B cells, ncu and the compiled peer had no time for, its ratios
-# against the first call's cells and peer (their logs kept in the build
-# folder, which a warm machine keeps). Worst case:
+# on the own kernels furthest from memory speed), peer-compile 240 (it gets
+# what is left). A failed one of the 12 cells takes up to its limit, a
+# 40 s diagnosis (the first failure of a stage) and its limit again (the
+# retry without the untested features). The eager peer comes right after
+# the 12 cells, as the ratios need it; a warm rerun with
+# GPU_CHECK_SKIP="runtime-tests gpu-tests parity bench peer" runs the A/B
+# cells again from the first (their plans from the kept algorithm file),
+# ncu and the compiled peer, its ratios against the first call's cells and
+# peer (their logs kept in the build folder, which a warm machine keeps).
+# Worst case:
 # every stage runs into the deadline, which ends the last one by 560 + 5 s
 # (timeout's kill grace); the ratios and the summary take a second more. On
 # the H200 (2026-11-30) the build took 45 s, the tests and parity 60, the
@@ -511,11 +515,11 @@ cell() {
     env "$@" bash -c 'diagnose "$@"' diagnose bench "$log" bench "$t" \
       --program step.joint --backend cuda --steps 1
   fi
-  # A failed main cell again without what no GPU has run yet (the backward
-  # fusions and the channel padding: the first H200 run's configuration),
-  # so that a fault in them still leaves the cell's figure; its lines say
-  # so (`retry:`), and so does its ratio.
-  if ((rc != 0 && $# == 0)); then
+  # A failed one of the 12 cells (bench sets CELL_RETRY) again without what
+  # no GPU has run yet of the default path (the backward fusions and the
+  # channel padding), so that a fault there still leaves the cell's figure;
+  # its lines say so (`retry:`), and so does its ratio.
+  if ((rc != 0)) && [[ ${CELL_RETRY:-} == 1 ]]; then
     echo "retry: again with NETC_CUDA_FUSION=conv-relu NETC_CUDA_PAD_CHANNELS=off" \
       >>"$log"
     if NETC_CUDA_FUSION=conv-relu NETC_CUDA_PAD_CHANNELS=off \
@@ -538,7 +542,7 @@ bench() {
       for v in swwae-all none; do
         t=$net-$v
         [[ $p != fp32 ]] && t=$t-$p
-        cell "$t" "$limit" "$steps" || rc=1
+        CELL_RETRY=1 cell "$t" "$limit" "$steps" || rc=1
       done
     done
   done
