@@ -37,8 +37,9 @@
 # that does the max-pool's backward, two VGG-16 cells without the fusions,
 # and the bf16 SWWAE-all one without the kernels' 16-byte packs; a first
 # run leaves most of them to the warm rerun below), ncu 45 (Nsight Compute
-# on the own kernels furthest from memory speed), peer-compile 240 (it gets
-# what is left). A failed one of the 12 cells takes up to its limit, a
+# on the own kernels furthest from memory speed), peer-profile 60 (the
+# peer's VGG-16 classifier in bf16 and tf32 under torch.profiler: its
+# kernels by kind), peer-compile 240 (it gets what is left). A failed one of the 12 cells takes up to its limit, a
 # 40 s diagnosis (the first failure of a stage) and its limit again (the
 # retry without the untested features). The eager peer comes right after
 # the 12 cells, as the ratios need it; a warm rerun with
@@ -66,7 +67,8 @@
 #      returns at most 8 files, so the logs come packed).
 #   Stages can be skipped to rerun only some: GPU_CHECK_SKIP="peer
 #   runtime-tests" (stages: build runtime-tests gpu-tests parity bench peer
-#   bench-ab ncu peer-compile); GPU_CHECK_BUILD_DIR names the build folder
+#   bench-ab ncu peer-profile peer-compile); GPU_CHECK_BUILD_DIR names the
+#   build folder
 #   (default build-gpu). With the machine still warm (it goes back after
 #   30 s idle), a second run into another folder can measure what the first
 #   had no time for, e.g. the A/B cells and the compiled peer:
@@ -684,6 +686,20 @@ export -f ncu_profile
 was_failed=$failed
 stage ncu 45 ncu_profile
 failed=$was_failed
+
+#--- the peer's kernels: where PyTorch's step time goes -----------------------
+# The VGG-16 classifier in bf16 (0.96x on the first run) and tf32 (0.25x)
+# again under torch.profiler: its kernels by kind (cuDNN's convolutions,
+# cuBLAS's GEMMs, the rest) in ms per step, beside netc's profile of the
+# same cells in bench.log: whether PyTorch's convolutions are faster, or
+# its other kernels. Fails nothing of netc's.
+if python3 -c 'import torch' >/dev/null 2>&1; then
+  was_failed=$failed
+  stage peer-profile 60 python3 bench/peer_gpu.py --profile \
+    --cells vgg16/none/bf16,vgg16/none/tf32
+  failed=$was_failed
+  grep '^profile .*ms/step' "$OUT/peer-profile.log" >>"$SUMMARY" 2>/dev/null
+fi
 
 #--- the second PyTorch peer -------------------------------------------------
 if python3 -c 'import torch' >/dev/null 2>&1; then

@@ -22,13 +22,20 @@ cudnn.benchmark on. Timed: the mean of 12 steps (30 for the small net) after
 the timed steps alone)
 and flushes it, so that a stage timeout keeps the cells already measured.
 
+With --profile, each cell then runs as many steps again under
+torch.profiler and prints where a step's GPU time goes: its kernels by kind
+(convolution: cuDNN's fprop, dgrad and wgrad kernels; gemm: the fc layers'
+cuBLAS kernels; the rest: elementwise, pooling, reductions, the optimizer)
+and the slowest kernels, each in ms per step (lines starting `profile`),
+to set beside `netrun bench --profile`'s figures for the same cell.
+
 With --compile the second peer: the same net through torch.compile (default
 mode: Inductor's kernels, no CUDA graphs; the optimizer step stays eager), its
 lines starting `compiled` and naming the compile time (the first warm-up
 step). A cell that does not compile prints `failed` and the rest go on.
 
   bench/peer_gpu.py [--nets vgg16,vgg32] [--variants none,swwae-all]
-                    [--precisions fp32,tf32,bf16] [--compile]
+                    [--precisions fp32,tf32,bf16] [--compile] [--profile]
                     [--cells NET/VARIANT/PRECISION,...] [--device cuda]
 
 --cells names the cells and their order (instead of the three lists).
@@ -120,7 +127,60 @@ def sync(dev):
         torch.cuda.synchronize()
 
 
-def cell(name, variant, precision, compiled=False, dev=None):
+# A kernel's kind, by its name (cuDNN's convolution kernels name their
+# direction or their implicit GEMM; cuBLAS's are GEMMs).
+KINDS = (("convolution", ("fprop", "dgrad", "wgrad", "conv", "implicit",
+                          "cudnn", "winograd")),
+         ("gemm", ("gemm", "gemv")))
+
+
+def kind_of(kernel):
+    k = kernel.lower()
+    for kind, words in KINDS:
+        if any(w in k for w in words):
+            return kind
+    return "other"
+
+
+def profile_steps(step, steps, dev, label):
+    """`steps` more steps under torch.profiler: the GPU time per step by
+    kind of kernel and the slowest kernels (CPU ops on a CPU device)."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU]
+    if dev.type == "cuda":
+        acts.append(ProfilerActivity.CUDA)
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        sync(dev)
+    times = {}  # name -> microseconds over the steps
+    for e in prof.key_averages():
+        if dev.type == "cuda":
+            if e.device_type != torch.autograd.DeviceType.CUDA:
+                continue
+            t = e.self_device_time_total or e.device_time_total
+        else:
+            t = e.self_cpu_time_total
+        if t > 0:
+            times[e.key] = times.get(e.key, 0.0) + t
+    total = sum(times.values())
+    by_kind = {}
+    for k, t in times.items():
+        by_kind[kind_of(k)] = by_kind.get(kind_of(k), 0.0) + t
+    per = 1e-3 / steps  # microseconds over the steps -> ms per step
+    print(f"profile {label}: {total * per:.3f} ms/step in "
+          f"{'kernels' if dev.type == 'cuda' else 'CPU ops'}; " +
+          ", ".join(f"{k} {t * per:.3f} ({100 * t / total:.1f}%)"
+                    for k, t in sorted(by_kind.items(),
+                                       key=lambda kv: -kv[1])),
+          flush=True)
+    for k, t in sorted(times.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"profile {label}:   {t * per:8.3f} ms  {kind_of(k):11s} "
+              f"{k[:110]}", flush=True)
+
+
+def cell(name, variant, precision, compiled=False, dev=None,
+         profiled=False):
     macros, size, batch, fcs, classes, steps = NETS[name]
     dev = dev or torch.device("cuda")
     torch.backends.cudnn.benchmark = True
@@ -176,6 +236,8 @@ def cell(name, variant, precision, compiled=False, dev=None):
           f"{batch * steps / secs:.1f} images/s, peak {peak} bytes "
           f"({peak / 2**30:.2f} GiB){extra}, timed steps alone {steady} "
           f"bytes", flush=True)
+    if profiled:
+        profile_steps(step, steps, dev, f"{who} {name} {variant} {precision}")
     del model, net, opt, x, y
     if compiled:
         torch._dynamo.reset()
@@ -191,6 +253,8 @@ def main():
     ap.add_argument("--cells", help="NET/VARIANT/PRECISION,... in this order")
     ap.add_argument("--compile", action="store_true",
                     help="the torch.compile peer instead of eager PyTorch")
+    ap.add_argument("--profile", action="store_true",
+                    help="each cell's steps again under torch.profiler")
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
     dev = torch.device(args.device)
@@ -214,7 +278,7 @@ def main():
                   f"with NET one of {', '.join(NETS)}", flush=True)
             continue
         try:
-            cell(*c, compiled=args.compile, dev=dev)
+            cell(*c, compiled=args.compile, dev=dev, profiled=args.profile)
         except Exception as e:  # one failed cell must not stop the rest
             print(f"{who} {' '.join(c)}: failed: "
                   f"{str(e).splitlines()[0] if str(e) else type(e).__name__}",
