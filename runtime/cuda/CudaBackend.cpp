@@ -350,6 +350,45 @@ struct CudaBackend::State : exec::KernelState {
   /// limits: the own kernels (cuDNN's LRN is NCHW only, and its batch
   /// norm's bf16 support unproven).
   bool ownKernel = false;
+  bool isConv = false; ///< a convolution-family kernel
+
+  /// What runs the kernel, for `netrun bench --profile`'s slowest kernels:
+  /// a convolution's cuDNN algorithm or graph plan (at the planned batch)
+  /// and what it computes besides; the fusions a kernel takes part in.
+  std::string describe() const override {
+    if (skip)
+      return "computed inside a neighbouring kernel (fused)";
+    std::string d;
+    if (isConv) {
+      static const char *const kMath[] = {"default", "tensor-op",
+                                          "tensor-op-conversion", "fma"};
+      const char *dir = kind == ConvKind::Forward        ? "forward"
+                        : kind == ConvKind::BackwardData ? "backward-data"
+                                                         : "backward-filter";
+      if (graph && n == graphN)
+        d = fmt::format("cuDNN graph {} plan, {}{}, workspace {}", dir,
+                        graph->identity(),
+                        graphEpilogue ? ", bias and relu inside" : "",
+                        io::formatBytes(graph->workspaceBytes()));
+      else
+        d = fmt::format("cuDNN {} algorithm {}, {} math, workspace {}", dir,
+                        algo.algo,
+                        unsigned(algo.math) < 4 ? kMath[algo.math] : "other",
+                        io::formatBytes(algo.bytes));
+      if (padC || padK)
+        d += ", on channel-padded copies";
+      if (reluOut && !(graph && n == graphN && graphEpilogue))
+        d += ", its relu in the own epilogue";
+    }
+    if (biasPartials)
+      d += "sums the next bias gradient's first stage";
+    if (poolGrad)
+      d += std::string(d.empty() ? "" : "; ") +
+           "does the max-pool's backward before it";
+    if (partialsSummed)
+      d += "second stage only (the relu_grad before it summed the first)";
+    return d;
+  }
 };
 
 //===----------------------------------------------------------------------===//
@@ -1672,6 +1711,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     const Dims4 &in = deconv ? o.shape.out : o.shape.in;
     const Dims4 &out = deconv ? o.shape.in : o.shape.out;
     s->kind = convKind(op);
+    s->isConv = true;
     int64_t groups = o.shape.groups;
     // The conv view's input and output (a transposed convolution's are its
     // output and input): both in one dtype and one layout (bf16 NHWC, or
