@@ -438,6 +438,19 @@ cudnnStatus_t execute(cudnnHandle_t handle, cudnnBackendDescriptor_t plan,
   return s;
 }
 
+/// Milliseconds per run of `plan` on `o` (timeRuns: one run, then `runs`
+/// timed ones); negative if a run fails.
+float timePlan(cudnnHandle_t handle, CUstream_st *stream,
+               cudnnBackendDescriptor_t plan, const GraphConvOperands &o,
+               bool bias, void *ws, int runs) {
+  return timeRuns(
+      stream,
+      [&] {
+        return execute(handle, plan, o, bias, ws) == CUDNN_STATUS_SUCCESS;
+      },
+      runs);
+}
+
 /// At most this many candidates are finalized and timed: the heuristics
 /// rank them, and the first are the likely fastest. Of them, at most
 /// kMaxCompiled runtime-compiled ones (their finalize runs NVRTC, about a
@@ -559,14 +572,8 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
         continue;
       }
       if (!timeAll) {
-        void *ws = search.workspace(c.bytes);
-        c.ms = timeRuns(
-            search.stream,
-            [&] {
-              return execute(search.handle, c.plan.get(), o, p.bias, ws) ==
-                     CUDNN_STATUS_SUCCESS;
-            },
-            0);
+        c.ms = timePlan(search.handle, search.stream, c.plan.get(), o, p.bias,
+                        search.workspace(c.bytes), 0);
         if (c.ms < 0.0f) {
           ++failed;
           continue;
@@ -591,13 +598,8 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
         most = std::max(most, c.bytes);
       void *ws = search.workspace(most);
       for (Candidate &c : list) {
-        c.ms = timeRuns(
-            search.stream,
-            [&] {
-              return execute(search.handle, c.plan.get(), o, p.bias, ws) ==
-                     CUDNN_STATUS_SUCCESS;
-            },
-            3);
+        c.ms = timePlan(search.handle, search.stream, c.plan.get(), o, p.bias,
+                        ws, 3);
         failed += c.ms < 0.0f;
       }
     }
@@ -659,13 +661,7 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
 
 float GraphConv::measure(cudnnContext *handle, CUstream_st *stream,
                          const GraphConvOperands &o, void *workspace) const {
-  return timeRuns(
-      stream,
-      [&] {
-        return execute(handle, plan_, o, bias_, workspace) ==
-               CUDNN_STATUS_SUCCESS;
-      },
-      3);
+  return timePlan(handle, stream, plan_, o, bias_, workspace, 3);
 }
 
 GraphConv::~GraphConv() = default;
