@@ -1398,10 +1398,10 @@ CudaBackend::State &CudaBackend::state(const KernelCall &c) const {
 /// else the fastest of the heuristics' candidates timed on the kernel's
 /// buffers; its workspace reserved. Null where the graph API has none
 /// (remembered in the file where that holds whatever the free memory).
-/// `key` gets the problem's key.
+/// `key`, if given, gets the problem's key.
 std::unique_ptr<GraphConv> CudaBackend::graphPlan(const KernelCall &c,
                                                   const State &s, bool epilogue,
-                                                  std::string &key) {
+                                                  std::string *keyOut) {
   exec::ConvOperands o = exec::convOperands(c.kernel.op, c.attrs, c.in, c.out);
   const bool deconv = isTransposedConv(c.kernel.op);
   GraphConvProblem p;
@@ -1420,7 +1420,9 @@ std::unique_ptr<GraphConv> CudaBackend::graphPlan(const KernelCall &c,
   p.bias = epilogue && c.in.size() > 2;
   p.relu = epilogue && s.reluOut;
   const GraphConvOperands operands = graphOperands(c, s);
-  key = p.key();
+  const std::string key = p.key();
+  if (keyOut)
+    *keyOut = key;
   // No plan: the first reason of each kind is kept for the run report.
   auto miss = [&](const std::string &why) {
     std::string &first = epilogue ? graphEpilogueWhy_ : graphMissWhy_;
@@ -1490,18 +1492,17 @@ GraphConvOperands CudaBackend::graphOperands(const KernelCall &c,
 /// plan is taken untimed). A slower one is remembered as none.
 void CudaBackend::fuseGraphEpilogue(const KernelCall &c, State &s) {
   std::string key;
-  std::unique_ptr<GraphConv> fused = graphPlan(c, s, /*epilogue=*/true, key);
+  std::unique_ptr<GraphConv> fused = graphPlan(c, s, /*epilogue=*/true, &key);
   if (!fused)
     return;
   if (fused->ms() >= 0.0f) {
     const GraphConvOperands o = graphOperands(c, s);
     const float plain = s.graph->measure(cudnn_, stream_, o, workspace());
-    void *x, *w, *y;
-    convPointers(c, s, x, w, y);
+    // The output is not padded here: o.y is the map the epilogue writes.
     const float epilogue = timeRuns(
         stream_,
         [&] {
-          runOwnEpilogue(c, s, y);
+          runOwnEpilogue(c, s, o.y);
           return true;
         },
         3);
@@ -1795,10 +1796,9 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     setTensor(s->x, inP, xv.dtype, layout);
     setTensor(s->y, outP, xv.dtype, layout);
     const bool bias = hasBias(c);
-    std::string graphKey;
     s->graphTried = graphConvApi_ && groups == 1;
     if (s->graphTried)
-      s->graph = graphPlan(c, *s, /*epilogue=*/false, graphKey);
+      s->graph = graphPlan(c, *s, /*epilogue=*/false);
     if (s->graph) {
       workspaceNeed_ =
           std::max<uint64_t>(workspaceNeed_, s->graph->workspaceBytes());

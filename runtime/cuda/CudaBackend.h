@@ -254,7 +254,7 @@ private:
   void describeForBatch(const exec::KernelCall &call, State &s);
   std::unique_ptr<GraphConv> graphPlan(const exec::KernelCall &call,
                                        const State &s, bool epilogue,
-                                       std::string &key);
+                                       std::string *key = nullptr);
   static GraphConvOperands graphOperands(const exec::KernelCall &call,
                                          const State &s);
   void fuseGraphEpilogue(const exec::KernelCall &call, State &s);
