@@ -26,16 +26,18 @@
 # start): build 240, runtime-tests 60, gpu-tests 150 (in the background,
 # beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
 # 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
-# H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (15
-# cells, in the order of what they can still teach: 4 at most 60 s each
-# through cuDNN's graph API (the VGG-16 classifier in bf16, tf32 and fp32,
-# and in bf16 with the bias and relu in the plan, against the legacy
-# calls' cells),
-# then 11 at most 40 s each: VGG-16 fp32 and tf32 with NCHW maps, a bf16
-# cell of each net without channel padding, the two bf16 VGG-16 cells
-# without the relu_grad that sums the bias gradient and without the one
-# that does the max-pool's backward, two VGG-16 cells without the fusions,
-# and the bf16 SWWAE-all one without the kernels' 16-byte packs; a first
+# H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (14
+# cells, in the order of what they can still teach: at most 40 s each the
+# bf16 VGG-16 classifier without the relu_grad that sums the bias gradient
+# and without the one that does the max-pool's backward; at most 60 s each
+# the classifier on the other convolution API than the default's (bf16 and
+# tf32 on the legacy calls, fp32 on the graph API); then at most 40 s each:
+# the bf16 SWWAE-all cell without either relu_grad fusion, the bf16
+# classifier with the forward convolutions' bias and relu in the plan
+# (graph-fused, 60 s), the tf32 classifier with NCHW maps, a bf16 cell of
+# each net without channel padding, two VGG-16 cells
+# without the fusions, and the bf16
+# SWWAE-all one without the kernels' 16-byte packs; a first
 # run leaves most of them to the warm rerun below), ncu 45 (Nsight Compute
 # on the own kernels furthest from memory speed), peer-profile 60 (the
 # peer's VGG-16 classifier in bf16 and tf32 under torch.profiler: its
@@ -517,15 +519,16 @@ cell() {
     env "$@" bash -c 'diagnose "$@"' diagnose bench "$log" bench "$t" \
       --program step.joint --backend cuda --steps 1
   fi
-  # A failed one of the 12 cells (bench sets CELL_RETRY) again without what
-  # no GPU has run yet of the default path (the backward fusions and the
-  # channel padding), so that a fault there still leaves the cell's figure;
-  # its lines say so (`retry:`), and so does its ratio.
+  # A failed one of the 12 cells (bench sets CELL_RETRY) again without the
+  # newest parts of the default path (the graph API's convolutions, the
+  # max-pool backward inside relu_grad, the channel padding), so that a
+  # fault there still leaves the cell's figure; its lines say so
+  # (`retry:`), and so does its ratio.
   if ((rc != 0)) && [[ ${CELL_RETRY:-} == 1 ]]; then
-    echo "retry: again with NETC_CUDA_FUSION=conv-relu NETC_CUDA_PAD_CHANNELS=off" \
+    echo "retry: again with NETC_CUDA_FUSION=conv-relu NETC_CUDA_PAD_CHANNELS=off NETC_CUDA_CONV_API=legacy" \
       >>"$log"
     if NETC_CUDA_FUSION=conv-relu NETC_CUDA_PAD_CHANNELS=off \
-      timeout --foreground -k 5 "$limit" "$NETRUN" bench "$t" \
+      NETC_CUDA_CONV_API=legacy timeout --foreground -k 5 "$limit" "$NETRUN" bench "$t" \
       --program step.joint --backend cuda --steps "$steps" --profile \
       2>&1 | sed 's/^/retry: /' >>"$log"; then
       merge_algos "$t/cudnn-algorithms.json" "$OUT/cudnn-algorithms.json"
@@ -555,24 +558,33 @@ bench() {
 bench_ab() {
   local t rc=0
   # In the order of what they can still teach (a stage cut short loses the
-  # last). Convolutions through cuDNN's graph API (its engines and knobs
-  # timed) against the legacy calls the 12 cells used: the VGG-16
-  # classifier in bf16 (0.96x the peer on the first run), tf32 and fp32
-  # (0.25x and 0.55x); then the bf16 one with the forward convolutions'
-  # bias and relu in the plan (graph-fused; its engines are compiled at run
-  # time). Each searches its plans first (the file's "graph" entries serve
-  # the cells after), hence 60 s.
-  for t in vgg16-none-bf16 vgg16-none-tf32 vgg16-none; do
-    cell "$t graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
+  # last). The relu_grads that sum the next bias gradient's partials and
+  # that do the max-pool's backward (on 2026-11-30 the bf16 classifier ran
+  # at 2655 images/s with both, where the first run's separate kernels had
+  # given 2955; since then in three stages of about cbrt(rows),
+  # BiasGradShape): the bf16 classifier without the one, and without the
+  # other. Then the convolutions of the bf16 and tf32 VGG-16 classifier
+  # through the legacy calls, against the default's graph API (1.038x and
+  # 1.019x on 2026-11-30), and the fp32 one through the graph API, against
+  # the default's legacy calls (a cell that searches its plans gets 60 s;
+  # the file's entries serve the cells after); the bf16 SWWAE-all cell
+  # without either relu_grad fusion; the bf16 classifier with the forward
+  # convolutions' bias and relu in the plan (graph-fused; its engines are
+  # compiled at run time).
+  local fused=(norelubias NETC_CUDA_FUSION=conv-relu,pool-relu
+    nopoolrelu NETC_CUDA_FUSION=conv-relu,relu-bias)
+  cell "vgg16-none-bf16 ${fused[0]}" 40 12 "${fused[1]}" || rc=1
+  cell "vgg16-none-bf16 ${fused[2]}" 40 12 "${fused[3]}" || rc=1
+  for t in vgg16-none-bf16 vgg16-none-tf32; do
+    cell "$t legacy" 60 12 NETC_CUDA_CONV_API=legacy || rc=1
   done
+  cell "vgg16-none graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
+  cell "vgg16-swwae-all-bf16 ${fused[0]}" 40 12 "${fused[1]}" || rc=1
+  cell "vgg16-swwae-all-bf16 ${fused[2]}" 40 12 "${fused[3]}" || rc=1
   cell "vgg16-none-bf16 graph-fused" 60 12 NETC_CUDA_CONV_API=graph-fused ||
     rc=1
-  # What NHWC maps buy fp32 and tf32 (the benchmark's fp32 and tf32
-  # trainers are NHWC, as the peer's channels_last; the first run's NCHW
-  # tf32 cells were at 0.25-0.63x): VGG-16 with NCHW maps.
-  for t in vgg16-none-nchw vgg16-none-tf32-nchw; do
-    cell "$t" 40 12 || rc=1
-  done
+  # What NHWC maps buy tf32 (1.93x on 2026-11-30): VGG-16 with NCHW maps.
+  cell "vgg16-none-tf32-nchw" 40 12 || rc=1
   # What running the convolutions of 3 channels (the image's, the
   # reconstruction's) on channel-padded copies buys: on the first run the
   # 32x32 net's first bf16 weight gradient took 1.3 ms of the 5.7 ms its
@@ -580,14 +592,8 @@ bench_ab() {
   for t in vgg32-none-bf16 vgg16-swwae-all-bf16; do
     cell "$t nopad" 40 12 NETC_CUDA_PAD_CHANNELS=off || rc=1
   done
-  # The two bf16 VGG-16 cells without the relu_grad that sums the bias
-  # gradient's partials, and without the relu_grad that does the max-pool's
-  # backward; then two cells without any fusion (their algorithms come
-  # from the shared file, so no new search).
-  for t in vgg16-none-bf16 vgg16-swwae-all-bf16; do
-    cell "$t norelubias" 40 12 NETC_CUDA_FUSION=conv-relu,pool-relu || rc=1
-    cell "$t nopoolrelu" 40 12 NETC_CUDA_FUSION=conv-relu,relu-bias || rc=1
-  done
+  # Two cells without any fusion (their algorithms come from the shared
+  # file, so no new search).
   for t in vgg16-none vgg16-swwae-all-bf16; do
     cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
   done
@@ -843,37 +849,54 @@ for line in (line for f in ("bench.log", "bench-ab.log")
               f"{base / float(m[4]):.3f}x")
         continue
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
-                 r"(graph|graph-fused): program .* ([0-9.]+) images/s", line)
+                 r"(graph|graph-fused|legacy): program .* ([0-9.]+) "
+                 r"images/s", line)
     if m and (m[1], m[2], m[3] or "fp32") in ours:
-        base = ours[(m[1], m[2], m[3] or "fp32")][0]
-        what = ("cuDNN's graph API" if m[4] == "graph" else
-                "the graph API with the bias and relu in the plan")
-        print(f"{m[4]} {m[1]} {m[2]} {m[3] or 'fp32'}: {what} "
-              f"{float(m[5]):.1f}, legacy calls {base:.1f} images/s = "
-              f"{float(m[5]) / base:.3f}x")
+        # The cell's own API against the 12 cells' default (the graph API
+        # for bf16 and tf32 plans, the legacy calls for fp32 ones).
+        base, cell = ours[(m[1], m[2], m[3] or "fp32")][0], float(m[5])
+        where = f"{m[1]} {m[2]} {m[3] or 'fp32'}"
+        if m[4] == "graph":
+            print(f"graph {where}: cuDNN's graph API {cell:.1f}, legacy "
+                  f"calls (the default) {base:.1f} images/s = "
+                  f"{cell / base:.3f}x")
+        elif m[4] == "legacy":
+            print(f"graph {where}: cuDNN's graph API (the default) "
+                  f"{base:.1f}, legacy calls {cell:.1f} images/s = "
+                  f"{base / cell:.3f}x")
+        else:
+            print(f"graph-fused {where}: the graph API with the bias and "
+                  f"relu in the plan {cell:.1f}, plain plans (the default) "
+                  f"{base:.1f} images/s = {cell / base:.3f}x")
         continue
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
                  r"(nofusion|norelubias|nopoolrelu|nopad|nopacks): "
                  r"program .* ([0-9.]+) images/s", line)
     if m and (m[1], m[2], m[3] or "fp32") in ours:
-        base = ours[(m[1], m[2], m[3] or "fp32")][0]
-        label, what = {
+        base, cell = ours[(m[1], m[2], m[3] or "fp32")][0], float(m[5])
+        # label, (the feature, without it), whether the cell has it on
+        label, what, cellOn = {
             "nofusion": ("fusion", ("conv+bias+relu fused, the bias "
                                     "gradients summed by relu_grad and the "
-                                    "max-pool backward in it", "apart")),
+                                    "max-pool backward in it", "apart"),
+                         False),
             "nopoolrelu": ("pool-relu", ("the max-pool backward in "
                                          "relu_grad", "written and read "
-                                         "back")),
+                                         "back"), False),
             "norelubias": ("relu-bias", ("the bias gradients summed by "
-                                         "relu_grad", "by bias_grad")),
+                                         "relu_grad", "by bias_grad"),
+                           False),
             "nopacks": ("packs", ("elementwise and pooling kernels in "
-                                  "16-byte packs", "one element per item")),
+                                  "16-byte packs", "one element per item"),
+                        False),
             "nopad": ("padding", ("convolutions of 3 channels on "
-                                  "channel-padded copies", "as they are")),
+                                  "channel-padded copies", "as they are"),
+                      False),
         }[m[4]]
+        on, off = (cell, base) if cellOn else (base, cell)
         print(f"{label} {m[1]} {m[2]} "
-              f"{m[3] or 'fp32'}: {what[0]} {base:.1f}, {what[1]} "
-              f"{float(m[5]):.1f} images/s = {base / float(m[5]):.3f}x")
+              f"{m[3] or 'fp32'}: {what[0]} {on:.1f}, {what[1]} "
+              f"{off:.1f} images/s = {on / off:.3f}x")
 if peaks:
     print(f"MFU: against {gpu}'s dense datasheet peaks, TFLOP/s: " +
           ", ".join(f"{p} {t:g}" for p, t in peaks.items()))

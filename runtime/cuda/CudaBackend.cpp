@@ -145,7 +145,7 @@ bool ownBiasGrad(const exec::TensorRef &dy) {
 
 /// The most scratch `bytesOf(d)` asks for at any batch up to d.n: a
 /// reduction's scratch serves the tail batch too, and a smaller batch can
-/// need more chunks (BiasGradShape: 1568 rows in 64-row chunks are 25,
+/// need more chunks (RowChunks: 1568 rows in 64-row chunks are 25,
 /// 980 rows in 32-row chunks 31).
 template <typename F> uint64_t anyBatchBytes(Dims4 d, F &&bytesOf) {
   uint64_t bytes = 0;
@@ -429,12 +429,12 @@ std::string deviceDescription() {
 CudaBackend::CudaBackend() {
   // The switches that take a value first: a bad one is an error before
   // anything is made (a constructor that throws runs no destructor).
-  // NETC_CUDA_FUSION: on (the default), off, or the fusions to make, by
-  // name, separated by commas.
+  // NETC_CUDA_FUSION: on (the default) or all (the three), off, or the
+  // fusions to make, by name, separated by commas.
   const char *fusion = std::getenv("NETC_CUDA_FUSION");
   const std::string fuse = fusion ? fusion : "on";
   std::set<std::string> fusions;
-  if (fuse == "on")
+  if (fuse == "on" || fuse == "all")
     fusions = {"conv-relu", "relu-bias", "pool-relu"};
   else if (fuse != "off")
     for (size_t at = 0; at <= fuse.size();) {
@@ -442,8 +442,9 @@ CudaBackend::CudaBackend() {
       std::string name = fuse.substr(at, comma - at);
       if (name != "conv-relu" && name != "relu-bias" && name != "pool-relu")
         throw std::invalid_argument(fmt::format(
-            "NETC_CUDA_FUSION='{}': '{}' is not a fusion (expected on, off, "
-            "or a comma-separated list of conv-relu, relu-bias, pool-relu)",
+            "NETC_CUDA_FUSION='{}': '{}' is not a fusion (expected on, all, "
+            "off, or a comma-separated list of conv-relu, relu-bias, "
+            "pool-relu)",
             fuse, name));
       fusions.insert(name);
       at = comma + 1;
@@ -454,20 +455,42 @@ CudaBackend::CudaBackend() {
   // apart, so that cell is one element per item throughout.
   fuseReluGradBias_ = device::elementPacks() && fusions.count("relu-bias") > 0;
   fusePoolReluGrad_ = device::elementPacks() && fusions.count("pool-relu") > 0;
-  // NETC_CUDA_CONV_API: legacy (the default), graph, or graph-fused (the
-  // graph API with the forward convolutions' bias and relu in the plan,
-  // whose engines are compiled at run time: NVRTC, about a second each).
+  // NETC_CUDA_CONV_API: auto (the default: the graph API for the
+  // convolutions of bf16 and tf32 plans, the legacy calls for fp32 ones),
+  // legacy, graph, or graph-fused (the graph API with the forward
+  // convolutions' bias and relu in the plan, whose engines are compiled at
+  // run time: NVRTC, about a second each).
   if (const char *api = std::getenv("NETC_CUDA_CONV_API")) {
     const std::string v = api;
-    if (v != "legacy" && v != "graph" && v != "graph-fused")
+    if (v == "auto")
+      convApi_ = ConvApi::Auto;
+    else if (v == "legacy")
+      convApi_ = ConvApi::Legacy;
+    else if (v == "graph")
+      convApi_ = ConvApi::Graph;
+    else if (v == "graph-fused")
+      convApi_ = ConvApi::GraphFused;
+    else
       throw std::invalid_argument(fmt::format(
-          "NETC_CUDA_CONV_API='{}': expected legacy (cuDNN's convolution "
-          "calls, the default), graph (its graph API) or graph-fused (the "
-          "graph API with each forward convolution's bias and relu in its "
-          "plan)",
+          "NETC_CUDA_CONV_API='{}': expected auto (the default: cuDNN's "
+          "graph API for bf16 and tf32 plans, its legacy convolution calls "
+          "for fp32 ones), legacy, graph (the graph API for every plan) or "
+          "graph-fused (the graph API with each forward convolution's bias "
+          "and relu in its plan)",
           v));
-    graphConvApi_ = v != "legacy";
-    graphEpilogue_ = v == "graph-fused";
+  }
+  // NETC_CUDA_TF32=off: a tf32 plan computes in fp32 (cuDNN's FMA math,
+  // cuBLAS's default), the same maps, layouts and weight copies without
+  // TF32's rounding: what the GPU tests compare with the reference at
+  // fp32's tolerance.
+  if (const char *tf32 = std::getenv("NETC_CUDA_TF32")) {
+    const std::string v = tf32;
+    if (v != "on" && v != "off")
+      throw std::invalid_argument(fmt::format(
+          "NETC_CUDA_TF32='{}': expected on (the default: tf32 plans on "
+          "TF32 tensor cores) or off (tf32 plans computed in fp32)",
+          v));
+    tf32Allowed_ = v == "on";
   }
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
@@ -678,7 +701,7 @@ void CudaBackend::synchronize() {
 bool CudaBackend::supports(const plan::Value &) const { return true; }
 
 void CudaBackend::usePlan(const plan::Plan &plan) {
-  allowTf32(plan.precision == plan::Precision::TF32);
+  allowTf32(tf32Allowed_ && plan.precision == plan::Precision::TF32);
   std::string file = plan.dir.empty() ? "" : plan.dir + "/" + kAlgoFile;
   if (file != algoFile_) {
     algoFile_ = file;
@@ -765,7 +788,7 @@ CudaBackend::prepareProgram(const plan::Program &program,
   // The graph API's forward convolutions with their bias and relu (known
   // only now: convReluPairs) in the plan, where it has one that takes them.
   // Not on padded outputs: the plan would bias and clip the padding too.
-  if (graphEpilogue_)
+  if (convApi_ == ConvApi::GraphFused)
     for (size_t i = 0; i < calls.size(); ++i) {
       if (!p.states[i])
         continue;
@@ -949,14 +972,14 @@ std::string CudaBackend::runReport() const {
     r += fmt::format("; a capture failed ({}), so its program ran kernel by "
                      "kernel",
                      captureFailure_);
-  if (graphConvApi_) {
+  if (graphConvs_ + graphMisses_ > 0) {
     r += fmt::format("; cuDNN graph API: {} convolutions prepared on it ({} "
                      "with their bias or relu in the plan), {} on the legacy "
                      "calls (and any at a batch other than the planned one)",
                      graphConvs_, graphEpilogues_, graphMisses_);
     if (!graphMissWhy_.empty())
       r += fmt::format("; the first without a plan: {}", graphMissWhy_);
-    if (graphEpilogue_ && !graphEpilogueWhy_.empty())
+    if (convApi_ == ConvApi::GraphFused && !graphEpilogueWhy_.empty())
       r += fmt::format("; the first without a fused plan: {}",
                        graphEpilogueWhy_);
   }
@@ -1796,7 +1819,9 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     setTensor(s->x, inP, xv.dtype, layout);
     setTensor(s->y, outP, xv.dtype, layout);
     const bool bias = hasBias(c);
-    s->graphTried = graphConvApi_ && groups == 1;
+    s->graphTried = groups == 1 && (convApi_ == ConvApi::Graph ||
+                                    convApi_ == ConvApi::GraphFused ||
+                                    (convApi_ == ConvApi::Auto && tensorOps));
     if (s->graphTried)
       s->graph = graphPlan(c, *s, /*epilogue=*/false);
     if (s->graph) {
@@ -2254,9 +2279,8 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
   }
   case Op::BiasGrad:
     if (s.partialsSummed) {
-      device::biasGradFinal(c.in[0].dims,
-                            static_cast<const double *>(s.scratch->data()),
-                            out(0), st);
+      device::biasGradFinal(
+          c.in[0].dims, static_cast<double *>(s.scratch->data()), out(0), st);
       return;
     }
     if (ownBiasGrad(c.in[0])) {

@@ -335,10 +335,17 @@ private:
   bool padChannels_ = true;
   uint64_t replays_ = 0;     ///< graph launches that replayed a step
   uint64_t paddedConvs_ = 0; ///< paddedConvolutions()
-  /// NETC_CUDA_CONV_API=graph: convolutions through cuDNN's graph API
-  /// (GraphConv.h), the legacy calls where it has no plan; graph-fused:
-  /// with the forward convolutions' bias and relu in their plans too.
-  bool graphConvApi_ = false, graphEpilogue_ = false;
+  /// NETC_CUDA_CONV_API: which convolutions go through cuDNN's graph API
+  /// (GraphConv.h; the legacy calls where it has no plan). Auto: those of
+  /// bf16 and tf32 plans, where it measured faster on the H200 (VGG-16's
+  /// classifier 1.038x in bf16, 1.019x in tf32, 2026-11-30); fp32 ones keep
+  /// the legacy calls, whose search over the graph API's fp32 plans was
+  /// not measured to an end. GraphFused: with the forward convolutions'
+  /// bias and relu in their plans too.
+  enum class ConvApi { Auto, Legacy, Graph, GraphFused };
+  ConvApi convApi_ = ConvApi::Auto;
+  /// NETC_CUDA_TF32=off: tf32 plans compute in fp32 (usePlan).
+  bool tf32Allowed_ = true;
   uint64_t graphConvs_ = 0, graphEpilogues_ = 0; ///< graphConvolutions() ...
   uint64_t graphMisses_ = 0;     ///< convolutions left to the legacy calls
   std::string graphMissWhy_;     ///< the first one's reason

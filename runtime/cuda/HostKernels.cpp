@@ -235,9 +235,9 @@ template <typename T>
 void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db) {
   checkLanes("bias_grad", d.c, lanes);
   BiasGradShape s = biasGradShape(d);
-  std::vector<double> partials(size_t(s.chunks * d.c));
-  runOnHost(BiasGradPartials<T>{mapGeom(d, lanes), s, dy, partials.data()});
-  runOnHost(BiasGradFinal{d.c, s.chunks, partials.data(), db});
+  std::vector<double> scratch(biasGradScratchBytes(d) / sizeof(double));
+  runOnHost(BiasGradPartials<T>{mapGeom(d, lanes), s, dy, scratch.data()});
+  biasGradTail(d.c, s, scratch.data(), db, [](const auto &f) { runOnHost(f); });
 }
 
 template <typename T>
@@ -245,22 +245,23 @@ void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
                   const T *dy, T *dx, float *db) {
   checkLanes("relu_grad", d.c, lanes);
   checkReluGradBias<T>(d, lanes, {y, dy, dx});
-  BiasGradShape s = biasGradShape(d);
-  std::vector<double> partials(size_t(s.chunks * d.c));
-  runOnHost(makeReluGradBiasPartials(d, y, dy, dx, partials.data()));
-  runOnHost(BiasGradFinal{d.c, s.chunks, partials.data(), db});
+  std::vector<double> scratch(biasGradScratchBytes(d) / sizeof(double));
+  runOnHost(makeReluGradBiasPartials(d, y, dy, dx, scratch.data()));
+  biasGradTail(d.c, biasGradShape(d), scratch.data(), db,
+               [](const auto &f) { runOnHost(f); });
 }
 
 template <typename T>
 void poolReluGradBias(const kernels::PoolShape &s, const T *dyPooled,
                       const int32_t *switches, const T *y, T *dx, float *db) {
   checkPoolReluGradBias<T>(s, {dyPooled, switches, y, dx});
-  BiasGradShape shape = biasGradShape(s.in);
-  std::vector<double> partials(db ? size_t(shape.chunks * s.in.c) : 0);
+  std::vector<double> scratch(db ? biasGradScratchBytes(s.in) / sizeof(double)
+                                 : 0);
   runOnHost(makePoolReluGradBiasPartials(s, dyPooled, switches, y, dx,
-                                         db ? partials.data() : nullptr));
+                                         db ? scratch.data() : nullptr));
   if (db)
-    runOnHost(BiasGradFinal{s.in.c, shape.chunks, partials.data(), db});
+    biasGradTail(s.in.c, biasGradShape(s.in), scratch.data(), db,
+                 [](const auto &f) { runOnHost(f); });
 }
 
 void convert(int64_t count, const float *src, Bf16 *dst) {

@@ -2,7 +2,8 @@
 //
 // Global kernels that run the functors of Kernels.h: one generic grid-stride
 // loop for the elementwise and gather kernels (and both stages of the bias
-// gradient and of batch norm's sums, whose shape BiasGradShape fixes), and
+// gradient's and batch norm's sums, whose shapes BiasGradShape and
+// RowChunks fix), and
 // the fixed-shape two-level reduction for the losses. The launchers are
 // templates on the storage type, instantiated at the end for float and
 // Bf16. Compiled with -fmad=false (see Kernels.h).
@@ -101,9 +102,9 @@ template <typename F> void launch(const char *kernel, const F &f, Stream s) {
 }
 
 /// launch() for few, long items (ReluGradBiasPartials: a thread per pack of
-/// channels and chunk of rows, about 12.5k on VGG-16's maps): blocks of one
+/// channels and chunk of rows, 25k-100k on VGG-16's maps): blocks of one
 /// warp, so that the grid spreads over every SM, where blocks of
-/// kBlockThreads would be 49 for 132 SMs on an H200.
+/// kBlockThreads would be 98 for 132 SMs on an H200 at 25k.
 template <typename F>
 void launchSpread(const char *kernel, const F &f, Stream s) {
   constexpr int kThreads = 32;
@@ -287,7 +288,8 @@ void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
   BiasGradShape s = biasGradShape(d);
   launch("bias_grad", BiasGradPartials<T>{mapGeom(d, lanes), s, dy, partials},
          stream);
-  launch("bias_grad", BiasGradFinal{d.c, s.chunks, partials, db}, stream);
+  biasGradTail(d.c, s, partials, db,
+               [&](const auto &f) { launch("bias_grad", f, stream); });
 }
 
 template <typename T>
@@ -309,10 +311,10 @@ void poolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
       stream);
 }
 
-void biasGradFinal(const kernels::Dims4 &d, const double *partials, float *db,
+void biasGradFinal(const kernels::Dims4 &d, double *partials, float *db,
                    Stream stream) {
-  launch("bias_grad", BiasGradFinal{d.c, biasGradShape(d).chunks, partials, db},
-         stream);
+  biasGradTail(d.c, biasGradShape(d), partials, db,
+               [&](const auto &f) { launch("bias_grad", f, stream); });
 }
 
 void convert(int64_t count, const float *src, Bf16 *dst, Stream stream) {

@@ -24,7 +24,7 @@
 //   memory-bound share of a step, and double keeps them within an ulp of
 //   the reference (which sums in double). The two stages of the bias
 //   gradient and of batch norm's per-channel sums have a shape fixed by the
-//   map's dims alone (BiasGradShape), whatever the layout and storage.
+//   map's dims alone (RowChunks), whatever the layout and storage.
 // - Kernels.cu is compiled with -fmad=false, so the device rounds every
 //   multiply and add like the host does (no fused multiply-add), which makes
 //   the fp32 SGD update identical to ref::sgdUpdate.
@@ -1205,18 +1205,19 @@ struct BiasAddOp {
   }
 };
 
-/// The fixed shape of a bias gradient: the n*plane pixels of every channel
-/// (`rows`, in (n, p) order) in `chunks` runs of `chunkRows` (the last may
-/// be shorter). chunkRows is the smallest power of two whose square is at
-/// least rows, so both stages sum about sqrt(rows) values per thread. It
-/// depends on the dims only, never on the layout or the GPU: every layout
-/// and both sides sum each channel in the same order, bit for bit.
-struct BiasGradShape {
+/// The fixed shape of batch norm's per-channel sums: the n*plane pixels of
+/// every channel (`rows`, in (n, p) order) in `chunks` runs of `chunkRows`
+/// (the last may be shorter). chunkRows is the smallest power of two whose
+/// square is at least rows, so both of its stages sum about sqrt(rows)
+/// values per thread. It depends on the dims only, never on the layout or
+/// the GPU: every layout and both sides sum each channel in the same order,
+/// bit for bit.
+struct RowChunks {
   int64_t rows = 0, chunkRows = 1, chunks = 0;
 };
 
-inline BiasGradShape biasGradShape(const kernels::Dims4 &d) {
-  BiasGradShape s;
+inline RowChunks rowChunks(const kernels::Dims4 &d) {
+  RowChunks s;
   s.rows = d.n * d.h * d.w;
   while (s.chunkRows * s.chunkRows < s.rows)
     s.chunkRows *= 2;
@@ -1224,10 +1225,39 @@ inline BiasGradShape biasGradShape(const kernels::Dims4 &d) {
   return s;
 }
 
+/// The fixed shape of a bias gradient, in three stages: the rows (as in
+/// RowChunks) in `chunks` runs of `chunkRows`, the smallest power of two
+/// whose cube is at least rows; the chunks' partial sums in `groups` runs
+/// of `groupChunks`, the smallest power of two whose square is at least
+/// chunks; then the groups. Each stage's thread sums about cbrt(rows)
+/// values. Two stages of sqrt(rows) (RowChunks) left the first too few
+/// threads (VGG-16's first map: 12.5k for the fused relu_grad, which moved
+/// 730-970 GB/s on the H200, 2026-11-30) and the last a serial sum of
+/// 1568 partials a channel (about 49 us); here that map has 12544 chunks
+/// of 256 rows (100k threads fused, 800k for bias_grad alone), 98 groups
+/// of 128 and a last stage of 98. Like RowChunks, the dims alone fix it.
+struct BiasGradShape : RowChunks {
+  int64_t groupChunks = 1, groups = 0;
+};
+
+inline BiasGradShape biasGradShape(const kernels::Dims4 &d) {
+  BiasGradShape s;
+  s.rows = d.n * d.h * d.w;
+  while (s.chunkRows * s.chunkRows * s.chunkRows < s.rows)
+    s.chunkRows *= 2;
+  s.chunks = (s.rows + s.chunkRows - 1) / s.chunkRows;
+  while (s.groupChunks * s.groupChunks < s.chunks)
+    s.groupChunks *= 2;
+  s.groups = (s.chunks + s.groupChunks - 1) / s.groupChunks;
+  return s;
+}
+
 /// Bytes of scratch a bias gradient of dy's shape `d` needs: one double
-/// partial per (chunk, channel), chunk-major.
+/// partial per (chunk, channel), chunk-major, then one per (group,
+/// channel), group-major.
 inline uint64_t biasGradScratchBytes(const kernels::Dims4 &d) {
-  return uint64_t(biasGradShape(d).chunks) * uint64_t(d.c) * sizeof(double);
+  const BiasGradShape s = biasGradShape(d);
+  return uint64_t(s.chunks + s.groups) * uint64_t(d.c) * sizeof(double);
 }
 
 /// Bias gradient, stage 1: one item per (chunk, channel), item
@@ -1270,20 +1300,53 @@ template <typename T> struct BiasGradPartials {
   }
 };
 
-/// Bias gradient, stage 2: one item per channel, its partials summed in
-/// chunk order in double and rounded once to the f32 gradient.
-struct BiasGradFinal {
-  int64_t c, chunks;
+/// Bias gradient, stage 2: one item per (group, channel), item
+/// group * c + channel: the group's chunk partials of the channel summed in
+/// chunk order in double, into groupPartials[item] (the scratch after the
+/// chunks' partials).
+struct BiasGradGroups {
+  int64_t c;
+  BiasGradShape s;
   const double *partials;
+  double *groupPartials;
+
+  NETC_HD int64_t items() const { return s.groups * c; }
+  NETC_HD void operator()(int64_t i) const {
+    const int64_t group = i / c, channel = i - group * c;
+    const int64_t first = group * s.groupChunks;
+    double sum = 0.0;
+    forEachInOrder(partials + first * c + channel,
+                   imin(s.groupChunks, s.chunks - first), c,
+                   [&](double p) { sum += p; });
+    groupPartials[i] = sum;
+  }
+};
+
+/// Bias gradient, stage 3: one item per channel, its group partials summed
+/// in group order in double and rounded once to the f32 gradient.
+struct BiasGradFinal {
+  int64_t c, groups;
+  const double *groupPartials;
   float *db;
 
   NETC_HD int64_t items() const { return c; }
   NETC_HD void operator()(int64_t i) const {
     double sum = 0.0;
-    forEachInOrder(partials + i, chunks, c, [&](double p) { sum += p; });
+    forEachInOrder(groupPartials + i, groups, c, [&](double p) { sum += p; });
     db[i] = float(sum);
   }
 };
+
+/// The last two stages of a bias gradient of shape `s` over `c` channels,
+/// from the chunk partials at the start of `scratch` (biasGradScratchBytes),
+/// through a host or device launcher `run` (one call per stage, in order).
+template <typename Run>
+void biasGradTail(int64_t c, const BiasGradShape &s, double *scratch, float *db,
+                  Run &&run) {
+  double *groupPartials = scratch + s.chunks * c;
+  run(BiasGradGroups{c, s, scratch, groupPartials});
+  run(BiasGradFinal{c, s.groups, groupPartials, db});
+}
 
 /// Whether relu_grad over a map of dims `d` stored with `lanes` can sum its
 /// result's bias-gradient partials as it writes it (ReluGradBiasPartials):
@@ -1345,8 +1408,9 @@ template <typename T> struct TiledPoolGrad {
 /// partials[chunk * c + channel]: BiasGradPartials' sums of the stored dx,
 /// so bit for bit the partials of relu_grad then bias_grad, without reading
 /// dx again. dx may alias dy (a row's packs are read before it is written).
-/// Fewer threads than BiasGradPartials (one per kWidth channels), each with
-/// kBatch rows' loads in flight.
+/// Fewer threads than BiasGradPartials (one per kWidth channels: 100k on
+/// VGG-16's first map, BiasGradShape), each with kBatch rows' loads in
+/// flight.
 ///
 /// With kPool, relu_grad's dy is a max-pool's backward computed in the same
 /// pass (TiledPoolGrad: the pool's gather is not written and read back),
@@ -1709,7 +1773,7 @@ template <typename T> struct LrnBackward {
 //===----------------------------------------------------------------------===//
 
 // The batch statistics and the gradient's channel sums are two-stage
-// reductions of BiasGrad's fixed shape (biasGradShape of the map's dims):
+// reductions of BiasGrad's fixed shape (rowChunks of the map's dims):
 // stage 1 sums each (chunk, channel) in row order into a double partial,
 // stage 2 sums a channel's partials in chunk order. The order depends on
 // the dims only, so host and device, f32 and bf16 storage and every layout
@@ -1732,17 +1796,17 @@ struct BatchNormScratch {
 };
 
 /// Bytes of scratch a training-mode batch norm (forward or backward) of a
-/// map of dims `d` needs: (2 * biasGradShape(d).chunks + 4) * d.c doubles.
+/// map of dims `d` needs: (2 * rowChunks(d).chunks + 4) * d.c doubles.
 /// The inference forward needs none.
 inline uint64_t batchNormScratchBytes(const kernels::Dims4 &d) {
-  return (2 * uint64_t(biasGradShape(d).chunks) + 4) * uint64_t(d.c) *
+  return (2 * uint64_t(rowChunks(d).chunks) + 4) * uint64_t(d.c) *
          sizeof(double);
 }
 
 /// The scratch carved out of batchNormScratchBytes(d) bytes at `base`.
 inline BatchNormScratch batchNormScratch(const kernels::Dims4 &d,
                                          double *base) {
-  int64_t p = 2 * biasGradShape(d).chunks * d.c;
+  int64_t p = 2 * rowChunks(d).chunks * d.c;
   BatchNormScratch s;
   s.partials = base;
   s.mean = base + p;
@@ -1772,7 +1836,7 @@ NETC_HD inline double dsqrt(double x) {
 /// row order, each term as the reference forms it.
 template <typename T> struct BatchNormPartials {
   MapGeom g;
-  BiasGradShape s;
+  RowChunks s;
   BatchNormSum sum;
   const T *x;
   const T *dy; ///< Gradient only
@@ -1934,7 +1998,7 @@ template <typename T, typename Configure, typename Run>
 BatchNormChannel batchStatisticsPasses(const kernels::Dims4 &d, MapGeom g,
                                        double eps, const T *x, double *scratch,
                                        Configure &&configure, Run &&run) {
-  BiasGradShape s = biasGradShape(d);
+  RowChunks s = rowChunks(d);
   BatchNormChannel ch;
   ch.c = d.c;
   ch.chunks = s.chunks;
@@ -1985,7 +2049,7 @@ void batchNormBackwardPasses(const kernels::Dims4 &d, int64_t lanes, double eps,
   BatchNormChannel ch = batchStatisticsPasses(
       d, g, eps, x, scratch, [](BatchNormChannel &c) { c.roundStats = true; },
       run);
-  BiasGradShape s = biasGradShape(d);
+  RowChunks s = rowChunks(d);
   run(BatchNormPartials<T>{g, s, BatchNormSum::Gradient, x, dy, ch.st});
   ch.sum = BatchNormSum::Gradient;
   ch.roundStats = false;
@@ -2362,7 +2426,7 @@ template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
              const float *bias, T *y, bool relu = false);
 /// db[c] = sum of dy over n, h, w (dy of dims `d` stored with `lanes`), in
-/// the device's two stages (BiasGradShape), with its own scratch.
+/// the device's three stages (BiasGradShape), with its own scratch.
 template <typename T>
 void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db);
 /// relu_grad (dx = y > 0 ? dy : 0) and the bias gradient of dx in one pass

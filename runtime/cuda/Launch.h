@@ -125,19 +125,20 @@ template <typename T>
 void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
              const float *bias, T *y, bool relu, Stream stream);
 /// db[c] (f32) = sum of dy over n, h, w; `partials` is
-/// biasGradScratchBytes(d) of device workspace (Kernels.h). Two launches
+/// biasGradScratchBytes(d) of device workspace (Kernels.h). Three launches
 /// of fixed shape (BiasGradShape): bit-identical to host::biasGrad.
 template <typename T>
 void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
               double *partials, float *db, Stream stream);
 /// relu_grad of an NHWC map (reluGradBiasFusible) that also sums dx's
 /// bias-gradient partials into `partials` (ReluGradBiasPartials), and the
-/// bias gradient's second stage alone, from those partials: together the
-/// bits of reluGrad then biasGrad.
+/// bias gradient's last two stages alone, from those partials (at the start
+/// of biasGradScratchBytes(d), whose rest they use): together the bits of
+/// reluGrad then biasGrad.
 template <typename T>
 void reluGradBiasPartials(const kernels::Dims4 &d, const T *y, const T *dy,
                           T *dx, double *partials, Stream stream);
-void biasGradFinal(const kernels::Dims4 &d, const double *partials, float *db,
+void biasGradFinal(const kernels::Dims4 &d, double *partials, float *db,
                    Stream stream);
 /// relu_grad of a max-pool's input map whose dy is the pool's backward
 /// (makePoolReluGradBiasPartials: tiledPool(s), NHWC whole packs), summing

@@ -388,14 +388,24 @@ INSTANTIATE_TEST_SUITE_P(CudaBf16Step, CudaBf16EveryLayerStep,
 
 // tf32 plans (f32 maps in NHWC, convolutions reading f32 KRSC weight
 // copies that the fused SGD update writes, TF32 tensor cores) against the
-// reference backend, which computes in fp32 and double: TF32 rounds a
-// product's inputs to 11 significant bits where bf16 keeps 8 and also
-// stores every map in bf16, so the bf16 step's tolerances bound TF32's
-// rounding with room to spare (not yet measured on a GPU). Emulated on the
-// reference backend (2026-11-30), a weight gradient left in KRSC order
-// fails all seven variants, and copies never refreshed after the first
-// step fail four of them (sae-all, sae-layerwise, swwae-all,
-// swwae-layerwise).
+// reference backend, which computes in fp32 and double, twice. First with
+// NETC_CUDA_TF32=off: the same maps, layouts, copies and kernels computing
+// in fp32, at fp32's tolerance, the sharp check of the tf32 plan's data
+// path (emulated on the reference backend, 2026-11-30, a weight gradient
+// left in KRSC order fails all seven variants, and copies never refreshed
+// after the first step fail four of them: sae-all, sae-layerwise,
+// swwae-all, swwae-layerwise). Then on TF32 tensor cores, which round a
+// product's inputs to 11 significant bits and which the reference does not
+// emulate: the losses within 1e-2. Their parameters are not compared: on
+// the H200 (2026-11-30) the seven variants' fc3.bias after three steps was
+// up to 39% (of its largest magnitude) off the reference, in steps: the
+// same few values in every variant and through either convolution API, as
+// where a rounding decides which input of a max-pool window or a relu
+// passes the gradient on this small net, whose parameters change by 1e-5
+// of their size. With TF32 off they must match, the check above.
+constexpr netc::testing::StepTolerance kTf32Step = {
+    /*loss=*/1e-2, /*param=*/1.0, /*update=*/0};
+
 class CudaTf32EveryLayerStep : public ::testing::TestWithParam<const char *> {};
 
 TEST_P(CudaTf32EveryLayerStep, ThreeStepsMatchReference) {
@@ -403,7 +413,13 @@ TEST_P(CudaTf32EveryLayerStep, ThreeStepsMatchReference) {
   if (file.empty())
     GTEST_SKIP() << "no tf32 every-layer plans (set NETC_STEP_PLAN_DIR; "
                     "bench/gpu-trainers.sh compiles them)";
-  netc::testing::compareSteps<GpuBackend>(file, kBf16Step);
+  {
+    SCOPED_TRACE("NETC_CUDA_TF32=off");
+    netc::testing::ScopedEnv fp32("NETC_CUDA_TF32", "off");
+    netc::testing::compareSteps<GpuBackend>(file);
+  }
+  SCOPED_TRACE("TF32 on");
+  netc::testing::compareSteps<GpuBackend>(file, kTf32Step);
 }
 
 INSTANTIATE_TEST_SUITE_P(CudaTf32Step, CudaTf32EveryLayerStep,
@@ -489,7 +505,9 @@ TEST(CudaBackend, Bf16ConvolutionsWithoutChannelPaddingMatchTheEmulation) {
 // plans the heuristics offer, run and timed, on the fp32 step (against the
 // reference at fp32's tolerance, its second step one sample short: that
 // batch takes the legacy calls, and the next the plans again) and the tf32
-// one (at bf16's). Then graph-fused, which also puts the forward
+// one computing in fp32 (NETC_CUDA_TF32=off, at fp32's tolerance: its f32
+// NHWC maps and KRSC copies; CudaTf32EveryLayerStep says why not with
+// TF32). Then graph-fused, which also puts the forward
 // convolutions' bias and relu in the plan where an engine takes them (one
 // bf16 rounding of the biased and clipped sum, where the legacy path rounds
 // the sum, adds the bias and rounds again, as the emulation does: within
@@ -509,11 +527,11 @@ TEST(CudaBackend, GraphApiStepsMatchTheReference) {
   struct Case {
     const char *api, *plan;
     netc::testing::StepTolerance tol;
-    bool smallerSecond, mustFuse;
+    bool smallerSecond, mustFuse, tf32Off = false;
   };
   const Case cases[] = {
       {"graph", "every-swwae-all", {}, true, false},
-      {"graph", "every-swwae-all-tf32", kBf16Step, false, false},
+      {"graph", "every-swwae-all-tf32", {}, false, false, true},
       {"graph-fused", "every-nolrn-swwae-all-bf16", kBf16Step, false, false},
       {"graph-fused", "packs-bf16", kBf16Step, false, false},
       {"graph-fused", "packs-tf32", kBf16Step, false, true}};
@@ -524,7 +542,8 @@ TEST(CudaBackend, GraphApiStepsMatchTheReference) {
     SCOPED_TRACE(std::string(c.api) + " " + c.plan);
     const bool fused = std::string(c.api) == "graph-fused";
     ScopedEnv api("NETC_CUDA_CONV_API", c.api),
-        search("NETC_CUDNN_ALGO", fused ? "heuristic" : nullptr);
+        search("NETC_CUDNN_ALGO", fused ? "heuristic" : nullptr),
+        tf32("NETC_CUDA_TF32", c.tf32Off ? "off" : nullptr);
     netc::testing::compareSteps<GpuBackend>(
         file, c.tol, 3,
         [&](const GpuBackend &gpu) {
@@ -547,7 +566,8 @@ TEST(CudaBackend, GraphApiStepsMatchTheReference) {
 }
 
 // CUDA graphs and the fusions change nothing: the same step program on a
-// backend with the feature (the default) and on one without it
+// backend with the feature (the default; every fusion, whatever the
+// default: NETC_CUDA_FUSION=all) and on one without it
 // (NETC_CUDA_GRAPHS=off: every kernel eagerly; NETC_CUDA_FUSION=off: the
 // bias and relu as their own passes, the bias gradients summed by bias_grad
 // rather than by the relu_grad before it, and the max-pool's backward
@@ -590,8 +610,13 @@ TEST_P(CudaSwitchOff, ChangesNothing) {
   plan::Plan p = plan::parsePlan(netc::testing::readText(file), file, "");
   const plan::Phase &phase = p.schedule.at(0);
   ScopedEnv heuristic("NETC_CUDNN_ALGO", "heuristic");
-  GpuBackend on;
-  std::unique_ptr<GpuBackend> off;
+  std::unique_ptr<GpuBackend> onOwned, off;
+  {
+    // Every feature on, whatever the default fusions are.
+    ScopedEnv all("NETC_CUDA_FUSION", "all");
+    onOwned = std::make_unique<GpuBackend>();
+  }
+  GpuBackend &on = *onOwned;
   {
     ScopedEnv unset(knob, value.c_str());
     off = std::make_unique<GpuBackend>();

@@ -19,7 +19,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <tuple>
+#include <utility>
+#include <vector>
 
 using namespace netc;
 
@@ -57,12 +58,18 @@ TEST(CudaBackendHost, UnknownBackendNamesCuda) {
 
 // A switch with a value it does not know is an error naming the switch and
 // the value (not a silent default), with or without a device: the switches
-// are read first. Each case sets one switch and clears the other.
+// are read first. Each case sets one switch and clears the others.
 TEST(CudaBackendHost, UnknownSwitchValuesAreErrors) {
-  for (const auto &[name, value, other] :
-       {std::tuple{"NETC_CUDA_FUSION", "conv-relu,fast", "NETC_CUDA_CONV_API"},
-        std::tuple{"NETC_CUDA_CONV_API", "v8", "NETC_CUDA_FUSION"}}) {
-    netc::testing::ScopedEnv bad(name, value), clear(other, nullptr);
+  const char *switches[] = {"NETC_CUDA_FUSION", "NETC_CUDA_CONV_API",
+                            "NETC_CUDA_TF32"};
+  for (const auto &[name, value] :
+       {std::pair{"NETC_CUDA_FUSION", "conv-relu,fast"},
+        std::pair{"NETC_CUDA_CONV_API", "v8"},
+        std::pair{"NETC_CUDA_TF32", "yes"}}) {
+    std::vector<std::unique_ptr<netc::testing::ScopedEnv>> env;
+    for (const char *s : switches)
+      env.push_back(std::make_unique<netc::testing::ScopedEnv>(
+          s, std::string(s) == name ? value : nullptr));
     try {
       cuda::CudaBackend gpu;
       ADD_FAILURE() << name << "=" << value << " was accepted";

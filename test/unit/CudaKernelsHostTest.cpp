@@ -981,7 +981,7 @@ std::vector<int64_t> layoutsFor(int64_t c) {
 std::vector<Dims4> biasCases() {
   return {{1, 1, 1, 1},   {2, 3, 5, 7}, {1, 5, 4, 4},   {3, 16, 3, 3},
           {64, 10, 1, 1}, {4, 7, 1, 1}, {8, 3, 33, 31}, {2, 24, 17, 19},
-          {5, 3, 37, 41}}; // 60 chunks: whole and partial batches of 16
+          {5, 3, 37, 41}}; // 238 chunks of 32 rows, 15 groups (the last of 14)
 }
 
 template <typename T> void checkBiasAdd(uint64_t seed) {
@@ -1022,22 +1022,48 @@ TEST(CudaHostKernels, BiasAddMatchesADoubleLoopInEveryLayout) {
   checkBiasAdd<Bf16>(27);
 }
 
-TEST(CudaHostKernels, BiasGradShapeAndScratch) {
-  cuda::BiasGradShape s = cuda::biasGradShape({0, 4, 3, 3});
+TEST(CudaHostKernels, RowChunksAndBiasGradShape) {
+  cuda::RowChunks s = cuda::rowChunks({0, 4, 3, 3});
   EXPECT_EQ(s.chunks, 0);
-  s = cuda::biasGradShape({1, 4, 1, 1});
+  s = cuda::rowChunks({1, 4, 1, 1});
   EXPECT_EQ(s.rows, 1);
   EXPECT_EQ(s.chunkRows, 1);
   EXPECT_EQ(s.chunks, 1);
-  s = cuda::biasGradShape({64, 3, 224, 224}); // 3211264 rows
+  s = cuda::rowChunks({64, 3, 224, 224}); // 3211264 rows
   EXPECT_EQ(s.chunkRows, 2048);
   EXPECT_EQ(s.chunks, 1568);
-  EXPECT_EQ(cuda::biasGradScratchBytes({64, 3, 224, 224}), 1568u * 3 * 8);
   for (int64_t rows = 1; rows < 5000; rows += 37) {
-    s = cuda::biasGradShape({rows, 2, 1, 1});
+    s = cuda::rowChunks({rows, 2, 1, 1});
     EXPECT_GE(s.chunkRows * s.chunkRows, rows);
     EXPECT_GE(s.chunks * s.chunkRows, rows);
     EXPECT_LT((s.chunks - 1) * s.chunkRows, rows);
+  }
+  // The bias gradient's three stages: VGG-16's first map in 12544 chunks
+  // of 256 rows, 98 groups of 128 chunks.
+  cuda::BiasGradShape b = cuda::biasGradShape({0, 4, 3, 3});
+  EXPECT_EQ(b.chunks, 0);
+  EXPECT_EQ(b.groups, 0);
+  b = cuda::biasGradShape({1, 4, 1, 1});
+  EXPECT_EQ(b.chunkRows, 1);
+  EXPECT_EQ(b.chunks, 1);
+  EXPECT_EQ(b.groupChunks, 1);
+  EXPECT_EQ(b.groups, 1);
+  b = cuda::biasGradShape({64, 3, 224, 224});
+  EXPECT_EQ(b.chunkRows, 256);
+  EXPECT_EQ(b.chunks, 12544);
+  EXPECT_EQ(b.groupChunks, 128);
+  EXPECT_EQ(b.groups, 98);
+  EXPECT_EQ(cuda::biasGradScratchBytes({64, 3, 224, 224}),
+            (12544u + 98u) * 3 * 8);
+  for (int64_t rows = 1; rows < 20000; rows += 97) {
+    b = cuda::biasGradShape({rows, 2, 1, 1});
+    EXPECT_GE(b.chunkRows * b.chunkRows * b.chunkRows, rows);
+    EXPECT_LT((b.chunkRows / 2) * (b.chunkRows / 2) * (b.chunkRows / 2), rows);
+    EXPECT_GE(b.chunks * b.chunkRows, rows);
+    EXPECT_LT((b.chunks - 1) * b.chunkRows, rows);
+    EXPECT_GE(b.groupChunks * b.groupChunks, b.chunks);
+    EXPECT_GE(b.groups * b.groupChunks, b.chunks);
+    EXPECT_LT((b.groups - 1) * b.groupChunks, b.chunks);
   }
   // An empty batch: zero gradients, no scratch.
   FVec db(4, 1.0f);
@@ -1077,7 +1103,8 @@ TEST(CudaHostKernels, BiasGradMatchesADoubleLoopAndIsTheSameInEveryLayout) {
                       0x1.0p-40 * sumAbs[size_t(c)])
             << how << " channel " << c;
       // Exactly the documented order (BiasGradShape): each chunk's rows in
-      // row order, then the chunks in order, in double, rounded once. On
+      // row order, each group's chunks in order, then the groups in order,
+      // in double, rounded once. On
       // values of about 1 among +-2^50 (where a double's step is 1/4), so
       // that what survives of the small values depends on the order even
       // in the f32 result.
@@ -1091,13 +1118,18 @@ TEST(CudaHostKernels, BiasGradMatchesADoubleLoopAndIsTheSameInEveryLayout) {
       cuda::BiasGradShape shape = cuda::biasGradShape(d);
       for (int64_t c = 0; c < d.c; ++c) {
         double total = 0.0;
-        for (int64_t k = 0; k < shape.chunks; ++k) {
-          double part = 0.0;
-          for (int64_t m = k * shape.chunkRows;
-               m < std::min(shape.rows, (k + 1) * shape.chunkRows); ++m)
-            part += double(wide[size_t(((m / d.plane()) * d.c + c) * d.plane() +
-                                       m % d.plane())]);
-          total += part;
+        for (int64_t g = 0; g < shape.groups; ++g) {
+          double group = 0.0;
+          for (int64_t k = g * shape.groupChunks;
+               k < std::min(shape.chunks, (g + 1) * shape.groupChunks); ++k) {
+            double part = 0.0;
+            for (int64_t m = k * shape.chunkRows;
+                 m < std::min(shape.rows, (k + 1) * shape.chunkRows); ++m)
+              part += double(wide[size_t(
+                  ((m / d.plane()) * d.c + c) * d.plane() + m % d.plane())]);
+            group += part;
+          }
+          total += group;
         }
         ASSERT_EQ(bits(got[size_t(c)]), bits(float(total)))
             << how << " channel " << c << ": not the chunked row order";
@@ -1682,7 +1714,7 @@ int64_t ulpLine(float v, Bf16) { return ulpLine(v, 0.0f) / 65536; }
 
 /// Batch norm's tolerance against the reference: the kernels do the
 /// reference's double arithmetic but sum each channel in another order
-/// (two stages of BiasGradShape), so each double sum may differ from the
+/// (two stages of RowChunks), so each double sum may differ from the
 /// reference's in its last bits (by at most about M * 2^-53 of the sum of
 /// the terms' magnitudes; far less in practice). A result rounded to f32
 /// (then to T) can then land one ulp of T away where the exact value is
@@ -1873,7 +1905,7 @@ TEST(CudaHostKernels, BatchNormScratchAndRejections) {
   cuda::BatchNormScratch st = cuda::batchNormScratch(d, base.data());
   EXPECT_EQ(st.partials, base.data());
   EXPECT_EQ(st.sumDyXhat + d.c, base.data() + base.size());
-  EXPECT_EQ(st.mean, base.data() + 2 * cuda::biasGradShape(d).chunks * d.c);
+  EXPECT_EQ(st.mean, base.data() + 2 * cuda::rowChunks(d).chunks * d.c);
 
   FVec a(size_t(d.count()), 0.5f), b(a.size()), p(size_t(d.c), 1.0f),
       q(p.size()), r(p.size());
