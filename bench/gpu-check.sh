@@ -27,15 +27,16 @@
 # beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
 # 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
 # H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (14
-# cells, in the order of what they can still teach: at most 40 s each the
-# bf16 VGG-16 classifier without the relu_grad that sums the bias gradient
-# and without the one that does the max-pool's backward; at most 60 s each
-# the classifier on the other convolution API than the default's (bf16 and
-# tf32 on the legacy calls, fp32 on the graph API); then at most 40 s each:
-# the bf16 SWWAE-all cell without either relu_grad fusion, the bf16
-# classifier with the forward convolutions' bias and relu in the plan
-# (graph-fused, 60 s), the tf32 classifier with NCHW maps, a bf16 cell of
-# each net without channel padding, two VGG-16 cells
+# cells, in the order of what they can still teach: the bf16 VGG-16
+# classifier with the relu_grad that sums the bias gradient (not in the
+# default fusions; 40 s), the classifier on the other convolution API than
+# the default's (bf16 and tf32 on the legacy calls, fp32 on the graph API;
+# 60 s each), then at most 40 s each: the bf16 SWWAE-all cell with that
+# relu_grad, the two bf16 VGG-16 cells without the relu_grad that does the
+# max-pool's backward, the bf16 classifier with the forward convolutions'
+# bias and relu in the plan (graph-fused, 60 s), the tf32 classifier with
+# NCHW maps, a bf16 cell of each net without channel padding, two VGG-16
+# cells
 # without the fusions, and the bf16
 # SWWAE-all one without the kernels' 16-byte packs; a first
 # run leaves most of them to the warm rerun below), ncu 45 (Nsight Compute
@@ -53,7 +54,9 @@
 # every stage runs into the deadline, which ends the last one by 560 + 5 s
 # (timeout's kill grace); the ratios and the summary take a second more. On
 # the H200 (2026-11-30) the build took 45 s, the tests and parity 60, the
-# bench 114 (12 cells and three A/B cells).
+# bench 114 (12 cells and three A/B cells); on 2026-12-01, with the cells'
+# algorithms seeded from the call before (bench/gpu-trainers.sh), the
+# build 53 s, the GPU tests 18 and the 12 cells 60.
 #
 # How a session runs it:
 #   1. On a development machine (it has the compiler), after building netc:
@@ -521,7 +524,8 @@ cell() {
   fi
   # A failed one of the 12 cells (bench sets CELL_RETRY) again without the
   # newest parts of the default path (the graph API's convolutions, the
-  # max-pool backward inside relu_grad, the channel padding), so that a
+  # max-pool backward inside relu_grad, the channel padding; a cell that
+  # timed out in its search gets no faster), so that a
   # fault there still leaves the cell's figure; its lines say so
   # (`retry:`), and so does its ratio.
   if ((rc != 0)) && [[ ${CELL_RETRY:-} == 1 ]]; then
@@ -558,29 +562,27 @@ bench() {
 bench_ab() {
   local t rc=0
   # In the order of what they can still teach (a stage cut short loses the
-  # last). The relu_grads that sum the next bias gradient's partials and
-  # that do the max-pool's backward (on 2026-11-30 the bf16 classifier ran
-  # at 2655 images/s with both, where the first run's separate kernels had
-  # given 2955; since then in three stages of about cbrt(rows),
-  # BiasGradShape): the bf16 classifier without the one, and without the
-  # other. Then the convolutions of the bf16 and tf32 VGG-16 classifier
-  # through the legacy calls, against the default's graph API (1.038x and
-  # 1.019x on 2026-11-30), and the fp32 one through the graph API, against
-  # the default's legacy calls (a cell that searches its plans gets 60 s;
-  # the file's entries serve the cells after); the bf16 SWWAE-all cell
-  # without either relu_grad fusion; the bf16 classifier with the forward
-  # convolutions' bias and relu in the plan (graph-fused; its engines are
-  # compiled at run time).
-  local fused=(norelubias NETC_CUDA_FUSION=conv-relu,pool-relu
-    nopoolrelu NETC_CUDA_FUSION=conv-relu,relu-bias)
-  cell "vgg16-none-bf16 ${fused[0]}" 40 12 "${fused[1]}" || rc=1
-  cell "vgg16-none-bf16 ${fused[2]}" 40 12 "${fused[3]}" || rc=1
+  # last). The relu_grad that also sums the next bias gradient's partials
+  # (not in the default fusions: 0.967x and 0.930x on the two bf16 VGG-16
+  # cells, 2026-12-01): the bf16 classifier with it. Then the convolutions
+  # of the bf16 and tf32 VGG-16 classifier through the legacy calls,
+  # against the default's graph API (bf16 1.038x and 1.029x, tf32 1.019x
+  # and 0.999x, in two calls), and the fp32 one through the graph API,
+  # against the default's legacy calls (0.741x; a cell that searches its
+  # plans gets 60 s; the file's entries serve the cells after); the bf16
+  # SWWAE-all cell with relu-bias, and the two bf16 VGG-16 cells without
+  # the relu_grad that does the max-pool's backward (1.093x and 1.039x);
+  # the bf16 classifier with the forward convolutions' bias and relu in the
+  # plan (graph-fused; its engines are compiled at run time).
+  cell "vgg16-none-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
   for t in vgg16-none-bf16 vgg16-none-tf32; do
     cell "$t legacy" 60 12 NETC_CUDA_CONV_API=legacy || rc=1
   done
   cell "vgg16-none graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
-  cell "vgg16-swwae-all-bf16 ${fused[0]}" 40 12 "${fused[1]}" || rc=1
-  cell "vgg16-swwae-all-bf16 ${fused[2]}" 40 12 "${fused[3]}" || rc=1
+  cell "vgg16-swwae-all-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
+  for t in vgg16-none-bf16 vgg16-swwae-all-bf16; do
+    cell "$t nopoolrelu" 40 12 NETC_CUDA_FUSION=conv-relu || rc=1
+  done
   cell "vgg16-none-bf16 graph-fused" 60 12 NETC_CUDA_CONV_API=graph-fused ||
     rc=1
   # What NHWC maps buy tf32 (1.93x on 2026-11-30): VGG-16 with NCHW maps.
@@ -870,22 +872,21 @@ for line in (line for f in ("bench.log", "bench-ab.log")
                   f"{base:.1f} images/s = {cell / base:.3f}x")
         continue
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
-                 r"(nofusion|norelubias|nopoolrelu|nopad|nopacks): "
+                 r"(nofusion|relubias|nopoolrelu|nopad|nopacks): "
                  r"program .* ([0-9.]+) images/s", line)
     if m and (m[1], m[2], m[3] or "fp32") in ours:
         base, cell = ours[(m[1], m[2], m[3] or "fp32")][0], float(m[5])
         # label, (the feature, without it), whether the cell has it on
         label, what, cellOn = {
-            "nofusion": ("fusion", ("conv+bias+relu fused, the bias "
-                                    "gradients summed by relu_grad and the "
-                                    "max-pool backward in it", "apart"),
+            "nofusion": ("fusion", ("conv+bias+relu fused and the max-pool "
+                                    "backward in relu_grad", "apart"),
                          False),
             "nopoolrelu": ("pool-relu", ("the max-pool backward in "
                                          "relu_grad", "written and read "
                                          "back"), False),
-            "norelubias": ("relu-bias", ("the bias gradients summed by "
-                                         "relu_grad", "by bias_grad"),
-                           False),
+            "relubias": ("relu-bias", ("the bias gradients summed by "
+                                       "relu_grad", "by bias_grad (the "
+                                       "default)"), True),
             "nopacks": ("packs", ("elementwise and pooling kernels in "
                                   "16-byte packs", "one element per item"),
                         False),

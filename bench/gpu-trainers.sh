@@ -36,6 +36,7 @@
 #                      bf16 step whose last max-pool leaves one pixel)
 #   every/packs-{bf16,tf32}.json  packs.net (maps of whole channel packs:
 #                      the backward fusions and the channel padding)
+#   vgg*/cudnn-algorithms.json  what the H200 chose for those cells
 #   fmnist-data/       the first 2560 training and 512 test images of
 #                      Fashion-MNIST as IDX (the GPU machine may not have
 #                      the dataset; both parity runs read the same files)
@@ -126,6 +127,16 @@ cp -r /usr/$arch/cmake/fmt "$deps/$arch/cmake/"
 cp -r /usr/share/cmake/nlohmann_json "$deps/share/cmake/"
 cp -r /usr/src/googletest "$deps/src/"
 rm -rf "$deps"/src/googletest/{googletest,googlemock}/test # not built
+
+# The convolution algorithms and graph plans the H200 chose for the
+# benchmark cells (bench/results/h200-2026-12-01): on that GPU with that
+# cuDNN a cell runs each once and takes it rather than search, so that the
+# check's time goes to steps (the cells' timed steps come after the search
+# either way); another GPU or cuDNN discards the file (its "origin") and
+# searches.
+for t in "$OUT"/vgg*; do
+  cp bench/results/h200-2026-12-01/call2/cudnn-algorithms.json "$t/"
+done
 
 du -sh "$OUT"
 echo "gpu-trainers: wrote $OUT (untracked; the device tool carries it)"

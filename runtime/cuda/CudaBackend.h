@@ -337,11 +337,11 @@ private:
   uint64_t paddedConvs_ = 0; ///< paddedConvolutions()
   /// NETC_CUDA_CONV_API: which convolutions go through cuDNN's graph API
   /// (GraphConv.h; the legacy calls where it has no plan). Auto: those of
-  /// bf16 and tf32 plans, where it measured faster on the H200 (VGG-16's
-  /// classifier 1.038x in bf16, 1.019x in tf32, 2026-11-30); fp32 ones keep
-  /// the legacy calls, whose search over the graph API's fp32 plans was
-  /// not measured to an end. GraphFused: with the forward convolutions'
-  /// bias and relu in their plans too.
+  /// bf16 and tf32 plans, where it measured no slower on the H200 (VGG-16's
+  /// classifier: bf16 1.038x and 1.029x, tf32 1.019x and 0.999x, in two
+  /// calls, 2026-11-30 and 12-01); fp32 ones keep the legacy calls (its
+  /// fp32 classifier, NCHW: 0.741x on the graph API). GraphFused: with the
+  /// forward convolutions' bias and relu in their plans too.
   enum class ConvApi { Auto, Legacy, Graph, GraphFused };
   ConvApi convApi_ = ConvApi::Auto;
   /// NETC_CUDA_TF32=off: tf32 plans compute in fp32 (usePlan).
