@@ -60,9 +60,9 @@ mkdir -p "$OUT/every" "$OUT/fmnist-data"
 "$NETC" bench/fmnist-parity.net --precision=bf16 -o "$OUT/fmnist-joint-bf16"
 "$NETC" bench/fmnist-parity.net --data-parallel -o "$OUT/fmnist-joint-dp"
 # Each precision in its default layout: NCHW for fp32 (cuDNN's fp32 NHWC
-# kernels are slow: on the H200, 2026-11-30, the VGG-16 fp32 cells with
-# NHWC maps did not finish their algorithm search within 50 s, and their
-# retry stepped at 44 images/s where NCHW ran the classifier at 617), NHWC
+# kernels are slow: on the H200, 2026-11-30, the VGG-16 SWWAE-all fp32 cell
+# with NHWC maps did not finish within 50 s, and its retry stepped at 44
+# images/s, where NCHW later ran it at 308), NHWC
 # for tf32 and bf16; and a tf32 VGG-16 cell with NCHW maps, to measure what
 # the layout buys there.
 for v in none swwae-all; do

@@ -401,9 +401,9 @@ INSTANTIATE_TEST_SUITE_P(CudaBf16Step, CudaBf16EveryLayerStep,
 // up to 39% (of its largest magnitude) off the reference, in steps: the
 // same few values in every variant and through either convolution API, as
 // where a rounding decides which input of a max-pool window or a relu
-// passes the gradient on this small net, whose parameters change by 1e-5
-// of their size. With TF32 off (the check above) all seven matched at fp32's
-// tolerance (H200, 2026-12-01).
+// passes the gradient on this small net, whose weights change by about 1e-5
+// or less in three steps. With TF32 off (the check above) all seven matched at
+// fp32's tolerance (H200, 2026-12-01).
 constexpr netc::testing::StepTolerance kTf32Step = {
     /*loss=*/1e-2, /*param=*/1.0, /*update=*/0};
 
