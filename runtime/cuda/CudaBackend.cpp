@@ -274,7 +274,7 @@ struct CudaBackend::State : exec::KernelState {
   /// The algorithm per batch size (the planned one from prepare()).
   std::map<int64_t, AlgoChoice> algos;
   AlgoChoice algo;
-  /// NETC_CUDA_CONV_API=graph: the graph API's plan for batch graphN
+  /// Through cuDNN's graph API (convApi_): its plan for batch graphN
   /// (other batches take the legacy calls); graphEpilogue: it computes the
   /// bias and the relu too (prepareProgram), so runConv's epilogue is
   /// skipped.
@@ -335,7 +335,7 @@ struct CudaBackend::State : exec::KernelState {
   bool skip = false;
   /// A relu_grad that sums the bias gradient of its output as it writes it
   /// (reluGradBiasPairs): that bias_grad's partials, in its scratch; the
-  /// bias_grad, `partialsSummed`, then runs the second stage alone.
+  /// bias_grad, `partialsSummed`, then runs its last two stages alone.
   double *biasPartials = nullptr;
   bool partialsSummed = false;
   /// A relu_grad whose gradient is the max-pool backward (an unpool through
@@ -386,7 +386,8 @@ struct CudaBackend::State : exec::KernelState {
       d += std::string(d.empty() ? "" : "; ") +
            "does the max-pool's backward before it";
     if (partialsSummed)
-      d += "second stage only (the relu_grad before it summed the first)";
+      d += "last two stages only (the relu_grad before it summed the "
+           "first)";
     return d;
   }
 };
@@ -707,7 +708,8 @@ void CudaBackend::synchronize() {
 bool CudaBackend::supports(const plan::Value &) const { return true; }
 
 void CudaBackend::usePlan(const plan::Plan &plan) {
-  allowTf32(tf32Allowed_ && plan.precision == plan::Precision::TF32);
+  tf32Plan_ = plan.precision == plan::Precision::TF32;
+  allowTf32(tf32Allowed_ && tf32Plan_);
   std::string file = plan.dir.empty() ? "" : plan.dir + "/" + kAlgoFile;
   if (file != algoFile_) {
     algoFile_ = file;
@@ -1825,9 +1827,12 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     setTensor(s->x, inP, xv.dtype, layout);
     setTensor(s->y, outP, xv.dtype, layout);
     const bool bias = hasBias(c);
-    s->graphTried = groups == 1 && (convApi_ == ConvApi::Graph ||
-                                    convApi_ == ConvApi::GraphFused ||
-                                    (convApi_ == ConvApi::Auto && tensorOps));
+    // Auto goes by the plan's precision, not by whether TF32 is on: with
+    // NETC_CUDA_TF32=off a tf32 plan keeps its path and computes in fp32.
+    s->graphTried =
+        groups == 1 &&
+        (convApi_ == ConvApi::Graph || convApi_ == ConvApi::GraphFused ||
+         (convApi_ == ConvApi::Auto && (tf32Plan_ || s->bf16)));
     if (s->graphTried)
       s->graph = graphPlan(c, *s, /*epilogue=*/false);
     if (s->graph) {

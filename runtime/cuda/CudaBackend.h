@@ -31,11 +31,12 @@
 // kernels' device-side tables and reduction scratch. A run with a smaller
 // batch (the last of an epoch) re-describes the tensors and picks, once per
 // batch size, an algorithm by the heuristics that fits the workspace.
-// NETC_CUDA_CONV_API=graph prepares the convolutions (groups 1) through
+// The convolutions (groups 1) of bf16 and tf32 plans are prepared through
 // cuDNN's graph API instead (GraphConv.h: its engines timed), the legacy
 // calls serving the shapes it has no plan for and the smaller batches;
-// graph-fused also puts a forward conv2d's bias and fused relu inside its
-// plan.
+// NETC_CUDA_CONV_API chooses otherwise (legacy, graph for every plan, or
+// graph-fused, which also puts a forward conv2d's bias and fused relu
+// inside its plan).
 //
 // Precision (the plan's, told by usePlan()):
 //   - fp32: FMA-only cuDNN algorithms and cuBLAS's default math;
@@ -60,12 +61,14 @@
 //     gradient.
 // A convolution followed by a relu that alone reads its output computes
 // the relu in its epilogue (the bias and the relu in one pass of the own
-// bias kernel), and a relu_grad on an NHWC map sums the first stage of the
-// bias gradient of its output as it writes it (the bias_grad then runs its
-// second stage alone, and the map is read once less), and a relu_grad after
-// a max-pool's backward computes that gather itself (the gather's map is
-// never written). NETC_CUDA_FUSION=off keeps them all apart; a comma list
-// of conv-relu, relu-bias and pool-relu makes only those.
+// bias kernel), and a relu_grad after a max-pool's backward computes that
+// gather itself (the gather's map is never written). With
+// NETC_CUDA_FUSION=all (not the default: slower on the H200), a relu_grad
+// on an NHWC map also sums the first stage of the bias gradient of its
+// output as it writes it (the bias_grad then runs its last two stages
+// alone, and the map is read once less). NETC_CUDA_FUSION=off keeps them
+// all apart; a comma list of conv-relu, relu-bias and pool-relu makes only
+// those.
 //
 // Data-dependent checks the device cannot make: a label outside [0, k)
 // makes that softmax cross-entropy loss NaN (and its row's gradient), which
@@ -172,9 +175,10 @@ public:
   uint64_t graphReplays() const { return replays_; }
   /// Convolution kernels prepared to run on channel-padded copies.
   uint64_t paddedConvolutions() const { return paddedConvs_; }
-  /// Convolution kernels prepared to run through cuDNN's graph API
-  /// (NETC_CUDA_CONV_API=graph), and those of them whose plan computes the
-  /// bias and relu after the convolution too (graph-fused).
+  /// Convolution kernels prepared to run through cuDNN's graph API (the
+  /// default for bf16 and tf32 plans; NETC_CUDA_CONV_API), and those of
+  /// them whose plan computes the bias and relu after the convolution too
+  /// (graph-fused).
   uint64_t graphConvolutions() const { return graphConvs_; }
   uint64_t graphEpilogues() const { return graphEpilogues_; }
   std::unique_ptr<exec::KernelState>
@@ -273,7 +277,8 @@ private:
   std::unique_ptr<exec::Buffer> workspace_;
   std::unique_ptr<exec::Buffer> uploadWords_; ///< uploadStored's
   bool tf32_ = false;
-  bool search_ = true; ///< cudnnFind* rather than the heuristics
+  bool tf32Plan_ = false; ///< the plan's precision is tf32 (usePlan)
+  bool search_ = true;    ///< cudnnFind* rather than the heuristics
   /// A convolution algorithm as the file keeps it: cuDNN's algorithm and
   /// math type (cudnnMathType_t) and the workspace bytes they need.
   struct CachedAlgo {

@@ -553,6 +553,12 @@ std::unique_ptr<GraphConv> GraphConv::make(const GraphConvProblem &p,
     // is timed; otherwise (the remembered plan, or the search off) the
     // first that runs is taken.
     const bool timeAll = search.time && search.cached.empty();
+    // With the search off, the deterministic candidates first (in the
+    // heuristics' order), as the legacy heuristics' choice does: an
+    // atomics-based engine only where no deterministic one runs.
+    if (!search.time && search.cached.empty())
+      std::stable_partition(queue.begin(), queue.end(),
+                            [](const Candidate &c) { return c.deterministic; });
     const size_t maxCompiled = p.bias || p.relu ? kMaxCompiled : 0;
     std::vector<Candidate> list;
     size_t unbuilt = 0, tooBig = 0, capped = 0, failed = 0, compiled = 0;

@@ -22,8 +22,9 @@
 // identity() (engine index and knob choices) so that the algorithm file can
 // name it, and a later run takes it again, run once but not timed.
 //
-// Used where NETC_CUDA_CONV_API=graph or graph-fused (CudaBackend);
-// convolutions the graph API has no plan for keep the legacy calls.
+// Used for bf16 and tf32 plans, and for every plan with
+// NETC_CUDA_CONV_API=graph or graph-fused (CudaBackend); convolutions the
+// graph API has no plan for keep the legacy calls.
 //
 //===----------------------------------------------------------------------===//
 

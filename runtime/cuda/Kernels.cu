@@ -1,7 +1,7 @@
 //===- Kernels.cu - the cuda backend's own kernels on the GPU -------------===//
 //
 // Global kernels that run the functors of Kernels.h: one generic grid-stride
-// loop for the elementwise and gather kernels (and both stages of the bias
+// loop for the elementwise and gather kernels (and the stages of the bias
 // gradient's and batch norm's sums, whose shapes BiasGradShape and
 // RowChunks fix), and
 // the fixed-shape two-level reduction for the losses. The launchers are

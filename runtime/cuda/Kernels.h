@@ -22,9 +22,10 @@
 //   on every GPU), per-thread strided sums then a fixed tree; the host walks
 //   the same shape. They accumulate in double: the losses are a tiny,
 //   memory-bound share of a step, and double keeps them within an ulp of
-//   the reference (which sums in double). The two stages of the bias
-//   gradient and of batch norm's per-channel sums have a shape fixed by the
-//   map's dims alone (RowChunks), whatever the layout and storage.
+//   the reference (which sums in double). The three stages of the bias
+//   gradient (BiasGradShape) and the two of batch norm's per-channel sums
+//   (RowChunks) have shapes fixed by the map's dims alone, whatever the
+//   layout and storage.
 // - Kernels.cu is compiled with -fmad=false, so the device rounds every
 //   multiply and add like the host does (no fused multiply-add), which makes
 //   the fp32 SGD update identical to ref::sgdUpdate.
@@ -92,9 +93,10 @@ NETC_HD inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 /// memory latency per batch rather than per value. A thread that walks a
 /// long run of values alone (a channel's partials, a row of logits) would
 /// otherwise wait for each load: on the H200 (2026-11-30) the bias gradient
-/// of the bf16 VGG-16 SWWAE-all step took 3.2 ms at 914 GB/s, and its
+/// of the bf16 VGG-16 SWWAE-all step took 3.2 ms at 914 GB/s, and its then
 /// second stage, one thread per channel over up to 1568 partials at an L2
-/// latency each, is by estimate about half of that (not measured apart).
+/// latency each, was by estimate about half of that (not measured apart;
+/// the bias gradient has three shorter stages since, BiasGradShape).
 template <int kBatch = 16, typename T, typename F>
 NETC_HD inline void forEachInOrder(const T *v, int64_t count, int64_t stride,
                                    F &&f) {
@@ -1275,9 +1277,10 @@ template <typename T> struct BiasGradPartials {
     // The rows go in batches of kBatch: the batch's loads first, then its
     // additions in row order (the sum of the one-row-at-a-time loop, bit
     // for bit). A thread keeps kBatch loads in flight where the compiler's
-    // own unrolling kept 4 (the sm_90 SASS): the items are few (chunks x
-    // C, about 10^5 for VGG-16's first layer, fewer deeper), so each must
-    // have many bytes in flight for the sum to run near memory speed.
+    // own unrolling kept 4 (the sm_90 SASS): each item sums a whole chunk
+    // (chunks x C items, 800k for VGG-16's first layer, fewer deeper), so
+    // each must have many bytes in flight for the sum to run near memory
+    // speed.
     constexpr int kBatch = 16;
     int64_t c, chunk = g.cDiv.divMod(i, c);
     int64_t m = chunk * s.chunkRows, end = imin(m + s.chunkRows, s.rows);
@@ -1401,7 +1404,8 @@ template <typename T> struct TiledPoolGrad {
 
 /// relu_grad (ReluGradOp: dx = y > 0 ? dy : 0) and the first stage of the
 /// bias gradient of its dx in one pass over an NHWC (or flat) map, for the
-/// bias_grad that reads dx (which then runs BiasGradFinal alone). Item per
+/// bias_grad that reads dx (which then runs only its last two stages,
+/// biasGradTail). Item per
 /// (chunk, pack of kWidth channels), item chunk * packs + pack: the chunk's
 /// rows of those channels, each row's y and dy read and dx written 16 bytes at
 /// a time, and dx as stored summed per channel in double, in row order, into
@@ -1773,7 +1777,7 @@ template <typename T> struct LrnBackward {
 //===----------------------------------------------------------------------===//
 
 // The batch statistics and the gradient's channel sums are two-stage
-// reductions of BiasGrad's fixed shape (rowChunks of the map's dims):
+// reductions of a fixed shape (rowChunks of the map's dims):
 // stage 1 sums each (chunk, channel) in row order into a double partial,
 // stage 2 sums a channel's partials in chunk order. The order depends on
 // the dims only, so host and device, f32 and bf16 storage and every layout
@@ -2430,7 +2434,7 @@ void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
 template <typename T>
 void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db);
 /// relu_grad (dx = y > 0 ? dy : 0) and the bias gradient of dx in one pass
-/// and BiasGradFinal (the device's fused pair): the bits of reluGrad then
+/// and biasGradTail (the device's fused pair): the bits of reluGrad then
 /// biasGrad. An NHWC map (lanes = d.c) whose C is whole packs, else
 /// KernelError (reluGradBiasFusible).
 template <typename T>
@@ -2438,7 +2442,7 @@ void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
                   const T *dy, T *dx, float *db);
 /// maxPoolBackward of (dyPooled, switches), then reluGrad with the pool's
 /// input y, then (db not null) biasGrad, in one pass over the NHWC map and
-/// BiasGradFinal: the bits of the three. A pool whose windows tile its
+/// biasGradTail: the bits of the three. A pool whose windows tile its
 /// input (tiledPool) and an NHWC map of whole packs, else KernelError.
 template <typename T>
 void poolReluGradBias(const kernels::PoolShape &s, const T *dyPooled,

@@ -420,6 +420,7 @@ TEST_P(CudaTf32EveryLayerStep, ThreeStepsMatchReference) {
     netc::testing::compareSteps<GpuBackend>(file);
   }
   SCOPED_TRACE("TF32 on");
+  netc::testing::ScopedEnv tf32("NETC_CUDA_TF32", nullptr);
   netc::testing::compareSteps<GpuBackend>(file, kTf32Step);
 }
 
@@ -567,8 +568,8 @@ TEST(CudaBackend, GraphApiStepsMatchTheReference) {
 }
 
 // CUDA graphs and the fusions change nothing: the same step program on a
-// backend with the feature (the default; every fusion, whatever the
-// default: NETC_CUDA_FUSION=all) and on one without it
+// backend with the feature (and every fusion, NETC_CUDA_FUSION=all,
+// whatever the default) and on one without it, the rest alike
 // (NETC_CUDA_GRAPHS=off: every kernel eagerly; NETC_CUDA_FUSION=off: the
 // bias and relu as their own passes, the bias gradients summed by bias_grad
 // rather than by the relu_grad before it, and the max-pool's backward
@@ -579,7 +580,8 @@ TEST(CudaBackend, GraphApiStepsMatchTheReference) {
 // batch twice again (replayed); the learning rate, weight decay and step
 // number change every step, as a graph must read them from device memory. Both
 // backends take their convolution algorithms from cuDNN's heuristics
-// (deterministic algorithms, the same for both) rather than from timing,
+// (deterministic ones first, on the legacy calls and the graph API alike;
+// the same for both) rather than from timing,
 // which could pick differently for each; then the same kernels compute the
 // same sums (the fused epilogue rounds exactly as the separate passes do,
 // and the fused relu_grad sums the bias gradient's partials in bias_grad's
@@ -619,7 +621,8 @@ TEST_P(CudaSwitchOff, ChangesNothing) {
   }
   GpuBackend &on = *onOwned;
   {
-    ScopedEnv unset(knob, value.c_str());
+    // The other features as on the "on" side: only the knob differs.
+    ScopedEnv all("NETC_CUDA_FUSION", "all"), unset(knob, value.c_str());
     off = std::make_unique<GpuBackend>();
   }
   exec::ParamStore gStore(p, 5, on), eStore(p, 5, *off);

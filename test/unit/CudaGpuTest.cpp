@@ -484,7 +484,7 @@ TEST(CudaGpu, Bf16ElementwiseAndNhwcDropoutMatchTheHostWalk) {
   expectSame(dOut.download(), out, "bf16 relu_grad, misaligned");
 }
 
-/// The fused relu_grad and bias-gradient partials, then the second stage,
+/// The fused relu_grad and bias-gradient partials, then the last stages,
 /// on the GPU against the host walk, bit for bit (dx and db), in place and
 /// not, on VGG-like maps and odd ones.
 template <typename T> void reluGradBiasOnGpu(uint64_t seed) {

@@ -1146,8 +1146,8 @@ TEST(CudaHostKernels, BiasGradMatchesADoubleLoopAndIsTheSameInEveryLayout) {
                KernelError);
 }
 
-/// relu_grad with the bias gradient's partials in one pass, then the second
-/// stage: bit for bit relu_grad, then bias_grad of its dx (the pair the cuda
+/// relu_grad with the bias gradient's partials in one pass, then the last
+/// stages: bit for bit relu_grad, then bias_grad of its dx (the pair the cuda
 /// backend fuses), in place or not, on NHWC maps whose C is whole packs:
 /// one row, batch 1, a last chunk shorter than the rest, a last batch of
 /// rows shorter than kBatch; and -0 gradients, zeros and negatives in y.

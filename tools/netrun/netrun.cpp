@@ -638,7 +638,7 @@ void printProfile(const exec::Executor &exe, int64_t steps, int64_t n) {
   std::cout << fmt::format(
       "layouts: {} of {} values kept channel-blocked by the backend, {} "
       "computed past (fused), {} bias gradients summed by the relu_grad "
-      "before them (their time here is the second stage alone); kernels' "
+      "before them (their time here is their last stages alone); kernels' "
       "workspace {} bytes\n",
       exe.blockedValues().size(), prog.values.size(), exe.elidedValues().size(),
       exe.summedEarlyKernels().size(), exe.workspaceBytes());
