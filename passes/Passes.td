@@ -101,6 +101,31 @@ def DataParallel : Pass<"net-data-parallel", "::mlir::ModuleOp"> {
   let dependentDialects = ["::netc::net::NetDialect"];
 }
 
+def Schedule : Pass<"net-schedule", "::mlir::ModuleOp"> {
+  let summary = "Order each step's gradients and updates for a lower peak";
+  let description = [{
+    In each `step.*` function, two moves that change no value the step
+    computes:
+    1. A parameter gradient that takes more bytes than its operands (an
+       fc's weight gradient, at the phase's batch) is computed just before
+       its first user (its `net.sgd_update`, or the bucket's
+       `net.all_reduce_mean` after net-data-parallel), when the activations
+       the backward pass needed are gone.
+    2. Every `net.sgd_update` moves up to just after the later of its
+       gradient's defining op and the last op that reads its parameter, so
+       its gradient's bytes are free for the rest of the step. Updates that
+       land after the same op keep their order.
+    net-autodiff appends the updates after the whole backward pass, which
+    keeps every weight gradient live to the end of the step; on VGG-16 the
+    392 MiB fc6 weight gradient then sits beside every activation at the
+    step's peak.
+
+    Runs after net-autodiff and net-data-parallel (which wants the updates
+    after the backward pass) and before net-plan-memory.
+  }];
+  let dependentDialects = ["::netc::net::NetDialect"];
+}
+
 def DenseEval : Pass<"net-dense-eval", "::mlir::ModuleOp"> {
   let summary = "Dense evaluation: the classifier's fc layers as convolutions";
   let description = [{

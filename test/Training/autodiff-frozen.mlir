@@ -31,7 +31,7 @@
 // The joint phase trains everything, with the phase's lambda on the image.
 // CHECK-LABEL: func.func @step.joint
 // CHECK: net.objective {{.*}} weights [1.000000e+00, 1.000000e-01, 5.000000e-01]
-// CHECK: net.softmax_cross_entropy_grad {{.*}} scale 1.000000e+00
+// CHECK-DAG: net.softmax_cross_entropy_grad {{.*}} scale 1.000000e+00
 // CHECK-DAG: net.sgd_update @conv1_1.weight, %{{.*}} lr_mult 1.000000e+00 decay_mult 1.000000e+00
 // CHECK-DAG: net.sgd_update @conv1_1.bias, %{{.*}} lr_mult 2.000000e+00 decay_mult 0.000000e+00
 // CHECK-DAG: net.sgd_update @fc1.weight

@@ -155,8 +155,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (stage <= Stage::Mirrored)
     pm.addPass(netc::createAutodiff());
-  if (stage <= Stage::Autodiff)
+  if (stage <= Stage::Autodiff) {
+    pm.addPass(netc::createSchedule());
     pm.addPass(netc::createPlanMemory());
+  }
   if (mlir::failed(pm.run(*module))) {
     if (verbose)
       llvm::errs() << "netc-passes-fuzzer: a pass failed\n";

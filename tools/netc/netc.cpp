@@ -128,6 +128,7 @@ void addPipeline(mlir::PassManager &pm, Stage last, int64_t batch,
     if (bucketMb)
       pm.addPass(
           netc::createDataParallel(netc::DataParallelOptions{*bucketMb}));
+    pm.addPass(netc::createSchedule());
     pm.addPass(netc::createDenseEval());
   }
   if (last >= Stage::Planned) {
