@@ -26,7 +26,7 @@
 # start): build 240, runtime-tests 60, gpu-tests 150 (in the background,
 # beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
 # 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
-# H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (14
+# H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (15
 # cells, in the order of what they can still teach: the bf16 VGG-16
 # classifier with the relu_grad that sums the bias gradient (not in the
 # default fusions; 40 s), the classifier on the other convolution API than
@@ -575,6 +575,12 @@ bench_ab() {
   # the bf16 classifier with the forward convolutions' bias and relu in the
   # plan (graph-fused; its engines are compiled at run time).
   cell "vgg16-none-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
+  # What taking the convolutions' workspaces (and padded maps) from the
+  # arena's free bytes buys in peak memory, on the tf32 classifier whose
+  # first weight gradient took an 834 MiB workspace (2026-12-01): every
+  # one in the shared workspace instead.
+  cell "vgg16-none-tf32 noarenaws" 40 12 NETC_CUDA_ARENA_WORKSPACE=off ||
+    rc=1
   for t in vgg16-none-bf16 vgg16-none-tf32; do
     cell "$t legacy" 60 12 NETC_CUDA_CONV_API=legacy || rc=1
   done
@@ -870,6 +876,18 @@ for line in (line for f in ("bench.log", "bench-ab.log")
             print(f"graph-fused {where}: the graph API with the bias and "
                   f"relu in the plan {cell:.1f}, plain plans (the default) "
                   f"{base:.1f} images/s = {cell / base:.3f}x")
+        continue
+    m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? noarenaws: "
+                 r"program .* ([0-9.]+) images/s.*peak memory "
+                 r"[^(]*\((\d+) bytes\)", line)
+    if m and (m[1], m[2], m[3] or "fp32") in ours:
+        o = ours[(m[1], m[2], m[3] or "fp32")]
+        print(f"arena-workspace {m[1]} {m[2]} {m[3] or 'fp32'}: "
+              f"convolution workspaces and padded maps in the arena's free "
+              f"bytes {o[0]:.1f} images/s, peak {o[1] / 2**30:.2f} GiB; "
+              f"all in buffers of their own {float(m[4]):.1f} images/s, "
+              f"peak {int(m[5]) / 2**30:.2f} GiB = {o[0] / float(m[4]):.3f}x "
+              f"the speed, {o[1] / int(m[5]):.3f}x the peak")
         continue
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
                  r"(nofusion|relubias|nopoolrelu|nopad|nopacks): "

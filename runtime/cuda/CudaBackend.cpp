@@ -283,6 +283,10 @@ struct CudaBackend::State : exec::KernelState {
   bool graphEpilogue = false;
   bool graphTried = false; ///< the graph API was asked for a plan
   bool tensorOps = false;  ///< TF32 or bf16: tensor-core algorithms allowed
+  /// The arena bytes free around the kernel (KernelCall::freeArena) that
+  /// its padded maps leave: its workspace is taken there where it fits.
+  void *wsArena = nullptr;
+  uint64_t wsArenaBytes = 0;
   /// Runs `a` from now on, with the math type it was chosen with.
   void useAlgo(const AlgoChoice &a) {
     algo = a;
@@ -320,6 +324,9 @@ struct CudaBackend::State : exec::KernelState {
   /// weight before each run) or, for a weight gradient, writes (dwCopy).
   int64_t padC = 0, padK = 0;
   std::unique_ptr<Buffer> xPad, yPad, wPad;
+  /// Where xPad's and yPad's maps are: those buffers, or the arena's free
+  /// bytes around the kernel (both are rewritten in full at every run).
+  void *xPadData = nullptr, *yPadData = nullptr;
   Dims4 wDims;
   int64_t wLanes = 1;
   // sgd_update: its tensor as uploaded to `table` (linkSgd may add the
@@ -365,16 +372,19 @@ struct CudaBackend::State : exec::KernelState {
       const char *dir = kind == ConvKind::Forward        ? "forward"
                         : kind == ConvKind::BackwardData ? "backward-data"
                                                          : "backward-filter";
+      const uint64_t ws =
+          graph && n == graphN ? graph->workspaceBytes() : algo.bytes;
       if (graph && n == graphN)
-        d = fmt::format("cuDNN graph {} plan, {}{}, workspace {}", dir,
-                        graph->identity(),
-                        graphEpilogue ? ", bias and relu inside" : "",
-                        io::formatBytes(graph->workspaceBytes()));
+        d = fmt::format(
+            "cuDNN graph {} plan, {}{}, workspace {}", dir, graph->identity(),
+            graphEpilogue ? ", bias and relu inside" : "", io::formatBytes(ws));
       else
         d = fmt::format("cuDNN {} algorithm {}, {} math, workspace {}", dir,
                         algo.algo,
                         unsigned(algo.math) < 4 ? kMath[algo.math] : "other",
-                        io::formatBytes(algo.bytes));
+                        io::formatBytes(ws));
+      if (ws > 0 && ws <= wsArenaBytes)
+        d += " in the arena's free bytes";
       if (padC || padK)
         d += ", on channel-padded copies";
       if (reluOut && !(graph && n == graphN && graphEpilogue))
@@ -544,6 +554,7 @@ CudaBackend::CudaBackend() {
   graphs_ = !envIs("NETC_CUDA_GRAPHS", "off");
   syncEach_ = envIs("NETC_CUDA_SYNC", "on");
   padChannels_ = !envIs("NETC_CUDA_PAD_CHANNELS", "off");
+  arenaWorkspace_ = !envIs("NETC_CUDA_ARENA_WORKSPACE", "off");
   nchwConvs_ = envIs("NETC_CUDA_CONV_NCHW", "on");
   stepParams_ = allocate(sizeof(StepParams), "the step's hyper-parameters");
   stepStaging_ = allocateStaging(kStepSlots * sizeof(StepParams),
@@ -804,9 +815,16 @@ CudaBackend::prepareProgram(const plan::Program &program,
       const KernelCall &c = calls[i];
       // The engines that fuse want NHWC maps.
       if (s.graph && c.kernel.op == Op::Conv2D &&
-          s.layout == plan::Layout::NHWC && !s.yPad && s.relayouts.empty() &&
-          (c.in.size() > 2 || s.reluOut))
+          s.layout == plan::Layout::NHWC && !s.yPadData &&
+          s.relayouts.empty() && (c.in.size() > 2 || s.reluOut))
         fuseGraphEpilogue(c, s);
+    }
+  for (const auto &state : p.states)
+    if (auto *s = static_cast<const State *>(state.get()); s && s->isConv) {
+      const uint64_t ws = s->graph && s->n == s->graphN
+                              ? s->graph->workspaceBytes()
+                              : s->algo.bytes;
+      arenaWorkspaces_ += ws > 0 && ws <= s->wsArenaBytes;
     }
   saveAlgorithms();
   fitWorkspace();
@@ -980,6 +998,9 @@ std::string CudaBackend::runReport() const {
     r += fmt::format("; a capture failed ({}), so its program ran kernel by "
                      "kernel",
                      captureFailure_);
+  r += fmt::format("; {} convolution workspaces in the arena's free bytes, "
+                   "the shared workspace {}",
+                   arenaWorkspaces_, io::formatBytes(workspaceBytes()));
   if (graphConvs_ + graphMisses_ > 0) {
     r += fmt::format("; cuDNN graph API: {} convolutions prepared on it ({} "
                      "with their bias or relu in the plan), {} on the legacy "
@@ -1152,6 +1173,21 @@ void CudaBackend::fitWorkspace() {
   workspace_.reset();
   if (workspaceNeed_ > 0)
     workspace_ = allocate(workspaceNeed_, "the convolution workspace");
+}
+
+bool CudaBackend::inFreeArena(const State &s, uint64_t bytes) const {
+  return bytes > 0 && bytes <= s.wsArenaBytes;
+}
+
+void *CudaBackend::convWorkspace(const State &s, uint64_t bytes) const {
+  if (inFreeArena(s, bytes))
+    return s.wsArena;
+  return bytes <= workspaceBytes() ? workspace() : nullptr;
+}
+
+void CudaBackend::needWorkspace(const State &s, uint64_t bytes) {
+  if (!inFreeArena(s, bytes))
+    workspaceNeed_ = std::max(workspaceNeed_, bytes);
 }
 
 //===----------------------------------------------------------------------===//
@@ -1472,7 +1508,9 @@ std::unique_ptr<GraphConv> CudaBackend::graphPlan(const KernelCall &c,
   search.workspaceLimit = std::min(
       bound, std::max(freeDeviceBytes(4 * bound) / 8, workspaceBytes()));
   search.preferredWorkspace = kPreferredWorkspace;
-  search.workspace = [this](uint64_t bytes) {
+  search.workspace = [this, &s](uint64_t bytes) {
+    if (inFreeArena(s, bytes))
+      return s.wsArena;
     reserveWorkspace(bytes);
     return workspace();
   };
@@ -1494,9 +1532,11 @@ std::unique_ptr<GraphConv> CudaBackend::graphPlan(const KernelCall &c,
     }
     return miss(why);
   }
-  // Room to run it; what the workspace keeps (workspaceNeed_) is the
-  // caller's to raise once it takes the plan.
-  reserveWorkspace(plan->workspaceBytes());
+  // Room to run it (unless the arena has it free around the kernel); what
+  // the shared workspace keeps (workspaceNeed_) is the caller's to raise
+  // once it takes the plan.
+  if (!inFreeArena(s, plan->workspaceBytes()))
+    reserveWorkspace(plan->workspaceBytes());
   if (!remembered || cached->second.identity != plan->identity()) {
     graphCache_[key] = {plan->identity(), plan->workspaceBytes()};
     algoDirty_ = true;
@@ -1511,7 +1551,7 @@ GraphConvOperands CudaBackend::graphOperands(const KernelCall &c,
   void *x, *w, *y;
   convPointers(c, s, x, w, y);
   const bool bias = hasBias(c);
-  return {s.xPad ? s.xPad->data() : x, w, s.yPad ? s.yPad->data() : y,
+  return {s.xPadData ? s.xPadData : x, w, s.yPadData ? s.yPadData : y,
           bias ? static_cast<const float *>(c.in[2].f32()) : nullptr};
 }
 
@@ -1528,7 +1568,8 @@ void CudaBackend::fuseGraphEpilogue(const KernelCall &c, State &s) {
     return;
   if (fused->ms() >= 0.0f) {
     const GraphConvOperands o = graphOperands(c, s);
-    const float plain = s.graph->measure(cudnn_, stream_, o, workspace());
+    const float plain = s.graph->measure(
+        cudnn_, stream_, o, convWorkspace(s, s.graph->workspaceBytes()));
     // The output is not padded here: o.y is the map the epilogue writes.
     const float epilogue = timeRuns(
         stream_,
@@ -1548,7 +1589,7 @@ void CudaBackend::fuseGraphEpilogue(const KernelCall &c, State &s) {
       return;
     }
   }
-  workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, fused->workspaceBytes());
+  needWorkspace(s, fused->workspaceBytes());
   s.graph = std::move(fused);
   s.graphEpilogue = true;
   ++graphEpilogues_;
@@ -1583,7 +1624,8 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
       AlgoChoice a;
       try {
         a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
-                       s.y.get(), workspaceBytes(), s.tensorOps);
+                       s.y.get(), std::max(workspaceBytes(), s.wsArenaBytes),
+                       s.tensorOps);
       } catch (const KernelError &) {
         s.searchMath(); // the failed choice left another
         a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
@@ -1591,9 +1633,10 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
                        heuristicsBound(freeDeviceBytes(4 * kMaxWorkspace),
                                        workspaceBytes()),
                        s.tensorOps);
-        reserveWorkspace(a.bytes);
+        if (!inFreeArena(s, a.bytes))
+          reserveWorkspace(a.bytes);
       }
-      workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, a.bytes);
+      needWorkspace(s, a.bytes);
       it = s.algos.emplace(c.n, a).first;
     }
     s.useAlgo(it->second);
@@ -1735,6 +1778,10 @@ std::unique_ptr<exec::KernelState> CudaBackend::prepare(const KernelCall &c) {
 std::unique_ptr<CudaBackend::State>
 CudaBackend::prepareKernel(const KernelCall &c) {
   auto s = std::make_unique<State>();
+  if (arenaWorkspace_) {
+    s->wsArena = c.freeArena;
+    s->wsArenaBytes = c.freeArenaBytes;
+  }
   const exec::KernelAttrs &a = c.attrs;
   const Op op = c.kernel.op;
   if (isConvFamily(op)) {
@@ -1772,20 +1819,34 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       auto mapBytes = [&](const Dims4 &d, int64_t c) {
         return uint64_t(d.n * c * d.h * d.w * elementBytes);
       };
-      // Zeroed (the filter too), so that the algorithm search below times
-      // every candidate on the same (finite) data.
-      if (s->padC != in.c) {
-        s->xPad = allocate(mapBytes(in, s->padC),
-                           "a convolution's input padded to whole channel "
-                           "packs");
-        zero(s->xPad->data(), s->xPad->bytes());
-      }
-      if (s->padK != out.c) {
-        s->yPad = allocate(mapBytes(out, s->padK),
-                           "a convolution's output padded to whole channel "
-                           "packs");
-        zero(s->yPad->data(), s->yPad->bytes());
-      }
+      // In the arena's free bytes around the kernel, ahead of its
+      // workspace, where they fit (every run rewrites them in full), else
+      // in buffers of their own. Zeroed (the filter too), so that the
+      // algorithm search below times every candidate on the same (finite)
+      // data.
+      auto padded = [&](uint64_t bytes, std::unique_ptr<Buffer> &own,
+                        const char *what) -> void * {
+        const uint64_t aligned = (bytes + 255) / 256 * 256;
+        void *at = nullptr;
+        if (aligned <= s->wsArenaBytes) {
+          at = s->wsArena;
+          s->wsArena = static_cast<char *>(s->wsArena) + aligned;
+          s->wsArenaBytes -= aligned;
+        } else {
+          own = allocate(bytes, what);
+          at = own->data();
+        }
+        zero(at, bytes);
+        return at;
+      };
+      if (s->padC != in.c)
+        s->xPadData = padded(mapBytes(in, s->padC), s->xPad,
+                             "a convolution's input padded to whole channel "
+                             "packs");
+      if (s->padK != out.c)
+        s->yPadData = padded(mapBytes(out, s->padK), s->yPad,
+                             "a convolution's output padded to whole channel "
+                             "packs");
       const uint64_t filterBytes =
           uint64_t(s->padK * s->padC * s->wDims.h * s->wDims.w * elementBytes);
       if (s->kind == ConvKind::BackwardFilter)
@@ -1836,8 +1897,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     if (s->graphTried)
       s->graph = graphPlan(c, *s, /*epilogue=*/false);
     if (s->graph) {
-      workspaceNeed_ =
-          std::max<uint64_t>(workspaceNeed_, s->graph->workspaceBytes());
+      needWorkspace(*s, s->graph->workspaceBytes());
       s->graphN = c.n;
       if (bias)
         setChannels(s->bias, o.y->dims.c);
@@ -1882,19 +1942,25 @@ CudaBackend::prepareKernel(const KernelCall &c) {
       // whatever the search writes is overwritten by the first step.
       // Room for every candidate within the bound (not the bound itself:
       // what is reserved here stays until fitWorkspace()).
-      reserveWorkspace(std::min<uint64_t>(
+      // In the arena's bytes free around the kernel where they hold it.
+      const uint64_t room = std::min<uint64_t>(
           {searchBound, free / 8,
            candidatesWorkspace(cudnn_, s->kind, s->x.get(), s->w.get(),
-                               s->conv.get(), s->y.get())}));
+                               s->conv.get(), s->y.get())});
+      const bool inArena = inFreeArena(*s, room);
+      if (!inArena)
+        reserveWorkspace(room);
       s->searchMath(); // candidatesWorkspace() set others
       void *x, *w, *y;
       convPointers(c, *s, x, w, y);
-      x = s->xPad ? s->xPad->data() : x;
-      y = s->yPad ? s->yPad->data() : y;
+      x = s->xPadData ? s->xPadData : x;
+      y = s->yPadData ? s->yPadData : y;
       try {
-        s->algo = findAlgo(cudnn_, s->kind, s->x.get(), x, s->w.get(), w,
-                           s->conv.get(), s->y.get(), y, workspace(),
-                           std::min(workspaceBytes(), searchBound), tensorOps);
+        s->algo = findAlgo(
+            cudnn_, s->kind, s->x.get(), x, s->w.get(), w, s->conv.get(),
+            s->y.get(), y, inArena ? s->wsArena : workspace(),
+            std::min(inArena ? s->wsArenaBytes : workspaceBytes(), searchBound),
+            tensorOps);
         found = true;
       } catch (const KernelError &) {
         // Fall back to the heuristics.
@@ -1915,8 +1981,9 @@ CudaBackend::prepareKernel(const KernelCall &c) {
         throw;
       }
     }
-    reserveWorkspace(s->algo.bytes);
-    workspaceNeed_ = std::max<uint64_t>(workspaceNeed_, s->algo.bytes);
+    if (!inFreeArena(*s, s->algo.bytes))
+      reserveWorkspace(s->algo.bytes);
+    needWorkspace(*s, s->algo.bytes);
     if (!fromCache)
       algoDirty_ = true;
     algoCache_[key] = {s->algo.algo, uint64_t(s->algo.bytes),
@@ -2062,7 +2129,7 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   // padded copies where padded).
   void *x, *w, *y;
   convPointers(c, s, x, w, y);
-  void *cx = s.xPad ? s.xPad->data() : x, *cy = s.yPad ? s.yPad->data() : y;
+  void *cx = s.xPadData ? s.xPadData : x, *cy = s.yPadData ? s.yPadData : y;
   const Dims4 &in = deconv ? o.shape.out : o.shape.in;
   const Dims4 &outDims = deconv ? o.shape.in : o.shape.out;
   const int64_t inRows = in.n * in.h * in.w,
@@ -2070,9 +2137,9 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   const int64_t elementBytes = s.bf16 ? 2 : 4;
   if (s.copy && !s.copy->bySgd)
     refresh(*s.copy);
-  if (s.xPad && s.kind != ConvKind::BackwardData)
+  if (s.xPadData && s.kind != ConvKind::BackwardData)
     device::resizeRows(inRows, in.c, s.padC, elementBytes, x, cx, stream_);
-  if (s.yPad && s.kind != ConvKind::Forward)
+  if (s.yPadData && s.kind != ConvKind::Forward)
     device::resizeRows(outRows, outDims.c, s.padK, elementBytes, y, cy,
                        stream_);
   if (s.wPad)
@@ -2084,14 +2151,16 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   const float one = 1.0f, zero = 0.0f;
   const bool bias = hasBias(c);
   const bool viaGraph = s.graph && s.n == s.graphN;
-  void *ws = workspace();
   size_t wsBytes = viaGraph ? s.graph->workspaceBytes() : s.algo.bytes;
   // cuDNN trusts the size it is given: an algorithm chosen for a larger
   // workspace than the buffer now is would write past it.
-  if (wsBytes > workspaceBytes())
+  void *ws = convWorkspace(s, wsBytes);
+  if (!ws && wsBytes > 0)
     throw KernelError(fmt::format(
-        "its algorithm needs {} of workspace but the workspace is {}",
-        io::formatBytes(wsBytes), io::formatBytes(workspaceBytes())));
+        "its algorithm needs {} of workspace but the workspace is {} (and "
+        "the arena has {} free around it)",
+        io::formatBytes(wsBytes), io::formatBytes(workspaceBytes()),
+        io::formatBytes(s.wsArenaBytes)));
   if (viaGraph) {
     s.graph->run(cudnn_, graphOperands(c, s), ws);
   } else {
@@ -2123,12 +2192,12 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
   // weight gradient in the weight's own order and type.
   switch (s.kind) {
   case ConvKind::Forward:
-    if (s.yPad)
+    if (s.yPadData)
       device::resizeRows(outRows, s.padK, outDims.c, elementBytes, cy, y,
                          stream_);
     break;
   case ConvKind::BackwardData:
-    if (s.xPad)
+    if (s.xPadData)
       device::resizeRows(inRows, s.padC, in.c, elementBytes, cx, x, stream_);
     break;
   case ConvKind::BackwardFilter:

@@ -175,6 +175,9 @@ public:
   uint64_t graphReplays() const { return replays_; }
   /// Convolution kernels prepared to run on channel-padded copies.
   uint64_t paddedConvolutions() const { return paddedConvs_; }
+  /// Convolutions prepared to take their workspace from the arena bytes
+  /// free around them (inFreeArena) rather than the shared workspace.
+  uint64_t arenaWorkspaces() const { return arenaWorkspaces_; }
   /// Convolution kernels prepared to run through cuDNN's graph API (the
   /// default for bf16 and tf32 plans; NETC_CUDA_CONV_API), and those of
   /// them whose plan computes the bias and relu after the convolution too
@@ -247,6 +250,18 @@ private:
   /// program's prepare: the search reserved room for every candidate).
   void fitWorkspace();
   void *workspace() const;
+  /// Whether convolution `s` runs a workspace of `bytes` in the arena
+  /// bytes free around it (exec::freeArenaSpans, less its padded maps)
+  /// instead of the shared one: a convolution at the end of the backward
+  /// pass, where the arena has emptied, needs no shared workspace at all.
+  bool inFreeArena(const State &s, uint64_t bytes) const;
+  /// Where convolution `s` runs a workspace of `bytes`: its free arena
+  /// bytes where they hold it, else the shared workspace; null if that is
+  /// smaller.
+  void *convWorkspace(const State &s, uint64_t bytes) const;
+  /// Raises what the shared workspace keeps (workspaceNeed_) to `bytes`,
+  /// unless convolution `s` runs them in its free arena bytes.
+  void needWorkspace(const State &s, uint64_t bytes);
   void runConv(const exec::KernelCall &call, State &s);
   /// fc, fc_grad_input and fc_grad_weight on bf16 activations (GemmEx).
   void runFcBf16(const exec::KernelCall &call, const State &s, int n, int fin,
@@ -338,8 +353,15 @@ private:
   /// (Kernels.h, paddedChannels); NETC_CUDA_PAD_CHANNELS=off runs them as
   /// they are.
   bool padChannels_ = true;
+  /// Convolutions take their workspace from the arena bytes free around
+  /// them where those are enough (inFreeArena); NETC_CUDA_ARENA_WORKSPACE=off
+  /// gives every one the shared workspace.
+  bool arenaWorkspace_ = true;
   uint64_t replays_ = 0;     ///< graph launches that replayed a step
   uint64_t paddedConvs_ = 0; ///< paddedConvolutions()
+  /// Convolutions prepared with their workspace in the arena's free bytes
+  /// (at the planned batch; arenaWorkspaces()).
+  uint64_t arenaWorkspaces_ = 0;
   /// NETC_CUDA_CONV_API: which convolutions go through cuDNN's graph API
   /// (GraphConv.h; the legacy calls where it has no plan). Auto: those of
   /// bf16 and tf32 plans, where it measured no slower on the H200 (VGG-16's

@@ -60,6 +60,7 @@ ExecutorT<T>::ExecutorT(const plan::Plan &plan, const std::string &program,
                                              : nullptr);
   }
   keepAfter_.assign(program_->kernels.size(), {});
+  freeSpans_ = freeArenaSpans(*program_);
   // The calls at the planned batch (geometry checked), then the backend
   // prepares the program. The host reads and writes only the inputs and
   // outputs: the backend may lay out every other value as it likes.
@@ -125,6 +126,11 @@ std::vector<KernelCallT<T>> ExecutorT<T>::buildCalls(int64_t n) {
     if (i < states_.size())
       call.state = states_[i].get();
     call.workspace = workspace_ ? workspace_->data() : nullptr;
+    if (freeSpans_[i].bytes > 0) {
+      call.freeArena = static_cast<uint8_t *>(arena_->data()) +
+                       freeSpans_[i].offset * kScale;
+      call.freeArenaBytes = uint64_t(freeSpans_[i].bytes * kScale);
+    }
     calls.push_back(std::move(call));
   }
   return calls;

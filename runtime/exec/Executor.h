@@ -178,6 +178,8 @@ private:
   };
   std::map<int64_t, Kept> kept_;
   std::vector<std::vector<int64_t>> keepAfter_; ///< per kernel
+  /// Per kernel: the arena bytes free around it (freeArenaSpans).
+  std::vector<ArenaSpan> freeSpans_;
 };
 
 /// Defined in Executor.cpp for float and double.

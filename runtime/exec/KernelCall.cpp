@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <map>
+
 namespace netc::exec {
 
 using kernels::ConvShape;
@@ -491,6 +494,75 @@ ConvOperands convOperands(plan::Op op, const KernelAttrs &a,
   o.shape = kernels::deconv2dShape(o.x->dims, o.w->dims.c * a.groups, win,
                                    a.groups, opH, opW);
   return o;
+}
+
+std::vector<ArenaSpan> freeArenaSpans(const plan::Program &program,
+                                      int64_t align) {
+  const int64_t last = int64_t(program.kernels.size());
+  // Each arena value's first and last kernel, one wider on each side.
+  struct Use {
+    int64_t first = INT64_MAX, last = INT64_MIN;
+  };
+  std::map<int64_t, Use> uses;
+  auto use = [&](int64_t id, int64_t at) {
+    Use &u = uses[id];
+    u.first = std::min(u.first, at);
+    u.last = std::max(u.last, at);
+  };
+  for (int64_t i = 0; i < last; ++i) {
+    for (int64_t id : program.kernels[size_t(i)].in)
+      use(id, i);
+    for (int64_t id : program.kernels[size_t(i)].out)
+      use(id, i);
+  }
+  for (const auto &[name, id] : program.inputs)
+    use(id, -1);
+  for (std::optional<int64_t> id : {program.loss, program.logits})
+    if (id)
+      use(*id, last);
+  for (const plan::Term &t : program.terms)
+    use(t.value, last);
+  for (const plan::Reconstruction &r : program.reconstructions)
+    use(r.value, last);
+  for (const auto &[name, id] : program.otherOutputs)
+    use(id, last);
+
+  struct Range {
+    int64_t lo, hi, first, last;
+  };
+  std::vector<Range> ranges;
+  for (const auto &[id, u] : uses) {
+    const plan::Value &v = program.value(id);
+    if (v.isParam())
+      continue;
+    ranges.push_back(
+        {v.offset, v.offset + v.bytes(program.batch), u.first - 1, u.last + 1});
+  }
+  if (program.workspaceBytes > 0)
+    ranges.push_back({program.workspaceOffset,
+                      program.workspaceOffset + program.workspaceBytes,
+                      INT64_MIN, INT64_MAX});
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range &a, const Range &b) { return a.lo < b.lo; });
+
+  std::vector<ArenaSpan> spans(static_cast<size_t>(last));
+  for (int64_t i = 0; i < last; ++i) {
+    ArenaSpan &best = spans[size_t(i)];
+    int64_t free = 0; // the first byte no range seen so far covers
+    auto gap = [&](int64_t end) {
+      int64_t start = (free + align - 1) / align * align;
+      if (end - start > best.bytes)
+        best = {start, end - start};
+    };
+    for (const Range &r : ranges) {
+      if (r.last < i || r.first > i)
+        continue;
+      gap(r.lo);
+      free = std::max(free, r.hi);
+    }
+    gap(program.arenaBytes);
+  }
+  return spans;
 }
 
 } // namespace netc::exec

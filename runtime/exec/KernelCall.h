@@ -135,6 +135,12 @@ template <typename T> struct KernelCallT {
   /// The program's scratch memory (at least state->workspaceBytes()),
   /// shared by its kernels, which run one after another.
   void *workspace = nullptr;
+  /// Arena bytes that no value uses while this kernel runs, nor while the
+  /// kernels next to it run (freeArenaSpans, for the planned batch, which
+  /// makes them free at every smaller one too): scratch a backend may use
+  /// for this kernel alone, e.g. a convolution's workspace.
+  void *freeArena = nullptr;
+  uint64_t freeArenaBytes = 0;
 
   /// Where a dropout's first element lies in the global batch's mask.
   uint64_t dropoutFirst() const {
@@ -167,6 +173,23 @@ int64_t modelFlops(const plan::Program &program, int64_t n);
 /// PlanError naming the kernel and the batch.
 void checkProgram(const plan::Plan &plan, const plan::Program &program,
                   const std::vector<KernelAttrs> &attrs, int64_t n);
+
+/// A span of a program's arena, in the plan's bytes.
+struct ArenaSpan {
+  int64_t offset = 0, bytes = 0;
+};
+
+/// For each kernel of `program`, the largest span of its arena (the start
+/// aligned to `align` bytes) that no value uses while that kernel runs, nor
+/// while the kernel before or after it runs: a backend's fusions move a
+/// read or a write to the kernel next to the plan's (a convolution writes
+/// its relu's output; a relu_grad gathers its unpool's input). A value is
+/// used from the first kernel that writes it (an input: from before the
+/// first kernel) to the last that reads or writes it (an output, which the
+/// host reads after the step: to the end), at the planned batch; the
+/// plan's workspace region is never free. Empty spans where nothing is.
+std::vector<ArenaSpan> freeArenaSpans(const plan::Program &program,
+                                      int64_t align = 256);
 
 /// The NCHW view of a value's shape with batch n ([N, F] is {N, F, 1, 1}).
 kernels::Dims4 dimsOf(const plan::Value &v, int64_t n);

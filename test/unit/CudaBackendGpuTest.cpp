@@ -679,6 +679,12 @@ TEST_P(CudaSwitchOff, ChangesNothing) {
     EXPECT_EQ(g.elidedValues().size() > e.elidedValues().size(),
               value.find("pool-relu") == std::string::npos);
   }
+  // Without arena workspaces, none; with them, how many (their effect on
+  // the step is the comparison above).
+  if (knobName == "NETC_CUDA_ARENA_WORKSPACE") {
+    EXPECT_EQ(off->arenaWorkspaces(), 0u) << off->runReport();
+    std::cout << "[ arena    ] " << planName << ": " << on.runReport() << "\n";
+  }
   // Graphs were replayed (runs 3, 5 and 6, unless a workspace grew and the
   // program was captured again), so the comparison above compared graphs
   // with eager runs, not two eager runs after a failed capture.
@@ -693,6 +699,7 @@ INSTANTIATE_TEST_SUITE_P(
     CudaGraphsAndFusion, CudaSwitchOff,
     ::testing::Combine(
         ::testing::Values("NETC_CUDA_GRAPHS=off", "NETC_CUDA_FUSION=off",
+                          "NETC_CUDA_ARENA_WORKSPACE=off",
                           "NETC_CUDA_FUSION=conv-relu,pool-relu",
                           "NETC_CUDA_FUSION=conv-relu,relu-bias"),
         ::testing::Values("every-swwae-all", "every-nolrn-swwae-all-bf16",

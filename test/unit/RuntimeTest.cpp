@@ -1946,6 +1946,70 @@ TEST(ModelFlopsTest, CountsConvolutionsAndFc) {
 #endif
 }
 
+// The arena bytes free around each kernel (a backend's scratch: the cuda
+// backend's convolution workspaces), by hand: a value is used from the
+// kernel before its first writer to the one after its last reader (the
+// image from before the first kernel, the loss to after the last); the
+// plan's workspace region never is free; spans start at 256 bytes.
+TEST(FreeArenaTest, SpansAreTheLargestGapsAroundEachKernel) {
+  plan::Program p;
+  p.batch = 1;
+  p.arenaBytes = 4096;
+  auto value = [&](int64_t id, std::vector<int64_t> shape, int64_t offset) {
+    plan::Value v;
+    v.id = id;
+    v.shape = std::move(shape);
+    v.offset = offset;
+    p.values[id] = v;
+  };
+  value(0, {-1, 64}, 0);     // the image, read by kernel 0
+  value(1, {-1, 64}, 256);   // 0 -> 1
+  value(2, {-1, 128}, 1024); // 1 -> 2
+  value(3, {-1, 64}, 0);     // 2 -> 3 (the image's bytes again)
+  value(4, {}, 2048);        // the loss, written by 3
+  plan::Value w;
+  w.id = 5;
+  w.shape = {64};
+  w.param = "w"; // a parameter: not in the arena
+  p.values[5] = w;
+  p.inputs["image"] = 0;
+  p.loss = 4;
+  auto kernel = [&](std::vector<int64_t> in, std::vector<int64_t> out) {
+    plan::Kernel k{plan::Op::Relu, std::move(in), std::move(out),
+                   nlohmann::json::object(), ""};
+    p.kernels.push_back(k);
+  };
+  kernel({0}, {1});
+  kernel({1, 5}, {2});
+  kernel({2}, {3});
+  kernel({3}, {4});
+  auto spans = exec::freeArenaSpans(p);
+  ASSERT_EQ(spans.size(), 4u);
+  auto expectSpan = [&](size_t i, int64_t offset, int64_t bytes) {
+    EXPECT_EQ(spans[i].offset, offset) << "kernel " << i;
+    EXPECT_EQ(spans[i].bytes, bytes) << "kernel " << i;
+  };
+  // Kernel 0: the image, 1 and 2 (written by the next kernel) in use.
+  expectSpan(0, 1536, 2560);
+  // Kernel 1: 3 too (written by the next); the loss not yet.
+  expectSpan(1, 1536, 2560);
+  // Kernel 2: 1, 2, 3 and the loss (written next); its 4 bytes push the
+  // span's start to the next 256.
+  expectSpan(2, 2304, 1792);
+  // Kernel 3: 1 is free again (last read two kernels before).
+  expectSpan(3, 2304, 1792);
+  // A workspace region of the plan is never free.
+  p.workspaceOffset = 3072;
+  p.workspaceBytes = 1024;
+  spans = exec::freeArenaSpans(p);
+  expectSpan(0, 1536, 1536);
+  expectSpan(2, 2304, 768);
+  expectSpan(3, 256, 768);
+  // A finer alignment starts right after the loss.
+  spans = exec::freeArenaSpans(p, 64);
+  expectSpan(2, 2112, 960);
+}
+
 // The host's format against a value's storage: NHWC is the channel block
 // C, bf16 rounds to nearest even on the way in and widens exactly back.
 TEST(StorageTest, NhwcAndBf16RoundTrip) {
