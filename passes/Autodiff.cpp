@@ -394,16 +394,12 @@ struct AutodiffPass : netc::impl::AutodiffBase<AutodiffPass> {
     ModuleOp module = getOperation();
     SymbolTable symbols(module);
     for (auto func : llvm::to_vector(module.getOps<func::FuncOp>())) {
-      auto phaseRef = func->getAttrOfType<FlatSymbolRefAttr>("net.phase");
-      if (!phaseRef)
-        continue;
-      auto phase = symbols.lookup<PhaseOp>(phaseRef.getValue());
-      if (!phase) {
-        func.emitError() << "names phase " << phaseRef
-                         << ", which does not exist";
+      FailureOr<PhaseOp> phase = stepPhase(func, symbols);
+      if (failed(phase))
         return signalPassFailure();
-      }
-      if (failed(Autodiff(module, func, phase).run()))
+      if (!*phase)
+        continue;
+      if (failed(Autodiff(module, func, *phase).run()))
         return signalPassFailure();
     }
     // The inference programs (eval, reconstruct) run as straight lines too.

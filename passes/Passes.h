@@ -31,6 +31,12 @@ mlir::LogicalResult inferFunctionShapes(mlir::func::FuncOp func);
 mlir::FailureOr<netc::net::AugmentOp> overrideVariant(mlir::ModuleOp module,
                                                       llvm::StringRef variant);
 
+/// The phase a step function names (`net.phase`), or a null PhaseOp when
+/// `func` is no step function; failure, with an error on `func`, when the
+/// phase it names does not exist.
+mlir::FailureOr<netc::net::PhaseOp> stepPhase(mlir::func::FuncOp func,
+                                              mlir::SymbolTable &symbols);
+
 /// True when `phase` does not train the parameter that `get` reads: the
 /// parameter is not trainable, or the phase freezes its group (`encoder`,
 /// `decoder`, `classifier`), its layer or a macro-layer around `get`.

@@ -197,3 +197,15 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
 };
 
 } // namespace
+
+FailureOr<PhaseOp> netc::stepPhase(func::FuncOp func, SymbolTable &symbols) {
+  auto ref = func->getAttrOfType<FlatSymbolRefAttr>("net.phase");
+  if (!ref)
+    return PhaseOp();
+  auto phase = symbols.lookup<PhaseOp>(ref.getValue());
+  if (!phase) {
+    func.emitError() << "names phase " << ref << ", which does not exist";
+    return failure();
+  }
+  return phase;
+}

@@ -253,14 +253,13 @@ struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
       largest = std::max<int64_t>(largest, phase.getBatchAttr().getInt());
     for (auto func : module.getOps<func::FuncOp>()) {
       int64_t b = 0;
-      if (auto ref = func->getAttrOfType<FlatSymbolRefAttr>("net.phase")) {
-        auto phase = symbols.lookup<PhaseOp>(ref.getValue());
-        if (!phase) {
-          func.emitError() << "names phase " << ref << ", which does not exist";
-          return signalPassFailure();
-        }
-        b = phase.getBatchAttr().getInt();
-      } else if (auto own = func->getAttrOfType<IntegerAttr>("net.eval_batch")) {
+      FailureOr<PhaseOp> phase = stepPhase(func, symbols);
+      if (failed(phase))
+        return signalPassFailure();
+      if (*phase) {
+        b = phase->getBatchAttr().getInt();
+      } else if (auto own =
+                     func->getAttrOfType<IntegerAttr>("net.eval_batch")) {
         b = own.getInt(); // a dense evaluation program
       } else if (func->hasAttr("net.eval") ||
                  func->hasAttr("net.reconstruct_from"))

@@ -135,22 +135,18 @@ struct SchedulePass : netc::impl::ScheduleBase<SchedulePass> {
     ModuleOp module = getOperation();
     SymbolTable symbols(module);
     for (auto func : module.getOps<func::FuncOp>()) {
-      auto phaseRef = func->getAttrOfType<FlatSymbolRefAttr>("net.phase");
-      Block &block = func.getBody().front();
-      if (!phaseRef || block.getOps<SGDUpdateOp>().empty())
-        continue;
-      auto phase = symbols.lookup<PhaseOp>(phaseRef.getValue());
-      if (!phase) {
-        func.emitError() << "names phase " << phaseRef
-                         << ", which does not exist";
+      FailureOr<PhaseOp> phase = stepPhase(func, symbols);
+      if (failed(phase))
         return signalPassFailure();
-      }
+      Block &block = func.getBody().front();
+      if (!*phase || block.getOps<SGDUpdateOp>().empty())
+        continue;
       if (!block.getOps<MacroOp>().empty()) {
         func.emitError("net-schedule needs straight-line step functions; "
                        "run net-autodiff first");
         return signalPassFailure();
       }
-      sinkLargeGradients(block, phase.getBatchAttr().getInt());
+      sinkLargeGradients(block, phase->getBatchAttr().getInt());
       if (failed(hoistUpdates(block)))
         return signalPassFailure();
     }
