@@ -43,9 +43,12 @@ namespace {
 
 /// True when `op` computes a parameter gradient (its one result is read by
 /// updates, or by the all-reduce before them, alone) that takes more bytes
-/// at `batch` than its operands together.
+/// at `batch` than its operands together, and reads no parameter (an
+/// update it moved past would change what it reads).
 bool isLargeParamGradient(Operation &op, int64_t batch) {
   if (op.getNumResults() != 1 || op.getNumOperands() == 0 ||
+      llvm::any_of(op.getOperands(),
+                   [](Value v) { return v.getDefiningOp<ParamGetOp>(); }) ||
       op.getResult(0).use_empty() ||
       !llvm::all_of(op.getResult(0).getUsers(), [](Operation *user) {
         return isa<SGDUpdateOp, AllReduceMeanOp>(user);
@@ -98,8 +101,15 @@ LogicalResult hoistUpdates(Block &block) {
     }
   }
 
+  // A parameter updated twice (hand-written IR) keeps both updates where
+  // they are: momentum updates do not commute.
+  llvm::StringMap<int> updates;
+  for (SGDUpdateOp update : block.getOps<SGDUpdateOp>())
+    ++updates[update.getParam()];
   SmallVector<std::pair<SGDUpdateOp, Operation *>> moves;
   for (SGDUpdateOp update : block.getOps<SGDUpdateOp>()) {
+    if (updates.lookup(update.getParam()) > 1)
+      continue;
     Operation *anchor = update.getGrad().getDefiningOp();
     if (anchor && anchor->getBlock() != &block)
       return update.emitOpError("takes a gradient defined outside the step's "

@@ -1186,6 +1186,7 @@ void *CudaBackend::convWorkspace(const State &s, uint64_t bytes) const {
 }
 
 void CudaBackend::needWorkspace(const State &s, uint64_t bytes) {
+  workspaceChosen_ = std::max(workspaceChosen_, bytes);
   if (!inFreeArena(s, bytes))
     workspaceNeed_ = std::max(workspaceNeed_, bytes);
 }
@@ -1616,15 +1617,17 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
     auto it = s.algos.find(c.n);
     if (it == s.algos.end()) {
       // A batch other than the planned one (the last of an epoch): an
-      // algorithm that fits the workspace prepare() left, or, if none
-      // does, one within the heuristics' bound, the workspace grown to it
-      // (such a batch runs eagerly: no recording holds the old buffer
-      // while it runs, and reserveWorkspace() retires the others).
+      // algorithm within the most workspace prepare()'s choices need (in
+      // the arena or not: the same bound as with every workspace shared),
+      // or, if none fits, one within the heuristics' bound; the shared
+      // workspace grown to it unless the arena's free bytes hold it (such
+      // a batch runs eagerly: no recording holds the old buffer while it
+      // runs, and reserveWorkspace() retires the others).
       s.searchMath();
       AlgoChoice a;
       try {
         a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
-                       s.y.get(), std::max(workspaceBytes(), s.wsArenaBytes),
+                       s.y.get(), std::max(workspaceBytes(), workspaceChosen_),
                        s.tensorOps);
       } catch (const KernelError &) {
         s.searchMath(); // the failed choice left another
@@ -1633,9 +1636,9 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
                        heuristicsBound(freeDeviceBytes(4 * kMaxWorkspace),
                                        workspaceBytes()),
                        s.tensorOps);
-        if (!inFreeArena(s, a.bytes))
-          reserveWorkspace(a.bytes);
       }
+      if (!inFreeArena(s, a.bytes))
+        reserveWorkspace(a.bytes);
       needWorkspace(s, a.bytes);
       it = s.algos.emplace(c.n, a).first;
     }

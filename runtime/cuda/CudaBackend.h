@@ -340,6 +340,11 @@ private:
   /// The most workspace any chosen convolution algorithm needs, over every
   /// program prepared (the workspace is shared).
   uint64_t workspaceNeed_ = 0;
+  /// The most workspace any chosen algorithm needs, in the arena or not:
+  /// the bound for a batch other than the planned one, so that it chooses
+  /// as it would with every workspace shared (NETC_CUDA_ARENA_WORKSPACE=off)
+  /// and the two compute alike.
+  uint64_t workspaceChosen_ = 0;
   bool graphs_ = true;
   /// NETC_CUDA_SYNC=on: wait after each kernel, so that a fault names it
   /// (no graphs then).

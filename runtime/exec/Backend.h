@@ -161,6 +161,11 @@ contiguousRuns(const std::vector<TensorRef> &outs, size_t elementBytes);
 /// alignment gaps between them zeroed first.
 template <typename T> void hostAllReduceMean(const KernelCallT<T> &call);
 
+// The fusions below move a kernel's read or write to the kernel next to it
+// (i + 1), or into a scratch buffer of the backend's own, never further:
+// freeArenaSpans' margin of one kernel on each side relies on it, and a
+// fusion that moved an arena access further would have to widen it.
+
 /// The kernels i of `calls` (a program's, at its planned batch) that are a
 /// conv2d or deconv2d whose output only the relu at i + 1 reads, that the
 /// host does not read, and whose relu writes no byte the convolution reads:

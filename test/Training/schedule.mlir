@@ -77,3 +77,25 @@ module {
     return %e, %x : tensor<f32>, tensor<?x4xf32>
   }
 }
+
+// -----
+
+// Hand-written IR the pass leaves alone: two updates of one parameter
+// (momentum updates do not commute) stay where they are.
+module {
+  net.param @a : tensor<64x64xf32> init #net.constant<value = 0.0> {decay_mult = 1.0 : f64, group = "encoder", lr_mult = 1.0 : f64}
+  net.phase @p {batch = 2 : i64, decay = 0.0 : f64, decoder = "none", epochs = 1 : i64, freeze = [], lr = 0.1 : f64, lr_policy = "fixed", momentum = 0.9 : f64}
+  // CHECK-LABEL: func.func @twice
+  func.func @twice(%x: tensor<?x64xf32>) -> (tensor<f32>, tensor<?x64xf32>) attributes {net.phase = @p} {
+    %a = net.param_get @a : tensor<64x64xf32>
+    // CHECK: %[[G:.*]] = net.add
+    %g = net.add %a, %a : tensor<64x64xf32>
+    // CHECK-NEXT: net.euclidean_loss
+    %e = net.euclidean_loss %x, %x : tensor<?x64xf32>, tensor<?x64xf32> -> tensor<f32>
+    // CHECK-NEXT: net.sgd_update @a, %[[G]]
+    // CHECK-NEXT: net.sgd_update @a, %[[G]]
+    net.sgd_update @a, %g lr_mult 1.0 decay_mult 1.0 : tensor<64x64xf32>
+    net.sgd_update @a, %g lr_mult 1.0 decay_mult 1.0 : tensor<64x64xf32>
+    return %e, %x : tensor<f32>, tensor<?x64xf32>
+  }
+}
