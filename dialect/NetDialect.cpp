@@ -66,8 +66,10 @@ ConstantInitAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 }
 
 /// What `net.dtypes` may say of a value of `type`: f32 or bf16 for a real
-/// tensor, i32 for labels and switches.
+/// tensor, i32 for labels, ui8 for switches.
 static bool isStorableAs(Type type, Type dtype) {
+  if (isa<SwitchesType>(type)) // a position within the window: one byte
+    return dtype.isUnsignedInteger(8);
   auto tensor = dyn_cast<RankedTensorType>(type);
   bool real = tensor && isa<FloatType>(tensor.getElementType());
   if (real)
@@ -139,7 +141,8 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
       if (!isStorableAs(type, t))
         return error() << "cannot store " << what << " " << i << " of type "
                        << type << " as " << t
-                       << " (real values: f32 or bf16; integers: i32)";
+                       << " (real values: f32 or bf16; labels: i32; "
+                          "switches: ui8)";
     }
     return success();
   };

@@ -259,9 +259,8 @@ LogicalResult ParamGetOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   if (getView()) {
     if (!declared.hasStaticShape() || !used.hasStaticShape() ||
         declared.getNumElements() != used.getNumElements())
-      return emitOpError("view ")
-             << used << " does not have the elements of @" << getName()
-             << " (" << declared << ")";
+      return emitOpError("view ") << used << " does not have the elements of @"
+                                  << getName() << " (" << declared << ")";
     return success();
   }
   if (declared.getRank() != used.getRank() ||
@@ -518,6 +517,14 @@ LogicalResult MaxPoolOp::computeResultTypes(SmallVectorImpl<Type> &results,
                          getCeilMode());
   if (failed(shape))
     return failure();
+  // A switch is the maximum's position within the window, in one byte
+  // (the trainer's u8 switches).
+  auto kernel = getKernel();
+  if (kernel.size() == 2 && kernel[0] * kernel[1] > 256)
+    return emitLayerError(getOperation())
+           << "max-pool window " << shapeStr(kernel) << " has "
+           << kernel[0] * kernel[1]
+           << " positions; its switches record one of at most 256 (a byte)";
   if (shape->empty())
     return success();
   results[0] = mapType(getContext(), *shape);

@@ -338,6 +338,18 @@ void Sema::LayerBuilder::pool() {
     sema.error(find("pad")->loc, "pool pad must be smaller than its kernel");
     ok = false;
   }
+  // A max-pool's switch is its maximum's position within the window, in one
+  // byte.
+  if (ok && spec.kind == LayerKind::MaxPool &&
+      layer.kernel[0] * layer.kernel[1] > 256) {
+    const ast::Value *kernel = find("kernel");
+    sema.error(kernel ? kernel->loc : stmt.kindLoc,
+               "max-pool window " + Twine(layer.kernel[0]) + "x" +
+                   Twine(layer.kernel[1]) + " has " +
+                   Twine(layer.kernel[0] * layer.kernel[1]) +
+                   " positions; its switches record one of at most 256");
+    ok = false;
+  }
 }
 
 void Sema::LayerBuilder::dropout() {

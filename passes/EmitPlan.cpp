@@ -129,6 +129,8 @@ StringRef dtypeName(Type dtype) {
     return "f32";
   if (dtype.isBF16())
     return "bf16";
+  if (dtype.isInteger(8))
+    return "u8";
   return "i32";
 }
 
@@ -361,9 +363,8 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
     for (NamedAttribute attr : op->getAttrs()) {
       // Every string nested in the attribute: arrays, dictionaries, symbols.
       bool bad = false;
-      attr.getValue().walk([&](StringAttr str) {
-        bad |= !json::isUTF8(str.getValue());
-      });
+      attr.getValue().walk(
+          [&](StringAttr str) { bad |= !json::isUTF8(str.getValue()); });
       if (bad) {
         op->emitOpError("attribute '")
             << attr.getName().getValue()

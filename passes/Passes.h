@@ -54,10 +54,12 @@ std::optional<int64_t> valueBytes(mlir::Type type, int64_t batch,
 /// `net.layouts`, `net.arg_dtypes`, `net.arg_layouts`); without those, as
 /// its type says, maps in NCHW.
 struct ValueFormat {
-  mlir::Type dtype; ///< f32, bf16 or i32 (switches are i32).
+  mlir::Type dtype; ///< f32, bf16, i32 (labels) or ui8 (switches).
   bool nhwc = false;
-  /// Bytes per element: 2 for bf16, 4 for f32 and i32.
-  int64_t elementBytes() const { return dtype.isBF16() ? 2 : 4; }
+  /// Bytes per element: 2 for bf16, 1 for ui8, 4 for f32 and i32.
+  int64_t elementBytes() const {
+    return dtype.isBF16() ? 2 : dtype.isInteger(8) ? 1 : 4;
+  }
   bool operator==(const ValueFormat &o) const {
     return dtype == o.dtype && nhwc == o.nhwc;
   }
@@ -80,7 +82,7 @@ enum class OpMemory {
 std::optional<OpMemory> planOpMemory(llvm::StringRef planOp);
 
 /// The version of docs/trainer-format.md that net-emit-plan writes.
-constexpr int kTrainerFormatVersion = 2;
+constexpr int kTrainerFormatVersion = 3;
 
 /// The plan.json of a module that went through net-plan-memory.
 mlir::FailureOr<llvm::json::Value> buildPlan(mlir::ModuleOp module);

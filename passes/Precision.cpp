@@ -6,7 +6,8 @@
 // 1. Element types: under bf16 a real value with the batch dimension
 //    (activations and their gradients) is bf16 and a real value without it
 //    (parameters, their gradients, losses) f32; under tf32 every real value
-//    is f32 (fp32 likewise). Labels and switches are i32.
+//    is f32 (fp32 likewise). Labels are i32; switches u8 (a position
+//    within the pooling window).
 // 2. Layouts: the values a view (Ops.def: reshape, flatten) joins keep
 //    NCHW, since a view reads its input's bytes in N, C, H, W order; every
 //    other activation map (bf16, or f32 under tf32) is NHWC, and a
@@ -53,7 +54,8 @@ ValueFormat netc::valueFormat(Value value) {
   if (auto tensor = dyn_cast<TensorType>(value.getType()))
     format.dtype = tensor.getElementType();
   else
-    format.dtype = IntegerType::get(value.getContext(), 32); // switches
+    format.dtype = IntegerType::get(value.getContext(), 8, // switches
+                                    IntegerType::Unsigned);
   if (dtypes && i < dtypes.size())
     if (auto dtype = dyn_cast<TypeAttr>(dtypes[i]))
       format.dtype = dtype.getValue();
@@ -85,6 +87,8 @@ bool isActivation(Type type) {
 /// or an f32 one laid out NHWC (tf32, or fp32 with the layout nhwc).
 Type dtypeOf(Type type, bool bf16) {
   Builder b(type.getContext());
+  if (isa<SwitchesType>(type)) // a position within the window: one byte
+    return IntegerType::get(type.getContext(), 8, IntegerType::Unsigned);
   auto tensor = dyn_cast<RankedTensorType>(type);
   if (!tensor || !isa<FloatType>(tensor.getElementType()))
     return b.getI32Type();

@@ -352,7 +352,7 @@ struct CudaBackend::State : exec::KernelState {
   bool poolGrad = false;
   kernels::PoolShape poolShape;
   const void *poolDy = nullptr;
-  const int32_t *poolSwitches = nullptr;
+  const Switch *poolSwitches = nullptr;
   /// LRN or batch norm on a bf16 or NHWC map, or LRN outside cuDNN's
   /// limits: the own kernels (cuDNN's LRN is NCHW only, and its batch
   /// norm's bf16 support unproven).
@@ -781,7 +781,7 @@ CudaBackend::prepareProgram(const plan::Program &program,
     grad.poolGrad = true;
     grad.poolShape = s;
     grad.poolDy = pooled.data;
-    grad.poolSwitches = u.in[1].i32();
+    grad.poolSwitches = u.in[1].switches();
     unpool.skip = true;
     p.elided.insert(program.kernels[i].out[0]);
   }
@@ -2492,7 +2492,7 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
       using T = decltype(t);
       device::maxPoolForward<T>(kernels::poolShape(c.in[0].dims, a.win, a.ceil),
                                 c.in[0].as<T>(), c.out[0].as<T>(),
-                                c.out[1].i32(), c.in[0].lanes(), st);
+                                c.out[1].switches(), c.in[0].lanes(), st);
     });
     return;
   case Op::Unpool:
@@ -2501,7 +2501,7 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
       device::unpoolForward<T>(
           kernels::unpoolShape(c.in[0].dims, a.win, a.sizeH, a.sizeW, a.posH,
                                a.posW, a.normalize),
-          c.in[0].as<T>(), c.in.size() > 1 ? c.in[1].i32() : nullptr,
+          c.in[0].as<T>(), c.in.size() > 1 ? c.in[1].switches() : nullptr,
           c.out[0].as<T>(), c.out[0].lanes(), st);
     });
     return;
@@ -2511,7 +2511,7 @@ void CudaBackend::runKernel(const KernelCall &c, State &s) {
       device::unpoolBackward<T>(
           kernels::unpoolShape(c.out[0].dims, a.win, c.in[0].dims.h,
                                c.in[0].dims.w, a.posH, a.posW, a.normalize),
-          c.in[0].as<T>(), c.in.size() > 1 ? c.in[1].i32() : nullptr,
+          c.in[0].as<T>(), c.in.size() > 1 ? c.in[1].switches() : nullptr,
           c.out[0].as<T>(), c.in[0].lanes(), st);
     });
     return;

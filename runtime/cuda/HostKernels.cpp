@@ -22,7 +22,7 @@ void checkLanes(const char *kernel, int64_t channels, int64_t lanes) {
 void checkElementBytes(const char *kernel, int64_t elementBytes) {
   if (elementBytes != 2 && elementBytes != 4)
     throw kernels::KernelError(fmt::format(
-        "{}: elements of {} bytes (only 2 and 4)", kernel, elementBytes));
+        "{}: elements of {} bytes (only 2 and 4 here)", kernel, elementBytes));
 }
 
 void reluGradBiasRefused(const kernels::Dims4 &d, int64_t lanes,
@@ -62,8 +62,9 @@ float dropoutScale(double ratio) {
   return float(1.0 / (1.0 - ratio));
 }
 
-void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches,
+void checkSwitches(const kernels::UnpoolShape &s, const Switch *switches,
                    int64_t lanes) {
+  kernels::checkSwitchWindow("unpool", s.win);
   UnpoolGeom u = unpoolGeom(s);
   const PoolGeom &g = u.pool;
   for (int64_t nc = 0; nc < g.nc; ++nc)
@@ -71,16 +72,16 @@ void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches,
       for (int64_t j = 0; j < g.outW; ++j) {
         int64_t sw =
             switches[planeAt(nc, g.outH * g.outW, i * g.outW + j, lanes)];
-        int64_t h = sw / g.inW, w = sw % g.inW;
-        bool inPlane = sw >= 0 && sw < g.inH * g.inW;
-        if (!inPlane || h < i * g.sh - g.ph || h >= i * g.sh - g.ph + g.kh ||
-            w < j * g.sw - g.pw || w >= j * g.sw - g.pw + g.kw)
+        int64_t h = i * g.sh - g.ph + sw / g.kw;
+        int64_t w = j * g.sw - g.pw + sw % g.kw;
+        bool inWindow = sw < g.kh * g.kw;
+        if (!inWindow || h < 0 || h >= g.inH || w < 0 || w >= g.inW)
           throw kernels::KernelError(fmt::format(
               "unpool: switch {} of pooled element ({}, {}) of plane {} is "
               "outside {}",
               sw, i, j, nc,
-              inPlane ? "its window"
-                      : fmt::format("the {}x{} output plane", g.inH, g.inW)));
+              inWindow ? fmt::format("the {}x{} output plane", g.inH, g.inW)
+                       : fmt::format("its {}x{} window", g.kh, g.kw)));
       }
 }
 
@@ -111,14 +112,16 @@ namespace host {
 
 template <typename T>
 void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
-                    int32_t *switches, int64_t lanes) {
+                    Switch *switches, int64_t lanes) {
   checkLanes("max_pool", s.in.c, lanes);
+  if (switches)
+    kernels::checkSwitchWindow("max_pool", s.win);
   runOnHost(makeMaxPoolForward(s, x, y, switches, lanes));
 }
 
 template <typename T>
 void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
-                     const int32_t *switches, T *dx, int64_t lanes) {
+                     const Switch *switches, T *dx, int64_t lanes) {
   checkLanes("max_pool backward", s.in.c, lanes);
   checkSwitches(kernels::unpoolShape(s.out, s.win, s.in.h, s.in.w), switches,
                 lanes);
@@ -141,7 +144,7 @@ void avgPoolBackward(const kernels::PoolShape &s, const T *dy, T *dx,
 
 template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
-                   const int32_t *switches, T *y, int64_t lanes) {
+                   const Switch *switches, T *y, int64_t lanes) {
   checkLanes("unpool", s.in.c, lanes);
   if (switches)
     checkSwitches(s, switches, lanes);
@@ -150,7 +153,7 @@ void unpoolForward(const kernels::UnpoolShape &s, const T *x,
 
 template <typename T>
 void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
-                    const int32_t *switches, T *dx, int64_t lanes) {
+                    const Switch *switches, T *dx, int64_t lanes) {
   checkLanes("unpool backward", s.in.c, lanes);
   if (switches)
     checkSwitches(s, switches, lanes);
@@ -253,7 +256,7 @@ void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
 
 template <typename T>
 void poolReluGradBias(const kernels::PoolShape &s, const T *dyPooled,
-                      const int32_t *switches, const T *y, T *dx, float *db) {
+                      const Switch *switches, const T *y, T *dx, float *db) {
   checkPoolReluGradBias<T>(s, {dyPooled, switches, y, dx});
   std::vector<double> scratch(db ? biasGradScratchBytes(s.in) / sizeof(double)
                                  : 0);
@@ -290,6 +293,10 @@ void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
               int64_t elementBytes, const void *src, void *dst) {
   checkLanes("relayout", d.c, fromLanes);
   checkLanes("relayout", d.c, toLanes);
+  if (elementBytes == 1) // switches
+    return runOnHost(Relayout<uint8_t>{mapGeom(d, fromLanes), FastDiv(toLanes),
+                                       static_cast<const uint8_t *>(src),
+                                       static_cast<uint8_t *>(dst)});
   checkElementBytes("relayout", elementBytes);
   if (elementBytes == 2)
     runOnHost(Relayout<uint16_t>{mapGeom(d, fromLanes), FastDiv(toLanes),
@@ -392,17 +399,17 @@ void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
 // The storage types the launchers exist for (Kernels.h).
 #define NETC_HOST_LAUNCHERS(T)                                                 \
   template void maxPoolForward<T>(const kernels::PoolShape &, const T *, T *,  \
-                                  int32_t *, int64_t);                         \
+                                  Switch *, int64_t);                          \
   template void maxPoolBackward<T>(const kernels::PoolShape &, const T *,      \
-                                   const int32_t *, T *, int64_t);             \
+                                   const Switch *, T *, int64_t);              \
   template void avgPoolForward<T>(const kernels::PoolShape &, const T *, T *,  \
                                   int64_t);                                    \
   template void avgPoolBackward<T>(const kernels::PoolShape &, const T *, T *, \
                                    int64_t);                                   \
   template void unpoolForward<T>(const kernels::UnpoolShape &, const T *,      \
-                                 const int32_t *, T *, int64_t);               \
+                                 const Switch *, T *, int64_t);                \
   template void unpoolBackward<T>(const kernels::UnpoolShape &, const T *,     \
-                                  const int32_t *, T *, int64_t);              \
+                                  const Switch *, T *, int64_t);               \
   template float euclideanLossForward<T>(int64_t, int64_t, const T *,          \
                                          const T *);                           \
   template void euclideanLossBackward<T>(int64_t, int64_t, const T *,          \
@@ -424,7 +431,7 @@ void sgdMomentum(const SgdTensor *tensors, int64_t n, const SgdHyper &hyper) {
   template void reluGradBias<T>(const kernels::Dims4 &, int64_t, const T *,    \
                                 const T *, T *, float *);                      \
   template void poolReluGradBias<T>(const kernels::PoolShape &, const T *,     \
-                                    const int32_t *, const T *, T *, float *); \
+                                    const Switch *, const T *, T *, float *);  \
   template void padFilter<T>(const kernels::Dims4 &, int64_t, int64_t,         \
                              const float *, T *);                              \
   template void unpadFilterGrad<T>(const kernels::Dims4 &, int64_t, const T *, \

@@ -143,15 +143,17 @@ bool elementPacks() {
 
 template <typename T>
 void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
-                    int32_t *switches, int64_t lanes, Stream stream) {
+                    Switch *switches, int64_t lanes, Stream stream) {
   checkLanes("max_pool", s.in.c, lanes);
+  if (switches)
+    kernels::checkSwitchWindow("max_pool", s.win);
   launch("max_pool",
          makeMaxPoolForward(s, x, y, switches, lanes, elementPacks()), stream);
 }
 
 template <typename T>
 void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
-                     const int32_t *switches, T *dx, int64_t lanes,
+                     const Switch *switches, T *dx, int64_t lanes,
                      Stream stream) {
   checkLanes("max_pool backward", s.in.c, lanes);
   launch("max_pool backward",
@@ -175,8 +177,7 @@ void avgPoolBackward(const kernels::PoolShape &s, const T *dy, T *dx,
 
 template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
-                   const int32_t *switches, T *y, int64_t lanes,
-                   Stream stream) {
+                   const Switch *switches, T *y, int64_t lanes, Stream stream) {
   checkLanes("unpool", s.in.c, lanes);
   launch("unpool", makeUnpoolForward(s, x, switches, y, lanes, elementPacks()),
          stream);
@@ -184,7 +185,7 @@ void unpoolForward(const kernels::UnpoolShape &s, const T *x,
 
 template <typename T>
 void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
-                    const int32_t *switches, T *dx, int64_t lanes,
+                    const Switch *switches, T *dx, int64_t lanes,
                     Stream stream) {
   checkLanes("unpool backward", s.in.c, lanes);
   launch("unpool backward",
@@ -302,7 +303,7 @@ void reluGradBiasPartials(const kernels::Dims4 &d, const T *y, const T *dy,
 
 template <typename T>
 void poolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
-                              const int32_t *switches, const T *y, T *dx,
+                              const Switch *switches, const T *y, T *dx,
                               double *partials, Stream stream) {
   checkPoolReluGradBias<T>(s, {dyPooled, switches, y, dx});
   launchSpread(
@@ -343,6 +344,12 @@ void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
               int64_t elementBytes, const void *src, void *dst, Stream stream) {
   checkLanes("relayout", d.c, fromLanes);
   checkLanes("relayout", d.c, toLanes);
+  if (elementBytes == 1) // switches
+    return launch("relayout",
+                  Relayout<uint8_t>{mapGeom(d, fromLanes), FastDiv(toLanes),
+                                    static_cast<const uint8_t *>(src),
+                                    static_cast<uint8_t *>(dst)},
+                  stream);
   checkElementBytes("relayout", elementBytes);
   if (elementBytes == 2)
     launch("relayout",
@@ -458,17 +465,17 @@ void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
 // The storage types the launchers exist for (Launch.h).
 #define NETC_DEVICE_LAUNCHERS(T)                                               \
   template void maxPoolForward<T>(const kernels::PoolShape &, const T *, T *,  \
-                                  int32_t *, int64_t, Stream);                 \
+                                  Switch *, int64_t, Stream);                  \
   template void maxPoolBackward<T>(const kernels::PoolShape &, const T *,      \
-                                   const int32_t *, T *, int64_t, Stream);     \
+                                   const Switch *, T *, int64_t, Stream);      \
   template void avgPoolForward<T>(const kernels::PoolShape &, const T *, T *,  \
                                   int64_t, Stream);                            \
   template void avgPoolBackward<T>(const kernels::PoolShape &, const T *, T *, \
                                    int64_t, Stream);                           \
   template void unpoolForward<T>(const kernels::UnpoolShape &, const T *,      \
-                                 const int32_t *, T *, int64_t, Stream);       \
+                                 const Switch *, T *, int64_t, Stream);        \
   template void unpoolBackward<T>(const kernels::UnpoolShape &, const T *,     \
-                                  const int32_t *, T *, int64_t, Stream);      \
+                                  const Switch *, T *, int64_t, Stream);       \
   template void euclideanLossForward<T>(int64_t, int64_t, const T *,           \
                                         const T *, double *, float *, Stream); \
   template void euclideanLossBackward<T>(int64_t, int64_t, const T *,          \
@@ -493,7 +500,7 @@ void sgdMomentum(const SgdTensor *tensors, const SgdChunk *chunks,
   template void reluGradBiasPartials<T>(const kernels::Dims4 &, const T *,     \
                                         const T *, T *, double *, Stream);     \
   template void poolReluGradBiasPartials<T>(const kernels::PoolShape &,        \
-                                            const T *, const int32_t *,        \
+                                            const T *, const Switch *,         \
                                             const T *, T *, double *, Stream); \
   template void padFilter<T>(const kernels::Dims4 &, int64_t, int64_t,         \
                              const float *, T *, Stream);                      \

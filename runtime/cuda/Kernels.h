@@ -232,25 +232,35 @@ template <typename T> NETC_HD inline void storePack(T *p, const Pack<T> &v) {
 #endif
 }
 
-/// The switches of a pack of W elements (W a multiple of 4): W int32 read or
-/// written 16 bytes at a time.
+using kernels::Switch;
+
+/// The switches of a pack of W elements (4 or 8, a pack's width): W bytes
+/// read or written at once (the pack's first switch is W-byte aligned, as
+/// its elements are 16-byte aligned), widened to int in registers.
+template <int W> struct alignas(W) SwitchPack { Switch v[W]; };
+
 template <int W>
-NETC_HD inline void loadSwitches(const int32_t *p, int32_t (&v)[W]) {
-  for (int k = 0; k < W; k += 4) {
-    Pack<int32_t> q = loadPack(p + k);
-    for (int l = 0; l < 4; ++l)
-      v[k + l] = q.v[l];
-  }
+NETC_HD inline void loadSwitches(const Switch *p, int (&v)[W]) {
+  SwitchPack<W> q;
+#if defined(__CUDA_ARCH__)
+  q = *reinterpret_cast<const SwitchPack<W> *>(p);
+#else
+  std::memcpy(&q, p, sizeof q);
+#endif
+  for (int l = 0; l < W; ++l)
+    v[l] = q.v[l];
 }
 
 template <int W>
-NETC_HD inline void storeSwitches(int32_t *p, const int32_t (&v)[W]) {
-  for (int k = 0; k < W; k += 4) {
-    Pack<int32_t> q;
-    for (int l = 0; l < 4; ++l)
-      q.v[l] = v[k + l];
-    storePack(p + k, q);
-  }
+NETC_HD inline void storeSwitches(Switch *p, const int (&v)[W]) {
+  SwitchPack<W> q;
+  for (int l = 0; l < W; ++l)
+    q.v[l] = static_cast<Switch>(v[l]);
+#if defined(__CUDA_ARCH__)
+  *reinterpret_cast<SwitchPack<W> *>(p) = q;
+#else
+  std::memcpy(p, &q, sizeof q);
+#endif
 }
 
 /// Whether every pointer (null ones aside) may be read or written in packs.
@@ -283,8 +293,8 @@ template <typename F> void runOnHost(const F &f) {
 /// maps), C for NHWC (the cuda backend's bf16 maps; any C, not only powers
 /// of two), 8 or 16 for the cpu backend's channel-blocked nChw8c/nChw16c.
 /// Switches are stored like the pooled map (at planeAt of the pooled
-/// element) but their values are layout-free: the flat position h*inW + w in
-/// the input plane, as the reference writes them.
+/// element) but their values are layout-free: the position within the
+/// window (kernels::Switch), as the reference writes them.
 struct PoolGeom {
   int64_t nc = 0, inH = 0, inW = 0, outH = 0, outW = 0;
   int64_t kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
@@ -293,7 +303,7 @@ struct PoolGeom {
   /// them from the fields above): the rows' widths, the planes' sizes and
   /// the strides.
   struct Dividers {
-    FastDiv inW, outW, inPlane, outPlane, sh, sw;
+    FastDiv inW, outW, inPlane, outPlane, sh, sw, kw;
   } div;
 };
 
@@ -339,6 +349,7 @@ inline PoolGeom withDividers(PoolGeom g) {
   g.div.outPlane = FastDiv(g.outH * g.outW);
   g.div.sh = FastDiv(g.sh);
   g.div.sw = FastDiv(g.sw);
+  g.div.kw = FastDiv(g.kw);
   return g;
 }
 
@@ -406,7 +417,7 @@ NETC_HD inline void coveringWindows(int64_t h, int64_t k, const FastDiv &s,
 
 /// One item per pooled element: the first maximum of its window (clipped to
 /// the input: padding is -inf) in a row-major scan with strict `>` over the
-/// loaded values, and its flat position h*inW + w in the input plane, exactly
+/// loaded values, and its position within the window, exactly
 /// ref::maxPoolForward's rule (an all-zero window after ReLU records its
 /// first in-input position, the one unpoolForward then writes to). bf16
 /// values compare as the floats they widen to, so ties are the reference's
@@ -422,7 +433,7 @@ template <typename T> struct MaxPoolForward {
   PoolGeom g;
   const T *x;
   T *y;
-  int32_t *switches; ///< may be null; stored like y
+  Switch *switches;  ///< may be null; stored like y
   int64_t width = 1; ///< elements per item: 1, or Pack<T>::kWidth
 
   NETC_HD int64_t items() const { return g.nc * g.outH * g.outW / width; }
@@ -439,13 +450,15 @@ template <typename T> struct MaxPoolForward {
     int64_t hs = imax(h0, 0), ws = imax(w0, 0);
     int64_t he = imin(h0 + g.kh, g.inH), we = imin(w0 + g.kw, g.inW);
     const int64_t first = hs * g.inW + ws;
+    // A position's switch: its place in the window.
+    const int firstSwitch = int((hs - h0) * g.kw + (ws - w0));
     if (width == W) {
       Pack<T> v = loadPack(xp + first * g.lanes.d);
       float bestValue[W];
-      int32_t best[W];
+      int best[W];
       for (int l = 0; l < W; ++l) {
         bestValue[l] = load(&v.v[l]);
-        best[l] = static_cast<int32_t>(first);
+        best[l] = firstSwitch;
       }
       for (int64_t h = hs; h < he; ++h)
         for (int64_t w = ws; w < we; ++w) {
@@ -454,7 +467,7 @@ template <typename T> struct MaxPoolForward {
             float f = load(&v.v[l]);
             if (f > bestValue[l]) {
               bestValue[l] = f;
-              best[l] = static_cast<int32_t>(h * g.inW + w);
+              best[l] = int((h - h0) * g.kw + (w - w0));
             }
           }
         }
@@ -466,19 +479,19 @@ template <typename T> struct MaxPoolForward {
         storeSwitches<W>(switches + m, best);
       return;
     }
-    int64_t best = first;
-    float bestValue = load(xp + best * g.lanes.d);
+    int best = firstSwitch;
+    float bestValue = load(xp + first * g.lanes.d);
     for (int64_t h = hs; h < he; ++h)
       for (int64_t w = ws; w < we; ++w) {
         float v = load(xp + (h * g.inW + w) * g.lanes.d);
         if (v > bestValue) {
           bestValue = v;
-          best = h * g.inW + w;
+          best = int((h - h0) * g.kw + (w - w0));
         }
       }
     store(y + m, bestValue);
     if (switches)
-      switches[m] = static_cast<int32_t>(best);
+      switches[m] = static_cast<Switch>(best);
   }
 };
 
@@ -567,9 +580,16 @@ NETC_HD inline bool fixedSource(const UnpoolGeom &u, int64_t h, int64_t w,
 /// Sum (in double, in row-major order of the pooled elements, as the
 /// reference adds them) and number of the pooled elements of plane `nc` that
 /// unpool to position (h, w) of the output plane.
+/// The switch that names output position (h, w) within pooled element (i,
+/// j)'s window (which covers it).
+NETC_HD inline int switchOf(const PoolGeom &g, int64_t i, int64_t j, int64_t h,
+                            int64_t w) {
+  return int((h - (i * g.sh - g.ph)) * g.kw + (w - (j * g.sw - g.pw)));
+}
+
 template <typename T>
 NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
-                                 const int32_t *switches, int64_t nc, int64_t h,
+                                 const Switch *switches, int64_t nc, int64_t h,
                                  int64_t w, double &sum, int64_t &count) {
   const PoolGeom &g = u.pool;
   sum = 0.0;
@@ -579,14 +599,13 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
   int64_t base = planeAt(nc, plane, 0, g.lanes);
   const T *xp = x ? x + base : nullptr;
   if (switches) {
-    const int32_t *sp = switches + base;
-    int64_t target = h * g.inW + w;
+    const Switch *sp = switches + base;
     int64_t i0, i1, j0, j1;
     coveringWindows(h, g.kh, g.div.sh, g.ph, g.outH, i0, i1);
     coveringWindows(w, g.kw, g.div.sw, g.pw, g.outW, j0, j1);
     for (int64_t i = i0; i <= i1; ++i)
       for (int64_t j = j0; j <= j1; ++j)
-        if (sp[(i * g.outW + j) * L] == target) {
+        if (sp[(i * g.outW + j) * L] == switchOf(g, i, j, h, w)) {
           if (xp)
             sum += double(load(xp + (i * g.outW + j) * L));
           ++count;
@@ -612,7 +631,7 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
 template <typename T> struct UnpoolForward {
   UnpoolGeom u;
   const T *x;
-  const int32_t *switches; ///< null: fixed position
+  const Switch *switches; ///< null: fixed position
   T *y;
   int64_t width = 1; ///< elements per item: 1, or Pack<T>::kWidth
 
@@ -650,7 +669,6 @@ template <typename T> struct UnpoolForward {
       count[l] = 0;
     }
     if (switches) {
-      const int64_t target = h * g.inW + w;
       int64_t i0, i1, j0, j1;
       coveringWindows(h, g.kh, g.div.sh, g.ph, g.outH, i0, i1);
       coveringWindows(w, g.kw, g.div.sw, g.pw, g.outW, j0, j1);
@@ -662,7 +680,8 @@ template <typename T> struct UnpoolForward {
         // the double sum below: 0.0 + v is v, except that -0 becomes +0,
         // as v + 0.0f does; a count of one divides nothing.
         const int64_t at = base + (i0 * g.outW + j0) * L;
-        int32_t sw[W];
+        const int target = switchOf(g, i0, j0, h, w);
+        int sw[W];
         loadSwitches<W>(switches + at, sw);
         Pack<T> v = loadPack(x + at), out;
         for (int l = 0; l < W; ++l)
@@ -673,7 +692,8 @@ template <typename T> struct UnpoolForward {
       for (int64_t a = i0; a <= i1; ++a)
         for (int64_t b = j0; b <= j1; ++b) {
           const int64_t at = base + (a * g.outW + b) * L;
-          int32_t sw[W];
+          const int target = switchOf(g, a, b, h, w);
+          int sw[W];
           loadSwitches<W>(switches + at, sw);
           bool any = false;
           for (int l = 0; l < W; ++l)
@@ -720,7 +740,7 @@ template <typename T> struct UnpoolForward {
 template <typename T> struct UnpoolBackward {
   UnpoolGeom u;
   const T *dy;
-  const int32_t *switches; ///< null: fixed position
+  const Switch *switches; ///< null: fixed position
   T *dx;
   int64_t width = 1; ///< elements per item: 1, or Pack<T>::kWidth
 
@@ -734,7 +754,7 @@ template <typename T> struct UnpoolBackward {
     planeItem(m, u.pool.div.outPlane, u.pool.lanes, nc, p);
     int64_t r = u.pool.div.outW.divMod(p, j);
     if (width == W) {
-      int32_t sw[W] = {};
+      int sw[W] = {};
       if (switches)
         loadSwitches<W>(switches + m, sw);
       Pack<T> out;
@@ -751,17 +771,15 @@ template <typename T> struct UnpoolBackward {
   NETC_HD float gradOf(int64_t nc, int64_t r, int64_t j, int64_t sw) const {
     const PoolGeom &g = u.pool;
     const int64_t plane = g.inH * g.inW;
-    int64_t h, w;
+    int64_t dh = u.posH, dw = u.posW;
     if (switches) {
-      if (sw < 0 || sw >= plane)
-        return 0.0f;
-      h = g.div.inW.divMod(sw, w);
-    } else {
-      h = r * g.sh - g.ph + u.posH;
-      w = j * g.sw - g.pw + u.posW;
-      if (h < 0 || h >= g.inH || w < 0 || w >= g.inW)
+      dh = g.div.kw.divMod(sw, dw);
+      if (dh >= g.kh)
         return 0.0f;
     }
+    const int64_t h = r * g.sh - g.ph + dh, w = j * g.sw - g.pw + dw;
+    if (h < 0 || h >= g.inH || w < 0 || w >= g.inW)
+      return 0.0f;
     double grad = double(load(dy + planeAt(nc, plane, h * g.inW + w, g.lanes)));
     if (u.normalize) {
       double unused;
@@ -1371,12 +1389,13 @@ inline bool tiledPool(const kernels::PoolShape &s) {
 
 /// The backward of a max-pool whose windows tile its input (tiledPool), on
 /// NHWC maps: row (n, h, w) of the pool's input gets the pooled pixel
-/// (n, h / kh, w / kw)'s gradient where that pixel's switch names (h, w),
-/// else 0; a row no window covers (the last of an odd size) gets 0. The
-/// bits of UnpoolForward's one-window path (0.0 + v: -0 becomes +0).
+/// (n, h / kh, w / kw)'s gradient where that pixel's switch names (h, w)
+/// (the window position (h % kh) * kw + w % kw), else 0; a row no window covers
+/// (the last of an odd size) gets 0. The bits of UnpoolForward's one-window
+/// path (0.0 + v: -0 becomes +0).
 template <typename T> struct TiledPoolGrad {
-  const T *dy = nullptr;             ///< pooled gradient [n, outH, outW, c]
-  const int32_t *switches = nullptr; ///< the same layout
+  const T *dy = nullptr;            ///< pooled gradient [n, outH, outW, c]
+  const Switch *switches = nullptr; ///< the same layout
   int64_t outH = 0, outW = 0;
   FastDiv plane, inW, kh, kw; ///< the input's h * w and w; the window
 
@@ -1385,7 +1404,8 @@ template <typename T> struct TiledPoolGrad {
     constexpr int W = Pack<T>::kWidth;
     int64_t p, n = plane.divMod(row, p);
     int64_t w, h = inW.divMod(p, w);
-    const int64_t i = kh.div(h), j = kw.div(w);
+    int64_t rh, rw;
+    const int64_t i = kh.divMod(h, rh), j = kw.divMod(w, rw);
     Pack<T> r;
     if (i >= outH || j >= outW) {
       for (int l = 0; l < W; ++l)
@@ -1393,11 +1413,12 @@ template <typename T> struct TiledPoolGrad {
       return r;
     }
     const int64_t from = ((n * outH + i) * outW + j) * c + c0;
-    int32_t sw[W];
+    int sw[W];
     loadSwitches<W>(switches + from, sw);
     Pack<T> v = loadPack(dy + from);
-    for (int l = 0; l < W; ++l) // p is h * inW + w, the switches' coding
-      store(&r.v[l], sw[l] == p ? load(&v.v[l]) + 0.0f : 0.0f);
+    const int target = int(rh * kw.d + rw);
+    for (int l = 0; l < W; ++l)
+      store(&r.v[l], sw[l] == target ? load(&v.v[l]) + 0.0f : 0.0f);
     return r;
   }
 };
@@ -1496,7 +1517,7 @@ ReluGradBiasPartials<T> makeReluGradBiasPartials(const kernels::Dims4 &d,
 template <typename T>
 ReluGradBiasPartials<T, true>
 makePoolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
-                             const int32_t *switches, const T *y, T *dx,
+                             const Switch *switches, const T *y, T *dx,
                              double *partials) {
   ReluGradBiasPartials<T, true> f;
   f.c = s.in.c;
@@ -2183,7 +2204,7 @@ int64_t poolWidth(bool packed, int64_t channels, int64_t lanes,
 
 template <typename T>
 MaxPoolForward<T> makeMaxPoolForward(const kernels::PoolShape &s, const T *x,
-                                     T *y, int32_t *switches, int64_t lanes = 1,
+                                     T *y, Switch *switches, int64_t lanes = 1,
                                      bool packed = true) {
   PoolGeom g = poolGeom(s, lanes);
   return {g, x, y, switches,
@@ -2207,7 +2228,7 @@ AvgPoolBackward<T> makeAvgPoolBackward(const kernels::PoolShape &s, const T *dy,
 
 template <typename T>
 UnpoolForward<T> makeUnpoolForward(const kernels::UnpoolShape &s, const T *x,
-                                   const int32_t *switches, T *y,
+                                   const Switch *switches, T *y,
                                    int64_t lanes = 1, bool packed = true) {
   UnpoolGeom u = unpoolGeom(s, lanes);
   return {u, x, switches, y,
@@ -2234,7 +2255,7 @@ LrnBackward<T> makeLrnBackward(const kernels::Dims4 &d, int64_t lanes,
 /// (cuDNN's pooling backward would pick its own maxima).
 template <typename T>
 UnpoolForward<T> makeMaxPoolBackward(const kernels::PoolShape &s, const T *dy,
-                                     const int32_t *switches, T *dx,
+                                     const Switch *switches, T *dx,
                                      int64_t lanes = 1, bool packed = true) {
   UnpoolGeom u;
   u.pool = poolGeom(s, lanes);
@@ -2244,7 +2265,7 @@ UnpoolForward<T> makeMaxPoolBackward(const kernels::PoolShape &s, const T *dy,
 
 template <typename T>
 UnpoolBackward<T> makeUnpoolBackward(const kernels::UnpoolShape &s, const T *dy,
-                                     const int32_t *switches, T *dx,
+                                     const Switch *switches, T *dx,
                                      int64_t lanes = 1, bool packed = true) {
   UnpoolGeom u = unpoolGeom(s, lanes);
   return {u, dy, switches, dx,
@@ -2346,7 +2367,7 @@ float dropoutScale(double ratio);
 /// plane or its window (what a max-pool with the unpool's window cannot
 /// have written). `s` is the unpool's shape; the switches are stored with
 /// `lanes`, like the pooled map.
-void checkSwitches(const kernels::UnpoolShape &s, const int32_t *switches,
+void checkSwitches(const kernels::UnpoolShape &s, const Switch *switches,
                    int64_t lanes = 1);
 /// Throws KernelError naming the first label outside [0, k).
 void checkLabels(const char *kernel, int64_t n, int64_t k,
@@ -2370,11 +2391,11 @@ namespace host {
 
 template <typename T>
 void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
-                    int32_t *switches, int64_t lanes = 1);
+                    Switch *switches, int64_t lanes = 1);
 /// dx = 0, then dx[switch] += dy; checks the switches first (KernelError).
 template <typename T>
 void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
-                     const int32_t *switches, T *dx, int64_t lanes = 1);
+                     const Switch *switches, T *dx, int64_t lanes = 1);
 /// `s` is the forward's shape for both.
 template <typename T>
 void avgPoolForward(const kernels::PoolShape &s, const T *x, T *y,
@@ -2385,10 +2406,10 @@ void avgPoolBackward(const kernels::PoolShape &s, const T *dy, T *dx,
 /// Checks the switches first (KernelError).
 template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
-                   const int32_t *switches, T *y, int64_t lanes = 1);
+                   const Switch *switches, T *y, int64_t lanes = 1);
 template <typename T>
 void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
-                    const int32_t *switches, T *dx, int64_t lanes = 1);
+                    const Switch *switches, T *dx, int64_t lanes = 1);
 
 template <typename T>
 float euclideanLossForward(int64_t batch, int64_t count, const T *a,
@@ -2446,7 +2467,7 @@ void reluGradBias(const kernels::Dims4 &d, int64_t lanes, const T *y,
 /// input (tiledPool) and an NHWC map of whole packs, else KernelError.
 template <typename T>
 void poolReluGradBias(const kernels::PoolShape &s, const T *dyPooled,
-                      const int32_t *switches, const T *y, T *dx, float *db);
+                      const Switch *switches, const T *y, T *dx, float *db);
 
 /// Elementwise f32 -> bf16 (rounded) and bf16 -> f32 (exact).
 void convert(int64_t count, const float *src, Bf16 *dst);
@@ -2459,7 +2480,7 @@ template <typename T>
 void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
                  float *dst);
 
-/// A map of dims `d` and `elementBytes`-byte elements (2 or 4, else
+/// A map of dims `d` and `elementBytes`-byte elements (1, 2 or 4, else
 /// KernelError) copied from layout `fromLanes` to `toLanes`; src and dst
 /// must not overlap.
 void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,

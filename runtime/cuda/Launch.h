@@ -34,10 +34,10 @@ constexpr int kBlockThreads = 256;
 
 template <typename T>
 void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
-                    int32_t *switches, int64_t lanes, Stream stream);
+                    Switch *switches, int64_t lanes, Stream stream);
 template <typename T>
 void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
-                     const int32_t *switches, T *dx, int64_t lanes,
+                     const Switch *switches, T *dx, int64_t lanes,
                      Stream stream);
 /// `s` is the forward's shape for both.
 template <typename T>
@@ -48,30 +48,30 @@ void avgPoolBackward(const kernels::PoolShape &s, const T *dy, T *dx,
                      int64_t lanes, Stream stream);
 template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
-                   const int32_t *switches, T *y, int64_t lanes, Stream stream);
+                   const Switch *switches, T *y, int64_t lanes, Stream stream);
 template <typename T>
 void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
-                    const int32_t *switches, T *dx, int64_t lanes,
+                    const Switch *switches, T *dx, int64_t lanes,
                     Stream stream);
 
 template <typename T>
 void maxPoolForward(const kernels::PoolShape &s, const T *x, T *y,
-                    int32_t *switches, Stream stream) {
+                    Switch *switches, Stream stream) {
   maxPoolForward<T>(s, x, y, switches, 1, stream);
 }
 template <typename T>
 void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
-                     const int32_t *switches, T *dx, Stream stream) {
+                     const Switch *switches, T *dx, Stream stream) {
   maxPoolBackward<T>(s, dy, switches, dx, 1, stream);
 }
 template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
-                   const int32_t *switches, T *y, Stream stream) {
+                   const Switch *switches, T *y, Stream stream) {
   unpoolForward<T>(s, x, switches, y, 1, stream);
 }
 template <typename T>
 void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
-                    const int32_t *switches, T *dx, Stream stream) {
+                    const Switch *switches, T *dx, Stream stream) {
   unpoolBackward<T>(s, dy, switches, dx, 1, stream);
 }
 
@@ -145,7 +145,7 @@ void biasGradFinal(const kernels::Dims4 &d, double *partials, float *db,
 /// the bias gradient's partials unless `partials` is null.
 template <typename T>
 void poolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
-                              const int32_t *switches, const T *y, T *dx,
+                              const Switch *switches, const T *y, T *dx,
                               double *partials, Stream stream);
 
 /// Elementwise f32 -> bf16 (rounded) and bf16 -> f32 (exact).
@@ -160,8 +160,8 @@ template <typename T>
 void fromStorage(const kernels::Dims4 &d, int64_t lanes, const T *src,
                  float *dst, Stream stream);
 
-/// A map of dims `d` and `elementBytes`-byte elements (2: bf16; 4: f32,
-/// i32 switches) copied bit for bit from layout `fromLanes` to `toLanes`;
+/// A map of dims `d` and `elementBytes`-byte elements (1: switches; 2:
+/// bf16; 4: f32, i32) copied bit for bit from layout `fromLanes` to `toLanes`;
 /// src and dst must not overlap.
 void relayout(const kernels::Dims4 &d, int64_t fromLanes, int64_t toLanes,
               int64_t elementBytes, const void *src, void *dst, Stream stream);

@@ -528,7 +528,7 @@ void CpuBackend::run(const KernelCall &c) {
     return;
   case Op::MaxPool:
     cpu::maxPool(kernels::poolShape(c.in[0].dims, a.win, a.ceil),
-                 state ? state->lanes : 1, in(0), out(0), c.out[1].i32());
+                 state ? state->lanes : 1, in(0), out(0), c.out[1].switches());
     return;
   case Op::Unpool:
   case Op::UnpoolGrad: {
@@ -540,7 +540,7 @@ void CpuBackend::run(const KernelCall &c) {
     int64_t sizeW = forward ? a.sizeW : c.in[0].dims.w;
     kernels::UnpoolShape s = kernels::unpoolShape(pooled, a.win, sizeH, sizeW,
                                                   a.posH, a.posW, a.normalize);
-    const int32_t *sw = c.in.size() > 1 ? c.in[1].i32() : nullptr;
+    const kernels::Switch *sw = c.in.size() > 1 ? c.in[1].switches() : nullptr;
     int64_t lanes = state ? state->lanes : 1;
     // Disjoint windows: a scatter (a gather back), else the GPU's gathers,
     // which sum overlapping contributions in the reference's order.

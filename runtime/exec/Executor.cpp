@@ -187,7 +187,10 @@ template <typename T> void *ExecutorT<T>::data(int64_t id) {
 
 template <typename T>
 int64_t ExecutorT<T>::hostBytes(const plan::Value &v, int64_t n) const {
-  return v.count(n) * (v.dtype == plan::DType::I32 ? 4 : int64_t(sizeof(T)));
+  return v.count(n) *
+         (v.dtype == plan::DType::F32 || v.dtype == plan::DType::BF16
+              ? int64_t(sizeof(T))
+              : plan::dtypeSize(v.dtype));
 }
 
 template <typename T>
@@ -376,9 +379,14 @@ std::vector<U> ExecutorT<T>::download(int64_t id) {
     backend_.download(out.data(), source(id), uint64_t(bytesOf(v, n)));
     return out;
   }
-  static_assert(sizeof(U) == 4 || !std::is_same_v<T, float>);
   std::vector<uint8_t> stored(size_t(bytesOf(v, n)));
   backend_.download(stored.data(), source(id), stored.size());
+  if (v.dtype == plan::DType::U8) { // switches
+    kernels::bytesFromStorage(dimsOf(v, n), s.lanes, stored.data(),
+                              reinterpret_cast<uint8_t *>(out.data()));
+    return out;
+  }
+  static_assert(sizeof(U) == 4 || sizeof(U) == 1 || !std::is_same_v<T, float>);
   kernels::fromStorage(dimsOf(v, n), s, stored.data(),
                        reinterpret_cast<uint32_t *>(out.data()));
   return out;
@@ -402,5 +410,7 @@ template std::vector<float> ExecutorT<float>::download<float>(int64_t);
 template std::vector<int32_t> ExecutorT<float>::download<int32_t>(int64_t);
 template std::vector<double> ExecutorT<double>::download<double>(int64_t);
 template std::vector<int32_t> ExecutorT<double>::download<int32_t>(int64_t);
+template std::vector<uint8_t> ExecutorT<float>::download<uint8_t>(int64_t);
+template std::vector<uint8_t> ExecutorT<double>::download<uint8_t>(int64_t);
 
 } // namespace netc::exec

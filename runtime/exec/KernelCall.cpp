@@ -236,8 +236,10 @@ Geometry geometry(const plan::Kernel &k, const KernelAttrs &a,
     expectMap("input", c.in[0], inV(0));
     g.pool = kernels::poolShape(c.in[0].dims, win, a.ceil);
     expectDims("output", c.out[0].dims, g.pool.out);
-    if (k.op == Op::MaxPool)
+    if (k.op == Op::MaxPool) {
       expectCount("switches", c.out[1].count, g.pool.out.count());
+      kernels::checkSwitchWindow("max_pool", win);
+    }
     break;
   case Op::AvgPoolGrad:
     expectMap("input gradient", c.out[0], outV(0));
@@ -249,8 +251,10 @@ Geometry geometry(const plan::Kernel &k, const KernelAttrs &a,
     g.unpool = kernels::unpoolShape(c.in[0].dims, win, a.sizeH, a.sizeW, a.posH,
                                     a.posW, a.normalize);
     expectDims("output", c.out[0].dims, g.unpool.out);
-    if (c.in.size() > 1)
+    if (c.in.size() > 1) {
       expectCount("switches", c.in[1].count, c.in[0].count);
+      kernels::checkSwitchWindow("unpool", win);
+    }
     break;
   case Op::UnpoolGrad:
     expectMap("gradient", c.in[0], inV(0));
@@ -258,8 +262,10 @@ Geometry geometry(const plan::Kernel &k, const KernelAttrs &a,
         kernels::unpoolShape(c.out[0].dims, win, c.in[0].dims.h, c.in[0].dims.w,
                              a.posH, a.posW, a.normalize);
     expectDims("gradient", c.in[0].dims, g.unpool.out);
-    if (c.in.size() > 1)
+    if (c.in.size() > 1) {
       expectCount("switches", c.in[1].count, c.out[0].count);
+      kernels::checkSwitchWindow("unpool_grad", win);
+    }
     break;
   case Op::FC:
   case Op::FCGradInput:

@@ -64,6 +64,10 @@ struct TensorRef {
   template <typename U> U *as() const { return static_cast<U *>(data); }
   float *f32() const { return static_cast<float *>(data); }
   int32_t *i32() const { return static_cast<int32_t *>(data); }
+  /// A max-pool's switches (kernels::Switch, u8 in the plan).
+  kernels::Switch *switches() const {
+    return static_cast<kernels::Switch *>(data);
+  }
 };
 
 /// The kernel families every backend dispatches on: conv2d, deconv2d and

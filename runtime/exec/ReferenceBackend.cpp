@@ -97,6 +97,20 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
     std::vector<std::vector<uint32_t>> temps;
     temps.reserve(c.in.size() + c.out.size());
     auto toHost = [&](TensorRef &t, bool rounded) {
+      if (t.dtype == plan::DType::U8) { // switches: bytes, relaid out
+        if (t.lanes() == 1) {
+          t.layout = plan::Layout::NCHW;
+          return false;
+        }
+        std::vector<uint32_t> &words =
+            temps.emplace_back(size_t(t.count + 3) / 4);
+        auto *bytes = reinterpret_cast<uint8_t *>(words.data());
+        kernels::bytesFromStorage(t.dims, t.lanes(),
+                                  static_cast<const uint8_t *>(t.data), bytes);
+        t.data = bytes;
+        t.layout = plan::Layout::NCHW;
+        return true;
+      }
       kernels::Storage s = storageOf(t);
       if (s.plain() && !rounded) {
         // f32 with one lane: an NHWC map of one channel has NCHW's bytes
@@ -140,6 +154,12 @@ void ReferenceBackendT<T>::runConverted(const KernelCallT<T> &c) {
     for (size_t i = 0; i < c.out.size(); ++i) {
       if (!converted[i])
         continue;
+      if (c.out[i].dtype == plan::DType::U8) {
+        kernels::bytesToStorage(c.out[i].dims, c.out[i].lanes(),
+                                static_cast<const uint8_t *>(plain.out[i].data),
+                                static_cast<uint8_t *>(c.out[i].data));
+        continue;
+      }
       auto *words = static_cast<uint32_t *>(plain.out[i].data);
       kernels::Storage s = storageOf(c.out[i]);
       if (weight == &c.out[i] && !s.bf16)
@@ -196,7 +216,7 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
   }
   case Op::MaxPool:
     ref::maxPoolForward(kernels::poolShape(c.in[0].dims, win, a.ceil), in(0),
-                        out(0), c.out[1].i32());
+                        out(0), c.out[1].switches());
     return;
   case Op::AvgPool:
     ref::avgPoolForward(kernels::poolShape(c.in[0].dims, win, a.ceil), in(0),
@@ -209,14 +229,14 @@ template <typename T> void ReferenceBackendT<T>::run(const KernelCallT<T> &c) {
   case Op::Unpool:
     ref::unpoolForward(kernels::unpoolShape(c.in[0].dims, win, a.sizeH, a.sizeW,
                                             a.posH, a.posW, a.normalize),
-                       in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr,
+                       in(0), c.in.size() > 1 ? c.in[1].switches() : nullptr,
                        out(0));
     return;
   case Op::UnpoolGrad:
     ref::unpoolBackward(
         kernels::unpoolShape(c.out[0].dims, win, c.in[0].dims.h, c.in[0].dims.w,
                              a.posH, a.posW, a.normalize),
-        in(0), c.in.size() > 1 ? c.in[1].i32() : nullptr, out(0));
+        in(0), c.in.size() > 1 ? c.in[1].switches() : nullptr, out(0));
     return;
   case Op::FC: {
     FCDims d = fcDims(k.op, c.in, c.out);

@@ -363,21 +363,20 @@ void checkLanes(const Dims4 &d, int64_t lanes) {
 }
 
 /// Where pooled element (i, j) of the pooled plane unpools to in the
-/// unpooled plane: its switch if that lies in the element's window, else
-/// (switches null) the fixed position if inside the plane; -1 if nowhere.
-inline int64_t unpoolTarget(const UnpoolShape &s, const int32_t *sw,
-                            int64_t i, int64_t j) {
+/// unpooled plane: the position within its window that its switch records
+/// (or, switches null, the fixed position), if that is inside the window
+/// and the plane; -1 if nowhere.
+inline int64_t unpoolTarget(const UnpoolShape &s, const Switch *sw, int64_t i,
+                            int64_t j) {
   const Window2D &k = s.win;
-  int64_t h0 = i * k.sh - k.ph, w0 = j * k.sw - k.pw;
+  int64_t dh = s.posH, dw = s.posW;
   if (sw) {
-    int64_t t = *sw;
-    int64_t h = t / s.out.w, w = t % s.out.w;
-    if (t < 0 || h < h0 || h >= h0 + k.kh || w < w0 || w >= w0 + k.kw ||
-        h >= s.out.h)
+    dh = *sw / k.kw;
+    dw = *sw % k.kw;
+    if (dh >= k.kh)
       return -1;
-    return t;
   }
-  int64_t h = h0 + s.posH, w = w0 + s.posW;
+  int64_t h = i * k.sh - k.ph + dh, w = j * k.sw - k.pw + dw;
   if (h < 0 || h >= s.out.h || w < 0 || w >= s.out.w)
     return -1;
   return h * s.out.w + w;
@@ -406,7 +405,7 @@ template <typename F> void withLanes(const Dims4 &d, int64_t lanes, F f) {
 
 template <int64_t L>
 void maxPoolLanes(const PoolShape &s, const float *x, float *y,
-                  int32_t *switches) {
+                  Switch *switches) {
   const Dims4 &X = s.in, &Y = s.out;
   const Window2D &k = s.win;
   const int64_t inPlane = X.plane(), outPlane = Y.plane();
@@ -414,7 +413,7 @@ void maxPoolLanes(const PoolShape &s, const float *x, float *y,
     for (int64_t g = b; g < e; ++g) {
       const float *xg = x + g * inPlane * L;
       float *yg = y + g * outPlane * L;
-      int32_t *sg = switches ? switches + g * outPlane * L : nullptr;
+      Switch *sg = switches ? switches + g * outPlane * L : nullptr;
       for (int64_t oh = 0; oh < Y.h; ++oh)
         for (int64_t ow = 0; ow < Y.w; ++ow) {
           int64_t hs = std::max<int64_t>(oh * k.sh - k.ph, 0);
@@ -439,10 +438,12 @@ void maxPoolLanes(const PoolShape &s, const float *x, float *y,
               }
             }
           int64_t o = (oh * Y.w + ow) * L;
+          // The switch: at's position within the window.
+          const int64_t h0 = oh * k.sh - k.ph, w0 = ow * k.sw - k.pw;
           for (int64_t l = 0; l < L; ++l) {
             yg[o + l] = best[l];
             if (sg)
-              sg[o + l] = at[l];
+              sg[o + l] = Switch((at[l] / X.w - h0) * k.kw + at[l] % X.w - w0);
           }
         }
     }
@@ -454,14 +455,14 @@ void maxPoolLanes(const PoolShape &s, const float *x, float *y,
 /// target) or backward (a gather: each pooled element's gradient from its
 /// target, 0 where it has none). `src` is x (forward) or dy.
 template <int64_t L, bool Forward>
-void unpoolLanes(const UnpoolShape &s, const float *src,
-                 const int32_t *switches, float *dst) {
+void unpoolLanes(const UnpoolShape &s, const float *src, const Switch *switches,
+                 float *dst) {
   const int64_t pooled = s.in.plane(), plane = s.out.plane();
   parallelChunks(s.in.n * s.in.c / L, 1, [&](int64_t b, int64_t e, int) {
     for (int64_t g = b; g < e; ++g) {
       const float *from = src + g * (Forward ? pooled : plane) * L;
       float *to = dst + g * (Forward ? plane : pooled) * L;
-      const int32_t *sg = switches ? switches + g * pooled * L : nullptr;
+      const Switch *sg = switches ? switches + g * pooled * L : nullptr;
       if (Forward)
         std::fill(to, to + plane * L, 0.0f);
       for (int64_t i = 0; i < s.in.h; ++i)
@@ -482,28 +483,30 @@ void unpoolLanes(const UnpoolShape &s, const float *src,
 template <int64_t L>
 void biasGradLanes(const Dims4 &d, const float *dy, float *db) {
   const int64_t plane = d.plane();
-  parallelChunks(d.c / L,
-                 std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(
-                                                      1, d.n * plane * L)),
-                 [&](int64_t b, int64_t e, int) {
-                   for (int64_t g = b; g < e; ++g) {
-                     double sum[L] = {};
-                     for (int64_t n = 0; n < d.n; ++n) {
-                       const float *p = dy + ((n * d.c / L + g) * plane) * L;
-                       for (int64_t q = 0; q < plane; ++q)
-                         for (int64_t l = 0; l < L; ++l)
-                           sum[l] += double(p[q * L + l]);
-                     }
-                     for (int64_t l = 0; l < L; ++l)
-                       db[g * L + l] = float(sum[l]);
-                   }
-                 });
+  parallelChunks(
+      d.c / L,
+      std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(1, d.n * plane * L)),
+      [&](int64_t b, int64_t e, int) {
+        for (int64_t g = b; g < e; ++g) {
+          double sum[L] = {};
+          for (int64_t n = 0; n < d.n; ++n) {
+            const float *p = dy + ((n * d.c / L + g) * plane) * L;
+            for (int64_t q = 0; q < plane; ++q)
+              for (int64_t l = 0; l < L; ++l)
+                sum[l] += double(p[q * L + l]);
+          }
+          for (int64_t l = 0; l < L; ++l)
+            db[g * L + l] = float(sum[l]);
+        }
+      });
 }
 
 } // namespace
 
 void maxPool(const PoolShape &s, int64_t lanes, const float *x, float *y,
-             int32_t *switches) {
+             Switch *switches) {
+  if (switches)
+    checkSwitchWindow("max_pool", s.win);
   withLanes(s.in, lanes, [&](auto L) { maxPoolLanes<L>(s, x, y, switches); });
 }
 
@@ -516,14 +519,13 @@ bool unpoolWindowsDisjoint(const UnpoolShape &s) {
 }
 
 void unpoolScatter(const UnpoolShape &s, int64_t lanes, const float *x,
-                   const int32_t *switches, float *y) {
+                   const Switch *switches, float *y) {
   withLanes(s.in, lanes,
             [&](auto L) { unpoolLanes<L, true>(s, x, switches, y); });
 }
 
-void unpoolBackwardGather(const UnpoolShape &s, int64_t lanes,
-                          const float *dy, const int32_t *switches,
-                          float *dx) {
+void unpoolBackwardGather(const UnpoolShape &s, int64_t lanes, const float *dy,
+                          const Switch *switches, float *dx) {
   withLanes(s.in, lanes,
             [&](auto L) { unpoolLanes<L, false>(s, dy, switches, dx); });
 }

@@ -61,10 +61,10 @@ void deconv2dBackwardFilter(const ConvShape &s, const float *x, const float *dy,
 // Results equal ref::maxPoolForward / unpoolForward / unpoolBackward's.
 
 /// Max-pool with switches (the first maximum of each window in row-major
-/// order, its position h * W + w in the input plane); `switches` may be
-/// null.
+/// order, its position within the window: ref::maxPoolForward's);
+/// `switches` may be null.
 void maxPool(const PoolShape &s, int64_t lanes, const float *x, float *y,
-             int32_t *switches);
+             Switch *switches);
 /// db[c] = the sum of dy's channel c over images and positions, as
 /// ref::biasBackward (in double, images outer).
 void biasGrad(const Dims4 &d, int64_t lanes, const float *dy, float *db);
@@ -75,10 +75,10 @@ bool unpoolWindowsDisjoint(const UnpoolShape &s);
 /// Unpool: y = 0, then each pooled element to its switch (or the fixed
 /// position); a switch outside its window is ignored.
 void unpoolScatter(const UnpoolShape &s, int64_t lanes, const float *x,
-                   const int32_t *switches, float *y);
+                   const Switch *switches, float *y);
 /// unpool_grad: dx = dy at each pooled element's switch (0 where ignored).
-void unpoolBackwardGather(const UnpoolShape &s, int64_t lanes,
-                          const float *dy, const int32_t *switches, float *dx);
+void unpoolBackwardGather(const UnpoolShape &s, int64_t lanes, const float *dy,
+                          const Switch *switches, float *dx);
 
 /// y[N, out] = x[N, in] * w[out, in]^T + b[out] (`b` may be null).
 void fcForward(int64_t n, int64_t in, int64_t out, const float *x,

@@ -112,6 +112,13 @@ int64_t poolOutputSize(int64_t in, int64_t k, int64_t s, int64_t p,
   return out;
 }
 
+void checkSwitchWindow(const char *kernel, const Window2D &w) {
+  if (w.kh * w.kw > kMaxSwitchWindow)
+    fail(kernel,
+         "a {}x{} window has {} positions; a switch records one of at most {}",
+         w.kh, w.kw, w.kh * w.kw, kMaxSwitchWindow);
+}
+
 PoolShape poolShape(Dims4 in, Window2D win, bool ceilMode) {
   checkDims("pool", "input", in);
   checkWindow("pool", win);
@@ -132,8 +139,8 @@ UnpoolShape unpoolShape(Dims4 in, Window2D win, int64_t sizeH, int64_t sizeW,
   checkWindow(k, win);
   if (sizeH <= 0 || sizeW <= 0)
     fail(k, "size [{}, {}] must be positive", sizeH, sizeW);
-  if (sizeH * sizeW > std::numeric_limits<int32_t>::max())
-    fail(k, "output plane [{}, {}] too large for int32 switches", sizeH, sizeW);
+  if (sizeH > std::numeric_limits<int32_t>::max() / sizeW)
+    fail(k, "output plane [{}, {}] too large", sizeH, sizeW);
   if (posH < 0 || posH >= win.kh || posW < 0 || posW >= win.kw)
     fail(k, "position [{}, {}] outside the [{}, {}] window", posH, posW, win.kh,
          win.kw);
@@ -317,9 +324,11 @@ void reluBackward(int64_t count, const T *y, const T *dy, T *dx) {
 //===----------------------------------------------------------------------===//
 
 template <typename T>
-void maxPoolForward(const PoolShape &s, const T *x, T *y, int32_t *switches) {
+void maxPoolForward(const PoolShape &s, const T *x, T *y, Switch *switches) {
   const Dims4 &X = s.in, &Y = s.out;
   const Window2D &k = s.win;
+  if (switches)
+    checkSwitchWindow("max_pool", k);
   for (int64_t n = 0; n < Y.n; ++n)
     for (int64_t c = 0; c < Y.c; ++c) {
       const T *xp = x + (n * X.c + c) * X.plane();
@@ -339,26 +348,33 @@ void maxPoolForward(const PoolShape &s, const T *x, T *y, int32_t *switches) {
                 best = h * X.w + w;
           int64_t yi = at(Y, n, c, oh, ow);
           y[yi] = xp[best];
-          if (switches)
-            switches[yi] = static_cast<int32_t>(best);
+          if (switches) // best's position in the window
+            switches[yi] =
+                static_cast<Switch>((best / X.w - (oh * k.sh - k.ph)) * k.kw +
+                                    (best % X.w - (ow * k.sw - k.pw)));
         }
     }
 }
 
 template <typename T>
-void maxPoolBackward(const PoolShape &s, const T *dy, const int32_t *switches,
+void maxPoolBackward(const PoolShape &s, const T *dy, const Switch *switches,
                      T *dx) {
   const Dims4 &X = s.in, &Y = s.out;
+  const Window2D &k = s.win;
+  checkSwitchWindow("max_pool backward", k);
   std::vector<double> acc(X.count(), 0.0);
   for (int64_t n = 0; n < Y.n; ++n)
     for (int64_t c = 0; c < Y.c; ++c)
       for (int64_t p = 0; p < Y.plane(); ++p) {
         int64_t yi = (n * Y.c + c) * Y.plane() + p;
-        int32_t sw = switches[yi];
-        if (sw < 0 || sw >= X.plane())
-          fail("max_pool backward", "switch {} outside the {}x{} plane", sw,
-               X.h, X.w);
-        acc[(n * X.c + c) * X.plane() + sw] += double(dy[yi]);
+        int64_t sw = switches[yi], h, w;
+        switchPosition(k, p / Y.w, p % Y.w, sw, h, w);
+        if (sw >= k.kh * k.kw || h < 0 || h >= X.h || w < 0 || w >= X.w)
+          fail("max_pool backward",
+               "switch {} of output ({}, {}) outside its window's part of the "
+               "{}x{} plane",
+               sw, p / Y.w, p % Y.w, X.h, X.w);
+        acc[(n * X.c + c) * X.plane() + h * X.w + w] += double(dy[yi]);
       }
   for (int64_t i = 0; i < X.count(); ++i)
     dx[i] = T(acc[i]);
@@ -427,25 +443,34 @@ void avgPoolBackward(const PoolShape &s, const T *dy, T *dx) {
 
 // Target of input element (n, c, i, j) inside its output plane, or -1 when a
 // fixed position falls outside the output.
-static int64_t unpoolTarget(const UnpoolShape &s, const int32_t *switches,
+static int64_t unpoolTarget(const UnpoolShape &s, const Switch *switches,
                             int64_t n, int64_t c, int64_t i, int64_t j) {
   const Dims4 &Y = s.out;
+  int64_t dh = s.posH, dw = s.posW;
   if (switches) {
-    int32_t sw = switches[at(s.in, n, c, i, j)];
-    if (sw < 0 || sw >= Y.plane())
-      fail("unpool", "switch {} outside the {}x{} output plane", sw, Y.h, Y.w);
-    return sw;
+    int64_t sw = switches[at(s.in, n, c, i, j)];
+    dh = sw / s.win.kw;
+    dw = sw % s.win.kw;
+    if (dh >= s.win.kh)
+      fail("unpool", "switch {} outside the {}x{} window", sw, s.win.kh,
+           s.win.kw);
   }
-  int64_t h = i * s.win.sh - s.win.ph + s.posH;
-  int64_t w = j * s.win.sw - s.win.pw + s.posW;
-  if (h < 0 || h >= Y.h || w < 0 || w >= Y.w)
+  int64_t h = i * s.win.sh - s.win.ph + dh;
+  int64_t w = j * s.win.sw - s.win.pw + dw;
+  if (h < 0 || h >= Y.h || w < 0 || w >= Y.w) {
+    if (switches)
+      fail("unpool",
+           "switch {} of ({}, {}) points outside the {}x{} output "
+           "plane",
+           dh * s.win.kw + dw, i, j, Y.h, Y.w);
     return -1;
+  }
   return h * Y.w + w;
 }
 
 // Number of input elements of plane (n, c) written to each output position.
 static std::vector<int64_t> unpoolCounts(const UnpoolShape &s,
-                                         const int32_t *switches, int64_t n,
+                                         const Switch *switches, int64_t n,
                                          int64_t c) {
   std::vector<int64_t> count(s.out.plane(), 0);
   for (int64_t i = 0; i < s.in.h; ++i)
@@ -458,7 +483,7 @@ static std::vector<int64_t> unpoolCounts(const UnpoolShape &s,
 }
 
 template <typename T>
-void unpoolForward(const UnpoolShape &s, const T *x, const int32_t *switches,
+void unpoolForward(const UnpoolShape &s, const T *x, const Switch *switches,
                    T *y) {
   const Dims4 &X = s.in, &Y = s.out;
   for (int64_t n = 0; n < Y.n; ++n)
@@ -483,7 +508,7 @@ void unpoolForward(const UnpoolShape &s, const T *x, const int32_t *switches,
 }
 
 template <typename T>
-void unpoolBackward(const UnpoolShape &s, const T *dy, const int32_t *switches,
+void unpoolBackward(const UnpoolShape &s, const T *dy, const Switch *switches,
                     T *dx) {
   const Dims4 &X = s.in, &Y = s.out;
   for (int64_t n = 0; n < Y.n; ++n)
@@ -882,15 +907,15 @@ void sgdUpdate(int64_t count, T *w, const T *grad, T *velocity, double lr,
   template void reluForward<T>(int64_t, const T *, T *);                       \
   template void reluBackward<T>(int64_t, const T *, const T *, T *);           \
   template void maxPoolForward<T>(const PoolShape &, const T *, T *,           \
-                                  int32_t *);                                  \
+                                  Switch *);                                   \
   template void maxPoolBackward<T>(const PoolShape &, const T *,               \
-                                   const int32_t *, T *);                      \
+                                   const Switch *, T *);                       \
   template void avgPoolForward<T>(const PoolShape &, const T *, T *);          \
   template void avgPoolBackward<T>(const PoolShape &, const T *, T *);         \
   template void unpoolForward<T>(const UnpoolShape &, const T *,               \
-                                 const int32_t *, T *);                        \
+                                 const Switch *, T *);                         \
   template void unpoolBackward<T>(const UnpoolShape &, const T *,              \
-                                  const int32_t *, T *);                       \
+                                  const Switch *, T *);                        \
   template void fcForward<T>(int64_t, int64_t, int64_t, const T *, const T *,  \
                              const T *, T *);                                  \
   template void fcBackwardData<T>(int64_t, int64_t, int64_t, const T *,        \

@@ -52,6 +52,24 @@ struct Window2D {
   int64_t ph = 0, pw = 0;
 };
 
+/// A max-pool switch: where the window's maximum lies within its window,
+/// row-major (dh * kw + dw, the window's origin at (oh * sh - ph, ow * sw -
+/// pw) of the unpadded input), which an unpool with the same window reads
+/// back. One byte holds it for every window of at most kMaxSwitchWindow
+/// positions.
+using Switch = uint8_t;
+constexpr int64_t kMaxSwitchWindow = 256;
+/// Throws KernelError (naming `kernel`) for a window too large for switches.
+void checkSwitchWindow(const char *kernel, const Window2D &w);
+/// The input position (h, w) that switch `sw` (< kh * kw) of pooled
+/// element (i, j) names; outside the input where its window reaches into
+/// the padding.
+inline void switchPosition(const Window2D &k, int64_t i, int64_t j, int64_t sw,
+                           int64_t &h, int64_t &w) {
+  h = i * k.sh - k.ph + sw / k.kw;
+  w = j * k.sw - k.pw + sw % k.kw;
+}
+
 /// Geometry of a conv2d or deconv2d: `in` is the op's input, `out` its output.
 struct ConvShape {
   Dims4 in, out;
@@ -172,16 +190,17 @@ template <typename T> void reluForward(int64_t count, const T *x, T *y);
 template <typename T>
 void reluBackward(int64_t count, const T *y, const T *dy, T *dx);
 
-/// Max-pool over the input padded with -inf. `switches` (one int32 per output
-/// element, may be null) gets the flat position h*W + w, within the unpadded
-/// input plane, of the selected maximum: the FIRST maximum in a row-major scan
-/// of the window (strict `>`), so an all-equal (e.g. all-zero) window records
-/// its first in-input position. NaN is never selected over an earlier value.
+/// Max-pool over the input padded with -inf. `switches` (one Switch per
+/// output element, may be null) gets the selected maximum's position within
+/// its window: the FIRST maximum in a row-major scan of the window's part
+/// inside the input (strict `>`), so an all-equal (e.g. all-zero) window
+/// records its first in-input position. NaN is never selected over an
+/// earlier value.
 template <typename T>
-void maxPoolForward(const PoolShape &s, const T *x, T *y, int32_t *switches);
-/// dx = 0, then dx[switch] += dy (scatter-add per plane).
+void maxPoolForward(const PoolShape &s, const T *x, T *y, Switch *switches);
+/// dx = 0, then dx[the switch's position] += dy (scatter-add per plane).
 template <typename T>
-void maxPoolBackward(const PoolShape &s, const T *dy, const int32_t *switches,
+void maxPoolBackward(const PoolShape &s, const T *dy, const Switch *switches,
                      T *dx);
 
 /// Average pool, Caffe: pool_size = (min(hs+k, H+p) - hs) * (min(ws+k, W+p) -
@@ -191,20 +210,20 @@ template <typename T> void avgPoolForward(const PoolShape &s, const T *x, T *y);
 template <typename T>
 void avgPoolBackward(const PoolShape &s, const T *dy, T *dx);
 
-/// Forward. With `switches` (non-null; same shape as the input, values in
-/// [0, sizeH*sizeW), as written by maxPoolForward): input (n,c,i,j) is added
-/// to output plane position switches[n,c,i,j]. Without: input (i,j) is added
-/// to (i*sh - ph + posH, j*sw - pw + posW) if that is inside the output, else
-/// dropped. Other positions are zero. With `normalize` every output position
-/// is divided by the number of input elements written to it (in switch mode
-/// counted per (n, c) plane; 0 stays 0).
+/// Forward. Input (i,j) is added to (i*sh - ph + dh, j*sw - pw + dw) if that
+/// is inside the output, else dropped, where (dh, dw) is the position
+/// within the window that switches[n,c,i,j] records (switches non-null: the
+/// input's shape, as written by maxPoolForward; one outside the window or
+/// the output is an error) or else (posH, posW). Other positions are zero. With
+/// `normalize` every output position is divided by the number of input elements
+/// written to it (in switch mode counted per (n, c) plane; 0 stays 0).
 template <typename T>
-void unpoolForward(const UnpoolShape &s, const T *x, const int32_t *switches,
+void unpoolForward(const UnpoolShape &s, const T *x, const Switch *switches,
                    T *y);
 /// The exact adjoint (a gather): dx(i,j) = dy[target(i,j)] / count[target]
 /// (count = 1 without normalize); 0 where the target fell outside.
 template <typename T>
-void unpoolBackward(const UnpoolShape &s, const T *dy, const int32_t *switches,
+void unpoolBackward(const UnpoolShape &s, const T *dy, const Switch *switches,
                     T *dx);
 
 //===----------------------------------------------------------------------===//

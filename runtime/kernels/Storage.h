@@ -1,7 +1,7 @@
 //===- Storage.h - how a value's elements lie in memory ---------*- C++ -*-===//
 //
 // The host reads and writes every value in one format: 4-byte elements (f32
-// real numbers, i32 labels and switches) in plain NCHW order. A backend may
+// real numbers, i32 labels, u8 switches) in plain NCHW order. A backend may
 // store a value otherwise:
 // - channel-interleaved: element (n, c, h, w) at
 //   cuda::planeAt(n * C + c, H * W, h * W + w, lanes). lanes = C is NHWC
@@ -62,6 +62,24 @@ inline void fromStorage(const Dims4 &d, Storage s, const void *src,
       dst[nc * plane + p] =
           s.bf16 ? cuda::floatBits(halves[at].toFloat()) : words[at];
     }
+}
+
+/// One-byte elements (switches) between the host's NCHW order and a layout
+/// of `lanes` (planeAt), either way.
+inline void bytesToStorage(const Dims4 &d, int64_t lanes, const uint8_t *src,
+                           uint8_t *dst) {
+  int64_t plane = d.plane();
+  for (int64_t nc = 0; nc < d.n * d.c; ++nc)
+    for (int64_t p = 0; p < plane; ++p)
+      dst[cuda::planeAt(nc, plane, p, lanes)] = src[nc * plane + p];
+}
+
+inline void bytesFromStorage(const Dims4 &d, int64_t lanes, const uint8_t *src,
+                             uint8_t *dst) {
+  int64_t plane = d.plane();
+  for (int64_t nc = 0; nc < d.n * d.c; ++nc)
+    for (int64_t p = 0; p < plane; ++p)
+      dst[nc * plane + p] = src[cuda::planeAt(nc, plane, p, lanes)];
 }
 
 } // namespace netc::kernels

@@ -79,6 +79,8 @@ const char *dtypeName(DType t) {
     return "bf16";
   case DType::I32:
     return "i32";
+  case DType::U8:
+    return "u8";
   }
   return "?";
 }
@@ -467,9 +469,12 @@ struct Parser {
       v.dtype = DType::BF16;
     else if (dt == "i32")
       v.dtype = DType::I32;
+    else if (dt == "u8")
+      v.dtype = DType::U8;
     else
       fail(join(path, "dtype"),
-           fmt::format("unknown dtype '{}' (expected f32, bf16 or i32)", dt));
+           fmt::format("unknown dtype '{}' (expected f32, bf16, i32 or u8)",
+                       dt));
     std::string layout = optStr(j, path, "layout", "nchw");
     if (layout == "nhwc")
       v.layout = Layout::NHWC;
@@ -591,9 +596,9 @@ struct Parser {
         per = v.shape[d] < 0 ? -1 : per * v.shape[d];
       int64_t want = plan.input[0] * plan.input[1] * plan.input[2];
       // A dense evaluation program takes the image at its own scale.
-      bool dense = p.name.rfind("eval.dense.", 0) == 0 &&
-                   v.shape.size() == 4 && v.shape[1] == plan.input[0] &&
-                   v.shape[2] > 0 && v.shape[3] > 0;
+      bool dense = p.name.rfind("eval.dense.", 0) == 0 && v.shape.size() == 4 &&
+                   v.shape[1] == plan.input[0] && v.shape[2] > 0 &&
+                   v.shape[3] > 0;
       if (v.shape.empty() || v.shape[0] != -1 || (per != want && !dense) ||
           !isReal(v.dtype))
         fail(join(inp, "image"),
@@ -748,7 +753,7 @@ struct Parser {
         fail(join(path, "attrs"),
              fmt::format("'{}' needs attribute '{}'", name, a));
 
-    // Dtypes: labels and switches are i32, everything else f32.
+    // Dtypes: labels are i32, switches u8, everything else f32.
     auto dtypeOf = [&](int64_t id) { return p.values.at(id).dtype; };
     auto expectDtype = [&](const std::vector<int64_t> &ids, size_t i, DType t,
                            const char *list) {
@@ -760,15 +765,19 @@ struct Parser {
                          dtypeName(dtypeOf(ids[i])), name, dtypeName(t)));
     };
     for (size_t i = 0; i < k.in.size(); ++i) {
-      bool intIn = ((k.op == Op::SoftmaxCrossEntropy ||
+      bool labels = (k.op == Op::SoftmaxCrossEntropy ||
                      k.op == Op::SoftmaxCrossEntropyGrad) &&
-                    i == 1) ||
-                   ((k.op == Op::Unpool || k.op == Op::UnpoolGrad) && i == 1);
-      expectDtype(k.in, i, intIn ? DType::I32 : DType::F32, "in");
+                    i == 1;
+      bool switches = (k.op == Op::Unpool || k.op == Op::UnpoolGrad) && i == 1;
+      expectDtype(k.in, i,
+                  labels     ? DType::I32
+                  : switches ? DType::U8
+                             : DType::F32,
+                  "in");
     }
     for (size_t i = 0; i < k.out.size(); ++i)
       expectDtype(k.out, i,
-                  k.op == Op::MaxPool && i == 1 ? DType::I32 : DType::F32,
+                  k.op == Op::MaxPool && i == 1 ? DType::U8 : DType::F32,
                   "out");
 
     // Outputs must be arena values unless the op updates parameter state.

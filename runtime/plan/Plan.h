@@ -34,17 +34,20 @@ public:
   using std::runtime_error::runtime_error;
 };
 
-constexpr int kFormatVersion = 2;
+constexpr int kFormatVersion = 3;
 /// plan.json files above this size are refused (VGG-16's is under 1 MiB).
 constexpr uint64_t kMaxPlanBytes = uint64_t(256) << 20;
 
 /// Element types: f32 and bf16 values are real numbers (activations,
-/// gradients, losses; parameters are always f32), i32 ones integers (labels,
-/// pooling switches).
-enum class DType { F32, BF16, I32 };
+/// gradients, losses; parameters are always f32), i32 ones integers
+/// (labels), u8 ones max-pooling switches (kernels::Switch: a position
+/// within the pooling window).
+enum class DType { F32, BF16, I32, U8 };
 const char *dtypeName(DType t);
-inline int64_t dtypeSize(DType t) { return t == DType::BF16 ? 2 : 4; }
-inline bool isReal(DType t) { return t != DType::I32; }
+inline int64_t dtypeSize(DType t) {
+  return t == DType::BF16 ? 2 : t == DType::U8 ? 1 : 4;
+}
+inline bool isReal(DType t) { return t == DType::F32 || t == DType::BF16; }
 
 /// Memory order of a rank-4 value's dimensions (its shape is always written
 /// N, C, H, W).

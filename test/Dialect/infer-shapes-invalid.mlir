@@ -96,6 +96,16 @@ func.func @in_macro(%x: tensor<?x4x2x2xf32>) {
 
 // -----
 
+// A max-pool's switch is a position within its window, in one byte.
+func.func @switch_window(%x: tensor<?x4x40x40xf32>) {
+  // expected-error@+1 {{'net.max_pool' op max-pool window 17x16 has 272 positions; its switches record one of at most 256 (a byte)}}
+  %p, %sw = net.max_pool %x kernel [17, 16] stride [17, 16] pad [0, 0]
+      : tensor<?x4x40x40xf32> -> tensor<*xf32>, !net.switches<*>
+  return
+}
+
+// -----
+
 // A declared fc weight that does not fit the flattened map.
 func.func @fc_weight(%x: tensor<?x32x8x8xf32>, %w: tensor<10x100xf32>) {
   %f = net.flatten %x : tensor<?x32x8x8xf32> -> tensor<*xf32>

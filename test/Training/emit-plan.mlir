@@ -44,4 +44,4 @@
 // CHECK: "phase": "stacked",
 // CHECK: "phase": "joint",
 // CHECK: "variant": "swwae-all",
-// CHECK: "version": 2
+// CHECK: "version": 3

@@ -7,7 +7,7 @@
 // RUN: FileCheck %s --check-prefix=TF32 < %t.tf32.json
 // RUN: netc %examples/fashion-mnist.net -emit=planned | FileCheck %s --check-prefix=IR
 // fp32 (the default) plans store every value as fp32 did before precision
-// existed: f32 and i32 values, NCHW maps. tf32 plans store the same values
+// existed: f32, i32 and u8 values, NCHW maps. tf32 plans store the same values
 // at the same offsets, but their activation maps (and switches) NHWC, as
 // bf16 plans do (the maps a flatten views stay NCHW): the plans differ
 // only there and in "precision".

@@ -12,7 +12,7 @@
 // BF16NCHW: error: bf16 plans keep their maps NHWC; layout 'nchw' is for fp32 and tf32
 
 func.func @f(%x: tensor<?x8xf32>) {
-  // expected-error@+1 {{attribute 'net.dtypes' cannot store result 0 of type 'tensor<?x8xf32>' as 'i32' (real values: f32 or bf16; integers: i32)}}
+  // expected-error@+1 {{attribute 'net.dtypes' cannot store result 0 of type 'tensor<?x8xf32>' as 'i32' (real values: f32 or bf16; labels: i32; switches: ui8)}}
   %0 = net.relu %x {net.dtypes = [i32]} : tensor<?x8xf32> -> tensor<?x8xf32>
   return
 }

@@ -45,8 +45,8 @@ module {
     %c = net.conv2d %x, %w stride [1, 1] pad [1, 1] groups 1 : (tensor<?x8x4x4xf32>, tensor<8x8x3x3xf32>) -> tensor<?x8x4x4xf32>
     // CHECK: net.relu {{.*}} {net.dtypes = [bf16], net.layouts = ["nhwc"], net.offsets = array<i64: [[C]]>}
     %r = net.relu %c : tensor<?x8x4x4xf32> -> tensor<?x8x4x4xf32>
-    // CHECK: net.max_pool {{.*}} {net.dtypes = [bf16, i32], net.layouts = ["nchw", "nchw"], net.offsets = array<i64: [[P:[0-9]+]], {{[0-9]+}}>}
-    // TF32: net.max_pool {{.*}} {net.dtypes = [f32, i32], net.layouts = ["nchw", "nchw"]
+    // CHECK: net.max_pool {{.*}} {net.dtypes = [bf16, ui8], net.layouts = ["nchw", "nchw"], net.offsets = array<i64: [[P:[0-9]+]], {{[0-9]+}}>}
+    // TF32: net.max_pool {{.*}} {net.dtypes = [f32, ui8], net.layouts = ["nchw", "nchw"]
     // TF32: net.conv2d_grad_weight {{.*}} {net.dtypes = [f32], net.layouts = ["nchw"]
     %o, %s = net.max_pool %r kernel [2, 2] stride [2, 2] pad [0, 0] : tensor<?x8x4x4xf32> -> tensor<?x8x2x2xf32>, !net.switches<?x8x2x2>
     // CHECK: net.flatten {{.*}} {net.dtypes = [bf16], net.offsets = array<i64: [[P]]>}

@@ -25,7 +25,7 @@ import json, sys
 p = json.load(open(sys.argv[1]))
 prog = p["programs"]["step.joint"]
 values = {v["id"]: v for v in prog["values"]}
-size = {"f32": 4, "bf16": 2, "i32": 4}
+size = {"f32": 4, "bf16": 2, "i32": 4, "u8": 1}
 def nbytes(v):
     n = size[v["dtype"]]
     for d in v["shape"]:

@@ -220,6 +220,9 @@ void compareBackends(const std::string &what, const std::string &text,
       if (v.dtype == plan::DType::I32)
         EXPECT_EQ(gpuExe.download<int32_t>(id), refExe.download<int32_t>(id))
             << name;
+      else if (v.dtype == plan::DType::U8) // switches
+        EXPECT_EQ(gpuExe.download<uint8_t>(id), refExe.download<uint8_t>(id))
+            << name;
       else
         expectClose(gpuExe.download<float>(id), refExe.download<float>(id),
                     name);

@@ -135,14 +135,12 @@ TEST(CpuBackend, PoolingAndUnpoolingInBlockedLayouts) {
       int64_t x = b.value({-1, 16, 9, 9});
       b.kernel("relu", {c}, {x});
       int64_t o = overlap ? 5 : 4;
-      json pool = overlap ? json{{"kernel", {3, 3}},
-                                 {"stride", {2, 2}},
-                                 {"pad", {1, 1}}}
-                          : json{{"kernel", {2, 2}},
-                                 {"stride", {2, 2}},
-                                 {"pad", {0, 0}}};
+      json pool =
+          overlap
+              ? json{{"kernel", {3, 3}}, {"stride", {2, 2}}, {"pad", {1, 1}}}
+              : json{{"kernel", {2, 2}}, {"stride", {2, 2}}, {"pad", {0, 0}}};
       int64_t y = b.value({-1, 16, o, o});
-      int64_t sw = b.value({-1, 16, o, o}, "i32");
+      int64_t sw = b.value({-1, 16, o, o}, "u8");
       b.kernel("max_pool", {x}, {y, sw}, pool);
       json unpool = pool;
       unpool["size"] = {9, 9};
@@ -301,8 +299,7 @@ TEST(CpuBackend, BatchNormAndLrnInBlockedLayouts) {
       std::vector<int64_t> shape = {-1, channels, 5, 7};
       int64_t x = convFrom(b, x0, {-1, 3, 5, 7}, channels, "c0");
       int64_t dy = convFrom(b, x0, {-1, 3, 5, 7}, channels, "c1");
-      std::vector<int64_t> acts =
-          normalizations(b, x, dy, shape, inference, 3);
+      std::vector<int64_t> acts = normalizations(b, x, dy, shape, inference, 3);
       compareNormalizations(std::to_string(channels) + " channels blocked",
                             b.planText(5), acts, true, 4, inference);
     }

@@ -270,7 +270,7 @@ std::string backendPlan() {
   value(18, {-1, 6, 2, 2}, 24);
   values.push_back({{"id", 19},
                     {"shape", {-1, 6, 2, 2}},
-                    {"dtype", "i32"},
+                    {"dtype", "u8"},
                     {"offset", offset}});
   offset += 24 * 3 * 4 / 64 * 64 + 64;
   value(20, {-1, 6, 4, 4}, 96);
@@ -344,8 +344,8 @@ std::string backendPlan() {
   // Every value the test reads is an output: the backend then keeps it
   // plain and written (no fusion makes it disappear).
   json outputs = json::object();
-  for (int64_t id : {3, 7, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
-                     24, 25})
+  for (int64_t id :
+       {3, 7, 10, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25})
     outputs["v" + std::to_string(id)] = id;
   json program = {{"batch", 3},
                   {"arena_bytes", offset},
@@ -402,8 +402,9 @@ TEST(CpuBackendTest, MatchesReferenceThroughExecutor) {
       Vec got(cpuExe.f32(o.id), cpuExe.f32(o.id) + count);
       expectClose(got, want, o.what);
     }
-    EXPECT_TRUE(
-        std::equal(refExe.i32(19), refExe.i32(19) + 24 * n, cpuExe.i32(19)))
+    const auto *refSw = static_cast<const uint8_t *>(refExe.data(19));
+    const auto *cpuSw = static_cast<const uint8_t *>(cpuExe.data(19));
+    EXPECT_TRUE(std::equal(refSw, refSw + 24 * n, cpuSw))
         << "max_pool switches";
     const auto &wr = refStore.at("conv.weight").value;
     const auto &wc = cpuStore.at("conv.weight").value;

@@ -158,7 +158,7 @@ TEST(CudaBackend, PoolingAndUnpoolingMatchReference) {
     PlanBuilder b(4);
     int64_t x = b.value({-1, 3, 9, 9});
     int64_t y = b.value({-1, 3, 5, 5});
-    int64_t sw = b.value({-1, 3, 5, 5}, "i32");
+    int64_t sw = b.value({-1, 3, 5, 5}, "u8");
     int64_t u = b.value({-1, 3, 9, 9});
     int64_t u2 = b.value({-1, 3, 9, 9});
     int64_t du = b.value({-1, 3, 9, 9});

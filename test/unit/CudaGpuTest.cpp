@@ -30,6 +30,7 @@ using namespace netc;
 using namespace netc::kernels;
 using FVec = std::vector<float>;
 using IVec = std::vector<int32_t>;
+using SVec = std::vector<kernels::Switch>;
 
 namespace {
 
@@ -121,10 +122,10 @@ TEST(CudaGpu, MaxPoolAndUnpoolMatchTheHostWalk) {
         PoolShape p = poolShape(c.in, c.win, c.ceil);
         FVec x = relued ? rng.relued(p.in.count()) : rng.vec(p.in.count());
         FVec y(size_t(p.out.count()));
-        IVec sw(y.size());
+        SVec sw(y.size());
         cuda::host::maxPoolForward(p, x.data(), y.data(), sw.data());
         DeviceVec<float> dX(x), dY(y.size());
-        DeviceVec<int32_t> dSw(sw.size());
+        DeviceVec<kernels::Switch> dSw(sw.size());
         cuda::device::maxPoolForward(p, dX.get(), dY.get(), dSw.get(), nullptr);
         sync();
         expectSame(dY.download(), y, "max_pool");
@@ -140,8 +141,8 @@ TEST(CudaGpu, MaxPoolAndUnpoolMatchTheHostWalk) {
         for (bool fixed : {false, true}) {
           UnpoolShape u = unpoolShape(p.out, c.win, p.in.h, p.in.w,
                                       c.win.kh / 2, c.win.kw / 2, normalize);
-          const int32_t *hs = fixed ? nullptr : sw.data();
-          const int32_t *ds = fixed ? nullptr : dSw.get();
+          const kernels::Switch *hs = fixed ? nullptr : sw.data();
+          const kernels::Switch *ds = fixed ? nullptr : dSw.get();
           FVec v = rng.vec(u.in.count()), up(size_t(u.out.count()));
           cuda::host::unpoolForward(u, v.data(), hs, up.data());
           DeviceVec<float> dV(v), dUp(up.size());
@@ -330,10 +331,10 @@ template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
         std::vector<T> x = stored<T>(relued ? rng.relued(p.in.count())
                                             : rng.vec(p.in.count()));
         std::vector<T> y(size_t(p.out.count()));
-        IVec sw(y.size());
+        SVec sw(y.size());
         cuda::host::maxPoolForward(p, x.data(), y.data(), sw.data(), L);
         DeviceVec<T> dX(x), dY(y.size());
-        DeviceVec<int32_t> dSw(sw.size());
+        DeviceVec<kernels::Switch> dSw(sw.size());
         cuda::device::maxPoolForward(p, dX.get(), dY.get(), dSw.get(), L,
                                      nullptr);
         sync();
@@ -362,8 +363,8 @@ template <typename T> void poolOnGpu(bool nhwc, uint64_t seed) {
         for (bool fixed : {false, true}) {
           UnpoolShape u = unpoolShape(p.out, c.win, p.in.h, p.in.w,
                                       c.win.kh / 2, c.win.kw / 2, normalize);
-          const int32_t *hs = fixed ? nullptr : sw.data();
-          const int32_t *ds = fixed ? nullptr : dSw.get();
+          const kernels::Switch *hs = fixed ? nullptr : sw.data();
+          const kernels::Switch *ds = fixed ? nullptr : dSw.get();
           std::vector<T> v = stored<T>(rng.vec(u.in.count())),
                          up(size_t(u.out.count()));
           cuda::host::unpoolForward(u, v.data(), hs, up.data(), L);
@@ -533,7 +534,7 @@ template <typename T> void poolReluGradBiasOnGpu(uint64_t seed) {
                        std::to_string(s.in.c) + " h " + std::to_string(s.in.h);
     std::vector<T> y = stored<T>(rng.relued(s.in.count())),
                    pooled(size_t(s.out.count()));
-    IVec switches(size_t(s.out.count()));
+    SVec switches(size_t(s.out.count()));
     cuda::host::maxPoolForward(s, y.data(), pooled.data(), switches.data(),
                                s.in.c);
     std::vector<T> dyPooled = stored<T>(rng.vec(s.out.count())), dx(y.size());
@@ -541,7 +542,7 @@ template <typename T> void poolReluGradBiasOnGpu(uint64_t seed) {
     cuda::host::poolReluGradBias(s, dyPooled.data(), switches.data(), y.data(),
                                  dx.data(), db.data());
     DeviceVec<T> dY(y), dDyPooled(dyPooled), dDx(dx.size()), dAlone(dx.size());
-    DeviceVec<int32_t> dSw(switches);
+    DeviceVec<kernels::Switch> dSw(switches);
     DeviceVec<double> scratch(cuda::biasGradScratchBytes(s.in) /
                               sizeof(double));
     DeviceVec<float> dDb(db.size());

@@ -20,6 +20,7 @@
 
 #include "runtime/cuda/Kernels.h"
 #include "runtime/kernels/Reference.h"
+#include "test/unit/Switches.h"
 
 #include <gtest/gtest.h>
 
@@ -35,6 +36,8 @@ using namespace netc;
 using namespace netc::kernels;
 using FVec = std::vector<float>;
 using IVec = std::vector<int32_t>;
+using SVec = netc::testing::SwitchVec;
+using netc::testing::positions;
 
 namespace {
 
@@ -137,7 +140,7 @@ TEST(CudaHostKernels, MaxPoolAndItsBackwardMatchReferenceIncludingTies) {
       PoolShape s = poolShape(c.in, c.win, c.ceil);
       FVec x = relued ? rng.relued(s.in.count()) : rng.vec(s.in.count());
       FVec y(size_t(s.out.count())), yRef(y.size());
-      IVec sw(y.size(), -7), swRef(y.size(), -7);
+      SVec sw(y.size(), 0xF9), swRef(y.size(), 0xF9);
       cuda::host::maxPoolForward(s, x.data(), y.data(), sw.data());
       ref::maxPoolForward(s, x.data(), yRef.data(), swRef.data());
       std::string what = name(c) + (relued ? " relued" : "");
@@ -162,9 +165,9 @@ TEST(CudaHostKernels, MaxPoolAllZeroWindowRecordsFirstInInputPosition) {
   // of the input, not a padding position.
   PoolShape s = poolShape({1, 1, 4, 4}, {3, 3, 2, 2, 1, 1});
   FVec x(16, 0.0f), y(size_t(s.out.count()));
-  IVec sw(y.size());
+  SVec sw(y.size());
   cuda::host::maxPoolForward(s, x.data(), y.data(), sw.data());
-  EXPECT_EQ(sw, (IVec{0, 1, 4, 5}));
+  EXPECT_EQ(positions(s, sw), (IVec{0, 1, 4, 5}));
 }
 
 TEST(CudaHostKernels, UnpoolFromSwitchesMatchesReference) {
@@ -175,7 +178,7 @@ TEST(CudaHostKernels, UnpoolFromSwitchesMatchesReference) {
         PoolShape p = poolShape(c.in, c.win, c.ceil);
         FVec x = relued ? rng.relued(p.in.count()) : rng.vec(p.in.count());
         FVec pooled(size_t(p.out.count()));
-        IVec sw(pooled.size());
+        SVec sw(pooled.size());
         cuda::host::maxPoolForward(p, x.data(), pooled.data(), sw.data());
         UnpoolShape u =
             unpoolShape(p.out, c.win, p.in.h, p.in.w, 0, 0, normalize);
@@ -231,9 +234,9 @@ TEST(CudaHostKernels, UnpoolOverlappingNormalizeDividesSharedPositions) {
   // records its first element, no position is shared.
   PoolShape p = poolShape({1, 1, 5, 5}, {3, 3, 2, 2, 0, 0});
   FVec x(25, 0.0f), pooled(size_t(p.out.count()));
-  IVec sw(pooled.size());
+  SVec sw(pooled.size());
   cuda::host::maxPoolForward(p, x.data(), pooled.data(), sw.data());
-  EXPECT_EQ(sw, (IVec{0, 2, 10, 12}));
+  EXPECT_EQ(positions(p, sw), (IVec{0, 2, 10, 12}));
   UnpoolShape u = unpoolShape(p.out, p.win, 5, 5, 0, 0, /*normalize=*/true);
   FVec v{2.0f, 4.0f, 6.0f, 8.0f}, y(25);
   cuda::host::unpoolForward(u, v.data(), sw.data(), y.data());
@@ -245,7 +248,7 @@ TEST(CudaHostKernels, UnpoolOverlappingNormalizeDividesSharedPositions) {
   // switch, and the unpooled value is the mean of the four writes.
   x[12] = 1.0f;
   cuda::host::maxPoolForward(p, x.data(), pooled.data(), sw.data());
-  EXPECT_EQ(sw, (IVec{12, 12, 12, 12}));
+  EXPECT_EQ(positions(p, sw), (IVec{12, 12, 12, 12}));
   cuda::host::unpoolForward(u, v.data(), sw.data(), y.data());
   EXPECT_EQ(y[12], 5.0f);
   EXPECT_EQ(y[0], 0.0f);
@@ -261,9 +264,9 @@ TEST(CudaHostKernels, UnpoolSwitchesSharedByWindowsAreNormalized) {
   PoolShape p = poolShape({1, 1, 3, 3}, {2, 2, 1, 1, 0, 0});
   FVec x(9, 0.0f), pooled(4);
   x[4] = 5.0f;
-  IVec sw(4);
+  SVec sw(4);
   cuda::host::maxPoolForward(p, x.data(), pooled.data(), sw.data());
-  EXPECT_EQ(sw, (IVec{4, 4, 4, 4}));
+  EXPECT_EQ(positions(p, sw), (IVec{4, 4, 4, 4}));
   UnpoolShape u = unpoolShape(p.out, p.win, 3, 3, 0, 0, true);
   FVec v{1.0f, 2.0f, 3.0f, 6.0f}, y(9), dx(4), dxRef(4);
   cuda::host::unpoolForward(u, v.data(), sw.data(), y.data());
@@ -280,17 +283,24 @@ TEST(CudaHostKernels, UnpoolRejectsSwitchesAMaxPoolCannotWrite) {
   PoolShape p = poolShape({1, 1, 4, 4}, {2, 2, 2, 2, 0, 0});
   UnpoolShape u = unpoolShape(p.out, p.win, 4, 4);
   FVec v(4, 1.0f), y(16);
-  IVec sw{0, 2, 8, 10};
+  SVec sw{0, 1, 2, 3};
   EXPECT_NO_THROW(cuda::host::unpoolForward(u, v.data(), sw.data(), y.data()));
-  sw[1] = 0; // in the plane, outside window (0, 1)
+  sw[1] = 4; // outside the 2x2 window
   EXPECT_THROW(cuda::host::unpoolForward(u, v.data(), sw.data(), y.data()),
                KernelError);
-  sw[1] = 16; // outside the plane
   EXPECT_THROW(cuda::host::unpoolBackward(u, y.data(), sw.data(), v.data()),
                KernelError);
-  sw[1] = -1;
-  EXPECT_THROW(cuda::host::unpoolForward(u, v.data(), sw.data(), y.data()),
-               KernelError);
+  // Windows reaching into the padding: (0, 0)'s position 0 is (-1, -1),
+  // outside the plane.
+  PoolShape padded = poolShape({1, 1, 3, 3}, {2, 2, 2, 2, 1, 1});
+  UnpoolShape up = unpoolShape(padded.out, padded.win, 3, 3);
+  SVec inside{3, 2, 1, 0};
+  EXPECT_NO_THROW(
+      cuda::host::unpoolForward(up, v.data(), inside.data(), y.data()));
+  SVec outside{0, 2, 1, 0};
+  EXPECT_THROW(
+      cuda::host::unpoolForward(up, v.data(), outside.data(), y.data()),
+      KernelError);
 }
 
 //===----------------------------------------------------------------------===//
@@ -703,11 +713,11 @@ template <typename T> void checkPooling(bool nhwc, uint64_t seed) {
       FVec x =
           rounded<T>(relued ? rng.relued(s.in.count()) : rng.vec(s.in.count()));
       FVec yRef(size_t(s.out.count()));
-      IVec swRef(yRef.size(), -7);
+      SVec swRef(yRef.size(), 0xF9);
       ref::maxPoolForward(s, x.data(), yRef.data(), swRef.data());
 
       std::vector<T> xs = stored<T>(toLanes(s.in, L, x)), ys(yRef.size());
-      IVec sw(yRef.size(), -7);
+      SVec sw(yRef.size(), 0xF9);
       cuda::host::maxPoolForward(s, xs.data(), ys.data(), sw.data(), L);
       expectBitEqual(fromLanes(s.out, L, widened(ys)), rounded<T>(yRef), what);
       ASSERT_EQ(fromLanes(s.out, L, sw), swRef) << what;
@@ -726,8 +736,8 @@ template <typename T> void checkPooling(bool nhwc, uint64_t seed) {
                                        std::to_string(u.posW)
                                  : " switches") +
                           (u.normalize ? " normalize" : "");
-        const int32_t *hs = fixed ? nullptr : sw.data();
-        const int32_t *rs = fixed ? nullptr : swRef.data();
+        const kernels::Switch *hs = fixed ? nullptr : sw.data();
+        const kernels::Switch *rs = fixed ? nullptr : swRef.data();
         // The pooled maxima (SWWAE) and unrelated values.
         for (const FVec &v : {yRef, rounded<T>(rng.vec(u.in.count()))}) {
           FVec upRef(size_t(u.out.count()));
@@ -816,31 +826,34 @@ TEST(CudaHostKernels, Bf16MaxPoolTiesAreTiesOfTheRoundedValues) {
   FVec x{1.0f + 0x1.0p-10f, 1.0f + 0x1.0p-9f, -1.0f, 0.5f, 0.0f, 0.0f, 0.5f,
          0.5f + 0x1.0p-12f};
   BVec xs = stored<Bf16>(x), ys(2);
-  IVec sw(2);
+  SVec sw(2);
   cuda::host::maxPoolForward(s, xs.data(), ys.data(), sw.data());
-  EXPECT_EQ(sw, (IVec{0, 3}));
+  EXPECT_EQ(positions(s, sw), (IVec{0, 3}));
   EXPECT_EQ(widened(ys), (FVec{1.0f, 0.5f}));
   // f32 storage keeps them apart.
   FVec y(2);
   cuda::host::maxPoolForward(s, x.data(), y.data(), sw.data());
-  EXPECT_EQ(sw, (IVec{1, 7}));
+  EXPECT_EQ(positions(s, sw), (IVec{1, 7}));
 }
 
 TEST(CudaHostKernels, NhwcSwitchesAreCheckedWhereTheyAreStored) {
-  // Two channels of a 4x4 map, 2x2 windows: NHWC switches interleave the
-  // channels; their values are positions in the plane all the same.
-  PoolShape p = poolShape({1, 2, 4, 4}, {2, 2, 2, 2, 0, 0});
-  UnpoolShape u = unpoolShape(p.out, p.win, 4, 4);
-  IVec nchw{0, 2, 8, 10, 5, 7, 13, 15};
-  IVec nhwc = toLanes(p.out, 2, nchw);
-  EXPECT_EQ(nhwc, (IVec{0, 5, 2, 7, 8, 13, 10, 15}));
-  FVec v(8, 1.0f), y(32);
+  // Two channels of a 3x3 map, 2x2 windows of stride 2 with padding 1 (they
+  // start at (-1, -1), (-1, 1), (1, -1), (1, 1)): which positions name an
+  // input element depends on the window, and NHWC switches interleave the
+  // channels.
+  PoolShape p = poolShape({1, 2, 3, 3}, {2, 2, 2, 2, 1, 1});
+  UnpoolShape u = unpoolShape(p.out, p.win, 3, 3);
+  SVec nchw{3, 2, 1, 0, 3, 3, 3, 3};
+  SVec nhwc = toLanes(p.out, 2, nchw);
+  EXPECT_EQ(nhwc, (SVec{3, 3, 2, 3, 1, 3, 0, 3}));
+  FVec v(8, 1.0f), y(18);
   EXPECT_NO_THROW(
       cuda::host::unpoolForward(u, v.data(), nhwc.data(), y.data(), 2));
-  // Read as NCHW, switch 5 would be pooled (0, 1)'s of channel 0: outside.
+  // Read as NCHW, channel 0's pooled (1, 0) would get position 2, (2, -1):
+  // in the padding.
   EXPECT_THROW(cuda::host::unpoolForward(u, v.data(), nhwc.data(), y.data()),
                KernelError);
-  nhwc[3] = 5; // channel 1's pooled (0, 1) pointing into window (0, 0)
+  nhwc[3] = 0; // channel 1's pooled (0, 1) naming (-1, 1)
   EXPECT_THROW(
       cuda::host::unpoolBackward(u, y.data(), nhwc.data(), v.data(), 2),
       KernelError);
@@ -1236,7 +1249,7 @@ template <typename T> void checkPoolReluGradBias(uint64_t seed) {
                        std::to_string(k.win.kh) + (k.ceil ? " ceil" : "");
     std::vector<T> y = stored<T>(rng.relued(s.in.count())),
                    pooled(size_t(s.out.count()));
-    IVec switches(size_t(s.out.count()));
+    SVec switches(size_t(s.out.count()));
     cuda::host::maxPoolForward(s, y.data(), pooled.data(), switches.data(), L);
     FVec dyWide = rng.vec(s.out.count());
     for (size_t i = 0; i < dyWide.size(); i += 7)
@@ -1260,7 +1273,7 @@ template <typename T> void checkPoolReluGradBias(uint64_t seed) {
   kernels::PoolShape overlapping =
       kernels::poolShape({1, W, 7, 7}, {3, 3, 2, 2, 0, 0});
   std::vector<T> v(size_t(overlapping.in.count()));
-  IVec sw(size_t(overlapping.out.count()));
+  SVec sw(size_t(overlapping.out.count()));
   FVec db(static_cast<size_t>(W));
   EXPECT_THROW(cuda::host::poolReluGradBias(overlapping, v.data(), sw.data(),
                                             v.data(), v.data(), db.data()),
@@ -1481,9 +1494,12 @@ TEST(CudaHostKernels, RelayoutCopiesBitsBetweenLayouts) {
     FVec f = rng.vec(d.count());
     f[0] = -0.0f;
     BVec b = stored<Bf16>(f);
-    IVec sw(f.size());
-    for (int32_t &s : sw)
+    IVec labels(f.size());
+    for (int32_t &s : labels)
       s = int32_t(rng.next() % 1000);
+    SVec sw(f.size());
+    for (kernels::Switch &s : sw)
+      s = kernels::Switch(rng.next() % 256);
     for (int64_t from : layoutsFor(d.c))
       for (int64_t to : layoutsFor(d.c)) {
         std::string what =
@@ -1495,8 +1511,11 @@ TEST(CudaHostKernels, RelayoutCopiesBitsBetweenLayouts) {
         cuda::host::relayout(d, from, to, 2, bFrom.data(), bTo.data());
         expectBitEqual(widened(bTo), widened(toLanes(d, to, b)),
                        "bf16 " + what);
-        IVec sFrom = toLanes(d, from, sw), sTo(sw.size());
-        cuda::host::relayout(d, from, to, 4, sFrom.data(), sTo.data());
+        IVec lFrom = toLanes(d, from, labels), lTo(labels.size());
+        cuda::host::relayout(d, from, to, 4, lFrom.data(), lTo.data());
+        ASSERT_EQ(lTo, toLanes(d, to, labels)) << "i32 " << what;
+        SVec sFrom = toLanes(d, from, sw), sTo(sw.size());
+        cuda::host::relayout(d, from, to, 1, sFrom.data(), sTo.data());
         ASSERT_EQ(sTo, toLanes(d, to, sw)) << "switches " << what;
       }
   }
@@ -1853,8 +1872,8 @@ template <typename T> void checkBatchNorm(uint64_t seed) {
   }
   EXPECT_LE(tally.differing * 1000, tally.compared)
       << tally.differing << " of " << tally.compared << " values differ";
-  testing::Test::RecordProperty("compared", std::to_string(tally.compared));
-  testing::Test::RecordProperty("differing", std::to_string(tally.differing));
+  ::testing::Test::RecordProperty("compared", std::to_string(tally.compared));
+  ::testing::Test::RecordProperty("differing", std::to_string(tally.differing));
 }
 
 TEST(CudaHostKernels, BatchNormF32MatchesReferenceWithinAnUlp) {
@@ -2164,10 +2183,10 @@ template <typename T> void poolPacksMatchSingleElements() {
       std::vector<T> x = stored<T>(rng.relued(s.in.count())),
                      dy = stored<T>(dyF);
       std::vector<T> y[2], dx[2];
-      IVec sw[2];
+      SVec sw[2];
       for (int packed = 0; packed < 2; ++packed) {
         y[packed].assign(size_t(s.out.count()), T{});
-        sw[packed].assign(y[packed].size(), -7);
+        sw[packed].assign(y[packed].size(), 0xF9);
         auto pool = cuda::makeMaxPoolForward(s, x.data(), y[packed].data(),
                                              sw[packed].data(), C, packed == 1);
         ASSERT_EQ(pool.width, packed ? W : 1) << what;
@@ -2233,14 +2252,16 @@ template <typename T> void poolPacksMatchSingleElements() {
                                          sw[0].data() + 1, C)
                     .width,
                 1);
-      // Switches no max-pool of this window writes (the host launchers
-      // refuse them; the device ignores them): outside their window,
-      // outside the plane, negative. The functors, packed and not, agree.
-      IVec bad = sw[0];
+      // Switches this max-pool did not write, some it cannot write (the
+      // host launchers refuse them; the device ignores them): outside
+      // their window, or another position of it (in the padding, where the
+      // window reaches into it). The functors, packed and not, agree.
+      SVec bad = sw[0];
+      const int window = int(c.win.kh * c.win.kw);
       for (size_t i = 0; i < bad.size(); i += 3)
-        bad[i] = int32_t(i % 4 == 0   ? s.in.h * s.in.w
-                         : i % 4 == 1 ? -1
-                                      : (bad[i] + 1) % (s.in.h * s.in.w));
+        bad[i] = kernels::Switch(i % 4 == 0   ? std::min(window, 255)
+                                 : i % 4 == 1 ? 255
+                                              : (bad[i] + 1) % window);
       UnpoolShape u = unpoolShape(s.out, c.win, s.in.h, s.in.w, 0, 0, true);
       std::vector<T> up[2], gx[2];
       for (int packed = 0; packed < 2; ++packed) {
@@ -2262,7 +2283,8 @@ template <typename T> void poolPacksMatchSingleElements() {
   PoolShape odd = poolShape({1, W + 1, 4, 4}, {2, 2, 2, 2, 0, 0});
   std::vector<T> a(size_t(odd.in.count())), b(size_t(odd.out.count()));
   EXPECT_EQ(cuda::makeMaxPoolForward(odd, a.data(), b.data(),
-                                     static_cast<int32_t *>(nullptr), W + 1)
+                                     static_cast<kernels::Switch *>(nullptr),
+                                     W + 1)
                 .width,
             1);
 }

@@ -24,7 +24,7 @@ inline nlohmann::json planJson(const std::string &network,
   using json = nlohmann::json;
   return {
       {"format", "netc-trainer"},
-      {"version", 2},
+      {"version", 3},
       {"network", network},
       {"variant", "none"},
       {"input", input},

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/kernels/Reference.h"
+#include "test/unit/Switches.h"
 
 #include <gtest/gtest.h>
 
@@ -270,13 +271,16 @@ TEST(RefRelu, ForwardAndFiniteDifferences) {
 // Pooling
 //===----------------------------------------------------------------------===//
 
+using SVec = netc::testing::SwitchVec;
+using netc::testing::positions;
+
 struct Pooled {
   Vec y;
-  IVec sw;
+  SVec sw;
 };
 
 Pooled maxPool(const PoolShape &s, const Vec &x) {
-  Pooled p{Vec(s.out.count()), IVec(s.out.count())};
+  Pooled p{Vec(s.out.count()), SVec(s.out.count())};
   ref::maxPoolForward<double>(s, x.data(), p.y.data(), p.sw.data());
   return p;
 }
@@ -312,7 +316,9 @@ TEST(RefMaxPool, HandComputedWithSwitches) {
   Pooled p = maxPool(s, x);
   expectNear(p.y, {5, 8, 9, 6});
   // (0,1) -> 1; (1,2) -> 6; 9 at (2,0) and (3,1): the first -> 8; (3,2) -> 14.
-  EXPECT_EQ(p.sw, (IVec{1, 6, 8, 14}));
+  EXPECT_EQ(positions(s, p.sw), (IVec{1, 6, 8, 14}));
+  // Each recorded within its window, row-major: (0,1), (1,0), (0,0), (1,0).
+  EXPECT_EQ(p.sw, (SVec{1, 2, 0, 2}));
 }
 
 TEST(RefMaxPool, PaddingIsMinusInfinity) {
@@ -323,7 +329,9 @@ TEST(RefMaxPool, PaddingIsMinusInfinity) {
   Pooled p = maxPool(s, x);
   // Windows: {(0,0)}, {(0,1),(0,2)}, {(1,0),(2,0)}, {(1,1),(1,2),(2,1),(2,2)}.
   expectNear(p.y, {-5, -3, -2, -1});
-  EXPECT_EQ(p.sw, (IVec{0, 2, 3, 4}));
+  EXPECT_EQ(positions(s, p.sw), (IVec{0, 2, 3, 4}));
+  // Within windows that start at (-1, -1), (-1, 1), (1, -1) and (1, 1).
+  EXPECT_EQ(p.sw, (SVec{3, 3, 1, 0}));
 }
 
 TEST(RefMaxPool, CeilModeWithPadding) {
@@ -335,7 +343,7 @@ TEST(RefMaxPool, CeilModeWithPadding) {
   Pooled p = maxPool(s, x);
   // Window rows: {0}, {1,2}, {3,4}; the max is the bottom-right element.
   expectNear(p.y, {0, 2, 4, 10, 12, 14, 20, 22, 24});
-  EXPECT_EQ(p.sw, (IVec{0, 2, 4, 10, 12, 14, 20, 22, 24}));
+  EXPECT_EQ(positions(s, p.sw), (IVec{0, 2, 4, 10, 12, 14, 20, 22, 24}));
 
   // 6x6, 3x3 stride 2 pad 0, ceil: 3x3, the last window clipped to 2 rows.
   Vec x6(36);
@@ -344,7 +352,7 @@ TEST(RefMaxPool, CeilModeWithPadding) {
   PoolShape s6 = poolShape({1, 1, 6, 6}, Window2D{3, 3, 2, 2, 0, 0}, true);
   ASSERT_EQ(s6.out, (Dims4{1, 1, 3, 3}));
   Pooled p6 = maxPool(s6, x6);
-  EXPECT_EQ(p6.sw[8], 34);
+  EXPECT_EQ(positions(s6, p6.sw)[8], 34);
   EXPECT_DOUBLE_EQ(p6.y[8], 34);
 }
 
@@ -358,11 +366,11 @@ TEST(RefMaxPool, TiesRecordTheFirstPosition) {
   Pooled p = maxPool(s, x);
   // Window starts (row, col): (-1,-1) -> (0,0); (-1,1) -> (0,1); (1,-1) ->
   // (1,0); (1,1) -> (1,1).
-  EXPECT_EQ(p.sw, (IVec{0, 1, 4, 5}));
+  EXPECT_EQ(positions(s, p.sw), (IVec{0, 1, 4, 5}));
 
   Vec t{1, 2, 2, 1}; // partial tie: the first 2 wins
   PoolShape s2 = poolShape({1, 1, 2, 2}, Window2D{2, 2, 2, 2, 0, 0});
-  EXPECT_EQ(maxPool(s2, t).sw, (IVec{1}));
+  EXPECT_EQ(maxPool(s2, t).sw, (SVec{1}));
 }
 
 TEST(RefMaxPool, BackwardMatchesFiniteDifferences) {
@@ -408,13 +416,13 @@ TEST(RefAvgPool, BackwardMatchesFiniteDifferences) {
 // Unpooling
 //===----------------------------------------------------------------------===//
 
-Vec unpool(const UnpoolShape &s, const Vec &x, const IVec *sw) {
+Vec unpool(const UnpoolShape &s, const Vec &x, const SVec *sw) {
   Vec y(s.out.count());
   ref::unpoolForward<double>(s, x.data(), sw ? sw->data() : nullptr, y.data());
   return y;
 }
 
-Vec unpoolGrad(const UnpoolShape &s, const Vec &dy, const IVec *sw) {
+Vec unpoolGrad(const UnpoolShape &s, const Vec &dy, const SVec *sw) {
   Vec dx(s.in.count());
   ref::unpoolBackward<double>(s, dy.data(), sw ? sw->data() : nullptr,
                               dx.data());
@@ -447,14 +455,15 @@ TEST(RefUnpool, AllZeroWindowUnpoolsToTheRecordedFirstPosition) {
   x[16 + 5] = 3; // second channel: one window has a real maximum
   PoolShape ps = poolShape({1, 2, 4, 4}, win);
   Pooled p = maxPool(ps, x);
-  EXPECT_EQ(p.sw, (IVec{0, 2, 8, 10, 5, 2, 8, 10}));
+  const IVec at = positions(ps, p.sw);
+  EXPECT_EQ(at, (IVec{0, 2, 8, 10, 5, 2, 8, 10}));
   UnpoolShape us = unpoolShape(ps.out, win, 4, 4);
   Vec ones(8, 1.0);
   Vec u = unpool(us, ones, &p.sw);
   for (int64_t c = 0; c < 2; ++c)
     for (int64_t q = 0; q < 16; ++q) {
-      bool recorded = std::find(p.sw.begin() + c * 4, p.sw.begin() + c * 4 + 4,
-                                q) != p.sw.begin() + c * 4 + 4;
+      bool recorded = std::find(at.begin() + c * 4, at.begin() + c * 4 + 4,
+                                q) != at.begin() + c * 4 + 4;
       EXPECT_EQ(u[c * 16 + q], recorded ? 1.0 : 0.0) << c << "," << q;
     }
 }
@@ -484,7 +493,7 @@ TEST(RefUnpool, OverlappingWindowsSumAndNormalize) {
   x[12] = 100;
   PoolShape ps = poolShape({1, 1, 5, 5}, win);
   Pooled p = maxPool(ps, x);
-  ASSERT_EQ(p.sw, (IVec{12, 12, 12, 12}));
+  ASSERT_EQ(positions(ps, p.sw), (IVec{12, 12, 12, 12}));
   Vec in{1, 2, 3, 4};
   UnpoolShape sum = unpoolShape(ps.out, win, 5, 5);
   UnpoolShape norm = unpoolShape(ps.out, win, 5, 5, 0, 0, true);
@@ -510,11 +519,12 @@ TEST(RefUnpool, BackwardMatchesFiniteDifferences) {
     src[pl * 49 + 2 * 7 + 2] = 10.0 + double(pl); // shared by 4 windows
   Pooled p = maxPool(ps, src);
   // The planted maximum is written by several windows: normalize matters.
-  ASSERT_EQ(std::count(p.sw.begin(), p.sw.begin() + 9, 16), 4);
+  const IVec at = positions(ps, p.sw);
+  ASSERT_EQ(std::count(at.begin(), at.begin() + 9, 16), 4);
   for (bool normalize : {false, true})
     for (bool useSwitches : {false, true}) {
       UnpoolShape us = unpoolShape(ps.out, win, map.h, map.w, 1, 1, normalize);
-      const IVec *sw = useSwitches ? &p.sw : nullptr;
+      const SVec *sw = useSwitches ? &p.sw : nullptr;
       Vec x = rng.vec(us.in.count()), r = rng.vec(us.out.count());
       Vec dx = unpoolGrad(us, r, sw);
       std::string what = std::string("unpool dx, ") +
@@ -530,7 +540,7 @@ TEST(RefUnpool, BackwardMatchesFiniteDifferences) {
 TEST(RefUnpool, BadSwitchThrows) {
   Window2D win{2, 2, 2, 2, 0, 0};
   UnpoolShape us = unpoolShape({1, 1, 1, 1}, win, 2, 2);
-  IVec sw{4};
+  SVec sw{4}; // a 2x2 window has positions 0-3
   Vec x{1}, y(4);
   EXPECT_THROW(ref::unpoolForward<double>(us, x.data(), sw.data(), y.data()),
                KernelError);

@@ -196,15 +196,19 @@ TEST(PlanTest, LoadsTinyPlan) {
 TEST(PlanTest, WrongVersion) {
   TempDir dir;
   json j = tinyPlan();
-  j["version"] = 1;
+  // Version 2's switches were i32 positions in the plane: recompile too.
+  for (int old : {1, 2}) {
+    j["version"] = old;
+    EXPECT_EQ(planError(dir, j),
+              dir.str() + "/plan.json: version: trainer format version " +
+                  std::to_string(old) +
+                  " is older than this runtime's (3): recompile the trainer "
+                  "with this netc (netc MODEL.net -o TRAINER)");
+  }
+  j["version"] = 4;
   EXPECT_EQ(planError(dir, j),
-            dir.str() + "/plan.json: version: trainer format version 1 is "
-                        "older than this runtime's (2): recompile the trainer "
-                        "with this netc (netc MODEL.net -o TRAINER)");
-  j["version"] = 3;
-  EXPECT_EQ(planError(dir, j),
-            dir.str() + "/plan.json: version: trainer format version 3 is "
-                        "newer than this runtime's (2): use the netrun of the "
+            dir.str() + "/plan.json: version: trainer format version 4 is "
+                        "newer than this runtime's (3): use the netrun of the "
                         "netc that wrote it");
   j = tinyPlan();
   j["format"] = "onnx";
@@ -303,7 +307,7 @@ TEST(PlanTest, OtherErrors) {
   j["programs"]["step.train"]["values"][1]["dtype"] = "f16";
   EXPECT_EQ(planError(dir, j),
             f + "programs.step.train.values[1].dtype: "
-                "unknown dtype 'f16' (expected f32, bf16 or i32)");
+                "unknown dtype 'f16' (expected f32, bf16, i32 or u8)");
   j = tinyPlan();
   j["programs"]["step.train"]["values"][2]["param"] = "fc.nope";
   EXPECT_EQ(planError(dir, j), f + "programs.step.train.values[2].param: "
@@ -773,7 +777,7 @@ TEST(ExecutorTest, UnpoolReluGradPairsAreAMaxPoolsBackwardAndItsRelu) {
   const json pool = {{"kernel", {2, 2}}, {"stride", {2, 2}}, {"pad", {0, 0}}};
   json unpool = pool;
   unpool["size"] = {4, 4};
-  int64_t y = b.value(map), pooled = b.value(half), sw = b.value(half, "i32"),
+  int64_t y = b.value(map), pooled = b.value(half), sw = b.value(half, "u8"),
           dy = b.value(half);
   b.kernel("max_pool", {y}, {pooled, sw}, pool); // 0
   int64_t r1 = b.value(map), d1 = b.value(map);

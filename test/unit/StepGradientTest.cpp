@@ -17,7 +17,7 @@
 //
 // Also here, compile-independent: the switch convention through an executor
 // (max_pool records a position, unpool writes to it, ties included) in f32
-// and in double, whose arena holds the int32 switches at scaled offsets.
+// and in double, whose arena holds the u8 switches at scaled offsets.
 //
 //===----------------------------------------------------------------------===//
 
@@ -190,7 +190,7 @@ public:
         s.push_back(y[i] > 0);
     }
     for (int64_t id : switches_) {
-      const int32_t *sw = static_cast<const int32_t *>(exe_.kept(id));
+      const auto *sw = static_cast<const kernels::Switch *>(exe_.kept(id));
       s.insert(s.end(), sw, sw + p.value(id).count(kBatch));
     }
     return s;
@@ -382,7 +382,7 @@ INSTANTIATE_TEST_SUITE_P(
 // Switch convention through an executor, f32 and double
 //===----------------------------------------------------------------------===//
 
-/// x [N,1,4,4] -max_pool 3x3 s2 p1-> y [N,1,2,2] + switches (i32) -unpool
+/// x [N,1,4,4] -max_pool 3x3 s2 p1-> y [N,1,2,2] + switches (u8) -unpool
 /// with the switches-> u [N,1,4,4]. The switches sit between two f32 values
 /// in the arena.
 std::string switchPlan() {
@@ -390,7 +390,7 @@ std::string switchPlan() {
   json values = json::array({
       {{"id", 0}, {"shape", {-1, 1, 4, 4}}, {"dtype", "f32"}, {"offset", 0}},
       {{"id", 1}, {"shape", {-1, 1, 2, 2}}, {"dtype", "f32"}, {"offset", 192}},
-      {{"id", 2}, {"shape", {-1, 1, 2, 2}}, {"dtype", "i32"}, {"offset", 256}},
+      {{"id", 2}, {"shape", {-1, 1, 2, 2}}, {"dtype", "u8"}, {"offset", 256}},
       {{"id", 3}, {"shape", {-1, 1, 4, 4}}, {"dtype", "f32"}, {"offset", 320}},
   });
   json pool = {{"kernel", {3, 3}}, {"stride", {2, 2}}, {"pad", {1, 1}}};
@@ -424,13 +424,18 @@ template <typename T> void checkSwitchConvention() {
   exe.run(3, exec::StepContext{});
   // Windows (rows x cols, unpadded): {0,1}x{0,1}, {0,1}x{1,2,3},
   // {1,2,3}x{0,1}, {1,2,3}x{1,2,3}.
+  // The positions in the plane; a switch records one within its 3x3 window,
+  // which starts at (2 * (o / 2) - 1, 2 * (o % 2) - 1).
   const int32_t want[3][4] = {{0, 1, 4, 5}, {1, 1, 4, 15}, {0, 3, 8, 7}};
-  const int32_t *sw = exe.i32(2);
+  const auto *sw = static_cast<const kernels::Switch *>(exe.data(2));
   const T *y = exe.real(1), *u = exe.real(3);
   for (int n = 0; n < 3; ++n) {
     T plane[16] = {};
     for (int o = 0; o < 4; ++o) {
-      EXPECT_EQ(sw[n * 4 + o], want[n][o]) << "image " << n << " window " << o;
+      const int h = want[n][o] / 4 - (2 * (o / 2) - 1);
+      const int w = want[n][o] % 4 - (2 * (o % 2) - 1);
+      EXPECT_EQ(int(sw[n * 4 + o]), h * 3 + w)
+          << "image " << n << " window " << o;
       EXPECT_EQ(y[n * 4 + o], x[n][want[n][o]]);
       plane[want[n][o]] += y[n * 4 + o];
     }
