@@ -574,6 +574,18 @@ LogicalResult UnpoolOp::computeResultTypes(SmallVectorImpl<Type> &results,
   if (!in)
     return success();
   if (hasSwitches) {
+    // A switch is a position within the window of the max-pool that wrote
+    // it: this unpool must read it with that window.
+    if (auto pool = getSwitches().getDefiningOp<MaxPoolOp>())
+      if (pool.getKernel() != kernel || pool.getStride() != stride ||
+          pool.getPad() != pad)
+        return emitLayerError(op)
+               << "reads the switches of a max-pool with kernel "
+               << shapeStr(pool.getKernel()) << " stride "
+               << shapeStr(pool.getStride()) << " pad "
+               << shapeStr(pool.getPad()) << " through kernel "
+               << shapeStr(kernel) << " stride " << shapeStr(stride) << " pad "
+               << shapeStr(pad);
     auto sw = cast<SwitchesType>(getSwitches().getType());
     if (sw.hasRank() &&
         (sw.getShape().size() != 4 ||

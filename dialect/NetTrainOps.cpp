@@ -122,6 +122,12 @@ LogicalResult UnpoolGradOp::verify() {
     auto result = ranked(getResult());
     if (type.hasRank() && result && type.getShape() != result.getShape())
       return emitOpError("switches do not have the pooled shape");
+    // A switch is a position within its max-pool's window.
+    if (auto pool = sw.getDefiningOp<MaxPoolOp>())
+      if (pool.getKernel() != getKernel() || pool.getStride() != getStride() ||
+          pool.getPad() != getPad())
+        return emitOpError("reads the switches of a max-pool through another "
+                           "window");
   }
   return success();
 }
@@ -195,9 +201,8 @@ SGDUpdateOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 }
 
 LogicalResult AllReduceMeanOp::inferReturnTypes(
-    MLIRContext *, std::optional<Location>, ValueRange operands,
-    DictionaryAttr, OpaqueProperties, RegionRange,
-    SmallVectorImpl<Type> &results) {
+    MLIRContext *, std::optional<Location>, ValueRange operands, DictionaryAttr,
+    OpaqueProperties, RegionRange, SmallVectorImpl<Type> &results) {
   for (Value v : operands)
     results.push_back(v.getType());
   return success();

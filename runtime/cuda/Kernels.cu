@@ -156,6 +156,8 @@ void maxPoolBackward(const kernels::PoolShape &s, const T *dy,
                      const Switch *switches, T *dx, int64_t lanes,
                      Stream stream) {
   checkLanes("max_pool backward", s.in.c, lanes);
+  if (switches)
+    kernels::checkSwitchWindow("max_pool backward", s.win);
   launch("max_pool backward",
          makeMaxPoolBackward(s, dy, switches, dx, lanes, elementPacks()),
          stream);
@@ -179,6 +181,8 @@ template <typename T>
 void unpoolForward(const kernels::UnpoolShape &s, const T *x,
                    const Switch *switches, T *y, int64_t lanes, Stream stream) {
   checkLanes("unpool", s.in.c, lanes);
+  if (switches)
+    kernels::checkSwitchWindow("unpool", s.win);
   launch("unpool", makeUnpoolForward(s, x, switches, y, lanes, elementPacks()),
          stream);
 }
@@ -188,6 +192,8 @@ void unpoolBackward(const kernels::UnpoolShape &s, const T *dy,
                     const Switch *switches, T *dx, int64_t lanes,
                     Stream stream) {
   checkLanes("unpool backward", s.in.c, lanes);
+  if (switches)
+    kernels::checkSwitchWindow("unpool backward", s.win);
   launch("unpool backward",
          makeUnpoolBackward(s, dy, switches, dx, lanes, elementPacks()),
          stream);

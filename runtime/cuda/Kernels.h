@@ -1675,7 +1675,7 @@ UnpadFilterGrad<T> makeUnpadFilterGrad(const kernels::Dims4 &w, int64_t cp,
 }
 
 /// The same map in another layout, bit for bit (E: uint16_t for bf16,
-/// uint32_t for f32 and i32, switches included: their values are
+/// uint32_t for f32 and i32, uint8_t for switches, whose values are
 /// layout-free); one item per destination element, in memory order. For
 /// the maps at a border of layouts (NHWC maps flattened for the fc layers).
 template <typename E> struct Relayout {
@@ -2356,6 +2356,7 @@ void checkReluGradBias(const kernels::Dims4 &d, int64_t lanes,
 template <typename T>
 void checkPoolReluGradBias(const kernels::PoolShape &s,
                            std::initializer_list<const void *> pointers) {
+  kernels::checkSwitchWindow("relu_grad (max-pool backward)", s.win);
   if (!tiledPool(s) || !reluGradBiasFusible<T>(s.in, s.in.c, pointers))
     poolReluGradRefused(s, Pack<T>::kWidth);
 }

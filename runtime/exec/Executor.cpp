@@ -248,6 +248,14 @@ void ExecutorT<T>::upload(int64_t id, const void *src, uint64_t srcBytes,
     backend_.upload(address(id), src, srcBytes);
     return;
   }
+  if (v.dtype == plan::DType::U8) { // switches: bytes, relaid out here
+    std::vector<uint8_t> stored(static_cast<size_t>(srcBytes));
+    kernels::bytesToStorage(dimsOf(v, n), s.lanes,
+                            static_cast<const uint8_t *>(src), stored.data());
+    backend_.upload(address(id), stored.data(), srcBytes);
+    backend_.synchronize(); // `stored` goes away
+    return;
+  }
   if constexpr (std::is_same_v<T, float>)
     backend_.uploadStored(address(id), s, dimsOf(v, n), src);
   else

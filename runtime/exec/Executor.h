@@ -106,7 +106,8 @@ public:
   /// can be read after the run even if later kernels reuse its arena bytes.
   void keep(int64_t id);
   /// A host copy of value `id` from the last run (its kept copy if kept), as
-  /// elements of U (T for f32 values, int32_t for i32 ones).
+  /// elements of U (T for f32 values, int32_t for i32 ones, uint8_t for u8
+  /// switches).
   template <typename U = T> std::vector<U> download(int64_t id);
   /// A scalar output after a run (its kept copy if kept).
   T scalar(int64_t id);

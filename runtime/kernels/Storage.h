@@ -1,8 +1,9 @@
 //===- Storage.h - how a value's elements lie in memory ---------*- C++ -*-===//
 //
-// The host reads and writes every value in one format: 4-byte elements (f32
-// real numbers, i32 labels, u8 switches) in plain NCHW order. A backend may
-// store a value otherwise:
+// The host reads and writes every value in one format: plain NCHW order,
+// 4-byte elements for f32 real numbers and i32 labels, bytes for u8
+// switches (bytesToStorage, bytesFromStorage). A backend may store a value
+// otherwise:
 // - channel-interleaved: element (n, c, h, w) at
 //   cuda::planeAt(n * C + c, H * W, h * W + w, lanes). lanes = C is NHWC
 //   (the bf16 plans' maps); lanes = 8 or 16 with C a multiple of it is the

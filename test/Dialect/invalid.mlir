@@ -345,6 +345,30 @@ func.func @unpool_switches(%y: tensor<?x4x4x4xf32>, %s: !net.switches<?x4x5x5>) 
 
 // -----
 
+// A switch is a position within its max-pool's window: an unpool reads it
+// with that window.
+func.func @unpool_other_window(%x: tensor<?x4x8x8xf32>) {
+  %p, %s = net.max_pool %x kernel [2, 2] stride [2, 2] pad [0, 0]
+      : tensor<?x4x8x8xf32> -> tensor<?x4x4x4xf32>, !net.switches<?x4x4x4>
+  // expected-error@+1 {{'net.unpool' op reads the switches of a max-pool with kernel 2x2 stride 2x2 pad 0x0 through kernel 3x3 stride 2x2 pad 1x1}}
+  %0 = net.unpool %p, %s kernel [3, 3] stride [2, 2] pad [1, 1] size [8, 8]
+      : (tensor<?x4x4x4xf32>, !net.switches<?x4x4x4>) -> tensor<*xf32>
+  return
+}
+
+// -----
+
+func.func @unpool_grad_other_window(%x: tensor<?x4x8x8xf32>, %dy: tensor<?x4x8x8xf32>) {
+  %p, %s = net.max_pool %x kernel [2, 2] stride [2, 2] pad [0, 0]
+      : tensor<?x4x8x8xf32> -> tensor<?x4x4x4xf32>, !net.switches<?x4x4x4>
+  // expected-error@+1 {{'net.unpool_grad' op reads the switches of a max-pool through another window}}
+  %0 = net.unpool_grad %dy, %s kernel [2, 2] stride [1, 1] pad [0, 0]
+      : (tensor<?x4x8x8xf32>, !net.switches<?x4x4x4>) -> tensor<?x4x4x4xf32>
+  return
+}
+
+// -----
+
 func.func @unpool_switches_rank(%y: tensor<?x4x4x4xf32>, %s: !net.switches<?x4x4>) {
   // expected-error@+1 {{'net.unpool' op switches ?x4x4 do not match the unpooled input ?x4x4x4}}
   %0 = net.unpool %y, %s kernel [2, 2] stride [2, 2] pad [0, 0] size [8, 8]
