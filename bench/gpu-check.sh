@@ -39,7 +39,10 @@
 # cells
 # without the fusions, and the bf16
 # SWWAE-all one without the kernels' 16-byte packs; a first
-# run leaves most of them to the warm rerun below), ncu 45 (Nsight Compute
+# run leaves most of them to the warm rerun below; they pace themselves,
+# ab_cell: one that would start with under 20 s of the stage left is
+# skipped, one the stage's end cuts short is noted, and neither fails the
+# check, which is the 12 cells and the peer), ncu 45 (Nsight Compute
 # on the own kernels furthest from memory speed), peer-profile 60 (the
 # peer's VGG-16 classifier in bf16 and tf32 under torch.profiler: its
 # kernels by kind), peer-compile 240 (it gets what is left). A failed one of the 12 cells takes up to its limit, a
@@ -144,6 +147,8 @@ stage() {
   if ((left < 10)); then note "$name: skipped: out of time"; failed=1; return 1; fi
   local limit=$((cap < left ? cap : left)) s rc
   s=$(date +%s)
+  # When the stage's time is up, for a stage that paces itself (ab_cell).
+  export STAGE_END=$((s + limit))
   echo "== $name (limit ${limit}s) ==" >&2
   # Through bash -c so that a stage may be a function (exported below);
   # timeout signals the whole process group, background children included.
@@ -557,6 +562,29 @@ bench() {
   done
   return "$rc"
 }
+# An A/B cell within what is left of its stage: one that would start with
+# under 20 s left is skipped, and one that the stage's end rather than its
+# own limit cut short is noted; neither fails the check (the A/B cells
+# inform the choice of defaults; the check is the 12 cells and the peer).
+# A cell that fails on its own does.
+ab_cell() {
+  local name=$1 limit=$2 left
+  left=$((STAGE_END - $(date +%s) - 10))
+  if ((left < 20)); then
+    echo "$name: skipped: ${left} s left in the stage"
+    return 0
+  fi
+  if ((left >= limit)); then
+    cell "$@"
+    return
+  fi
+  cell "$name" "$left" "${@:3}" && return 0
+  if grep -q "^TIMED OUT" "$OUT/bench-${name// /-}.log"; then
+    echo "$name: cut short by the stage's end after ${left} s"
+    return 0
+  fi
+  return 1
+}
 # The A/B cells, after the eager peer (the ratios need the peer more than
 # these): each a cell again with one feature off.
 bench_ab() {
@@ -574,46 +602,46 @@ bench_ab() {
   # the relu_grad that does the max-pool's backward (1.093x and 1.039x);
   # the bf16 classifier with the forward convolutions' bias and relu in the
   # plan (graph-fused; its engines are compiled at run time).
-  cell "vgg16-none-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
+  ab_cell "vgg16-none-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
   # What taking the convolutions' workspaces (and padded maps) from the
   # arena's free bytes buys in peak memory, on the tf32 classifier whose
   # first weight gradient took an 834 MiB workspace (2026-12-01): every
   # one in the shared workspace instead.
-  cell "vgg16-none-tf32 noarenaws" 40 12 NETC_CUDA_ARENA_WORKSPACE=off ||
+  ab_cell "vgg16-none-tf32 noarenaws" 40 12 NETC_CUDA_ARENA_WORKSPACE=off ||
     rc=1
   for t in vgg16-none-bf16 vgg16-none-tf32; do
-    cell "$t legacy" 60 12 NETC_CUDA_CONV_API=legacy || rc=1
+    ab_cell "$t legacy" 60 12 NETC_CUDA_CONV_API=legacy || rc=1
   done
-  cell "vgg16-none graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
-  cell "vgg16-swwae-all-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
+  ab_cell "vgg16-none graph" 60 12 NETC_CUDA_CONV_API=graph || rc=1
+  ab_cell "vgg16-swwae-all-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
   for t in vgg16-none-bf16 vgg16-swwae-all-bf16; do
-    cell "$t nopoolrelu" 40 12 NETC_CUDA_FUSION=conv-relu || rc=1
+    ab_cell "$t nopoolrelu" 40 12 NETC_CUDA_FUSION=conv-relu || rc=1
   done
-  cell "vgg16-none-bf16 graph-fused" 60 12 NETC_CUDA_CONV_API=graph-fused ||
+  ab_cell "vgg16-none-bf16 graph-fused" 60 12 NETC_CUDA_CONV_API=graph-fused ||
     rc=1
   # What NHWC maps buy tf32 (1.93x on 2026-11-30): VGG-16 with NCHW maps.
-  cell "vgg16-none-tf32-nchw" 40 12 || rc=1
+  ab_cell "vgg16-none-tf32-nchw" 40 12 || rc=1
   # What running the convolutions of 3 channels (the image's, the
   # reconstruction's) on channel-padded copies buys: on the first run the
   # 32x32 net's first bf16 weight gradient took 1.3 ms of the 5.7 ms its
   # step's kernels took one by one (3.3 ms as a graph).
   for t in vgg32-none-bf16 vgg16-swwae-all-bf16; do
-    cell "$t nopad" 40 12 NETC_CUDA_PAD_CHANNELS=off || rc=1
+    ab_cell "$t nopad" 40 12 NETC_CUDA_PAD_CHANNELS=off || rc=1
   done
   # Two cells without any fusion (their algorithms come from the shared
   # file, so no new search).
   for t in vgg16-none vgg16-swwae-all-bf16; do
-    cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
+    ab_cell "$t nofusion" 40 12 NETC_CUDA_FUSION=off || rc=1
   done
   # What the 16-byte packs buy (the elementwise kernels, and the max-pool,
   # the unpool and their backwards in channel packs), on the cell with the
   # most of that work (the decoders' relus, unpools and their gradients,
   # the reconstruction losses' gradients) and bf16 maps: one element per
   # item (1.67x on the first run).
-  cell "vgg16-swwae-all-bf16 nopacks" 40 12 NETC_CUDA_PACKS=off || rc=1
+  ab_cell "vgg16-swwae-all-bf16 nopacks" 40 12 NETC_CUDA_PACKS=off || rc=1
   return "$rc"
 }
-export -f cell bench bench_ab merge_algos
+export -f cell ab_cell bench bench_ab merge_algos
 # keep_or_reuse STAGE: the stage's log outlives the call in the build folder
 # (which a warm machine keeps between calls), so that a rerun that skips
 # the stage still prints the A/B cells' and the peer's ratios, against the
@@ -663,7 +691,13 @@ else
 fi
 
 #--- the A/B cells -----------------------------------------------------------
-stage bench-ab 180 bench_ab
+# They pace themselves (ab_cell); with under 30 s left they do not start,
+# which fails nothing.
+if ((DEADLINE - $(date +%s) < 30)); then
+  note "bench-ab: skipped: under 30 s left (the A/B cells fail nothing)"
+else
+  stage bench-ab 180 bench_ab
+fi
 keep_algos
 grep -E 'images/s|FAILED|TIMED OUT|error|CUDA graphs' "$OUT/bench-ab.log" \
   >>"$SUMMARY" 2>/dev/null
