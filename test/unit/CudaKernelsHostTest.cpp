@@ -600,6 +600,36 @@ TEST(CudaHostKernels, SgdMomentumMatchesReferenceAndWritesBf16Copies) {
   }
 }
 
+// Four elements an item, 16 bytes at a time where the arrays are aligned,
+// one at a time where one is not (here the weights, gradient or momentum
+// start 1-3 floats into their buffer): the reference's bits either way,
+// chunk ends included.
+TEST(CudaHostKernels, SgdMomentumAlignedOrNotGivesTheReferencesBits) {
+  Rng rng(11);
+  const int64_t count = cuda::kSgdChunk + 7;
+  for (int shift = 0; shift < 4; ++shift)
+    for (int which = 0; which < 3; ++which) {
+      FVec wb = rng.vec(count + 4), vb = rng.vec(count + 4, -0.01f, 0.01f),
+           gb = rng.vec(count + 4);
+      float *w = wb.data() + (which == 0 ? shift : 0);
+      float *v = vb.data() + (which == 1 ? shift : 0);
+      float *g = gb.data() + (which == 2 ? shift : 0);
+      FVec wRef(w, w + count), vRef(v, v + count);
+      std::vector<cuda::Bf16> copy(static_cast<size_t>(count));
+      cuda::SgdTensor t{w, g, v, copy.data(), count, 2.0, 1.0};
+      cuda::SgdHyper hyper{0.01, 0.9, 5e-4};
+      ref::sgdUpdate(count, wRef.data(), g, vRef.data(), hyper.lr,
+                     hyper.momentum, hyper.decay, 2.0, 1.0);
+      cuda::host::sgdMomentum(&t, 1, hyper);
+      std::string what = "shift " + std::to_string(shift) + " of array " +
+                         std::to_string(which);
+      expectBitEqual(FVec(w, w + count), wRef, what + " weights");
+      expectBitEqual(FVec(v, v + count), vRef, what + " momentum");
+      for (int64_t i = 0; i < count; ++i)
+        ASSERT_EQ(copy[size_t(i)].bits, roundBf16(w[i])) << what << " " << i;
+    }
+}
+
 TEST(CudaHostKernels, SgdChunksCoverEveryElementOnce) {
   std::vector<cuda::SgdTensor> tensors(3);
   tensors[0].count = 2 * cuda::kSgdChunk + 5;
