@@ -287,6 +287,13 @@ struct CudaBackend::State : exec::KernelState {
   /// its padded maps leave: its workspace is taken there where it fits.
   void *wsArena = nullptr;
   uint64_t wsArenaBytes = 0;
+  /// Whether the convolution runs its graph plan (made for batch graphN)
+  /// at the batch its descriptors describe, rather than a legacy algorithm.
+  bool viaGraph() const { return graph && n == graphN; }
+  /// The workspace what runs it needs.
+  uint64_t convWorkspaceBytes() const {
+    return viaGraph() ? graph->workspaceBytes() : algo.bytes;
+  }
   /// Runs `a` from now on, with the math type it was chosen with.
   void useAlgo(const AlgoChoice &a) {
     algo = a;
@@ -372,9 +379,8 @@ struct CudaBackend::State : exec::KernelState {
       const char *dir = kind == ConvKind::Forward        ? "forward"
                         : kind == ConvKind::BackwardData ? "backward-data"
                                                          : "backward-filter";
-      const uint64_t ws =
-          graph && n == graphN ? graph->workspaceBytes() : algo.bytes;
-      if (graph && n == graphN)
+      const uint64_t ws = convWorkspaceBytes();
+      if (viaGraph())
         d = fmt::format(
             "cuDNN graph {} plan, {}{}, workspace {}", dir, graph->identity(),
             graphEpilogue ? ", bias and relu inside" : "", io::formatBytes(ws));
@@ -387,7 +393,7 @@ struct CudaBackend::State : exec::KernelState {
         d += " in the arena's free bytes";
       if (padC || padK)
         d += ", on channel-padded copies";
-      if (reluOut && !(graph && n == graphN && graphEpilogue))
+      if (reluOut && !(viaGraph() && graphEpilogue))
         d += ", its relu in the own epilogue";
     }
     if (biasPartials)
@@ -820,12 +826,8 @@ CudaBackend::prepareProgram(const plan::Program &program,
         fuseGraphEpilogue(c, s);
     }
   for (const auto &state : p.states)
-    if (auto *s = static_cast<const State *>(state.get()); s && s->isConv) {
-      const uint64_t ws = s->graph && s->n == s->graphN
-                              ? s->graph->workspaceBytes()
-                              : s->algo.bytes;
-      arenaWorkspaces_ += ws > 0 && ws <= s->wsArenaBytes;
-    }
+    if (auto *s = static_cast<const State *>(state.get()); s && s->isConv)
+      arenaWorkspaces_ += inFreeArena(*s, s->convWorkspaceBytes());
   saveAlgorithms();
   fitWorkspace();
   return p;
@@ -2153,8 +2155,8 @@ void CudaBackend::runConv(const KernelCall &c, State &s) {
     });
   const float one = 1.0f, zero = 0.0f;
   const bool bias = hasBias(c);
-  const bool viaGraph = s.graph && s.n == s.graphN;
-  size_t wsBytes = viaGraph ? s.graph->workspaceBytes() : s.algo.bytes;
+  const bool viaGraph = s.viaGraph();
+  const uint64_t wsBytes = s.convWorkspaceBytes();
   // cuDNN trusts the size it is given: an algorithm chosen for a larger
   // workspace than the buffer now is would write past it.
   void *ws = convWorkspace(s, wsBytes);

@@ -72,8 +72,8 @@ void checkSwitches(const kernels::UnpoolShape &s, const Switch *switches,
       for (int64_t j = 0; j < g.outW; ++j) {
         int64_t sw =
             switches[planeAt(nc, g.outH * g.outW, i * g.outW + j, lanes)];
-        int64_t h = i * g.sh - g.ph + sw / g.kw;
-        int64_t w = j * g.sw - g.pw + sw % g.kw;
+        int64_t h, w;
+        kernels::switchPosition(s.win, i, j, sw, h, w);
         bool inWindow = sw < g.kh * g.kw;
         if (!inWindow || h < 0 || h >= g.inH || w < 0 || w >= g.inW)
           throw kernels::KernelError(fmt::format(
