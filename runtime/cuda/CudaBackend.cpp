@@ -2058,12 +2058,15 @@ CudaBackend::prepareKernel(const KernelCall &c) {
                                            CUDNN_BATCHNORM_SPATIAL),
              "derive batch-norm descriptor");
     break;
-  case Op::SoftmaxCrossEntropy:
   case Op::EuclideanLoss:
     s->scratch = allocate(kReduceWorkspaceBytes, "a loss's reduction");
     break;
+  case Op::SoftmaxCrossEntropy:
+    s->scratch = allocate(softmaxLossScratchBytes(c.n, c.in[0].count / c.n),
+                          "a loss's reduction");
+    break;
   case Op::SoftmaxCrossEntropyGrad:
-    s->scratch = allocate(uint64_t(c.n) * sizeof(double),
+    s->scratch = allocate(softmaxLseScratchBytes(c.n, c.in[0].count / c.n),
                           "softmax cross-entropy's row sums");
     break;
   case Op::Objective: {

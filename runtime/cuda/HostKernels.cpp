@@ -179,7 +179,11 @@ template <typename T>
 float softmaxCrossEntropyForward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels) {
   checkLabels("softmax_cross_entropy", n, k, labels);
-  return float(reduceOnHost(SoftmaxCrossEntropyTerms<T>{n, k, logits, labels}));
+  std::vector<double> scratch(softmaxLseScratchBytes(n, k) / sizeof(double));
+  const double *lse = softmaxRowLse(n, k, logits, labels, scratch.data(),
+                                    [](const auto &f) { runOnHost(f); });
+  return float(
+      reduceOnHost(SoftmaxCrossEntropyTerms<T>{n, k, logits, labels, lse}));
 }
 
 template <typename T>
@@ -187,10 +191,10 @@ void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels, float dloss,
                                  T *dlogits) {
   checkLabels("softmax_cross_entropy backward", n, k, labels);
-  std::vector<double> lse(size_t(n), 0.0);
-  runOnHost(SoftmaxRowLse<T>{n, k, logits, labels, lse.data()});
-  runOnHost(SoftmaxCrossEntropyBackward<T>{n, FastDiv(k), logits, labels,
-                                           lse.data(),
+  std::vector<double> scratch(softmaxLseScratchBytes(n, k) / sizeof(double));
+  const double *lse = softmaxRowLse(n, k, logits, labels, scratch.data(),
+                                    [](const auto &f) { runOnHost(f); });
+  runOnHost(SoftmaxCrossEntropyBackward<T>{n, FastDiv(k), logits, labels, lse,
                                            double(dloss) / double(n), dlogits});
 }
 

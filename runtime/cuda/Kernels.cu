@@ -220,25 +220,30 @@ void euclideanLossBackward(int64_t batch, int64_t count, const T *a, const T *b,
 
 template <typename T>
 void softmaxCrossEntropyForward(int64_t n, int64_t k, const T *logits,
-                                const int32_t *labels, double *partials,
+                                const int32_t *labels, double *scratch,
                                 float *loss, Stream stream) {
   if (n <= 0 || k <= 0)
     badShape("softmax_cross_entropy", n, k);
+  const double *lse = softmaxRowLse(
+      n, k, logits, labels, scratch + kReduceBlocks,
+      [&](const auto &f) { launch("softmax_cross_entropy", f, stream); });
   reduce("softmax_cross_entropy",
-         SoftmaxCrossEntropyTerms<T>{n, k, logits, labels}, partials, loss,
+         SoftmaxCrossEntropyTerms<T>{n, k, logits, labels, lse}, scratch, loss,
          stream);
 }
 
 template <typename T>
 void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels, float dloss,
-                                 double *rowLse, T *dlogits, Stream stream) {
+                                 double *scratch, T *dlogits, Stream stream) {
   if (n <= 0 || k <= 0)
     badShape("softmax_cross_entropy backward", n, k);
+  const double *lse =
+      softmaxRowLse(n, k, logits, labels, scratch, [&](const auto &f) {
+        launch("softmax_cross_entropy backward", f, stream);
+      });
   launch("softmax_cross_entropy backward",
-         SoftmaxRowLse<T>{n, k, logits, labels, rowLse}, stream);
-  launch("softmax_cross_entropy backward",
-         SoftmaxCrossEntropyBackward<T>{n, FastDiv(k), logits, labels, rowLse,
+         SoftmaxCrossEntropyBackward<T>{n, FastDiv(k), logits, labels, lse,
                                         double(dloss) / double(n), dlogits},
          stream);
 }

@@ -85,15 +85,16 @@ template <typename T>
 void euclideanLossBackward(int64_t batch, int64_t count, const T *a, const T *b,
                            float dloss, NoDeduce<T> *da, NoDeduce<T> *db,
                            Stream stream);
+/// `scratch` is softmaxLossScratchBytes(n, k) of device workspace.
 template <typename T>
 void softmaxCrossEntropyForward(int64_t n, int64_t k, const T *logits,
-                                const int32_t *labels, double *partials,
+                                const int32_t *labels, double *scratch,
                                 float *loss, Stream stream);
-/// `rowLse` is n doubles of device workspace.
+/// `scratch` is softmaxLseScratchBytes(n, k) of device workspace.
 template <typename T>
 void softmaxCrossEntropyBackward(int64_t n, int64_t k, const T *logits,
                                  const int32_t *labels, float dloss,
-                                 double *rowLse, T *dlogits, Stream stream);
+                                 double *scratch, T *dlogits, Stream stream);
 
 /// `*total` = the weighted sum of the terms; `terms` is a device array
 /// (built once when the program is prepared: the loss scalars do not move).

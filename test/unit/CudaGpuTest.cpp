@@ -192,11 +192,13 @@ TEST(CudaGpu, LossesMatchTheHostWalk) {
       l = int32_t(rng.next() % uint64_t(k));
     DeviceVec<float> dL(logits), dD(logits.size());
     DeviceVec<int32_t> dLabels(labels);
-    DeviceVec<double> lse(static_cast<size_t>(n));
+    DeviceVec<double> lossScratch(cuda::softmaxLossScratchBytes(n, k) /
+                                  sizeof(double)),
+        lse(cuda::softmaxLseScratchBytes(n, k) / sizeof(double));
     float want = cuda::host::softmaxCrossEntropyForward(n, k, logits.data(),
                                                         labels.data());
     cuda::device::softmaxCrossEntropyForward(
-        n, k, dL.get(), dLabels.get(), partials.get(), loss.get(), nullptr);
+        n, k, dL.get(), dLabels.get(), lossScratch.get(), loss.get(), nullptr);
     FVec d(logits.size());
     cuda::host::softmaxCrossEntropyBackward(n, k, logits.data(), labels.data(),
                                             1.0f, d.data());
@@ -421,11 +423,13 @@ TEST(CudaGpu, Bf16LossesMatchTheHostWalk) {
       l = int32_t(rng.next() % uint64_t(k));
     DeviceVec<Bf16> dL(logits), dD(logits.size());
     DeviceVec<int32_t> dLabels(labels);
-    DeviceVec<double> lse(static_cast<size_t>(n));
+    DeviceVec<double> lossScratch(cuda::softmaxLossScratchBytes(n, k) /
+                                  sizeof(double)),
+        lse(cuda::softmaxLseScratchBytes(n, k) / sizeof(double));
     float want = cuda::host::softmaxCrossEntropyForward(n, k, logits.data(),
                                                         labels.data());
     cuda::device::softmaxCrossEntropyForward(
-        n, k, dL.get(), dLabels.get(), partials.get(), loss.get(), nullptr);
+        n, k, dL.get(), dLabels.get(), lossScratch.get(), loss.get(), nullptr);
     BVec d(logits.size());
     cuda::host::softmaxCrossEntropyBackward(n, k, logits.data(), labels.data(),
                                             1.0f, d.data());

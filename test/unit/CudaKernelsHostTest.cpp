@@ -389,6 +389,21 @@ TEST(CudaHostKernels, SoftmaxCrossEntropyMatchesDoubleReference) {
   }
 }
 
+TEST(CudaHostKernels, SoftmaxShapeCoversEachRowOnce) {
+  // VGG-16's 1000 classes: 32 segments of 32; Fashion-MNIST's 10: 3 of 4.
+  EXPECT_EQ(cuda::softmaxShape(1000).segLen, 32);
+  EXPECT_EQ(cuda::softmaxShape(1000).segs, 32);
+  EXPECT_EQ(cuda::softmaxShape(10).segLen, 4);
+  EXPECT_EQ(cuda::softmaxShape(10).segs, 3);
+  for (int64_t k = 1; k <= 5000; ++k) {
+    cuda::SoftmaxShape s = cuda::softmaxShape(k);
+    ASSERT_GE(s.segLen * s.segLen, k) << k;
+    ASSERT_TRUE(s.segLen == 1 || (s.segLen / 2) * (s.segLen / 2) < k) << k;
+    ASSERT_LT(s.segLen * (s.segs - 1), k) << k; // no empty segment
+    ASSERT_GE(s.segLen * s.segs, k) << k;       // every logit in one
+  }
+}
+
 TEST(CudaHostKernels, SoftmaxCrossEntropyRejectsBadLabels) {
   FVec logits(6, 0.0f), d(6);
   IVec labels{0, 3};
@@ -398,9 +413,17 @@ TEST(CudaHostKernels, SoftmaxCrossEntropyRejectsBadLabels) {
   EXPECT_THROW(cuda::host::softmaxCrossEntropyBackward(
                    2, 3, logits.data(), labels.data(), 1.0f, d.data()),
                KernelError);
-  // What the device does instead of throwing: a NaN the trainer reports.
+  // What the device does instead of throwing: a NaN the trainer reports,
+  // in the bad row's log-sum-exp and loss term alone.
+  std::vector<double> scratch(cuda::softmaxLseScratchBytes(2, 3) /
+                              sizeof(double));
+  const double *lse =
+      cuda::softmaxRowLse(2, 3, logits.data(), labels.data(), scratch.data(),
+                          [](const auto &f) { cuda::runOnHost(f); });
+  EXPECT_TRUE(std::isnan(lse[1]));
+  EXPECT_EQ(lse[0], std::log(3.0));
   cuda::SoftmaxCrossEntropyTerms<float> terms{2, 3, logits.data(),
-                                              labels.data()};
+                                              labels.data(), lse};
   EXPECT_TRUE(std::isnan(terms(1)));
   EXPECT_FALSE(std::isnan(terms(0)));
 }
