@@ -138,8 +138,16 @@ void GuardedBackend::run(const KernelCall &call) {
     const KernelCall c{call.kernel, call.attrs, call.in,
                        call.out,    call.n,     ctx,
                        call.param,  call.state, call.workspace};
+    // The arena bytes free around the kernel are its to scribble on, as
+    // the cuda backend's convolutions do (their workspaces, padded maps):
+    // filled with NaNs before and after, a span that holds a live value
+    // changes the results.
+    if (call.freeArena)
+      std::memset(call.freeArena, 0xff, call.freeArenaBytes);
     try {
       ReferenceBackend::run(c);
+      if (call.freeArena)
+        std::memset(call.freeArena, 0xff, call.freeArenaBytes);
     } catch (const KernelError &e) {
       // Run at a wait, not where the executor names the kernel: named here.
       throw namedKernelError(call.kernel, e);

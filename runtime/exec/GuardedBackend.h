@@ -11,7 +11,11 @@
 //     staging memory (page-locked on a GPU) reads its source then, so a
 //     staging buffer rewritten before the wait shows in the results; one
 //     from other host memory has read it when upload() returns, as CUDA's
-//     copies from pageable memory have.
+//     copies from pageable memory have;
+// and holds it to the rule the cuda backend relies on for its scratch: the
+// arena bytes free around a kernel (KernelCall::freeArena) are filled with
+// 0xff bytes (NaNs) before and after each kernel, so a span that holds a
+// live value changes the results.
 // Everything else is the reference backend's, so a run computes the same
 // bits as `--backend reference`; the e2e test compares the two.
 //
