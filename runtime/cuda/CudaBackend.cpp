@@ -1639,6 +1639,23 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
                                        workspaceBytes()),
                        s.tensorOps);
       }
+      // Growing the shared workspace would raise the peak the planned
+      // batch set, whose largest workspaces sit in the arena, for the rest
+      // of the run (only prepare() shrinks it): rather the first algorithm
+      // within the bytes already there, this kernel's span of the arena or
+      // the shared workspace, where cuDNN offers one. With every workspace
+      // shared, the first choice always fits, so only then can the two
+      // ways pick apart.
+      if (a.bytes > workspaceBytes() && !inFreeArena(s, a.bytes)) {
+        s.searchMath();
+        try {
+          a = chooseAlgo(cudnn_, s.kind, s.x.get(), s.w.get(), s.conv.get(),
+                         s.y.get(), std::max(workspaceBytes(), s.wsArenaBytes),
+                         s.tensorOps);
+        } catch (const KernelError &) {
+          // None: the first choice, and the shared workspace grown to it.
+        }
+      }
       if (!inFreeArena(s, a.bytes))
         reserveWorkspace(a.bytes);
       needWorkspace(s, a.bytes);
