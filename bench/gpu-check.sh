@@ -26,10 +26,10 @@
 # start): build 240, runtime-tests 60, gpu-tests 150 (in the background,
 # beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
 # 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
-# H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (15
-# cells, in the order of what they can still teach: the bf16 VGG-16
-# classifier with the relu_grad that sums the bias gradient (not in the
-# default fusions; 40 s), the classifier on the other convolution API than
+# H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (16
+# cells, in the order of what they can still teach: the bf16 and tf32
+# VGG-16 classifiers with the relu_grad that sums the bias gradient (not in
+# the default fusions; 40 s each), the classifier on the other convolution API than
 # the default's (bf16 and tf32 on the legacy calls, fp32 on the graph API;
 # 60 s each), then at most 40 s each: the bf16 SWWAE-all cell with that
 # relu_grad, the two bf16 VGG-16 cells without the relu_grad that does the
@@ -603,6 +603,11 @@ bench_ab() {
   # the bf16 classifier with the forward convolutions' bias and relu in the
   # plan (graph-fused; its engines are compiled at run time).
   ab_cell "vgg16-none-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
+  # The same for the tf32 classifier (1.01x with relu-bias, then the
+  # default, 2026-12-01), whose relu_grads moved its f32 maps at 3.5 TB/s
+  # where the bf16 cells' moved 1.1-1.3: whether the default should differ
+  # by precision.
+  ab_cell "vgg16-none-tf32 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
   # What taking the convolutions' workspaces (and padded maps) from the
   # arena's free bytes buys in peak memory, on the tf32 classifier whose
   # first weight gradient took an 834 MiB workspace (2026-12-01): every
