@@ -27,9 +27,10 @@
 # beside parity 120), bench 150 (the 12 cells: a cell at most 30 s for the
 # 32x32 net, 50 s for VGG-16), peer 280 (VGG-16 first, bf16 first: on the
 # H200 its 12 cells took about 290 s, over two calls), bench-ab 180 (16
-# cells, in the order of what they can still teach: the bf16 and tf32
-# VGG-16 classifiers with the relu_grad that sums the bias gradient (not in
-# the default fusions; 40 s each), the classifier on the other convolution API than
+# cells, in the order of what they can still teach: the bf16 VGG-16
+# classifier with the relu_grad that sums the bias gradient (in the default
+# fusions on f32 maps only; 40 s), the tf32 one without it (40 s), the
+# classifier on the other convolution API than
 # the default's (bf16 and tf32 on the legacy calls, fp32 on the graph API;
 # 60 s each), then at most 40 s each: the bf16 SWWAE-all cell with that
 # relu_grad, the two bf16 VGG-16 cells without the relu_grad that does the
@@ -591,8 +592,8 @@ bench_ab() {
   local t rc=0
   # In the order of what they can still teach (a stage cut short loses the
   # last). The relu_grad that also sums the next bias gradient's partials
-  # (not in the default fusions: 0.967x and 0.930x on the two bf16 VGG-16
-  # cells, 2026-12-01): the bf16 classifier with it. Then the convolutions
+  # (not in the default fusions on bf16 maps: 0.967x and 0.930x on the two
+  # bf16 VGG-16 cells, 2026-12-01): the bf16 classifier with it. Then the convolutions
   # of the bf16 and tf32 VGG-16 classifier through the legacy calls,
   # against the default's graph API (bf16 1.038x and 1.029x, tf32 1.019x
   # and 0.999x, in two calls), and the fp32 one through the graph API,
@@ -603,11 +604,11 @@ bench_ab() {
   # the bf16 classifier with the forward convolutions' bias and relu in the
   # plan (graph-fused; its engines are compiled at run time).
   ab_cell "vgg16-none-bf16 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
-  # The same for the tf32 classifier (1.01x with relu-bias, then the
-  # default, 2026-12-01), whose relu_grads moved its f32 maps at 3.5 TB/s
-  # where the bf16 cells' moved 1.1-1.3: whether the default should differ
-  # by precision.
-  ab_cell "vgg16-none-tf32 relubias" 40 12 NETC_CUDA_FUSION=all || rc=1
+  # The tf32 classifier without it (1.01x with it, 2026-12-01; its
+  # relu_grads moved f32 maps at 3.5 TB/s where the bf16 cells' moved
+  # 1.1-1.3, so the default keeps it on f32 maps): whether it pays there.
+  ab_cell "vgg16-none-tf32 norelubias" 40 12 \
+    NETC_CUDA_FUSION=conv-relu,pool-relu || rc=1
   # What taking the convolutions' workspaces (and padded maps) from the
   # arena's free bytes buys in peak memory, on the tf32 classifier whose
   # first weight gradient took an 834 MiB workspace (2026-12-01): every
@@ -929,7 +930,7 @@ for line in (line for f in ("bench.log", "bench-ab.log")
               f"the speed, {o[1] / int(m[5]):.3f}x the peak")
         continue
     m = re.match(r"(vgg\d+)-(none|swwae-all)(?:-(tf32|bf16))? "
-                 r"(nofusion|relubias|nopoolrelu|nopad|nopacks): "
+                 r"(nofusion|relubias|norelubias|nopoolrelu|nopad|nopacks): "
                  r"program .* ([0-9.]+) images/s", line)
     if m and (m[1], m[2], m[3] or "fp32") in ours:
         base, cell = ours[(m[1], m[2], m[3] or "fp32")][0], float(m[5])
@@ -943,7 +944,10 @@ for line in (line for f in ("bench.log", "bench-ab.log")
                                          "back"), False),
             "relubias": ("relu-bias", ("the bias gradients summed by "
                                        "relu_grad", "by bias_grad (the "
-                                       "default)"), True),
+                                       "default on bf16 maps)"), True),
+            "norelubias": ("relu-bias", ("the bias gradients summed by "
+                                         "relu_grad (the default on f32 "
+                                         "maps)", "by bias_grad"), False),
             "nopacks": ("packs", ("elementwise and pooling kernels in "
                                   "16-byte packs", "one element per item"),
                         False),

@@ -446,18 +446,24 @@ std::string deviceDescription() {
 CudaBackend::CudaBackend() {
   // The switches that take a value first: a bad one is an error before
   // anything is made (a constructor that throws runs no destructor).
-  // NETC_CUDA_FUSION: on (the default: conv-relu and pool-relu), all (the
-  // three), off, or the fusions to make, by name, separated by commas.
-  // relu-bias is not in the default: on the H200 (2026-12-01) the bf16
-  // VGG-16 cells ran 0.967x (classifier) and 0.930x (SWWAE-all) with it, its
-  // relu_grads moving 1.24 TB/s where the plain ones and bias_grad alone
-  // together cost less (README, Benchmarks).
+  // NETC_CUDA_FUSION: on (the default: conv-relu, pool-relu, and relu-bias
+  // on f32 maps), all (the three on every map), off, or the fusions to
+  // make, by name, separated by commas (relu-bias then on every map).
+  // relu-bias is off on bf16 maps by default: on the H200 (2026-12-01) the
+  // bf16 VGG-16 cells ran 0.967x (classifier) and 0.930x (SWWAE-all) with
+  // it, its relu_grads moving 1.24 TB/s where the plain ones and bias_grad
+  // alone together cost less (README, Benchmarks). On f32 maps (tf32
+  // plans) its relu_grads moved 3.5 TB/s, and those cells were measured
+  // only with it (1.01x-1.22x): there it stays until an A/B cell says
+  // otherwise.
   const char *fusion = std::getenv("NETC_CUDA_FUSION");
   const std::string fuse = fusion ? fusion : "on";
   std::set<std::string> fusions;
-  if (fuse == "on")
-    fusions = {"conv-relu", "pool-relu"};
-  else if (fuse == "all")
+  bool reluBiasOnBf16 = true;
+  if (fuse == "on") {
+    fusions = {"conv-relu", "pool-relu", "relu-bias"};
+    reluBiasOnBf16 = false;
+  } else if (fuse == "all")
     fusions = {"conv-relu", "relu-bias", "pool-relu"};
   else if (fuse != "off")
     for (size_t at = 0; at <= fuse.size();) {
@@ -477,6 +483,7 @@ CudaBackend::CudaBackend() {
   // (NETC_CUDA_PACKS=off, the comparison the GPU check makes) they stay
   // apart, so that cell is one element per item throughout.
   fuseReluGradBias_ = device::elementPacks() && fusions.count("relu-bias") > 0;
+  fuseReluGradBiasBf16_ = fuseReluGradBias_ && reluBiasOnBf16;
   fusePoolReluGrad_ = device::elementPacks() && fusions.count("pool-relu") > 0;
   // NETC_CUDA_CONV_API: auto (the default: the graph API for the
   // convolutions of bf16 and tf32 plans, the legacy calls for fp32 ones),
@@ -797,6 +804,8 @@ CudaBackend::prepareProgram(const plan::Program &program,
       auto &bias = static_cast<State &>(*p.states[j]);
       const exec::TensorRef &y = calls[i].in[1], &dy = calls[i].in[0],
                             &dx = calls[i].out[0];
+      if (isBf16(dx) && !fuseReluGradBiasBf16_)
+        continue;
       bool fusible = false;
       withType(dx, [&](auto t) {
         using T = decltype(t);

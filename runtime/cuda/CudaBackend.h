@@ -390,8 +390,11 @@ private:
   bool fuseRelu_ = true;
   /// Sum each bias gradient's partials in the relu_grad that writes its
   /// input (reluGradBiasPairs), saving the bias_grad's read of the map;
-  /// NETC_CUDA_FUSION without relu-bias keeps them apart.
+  /// NETC_CUDA_FUSION without relu-bias keeps them apart. On bf16 maps
+  /// only where NETC_CUDA_FUSION names it (all, or a list): by default
+  /// there it lost.
   bool fuseReluGradBias_ = true;
+  bool fuseReluGradBiasBf16_ = false;
   /// Compute a max-pool's backward (an unpool through switches, of a pool
   /// whose windows tile its input) inside the relu_grad after it
   /// (unpoolReluGradPairs), never writing the gather's map.
