@@ -30,6 +30,7 @@
 # cells, in the order of what they can still teach: the bf16 VGG-16
 # classifier with the relu_grad that sums the bias gradient (in the default
 # fusions on f32 maps only; 40 s), the tf32 one without it (40 s), the
+# tf32 one with every convolution workspace shared (noarenaws, 40 s), the
 # classifier on the other convolution API than
 # the default's (bf16 and tf32 on the legacy calls, fp32 on the graph API;
 # 60 s each), then at most 40 s each: the bf16 SWWAE-all cell with that

@@ -1652,9 +1652,10 @@ void CudaBackend::describeForBatch(const KernelCall &c, State &s) {
       // batch set, whose largest workspaces sit in the arena, for the rest
       // of the run (only prepare() shrinks it): rather the first algorithm
       // within the bytes already there, this kernel's span of the arena or
-      // the shared workspace, where cuDNN offers one. With every workspace
-      // shared, the first choice always fits, so only then can the two
-      // ways pick apart.
+      // the shared workspace, where cuDNN offers one. This can only happen
+      // where a workspace in the arena is larger than the shared one (or
+      // after the fallback above, where the second search finds nothing
+      // either), so with every workspace shared the choice is as before.
       if (a.bytes > workspaceBytes() && !inFreeArena(s, a.bytes)) {
         s.searchMath();
         try {
@@ -2089,7 +2090,7 @@ CudaBackend::prepareKernel(const KernelCall &c) {
     break;
   case Op::SoftmaxCrossEntropy:
     s->scratch = allocate(softmaxLossScratchBytes(c.n, c.in[0].count / c.n),
-                          "a loss's reduction");
+                          "softmax cross-entropy's row sums and reduction");
     break;
   case Op::SoftmaxCrossEntropyGrad:
     s->scratch = allocate(softmaxLseScratchBytes(c.n, c.in[0].count / c.n),

@@ -62,13 +62,13 @@
 // A convolution followed by a relu that alone reads its output computes
 // the relu in its epilogue (the bias and the relu in one pass of the own
 // bias kernel), and a relu_grad after a max-pool's backward computes that
-// gather itself (the gather's map is never written). With
-// NETC_CUDA_FUSION=all (not the default: slower on the H200), a relu_grad
-// on an NHWC map also sums the first stage of the bias gradient of its
-// output as it writes it (the bias_grad then runs its last two stages
-// alone, and the map is read once less). NETC_CUDA_FUSION=off keeps them
-// all apart; a comma list of conv-relu, relu-bias and pool-relu makes only
-// those.
+// gather itself (the gather's map is never written). A relu_grad on an
+// NHWC map of f32 values (a tf32 plan's) also sums the first stage of the
+// bias gradient of its output as it writes it (the bias_grad then runs its
+// last two stages alone, and the map is read once less); on bf16 maps only
+// with NETC_CUDA_FUSION=all or a list naming relu-bias (by default it lost
+// there on the H200). NETC_CUDA_FUSION=off keeps them all apart; a comma
+// list of conv-relu, relu-bias and pool-relu makes only those.
 //
 // Data-dependent checks the device cannot make: a label outside [0, k)
 // makes that softmax cross-entropy loss NaN (and its row's gradient), which

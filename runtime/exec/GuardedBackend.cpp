@@ -141,7 +141,7 @@ void GuardedBackend::run(const KernelCall &call) {
     // The arena bytes free around the kernel are its to scribble on, as
     // the cuda backend's convolutions do (their workspaces, padded maps):
     // filled with NaNs before and after, a span that holds a live value
-    // changes the results.
+    // changes the results (0xff bytes: NaN in f32 and bf16 values).
     if (call.freeArena)
       std::memset(call.freeArena, 0xff, call.freeArenaBytes);
     try {

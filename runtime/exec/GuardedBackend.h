@@ -14,10 +14,10 @@
 //     copies from pageable memory have;
 // and holds it to the rule the cuda backend relies on for its scratch: the
 // arena bytes free around a kernel (KernelCall::freeArena) are filled with
-// 0xff bytes (NaNs) before and after each kernel, so a span that holds a
-// live value changes the results.
-// Everything else is the reference backend's, so a run computes the same
-// bits as `--backend reference`; the e2e test compares the two.
+// 0xff bytes (NaN in float values) before and after each kernel, so a span
+// that holds a live value changes the results. Everything else is the
+// reference backend's, so a run computes the same bits as
+// `--backend reference`; the e2e test compares the two.
 //
 //===----------------------------------------------------------------------===//
 

@@ -478,6 +478,30 @@ TEST(CudaBackend, WholePackStepsMatchTheReference) {
   }
 }
 
+#ifndef NETC_GPU_TEST_ON_REFERENCE
+// The default fusions sum the bias gradients in relu_grad on f32 maps (a
+// tf32 plan's) and not on bf16 ones, where it lost on the H200; a list
+// naming relu-bias puts it on bf16 maps too.
+TEST(CudaBackend, ReluBiasByDefaultOnF32MapsOnly) {
+  for (const char *name : {"packs-bf16", "packs-tf32"})
+    if (stepPlan(name).empty())
+      GTEST_SKIP() << "no " << name << ".json (set NETC_STEP_PLAN_DIR)";
+  auto summedEarly = [](const char *name, const char *fusion) {
+    ScopedEnv set("NETC_CUDA_FUSION", fusion); // null: the default
+    const std::string file = stepPlan(name);
+    plan::Plan p = plan::parsePlan(netc::testing::readText(file), file, "");
+    GpuBackend gpu;
+    exec::ParamStore store(p, 5, gpu);
+    exec::Executor e(p, p.schedule.at(0).program, store, gpu);
+    return e.summedEarlyKernels().size();
+  };
+  EXPECT_GT(summedEarly("packs-tf32", nullptr), 0u);
+  EXPECT_EQ(summedEarly("packs-bf16", nullptr), 0u);
+  EXPECT_GT(summedEarly("packs-bf16", "conv-relu,relu-bias"), 0u);
+  EXPECT_EQ(summedEarly("packs-tf32", "conv-relu,pool-relu"), 0u);
+}
+#endif
+
 // The fallback for bf16 convolutions that cuDNN has no NHWC engine for:
 // NCHW copies of their maps, NCHW (KCRS) weight copies and weight
 // gradients (NETC_CUDA_CONV_NCHW=on takes it for every bf16 convolution).
