@@ -61,6 +61,9 @@ run_script() { # title tag script args...
   ((rc != 0 && f == 0)) && f=1
   count "$p" "$f"; rm -f "$log"
 }
+# The cuda kernels' code as the GPU gets it (sm_90 PTX): what no host walk
+# of the same code can see, such as how wide its stores are.
+run_script "cuda kernels' PTX" ptx test/cuda/ptx.sh
 run_script "end to end: train on Fashion-MNIST (ASan+UBSan)" e2e \
   test/e2e/train.sh build-asan
 run_script "netrun's command line (ASan+UBSan)" netrun \

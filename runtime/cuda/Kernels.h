@@ -224,9 +224,25 @@ template <typename T> NETC_HD inline Pack<T> loadPack(const T *p) {
 #endif
 }
 
+#if defined(__CUDA_ARCH__)
+/// The 32-bit word of a pack's elements from `v`: 1 f32, 2 bf16.
+NETC_HD inline uint32_t wordOf(const float *v) { return floatBits(v[0]); }
+NETC_HD inline uint32_t wordOf(const Bf16 *v) {
+  return uint32_t(v[0].bits) | uint32_t(v[1].bits) << 16;
+}
+#endif
+
+/// On the device one 16-byte store (st.global.v4.u32), made explicit: a
+/// copy of the Pack struct, or of a uint4 built from it, can lose the
+/// pointer's alignment and be split, as nvcc did in ReluGradBiasPartials
+/// (the sm_90 PTX: each pack written as 8 two-byte stores in bf16, 4
+/// four-byte ones in f32, where its loads were single 16-byte ones).
 template <typename T> NETC_HD inline void storePack(T *p, const Pack<T> &v) {
 #if defined(__CUDA_ARCH__)
-  *reinterpret_cast<Pack<T> *>(p) = v;
+  constexpr int kPer = Pack<T>::kWidth / 4; // elements a word
+  __stwb(reinterpret_cast<uint4 *>(p),
+         make_uint4(wordOf(v.v), wordOf(v.v + kPer), wordOf(v.v + 2 * kPer),
+                    wordOf(v.v + 3 * kPer)));
 #else
   std::memcpy(p, &v, sizeof v);
 #endif

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The cuda kernels' code as the GPU gets it, checked without a GPU: compiles
+# runtime/cuda/Kernels.cu to sm_90 PTX with the build's flags and checks
+# that the kernels whose traffic is 16-byte packs move them 16 bytes at a
+# time. nvcc once split the stores of ReluGradBiasPartials into 8 two-byte
+# stores a bf16 pack (4 four-byte ones in f32), which no host walk of the
+# same code can see; storePack now writes one st.global.v4.
+#   test/cuda/ptx.sh [NVCC]
+# Ends with "ptx: N passed, M failed"; without nvcc it says so and passes.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 1
+NVCC=${1:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+if [[ ! -x $NVCC ]]; then
+  echo "ptx: skipped: no nvcc"
+  echo "ptx: 0 passed, 0 failed"
+  exit 0
+fi
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+if ! "$NVCC" -O3 -DNDEBUG -arch=sm_90 -fmad=false -std=c++17 -I. \
+    -ptx runtime/cuda/Kernels.cu -o "$work/kernels.ptx" 2>"$work/nvcc.log"; then
+  cat "$work/nvcc.log"
+  echo "ptx: 0 passed, 1 failed"
+  exit 1
+fi
+python3 - "$work/kernels.ptx" <<'PY'
+import re, sys
+ptx = open(sys.argv[1]).read()
+entries = {}
+for part in re.split(r"\n(?=(?:\.visible |\.weak )?\.entry)", ptx):
+    m = re.match(r"(?:\.visible |\.weak )?\.entry\s+(\S+)\(", part)
+    if m:
+        entries[m[1]] = part
+passed = failed = 0
+def check(ok, what):
+    global passed, failed
+    print(("ok   " if ok else "FAIL ") + what)
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+# Global stores of a kernel's data (not its f64 partial sums): st.global
+# of any width, and generic st (pointers read from device tables).
+store = re.compile(r"\tst(?:\.global)?(?:\.wb)?\.(v[24]\.)?([a-z]+\d+)\s")
+def stores(body):
+    return [(m[1] or "", m[2]) for m in store.finditer(body)
+            if m[2] != "f64"]
+fused = {n: b for n, b in entries.items() if "ReluGradBiasPartials" in n}
+check(len(fused) == 4,
+      f"the 4 ReluGradBiasPartials kernels (bf16, f32; with and without "
+      f"the pool) are in the PTX ({len(fused)} found)")
+for name, body in sorted(fused.items()):
+    s = stores(body)
+    wide = [x for x in s if x[0] == "v4." and x[1] in ("u32", "f32")]
+    narrow = [x for x in s if x not in wide]
+    which = ("bf16" if "4Bf16" in name else "f32") + \
+            (" with the pool" if "Lb1" in name else "")
+    check(wide and not narrow,
+          f"ReluGradBiasPartials ({which}) writes dx 16 bytes at a time "
+          f"({len(wide)} 16-byte stores, {len(narrow)} narrower)")
+print(f"ptx: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+PY
