@@ -785,7 +785,7 @@ CudaBackend::prepareProgram(const plan::Program &program,
                 s.out.n == s.in.n && s.out.c == s.in.c &&
                 (s.out.h * s.out.w == 1 ||
                  (pooled.lanes() == s.out.c && u.in[1].lanes() == s.out.c)) &&
-                reluGradBiasFusible<T>(
+                rowsOfPacks<T>(
                     s.in, r.out[0].lanes(),
                     {pooled.data, u.in[1].data, r.in[1].data, r.out[0].data});
     });
@@ -809,8 +809,8 @@ CudaBackend::prepareProgram(const plan::Program &program,
       bool fusible = false;
       withType(dx, [&](auto t) {
         using T = decltype(t);
-        fusible = reluGradBiasFusible<T>(dx.dims, dx.lanes(),
-                                         {y.data, dy.data, dx.data});
+        fusible =
+            rowsOfPacks<T>(dx.dims, dx.lanes(), {y.data, dy.data, dx.data});
       });
       if (!fusible || !ownBiasGrad(dx) || !bias.scratch || grad.biasPartials ||
           !grad.relayouts.empty() || !bias.relayouts.empty())

@@ -243,7 +243,10 @@ void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy, float *db) {
   checkLanes("bias_grad", d.c, lanes);
   BiasGradShape s = biasGradShape(d);
   std::vector<double> scratch(biasGradScratchBytes(d) / sizeof(double));
-  runOnHost(BiasGradPartials<T>{mapGeom(d, lanes), s, dy, scratch.data()});
+  if (rowsOfPacks<T>(d, lanes, {dy})) // as the device, packs on
+    runOnHost(makeBiasGradPackPartials(d, dy, scratch.data()));
+  else
+    runOnHost(BiasGradPartials<T>{mapGeom(d, lanes), s, dy, scratch.data()});
   biasGradTail(d.c, s, scratch.data(), db, [](const auto &f) { runOnHost(f); });
 }
 

@@ -298,8 +298,15 @@ void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
               double *partials, float *db, Stream stream) {
   checkLanes("bias_grad", d.c, lanes);
   BiasGradShape s = biasGradShape(d);
-  launch("bias_grad", BiasGradPartials<T>{mapGeom(d, lanes), s, dy, partials},
-         stream);
+  // On rows of packs a pack a thread (fewer, longer items: blocks of a
+  // warp, as for the fused relu_grad), else an element a thread; the same
+  // sums either way.
+  if (elementPacks() && rowsOfPacks<T>(d, lanes, {dy}))
+    launchSpread("bias_grad", makeBiasGradPackPartials(d, dy, partials),
+                 stream);
+  else
+    launch("bias_grad", BiasGradPartials<T>{mapGeom(d, lanes), s, dy, partials},
+           stream);
   biasGradTail(d.c, s, partials, db,
                [&](const auto &f) { launch("bias_grad", f, stream); });
 }

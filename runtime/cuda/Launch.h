@@ -131,7 +131,7 @@ void biasAdd(const kernels::Dims4 &d, int64_t lanes, const T *x,
 template <typename T>
 void biasGrad(const kernels::Dims4 &d, int64_t lanes, const T *dy,
               double *partials, float *db, Stream stream);
-/// relu_grad of an NHWC map (reluGradBiasFusible) that also sums dx's
+/// relu_grad of an NHWC map (rowsOfPacks) that also sums dx's
 /// bias-gradient partials into `partials` (ReluGradBiasPartials), and the
 /// bias gradient's last two stages alone, from those partials (at the start
 /// of biasGradScratchBytes(d), whose rest they use): together the bits of

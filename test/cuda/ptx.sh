@@ -4,7 +4,8 @@
 # that the kernels whose traffic is 16-byte packs move them 16 bytes at a
 # time. nvcc once split the stores of ReluGradBiasPartials into 8 two-byte
 # stores a bf16 pack (4 four-byte ones in f32), which no host walk of the
-# same code can see; storePack now writes one st.global.v4.
+# same code can see; storePack now writes one st.global.v4. And the bias
+# gradient's first stage on rows of packs loads them whole.
 #   test/cuda/ptx.sh [NVCC]
 # Ends with "ptx: N passed, M failed"; without nvcc it says so and passes.
 set -uo pipefail
@@ -57,6 +58,20 @@ for name, body in sorted(fused.items()):
     check(wide and not narrow,
           f"ReluGradBiasPartials ({which}) writes dx 16 bytes at a time "
           f"({len(wide)} 16-byte stores, {len(narrow)} narrower)")
+# The bias gradient's first stage on rows of packs reads them 16 bytes at
+# a time (the element walk it replaces reads 2 bytes a thread in bf16).
+load = re.compile(r"\tld(?:\.global)?(?:\.nc)?\.(v[24]\.)?([a-z]+\d+)\s")
+packed = {n: b for n, b in entries.items() if "BiasGradPackPartials" in n}
+check(len(packed) == 2,
+      f"the 2 BiasGradPackPartials kernels (bf16, f32) are in the PTX "
+      f"({len(packed)} found)")
+for name, body in sorted(packed.items()):
+    loads = [(m[1] or "", m[2]) for m in load.finditer(body)]
+    wide = [x for x in loads if x[0] == "v4."]
+    which = "bf16" if "4Bf16" in name else "f32"
+    check(wide and len(wide) == len(loads),
+          f"BiasGradPackPartials ({which}) reads dy 16 bytes at a time "
+          f"({len(wide)} 16-byte loads, {len(loads) - len(wide)} narrower)")
 print(f"ptx: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY

@@ -1212,6 +1212,54 @@ TEST(CudaHostKernels, BiasGradMatchesADoubleLoopAndIsTheSameInEveryLayout) {
                KernelError);
 }
 
+/// The bias gradient's first stage a pack at a time (BiasGradPackPartials,
+/// on rows of packs) writes BiasGradPartials' partials bit for bit: NHWC
+/// maps of one and several packs a row, flat ones, a chunk's rows not a
+/// multiple of the loads in flight, many chunks; bf16 and f32.
+template <typename T> void checkBiasGradPacks(uint64_t seed) {
+  Rng rng(seed);
+  constexpr int64_t W = cuda::Pack<T>::kWidth;
+  for (const Dims4 &d : std::vector<Dims4>{{1, W, 1, 1},
+                                           {7, 2 * W, 1, 1},
+                                           {64, 3 * W, 1, 1},
+                                           {2, W, 5, 3},
+                                           {2, 3 * W, 17, 19},
+                                           {5, 2 * W, 37, 41}}) {
+    const std::string what = std::string(typeName(T())) + " [" +
+                             std::to_string(d.n) + "," + std::to_string(d.c) +
+                             "," + std::to_string(d.h) + "," +
+                             std::to_string(d.w) + "]";
+    // Values of about 1 among +-2^40, so that the partials depend on the
+    // order of their sums.
+    FVec v(size_t(d.count()));
+    for (float &x : v) {
+      uint64_t r = rng.next();
+      x = r % 3 == 0 ? std::ldexp(r % 2 ? 1.0f : -1.0f, 40) : rng.uniform();
+    }
+    std::vector<T> dy = stored<T>(toLanes(d, d.c, v));
+    ASSERT_TRUE(cuda::rowsOfPacks<T>(d, d.c, {dy.data()})) << what;
+    const cuda::BiasGradShape s = cuda::biasGradShape(d);
+    std::vector<double> packed(size_t(s.chunks * d.c), -1.0),
+        elements(packed.size(), -2.0);
+    cuda::runOnHost(
+        cuda::makeBiasGradPackPartials(d, dy.data(), packed.data()));
+    cuda::runOnHost(cuda::BiasGradPartials<T>{cuda::mapGeom(d, d.c), s,
+                                              dy.data(), elements.data()});
+    for (size_t i = 0; i < packed.size(); ++i)
+      ASSERT_EQ(packed[i], elements[i]) << what << " partial " << i;
+  }
+  // Not rows of packs: channels not whole packs, NCHW, a misaligned map.
+  std::vector<T> buf(size_t(64 * W + 1));
+  EXPECT_FALSE(cuda::rowsOfPacks<T>({2, W + 1, 3, 3}, W + 1, {buf.data()}));
+  EXPECT_FALSE(cuda::rowsOfPacks<T>({2, W, 3, 3}, 1, {buf.data()}));
+  EXPECT_FALSE(cuda::rowsOfPacks<T>({2, W, 3, 3}, W, {buf.data() + 1}));
+}
+
+TEST(CudaHostKernels, BiasGradPacksSumAsTheElementWalk) {
+  checkBiasGradPacks<float>(91);
+  checkBiasGradPacks<Bf16>(92);
+}
+
 /// relu_grad with the bias gradient's partials in one pass, then the last
 /// stages: bit for bit relu_grad, then bias_grad of its dx (the pair the cuda
 /// backend fuses), in place or not, on NHWC maps whose C is whole packs:
