@@ -1431,6 +1431,32 @@ template <typename T> struct BiasGradPartials {
   }
 };
 
+/// Item i of a walk of a bias gradient's chunks a pack of `width` channels
+/// at a time (item chunk * packs + pack): its chunk, its rows [m, end) and
+/// its first channel c0.
+struct ChunkPack {
+  int64_t chunk, m, end, c0;
+};
+NETC_HD inline ChunkPack chunkPackOf(int64_t i, const FastDiv &packs,
+                                     const BiasGradShape &s, int width) {
+  ChunkPack r;
+  int64_t q;
+  r.chunk = packs.divMod(i, q);
+  r.m = r.chunk * s.chunkRows;
+  r.end = imin(r.m + s.chunkRows, s.rows);
+  r.c0 = q * width;
+  return r;
+}
+
+/// Sets the row geometry of a kernel that walks a bias gradient's chunks a
+/// pack of channels at a time (its c, packs and s) for a map of dims `d`.
+template <typename T, typename F>
+void setChunkPacks(F &f, const kernels::Dims4 &d) {
+  f.c = d.c;
+  f.packs = FastDiv(d.c / Pack<T>::kWidth);
+  f.s = biasGradShape(d);
+}
+
 /// Bias gradient, stage 1 on rows of packs (rowsOfPacks): one item per
 /// (chunk, pack of kWidth channels), item chunk * packs + pack, the chunk's
 /// rows of those channels read 16 bytes at a time and each channel summed
@@ -1451,9 +1477,9 @@ template <typename T> struct BiasGradPackPartials {
   NETC_HD void operator()(int64_t i) const {
     constexpr int W = Pack<T>::kWidth;
     constexpr int kBatch = 16;
-    int64_t q, chunk = packs.divMod(i, q);
-    int64_t m = chunk * s.chunkRows;
-    const int64_t end = imin(m + s.chunkRows, s.rows), c0 = q * W;
+    const ChunkPack at = chunkPackOf(i, packs, s, W);
+    const int64_t end = at.end, c0 = at.c0;
+    int64_t m = at.m;
     double acc[W] = {};
     while (m < end) {
       const int n = int(imin(kBatch, end - m));
@@ -1473,7 +1499,7 @@ template <typename T> struct BiasGradPackPartials {
     }
     NETC_UNROLL
     for (int l = 0; l < W; ++l)
-      partials[chunk * c + c0 + l] = acc[l];
+      partials[at.chunk * c + c0 + l] = acc[l];
   }
 };
 
@@ -1482,9 +1508,7 @@ BiasGradPackPartials<T> makeBiasGradPackPartials(const kernels::Dims4 &d,
                                                  const T *dy,
                                                  double *partials) {
   BiasGradPackPartials<T> f;
-  f.c = d.c;
-  f.packs = FastDiv(d.c / Pack<T>::kWidth);
-  f.s = biasGradShape(d);
+  setChunkPacks<T>(f, d);
   f.dy = dy;
   f.partials = partials;
   return f;
@@ -1625,9 +1649,9 @@ template <typename T, bool kPool = false> struct ReluGradBiasPartials {
     // The pool's gather reads 48 bytes a row where dy is 16: fewer rows'
     // loads in flight keep its registers in bounds.
     constexpr int kBatch = kPool ? 8 : 16;
-    int64_t q, chunk = packs.divMod(i, q);
-    int64_t m = chunk * s.chunkRows;
-    const int64_t end = imin(m + s.chunkRows, s.rows), c0 = q * W;
+    const ChunkPack at = chunkPackOf(i, packs, s, W);
+    const int64_t end = at.end, c0 = at.c0;
+    int64_t m = at.m;
     double acc[W] = {};
     while (m < end) {
       const int n = int(imin(kBatch, end - m));
@@ -1659,7 +1683,7 @@ template <typename T, bool kPool = false> struct ReluGradBiasPartials {
     if (partials) {
       NETC_UNROLL
       for (int l = 0; l < W; ++l)
-        partials[chunk * c + c0 + l] = acc[l];
+        partials[at.chunk * c + c0 + l] = acc[l];
     }
   }
 };
@@ -1669,9 +1693,7 @@ ReluGradBiasPartials<T> makeReluGradBiasPartials(const kernels::Dims4 &d,
                                                  const T *y, const T *dy, T *dx,
                                                  double *partials) {
   ReluGradBiasPartials<T> f;
-  f.c = d.c;
-  f.packs = FastDiv(d.c / Pack<T>::kWidth);
-  f.s = biasGradShape(d);
+  setChunkPacks<T>(f, d);
   f.y = y;
   f.dy = dy;
   f.dx = dx;
@@ -1690,9 +1712,7 @@ makePoolReluGradBiasPartials(const kernels::PoolShape &s, const T *dyPooled,
                              const Switch *switches, const T *y, T *dx,
                              double *partials) {
   ReluGradBiasPartials<T, true> f;
-  f.c = s.in.c;
-  f.packs = FastDiv(s.in.c / Pack<T>::kWidth);
-  f.s = biasGradShape(s.in);
+  setChunkPacks<T>(f, s.in);
   f.y = y;
   f.dx = dx;
   f.partials = partials;
