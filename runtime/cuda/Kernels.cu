@@ -101,9 +101,9 @@ template <typename F> void launch(const char *kernel, const F &f, Stream s) {
   check(kernel);
 }
 
-/// launch() for few, long items (ReluGradBiasPartials: a thread per pack of
-/// channels and chunk of rows, 25k-100k on VGG-16's maps): blocks of one
-/// warp, so that the grid spreads over every SM, where blocks of
+/// launch() for few, long items (ReluGradBiasPartials, BiasGradPackPartials: a
+/// thread per pack of channels and chunk of rows, 25k-100k on VGG-16's maps):
+/// blocks of one warp, so that the grid spreads over every SM, where blocks of
 /// kBlockThreads would be 98 for 132 SMs on an H200 at 25k.
 template <typename F>
 void launchSpread(const char *kernel, const F &f, Stream s) {

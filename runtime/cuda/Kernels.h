@@ -232,17 +232,21 @@ NETC_HD inline uint32_t wordOf(const Bf16 *v) {
 }
 #endif
 
-/// On the device one 16-byte store (st.global.v4.u32), made explicit: a
-/// copy of the Pack struct, or of a uint4 built from it, can lose the
-/// pointer's alignment and be split, as nvcc did in ReluGradBiasPartials
-/// (the sm_90 PTX: each pack written as 8 two-byte stores in bf16, 4
-/// four-byte ones in f32, where its loads were single 16-byte ones).
+/// On the device one 16-byte store, made explicit (st.global.v4.u32, a plain
+/// STG.E.128 in the SASS): a copy of the Pack struct, or of a uint4 built
+/// from it, can lose the pointer's alignment and be split, as nvcc did in
+/// ReluGradBiasPartials (the sm_90 PTX: each pack written as 8 two-byte
+/// stores in bf16, 4 four-byte ones in f32, where its loads were single
+/// 16-byte ones). Not __stwb: its st.global.wb becomes a strong store
+/// (STG.E.128.STRONG.SM). The memory clobber keeps the store where the
+/// source puts it among the kernel's loads (dx may alias dy in place).
 template <typename T> NETC_HD inline void storePack(T *p, const Pack<T> &v) {
 #if defined(__CUDA_ARCH__)
   constexpr int kPer = Pack<T>::kWidth / 4; // elements a word
-  __stwb(reinterpret_cast<uint4 *>(p),
-         make_uint4(wordOf(v.v), wordOf(v.v + kPer), wordOf(v.v + 2 * kPer),
-                    wordOf(v.v + 3 * kPer)));
+  asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p),
+               "r"(wordOf(v.v)), "r"(wordOf(v.v + kPer)),
+               "r"(wordOf(v.v + 2 * kPer)), "r"(wordOf(v.v + 3 * kPer))
+               : "memory");
 #else
   std::memcpy(p, &v, sizeof v);
 #endif
@@ -1364,8 +1368,8 @@ inline RowChunks rowChunks(const kernels::Dims4 &d) {
 /// threads (VGG-16's first map: 12.5k for the fused relu_grad, which moved
 /// 730-970 GB/s on the H200, 2026-11-30) and the last a serial sum of
 /// 1568 partials a channel (about 49 us); here that map has 12544 chunks
-/// of 256 rows (100k threads fused, 800k for bias_grad alone), 98 groups
-/// of 128 and a last stage of 98. Like RowChunks, the dims alone fix it.
+/// of 256 rows (100k threads a pack of channels each, 800k an element each), 98
+/// groups of 128 and a last stage of 98. Like RowChunks, the dims alone fix it.
 struct BiasGradShape : RowChunks {
   int64_t groupChunks = 1, groups = 0;
 };

@@ -10,7 +10,13 @@
 # Ends with "ptx: N passed, M failed"; without nvcc it says so and passes.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-NVCC=${1:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+# The nvcc named, else the builds' (CMAKE_CUDA_COMPILER), else PATH's.
+NVCC=${1:-}
+for cache in build-asan/CMakeCache.txt build/CMakeCache.txt; do
+  [[ -z $NVCC && -f $cache ]] &&
+    NVCC=$(sed -n 's/^CMAKE_CUDA_COMPILER:[A-Z]*=//p' "$cache")
+done
+[[ -z $NVCC ]] && NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 if [[ ! -x $NVCC ]]; then
   echo "ptx: skipped: no nvcc"
   echo "ptx: 0 passed, 0 failed"
@@ -40,8 +46,11 @@ def check(ok, what):
     else:
         failed += 1
 # Global stores of a kernel's data (not its f64 partial sums): st.global
-# of any width, and generic st (pointers read from device tables).
-store = re.compile(r"\tst(?:\.global)?(?:\.wb)?\.(v[24]\.)?([a-z]+\d+)\s")
+# of any width, and generic st (pointers read from device tables),
+# predicated or not, with any qualifiers (cache operators and hints).
+store = re.compile(r"^\s*(?:@!?%p\d+\s+)?st(?!\.(?:param|shared|local))"
+                   r"(?:\.global)?(?:\.[a-z0-9:_]+)*?"
+                   r"\.(v[248]\.)?([bfsu]\d+)\s", re.M)
 def stores(body):
     return [(m[1] or "", m[2]) for m in store.finditer(body)
             if m[2] != "f64"]
@@ -60,7 +69,9 @@ for name, body in sorted(fused.items()):
           f"({len(wide)} 16-byte stores, {len(narrow)} narrower)")
 # The bias gradient's first stage on rows of packs reads them 16 bytes at
 # a time (the element walk it replaces reads 2 bytes a thread in bf16).
-load = re.compile(r"\tld(?:\.global)?(?:\.nc)?\.(v[24]\.)?([a-z]+\d+)\s")
+load = re.compile(r"^\s*(?:@!?%p\d+\s+)?ld(?!\.(?:param|shared|local|const))"
+                  r"(?:\.global)?(?:\.[a-z0-9:_]+)*?"
+                  r"\.(v[248]\.)?([bfsu]\d+)\s", re.M)
 packed = {n: b for n, b in entries.items() if "BiasGradPackPartials" in n}
 check(len(packed) == 2,
       f"the 2 BiasGradPackPartials kernels (bf16, f32) are in the PTX "
