@@ -1368,8 +1368,9 @@ inline RowChunks rowChunks(const kernels::Dims4 &d) {
 /// threads (VGG-16's first map: 12.5k for the fused relu_grad, which moved
 /// 730-970 GB/s on the H200, 2026-11-30) and the last a serial sum of
 /// 1568 partials a channel (about 49 us); here that map has 12544 chunks
-/// of 256 rows (100k threads a pack of channels each, 800k an element each), 98
-/// groups of 128 and a last stage of 98. Like RowChunks, the dims alone fix it.
+/// of 256 rows (100k threads of a pack of channels, or 800k of an element),
+/// 98 groups of 128 and a last stage of 98. Like RowChunks, the dims alone
+/// fix it.
 struct BiasGradShape : RowChunks {
   int64_t groupChunks = 1, groups = 0;
 };

@@ -140,8 +140,8 @@ void GuardedBackend::run(const KernelCall &call) {
                        call.param,  call.state, call.workspace};
     // The arena bytes free around the kernel are its to scribble on, as
     // the cuda backend's convolutions do (their workspaces, padded maps):
-    // filled with NaNs before and after, a span that holds a live value
-    // changes the results (0xff bytes: NaN in f32 and bf16 values).
+    // filled with 0xff bytes (NaN in f32 and bf16 values) before and
+    // after, a span that holds a live value changes the results.
     if (call.freeArena)
       std::memset(call.freeArena, 0xff, call.freeArenaBytes);
     try {
