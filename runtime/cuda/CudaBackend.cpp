@@ -709,12 +709,16 @@ void CudaBackend::uploadStored(void *dst, const kernels::Storage &s,
     uploadWords_ = allocate(bytes, "the converted uploads' buffer");
   }
   upload(uploadWords_->data(), src, bytes);
+  storeFrom(dst, s, d, uploadWords_->data());
+}
+
+void CudaBackend::storeFrom(void *dst, const kernels::Storage &s,
+                            const Dims4 &d, const void *src) {
   if (s.bf16)
-    device::toStorage<Bf16>(d, s.lanes,
-                            static_cast<const float *>(uploadWords_->data()),
+    device::toStorage<Bf16>(d, s.lanes, static_cast<const float *>(src),
                             static_cast<Bf16 *>(dst), stream_);
   else
-    device::relayout(d, 1, s.lanes, 4, uploadWords_->data(), dst, stream_);
+    device::relayout(d, 1, s.lanes, 4, src, dst, stream_);
   touched(dst, uint64_t(d.count() * s.elementBytes()));
 }
 

@@ -138,6 +138,9 @@ public:
   /// that grows to the largest such upload.
   void uploadStored(void *dst, const kernels::Storage &s,
                     const kernels::Dims4 &d, const void *src) override;
+  /// The same conversion from device memory, a kernel on the stream.
+  void storeFrom(void *dst, const kernels::Storage &s, const kernels::Dims4 &d,
+                 const void *src) override;
 
   /// f32, bf16 and i32 values, NCHW and NHWC.
   bool supports(const plan::Value &v) const override;

@@ -120,6 +120,15 @@ public:
     this->upload(dst, stored.data(), stored.size());
     this->synchronize(); // `stored` goes away
   }
+  /// uploadStored() from the backend's own memory: `src` (allocate()'d)
+  /// holds the host's format, and the conversion is ordered like a kernel,
+  /// with no transfer (inputs already on the device: `netrun bench`). The
+  /// default converts in place in host memory, as the host backends' memory
+  /// is.
+  virtual void storeFrom(void *dst, const kernels::Storage &s,
+                         const kernels::Dims4 &d, const void *src) {
+    kernels::toStorage(d, s, static_cast<const uint32_t *>(src), dst);
+  }
   /// The plan whose programs are prepared next (a backend runs one plan at
   /// a time): its precision (host backends compute fp32 anyway) and its
   /// trainer directory, where a backend may keep what it measured.

@@ -227,8 +227,8 @@ int64_t ExecutorT<T>::inputId(const std::string &name) const {
 }
 
 template <typename T>
-void ExecutorT<T>::upload(int64_t id, const void *src, uint64_t srcBytes,
-                          int64_t n) {
+const plan::Value &ExecutorT<T>::checkInput(int64_t id, uint64_t srcBytes,
+                                            int64_t n) const {
   if (n < 1 || n > program_->batch)
     throw std::invalid_argument(
         fmt::format("program '{}': batch {} is not in [1, {}]", program_->name,
@@ -243,6 +243,13 @@ void ExecutorT<T>::upload(int64_t id, const void *src, uint64_t srcBytes,
         "program '{}': input value {} takes {} bytes at batch {}, the source "
         "has {}",
         program_->name, id, hostBytes(v, n), n, srcBytes));
+  return v;
+}
+
+template <typename T>
+void ExecutorT<T>::upload(int64_t id, const void *src, uint64_t srcBytes,
+                          int64_t n) {
+  const plan::Value &v = checkInput(id, srcBytes, n);
   kernels::Storage s = storageOf(id);
   if (s.plain()) {
     backend_.upload(address(id), src, srcBytes);
@@ -258,6 +265,31 @@ void ExecutorT<T>::upload(int64_t id, const void *src, uint64_t srcBytes,
   }
   if constexpr (std::is_same_v<T, float>)
     backend_.uploadStored(address(id), s, dimsOf(v, n), src);
+  else
+    throw std::logic_error("a double executor holds no converted values");
+}
+
+template <typename T>
+void ExecutorT<T>::uploadFrom(int64_t id, const Buffer &src, uint64_t srcBytes,
+                              int64_t n) {
+  const plan::Value &v = checkInput(id, srcBytes, n);
+  if (srcBytes > src.bytes())
+    throw std::invalid_argument(
+        fmt::format("program '{}': input value {} takes {} bytes at batch {}, "
+                    "the buffer has {}",
+                    program_->name, id, srcBytes, n, src.bytes()));
+  kernels::Storage s = storageOf(id);
+  if (s.plain()) {
+    backend_.copy(address(id), src.data(), srcBytes);
+    return;
+  }
+  if (v.dtype == plan::DType::U8)
+    throw std::invalid_argument(fmt::format(
+        "program '{}': input value {} holds switches, which are relaid out "
+        "on the host: upload() them",
+        program_->name, id));
+  if constexpr (std::is_same_v<T, float>)
+    backend_.storeFrom(address(id), s, dimsOf(v, n), src.data());
   else
     throw std::logic_error("a double executor holds no converted values");
 }

@@ -72,6 +72,11 @@ public:
   /// the executor converts to and from how the value is stored (bf16, NHWC,
   /// a backend's blocked layout: kernels/Storage.h).
   void upload(int64_t id, const void *src, uint64_t srcBytes, int64_t n);
+  /// upload() from the backend's own memory (`src`, from the backend's
+  /// allocate(), holding the host's format): a copy or conversion on the
+  /// backend, ordered like a kernel, with no host transfer. For inputs
+  /// already on the device (`netrun bench`'s synthetic batch).
+  void uploadFrom(int64_t id, const Buffer &src, uint64_t srcBytes, int64_t n);
   /// Bytes of value `id` at batch n in the host's format.
   int64_t hostBytes(int64_t id, int64_t n) const {
     return hostBytes(program_->value(id), n);
@@ -137,6 +142,8 @@ private:
   /// Bytes of `v` with batch n in this executor's arena.
   int64_t bytesOf(const plan::Value &v, int64_t n) const;
   int64_t hostBytes(const plan::Value &v, int64_t n) const;
+  /// Input `id` at batch n from `srcBytes` of the host's format, checked.
+  const plan::Value &checkInput(int64_t id, uint64_t srcBytes, int64_t n) const;
   /// How value `id` is stored, against the host's format.
   kernels::Storage storageOf(int64_t id) const;
   /// The backend address of value `id`.

@@ -110,6 +110,14 @@ void GuardedBackend::zero(void *dst, uint64_t bytes) {
     queue_.push_back([=] { std::memset(dst, 0, size_t(bytes)); });
 }
 
+void GuardedBackend::storeFrom(void *dst, const kernels::Storage &s,
+                               const kernels::Dims4 &d, const void *src) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  queue_.push_back([=] {
+    kernels::toStorage(d, s, static_cast<const uint32_t *>(src), dst);
+  });
+}
+
 void GuardedBackend::synchronize() { flush(); }
 
 std::unique_ptr<KernelState> GuardedBackend::prepare(const KernelCall &call) {

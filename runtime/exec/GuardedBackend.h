@@ -55,6 +55,9 @@ public:
   void copy(void *dst, const void *src, uint64_t bytes) override;
   void zero(void *dst, uint64_t bytes) override;
   void synchronize() override;
+  /// Queued, as a device's conversion kernel would be.
+  void storeFrom(void *dst, const kernels::Storage &s, const kernels::Dims4 &d,
+                 const void *src) override;
 
   std::unique_ptr<KernelState> prepare(const KernelCall &call) override;
   void run(const KernelCall &call) override;

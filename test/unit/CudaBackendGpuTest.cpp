@@ -502,6 +502,68 @@ TEST(CudaBackend, ReluBiasByDefaultOnF32MapsOnly) {
 }
 #endif
 
+// Inputs already in the backend's memory (netrun bench's): uploadFrom()
+// copies them into the arena, or converts them there (a bf16 plan's NHWC
+// image, a tf32 plan's), as upload() does from the host. Two executors on
+// one backend, one fed each way, run the same kernels (eager, captured,
+// replayed, a smaller batch, replayed) and end each step with the same
+// loss and the same parameters, to the bit.
+TEST(CudaBackend, UploadFromDeviceMemoryIsUpload) {
+  for (const char *name : {"packs-bf16", "packs-tf32"}) {
+    std::string file = stepPlan(name);
+    if (file.empty())
+      GTEST_SKIP() << "no " << name << ".json (set NETC_STEP_PLAN_DIR)";
+    SCOPED_TRACE(name);
+    ScopedEnv heuristic("NETC_CUDNN_ALGO", "heuristic");
+    plan::Plan p = plan::parsePlan(netc::testing::readText(file), file, "");
+    const plan::Phase &phase = p.schedule.at(0);
+    GpuBackend gpu;
+    exec::ParamStore hostFed(p, 5, gpu), deviceFed(p, 5, gpu);
+    exec::Executor e(p, phase.program, hostFed, gpu);
+    exec::Executor f(p, phase.program, deviceFed, gpu);
+    const plan::Program &prog = e.program();
+    ASSERT_TRUE(prog.loss.has_value());
+    const int64_t n = prog.batch;
+    netc::testing::Rng rng(31);
+    // Each input's words on the host and in the backend's memory.
+    std::vector<std::tuple<int64_t, std::vector<uint32_t>,
+                           std::unique_ptr<exec::Buffer>>>
+        inputs;
+    for (auto &[input, id] : prog.inputs) {
+      const plan::Value &v = prog.value(id);
+      std::vector<uint32_t> words(size_t(v.count(n)));
+      for (uint32_t &w : words)
+        w = v.dtype == plan::DType::I32
+                ? uint32_t(rng.next() % uint64_t(p.classes))
+                : cuda::floatBits(rng.uniform());
+      auto buffer = gpu.allocate(words.size() * 4, input);
+      gpu.upload(buffer->data(), words.data(), words.size() * 4);
+      inputs.emplace_back(id, std::move(words), std::move(buffer));
+    }
+    const int64_t batches[] = {n, n, n, std::max<int64_t>(n - 1, 1), n};
+    for (size_t i = 0; i < std::size(batches); ++i) {
+      const int64_t b = batches[i];
+      for (auto &[id, words, buffer] : inputs) {
+        const uint64_t bytes = uint64_t(e.hostBytes(id, b));
+        e.upload(id, words.data(), bytes, b);
+        f.uploadFrom(id, *buffer, bytes, b);
+      }
+      exec::StepContext ctx;
+      ctx.step = uint64_t(i);
+      ctx.lr = phase.lr;
+      ctx.momentum = phase.momentum;
+      ctx.decay = phase.decay;
+      e.run(b, ctx);
+      f.run(b, ctx);
+      EXPECT_EQ(f.scalar(*prog.loss), e.scalar(*prog.loss))
+          << "run " << i << " at batch " << b;
+    }
+    for (const std::string &param : hostFed.names())
+      EXPECT_EQ(deviceFed.hostValue(param), hostFed.hostValue(param))
+          << "parameter " << param;
+  }
+}
+
 // The fallback for bf16 convolutions that cuDNN has no NHWC engine for:
 // NCHW copies of their maps, NCHW (KCRS) weight copies and weight
 // gradients (NETC_CUDA_CONV_NCHW=on takes it for every bf16 convolution).

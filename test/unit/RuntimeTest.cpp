@@ -2121,6 +2121,68 @@ TEST(Bf16EmulationTest, FollowsTheF32Plan) {
 #endif
 }
 
+// Inputs already in the backend's memory (netrun bench's): uploadFrom()
+// copies them into the arena, or converts them there (the bf16 plan's NHWC
+// image), as upload() does from the host: a step fed either way ends with
+// the same loss and weights to the bit, on the reference backend and on the
+// guarded one, whose memory the host cannot touch (so its conversion must
+// be queued like a kernel's).
+TEST(ExecutorTest, UploadFromBackendMemoryIsUpload) {
+#ifndef NETC_STEP_PLAN_DIR
+  GTEST_SKIP() << "built without the compiler: no compiled plan";
+#else
+  TempDir dir;
+  plan::Plan p = compiledPlan(dir, "every-swwae-all-bf16");
+  const std::string step = p.schedule.back().program;
+  const int64_t n = 3;
+  std::vector<float> images(size_t(n * 2 * 12 * 12));
+  uint64_t h = 11;
+  for (float &v : images)
+    v = float(int64_t((h = kernels::splitmix64(h)) % 2001) - 1000) / 300.0f;
+  std::vector<int32_t> labels = {3, 0, 4};
+  exec::StepContext ctx;
+  ctx.lr = 0.01;
+  ctx.momentum = 0.9;
+  ctx.training = true;
+  for (const char *name : {"reference", "guarded"}) {
+    SCOPED_TRACE(name);
+    std::unique_ptr<exec::Backend> b = exec::makeBackend(name);
+    exec::ParamStore host(p, 4, *b), resident(p, 4, *b);
+    exec::Executor e(p, step, host, *b), f(p, step, resident, *b);
+    const int64_t image = f.inputId("image"), label = f.inputId("labels");
+    ASSERT_EQ(f.program().value(image).dtype, plan::DType::BF16);
+    auto put = [&](const void *src, uint64_t bytes) {
+      std::unique_ptr<exec::Buffer> buf = b->allocate(bytes + 64, "input");
+      b->upload(buf->data(), src, bytes);
+      return buf;
+    };
+    const uint64_t imageBytes = images.size() * 4, labelBytes = n * 4;
+    auto images1 = put(images.data(), imageBytes);
+    auto labels1 = put(labels.data(), labelBytes);
+    for (int i = 0; i < 2; ++i) {
+      ctx.step = uint64_t(i);
+      e.upload(image, images.data(), imageBytes, n);
+      e.upload(label, labels.data(), labelBytes, n);
+      f.uploadFrom(image, *images1, imageBytes, n);
+      f.uploadFrom(label, *labels1, labelBytes, n);
+      e.run(n, ctx);
+      f.run(n, ctx);
+      float want = e.scalar(*e.program().loss);
+      EXPECT_EQ(cuda::floatBits(f.scalar(*f.program().loss)),
+                cuda::floatBits(want))
+          << "step " << i;
+    }
+    EXPECT_EQ(resident.hostValue("fc4.weight"), host.hostValue("fc4.weight"));
+    // The source must hold the input; checked before anything is issued.
+    auto small = b->allocate(imageBytes - 4, "short");
+    EXPECT_THROW(f.uploadFrom(image, *small, imageBytes, n),
+                 std::invalid_argument);
+    EXPECT_THROW(f.uploadFrom(image, *images1, imageBytes - 4, n),
+                 std::invalid_argument);
+  }
+#endif
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//

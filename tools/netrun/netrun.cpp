@@ -681,12 +681,15 @@ int cmdPlot(const Args &a) {
   return 0;
 }
 
-/// `netrun bench`: steps of one program on random inputs made once, so that
-/// only the step is timed: the inputs' upload (the program may reuse their
-/// bytes within a step, so every step uploads them, as training does), the
-/// kernels, and the loss download that ends it. No data loading or
-/// augmentation. Parameters change as they train; the rates do not depend on
-/// it.
+/// `netrun bench`: steps of one program on synthetic data already on the
+/// device, so that only the steps are timed, as the PyTorch peer
+/// (bench/peer_gpu.py) times its own: random inputs are made and uploaded
+/// once; each step copies them into the arena on the device (the program may
+/// reuse their bytes within a step) and runs the kernels; the steps are
+/// issued back to back and the loss of the last one is read at the end. No
+/// host transfer, data loading or augmentation in the timed steps (`netrun
+/// train` overlaps those with the steps). Parameters change as they train;
+/// the rates do not depend on it.
 int cmdBench(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   std::string name = option(a, "--program");
@@ -707,8 +710,9 @@ int cmdBench(const Args &a) {
   int64_t steps = intOption(a, "--steps", 20, 1);
   std::mt19937_64 rng(7);
   std::normal_distribution<float> gauss(0.0f, 1.0f);
-  // Each input as 4-byte words: labels i % classes, images N(0, 1).
-  std::vector<std::pair<int64_t, std::vector<uint32_t>>> inputs;
+  // Each input as 4-byte words (labels i % classes, images N(0, 1)), in the
+  // backend's memory.
+  std::vector<std::pair<int64_t, std::unique_ptr<exec::Buffer>>> inputs;
   for (auto &[input, id] : prog.inputs) {
     const plan::Value &v = prog.value(id);
     std::vector<uint32_t> words(size_t(v.count(batch)));
@@ -720,7 +724,14 @@ int cmdBench(const Args &a) {
         std::memcpy(&words[i], &f, 4);
       }
     }
-    inputs.emplace_back(id, std::move(words));
+    uint64_t bytes = uint64_t(exe.hostBytes(id, batch));
+    if (bytes != words.size() * 4)
+      throw UsageError(fmt::format("program '{}': input '{}' is not of 4-byte "
+                                   "elements: not a training step",
+                                   name, input));
+    auto buffer = backend->allocate(bytes, "bench input '" + input + "'");
+    backend->upload(buffer->data(), words.data(), bytes);
+    inputs.emplace_back(id, std::move(buffer));
   }
   if (!prog.loss)
     throw UsageError(fmt::format("program '{}' has no loss: not a training "
@@ -740,11 +751,11 @@ int cmdBench(const Args &a) {
   ctx.firstSample = uint64_t(comm.rank() * batch);
   auto step = [&](int64_t i) {
     ctx.step = uint64_t(i);
-    for (auto &[id, words] : inputs)
-      exe.upload(id, words.data(), uint64_t(exe.hostBytes(id, batch)), batch);
+    for (auto &[id, buffer] : inputs)
+      exe.uploadFrom(id, *buffer, uint64_t(exe.hostBytes(id, batch)), batch);
     exe.run(batch, ctx);
-    (void)exe.scalar(*prog.loss); // waits for the step
   };
+  auto wait = [&] { (void)exe.scalar(*prog.loss); };
   double secs = 0;
   // The peak of the whole run (preparing included: a cuDNN algorithm
   // search's workspace), and of the timed steps alone.
@@ -752,11 +763,13 @@ int cmdBench(const Args &a) {
   try {
     for (int64_t i = 0; i < 3; ++i)
       step(i);
+    wait();
     setupPeak = backend->peakBytes();
     backend->resetPeak();
     auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < steps; ++i)
       step(3 + i);
+    wait();
     secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
                .count();
     stepsPeak = backend->peakBytes();
@@ -765,6 +778,7 @@ int cmdBench(const Args &a) {
       exe.setProfiling(true);
       for (int64_t i = 0; i < steps; ++i)
         step(3 + steps + i);
+      wait();
       exe.setProfiling(false);
     }
   } catch (const std::exception &e) {
