@@ -549,6 +549,11 @@ CudaBackend::CudaBackend() {
   cudaCheck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking),
             "create stream");
   stream_ = s;
+  cudaCheck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking),
+            "create the copy stream");
+  copyStream_ = s;
+  cudaCheck(cudaEventCreateWithFlags(&asideCopied_, cudaEventDisableTiming),
+            "create an event");
   // cuDNN 9 loads its sub-libraries lazily: one that is missing or of
   // another version is reported here, not in the middle of a prepare().
   dnnCheck(cudnnGraphVersionCheck(), "graph library");
@@ -586,6 +591,8 @@ bool CudaBackend::reducesAcrossRanks() const {
 }
 
 CudaBackend::~CudaBackend() {
+  if (copyStream_)
+    cudaStreamSynchronize(copyStream_);
   if (stream_)
     cudaStreamSynchronize(stream_);
   for (auto &[key, r] : recordings_)
@@ -610,6 +617,10 @@ CudaBackend::~CudaBackend() {
   cublasWorkspace_.reset();
   if (cudnn_)
     cudnnDestroy(cudnn_);
+  if (asideCopied_)
+    cudaEventDestroy(asideCopied_);
+  if (copyStream_)
+    cudaStreamDestroy(copyStream_);
   if (stream_)
     cudaStreamDestroy(stream_);
 }
@@ -673,6 +684,21 @@ void CudaBackend::upload(void *dst, const void *src, uint64_t bytes) {
         cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDefault, stream_),
         "upload");
   touched(dst, bytes);
+}
+
+void CudaBackend::uploadAside(void *dst, const void *src, uint64_t bytes) {
+  if (!bytes)
+    return;
+  cudaCheck(cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyHostToDevice,
+                            copyStream_),
+            "upload beside the kernels");
+  cudaCheck(cudaEventRecord(asideCopied_, copyStream_), "record an event");
+}
+
+void CudaBackend::awaitAside() {
+  // The event's latest record: every copy issued on the stream before it.
+  cudaCheck(cudaStreamWaitEvent(stream_, asideCopied_, 0),
+            "wait for the copies beside the kernels");
 }
 
 void CudaBackend::download(void *dst, const void *src, uint64_t bytes) {

@@ -129,6 +129,10 @@ public:
   std::unique_ptr<exec::Buffer>
   allocateStaging(uint64_t bytes, const std::string &what) override;
   void upload(void *dst, const void *src, uint64_t bytes) override;
+  /// On a second stream (copyStream_), joined by awaitAside() through an
+  /// event.
+  void uploadAside(void *dst, const void *src, uint64_t bytes) override;
+  void awaitAside() override;
   void download(void *dst, const void *src, uint64_t bytes) override;
   void copy(void *dst, const void *src, uint64_t bytes) override;
   void zero(void *dst, uint64_t bytes) override;
@@ -289,6 +293,9 @@ private:
   int device_ = 0;
   std::string deviceName_;
   CUstream_st *stream_ = nullptr;
+  /// uploadAside()'s stream and the event of its last copy.
+  CUstream_st *copyStream_ = nullptr;
+  CUevent_st *asideCopied_ = nullptr;
   cudnnContext *cudnn_ = nullptr;
   cublasContext *cublas_ = nullptr;
   std::unique_ptr<exec::Buffer> cublasWorkspace_;

@@ -58,6 +58,16 @@ GuardedBackend::allocateStaging(uint64_t bytes, const std::string &what) {
       p, host->bytes(), /*host=*/true, [this, host](void *q) mutable {
         std::lock_guard<std::recursive_mutex> lock(mutex_);
         drain(); // a queued upload may still read it
+        // Aside copies from it not yet joined cannot be checked any more.
+        auto *lo = static_cast<const uint8_t *>(q);
+        for (auto *list : {&asideIssued_, &asideJoined_})
+          list->erase(std::remove_if(list->begin(), list->end(),
+                                     [&](const AsideSource &a) {
+                                       auto *p =
+                                           static_cast<const uint8_t *>(a.src);
+                                       return p >= lo && p < lo + staging_[q];
+                                     }),
+                      list->end());
         staging_.erase(q);
         host.reset();
       });
@@ -87,6 +97,40 @@ void GuardedBackend::upload(void *dst, const void *src, uint64_t bytes) {
       static_cast<const uint8_t *>(src),
       static_cast<const uint8_t *>(src) + bytes);
   queue_.push_back([=] { std::memcpy(dst, copy->data(), size_t(bytes)); });
+}
+
+void GuardedBackend::uploadAside(void *dst, const void *src, uint64_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  if (!bytes || !inStaging(src, bytes)) {
+    upload(dst, src, bytes);
+    return;
+  }
+  const bool wasOpen = open_;
+  setAccess(true);
+  std::memmove(dst, src, size_t(bytes));
+  setAccess(wasOpen);
+  auto *p = static_cast<const uint8_t *>(src);
+  asideIssued_.push_back(
+      {src, std::make_shared<std::vector<uint8_t>>(p, p + bytes)});
+}
+
+void GuardedBackend::awaitAside() {
+  std::lock_guard<std::recursive_mutex> lock(mutex_);
+  asideJoined_.insert(asideJoined_.end(), asideIssued_.begin(),
+                      asideIssued_.end());
+  asideIssued_.clear();
+}
+
+void GuardedBackend::checkAsideSources() {
+  std::vector<AsideSource> joined;
+  joined.swap(asideJoined_);
+  for (const AsideSource &a : joined)
+    if (std::memcmp(a.src, a.bytes->data(), a.bytes->size()) != 0)
+      throw std::logic_error(fmt::format(
+          "guarded backend: the staging memory of an upload beside the "
+          "kernels ({} bytes) changed before the wait that follows "
+          "awaitAside(); a device's copy stream may read it until then",
+          a.bytes->size()));
 }
 
 void GuardedBackend::download(void *dst, const void *src, uint64_t bytes) {
@@ -184,6 +228,7 @@ void GuardedBackend::flush() {
     pending_ = nullptr;
     std::rethrow_exception(e);
   }
+  checkAsideSources();
   if (queue_.empty())
     return;
   std::vector<std::function<void()>> work;

@@ -51,6 +51,14 @@ public:
   std::unique_ptr<Buffer> allocateStaging(uint64_t bytes,
                                           const std::string &what) override;
   void upload(void *dst, const void *src, uint64_t bytes) override;
+  /// From staging memory, the two extremes a copy stream allows at once:
+  /// the bytes land in `dst` now, before the work queued so far (a `dst`
+  /// still in use shows in the results), and the source is checked at the
+  /// first wait after awaitAside() to be as it was (a staging buffer
+  /// rewritten before that is a std::logic_error there). From other host
+  /// memory, upload().
+  void uploadAside(void *dst, const void *src, uint64_t bytes) override;
+  void awaitAside() override;
   void download(void *dst, const void *src, uint64_t bytes) override;
   void copy(void *dst, const void *src, uint64_t bytes) override;
   void zero(void *dst, uint64_t bytes) override;
@@ -83,6 +91,16 @@ private:
   /// Whether [p, p + bytes) lies in one staging buffer.
   bool inStaging(const void *p, uint64_t bytes) const;
   std::vector<std::function<void()>> queue_;
+  /// An uploadAside() source and the bytes it held when issued.
+  struct AsideSource {
+    const void *src;
+    std::shared_ptr<std::vector<uint8_t>> bytes;
+  };
+  /// Issued and not yet joined by awaitAside(); joined, checked at the
+  /// next wait.
+  std::vector<AsideSource> asideIssued_, asideJoined_;
+  /// Throws std::logic_error if a joined source changed, then forgets them.
+  void checkAsideSources();
   std::exception_ptr pending_; ///< a drained kernel's error, not yet seen
   bool open_ = false;
 };

@@ -13,7 +13,8 @@
 // read its source until the next download() or synchronize(), so the source
 // must stay unchanged until then (the trainer double-buffers its staging
 // memory for that); one from other host memory has read it when upload()
-// returns, as CUDA's copies from pageable memory have.
+// returns, as CUDA's copies from pageable memory have. uploadAside() copies
+// beside that order, until awaitAside() joins it.
 //
 //===----------------------------------------------------------------------===//
 
@@ -83,6 +84,19 @@ public:
                                                   const std::string &what);
   /// Host -> backend, ordered before later kernels.
   virtual void upload(void *dst, const void *src, uint64_t bytes);
+  /// Host (staging memory) -> backend beside the kernels (on a GPU, a copy
+  /// stream), so that the next step's inputs move while this step
+  /// computes. Nothing orders it after work issued before it: `dst` must
+  /// be out of use by the time it is issued (the trainer double-buffers
+  /// it), and no kernel may read it before awaitAside(). The source must
+  /// stay unchanged until a wait that follows awaitAside(). The default is
+  /// upload().
+  virtual void uploadAside(void *dst, const void *src, uint64_t bytes) {
+    upload(dst, src, bytes);
+  }
+  /// Orders everything issued after it behind the uploadAside() copies
+  /// issued before it.
+  virtual void awaitAside() {}
   /// Backend -> host; waits for everything issued before it.
   virtual void download(void *dst, const void *src, uint64_t bytes);
   /// Backend -> backend, ordered like a kernel.

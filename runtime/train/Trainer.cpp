@@ -537,10 +537,11 @@ void Trainer::runPhase(size_t pi) {
   // kStages staging areas in the backend's staging memory (page-locked on
   // a GPU): the prefetch thread fills the next kStages - 1 batches (a
   // bounded queue; an image folder's batch spread over its worker threads)
-  // while the current one is uploaded and run. An upload's source stays
-  // untouched until the step's loss is downloaded, which waits for the
-  // upload; only then is that area refilled. Then the thread itself
-  // (declared after them, so it is joined before they go).
+  // while the current one runs. A batch's copy to the device (uploadAside,
+  // issued while the step before it computes) is joined by its own step,
+  // whose loss is then read, a wait that covers the copy; only then is its
+  // area refilled. Then the thread itself (declared after them, so it is
+  // joined before they go).
   constexpr int64_t kStages = 3;
   const int64_t sample = train.sampleFloats();
   struct Stage {
@@ -600,18 +601,45 @@ void Trainer::runPhase(size_t pi) {
   const int64_t firstStep = state_.step;
   int64_t imagesSinceLog = 0;
   int64_t epochSkipped = 0; // this rank's, in this call's part of the epoch
-  for (int64_t t = state_.step; t < std::min(T, state_.step + kStages - 1); ++t)
-    submit(t);
-  for (int64_t t = state_.step; t < T; ++t) {
+  // Two areas in the backend's memory that the staged batches are copied
+  // into beside the kernels (Memory::uploadAside): batch t + 1 moves while
+  // step t computes, and step t + 1 takes it into its arena on the device.
+  // An area is written again two steps after it was read, once that step's
+  // loss has been read.
+  struct OnDevice {
+    std::unique_ptr<exec::Buffer> images, labels;
+  } onDevice[2];
+  for (OnDevice &d : onDevice) {
+    d.images = backend_->allocate(uint64_t(batch * sample) * sizeof(float),
+                                  "a batch of images on the device");
+    d.labels = backend_->allocate(uint64_t(batch) * sizeof(int32_t),
+                                  "a batch of labels on the device");
+  }
+  auto sendAside = [&](int64_t t) {
     const Stage &st = stages[t % kStages];
     prefetch.waitFor(st.ticket);
-    int64_t n = st.n;
-    epochSkipped += st.skipped;
-    exe.upload(imageId, st.images->data(), uint64_t(n * sample) * sizeof(float),
-               n);
+    const OnDevice &d = onDevice[t % 2];
+    backend_->uploadAside(d.images->data(), st.images->data(),
+                          uint64_t(st.n * sample) * sizeof(float));
     if (labelsId >= 0)
-      exe.upload(labelsId, st.labels->data(), uint64_t(n) * sizeof(int32_t), n);
-    // Into the area of step t - 1, whose upload is done (its loss was read).
+      backend_->uploadAside(d.labels->data(), st.labels->data(),
+                            uint64_t(st.n) * sizeof(int32_t));
+  };
+  for (int64_t t = state_.step; t < std::min(T, state_.step + kStages - 1); ++t)
+    submit(t);
+  if (state_.step < T)
+    sendAside(state_.step);
+  for (int64_t t = state_.step; t < T; ++t) {
+    const Stage &st = stages[t % kStages];
+    int64_t n = st.n; // sendAside(t) waited for its batch
+    epochSkipped += st.skipped;
+    backend_->awaitAside();
+    const OnDevice &d = onDevice[t % 2];
+    exe.uploadFrom(imageId, *d.images, uint64_t(n * sample) * sizeof(float), n);
+    if (labelsId >= 0)
+      exe.uploadFrom(labelsId, *d.labels, uint64_t(n) * sizeof(int32_t), n);
+    // Into the area of step t - 1, whose copy step t - 1 joined before its
+    // loss was read.
     if (t + kStages - 1 < T)
       submit(t + kStages - 1);
 
@@ -625,6 +653,9 @@ void Trainer::runPhase(size_t pi) {
     ctx.comm = &comm_;
     ctx.firstSample = uint64_t(rank * n);
     exe.run(n, ctx);
+    // The next batch moves while this step computes.
+    if (t + 1 < T)
+      sendAside(t + 1);
 
     // The loss and its terms, and which ranks saw a non-finite one, as
     // means over the ranks: every rank then stops at the same step, with

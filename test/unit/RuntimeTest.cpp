@@ -839,6 +839,49 @@ TEST(GuardedBackendTest, MemoryIsClosedAndWorkWaitsForTheHost) {
   EXPECT_EQ(mappingPerms(buf->data()), "---p"); // closed again
 }
 
+// An upload beside the kernels (a GPU's copy stream) may land before the
+// work queued ahead of it and read its staging source until the first wait
+// after awaitAside(): the guarded backend does both, so that a destination
+// still in use changes the results and a source rewritten too early is an
+// error at that wait.
+TEST(GuardedBackendTest, AsideUploadsLandAtOnceAndHoldTheirSource) {
+  std::unique_ptr<exec::Backend> b = exec::makeBackend("guarded");
+  std::unique_ptr<exec::Buffer> buf = b->allocate(2 * sizeof(float), "x");
+  std::unique_ptr<exec::Buffer> staging =
+      b->allocateStaging(sizeof(float), "staging");
+  auto *staged = static_cast<float *>(staging->data());
+  auto *f = static_cast<float *>(buf->data());
+  float one = 1, back[2] = {};
+  b->upload(f, &one, sizeof one); // queued
+  *staged = 5;
+  b->uploadAside(f + 1, staged, sizeof(float));
+  b->copy(f + 1, f, sizeof(float)); // queued before the aside copy landed
+  b->awaitAside();
+  b->download(back, f, sizeof back);
+  EXPECT_EQ(back[0], 1.0f);
+  EXPECT_EQ(back[1], 1.0f); // the queued copy ran after the aside one
+  EXPECT_EQ(mappingPerms(buf->data()), "---p");
+  // Rewritten after the wait that followed awaitAside(): allowed.
+  *staged = 6;
+  b->uploadAside(f + 1, staged, sizeof(float));
+  b->synchronize(); // not yet joined: this wait does not cover it
+  b->awaitAside();
+  b->download(back, f, sizeof back);
+  EXPECT_EQ(back[1], 6.0f);
+  *staged = 7;
+  // Rewritten before that wait: an error there.
+  b->uploadAside(f + 1, staged, sizeof(float));
+  b->awaitAside();
+  *staged = 8;
+  EXPECT_THROW(b->synchronize(), std::logic_error);
+  b->synchronize(); // reported once
+  // From pageable memory: an ordinary upload, queued.
+  float nine = 9;
+  b->uploadAside(f, &nine, sizeof nine);
+  b->download(back, f, sizeof back);
+  EXPECT_EQ(back[0], 9.0f);
+}
+
 // A kernel runs at the host's wait, and an error it raises there names it
 // (path and op), as the executor names a kernel that fails when it is run.
 TEST(GuardedBackendTest, KernelsRunAtTheWaitAndTheirErrorsNameThem) {
