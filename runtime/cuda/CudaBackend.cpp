@@ -552,8 +552,9 @@ CudaBackend::CudaBackend() {
   cudaCheck(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking),
             "create the copy stream");
   copyStream_ = s;
-  cudaCheck(cudaEventCreateWithFlags(&asideCopied_, cudaEventDisableTiming),
-            "create an event");
+  for (CUevent_st **e : {&asideCopied_, &zeroed_})
+    cudaCheck(cudaEventCreateWithFlags(e, cudaEventDisableTiming),
+              "create an event");
   // cuDNN 9 loads its sub-libraries lazily: one that is missing or of
   // another version is reported here, not in the middle of a prepare().
   dnnCheck(cudnnGraphVersionCheck(), "graph library");
@@ -617,8 +618,9 @@ CudaBackend::~CudaBackend() {
   cublasWorkspace_.reset();
   if (cudnn_)
     cudnnDestroy(cudnn_);
-  if (asideCopied_)
-    cudaEventDestroy(asideCopied_);
+  for (CUevent_st *e : {asideCopied_, zeroed_})
+    if (e)
+      cudaEventDestroy(e);
   if (copyStream_)
     cudaStreamDestroy(copyStream_);
   if (stream_)
@@ -649,9 +651,11 @@ std::unique_ptr<Buffer> CudaBackend::allocate(uint64_t bytes,
         what, io::formatBytes(bytes), bytes, io::formatBytes(free),
         io::formatBytes(total), deviceName_, cudaGetErrorString(e)));
   }
-  // Zeroed, as Memory promises; ordered before every later use, which is
-  // on the same stream.
+  // Zeroed, as Memory promises; ordered before every later use on the
+  // same stream, and before uploadAside()'s copies through `zeroed_`.
   e = cudaMemsetAsync(p, 0, size_t(rounded), stream_);
+  if (e == cudaSuccess && zeroed_)
+    e = cudaEventRecord(zeroed_, stream_);
   if (e != cudaSuccess) {
     cudaFree(p);
     cudaCheck(e, "zero new memory");
@@ -689,6 +693,10 @@ void CudaBackend::upload(void *dst, const void *src, uint64_t bytes) {
 void CudaBackend::uploadAside(void *dst, const void *src, uint64_t bytes) {
   if (!bytes)
     return;
+  // Not before the zeroing of memory allocated since (on the kernels'
+  // stream): a fresh area's zeros must not land on the copy.
+  cudaCheck(cudaStreamWaitEvent(copyStream_, zeroed_, 0),
+            "order a copy after new memory's zeroing");
   cudaCheck(cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyHostToDevice,
                             copyStream_),
             "upload beside the kernels");

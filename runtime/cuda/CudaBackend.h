@@ -296,6 +296,8 @@ private:
   /// uploadAside()'s stream and the event of its last copy.
   CUstream_st *copyStream_ = nullptr;
   CUevent_st *asideCopied_ = nullptr;
+  /// Recorded after each allocation's zeroing; uploadAside() waits for it.
+  CUevent_st *zeroed_ = nullptr;
   cudnnContext *cudnn_ = nullptr;
   cublasContext *cublas_ = nullptr;
   std::unique_ptr<exec::Buffer> cublasWorkspace_;

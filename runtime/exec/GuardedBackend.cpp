@@ -105,19 +105,28 @@ void GuardedBackend::uploadAside(void *dst, const void *src, uint64_t bytes) {
     upload(dst, src, bytes);
     return;
   }
+  // In flight from now until the join: 0xff bytes (NaNs, label -1) for
+  // whatever reads it in between, the work queued so far included.
   const bool wasOpen = open_;
   setAccess(true);
-  std::memmove(dst, src, size_t(bytes));
+  std::memset(dst, 0xff, size_t(bytes));
   setAccess(wasOpen);
   auto *p = static_cast<const uint8_t *>(src);
   asideIssued_.push_back(
-      {src, std::make_shared<std::vector<uint8_t>>(p, p + bytes)});
+      {src, dst, std::make_shared<std::vector<uint8_t>>(p, p + bytes)});
 }
 
 void GuardedBackend::awaitAside() {
   std::lock_guard<std::recursive_mutex> lock(mutex_);
-  asideJoined_.insert(asideJoined_.end(), asideIssued_.begin(),
-                      asideIssued_.end());
+  for (const AsideSource &a : asideIssued_) {
+    // Landed at the join, in queue order, as read when issued (the source
+    // is checked at the next wait to be unchanged, so it is the same).
+    void *dst = a.dst;
+    std::shared_ptr<std::vector<uint8_t>> bytes = a.bytes;
+    queue_.push_back(
+        [dst, bytes] { std::memcpy(dst, bytes->data(), bytes->size()); });
+    asideJoined_.push_back(a);
+  }
   asideIssued_.clear();
 }
 
@@ -228,7 +237,12 @@ void GuardedBackend::flush() {
     pending_ = nullptr;
     std::rethrow_exception(e);
   }
-  checkAsideSources();
+  try {
+    checkAsideSources();
+  } catch (...) {
+    queue_.clear(); // dropped, as a failed stream's work is
+    throw;
+  }
   if (queue_.empty())
     return;
   std::vector<std::function<void()>> work;

@@ -51,12 +51,13 @@ public:
   std::unique_ptr<Buffer> allocateStaging(uint64_t bytes,
                                           const std::string &what) override;
   void upload(void *dst, const void *src, uint64_t bytes) override;
-  /// From staging memory, the two extremes a copy stream allows at once:
-  /// the bytes land in `dst` now, before the work queued so far (a `dst`
-  /// still in use shows in the results), and the source is checked at the
-  /// first wait after awaitAside() to be as it was (a staging buffer
-  /// rewritten before that is a std::logic_error there). From other host
-  /// memory, upload().
+  /// From staging memory, the extremes a copy stream allows: `dst` holds
+  /// 0xff bytes from now until the join (so a `dst` still in use by the
+  /// work queued so far, or read before awaitAside(), shows in the
+  /// results), the bytes land at the join in queue order, and the source
+  /// is checked at the first wait after awaitAside() to be as it was (a
+  /// staging buffer rewritten before that is a std::logic_error there).
+  /// From other host memory, upload().
   void uploadAside(void *dst, const void *src, uint64_t bytes) override;
   void awaitAside() override;
   void download(void *dst, const void *src, uint64_t bytes) override;
@@ -91,9 +92,11 @@ private:
   /// Whether [p, p + bytes) lies in one staging buffer.
   bool inStaging(const void *p, uint64_t bytes) const;
   std::vector<std::function<void()>> queue_;
-  /// An uploadAside() source and the bytes it held when issued.
+  /// An uploadAside(): its source, destination and the bytes the source
+  /// held when issued.
   struct AsideSource {
     const void *src;
+    void *dst;
     std::shared_ptr<std::vector<uint8_t>> bytes;
   };
   /// Issued and not yet joined by awaitAside(); joined, checked at the

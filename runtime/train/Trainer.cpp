@@ -8,13 +8,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <functional>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <sstream>
@@ -615,6 +616,22 @@ void Trainer::runPhase(size_t pi) {
     d.labels = backend_->allocate(uint64_t(batch) * sizeof(int32_t),
                                   "a batch of labels on the device");
   }
+  // Every way out of this phase waits for the copies first: their areas
+  // (and the staging memory they read) go away with it.
+  struct JoinAside {
+    exec::Backend &backend;
+    ~JoinAside() {
+      try {
+        backend.awaitAside();
+        backend.synchronize();
+      } catch (...) { // leaving anyway; a step's error was reported by then
+      }
+    }
+  } joinAside{*backend_};
+  // A batch that could not be made (a bad file, say) is reported where step
+  // t + 1 would take it, after step t is finished (its loss read, logged
+  // and checkpointed), as when its copy did not move ahead.
+  std::exception_ptr nextFailed;
   auto sendAside = [&](int64_t t) {
     const Stage &st = stages[t % kStages];
     prefetch.waitFor(st.ticket);
@@ -630,6 +647,8 @@ void Trainer::runPhase(size_t pi) {
   if (state_.step < T)
     sendAside(state_.step);
   for (int64_t t = state_.step; t < T; ++t) {
+    if (nextFailed)
+      std::rethrow_exception(nextFailed);
     const Stage &st = stages[t % kStages];
     int64_t n = st.n; // sendAside(t) waited for its batch
     epochSkipped += st.skipped;
@@ -654,8 +673,13 @@ void Trainer::runPhase(size_t pi) {
     ctx.firstSample = uint64_t(rank * n);
     exe.run(n, ctx);
     // The next batch moves while this step computes.
-    if (t + 1 < T)
-      sendAside(t + 1);
+    if (t + 1 < T) {
+      try {
+        sendAside(t + 1);
+      } catch (...) {
+        nextFailed = std::current_exception();
+      }
+    }
 
     // The loss and its terms, and which ranks saw a non-finite one, as
     // means over the ranks: every rank then stops at the same step, with

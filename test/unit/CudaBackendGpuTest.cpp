@@ -502,6 +502,34 @@ TEST(CudaBackend, ReluBiasByDefaultOnF32MapsOnly) {
 }
 #endif
 
+// The trainer's copies beside the kernels: uploadAside() from page-locked
+// staging memory on the copy stream, joined by awaitAside(); a copy on the
+// kernels' stream issued after the join reads what the aside copy wrote.
+// 64 MiB a round, so that a missing join would let the reader run ahead of
+// the copy; the staging memory is refilled only after a wait, as the
+// trainer does (the harness's guarded backend checks that).
+TEST(CudaBackend, AsideUploadsAreJoinedByAwaitAside) {
+  GpuBackend gpu;
+  const uint64_t words = uint64_t(16) << 20, bytes = words * 4;
+  std::unique_ptr<exec::Buffer> staging = gpu.allocateStaging(bytes, "staging");
+  std::unique_ptr<exec::Buffer> a = gpu.allocate(bytes, "a"),
+                                b = gpu.allocate(bytes, "b");
+  auto *src = static_cast<uint32_t *>(staging->data());
+  std::vector<uint32_t> back(words);
+  for (uint32_t round = 1; round <= 3; ++round) {
+    for (uint64_t i = 0; i < words; ++i)
+      src[i] = uint32_t(i) * 2654435761u + round;
+    gpu.uploadAside(a->data(), src, bytes);
+    gpu.awaitAside();
+    gpu.copy(b->data(), a->data(), bytes);
+    gpu.download(back.data(), b->data(), bytes);
+    uint64_t wrong = 0;
+    for (uint64_t i = 0; i < words; ++i)
+      wrong += back[i] != uint32_t(i) * 2654435761u + round;
+    EXPECT_EQ(wrong, 0u) << "round " << round;
+  }
+}
+
 // Inputs already in the backend's memory (netrun bench's): uploadFrom()
 // copies them into the arena, or converts them there (a bf16 plan's NHWC
 // image, a tf32 plan's), as upload() does from the host. Two executors on

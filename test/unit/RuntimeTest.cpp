@@ -839,27 +839,33 @@ TEST(GuardedBackendTest, MemoryIsClosedAndWorkWaitsForTheHost) {
   EXPECT_EQ(mappingPerms(buf->data()), "---p"); // closed again
 }
 
-// An upload beside the kernels (a GPU's copy stream) may land before the
-// work queued ahead of it and read its staging source until the first wait
-// after awaitAside(): the guarded backend does both, so that a destination
-// still in use changes the results and a source rewritten too early is an
-// error at that wait.
-TEST(GuardedBackendTest, AsideUploadsLandAtOnceAndHoldTheirSource) {
+// An upload beside the kernels (a GPU's copy stream) is in flight from its
+// issue to awaitAside() and may read its staging source until the first
+// wait after that: the guarded backend fills the destination with 0xff
+// bytes until the join (work queued before it, which must not touch it,
+// reads them), lands the bytes at the join, and checks at that wait that
+// the source did not change.
+TEST(GuardedBackendTest, AsideUploadsAreInFlightUntilTheJoin) {
   std::unique_ptr<exec::Backend> b = exec::makeBackend("guarded");
-  std::unique_ptr<exec::Buffer> buf = b->allocate(2 * sizeof(float), "x");
+  std::unique_ptr<exec::Buffer> buf = b->allocate(3 * sizeof(float), "x");
   std::unique_ptr<exec::Buffer> staging =
       b->allocateStaging(sizeof(float), "staging");
   auto *staged = static_cast<float *>(staging->data());
   auto *f = static_cast<float *>(buf->data());
-  float one = 1, back[2] = {};
-  b->upload(f, &one, sizeof one); // queued
-  *staged = 5;
-  b->uploadAside(f + 1, staged, sizeof(float));
-  b->copy(f + 1, f, sizeof(float)); // queued before the aside copy landed
-  b->awaitAside();
+  float one = 1, back[3] = {};
+  b->upload(f + 1, &one, sizeof one);
   b->download(back, f, sizeof back);
-  EXPECT_EQ(back[0], 1.0f);
-  EXPECT_EQ(back[1], 1.0f); // the queued copy ran after the aside one
+  b->copy(f, f + 1, sizeof(float)); // queued, so f[1] is still in use:
+  *staged = 5;
+  b->uploadAside(f + 1, staged, sizeof(float)); // this copy reads 0xff bytes
+  b->awaitAside();
+  b->copy(f + 2, f + 1, sizeof(float)); // after the join: the 5
+  b->download(back, f, sizeof back);
+  uint32_t bits;
+  std::memcpy(&bits, &back[0], 4);
+  EXPECT_EQ(bits, 0xffffffffu);
+  EXPECT_EQ(back[1], 5.0f);
+  EXPECT_EQ(back[2], 5.0f);
   EXPECT_EQ(mappingPerms(buf->data()), "---p");
   // Rewritten after the wait that followed awaitAside(): allowed.
   *staged = 6;
@@ -869,12 +875,15 @@ TEST(GuardedBackendTest, AsideUploadsLandAtOnceAndHoldTheirSource) {
   b->download(back, f, sizeof back);
   EXPECT_EQ(back[1], 6.0f);
   *staged = 7;
-  // Rewritten before that wait: an error there.
+  // Rewritten before that wait: an error there, and the queued work
+  // dropped, as a failed stream's is.
   b->uploadAside(f + 1, staged, sizeof(float));
   b->awaitAside();
+  b->zero(f + 2, sizeof(float));
   *staged = 8;
   EXPECT_THROW(b->synchronize(), std::logic_error);
-  b->synchronize(); // reported once
+  b->download(back, f, sizeof back); // reported once
+  EXPECT_EQ(back[2], 5.0f);          // the zeroing was dropped
   // From pageable memory: an ordinary upload, queued.
   float nine = 9;
   b->uploadAside(f, &nine, sizeof nine);
