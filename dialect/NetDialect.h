@@ -53,6 +53,16 @@ llvm::StringRef layerName(mlir::Operation *op);
 /// from a named layer of a .net file, by `'net.xyz' op ` otherwise.
 mlir::InFlightDiagnostic emitLayerError(mlir::Operation *op);
 
+/// A switch is a position within the window of the max-pool that wrote it,
+/// so an unpool (or its gradient) must read switches `sw` through that
+/// window. Where `sw` comes from a max-pool with another window than
+/// (kernel, stride, pad): "a max-pool with kernel .. stride .. pad ..
+/// through kernel .. stride .. pad .."; else (the same window, or switches
+/// from elsewhere, such as a block argument) empty.
+std::string switchWindowMismatch(mlir::Value sw, llvm::ArrayRef<int64_t> kernel,
+                                 llvm::ArrayRef<int64_t> stride,
+                                 llvm::ArrayRef<int64_t> pad);
+
 } // namespace netc::net
 
 #endif // NETC_DIALECT_NETDIALECT_H

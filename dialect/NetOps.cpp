@@ -44,6 +44,19 @@ static std::string shapeStr(ArrayRef<int64_t> shape) {
   return s;
 }
 
+std::string netc::net::switchWindowMismatch(Value sw, ArrayRef<int64_t> kernel,
+                                            ArrayRef<int64_t> stride,
+                                            ArrayRef<int64_t> pad) {
+  auto pool = sw.getDefiningOp<MaxPoolOp>();
+  if (!pool || (pool.getKernel() == kernel && pool.getStride() == stride &&
+                pool.getPad() == pad))
+    return "";
+  return "a max-pool with kernel " + shapeStr(pool.getKernel()) + " stride " +
+         shapeStr(pool.getStride()) + " pad " + shapeStr(pool.getPad()) +
+         " through kernel " + shapeStr(kernel) + " stride " + shapeStr(stride) +
+         " pad " + shapeStr(pad);
+}
+
 static bool dimsCompatible(int64_t a, int64_t b) {
   return a == kDyn || b == kDyn || a == b;
 }
@@ -574,18 +587,10 @@ LogicalResult UnpoolOp::computeResultTypes(SmallVectorImpl<Type> &results,
   if (!in)
     return success();
   if (hasSwitches) {
-    // A switch is a position within the window of the max-pool that wrote
-    // it: this unpool must read it with that window.
-    if (auto pool = getSwitches().getDefiningOp<MaxPoolOp>())
-      if (pool.getKernel() != kernel || pool.getStride() != stride ||
-          pool.getPad() != pad)
-        return emitLayerError(op)
-               << "reads the switches of a max-pool with kernel "
-               << shapeStr(pool.getKernel()) << " stride "
-               << shapeStr(pool.getStride()) << " pad "
-               << shapeStr(pool.getPad()) << " through kernel "
-               << shapeStr(kernel) << " stride " << shapeStr(stride) << " pad "
-               << shapeStr(pad);
+    std::string other =
+        switchWindowMismatch(getSwitches(), kernel, stride, pad);
+    if (!other.empty())
+      return emitLayerError(op) << "reads the switches of " << other;
     auto sw = cast<SwitchesType>(getSwitches().getType());
     if (sw.hasRank() &&
         (sw.getShape().size() != 4 ||

@@ -122,12 +122,10 @@ LogicalResult UnpoolGradOp::verify() {
     auto result = ranked(getResult());
     if (type.hasRank() && result && type.getShape() != result.getShape())
       return emitOpError("switches do not have the pooled shape");
-    // A switch is a position within its max-pool's window.
-    if (auto pool = sw.getDefiningOp<MaxPoolOp>())
-      if (pool.getKernel() != getKernel() || pool.getStride() != getStride() ||
-          pool.getPad() != getPad())
-        return emitOpError("reads the switches of a max-pool through another "
-                           "window");
+    std::string other =
+        switchWindowMismatch(sw, getKernel(), getStride(), getPad());
+    if (!other.empty())
+      return emitOpError("reads the switches of ") << other;
   }
   return success();
 }
