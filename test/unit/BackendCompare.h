@@ -153,6 +153,16 @@ inline void uploadRandomInputs(exec::Executor &e1, exec::Executor &e2, Rng &rng,
   }
 }
 
+/// Step `step` of a training phase, with its hyper-parameters.
+inline exec::StepContext phaseStep(const plan::Phase &phase, uint64_t step) {
+  exec::StepContext ctx;
+  ctx.step = step;
+  ctx.lr = phase.lr;
+  ctx.momentum = phase.momentum;
+  ctx.decay = phase.decay;
+  return ctx;
+}
+
 /// Largest |want - got| relative to the largest |want| (plus a floor).
 template <typename T>
 void expectClose(const std::vector<T> &got, const std::vector<T> &want,
@@ -304,11 +314,7 @@ void compareSteps(const std::string &file, const StepTolerance &tol = {},
     const int64_t b =
         smallerSecond && step == 1 ? std::max<int64_t>(n - 1, 1) : n;
     uploadRandomInputs(refExe, gpuExe, rng, b, p.classes);
-    exec::StepContext ctx;
-    ctx.step = uint64_t(step);
-    ctx.lr = phase.lr;
-    ctx.momentum = phase.momentum;
-    ctx.decay = phase.decay;
+    exec::StepContext ctx = phaseStep(phase, uint64_t(step));
     refExe.run(b, ctx);
     gpuExe.run(b, ctx);
     double want = refExe.scalar(*prog.loss), got = gpuExe.scalar(*prog.loss);

@@ -576,11 +576,7 @@ TEST(CudaBackend, UploadFromDeviceMemoryIsUpload) {
         e.upload(id, words.data(), bytes, b);
         f.uploadFrom(id, *buffer, bytes, b);
       }
-      exec::StepContext ctx;
-      ctx.step = uint64_t(i);
-      ctx.lr = phase.lr;
-      ctx.momentum = phase.momentum;
-      ctx.decay = phase.decay;
+      exec::StepContext ctx = netc::testing::phaseStep(phase, uint64_t(i));
       e.run(b, ctx);
       f.run(b, ctx);
       EXPECT_EQ(f.scalar(*prog.loss), e.scalar(*prog.loss))

@@ -161,6 +161,16 @@ plan::Plan compiledPlan(const TempDir &dir, const std::string &name) {
 }
 #endif
 
+/// `count` images' values in [-1000, 1000] / `scale`, in multiples of
+/// 1 / scale, drawn from `seed`.
+std::vector<float> testImages(int64_t count, uint64_t seed, float scale) {
+  std::vector<float> images(static_cast<size_t>(count));
+  for (float &v : images)
+    v = float(int64_t((seed = kernels::splitmix64(seed)) % 2001) - 1000) /
+        scale;
+  return images;
+}
+
 /// The PlanError message of loading `j` ("" if it loads).
 std::string planError(const TempDir &dir, const json &j) {
   try {
@@ -1946,10 +1956,7 @@ TEST(DenseEvalTest, AtTheInputSizeTheLogitsAreEvals) {
   exec::Executor eval(p, "eval", store, backend);
   exec::Executor dense(p, "eval.dense.12", store, backend);
   const int64_t n = 4;
-  std::vector<float> images(size_t(n * 144));
-  uint64_t h = 11;
-  for (float &v : images)
-    v = float(int64_t((h = kernels::splitmix64(h)) % 2001) - 1000) / 500.0f;
+  std::vector<float> images = testImages(n * 144, 11, 500.0f);
   std::vector<int32_t> labels = {0, 1, 2, 3};
   std::vector<float> want, got;
   for (exec::Executor *e : {&eval, &dense}) {
@@ -2117,10 +2124,7 @@ TEST(Bf16EmulationTest, FollowsTheF32Plan) {
   exec::ParamStore s32(p32, 9), s16(p16, 9);
   const std::string step = p32.schedule.back().program;
   const int64_t n = 4;
-  std::vector<float> images(size_t(n * 2 * 12 * 12));
-  uint64_t h = 5;
-  for (float &v : images)
-    v = float(int64_t((h = kernels::splitmix64(h)) % 2001) - 1000) / 500.0f;
+  std::vector<float> images = testImages(n * 2 * 12 * 12, 5, 500.0f);
   std::vector<int32_t> labels = {0, 1, 2, 4};
   auto feed = [&](exec::Executor &e) {
     e.upload(e.inputId("image"), images.data(), images.size() * 4, n);
@@ -2187,10 +2191,7 @@ TEST(ExecutorTest, UploadFromBackendMemoryIsUpload) {
   plan::Plan p = compiledPlan(dir, "every-swwae-all-bf16");
   const std::string step = p.schedule.back().program;
   const int64_t n = 3;
-  std::vector<float> images(size_t(n * 2 * 12 * 12));
-  uint64_t h = 11;
-  for (float &v : images)
-    v = float(int64_t((h = kernels::splitmix64(h)) % 2001) - 1000) / 300.0f;
+  std::vector<float> images = testImages(n * 2 * 12 * 12, 11, 300.0f);
   std::vector<int32_t> labels = {3, 0, 4};
   exec::StepContext ctx;
   ctx.lr = 0.01;
