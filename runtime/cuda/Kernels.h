@@ -2281,7 +2281,7 @@ void batchNormBackwardPasses(const kernels::Dims4 &d, int64_t lanes, double eps,
 }
 
 //===----------------------------------------------------------------------===//
-// Fused multi-tensor SGD with momentum
+// Fused SGD with momentum, over any list of tensors
 //===----------------------------------------------------------------------===//
 
 /// One parameter of a fused update: fp32 master weights, their gradient and

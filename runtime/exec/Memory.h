@@ -11,8 +11,8 @@
 // the backend's stream; download() waits for everything issued before it.
 // An upload from staging memory (allocateStaging: page-locked on a GPU) may
 // read its source until the next download() or synchronize(), so the source
-// must stay unchanged until then (the trainer double-buffers its staging
-// memory for that); one from other host memory has read it when upload()
+// must stay unchanged until then (the trainer rotates three staging areas
+// for that); one from other host memory has read it when upload()
 // returns, as CUDA's copies from pageable memory have. uploadAside() copies
 // beside that order, until awaitAside() joins it.
 //
