@@ -82,16 +82,47 @@ int64_t forEachBatch(
     labelsId = exe.inputId("labels");
   const int64_t sample = data.sampleFloats(), classes = plan.classes;
   const int64_t width = prog.value(imageId).shape.back();
-  std::vector<int64_t> order = data.order(0);
-  std::vector<float> images(size_t(prog.batch * sample));
-  std::vector<int32_t> labels(static_cast<size_t>(prog.batch));
+  const std::vector<int64_t> order = data.order(0);
+  // Two areas: the prefetch thread makes batch b + 1 (reads, decodes,
+  // normalises) while batch b runs. Area b % 2 is refilled for batch b + 2
+  // only once batch b's logits are back (then every upload from it is done:
+  // uploads from pageable memory read it at once). Then the thread itself
+  // (declared after them, so it is joined before they go).
+  struct Area {
+    std::vector<float> images;
+    std::vector<int32_t> labels;
+    int64_t n = 0, skipped = 0;
+    uint64_t ticket = 0;
+  } areas[2];
+  for (Area &a : areas) {
+    a.images.resize(size_t(prog.batch * sample));
+    a.labels.resize(size_t(prog.batch));
+  }
+  Prefetcher prefetch;
+  const int64_t batches = (data.size() + prog.batch - 1) / prog.batch;
+  auto submit = [&](int64_t b) {
+    Area &a = areas[b % 2];
+    const int64_t start = b * prog.batch;
+    a.n = std::min(prog.batch, data.size() - start);
+    a.ticket = prefetch.submit([&a, &data, &order, start] {
+      a.skipped = data.makeBatch(order.data() + start, a.n, false, 0,
+                                 a.images.data(), a.labels.data());
+    });
+  };
   exec::StepContext ctx;
   ctx.training = false;
   int64_t skipped = 0;
-  for (int64_t start = 0; start < data.size(); start += prog.batch) {
-    int64_t n = std::min(prog.batch, data.size() - start);
-    skipped += data.makeBatch(order.data() + start, n, false, 0,
-                              images.data(), labels.data());
+  if (batches > 0)
+    submit(0);
+  for (int64_t b = 0; b < batches; ++b) {
+    Area &area = areas[b % 2];
+    prefetch.waitFor(area.ticket);
+    if (b + 1 < batches)
+      submit(b + 1);
+    const int64_t start = b * prog.batch, n = area.n;
+    std::vector<float> &images = area.images;
+    const std::vector<int32_t> &labels = area.labels;
+    skipped += area.skipped;
     if (labelsId)
       exe.upload(*labelsId, labels.data(), uint64_t(n) * sizeof(int32_t), n);
     for (int view = 0; view < (mirrored ? 2 : 1); ++view) {
