@@ -647,18 +647,14 @@ void Trainer::runPhase(size_t pi) {
     d.labels = backend_->allocate(uint64_t(batch) * sizeof(int32_t),
                                   "a batch of labels on the device");
   }
-  // Every way out of this phase waits for the copies first: their areas
-  // (and the staging memory they read) go away with it.
-  struct JoinAside {
-    exec::Backend &backend;
-    ~JoinAside() {
-      try {
-        backend.awaitAside();
-        backend.synchronize();
-      } catch (...) { // leaving anyway; a step's error was reported by then
-      }
-    }
-  } joinAside{*backend_};
+  // The copies are waited for before their areas (and the staging memory
+  // they read) go away: at a --max-steps stop, here. Leaving with an error,
+  // the buffers' release waits (cudaFree and cudaFreeHost wait for the
+  // device), and a wait here could hang on another rank's collective.
+  auto joinAside = [&] {
+    backend_->awaitAside();
+    backend_->synchronize();
+  };
   // A batch that could not be made (a bad file, say) is reported where step
   // t + 1 would take it, after step t is finished (its loss read, logged
   // and checkpointed), as when its copy did not move ahead.
@@ -837,6 +833,7 @@ void Trainer::runPhase(size_t pi) {
       checkpoint();
     if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps && t + 1 < T) {
       prefetch.wait();
+      joinAside();
       checkpoint();
       if (bar_)
         bar_->clear();

@@ -687,9 +687,9 @@ int cmdPlot(const Args &a) {
 /// once; each step copies them into the arena on the device (the program may
 /// reuse their bytes within a step) and runs the kernels; the steps are
 /// issued back to back and the loss of the last one is read at the end. No
-/// host transfer, data loading or augmentation in the timed steps (`netrun
-/// train` overlaps those with the steps). Parameters change as they train;
-/// the rates do not depend on it.
+/// input crosses from the host, and no data loading or augmentation, in the
+/// timed steps (`netrun train` overlaps those with the steps). Parameters
+/// change as they train; the rates do not depend on it.
 int cmdBench(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   std::string name = option(a, "--program");
