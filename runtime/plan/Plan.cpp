@@ -6,8 +6,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -155,22 +157,31 @@ std::string describe(const json &j) {
     return "an array";
   case json::value_t::object:
     return "an object";
-  case json::value_t::number_float:
-    return "a number";
-  default:
-    return "an integer";
+  default: // a number: itself, e.g. 2.5 or 18446744073709551615
+    return j.dump();
   }
 }
 
-/// Integers may be written as 3 or 3.0; floats as any number.
+/// Integers may be written as 3 or 3.0; floats as any number. A number
+/// beyond int64's range is not an integer here: nlohmann::json keeps one
+/// above 2^63 - 1 unsigned (which get<int64_t> would wrap, 2^64 - 1 to -1,
+/// the batch dimension in a shape), and casting a double outside the range
+/// is undefined.
 bool asInt(const json &j, int64_t &out) {
+  if (j.is_number_unsigned()) {
+    const uint64_t u = j.get<uint64_t>();
+    if (u > uint64_t(std::numeric_limits<int64_t>::max()))
+      return false;
+    out = int64_t(u);
+    return true;
+  }
   if (j.is_number_integer()) {
     out = j.get<int64_t>();
     return true;
   }
   if (j.is_number_float()) {
-    double d = j.get<double>();
-    if (d == double(int64_t(d))) {
+    const double d = j.get<double>(); // never NaN or infinite from JSON
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) {
       out = int64_t(d);
       return true;
     }
@@ -850,7 +861,9 @@ struct Parser {
                            iv.count(p.batch), ov.count(p.batch)));
         continue;
       }
-      auto overlaps = [&](int64_t id) {
+      // ob and oe by copy: a lambda captures structured bindings only
+      // from C++20 on.
+      auto overlaps = [&, ob = ob, oe = oe](int64_t id) {
         const Value &v = p.values.at(id);
         if (v.isParam())
           return false;

@@ -1600,6 +1600,37 @@ TEST(HardeningTest, JsonNumberOverflowIsAnError) {
   }
 }
 
+// Found by netc-plan-fuzzer: an integer field written as a number beyond
+// int64's range (1e91, or 2^64 - 1, which nlohmann::json keeps unsigned)
+// was cast to int64 (undefined behaviour for the double; 2^64 - 1 read as
+// -1, the batch dimension in a shape). Each is an error naming the field
+// and the number.
+TEST(HardeningTest, IntegersBeyondInt64AreErrors) {
+  TempDir dir;
+  for (const char *text : {"1e91", "-1e91", "9223372036854775808.0",
+                           "18446744073709551615", "9223372036854775808"}) {
+    json j = tinyPlan();
+    j["programs"]["step.train"]["batch"] = json::parse(text);
+    const std::string err = planError(dir, j);
+    EXPECT_NE(err.find("batch: expected an integer, got "), std::string::npos)
+        << text << ": " << err;
+  }
+  // A whole number written as a float is read.
+  for (const char *text : {"4.0", "4"}) {
+    json j = tinyPlan();
+    j["programs"]["step.train"]["batch"] = json::parse(text);
+    EXPECT_EQ(loadJson(dir, j).program("step.train").batch, 4) << text;
+  }
+  // Not the batch dimension (-1) in a shape.
+  json j = tinyPlan();
+  j["programs"]["step.train"]["values"][8]["shape"] =
+      json::parse("[3, 18446744073709551615]");
+  const std::string err = planError(dir, j);
+  EXPECT_NE(err.find("shape[1]: expected an integer, got 18446744073709551615"),
+            std::string::npos)
+      << err;
+}
+
 /// Trains imagePlan for 3 steps (checkpointed), then returns the checkpoint
 /// with `key` set to `value` written back.
 void craftCheckpoint(const plan::Plan &p, const TempDir &data,
