@@ -645,9 +645,9 @@ NETC_HD inline void unpoolGather(const UnpoolGeom &u, const T *x,
 ///
 /// Channel packs (`width`, as MaxPoolForward's): item i is the W adjacent
 /// channels of one output pixel; the covering windows are found once, each
-/// window's W switches are one or two 16-byte reads, and its W pooled
-/// values one, made when a lane's switch points here. Each lane sums as
-/// the single element does (the same bits).
+/// window's W switches one W-byte read (loadSwitches), and its W pooled
+/// values one 16-byte read, made when a lane's switch points here. Each lane
+/// sums as the single element does (the same bits).
 template <typename T> struct UnpoolForward {
   UnpoolGeom u;
   const T *x;
@@ -754,9 +754,9 @@ template <typename T> struct UnpoolForward {
 /// ref::unpoolBackward.
 ///
 /// Channel packs (`width`, as MaxPoolForward's): item i is the W adjacent
-/// channels of one pooled pixel, its W switches one or two 16-byte reads,
-/// its W results one 16-byte write; each lane's gradient is the single
-/// element's (gradOf), its W reads of dy independent of each other.
+/// channels of one pooled pixel, its W switches one W-byte read
+/// (loadSwitches), its W results one 16-byte write; each lane's gradient is the
+/// single element's (gradOf), its W reads of dy independent of each other.
 template <typename T> struct UnpoolBackward {
   UnpoolGeom u;
   const T *dy;
