@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -901,15 +902,27 @@ void CudaBackend::loadAlgorithms() {
       algoDirty_ = true;
       return;
     }
+    // An entry not an integer in range (plan::asInt; a float's cast past
+    // int's range would be undefined) makes the file a damaged one.
+    auto integer = [](const nlohmann::json &e, int64_t lo, int64_t hi) {
+      int64_t v;
+      if (!plan::asInt(e, v) || v < lo || v > hi)
+        throw std::runtime_error("not an integer in range");
+      return v;
+    };
+    constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+    constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
     for (auto &[key, v] : j.at("algorithms").items()) {
-      CachedAlgo a{v.at(0).get<int>(), v.at(1).get<uint64_t>(),
-                   v.at(2).get<int>()};
+      CachedAlgo a{int(integer(v.at(0), -kIntMax, kIntMax)),
+                   uint64_t(integer(v.at(1), 0, kInt64Max)),
+                   int(integer(v.at(2), -kIntMax, kIntMax))};
       if ((a.algo >= 0 || a.algo == kNoAlgo) && a.bytes <= kMaxWorkspace)
         algoCache_.emplace(key, a);
     }
     if (j.contains("graph"))
       for (auto &[key, v] : j.at("graph").items()) {
-        CachedGraph g{v.at(0).get<std::string>(), v.at(1).get<uint64_t>()};
+        CachedGraph g{v.at(0).get<std::string>(),
+                      uint64_t(integer(v.at(1), 0, kInt64Max))};
         if (g.bytes <= kMaxWorkspace)
           graphCache_.emplace(key, g);
       }

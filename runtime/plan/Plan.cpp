@@ -117,6 +117,28 @@ std::optional<int64_t> checkedProduct(const std::vector<int64_t> &shape,
   return c;
 }
 
+bool asInt(const nlohmann::json &j, int64_t &out) {
+  if (j.is_number_unsigned()) {
+    const uint64_t u = j.get<uint64_t>();
+    if (u > uint64_t(std::numeric_limits<int64_t>::max()))
+      return false;
+    out = int64_t(u);
+    return true;
+  }
+  if (j.is_number_integer()) {
+    out = j.get<int64_t>();
+    return true;
+  }
+  if (j.is_number_float()) {
+    const double d = j.get<double>(); // never NaN or infinite from JSON
+    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) {
+      out = int64_t(d);
+      return true;
+    }
+  }
+  return false;
+}
+
 bool Value::hasBatch() const {
   return std::find(shape.begin(), shape.end(), -1) != shape.end();
 }
@@ -160,33 +182,6 @@ std::string describe(const json &j) {
   default: // a number: itself, e.g. 2.5 or 18446744073709551615
     return j.dump();
   }
-}
-
-/// Integers may be written as 3 or 3.0; floats as any number. A number
-/// beyond int64's range is not an integer here: nlohmann::json keeps one
-/// above 2^63 - 1 unsigned (which get<int64_t> would wrap, 2^64 - 1 to -1,
-/// the batch dimension in a shape), and casting a double outside the range
-/// is undefined.
-bool asInt(const json &j, int64_t &out) {
-  if (j.is_number_unsigned()) {
-    const uint64_t u = j.get<uint64_t>();
-    if (u > uint64_t(std::numeric_limits<int64_t>::max()))
-      return false;
-    out = int64_t(u);
-    return true;
-  }
-  if (j.is_number_integer()) {
-    out = j.get<int64_t>();
-    return true;
-  }
-  if (j.is_number_float()) {
-    const double d = j.get<double>(); // never NaN or infinite from JSON
-    if (d >= -0x1p63 && d < 0x1p63 && d == std::trunc(d)) {
-      out = int64_t(d);
-      return true;
-    }
-  }
-  return false;
 }
 } // namespace
 

@@ -78,6 +78,14 @@ bool opIsView(Op op);
 std::optional<int64_t> checkedProduct(const std::vector<int64_t> &shape,
                                       int64_t n, int64_t elementBytes = 1);
 
+/// Reads a JSON integer, written as 3 or 3.0, into `out`; false for
+/// anything else, a number beyond int64's range included (nlohmann::json
+/// keeps one above 2^63 - 1 unsigned, which get<int64_t> would wrap, 2^64 -
+/// 1 to -1, the batch dimension in a shape; casting a double outside the
+/// range is undefined). Every integer a plan holds is read through it, and
+/// the cuda backend's algorithm file too.
+bool asInt(const nlohmann::json &j, int64_t &out);
+
 struct InitSpec {
   enum Kind { Gaussian, Constant, File } kind = Constant;
   double mean = 0, std = 0, value = 0;
