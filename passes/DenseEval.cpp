@@ -185,6 +185,12 @@ struct DenseEvalPass : netc::impl::DenseEvalBase<DenseEvalPass> {
                                 StringAttr>(),
                             "dense"))
       return;
+    // Already run (a pipeline resumed from netc's -emit=autodiff output):
+    // the dense programs are there, and cloning again would redefine them.
+    if (llvm::any_of(module.getOps<func::FuncOp>(), [](func::FuncOp f) {
+          return f->hasAttr("net.dense_scale");
+        }))
+      return;
     EvalOp spec = evals.front();
     auto eval = SymbolTable(module).lookup<func::FuncOp>("eval");
     if (!eval) {

@@ -81,6 +81,19 @@ enum class OpMemory {
 /// without `net.`); nullopt when Ops.def does not list it.
 std::optional<OpMemory> planOpMemory(llvm::StringRef planOp);
 
+/// netc's pipeline after net-autodiff, in its order: net-data-parallel
+/// (with `bucketMb`: gradients all-reduced in buckets of that size),
+/// net-schedule and net-dense-eval. netc and the pass fuzzer both build
+/// their pipelines from this and addStoragePasses, so that the fuzzer runs
+/// the passes netc runs.
+void addStepPasses(mlir::OpPassManager &pm,
+                   std::optional<double> bucketMb = std::nullopt);
+
+/// netc's passes that choose how each value is stored, in its order:
+/// net-precision (the module's own precision and layout) and
+/// net-plan-memory at `batch` (0: each phase's).
+void addStoragePasses(mlir::OpPassManager &pm, int64_t batch = 0);
+
 /// The version of docs/trainer-format.md that net-emit-plan writes.
 constexpr int kTrainerFormatVersion = 3;
 

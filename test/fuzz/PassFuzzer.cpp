@@ -4,16 +4,19 @@
 // netc-opt does), and runs what is left of netc's pipeline on a module that
 // parses and verifies. The stage is read off the IR:
 //   a function with net.arena_bytes  (-emit=planned)   buildPlan
-//   a net.sgd_update or *_grad op    (-emit=autodiff)  plan-memory, buildPlan
+//   a net.sgd_update or *_grad op    (-emit=autodiff)  the step and storage
+//                                                      passes, buildPlan
 //   a function with net.phase or net.eval, or a "dec.*" macro-layer
-//                      (-emit=phases, -emit=mirrored)  autodiff, plan-memory,
+//                      (-emit=phases, -emit=mirrored)  autodiff, the step
+//                                                      and storage passes,
 //                                                      buildPlan
 //   otherwise       (-emit=mlir-raw, -emit=mlir)       infer-shapes, phases,
-//                                                      mirror, autodiff,
-//                                                      plan-memory, buildPlan
-// in the order of tools/netc/netc.cpp; buildPlan is net-emit-plan's work,
-// kept in memory (the JSON is printed to a null stream). The pass manager
-// verifies the IR after every pass.
+//                                                      mirror, autodiff, ...
+// where the step passes (schedule, dense-eval) and the storage passes
+// (precision, plan-memory) come from netc's own list (addStepPasses,
+// addStoragePasses in passes/Pipeline.cpp); buildPlan is net-emit-plan's
+// work, kept in memory (the JSON is printed to a null stream). The pass
+// manager verifies the IR after every pass.
 //
 // Each input gets a fresh MLIRContext (threading off), so nothing it interns
 // outlives it, and a diagnostic handler that drops everything: a diagnostic
@@ -155,9 +158,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (stage <= Stage::Mirrored)
     pm.addPass(netc::createAutodiff());
-  if (stage <= Stage::Autodiff) {
-    pm.addPass(netc::createSchedule());
-    pm.addPass(netc::createPlanMemory());
+  if (stage <= Stage::Autodiff) { // netc's order (and netc's passes)
+    netc::addStepPasses(pm);
+    netc::addStoragePasses(pm);
   }
   if (mlir::failed(pm.run(*module))) {
     if (verbose)

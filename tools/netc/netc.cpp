@@ -125,16 +125,10 @@ void addPipeline(mlir::PassManager &pm, Stage last, int64_t batch,
     pm.addPass(netc::createMirror());
   if (last >= Stage::Autodiff) {
     pm.addPass(netc::createAutodiff());
-    if (bucketMb)
-      pm.addPass(
-          netc::createDataParallel(netc::DataParallelOptions{*bucketMb}));
-    pm.addPass(netc::createSchedule());
-    pm.addPass(netc::createDenseEval());
+    netc::addStepPasses(pm, bucketMb);
   }
-  if (last >= Stage::Planned) {
-    pm.addPass(netc::createPrecision());
-    pm.addPass(netc::createPlanMemory(netc::PlanMemoryOptions{batch}));
-  }
+  if (last >= Stage::Planned)
+    netc::addStoragePasses(pm, batch);
 }
 
 int fail(const Twine &message) {
