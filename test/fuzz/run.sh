@@ -143,9 +143,11 @@ passes)
     n=$((n + 1))
     cp "$f" "$WORK/corpus/seed-$n-$(basename "$f")"
   done < <(find "$ROOT/test/Dialect" "$ROOT/test/Training" -maxdepth 1 -name '*.mlir' -type f -print0 | sort -z)
-  # A dictionary of the names the seeds use.
-  cat "$WORK/corpus"/* |
-    grep -oE '(net|func)\.[a-z_]+|#?[a-z_]+ =|!net\.[a-z_]+|@[a-z_.]+' |
+  # A dictionary of the names the seeds use (the seeds only: a corpus kept
+  # from an earlier run into the same NETC_FUZZ_WORK holds binary inputs,
+  # and grep without -a prints "binary file matches" instead of names).
+  cat "$WORK/corpus"/seed-* |
+    grep -aoE '(net|func)\.[a-z_]+|#?[a-z_]+ =|!net\.[a-z_]+|@[a-z_.]+' |
     sort -u | sed 's/.*/"&"/' > "$WORK/passes.dict"
   FLAGS+=(-dict="$WORK/passes.dict" -max_len=131072)
   ;;
