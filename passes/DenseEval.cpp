@@ -164,12 +164,18 @@ FailureOr<func::FuncOp> denseClone(func::FuncOp eval, int64_t scale,
   }
   auto scoreType = cast<RankedTensorType>(logits.getType());
   int64_t sh = scoreType.getDimSize(2), sw = scoreType.getDimSize(3);
+  // Typed here (an op with a null result type cannot be read through its
+  // typed accessors, which an assertion build checks).
+  const int64_t n = scoreType.getDimSize(0), classes = scoreType.getDimSize(1);
+  Type element = scoreType.getElementType();
   b.setInsertionPointAfter(last);
-  auto pool = b.create<AvgPoolOp>(last->getLoc(), Type(), logits,
-                                  ArrayRef<int64_t>{sh, sw},
-                                  ArrayRef<int64_t>{1, 1},
-                                  ArrayRef<int64_t>{0, 0});
-  auto flat = b.create<FlattenOp>(last->getLoc(), Type(), pool.getResult());
+  auto pool = b.create<AvgPoolOp>(
+      last->getLoc(), RankedTensorType::get({n, classes, 1, 1}, element),
+      logits, ArrayRef<int64_t>{sh, sw}, ArrayRef<int64_t>{1, 1},
+      ArrayRef<int64_t>{0, 0});
+  auto flat = b.create<FlattenOp>(last->getLoc(),
+                                  RankedTensorType::get({n, classes}, element),
+                                  pool.getResult());
   logits.replaceAllUsesExcept(flat.getResult(), pool);
   if (failed(inferFunctionShapes(dense)))
     return failure();
