@@ -96,8 +96,10 @@ static bool isMap(Type type) {
 ///                    net.dtypes (one of f32, bf16, i32 per result),
 ///                    net.layouts (per result: "nchw" or "nhwc" for a map,
 ///                    "" for other values)
-///   on a func.func:  net.network, net.eval (unit), net.classes (positive),
-///                    net.phase (symbol), net.topology (string), net.lambda
+///   on a func.func:  net.network, net.eval (unit; a function with a
+///                    body), net.classes (positive), net.phase (symbol; a
+///                    function with a body that returns its objective
+///                    first), net.topology (string), net.lambda
 ///                    (finite, non-negative), net.gamma (stage -> finite,
 ///                    non-negative weight), net.reconstruct_from (one
 ///                    macro-layer name per result), net.arg_offsets (one byte
@@ -207,6 +209,12 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
   auto func = dyn_cast<func::FuncOp>(op);
   if (!func)
     return error() << "belongs on a func.func";
+  // The passes read these functions' bodies (and a step function's first
+  // result as its objective, below).
+  if ((name == "net.network" || name == "net.eval" || name == "net.phase" ||
+       name == "net.reconstruct_from") &&
+      func.isExternal())
+    return error() << "needs a function with a body, not a declaration";
 
   if (name == "net.network" || name == "net.eval") {
     if (!isa<UnitAttr>(value))
@@ -221,6 +229,8 @@ LogicalResult NetDialect::verifyOperationAttribute(Operation *op,
   if (name == "net.phase") {
     if (!isa<FlatSymbolRefAttr>(value))
       return error() << "must name a net.phase, got " << value;
+    if (func.getNumResults() == 0)
+      return error() << "needs a function that returns its objective first";
     return success();
   }
   if (name == "net.topology") {

@@ -252,3 +252,31 @@ func.func @eval(%x: tensor<?x1x4x4xf32>, %l: tensor<?xi32>) -> (tensor<f32>, ten
   %c = net.softmax_cross_entropy %f, %l {net.offsets = array<i64: 0>} : tensor<?x16xf32>, tensor<?xi32> -> tensor<f32>
   return %c, %f : tensor<f32>, tensor<?x16xf32>
 }
+
+// -----
+
+// A step, eval or network function is one with a body (every pass walks
+// it), and a step function returns its objective first (net-autodiff reads
+// it); hand-written IR without them crashed the passes.
+
+net.phase @p {batch = 4 : i64, decay = 0.0 : f64, decoder = "none", epochs = 1 : i64, freeze = [], lr = 0.1 : f64, lr_policy = "fixed", momentum = 0.9 : f64}
+// expected-error@+1 {{attribute 'net.phase' needs a function that returns its objective first}}
+func.func @step.p(%x: tensor<?x8xf32>) attributes {net.phase = @p} {
+  return
+}
+
+// -----
+
+net.phase @p {batch = 4 : i64, decay = 0.0 : f64, decoder = "none", epochs = 1 : i64, freeze = [], lr = 0.1 : f64, lr_policy = "fixed", momentum = 0.9 : f64}
+// expected-error@+1 {{attribute 'net.phase' needs a function with a body, not a declaration}}
+func.func private @step.p(%x: tensor<?x8xf32>) -> tensor<f32> attributes {net.phase = @p}
+
+// -----
+
+// expected-error@+1 {{attribute 'net.eval' needs a function with a body, not a declaration}}
+func.func private @eval(%x: tensor<?x8xf32>) -> tensor<f32> attributes {net.eval}
+
+// -----
+
+// expected-error@+1 {{attribute 'net.network' needs a function with a body, not a declaration}}
+func.func private @net(%x: tensor<?x8xf32>) -> tensor<f32> attributes {net.network}
