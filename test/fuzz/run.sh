@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs one of netc's libFuzzer harnesses.
 #
-#   test/fuzz/run.sh [frontend|plan|safetensors|passes] [SECONDS]
+#   test/fuzz/run.sh [frontend|plan|safetensors|passes|data] [SECONDS]
 #                                      (default: frontend, 600 seconds)
 #
 #   frontend     netc-frontend-fuzzer: .net text -> lexer, parser, Sema.
@@ -18,6 +18,11 @@
 #                examples/*.net and test/e2e/*.net, and the .mlir tests of
 #                test/Dialect and test/Training; a dictionary of the op and
 #                attribute names in those seeds.
+#   data         netc-data-fuzzer: file bytes -> the image-folder loader
+#                (decode, resize, crop, mirror), readIdx and loadCifar.
+#                Seeds: small JPEGs and PNGs of every kind the decoder meets
+#                (Debian's python3-pil), IDX files plain and gzipped, CIFAR
+#                records.
 #
 # Configures build-fuzz/ with clang-19 (-DNETC_BUILD_FUZZER=ON) if needed and
 # builds the harness. Seeds for plan and passes come from the project's
@@ -36,9 +41,9 @@ set -euo pipefail
 
 TARGET=frontend
 case "${1:-}" in
-  frontend|plan|safetensors|passes) TARGET="$1"; shift ;;
+  frontend|plan|safetensors|passes|data) TARGET="$1"; shift ;;
   ''|[0-9]*) ;;
-  *) echo "usage: $0 [frontend|plan|safetensors|passes] [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [frontend|plan|safetensors|passes|data] [SECONDS]" >&2; exit 2 ;;
 esac
 SECONDS_TO_RUN="${1:-600}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -47,16 +52,19 @@ WORK="${NETC_FUZZ_WORK:-$(mktemp -d /tmp/netc-fuzz-$TARGET.XXXXXX)}"
 NETC="${NETC:-$ROOT/build/bin/netc}"
 
 # LLVM/MLIR 19 (scripts/setup.sh, which also builds build/) if missing, and
-# netc when the seeds need it; then clang 19 and its libFuzzer runtime.
+# netc when the seeds need it; then clang 19 and its libFuzzer runtime (and
+# for the data harness, the image codecs and the Python that writes seeds).
 if ! dpkg-query -W -f='${Status}' libmlir-19-dev 2>/dev/null | grep -q "install ok installed" ||
    { [[ $TARGET == plan || $TARGET == passes ]] && [[ ! -x $NETC ]]; }; then
   "$ROOT/scripts/setup.sh" "$ROOT/build" >/dev/null
 fi
-for p in clang-19 libclang-rt-19-dev; do
+PACKAGES=(clang-19 libclang-rt-19-dev)
+[[ $TARGET == data ]] && PACKAGES+=(pkg-config libturbojpeg0-dev libpng-dev python3-pil)
+for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends clang-19 libclang-rt-19-dev
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
     break
   fi
 done
@@ -150,6 +158,54 @@ passes)
     grep -aoE '(net|func)\.[a-z_]+|#?[a-z_]+ =|!net\.[a-z_]+|@[a-z_.]+' |
     sort -u | sed 's/.*/"&"/' > "$WORK/passes.dict"
   FLAGS+=(-dict="$WORK/passes.dict" -max_len=131072)
+  ;;
+data)
+  # Images in every form the decoders take (greyscale, colour, subsampled,
+  # progressive, palette, interlaced, 1-bit; a transparent and a 16-bit PNG,
+  # which are refused; a long thin one), IDX images and labels, plain and
+  # gzipped, and CIFAR-10 records.
+  /usr/bin/python3 - "$WORK/corpus" <<'PY'
+import gzip, io, struct, sys
+from PIL import Image
+out = sys.argv[1]
+def save(name, img, fmt, **kw):
+    b = io.BytesIO()
+    img.save(b, fmt, **kw)
+    open("%s/seed-%s" % (out, name), "wb").write(b.getvalue())
+def ramp(mode, w, h):
+    img = Image.new(mode, (w, h))
+    img.putdata([((x * 37 + y * 11) % 256,) * len(mode) if len(mode) > 1
+                 else (x * 37 + y * 11) % 256
+                 for y in range(h) for x in range(w)])
+    return img
+save("grey.jpg", ramp("L", 9, 7), "JPEG", quality=80)
+save("rgb420.jpg", ramp("RGB", 17, 9), "JPEG", quality=75)
+save("rgb444.jpg", ramp("RGB", 8, 8), "JPEG", quality=90, subsampling=0)
+save("progressive.jpg", ramp("RGB", 24, 16), "JPEG", progressive=True)
+save("large.jpg", ramp("RGB", 96, 64), "JPEG", quality=30)
+save("grey.png", ramp("L", 7, 5), "PNG")
+save("rgb.png", ramp("RGB", 6, 11), "PNG")
+save("palette.png", ramp("RGB", 8, 8).convert("P"), "PNG")
+save("interlaced.png", ramp("RGB", 9, 9), "PNG", interlace=1)
+save("bits1.png", ramp("L", 16, 4).convert("1"), "PNG")
+save("alpha.png", ramp("RGBA", 4, 4), "PNG")
+save("wide16.png", ramp("I", 4, 3).convert("I;16"), "PNG")
+save("thin.png", ramp("L", 1, 200), "PNG")
+def idx(dims, data):
+    return bytes([0, 0, 8, len(dims)]) + b"".join(
+        struct.pack(">I", d) for d in dims) + bytes(data)
+images = idx([2, 3, 4], range(24))
+labels = idx([5], [0, 9, 3, 1, 2])
+open("%s/seed-images.idx" % out, "wb").write(images)
+open("%s/seed-labels.idx" % out, "wb").write(labels)
+open("%s/seed-images.idx.gz" % out, "wb").write(gzip.compress(images))
+def record(label, k):
+    return bytes([label]) + bytes((i * k) % 256 for i in range(3 * 32 * 32))
+open("%s/seed-cifar1.bin" % out, "wb").write(record(7, 3))
+open("%s/seed-cifar2.bin" % out, "wb").write(record(0, 1) + record(9, 5))
+PY
+  n=$(ls "$WORK/corpus" | wc -l)
+  FLAGS+=(-max_len=8192)
   ;;
 esac
 echo "run.sh: $(ls "$WORK/corpus" | wc -l) seed files, work dir $WORK"
