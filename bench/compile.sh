@@ -24,9 +24,10 @@ sorted=$(printf '%s\n' "${times[@]}" | sort -g)
 best=$(echo "$sorted" | head -1)
 median=$(echo "$sorted" | sed -n 5p)
 kernels=$(python3 -c "import json,sys; p=json.load(open('$out/vgg16.trainer/plan.json')); print(sum(len(v['kernels']) for v in p['programs'].values()))")
+programs=$(python3 -c "import json; print(', '.join(json.load(open('$out/vgg16.trainer/plan.json'))['programs']))")
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf 'compile vgg16 swwae-all (4 programs, %s kernels): best %.3f s, median %.3f s (target < 2 s)\n' \
-  "$kernels" "$best" "$median"
+printf 'compile vgg16 swwae-all (programs %s; %s kernels): best %.3f s, median %.3f s (target < 2 s)\n' \
+  "$programs" "$kernels" "$best" "$median"
 echo
 echo "memory plan, VGG-16 SWWAE-all, fp32, batch 64 (activations, gradients, workspace of one step):"
 "$NETC" examples/vgg16.net --augment=swwae-all -emit=planned --stats --batch 64 -o /dev/null
