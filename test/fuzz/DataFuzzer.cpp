@@ -6,7 +6,10 @@
 //     resize, crop, mirror and normalisation, as a training batch and as an
 //     evaluation batch), with an augmentation drawn from a hash of the input;
 //   - data::readIdx (plain or gzip IDX);
-//   - data::loadCifar (the file as CIFAR-10's test_batch.bin).
+//   - data::loadCifar (the file as CIFAR-10's test_batch.bin);
+//   - the resampler alone (data::resizedSize, resampleWindow, writePlanar)
+//     on a geometry read from the first bytes and the rest as pixels, for
+//     the sizes and aspect ratios that decodable inputs seldom reach.
 // The file lives in a directory of its own, made once per process under
 // /dev/shm (or $TMPDIR, or /tmp) and removed at exit.
 //
@@ -14,9 +17,9 @@
 // data::CifarError); anything else escapes and aborts (a finding), as does a
 // crash, a sanitizer report, a hang or a blow-up. What reads must also make
 // sense:
-//   - a batch made with mean 0 and scale 1 holds finite values within the
-//     byte range (the resampling filter's weights are non-negative and sum
-//     to 1, so every output is a convex combination of pixels);
+//   - a batch or window made with mean 0 and scale 1 holds finite values
+//     within the byte range (the resampling filter's weights are non-negative
+//     and sum to 1, so every output is a convex combination of pixels);
 //   - an IDX array holds as many bytes as its dimensions promise;
 //   - a CIFAR set holds 3x32x32 bytes and one label below 10 per record.
 //
@@ -25,8 +28,10 @@
 #include "runtime/data/Cifar.h"
 #include "runtime/data/Idx.h"
 #include "runtime/data/ImageFolder.h"
+#include "runtime/data/Resample.h"
 #include "runtime/io/Image.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -86,6 +91,12 @@ int64_t take(uint64_t &h, int bits) {
   return v;
 }
 
+void checkPixels(const std::vector<float> &pixels) {
+  for (float v : pixels)
+    if (!std::isfinite(v) || v < -1e-3f || v > 255.0f * (1 + 1e-5f) + 1e-3f)
+      finding("a resampled pixel lies outside the byte range");
+}
+
 void fuzzImage(const std::string &path, const std::string &bytes, uint64_t h) {
   // The loader refuses an image whose channels differ from the network's;
   // take them from the image so that every decodable input is resampled.
@@ -126,10 +137,49 @@ void fuzzImage(const std::string &path, const std::string &bytes, uint64_t h) {
     }
     if (label != 0)
       finding("the batch's label is not the image's class");
-    for (float v : images)
-      if (!std::isfinite(v) || v < -1e-3f || v > 255.0f * (1 + 1e-5f) + 1e-3f)
-        finding("a resampled pixel lies outside the byte range");
+    checkPixels(images);
   }
+}
+
+/// Bytes 0-7 are the geometry: source height and width (1 to 256 each),
+/// channels (1 or 3), the shorter side's new size (0: none, else 1 to
+/// 1023), the crop's height and width (1 to 64), and the crop's place and
+/// the mirror; the pixels are the rest of the input, repeated.
+void fuzzResample(const uint8_t *data, size_t size) {
+  if (size < 9)
+    return;
+  const int64_t h = 1 + data[0], w = 1 + data[1];
+  const int c = data[2] & 1 ? 3 : 1;
+  const int64_t side = (int64_t(data[2] >> 1) << 3 | data[3] >> 5) & 1023;
+  const int64_t oh = 1 + (data[4] & 63), ow = 1 + (data[5] & 63);
+  const netc::data::Size2 r = netc::data::resizedSize(h, w, side);
+  if (r.height < 1 || r.width < 1)
+    finding("a resized side below 1");
+  if (side && std::min(r.height, r.width) != side)
+    finding("the resized shorter side is not the one asked for");
+  if (r.height < oh || r.width < ow)
+    return; // the loader refuses a crop larger than the image
+  const int64_t y0 = data[6] % (r.height - oh + 1);
+  const int64_t x0 = data[7] % (r.width - ow + 1);
+  std::vector<uint8_t> src(size_t(h * w * c));
+  for (size_t i = 0; i < src.size(); ++i)
+    src[i] = data[8 + i % (size - 8)];
+  const std::vector<float> win = netc::data::resampleWindow(
+      src.data(), h, w, c, r.height, r.width, y0, x0, oh, ow);
+  if (win.size() != size_t(oh * ow * c))
+    finding("a window of the wrong size");
+  checkPixels(win);
+  // A flat image resamples to itself: the weights of every output sum to 1.
+  const std::vector<uint8_t> flat(src.size(), data[8]);
+  for (float v : netc::data::resampleWindow(flat.data(), h, w, c, r.height,
+                                            r.width, y0, x0, oh, ow))
+    if (std::abs(v - float(data[8])) > 1e-2f)
+      finding("a flat image does not resample to its own value");
+  const float mean[3] = {0, 0, 0}, invStd[3] = {1, 1, 1};
+  std::vector<float> planar(win.size());
+  netc::data::writePlanar(win, oh, ow, c, data[3] & 1, c == 3 && data[3] & 2,
+                          mean, invStd, planar.data());
+  checkPixels(planar);
 }
 
 void fuzzIdx(const std::string &path) {
@@ -176,5 +226,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzzImage(path, bytes, hashOf(data, size));
   fuzzIdx(path);
   fuzzCifar();
+  fuzzResample(data, size);
   return 0;
 }
