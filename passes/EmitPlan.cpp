@@ -19,8 +19,10 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/ToolOutputFile.h"
 
+#include <cerrno>
 #include <cmath>
 #include <map>
+#include <unistd.h>
 
 namespace netc {
 #define GEN_PASS_DEF_EMITPLAN
@@ -664,6 +666,43 @@ LogicalResult importParameters(ModuleOp module,
   return success(ok);
 }
 
+/// Writes `path` whole or not at all: a temporary file beside it, written,
+/// checked, synced and renamed over it. llvm::writeToOutput renames before
+/// it notices a failed write (a full disk), which left an empty plan.json
+/// in place of a good one, and then aborts the process.
+llvm::Error writeFileAtomically(StringRef path,
+                                function_ref<void(raw_ostream &)> write) {
+  SmallString<256> temp;
+  int fd = -1;
+  if (std::error_code ec =
+          llvm::sys::fs::createUniqueFile(path + ".tmp-%%%%%%", fd, temp))
+    return llvm::createStringError(ec, "cannot create a file beside it: %s",
+                                   ec.message().c_str());
+  std::error_code failure;
+  {
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/false);
+    write(os);
+    os.flush();
+    if (os.has_error()) {
+      failure = os.error();
+      os.clear_error(); // reported below, not as a fatal error
+    }
+  }
+  if (!failure && ::fsync(fd) != 0)
+    failure = std::error_code(errno, std::generic_category());
+  if (::close(fd) != 0 && !failure)
+    failure = std::error_code(errno, std::generic_category());
+  if (!failure)
+    failure = llvm::sys::fs::rename(temp, path);
+  if (failure) {
+    llvm::sys::fs::remove(temp);
+    return llvm::createStringError(failure, "%s (%s is as it was)",
+                                   failure.message().c_str(),
+                                   path.str().c_str());
+  }
+  return llvm::Error::success();
+}
+
 /// Writes `<directory>/params.safetensors` with the imported parameters.
 LogicalResult
 writeImportedParameters(ModuleOp module,
@@ -681,12 +720,11 @@ writeImportedParameters(ModuleOp module,
   llvm::raw_string_ostream(text) << json::Value(std::move(header));
   SmallString<256> path(directory);
   llvm::sys::path::append(path, "params.safetensors");
-  if (llvm::Error err = llvm::writeToOutput(path, [&](llvm::raw_ostream &os) {
+  if (llvm::Error err = writeFileAtomically(path, [&](raw_ostream &os) {
         uint64_t n = text.size();
         for (int i = 0; i < 8; ++i)
           os << char(n >> (8 * i));
         os << text << data;
-        return llvm::Error::success();
       }))
     return module.emitError()
            << "cannot write " << path << ": " << llvm::toString(std::move(err));
@@ -710,9 +748,8 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
            << "cannot create " << directory << ": " << ec.message();
   SmallString<256> path(directory);
   llvm::sys::path::append(path, "plan.json");
-  if (llvm::Error err = llvm::writeToOutput(path, [&](llvm::raw_ostream &os) {
+  if (llvm::Error err = writeFileAtomically(path, [&](raw_ostream &os) {
         os << llvm::formatv("{0:2}", *plan) << "\n";
-        return llvm::Error::success();
       }))
     return module.emitError()
            << "cannot write " << path << ": " << llvm::toString(std::move(err));

@@ -24,6 +24,7 @@
 #include "mlir/Support/FileUtilities.h"
 #include "llvm/ADT/Statistic.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
@@ -136,9 +137,41 @@ int fail(const Twine &message) {
   return 1;
 }
 
+/// Keeps `output` when every byte reached it; otherwise says why (a full
+/// disk, a closed pipe) instead of LLVM's fatal "IO failure on output
+/// stream", and the half-written file is removed.
+int finish(ToolOutputFile &output, StringRef name) {
+  raw_fd_ostream &os = output.os();
+  os.flush();
+  if (os.has_error()) {
+    std::error_code ec = os.error();
+    os.clear_error();
+    return fail("cannot write " +
+                (name == "-" ? Twine("to standard output") : Twine(name)) +
+                ": " + ec.message());
+  }
+  output.keep();
+  return 0;
+}
+
 } // namespace
 
+static int compile(int argc, char **argv);
+
 int main(int argc, char **argv) {
+  int status = compile(argc, argv);
+  // What went to standard output (--stats, "netc: wrote"): a failed write
+  // is an error, not LLVM's fatal report when outs() is destroyed.
+  outs().flush();
+  if (outs().has_error()) {
+    std::error_code ec = outs().error();
+    outs().clear_error();
+    return fail("cannot write to standard output: " + ec.message());
+  }
+  return status;
+}
+
+static int compile(int argc, char **argv) {
   InitLLVM init(argc, argv);
   mlir::registerAsmPrinterCLOptions();
   mlir::registerMLIRContextCLOptions();
@@ -189,6 +222,10 @@ int main(int argc, char **argv) {
   std::string error;
   std::unique_ptr<ToolOutputFile> output;
   if (emit != Stage::Trainer) {
+    if (outputFile != "-" && sys::fs::equivalent(inputFile, outputFile))
+      return fail("-o " + outputFile +
+                  " is the model file itself; name "
+                  "another output");
     output = mlir::openOutputFile(outputFile, &error);
     if (!output)
       return fail(error);
@@ -196,8 +233,7 @@ int main(int argc, char **argv) {
 
   if (emit == Stage::AST) {
     netc::dumpProgram(*program, output->os());
-    output->keep();
-    return 0;
+    return finish(*output, outputFile);
   }
 
   std::optional<netc::Model> model = netc::buildModel(*program, srcMgr);
@@ -277,10 +313,8 @@ int main(int argc, char **argv) {
     if (failed(plan))
       return 1;
     output->os() << formatv("{0:2}", *plan) << "\n";
-    output->keep();
-    return 0;
+    return finish(*output, outputFile);
   }
   module->print(output->os());
-  output->keep();
-  return 0;
+  return finish(*output, outputFile);
 }
