@@ -291,6 +291,8 @@ diagnose() {
   for a in "$@"; do
     if [[ -d $a && -f $a/plan.json ]]; then
       cp -r "$a" "$tmp/t"
+      # A fresh run: netrun train refuses to start over a checkpoint.
+      rm -f "$tmp/t"/checkpoint.*
       a=$tmp/t
     fi
     args+=("$a")

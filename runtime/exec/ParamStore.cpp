@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <algorithm>
 #include <filesystem>
 #include <memory>
@@ -188,6 +190,14 @@ void ParamStoreT<T>::upload(const io::TensorFile &file, const std::string &what,
     throw io::SafetensorsError(fmt::format(
         "{}: tensor '{}' has shape [{}] but the parameter is [{}]", what, key,
         fmt::join(t->shape, ", "), fmt::join(spec.shape, ", ")));
+  // A NaN or infinity is a diverged run's parameter: training or evaluating
+  // from it gives nothing but NaN (and a NaN logit once ranked as right).
+  for (size_t i = 0; i < t->data.size(); ++i)
+    if (!std::isfinite(t->data[i]))
+      throw io::SafetensorsError(
+          fmt::format("{}: tensor '{}' holds {} at element {} (the "
+                      "parameters of a run that diverged?)",
+                      what, key, t->data[i], i));
   std::vector<T> host(t->data.begin(), t->data.end());
   memory_.upload(dst.data(), host.data(), dst.bytes());
   memory_.synchronize(); // `host` dies here

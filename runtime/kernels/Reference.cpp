@@ -809,10 +809,16 @@ int64_t countCorrectTopK(int64_t n, int64_t k, const T *logits,
     const T *row = logits + i * k;
     int32_t l = labels[i];
     // Rank of the label: classes ordered before it (larger logit, or equal
-    // logit and smaller index).
+    // logit and smaller index). A NaN logit is never correct: a NaN at the
+    // label ranks it last, a NaN elsewhere ranks above it (comparisons with
+    // NaN are false, which would otherwise count a diverged model's rows as
+    // right).
+    if (std::isnan(double(row[l])))
+      continue;
     int64_t rank = 0;
     for (int64_t j = 0; j < k; ++j)
-      if (row[j] > row[l] || (row[j] == row[l] && j < l))
+      if (row[j] > row[l] || (row[j] == row[l] && j < l) ||
+          std::isnan(double(row[j])))
         ++rank;
     if (rank < topk)
       ++correct;

@@ -1086,6 +1086,15 @@ Plan parsePlan(const std::string &text, const std::string &file,
   const json &schedule = ps.array(ps.field(root, "", "schedule"), "schedule");
   for (size_t i = 0; i < schedule.size(); ++i)
     plan.schedule.push_back(ps.phase(schedule[i], index("schedule", i), plan));
+  // What a checkpoint's meaning rests on: the schedule (its phase indices
+  // and steps) and the parameters' names and shapes.
+  std::string identity = schedule.dump();
+  for (const ParamSpec &p : plan.params)
+    identity += fmt::format("|{}[{}]", p.name, fmt::join(p.shape, ","));
+  uint64_t h = 1469598103934665603ull; // FNV-1a
+  for (unsigned char c : identity)
+    h = (h ^ c) * 1099511628211ull;
+  plan.fingerprint = fmt::format("{:016x}", h);
   return plan;
 }
 

@@ -214,6 +214,10 @@ struct Plan {
   std::map<std::string, size_t> paramIndex;
   std::map<std::string, Program> programs;
   std::vector<Phase> schedule;
+  /// A hash of the schedule and of the parameters' names and shapes: a
+  /// checkpoint records it, so that one written for another plan (the
+  /// trainer recompiled since) is not resumed as if it were this one's.
+  std::string fingerprint;
 
   const ParamSpec *findParam(const std::string &name) const;
   const Program &program(const std::string &name) const;

@@ -1,6 +1,7 @@
 //===- Trainer.cpp - the training loop ------------------------------------===//
 
 #include "runtime/train/Trainer.h"
+#include "runtime/io/File.h"
 #include "runtime/io/Safetensors.h"
 
 #include <fmt/format.h>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -19,6 +21,10 @@
 #include <memory>
 #include <ostream>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 namespace netc::train {
 
@@ -140,6 +146,15 @@ int64_t forEachBatch(
                                      plan.file, name, lv.count(n), n,
                                      classes));
       std::vector<float> logits = exe.download(*prog.logits);
+      // Overflowing activations (huge but finite weights) give NaN or
+      // infinite logits; no error rate measured from them means anything.
+      auto bad = std::find_if(logits.begin(), logits.end(),
+                              [](float v) { return !std::isfinite(v); });
+      if (bad != logits.end())
+        throw TrainError(fmt::format(
+            "{}: image {} of the set gives the logit {} (programs.{}): the "
+            "parameters are those of a run that diverged",
+            plan.file, start + (bad - logits.begin()) / classes, *bad, name));
       onLogits(start, n, logits.data(), labels.data());
     }
   }
@@ -250,9 +265,17 @@ std::string checkpointStatePath(const plan::Plan &plan) {
   return (std::filesystem::path(plan.dir) / "checkpoint.json").string();
 }
 
-void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,
+std::string firstNonFinite(const io::TensorFile &tensors) {
+  for (const auto &[name, t] : tensors.tensors)
+    for (size_t i = 0; i < t.data.size(); ++i)
+      if (!std::isfinite(t.data[i]))
+        return fmt::format("tensor '{}' holds {} at element {}", name,
+                           t.data[i], i);
+  return "";
+}
+
+void saveCheckpoint(const plan::Plan &plan, io::TensorFile f,
                     const TrainState &s) {
-  io::TensorFile f = params.toTensors(true);
   // The state travels inside the (atomically written) tensor file too, so a
   // crash between the two writes cannot pair new weights with an old state.
   f.metadata["netc.phase_index"] = std::to_string(s.phaseIndex);
@@ -260,6 +283,7 @@ void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,
   f.metadata["netc.global_step"] = std::to_string(s.globalStep);
   f.metadata["netc.seed"] = std::to_string(s.seed);
   f.metadata["netc.ranks"] = std::to_string(s.ranks);
+  f.metadata["netc.plan"] = plan.fingerprint;
   io::writeSafetensors(checkpointPath(plan), f);
   json j = {{"format", "netc-checkpoint"},
             {"version", 1},
@@ -270,7 +294,8 @@ void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,
             {"step", s.step},
             {"global_step", s.globalStep},
             {"seed", s.seed},
-            {"ranks", s.ranks}};
+            {"ranks", s.ranks},
+            {"plan", plan.fingerprint}};
   io::writeFileAtomic(checkpointStatePath(plan), j.dump(2) + "\n");
 }
 
@@ -279,6 +304,15 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
   if (!std::filesystem::exists(path))
     throw TrainError(fmt::format("{}: no checkpoint to resume from", path));
   io::TensorFile f = io::readSafetensors(path);
+  // Older checkpoints do not say which plan wrote them.
+  if (auto it = f.metadata.find("netc.plan");
+      it != f.metadata.end() && it->second != plan.fingerprint)
+    throw TrainError(fmt::format(
+        "{}: the checkpoint was written for another schedule or other "
+        "parameters than {} has (the trainer was recompiled since?), so "
+        "its phase and step mean something else here: train with --restart "
+        "to start again, adding --weights {} to start from its parameters",
+        path, plan.file, path));
   params.fromTensors(f, path, true);
   TrainState s;
   // Every field is a plain decimal number in range; anything else (a sign,
@@ -384,9 +418,29 @@ uint64_t parameterHash(const exec::ParamStore &params) {
   return h;
 }
 
-void Trainer::checkpoint() {
+/// What a run that stops leaves behind, for its message.
+static std::string keptCheckpoint(const plan::Plan &plan) {
+  return std::filesystem::exists(checkpointPath(plan))
+             ? fmt::format("the last good checkpoint ({}) is kept",
+                           checkpointPath(plan))
+             : std::string("no checkpoint was written before it");
+}
+
+io::TensorFile Trainer::finiteParameters(const std::string &when) {
+  io::TensorFile f = params_->toTensors(true);
+  std::string bad = firstNonFinite(f);
+  if (!bad.empty())
+    throw CollectiveError(fmt::format(
+        "{}: the parameters have diverged ({}; the step's loss was {}); "
+        "training stopped, {}",
+        when, bad, lastLoss_, keptCheckpoint(plan_)));
+  return f;
+}
+
+void Trainer::checkpoint(const std::string &when) {
+  io::TensorFile f = finiteParameters(when);
   if (leader())
-    saveCheckpoint(plan_, *params_, state_);
+    saveCheckpoint(plan_, std::move(f), state_);
 }
 
 Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out)
@@ -403,11 +457,16 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
   // that no rank waits in a collective for one that gave up.
   backend_ = exec::makeBackend(opts_.backend);
   std::string problem = dataParallelProblem(plan_, *backend_, ranks);
+  if (leader() && problem.empty())
+    problem = lockTrainer();
+  if (leader() && problem.empty())
+    problem = overwriteProblem();
   // A checkpoint write killed midway leaves its temporary file behind (only
   // the writer's: another machine cannot tell whether rank 0 still runs).
   for (const std::string &path :
        {checkpointPath(plan_), checkpointStatePath(plan_)})
-    if (int n = leader() ? io::removeStaleTemporaries(path) : 0)
+    if (int n =
+            leader() && lock_.fd >= 0 ? io::removeStaleTemporaries(path) : 0)
       out_ << fmt::format("note: removed {} temporary file(s) of {} left by "
                           "an interrupted run\n",
                           n, path);
@@ -500,10 +559,62 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
 
 Trainer::~Trainer() = default;
 
+Trainer::LockFile::~LockFile() {
+  if (fd >= 0)
+    ::close(fd); // and with it the lock
+}
+
+std::string Trainer::lockTrainer() {
+  const std::string path =
+      (std::filesystem::path(plan_.dir) / ".netrun.lock").string();
+  lock_.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_.fd < 0)
+    return fmt::format("cannot write into the trainer directory {} ({}: "
+                       "{}), where the checkpoints go",
+                       plan_.dir, path, std::strerror(errno));
+  if (::flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(lock_.fd);
+    lock_.fd = -1;
+    return err == EWOULDBLOCK
+               ? fmt::format("another netrun is training {} (it holds {}); "
+                             "two runs would overwrite each other's "
+                             "checkpoints",
+                             plan_.dir, path)
+               : fmt::format("{}: cannot lock: {}", path, std::strerror(err));
+  }
+  return "";
+}
+
+std::string Trainer::overwriteProblem() const {
+  if (opts_.resume && opts_.restart)
+    return "--resume continues the checkpoint, --restart replaces it: give "
+           "only one of them";
+  const std::string path = checkpointPath(plan_);
+  if (opts_.resume || opts_.restart || !std::filesystem::exists(path))
+    return "";
+  std::string where = "a run";
+  try { // what the checkpoint holds, for the message (best effort)
+    json j = json::parse(io::readFile(checkpointStatePath(plan_), 1 << 20));
+    where = fmt::format("a run at phase '{}', global step {}",
+                        j.at("phase").get<std::string>(),
+                        j.at("global_step").get<int64_t>());
+  } catch (const std::exception &) {
+  }
+  return fmt::format("{} holds the checkpoint of {}: --resume continues it, "
+                     "--restart trains from the start and replaces it",
+                     path, where);
+}
+
 void Trainer::metric(const std::string &line) {
   if (metrics_) {
     *metrics_ << line << '\n';
     metrics_->flush();
+    if (!*metrics_) // a full disk: the record is lost, and the ones after it
+      throw TrainError(fmt::format("{}: cannot write the metrics ({}); "
+                                   "training stopped, {}",
+                                   opts_.metricsPath, std::strerror(errno),
+                                   keptCheckpoint(plan_)));
   }
 }
 
@@ -727,11 +838,6 @@ void Trainer::runPhase(size_t pi) {
     }
     const double loss = scalars[0];
     auto nonFinite = [&](const std::string &what, double v) {
-      std::string kept =
-          std::filesystem::exists(checkpointPath(plan_))
-              ? fmt::format("the last good checkpoint ({}) is kept",
-                            checkpointPath(plan_))
-              : std::string("no checkpoint was written before it");
       std::vector<int64_t> bad;
       for (int64_t r = 0; ranks > 1 && r < ranks; ++r)
         if (scalars[flags + size_t(r)] != 0)
@@ -744,7 +850,7 @@ void Trainer::runPhase(size_t pi) {
           "phase '{}' step {} (epoch {}, global step {}): {} is {}{}; "
           "training stopped, {}",
           ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what, v, where,
-          kept));
+          keptCheckpoint(plan_)));
     };
     for (size_t i = 0; i < prog.terms.size(); ++i)
       if (!std::isfinite(scalars[i + 1]))
@@ -828,13 +934,16 @@ void Trainer::runPhase(size_t pi) {
                  .dump());
       epochSkipped = 0;
     }
+    const std::string when =
+        fmt::format("phase '{}' step {} (epoch {}, global step {})", ph.phase,
+                    t + 1, epoch + 1, state_.globalStep);
     if (opts_.checkpointEvery > 0 &&
         state_.globalStep % opts_.checkpointEvery == 0 && t + 1 < T)
-      checkpoint();
+      checkpoint(when);
     if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps && t + 1 < T) {
       prefetch.wait();
       joinAside();
-      checkpoint();
+      checkpoint(when);
       if (bar_)
         bar_->clear();
       out_ << fmt::format("stopped after {} step(s) (--max-steps); checkpoint "
@@ -848,7 +957,12 @@ void Trainer::runPhase(size_t pi) {
   if (bar_)
     bar_->clear();
 
-  // End of phase: evaluate, then checkpoint the start of the next phase.
+  // End of phase: evaluate, then checkpoint the start of the next phase,
+  // unless the last update left a parameter that is not finite (the
+  // evaluation would be of NaNs, the checkpoint would replace a good one).
+  io::TensorFile tensors = finiteParameters(
+      fmt::format("the end of phase '{}' (step {}, global step {})", ph.phase,
+                  T, state_.globalStep));
   state_.phaseIndex = int64_t(pi) + 1;
   state_.step = 0;
   // An evaluation's metrics record.
@@ -860,8 +974,23 @@ void Trainer::runPhase(size_t pi) {
                 {"test_error", r.errorPercent()},
                 {"test_error_top5", r.top5ErrorPercent()}};
   };
+  std::optional<EvalResult> phaseEval;
+  std::string evalProblem;
   if (plan_.programs.count("eval") && leader()) {
-    EvalResult r = evaluate(plan_, *params_, *backend_, data_.test);
+    try {
+      phaseEval = evaluate(plan_, *params_, *backend_, data_.test);
+    } catch (const TrainError &e) {
+      evalProblem = fmt::format("the end of phase '{}': {}; training "
+                                "stopped, {}",
+                                ph.phase, e.what(), keptCheckpoint(plan_));
+    }
+  }
+  // Every rank stops with the leader's evaluation.
+  if (comm_.size() == 1 && !evalProblem.empty())
+    throw CollectiveError(evalProblem);
+  agreeOrThrow(comm_, evalProblem);
+  if (phaseEval) {
+    const EvalResult &r = *phaseEval;
     lastEval_ = r;
     out_ << fmt::format("[{}] test error {:.2f}% ({} of {} wrong){}{}\n",
                         ph.phase, r.errorPercent(), r.total - r.correct,
@@ -871,7 +1000,8 @@ void Trainer::runPhase(size_t pi) {
     record["total"] = r.total;
     metric(record.dump());
   }
-  checkpoint();
+  if (leader())
+    saveCheckpoint(plan_, std::move(tensors), state_);
   out_ << fmt::format("[{}] checkpoint {}\n", ph.phase, checkpointPath(plan_));
   // After the last phase, and after its checkpoint: the dense evaluation
   // too, where the file asks. It can fail on its own (memory at a large

@@ -60,6 +60,9 @@ struct TrainOptions {
   int64_t logEvery = 50;
   std::string metricsPath;
   bool resume = false;
+  /// Train from the start over an existing checkpoint, replacing it;
+  /// without it (or `resume`) an existing checkpoint stops the run.
+  bool restart = false;
   /// Start from these parameters (matched by name; the others keep their
   /// initialisation), as Caffe's `--weights` does. Not with `resume`.
   std::string weightsPath;
@@ -130,8 +133,13 @@ uint64_t parameterHash(const exec::ParamStore &params);
 
 std::string checkpointPath(const plan::Plan &plan);      ///< .safetensors
 std::string checkpointStatePath(const plan::Plan &plan); ///< .json
-void saveCheckpoint(const plan::Plan &plan, const exec::ParamStore &params,
+/// Writes `tensors` (the parameters and their momentum, ParamStore's
+/// toTensors(true)) with `state`, atomically.
+void saveCheckpoint(const plan::Plan &plan, io::TensorFile tensors,
                     const TrainState &state);
+/// The first value of `tensors` that is NaN or infinite, as "tensor 'name'
+/// holds V at element I"; empty if there is none.
+std::string firstNonFinite(const io::TensorFile &tensors);
 /// Loads checkpoint.json and checkpoint.safetensors into `params`.
 TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params);
 
@@ -162,8 +170,19 @@ private:
   void runPhase(size_t index);
   void metric(const std::string &jsonLine);
 
+  /// The parameters and momentum on the host, or a CollectiveError (on
+  /// every rank: their parameters are the same) if a value is not finite:
+  /// a step's update can blow up the weights after its loss was checked.
+  /// `when` says where in the schedule, for the message.
+  io::TensorFile finiteParameters(const std::string &when);
+  void checkpoint(const std::string &when);
+  /// Takes the trainer directory's lock; why it cannot ("" if it could).
+  std::string lockTrainer();
+  /// Why this run may not start over the trainer's checkpoint ("" if it
+  /// may): without --resume or --restart an existing checkpoint would be
+  /// replaced by the first one this run writes.
+  std::string overwriteProblem() const;
   /// Rank 0 alone writes checkpoints and metrics and evaluates.
-  void checkpoint();
   bool leader() const { return comm_.rank() == 0; }
 
   const plan::Plan &plan_;
@@ -180,6 +199,18 @@ private:
   std::unique_ptr<std::ofstream> metrics_;
   bool stopped_ = false;
   int64_t ranThisCall_ = 0; ///< steps run by this call (--max-steps)
+  /// Rank 0's lock on the trainer directory (`.netrun.lock`, flock): two
+  /// runs writing one directory's checkpoints would undo each other. A
+  /// member that closes its descriptor (and so releases the lock) when
+  /// destroyed, also when the constructor throws after taking it.
+  struct LockFile {
+    int fd = -1;
+    LockFile() = default;
+    LockFile(const LockFile &) = delete;
+    LockFile &operator=(const LockFile &) = delete;
+    ~LockFile();
+  };
+  LockFile lock_;
 };
 
 } // namespace netc::train

@@ -77,14 +77,14 @@ check "a trainer without data-parallel is refused on 2 ranks, once" \
 
 # Ranks that would start apart (here: another seed on rank 1, MPI's MPMD
 # form) are stopped together, with one message naming the difference.
-out=$(timeout 120 mpirun --oversubscribe -np 1 "$NETRUN" train "$work/dp.trainer" --seed 1 \
-  : -np 1 "$NETRUN" train "$work/dp.trainer" --seed 2 2>&1); rc=$?
+out=$(timeout 120 mpirun --oversubscribe -np 1 "$NETRUN" train "$work/dp.trainer" --restart --seed 1 \
+  : -np 1 "$NETRUN" train "$work/dp.trainer" --restart --seed 2 2>&1); rc=$?
 check "ranks that would start from other states are stopped (exit status $rc)" test $rc -ne 0 -a $rc -ne 124
 check "... with one message naming the rank and the seeds" \
   test "$(grep -c 'rank 1 would start from another state than rank 0 (.*seed 2.*seed 1' <<<"$out")" -eq 1
 # An error on one rank alone ends the job with that rank's message.
-out=$(timeout 120 mpirun --oversubscribe -np 1 "$NETRUN" train "$work/dp.trainer" \
-  : -np 1 "$NETRUN" train "$work/dp.trainer" --weights "$work/none.safetensors" 2>&1); rc=$?
+out=$(timeout 120 mpirun --oversubscribe -np 1 "$NETRUN" train "$work/dp.trainer" --restart \
+  : -np 1 "$NETRUN" train "$work/dp.trainer" --restart --weights "$work/none.safetensors" 2>&1); rc=$?
 check "an error on one rank ends the job (exit status $rc)" test $rc -ne 0 -a $rc -ne 124
 check "... with that rank's message" grep -q "netrun: rank 1 of 2: error: .*none.safetensors" <<<"$out"
 

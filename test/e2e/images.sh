@@ -60,13 +60,14 @@ check "netrun data times the loader" \
 "$NETRUN" eval "$work/images.trainer" --data "$work/good" >"$work/eval.log" 2>&1
 check "netrun eval on val/" grep -q "^test error" "$work/eval.log"
 
-# One bad input: make the folder, train, expect exit 1 and the message in
-# stderr, and the good run's checkpoint untouched.
+# One bad input: make the folder, train (--restart: over the good run's
+# checkpoint), expect exit 1 and the message in stderr, and the good run's
+# checkpoint untouched.
 sum_before=$(cat "$work"/images.trainer/checkpoint.* | md5sum)
 bad() { # description trainer case message
   local what=$1 trainer=$2 case=$3 msg=$4 dir=$work/bad-$3
   [[ -d $dir ]] || "$PY" "$MAKE" "$dir" --per-class 3 --val 2 ${case:+--bad "$case"}
-  "$NETRUN" train "$work/$trainer.trainer" --data "$dir" >"$work/out" 2>"$work/err"
+  "$NETRUN" train "$work/$trainer.trainer" --data "$dir" --restart >"$work/out" 2>"$work/err"
   local rc=$?
   if [[ $rc -eq 1 ]] && grep -qF -- "$msg" "$work/err" && [[ $(grep -c error "$work/err") -eq 1 ]]; then
     echo "ok   $what"; passed=$((passed + 1))

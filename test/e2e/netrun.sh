@@ -98,7 +98,7 @@ worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
 assert 0 < worst < 0.01, worst  # rounded, but close
 PY
 if grep -q "^NETC_WITH_ONEDNN:BOOL=ON" "$BUILD/CMakeCache.txt"; then
-  out=$("$NETRUN" train "$work/bf16.trainer" --backend cpu --max-steps 1 2>&1)
+  out=$("$NETRUN" train "$work/bf16.trainer" --backend cpu --restart --max-steps 1 2>&1)
   check "the cpu backend refuses a bf16 trainer, naming what runs it" \
     grep -q "compiled with --precision=bf16, which runs on the cuda backend" <<<"$out"
 fi
@@ -130,7 +130,7 @@ PY
 done
 if grep -q "^NETC_WITH_ONEDNN:BOOL=ON" "$BUILD/CMakeCache.txt"; then
   for t in tf32 nhwc; do
-    out=$("$NETRUN" train "$work/$t.trainer" --backend cpu --max-steps 1 2>&1)
+    out=$("$NETRUN" train "$work/$t.trainer" --backend cpu --restart --max-steps 1 2>&1)
     check "the cpu backend refuses a $t trainer, saying why" \
       grep -q "this trainer's maps are NHWC (netc --precision=tf32, or --layout=nhwc)" <<<"$out"
   done
@@ -222,7 +222,7 @@ rm -f "$work/bar.trainer"/checkpoint.*
 check "... and none into a pipe" bash -c "! grep -q \$'\\e' '$work/pipe.out' && grep -q 'stopped after 3 step' '$work/pipe.out'"
 
 # plot: the curves of a metrics file; bad files are errors naming the line.
-"$NETRUN" train "$work/none.trainer" --backend reference --max-steps 4 \
+"$NETRUN" train "$work/none.trainer" --backend reference --restart --max-steps 4 \
   --log-every 1 --metrics "$work/m.jsonl" >/dev/null 2>&1
 "$NETRUN" plot "$work/m.jsonl" -o "$work/c.png" > "$work/out" 2>&1; rc=$?
 if grep -q "built without PLplot" "$work/out"; then
@@ -249,6 +249,91 @@ check "plot names a step record without its loss" \
 out=$("$NETRUN" plot "$work/nothere.jsonl" 2>&1); rc=$?
 check "plot of a missing file is an error naming it" \
   test $rc -eq 1 -a -n "$(grep "nothere.jsonl" <<<"$out")"
+
+# Divergence at the end of a phase: the update of the joint phase's only
+# step (lr 1e30) leaves weights whose logits overflow. The run stops with a
+# message, the checkpoint of the phase before stays as it was, and no error
+# rate of NaN logits is printed (a NaN once ranked as right: 0% error).
+sed 's/lr=0.005 momentum=0.9; batch 16; epochs 1; steps 4/lr=1e30 momentum=0.9; batch 16; epochs 1; steps 1/' \
+  phases.net > "$work/diverge.net"
+"$BUILD/bin/netc" "$work/diverge.net" --augment=none -o "$work/diverge.trainer" >/dev/null 2>&1
+"$NETRUN" train "$work/diverge.trainer" --backend reference --max-steps 4 >/dev/null 2>&1
+cp "$work/diverge.trainer/checkpoint.safetensors" "$work/pretrained.safetensors"
+out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume 2>&1); rc=$?
+check "a run whose last update diverges stops (exit status $rc)" test $rc -eq 1
+check "... saying so, and that the last good checkpoint is kept" \
+  grep -q "the end of phase 'joint': .*gives the logit -\?nan .*diverged; training stopped, the last good checkpoint" <<<"$out"
+check "... printing no test error for the diverged model" bash -c "! grep -q '\[joint\] test error' <<<'$out'"
+check "... and leaving the checkpoint as it was" cmp -s "$work/pretrained.safetensors" "$work/diverge.trainer/checkpoint.safetensors"
+
+# A checkpoint holding a NaN is refused wherever parameters are read.
+python3 - "$work/pretrained.safetensors" "$work/nan.safetensors" <<'PY'
+import json, struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", data[:8])[0]
+header = json.loads(data[8:8 + n])
+start = header["fc3.bias"]["data_offsets"][0]
+data[8 + n + start:8 + n + start + 4] = struct.pack("<f", float("nan"))
+open(sys.argv[2], "wb").write(data)
+PY
+out=$("$NETRUN" eval "$work/diverge.trainer" --backend reference --params "$work/nan.safetensors" 2>&1); rc=$?
+check "eval of parameters holding a NaN is an error naming the tensor" \
+  test $rc -eq 1 -a -n "$(grep "nan.safetensors: tensor 'fc3.bias' holds nan at element 0" <<<"$out")"
+
+# An existing checkpoint is neither overwritten by a run that forgot
+# --resume nor by an option that swallowed it.
+out=$("$NETRUN" train "$work/diverge.trainer" --backend reference 2>&1); rc=$?
+check "train over a checkpoint without --resume or --restart is refused" \
+  test $rc -eq 1 -a -n "$(grep "holds the checkpoint of a run at phase 'joint', global step 4: --resume continues it, --restart" <<<"$out")"
+out=$("$NETRUN" train "$work/diverge.trainer" --metrics --resume 2>&1); rc=$?
+check "an option given as another option's value is refused" \
+  test $rc -eq 1 -a -n "$(grep -- "--metrics needs a value, but '--resume' is an option" <<<"$out")"
+check "... and the checkpoint is as it was" cmp -s "$work/pretrained.safetensors" "$work/diverge.trainer/checkpoint.safetensors"
+out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume --restart 2>&1); rc=$?
+check "--resume with --restart is refused" test $rc -eq 1 -a -n "$(grep "give only one of them" <<<"$out")"
+
+# A checkpoint of another plan: phases.net recompiled with the default
+# variant into the same directory has four phases, not two.
+"$BUILD/bin/netc" "$work/diverge.net" -o "$work/diverge.trainer" >/dev/null 2>&1
+out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume 2>&1); rc=$?
+check "resuming a checkpoint written for another plan is refused" \
+  test $rc -eq 1 -a -n "$(grep "checkpoint was written for another schedule or other parameters" <<<"$out")"
+out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --restart --max-steps 1 2>&1); rc=$?
+check "... and --restart starts it again" test $rc -eq 0 -a -n "$(grep "stopped after 1 step" <<<"$out")"
+
+# Two runs on one trainer directory: the second is refused while the first
+# holds its lock (flock(1) stands in for the first).
+out=$(flock "$work/diverge.trainer/.netrun.lock" "$NETRUN" train "$work/diverge.trainer" --backend reference --resume 2>&1); rc=$?
+check "a second run on a trainer directory in use is refused" \
+  test $rc -eq 1 -a -n "$(grep "another netrun is training" <<<"$out")"
+
+# Outputs that would destroy an input, and outputs that cannot be written.
+out=$("$NETRUN" reconstruct "$work/diverge.trainer" --out "$work/diverge.trainer/plan.json" 2>&1); rc=$?
+check "reconstruct refuses to write its picture over the plan" \
+  test $rc -eq 1 -a -n "$(grep "plan.json, a file 'reconstruct' reads\|plan.json is a file 'reconstruct' reads" <<<"$out")"
+out=$("$NETRUN" export "$work/diverge.trainer" --format torchvision -o "$work/diverge.trainer/checkpoint.safetensors" 2>&1); rc=$?
+check "export refuses to write over the checkpoint it reads" \
+  test $rc -eq 1 -a -n "$(grep "a file 'export' reads" <<<"$out")"
+check "... and the trainer still loads" "$NETRUN" info "$work/diverge.trainer" >/dev/null
+out=$("$NETRUN" info "$work/diverge.trainer" 2>&1 >/dev/full); rc=$?
+check "netrun on a full standard output says so" \
+  test $rc -eq 1 -a -n "$(grep "cannot write to standard output" <<<"$out")"
+out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume --metrics /dev/full 2>&1); rc=$?
+check "metrics that cannot be written stop the run" \
+  test $rc -eq 1 -a -n "$(grep "/dev/full: cannot write the metrics (No space left on device); training stopped" <<<"$out")"
+out=$("$NETRUN" data "$work/diverge.trainer" --images 10 --batch 100000 2>&1); rc=$?
+check "data times no batch larger than its images" \
+  test $rc -eq 0 -a -n "$(grep "10 images in batches of 10 " <<<"$out")"
+
+# netc: its output over its own input, and a full output.
+cp phases.net "$work/self.net"
+out=$("$BUILD/bin/netc" "$work/self.net" -emit=mlir -o "$work/self.net" 2>&1); rc=$?
+check "netc refuses to write over its model file" \
+  test $rc -eq 1 -a -n "$(grep "is the model file itself" <<<"$out")"
+check "... which is as it was" cmp -s phases.net "$work/self.net"
+out=$("$BUILD/bin/netc" phases.net -emit=mlir 2>&1 >/dev/full); rc=$?
+check "netc on a full standard output says so" \
+  test $rc -eq 1 -a -n "$(grep "cannot write to standard output: No space left on device" <<<"$out")"
 
 echo "netrun: $passed passed, $failed failed"
 ((failed == 0))

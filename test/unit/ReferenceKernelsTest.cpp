@@ -794,6 +794,24 @@ TEST(RefSoftmaxCE, CountCorrect) {
       ref::countCorrectTopK<double>(4, 3, logits.data(), labels.data(), 3), 4);
 }
 
+// A diverged model's NaN logits count as wrong, wherever the NaN is (a
+// comparison with NaN is false, so a plain ranking counted every row).
+TEST(RefSoftmaxCE, NaNLogitsAreNeverCorrect) {
+  const double nan = std::nan("");
+  Vec logits{nan, nan, nan,  // all NaN
+             nan, 0.2, 0.1,  // NaN at the label
+             0.3, nan, 0.1,  // NaN beside the label's maximum
+             0.1, 0.2, 0.3}; // finite: argmax 2, correct
+  IVec labels{0, 0, 0, 2};
+  for (int64_t topk : {1, 2})
+    EXPECT_EQ(
+        ref::countCorrectTopK<double>(4, 3, logits.data(), labels.data(), topk),
+        1 + (topk == 2))
+        << "top-" << topk;
+  std::vector<float> f(logits.begin(), logits.end());
+  EXPECT_EQ(ref::countCorrectTop1<float>(4, 3, f.data(), labels.data()), 1);
+}
+
 TEST(RefEuclidean, ValueAndFiniteDifferences) {
   Vec a{1, 2, 3, 4}, b{0, 2, 5, 3}; // batch 2
   EXPECT_DOUBLE_EQ(ref::euclideanLossForward<double>(2, 4, a.data(), b.data()),

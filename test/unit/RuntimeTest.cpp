@@ -1637,12 +1637,41 @@ void craftCheckpoint(const plan::Plan &p, const TempDir &data,
                      const std::string &key, const std::string &value) {
   train::TrainOptions o;
   o.maxSteps = 3;
+  o.restart = true; // over the last case's checkpoint
   std::ostringstream log;
   train::Trainer t(p, o, log, imageData(p, data));
   t.run();
   io::TensorFile f = io::readSafetensors(train::checkpointPath(p));
   f.metadata[key] = value;
   io::writeSafetensors(train::checkpointPath(p), f);
+}
+
+// A step's update can overflow the weights after its loss was checked; the
+// checkpoint that follows is refused rather than written over a good one.
+TEST(HardeningTest, DivergedParametersAreNeverCheckpointed) {
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir dir;
+  plan::Plan p = loadJson(dir, imagePlan(1e39)); // inf as a float
+  train::TrainOptions o;
+  o.maxSteps = 1;
+  std::ostringstream log;
+  train::Trainer t(p, o, log, imageData(p, data));
+  try {
+    t.run();
+    FAIL() << "expected a CollectiveError; log:\n" << log.str();
+  } catch (const train::CollectiveError &e) {
+    EXPECT_NE(std::string(e.what()).find("phase 'warm' step 1 (epoch 1, "
+                                         "global step 1): the parameters "
+                                         "have diverged (tensor '"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("no checkpoint was written before "
+                                         "it"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(train::checkpointPath(p)));
 }
 
 TEST(HardeningTest, CraftedCheckpointFieldsAreRangeChecked) {

@@ -1,7 +1,8 @@
 //===- netrun.cpp - runs a trainer compiled by netc -----------------------===//
 //
 //   netrun train TRAINER [--data DIR] [--seed N] [--log-every N]
-//                        [--metrics FILE] [--resume] [--max-steps N]
+//                        [--metrics FILE] [--resume | --restart] [--max-steps
+//                        N]
 //                        [--checkpoint-every N]
 //   netrun eval  TRAINER [--data DIR] [--params FILE]
 //   netrun info  TRAINER
@@ -61,6 +62,9 @@ commands:
       --log-every N         print a progress line every N steps (50)
       --metrics FILE        also write metrics as JSON lines to FILE
       --resume              continue from TRAINER/checkpoint.safetensors
+      --restart             train from the start, replacing that checkpoint
+                            (a run over an existing checkpoint needs
+                            --resume or --restart)
       --weights FILE        start from the parameters FILE names (a
                             safetensors file, e.g. another trainer's
                             checkpoint); the others keep their initialisation
@@ -158,7 +162,7 @@ Args parseArgs(int argc, char **argv) {
       {"export", {"--format", "-o", "--out", "--params"}},
       {"infer", {"--images", "-o", "--out", "--params", "--backend"}}};
   static const std::map<std::string, std::vector<std::string>> boolean = {
-      {"train", {"--resume"}},
+      {"train", {"--resume", "--restart"}},
       {"eval", {}},
       {"data", {}},
       {"reconstruct", {}},
@@ -191,6 +195,15 @@ Args parseArgs(int argc, char **argv) {
           if (i + 1 >= argc)
             throw UsageError(fmt::format("{} needs a value", name));
           value = argv[++i];
+          // `--metrics --resume` would otherwise write the metrics to a
+          // file named "--resume" and start over instead of resuming.
+          std::string next = value.substr(0, value.find('='));
+          if (contains(valued.at(a.command), next) ||
+              contains(boolean.at(a.command), next))
+            throw UsageError(fmt::format(
+                "{} needs a value, but '{}' is an option (write {}={} for "
+                "a value that begins with a dash)",
+                name, value, name, value));
         }
         a.values[name] = value;
       } else if (contains(boolean.at(a.command), name) && !inlineValue) {
@@ -234,6 +247,24 @@ int64_t intOption(const Args &a, const char *name, int64_t dflt,
 std::string option(const Args &a, const char *name) {
   auto it = a.values.find(name);
   return it == a.values.end() ? "" : it->second;
+}
+
+/// Refuses an output that is one of the files the command reads (a
+/// trainer's plan, checkpoint or parameters, `--params`, a metrics file):
+/// writing a PNG or an export over it would destroy what it was made from.
+void refuseInputAsOutput(const Args &a, const std::string &out) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> inputs = {a.trainer, option(a, "--params"),
+                                     option(a, "--images")};
+  for (const char *name : {"plan.json", "checkpoint.safetensors",
+                           "checkpoint.json", "params.safetensors"})
+    inputs.push_back((fs::path(a.trainer) / name).string());
+  std::error_code ec; // false where either file does not exist
+  for (const std::string &in : inputs)
+    if (!in.empty() && fs::equivalent(out, in, ec))
+      throw UsageError(
+          fmt::format("the output {} is {}a file '{}' reads; name another file",
+                      out, out == in ? "" : in + ", ", a.command));
 }
 
 std::string human(int64_t bytes) {
@@ -345,6 +376,7 @@ int cmdTrain(const Args &a) {
   o.logEvery = intOption(a, "--log-every", 50, 1);
   o.metricsPath = option(a, "--metrics");
   o.resume = a.flags.count("--resume") != 0;
+  o.restart = a.flags.count("--restart") != 0;
   o.weightsPath = option(a, "--weights");
   o.maxSteps = intOption(a, "--max-steps", 0);
   o.checkpointEvery = intOption(a, "--checkpoint-every", 0);
@@ -434,7 +466,11 @@ int cmdData(const Args &a) {
     throw std::runtime_error(
         fmt::format("{}: the {} set is empty", d.dir, split));
   const int64_t images = intOption(a, "--images", set.size(), 1);
-  const int64_t batch = intOption(a, "--batch", 64, 1);
+  const int64_t maxBatch = int64_t(1) << 20; // as netc's `batch`
+  if (intOption(a, "--batch", 64, 1) > maxBatch)
+    throw UsageError(fmt::format("--batch: at most {}", maxBatch));
+  // No batch larger than the images timed: its buffers would go unused.
+  const int64_t batch = std::min(intOption(a, "--batch", 64, 1), images);
   const bool augment = split == "train";
   std::vector<float> pixels(size_t(batch * set.sampleFloats()));
   std::vector<int32_t> labels(static_cast<size_t>(batch));
@@ -470,6 +506,10 @@ int cmdData(const Args &a) {
 }
 
 int cmdReconstruct(const Args &a) {
+  std::string out = option(a, "--out");
+  if (out.empty())
+    out = (std::filesystem::path(a.trainer) / "reconstructions.png").string();
+  refuseInputAsOutput(a, out);
   plan::Plan p = plan::loadPlan(a.trainer);
   if (!p.programs.count("reconstruct"))
     throw std::runtime_error(
@@ -545,9 +585,6 @@ int cmdReconstruct(const Args &a) {
       for (int64_t i = 0; i < n; ++i)
         grid.place(0, i, inputs.data() + i * sample, scale, offset);
   }
-  std::string out = option(a, "--out");
-  if (out.empty())
-    out = (std::filesystem::path(a.trainer) / "reconstructions.png").string();
   grid.write(out);
   std::string from;
   for (const plan::Reconstruction &r : prog.reconstructions)
@@ -669,6 +706,7 @@ int cmdPlot(const Args &a) {
     out = option(a, "-o");
   if (out.empty())
     out = std::filesystem::path(a.trainer).replace_extension(".png").string();
+  refuseInputAsOutput(a, out);
   plot::Metrics m = plot::readMetrics(a.trainer);
   plot::writePng(m, out, std::filesystem::path(a.trainer).filename().string());
   size_t points = 0;
@@ -813,6 +851,7 @@ std::string outOption(const Args &a) {
     out = option(a, "-o");
   if (out.empty())
     throw UsageError(fmt::format("'{}' needs -o FILE", a.command));
+  refuseInputAsOutput(a, out);
   return out;
 }
 
@@ -855,7 +894,21 @@ int cmdInfer(const Args &a) {
   return 0;
 }
 
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv) {
+  int status = run(argc, argv);
+  // A result nobody received (`netrun eval T > /dev/full`) is a failure.
+  std::cout.flush();
+  if (!std::cout) {
+    std::cerr << "netrun: error: cannot write to standard output: "
+              << std::strerror(errno) << "\n";
+    return 1;
+  }
+  return status;
+}
+
+static int run(int argc, char **argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
@@ -890,6 +943,14 @@ int main(int argc, char **argv) {
     dist::Communicator *w = dist::worldIfMade();
     if (!w || w->rank() == 0)
       std::cerr << "netrun: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc &) {
+    std::cerr << "netrun: error: out of host memory in '" << argv[1]
+              << "' (a --batch or --images too large for this machine?)\n";
+    return 1;
+  } catch (const std::length_error &) {
+    std::cerr << "netrun: error: out of host memory in '" << argv[1]
+              << "' (a --batch or --images too large for this machine?)\n";
     return 1;
   } catch (const std::exception &e) {
     abortOtherRanks(e);
