@@ -17,6 +17,7 @@
 #include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <cerrno>
@@ -666,18 +667,24 @@ LogicalResult importParameters(ModuleOp module,
   return success(ok);
 }
 
-/// Writes `path` whole or not at all: a temporary file beside it, written,
-/// checked, synced and renamed over it. llvm::writeToOutput renames before
-/// it notices a failed write (a full disk), which left an empty plan.json
-/// in place of a good one, and then aborts the process.
-llvm::Error writeFileAtomically(StringRef path,
-                                function_ref<void(raw_ostream &)> write) {
+/// A file written beside `path` (`path.tmp-XXXXXX`), whole, checked and
+/// synced, to be renamed over `path` by commit(); removed if the process
+/// is interrupted before. llvm::writeToOutput renames before it notices a
+/// failed write (a full disk), which left an empty plan.json in place of a
+/// good one, and then aborts the process.
+struct PendingFile {
+  std::string path, temp;
+};
+
+llvm::Expected<PendingFile>
+writeBeside(StringRef path, function_ref<void(raw_ostream &)> write) {
   SmallString<256> temp;
   int fd = -1;
   if (std::error_code ec =
           llvm::sys::fs::createUniqueFile(path + ".tmp-%%%%%%", fd, temp))
     return llvm::createStringError(ec, "cannot create a file beside it: %s",
                                    ec.message().c_str());
+  llvm::sys::RemoveFileOnSignal(temp);
   std::error_code failure;
   {
     llvm::raw_fd_ostream os(fd, /*shouldClose=*/false);
@@ -692,43 +699,47 @@ llvm::Error writeFileAtomically(StringRef path,
     failure = std::error_code(errno, std::generic_category());
   if (::close(fd) != 0 && !failure)
     failure = std::error_code(errno, std::generic_category());
-  if (!failure)
-    failure = llvm::sys::fs::rename(temp, path);
   if (failure) {
     llvm::sys::fs::remove(temp);
-    return llvm::createStringError(failure, "%s (%s is as it was)",
-                                   failure.message().c_str(),
-                                   path.str().c_str());
+    llvm::sys::DontRemoveFileOnSignal(temp);
+    return llvm::createStringError(failure, "%s", failure.message().c_str());
   }
-  return llvm::Error::success();
+  return PendingFile{path.str(), temp.str().str()};
 }
 
-/// Writes `<directory>/params.safetensors` with the imported parameters.
-LogicalResult
-writeImportedParameters(ModuleOp module,
-                        std::map<std::string, std::string> &tensors,
-                        json::Object &header, StringRef directory) {
-  if (tensors.empty())
-    return success();
-  std::string data;
+/// Renames each file into place, or (`keep` false: another failed)
+/// removes them all.
+std::error_code commit(ArrayRef<PendingFile> files, bool keep) {
+  std::error_code failure;
+  for (const PendingFile &f : files) {
+    if (keep && !failure)
+      failure = llvm::sys::fs::rename(f.temp, f.path);
+    else
+      llvm::sys::fs::remove(f.temp);
+    llvm::sys::DontRemoveFileOnSignal(f.temp);
+  }
+  return failure;
+}
+
+/// Writes `params.safetensors` for the imported parameters (the header's
+/// offsets follow the map's order, as the tensors are written).
+void writeImportedParameters(raw_ostream &os,
+                             const std::map<std::string, std::string> &tensors,
+                             json::Object header) {
+  int64_t offset = 0;
   for (auto &[name, bytes] : tensors) {
     (*header.getObject(name))["data_offsets"] =
-        json::Array{int64_t(data.size()), int64_t(data.size() + bytes.size())};
-    data += bytes;
+        json::Array{offset, offset + int64_t(bytes.size())};
+    offset += int64_t(bytes.size());
   }
   std::string text;
   llvm::raw_string_ostream(text) << json::Value(std::move(header));
-  SmallString<256> path(directory);
-  llvm::sys::path::append(path, "params.safetensors");
-  if (llvm::Error err = writeFileAtomically(path, [&](raw_ostream &os) {
-        uint64_t n = text.size();
-        for (int i = 0; i < 8; ++i)
-          os << char(n >> (8 * i));
-        os << text << data;
-      }))
-    return module.emitError()
-           << "cannot write " << path << ": " << llvm::toString(std::move(err));
-  return success();
+  uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i)
+    os << char(n >> (8 * i));
+  os << text;
+  for (auto &[name, bytes] : tensors)
+    os << bytes;
 }
 
 } // namespace
@@ -746,14 +757,37 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
   if (std::error_code ec = llvm::sys::fs::create_directories(directory))
     return module.emitError()
            << "cannot create " << directory << ": " << ec.message();
-  SmallString<256> path(directory);
-  llvm::sys::path::append(path, "plan.json");
-  if (llvm::Error err = writeFileAtomically(path, [&](raw_ostream &os) {
+  // Both files are written whole beside their places before either is
+  // renamed into place, the plan last: a full disk leaves the trainer as
+  // it was, never a new plan beside old parameters.
+  SmallVector<PendingFile, 2> files;
+  auto write = [&](StringRef name,
+                   function_ref<void(raw_ostream &)> fill) -> LogicalResult {
+    SmallString<256> path(directory);
+    llvm::sys::path::append(path, name);
+    llvm::Expected<PendingFile> f = writeBeside(path, fill);
+    if (!f) {
+      commit(files, /*keep=*/false);
+      return module.emitError()
+             << "cannot write " << path << ": " << llvm::toString(f.takeError())
+             << " (" << directory << " is as it was)";
+    }
+    files.push_back(std::move(*f));
+    return success();
+  };
+  if (!tensors.empty() &&
+      failed(write("params.safetensors", [&](raw_ostream &os) {
+        writeImportedParameters(os, tensors, std::move(header));
+      })))
+    return failure();
+  if (failed(write("plan.json", [&](raw_ostream &os) {
         os << llvm::formatv("{0:2}", *plan) << "\n";
-      }))
+      })))
+    return failure();
+  if (std::error_code ec = commit(files, /*keep=*/true))
     return module.emitError()
-           << "cannot write " << path << ": " << llvm::toString(std::move(err));
-  return writeImportedParameters(module, tensors, header, directory);
+           << "cannot rename into " << directory << ": " << ec.message();
+  return success();
 }
 
 namespace {

@@ -929,6 +929,15 @@ struct Parser {
     if (!it->second.inputs.count("image"))
       fail(join(path, "program"),
            fmt::format("program '{}' has no 'image' input", ph.program));
+    // netc refuses a phase that trains nothing; a hand-edited schedule
+    // naming `eval` would run its steps and update nothing.
+    const std::vector<Kernel> &ks = it->second.kernels;
+    if (std::none_of(ks.begin(), ks.end(),
+                     [](const Kernel &k) { return k.op == Op::SGDUpdate; }))
+      fail(join(path, "program"),
+           fmt::format("program '{}' updates no parameter (it has no "
+                       "sgd_update): a phase runs a training step",
+                       ph.program));
     return ph;
   }
 };
@@ -1086,9 +1095,13 @@ Plan parsePlan(const std::string &text, const std::string &file,
   const json &schedule = ps.array(ps.field(root, "", "schedule"), "schedule");
   for (size_t i = 0; i < schedule.size(); ++i)
     plan.schedule.push_back(ps.phase(schedule[i], index("schedule", i), plan));
-  // What a checkpoint's meaning rests on: the schedule (its phase indices
-  // and steps) and the parameters' names and shapes.
-  std::string identity = schedule.dump();
+  // What a checkpoint's meaning rests on: the phases (a checkpoint names
+  // one by index and counts its steps) and the parameters' names and
+  // shapes; not the learning rates, which a resumed run may change.
+  std::string identity;
+  for (const Phase &ph : plan.schedule)
+    identity += fmt::format("|{}:{}:{}:{}:{}", ph.phase, ph.program, ph.batch,
+                            ph.epochs, ph.steps);
   for (const ParamSpec &p : plan.params)
     identity += fmt::format("|{}[{}]", p.name, fmt::join(p.shape, ","));
   uint64_t h = 1469598103934665603ull; // FNV-1a

@@ -308,10 +308,11 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
   if (auto it = f.metadata.find("netc.plan");
       it != f.metadata.end() && it->second != plan.fingerprint)
     throw TrainError(fmt::format(
-        "{}: the checkpoint was written for another schedule or other "
+        "{}: the checkpoint was written for other phases or other "
         "parameters than {} has (the trainer was recompiled since?), so "
         "its phase and step mean something else here: train with --restart "
-        "to start again, adding --weights {} to start from its parameters",
+        "to start again (adding --weights {} starts from those of its "
+        "parameters whose names and shapes still fit)",
         path, plan.file, path));
   params.fromTensors(f, path, true);
   TrainState s;
@@ -418,29 +419,42 @@ uint64_t parameterHash(const exec::ParamStore &params) {
   return h;
 }
 
-/// What a run that stops leaves behind, for its message.
-static std::string keptCheckpoint(const plan::Plan &plan) {
-  return std::filesystem::exists(checkpointPath(plan))
-             ? fmt::format("the last good checkpoint ({}) is kept",
-                           checkpointPath(plan))
-             : std::string("no checkpoint was written before it");
+std::string Trainer::keptCheckpoint() const {
+  const std::string path = checkpointPath(plan_);
+  if (ownCheckpoint_)
+    return fmt::format("the last good checkpoint ({}) is kept", path);
+  if (std::filesystem::exists(path)) // an earlier run's, under --restart
+    return fmt::format("this run wrote no checkpoint ({} is an earlier "
+                       "run's, as it was)",
+                       path);
+  return "no checkpoint was written before it";
 }
 
 io::TensorFile Trainer::finiteParameters(const std::string &when) {
-  io::TensorFile f = params_->toTensors(true);
-  std::string bad = firstNonFinite(f);
-  if (!bad.empty())
-    throw CollectiveError(fmt::format(
-        "{}: the parameters have diverged ({}; the step's loss was {}); "
-        "training stopped, {}",
-        when, bad, lastLoss_, keptCheckpoint(plan_)));
+  // Rank 0's parameters are the ones checkpointed (the ranks' batch-norm
+  // statistics differ); it checks them and tells every rank.
+  io::TensorFile f;
+  std::string problem;
+  if (leader()) {
+    f = params_->toTensors(true);
+    if (std::string bad = firstNonFinite(f); !bad.empty())
+      problem = fmt::format(
+          "{}: the parameters have diverged ({}; the step's loss was {}); "
+          "training stopped, {}",
+          when, bad, lastLoss_, keptCheckpoint());
+  }
+  if (comm_.size() == 1 && !problem.empty())
+    throw CollectiveError(problem);
+  agreeOrThrow(comm_, problem);
   return f;
 }
 
 void Trainer::checkpoint(const std::string &when) {
   io::TensorFile f = finiteParameters(when);
-  if (leader())
+  if (leader()) {
     saveCheckpoint(plan_, std::move(f), state_);
+    ownCheckpoint_ = true;
+  }
 }
 
 Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out)
@@ -496,6 +510,7 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
   }
   if (opts_.resume) {
     state_ = loadCheckpoint(plan_, *params_);
+    ownCheckpoint_ = true;
     if (state_.seed != opts_.seed)
       out_ << fmt::format("note: resuming with the checkpoint's seed {}\n",
                           state_.seed);
@@ -544,6 +559,14 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     if (!*metrics_)
       throw TrainError(
           fmt::format("{}: cannot open for writing", opts_.metricsPath));
+    // Records after this global step already in the file are of a run that
+    // stopped past its last checkpoint; `netrun plot` drops them.
+    if (opts_.resume)
+      metric(json{{"event", "resume"},
+                  {"global_step", state_.globalStep},
+                  {"phase_index", state_.phaseIndex},
+                  {"step", state_.step}}
+                 .dump());
   }
   if (opts_.logEvery <= 0)
     opts_.logEvery = 1;
@@ -567,21 +590,26 @@ Trainer::LockFile::~LockFile() {
 std::string Trainer::lockTrainer() {
   const std::string path =
       (std::filesystem::path(plan_.dir) / ".netrun.lock").string();
+  if (::access(plan_.dir.c_str(), W_OK) != 0)
+    return fmt::format("cannot write into the trainer directory {} ({}), "
+                       "where the checkpoints go",
+                       plan_.dir, std::strerror(errno));
   lock_.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_.fd < 0 && errno == EACCES) // another user's lock file
+    lock_.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (lock_.fd < 0)
-    return fmt::format("cannot write into the trainer directory {} ({}: "
-                       "{}), where the checkpoints go",
-                       plan_.dir, path, std::strerror(errno));
+    return fmt::format("{}: cannot open: {}", path, std::strerror(errno));
   if (::flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
-    ::close(lock_.fd);
-    lock_.fd = -1;
-    return err == EWOULDBLOCK
-               ? fmt::format("another netrun is training {} (it holds {}); "
-                             "two runs would overwrite each other's "
-                             "checkpoints",
-                             plan_.dir, path)
-               : fmt::format("{}: cannot lock: {}", path, std::strerror(err));
+    if (err == EWOULDBLOCK)
+      return fmt::format("another netrun is training {} (it holds {}); two "
+                         "runs would overwrite each other's checkpoints",
+                         plan_.dir, path);
+    // A file system without flock (Lustre mounted without it, some NFS
+    // and FUSE mounts): train unguarded rather than not at all.
+    out_ << fmt::format("note: {}: cannot lock ({}); nothing stops a second "
+                        "run on this trainer directory\n",
+                        path, std::strerror(err));
   }
   return "";
 }
@@ -614,7 +642,7 @@ void Trainer::metric(const std::string &line) {
       throw TrainError(fmt::format("{}: cannot write the metrics ({}); "
                                    "training stopped, {}",
                                    opts_.metricsPath, std::strerror(errno),
-                                   keptCheckpoint(plan_)));
+                                   keptCheckpoint()));
   }
 }
 
@@ -850,7 +878,7 @@ void Trainer::runPhase(size_t pi) {
           "phase '{}' step {} (epoch {}, global step {}): {} is {}{}; "
           "training stopped, {}",
           ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what, v, where,
-          keptCheckpoint(plan_)));
+          keptCheckpoint()));
     };
     for (size_t i = 0; i < prog.terms.size(); ++i)
       if (!std::isfinite(scalars[i + 1]))
@@ -982,7 +1010,7 @@ void Trainer::runPhase(size_t pi) {
     } catch (const TrainError &e) {
       evalProblem = fmt::format("the end of phase '{}': {}; training "
                                 "stopped, {}",
-                                ph.phase, e.what(), keptCheckpoint(plan_));
+                                ph.phase, e.what(), keptCheckpoint());
     }
   }
   // Every rank stops with the leader's evaluation.
@@ -1000,17 +1028,26 @@ void Trainer::runPhase(size_t pi) {
     record["total"] = r.total;
     metric(record.dump());
   }
-  if (leader())
+  if (leader()) {
     saveCheckpoint(plan_, std::move(tensors), state_);
+    ownCheckpoint_ = true;
+  }
   out_ << fmt::format("[{}] checkpoint {}\n", ph.phase, checkpointPath(plan_));
   // After the last phase, and after its checkpoint: the dense evaluation
   // too, where the file asks. It can fail on its own (memory at a large
   // scale, images too small for it): a warning, the training is saved.
   if (pi + 1 == plan_.schedule.size() && !plan_.denseScales.empty() &&
       leader()) {
+    std::optional<EvalResult> dense;
     try {
-      EvalResult r = evaluateDense(plan_, *params_, *backend_,
-                                   dataOptions(plan_, opts_.dataDir));
+      dense = evaluateDense(plan_, *params_, *backend_,
+                            dataOptions(plan_, opts_.dataDir));
+    } catch (const std::exception &e) {
+      out_ << fmt::format("warning: [{}] dense evaluation failed: {}\n",
+                          ph.phase, e.what());
+    }
+    if (dense) {
+      const EvalResult &r = *dense;
       out_ << fmt::format("[{}] dense test error {:.2f}% ({} of {} wrong){} "
                           "(scales {}, each with its mirror image)\n",
                           ph.phase, r.errorPercent(), r.total - r.correct,
@@ -1019,9 +1056,6 @@ void Trainer::runPhase(size_t pi) {
       json record = evalRecord("eval_dense", r);
       record["scales"] = plan_.denseScales;
       metric(record.dump());
-    } catch (const std::exception &e) {
-      out_ << fmt::format("warning: [{}] dense evaluation failed: {}\n",
-                          ph.phase, e.what());
     }
   }
   out_.flush();

@@ -176,6 +176,8 @@ private:
   /// `when` says where in the schedule, for the message.
   io::TensorFile finiteParameters(const std::string &when);
   void checkpoint(const std::string &when);
+  /// What a run that stops leaves behind, for its message.
+  std::string keptCheckpoint() const;
   /// Takes the trainer directory's lock; why it cannot ("" if it could).
   std::string lockTrainer();
   /// Why this run may not start over the trainer's checkpoint ("" if it
@@ -211,6 +213,9 @@ private:
     ~LockFile();
   };
   LockFile lock_;
+  /// The trainer's checkpoint is this run's: resumed from or written by it
+  /// (not an earlier run's under --restart).
+  bool ownCheckpoint_ = false;
 };
 
 } // namespace netc::train

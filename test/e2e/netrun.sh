@@ -297,7 +297,7 @@ check "--resume with --restart is refused" test $rc -eq 1 -a -n "$(grep "give on
 "$BUILD/bin/netc" "$work/diverge.net" -o "$work/diverge.trainer" >/dev/null 2>&1
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume 2>&1); rc=$?
 check "resuming a checkpoint written for another plan is refused" \
-  test $rc -eq 1 -a -n "$(grep "checkpoint was written for another schedule or other parameters" <<<"$out")"
+  test $rc -eq 1 -a -n "$(grep "checkpoint was written for other phases or other parameters" <<<"$out")"
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --restart --max-steps 1 2>&1); rc=$?
 check "... and --restart starts it again" test $rc -eq 0 -a -n "$(grep "stopped after 1 step" <<<"$out")"
 
@@ -306,6 +306,35 @@ check "... and --restart starts it again" test $rc -eq 0 -a -n "$(grep "stopped 
 out=$(flock "$work/diverge.trainer/.netrun.lock" "$NETRUN" train "$work/diverge.trainer" --backend reference --resume 2>&1); rc=$?
 check "a second run on a trainer directory in use is refused" \
   test $rc -eq 1 -a -n "$(grep "another netrun is training" <<<"$out")"
+
+# A run killed past its last checkpoint left records of steps that the
+# resumed run does again: the resumed run marks where it resumed, and plot
+# keeps each step once (here two such records added by hand after step 3).
+rm -f "$work/diverge.trainer"/checkpoint.*
+"$NETRUN" train "$work/diverge.trainer" --backend reference --max-steps 3 \
+  --log-every 1 --metrics "$work/k.jsonl" >/dev/null 2>&1
+python3 - "$work/k.jsonl" <<'PY'
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1])][-1]
+with open(sys.argv[1], "a") as f:
+    for g in (4, 5):
+        f.write(json.dumps(dict(last, global_step=g, step=g, loss=99.0)) + "\n")
+PY
+"$NETRUN" train "$work/diverge.trainer" --backend reference --resume \
+  --max-steps 3 --log-every 1 --metrics "$work/k.jsonl" >/dev/null 2>&1
+check "a resumed run marks where it resumed in the metrics" \
+  grep -q '^{"event":"resume","global_step":3,' "$work/k.jsonl"
+out=$("$NETRUN" plot "$work/k.jsonl" -o "$work/k.png" 2>&1)
+if ! grep -q "built without PLplot" <<<"$out"; then
+  # Each step record but the two added gives a point of the loss and of
+  # each of its terms.
+  want=$(python3 -c '
+import json, sys
+steps = [r for r in map(json.loads, open(sys.argv[1])) if r["event"] == "step" and r["loss"] != 99.0]
+print(sum(1 + len(r["terms"]) for r in steps), len(steps))' "$work/k.jsonl")
+  check "... and plot keeps each of the 6 steps once" \
+    test "$want" = "$(grep -oE '\(([0-9]+) points\)' <<<"$out" | tr -dc 0-9) 6"
+fi
 
 # Outputs that would destroy an input, and outputs that cannot be written.
 out=$("$NETRUN" reconstruct "$work/diverge.trainer" --out "$work/diverge.trainer/plan.json" 2>&1); rc=$?

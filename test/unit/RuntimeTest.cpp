@@ -227,6 +227,25 @@ TEST(PlanTest, WrongVersion) {
                         "(expected 'netc-trainer')");
 }
 
+// A phase runs a training step: a schedule naming a program without an
+// update (a hand-edited plan) would run its steps and train nothing.
+TEST(PlanTest, PhaseProgramMustUpdateParameters) {
+  TempDir dir;
+  json j = tinyPlan();
+  json frozen = j["programs"]["step.train"];
+  json kernels = json::array();
+  for (const json &k : frozen["kernels"])
+    if (k["op"] != "sgd_update")
+      kernels.push_back(k);
+  frozen["kernels"] = kernels;
+  j["programs"]["step.frozen"] = frozen;
+  j["schedule"][0]["program"] = "step.frozen";
+  EXPECT_EQ(planError(dir, j),
+            dir.str() + "/plan.json: schedule[0].program: program "
+                        "'step.frozen' updates no parameter (it has no "
+                        "sgd_update): a phase runs a training step");
+}
+
 TEST(PlanTest, FormatTwoFields) {
   TempDir dir;
   json j = tinyPlan();

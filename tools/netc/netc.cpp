@@ -203,7 +203,9 @@ static int compile(int argc, char **argv) {
     return fail("unknown layout '" + layout +
                 "' for --layout; expected nchw or nhwc");
 
-  if (statsBatch < 0 || statsBatch > netc::sema::kMaxBatch)
+  // 0 is the option's "not given", which the user cannot mean.
+  if ((statsBatch.getNumOccurrences() && statsBatch == 0) || statsBatch < 0 ||
+      statsBatch > netc::sema::kMaxBatch)
     return fail("--batch must be in [1, " + Twine(netc::sema::kMaxBatch) +
                 "], got " + Twine(statsBatch));
 

@@ -47,6 +47,7 @@ Metrics readMetrics(const std::string &path) {
   Metrics m;
   std::string text;
   int64_t lastPhase = -1;
+  std::vector<int64_t> phaseIndices; // beside m.phases
   size_t line = 0, steps = 0;
   while (std::getline(in, text)) {
     ++line;
@@ -67,9 +68,29 @@ Metrics readMetrics(const std::string &path) {
       auto phase = int64_t(number(r, "phase_index", path, line));
       if (phase != lastPhase) {
         m.phases.emplace_back(step, r.value("phase", ""));
+        phaseIndices.push_back(phase);
         lastPhase = phase;
       }
       ++steps;
+    } else if (event == "resume") {
+      // A run resumed from the checkpoint at this global step: the records
+      // of later steps before it are of a run that was stopped (killed
+      // between checkpoints) and whose steps are being done again.
+      double at = number(r, "global_step", path, line);
+      auto after = [at](const std::pair<double, double> &p) {
+        return p.first > at;
+      };
+      for (auto &[name, curve] : m.losses)
+        curve.erase(std::remove_if(curve.begin(), curve.end(), after),
+                    curve.end());
+      m.testError.erase(
+          std::remove_if(m.testError.begin(), m.testError.end(), after),
+          m.testError.end());
+      while (!m.phases.empty() && m.phases.back().first > at) {
+        m.phases.pop_back();
+        phaseIndices.pop_back();
+      }
+      lastPhase = phaseIndices.empty() ? -1 : phaseIndices.back();
     } else if (event == "eval") {
       m.testError.emplace_back(number(r, "global_step", path, line),
                                number(r, "test_error", path, line));

@@ -32,8 +32,10 @@ struct Metrics {
   std::vector<std::pair<double, std::string>> phases;
 };
 
-/// Parses `path` (JSON lines; records other than "step" and "eval" are
-/// skipped). A line that is not a JSON object, or a step or eval record
+/// Parses `path` (JSON lines; records other than "step", "eval" and
+/// "resume" are skipped; a "resume" record drops the points after its
+/// global step that came before it, the steps a stopped run did past its
+/// last checkpoint). A line that is not a JSON object, or a step or eval record
 /// without its numbers, is a std::runtime_error naming the file and line;
 /// so is a file without a single step record.
 Metrics readMetrics(const std::string &path);

@@ -255,7 +255,8 @@ std::string option(const Args &a, const char *name) {
 void refuseInputAsOutput(const Args &a, const std::string &out) {
   namespace fs = std::filesystem;
   std::vector<std::string> inputs = {a.trainer, option(a, "--params"),
-                                     option(a, "--images")};
+                                     option(a, "--images"),
+                                     option(a, "--weights")};
   for (const char *name : {"plan.json", "checkpoint.safetensors",
                            "checkpoint.json", "params.safetensors"})
     inputs.push_back((fs::path(a.trainer) / name).string());
@@ -369,6 +370,16 @@ void abortOtherRanks(const std::exception &e) {
 }
 
 int cmdTrain(const Args &a) {
+  // Options that contradict each other, before anything is read.
+  if (a.flags.count("--resume") && a.flags.count("--restart"))
+    throw UsageError("--resume continues the checkpoint, --restart replaces "
+                     "it: give only one of them");
+  if (a.flags.count("--resume") && !option(a, "--weights").empty())
+    throw UsageError("--weights starts a run from given parameters, "
+                     "--resume continues one from its checkpoint: give only "
+                     "one of them");
+  if (!option(a, "--metrics").empty())
+    refuseInputAsOutput(a, option(a, "--metrics"));
   plan::Plan p = plan::loadPlan(a.trainer);
   train::TrainOptions o;
   o.dataDir = option(a, "--data");
@@ -523,8 +534,13 @@ int cmdReconstruct(const Args &a) {
   exec::Executor exe(p, "reconstruct", store, *backend);
   const plan::Program &prog = exe.program();
   const size_t rows = prog.reconstructions.size();
-  int64_t n =
-      std::min({intOption(a, "--count", 8, 1), exe.batch(), data.test.size()});
+  const int64_t asked = intOption(a, "--count", 8, 1);
+  int64_t n = std::min({asked, exe.batch(), data.test.size()});
+  if (n < asked)
+    std::cout << fmt::format("note: {} images, not {} (at most the "
+                             "reconstruct program's batch, {}, and the test "
+                             "set's {})\n",
+                             n, asked, exe.batch(), data.test.size());
   // The program may reuse the reconstructions' bytes: keep them.
   for (const plan::Reconstruction &r : prog.reconstructions)
     exe.keep(r.value);
@@ -899,10 +915,12 @@ static int run(int argc, char **argv);
 int main(int argc, char **argv) {
   int status = run(argc, argv);
   // A result nobody received (`netrun eval T > /dev/full`) is a failure.
+  errno = 0;
   std::cout.flush();
   if (!std::cout) {
-    std::cerr << "netrun: error: cannot write to standard output: "
-              << std::strerror(errno) << "\n";
+    std::cerr << "netrun: error: cannot write to standard output"
+              << (errno ? std::string(": ") + std::strerror(errno) : "")
+              << "\n";
     return 1;
   }
   return status;
@@ -944,13 +962,10 @@ static int run(int argc, char **argv) {
     if (!w || w->rank() == 0)
       std::cerr << "netrun: error: " << e.what() << "\n";
     return 1;
-  } catch (const std::bad_alloc &) {
-    std::cerr << "netrun: error: out of host memory in '" << argv[1]
-              << "' (a --batch or --images too large for this machine?)\n";
-    return 1;
-  } catch (const std::length_error &) {
-    std::cerr << "netrun: error: out of host memory in '" << argv[1]
-              << "' (a --batch or --images too large for this machine?)\n";
+  } catch (const std::bad_alloc &e) {
+    abortOtherRanks(e);
+    std::cerr << "netrun: error: out of host memory in '" << argv[1] << "' ("
+              << e.what() << ")\n";
     return 1;
   } catch (const std::exception &e) {
     abortOtherRanks(e);
