@@ -682,6 +682,9 @@ void Trainer::runPhase(size_t pi) {
   global.batch = batch * ranks;
   const int64_t spe = stepsPerEpoch(train.size(), global.batch);
   const int64_t T = phaseSteps(global, train.size());
+  // The epochs the phase spans (a plan may bound a phase by `steps` alone,
+  // with `epochs` 0).
+  const int64_t epochs = ph.epochs > 0 ? ph.epochs : (T + spe - 1) / spe;
   if (state_.step > T)
     throw TrainError(fmt::format("{}: the checkpoint is at step {} of phase "
                                  "'{}', which has {} steps with this data "
@@ -697,12 +700,15 @@ void Trainer::runPhase(size_t pi) {
     params_->zeroMomentum();
   out_ << fmt::format("phase {} '{}' ({}): {} steps, {} epoch(s) of {} steps, "
                       "batch {}{}, lr {} ({})\n",
-                      pi + 1, ph.phase, ph.program, T, ph.epochs, spe, batch,
-                      ranks > 1 ? fmt::format(" x {} ranks", ranks) : "",
-                      ph.lr, ph.lrPolicy);
-  if (state_.step > 0)
+                      pi + 1, ph.phase, ph.program, T, epochs, spe, batch,
+                      ranks > 1 ? fmt::format(" x {} ranks", ranks) : "", ph.lr,
+                      ph.lrPolicy);
+  if (state_.step > 0 && state_.step < T)
     out_ << fmt::format("resuming at step {} of {} (global step {})\n",
                         state_.step + 1, T, state_.globalStep + 1);
+  else if (state_.step > 0) // a checkpoint after the phase's last step
+    out_ << fmt::format("resuming after the phase's last step ({} of {})\n",
+                        state_.step, T);
   out_.flush();
 
   // kStages staging areas in the backend's staging memory (page-locked on
@@ -902,7 +908,7 @@ void Trainer::runPhase(size_t pi) {
       int64_t ran = t + 1 - firstStep;
       pr.phase = ph.phase;
       pr.epoch = epoch + 1;
-      pr.epochs = std::max<int64_t>(ph.epochs, 1);
+      pr.epochs = epochs;
       pr.step = t + 1;
       pr.steps = T;
       pr.loss = loss;
@@ -926,8 +932,8 @@ void Trainer::runPhase(size_t pi) {
       }
       out_ << fmt::format("[{}] epoch {}/{} step {}/{} lr {:.6g} loss {:.6g}{}"
                           " ({:.0f} img/s)\n",
-                          ph.phase, epoch + 1, std::max<int64_t>(ph.epochs, 1),
-                          t + 1, T, ctx.lr, loss, terms,
+                          ph.phase, epoch + 1, epochs, t + 1, T, ctx.lr, loss,
+                          terms,
                           secs > 0 ? double(imagesSinceLog) / secs : 0.0);
       out_.flush();
       double imagesPerSecond = secs > 0 ? double(imagesSinceLog) / secs : 0.0;
