@@ -10,8 +10,7 @@
 //   - the resampler alone (data::resizedSize, resampleWindow, writePlanar)
 //     on a geometry read from the first bytes and the rest as pixels, for
 //     the sizes and aspect ratios that decodable inputs seldom reach.
-// The file lives in a directory of its own, made once per process under
-// /dev/shm (or $TMPDIR, or /tmp) and removed at exit.
+// The file lives in the process's own directory (WorkDir.h).
 //
 // Each reader may throw its own error type (io::ImageError, data::IdxError,
 // data::CifarError); anything else escapes and aborts (a finding), as does a
@@ -30,6 +29,7 @@
 #include "runtime/data/ImageFolder.h"
 #include "runtime/data/Resample.h"
 #include "runtime/io/Image.h"
+#include "test/fuzz/WorkDir.h"
 
 #include <algorithm>
 #include <cmath>
@@ -44,30 +44,11 @@
 
 namespace {
 
-std::string dir;
-
 // CIFAR-10's test split is this one file in the data directory.
 constexpr const char *kFileName = "test_batch.bin";
 
-void removeDir() {
-  std::remove((dir + "/" + kFileName).c_str());
-  rmdir(dir.c_str());
-}
-
 const std::string &workDir() {
-  if (dir.empty()) {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm"
-                       : std::getenv("TMPDIR")       ? std::getenv("TMPDIR")
-                                                     : "/tmp";
-    std::string tmpl = std::string(base) + "/netc-data-fuzz.XXXXXX";
-    if (!mkdtemp(tmpl.data())) {
-      std::perror("mkdtemp");
-      std::abort();
-    }
-    dir = tmpl;
-    std::atexit(removeDir);
-  }
-  return dir;
+  return netc::fuzz::workDir("netc-data-fuzz", {kFileName});
 }
 
 [[noreturn]] void finding(const char *what) {
@@ -120,7 +101,7 @@ void fuzzImage(const std::string &path, const std::string &bytes, uint64_t h) {
   aug.mean.assign(size_t(channels), 0.0f);
   aug.invStd.assign(size_t(channels), 1.0f);
   netc::data::ImageFolderSplit split;
-  split.dir = dir;
+  split.dir = workDir();
   split.classes = {"a"};
   split.files = {path};
   split.labels = {0};
@@ -199,7 +180,7 @@ void fuzzIdx(const std::string &path) {
 void fuzzCifar() {
   netc::data::ImageSet set;
   try {
-    set = netc::data::loadCifar(dir, "cifar10", /*train=*/false, 10);
+    set = netc::data::loadCifar(workDir(), "cifar10", /*train=*/false, 10);
   } catch (const netc::data::CifarError &) {
     return;
   }

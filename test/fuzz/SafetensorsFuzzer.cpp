@@ -1,11 +1,10 @@
 //===- SafetensorsFuzzer.cpp - libFuzzer harness for safetensors ----------===//
 //
 // Writes arbitrary bytes to a file and reads it with io::readSafetensors,
-// which takes a path only. The file lives in a directory of its own, made
-// once per process under /dev/shm (or $TMPDIR, or /tmp) and removed at exit;
-// every input overwrites the same file. The only exception the reader may
-// throw is io::SafetensorsError; anything else escapes and aborts (a
-// finding), as does a crash, a sanitizer report, a hang or a blow-up.
+// which takes a path only. The file lives in the process's own directory
+// (WorkDir.h); every input overwrites the same file. The only exception the
+// reader may throw is io::SafetensorsError; anything else escapes and aborts
+// (a finding), as does a crash, a sanitizer report, a hang or a blow-up.
 //
 // A file that reads is also written back with io::writeSafetensors (into the
 // same directory) and read again: the second read must give the same
@@ -14,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/io/Safetensors.h"
+#include "test/fuzz/WorkDir.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -25,28 +25,9 @@
 
 namespace {
 
-std::string dir;
-
-void removeDir() {
-  std::remove((dir + "/in.safetensors").c_str());
-  std::remove((dir + "/out.safetensors").c_str());
-  rmdir(dir.c_str());
-}
-
 const std::string &workDir() {
-  if (dir.empty()) {
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm"
-                       : std::getenv("TMPDIR")       ? std::getenv("TMPDIR")
-                                                     : "/tmp";
-    std::string tmpl = std::string(base) + "/netc-st-fuzz.XXXXXX";
-    if (!mkdtemp(tmpl.data())) {
-      std::perror("mkdtemp");
-      std::abort();
-    }
-    dir = tmpl;
-    std::atexit(removeDir);
-  }
-  return dir;
+  return netc::fuzz::workDir("netc-st-fuzz",
+                             {"in.safetensors", "out.safetensors"});
 }
 
 bool sameFile(const netc::io::TensorFile &a, const netc::io::TensorFile &b) {
