@@ -28,6 +28,10 @@ constexpr unsigned kMaxNesting = 256;
 constexpr int64_t kMaxExpansionSteps = 1000000;
 /// Largest channel count, kernel, stride, pad or input extent.
 constexpr int64_t kMaxExtent = int64_t(1) << 24;
+/// Largest side of an image the data loaders resize or crop to (the
+/// `scale`, `eval-scale`, `crop` and crop `pad` settings; the runtime's
+/// limit too).
+constexpr int64_t kMaxImageSide = 65536;
 /// Most elements of one input image (C*H*W): 8 GiB of floats.
 constexpr int64_t kMaxInputElements = int64_t(1) << 31;
 

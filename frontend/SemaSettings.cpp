@@ -220,7 +220,7 @@ static constexpr Option<DataSpec> kDataOptions[] = {
     {"subset", integer(1, kMaxImages), &DataSpec::subset},
     {"test-subset", integer(1, kMaxImages), &DataSpec::testSubset},
     {"mirror", flag(), &DataSpec::mirror},
-    {"eval-scale", integer(1, kMaxExtent), &DataSpec::evalScale},
+    {"eval-scale", integer(1, kMaxImageSide), &DataSpec::evalScale},
     {"channels", word(kChannelOrders, /*suggest=*/true),
      &DataSpec::channelOrder},
     {"workers", integer(1, kMaxWorkers), &DataSpec::workers},
@@ -711,7 +711,8 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
       }
       if (!checkSetting(d, 1, 3))
         continue;
-      if (std::optional<int64_t> n = getExtent(d.args[0], "'crop'", 1)) {
+      if (std::optional<int64_t> n =
+              getIntInRange(d.args[0], "'crop'", 1, kMaxImageSide)) {
         data.crop = *n;
         cropLoc = d.args[0].loc;
       }
@@ -722,7 +723,8 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
                                    describe(d.args[1]));
           continue;
         }
-        if (std::optional<int64_t> p = getExtent(d.args[2], "crop 'pad'", 0))
+        if (std::optional<int64_t> p =
+                getIntInRange(d.args[2], "crop 'pad'", 0, kMaxImageSide))
           data.cropPad = *p;
       }
       continue;
@@ -732,7 +734,8 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
         continue;
       const ast::Value &v = d.args[0];
       if (v.kind == ast::Value::Kind::Int) {
-        if (std::optional<int64_t> n = getExtent(v, "'scale'", 1))
+        if (std::optional<int64_t> n =
+                getIntInRange(v, "'scale'", 1, kMaxImageSide))
           data.scale = {*n, *n};
         continue;
       }
@@ -743,9 +746,9 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
         continue;
       }
       if (v.intValue < 1 || v.intValue > v.intValue2 ||
-          v.intValue2 > kMaxExtent) {
-        error(v.loc, "'scale' range must be ascending and positive, got " +
-                         v.spelling);
+          v.intValue2 > kMaxImageSide) {
+        error(v.loc, "'scale' range must be ascending, from 1 to " +
+                         Twine(kMaxImageSide) + ", got " + v.spelling);
         continue;
       }
       data.scale = {v.intValue, v.intValue2};

@@ -22,6 +22,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <unistd.h>
 
@@ -528,6 +529,30 @@ struct SafetensorsFile {
 /// safetensors' own limit on the length of its JSON header.
 constexpr uint64_t kMaxHeaderBytes = 100 << 20;
 
+/// How deep `text`'s arrays and objects nest (brackets inside strings
+/// aside), reading no further than one level past `kMaxHeaderNesting`.
+constexpr int kMaxHeaderNesting = 16;
+int jsonNesting(StringRef text) {
+  int depth = 0, deepest = 0;
+  bool inString = false;
+  for (size_t i = 0; i < text.size() && deepest <= kMaxHeaderNesting; ++i) {
+    char c = text[i];
+    if (inString) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        inString = false;
+    } else if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 /// Reads and checks a safetensors file's header; the error names the file.
 /// Only regular files are read: a device such as /dev/zero never ends, and
 /// opening a FIFO blocks until someone writes to it. The file is mapped, not
@@ -568,6 +593,13 @@ FailureOr<SafetensorsFile> readSafetensors(StringRef path, Location loc) {
   if (n > kMaxHeaderBytes)
     return emitError(loc) << "'" << path << "': safetensors header of " << n
                           << " bytes is larger than " << kMaxHeaderBytes;
+  // llvm::json::parse recurses once per nesting level: a crafted header of
+  // 100,000 '[' overflowed the stack. A safetensors header nests three
+  // levels (header, tensor, shape or offsets).
+  if (jsonNesting(bytes.substr(8, n)) > kMaxHeaderNesting)
+    return emitError(loc) << "'" << path
+                          << "': safetensors header nests more than "
+                          << kMaxHeaderNesting << " levels deep";
   auto header = json::parse(bytes.substr(8, n));
   if (!header || !header->getAsObject()) {
     if (!header)
@@ -659,7 +691,23 @@ LogicalResult importParameters(ModuleOp module,
       ok = false;
       continue;
     }
-    tensors[param.getSymName().str()] = file.data.substr(begin, bytes).str();
+    // A NaN or infinite weight would surface as a diverged loss at the
+    // first step; say where it comes from instead.
+    StringRef data = file.data.substr(begin, bytes);
+    int64_t bad = -1;
+    for (int64_t i = 0; bad < 0 && i < bytes / 4; ++i) {
+      float v;
+      std::memcpy(&v, data.data() + 4 * i, 4); // little-endian, as the host
+      if (!std::isfinite(v))
+        bad = i;
+    }
+    if (bad >= 0) {
+      emitLayerError(param) << "tensor '" << key << "' of '" << init.getPath()
+                            << "' holds NaN or infinity at element " << bad;
+      ok = false;
+      continue;
+    }
+    tensors[param.getSymName().str()] = data.str();
     header[param.getSymName()] = json::Object{{"dtype", "F32"},
                                               {"shape", ints(shape)},
                                               {"data_offsets", json::Array{}}};

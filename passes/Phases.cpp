@@ -182,6 +182,15 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
       freezeBatchNorms(module, step, phase);
       last = step;
     }
+    // Every phase skipped: a trainer that trains nothing ("training
+    // already finished", no checkpoint) would be no use to anyone.
+    if (last == network && !module.getOps<PhaseOp>().empty()) {
+      PhaseOp first = *module.getOps<PhaseOp>().begin();
+      first.emitError() << "no phase trains under variant '" << variant
+                        << "': every phase of the schedule needs a decoder "
+                           "it does not have";
+      return signalPassFailure();
+    }
 
     func::FuncOp eval = cloneInference(last, "eval", "none");
     eval->setAttr("net.eval", b.getUnitAttr());

@@ -29,6 +29,23 @@ static const char *kindOf(mode_t mode) {
   return "not a regular file";
 }
 
+std::string outputTarget(const std::string &path) {
+  std::string target = path;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    char *real = ::realpath(path.c_str(), nullptr);
+    if (!real) // a dangling link: its target is made where it points
+      return path;
+    target = real;
+    std::free(real);
+  }
+  if (::stat(target.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw FileError(fmt::format("{}: is {}, not a regular file; an output "
+                                "is written to a file",
+                                path, kindOf(st.st_mode)));
+  return target;
+}
+
 RegularFile::RegularFile(const std::string &path, uint64_t maxBytes)
     : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);

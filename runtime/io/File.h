@@ -53,6 +53,13 @@ private:
 /// The whole of `path` (a regular file of at most `maxBytes`).
 std::string readFile(const std::string &path, uint64_t maxBytes);
 
+/// Where an output written atomically (a file beside it, renamed over it)
+/// must go: `path`, or the file a symbolic link there points to (renaming
+/// over the link would replace the link). A directory, device, FIFO or
+/// socket there is a FileError: renaming over `/dev/null` or a FIFO would
+/// replace it with a plain file.
+std::string outputTarget(const std::string &path);
+
 /// "1.5 GiB", "12 MiB", "640 bytes": sizes in messages.
 std::string formatBytes(uint64_t bytes);
 

@@ -1,6 +1,7 @@
 //===- Png.cpp - PNG images -----------------------------------------------===//
 
 #include "runtime/io/Png.h"
+#include "runtime/io/File.h"
 
 #include <fmt/format.h>
 #include <zlib.h>
@@ -61,7 +62,13 @@ void writePng(const std::string &path, int64_t width, int64_t height,
   chunk(file, "IDAT", packed);
   chunk(file, "IEND", {});
 
-  std::string tmp = path + ".tmp";
+  std::string target;
+  try {
+    target = outputTarget(path);
+  } catch (const FileError &e) {
+    throw PngError(e.what());
+  }
+  std::string tmp = target + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0)
     throw PngError(
@@ -79,7 +86,7 @@ void writePng(const std::string &path, int64_t width, int64_t height,
     done += size_t(n);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0 ||
-      std::rename(tmp.c_str(), path.c_str()) != 0) {
+      std::rename(tmp.c_str(), target.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     throw PngError(

@@ -197,7 +197,12 @@ static void
 writeAtomic(const std::string &path,
             const std::vector<std::pair<const char *, size_t>> &parts) {
   namespace fs = std::filesystem;
-  fs::path target(path);
+  fs::path target;
+  try {
+    target = outputTarget(path);
+  } catch (const FileError &e) {
+    throw SafetensorsError(e.what());
+  }
   fs::path dir =
       target.parent_path().empty() ? fs::path(".") : target.parent_path();
   std::string tmp = (dir / ("." + target.filename().string() + ".tmp." +
@@ -223,7 +228,7 @@ writeAtomic(const std::string &path,
     throw SafetensorsError(
         fmt::format("{}: close failed: {}", path, std::strerror(errno)));
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     throw SafetensorsError(
@@ -238,7 +243,12 @@ writeAtomic(const std::string &path,
 
 int removeStaleTemporaries(const std::string &path) {
   namespace fs = std::filesystem;
-  fs::path target(path);
+  fs::path target;
+  try {
+    target = outputTarget(path);
+  } catch (const FileError &e) {
+    throw SafetensorsError(e.what());
+  }
   fs::path dir =
       target.parent_path().empty() ? fs::path(".") : target.parent_path();
   std::string prefix = "." + target.filename().string() + ".tmp.";

@@ -647,6 +647,10 @@ void Trainer::metric(const std::string &line) {
 }
 
 void Trainer::run() {
+  if (plan_.schedule.empty())
+    throw TrainError(fmt::format("{}: the schedule has no phases: nothing "
+                                 "to train",
+                                 plan_.file));
   if (state_.phaseIndex >= int64_t(plan_.schedule.size())) {
     out_ << "training already finished (checkpoint at the end of the "
             "schedule)\n";
@@ -1009,7 +1013,7 @@ void Trainer::runPhase(size_t pi) {
                 {"test_error_top5", r.top5ErrorPercent()}};
   };
   std::optional<EvalResult> phaseEval;
-  std::string evalProblem;
+  std::string evalProblem, evalFailure;
   if (plan_.programs.count("eval") && leader()) {
     try {
       phaseEval = evaluate(plan_, *params_, *backend_, data_.test);
@@ -1017,6 +1021,10 @@ void Trainer::runPhase(size_t pi) {
       evalProblem = fmt::format("the end of phase '{}': {}; training "
                                 "stopped, {}",
                                 ph.phase, e.what(), keptCheckpoint());
+    } catch (const std::exception &e) {
+      // The test data failed (a bad image in val/, found only now): the
+      // phase's training is sound, so it is saved before the run stops.
+      evalFailure = e.what();
     }
   }
   // Every rank stops with the leader's evaluation.
@@ -1039,6 +1047,15 @@ void Trainer::runPhase(size_t pi) {
     ownCheckpoint_ = true;
   }
   out_ << fmt::format("[{}] checkpoint {}\n", ph.phase, checkpointPath(plan_));
+  if (!evalFailure.empty())
+    evalFailure = fmt::format(
+        "the end of phase '{}': the evaluation failed: {}; the phase's "
+        "training is saved in {} (fix the data, then `netrun eval` measures "
+        "it and `netrun train --resume` goes on)",
+        ph.phase, evalFailure, checkpointPath(plan_));
+  if (comm_.size() == 1 && !evalFailure.empty())
+    throw CollectiveError(evalFailure);
+  agreeOrThrow(comm_, evalFailure);
   // After the last phase, and after its checkpoint: the dense evaluation
   // too, where the file asks. It can fail on its own (memory at a large
   // scale, images too small for it): a warning, the training is saved.

@@ -90,6 +90,21 @@ bad "a class count other than the network's" five "" \
 check "no bad input overwrote the checkpoint" \
   test "$(cat "$work"/images.trainer/checkpoint.* | md5sum)" = "$sum_before"
 
+# A bad image in val/ is met only by the evaluation at the phase's end: the
+# phase's training is saved before the run stops.
+cp -r "$work/good" "$work/badval"
+echo junk > "$(ls "$work"/badval/val/checks/* | head -1)"
+cp -r "$work/images.trainer" "$work/badval.trainer"
+rm -f "$work"/badval.trainer/checkpoint.*
+"$NETRUN" train "$work/badval.trainer" --data "$work/badval" >"$work/out" 2>"$work/err"
+rc=$?
+check "a bad val image stops the run at the phase's end (exit $rc)" test $rc -eq 1
+check "... saying that the phase's training is saved" \
+  grep -q "the evaluation failed: .*neither a JPEG nor a PNG.*the phase's training is saved" "$work/err"
+check "... in a checkpoint past the phase" "$PY" -c \
+  "import json, sys; sys.exit(json.load(open(sys.argv[1]))['phase_index'] != 1)" \
+  "$work/badval.trainer/checkpoint.json"
+
 # skip-bad: the truncated JPEG is counted at the end of each epoch.
 "$NETRUN" train "$work/skip.trainer" --data "$work/bad-truncated" >"$work/skip.log" 2>&1
 rc=$?

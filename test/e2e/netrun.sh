@@ -354,6 +354,25 @@ out=$("$NETRUN" data "$work/diverge.trainer" --images 10 --batch 100000 2>&1); r
 check "data times no batch larger than its images" \
   test $rc -eq 0 -a -n "$(grep "10 images in batches of 10 " <<<"$out")"
 
+# An output path holding a FIFO (or a device) is refused, not replaced by a
+# plain file through the writer's rename; images holding NaN are refused.
+mkfifo "$work/fifo"
+out=$("$NETRUN" export "$work/diverge.trainer" --format torchvision -o "$work/fifo" 2>&1); rc=$?
+check "export refuses an output that is a FIFO" \
+  test $rc -eq 1 -a -n "$(grep "fifo: is a FIFO, not a regular file" <<<"$out")"
+check "... and leaves it a FIFO" test -p "$work/fifo"
+python3 - "$work/nan-images.safetensors" <<'PY'
+import json, struct, sys
+values = [0.5] * (1 * 28 * 28)
+values[7] = float("nan")
+h = json.dumps({"images": {"dtype": "F32", "shape": [1, 1, 28, 28],
+                           "data_offsets": [0, 4 * len(values)]}}).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + struct.pack("<%df" % len(values), *values))
+PY
+out=$("$NETRUN" infer "$work/diverge.trainer" --backend reference --images "$work/nan-images.safetensors" -o "$work/logits.safetensors" 2>&1); rc=$?
+check "infer refuses images holding NaN" \
+  test $rc -eq 1 -a -n "$(grep "tensor 'images' holds nan at element 7" <<<"$out")"
+
 # netc: its output over its own input, and a full output.
 cp phases.net "$work/self.net"
 out=$("$BUILD/bin/netc" "$work/self.net" -emit=mlir -o "$work/self.net" 2>&1); rc=$?

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -167,6 +168,13 @@ io::TensorFile inferLogits(const plan::Plan &plan, exec::ParamStore &params,
     throw InteropError(
         fmt::format("{}: tensor 'images' is {}, the network takes [N, {}]",
                     what, shapeText(in->shape), fmt::join(plan.input, ", ")));
+  // A NaN pixel would not show in the logits (ReLU and max-pooling pass
+  // over NaN), so the images are checked here.
+  for (size_t i = 0; i < in->data.size(); ++i)
+    if (!std::isfinite(in->data[i]))
+      throw InteropError(fmt::format("{}: tensor 'images' holds {} at "
+                                     "element {}",
+                                     what, in->data[i], i));
   exec::Executor exe(plan, "eval", params, backend); // none: a PlanError
   const plan::Program &prog = exe.program();
   if (!prog.logits)

@@ -470,6 +470,8 @@ int cmdData(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
   d.workers = intOption(a, "--workers", d.workers, 1);
+  if (d.workers > 1024) // as the plan's `workers`
+    throw UsageError(fmt::format("--workers: at most 1024, got {}", d.workers));
   std::string split = splitOption(a, "train");
   train::Datasets data = train::loadDatasets(d);
   const train::ImageData &set = split == "train" ? data.train : data.test;
