@@ -247,6 +247,12 @@ struct PlanMemoryPass : netc::impl::PlanMemoryBase<PlanMemoryPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    // netc checks its --batch; netc-opt's option arrives as it was typed.
+    if (batch < 0 || batch > (int64_t(1) << 20)) {
+      module.emitError() << "net-plan-memory: batch " << int64_t(batch)
+                         << " is not in [1, 1048576] (or 0: each phase's)";
+      return signalPassFailure();
+    }
     SymbolTable symbols(module);
     int64_t largest = 1;
     for (PhaseOp phase : module.getOps<PhaseOp>())

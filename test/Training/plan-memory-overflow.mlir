@@ -1,9 +1,12 @@
 // RUN: netc-opt %s --net-plan-memory -split-input-file -verify-diagnostics
 // RUN: not netc-opt %s --net-plan-memory=batch=2305843009213693952 -split-input-file 2>&1 | FileCheck %s --check-prefix=OPTION
-// OPTION: error: 'func.func' op at batch 2305843009213693952 the arena would need more than 2^63 bytes
+// OPTION: error: net-plan-memory: batch 2305843009213693952 is not in [1, 1048576] (or 0: each phase's)
+// RUN: not netc-opt %s --net-plan-memory=batch=-1 -split-input-file 2>&1 | FileCheck %s --check-prefix=NEGATIVE
+// NEGATIVE: error: net-plan-memory: batch -1 is not in [1, 1048576] (or 0: each phase's)
 // Byte counts are computed with checked arithmetic: a batch whose arena
 // cannot be counted in int64_t is an error at the value that overflows,
-// never a wrapped-around arena (batch 2^63-1 once planned 64 bytes).
+// never a wrapped-around arena (batch 2^63-1 once planned 64 bytes). The
+// pass's own batch option is bounded as netc's --batch is.
 
 net.phase @p {batch = 9223372036854775807 : i64, decay = 0.0 : f64, decoder = "none", epochs = 1 : i64, freeze = [], lr = 0.1 : f64, lr_policy = "fixed", momentum = 0.9 : f64}
 // expected-error@+1 {{'func.func' op at batch 9223372036854775807 the arena would need more than 2^63 bytes (a 'tensor<?x1x4x4xf32>' value)}}
