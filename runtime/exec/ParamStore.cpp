@@ -2,13 +2,13 @@
 
 #include "runtime/exec/ParamStore.h"
 #include "runtime/io/File.h"
+#include "runtime/io/Hash.h"
 #include "runtime/kernels/Reference.h"
 
 #include <fmt/format.h>
 
-#include <cmath>
-
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -16,12 +16,8 @@
 namespace netc::exec {
 
 uint64_t seedFor(uint64_t seed, const std::string &name) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : name) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return kernels::splitmix64(seed ^ kernels::splitmix64(h));
+  return kernels::splitmix64(
+      seed ^ kernels::splitmix64(io::fnv1a(name.data(), name.size())));
 }
 
 template <typename T>

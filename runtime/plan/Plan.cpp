@@ -2,6 +2,7 @@
 
 #include "runtime/plan/Plan.h"
 #include "runtime/io/File.h"
+#include "runtime/io/Hash.h"
 
 #include <fmt/format.h>
 
@@ -1104,10 +1105,8 @@ Plan parsePlan(const std::string &text, const std::string &file,
                             ph.epochs, ph.steps);
   for (const ParamSpec &p : plan.params)
     identity += fmt::format("|{}[{}]", p.name, fmt::join(p.shape, ","));
-  uint64_t h = 1469598103934665603ull; // FNV-1a
-  for (unsigned char c : identity)
-    h = (h ^ c) * 1099511628211ull;
-  plan.fingerprint = fmt::format("{:016x}", h);
+  plan.fingerprint =
+      fmt::format("{:016x}", io::fnv1a(identity.data(), identity.size()));
   return plan;
 }
 

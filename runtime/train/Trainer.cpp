@@ -2,6 +2,7 @@
 
 #include "runtime/train/Trainer.h"
 #include "runtime/io/File.h"
+#include "runtime/io/Hash.h"
 #include "runtime/io/Safetensors.h"
 
 #include <fmt/format.h>
@@ -390,8 +391,11 @@ std::string dataParallelProblem(const plan::Plan &plan,
 }
 
 void agreeOrThrow(dist::Communicator &comm, const std::string &problem) {
-  if (comm.size() == 1)
+  if (comm.size() == 1) {
+    if (!problem.empty())
+      throw CollectiveError(problem);
     return;
+  }
   std::vector<double> failed(size_t(comm.size()), 0.0);
   failed[size_t(comm.rank())] = problem.empty() ? 0.0 : 1.0;
   comm.allReduceSum(failed.data(), int64_t(failed.size()));
@@ -409,12 +413,10 @@ void agreeOrThrow(dist::Communicator &comm, const std::string &problem) {
 }
 
 uint64_t parameterHash(const exec::ParamStore &params) {
-  uint64_t h = 1469598103934665603ull; // FNV-1a over every value's bytes
+  uint64_t h = io::kFnv1aBasis; // over every value's bytes
   for (const std::string &name : params.names()) {
     std::vector<float> v = params.hostValue(name);
-    const auto *bytes = reinterpret_cast<const unsigned char *>(v.data());
-    for (size_t i = 0; i < v.size() * sizeof(float); ++i)
-      h = (h ^ bytes[i]) * 1099511628211ull;
+    h = io::fnv1a(v.data(), v.size() * sizeof(float), h);
   }
   return h;
 }
@@ -443,8 +445,6 @@ io::TensorFile Trainer::finiteParameters(const std::string &when) {
           "training stopped, {}",
           when, bad, lastLoss_, keptCheckpoint());
   }
-  if (comm_.size() == 1 && !problem.empty())
-    throw CollectiveError(problem);
   agreeOrThrow(comm_, problem);
   return f;
 }
@@ -546,8 +546,6 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
           backend_->name(), here[5], first[0] + 1, first[1], first[2],
           first[3], first[5]);
   }
-  if (ranks == 1 && !problem.empty())
-    throw TrainError(problem);
   agreeOrThrow(comm_, problem);
   if (ranks > 1)
     out_ << fmt::format("data-parallel: {} ranks ({}), each a shard of every "
@@ -1028,8 +1026,6 @@ void Trainer::runPhase(size_t pi) {
     }
   }
   // Every rank stops with the leader's evaluation.
-  if (comm_.size() == 1 && !evalProblem.empty())
-    throw CollectiveError(evalProblem);
   agreeOrThrow(comm_, evalProblem);
   if (phaseEval) {
     const EvalResult &r = *phaseEval;
@@ -1053,8 +1049,6 @@ void Trainer::runPhase(size_t pi) {
         "training is saved in {} (fix the data, then `netrun eval` measures "
         "it and `netrun train --resume` goes on)",
         ph.phase, evalFailure, checkpointPath(plan_));
-  if (comm_.size() == 1 && !evalFailure.empty())
-    throw CollectiveError(evalFailure);
   agreeOrThrow(comm_, evalFailure);
   // After the last phase, and after its checkpoint: the dense evaluation
   // too, where the file asks. It can fail on its own (memory at a large

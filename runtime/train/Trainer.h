@@ -126,7 +126,8 @@ std::string dataParallelProblem(const plan::Plan &plan,
                                 const exec::Backend &backend, int ranks);
 /// Every rank calls it at the same point. When some rank has a `problem`
 /// (non-empty), every rank throws a CollectiveError with the first such
-/// rank's message, so that none is left waiting in a collective.
+/// rank's message, so that none is left waiting in a collective (on one
+/// rank: throws its problem, if any).
 void agreeOrThrow(dist::Communicator &comm, const std::string &problem);
 /// A hash of every parameter's value (do ranks start from the same ones?).
 uint64_t parameterHash(const exec::ParamStore &params);

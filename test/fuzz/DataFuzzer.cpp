@@ -28,6 +28,7 @@
 #include "runtime/data/Idx.h"
 #include "runtime/data/ImageFolder.h"
 #include "runtime/data/Resample.h"
+#include "runtime/io/Hash.h"
 #include "runtime/io/Image.h"
 #include "test/fuzz/WorkDir.h"
 
@@ -54,15 +55,6 @@ const std::string &workDir() {
 [[noreturn]] void finding(const char *what) {
   std::fprintf(stderr, "data fuzzer: %s\n", what);
   std::abort();
-}
-
-/// FNV-1a of the input: the augmentation's parameters, so that a mutation
-/// of the image also varies the crop, the scale and the flags.
-uint64_t hashOf(const uint8_t *data, size_t size) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < size; ++i)
-    h = (h ^ data[i]) * 1099511628211ull;
-  return h;
 }
 
 /// Takes `bits` bits from the low end of `h`.
@@ -204,7 +196,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     std::abort();
   }
   const std::string bytes(reinterpret_cast<const char *>(data), size);
-  fuzzImage(path, bytes, hashOf(data, size));
+  // The augmentation's parameters come from a hash of the input, so that a
+  // mutation of the image also varies the crop, the scale and the flags.
+  fuzzImage(path, bytes, netc::io::fnv1a(data, size));
   fuzzIdx(path);
   fuzzCifar();
   fuzzResample(data, size);
