@@ -201,8 +201,11 @@ private:
   /// The settings of `data images`, and the image settings elsewhere.
   void checkImageData(const DataSpec &data, const ast::Setting &setting,
                       const llvm::StringMap<llvm::SMLoc> &seen);
-  void checkDataShape(const DataSpec &data, llvm::SMLoc cropLoc,
-                      llvm::SMLoc meanLoc, llvm::SMLoc stdLoc);
+  /// The data set against the network's input and classes; `kindLoc` is the
+  /// data set's name.
+  void checkDataShape(const DataSpec &data, llvm::SMLoc kindLoc,
+                      llvm::SMLoc cropLoc, llvm::SMLoc meanLoc,
+                      llvm::SMLoc stdLoc);
   void buildPhase(const ast::Setting &setting, PhaseSpec &phase);
   /// Reads `sgd lr=X momentum=Y decay=Z` into `phase`.
   void buildSgd(const ast::Setting &setting, PhaseSpec &phase);

@@ -776,7 +776,8 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
     }
   }
   checkImageData(data, s, seen);
-  checkDataShape(data, cropLoc, meanLoc, stdLoc);
+  checkDataShape(data, s.args.empty() ? s.loc : s.args[0].loc, cropLoc, meanLoc,
+                 stdLoc);
 }
 
 void Sema::checkImageData(const DataSpec &data, const ast::Setting &s,
@@ -832,13 +833,30 @@ static std::optional<std::array<int64_t, 3>> knownImageDims(StringRef kind) {
   return std::nullopt;
 }
 
-void Sema::checkDataShape(const DataSpec &data, SMLoc cropLoc, SMLoc meanLoc,
-                          SMLoc stdLoc) {
+void Sema::checkDataShape(const DataSpec &data, SMLoc kindLoc, SMLoc cropLoc,
+                          SMLoc meanLoc, SMLoc stdLoc) {
   // Nothing to compare with when 'input' was missing or wrong.
   const std::array<int64_t, 3> &input = model.network.input;
   if (input[0] == 0)
     return;
   std::optional<std::array<int64_t, 3>> image = knownImageDims(data.kind);
+  // The format fixes the channels (IDX grey, CIFAR colour), and CIFAR's
+  // records the size too; netrun would refuse a mismatch only once it had
+  // read the files. An IDX file's size and any file's labels are the files'
+  // own (`netrun --data` may name other files), so netrun checks those.
+  if (image && (*image)[0] != input[0])
+    error(kindLoc,
+          "'" + data.kind + "' images have " + Twine((*image)[0]) +
+              ((*image)[0] == 1 ? " channel (grey)" : " channels (colour)") +
+              " but the network input has " + Twine(input[0]));
+  else if (image && StringRef(data.kind).starts_with("cifar") &&
+           data.crop == 0 &&
+           ((*image)[1] != input[1] || (*image)[2] != input[2]))
+    error(kindLoc,
+          "'" + data.kind + "' images are " + Twine((*image)[1]) + "x" +
+              Twine((*image)[2]) + " but the network input is " +
+              Twine(input[1]) + "x" + Twine(input[2]) +
+              "; make the input the images' size, or crop to the input");
   if (data.crop > 0) {
     std::string imageSize =
         image ? (Twine((*image)[1]) + "x" + Twine((*image)[2])).str() : "";
