@@ -13,6 +13,7 @@
 #include <exception>
 #include <filesystem>
 #include <iterator>
+#include <set>
 
 namespace fs = std::filesystem;
 
@@ -37,26 +38,66 @@ static bool isImageName(const std::string &name) {
   return ext == "jpg" || ext == "jpeg" || ext == "png";
 }
 
-/// The sorted names of the entries of `dir` that are folders (`folders`) or
-/// not; every failure is an ImageFolderError naming `dir`.
-static std::vector<std::string> listDir(const fs::path &dir, bool folders) {
+/// The entries of one folder that are folders (links to folders included)
+/// and image files; names starting with '.' are neither.
+struct FolderEntries {
+  std::vector<std::string> folders, images;
+};
+
+/// The sorted entries of `dir`; every failure is an ImageFolderError naming
+/// `dir`.
+static FolderEntries listDir(const fs::path &dir) {
   std::error_code ec;
   fs::directory_iterator it(dir, ec), end;
-  std::vector<std::string> names;
+  FolderEntries e;
   for (; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
     if (name.empty() || name[0] == '.')
       continue;
     std::error_code tec;
-    bool isDir = it->is_directory(tec);
-    if (folders ? isDir : (!isDir && isImageName(name)))
-      names.push_back(name);
+    if (it->is_directory(tec))
+      e.folders.push_back(name);
+    else if (isImageName(name))
+      e.images.push_back(name);
   }
   if (ec)
     throw ImageFolderError(fmt::format("{}: cannot list the folder: {}",
                                        dir.string(), ec.message()));
-  std::sort(names.begin(), names.end());
-  return names;
+  std::sort(e.folders.begin(), e.folders.end());
+  std::sort(e.images.begin(), e.images.end());
+  return e;
+}
+
+/// The image files in a class folder and, as torchvision's ImageFolder walks
+/// them, in its subfolders at any depth, links followed: ordered by folder
+/// path, then name. A folder reached twice through links is read once, so a
+/// link cycle ends.
+static std::vector<std::string> listClassImages(const fs::path &classDir) {
+  std::vector<std::pair<std::string, std::string>> found; // (folder, name)
+  std::set<fs::path> visited;                             // canonical
+  std::vector<fs::path> pending{classDir};
+  while (!pending.empty()) {
+    fs::path folder = std::move(pending.back());
+    pending.pop_back();
+    std::error_code ec;
+    fs::path real = fs::canonical(folder, ec);
+    if (ec)
+      throw ImageFolderError(fmt::format("{}: cannot resolve the folder: {}",
+                                         folder.string(), ec.message()));
+    if (!visited.insert(real).second)
+      continue;
+    FolderEntries e = listDir(folder);
+    for (std::string &name : e.folders)
+      pending.push_back(folder / name);
+    for (std::string &name : e.images)
+      found.emplace_back(folder.string(), std::move(name));
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> files;
+  files.reserve(found.size());
+  for (const auto &[folder, name] : found)
+    files.push_back((fs::path(folder) / name).string());
+  return files;
 }
 
 static ImageFolderSplit scanSplit(const fs::path &root, const char *name) {
@@ -69,7 +110,7 @@ static ImageFolderSplit scanSplit(const fs::path &root, const char *name) {
         dir.string()));
   ImageFolderSplit s;
   s.dir = dir.string();
-  s.classes = listDir(dir, /*folders=*/true);
+  s.classes = listDir(dir).folders;
   if (s.classes.empty())
     throw ImageFolderError(fmt::format(
         "{}: no class folders; put each class's images in a subfolder "
@@ -77,13 +118,14 @@ static ImageFolderSplit scanSplit(const fs::path &root, const char *name) {
         s.dir));
   for (size_t c = 0; c < s.classes.size(); ++c) {
     fs::path classDir = dir / s.classes[c];
-    std::vector<std::string> files = listDir(classDir, /*folders=*/false);
+    std::vector<std::string> files = listClassImages(classDir);
     if (files.empty())
-      throw ImageFolderError(fmt::format("{}: an empty class folder: no "
-                                         ".jpg, .jpeg or .png image in it",
-                                         classDir.string()));
+      throw ImageFolderError(
+          fmt::format("{}: an empty class folder: no .jpg, .jpeg or .png "
+                      "image in it or its subfolders",
+                      classDir.string()));
     for (std::string &f : files) {
-      s.files.push_back((classDir / f).string());
+      s.files.push_back(std::move(f));
       s.labels.push_back(int32_t(c));
     }
   }

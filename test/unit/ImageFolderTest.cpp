@@ -262,6 +262,32 @@ TEST_F(ImageFolderTest, ScanSortsClassesAndFilesAndIgnoresOthers) {
   EXPECT_EQ(s.val.files.size(), 3u);
 }
 
+TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
+  // Files in subfolders at any depth belong to the class, ordered by folder
+  // path ("a" < "a-b" < "a/b"), then name, as torchvision sorts os.walk's
+  // tuples; hidden folders are
+  // skipped, links are followed, and a link cycle is walked once.
+  for (const char *split : {"train", "val"}) {
+    put(dir / split / "cat" / "z.jpg", "x");
+    put(dir / split / "cat" / "a" / "b" / "deep.png", "x");
+    put(dir / split / "cat" / "a" / "m.jpg", "x");
+    put(dir / split / "cat" / "a-b" / "n.jpg", "x");
+    put(dir / split / "cat" / ".cache" / "hidden.jpg", "x");
+    put(dir / split / "dog" / "1.jpg", "x");
+    fs::create_directory_symlink("..", dir / split / "cat" / "a" / "loop");
+    fs::create_directory_symlink("../cat/a-b", dir / split / "dog" / "link");
+  }
+  data::ImageFolderSets s = data::scanImageFolder(dir.string(), 2);
+  std::vector<std::string> rel;
+  for (const std::string &f : s.train.files)
+    rel.push_back(fs::path(f).lexically_relative(dir / "train").string());
+  EXPECT_EQ(rel, (std::vector<std::string>{"cat/z.jpg", "cat/a/m.jpg",
+                                           "cat/a-b/n.jpg", "cat/a/b/deep.png",
+                                           "dog/1.jpg", "dog/link/n.jpg"}));
+  EXPECT_EQ(s.train.labels, (std::vector<int32_t>{0, 0, 0, 0, 1, 1}));
+  EXPECT_EQ(s.val.files.size(), 6u);
+}
+
 TEST_F(ImageFolderTest, ScanErrors) {
   auto scan = [&](int64_t classes) {
     return errorOf([&] { data::scanImageFolder(dir.string(), classes); });
@@ -285,7 +311,9 @@ TEST_F(ImageFolderTest, ScanErrors) {
   fs::create_directories(dir / "train" / "emu");
   put(dir / "train" / "emu" / "notes.txt", "x");
   std::string empty = scan(3);
-  EXPECT_NE(empty.find("train/emu: an empty class folder"), std::string::npos)
+  EXPECT_NE(empty.find("train/emu: an empty class folder: no .jpg, .jpeg or "
+                       ".png image in it or its subfolders"),
+            std::string::npos)
       << empty;
 }
 
