@@ -11,6 +11,7 @@
 
 #include "passes/Passes.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
@@ -675,9 +676,14 @@ LogicalResult importParameters(ModuleOp module,
       llvm::raw_string_ostream w(want), g(got);
       llvm::interleave(shape, w, "x");
       llvm::interleave(have, g, "x");
+      // The file's dtype is any string: shown escaped and cut short.
+      std::string shownType;
+      llvm::raw_string_ostream t(shownType);
+      llvm::printEscapedString(StringRef(dtype.value_or("?")).take_front(32),
+                               t);
       emitLayerError(param)
           << "tensor '" << key << "' of '" << init.getPath() << "' is "
-          << dtype.value_or("?") << " " << got << ", the parameter @"
+          << shownType << " " << got << ", the parameter @"
           << param.getSymName() << " needs F32 " << want;
       ok = false;
       continue;

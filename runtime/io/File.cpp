@@ -118,6 +118,19 @@ std::string readFile(const std::string &path, uint64_t maxBytes) {
   return RegularFile(path, maxBytes).readAll();
 }
 
+std::string printable(const std::string &text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto b = static_cast<unsigned char>(c);
+    if ((b < 0x20 && c != '\n' && c != '\t') || b == 0x7f)
+      out += fmt::format("\\x{:02x}", b);
+    else
+      out += c;
+  }
+  return out;
+}
+
 std::string formatBytes(uint64_t bytes) {
   static const char *units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   if (bytes < 1024)

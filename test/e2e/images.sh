@@ -87,6 +87,15 @@ bad "train/ and val/ with different classes" images classes \
   "train/ and val/ have different class folders; only in train/: stripes; only in val/: zebras"
 bad "a class count other than the network's" five "" \
   "4 class folders (checks, discs, photos, stripes) but the network has 5 classes"
+# A class's subfolders are part of it; a file name there that holds a
+# terminal escape is shown escaped.
+cp -r "$work/good" "$work/bad-escname"
+mkdir -p "$work/bad-escname/train/checks/more"
+echo junk >"$work/bad-escname/train/checks/more/$(printf 'x\033[2J').jpg"
+bad "a bad image in a class's subfolder, named with an escape" images escname \
+  'checks/more/x\x1b[2J.jpg: neither a JPEG nor a PNG'
+check "... and no raw escape reached the terminal" \
+  test "$(grep -c "$(printf '\033')" "$work/err")" -eq 0
 check "no bad input overwrote the checkpoint" \
   test "$(cat "$work"/images.trainer/checkpoint.* | md5sum)" = "$sum_before"
 

@@ -6,6 +6,7 @@
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/GuardedBackend.h"
 #include "runtime/exec/ParamStore.h"
+#include "runtime/io/File.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/Plan.h"
 #include "runtime/train/Data.h"
@@ -413,6 +414,15 @@ TEST(PlanTest, ExecutorChecksGeometry) {
 //===----------------------------------------------------------------------===//
 // Safetensors
 //===----------------------------------------------------------------------===//
+
+TEST(FileTest, PrintableEscapesControlBytesOnly) {
+  // Newlines and tabs lay messages out; every other control byte (an escape
+  // sequence in a file name) is shown as \xNN; UTF-8 is left alone.
+  EXPECT_EQ(io::printable("a\x1b[2Jb\n\tc\x7f\x01"),
+            "a\\x1b[2Jb\n\tc\\x7f\\x01");
+  EXPECT_EQ(io::printable("caf\xc3\xa9.jpg"), "caf\xc3\xa9.jpg");
+  EXPECT_EQ(io::printable(std::string("a\0b", 3)), "a\\x00b");
+}
 
 TEST(SafetensorsTest, RoundTrip) {
   TempDir dir;

@@ -18,6 +18,7 @@
 #include "runtime/dist/Communicator.h"
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/ParamStore.h"
+#include "runtime/io/File.h"
 #include "runtime/io/Png.h"
 #include "runtime/io/Safetensors.h"
 #include "runtime/plan/Plan.h"
@@ -956,13 +957,14 @@ static int run(int argc, char **argv) {
       return cmdInfer(a);
     return cmdEval(a);
   } catch (const UsageError &e) {
-    std::cerr << "netrun: " << e.what() << "\n(netrun --help for usage)\n";
+    std::cerr << "netrun: " << io::printable(e.what())
+              << "\n(netrun --help for usage)\n";
     return 1;
   } catch (const train::CollectiveError &e) {
     // Every rank stopped here with the same message: rank 0 says it.
     dist::Communicator *w = dist::worldIfMade();
     if (!w || w->rank() == 0)
-      std::cerr << "netrun: error: " << e.what() << "\n";
+      std::cerr << "netrun: error: " << io::printable(e.what()) << "\n";
     return 1;
   } catch (const std::bad_alloc &e) {
     abortOtherRanks(e);
@@ -971,7 +973,7 @@ static int run(int argc, char **argv) {
     return 1;
   } catch (const std::exception &e) {
     abortOtherRanks(e);
-    std::cerr << "netrun: error: " << e.what() << "\n";
+    std::cerr << "netrun: error: " << io::printable(e.what()) << "\n";
     return 1;
   } catch (...) {
     std::cerr << "netrun: error: unknown exception\n";
