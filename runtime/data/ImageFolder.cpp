@@ -286,8 +286,8 @@ void ImageLoader::makeSample(int64_t index, bool augment, uint64_t key,
 }
 
 int64_t ImageLoader::makeBatch(const int64_t *indices, int64_t n, bool augment,
-                               uint64_t key, float *images,
-                               int32_t *labels) const {
+                               uint64_t key, float *images, int32_t *labels,
+                               uint8_t *replaced) const {
   const int64_t sample = sampleFloats(), count = size();
   std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
   std::vector<int64_t> skipped(size_t(n), 0);
@@ -313,9 +313,14 @@ int64_t ImageLoader::makeBatch(const int64_t *indices, int64_t n, bool augment,
   for (const std::exception_ptr &e : errors)
     if (e)
       std::rethrow_exception(e);
+  // A row that skipped several bad images in a row counts once: each of
+  // them is also asked for in a row of its own.
   int64_t total = 0;
-  for (int64_t s : skipped)
-    total += s;
+  for (int64_t b = 0; b < n; ++b) {
+    total += skipped[size_t(b)] > 0;
+    if (replaced)
+      replaced[b] = skipped[size_t(b)] > 0;
+  }
   return total;
 }
 

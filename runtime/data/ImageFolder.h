@@ -113,10 +113,13 @@ public:
 
   /// Images `indices[0..n)` into images [n, C, H, W] and labels [n], on the
   /// pool; `augment` draws scale, crop and mirror from (key, index), else
-  /// the evaluation crop. Returns how many bad images were skipped (always
-  /// 0 without skipBad, which throws the first bad image's error instead).
+  /// the evaluation crop. Returns how many rows hold another image than
+  /// the one asked for, which was bad (always 0 without skipBad, which
+  /// throws the first bad image's error instead); `replaced`, if given,
+  /// gets 1 for those rows and 0 for the others.
   int64_t makeBatch(const int64_t *indices, int64_t n, bool augment,
-                    uint64_t key, float *images, int32_t *labels) const;
+                    uint64_t key, float *images, int32_t *labels,
+                    uint8_t *replaced = nullptr) const;
 
   /// One image into `dst` ([C, H, W]); throws if it is bad.
   void makeSample(int64_t index, bool augment, uint64_t key, float *dst) const;

@@ -104,10 +104,13 @@ static double perChannel(const std::vector<double> &v, int64_t c, double dflt) {
 }
 
 int64_t ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
-                             uint64_t key, float *images,
-                             int32_t *labels) const {
+                             uint64_t key, float *images, int32_t *labels,
+                             uint8_t *replaced) const {
   if (loader_)
-    return loader_->makeBatch(indices, n, augment, key, images, labels);
+    return loader_->makeBatch(indices, n, augment, key, images, labels,
+                              replaced);
+  if (replaced) // IDX and CIFAR sets are read whole: no image is bad here
+    std::fill(replaced, replaced + n, uint8_t(0));
   if (!augment && opts_.evalScale > 0)
     return makeScaledBatch(indices, n, images, labels);
   const int64_t rows = set_.rows, cols = set_.cols, pad = opts_.cropPad;

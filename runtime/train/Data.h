@@ -84,10 +84,12 @@ public:
 
   /// Writes samples `indices[0..n)` (normalised, augmented if `augment`)
   /// into images [n, C, H, W] and labels [n]. `key` seeds the augmentation.
-  /// Returns the number of bad images skipped (image folders with
-  /// `skip-bad`; otherwise 0).
+  /// Returns the number of rows whose image was bad and was replaced by the
+  /// next good one (image folders with `skip-bad`; otherwise 0); `replaced`,
+  /// if given, gets 1 for those rows and 0 for the others.
   int64_t makeBatch(const int64_t *indices, int64_t n, bool augment,
-                    uint64_t key, float *images, int32_t *labels) const;
+                    uint64_t key, float *images, int32_t *labels,
+                    uint8_t *replaced = nullptr) const;
 
 private:
   /// makeBatch for evaluation at opts.evalScale (IDX and CIFAR sets).

@@ -68,12 +68,14 @@ namespace {
 /// Runs program `name` over every image of `data` in order (no
 /// augmentation), in batches of the program's; with `mirrored`, each batch
 /// a second time with its images mirrored. Calls onLogits(first, n, logits,
-/// labels) for each run. Returns the bad images skipped.
+/// labels, replaced) for each run, where replaced[b] is 1 if row b holds
+/// the image after a bad one (skip-bad), which its own row also holds: such
+/// rows must not be counted. Returns the bad images skipped.
 int64_t forEachBatch(
     const plan::Plan &plan, const std::string &name, exec::ParamStore &params,
     exec::Backend &backend, const ImageData &data, bool mirrored,
-    const std::function<void(int64_t, int64_t, const float *,
-                             const int32_t *)> &onLogits) {
+    const std::function<void(int64_t, int64_t, const float *, const int32_t *,
+                             const uint8_t *)> &onLogits) {
   if (!plan.programs.count(name))
     throw TrainError(
         fmt::format("{}: no '{}' program to evaluate with", plan.file, name));
@@ -98,12 +100,14 @@ int64_t forEachBatch(
   struct Area {
     std::vector<float> images;
     std::vector<int32_t> labels;
+    std::vector<uint8_t> replaced;
     int64_t n = 0, skipped = 0;
     uint64_t ticket = 0;
   } areas[2];
   for (Area &a : areas) {
     a.images.resize(size_t(prog.batch * sample));
     a.labels.resize(size_t(prog.batch));
+    a.replaced.resize(size_t(prog.batch));
   }
   Prefetcher prefetch;
   const int64_t batches = (data.size() + prog.batch - 1) / prog.batch;
@@ -112,8 +116,9 @@ int64_t forEachBatch(
     const int64_t start = b * prog.batch;
     a.n = std::min(prog.batch, data.size() - start);
     a.ticket = prefetch.submit([&a, &data, &order, start] {
-      a.skipped = data.makeBatch(order.data() + start, a.n, false, 0,
-                                 a.images.data(), a.labels.data());
+      a.skipped =
+          data.makeBatch(order.data() + start, a.n, false, 0, a.images.data(),
+                         a.labels.data(), a.replaced.data());
     });
   };
   exec::StepContext ctx;
@@ -156,7 +161,7 @@ int64_t forEachBatch(
             "{}: image {} of the set gives the logit {} (programs.{}): the "
             "parameters are those of a run that diverged",
             plan.file, start + (bad - logits.begin()) / classes, *bad, name));
-      onLogits(start, n, logits.data(), labels.data());
+      onLogits(start, n, logits.data(), labels.data(), area.replaced.data());
     }
   }
   return skipped;
@@ -168,15 +173,21 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
                     exec::Backend &backend, const ImageData &data) {
   EvalResult r;
   const int64_t classes = plan.classes;
-  r.skipped = forEachBatch(
-      plan, "eval", params, backend, data, false,
-      [&](int64_t, int64_t n, const float *logits, const int32_t *labels) {
-        r.correct +=
-            kernels::ref::countCorrectTop1<float>(n, classes, logits, labels);
-        r.correctTop5 += kernels::ref::countCorrectTopK<float>(
-            n, classes, logits, labels, 5);
-        r.total += n;
-      });
+  r.skipped =
+      forEachBatch(plan, "eval", params, backend, data, false,
+                   [&](int64_t, int64_t n, const float *logits,
+                       const int32_t *labels, const uint8_t *replaced) {
+                     for (int64_t b = 0; b < n; ++b) {
+                       if (replaced[b])
+                         continue;
+                       const float *row = logits + b * classes;
+                       r.correct += kernels::ref::countCorrectTop1<float>(
+                           1, classes, row, labels + b);
+                       r.correctTop5 += kernels::ref::countCorrectTopK<float>(
+                           1, classes, row, labels + b, 5);
+                       ++r.total;
+                     }
+                   });
   r.classes = classes;
   return r;
 }
@@ -192,6 +203,7 @@ EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
   const int64_t classes = plan.classes;
   std::vector<double> posterior; // per image and class, summed over views
   std::vector<int32_t> truth;
+  std::vector<uint8_t> bad; // per image: replaced (skip-bad), not counted
   EvalResult r;
   for (int64_t scale : plan.denseScales) {
     std::string name = fmt::format("eval.dense.{}", scale);
@@ -210,37 +222,46 @@ EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
     if (posterior.empty()) {
       posterior.assign(size_t(set.size() * classes), 0.0);
       truth.assign(size_t(set.size()), 0);
+      bad.assign(size_t(set.size()), 0);
     } else if (int64_t(truth.size()) != set.size()) {
       throw TrainError(fmt::format("dense evaluation: the set has {} images "
                                    "at scale {}, {} before",
                                    set.size(), scale, truth.size()));
     }
-    int64_t skipped = forEachBatch(
-        plan, name, params, backend, set, true,
-        [&](int64_t first, int64_t n, const float *logits,
-            const int32_t *labels) {
-          // The softmax of each view, added up.
-          for (int64_t b = 0; b < n; ++b) {
-            const float *l = logits + b * classes;
-            double top = *std::max_element(l, l + classes), sum = 0;
-            for (int64_t k = 0; k < classes; ++k)
-              sum += std::exp(double(l[k]) - top);
-            double *p = posterior.data() + (first + b) * classes;
-            for (int64_t k = 0; k < classes; ++k)
-              p[k] += std::exp(double(l[k]) - top) / sum;
-            truth[size_t(first + b)] = labels[b];
-          }
-        });
-    if (scale == plan.denseScales.front()) // the same images every scale
-      r.skipped = skipped;
+    forEachBatch(plan, name, params, backend, set, true,
+                 [&](int64_t first, int64_t n, const float *logits,
+                     const int32_t *labels, const uint8_t *replaced) {
+                   // The softmax of each view, added up.
+                   for (int64_t b = 0; b < n; ++b) {
+                     if (replaced[b])
+                       bad[size_t(first + b)] = 1;
+                     const float *l = logits + b * classes;
+                     double top = *std::max_element(l, l + classes), sum = 0;
+                     for (int64_t k = 0; k < classes; ++k)
+                       sum += std::exp(double(l[k]) - top);
+                     double *p = posterior.data() + (first + b) * classes;
+                     for (int64_t k = 0; k < classes; ++k)
+                       p[k] += std::exp(double(l[k]) - top) / sum;
+                     truth[size_t(first + b)] = labels[b];
+                   }
+                 });
   }
-  int64_t n = int64_t(truth.size());
+  // The images bad at some scale leave the count (their rows held others).
+  int64_t n = 0;
+  for (size_t i = 0; i < truth.size(); ++i) {
+    if (bad[i])
+      continue;
+    std::copy_n(posterior.begin() + long(i * size_t(classes)), classes,
+                posterior.begin() + n * classes);
+    truth[size_t(n++)] = truth[i];
+  }
   r.correct = kernels::ref::countCorrectTop1<double>(n, classes,
                                                      posterior.data(),
                                                      truth.data());
   r.correctTop5 = kernels::ref::countCorrectTopK<double>(
       n, classes, posterior.data(), truth.data(), 5);
   r.total = n;
+  r.skipped = int64_t(truth.size()) - n;
   r.classes = classes;
   return r;
 }

@@ -121,5 +121,12 @@ check "skip-bad trains past a truncated JPEG" test $rc -eq 0
 check "... and reports it at the end of each epoch" \
   test "$(grep -c 'epoch [0-9]: skipped 1 bad image(s)' "$work/skip.log")" -eq 8
 
+# skip-bad in an evaluation: the bad val image leaves the count, and the
+# image that took its place is not counted twice.
+nval=$(find "$work/badval/val" -type f | wc -l)
+"$NETRUN" eval "$work/skip.trainer" --data "$work/badval" >"$work/skip-eval.log" 2>&1
+check "skip-bad evaluates $((nval - 1)) of the $nval val images, the bad one skipped" \
+  grep -q "of $((nval - 1)) wrong); 1 bad image(s) skipped" "$work/skip-eval.log"
+
 echo "images: $passed passed, $failed failed"
 ((failed == 0))

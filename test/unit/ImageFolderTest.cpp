@@ -406,6 +406,14 @@ TEST_F(ImageFolderTest, BadImagesInABatch) {
       lenient.makeBatch(idx.data(), 6, true, 1, img.data(), labels.data()), 2);
   EXPECT_EQ(labels[0], 0); // img1 of class0 took img0's place
   EXPECT_EQ(labels[4], 1); // img2 of class1 took img1's place
+  // Two bad images in a row: the first's row skips both, yet each counts
+  // once, and the rows that hold another image are marked.
+  put(dir / "train" / "class0" / "img1.jpg", "junk");
+  std::vector<uint8_t> replaced(6, 7);
+  EXPECT_EQ(lenient.makeBatch(idx.data(), 6, true, 1, img.data(), labels.data(),
+                              replaced.data()),
+            3);
+  EXPECT_EQ(replaced, (std::vector<uint8_t>{1, 1, 0, 0, 1, 0}));
 }
 
 TEST_F(ImageFolderTest, DatasetsFromAPlanLikeOptions) {
