@@ -256,10 +256,9 @@ LogicalResult Mirror::collectStages() {
   if (macros.empty())
     return func.emitError() << "network '" << func.getName()
                             << "' has no macro-layers to mirror";
-  for (MacroOp macro : macros)
-    if (macro.getName().starts_with("dec."))
-      return augment.emitError()
-             << "network '" << func.getName() << "' is already mirrored";
+  if (isMirrored(func))
+    return augment.emitError()
+           << "network '" << func.getName() << "' is already mirrored";
 
   // The top of the decoder: the last macro-layer, or the one `from` names,
   // or an fc layer above the macro-layers.
@@ -752,3 +751,9 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
 };
 
 } // namespace
+
+bool netc::isMirrored(func::FuncOp network) {
+  return llvm::any_of(
+      network.getBody().front().getOps<MacroOp>(),
+      [](MacroOp m) { return m.getName().starts_with("dec."); });
+}

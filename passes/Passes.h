@@ -31,6 +31,10 @@ mlir::LogicalResult inferFunctionShapes(mlir::func::FuncOp func);
 mlir::FailureOr<netc::net::AugmentOp> overrideVariant(mlir::ModuleOp module,
                                                       llvm::StringRef variant);
 
+/// True once net-mirror has run on `network`: its decoder's macro-layers,
+/// named `dec.<name>`, are in it.
+bool isMirrored(mlir::func::FuncOp network);
+
 /// The phase a step function names (`net.phase`), or a null PhaseOp when
 /// `func` is no step function; failure, with an error on `func`, when the
 /// phase it names does not exist.

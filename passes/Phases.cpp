@@ -137,6 +137,16 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
       return signalPassFailure();
     }
     func::FuncOp network = networks.front();
+    // The step functions are copies of the network that net-mirror then
+    // augments per phase; copies of a mirrored one would hold its decoder
+    // in every phase, and @reconstruct a second one.
+    if (isMirrored(network)) {
+      network.emitError()
+          << "network '" << network.getSymName()
+          << "' is already mirrored; net-phases runs before net-mirror "
+             "(netc -emit=mlir gives the input it takes)";
+      return signalPassFailure();
+    }
     auto augments = llvm::to_vector(module.getOps<AugmentOp>());
     StringRef variant =
         augments.empty() ? StringRef("none") : augments.front().getVariant();
