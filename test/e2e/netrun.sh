@@ -246,6 +246,18 @@ echo '{"event":"step","global_step":1}' > "$work/short.jsonl"
 out=$("$NETRUN" plot "$work/short.jsonl" 2>&1); rc=$?
 check "plot names a step record without its loss" \
   test $rc -eq 1 -a -n "$(grep "short.jsonl:1: a step record without a number 'loss'" <<<"$out")"
+grep '"event":"step"' "$work/m.jsonl" | tac > "$work/back.jsonl"
+out=$("$NETRUN" plot "$work/back.jsonl" 2>&1); rc=$?
+check "plot refuses steps that go back without a resume record" \
+  test $rc -eq 1 -a -n "$(grep "back.jsonl:2: step 3 after step 4: the steps go back" <<<"$out")"
+echo '{"event":"step","global_step":-1,"loss":1,"phase_index":0}' > "$work/neg.jsonl"
+out=$("$NETRUN" plot "$work/neg.jsonl" 2>&1); rc=$?
+check "plot refuses a negative global step" \
+  test $rc -eq 1 -a -n "$(grep "neg.jsonl:1: a step record whose 'global_step' is -1, not a count" <<<"$out")"
+printf '%s\n' "$(head -1 "$work/m.jsonl")" '{"event":"eval","global_step":4,"test_error":140}' > "$work/pct.jsonl"
+out=$("$NETRUN" plot "$work/pct.jsonl" 2>&1); rc=$?
+check "plot refuses a test error that is not a percentage" \
+  test $rc -eq 1 -a -n "$(grep "pct.jsonl:2: an eval record whose 'test_error' is 140, not a percentage" <<<"$out")"
 out=$("$NETRUN" plot "$work/nothere.jsonl" 2>&1); rc=$?
 check "plot of a missing file is an error naming it" \
   test $rc -eq 1 -a -n "$(grep "nothere.jsonl" <<<"$out")"

@@ -40,6 +40,17 @@ double number(const nlohmann::json &record, const char *key,
   return it->get<double>();
 }
 
+/// A count (a global step, a phase index): a whole number in [0, 2^53).
+double count(const nlohmann::json &record, const char *key,
+             const std::string &path, size_t line) {
+  double v = number(record, key, path, line);
+  if (!(v >= 0 && v < 0x1p53 && v == std::floor(v)))
+    fail(path, line,
+         fmt::format("a {} record whose '{}' is {}, not a count",
+                     record.value("event", ""), key, record[key].dump()));
+  return v;
+}
+
 } // namespace
 
 Metrics readMetrics(const std::string &path) {
@@ -49,6 +60,7 @@ Metrics readMetrics(const std::string &path) {
   int64_t lastPhase = -1;
   std::vector<int64_t> phaseIndices; // beside m.phases
   size_t line = 0, steps = 0;
+  double lastStep = -1; // of the step records, since the last resume
   while (std::getline(in, text)) {
     ++line;
     if (text.find_first_not_of(" \t\r") == std::string::npos)
@@ -59,13 +71,20 @@ Metrics readMetrics(const std::string &path) {
                        "--metrics` has one per line)");
     std::string event = r.value("event", "");
     if (event == "step") {
-      double step = number(r, "global_step", path, line);
+      double step = count(r, "global_step", path, line);
+      if (step <= lastStep)
+        fail(path, line,
+             fmt::format("step {} after step {}: the steps go back without "
+                         "a resume record (a metrics file holds one run and "
+                         "its resumptions)",
+                         step, lastStep));
+      lastStep = step;
       m.losses["loss"].emplace_back(step, number(r, "loss", path, line));
       if (auto terms = r.find("terms"); terms != r.end() && terms->is_object())
         for (auto &[name, v] : terms->items())
           if (v.is_number())
             m.losses[name].emplace_back(step, v.get<double>());
-      auto phase = int64_t(number(r, "phase_index", path, line));
+      auto phase = int64_t(count(r, "phase_index", path, line));
       if (phase != lastPhase) {
         m.phases.emplace_back(step, r.value("phase", ""));
         phaseIndices.push_back(phase);
@@ -76,7 +95,8 @@ Metrics readMetrics(const std::string &path) {
       // A run resumed from the checkpoint at this global step: the records
       // of later steps before it are of a run that was stopped (killed
       // between checkpoints) and whose steps are being done again.
-      double at = number(r, "global_step", path, line);
+      double at = count(r, "global_step", path, line);
+      lastStep = std::min(lastStep, at);
       auto after = [at](const std::pair<double, double> &p) {
         return p.first > at;
       };
@@ -92,8 +112,13 @@ Metrics readMetrics(const std::string &path) {
       }
       lastPhase = phaseIndices.empty() ? -1 : phaseIndices.back();
     } else if (event == "eval") {
-      m.testError.emplace_back(number(r, "global_step", path, line),
-                               number(r, "test_error", path, line));
+      double error = number(r, "test_error", path, line);
+      if (!(error >= 0 && error <= 100))
+        fail(path, line,
+             fmt::format("an eval record whose 'test_error' is {}, not a "
+                         "percentage",
+                         r["test_error"].dump()));
+      m.testError.emplace_back(count(r, "global_step", path, line), error);
     }
   }
   if (steps == 0)
