@@ -199,26 +199,28 @@ static FailureOr<int64_t> planFunction(func::FuncOp func, int64_t batch) {
     order[i] = i;
   llvm::stable_sort(
       order, [&](int a, int b) { return buffers[a].bytes > buffers[b].bytes; });
+  // `placed` is kept in offset order, so the buffers that overlap in time
+  // are met lowest offset first and the first gap that fits ends the scan.
   int64_t arena = 0;
   SmallVector<int> placed;
   for (int id : order) {
     Buffer &buf = buffers[id];
-    SmallVector<std::pair<int64_t, int64_t>> taken;
+    int64_t offset = 0;
     for (int other : placed) {
       const Buffer &o = buffers[other];
-      if (o.start <= buf.end && buf.start <= o.end)
-        taken.push_back({o.offset, o.offset + o.size});
-    }
-    llvm::sort(taken);
-    int64_t offset = 0;
-    for (auto [lo, hi] : taken) {
-      if (offset + buf.size <= lo)
+      if (o.start > buf.end || buf.start > o.end)
+        continue;
+      if (offset + buf.size <= o.offset)
         break;
-      offset = std::max(offset, hi);
+      offset = std::max(offset, o.offset + o.size);
     }
     buf.offset = offset;
     arena = std::max(arena, offset + buf.size);
-    placed.push_back(id);
+    placed.insert(llvm::upper_bound(placed, offset,
+                                    [&](int64_t at, int other) {
+                                      return at < buffers[other].offset;
+                                    }),
+                  id);
   }
 
   Builder b(func.getContext());
