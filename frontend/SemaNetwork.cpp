@@ -918,12 +918,23 @@ void Sema::nameLayers(std::vector<PendingStage> &stages) {
   }
 }
 
+/// The mirror names each decoder layer and macro-layer `dec.<name>`, and
+/// `lr-mult dec.<name>` means that twin: a user's name may not start so.
+static constexpr llvm::StringLiteral kDecoderPrefix = "dec.";
+
 void Sema::checkNames(const std::vector<PendingStage> &stages) {
   llvm::StringMap<std::pair<SMLoc, size_t>> macros;
   for (size_t i = 0, e = stages.size(); i != e; ++i) {
     const PendingStage &stage = stages[i];
     if (!stage.isMacro)
       continue;
+    if (StringRef(stage.macroName).starts_with(kDecoderPrefix)) {
+      error(stage.macroLoc, "macro-layer name '" + stage.macroName +
+                                "' starts with 'dec.', which names the "
+                                "decoder's twins of the macro-layers; "
+                                "rename it");
+      continue;
+    }
     auto [it, fresh] = macros.insert({stage.macroName, {stage.macroLoc, i}});
     if (!fresh) {
       if (error(stage.macroLoc,
@@ -936,6 +947,10 @@ void Sema::checkNames(const std::vector<PendingStage> &stages) {
   }
   llvm::StringMap<SMLoc> layers;
   for (size_t i = 0, e = stages.size(); i != e; ++i) {
+    // (The layers of a macro-layer refused above are named after it.)
+    if (stages[i].isMacro &&
+        StringRef(stages[i].macroName).starts_with(kDecoderPrefix))
+      continue;
     for (const PendingLayer &p : stages[i].layers) {
       const std::string &name = p.layer.name;
       std::string hint =
@@ -943,6 +958,12 @@ void Sema::checkNames(const std::vector<PendingStage> &stages) {
                             "as 'name: " +
                                 kindName(p.layer.kind).str() + "')"
                           : "";
+      if (StringRef(name).starts_with(kDecoderPrefix)) {
+        error(p.loc, "layer name '" + name +
+                         "' starts with 'dec.', which names the decoder's "
+                         "twins of the layers; rename it");
+        continue;
+      }
       auto [it, fresh] = layers.insert({name, p.loc});
       if (!fresh) {
         if (error(p.loc, "duplicate layer name '" + name + "'" + hint))
