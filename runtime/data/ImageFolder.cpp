@@ -13,7 +13,6 @@
 #include <exception>
 #include <filesystem>
 #include <iterator>
-#include <set>
 
 namespace fs = std::filesystem;
 
@@ -68,30 +67,48 @@ static FolderEntries listDir(const fs::path &dir) {
   return e;
 }
 
+/// Bounds on one class folder's walk: links can make a folder tree that is
+/// small on disk but enormous to walk (each level linking twice to the next).
+static constexpr size_t kMaxClassFolders = 1'000'000;
+static constexpr size_t kMaxFolderDepth = 64;
+
+/// Adds the images under `folder` to `found` as (folder, name); `above` holds
+/// the canonical paths of the folders above it, so that a link back to one
+/// of them (a cycle) is not followed; another route into a folder is, as
+/// torchvision's os.walk(followlinks=True) follows it.
+static void walkClassFolder(const fs::path &folder,
+                            std::vector<fs::path> &above, size_t &folders,
+                            std::vector<std::pair<std::string, std::string>>
+                                &found) {
+  std::error_code ec;
+  fs::path real = fs::canonical(folder, ec);
+  if (ec)
+    throw ImageFolderError(fmt::format("{}: cannot resolve the folder: {}",
+                                       folder.string(), ec.message()));
+  if (std::find(above.begin(), above.end(), real) != above.end())
+    return;
+  if (above.size() >= kMaxFolderDepth || ++folders > kMaxClassFolders)
+    throw ImageFolderError(fmt::format(
+        "{}: the class folder's subfolders (links followed) go deeper than "
+        "{} levels or number more than {}",
+        folder.string(), kMaxFolderDepth, kMaxClassFolders));
+  FolderEntries e = listDir(folder);
+  for (std::string &name : e.images)
+    found.emplace_back(folder.string(), std::move(name));
+  above.push_back(std::move(real));
+  for (const std::string &name : e.folders)
+    walkClassFolder(folder / name, above, folders, found);
+  above.pop_back();
+}
+
 /// The image files in a class folder and, as torchvision's ImageFolder walks
-/// them, in its subfolders at any depth, links followed: ordered by folder
-/// path, then name. A folder reached twice through links is read once, so a
-/// link cycle ends.
+/// them, in its subfolders at any depth, links followed (but not back into
+/// a folder above): ordered by folder path, then name.
 static std::vector<std::string> listClassImages(const fs::path &classDir) {
   std::vector<std::pair<std::string, std::string>> found; // (folder, name)
-  std::set<fs::path> visited;                             // canonical
-  std::vector<fs::path> pending{classDir};
-  while (!pending.empty()) {
-    fs::path folder = std::move(pending.back());
-    pending.pop_back();
-    std::error_code ec;
-    fs::path real = fs::canonical(folder, ec);
-    if (ec)
-      throw ImageFolderError(fmt::format("{}: cannot resolve the folder: {}",
-                                         folder.string(), ec.message()));
-    if (!visited.insert(real).second)
-      continue;
-    FolderEntries e = listDir(folder);
-    for (std::string &name : e.folders)
-      pending.push_back(folder / name);
-    for (std::string &name : e.images)
-      found.emplace_back(folder.string(), std::move(name));
-  }
+  std::vector<fs::path> above;
+  size_t folders = 0;
+  walkClassFolder(classDir, above, folders, found);
   std::sort(found.begin(), found.end());
   std::vector<std::string> files;
   files.reserve(found.size());

@@ -265,8 +265,9 @@ TEST_F(ImageFolderTest, ScanSortsClassesAndFilesAndIgnoresOthers) {
 TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
   // Files in subfolders at any depth belong to the class, ordered by folder
   // path ("a" < "a-b" < "a/b"), then name, as torchvision sorts os.walk's
-  // tuples; hidden folders are
-  // skipped, links are followed, and a link cycle is walked once.
+  // tuples; hidden folders are skipped; links are followed, a second route
+  // into a folder included (cat/z), but not a link back to a folder above
+  // (a cycle: cat/a/loop).
   for (const char *split : {"train", "val"}) {
     put(dir / split / "cat" / "z.jpg", "x");
     put(dir / split / "cat" / "a" / "b" / "deep.png", "x");
@@ -275,17 +276,27 @@ TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
     put(dir / split / "cat" / ".cache" / "hidden.jpg", "x");
     put(dir / split / "dog" / "1.jpg", "x");
     fs::create_directory_symlink("..", dir / split / "cat" / "a" / "loop");
+    fs::create_directory_symlink("a", dir / split / "cat" / "z");
     fs::create_directory_symlink("../cat/a-b", dir / split / "dog" / "link");
   }
   data::ImageFolderSets s = data::scanImageFolder(dir.string(), 2);
   std::vector<std::string> rel;
   for (const std::string &f : s.train.files)
     rel.push_back(fs::path(f).lexically_relative(dir / "train").string());
-  EXPECT_EQ(rel, (std::vector<std::string>{"cat/z.jpg", "cat/a/m.jpg",
-                                           "cat/a-b/n.jpg", "cat/a/b/deep.png",
-                                           "dog/1.jpg", "dog/link/n.jpg"}));
-  EXPECT_EQ(s.train.labels, (std::vector<int32_t>{0, 0, 0, 0, 1, 1}));
-  EXPECT_EQ(s.val.files.size(), 6u);
+  EXPECT_EQ(rel, (std::vector<std::string>{
+                     "cat/z.jpg", "cat/a/m.jpg", "cat/a-b/n.jpg",
+                     "cat/a/b/deep.png", "cat/z/m.jpg", "cat/z/b/deep.png",
+                     "dog/1.jpg", "dog/link/n.jpg"}));
+  EXPECT_EQ(s.train.labels, (std::vector<int32_t>{0, 0, 0, 0, 0, 0, 1, 1}));
+  EXPECT_EQ(s.val.files.size(), 8u);
+  // A class folder nested deeper than the walk goes is an error naming it.
+  fs::path deep = dir / "train" / "dog";
+  for (int i = 0; i < 70; ++i)
+    deep /= "d";
+  put(deep / "x.jpg", "x");
+  std::string e =
+      errorOf([&] { data::scanImageFolder(dir.string(), 2); });
+  EXPECT_NE(e.find("go deeper than 64 levels"), std::string::npos) << e;
 }
 
 TEST_F(ImageFolderTest, ScanErrors) {
