@@ -121,12 +121,42 @@ std::string readFile(const std::string &path, uint64_t maxBytes) {
 std::string printable(const std::string &text) {
   std::string out;
   out.reserve(text.size());
-  for (char c : text) {
-    const auto b = static_cast<unsigned char>(c);
-    if ((b < 0x20 && c != '\n' && c != '\t') || b == 0x7f)
-      out += fmt::format("\\x{:02x}", b);
+  auto escape = [&](size_t from, size_t n) {
+    for (size_t k = from; k < from + n; ++k)
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(text[k]));
+  };
+  for (size_t i = 0; i < text.size();) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    if (b < 0x80) {
+      if ((b < 0x20 && b != '\n' && b != '\t') || b == 0x7f)
+        escape(i, 1);
+      else
+        out += char(b);
+      ++i;
+      continue;
+    }
+    // A UTF-8 sequence: its length from the lead byte, then continuation
+    // bytes (10xxxxxx). Invalid bytes, and the C1 controls U+0080..U+009F
+    // (U+009B is a CSI to some terminals), are escaped.
+    const size_t n = b >= 0xc2 && b <= 0xdf   ? 2
+                     : b >= 0xe0 && b <= 0xef ? 3
+                     : b >= 0xf0 && b <= 0xf4 ? 4
+                                              : 0;
+    bool valid = n != 0 && i + n <= text.size();
+    for (size_t k = 1; valid && k < n; ++k)
+      valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    if (!valid) {
+      escape(i, 1);
+      ++i;
+      continue;
+    }
+    const bool c1 =
+        b == 0xc2 && static_cast<unsigned char>(text[i + 1]) <= 0x9f;
+    if (c1)
+      escape(i, n);
     else
-      out += c;
+      out.append(text, i, n);
+    i += n;
   }
   return out;
 }

@@ -60,9 +60,11 @@ std::string readFile(const std::string &path, uint64_t maxBytes);
 /// replace it with a plain file.
 std::string outputTarget(const std::string &path);
 
-/// `text` for a terminal: each control byte other than newline and tab (a
-/// file or tensor name can hold an escape sequence that would rewrite the
-/// screen) as `\xNN`. Messages are passed through it where they are printed.
+/// `text` for a terminal: each control character other than newline and tab
+/// (C0, DEL and the C1 controls U+0080..U+009F: a file or tensor name can
+/// hold an escape sequence that would rewrite the screen) and each byte that
+/// is not part of valid UTF-8, as `\xNN` per byte. Messages are passed
+/// through it where they are printed.
 std::string printable(const std::string &text);
 
 /// "1.5 GiB", "12 MiB", "640 bytes": sizes in messages.

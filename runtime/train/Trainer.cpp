@@ -251,8 +251,9 @@ EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
   for (size_t i = 0; i < truth.size(); ++i) {
     if (bad[i])
       continue;
-    std::copy_n(posterior.begin() + long(i * size_t(classes)), classes,
-                posterior.begin() + n * classes);
+    if (size_t(n) != i)
+      std::copy_n(posterior.begin() + long(i * size_t(classes)), classes,
+                  posterior.begin() + n * classes);
     truth[size_t(n++)] = truth[i];
   }
   r.correct = kernels::ref::countCorrectTop1<double>(n, classes,
@@ -1082,14 +1083,14 @@ void Trainer::runPhase(size_t pi) {
                             dataOptions(plan_, opts_.dataDir));
     } catch (const std::exception &e) {
       out_ << fmt::format("warning: [{}] dense evaluation failed: {}\n",
-                          ph.phase, e.what());
+                          ph.phase, io::printable(e.what()));
     }
     if (dense) {
       const EvalResult &r = *dense;
-      out_ << fmt::format("[{}] dense test error {:.2f}% ({} of {} wrong){} "
+      out_ << fmt::format("[{}] dense test error {:.2f}% ({} of {} wrong){}{} "
                           "(scales {}, each with its mirror image)\n",
                           ph.phase, r.errorPercent(), r.total - r.correct,
-                          r.total, r.top5(),
+                          r.total, r.top5(), r.skippedNote(),
                           fmt::join(plan_.denseScales, ", "));
       json record = evalRecord("eval_dense", r);
       record["scales"] = plan_.denseScales;

@@ -17,11 +17,13 @@ MAKE=../../tools/make-image-folder.py
 
 "$PY" "$MAKE" "$work/good" --per-class 16 --val 6 || exit 1
 # Variants of the example: fewer epochs; without `scale` (so an image
-# smaller than the crop is an error); 5 classes; skip-bad.
+# smaller than the crop is an error); 5 classes; skip-bad (with dense
+# evaluation).
 sed 's/epochs 10/epochs 8/' ../../examples/images.net >"$work/images.net"
 sed 's/scale 72..96; //' "$work/images.net" >"$work/noscale.net"
 sed 's/classes 4/classes 5/; s/fc5: fc 4/fc5: fc 5/' "$work/images.net" >"$work/five.net"
-sed 's/channels rgb/channels rgb; skip-bad/' "$work/images.net" >"$work/skip.net"
+sed 's/channels rgb/channels rgb; skip-bad/; s/eval single-crop/eval single-crop dense { scales 64 72 }/' \
+  "$work/images.net" >"$work/skip.net"
 for t in images noscale five skip; do
   "$NETC" "$work/$t.net" -o "$work/$t.trainer" >/dev/null || exit 1
 done
@@ -127,6 +129,9 @@ nval=$(find "$work/badval/val" -type f | wc -l)
 "$NETRUN" eval "$work/skip.trainer" --data "$work/badval" >"$work/skip-eval.log" 2>&1
 check "skip-bad evaluates $((nval - 1)) of the $nval val images, the bad one skipped" \
   grep -q "of $((nval - 1)) wrong); 1 bad image(s) skipped" "$work/skip-eval.log"
+"$NETRUN" eval "$work/skip.trainer" --data "$work/badval" --scheme dense >"$work/skip-dense.log" 2>&1
+check "... and so does the dense evaluation" \
+  grep -q "^dense test error .* of $((nval - 1)) wrong); 1 bad image(s) skipped" "$work/skip-dense.log"
 
 echo "images: $passed passed, $failed failed"
 ((failed == 0))

@@ -365,7 +365,7 @@ void abortOtherRanks(const std::exception &e) {
   if (!w || w->size() == 1 || dynamic_cast<const train::CollectiveError *>(&e))
     return;
   std::cerr << fmt::format("netrun: rank {} of {}: error: {}\n", w->rank(),
-                           w->size(), e.what());
+                           w->size(), io::printable(e.what()));
   std::cerr.flush();
   w->abort(1);
 }
