@@ -76,10 +76,10 @@ static constexpr size_t kMaxFolderDepth = 64;
 /// the canonical paths of the folders above it, so that a link back to one
 /// of them (a cycle) is not followed; another route into a folder is, as
 /// torchvision's os.walk(followlinks=True) follows it.
-static void walkClassFolder(const fs::path &folder,
-                            std::vector<fs::path> &above, size_t &folders,
-                            std::vector<std::pair<std::string, std::string>>
-                                &found) {
+static void
+walkClassFolder(const fs::path &folder, std::vector<fs::path> &above,
+                size_t &folders,
+                std::vector<std::pair<std::string, std::string>> &found) {
   std::error_code ec;
   fs::path real = fs::canonical(folder, ec);
   if (ec)

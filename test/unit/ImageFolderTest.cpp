@@ -283,10 +283,10 @@ TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
   std::vector<std::string> rel;
   for (const std::string &f : s.train.files)
     rel.push_back(fs::path(f).lexically_relative(dir / "train").string());
-  EXPECT_EQ(rel, (std::vector<std::string>{
-                     "cat/z.jpg", "cat/a/m.jpg", "cat/a-b/n.jpg",
-                     "cat/a/b/deep.png", "cat/z/m.jpg", "cat/z/b/deep.png",
-                     "dog/1.jpg", "dog/link/n.jpg"}));
+  EXPECT_EQ(rel, (std::vector<std::string>{"cat/z.jpg", "cat/a/m.jpg",
+                                           "cat/a-b/n.jpg", "cat/a/b/deep.png",
+                                           "cat/z/m.jpg", "cat/z/b/deep.png",
+                                           "dog/1.jpg", "dog/link/n.jpg"}));
   EXPECT_EQ(s.train.labels, (std::vector<int32_t>{0, 0, 0, 0, 0, 0, 1, 1}));
   EXPECT_EQ(s.val.files.size(), 8u);
   // A class folder nested deeper than the walk goes is an error naming it.
@@ -294,8 +294,7 @@ TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
   for (int i = 0; i < 70; ++i)
     deep /= "d";
   put(deep / "x.jpg", "x");
-  std::string e =
-      errorOf([&] { data::scanImageFolder(dir.string(), 2); });
+  std::string e = errorOf([&] { data::scanImageFolder(dir.string(), 2); });
   EXPECT_NE(e.find("go deeper than 64 levels"), std::string::npos) << e;
 }
 

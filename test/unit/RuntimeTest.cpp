@@ -424,7 +424,9 @@ TEST(FileTest, PrintableEscapesControlBytesOnly) {
   EXPECT_EQ(io::printable(std::string("a\0b", 3)), "a\\x00b");
   // C1 controls (U+009B: CSI) and bytes that are not UTF-8 are escaped;
   // other multi-byte characters are not.
-  EXPECT_EQ(io::printable("a\xc2\x9b" "2Jb"), "a\\xc2\\x9b2Jb");
+  EXPECT_EQ(io::printable("a\xc2\x9b"
+                          "2Jb"),
+            "a\\xc2\\x9b2Jb");
   EXPECT_EQ(io::printable("\x9b\xff\xe2\x82"), "\\x9b\\xff\\xe2\\x82");
   EXPECT_EQ(io::printable("\xc2\xa0\xe2\x82\xac\xf0\x9f\x98\x80"),
             "\xc2\xa0\xe2\x82\xac\xf0\x9f\x98\x80");
