@@ -97,17 +97,23 @@ int64_t forEachBatch(
   // only once batch b's logits are back (then every upload from it is done:
   // uploads from pageable memory read it at once). Then the thread itself
   // (declared after them, so it is joined before they go).
+  // A batch never holds more images than the set (a program planned for a
+  // larger batch than the set is run at the set's size), so neither does an
+  // area; its images are backend staging memory, whose size is checked
+  // against the memory available before it is taken.
+  const int64_t rows = std::max<int64_t>(1, std::min(prog.batch, data.size()));
   struct Area {
-    std::vector<float> images;
+    std::unique_ptr<exec::Buffer> images;
     std::vector<int32_t> labels;
     std::vector<uint8_t> replaced;
     int64_t n = 0, skipped = 0;
     uint64_t ticket = 0;
   } areas[2];
   for (Area &a : areas) {
-    a.images.resize(size_t(prog.batch * sample));
-    a.labels.resize(size_t(prog.batch));
-    a.replaced.resize(size_t(prog.batch));
+    a.images = backend.allocateStaging(uint64_t(rows * sample) * sizeof(float),
+                                       "an evaluation batch of images");
+    a.labels.resize(size_t(rows));
+    a.replaced.resize(size_t(rows));
   }
   Prefetcher prefetch;
   const int64_t batches = (data.size() + prog.batch - 1) / prog.batch;
@@ -116,9 +122,10 @@ int64_t forEachBatch(
     const int64_t start = b * prog.batch;
     a.n = std::min(prog.batch, data.size() - start);
     a.ticket = prefetch.submit([&a, &data, &order, start] {
-      a.skipped =
-          data.makeBatch(order.data() + start, a.n, false, 0, a.images.data(),
-                         a.labels.data(), a.replaced.data());
+      a.skipped = data.makeBatch(
+          order.data() + start, a.n, false, 0,
+          static_cast<float *>(a.images->data()), a.labels.data(),
+          a.replaced.data());
     });
   };
   exec::StepContext ctx;
@@ -132,7 +139,7 @@ int64_t forEachBatch(
     if (b + 1 < batches)
       submit(b + 1);
     const int64_t start = b * prog.batch, n = area.n;
-    std::vector<float> &images = area.images;
+    float *images = static_cast<float *>(area.images->data());
     const std::vector<int32_t> &labels = area.labels;
     skipped += area.skipped;
     if (labelsId)
@@ -140,10 +147,8 @@ int64_t forEachBatch(
     for (int view = 0; view < (mirrored ? 2 : 1); ++view) {
       if (view == 1) // the mirror images: each row reversed
         for (int64_t row = 0; row < n * sample / width; ++row)
-          std::reverse(images.begin() + row * width,
-                       images.begin() + (row + 1) * width);
-      exe.upload(imageId, images.data(), uint64_t(n * sample) * sizeof(float),
-                 n);
+          std::reverse(images + row * width, images + (row + 1) * width);
+      exe.upload(imageId, images, uint64_t(n * sample) * sizeof(float), n);
       exe.run(n, ctx);
       const plan::Value &lv = prog.value(*prog.logits);
       if (lv.count(n) != n * classes)
@@ -752,10 +757,14 @@ void Trainer::runPhase(size_t pi) {
     int64_t skipped = 0; ///< bad images skipped (skip-bad)
     uint64_t ticket = 0; ///< the prefetch job that fills it
   } stages[kStages];
+  // A rank's slice never holds more than its share of the set (see
+  // submit), so a batch larger than the set stages only the set.
+  const int64_t rows =
+      std::min(batch, (train.size() + ranks - 1) / ranks);
   for (Stage &st : stages) {
     st.images = backend_->allocateStaging(
-        uint64_t(batch * sample) * sizeof(float), "a staging batch of images");
-    st.labels = backend_->allocateStaging(uint64_t(batch) * sizeof(int32_t),
+        uint64_t(rows * sample) * sizeof(float), "a staging batch of images");
+    st.labels = backend_->allocateStaging(uint64_t(rows) * sizeof(int32_t),
                                           "a staging batch of labels");
   }
   std::shared_ptr<std::vector<int64_t>> order;

@@ -1477,6 +1477,32 @@ TEST(TrainerTest, TrainsEvaluatesCheckpointsAndResumesExactly) {
   EXPECT_EQ(r.correct, ta.lastEval()->correct);
 }
 
+TEST(TrainerTest, EvaluationStagesNoMoreThanTheSet) {
+  // An eval program planned for a batch far larger than the set (6 images)
+  // runs at the set's size: its staging areas hold the set, not the batch
+  // (which at a batch of 2^20 once took gigabytes outside any check).
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir dir;
+  json j = imagePlan(0.05);
+  const int64_t big = int64_t(1) << 16;
+  json &eval = j["programs"]["eval"];
+  eval["batch"] = big;
+  eval["values"][4]["offset"] = 64 * big; // logits after the images
+  eval["arena_bytes"] = 76 * big;
+  plan::Plan p = loadJson(dir, j);
+  exec::ParamStore store(p, 1);
+  exec::ReferenceBackend backend;
+  train::Datasets d = imageData(p, data);
+  const uint64_t before = backend.peakBytes();
+  train::EvalResult r = train::evaluate(p, store, backend, d.test);
+  EXPECT_EQ(r.total, 6);
+  // The arena, the kept logits (12 bytes an image), and two staging areas
+  // of 6 images of 64 bytes, in the backend's checked memory (they were
+  // vectors of 2^16 images, outside it).
+  EXPECT_EQ(backend.peakBytes() - before, uint64_t(88 * big + 2 * 6 * 64));
+}
+
 TEST(TrainerTest, NonFiniteLossStops) {
   TempDir data;
   writeIdxSet(data.path, 24, 6, 4, 4, 3);
