@@ -11,6 +11,7 @@
 #include "llvm/ADT/Twine.h"
 
 #include <cmath>
+#include <limits>
 
 using namespace netc;
 using llvm::SMLoc;
@@ -338,6 +339,21 @@ Token Lexer::lexNumber(const char *start) {
     if (text.getAsDouble(v) || !std::isfinite(v)) {
       return makeError(start, "number '" + text + "' is out of range");
     }
+    // The trainer computes in 32-bit floats: a number beyond them would
+    // become infinity there, and one below their smallest (or below a
+    // double's, read as 0 here) would become 0, both silently.
+    const double a = std::fabs(v);
+    if (a > double(std::numeric_limits<float>::max()))
+      return makeError(start, "number '" + text +
+                                  "' is beyond the 32-bit floats the "
+                                  "trainer computes in (at most 3.4e38)");
+    StringRef mantissa =
+        text.take_until([](char c) { return c == 'e' || c == 'E'; });
+    if (a < double(std::numeric_limits<float>::min()) &&
+        mantissa.find_first_of("123456789") != StringRef::npos)
+      return makeError(start, "number '" + text +
+                                  "' is below the smallest 32-bit float "
+                                  "(1.2e-38); it would be 0");
     Token tok = makeToken(TokenKind::Float, start);
     tok.floatValue = v;
     return tok;

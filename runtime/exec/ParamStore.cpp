@@ -85,6 +85,15 @@ ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed,
       break;
     }
     }
+    // A Gaussian of a huge std (or a file's value) may not be a 32-bit
+    // float: training would stop at once on a NaN loss, and an evaluation
+    // give nonsense.
+    for (size_t i = 0; i < init.size(); ++i)
+      if (!std::isfinite(double(init[i])))
+        throw io::SafetensorsError(fmt::format(
+            "parameter '{}': its initial value is {} at element {} (an "
+            "init beyond 32-bit floats?)",
+            spec.name, double(init[i]), i));
     memory_.upload(e.value.data(), init.data(), e.value.bytes());
     // `init` dies here: the upload must have read it (Memory.h).
     memory_.synchronize();

@@ -376,6 +376,15 @@ struct Parser {
     return out;
   }
 
+  /// `v`, which the kernels use as a 32-bit float: it must be one.
+  double f32(double v, const std::string &path) const {
+    if (!std::isfinite(static_cast<float>(v)))
+      fail(path, fmt::format("{} is beyond the 32-bit floats the trainer "
+                             "computes in (at most 3.4e38)",
+                             v));
+    return v;
+  }
+
   double nonNegative(double v, const std::string &path) const {
     if (!(v >= 0))
       fail(path, fmt::format("{} is negative", v));
@@ -441,13 +450,13 @@ struct Parser {
     std::string kind = reqStr(init, ip, "kind");
     if (kind == "gaussian") {
       p.init.kind = InitSpec::Gaussian;
-      p.init.std = reqNum(init, ip, "std");
-      p.init.mean = optNum(init, ip, "mean", 0.0);
+      p.init.std = f32(reqNum(init, ip, "std"), join(ip, "std"));
+      p.init.mean = f32(optNum(init, ip, "mean", 0.0), join(ip, "mean"));
       if (p.init.std < 0)
         fail(join(ip, "std"), fmt::format("negative std {}", p.init.std));
     } else if (kind == "constant") {
       p.init.kind = InitSpec::Constant;
-      p.init.value = optNum(init, ip, "value", 0.0);
+      p.init.value = f32(optNum(init, ip, "value", 0.0), join(ip, "value"));
     } else if (kind == "file") {
       p.init.kind = InitSpec::File;
       p.init.path = reqStr(init, ip, "path");
@@ -1043,9 +1052,16 @@ Plan parsePlan(const std::string &text, const std::string &file,
     d.mean = ps.numbers(*m, "data.mean");
   if (const json *s = ps.optField(data, "std"))
     d.std = ps.numbers(*s, "data.std");
+  for (size_t i = 0; i < d.mean.size(); ++i)
+    ps.f32(d.mean[i], index("data.mean", i));
+  // Pixels are scaled by 1 / std as 32-bit floats.
   for (size_t i = 0; i < d.std.size(); ++i)
-    if (!(d.std[i] > 0))
-      ps.fail(index("data.std", i), "std must be positive");
+    if (!(d.std[i] > 0) || !std::isfinite(static_cast<float>(1 / d.std[i])) ||
+        !std::isfinite(static_cast<float>(d.std[i])))
+      ps.fail(index("data.std", i),
+              fmt::format("std must be positive and 1 / std a 32-bit float, "
+                          "got {}",
+                          d.std[i]));
 
   if (const json *e = ps.optField(root, "eval")) {
     if (const json *s = ps.optField(*e, "schemes"))

@@ -170,6 +170,10 @@ TEST(LexerTest, Errors) {
       {"\"\\n\"", "unknown escape sequence"},
       {"256..", "expected an integer after '..'"},
       {"1e999", "out of range"},
+      {"1e39", "is beyond the 32-bit floats the trainer computes in"},
+      {"-3.5e38", "is beyond the 32-bit floats"},
+      {"1e-400", "is below the smallest 32-bit float (1.2e-38); it would be 0"},
+      {"0.5e-38", "is below the smallest 32-bit float"},
   };
   for (const Case &c : cases) {
     Lexed l = lex(c.text);

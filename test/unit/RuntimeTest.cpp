@@ -381,6 +381,16 @@ TEST(PlanTest, OtherErrors) {
   j["schedule"][0]["lr_policy"] = "poly";
   EXPECT_EQ(planError(dir, j), f + "schedule[0].lr_policy: unknown lr_policy "
                                    "'poly' (expected fixed, step or cosine)");
+  // Values the kernels take as 32-bit floats must be ones.
+  j = tinyPlan();
+  j["params"][0]["init"] = {{"kind", "gaussian"}, {"std", 1e39}};
+  EXPECT_EQ(planError(dir, j), f + "params[0].init.std: 1e+39 is beyond the "
+                                   "32-bit floats the trainer computes in (at "
+                                   "most 3.4e38)");
+  j = tinyPlan();
+  j["data"]["std"] = {1e-45};
+  EXPECT_EQ(planError(dir, j), f + "data.std[0]: std must be positive and 1 / "
+                                   "std a 32-bit float, got 1e-45");
   writeText(dir.path / "plan.json", "{ not json");
   try {
     plan::loadPlan(dir.str());
@@ -541,6 +551,20 @@ TEST(ParamStoreTest, InitKinds) {
   EXPECT_NE(a.at("fc.weight").value, c.at("fc.weight").value);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(a.at("fc.weight").value.data()) % 64,
             0u);
+  // A std that is a 32-bit float whose draws are not.
+  json huge = j;
+  huge["params"][0]["init"] = {{"kind", "gaussian"}, {"std", 3e38}};
+  plan::Plan h = plan::parsePlan(huge.dump(), "mem/plan.json", "");
+  try {
+    exec::ParamStore e(h, 5);
+    FAIL() << "expected SafetensorsError";
+  } catch (const io::SafetensorsError &e) {
+    EXPECT_EQ(std::string(e.what()).rfind("parameter 'fc.weight': its initial "
+                                          "value is ",
+                                          0),
+              0u)
+        << e.what();
+  }
   // A trainer reads its own params.safetensors and nothing outside it: with
   // that file missing, it does not fall back to the original file.
   plan::Plan t = loadJson(dir, j);
@@ -1508,7 +1532,9 @@ TEST(TrainerTest, NonFiniteLossStops) {
   writeIdxSet(data.path, 24, 6, 4, 4, 3);
   TempDir dir;
   json j = imagePlan(0.05);
-  j["data"]["std"] = {1e-300}; // 1/std overflows: inf/NaN inputs
+  // Each a 32-bit float, but (x - mean) / std overflows: inf/NaN inputs.
+  j["data"]["mean"] = {3e38};
+  j["data"]["std"] = {1e-30};
   plan::Plan p = loadJson(dir, j);
   std::ostringstream log;
   train::TrainOptions o;
