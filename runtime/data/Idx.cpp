@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -14,79 +15,113 @@
 
 namespace netc::data {
 
-/// IDX files (compressed or not) above this size, and their inflated
-/// contents, are refused (Fashion-MNIST's largest is 47 MiB inflated).
+/// IDX files (compressed or not) above this size, and headers promising
+/// more values, are refused (Fashion-MNIST's largest is 47 MiB inflated).
 static constexpr uint64_t kMaxIdxBytes = uint64_t(4) << 30;
 
-/// Reads a whole file, inflating it if it is gzip (zlib passes plain files
-/// through unchanged). Regular files only, bounded before and after inflating.
-static std::vector<uint8_t> readMaybeGzip(const std::string &path) {
-  std::optional<io::RegularFile> in;
-  try {
-    in.emplace(path, kMaxIdxBytes);
-  } catch (const io::FileError &e) {
-    throw IdxError(e.what());
-  }
-  int fd = ::dup(in->fd());
-  gzFile file = fd < 0 ? nullptr : gzdopen(fd, "rb");
-  if (!file) {
-    if (fd >= 0)
-      ::close(fd);
-    throw IdxError(fmt::format("{}: cannot open", path));
-  }
-  std::unique_ptr<gzFile_s, int (*)(gzFile)> guard(file, gzclose);
-  std::vector<uint8_t> bytes;
-  uint8_t buffer[1 << 16];
-  for (;;) {
-    int n = gzread(file, buffer, sizeof(buffer));
-    if (n < 0) {
-      int code = 0;
-      const char *msg = gzerror(file, &code);
-      throw IdxError(
-          fmt::format("{}: corrupt compressed data ({})", path, msg));
+namespace {
+
+/// A file read through zlib, which inflates gzip and passes plain files
+/// through unchanged; regular files only, bounded in size.
+class GzReader {
+public:
+  explicit GzReader(const std::string &path) : path_(path) {
+    std::optional<io::RegularFile> in;
+    try {
+      in.emplace(path, kMaxIdxBytes);
+    } catch (const io::FileError &e) {
+      throw IdxError(e.what());
     }
-    if (n == 0)
-      break;
-    if (bytes.size() + size_t(n) > kMaxIdxBytes)
-      throw IdxError(fmt::format("{}: inflates to more than {}", path,
-                                 io::formatBytes(kMaxIdxBytes)));
-    bytes.insert(bytes.end(), buffer, buffer + n);
+    int fd = ::dup(in->fd());
+    file_ = fd < 0 ? nullptr : gzdopen(fd, "rb");
+    if (!file_) {
+      if (fd >= 0)
+        ::close(fd);
+      throw IdxError(fmt::format("{}: cannot open", path));
+    }
   }
-  return bytes;
-}
+  ~GzReader() { gzclose(file_); }
+  GzReader(const GzReader &) = delete;
+  GzReader &operator=(const GzReader &) = delete;
+
+  /// Up to `n` bytes into `dst`; fewer only at the end of the data.
+  uint64_t read(uint8_t *dst, uint64_t n) {
+    uint64_t done = 0;
+    while (done < n) {
+      const unsigned chunk = unsigned(std::min<uint64_t>(n - done, 1u << 30));
+      int got = gzread(file_, dst + done, chunk);
+      if (got < 0) {
+        int code = 0;
+        const char *msg = gzerror(file_, &code);
+        throw IdxError(
+            fmt::format("{}: corrupt compressed data ({})", path_, msg));
+      }
+      if (got == 0)
+        break;
+      done += uint64_t(got);
+    }
+    return done;
+  }
+
+private:
+  std::string path_;
+  gzFile file_ = nullptr;
+};
+
+} // namespace
 
 IdxArray readIdx(const std::string &path) {
-  std::vector<uint8_t> bytes = readMaybeGzip(path);
-  if (bytes.size() < 4)
-    throw IdxError(fmt::format("{}: too short for an IDX header ({} bytes)",
-                               path, bytes.size()));
-  if (bytes[0] != 0 || bytes[1] != 0)
+  // The header first, then exactly the values it promises: a small
+  // compressed file that inflates to gigabytes is refused after one byte
+  // more than its header promised, not after inflating all of it.
+  GzReader in(path);
+  uint8_t head[4 + 4 * 4];
+  const uint64_t got = in.read(head, 4);
+  if (got < 4)
+    throw IdxError(
+        fmt::format("{}: too short for an IDX header ({} bytes)", path, got));
+  if (head[0] != 0 || head[1] != 0)
     throw IdxError(fmt::format("{}: not an IDX file (bad magic)", path));
-  if (bytes[2] != 0x08)
+  if (head[2] != 0x08)
     throw IdxError(fmt::format(
         "{}: IDX element type 0x{:02x} is not supported (only unsigned bytes)",
-        path, bytes[2]));
-  unsigned rank = bytes[3];
+        path, head[2]));
+  unsigned rank = head[3];
   if (rank < 1 || rank > 4)
     throw IdxError(fmt::format("{}: IDX rank {} is not supported", path, rank));
-  if (bytes.size() < 4 + 4 * size_t(rank))
+  if (in.read(head + 4, 4 * rank) < 4 * rank)
     throw IdxError(fmt::format("{}: truncated IDX header", path));
   IdxArray array;
   uint64_t elements = 1;
   for (unsigned i = 0; i < rank; ++i) {
-    const uint8_t *p = &bytes[4 + 4 * i];
+    const uint8_t *p = &head[4 + 4 * i];
     uint32_t dim = uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 |
                    uint32_t(p[2]) << 8 | uint32_t(p[3]);
     array.dims.push_back(dim);
     if (__builtin_mul_overflow(elements, uint64_t(dim), &elements))
       throw IdxError(fmt::format("{}: header dimensions overflow", path));
   }
-  size_t offset = 4 + 4 * size_t(rank);
-  if (bytes.size() - offset != elements)
+  if (elements > kMaxIdxBytes)
+    throw IdxError(fmt::format("{}: header promises {} values, more than "
+                               "the {} an IDX file may hold",
+                               path, elements, io::formatBytes(kMaxIdxBytes)));
+  try {
+    array.data.resize(size_t(elements));
+  } catch (const std::bad_alloc &) {
+    throw IdxError(fmt::format("{}: no memory for the {} values its header "
+                               "promises",
+                               path, elements));
+  }
+  const uint64_t values = in.read(array.data.data(), elements);
+  if (values < elements)
     throw IdxError(fmt::format("{}: header promises {} values but the file "
                                "holds {}",
-                               path, elements, bytes.size() - offset));
-  array.data.assign(bytes.begin() + offset, bytes.end());
+                               path, elements, values));
+  uint8_t extra;
+  if (in.read(&extra, 1) != 0)
+    throw IdxError(fmt::format("{}: header promises {} values but the file "
+                               "holds more",
+                               path, elements));
   return array;
 }
 

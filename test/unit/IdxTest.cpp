@@ -117,6 +117,23 @@ TEST_F(IdxTest, TruncatedData) {
             path + ": header promises 8 values but the file holds 1");
 }
 
+TEST_F(IdxTest, MoreDataThanTheHeaderPromises) {
+  auto bytes = header({2, 2});
+  bytes.resize(bytes.size() + 5, 7);
+  std::string path = write("x", bytes);
+  EXPECT_EQ(errorOf([&] { readIdx(path); }),
+            path + ": header promises 4 values but the file holds more");
+  // A small compressed file inflating to far more is refused after the
+  // promised values and one byte more (it was inflated whole first, and a
+  // 14 MB one took 4 GB of memory).
+  bytes = header({2, 2});
+  bytes.resize(size_t(64) << 20, 0);
+  path = write("bomb.gz", bytes, /*gzip=*/true);
+  EXPECT_LT(std::filesystem::file_size(path), uint64_t(1) << 20);
+  EXPECT_EQ(errorOf([&] { readIdx(path); }),
+            path + ": header promises 4 values but the file holds more");
+}
+
 TEST_F(IdxTest, CorruptGzip) {
   std::vector<uint8_t> bytes{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff};
   std::string path = write("x.gz", bytes);
