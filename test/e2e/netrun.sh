@@ -301,6 +301,17 @@ out=$("$NETRUN" train "$work/diverge.trainer" --metrics --resume 2>&1); rc=$?
 check "an option given as another option's value is refused" \
   test $rc -eq 1 -a -n "$(grep -- "--metrics needs a value, but '--resume' is an option" <<<"$out")"
 check "... and the checkpoint is as it was" cmp -s "$work/pretrained.safetensors" "$work/diverge.trainer/checkpoint.safetensors"
+# An empty value (a script's unset variable) and a repeated option are
+# usage errors, not the default or the last one given.
+out=$("$NETRUN" train "$work/diverge.trainer" --restart --weights "" 2>&1); rc=$?
+check "an empty option value is refused" \
+  test $rc -eq 1 -a -n "$(grep -- "--weights needs a value, got an empty one" <<<"$out")"
+out=$("$NETRUN" export "$work/diverge.trainer" --format torchvision -o "$work/a.st" --out "$work/b.st" 2>&1); rc=$?
+check "-o and --out together are refused" \
+  test $rc -eq 1 -a -n "$(grep -- "--out is given twice (-o and --out are one option)" <<<"$out")" -a ! -e "$work/a.st" -a ! -e "$work/b.st"
+out=$("$NETRUN" train "$work/diverge.trainer" --resume --resume 2>&1); rc=$?
+check "a repeated flag is refused" \
+  test $rc -eq 1 -a -n "$(grep -- "--resume is given twice" <<<"$out")"
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume --restart 2>&1); rc=$?
 check "--resume with --restart is refused" test $rc -eq 1 -a -n "$(grep "give only one of them" <<<"$out")"
 

@@ -187,6 +187,23 @@ static int compile(int argc, char **argv) {
       "  netc model.net --stats [--batch N]  print each program's peak "
       "activation memory\n");
 
+  // LLVM lets a later occurrence of an option replace an earlier one:
+  // `-o a -o b` would write b alone, silently. netc's own options (not the
+  // -I list) are given once, and a file name is never empty.
+  for (const auto &entry : cl::getRegisteredOptions()) {
+    const cl::Option *o = entry.getValue();
+    const bool list = o->getNumOccurrencesFlag() == cl::ZeroOrMore ||
+                      o->getNumOccurrencesFlag() == cl::OneOrMore;
+    if (o->getNumOccurrences() > 1 && !list &&
+        llvm::is_contained(o->Categories, &netcCategory))
+      return fail((o->ArgStr.size() > 1 ? "--" : "-") + o->ArgStr +
+                  " is given twice");
+  }
+  if (inputFile.empty())
+    return fail("the model file's name is empty");
+  if (outputFile.empty())
+    return fail("-o needs a file or directory name, got an empty one");
+
   if (!augment.empty() && !netc::isAugmentVariant(augment)) {
     std::string known;
     for (StringRef v : netc::augmentVariants())

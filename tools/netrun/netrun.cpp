@@ -206,8 +206,22 @@ Args parseArgs(int argc, char **argv) {
                 "a value that begins with a dash)",
                 name, value, name, value));
         }
-        a.values[name] = value;
+        // `-o` is `--out`; an option given twice, or with an empty value
+        // (a script's unset variable: `--weights "$W"`), is a mistake that
+        // would otherwise pass for the default.
+        std::string key = name == "-o" ? "--out" : name;
+        if (a.values.count(key))
+          throw UsageError(fmt::format("{} is given twice{}", name,
+                                       key != name || name == "--out"
+                                           ? " (-o and --out are one option)"
+                                           : ""));
+        if (value.empty())
+          throw UsageError(
+              fmt::format("{} needs a value, got an empty one", name));
+        a.values[key] = value;
       } else if (contains(boolean.at(a.command), name) && !inlineValue) {
+        if (a.flags.count(name))
+          throw UsageError(fmt::format("{} is given twice", name));
         a.flags[name] = true;
       } else {
         throw UsageError(
@@ -720,9 +734,7 @@ void printProfile(const exec::Executor &exe, int64_t steps, int64_t n) {
 
 /// `netrun plot`: the curves of a metrics file, as a PNG.
 int cmdPlot(const Args &a) {
-  std::string out = option(a, "--out");
-  if (out.empty())
-    out = option(a, "-o");
+  std::string out = option(a, "--out"); // or -o
   if (out.empty())
     out = std::filesystem::path(a.trainer).replace_extension(".png").string();
   refuseInputAsOutput(a, out);
@@ -865,9 +877,7 @@ int cmdBench(const Args &a) {
 
 /// `-o` or `--out`, required.
 std::string outOption(const Args &a) {
-  std::string out = option(a, "--out");
-  if (out.empty())
-    out = option(a, "-o");
+  std::string out = option(a, "--out"); // or -o
   if (out.empty())
     throw UsageError(fmt::format("'{}' needs -o FILE", a.command));
   refuseInputAsOutput(a, out);
