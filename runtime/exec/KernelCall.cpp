@@ -374,6 +374,15 @@ void checkGeometry(const plan::Kernel &k, const KernelAttrs &a,
   geometry(k, a, KernelOperands{in, out}, p, paramCount);
 }
 
+void checkPlan(const plan::Plan &plan) {
+  for (const auto &[name, program] : plan.programs) {
+    std::vector<KernelAttrs> attrs;
+    for (const plan::Kernel &k : program.kernels)
+      attrs.push_back(decodeAttrs(k));
+    checkProgram(plan, program, attrs, program.batch);
+  }
+}
+
 void checkProgram(const plan::Plan &plan, const plan::Program &program,
                   const std::vector<KernelAttrs> &attrs, int64_t n) {
   auto ref = [&](int64_t id) {

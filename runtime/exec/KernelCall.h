@@ -171,6 +171,11 @@ void checkGeometry(const plan::Kernel &k, const KernelAttrs &attrs,
 /// rounding error of a CNN step's.
 int64_t modelFlops(const plan::Program &program, int64_t n);
 
+/// checkProgram for every program of `plan` at its batch: what `netrun
+/// info` and the start of training check, so that a trainer whose eval
+/// program cannot run fails before a phase's training, not after it.
+void checkPlan(const plan::Plan &plan);
+
 /// Checks the geometry of every kernel of `program` at batch n (1 <= n <=
 /// its batch), from the plan alone: no memory, no backend. `attrs` are the
 /// kernels' decoded attributes (decodeAttrs), in order. A mismatch is a

@@ -113,9 +113,13 @@ TensorFile readSafetensors(const std::string &path) {
     if (name == "__metadata__") {
       if (!e.is_object())
         throw fail("__metadata__ is not an object");
-      for (auto m = e.begin(); m != e.end(); ++m)
-        if (m.value().is_string())
-          file.metadata[m.key()] = m.value().get<std::string>();
+      // A map of strings to strings (the format's definition): a checkpoint's
+      // `netc.plan` given as a number must not pass for one without it.
+      for (auto m = e.begin(); m != e.end(); ++m) {
+        if (!m.value().is_string())
+          throw fail(fmt::format("__metadata__ '{}' is not a string", m.key()));
+        file.metadata[m.key()] = m.value().get<std::string>();
+      }
       continue;
     }
     auto bad = [&](const std::string &msg) {

@@ -1,6 +1,7 @@
 //===- Trainer.cpp - the training loop ------------------------------------===//
 
 #include "runtime/train/Trainer.h"
+#include "runtime/exec/KernelCall.h"
 #include "runtime/io/File.h"
 #include "runtime/io/Hash.h"
 #include "runtime/io/Safetensors.h"
@@ -492,6 +493,9 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     : plan_(plan), opts_(std::move(opts)), comm_(dist::world()),
       out_(comm_.rank() == 0 ? out : nullStream()), data_(std::move(data)) {
   const int ranks = comm_.size();
+  // Every program, the evaluation's included, before any phase trains (the
+  // same on every rank: each stops here alike).
+  exec::checkPlan(plan_);
   if (opts_.progressColumns > 0 && comm_.rank() == 0)
     bar_ = std::make_unique<ProgressBar>(out_, opts_.progressColumns);
   // What stops a data-parallel start is agreed on by every rank below, so

@@ -512,6 +512,10 @@ TEST(SafetensorsTest, CorruptFiles) {
   huge[7] = 0x7f;
   writeText(p, huge);
   EXPECT_EQ(readError(p).rfind(p + ": header length ", 0), 0u) << readError(p);
+  // __metadata__ maps strings to strings: a checkpoint's netc.plan as a
+  // number once passed for a checkpoint without one.
+  writeText(p, withHeader(R"({"__metadata__":{"netc.plan":5}})", ""));
+  EXPECT_EQ(readError(p), p + ": __metadata__ 'netc.plan' is not a string");
   writeText(p, withHeader("{\"w\": [", ""));
   EXPECT_EQ(readError(p).rfind(p + ": header is not valid JSON", 0), 0u);
   writeText(
@@ -1499,6 +1503,31 @@ TEST(TrainerTest, TrainsEvaluatesCheckpointsAndResumesExactly) {
   train::Datasets d = imageData(pa, data);
   train::EvalResult r = train::evaluate(pa, store, backend, d.test);
   EXPECT_EQ(r.correct, ta.lastEval()->correct);
+}
+
+TEST(TrainerTest, AProgramThatCannotRunStopsBeforeTraining) {
+  // An eval program whose geometry is wrong was met only at the end of the
+  // first phase; every program is checked before a step is taken.
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir dir;
+  json j = imagePlan(0.05);
+  // The fc's output one class short of its weight's rows.
+  j["programs"]["eval"]["values"][4]["shape"] = {-1, 2};
+  plan::Plan p = loadJson(dir, j);
+  std::ostringstream log;
+  train::TrainOptions o;
+  try {
+    train::Trainer t(p, o, log, imageData(p, data));
+    t.run();
+    FAIL() << "expected PlanError";
+  } catch (const plan::PlanError &e) {
+    EXPECT_NE(std::string(e.what()).find("programs.eval.kernels[1]: 'fc'"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(log.str().find("step 1"), std::string::npos) << log.str();
+  EXPECT_FALSE(fs::exists(dir.path / "checkpoint.safetensors"));
 }
 
 TEST(TrainerTest, EvaluationStagesNoMoreThanTheSet) {

@@ -298,12 +298,7 @@ int cmdInfo(const Args &a) {
   // Check first, from the plan alone (every kernel's attributes and
   // geometry; no memory is allocated, no parameter initialised), so that a
   // trainer that cannot run fails before any description.
-  for (auto &[name, prog] : p.programs) {
-    std::vector<exec::KernelAttrs> attrs;
-    for (const plan::Kernel &k : prog.kernels)
-      attrs.push_back(exec::decodeAttrs(k));
-    exec::checkProgram(p, prog, attrs, prog.batch);
-  }
+  exec::checkPlan(p);
   std::cout << fmt::format("trainer {}: network '{}', variant '{}', input "
                            "[{}], {} classes\n",
                            a.trainer, p.network, p.variant,
