@@ -178,6 +178,40 @@ void netc::printDiagnostic(const llvm::SMDiagnostic &diag,
                           : 0)
       printIncludeStack(*srcMgr, srcMgr->getParentIncludeLoc(id), os);
   StringRef line = diag.getLineContents();
+  // A very long line (a generated file; a 12 MB one-line model) is shown as
+  // a window around the column, not echoed whole with a caret line as long.
+  constexpr size_t kShown = 80, kLongLine = 4 * kShown;
+  if (line.size() > kLongLine && diag.getLineNo() != -1 &&
+      diag.getColumnNo() != -1) {
+    const size_t col = std::min(line.size(), size_t(diag.getColumnNo()));
+    size_t from = col > kShown ? col - kShown : 0;
+    size_t to = std::min(line.size(), col + kShown);
+    // Whole UTF-8 characters only.
+    while (from > 0 && (static_cast<unsigned char>(line[from]) & 0xC0) == 0x80)
+      --from;
+    while (to < line.size() &&
+           (static_cast<unsigned char>(line[to]) & 0xC0) == 0x80)
+      ++to;
+    std::string where =
+        (diag.getFilename() + ":" + llvm::Twine(diag.getLineNo()) + ":" +
+         llvm::Twine(diag.getColumnNo() + 1))
+            .str();
+    llvm::SMDiagnostic header(where, diag.getKind(), diag.getMessage());
+    header.print(nullptr, os);
+    std::string shown = (from ? "..." : "") + line.slice(from, to).str() +
+                        (to < line.size() ? "..." : "");
+    for (char &c : shown)
+      if (c == '\t')
+        c = ' ';
+    unsigned screenCol = from ? 3 : 0;
+    for (size_t i = from; i != col; ++i)
+      if ((static_cast<unsigned char>(line[i]) & 0xC0) != 0x80)
+        ++screenCol;
+    os << shown << "\n";
+    llvm::WithColor(os, llvm::raw_ostream::GREEN, /*Bold=*/true)
+        << std::string(screenCol, ' ') << "^\n";
+    return;
+  }
   bool ascii = llvm::none_of(line, [](char c) { return c & 0x80; });
   // LLVM prints such a line but no caret under it (it cannot place ranges
   // there); the frontend has no ranges, only the caret.

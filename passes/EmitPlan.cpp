@@ -798,6 +798,11 @@ void writeImportedParameters(raw_ostream &os,
 
 } // namespace
 
+/// An error about the output, not the model: no source line to point at.
+static InFlightDiagnostic outputError(ModuleOp module) {
+  return emitError(UnknownLoc::get(module.getContext()));
+}
+
 LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
   auto plan = buildPlan(module);
   if (failed(plan))
@@ -809,7 +814,7 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
   if (failed(importParameters(module, tensors, header)))
     return failure();
   if (std::error_code ec = llvm::sys::fs::create_directories(directory))
-    return module.emitError()
+    return outputError(module)
            << "cannot create " << directory << ": " << ec.message();
   // Both files are written whole beside their places before either is
   // renamed into place, the plan last: a full disk leaves the trainer as
@@ -822,7 +827,7 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
     llvm::Expected<PendingFile> f = writeBeside(path, fill);
     if (!f) {
       commit(files, /*keep=*/false);
-      return module.emitError()
+      return outputError(module)
              << "cannot write " << path << ": " << llvm::toString(f.takeError())
              << " (" << directory << " is as it was)";
     }
@@ -839,7 +844,7 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
       })))
     return failure();
   if (std::error_code ec = commit(files, /*keep=*/true))
-    return module.emitError()
+    return outputError(module)
            << "cannot rename into " << directory << ": " << ec.message();
   return success();
 }

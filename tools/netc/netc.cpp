@@ -275,6 +275,18 @@ static int compile(int argc, char **argv) {
   // Errors point at the .net text; the IR of the op is not for the user.
   context.printOpOnDiagnostic(false);
   mlir::SourceMgrDiagnosticHandler diagnostics(srcMgr, &context);
+  // An error with no place in the model (the output cannot be written) is
+  // netc's own, as the command line's are; the later handler runs first.
+  context.getDiagEngine().registerHandler(
+      [](mlir::Diagnostic &d) -> mlir::LogicalResult {
+        if (!isa<mlir::UnknownLoc>(d.getLocation()))
+          return mlir::failure();
+        (d.getSeverity() == mlir::DiagnosticSeverity::Error
+             ? WithColor::error(errs(), "netc")
+             : WithColor::note(errs(), "netc"))
+            << d.str() << "\n";
+        return mlir::success();
+      });
   mlir::OwningOpRef<mlir::ModuleOp> module = netc::mlirGen(context, *model);
   if (!module)
     return 1;
