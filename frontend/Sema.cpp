@@ -53,6 +53,13 @@ std::string sema::suggest(StringRef word,
   return ("; did you mean '" + best + "'?").str();
 }
 
+std::string sema::formatNumber(double v) {
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  os << llvm::format("%g", v);
+  return s;
+}
+
 std::string sema::describe(const ast::Value &value) {
   switch (value.kind) {
   case ast::Value::Kind::Int:

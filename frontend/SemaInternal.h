@@ -60,6 +60,9 @@ namespace sema {
 std::string suggest(llvm::StringRef word,
                     llvm::ArrayRef<llvm::StringRef> candidates);
 
+/// A number as messages show it ("0.01", "1e-05").
+std::string formatNumber(double v);
+
 /// How a value's type is named in "expects X, got Y".
 std::string describe(const ast::Value &value);
 

@@ -115,13 +115,6 @@ static StringRef kindName(LayerKind kind) {
   return "layer";
 }
 
-static std::string formatNumber(double v) {
-  std::string s;
-  llvm::raw_string_ostream os(s);
-  os << v;
-  return s;
-}
-
 static InitSpec gaussianInit(double std) {
   InitSpec init;
   init.kind = InitSpec::Kind::Gaussian;

@@ -950,6 +950,12 @@ void Sema::buildPhase(const ast::Setting &s, PhaseSpec &phase) {
       phase.freezeLocs.push_back(toLoc(v.loc));
     }
   }
+  // (After the whole phase: `sgd lr=` may follow `lr cosine`.)
+  if (phase.lrPolicy == "cosine" && phase.lrMin > phase.lr)
+    error(seen.lookup("lr"),
+          "'lr cosine min " + formatNumber(phase.lrMin) +
+              "' is above the phase's learning rate " + formatNumber(phase.lr) +
+              "; the cosine takes the rate from lr down to min");
 }
 
 void Sema::buildSgd(const ast::Setting &s, PhaseSpec &phase) {
