@@ -899,6 +899,9 @@ struct Parser {
   Phase phase(const json &j, const std::string &path, const Plan &plan) const {
     Phase ph;
     ph.phase = reqStr(j, path, "phase");
+    if (ph.phase.empty())
+      fail(join(path, "phase"), "a phase needs a name (messages, metrics and "
+                                "the checkpoint name it)");
     ph.program = reqStr(j, path, "program");
     auto it = plan.programs.find(ph.program);
     if (it == plan.programs.end())

@@ -129,10 +129,13 @@ import sys; sys.path.insert(0, "../../bench")
 from torchvision_parity import read_st, write_st
 shape, v = read_st("interop/images.safetensors")["images"]
 write_st(f"{sys.argv[1]}/small.safetensors", {"images": ([4, 3, 16, 64], v)})
+write_st(f"{sys.argv[1]}/none.safetensors", {"images": ([0, 3, 32, 32], b"")})
 PY
 bad "infer on images of the wrong shape" 1 \
   "tensor 'images' is [4, 3, 16, 64], the network takes [N, 3, 32, 32]" \
   "$NETRUN" infer "$work/tiny.trainer" --images "$work/small.safetensors" -o "$work/x.safetensors"
+bad "infer on no images" 1 "tensor 'images' holds no images ([0, ...]); give at least one" \
+  "$NETRUN" infer "$work/tiny.trainer" --images "$work/none.safetensors" -o "$work/x.safetensors"
 
 echo "interop: $passed passed, $failed failed"
 ((failed == 0))

@@ -378,6 +378,11 @@ TEST(PlanTest, OtherErrors) {
   j.erase("schedule");
   EXPECT_EQ(planError(dir, j), f + "missing field 'schedule'");
   j = tinyPlan();
+  j["schedule"][0]["phase"] = "";
+  EXPECT_EQ(planError(dir, j), f + "schedule[0].phase: a phase needs a name "
+                                   "(messages, metrics and the checkpoint "
+                                   "name it)");
+  j = tinyPlan();
   j["schedule"][0]["lr_policy"] = "poly";
   EXPECT_EQ(planError(dir, j), f + "schedule[0].lr_policy: unknown lr_policy "
                                    "'poly' (expected fixed, step or cosine)");

@@ -163,6 +163,10 @@ io::TensorFile inferLogits(const plan::Plan &plan, exec::ParamStore &params,
   if (!in)
     throw InteropError(fmt::format("{}: no tensor 'images' (expected [N, {}])",
                                    what, fmt::join(plan.input, ", ")));
+  if (in->shape.size() == 4 && in->shape[0] == 0)
+    throw InteropError(fmt::format("{}: tensor 'images' holds no images "
+                                   "([0, ...]); give at least one",
+                                   what));
   if (in->shape.size() != 4 || in->shape[0] < 1 ||
       !std::equal(plan.input.begin(), plan.input.end(), in->shape.begin() + 1))
     throw InteropError(

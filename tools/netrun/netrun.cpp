@@ -69,7 +69,8 @@ commands:
       --weights FILE        start from the parameters FILE names (a
                             safetensors file, e.g. another trainer's
                             checkpoint); the others keep their initialisation
-      --max-steps N         stop after N steps in all (checkpointed; for tests)
+      --max-steps N         stop after N steps in all (checkpointed; for tests;
+                            0, the default: no limit)
       --checkpoint-every N  also checkpoint every N steps
       --backend NAME        cuda (the default where built and a GPU is
                             present), cpu (oneDNN; the default otherwise,
