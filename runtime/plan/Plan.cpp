@@ -1084,6 +1084,16 @@ Plan parsePlan(const std::string &text, const std::string &file,
     plan.paramIndex[p.name] = plan.params.size();
     plan.params.push_back(std::move(p));
   }
+  if (const json *t = ps.optField(root, "torchvision")) {
+    if (!t->is_object())
+      ps.fail("torchvision", "expected an object");
+    for (auto entry = t->begin(); entry != t->end(); ++entry) {
+      std::string path = "torchvision." + entry.key();
+      if (!plan.paramIndex.count(entry.key()))
+        ps.fail(path, "not a parameter of the plan");
+      plan.torchvision[entry.key()] = ps.string(entry.value(), path);
+    }
+  }
 
   const json &programs = ps.field(root, "", "programs");
   if (!programs.is_object())

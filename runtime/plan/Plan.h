@@ -210,6 +210,9 @@ struct Plan {
   /// `dense` evaluation: the shorter sides of its programs
   /// (`eval.dense.<S>`), in order.
   std::vector<int64_t> denseScales;
+  /// torchvision's state_dict name of each parameter netc imported under
+  /// torchvision's names (`torchvision`; empty where netc wrote none).
+  std::map<std::string, std::string> torchvision;
   std::vector<ParamSpec> params;
   std::map<std::string, size_t> paramIndex;
   std::map<std::string, Program> programs;

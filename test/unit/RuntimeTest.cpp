@@ -377,6 +377,15 @@ TEST(PlanTest, OtherErrors) {
   j = tinyPlan();
   j.erase("schedule");
   EXPECT_EQ(planError(dir, j), f + "missing field 'schedule'");
+  // The torchvision names (export's map) are checked with the plan, so that
+  // `info` refuses what `export` would.
+  j = tinyPlan();
+  j["torchvision"] = {{"fc.weight", 5}};
+  EXPECT_EQ(planError(dir, j), f + "torchvision.fc.weight: expected a string, "
+                                   "got 5");
+  j["torchvision"] = {{"nope", "classifier.weight"}};
+  EXPECT_EQ(planError(dir, j),
+            f + "torchvision.nope: not a parameter of the plan");
   j = tinyPlan();
   j["schedule"][0]["phase"] = "";
   EXPECT_EQ(planError(dir, j), f + "schedule[0].phase: a phase needs a name "

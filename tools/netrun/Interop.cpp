@@ -82,34 +82,11 @@ void checkFormat(const std::string &format) {
                                    format, formatNames()));
 }
 
-std::map<std::string, std::string> torchvisionNames(const plan::Plan &plan) {
-  std::map<std::string, std::string> names;
-  nlohmann::json root;
-  try {
-    root = nlohmann::json::parse(io::readFile(plan.file, plan::kMaxPlanBytes));
-  } catch (const std::exception &e) {
-    throw InteropError(fmt::format("{}: {}", plan.file, e.what()));
-  }
-  auto it = root.find("torchvision");
-  if (it == root.end())
-    return names;
-  if (!it->is_object())
-    throw InteropError(
-        fmt::format("{}: torchvision: expected an object", plan.file));
-  for (auto entry = it->begin(); entry != it->end(); ++entry) {
-    if (!entry.value().is_string())
-      throw InteropError(fmt::format("{}: torchvision.{}: expected a string",
-                                     plan.file, entry.key()));
-    names[entry.key()] = entry.value().get<std::string>();
-  }
-  return names;
-}
-
 io::TensorFile exportTensors(const plan::Plan &plan,
                              const io::TensorFile &params,
                              const std::string &format) {
   checkFormat(format);
-  std::map<std::string, std::string> names = torchvisionNames(plan);
+  const std::map<std::string, std::string> &names = plan.torchvision;
   if (names.empty())
     throw InteropError(fmt::format(
         "{}: the trainer has no torchvision names (its network has no "

@@ -44,10 +44,6 @@ std::string formatNames();
 /// Throws an InteropError naming the formats unless `format` is one.
 void checkFormat(const std::string &format);
 
-/// The plan's torchvision mapping (netc name -> torchvision name), read from
-/// `<trainer>/plan.json`; empty where netc wrote none.
-std::map<std::string, std::string> torchvisionNames(const plan::Plan &plan);
-
 /// `params` (every parameter of the trainer by its netc name) renamed for
 /// `format`, checked as the format says.
 io::TensorFile exportTensors(const plan::Plan &plan,
