@@ -105,14 +105,25 @@ IdxArray readIdx(const std::string &path) {
     throw IdxError(fmt::format("{}: header promises {} values, more than "
                                "the {} an IDX file may hold",
                                path, elements, io::formatBytes(kMaxIdxBytes)));
-  try {
-    array.data.resize(size_t(elements));
-  } catch (const std::bad_alloc &) {
-    throw IdxError(fmt::format("{}: no memory for the {} values its header "
-                               "promises",
-                               path, elements));
+  // The buffer grows as values arrive (doubling, from 1 MiB), so a tiny
+  // file whose header promises gigabytes is refused for what it holds, not
+  // after gigabytes were allocated.
+  uint64_t values = 0;
+  while (values < elements) {
+    const uint64_t step =
+        std::min(elements - values, std::max<uint64_t>(values, 1u << 20));
+    try {
+      array.data.resize(size_t(values + step));
+    } catch (const std::bad_alloc &) {
+      throw IdxError(fmt::format("{}: no memory for the {} values its header "
+                                 "promises",
+                                 path, elements));
+    }
+    const uint64_t got = in.read(array.data.data() + values, step);
+    values += got;
+    if (got < step)
+      break;
   }
-  const uint64_t values = in.read(array.data.data(), elements);
   if (values < elements)
     throw IdxError(fmt::format("{}: header promises {} values but the file "
                                "holds {}",

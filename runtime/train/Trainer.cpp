@@ -96,7 +96,7 @@ int64_t forEachBatch(
   // Two areas: the prefetch thread makes batch b + 1 (reads, decodes,
   // normalises) while batch b runs. Area b % 2 is refilled for batch b + 2
   // only once batch b's logits are back (then every upload from it is done:
-  // uploads from pageable memory read it at once). Then the thread itself
+  // the logits' download waits for the uploads). Then the thread itself
   // (declared after them, so it is joined before they go).
   // A batch never holds more images than the set (a program planned for a
   // larger batch than the set is run at the set's size), so neither does an
@@ -824,9 +824,9 @@ void Trainer::runPhase(size_t pi) {
     std::unique_ptr<exec::Buffer> images, labels;
   } onDevice[2];
   for (OnDevice &d : onDevice) {
-    d.images = backend_->allocate(uint64_t(batch * sample) * sizeof(float),
+    d.images = backend_->allocate(uint64_t(rows * sample) * sizeof(float),
                                   "a batch of images on the device");
-    d.labels = backend_->allocate(uint64_t(batch) * sizeof(int32_t),
+    d.labels = backend_->allocate(uint64_t(rows) * sizeof(int32_t),
                                   "a batch of labels on the device");
   }
   // The copies are waited for before their areas (and the staging memory
