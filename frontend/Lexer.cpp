@@ -340,20 +340,20 @@ Token Lexer::lexNumber(const char *start) {
       return makeError(start, "number '" + text + "' is out of range");
     }
     // The trainer computes in 32-bit floats: a number beyond them would
-    // become infinity there, and one below their smallest (or below a
-    // double's, read as 0 here) would become 0, both silently.
-    const double a = std::fabs(v);
-    if (a > double(std::numeric_limits<float>::max()))
+    // become infinity there, and a non-zero one below their smallest
+    // (subnormal) one, or below a double's (read as 0 here), would become 0,
+    // both silently.
+    const float single = static_cast<float>(v);
+    if (!std::isfinite(single))
       return makeError(start, "number '" + text +
                                   "' is beyond the 32-bit floats the "
                                   "trainer computes in (at most 3.4e38)");
     StringRef mantissa =
         text.take_until([](char c) { return c == 'e' || c == 'E'; });
-    if (a < double(std::numeric_limits<float>::min()) &&
-        mantissa.find_first_of("123456789") != StringRef::npos)
+    if (single == 0 && mantissa.find_first_of("123456789") != StringRef::npos)
       return makeError(start, "number '" + text +
                                   "' is below the smallest 32-bit float "
-                                  "(1.2e-38); it would be 0");
+                                  "(1.4e-45); it would be 0");
     Token tok = makeToken(TokenKind::Float, start);
     tok.floatValue = v;
     return tok;

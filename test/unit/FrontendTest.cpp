@@ -115,6 +115,12 @@ TEST(LexerTest, Numbers) {
   EXPECT_EQ(l.tokens[6].intValue, 42);
   EXPECT_EQ(l.tokens[7].kind, TokenKind::Float);
   EXPECT_DOUBLE_EQ(l.tokens[7].floatValue, 100.0);
+  // The ends of the 32-bit floats: the largest (as numpy prints it), a
+  // subnormal, the smallest, and zeros however written.
+  l = lex("3.4028235e38 -1e-40 1.4e-45 0.0 -0.0 0e-400");
+  ASSERT_EQ(l.tokens.size(), 7u) << l.diags;
+  for (unsigned i = 0; i < 6; ++i)
+    EXPECT_EQ(l.tokens[i].kind, TokenKind::Float) << i << ": " << l.diags;
 }
 
 TEST(LexerTest, HyphenatedIdentifiers) {
@@ -172,8 +178,8 @@ TEST(LexerTest, Errors) {
       {"1e999", "out of range"},
       {"1e39", "is beyond the 32-bit floats the trainer computes in"},
       {"-3.5e38", "is beyond the 32-bit floats"},
-      {"1e-400", "is below the smallest 32-bit float (1.2e-38); it would be 0"},
-      {"0.5e-38", "is below the smallest 32-bit float"},
+      {"1e-400", "is below the smallest 32-bit float (1.4e-45); it would be 0"},
+      {"5e-46", "is below the smallest 32-bit float"},
   };
   for (const Case &c : cases) {
     Lexed l = lex(c.text);

@@ -203,6 +203,10 @@ static int compile(int argc, char **argv) {
     return fail("the model file's name is empty");
   if (outputFile.empty())
     return fail("-o needs a file or directory name, got an empty one");
+  // An empty value (a script's unset variable) is not "not given".
+  for (cl::opt<std::string> *o : {&augment, &precision, &layout})
+    if (o->getNumOccurrences() && o->empty())
+      return fail("--" + o->ArgStr + " needs a value, got an empty one");
 
   if (!augment.empty() && !netc::isAugmentVariant(augment)) {
     std::string known;
@@ -281,10 +285,19 @@ static int compile(int argc, char **argv) {
       [](mlir::Diagnostic &d) -> mlir::LogicalResult {
         if (!isa<mlir::UnknownLoc>(d.getLocation()))
           return mlir::failure();
-        (d.getSeverity() == mlir::DiagnosticSeverity::Error
-             ? WithColor::error(errs(), "netc")
-             : WithColor::note(errs(), "netc"))
-            << d.str() << "\n";
+        auto print = [](mlir::DiagnosticSeverity s) -> raw_ostream & {
+          switch (s) {
+          case mlir::DiagnosticSeverity::Error:
+            return WithColor::error(errs(), "netc");
+          case mlir::DiagnosticSeverity::Warning:
+            return WithColor::warning(errs(), "netc");
+          default:
+            return WithColor::note(errs(), "netc");
+          }
+        };
+        print(d.getSeverity()) << d.str() << "\n";
+        for (const mlir::Diagnostic &n : d.getNotes())
+          print(n.getSeverity()) << n.str() << "\n";
         return mlir::success();
       });
   mlir::OwningOpRef<mlir::ModuleOp> module = netc::mlirGen(context, *model);
