@@ -134,6 +134,14 @@ TEST_F(IdxTest, MoreDataThanTheHeaderPromises) {
             path + ": header promises 4 values but the file holds more");
 }
 
+TEST_F(IdxTest, AHugePromiseIsNotAllocated) {
+  // 16 bytes promising 4 GiB: refused for what the file holds, without
+  // allocating what it promised.
+  std::string path = write("x", header({65536, 256, 256}));
+  EXPECT_EQ(errorOf([&] { readIdx(path); }),
+            path + ": header promises 4294967296 values but the file holds 0");
+}
+
 TEST_F(IdxTest, CorruptGzip) {
   std::vector<uint8_t> bytes{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff};
   std::string path = write("x.gz", bytes);

@@ -212,11 +212,11 @@ Args parseArgs(int argc, char **argv) {
         // would otherwise pass for the default.
         std::string key = name == "-o" ? "--out" : name;
         if (a.values.count(key))
-          throw UsageError(fmt::format(
-              "{} is given twice{}", name,
-              key == "--out" && contains(valued.at(a.command), "-o")
-                  ? " (-o and --out are one option)"
-                  : ""));
+          throw UsageError(
+              fmt::format("{} is given twice{}", name,
+                          key == "--out" && contains(valued.at(a.command), "-o")
+                              ? " (-o and --out are one option)"
+                              : ""));
         if (value.empty())
           throw UsageError(
               fmt::format("{} needs a value, got an empty one", name));
