@@ -66,7 +66,11 @@ ImageSet loadCifar(const std::string &dir, const std::string &kind, bool train,
     } catch (const io::FileError &e) {
       throw CifarError(e.what());
     }
-    if (bytes.empty() || int64_t(bytes.size()) % record != 0)
+    if (bytes.empty())
+      throw CifarError(fmt::format("{}: the file is empty (a {} batch holds "
+                                   "{}-byte records)",
+                                   path, kind, record));
+    if (int64_t(bytes.size()) % record != 0)
       throw CifarError(fmt::format("{}: {} bytes are not a whole number of "
                                    "{}-byte {} records (truncated?)",
                                    path, bytes.size(), record, kind));

@@ -23,6 +23,7 @@
 #include <memory>
 #include <ostream>
 #include <sstream>
+#include <tuple>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -496,6 +497,14 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
   // Every program, the evaluation's included, before any phase trains (the
   // same on every rank: each stops here alike).
   exec::checkPlan(plan_);
+  // A subset larger than the set is the whole set; say so.
+  for (auto [asked, split, set] :
+       {std::tuple{plan_.data.subset, "subset", &data_.train},
+        std::tuple{plan_.data.testSubset, "test-subset", &data_.test}})
+    if (asked > set->size())
+      out_ << fmt::format("note: {} {} asks for more than the {} images "
+                          "there are; using all {}\n",
+                          split, asked, set->size(), set->size());
   if (opts_.progressColumns > 0 && comm_.rank() == 0)
     bar_ = std::make_unique<ProgressBar>(out_, opts_.progressColumns);
   // What stops a data-parallel start is agreed on by every rank below, so
@@ -524,8 +533,13 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
         "one from its checkpoint: give only one of them",
         opts_.weightsPath));
   if (!opts_.weightsPath.empty()) {
-    std::vector<std::string> untouched = params_->fromMatchingTensors(
-        io::readSafetensors(opts_.weightsPath), opts_.weightsPath);
+    io::TensorFile weights = io::readSafetensors(opts_.weightsPath);
+    std::vector<std::string> unused;
+    for (const auto &[name, tensor] : weights.tensors)
+      if (!plan_.paramIndex.count(name))
+        unused.push_back(name);
+    std::vector<std::string> untouched =
+        params_->fromMatchingTensors(weights, opts_.weightsPath);
     size_t total = params_->names().size();
     out_ << fmt::format("initialised {} of {} parameters from {}",
                         total - untouched.size(), total, opts_.weightsPath);
@@ -537,6 +551,15 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
                                         std::min<size_t>(untouched.size(), 4),
                                     ", "),
                           untouched.size() > 4 ? ", ..." : "");
+    // Tensors named after no parameter (another net's, a misspelling).
+    if (!unused.empty())
+      out_ << fmt::format(
+          "; {} tensor(s) of the file name no parameter "
+          "({}{})",
+          unused.size(),
+          fmt::join(unused.begin(),
+                    unused.begin() + std::min<size_t>(unused.size(), 4), ", "),
+          unused.size() > 4 ? ", ..." : "");
     out_ << "\n";
   }
   if (opts_.resume) {

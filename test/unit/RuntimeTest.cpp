@@ -1544,6 +1544,25 @@ TEST(TrainerTest, AProgramThatCannotRunStopsBeforeTraining) {
   EXPECT_FALSE(fs::exists(dir.path / "checkpoint.safetensors"));
 }
 
+TEST(TrainerTest, ASubsetLargerThanTheSetIsNoted) {
+  TempDir data;
+  writeIdxSet(data.path, 24, 6, 4, 4, 3);
+  TempDir dir;
+  json j = imagePlan(0.05);
+  j["data"]["subset"] = 100;
+  j["data"]["test_subset"] = 6;
+  j["schedule"].erase(1);
+  plan::Plan p = loadJson(dir, j);
+  std::ostringstream log;
+  train::TrainOptions o;
+  train::Trainer t(p, o, log, imageData(p, data));
+  EXPECT_NE(log.str().find("note: subset 100 asks for more than the 24 "
+                           "images there are; using all 24\n"),
+            std::string::npos)
+      << log.str();
+  EXPECT_EQ(log.str().find("test-subset"), std::string::npos) << log.str();
+}
+
 TEST(TrainerTest, EvaluationStagesNoMoreThanTheSet) {
   // An eval program planned for a batch far larger than the set (6 images)
   // runs at the set's size: its staging areas hold the set, not the batch

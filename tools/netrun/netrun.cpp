@@ -69,8 +69,8 @@ commands:
       --weights FILE        start from the parameters FILE names (a
                             safetensors file, e.g. another trainer's
                             checkpoint); the others keep their initialisation
-      --max-steps N         stop after N steps in all (checkpointed; for tests;
-                            0, the default: no limit)
+      --max-steps N         stop after N steps of this run (checkpointed; for
+                            tests; 0, the default: no limit)
       --checkpoint-every N  also checkpoint every N steps
       --backend NAME        cuda (the default where built and a GPU is
                             present), cpu (oneDNN; the default otherwise,
@@ -256,8 +256,8 @@ int64_t intOption(const Args &a, const char *name, int64_t dflt,
     used = 0;
   }
   if (used != it->second.size() || it->second.empty() || v < min)
-    throw UsageError(
-        fmt::format("{}: '{}' is not an integer >= {}", name, it->second, min));
+    throw UsageError(fmt::format("{}: '{}' is not an integer in [{}, 2^63 - 1]",
+                                 name, it->second, min));
   return v;
 }
 
