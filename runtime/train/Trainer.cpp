@@ -486,6 +486,14 @@ void Trainer::checkpoint(const std::string &when) {
   }
 }
 
+/// "a, b, c, d, ...": the first four of `names`, in a note.
+static std::string firstNames(const std::vector<std::string> &names) {
+  const size_t shown = std::min<size_t>(names.size(), 4);
+  return fmt::format("{}{}",
+                     fmt::join(names.begin(), names.begin() + long(shown), ", "),
+                     names.size() > shown ? ", ..." : "");
+}
+
 Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out)
     : Trainer(plan, opts, out, loadDatasets(dataOptions(plan, opts.dataDir))) {}
 
@@ -544,22 +552,12 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     out_ << fmt::format("initialised {} of {} parameters from {}",
                         total - untouched.size(), total, opts_.weightsPath);
     if (!untouched.empty())
-      out_ << fmt::format("; {} keep their initialisation ({}{})",
-                          untouched.size(),
-                          fmt::join(untouched.begin(),
-                                    untouched.begin() +
-                                        std::min<size_t>(untouched.size(), 4),
-                                    ", "),
-                          untouched.size() > 4 ? ", ..." : "");
+      out_ << fmt::format("; {} keep their initialisation ({})",
+                          untouched.size(), firstNames(untouched));
     // Tensors named after no parameter (another net's, a misspelling).
     if (!unused.empty())
-      out_ << fmt::format(
-          "; {} tensor(s) of the file name no parameter "
-          "({}{})",
-          unused.size(),
-          fmt::join(unused.begin(),
-                    unused.begin() + std::min<size_t>(unused.size(), 4), ", "),
-          unused.size() > 4 ? ", ..." : "");
+      out_ << fmt::format("; {} tensor(s) of the file name no parameter ({})",
+                          unused.size(), firstNames(unused));
     out_ << "\n";
   }
   if (opts_.resume) {
