@@ -229,6 +229,16 @@ static Datasets loadImageFolder(const DataOptions &opts) {
     aug.invStd.push_back(float(1.0 / perChannel(opts.std, c, 255.0)));
   }
   data::ImageFolderSets sets = data::scanImageFolder(opts.dir, opts.classes);
+  // A subset is the split: skip-bad's replacement for a bad image stays in
+  // it, so every image it skips is also asked for, and counted, on its own.
+  auto keepSubset = [](data::ImageFolderSplit &s, int64_t subset) {
+    if (subset > 0 && subset < int64_t(s.files.size())) {
+      s.files.resize(size_t(subset));
+      s.labels.resize(size_t(subset));
+    }
+  };
+  keepSubset(sets.train, opts.subset);
+  keepSubset(sets.val, opts.testSubset);
   int threads = opts.workers > 0
                     ? int(std::min<int64_t>(opts.workers, 1024))
                     : int(std::max(1u, std::thread::hardware_concurrency()));
@@ -241,52 +251,65 @@ static Datasets loadImageFolder(const DataOptions &opts) {
                   ImageData(val, opts.testSubset, opts)};
 }
 
-Datasets loadDatasets(const DataOptions &opts) {
-  if (opts.kind == "images")
-    return loadImageFolder(opts);
-  bool cifar = data::isCifarKind(opts.kind);
-  int64_t channels = cifar ? 3 : 1;
+/// One IDX or CIFAR split, checked against the network input.
+static data::ImageSet loadImageSet(const DataOptions &opts, Split split) {
+  const bool cifar = data::isCifarKind(opts.kind),
+             train = split == Split::Train;
+  const int64_t channels = cifar ? 3 : 1;
   if (opts.channels != channels)
     throw DataError(fmt::format("{}: {} images have {} channel(s) but the "
                                 "network input has {}",
                                 opts.dir, cifar ? opts.kind : "IDX", channels,
                                 opts.channels));
-  data::ImageSet train =
-      cifar ? data::loadCifar(opts.dir, opts.kind, true, int(opts.classes))
-            : data::loadIdxImageSet(opts.dir, "train", int(opts.classes));
-  data::ImageSet test =
-      cifar ? data::loadCifar(opts.dir, opts.kind, false, int(opts.classes))
-            : data::loadIdxImageSet(opts.dir, "t10k", int(opts.classes));
-  for (const data::ImageSet *s : {&train, &test}) {
-    if (s->rows != test.rows || s->cols != test.cols)
-      throw DataError(fmt::format("{}: train images are {}x{} but test images "
-                                  "{}x{}",
-                                  opts.dir, train.rows, train.cols, test.rows,
-                                  test.cols));
-    // The crop must fit the padded image first; then what it produces (or,
-    // without a crop, the image itself) must be the network's input.
-    if (opts.crop > 0 && (opts.crop > s->rows + 2 * opts.cropPad ||
-                          opts.crop > s->cols + 2 * opts.cropPad))
-      throw DataError(fmt::format("{}: crop {} is larger than the {}x{} images "
-                                  "padded by {}",
-                                  opts.dir, opts.crop, s->rows, s->cols,
-                                  opts.cropPad));
-    if (opts.crop > 0 && (opts.crop != opts.height || opts.crop != opts.width))
-      throw DataError(fmt::format("{}: crop {} gives {}x{} images but the "
-                                  "network input is {}x{}",
-                                  opts.dir, opts.crop, opts.crop, opts.crop,
-                                  opts.height, opts.width));
-    // (With an evaluation scale, makeScaledBatch resizes them: dense
-    // evaluation.)
-    if (opts.crop == 0 && opts.evalScale == 0 &&
-        (s->rows != opts.height || s->cols != opts.width))
-      throw DataError(fmt::format("{}: images are {}x{} but the network input "
-                                  "is {}x{}",
-                                  opts.dir, s->rows, s->cols, opts.height,
-                                  opts.width));
-  }
+  data::ImageSet s =
+      cifar ? data::loadCifar(opts.dir, opts.kind, train, int(opts.classes))
+            : data::loadIdxImageSet(opts.dir, train ? "train" : "t10k",
+                                    int(opts.classes));
+  // The crop must fit the padded image first; then what it produces (or,
+  // without a crop, the image itself) must be the network's input.
+  if (opts.crop > 0 && (opts.crop > s.rows + 2 * opts.cropPad ||
+                        opts.crop > s.cols + 2 * opts.cropPad))
+    throw DataError(fmt::format("{}: crop {} is larger than the {}x{} images "
+                                "padded by {}",
+                                opts.dir, opts.crop, s.rows, s.cols,
+                                opts.cropPad));
+  if (opts.crop > 0 && (opts.crop != opts.height || opts.crop != opts.width))
+    throw DataError(fmt::format("{}: crop {} gives {}x{} images but the "
+                                "network input is {}x{}",
+                                opts.dir, opts.crop, opts.crop, opts.crop,
+                                opts.height, opts.width));
+  // (With an evaluation scale, makeScaledBatch resizes them: dense
+  // evaluation.)
+  if (opts.crop == 0 && opts.evalScale == 0 &&
+      (s.rows != opts.height || s.cols != opts.width))
+    throw DataError(fmt::format("{}: images are {}x{} but the network input "
+                                "is {}x{}",
+                                opts.dir, s.rows, s.cols, opts.height,
+                                opts.width));
+  return s;
+}
+
+Datasets loadDatasets(const DataOptions &opts) {
+  if (opts.kind == "images")
+    return loadImageFolder(opts);
+  data::ImageSet train = loadImageSet(opts, Split::Train);
+  data::ImageSet test = loadImageSet(opts, Split::Test);
+  if (train.rows != test.rows || train.cols != test.cols)
+    throw DataError(fmt::format("{}: train images are {}x{} but test images "
+                                "{}x{}",
+                                opts.dir, train.rows, train.cols, test.rows,
+                                test.cols));
   return Datasets{ImageData(std::move(train), opts.subset, opts),
                   ImageData(std::move(test), opts.testSubset, opts)};
+}
+
+ImageData loadSplit(const DataOptions &opts, Split split) {
+  if (opts.kind == "images") { // both scanned: together they fix the labels
+    Datasets sets = loadImageFolder(opts);
+    return split == Split::Train ? std::move(sets.train) : std::move(sets.test);
+  }
+  return ImageData(loadImageSet(opts, split),
+                   split == Split::Train ? opts.subset : opts.testSubset, opts);
 }
 
 //===----------------------------------------------------------------------===//

@@ -110,6 +110,14 @@ struct Datasets {
 /// data::CifarError or data::ImageFolderError.
 Datasets loadDatasets(const DataOptions &opts);
 
+enum class Split { Train, Test };
+/// One split, checked as loadDatasets checks it, without reading the other
+/// split's IDX or CIFAR files: evaluating an intact test set does not need
+/// an intact training set. (An image folder's train/ and val/ are both
+/// scanned, as their class folders together define the labels; the images
+/// themselves are read as batches are made.)
+ImageData loadSplit(const DataOptions &opts, Split split);
+
 /// Runs jobs in the order they were submitted, one at a time, on a
 /// background thread: a bounded queue of batches being prepared ahead of
 /// the step (the caller bounds it by its staging areas).

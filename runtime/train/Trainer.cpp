@@ -201,7 +201,7 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
 
 EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
                          exec::Backend &backend, const DataOptions &data,
-                         bool trainSplit) {
+                         Split split) {
   if (plan.denseScales.empty())
     throw TrainError(fmt::format("{}: the trainer has no dense evaluation "
                                  "programs (give `eval ... dense` in the "
@@ -224,8 +224,7 @@ EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
     o.width = iv.shape[3];
     o.evalScale = scale; // the whole (centred) image at the scale, no crop
     o.crop = o.cropPad = 0;
-    Datasets sets = loadDatasets(o);
-    const ImageData &set = trainSplit ? sets.train : sets.test;
+    const ImageData set = loadSplit(o, split);
     if (posterior.empty()) {
       posterior.assign(size_t(set.size() * classes), 0.0);
       truth.assign(size_t(set.size()), 0);

@@ -98,8 +98,8 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
                     exec::Backend &backend, const ImageData &data);
 
 /// The paper's dense evaluation (`eval ... dense`): for each of the plan's
-/// dense scales S, every image of the test set (the training set with
-/// `trainSplit`) with its shorter side resized to S, the centre of the size
+/// dense scales S, every image of the split (the test set by default)
+/// with its shorter side resized to S, the centre of the size
 /// the program `eval.dense.S` takes, run through that program (the fc
 /// layers as convolutions, the class scores averaged over the map), and
 /// its mirror image too; the softmax posteriors are averaged over the
@@ -107,7 +107,7 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
 /// plan's data options (dataOptions).
 EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
                          exec::Backend &backend, const DataOptions &data,
-                         bool trainSplit = false);
+                         Split split = Split::Test);
 
 /// Where training stands; what checkpoint.json holds.
 struct TrainState {

@@ -377,6 +377,23 @@ out=$("$NETRUN" data "$work/diverge.trainer" --images 10 --batch 100000 2>&1); r
 check "data times no batch larger than its images" \
   test $rc -eq 0 -a -n "$(grep "10 images in batches of 10 " <<<"$out")"
 
+# eval, data --split test and reconstruct read the test files alone: a
+# damaged training file stops training, not them.
+mkdir -p "$work/damaged"
+for f in t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz train-labels-idx1-ubyte.gz; do
+  ln -s "/usr/share/datasets/fashion-mnist/$f" "$work/damaged/$f"
+done
+head -c 100000 /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz >"$work/damaged/train-images-idx3-ubyte.gz"
+out=$("$NETRUN" eval "$work/t.trainer" --backend reference --data "$work/damaged" 2>&1); rc=$?
+check "eval of the test set does not read a damaged training file" \
+  test $rc -eq 0 -a -n "$(grep "^test error .* of 32 wrong" <<<"$out")"
+out=$("$NETRUN" data "$work/t.trainer" --split test --data "$work/damaged" 2>&1); rc=$?
+check "... nor does data --split test" \
+  test $rc -eq 0 -a -n "$(grep "^data test (fashion-mnist): 32 images" <<<"$out")"
+out=$("$NETRUN" eval "$work/t.trainer" --backend reference --split train --data "$work/damaged" 2>&1); rc=$?
+check "... while eval --split train names it" \
+  test $rc -eq 1 -a -n "$(grep "train-images-idx3-ubyte.gz" <<<"$out")"
+
 # An output path holding a FIFO (or a device) is refused, not replaced by a
 # plain file through the writer's rename; images holding NaN are refused.
 mkfifo "$work/fifo"

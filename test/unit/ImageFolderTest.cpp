@@ -426,6 +426,37 @@ TEST_F(ImageFolderTest, BadImagesInABatch) {
   EXPECT_EQ(replaced, (std::vector<uint8_t>{1, 1, 0, 0, 1, 0}));
 }
 
+TEST_F(ImageFolderTest, SkipBadStaysInTheSubset) {
+  SKIP_WITHOUT_CODECS();
+  makeFolder(2, 3, 40, 40);
+  // The subset is train's first 3 images: class0's. The last of them is
+  // bad; the image after it (class1's first) is outside the subset.
+  put(dir / "train" / "class0" / "img2.png", "junk");
+  train::DataOptions o;
+  o.kind = "images";
+  o.dir = dir.string();
+  o.channels = 3;
+  o.height = o.width = 40;
+  o.classes = 2;
+  o.skipBad = true;
+  o.workers = 1;
+  o.subset = 3;
+  train::ImageData train = train::loadSplit(o, train::Split::Train);
+  ASSERT_EQ(train.size(), 3);
+  std::vector<float> img(3 * 3 * 40 * 40);
+  std::vector<int32_t> labels(3, -1);
+  std::vector<uint8_t> replaced(3, 7);
+  int64_t idx[3] = {0, 1, 2};
+  EXPECT_EQ(train.makeBatch(idx, 3, false, 0, img.data(), labels.data(),
+                            replaced.data()),
+            1);
+  // The bad image's row holds the subset's first image, not one beyond it.
+  EXPECT_EQ(labels, (std::vector<int32_t>{0, 0, 0}));
+  EXPECT_EQ(replaced, (std::vector<uint8_t>{0, 0, 1}));
+  EXPECT_EQ(std::vector<float>(img.begin(), img.begin() + 3 * 1600),
+            std::vector<float>(img.begin() + 6 * 1600, img.end()));
+}
+
 TEST_F(ImageFolderTest, DatasetsFromAPlanLikeOptions) {
   SKIP_WITHOUT_CODECS();
   makeFolder(2, 3, 50, 60);

@@ -1334,6 +1334,33 @@ TEST(DataTest, DefaultStdAndSizeCheck) {
   EXPECT_THROW(train::loadDatasets(o), data::IdxError);
 }
 
+TEST(DataTest, OneSplitReadsOnlyItsOwnFiles) {
+  TempDir dir;
+  writeIdxSet(dir.path, 6, 3, 4, 4, 3);
+  // A damaged training set: the header promises more images than follow.
+  std::string bytes =
+      netc::testing::readText((dir.path / "train-images-idx3-ubyte").string());
+  writeText(dir.path / "train-images-idx3-ubyte", bytes.substr(0, 40));
+  train::DataOptions o;
+  o.dir = dir.str();
+  o.height = o.width = 4;
+  o.classes = 3;
+  o.testSubset = 2;
+  EXPECT_THROW(train::loadDatasets(o), data::IdxError);
+  EXPECT_THROW(train::loadSplit(o, train::Split::Train), data::IdxError);
+  train::ImageData test = train::loadSplit(o, train::Split::Test);
+  EXPECT_EQ(test.size(), 2); // the subset applies
+  std::vector<float> img(16);
+  int32_t label = -1;
+  int64_t i = 1;
+  test.makeBatch(&i, 1, false, 0, img.data(), &label);
+  EXPECT_EQ(label, 1);
+  EXPECT_FLOAT_EQ(img[0], float(7 / 255.0));
+  // Each split is checked against the network as loadDatasets checks it.
+  o.height = o.width = 5;
+  EXPECT_THROW(train::loadSplit(o, train::Split::Test), train::DataError);
+}
+
 TEST(DataTest, PrefetcherRunsJobsAndRethrows) {
   train::Prefetcher p;
   int value = 0;

@@ -40,6 +40,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -452,10 +453,6 @@ void loadTrainedParams(const Args &a, const plan::Plan &p,
 int cmdEval(const Args &a) {
   plan::Plan p = plan::loadPlan(a.trainer);
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
-  train::Datasets data = train::loadDatasets(d);
-  std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
-  exec::ParamStore store(p, 1, *backend);
-  loadTrainedParams(a, p, store);
   // The paper also compares training error: `--split train` measures it on
   // the (subset of the) training set, without augmentation.
   std::string split = splitOption(a, "test");
@@ -465,11 +462,18 @@ int cmdEval(const Args &a) {
   if (scheme != "full" && scheme != "dense")
     throw UsageError(
         fmt::format("--scheme must be full or dense, got '{}'", scheme));
-  train::EvalResult r =
-      scheme == "dense"
-          ? train::evaluateDense(p, store, *backend, d, split == "train")
-          : train::evaluate(p, store, *backend,
-                            split == "train" ? data.train : data.test);
+  const train::Split which =
+      split == "train" ? train::Split::Train : train::Split::Test;
+  // Dense evaluation loads the split at each of its scales.
+  std::optional<train::ImageData> set;
+  if (scheme == "full")
+    set.emplace(train::loadSplit(d, which));
+  std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
+  exec::ParamStore store(p, 1, *backend);
+  loadTrainedParams(a, p, store);
+  train::EvalResult r = scheme == "dense"
+                            ? train::evaluateDense(p, store, *backend, d, which)
+                            : train::evaluate(p, store, *backend, *set);
   std::cout << fmt::format("{}{} error {:.2f}% ({} of {} wrong){}{}\n",
                            scheme == "dense" ? "dense " : "", split,
                            r.errorPercent(), r.total - r.correct, r.total,
@@ -485,8 +489,8 @@ int cmdData(const Args &a) {
   if (d.workers > 1024) // as the plan's `workers`
     throw UsageError(fmt::format("--workers: at most 1024, got {}", d.workers));
   std::string split = splitOption(a, "train");
-  train::Datasets data = train::loadDatasets(d);
-  const train::ImageData &set = split == "train" ? data.train : data.test;
+  const train::ImageData set = train::loadSplit(
+      d, split == "train" ? train::Split::Train : train::Split::Test);
   if (set.size() == 0)
     throw std::runtime_error(
         fmt::format("{}: the {} set is empty", d.dir, split));
@@ -541,7 +545,7 @@ int cmdReconstruct(const Args &a) {
         fmt::format("{}: no 'reconstruct' program: variant '{}' has no decoder",
                     a.trainer, p.variant));
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
-  train::Datasets data = train::loadDatasets(d);
+  const train::ImageData test = train::loadSplit(d, train::Split::Test);
   std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
   exec::ParamStore store(p, 1, *backend);
   loadTrainedParams(a, p, store);
@@ -549,12 +553,12 @@ int cmdReconstruct(const Args &a) {
   const plan::Program &prog = exe.program();
   const size_t rows = prog.reconstructions.size();
   const int64_t asked = intOption(a, "--count", 8, 1);
-  int64_t n = std::min({asked, exe.batch(), data.test.size()});
+  int64_t n = std::min({asked, exe.batch(), test.size()});
   if (n < asked)
     std::cout << fmt::format("note: {} images, not {} (at most the "
                              "reconstruct program's batch, {}, and the test "
                              "set's {})\n",
-                             n, asked, exe.batch(), data.test.size());
+                             n, asked, exe.batch(), test.size());
   // The program may reuse the reconstructions' bytes: keep them.
   for (const plan::Reconstruction &r : prog.reconstructions)
     exe.keep(r.value);
@@ -565,7 +569,7 @@ int cmdReconstruct(const Args &a) {
   std::vector<double> offset =
       d.mean.empty() ? std::vector<double>{0.0} : d.mean;
   int channels = int(d.channels);
-  int64_t sample = data.test.sampleFloats();
+  int64_t sample = test.sampleFloats();
   int64_t plane = d.height * d.width;
   auto pixel = [&](float x, int64_t element) {
     size_t c = size_t(element / plane);
@@ -580,7 +584,7 @@ int cmdReconstruct(const Args &a) {
   // every image counts toward each row's PSNR (of the 0-255 pixels as drawn,
   // before rounding).
   std::vector<double> squaredError(rows, 0.0);
-  int64_t batch = exe.batch(), total = data.test.size();
+  int64_t batch = exe.batch(), total = test.size();
   std::vector<int64_t> indices(static_cast<size_t>(batch));
   std::vector<int32_t> labels(static_cast<size_t>(batch));
   std::vector<float> inputs(size_t(batch * sample));
@@ -590,8 +594,8 @@ int cmdReconstruct(const Args &a) {
     int64_t m = std::min(batch, total - first);
     for (int64_t i = 0; i < m; ++i)
       indices[size_t(i)] = first + i;
-    data.test.makeBatch(indices.data(), m, /*augment=*/false, 0, inputs.data(),
-                        labels.data());
+    test.makeBatch(indices.data(), m, /*augment=*/false, 0, inputs.data(),
+                   labels.data());
     exe.upload(exe.inputId("image"), inputs.data(),
                size_t(m * sample) * sizeof(float), m);
     if (exe.hasInput("labels"))
