@@ -42,6 +42,9 @@ check "bench --profile prints a row per op with its operand MB and GB/s" \
 check "... and the slowest kernels with their GB/s" \
   grep -qE '^  kernels\[[0-9]+\] +[a-z_0-9]+ +[0-9.]+ ms +[0-9.]+ GB/s -> ' \
   <<<"$out"
+out=$("$NETRUN" bench "$work/t.trainer" --program eval --steps 2 --backend reference 2>&1)
+check "bench of the eval program says it times evaluation" \
+  grep -qE '^program eval \(evaluation: no update\) on reference: batch [0-9]+, 2 steps: [0-9.]+ images/s' <<<"$out"
 out=$("$NETRUN" bench "$work/t.trainer" --program nope 2>&1)
 check "bench names an unknown program" grep -q "no program 'nope'" <<<"$out"
 

@@ -111,7 +111,10 @@ commands:
   bench TRAINER   training throughput of one program on synthetic data
                   already in the backend's memory (no data loading); under
                   mpirun, of a data-parallel trainer on every rank
-      --program NAME        the program (default: the last phase's)
+      --program NAME        the program (default: the last phase's); a
+                            program no phase runs (eval) is timed as
+                            evaluation runs it, dropout and batch norm in
+                            inference mode
       --steps N             timed steps (20), after 3 warm-up steps
       --batch N             batch (default: the program's)
       --backend NAME        as for train
@@ -813,10 +816,16 @@ int cmdBench(const Args &a) {
   dist::Communicator &comm = dist::world();
   train::agreeOrThrow(comm,
                       train::dataParallelProblem(p, *backend, comm.size()));
+  // A program that a phase runs is a training step; any other (eval, the
+  // dense ones) runs as evaluation runs it: dropout off, batch norm on its
+  // running statistics.
+  const bool training =
+      std::any_of(p.schedule.begin(), p.schedule.end(),
+                  [&](const plan::Phase &ph) { return ph.program == name; });
   exec::StepContext ctx;
   ctx.lr = 1e-4;
   ctx.momentum = 0.9;
-  ctx.training = true;
+  ctx.training = training;
   ctx.comm = &comm;
   ctx.firstSample = uint64_t(comm.rank() * batch);
   auto step = [&](int64_t i) {
@@ -859,11 +868,11 @@ int cmdBench(const Args &a) {
     return 0;
   const double flops = double(exec::modelFlops(prog, batch)) * comm.size();
   std::cout << fmt::format(
-      "program {} on {}: batch {}{}, {} steps: {:.1f} images/s, {:.3f} "
+      "program {}{} on {}: batch {}{}, {} steps: {:.1f} images/s, {:.3f} "
       "ms/step, peak memory {} ({} bytes), {:.3g} model TFLOP/s ({:.3g} "
       "GFLOP/step in convolutions and fc); the timed steps alone peak at {} "
       "({} bytes)\n",
-      name, backend->name(), batch,
+      name, training ? "" : " (evaluation: no update)", backend->name(), batch,
       comm.size() > 1 ? fmt::format(" x {} ranks", comm.size()) : "", steps,
       double(batch * comm.size() * steps) / secs, 1e3 * secs / double(steps),
       human(int64_t(std::max(setupPeak, stepsPeak))),
