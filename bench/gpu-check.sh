@@ -12,7 +12,10 @@
 # against the cuda backend on Fashion-MNIST from the same initial
 # parameters and data, fp32 (losses within 1e-4 relative) and bf16 (the
 # reference's emulation; 2e-2), NCCL on one rank, and graphs off against
-# on. Then `netrun bench` on the benchmark trainers (VGG-16 and the 32x32
+# on; the example's whole schedule on 40 images, below its batch (steps
+# within 1e-4, each phase's evaluation within an image); `netrun eval` of
+# one checkpoint on both backends (fp32 within an image of 512, bf16
+# within 10) and `netrun reconstruct`'s PSNR (within 0.01 dB). Then `netrun bench` on the benchmark trainers (VGG-16 and the 32x32
 # net, classifier and SWWAE-all, fp32/tf32/bf16: 12 cells), the PyTorch
 # peer (bench/peer_gpu.py) where torch imports, eager, then Nsight Compute
 # on the own kernels furthest below memory speed, then with the time left
@@ -312,25 +315,36 @@ diagnose() {
 # emulation of the cuda backend's bf16 path) go in parallel, one core each,
 # while the cuda runs follow one another.
 parity() {
-  local data=$PWD/$TRAINERS/fmnist-data pids=() t b algos
+  local data=$PWD/$TRAINERS/fmnist-data tiny=$PWD/$TRAINERS/fmnist-tiny
+  local pids=() t b algos
   local opts=(--max-steps 20 --log-every 1 --seed 1 --data "$data")
   rm -rf "$OUT/parity"
   mkdir -p "$OUT/parity"
-  for t in fmnist fmnist-joint fmnist-joint-bf16; do
+  # Besides, the example's whole schedule on 40 training images (`tiny`,
+  # below its batch of 64): every step and evaluation at a smaller batch
+  # (no graph), each phase's end with its evaluation and checkpoint.
+  for t in fmnist fmnist-joint fmnist-joint-bf16 tiny; do
     for b in reference cuda; do
-      cp -r "$TRAINERS/$t" "$OUT/parity/$t-$b"
+      cp -r "$TRAINERS/${t/#tiny/fmnist}" "$OUT/parity/$t-$b"
     done
+  done
+  local tinyOpts=(--log-every 1 --seed 1 --data "$tiny")
+  for t in fmnist fmnist-joint fmnist-joint-bf16 tiny; do
+    local o=("${opts[@]}")
+    [[ $t == tiny ]] && o=("${tinyOpts[@]}")
     "$NETRUN" train "$OUT/parity/$t-reference" --backend reference \
-      "${opts[@]}" --metrics "$OUT/parity/$t-reference.jsonl" \
+      "${o[@]}" --metrics "$OUT/parity/$t-reference.jsonl" \
       >"$OUT/parity/$t-reference.log" 2>&1 &
     pids+=($!)
   done
   local rc=0
-  for t in fmnist fmnist-joint fmnist-joint-bf16; do
-    "$NETRUN" train "$OUT/parity/$t-cuda" --backend cuda "${opts[@]}" \
+  for t in fmnist fmnist-joint fmnist-joint-bf16 tiny; do
+    local o=("${opts[@]}")
+    [[ $t == tiny ]] && o=("${tinyOpts[@]}")
+    "$NETRUN" train "$OUT/parity/$t-cuda" --backend cuda "${o[@]}" \
       --metrics "$OUT/parity/$t-cuda.jsonl" >"$OUT/parity/$t-cuda.log" 2>&1 ||
       { rc=1; diagnose parity "$OUT/parity/$t-cuda.log" train \
-          "$OUT/parity/$t-cuda" --backend cuda --max-steps 2 --data "$data"; }
+          "$OUT/parity/$t-cuda" --backend cuda --max-steps 2 --data "${o[-1]}"; }
   done
   # The runs below compare with the fp32 joint run on the GPU: they start
   # from its cuDNN algorithms (the trainer directory keeps them), so that
@@ -355,6 +369,24 @@ parity() {
     >"$OUT/parity/nographs-cuda.log" 2>&1 || rc=1
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
   ((rc == 0)) || { tail -n 5 "$OUT"/parity/*.log; return 1; }
+  # Evaluation and reconstruction on both backends from the same
+  # checkpoint: the reference's after its 20 steps (512 test images), and
+  # the tiny run's (24). The reference's go in parallel.
+  pids=()
+  for t in fmnist-joint fmnist-joint-bf16; do
+    for b in reference cuda; do
+      "$NETRUN" eval "$OUT/parity/$t-reference" --backend $b --data "$data" \
+        >"$OUT/parity/eval-$t-$b.log" 2>&1 &
+      if [[ $b == reference ]]; then pids+=($!); else wait $! || rc=1; fi
+    done
+  done
+  for b in reference cuda; do
+    "$NETRUN" reconstruct "$OUT/parity/tiny-reference" --backend $b \
+      --data "$tiny" --out "$OUT/parity/reconstruct-$b.png" \
+      >"$OUT/parity/reconstruct-$b.log" 2>&1 || rc=1
+  done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  ((rc == 0)) || { tail -n 5 "$OUT"/parity/{eval,reconstruct}-*.log; return 1; }
   python3 - "$OUT/parity" "$([[ -f $algos ]] && echo shared || echo searched)" <<'PY'
 import json, sys
 d, algos = sys.argv[1], sys.argv[2]
@@ -456,6 +488,59 @@ for name, what, tol in (
     print(f"parity {what}, 20 steps, max relative loss difference from the "
           f"default cuda run {loss:.2e} (algorithms {algos}; "
           f"{f'ok: within {tol:g}' if good else f'ABOVE {tol:g}'})")
+
+# The tiny run: the example's four phases, every step below the batch and an
+# evaluation at each phase's end. Its first steps are those the classifier
+# phase keeps within 1e-5 (above): 1e-4. An evaluation's count may differ
+# by one image, an argmax flipped on a near tie by another sum order.
+def events(name):
+    return [r for r in map(json.loads, open(f"{d}/{name}.jsonl"))
+            if r.get("event") == "eval"]
+
+ref, gpu = steps("tiny-reference"), steps("tiny-cuda")
+counts = [(a["correct"], b["correct"])
+          for a, b in zip(events("tiny-reference"), events("tiny-cuda"))]
+loss = max((rel(b[1], a[1]) for a, b in zip(ref, gpu)), default=float("inf"))
+good = (len(ref) == len(gpu) and loss <= 1e-4 and counts and
+        len(counts) == len(events("tiny-reference")) and
+        all(abs(a - b) <= 1 for a, b in counts))
+ok &= good
+print(f"parity tiny (the example's schedule on 40 images, batch 64): "
+      f"{len(gpu)} cuda steps of {len(ref)}, max relative loss difference "
+      f"{loss:.2e}; test images right, reference/cuda, at each phase's end: "
+      + ", ".join(f"{a}/{b}" for a, b in counts) +
+      (" (ok: within 1e-4 and one image)" if good
+       else " (NOT within 1e-4 and one image)"))
+
+# `netrun eval` of one checkpoint on both backends: fp32 within one image of
+# 512; bf16 (the emulation, which rounds where the GPU does but sums in
+# double) within 2%, 10 images (the emulation against fp32 itself differed
+# by 3 on the CPU).
+import re
+def wrong(name):
+    m = re.search(r"\((\d+) of (\d+) wrong\)", open(f"{d}/{name}.log").read())
+    return (int(m[1]), int(m[2])) if m else (None, None)
+
+for t, tol in (("fmnist-joint", 1), ("fmnist-joint-bf16", 10)):
+    (a, n), (b, _) = wrong(f"eval-{t}-reference"), wrong(f"eval-{t}-cuda")
+    good = a is not None and b is not None and abs(a - b) <= tol
+    ok &= good
+    print(f"parity eval {t} (the reference's checkpoint): {a} and {b} of {n} "
+          f"wrong, reference and cuda "
+          f"({f'ok: within {tol}' if good else f'NOT within {tol}'})")
+
+# `netrun reconstruct` of the tiny run's checkpoint: each macro-layer's PSNR
+# within 0.01 dB.
+def psnr(b):
+    m = re.search(r"PSNR over \d+ test images: (.*)", open(f"{d}/reconstruct-{b}.log").read())
+    return dict((k, float(v)) for k, v in re.findall(r"(\S+) ([-\d.]+) dB", m[1])) if m else {}
+
+a, b = psnr("reference"), psnr("cuda")
+good = bool(a) and a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 0.01 for k in a)
+ok &= good
+print(f"parity reconstruct (tiny): PSNR reference/cuda " +
+      ", ".join(f"{k} {a[k]:.2f}/{b.get(k, float('nan')):.2f} dB" for k in a) +
+      (" (ok: within 0.01 dB)" if good else " (NOT within 0.01 dB)"))
 sys.exit(0 if ok else 1)
 PY
 }

@@ -40,6 +40,8 @@
 #   fmnist-data/       the first 2560 training and 512 test images of
 #                      Fashion-MNIST as IDX (the GPU machine may not have
 #                      the dataset; both parity runs read the same files)
+#   fmnist-tiny/       the first 40 training and 24 test images (the
+#                      example's whole schedule below its batch of 64)
 #   deps/              a small install prefix of this machine's Debian
 #                      packages the runtime builds against (fmt,
 #                      nlohmann-json, zlib's headers; GoogleTest's source):
@@ -53,7 +55,7 @@ NETC=$BUILD/bin/netc
 OUT=bench/gpu-trainers
 [[ -x $NETC ]] || { echo "gpu-trainers: no $NETC (build netc first)" >&2; exit 1; }
 rm -rf "$OUT"
-mkdir -p "$OUT/every" "$OUT/fmnist-data"
+mkdir -p "$OUT/every" "$OUT/fmnist-data" "$OUT/fmnist-tiny"
 
 "$NETC" examples/fashion-mnist.net -o "$OUT/fmnist"
 "$NETC" bench/fmnist-parity.net -o "$OUT/fmnist-joint"
@@ -97,10 +99,11 @@ done
   -o "$OUT/every/dense-eval-tf32.json"
 
 # A small Fashion-MNIST: the IDX headers with the counts rewritten.
-python3 - "$OUT/fmnist-data" <<'PY'
+small_fmnist() { # DIR TRAIN TEST
+  python3 - "$@" <<'PY'
 import gzip, struct, sys
 src, dst = "/usr/share/datasets/fashion-mnist", sys.argv[1]
-for prefix, n in (("train", 2560), ("t10k", 512)):
+for prefix, n in (("train", int(sys.argv[2])), ("t10k", int(sys.argv[3]))):
     with gzip.open(f"{src}/{prefix}-images-idx3-ubyte.gz") as f:
         magic, _, h, w = struct.unpack(">IIII", f.read(16))
         data = f.read(n * h * w)
@@ -112,6 +115,11 @@ for prefix, n in (("train", 2560), ("t10k", 512)):
     with gzip.open(f"{dst}/{prefix}-labels-idx1-ubyte.gz", "wb") as f:
         f.write(struct.pack(">II", magic, n) + data)
 PY
+}
+small_fmnist "$OUT/fmnist-data" 2560 512
+# Fewer training images than the example's batch (64): its whole schedule
+# in a step or two a phase, every step and evaluation below the batch.
+small_fmnist "$OUT/fmnist-tiny" 40 24
 # The runtime's build dependencies as a relocatable prefix: headers, the
 # libraries, and the CMake package files (which find their prefix relative
 # to themselves).
