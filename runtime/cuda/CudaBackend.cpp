@@ -992,8 +992,12 @@ CudaBackend::ProgramRun CudaBackend::beginProgram(const void *key, int64_t n,
   // data-parallel steps are launched kernel by kernel.
   if (ctx.comm && ctx.comm->size() > 1)
     severalRanks_ = true;
-  if (!graphs_ || syncEach_ || !capturable || severalRanks_)
+  if (!graphs_ || syncEach_ || severalRanks_)
     return ProgramRun::Eager;
+  if (!capturable) {
+    ++uncapturable_; // said in runReport: why a run may show no replays
+    return ProgramRun::Eager;
+  }
   Recording &r = recordings_[key];
   if (r.off)
     return ProgramRun::Eager;
@@ -1055,7 +1059,12 @@ std::string CudaBackend::runReport() const {
   else if (severalRanks_)
     r = "CUDA graphs off with several ranks: kernel by kernel";
   else
-    r = fmt::format("CUDA graphs: {} replayed steps", replays_);
+    r = fmt::format("CUDA graphs: {} replayed steps{}", replays_,
+                    uncapturable_
+                        ? fmt::format(", {} runs kernel by kernel (a batch "
+                                      "below their program's, or profiled)",
+                                      uncapturable_)
+                        : std::string());
   if (!captureFailure_.empty())
     r += fmt::format("; a capture failed ({}), so its program ran kernel by "
                      "kernel",

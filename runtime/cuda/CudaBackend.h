@@ -180,6 +180,8 @@ public:
   /// failed (its program then ran kernel by kernel).
   std::string runReport() const override;
   uint64_t graphReplays() const { return replays_; }
+  /// Runs with graphs on that could not be one (a smaller batch, profiling).
+  uint64_t uncapturableRuns() const { return uncapturable_; }
   /// Convolution kernels prepared to run on channel-padded copies.
   uint64_t paddedConvolutions() const { return paddedConvs_; }
   /// Convolutions prepared to take their workspace from the arena bytes
@@ -375,6 +377,7 @@ private:
   /// gives every one the shared workspace.
   bool arenaWorkspace_ = true;
   uint64_t replays_ = 0;     ///< graph launches that replayed a step
+  uint64_t uncapturable_ = 0; ///< runs that could not be graphs (n, profiling)
   uint64_t paddedConvs_ = 0; ///< paddedConvolutions()
   /// Convolutions prepared with their workspace in the arena's free bytes
   /// (at the planned batch; arenaWorkspaces()).
