@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "dialect/NetDialect.h"
+#include "runtime/plan/Window.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
@@ -151,10 +152,8 @@ static FailureOr<int64_t> windowOutput(Operation *op, StringRef what,
                        << shapeStr(inShape.drop_front(2)) << " input";
     return failure();
   }
-  // Caffe: with ceil rounding the last window must start inside the input.
-  if (ceilMode && pad > 0 && *last.value >= *end.value)
-    return *out.value - 1;
-  return *out.value;
+  // The runtime's rule (no overflow: checked above).
+  return netc::plan::windowCount(in, k, stride, pad, ceilMode);
 }
 
 /// The number of elements of `shape` (kDyn if a dimension is unknown);

@@ -5,6 +5,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "runtime/kernels/Reference.h"
+#include "runtime/plan/Window.h"
 
 #include <fmt/format.h>
 
@@ -65,7 +66,9 @@ ConvShape conv2dShape(Dims4 in, int64_t outChannels, Window2D win,
          in.h + 2 * win.ph, in.w + 2 * win.pw);
   ConvShape s;
   s.in = in;
-  s.out = Dims4{in.n, outChannels, eh / win.sh + 1, ew / win.sw + 1};
+  s.out = Dims4{in.n, outChannels,
+                plan::windowCount(in.h, win.kh, win.sh, win.ph, false),
+                plan::windowCount(in.w, win.kw, win.sw, win.pw, false)};
   s.win = win;
   s.groups = groups;
   return s;
@@ -106,10 +109,7 @@ int64_t poolOutputSize(int64_t in, int64_t k, int64_t s, int64_t p,
   int64_t extent = in + 2 * p - k;
   if (extent < 0)
     fail("pool", "kernel {} larger than padded input {}", k, in + 2 * p);
-  int64_t out = ceilMode ? (extent + s - 1) / s + 1 : extent / s + 1;
-  if (ceilMode && (out - 1) * s >= in + p)
-    --out;
-  return out;
+  return plan::windowCount(in, k, s, p, ceilMode);
 }
 
 void checkSwitchWindow(const char *kernel, const Window2D &w) {
