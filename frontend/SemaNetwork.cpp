@@ -359,7 +359,8 @@ void Sema::LayerBuilder::lrn() {
   }
   number("alpha", layer.lrnAlpha, 0);
   number("beta", layer.lrnBeta, 0);
-  number("k", layer.lrnK, 0);
+  // k 0 would divide a window of zeros (a relu's, say) by 0: NaN.
+  number("k", layer.lrnK, "lrn k", kPositive);
 }
 
 void Sema::LayerBuilder::batchNorm() {

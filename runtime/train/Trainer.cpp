@@ -165,8 +165,9 @@ int64_t forEachBatch(
                               [](float v) { return !std::isfinite(v); });
       if (bad != logits.end())
         throw TrainError(fmt::format(
-            "{}: image {} of the set gives the logit {} (programs.{}): the "
-            "parameters are those of a run that diverged",
+            "{}: image {} of the set gives the logit {} (programs.{}): no "
+            "error rate can be measured (parameters that diverged, or a "
+            "layer that computes it from finite ones)",
             plan.file, start + (bad - logits.begin()) / classes, *bad, name));
       onLogits(start, n, logits.data(), labels.data(), area.replaced.data());
     }
