@@ -226,6 +226,11 @@ LogicalResult Mirror::collectFCStages(MacroOp top, Operation *from) {
       flattenedMap = rankedOf(op->getOperand(0));
       continue;
     }
+    if (auto macro = dyn_cast<MacroOp>(op))
+      return macro.emitError()
+             << "cannot decode from '" << layerName(from)
+             << "' through macro-layer '" << macro.getName()
+             << "': fc layers in a macro-layer have no decoder twins";
     auto fc = dyn_cast<FCOp>(op);
     if (!fc) {
       return op->emitError() << "cannot mirror " << describe(op)
@@ -250,12 +255,37 @@ LogicalResult Mirror::collectFCStages(MacroOp top, Operation *from) {
   return success();
 }
 
+/// A macro-layer of fc layers (no convolution, no pool): it groups the
+/// classifier's layers for names and `freeze`, and has no decoder twin.
+static bool isFCMacro(MacroOp macro) {
+  Block &body = macro.getBody().front();
+  return body.getOps<FCOp>().begin() != body.getOps<FCOp>().end() &&
+         body.getOps<Conv2DOp>().begin() == body.getOps<Conv2DOp>().end() &&
+         body.getOps<MaxPoolOp>().begin() == body.getOps<MaxPoolOp>().end();
+}
+
 LogicalResult Mirror::collectStages() {
   Block &body = func.getBody().front();
   SmallVector<MacroOp> macros(body.getOps<MacroOp>());
+  // The macro-layers of fc layers at the top are the classifier's: the
+  // decoder starts below them, as below fc layers outside macro-layers.
+  SmallVector<MacroOp> fcMacros;
+  while (!macros.empty() && isFCMacro(macros.back()))
+    fcMacros.insert(fcMacros.begin(), macros.pop_back_val());
+  if (auto from = augment.getFrom())
+    for (MacroOp m : fcMacros)
+      if (m.getName() == *from)
+        return augment.emitError()
+               << "'from' names '" << *from
+               << "', a macro-layer of fc layers only: the decoder mirrors "
+                  "the macro-layers with convolutions, and decodes from an "
+                  "fc layer only outside macro-layers";
   if (macros.empty())
-    return func.emitError() << "network '" << func.getName()
-                            << "' has no macro-layers to mirror";
+    return func.emitError()
+           << "network '" << func.getName() << "' has no macro-layers to mirror"
+           << (fcMacros.empty() ? ""
+                                : " (a macro-layer of fc "
+                                  "layers has no decoder)");
   if (isMirrored(func))
     return augment.emitError()
            << "network '" << func.getName() << "' is already mirrored";
@@ -273,11 +303,20 @@ LogicalResult Mirror::collectStages() {
       for (FCOp fc : body.getOps<FCOp>())
         if (layerName(fc) == *from)
           fromFC = fc;
-      if (!fromFC)
+      if (!fromFC) {
+        for (MacroOp m : fcMacros)
+          for (FCOp fc : m.getBody().front().getOps<FCOp>())
+            if (layerName(fc) == *from)
+              return augment.emitError()
+                     << "'from' names '" << *from << "', an fc layer of "
+                     << "macro-layer '" << m.getName()
+                     << "': the decoder decodes from an fc layer only outside "
+                        "macro-layers";
         return augment.emitError()
                << "'from' names '" << *from
                << "', which is neither a macro-layer nor an fc layer of '"
                << func.getName() << "'";
+      }
     }
   }
   for (MacroOp macro : macros) {
