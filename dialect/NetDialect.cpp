@@ -338,6 +338,13 @@ StringRef netc::net::layerName(Operation *op) {
   return {};
 }
 
+std::string netc::net::describe(Operation *op) {
+  StringRef name = layerName(op);
+  if (name.empty())
+    return ("'" + op->getName().getStringRef() + "'").str();
+  return ("layer '" + name + "' (" + op->getName().getStringRef() + ")").str();
+}
+
 InFlightDiagnostic netc::net::emitLayerError(Operation *op) {
   StringRef name = layerName(op);
   if (name.empty())

@@ -17,6 +17,8 @@
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+#include <string>
+
 #include "dialect/NetDialect.h.inc"
 
 #define GET_TYPEDEF_CLASSES
@@ -48,6 +50,10 @@ mlir::RankedTensorType mapType(mlir::MLIRContext *ctx,
 
 /// The layer name carried by `op`'s location (`NameLoc`), or empty.
 llvm::StringRef layerName(mlir::Operation *op);
+
+/// `layer 'conv1.avgpool' (net.avg_pool)`, or `'net.avg_pool'` unnamed: an
+/// op as a message names it.
+std::string describe(mlir::Operation *op);
 
 /// Reports an error at `op`, prefixed by `layer 'NAME': ` when the op came
 /// from a named layer of a .net file, by `'net.xyz' op ` otherwise.

@@ -91,12 +91,14 @@ FailureOr<func::FuncOp> denseClone(func::FuncOp eval, int64_t scale,
       continue;
     auto it = maps.find(fc.getInput());
     if (it == maps.end()) {
+      // Name the layer in the way, not a relu or dropout after it.
       Operation *from = fc.getInput().getDefiningOp();
+      while (from && isa<ReluOp, DropoutOp>(from))
+        from = from->getOperand(0).getDefiningOp();
       return fc.emitError("dense evaluation: this fc reads ")
-             << (from ? from->getName().getStringRef() : StringRef("an "
-                                                                  "argument"))
+             << (from ? describe(from) : std::string("an argument"))
              << ", not a flattened map or another fc (through relu or "
-                "dropout); such a classifier cannot be applied densely";
+                "dropout only); such a classifier cannot be applied densely";
     }
     Value map = it->second;
     bool fromFlatten = map != fc.getInput();

@@ -98,14 +98,6 @@ std::string paramStem(Operation *layer, Value weight) {
   return layerName(layer).str();
 }
 
-/// `layer 'conv1.avgpool' (net.avg_pool)`, or `'net.avg_pool'` unnamed.
-std::string describe(Operation *op) {
-  StringRef name = layerName(op);
-  if (name.empty())
-    return ("'" + op->getName().getStringRef() + "'").str();
-  return ("layer '" + name + "' (" + op->getName().getStringRef() + ")").str();
-}
-
 RankedTensorType rankedOf(Value v) {
   return dyn_cast<RankedTensorType>(v.getType());
 }
