@@ -473,11 +473,33 @@ void Sema::checkGammaStages() {
   // macro-layers up to `from`, then, when `from` is an fc layer, the fc
   // layers after the last macro-layer up to it. The top one's output is the
   // decoder's input, so it has no loss term.
+  // Variant none has no decoder (net-mirror warns that the settings do
+  // nothing; with netc --augment, it checks them against the decoder).
+  if (model.augment.variant == "none")
+    return;
   const std::string &from = model.augment.from;
   bool fromFC = !from.empty() && !macroNames.contains(from);
+  // Macro-layers of fc layers at the top have no decoder twin.
+  auto isFCMacro = [](const Macro &m) {
+    auto has = [&](LayerKind k) {
+      return llvm::any_of(m.layers,
+                          [&](const Layer &l) { return l.kind == k; });
+    };
+    return has(LayerKind::FC) && !has(LayerKind::Conv) &&
+           !has(LayerKind::MaxPool);
+  };
+  size_t end = model.network.body.size();
+  for (size_t i = end; i-- > 0;) {
+    const Stage &stage = model.network.body[i];
+    if (stage.macro && !isFCMacro(*stage.macro))
+      break;
+    if (stage.macro)
+      end = i;
+  }
   std::vector<std::string> stages;
   size_t lastMacro = 0;
-  for (auto [i, stage] : llvm::enumerate(model.network.body)) {
+  for (auto [i, stage] :
+       llvm::enumerate(llvm::ArrayRef(model.network.body).take_front(end))) {
     if (!stage.macro)
       continue;
     stages.push_back(stage.macro->name);

@@ -23,6 +23,7 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Transforms/RegionUtils.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Format.h"
 
@@ -664,6 +665,38 @@ LogicalResult Mirror::run() {
 
 } // namespace
 
+void netc::warnIdleSettings(ModuleOp module) {
+  auto augments = module.getOps<AugmentOp>();
+  if (augments.empty())
+    return;
+  AugmentOp augment = *augments.begin();
+  StringRef variant = augment.getVariant();
+  SmallVector<StringRef> idle;
+  if (variant == "none") {
+    if (augment.getLambda().convertToDouble() != kDefaultLambda)
+      idle.push_back("lambda");
+    if (!augment.getGamma().empty())
+      idle.push_back("gamma");
+    if (augment.getFrom())
+      idle.push_back("from");
+    if (augment.getPosition())
+      idle.push_back("position");
+    if (augment.getDecoderInit())
+      idle.push_back("init");
+    if (augment.getTargetScale().convertToDouble() != 1.0)
+      idle.push_back("target");
+    if (!idle.empty())
+      augment.emitWarning()
+          << "variant none has no decoder: " << llvm::join(idle, ", ")
+          << (idle.size() == 1 ? " does" : " do") << " nothing";
+  } else if (variant.starts_with("swwae") && augment.getPosition()) {
+    augment.emitWarning() << "'position' is SAE's fixed unpooling position; "
+                          << variant
+                          << " unpools at the max-pool's switches, so it does "
+                             "nothing";
+  }
+}
+
 FailureOr<AugmentOp> netc::overrideVariant(ModuleOp module, StringRef variant) {
   if (!llvm::is_contained(augmentVariants(), variant))
     return module.emitError()
@@ -734,7 +767,9 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
         return signalPassFailure();
       augment = *overridden;
     }
-    if (!augment || augment.getVariant() == "none")
+    if (!augment)
+      return;
+    if (augment.getVariant() == "none")
       return;
 
     // The network itself (the variant's own decoder), and every step

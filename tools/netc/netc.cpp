@@ -307,6 +307,8 @@ static int compile(int argc, char **argv) {
   // The variant is chosen before any pass: net-phases needs it too.
   if (!augment.empty() && failed(netc::overrideVariant(*module, augment)))
     return 1;
+  if (augment.empty())
+    netc::warnIdleSettings(*module);
   // Like --augment, --precision wins over the file's `precision`.
   if (!precision.empty())
     (*module)->setAttr("net.precision",
