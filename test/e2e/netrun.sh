@@ -45,6 +45,9 @@ check "... and the slowest kernels with their GB/s" \
 out=$("$NETRUN" bench "$work/t.trainer" --program eval --steps 2 --backend reference 2>&1)
 check "bench of the eval program says it times evaluation" \
   grep -qE '^program eval \(evaluation: no update\) on reference: batch [0-9]+, 2 steps: [0-9.]+ images/s' <<<"$out"
+out=$("$NETRUN" bench "$work/t.trainer" --program reconstruct --steps 1 --backend reference 2>&1); rc=$?
+check "bench of a program without a loss says which programs it times" \
+  test $rc -eq 1 -a -n "$(grep "program 'reconstruct' has no loss: bench times the programs with one" <<<"$out")"
 out=$("$NETRUN" bench "$work/t.trainer" --program nope 2>&1)
 check "bench names an unknown program" grep -q "no program 'nope'" <<<"$out"
 

@@ -807,8 +807,9 @@ int cmdBench(const Args &a) {
     inputs.emplace_back(id, std::move(buffer));
   }
   if (!prog.loss)
-    throw UsageError(fmt::format("program '{}' has no loss: not a training "
-                                 "step",
+    throw UsageError(fmt::format("program '{}' has no loss: bench times the "
+                                 "programs with one (the training steps, "
+                                 "eval)",
                                  name));
   exe.keep(*prog.loss);
   // Under mpirun: every rank steps on its own batch and the gradients are
