@@ -479,27 +479,35 @@ void Sema::checkGammaStages() {
     return;
   const std::string &from = model.augment.from;
   bool fromFC = !from.empty() && !macroNames.contains(from);
-  // Macro-layers of fc layers at the top have no decoder twin.
-  auto isFCMacro = [](const Macro &m) {
-    auto has = [&](LayerKind k) {
-      return llvm::any_of(m.layers,
-                          [&](const Layer &l) { return l.kind == k; });
-    };
-    return has(LayerKind::FC) && !has(LayerKind::Conv) &&
-           !has(LayerKind::MaxPool);
+  // The macro-layers above the convolutions have no decoder twin
+  // (net-mirror's rule, passes/Mirror.cpp): at the top, none with a
+  // convolution or max-pool, from the lowest one that holds an fc up. The
+  // decoder's stages end below them.
+  const std::vector<Stage> &body = model.network.body;
+  auto has = [](const Macro &m, LayerKind k) {
+    return llvm::any_of(m.layers, [&](const Layer &l) { return l.kind == k; });
   };
-  size_t end = model.network.body.size();
-  for (size_t i = end; i-- > 0;) {
-    const Stage &stage = model.network.body[i];
-    if (stage.macro && !isFCMacro(*stage.macro))
+  size_t end = body.size();
+  for (size_t i = body.size(); i-- > 0;) {
+    if (!body[i].macro)
+      continue;
+    const Macro &m = *body[i].macro;
+    if (has(m, LayerKind::Conv) || has(m, LayerKind::MaxPool))
       break;
-    if (stage.macro)
+    if (has(m, LayerKind::FC))
       end = i;
   }
+  // `from` naming one of them, or an fc in one, is net-mirror's error.
+  for (const Stage &stage : llvm::drop_begin(body, end))
+    if (stage.macro && (stage.macro->name == from ||
+                        llvm::any_of(stage.macro->layers, [&](const Layer &l) {
+                          return l.name == from;
+                        })))
+      return;
   std::vector<std::string> stages;
   size_t lastMacro = 0;
   for (auto [i, stage] :
-       llvm::enumerate(llvm::ArrayRef(model.network.body).take_front(end))) {
+       llvm::enumerate(llvm::ArrayRef(body).take_front(end))) {
     if (!stage.macro)
       continue;
     stages.push_back(stage.macro->name);
@@ -508,7 +516,7 @@ void Sema::checkGammaStages() {
       break;
   }
   if (fromFC)
-    for (const Stage &stage : llvm::drop_begin(model.network.body, lastMacro))
+    for (const Stage &stage : llvm::drop_begin(body, lastMacro))
       if (stage.layer && stage.layer->kind == LayerKind::FC) {
         stages.push_back(stage.layer->name);
         if (stage.layer->name == from)

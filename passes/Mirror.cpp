@@ -248,37 +248,44 @@ LogicalResult Mirror::collectFCStages(MacroOp top, Operation *from) {
   return success();
 }
 
-/// A macro-layer of fc layers (no convolution, no pool): it groups the
-/// classifier's layers for names and `freeze`, and has no decoder twin.
-static bool isFCMacro(MacroOp macro) {
-  Block &body = macro.getBody().front();
-  return body.getOps<FCOp>().begin() != body.getOps<FCOp>().end() &&
-         body.getOps<Conv2DOp>().begin() == body.getOps<Conv2DOp>().end() &&
-         body.getOps<MaxPoolOp>().begin() == body.getOps<MaxPoolOp>().end();
+/// Whether a macro-layer holds an op of kind `OpT`.
+template <typename OpT> static bool holds(MacroOp macro) {
+  auto ops = macro.getBody().front().getOps<OpT>();
+  return ops.begin() != ops.end();
 }
 
 LogicalResult Mirror::collectStages() {
   Block &body = func.getBody().front();
   SmallVector<MacroOp> macros(body.getOps<MacroOp>());
-  // The macro-layers of fc layers at the top are the classifier's: the
-  // decoder starts below them, as below fc layers outside macro-layers.
-  SmallVector<MacroOp> fcMacros;
-  while (!macros.empty() && isFCMacro(macros.back()))
-    fcMacros.insert(fcMacros.begin(), macros.pop_back_val());
+  // The macro-layers above the convolutions have no decoder twin: at the
+  // top, none with a convolution or max-pool, from the lowest one that holds
+  // an fc up. The decoder starts below them, as below fc layers outside
+  // macro-layers. (Sema's gamma check follows the same rule.)
+  size_t end = macros.size();
+  for (size_t i = macros.size(); i-- > 0;) {
+    if (holds<Conv2DOp>(macros[i]) || holds<MaxPoolOp>(macros[i]))
+      break;
+    if (holds<FCOp>(macros[i]))
+      end = i;
+  }
+  SmallVector<MacroOp> aboveMacros(llvm::drop_begin(macros, end));
+  macros.resize(end);
   if (auto from = augment.getFrom())
-    for (MacroOp m : fcMacros)
+    for (MacroOp m : aboveMacros)
       if (m.getName() == *from)
         return augment.emitError()
                << "'from' names '" << *from
-               << "', a macro-layer of fc layers only: the decoder mirrors "
-                  "the macro-layers with convolutions, and decodes from an "
-                  "fc layer only outside macro-layers";
+               << "', a macro-layer above the convolutions (no convolution "
+                  "or max-pool, at or above an fc), which has no decoder twin; "
+                  "decode from a macro-layer below it, or from an fc layer "
+                  "outside macro-layers";
   if (macros.empty())
     return func.emitError()
            << "network '" << func.getName() << "' has no macro-layers to mirror"
-           << (fcMacros.empty() ? ""
-                                : " (a macro-layer of fc "
-                                  "layers has no decoder)");
+           << (aboveMacros.empty()
+                   ? ""
+                   : " (those above the convolutions have no decoder "
+                     "twins)");
   if (isMirrored(func))
     return augment.emitError()
            << "network '" << func.getName() << "' is already mirrored";
@@ -297,7 +304,7 @@ LogicalResult Mirror::collectStages() {
         if (layerName(fc) == *from)
           fromFC = fc;
       if (!fromFC) {
-        for (MacroOp m : fcMacros)
+        for (MacroOp m : aboveMacros)
           for (FCOp fc : m.getBody().front().getOps<FCOp>())
             if (layerName(fc) == *from)
               return augment.emitError()
@@ -380,7 +387,14 @@ LogicalResult Mirror::checkGammas() {
   };
   if (failed(check(augment.getGamma(), augment)))
     return failure();
-  return phaseGamma ? check(phaseGamma, func) : success();
+  if (!phaseGamma)
+    return success();
+  // Reported at the phase that gave the gamma, where there is one.
+  Operation *at = func;
+  if (auto name = func->getAttrOfType<FlatSymbolRefAttr>("net.phase"))
+    if (Operation *phase = SymbolTable::lookupSymbolIn(module, name))
+      at = phase;
+  return check(phaseGamma, at);
 }
 
 /// Declares (once) and reads a decoder parameter.
@@ -667,10 +681,23 @@ LogicalResult Mirror::run() {
 
 void netc::warnIdleSettings(ModuleOp module) {
   auto augments = module.getOps<AugmentOp>();
-  if (augments.empty())
+  AugmentOp augment = augments.empty() ? AugmentOp() : *augments.begin();
+  StringRef variant = augment ? augment.getVariant() : "none";
+  if (variant == "none")
+    for (PhaseOp phase : module.getOps<PhaseOp>()) {
+      SmallVector<StringRef> idle;
+      if (phase.getLambda())
+        idle.push_back("lambda");
+      if (phase.getGamma())
+        idle.push_back("gamma");
+      if (!idle.empty())
+        phase.emitWarning()
+            << "variant none has no decoder: phase '" << phase.getSymName()
+            << "''s " << llvm::join(idle, " and ")
+            << (idle.size() == 1 ? " does" : " do") << " nothing";
+    }
+  if (!augment)
     return;
-  AugmentOp augment = *augments.begin();
-  StringRef variant = augment.getVariant();
   SmallVector<StringRef> idle;
   if (variant == "none") {
     if (augment.getLambda().convertToDouble() != kDefaultLambda)

@@ -32,9 +32,9 @@ mlir::FailureOr<netc::net::AugmentOp> overrideVariant(mlir::ModuleOp module,
                                                       llvm::StringRef variant);
 
 /// Warns about the file's augment settings its variant does not use: all
-/// of them for `none` (no decoder), `position` for SWWAE (which unpools at
-/// the switches). netc calls it unless --augment chose the variant (the
-/// file was then written for another).
+/// of them, and the phases' lambda and gamma, for `none` (no decoder);
+/// `position` for SWWAE (which unpools at the switches). netc calls it unless
+/// --augment chose the variant (the file was then written for another).
 void warnIdleSettings(mlir::ModuleOp module);
 
 /// True once net-mirror has run on `network`: its decoder's macro-layers,

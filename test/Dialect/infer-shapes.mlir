@@ -73,6 +73,21 @@ func.func @net(%image: tensor<?x3x32x32xf32>, %labels: tensor<?xi32>)
   return %ce, %logits, %s : tensor<f32>, tensor<*xf32>, !net.switches<*>
 }
 
+// Ceil rounding keeps a last window only if it starts inside the input (or
+// its left padding), as the runtime's kernels count them
+// (runtime/plan/Window.h): 28 at 2/4 is 7, not 8; 5 at 1/3 is 2, not 3.
+// CHECK-LABEL: func.func @ceil_past_the_input(
+// CHECK: net.max_pool %{{.*}} kernel [2, 2] stride [4, 4] pad [0, 0] ceil : tensor<?x1x28x28xf32> -> tensor<?x1x7x7xf32>
+// CHECK: net.avg_pool %{{.*}} kernel [1, 1] stride [3, 3] pad [0, 0] ceil : tensor<?x1x5x5xf32> -> tensor<?x1x2x2xf32>
+func.func @ceil_past_the_input(%x: tensor<?x1x28x28xf32>, %y: tensor<?x1x5x5xf32>)
+    -> (tensor<*xf32>, tensor<*xf32>) {
+  %p, %s = net.max_pool %x kernel [2, 2] stride [4, 4] pad [0, 0] ceil
+      : tensor<?x1x28x28xf32> -> tensor<*xf32>, !net.switches<*>
+  %q = net.avg_pool %y kernel [1, 1] stride [3, 3] pad [0, 0] ceil
+      : tensor<?x1x5x5xf32> -> tensor<*xf32>
+  return %p, %q : tensor<*xf32>, tensor<*xf32>
+}
+
 // AlexNet's conv2: 96 -> 256 channels in 2 groups, 5x5 with padding 2, so
 // each filter sees 48 channels; then its 3x3/2 pool with Caffe's ceil
 // rounding (27 -> 13, exact either way) and GoogLeNet's (112 -> 56, floor

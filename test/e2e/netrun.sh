@@ -396,6 +396,9 @@ check "eval of the test set does not read a damaged training file" \
 out=$("$NETRUN" data "$work/t.trainer" --split test --data "$work/damaged" 2>&1); rc=$?
 check "... nor does data --split test" \
   test $rc -eq 0 -a -n "$(grep "^data test (fashion-mnist): 32 images" <<<"$out")"
+out=$("$NETRUN" reconstruct "$work/t.trainer" --backend reference --data "$work/damaged" --out "$work/damaged.png" 2>&1); rc=$?
+check "... nor does reconstruct" \
+  test $rc -eq 0 -a -n "$(grep "^PSNR over 32 test images" <<<"$out")"
 out=$("$NETRUN" eval "$work/t.trainer" --backend reference --split train --data "$work/damaged" 2>&1); rc=$?
 check "... while eval --split train names it" \
   test $rc -eq 1 -a -n "$(grep "train-images-idx3-ubyte.gz" <<<"$out")"
