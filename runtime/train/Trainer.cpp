@@ -167,7 +167,7 @@ int64_t forEachBatch(
         throw TrainError(fmt::format(
             "{}: image {} of the set gives the logit {} (programs.{}): no "
             "error rate can be measured (parameters that diverged, or a "
-            "layer that computes it from finite ones)",
+            "layer that computes non-finite values from finite ones)",
             plan.file, start + (bad - logits.begin()) / classes, *bad, name));
       onLogits(start, n, logits.data(), labels.data(), area.replaced.data());
     }
