@@ -635,6 +635,15 @@ void Sema::buildTrain(const ast::Train &train) {
         error(v.loc, "evaluation scheme '" + *scheme + "' is given twice");
         continue;
       }
+      // The fc layers become the convolutions that score the whole map.
+      if (*scheme == "dense" &&
+          llvm::none_of(layerNames, [](const auto &entry) {
+            return entry.second == LayerKind::FC;
+          })) {
+        error(v.loc, "dense evaluation applies the network's fc layers as "
+                     "convolutions, and this network has none");
+        continue;
+      }
       spec.evalSchemes.push_back(*scheme);
     }
     if (hadBody)
@@ -1076,9 +1085,19 @@ void Sema::buildLrMults(const ast::Setting &s, PhaseSpec &phase) {
       return macroNames.contains(n) || layerNames.count(n);
     };
     if (!known(name) && !(decoder && known(twin))) {
-      error(o.loc, "lr-mult names '" + name +
-                       "', which is not a layer, a macro-layer or the "
-                       "decoder twin 'dec.<name>' of one");
+      // A strided twin's chain (`dec.conv1.up1`, ...) is part of the twin.
+      auto [owner, part] = twin.rsplit('.');
+      if (decoder && known(owner) && part.starts_with("up"))
+        error(o.loc, "lr-mult names '" + name +
+                         "', a layer of the decoder "
+                         "twin 'dec." +
+                         owner + "': 'lr-mult dec." + owner +
+                         "=...' sets the whole twin, its up-sampling chain "
+                         "included");
+      else
+        error(o.loc, "lr-mult names '" + name +
+                         "', which is not a layer, a macro-layer or the "
+                         "decoder twin 'dec.<name>' of one");
       continue;
     }
     auto [it, fresh] = given.insert({name, o.loc});
