@@ -258,12 +258,15 @@ void WorkerPool::parallelFor(int64_t n,
 
 ImageLoader::ImageLoader(ImageFolderSplit split, ImageAugment augment,
                          std::shared_ptr<WorkerPool> pool)
-    : split_(std::move(split)), aug_(std::move(augment)),
-      pool_(std::move(pool)) {}
+    : split_(std::make_shared<const ImageFolderSplit>(std::move(split))),
+      aug_(std::move(augment)), pool_(std::move(pool)) {}
+
+ImageLoader::ImageLoader(const ImageLoader &images, ImageAugment augment)
+    : split_(images.split_), aug_(std::move(augment)), pool_(images.pool_) {}
 
 void ImageLoader::makeSample(int64_t index, bool augment, uint64_t key,
                              float *dst) const {
-  const std::string &path = split_.files[size_t(index)];
+  const std::string &path = split_->files[size_t(index)];
   const int64_t ch = aug_.cropHeight, cw = aug_.cropWidth;
   // The draws come first and do not depend on the image, so that a
   // decoder may shrink the image to the drawn size while decoding.
@@ -313,7 +316,7 @@ int64_t ImageLoader::makeBatch(const int64_t *indices, int64_t n, bool augment,
     for (int64_t attempt = 0;; ++attempt) {
       try {
         makeSample(index, augment, key, images + b * sample);
-        labels[b] = split_.labels[size_t(index)];
+        labels[b] = split_->labels[size_t(index)];
         return;
       } catch (...) {
         if (!aug_.skipBad || attempt + 1 >= count) {

@@ -105,8 +105,12 @@ class ImageLoader {
 public:
   ImageLoader(ImageFolderSplit split, ImageAugment augment,
               std::shared_ptr<WorkerPool> pool);
-  int64_t size() const { return int64_t(split_.files.size()); }
-  const ImageFolderSplit &split() const { return split_; }
+  /// The images, labels and threads of `images` with another augmentation
+  /// (dense evaluation: another size and scale); nothing is scanned again.
+  ImageLoader(const ImageLoader &images, ImageAugment augment);
+  int64_t size() const { return int64_t(split_->files.size()); }
+  const ImageFolderSplit &split() const { return *split_; }
+  const ImageAugment &augment() const { return aug_; }
   int64_t sampleFloats() const {
     return aug_.channels * aug_.cropHeight * aug_.cropWidth;
   }
@@ -125,7 +129,9 @@ public:
   void makeSample(int64_t index, bool augment, uint64_t key, float *dst) const;
 
 private:
-  ImageFolderSplit split_;
+  /// Shared by the loaders made from one scan (a large split's paths are
+  /// worth not copying).
+  std::shared_ptr<const ImageFolderSplit> split_;
   ImageAugment aug_;
   std::shared_ptr<WorkerPool> pool_;
 };

@@ -78,14 +78,38 @@ DataOptions dataOptions(const plan::Plan &plan,
 
 ImageData::ImageData(data::ImageSet set, int64_t subset,
                      const DataOptions &opts)
-    : set_(std::move(set)), opts_(opts) {
-  count_ = subset > 0 ? std::min(subset, set_.count) : set_.count;
+    : set_(std::make_shared<const data::ImageSet>(std::move(set))),
+      opts_(opts) {
+  count_ = subset > 0 ? std::min(subset, set_->count) : set_->count;
 }
 
 ImageData::ImageData(std::shared_ptr<const data::ImageLoader> loader,
                      int64_t subset, const DataOptions &opts)
     : loader_(std::move(loader)), opts_(opts) {
   count_ = subset > 0 ? std::min(subset, loader_->size()) : loader_->size();
+}
+
+ImageData ImageData::atDenseScale(int64_t height, int64_t width,
+                                  int64_t scale) const {
+  ImageData d = *this;
+  d.opts_.height = height;
+  d.opts_.width = width;
+  d.opts_.evalScale = scale;
+  d.opts_.crop = d.opts_.cropPad = 0;
+  // (An IDX or CIFAR set is resized by makeScaledBatch, which checks the
+  // size it gets.)
+  if (loader_) {
+    if (scale < std::max(height, width))
+      throw DataError(fmt::format("{}: resizing the shorter side to {} "
+                                  "leaves less than the {}x{} crop",
+                                  opts_.dir, scale, width, height));
+    data::ImageAugment aug = loader_->augment();
+    aug.cropHeight = height;
+    aug.cropWidth = width;
+    aug.evalScale = scale;
+    d.loader_ = std::make_shared<const data::ImageLoader>(*loader_, aug);
+  }
+  return d;
 }
 
 std::vector<int64_t> ImageData::order(uint64_t key) const {
@@ -113,14 +137,14 @@ int64_t ImageData::makeBatch(const int64_t *indices, int64_t n, bool augment,
     std::fill(replaced, replaced + n, uint8_t(0));
   if (!augment && opts_.evalScale > 0)
     return makeScaledBatch(indices, n, images, labels);
-  const int64_t rows = set_.rows, cols = set_.cols, pad = opts_.cropPad;
+  const int64_t rows = set_->rows, cols = set_->cols, pad = opts_.cropPad;
   const int64_t oh = opts_.height, ow = opts_.width;
   const int64_t C = opts_.channels;
   const int64_t ph = rows + 2 * pad, pw = cols + 2 * pad;
   for (int64_t b = 0; b < n; ++b) {
     int64_t s = indices[b];
-    const uint8_t *img = set_.images.data() + s * set_.channels * rows * cols;
-    labels[b] = int32_t(set_.labels[size_t(s)]);
+    const uint8_t *img = set_->images.data() + s * set_->channels * rows * cols;
+    labels[b] = int32_t(set_->labels[size_t(s)]);
     int64_t y0 = (ph - oh) / 2, x0 = (pw - ow) / 2;
     bool flip = false;
     if (augment) {
@@ -159,7 +183,7 @@ int64_t ImageData::makeScaledBatch(const int64_t *indices, int64_t n,
   // Dense evaluation at a scale: the shorter side resized to evalScale (an
   // antialiased bilinear filter, as for image folders), the centre
   // height x width of it.
-  const int64_t rows = set_.rows, cols = set_.cols;
+  const int64_t rows = set_->rows, cols = set_->cols;
   const int64_t oh = opts_.height, ow = opts_.width, C = opts_.channels;
   data::Size2 r = data::resizedSize(rows, cols, opts_.evalScale);
   if (r.height < oh || r.width < ow)
@@ -175,8 +199,8 @@ int64_t ImageData::makeScaledBatch(const int64_t *indices, int64_t n,
   std::vector<uint8_t> hwc(size_t(rows * cols * C));
   for (int64_t b = 0; b < n; ++b) {
     int64_t s = indices[b];
-    const uint8_t *img = set_.images.data() + s * set_.channels * rows * cols;
-    labels[b] = int32_t(set_.labels[size_t(s)]);
+    const uint8_t *img = set_->images.data() + s * set_->channels * rows * cols;
+    labels[b] = int32_t(set_->labels[size_t(s)]);
     for (int64_t c = 0; c < C; ++c) // the set is planar, the resizer not
       for (int64_t p = 0; p < rows * cols; ++p)
         hwc[size_t(p * C + c)] = img[c * rows * cols + p];

@@ -78,6 +78,11 @@ public:
     return opts_.channels * opts_.height * opts_.width;
   }
 
+  /// The same images, read or scanned once, made into evaluation batches
+  /// for dense evaluation: each image's shorter side resized to `scale`
+  /// and its centre height x width, without a crop.
+  ImageData atDenseScale(int64_t height, int64_t width, int64_t scale) const;
+
   /// A permutation of [0, size()) drawn from `key` (std::mt19937_64 +
   /// std::shuffle), or the identity if key is 0.
   std::vector<int64_t> order(uint64_t key) const;
@@ -95,7 +100,8 @@ private:
   /// makeBatch for evaluation at opts.evalScale (IDX and CIFAR sets).
   int64_t makeScaledBatch(const int64_t *indices, int64_t n, float *images,
                           int32_t *labels) const;
-  data::ImageSet set_;
+  /// Shared by the copies atDenseScale makes; null for an image folder.
+  std::shared_ptr<const data::ImageSet> set_;
   std::shared_ptr<const data::ImageLoader> loader_;
   int64_t count_;
   DataOptions opts_;

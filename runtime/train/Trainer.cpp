@@ -201,17 +201,17 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
 }
 
 EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
-                         exec::Backend &backend, const DataOptions &data,
-                         Split split) {
+                         exec::Backend &backend, const ImageData &data) {
   if (plan.denseScales.empty())
     throw TrainError(fmt::format("{}: the trainer has no dense evaluation "
                                  "programs (give `eval ... dense` in the "
                                  "train section and recompile)",
                                  plan.file));
   const int64_t classes = plan.classes;
-  std::vector<double> posterior; // per image and class, summed over views
-  std::vector<int32_t> truth;
-  std::vector<uint8_t> bad; // per image: replaced (skip-bad), not counted
+  // Per image and class, summed over views.
+  std::vector<double> posterior(size_t(data.size() * classes), 0.0);
+  std::vector<int32_t> truth(size_t(data.size()), 0);
+  std::vector<uint8_t> bad(size_t(data.size()), 0); // replaced: not counted
   EvalResult r;
   for (int64_t scale : plan.denseScales) {
     std::string name = fmt::format("eval.dense.{}", scale);
@@ -220,21 +220,8 @@ EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
       throw TrainError(fmt::format("{}: no '{}' program", plan.file, name));
     const plan::Program &prog = it->second;
     const plan::Value &iv = prog.value(prog.inputs.at("image"));
-    DataOptions o = data;
-    o.height = iv.shape[2];
-    o.width = iv.shape[3];
-    o.evalScale = scale; // the whole (centred) image at the scale, no crop
-    o.crop = o.cropPad = 0;
-    const ImageData set = loadSplit(o, split);
-    if (posterior.empty()) {
-      posterior.assign(size_t(set.size() * classes), 0.0);
-      truth.assign(size_t(set.size()), 0);
-      bad.assign(size_t(set.size()), 0);
-    } else if (int64_t(truth.size()) != set.size()) {
-      throw TrainError(fmt::format("dense evaluation: the set has {} images "
-                                   "at scale {}, {} before",
-                                   set.size(), scale, truth.size()));
-    }
+    // The whole (centred) image at the scale, no crop.
+    const ImageData set = data.atDenseScale(iv.shape[2], iv.shape[3], scale);
     forEachBatch(plan, name, params, backend, set, true,
                  [&](int64_t first, int64_t n, const float *logits,
                      const int32_t *labels, const uint8_t *replaced) {
@@ -1113,8 +1100,7 @@ void Trainer::runPhase(size_t pi) {
       leader()) {
     std::optional<EvalResult> dense;
     try {
-      dense = evaluateDense(plan_, *params_, *backend_,
-                            dataOptions(plan_, opts_.dataDir));
+      dense = evaluateDense(plan_, *params_, *backend_, data_.test);
     } catch (const std::exception &e) {
       out_ << fmt::format("warning: [{}] dense evaluation failed: {}\n",
                           ph.phase, io::printable(e.what()));

@@ -104,10 +104,10 @@ EvalResult evaluate(const plan::Plan &plan, exec::ParamStore &params,
 /// layers as convolutions, the class scores averaged over the map), and
 /// its mirror image too; the softmax posteriors are averaged over the
 /// views and the scales, and ranked for top-1 and top-5. `data` is the
-/// plan's data options (dataOptions).
+/// split as `evaluate` takes it (loadSplit); it is read once for all the
+/// scales.
 EvalResult evaluateDense(const plan::Plan &plan, exec::ParamStore &params,
-                         exec::Backend &backend, const DataOptions &data,
-                         Split split = Split::Test);
+                         exec::Backend &backend, const ImageData &data);
 
 /// Where training stands; what checkpoint.json holds.
 struct TrainState {

@@ -18,11 +18,12 @@ MAKE=../../tools/make-image-folder.py
 "$PY" "$MAKE" "$work/good" --per-class 16 --val 6 || exit 1
 # Variants of the example: fewer epochs; without `scale` (so an image
 # smaller than the crop is an error); 5 classes; skip-bad (with dense
-# evaluation).
+# evaluation, one scale of it above the training scales: its program's
+# input is larger than any training crop).
 sed 's/epochs 10/epochs 8/' ../../examples/images.net >"$work/images.net"
 sed 's/scale 72..96; //' "$work/images.net" >"$work/noscale.net"
 sed 's/classes 4/classes 5/; s/fc5: fc 4/fc5: fc 5/' "$work/images.net" >"$work/five.net"
-sed 's/channels rgb/channels rgb; skip-bad/; s/eval single-crop/eval single-crop dense { scales 64 72 }/' \
+sed 's/channels rgb/channels rgb; skip-bad/; s/eval single-crop/eval single-crop dense { scales 64 72 104 }/' \
   "$work/images.net" >"$work/skip.net"
 for t in images noscale five skip; do
   "$NETC" "$work/$t.net" -o "$work/$t.trainer" >/dev/null || exit 1
@@ -122,6 +123,8 @@ rc=$?
 check "skip-bad trains past a truncated JPEG" test $rc -eq 0
 check "... and reports it at the end of each epoch" \
   test "$(grep -c 'epoch [0-9]: skipped 1 bad image(s)' "$work/skip.log")" -eq 8
+check "... and ends with the dense evaluation, 104 above the training scales" \
+  grep -q "dense test error .*(scales 64, 72, 104, each with its mirror image)" "$work/skip.log"
 
 # skip-bad in an evaluation: the bad val image leaves the count, and the
 # image that took its place is not counted twice.

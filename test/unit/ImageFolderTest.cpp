@@ -495,4 +495,51 @@ TEST_F(ImageFolderTest, DatasetsFromAPlanLikeOptions) {
             std::string::npos);
 }
 
+// Dense evaluation reads a split once for all its scales: the split made
+// into batches at a scale is what loading it with that scale's options
+// gives, on the same scan, and a test subset stays the subset.
+TEST_F(ImageFolderTest, DenseScalesShareOneScan) {
+  SKIP_WITHOUT_CODECS();
+  makeFolder(2, 3, 50, 60);
+  train::DataOptions o;
+  o.kind = "images";
+  o.dir = dir.string();
+  o.channels = 3;
+  o.height = o.width = 40;
+  o.crop = 40;
+  o.classes = 2;
+  o.scaleMin = 40;
+  o.scaleMax = 48;
+  o.mean = {128};
+  o.std = {64};
+  o.workers = 2;
+  o.testSubset = 5;
+  const train::ImageData test = train::loadSplit(o, train::Split::Test);
+  for (auto [side, scale] : {std::pair<int64_t, int64_t>{40, 40}, {48, 56}}) {
+    train::DataOptions at = o;
+    at.height = at.width = side;
+    at.crop = 0;
+    at.evalScale = scale;
+    // (A load with training scales below the side fails: a fresh load at
+    // each scale could not serve a dense scale above the training ones.)
+    at.scaleMin = at.scaleMax = 0;
+    const train::ImageData want = train::loadSplit(at, train::Split::Test);
+    const train::ImageData got = test.atDenseScale(side, side, scale);
+    ASSERT_EQ(got.size(), 5);
+    ASSERT_EQ(got.sampleFloats(), 3 * side * side);
+    const int64_t n = 5, idx[5] = {4, 0, 2, 1, 3};
+    std::vector<float> a(size_t(n * 3 * side * side)), b(a.size());
+    std::vector<int32_t> la(n), lb(n);
+    want.makeBatch(idx, n, false, 0, a.data(), la.data());
+    got.makeBatch(idx, n, false, 0, b.data(), lb.data());
+    EXPECT_EQ(a, b) << "scale " << scale;
+    EXPECT_EQ(la, lb);
+  }
+  // A scale whose shorter side is below the program's input.
+  EXPECT_NE(errorOf([&] { (void)test.atDenseScale(48, 48, 44); })
+                .find("resizing the shorter side to 44 leaves less than the "
+                      "48x48 crop"),
+            std::string::npos);
+}
+
 } // namespace

@@ -2216,14 +2216,15 @@ TEST(DenseEvalTest, AtTheInputSizeTheLogitsAreEvals) {
   EXPECT_EQ(large.program().value(large.inputId("image")).shape,
             (std::vector<int64_t>{-1, 1, 16, 16}));
   train::DataOptions o = train::dataOptions(p, data.str());
-  train::EvalResult r = train::evaluateDense(p, store, backend, o);
+  const train::ImageData test = train::loadSplit(o, train::Split::Test);
+  train::EvalResult r = train::evaluateDense(p, store, backend, test);
   EXPECT_EQ(r.total, 10);
   EXPECT_GE(r.errorPercent(), 0.0);
   EXPECT_LE(r.errorPercent(), 100.0);
   // A trainer without dense programs says so.
   plan::Plan plain = p;
   plain.denseScales.clear();
-  EXPECT_THROW(train::evaluateDense(plain, store, backend, o),
+  EXPECT_THROW(train::evaluateDense(plain, store, backend, test),
                train::TrainError);
 #endif
 }

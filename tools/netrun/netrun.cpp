@@ -467,16 +467,13 @@ int cmdEval(const Args &a) {
         fmt::format("--scheme must be full or dense, got '{}'", scheme));
   const train::Split which =
       split == "train" ? train::Split::Train : train::Split::Test;
-  // Dense evaluation loads the split at each of its scales.
-  std::optional<train::ImageData> set;
-  if (scheme == "full")
-    set.emplace(train::loadSplit(d, which));
+  const train::ImageData set = train::loadSplit(d, which);
   std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
   exec::ParamStore store(p, 1, *backend);
   loadTrainedParams(a, p, store);
   train::EvalResult r = scheme == "dense"
-                            ? train::evaluateDense(p, store, *backend, d, which)
-                            : train::evaluate(p, store, *backend, *set);
+                            ? train::evaluateDense(p, store, *backend, set)
+                            : train::evaluate(p, store, *backend, set);
   std::cout << fmt::format("{}{} error {:.2f}% ({} of {} wrong){}{}\n",
                            scheme == "dense" ? "dense " : "", split,
                            r.errorPercent(), r.total - r.correct, r.total,
