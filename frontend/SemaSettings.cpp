@@ -21,6 +21,8 @@
 
 #include "frontend/SemaInternal.h"
 
+#include "dialect/DecoderTwins.h"
+
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/Support/ErrorHandling.h"
@@ -480,23 +482,22 @@ void Sema::checkGammaStages() {
   const std::string &from = model.augment.from;
   bool fromFC = !from.empty() && !macroNames.contains(from);
   // The macro-layers above the convolutions have no decoder twin
-  // (net-mirror's rule, passes/Mirror.cpp): at the top, none with a
-  // convolution or max-pool, from the lowest one that holds an fc up. The
-  // decoder's stages end below them.
+  // (dialect/DecoderTwins.h): the decoder's stages end below them.
   const std::vector<Stage> &body = model.network.body;
   auto has = [](const Macro &m, LayerKind k) {
     return llvm::any_of(m.layers, [&](const Layer &l) { return l.kind == k; });
   };
-  size_t end = body.size();
-  for (size_t i = body.size(); i-- > 0;) {
-    if (!body[i].macro)
-      continue;
-    const Macro &m = *body[i].macro;
-    if (has(m, LayerKind::Conv) || has(m, LayerKind::MaxPool))
-      break;
-    if (has(m, LayerKind::FC))
-      end = i;
-  }
+  std::vector<MacroContents> contents;
+  std::vector<size_t> macroAt; // each macro-layer's place in the body
+  for (auto [i, stage] : llvm::enumerate(body))
+    if (stage.macro) {
+      const Macro &m = *stage.macro;
+      contents.push_back({has(m, LayerKind::Conv) || has(m, LayerKind::MaxPool),
+                          has(m, LayerKind::FC)});
+      macroAt.push_back(i);
+    }
+  const size_t twinned = twinnedMacroCount(contents);
+  const size_t end = twinned < macroAt.size() ? macroAt[twinned] : body.size();
   // `from` naming one of them, or an fc in one, is net-mirror's error.
   for (const Stage &stage : llvm::drop_begin(body, end))
     if (stage.macro && (stage.macro->name == from ||

@@ -19,6 +19,8 @@
 
 #include "passes/Passes.h"
 
+#include "dialect/DecoderTwins.h"
+
 #include "mlir/IR/Builders.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Transforms/RegionUtils.h"
@@ -257,17 +259,14 @@ template <typename OpT> static bool holds(MacroOp macro) {
 LogicalResult Mirror::collectStages() {
   Block &body = func.getBody().front();
   SmallVector<MacroOp> macros(body.getOps<MacroOp>());
-  // The macro-layers above the convolutions have no decoder twin: at the
-  // top, none with a convolution or max-pool, from the lowest one that holds
-  // an fc up. The decoder starts below them, as below fc layers outside
-  // macro-layers. (Sema's gamma check follows the same rule.)
-  size_t end = macros.size();
-  for (size_t i = macros.size(); i-- > 0;) {
-    if (holds<Conv2DOp>(macros[i]) || holds<MaxPoolOp>(macros[i]))
-      break;
-    if (holds<FCOp>(macros[i]))
-      end = i;
-  }
+  // The macro-layers above the convolutions have no decoder twin
+  // (dialect/DecoderTwins.h). The decoder starts below them, as below fc
+  // layers outside macro-layers.
+  SmallVector<MacroContents> contents;
+  for (MacroOp m : macros)
+    contents.push_back(
+        {holds<Conv2DOp>(m) || holds<MaxPoolOp>(m), holds<FCOp>(m)});
+  const size_t end = twinnedMacroCount(contents);
   SmallVector<MacroOp> aboveMacros(llvm::drop_begin(macros, end));
   macros.resize(end);
   if (auto from = augment.getFrom())
