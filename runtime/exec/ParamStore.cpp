@@ -164,24 +164,32 @@ void ParamStoreT<T>::fromTensors(const io::TensorFile &file,
 }
 
 template <typename T>
-std::vector<std::string>
+typename ParamStoreT<T>::Matched
 ParamStoreT<T>::fromMatchingTensors(const io::TensorFile &file,
                                     const std::string &what) {
-  std::vector<std::string> untouched;
+  Matched m;
+  // (A checkpoint's momentum buffers are not the file of another net.)
+  auto known = [&](const std::string &name) {
+    return entries_.count(name) ||
+           (name.rfind("momentum/", 0) == 0 && entries_.count(name.substr(9)));
+  };
+  for (const auto &[name, tensor] : file.tensors)
+    if (!known(name))
+      m.unknown.push_back(name);
   for (const std::string &name : order_) {
     Entry &e = entries_.at(name);
     if (file.find(name))
       upload(file, what, name, *e.spec, e.value);
     else
-      untouched.push_back(name);
+      m.untouched.push_back(name);
   }
-  if (untouched.size() == order_.size())
+  if (m.untouched.size() == order_.size())
     throw io::SafetensorsError(
         fmt::format("{}: no tensor is named after a parameter of this "
                     "trainer (its parameters are named like '{}')",
                     what, order_.empty() ? "" : order_.front()));
   zeroMomentum();
-  return untouched;
+  return m;
 }
 
 template <typename T>

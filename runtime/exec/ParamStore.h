@@ -68,9 +68,16 @@ public:
   /// `file` has a tensor for, by name; the others keep their initial value
   /// and every momentum stays zero. A tensor of the right name and another
   /// shape is an error, as is a file that sets no parameter at all (the
-  /// wrong file). Returns the names of the parameters left as initialised.
-  std::vector<std::string> fromMatchingTensors(const io::TensorFile &file,
-                                               const std::string &what);
+  /// wrong file).
+  struct Matched {
+    std::vector<std::string> untouched; ///< parameters left as initialised
+    /// The file's tensors named after no parameter (another net's, a
+    /// misspelling), by name; a checkpoint's "momentum/<parameter>" ones
+    /// are not among them.
+    std::vector<std::string> unknown;
+  };
+  Matched fromMatchingTensors(const io::TensorFile &file,
+                              const std::string &what);
 
 private:
   /// Sets `dst` from the tensor `key` of `file`, which must exist with the

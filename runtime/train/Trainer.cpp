@@ -528,23 +528,17 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
         "one from its checkpoint: give only one of them",
         opts_.weightsPath));
   if (!opts_.weightsPath.empty()) {
-    io::TensorFile weights = io::readSafetensors(opts_.weightsPath);
-    std::vector<std::string> unused;
-    for (const auto &[name, tensor] : weights.tensors)
-      if (!plan_.paramIndex.count(name))
-        unused.push_back(name);
-    std::vector<std::string> untouched =
-        params_->fromMatchingTensors(weights, opts_.weightsPath);
+    exec::ParamStore::Matched m = params_->fromMatchingTensors(
+        io::readSafetensors(opts_.weightsPath), opts_.weightsPath);
     size_t total = params_->names().size();
     out_ << fmt::format("initialised {} of {} parameters from {}",
-                        total - untouched.size(), total, opts_.weightsPath);
-    if (!untouched.empty())
+                        total - m.untouched.size(), total, opts_.weightsPath);
+    if (!m.untouched.empty())
       out_ << fmt::format("; {} keep their initialisation ({})",
-                          untouched.size(), firstNames(untouched));
-    // Tensors named after no parameter (another net's, a misspelling).
-    if (!unused.empty())
+                          m.untouched.size(), firstNames(m.untouched));
+    if (!m.unknown.empty())
       out_ << fmt::format("; {} tensor(s) of the file name no parameter ({})",
-                          unused.size(), firstNames(unused));
+                          m.unknown.size(), firstNames(m.unknown));
     out_ << "\n";
   }
   if (opts_.resume) {
