@@ -370,10 +370,8 @@ void Prefetcher::loop() {
     }
     lock.lock();
     ++finished_;
-    if (err && !error_) {
-      error_ = err;
-      errorTicket_ = finished_;
-    }
+    if (err)
+      errors_.emplace(finished_, err);
     cv_.notify_all();
   }
 }
@@ -392,11 +390,18 @@ uint64_t Prefetcher::submit(std::function<void()> job) {
 void Prefetcher::waitFor(uint64_t ticket) {
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return finished_ >= ticket; });
-  if (error_ && errorTicket_ <= ticket) {
-    std::exception_ptr e = error_;
-    error_ = nullptr;
+  auto first = errors_.begin();
+  if (first != errors_.end() && first->first <= ticket) {
+    std::exception_ptr e = first->second;
+    errors_.erase(first);
     std::rethrow_exception(e);
   }
+}
+
+void Prefetcher::drain() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait(lock, [&] { return finished_ >= submitted_; });
+  errors_.clear();
 }
 
 void Prefetcher::wait() {

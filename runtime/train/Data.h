@@ -30,6 +30,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -141,6 +142,10 @@ public:
   void waitFor(uint64_t ticket);
   /// Blocks until every queued job finished; rethrows the first exception.
   void wait();
+  /// Blocks until every queued job finished and forgets their exceptions:
+  /// for jobs whose results will not be used (the batches queued ahead of
+  /// a run that stops).
+  void drain();
   bool busy() const;
 
 private:
@@ -150,8 +155,9 @@ private:
   std::deque<std::function<void()>> queue_;
   uint64_t submitted_ = 0, finished_ = 0;
   bool stop_ = false;
-  std::exception_ptr error_;
-  uint64_t errorTicket_ = 0; ///< the job error_ came from
+  /// The exceptions of jobs not yet waited for, by ticket: each waitFor
+  /// reports its own job's (and the earlier ones'), not just the first.
+  std::map<uint64_t, std::exception_ptr> errors_;
   /// Declared last and started in the constructor's body: loop() touches
   /// every member above, so they must all be constructed before it runs.
   std::thread thread_;

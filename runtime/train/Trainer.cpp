@@ -1014,7 +1014,9 @@ void Trainer::runPhase(size_t pi) {
         state_.globalStep % opts_.checkpointEvery == 0 && t + 1 < T)
       checkpoint(when);
     if (opts_.maxSteps > 0 && ranThisCall_ >= opts_.maxSteps && t + 1 < T) {
-      prefetch.wait();
+      // The batches queued ahead will not train: a bad image in one is
+      // the resumed run's to meet, not a reason to lose this checkpoint.
+      prefetch.drain();
       joinAside();
       checkpoint(when);
       if (bar_)

@@ -102,6 +102,27 @@ check "... and no raw escape reached the terminal" \
 check "no bad input overwrote the checkpoint" \
   test "$(cat "$work"/images.trainer/checkpoint.* | md5sum)" = "$sum_before"
 
+# A bad image in a batch queued ahead of a --max-steps stop is the resumed
+# run's to meet: the stop still writes its checkpoint. Over eight seeds the
+# bad image lands in the first batch (the run fails before its first step)
+# or in a later one, some of them queued ahead at the stop.
+cp -r "$work/good" "$work/badahead"
+echo junk > "$(ls "$work"/badahead/train/discs/* | head -1)"
+ahead_ok=1 stopped=0
+for seed in 1 2 3 4 5 6 7 8; do
+  rm -rf "$work/ahead.trainer"; cp -r "$work/images.trainer" "$work/ahead.trainer"
+  rm -f "$work"/ahead.trainer/checkpoint.*
+  "$NETRUN" train "$work/ahead.trainer" --data "$work/badahead" --seed $seed \
+    --max-steps 1 --log-every 1 >"$work/out" 2>"$work/err"
+  if grep -q "^stopped after 1 step(s)" "$work/out" && [[ -f $work/ahead.trainer/checkpoint.json ]]; then
+    stopped=$((stopped + 1))
+  elif grep -q "step 1/" "$work/out"; then
+    ahead_ok=0; echo "     seed $seed: a step ran, then:"; cat "$work/err"
+  fi
+done
+check "a --max-steps stop saves its checkpoint whatever the batches queued ahead hold ($stopped of 8 stopped)" \
+  test $ahead_ok -eq 1 -a $stopped -ge 4
+
 # A bad image in val/ is met only by the evaluation at the phase's end: the
 # phase's training is saved before the run stops.
 cp -r "$work/good" "$work/badval"

@@ -1374,6 +1374,33 @@ TEST(DataTest, PrefetcherRunsJobsAndRethrows) {
   EXPECT_EQ(value, 7);
 }
 
+// Every failed job is reported where it is waited for, not only the first;
+// drain() waits for the queue and forgets its failures (batches queued
+// ahead of a run that stops).
+TEST(DataTest, PrefetcherReportsEachFailureAndDrainForgetsThem) {
+  train::Prefetcher p;
+  uint64_t a = p.submit([] { throw std::runtime_error("a"); });
+  uint64_t b = p.submit([] { throw std::runtime_error("b"); });
+  uint64_t c = p.submit([] {});
+  auto messageOf = [&](uint64_t ticket) -> std::string {
+    try {
+      p.waitFor(ticket);
+    } catch (const std::runtime_error &e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(messageOf(c), "a"); // the earliest failure up to c
+  EXPECT_EQ(messageOf(b), "b");
+  EXPECT_EQ(messageOf(c), "");
+  (void)a;
+  p.submit([] { throw std::runtime_error("ahead"); });
+  p.submit([] { throw std::runtime_error("further"); });
+  EXPECT_NO_THROW(p.drain());
+  EXPECT_FALSE(p.busy());
+  EXPECT_NO_THROW(p.wait());
+}
+
 //===----------------------------------------------------------------------===//
 // Trainer
 //===----------------------------------------------------------------------===//
