@@ -49,6 +49,19 @@ bool isCifarKind(const std::string &kind) {
   return kind == "cifar10" || kind == "cifar100";
 }
 
+std::vector<std::string> cifarFiles(const std::string &dir,
+                                    const std::string &kind) {
+  namespace fs = std::filesystem;
+  Layout layout = layoutOf(kind);
+  std::vector<std::string> files;
+  for (const auto *names : {&layout.trainFiles, &layout.testFiles})
+    for (const std::string &name : *names) {
+      files.push_back((fs::path(dir) / name).string());
+      files.push_back((fs::path(dir) / layout.subdir / name).string());
+    }
+  return files;
+}
+
 ImageSet loadCifar(const std::string &dir, const std::string &kind, bool train,
                    int classes) {
   if (!isCifarKind(kind))

@@ -37,6 +37,11 @@ bool isCifarKind(const std::string &kind);
 ImageSet loadCifar(const std::string &dir, const std::string &kind, bool train,
                    int classes);
 
+/// Every file loadCifar may read from `dir` for `kind` (both splits, in
+/// `dir` and in its batches' folder), whether it exists or not.
+std::vector<std::string> cifarFiles(const std::string &dir,
+                                    const std::string &kind);
+
 } // namespace netc::data
 
 #endif // NETC_RUNTIME_DATA_CIFAR_H

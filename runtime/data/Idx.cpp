@@ -148,6 +148,17 @@ static std::string findIdx(const std::string &dir, const std::string &name) {
                              base.filename().string()));
 }
 
+std::vector<std::string> idxFiles(const std::string &dir) {
+  std::vector<std::string> files;
+  for (const char *prefix : {"train", "t10k"})
+    for (const char *what : {"-images-idx3-ubyte", "-labels-idx1-ubyte"})
+      for (const char *gz : {"", ".gz"})
+        files.push_back(
+            (std::filesystem::path(dir) / (prefix + std::string(what) + gz))
+                .string());
+  return files;
+}
+
 ImageSet loadIdxImageSet(const std::string &dir, const std::string &prefix,
                          int classes) {
   std::string imagesPath = findIdx(dir, prefix + "-images-idx3-ubyte");

@@ -44,6 +44,10 @@ struct ImageSet {
 ImageSet loadIdxImageSet(const std::string &dir, const std::string &prefix,
                          int classes);
 
+/// Every file loadIdxImageSet may read from `dir` (both splits, plain and
+/// gzipped), whether it exists or not.
+std::vector<std::string> idxFiles(const std::string &dir);
+
 } // namespace netc::data
 
 #endif // NETC_RUNTIME_DATA_IDX_H

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <numeric>
 #include <random>
 
@@ -334,6 +335,33 @@ ImageData loadSplit(const DataOptions &opts, Split split) {
   }
   return ImageData(loadImageSet(opts, split),
                    split == Split::Train ? opts.subset : opts.testSubset, opts);
+}
+
+bool isDataPath(const DataOptions &opts, const std::string &path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (opts.kind == "images") {
+    // Where the output would land, links followed as far as they exist.
+    fs::path out = fs::weakly_canonical(fs::absolute(path, ec), ec);
+    if (ec)
+      return false;
+    for (const char *split : {"train", "val"}) {
+      fs::path root = fs::canonical(fs::path(opts.dir) / split, ec);
+      if (ec)
+        continue;
+      auto [r, o] =
+          std::mismatch(root.begin(), root.end(), out.begin(), out.end());
+      if (r == root.end())
+        return true;
+    }
+    return false;
+  }
+  std::vector<std::string> files = data::isCifarKind(opts.kind)
+                                       ? data::cifarFiles(opts.dir, opts.kind)
+                                       : data::idxFiles(opts.dir);
+  return std::any_of(files.begin(), files.end(), [&](const std::string &f) {
+    return fs::equivalent(path, f, ec); // false where either does not exist
+  });
 }
 
 //===----------------------------------------------------------------------===//

@@ -125,6 +125,11 @@ enum class Split { Train, Test };
 /// themselves are read as batches are made.)
 ImageData loadSplit(const DataOptions &opts, Split split);
 
+/// Whether writing `path` could change the data set `opts` names: it is one
+/// of its IDX or CIFAR files, or lies in an image folder's train/ or val/
+/// (links followed). An output there would overwrite what the run reads.
+bool isDataPath(const DataOptions &opts, const std::string &path);
+
 /// Runs jobs in the order they were submitted, one at a time, on a
 /// background thread: a bounded queue of batches being prepared ahead of
 /// the step (the caller bounds it by its staging areas).

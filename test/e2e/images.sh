@@ -62,6 +62,14 @@ check "netrun data times the loader" \
   grep -qE '^data train \(images\): 64 images in batches of 64 in [0-9.]+ s: [0-9.]+ images/s, 2 worker thread\(s\)$' <<<"$out"
 "$NETRUN" eval "$work/images.trainer" --data "$work/good" >"$work/eval.log" 2>&1
 check "netrun eval on val/" grep -q "^test error" "$work/eval.log"
+# reconstruct's picture over an image of val/ would change the test set.
+victim=$(ls "$work"/good/val/discs/* | head -1)
+sum_victim=$(md5sum <"$victim")
+"$NETRUN" reconstruct "$work/images.trainer" --data "$work/good" --out "$victim" >"$work/out" 2>&1
+rc=$?
+check "reconstruct refuses to write over an image of the data set (exit $rc)" \
+  test $rc -eq 1 -a -n "$(grep "is part of the data set 'reconstruct' reads (images in " "$work/out")"
+check "... and leaves it as it was" test "$(md5sum <"$victim")" = "$sum_victim"
 
 # One bad input: make the folder, train (--restart: over the good run's
 # checkpoint), expect exit 1 and the message in stderr, and the good run's

@@ -408,6 +408,13 @@ check "... nor does reconstruct" \
 out=$("$NETRUN" eval "$work/t.trainer" --backend reference --split train --data "$work/damaged" 2>&1); rc=$?
 check "... while eval --split train names it" \
   test $rc -eq 1 -a -n "$(grep "train-images-idx3-ubyte.gz" <<<"$out")"
+# A metrics file named as a file of the data set would truncate it.
+out=$("$NETRUN" train "$work/t.trainer" --backend reference --restart --data "$work/damaged" \
+  --metrics "$work/damaged/train-images-idx3-ubyte.gz" 2>&1); rc=$?
+check "train refuses metrics over a file of its data set" \
+  test $rc -eq 1 -a -n "$(grep "damaged/train-images-idx3-ubyte.gz is part of the data set 'train' reads (fashion-mnist in " <<<"$out")"
+check "... and leaves the file as it was" \
+  cmp -s <(head -c 100000 /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz) "$work/damaged/train-images-idx3-ubyte.gz"
 
 # An output path holding a FIFO (or a device) is refused, not replaced by a
 # plain file through the writer's rename; images holding NaN are refused.

@@ -1377,6 +1377,40 @@ TEST(DataTest, PrefetcherRunsJobsAndRethrows) {
 // Every failed job is reported where it is waited for, not only the first;
 // drain() waits for the queue and forgets its failures (batches queued
 // ahead of a run that stops).
+// An output the data set would read is refused by netrun (isDataPath): an
+// IDX file in either form, a CIFAR batch in its folder, anything under an
+// image folder's train/ or val/, also through a link; nothing else.
+TEST(DataTest, IsDataPathNamesWhatTheSetReads) {
+  TempDir dir;
+  writeIdxSet(dir.path, 4, 2, 6, 6, 3);
+  train::DataOptions o;
+  o.dir = dir.str();
+  EXPECT_TRUE(
+      train::isDataPath(o, (dir.path / "t10k-labels-idx1-ubyte").string()));
+  EXPECT_TRUE(train::isDataPath(
+      o, (dir.path / "." / "train-images-idx3-ubyte").string()));
+  EXPECT_FALSE(train::isDataPath(o, (dir.path / "metrics.jsonl").string()));
+  std::ofstream(dir.path / "train-labels-idx1-ubyte.gz") << "x";
+  EXPECT_TRUE(
+      train::isDataPath(o, (dir.path / "train-labels-idx1-ubyte.gz").string()));
+  o.kind = "cifar10";
+  fs::create_directories(dir.path / "cifar-10-batches-bin");
+  std::ofstream(dir.path / "cifar-10-batches-bin" / "data_batch_3.bin") << "x";
+  EXPECT_TRUE(train::isDataPath(
+      o, (dir.path / "cifar-10-batches-bin" / "data_batch_3.bin").string()));
+  EXPECT_FALSE(
+      train::isDataPath(o, (dir.path / "t10k-labels-idx1-ubyte").string()));
+  o.kind = "images";
+  fs::create_directories(dir.path / "val" / "a");
+  fs::create_directory_symlink(dir.path / "val" / "a", dir.path / "link");
+  EXPECT_TRUE(
+      train::isDataPath(o, (dir.path / "val" / "a" / "x.png").string()));
+  EXPECT_TRUE(train::isDataPath(o, (dir.path / "link" / "new.png").string()));
+  EXPECT_FALSE(train::isDataPath(o, (dir.path / "valley.png").string()));
+  EXPECT_FALSE(
+      train::isDataPath(o, (dir.path / "train-images-idx3-ubyte").string()));
+}
+
 TEST(DataTest, PrefetcherReportsEachFailureAndDrainForgetsThem) {
   train::Prefetcher p;
   uint64_t a = p.submit([] { throw std::runtime_error("a"); });

@@ -289,6 +289,16 @@ void refuseInputAsOutput(const Args &a, const std::string &out) {
                       out, out == in ? "" : in + ", ", a.command));
 }
 
+/// Refuses an output that would overwrite part of the data set the command
+/// reads (a metrics file or a picture over an IDX file or a val/ image).
+void refuseDataAsOutput(const Args &a, const train::DataOptions &d,
+                        const std::string &out) {
+  if (train::isDataPath(d, out))
+    throw UsageError(fmt::format("the output {} is part of the data set '{}' "
+                                 "reads ({} in {}); name another file",
+                                 out, a.command, d.kind, d.dir));
+}
+
 std::string human(int64_t bytes) {
   if (bytes >= (int64_t(1) << 30))
     return fmt::format("{:.2f} GiB", double(bytes) / double(1 << 30));
@@ -402,6 +412,8 @@ int cmdTrain(const Args &a) {
   o.seed = uint64_t(intOption(a, "--seed", 1));
   o.logEvery = intOption(a, "--log-every", 50, 1);
   o.metricsPath = option(a, "--metrics");
+  if (!o.metricsPath.empty())
+    refuseDataAsOutput(a, train::dataOptions(p, o.dataDir), o.metricsPath);
   o.resume = a.flags.count("--resume") != 0;
   o.restart = a.flags.count("--restart") != 0;
   o.weightsPath = option(a, "--weights");
@@ -545,6 +557,7 @@ int cmdReconstruct(const Args &a) {
         fmt::format("{}: no 'reconstruct' program: variant '{}' has no decoder",
                     a.trainer, p.variant));
   train::DataOptions d = train::dataOptions(p, option(a, "--data"));
+  refuseDataAsOutput(a, d, out);
   const train::ImageData test = train::loadSplit(d, train::Split::Test);
   std::unique_ptr<exec::Backend> backend = exec::makeBackend(backendOption(a));
   exec::ParamStore store(p, 1, *backend);
