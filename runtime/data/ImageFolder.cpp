@@ -41,6 +41,7 @@ static bool isImageName(const std::string &name) {
 /// and image files; names starting with '.' are neither.
 struct FolderEntries {
   std::vector<std::string> folders, images;
+  std::vector<std::string> linkedImages; ///< those of `images` that are links
 };
 
 /// The sorted entries of `dir`; every failure is an ImageFolderError naming
@@ -54,10 +55,13 @@ static FolderEntries listDir(const fs::path &dir) {
     if (name.empty() || name[0] == '.')
       continue;
     std::error_code tec;
-    if (it->is_directory(tec))
+    if (it->is_directory(tec)) {
       e.folders.push_back(name);
-    else if (isImageName(name))
+    } else if (isImageName(name)) {
       e.images.push_back(name);
+      if (it->is_symlink(tec))
+        e.linkedImages.push_back(name);
+    }
   }
   if (ec)
     throw ImageFolderError(fmt::format("{}: cannot list the folder: {}",
@@ -72,52 +76,107 @@ static FolderEntries listDir(const fs::path &dir) {
 static constexpr size_t kMaxClassFolders = 1'000'000;
 static constexpr size_t kMaxFolderDepth = 64;
 
-/// Adds the images under `folder` to `found` as (folder, name); `above` holds
-/// the canonical paths of the folders above it, so that a link back to one
-/// of them (a cycle) is not followed; another route into a folder is, as
-/// torchvision's os.walk(followlinks=True) follows it.
-static void
-walkClassFolder(const fs::path &folder, std::vector<fs::path> &above,
-                size_t &folders,
-                std::vector<std::pair<std::string, std::string>> &found) {
-  std::error_code ec;
-  fs::path real = fs::canonical(folder, ec);
-  if (ec)
-    throw ImageFolderError(fmt::format("{}: cannot resolve the folder: {}",
-                                       folder.string(), ec.message()));
-  if (std::find(above.begin(), above.end(), real) != above.end())
-    return;
-  if (above.size() >= kMaxFolderDepth || ++folders > kMaxClassFolders)
-    throw ImageFolderError(fmt::format(
-        "{}: the class folder's subfolders (links followed) go deeper than "
-        "{} levels or number more than {}",
-        folder.string(), kMaxFolderDepth, kMaxClassFolders));
-  FolderEntries e = listDir(folder);
-  for (std::string &name : e.images)
-    found.emplace_back(folder.string(), std::move(name));
-  above.push_back(std::move(real));
-  for (const std::string &name : e.folders)
-    walkClassFolder(folder / name, above, folders, found);
-  above.pop_back();
+/// Whether `path` is `dir` or lies inside it (both canonical).
+static bool isWithin(const fs::path &path, const fs::path &dir) {
+  auto [d, p] = std::mismatch(dir.begin(), dir.end(), path.begin(), path.end());
+  return d == dir.end();
 }
+
+/// One class folder's walk.
+struct ClassWalk {
+  std::vector<fs::path> splits; ///< train/ and val/ (canonical)
+  fs::path classDir;            ///< the class folder as named, and canonical:
+  fs::path classReal;
+  /// The canonical folders above the one being walked: the class folder's
+  /// own ancestors first, so that no link leads back up into its split or
+  /// further (that would add the other classes, or val/, to this one).
+  std::vector<fs::path> above;
+  size_t ancestors = 0; ///< how many of `above` are the class's ancestors
+  size_t folders = 0;
+  std::vector<std::pair<std::string, std::string>> found; ///< (folder, name)
+
+  /// A link inside the class into train/ or val/ outside the class (another
+  /// class, the other split) would count those images twice, under this
+  /// class too: an error rather than a silent mislabelling.
+  void checkLinkTarget(const fs::path &link, const fs::path &target) const {
+    if (isWithin(target, classReal))
+      return;
+    for (const fs::path &split : splits)
+      if (isWithin(target, split))
+        throw ImageFolderError(fmt::format(
+            "{}: a link to {}, which is in the image folder's {}/ but outside "
+            "this class's folder {}: its images would also count as this class",
+            link.string(), target.string(), split.filename().string(),
+            classDir.string()));
+  }
+
+  /// Adds the images under `folder` to `found`; a link back to a folder
+  /// above (a cycle) is not followed, another route into a folder is, as
+  /// torchvision's os.walk(followlinks=True) follows it.
+  void walk(const fs::path &folder) {
+    std::error_code ec;
+    fs::path real = fs::canonical(folder, ec);
+    if (ec)
+      throw ImageFolderError(fmt::format("{}: cannot resolve the folder: {}",
+                                         folder.string(), ec.message()));
+    if (std::find(above.begin(), above.end(), real) != above.end())
+      return;
+    checkLinkTarget(folder, real);
+    if (above.size() - ancestors >= kMaxFolderDepth ||
+        ++folders > kMaxClassFolders)
+      throw ImageFolderError(fmt::format(
+          "{}: the class folder's subfolders (links followed) go deeper than "
+          "{} levels or number more than {}",
+          folder.string(), kMaxFolderDepth, kMaxClassFolders));
+    FolderEntries e = listDir(folder);
+    for (const std::string &name : e.linkedImages) {
+      fs::path target = fs::canonical(folder / name, ec);
+      if (!ec) // (a dangling link is the decoder's error, in its batch)
+        checkLinkTarget(folder / name, target);
+    }
+    for (std::string &name : e.images)
+      found.emplace_back(folder.string(), std::move(name));
+    above.push_back(std::move(real));
+    for (const std::string &name : e.folders)
+      walk(folder / name);
+    above.pop_back();
+  }
+};
 
 /// The image files in a class folder and, as torchvision's ImageFolder walks
 /// them, in its subfolders at any depth, links followed (but not back into
-/// a folder above): ordered by folder path, then name.
-static std::vector<std::string> listClassImages(const fs::path &classDir) {
-  std::vector<std::pair<std::string, std::string>> found; // (folder, name)
-  std::vector<fs::path> above;
-  size_t folders = 0;
-  walkClassFolder(classDir, above, folders, found);
-  std::sort(found.begin(), found.end());
+/// a folder above, nor into the `splits` outside the class): ordered by
+/// folder path, then name. `classReal` is its canonical path.
+static std::vector<std::string>
+listClassImages(const std::vector<fs::path> &splits, const fs::path &classDir,
+                const fs::path &classReal) {
+  ClassWalk w;
+  w.splits = splits;
+  w.classDir = classDir;
+  w.classReal = classReal;
+  for (fs::path p = classReal.parent_path();; p = p.parent_path()) {
+    w.above.push_back(p);
+    if (p == p.parent_path())
+      break;
+  }
+  w.ancestors = w.above.size();
+  w.walk(classDir);
+  std::sort(w.found.begin(), w.found.end());
   std::vector<std::string> files;
-  files.reserve(found.size());
-  for (const auto &[folder, name] : found)
+  files.reserve(w.found.size());
+  for (const auto &[folder, name] : w.found)
     files.push_back((fs::path(folder) / name).string());
   return files;
 }
 
-static ImageFolderSplit scanSplit(const fs::path &root, const char *name) {
+/// A class folder's canonical path and the folder as named.
+using ClassFolders = std::vector<std::pair<fs::path, fs::path>>;
+
+/// Scans root/`name`; adds its class folders to `classFolders`.
+static ImageFolderSplit scanSplit(const fs::path &root,
+                                  const std::vector<fs::path> &splits,
+                                  const char *name,
+                                  ClassFolders &classFolders) {
   fs::path dir = root / name;
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
@@ -135,7 +194,13 @@ static ImageFolderSplit scanSplit(const fs::path &root, const char *name) {
         s.dir));
   for (size_t c = 0; c < s.classes.size(); ++c) {
     fs::path classDir = dir / s.classes[c];
-    std::vector<std::string> files = listClassImages(classDir);
+    fs::path classReal = fs::canonical(classDir, ec);
+    if (ec)
+      throw ImageFolderError(fmt::format("{}: cannot resolve the folder: {}",
+                                         classDir.string(), ec.message()));
+    classFolders.emplace_back(classReal, classDir);
+    std::vector<std::string> files =
+        listClassImages(splits, classDir, classReal);
     if (files.empty())
       throw ImageFolderError(
           fmt::format("{}: an empty class folder: no .jpg, .jpeg or .png "
@@ -164,7 +229,31 @@ ImageFolderSets scanImageFolder(const std::string &root, int64_t classes) {
   if (!fs::is_directory(root, ec))
     throw ImageFolderError(
         fmt::format("{}: no such folder (the image folder's root)", root));
-  ImageFolderSets sets{scanSplit(root, "train"), scanSplit(root, "val")};
+  std::vector<fs::path> splits; // (one missing is scanSplit's error)
+  for (const char *split : {"train", "val"})
+    if (fs::path real = fs::canonical(fs::path(root) / split, ec); !ec)
+      splits.push_back(real);
+  ClassFolders classFolders;
+  ImageFolderSets sets{scanSplit(root, splits, "train", classFolders),
+                       scanSplit(root, splits, "val", classFolders)};
+  // No class folder is another one, or inside another, through a link (val/x
+  // a link to train/x would test on the training images). Sorted, a folder
+  // is followed by those inside it.
+  std::sort(classFolders.begin(), classFolders.end());
+  for (size_t i = 1; i < classFolders.size(); ++i) {
+    const auto &[outer, outerDir] = classFolders[i - 1];
+    const auto &[inner, innerDir] = classFolders[i];
+    if (isWithin(inner, outer))
+      throw ImageFolderError(fmt::format(
+          "{}: {} through links: a class's images would count twice{}",
+          innerDir.string(),
+          inner == outer
+              ? fmt::format("the same folder as {}", outerDir.string())
+              : fmt::format("inside {}", outerDir.string()),
+          innerDir.parent_path() != outerDir.parent_path()
+              ? " (in train/ and val/: the test set trained on)"
+              : ""));
+  }
   const std::vector<std::string> &a = sets.train.classes, &b = sets.val.classes;
   if (a != b) {
     std::vector<std::string> onlyTrain, onlyVal;

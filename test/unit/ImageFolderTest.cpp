@@ -266,8 +266,9 @@ TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
   // Files in subfolders at any depth belong to the class, ordered by folder
   // path ("a" < "a-b" < "a/b"), then name, as torchvision sorts os.walk's
   // tuples; hidden folders are skipped; links are followed, a second route
-  // into a folder included (cat/z), but not a link back to a folder above
-  // (a cycle: cat/a/loop).
+  // into a folder included (cat/z), and a link out of the image folder
+  // (dog/out), but not a link back to a folder above: a cycle (cat/a/loop),
+  // the split (cat/split) or the image folder (dog/root).
   for (const char *split : {"train", "val"}) {
     put(dir / split / "cat" / "z.jpg", "x");
     put(dir / split / "cat" / "a" / "b" / "deep.png", "x");
@@ -277,8 +278,11 @@ TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
     put(dir / split / "dog" / "1.jpg", "x");
     fs::create_directory_symlink("..", dir / split / "cat" / "a" / "loop");
     fs::create_directory_symlink("a", dir / split / "cat" / "z");
-    fs::create_directory_symlink("../cat/a-b", dir / split / "dog" / "link");
+    fs::create_directory_symlink("..", dir / split / "cat" / "split");
+    fs::create_directory_symlink("../../..", dir / split / "dog" / "root");
+    fs::create_directory_symlink(dir / "outside", dir / split / "dog" / "out");
   }
+  put(dir / "outside" / "o.png", "x");
   data::ImageFolderSets s = data::scanImageFolder(dir.string(), 2);
   std::vector<std::string> rel;
   for (const std::string &f : s.train.files)
@@ -286,7 +290,7 @@ TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
   EXPECT_EQ(rel, (std::vector<std::string>{"cat/z.jpg", "cat/a/m.jpg",
                                            "cat/a-b/n.jpg", "cat/a/b/deep.png",
                                            "cat/z/m.jpg", "cat/z/b/deep.png",
-                                           "dog/1.jpg", "dog/link/n.jpg"}));
+                                           "dog/1.jpg", "dog/out/o.png"}));
   EXPECT_EQ(s.train.labels, (std::vector<int32_t>{0, 0, 0, 0, 0, 0, 1, 1}));
   EXPECT_EQ(s.val.files.size(), 8u);
   // A class folder nested deeper than the walk goes is an error naming it.
@@ -296,6 +300,46 @@ TEST_F(ImageFolderTest, ScanWalksClassSubfoldersAsTorchvisionDoes) {
   put(deep / "x.jpg", "x");
   std::string e = errorOf([&] { data::scanImageFolder(dir.string(), 2); });
   EXPECT_NE(e.find("go deeper than 64 levels"), std::string::npos) << e;
+}
+
+// A link to another part of the image folder would count its images twice,
+// under a second class or in both splits: an error naming the link.
+TEST_F(ImageFolderTest, LinksIntoAnotherClassOrSplitAreErrors) {
+  for (const char *split : {"train", "val"})
+    for (const char *c : {"cat", "dog"})
+      put(dir / split / c / "1.jpg", "x");
+  auto scan = [&] {
+    return errorOf([&] { data::scanImageFolder(dir.string(), 2); });
+  };
+  ASSERT_EQ(scan(), "");
+  // A folder link into another class.
+  fs::create_directory_symlink("../cat", dir / "train" / "dog" / "more");
+  EXPECT_NE(scan().find("train/dog/more: a link to " +
+                        fs::canonical(dir / "train" / "cat").string() +
+                        ", which is in the image folder's train/ but "
+                        "outside this class's folder"),
+            std::string::npos)
+      << scan();
+  fs::remove(dir / "train" / "dog" / "more");
+  // An image linked from the training set into val/.
+  fs::create_symlink(dir / "train" / "dog" / "1.jpg",
+                     dir / "val" / "dog" / "2.jpg");
+  EXPECT_NE(scan().find("val/dog/2.jpg: a link to"), std::string::npos)
+      << scan();
+  fs::remove(dir / "val" / "dog" / "2.jpg");
+  // A class folder that is the other split's.
+  fs::remove_all(dir / "val" / "cat");
+  fs::create_directory_symlink("../train/cat", dir / "val" / "cat");
+  EXPECT_NE(scan().find("the same folder as "), std::string::npos) << scan();
+  EXPECT_NE(scan().find("(in train/ and val/: the test set trained on)"),
+            std::string::npos)
+      << scan();
+  // A class folder that is its split: the other classes inside it.
+  fs::remove(dir / "val" / "cat");
+  put(dir / "val" / "cat" / "1.jpg", "x");
+  fs::remove_all(dir / "train" / "dog");
+  fs::create_directory_symlink(".", dir / "train" / "dog");
+  EXPECT_NE(scan().find("inside "), std::string::npos) << scan();
 }
 
 TEST_F(ImageFolderTest, ScanErrors) {
