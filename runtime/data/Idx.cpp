@@ -176,6 +176,10 @@ ImageSet loadIdxImageSet(const std::string &dir, const std::string &prefix,
     throw IdxError(fmt::format("{} holds {} images but {} holds {} labels",
                                imagesPath, images.dims[0], labelsPath,
                                labels.dims[0]));
+  // An empty set has no error rate to measure (it read as 0.00%) and no
+  // batch to train on.
+  if (images.dims[0] == 0)
+    throw IdxError(fmt::format("{}: the file holds no images", imagesPath));
   for (size_t i = 0; i < labels.data.size(); ++i)
     if (labels.data[i] >= classes)
       throw IdxError(fmt::format("{}: label {} at index {} is not below {} "

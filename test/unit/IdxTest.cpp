@@ -165,6 +165,17 @@ TEST_F(IdxTest, LabelOutOfRange) {
             std::string::npos);
 }
 
+// An empty set (a header of 0 images) is refused: evaluated, it read as a
+// test error of 0.00% (0 of 0 wrong).
+TEST_F(IdxTest, EmptySet) {
+  write("t10k-images-idx3-ubyte", header({0, 28, 28}));
+  write("t10k-labels-idx1-ubyte", header({0}));
+  EXPECT_NE(errorOf([&] {
+              loadIdxImageSet(dir.string(), "t10k", 10);
+            }).find("t10k-images-idx3-ubyte: the file holds no images"),
+            std::string::npos);
+}
+
 TEST(IdxRealData, FashionMnistIfInstalled) {
   const char *dir = "/usr/share/datasets/fashion-mnist";
   if (!fs::exists(dir))
