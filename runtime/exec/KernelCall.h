@@ -100,7 +100,10 @@ FCDims fcDims(plan::Op op, const std::vector<TensorRef> &in,
 
 /// Hyper-parameters and state of the current step.
 struct StepContext {
-  uint64_t step = 0; ///< global step (dropout masks)
+  /// The dropout masks' step key: each step of a run draws new masks. The
+  /// trainer makes it from its seed and the global step (dropoutStepKey),
+  /// so that another seed also drops other units.
+  uint64_t step = 0;
   double lr = 0, momentum = 0, decay = 0;
   bool training = true;
   /// The ranks that `all_reduce_mean` averages over (none: one process).

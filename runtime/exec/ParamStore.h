@@ -101,6 +101,15 @@ using ParamStore = ParamStoreT<float>;
 /// Deterministic 64-bit seed for a name (FNV-1a then splitmix64 with `seed`).
 uint64_t seedFor(uint64_t seed, const std::string &name);
 
+/// StepContext::step of a training run's global step `globalStep`: distinct
+/// for every step of a run, and another sequence for another seed (a run's
+/// seed varies its dropout masks as it varies initialisation and
+/// shuffling). A function of the checkpointed seed and step alone, so a
+/// resumed run draws the masks the uninterrupted one would.
+inline uint64_t dropoutStepKey(uint64_t seed, uint64_t globalStep) {
+  return seedFor(seed, "dropout") + globalStep;
+}
+
 } // namespace netc::exec
 
 #endif // NETC_RUNTIME_EXEC_PARAMSTORE_H

@@ -875,7 +875,7 @@ void Trainer::runPhase(size_t pi) {
 
     int64_t epoch = t / spe;
     exec::StepContext ctx;
-    ctx.step = uint64_t(state_.globalStep);
+    ctx.step = exec::dropoutStepKey(state_.seed, uint64_t(state_.globalStep));
     ctx.lr = learningRate(ph, t, T, epoch);
     ctx.momentum = ph.momentum;
     ctx.decay = ph.decay;

@@ -200,6 +200,39 @@ out=$("$NETRUN" train "$work/nopre.trainer" --backend reference --weights "$work
 check "--weights refuses a file that sets no parameter" \
   grep -q "other.safetensors: no tensor is named after a parameter of this trainer" <<<"$out"
 
+# --seed varies the dropout masks too: from the same parameters, on one
+# image (so that shuffling and initialisation play no part), the first
+# step's loss depends on the seed with a dropout, and not without one.
+cat >"$work/drop.net" <<'NET'
+network drop {
+  input 1x28x28
+  classes 10
+  macro conv1 { conv 4 kernel=3 pad=1 init=gaussian(0.3); relu; maxpool 2 }
+  fc2: fc 32 init=gaussian(0.05); relu; dropout 0.5
+  fc3: fc 10 init=gaussian(0.05)
+}
+train {
+  data fashion-mnist { subset 1; test-subset 8 }
+  phase joint { sgd lr=0.01; batch 1; epochs 1; steps 1 }
+}
+NET
+sed 's/; dropout 0.5//' "$work/drop.net" >"$work/nodrop.net"
+first_loss() { # trainer seed
+  rm -f "$work/first.jsonl"
+  "$NETRUN" train "$work/$1.trainer" --backend reference --restart --seed "$2" \
+    --weights "$work/$1.safetensors" --log-every 1 --metrics "$work/first.jsonl" >/dev/null 2>&1
+  python3 -c 'import json, sys; print([r for r in map(json.loads, open(sys.argv[1])) if r["event"] == "step"][0]["loss"])' "$work/first.jsonl"
+}
+for n in drop nodrop; do
+  "$BUILD/bin/netc" "$work/$n.net" -o "$work/$n.trainer" >/dev/null 2>&1
+  "$NETRUN" train "$work/$n.trainer" --backend reference >/dev/null 2>&1
+  cp "$work/$n.trainer/checkpoint.safetensors" "$work/$n.safetensors"
+done
+check "--seed draws other dropout masks (and the same seed the same ones)" \
+  test "$(first_loss drop 1)" != "$(first_loss drop 2)" -a "$(first_loss drop 2)" = "$(first_loss drop 2)"
+check "... and without a dropout the seed changes nothing here" \
+  test "$(first_loss nodrop 1)" = "$(first_loss nodrop 2)"
+
 # reconstruct: the picture, and each macro-layer's PSNR over the test set.
 out=$("$NETRUN" reconstruct "$work/nopre.trainer" --backend reference --out "$work/r.png" 2>&1)
 check "reconstruct prints the PSNR of each macro-layer" \

@@ -60,7 +60,8 @@ commands:
   train TRAINER   train the schedule, evaluating after each phase
       --data DIR            data folder (default: the plan's, else
                             /usr/share/datasets/<kind>)
-      --seed N              seed of initialisation, shuffling, augmentation (1)
+      --seed N              seed of initialisation, shuffling, augmentation,
+                            dropout (1)
       --log-every N         print a progress line every N steps (50)
       --metrics FILE        also write metrics as JSON lines to FILE
       --resume              continue from TRAINER/checkpoint.safetensors
