@@ -510,12 +510,14 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     problem = lockTrainer();
   if (leader() && problem.empty())
     problem = overwriteProblem();
-  // A checkpoint write killed midway leaves its temporary file behind (only
-  // the writer's: another machine cannot tell whether rank 0 still runs).
+  // A checkpoint write killed midway leaves its temporary file behind. Only
+  // the run holding the lock removes them: a refused run's neighbour may be
+  // writing one, from a machine or container whose pids this one cannot see.
   for (const std::string &path :
        {checkpointPath(plan_), checkpointStatePath(plan_)})
-    if (int n =
-            leader() && lock_.fd >= 0 ? io::removeStaleTemporaries(path) : 0)
+    if (int n = leader() && lock_.held && problem.empty()
+                    ? io::removeStaleTemporaries(path)
+                    : 0)
       out_ << fmt::format("note: removed {} temporary file(s) of {} left by "
                           "an interrupted run\n",
                           n, path);
@@ -630,7 +632,8 @@ std::string Trainer::lockTrainer() {
     lock_.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (lock_.fd < 0)
     return fmt::format("{}: cannot open: {}", path, std::strerror(errno));
-  if (::flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
+  lock_.held = ::flock(lock_.fd, LOCK_EX | LOCK_NB) == 0;
+  if (!lock_.held) {
     int err = errno;
     if (err == EWOULDBLOCK)
       return fmt::format("another netrun is training {} (it holds {}); two "

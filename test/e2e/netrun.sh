@@ -370,10 +370,16 @@ out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --restart --ma
 check "... and --restart starts it again" test $rc -eq 0 -a -n "$(grep "stopped after 1 step" <<<"$out")"
 
 # Two runs on one trainer directory: the second is refused while the first
-# holds its lock (flock(1) stands in for the first).
+# holds its lock (flock(1) stands in for the first), and leaves the first
+# run's checkpoint temporaries alone: their writer's pid may be one this
+# machine cannot see (here one that is not running).
+touch "$work/diverge.trainer/.checkpoint.safetensors.tmp.999999999"
 out=$(flock "$work/diverge.trainer/.netrun.lock" "$NETRUN" train "$work/diverge.trainer" --backend reference --resume 2>&1); rc=$?
 check "a second run on a trainer directory in use is refused" \
   test $rc -eq 1 -a -n "$(grep "another netrun is training" <<<"$out")"
+check "... without removing the first run's temporary files" \
+  test -f "$work/diverge.trainer/.checkpoint.safetensors.tmp.999999999"
+rm -f "$work/diverge.trainer/.checkpoint.safetensors.tmp.999999999"
 
 # A run killed past its last checkpoint left records of steps that the
 # resumed run does again: the resumed run marks where it resumed, and plot
