@@ -24,7 +24,9 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <fcntl.h>
 #include <map>
+#include <sys/file.h>
 #include <unistd.h>
 
 namespace netc {
@@ -796,6 +798,26 @@ void writeImportedParameters(raw_ostream &os,
     os << bytes;
 }
 
+/// netrun's lock on a trainer directory (`.netrun.lock`, flock), taken for
+/// as long as netc writes into it: a run training the directory would read
+/// a plan it did not start with and checkpoint it as its own.
+struct TrainerLock {
+  int fd = -1;
+  /// Whether a run holds the lock (false: none, or no lock file yet).
+  bool busy(StringRef directory) {
+    SmallString<256> path(directory);
+    llvm::sys::path::append(path, ".netrun.lock");
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return false; // no run has locked it (or it cannot tell: go on)
+    return ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  }
+  ~TrainerLock() {
+    if (fd >= 0)
+      ::close(fd);
+  }
+};
+
 } // namespace
 
 /// An error about the output, not the model: no source line to point at.
@@ -816,6 +838,12 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
   if (std::error_code ec = llvm::sys::fs::create_directories(directory))
     return outputError(module)
            << "cannot create " << directory << ": " << ec.message();
+  TrainerLock lock;
+  if (lock.busy(directory))
+    return outputError(module)
+           << "netrun is training " << directory
+           << " (it holds its .netrun.lock): a new plan would change the "
+              "trainer under the run; let it finish or stop it first";
   // Both files are written whole beside their places before either is
   // renamed into place, the plan last: a full disk leaves the trainer as
   // it was, never a new plan beside old parameters.

@@ -316,6 +316,28 @@ void saveCheckpoint(const plan::Plan &plan, io::TensorFile f,
   io::writeFileAtomic(checkpointStatePath(plan), j.dump(2) + "\n");
 }
 
+/// What `--weights path` would make of the checkpoint `f` on `plan`, for
+/// the advice of a resume refused: it sets the parameters whose names the
+/// trainer still has, and refuses a tensor of such a name in another shape.
+static std::string weightsAdvice(const plan::Plan &plan,
+                                 const io::TensorFile &f,
+                                 const std::string &path) {
+  for (const auto &[name, tensor] : f.tensors) {
+    auto it = plan.paramIndex.find(name);
+    if (it == plan.paramIndex.end())
+      continue;
+    const std::vector<int64_t> &shape = plan.params[it->second].shape;
+    if (tensor.shape != shape)
+      return fmt::format("; its parameters cannot start the new run either "
+                         "(--weights): '{}' is [{}] in it but [{}] here",
+                         name, fmt::join(tensor.shape, ", "),
+                         fmt::join(shape, ", "));
+  }
+  return fmt::format(" (adding --weights {} starts from those of its "
+                     "parameters that the trainer still has)",
+                     path);
+}
+
 TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
   std::string path = checkpointPath(plan);
   if (!std::filesystem::exists(path))
@@ -328,9 +350,8 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
         "{}: the checkpoint was written for other phases or other "
         "parameters than {} has (the trainer was recompiled since?), so "
         "its phase and step mean something else here: train with --restart "
-        "to start again (adding --weights {} starts from those of its "
-        "parameters whose names and shapes still fit)",
-        path, plan.file, path));
+        "to start again{}",
+        path, plan.file, weightsAdvice(plan, f, path)));
   params.fromTensors(f, path, true);
   TrainState s;
   // Every field is a plain decimal number in range; anything else (a sign,

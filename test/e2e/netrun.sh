@@ -366,6 +366,17 @@ check "--resume with --restart is refused" test $rc -eq 1 -a -n "$(grep "give on
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume 2>&1); rc=$?
 check "resuming a checkpoint written for another plan is refused" \
   test $rc -eq 1 -a -n "$(grep "checkpoint was written for other phases or other parameters" <<<"$out")"
+check "... saying that --weights can start from its parameters (the same shapes)" \
+  grep -q "(adding --weights .*checkpoint.safetensors starts from those of its parameters that the trainer still has)" <<<"$out"
+cp -r "$work/diverge.trainer" "$work/wide.trainer"
+sed 's/conv 4 kernel/conv 6 kernel/' phases.net >"$work/wide.net"
+"$BUILD/bin/netc" "$work/wide.net" -o "$work/wide.trainer" >/dev/null 2>&1
+out=$("$NETRUN" train "$work/wide.trainer" --backend reference --resume 2>&1); rc=$?
+check "... or, where a parameter changed its shape, that --weights cannot" \
+  test $rc -eq 1 -a -n "$(grep "its parameters cannot start the new run either (--weights): 'conv1.bias' is \[4\] in it but \[6\] here" <<<"$out")"
+out=$("$NETRUN" eval "$work/wide.trainer" --backend reference 2>&1); rc=$?
+check "eval of such a checkpoint says that the trainer was recompiled" \
+  test $rc -eq 1 -a -n "$(grep "has shape \[4\] but the parameter is \[6\] (it was written for another compile of .*wide.trainer: the trainer was recompiled since?)" <<<"$out")"
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --restart --max-steps 1 2>&1); rc=$?
 check "... and --restart starts it again" test $rc -eq 0 -a -n "$(grep "stopped after 1 step" <<<"$out")"
 

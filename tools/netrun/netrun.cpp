@@ -463,7 +463,19 @@ void loadTrainedParams(const Args &a, const plan::Plan &p,
       return;
     }
   }
-  store.fromTensors(io::readSafetensors(params), params, false);
+  io::TensorFile f = io::readSafetensors(params);
+  try {
+    store.fromTensors(f, params, false);
+  } catch (const io::SafetensorsError &e) {
+    // A checkpoint left from before a recompile: say so, as --resume does.
+    auto it = f.metadata.find("netc.plan");
+    if (it != f.metadata.end() && it->second != p.fingerprint)
+      throw std::runtime_error(
+          fmt::format("{} (it was written for another compile of {}: the "
+                      "trainer was recompiled since?)",
+                      e.what(), a.trainer));
+    throw;
+  }
 }
 
 int cmdEval(const Args &a) {
