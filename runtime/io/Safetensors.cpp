@@ -10,8 +10,10 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -107,6 +109,11 @@ TensorFile readSafetensors(const std::string &path) {
   uint64_t dataStart = 8 + headerLen;
 
   TensorFile file;
+  // Each tensor's [begin, end), to check that the data is covered exactly
+  // before any of it is read (overlapping tensors could otherwise make a
+  // small file fill memory), and its count of values.
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;
+  std::map<std::string, uint64_t> counts;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string &name = it.key();
     const json &e = it.value();
@@ -168,15 +175,42 @@ TensorFile readSafetensors(const std::string &path) {
       throw bad(fmt::format("shape [{}] needs {} bytes but data_offsets span "
                             "{}",
                             fmt::join(t.shape, ", "), bytes, end - begin));
-    // Bounded by the file's size, which may still exceed memory.
-    if (std::optional<uint64_t> avail = availableMemoryBytes();
-        avail && bytes > *avail)
-      throw bad(fmt::format("{} of data need more than the {} of memory "
-                            "available",
-                            formatBytes(bytes), formatBytes(*avail)));
-    t.data.resize(count);
-    read(dataStart + begin, t.data.data(), bytes);
+    spans.emplace_back(begin, end, name);
+    counts[name] = count;
     file.tensors.emplace(name, std::move(t));
+  }
+  // The format covers the data exactly once, in no particular order: two
+  // tensors sharing bytes, or bytes no tensor owns, are a damaged or crafted
+  // file (one tensor's write would change another; a hole can hide another
+  // file's contents), which its reference readers refuse as well.
+  std::sort(spans.begin(), spans.end());
+  uint64_t covered = 0;
+  std::string previous;
+  for (const auto &[begin, end, name] : spans) {
+    if (begin < covered)
+      throw fail(fmt::format("tensors '{}' and '{}' overlap in the data "
+                             "(bytes {} to {})",
+                             previous, name, begin, covered));
+    if (begin > covered)
+      throw fail(fmt::format("bytes {} to {} of the data belong to no tensor",
+                             covered, begin));
+    covered = end;
+    previous = name;
+  }
+  if (covered != dataSize)
+    throw fail(fmt::format("bytes {} to {} of the data belong to no tensor "
+                           "(after the last one)",
+                           covered, dataSize));
+  // Bounded by the file's size, which may still exceed memory.
+  if (std::optional<uint64_t> avail = availableMemoryBytes();
+      avail && dataSize > *avail)
+    throw fail(fmt::format("{} of data need more than the {} of memory "
+                           "available",
+                           formatBytes(dataSize), formatBytes(*avail)));
+  for (const auto &[begin, end, name] : spans) {
+    Tensor &t = file.tensors.at(name);
+    t.data.resize(counts.at(name));
+    read(dataStart + begin, t.data.data(), end - begin);
   }
   return file;
 }

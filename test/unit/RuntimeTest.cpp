@@ -542,6 +542,34 @@ TEST(SafetensorsTest, CorruptFiles) {
                     "abcdefgh"));
   EXPECT_EQ(readError(p), p + ": tensor 'w': shape [3] needs 12 bytes but "
                               "data_offsets span 8");
+  // The data is covered exactly once: no overlap, no hole, nothing after.
+  const char *kF32x1 = R"("dtype":"F32","shape":[1])";
+  writeText(p, withHeader(fmt::format(R"({{"a":{{{0},"data_offsets":[0,4]}},)"
+                                      R"("b":{{{0},"data_offsets":[0,4]}}}})",
+                                      kF32x1),
+                          "abcd"));
+  EXPECT_EQ(readError(p), p + ": tensors 'a' and 'b' overlap in the data "
+                              "(bytes 0 to 4)");
+  writeText(p, withHeader(fmt::format(R"({{"a":{{{0},"data_offsets":[0,4]}},)"
+                                      R"("b":{{{0},"data_offsets":[8,12]}}}})",
+                                      kF32x1),
+                          "abcdefghijkl"));
+  EXPECT_EQ(readError(p), p + ": bytes 4 to 8 of the data belong to no tensor");
+  writeText(p, withHeader(fmt::format(R"({{"b":{{{0},"data_offsets":[0,4]}},)"
+                                      R"("a":{{{0},"data_offsets":[4,8]}}}})",
+                                      kF32x1),
+                          "abcdefghXY"));
+  EXPECT_EQ(readError(p), p + ": bytes 8 to 10 of the data belong to no "
+                              "tensor (after the last one)");
+  // In another order than the names', and with nothing left over: read.
+  writeText(p, withHeader(fmt::format(R"({{"b":{{{0},"data_offsets":[0,4]}},)"
+                                      R"("a":{{{0},"data_offsets":[4,8]}}}})",
+                                      kF32x1),
+                          std::string("\0\0\x80\x3f\0\0\0\x40", 8)));
+  EXPECT_EQ(readError(p), "");
+  io::TensorFile ab = io::readSafetensors(p);
+  EXPECT_EQ(ab.tensors.at("b").data, (std::vector<float>{1.0f}));
+  EXPECT_EQ(ab.tensors.at("a").data, (std::vector<float>{2.0f}));
   EXPECT_EQ(readError((dir.path / "none").string()),
             (dir.path / "none").string() + ": no such file");
 }
