@@ -152,6 +152,9 @@ rc=$?
 check "skip-bad trains past a truncated JPEG" test $rc -eq 0
 check "... and reports it at the end of each epoch" \
   test "$(grep -c 'epoch [0-9]: skipped 1 bad image(s)' "$work/skip.log")" -eq 8
+out=$("$NETRUN" data "$work/skip.trainer" --data "$work/bad-truncated" 2>&1)
+check "... and netrun data counts it once (not again for its warm-up)" \
+  grep -qE "^data train \(images\): 12 images .*, 1 bad image\(s\) skipped$" <<<"$out"
 check "... and ends with the dense evaluation, 104 above the training scales" \
   grep -q "dense test error .*(scales 64, 72, 104, each with its mirror image)" "$work/skip.log"
 

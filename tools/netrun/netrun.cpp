@@ -539,6 +539,7 @@ int cmdData(const Args &a) {
                              labels.data());
   };
   makeBatch(0, std::min(batch, images), 0); // warm-up: threads, caches
+  skipped = 0; // (the timed pass meets the warm-up's images again)
   auto t0 = std::chrono::steady_clock::now();
   int64_t step = 0;
   for (int64_t done = 0; done < images; done += batch, ++step)
