@@ -62,6 +62,22 @@ check "netrun data times the loader" \
   grep -qE '^data train \(images\): 64 images in batches of 64 in [0-9.]+ s: [0-9.]+ images/s, 2 worker thread\(s\)$' <<<"$out"
 "$NETRUN" eval "$work/images.trainer" --data "$work/good" >"$work/eval.log" 2>&1
 check "netrun eval on val/" grep -q "^test error" "$work/eval.log"
+# reconstruct draws RGB: a `channels bgr` trainer (its mean and std in
+# B, G, R order) draws the same test images as the RGB one (the top row).
+sed 's/mean 123.68 116.78 103.94; std 58.40 57.12 57.38/mean 103.94 116.78 123.68; std 57.38 57.12 58.40/; s/channels rgb/channels bgr/' \
+  "$work/images.net" >"$work/bgr.net"
+"$NETC" "$work/bgr.net" -o "$work/bgr.trainer" >/dev/null
+for t in images bgr; do
+  "$NETRUN" reconstruct "$work/$t.trainer" --data "$work/good" --count 4 --out "$work/$t.png" >/dev/null 2>&1
+done
+check "reconstruct draws a bgr trainer's test images in RGB" "$PY" - "$work/images.png" "$work/bgr.png" <<'PY'
+import sys
+from PIL import Image
+a, b = (Image.open(f).convert("RGB") for f in sys.argv[1:])
+top = lambda im: im.crop((0, 0, im.width, 66)).tobytes()
+sys.exit(not (a.size == b.size and max(abs(x - y) for x, y in zip(top(a), top(b))) <= 1))
+PY
+
 # reconstruct's picture over an image of val/ would change the test set.
 victim=$(ls "$work"/good/val/discs/* | head -1)
 sum_victim=$(md5sum <"$victim")

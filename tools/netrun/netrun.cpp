@@ -606,6 +606,23 @@ int cmdReconstruct(const Args &a) {
   };
   io::ImageGrid grid(1 + int64_t(rows), n, d.height, d.width,
                      channels == 3 ? 3 : 1);
+  // The picture is RGB: a `channels bgr` input's planes (and their mean
+  // and std) are drawn in reverse.
+  const bool bgr = d.bgr && channels == 3;
+  std::vector<double> tileScale = scale, tileOffset = offset;
+  if (bgr) {
+    std::reverse(tileScale.begin(), tileScale.end());
+    std::reverse(tileOffset.begin(), tileOffset.end());
+  }
+  std::vector<float> rgb(size_t(bgr ? sample : 0));
+  auto place = [&](int64_t row, int64_t col, const float *planar) {
+    if (bgr) {
+      for (int64_t c = 0; c < 3; ++c)
+        std::copy_n(planar + (2 - c) * plane, plane, rgb.data() + c * plane);
+      planar = rgb.data();
+    }
+    grid.place(row, col, planar, tileScale, tileOffset);
+  };
 
   // The whole test set, a batch at a time: the first n images are drawn,
   // every image counts toward each row's PSNR (of the 0-255 pixels as drawn,
@@ -639,12 +656,11 @@ int cmdReconstruct(const Args &a) {
         }
       if (first == 0)
         for (int64_t i = 0; i < n; ++i)
-          grid.place(int64_t(r) + 1, i, image.data() + i * sample, scale,
-                     offset);
+          place(int64_t(r) + 1, i, image.data() + i * sample);
     }
     if (first == 0)
       for (int64_t i = 0; i < n; ++i)
-        grid.place(0, i, inputs.data() + i * sample, scale, offset);
+        place(0, i, inputs.data() + i * sample);
   }
   grid.write(out);
   std::string from;
