@@ -74,6 +74,13 @@ void ProgressBar::update(const Progress &p, bool force) {
   last_ = now;
 }
 
+ProgressBar::~ProgressBar() {
+  try {
+    clear();
+  } catch (...) { // (a stream set to throw; nothing to do about it here)
+  }
+}
+
 void ProgressBar::clear() {
   if (!shown_)
     return;

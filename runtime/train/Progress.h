@@ -47,6 +47,11 @@ int terminalColumns(int fd);
 class ProgressBar {
 public:
   ProgressBar(std::ostream &out, int width) : out_(out), width_(width) {}
+  /// Erases the bar: a run that stops with an error leaves its message on
+  /// a line of its own, not after the bar.
+  ~ProgressBar();
+  ProgressBar(const ProgressBar &) = delete;
+  ProgressBar &operator=(const ProgressBar &) = delete;
   /// Redraws if a tenth of a second has passed since the last draw, or
   /// `force`.
   void update(const Progress &p, bool force = false);

@@ -741,9 +741,10 @@ void Trainer::runPhase(size_t pi) {
   global.batch = batch * ranks;
   const int64_t spe = stepsPerEpoch(train.size(), global.batch);
   const int64_t T = phaseSteps(global, train.size());
-  // The epochs the phase spans (a plan may bound a phase by `steps` alone,
-  // with `epochs` 0).
-  const int64_t epochs = ph.epochs > 0 ? ph.epochs : (T + spe - 1) / spe;
+  // The epochs the phase spans: `epochs`, or fewer where `steps` ends it
+  // sooner, or (`epochs` 0) as many as `steps` reaches into. (Not
+  // (T + spe - 1) / spe, which overflows for a T near 2^63.)
+  const int64_t epochs = T / spe + (T % spe != 0);
   if (state_.step > T)
     throw TrainError(fmt::format("{}: the checkpoint is at step {} of phase "
                                  "'{}', which has {} steps with this data "

@@ -265,6 +265,13 @@ check "train draws a progress bar on a terminal" \
 rm -f "$work/bar.trainer"/checkpoint.*
 "$NETRUN" train "$work/bar.trainer" --backend reference --max-steps 3 --log-every 100 > "$work/pipe.out" 2>&1
 check "... and none into a pipe" bash -c "! grep -q \$'\\e' '$work/pipe.out' && grep -q 'stopped after 3 step' '$work/pipe.out'"
+# A run that stops with an error under the bar erases it first: the
+# message starts a line (here the second step's loss, after an lr of 1e30).
+sed 's/lr=0.02 momentum=0.9/lr=1e30 momentum=0.9/' phases.net >"$work/barfail.net"
+"$BUILD/bin/netc" "$work/barfail.net" -o "$work/barfail.trainer" >/dev/null 2>&1
+TERM=xterm script -qec "$NETRUN train $work/barfail.trainer --backend reference --log-every 100" /dev/null > "$work/tty.out" 2>&1
+check "an error under the progress bar starts a line of its own" \
+  grep -q $'\e\\[Knetrun: error: phase .pretrain. step 2 ' "$work/tty.out"
 
 # plot: the curves of a metrics file; bad files are errors naming the line.
 "$NETRUN" train "$work/none.trainer" --backend reference --restart --max-steps 4 \
