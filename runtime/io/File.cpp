@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <fcntl.h>
@@ -34,10 +35,25 @@ std::string outputTarget(const std::string &path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
     char *real = ::realpath(path.c_str(), nullptr);
-    if (!real) // a dangling link: its target is made where it points
-      return path;
-    target = real;
-    std::free(real);
+    if (real) {
+      target = real;
+      std::free(real);
+    } else { // a dangling link: its target is made where it points, as a
+             // shell's `>` makes it (the rename would replace the link)
+      namespace fs = std::filesystem;
+      fs::path at = path;
+      std::error_code ec;
+      for (int hops = 0; hops < 40 && fs::is_symlink(at, ec); ++hops) {
+        fs::path to = fs::read_symlink(at, ec);
+        if (ec)
+          return path;
+        at = to.is_absolute() ? to : at.parent_path() / to;
+      }
+      if (fs::is_symlink(at, ec))
+        throw FileError(
+            fmt::format("{}: too many levels of symbolic links", path));
+      return at.string();
+    }
   }
   if (::stat(target.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
     throw FileError(fmt::format("{}: is {}, not a regular file; an output "

@@ -55,9 +55,10 @@ std::string readFile(const std::string &path, uint64_t maxBytes);
 
 /// Where an output written atomically (a file beside it, renamed over it)
 /// must go: `path`, or the file a symbolic link there points to (renaming
-/// over the link would replace the link). A directory, device, FIFO or
-/// socket there is a FileError: renaming over `/dev/null` or a FIFO would
-/// replace it with a plain file.
+/// over the link would replace the link), also where a dangling link points
+/// (that file is then made, as a shell's `>` makes it). A directory, device,
+/// FIFO or socket there is a FileError: renaming over `/dev/null` or a FIFO
+/// would replace it with a plain file.
 std::string outputTarget(const std::string &path);
 
 /// `text` for a terminal: each control character other than newline and tab

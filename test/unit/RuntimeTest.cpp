@@ -439,6 +439,35 @@ TEST(PlanTest, ExecutorChecksGeometry) {
 // Safetensors
 //===----------------------------------------------------------------------===//
 
+// An output through a link is written where the link points, a dangling
+// one included (the rename would otherwise replace the link with the file).
+TEST(FileTest, OutputsGoWhereLinksPoint) {
+  TempDir dir;
+  fs::create_directories(dir.path / "out");
+  std::ofstream(dir.path / "out" / "old.safetensors") << "x";
+  fs::create_symlink("out/old.safetensors", dir.path / "live");
+  fs::create_symlink("out/new.safetensors", dir.path / "dangling");
+  fs::create_symlink("dangling", dir.path / "chain");
+  fs::create_symlink("loop2", dir.path / "loop1");
+  fs::create_symlink("loop1", dir.path / "loop2");
+  EXPECT_EQ(fs::path(io::outputTarget((dir.path / "live").string())),
+            fs::canonical(dir.path / "out" / "old.safetensors"));
+  EXPECT_EQ(fs::path(io::outputTarget((dir.path / "dangling").string())),
+            dir.path / "out/new.safetensors");
+  EXPECT_EQ(fs::path(io::outputTarget((dir.path / "chain").string())),
+            dir.path / "out/new.safetensors");
+  io::TensorFile f;
+  f.tensors["w"] = {{1}, {2.0f}};
+  io::writeSafetensors((dir.path / "chain").string(), f);
+  EXPECT_TRUE(fs::is_symlink(dir.path / "chain"));
+  EXPECT_TRUE(fs::is_symlink(dir.path / "dangling"));
+  EXPECT_EQ(io::readSafetensors((dir.path / "out" / "new.safetensors").string())
+                .tensors.at("w")
+                .data,
+            (std::vector<float>{2.0f}));
+  EXPECT_THROW(io::outputTarget((dir.path / "loop1").string()), io::FileError);
+}
+
 TEST(FileTest, PrintableEscapesControlBytesOnly) {
   // Newlines and tabs lay messages out; every other control byte (an escape
   // sequence in a file name) is shown as \xNN; UTF-8 is left alone.
