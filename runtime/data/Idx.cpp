@@ -138,6 +138,12 @@ IdxArray readIdx(const std::string &path) {
 
 /// `<dir>/<name>` or `<dir>/<name>.gz`, whichever exists.
 static std::string findIdx(const std::string &dir, const std::string &name) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) &&
+      !std::filesystem::is_directory(dir, ec))
+    throw IdxError(fmt::format("{}: not a folder (the data folder holds "
+                               "the IDX files)",
+                               dir));
   std::filesystem::path base = std::filesystem::path(dir) / name;
   if (std::filesystem::exists(base))
     return base.string();

@@ -181,9 +181,9 @@ static ImageFolderSplit scanSplit(const fs::path &root,
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
     throw ImageFolderError(fmt::format(
-        "{}: no such folder; an image folder holds train/ and val/, each "
-        "with one subfolder of images per class",
-        dir.string()));
+        "{}: {}; an image folder holds train/ and val/, each with one "
+        "subfolder of images per class",
+        dir.string(), fs::exists(dir, ec) ? "not a folder" : "no such folder"));
   ImageFolderSplit s;
   s.dir = dir.string();
   s.classes = listDir(dir).folders;
@@ -228,7 +228,8 @@ ImageFolderSets scanImageFolder(const std::string &root, int64_t classes) {
   std::error_code ec;
   if (!fs::is_directory(root, ec))
     throw ImageFolderError(
-        fmt::format("{}: no such folder (the image folder's root)", root));
+        fmt::format("{}: {} (the image folder's root)", root,
+                    fs::exists(root, ec) ? "not a folder" : "no such folder"));
   std::vector<fs::path> splits; // (one missing is scanSplit's error)
   for (const char *split : {"train", "val"})
     if (fs::path real = fs::canonical(fs::path(root) / split, ec); !ec)

@@ -307,10 +307,10 @@ static data::ImageSet loadImageSet(const DataOptions &opts, Split split) {
   // evaluation.)
   if (opts.crop == 0 && opts.evalScale == 0 &&
       (s.rows != opts.height || s.cols != opts.width))
-    throw DataError(fmt::format("{}: images are {}x{} but the network input "
-                                "is {}x{}",
-                                opts.dir, s.rows, s.cols, opts.height,
-                                opts.width));
+    throw DataError(fmt::format("{}: the {} images are {}x{} but the "
+                                "network input is {}x{}",
+                                opts.dir, train ? "training" : "test", s.rows,
+                                s.cols, opts.height, opts.width));
   return s;
 }
 

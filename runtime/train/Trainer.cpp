@@ -610,9 +610,14 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
   if (!opts_.metricsPath.empty() && leader()) {
     metrics_ = std::make_unique<std::ofstream>(
         opts_.metricsPath, opts_.resume ? std::ios::app : std::ios::trunc);
-    if (!*metrics_)
+    if (!*metrics_) {
+      std::error_code ec;
       throw TrainError(
-          fmt::format("{}: cannot open for writing", opts_.metricsPath));
+          fmt::format("{}: cannot open for writing ({})", opts_.metricsPath,
+                      std::filesystem::is_directory(opts_.metricsPath, ec)
+                          ? std::string("a directory")
+                          : std::string(std::strerror(errno))));
+    }
     // Records after this global step already in the file are of a run that
     // stopped past its last checkpoint; `netrun plot` drops them.
     if (opts_.resume)

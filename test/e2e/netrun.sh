@@ -439,6 +439,9 @@ check "... and the trainer still loads" "$NETRUN" info "$work/diverge.trainer" >
 out=$("$NETRUN" info "$work/diverge.trainer" 2>&1 >/dev/full); rc=$?
 check "netrun on a full standard output says so" \
   test $rc -eq 1 -a -n "$(grep "cannot write to standard output" <<<"$out")"
+out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume --metrics "$work" 2>&1); rc=$?
+check "metrics into a directory say so" \
+  test $rc -eq 1 -a -n "$(grep "cannot open for writing (a directory)" <<<"$out")"
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume --metrics /dev/full 2>&1); rc=$?
 check "metrics that cannot be written stop the run" \
   test $rc -eq 1 -a -n "$(grep "/dev/full: cannot write the metrics (No space left on device); training stopped" <<<"$out")"

@@ -89,6 +89,10 @@ TEST_F(IdxTest, MissingFileNamesIt) {
   EXPECT_NE(msg.find("train-images-idx3-ubyte: no such file"),
             std::string::npos)
       << msg;
+  // A file given as the folder is said to be one.
+  std::string file = write("model.net", {1, 2, 3});
+  msg = errorOf([&] { loadIdxImageSet(file, "train", 10); });
+  EXPECT_NE(msg.find("model.net: not a folder"), std::string::npos) << msg;
 }
 
 TEST_F(IdxTest, BadMagic) {

@@ -347,6 +347,14 @@ TEST_F(ImageFolderTest, ScanErrors) {
     return errorOf([&] { data::scanImageFolder(dir.string(), classes); });
   };
   EXPECT_NE(scan(2).find("train: no such folder"), std::string::npos);
+  put(dir / "train", "a file");
+  EXPECT_NE(scan(2).find("train: not a folder"), std::string::npos);
+  fs::remove(dir / "train");
+  put(dir / "file", "x");
+  EXPECT_NE(errorOf([&] {
+              data::scanImageFolder((dir / "file").string(), 2);
+            }).find("file: not a folder (the image folder's root)"),
+            std::string::npos);
   put(dir / "train" / "cat" / "1.jpg", "x");
   put(dir / "train" / "dog" / "1.jpg", "x");
   put(dir / "val" / "cat" / "1.jpg", "x");

@@ -1376,7 +1376,8 @@ TEST(DataTest, DefaultStdAndSizeCheck) {
   };
   o.height = o.width = 5;
   EXPECT_EQ(dataError(),
-            dir.str() + ": images are 4x4 but the network input is 5x5");
+            dir.str() +
+                ": the training images are 4x4 but the network input is 5x5");
   o.crop = 7;
   o.cropPad = 1;
   EXPECT_EQ(dataError(),
