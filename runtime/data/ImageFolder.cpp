@@ -408,8 +408,15 @@ int64_t ImageLoader::makeBatch(const int64_t *indices, int64_t n, bool augment,
         makeSample(index, augment, key, images + b * sample);
         labels[b] = split_->labels[size_t(index)];
         return;
-      } catch (...) {
-        if (!aug_.skipBad || attempt + 1 >= count) {
+      } catch (const std::exception &e) {
+        if (aug_.skipBad && attempt + 1 >= count) { // every one is bad
+          errors[size_t(b)] = std::make_exception_ptr(io::ImageError(
+              fmt::format("{}: skip-bad found no readable image among its {} "
+                          "(the last one tried: {})",
+                          split_->dir, count, e.what())));
+          return;
+        }
+        if (!aug_.skipBad) {
           errors[size_t(b)] = std::current_exception();
           return;
         }

@@ -476,6 +476,26 @@ TEST_F(ImageFolderTest, BadImagesInABatch) {
                               replaced.data()),
             3);
   EXPECT_EQ(replaced, (std::vector<uint8_t>{1, 1, 0, 0, 1, 0}));
+  // Every image bad: skip-bad says so, naming the split and one image.
+  for (int c = 0; c < 2; ++c)
+    for (int i = 0; i < 3; ++i)
+      for (const char *ext : {".jpg", ".png"})
+        if (fs::exists(dir / "train" / ("class" + std::to_string(c)) /
+                       ("img" + std::to_string(i) + ext)))
+          put(dir / "train" / ("class" + std::to_string(c)) /
+                  ("img" + std::to_string(i) + ext),
+              "junk");
+  idx = {3};
+  e = errorOf([&] {
+    lenient.makeBatch(idx.data(), 1, true, 1, img.data(), labels.data());
+  });
+  EXPECT_NE(e.find("train: skip-bad found no readable image among its 6 "
+                   "(the last one tried: "),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("class0/img2.png: neither a JPEG nor a PNG"),
+            std::string::npos)
+      << e;
 }
 
 TEST_F(ImageFolderTest, SkipBadStaysInTheSubset) {
