@@ -300,6 +300,7 @@ void saveCheckpoint(const plan::Plan &plan, io::TensorFile f,
   f.metadata["netc.global_step"] = std::to_string(s.globalStep);
   f.metadata["netc.seed"] = std::to_string(s.seed);
   f.metadata["netc.ranks"] = std::to_string(s.ranks);
+  f.metadata["netc.train_images"] = std::to_string(s.trainImages);
   f.metadata["netc.plan"] = plan.fingerprint;
   io::writeSafetensors(checkpointPath(plan), f);
   json j = {{"format", "netc-checkpoint"},
@@ -312,6 +313,7 @@ void saveCheckpoint(const plan::Plan &plan, io::TensorFile f,
             {"global_step", s.globalStep},
             {"seed", s.seed},
             {"ranks", s.ranks},
+            {"train_images", s.trainImages},
             {"plan", plan.fingerprint}};
   io::writeFileAtomic(checkpointStatePath(plan), j.dump(2) + "\n");
 }
@@ -377,6 +379,8 @@ TrainState loadCheckpoint(const plan::Plan &plan, exec::ParamStore &params) {
   get("netc.seed", s.seed);
   if (f.metadata.count("netc.ranks")) // older checkpoints: one rank
     get("netc.ranks", s.ranks);
+  if (f.metadata.count("netc.train_images")) // older ones: not recorded
+    get("netc.train_images", s.trainImages);
   if (s.ranks < 1 || s.ranks > (int64_t(1) << 24))
     throw TrainError(fmt::format("{}: {} ranks is out of range", path,
                                  s.ranks));
@@ -545,6 +549,7 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
   params_ = std::make_unique<exec::ParamStore>(plan_, opts_.seed, *backend_);
   state_.seed = opts_.seed;
   state_.ranks = ranks;
+  state_.trainImages = data_.train.size();
   if (opts_.resume && !opts_.weightsPath.empty())
     throw TrainError(fmt::format(
         "--weights {} starts a run from given parameters; --resume continues "
@@ -578,7 +583,17 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
           "will do)",
           checkpointPath(plan_), state_.ranks, state_.step,
           state_.phaseIndex + 1, state_.ranks);
+    if (state_.trainImages > 0 && state_.trainImages != data_.train.size() &&
+        state_.step > 0 && problem.empty())
+      problem = fmt::format(
+          "{}: the checkpoint was written at step {} of phase {} by a run on "
+          "{} training images, and this data has {}: the rest of the phase "
+          "would see another order and other epochs (another data set or "
+          "subset?); resume it with the same data, or --restart",
+          checkpointPath(plan_), state_.step, state_.phaseIndex + 1,
+          state_.trainImages, data_.train.size());
     state_.ranks = ranks;
+    state_.trainImages = data_.train.size();
   }
   if (ranks > 1) {
     // Every rank must start where rank 0 does: the same state, backend and

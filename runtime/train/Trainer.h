@@ -119,6 +119,10 @@ struct TrainState {
   /// (phase batch) x ranks images, so a run stopped inside a phase continues
   /// with as many ranks (from a phase boundary, with any number).
   int64_t ranks = 1;
+  /// The training images of the run that wrote it (0: not recorded, an
+  /// older checkpoint): a run stopped inside a phase continues on as many,
+  /// as the shuffled order and the epochs depend on them.
+  int64_t trainImages = 0;
 };
 
 /// Why `plan` cannot train on `ranks` ranks with `backend` ("" if it can).

@@ -387,6 +387,17 @@ check "eval of such a checkpoint says that the trainer was recompiled" \
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --restart --max-steps 1 2>&1); rc=$?
 check "... and --restart starts it again" test $rc -eq 0 -a -n "$(grep "stopped after 1 step" <<<"$out")"
 
+# A run stopped inside a phase resumes on as many training images: here the
+# trainer was recompiled with another subset (the plan's hash, of phases
+# and parameters, is the same).
+"$BUILD/bin/netc" phases.net -o "$work/sub.trainer" >/dev/null 2>&1
+"$NETRUN" train "$work/sub.trainer" --backend reference --max-steps 2 >/dev/null 2>&1
+sed 's/subset 128/subset 96/' phases.net >"$work/sub96.net"
+"$BUILD/bin/netc" "$work/sub96.net" -o "$work/sub.trainer" >/dev/null 2>&1
+out=$("$NETRUN" train "$work/sub.trainer" --backend reference --resume 2>&1); rc=$?
+check "resuming inside a phase on another number of training images is refused" \
+  test $rc -eq 1 -a -n "$(grep "written at step 2 of phase 1 by a run on 128 training images, and this data has 96" <<<"$out")"
+
 # Two runs on one trainer directory: the second is refused while the first
 # holds its lock (flock(1) stands in for the first), and leaves the first
 # run's checkpoint temporaries alone: their writer's pid may be one this
