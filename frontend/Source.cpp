@@ -156,6 +156,54 @@ std::pair<unsigned, unsigned> LineTable::getLineAndColumn(llvm::SMLoc loc,
 // Diagnostics
 //===----------------------------------------------------------------------===//
 
+/// The length of a control character at `text[i]` that a terminal would act
+/// on (0: none): C0 but tab (and newline where `keepNewlines`), DEL, and the
+/// C1 controls U+0080..U+009F in UTF-8.
+static size_t controlAt(StringRef text, size_t i, bool keepNewlines) {
+  auto u = static_cast<unsigned char>(text[i]);
+  if ((u < 0x20 && u != '\t' && !(keepNewlines && u == '\n')) || u == 0x7f)
+    return 1;
+  if (u == 0xc2 && i + 1 < text.size() &&
+      (static_cast<unsigned char>(text[i + 1]) & 0xe0) == 0x80)
+    return 2;
+  return 0;
+}
+
+/// `text` with each control character written as \xNN per byte, as netrun
+/// prints names: a model's text, or an import's path, can hold an escape
+/// sequence that would rewrite the screen. `column`, if given, moves to
+/// where its byte lands.
+static std::string escapeControls(StringRef text, bool keepNewlines,
+                                  int *column = nullptr) {
+  std::string out;
+  int moved = column ? *column : -1;
+  for (size_t i = 0; i < text.size();) {
+    size_t n = controlAt(text, i, keepNewlines);
+    if (column && int(i) < *column)
+      moved += n ? 3 * int(n) : 0;
+    if (!n) {
+      out += text[i++];
+      continue;
+    }
+    for (; n > 0; --n, ++i) {
+      auto u = static_cast<unsigned char>(text[i]);
+      out += "\\x";
+      out += "0123456789ABCDEF"[u >> 4];
+      out += "0123456789ABCDEF"[u & 15];
+    }
+  }
+  if (column)
+    *column = moved;
+  return out;
+}
+
+static bool hasControls(StringRef text, bool keepNewlines) {
+  for (size_t i = 0; i < text.size(); ++i)
+    if (controlAt(text, i, keepNewlines))
+      return true;
+  return false;
+}
+
 /// "Included from FILE:LINE:" for each import that led to `includeLoc`,
 /// outermost first, as SourceMgr prints it when it has no handler.
 static void printIncludeStack(const llvm::SourceMgr &srcMgr,
@@ -166,12 +214,32 @@ static void printIncludeStack(const llvm::SourceMgr &srcMgr,
   if (!id)
     return;
   printIncludeStack(srcMgr, srcMgr.getParentIncludeLoc(id), os);
-  os << "Included from " << srcMgr.getMemoryBuffer(id)->getBufferIdentifier()
+  os << "Included from "
+     << escapeControls(srcMgr.getMemoryBuffer(id)->getBufferIdentifier(), false)
      << ":" << srcMgr.FindLineNumber(includeLoc, id) << ":\n";
 }
 
 void netc::printDiagnostic(const llvm::SMDiagnostic &diag,
                            llvm::raw_ostream &os) {
+  if (hasControls(diag.getLineContents(), false) ||
+      hasControls(diag.getMessage(), true) ||
+      hasControls(diag.getFilename(), false)) {
+    // Printed escaped, the caret moved with the bytes before it.
+    int column = diag.getColumnNo();
+    std::string line = escapeControls(diag.getLineContents(), false,
+                                      column >= 0 ? &column : nullptr);
+    std::string message = escapeControls(diag.getMessage(), true);
+    std::string file = escapeControls(diag.getFilename(), false);
+    if (!diag.getSourceMgr())
+      return printDiagnostic(llvm::SMDiagnostic(file, diag.getKind(), message),
+                             os);
+    return printDiagnostic(llvm::SMDiagnostic(*diag.getSourceMgr(),
+                                              diag.getLoc(), file,
+                                              diag.getLineNo(), column,
+                                              diag.getKind(), message, line,
+                                              /*Ranges=*/{}),
+                           os);
+  }
   if (const llvm::SourceMgr *srcMgr = diag.getSourceMgr())
     if (unsigned id = diag.getLoc().isValid()
                           ? srcMgr->FindBufferContainingLoc(diag.getLoc())
