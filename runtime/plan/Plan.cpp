@@ -401,6 +401,19 @@ struct Parser {
   std::string reqStr(const json &o, const std::string &p, const char *k) const {
     return string(field(o, p, k), join(p, k));
   }
+  /// A name printed in messages, progress lines and metrics (a phase, a
+  /// parameter, a loss term): netc writes identifiers, and a control
+  /// character in a crafted plan's name would reach the terminal raw.
+  std::string reqName(const json &o, const std::string &p,
+                      const char *k) const {
+    std::string s = reqStr(o, p, k);
+    for (char c : s)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        fail(join(p, k), fmt::format("a name holds the control character "
+                                     "0x{:02X}",
+                                     unsigned(static_cast<unsigned char>(c))));
+    return s;
+  }
   // Optional-field shorthands.
   int64_t optInt(const json &o, const std::string &p, const char *k,
                  int64_t d) const {
@@ -427,7 +440,7 @@ struct Parser {
 
   ParamSpec param(const json &j, const std::string &path) const {
     ParamSpec p;
-    p.name = reqStr(j, path, "name");
+    p.name = reqName(j, path, "name");
     if (p.name.empty())
       fail(join(path, "name"), "empty parameter name");
     p.shape = ints(field(j, path, "shape"), join(path, "shape"));
@@ -671,7 +684,7 @@ struct Parser {
         for (size_t t = 0; t < terms.size(); ++t) {
           std::string tp = index(fp, t);
           Term term;
-          term.name = reqStr(terms[t], tp, "name");
+          term.name = reqName(terms[t], tp, "name");
           term.weight = optNum(terms[t], tp, "weight", 1.0);
           term.value = checkId(field(terms[t], tp, "value"), join(tp, "value"));
           p.terms.push_back(term);
@@ -681,7 +694,7 @@ struct Parser {
         for (size_t r = 0; r < recons.size(); ++r) {
           std::string rp = index(fp, r);
           Reconstruction rec;
-          rec.from = reqStr(recons[r], rp, "from");
+          rec.from = reqName(recons[r], rp, "from");
           rec.value = checkId(field(recons[r], rp, "value"), join(rp, "value"));
           auto image = p.inputs.find("image");
           if (image == p.inputs.end())
@@ -898,11 +911,11 @@ struct Parser {
 
   Phase phase(const json &j, const std::string &path, const Plan &plan) const {
     Phase ph;
-    ph.phase = reqStr(j, path, "phase");
+    ph.phase = reqName(j, path, "phase");
     if (ph.phase.empty())
       fail(join(path, "phase"), "a phase needs a name (messages, metrics and "
                                 "the checkpoint name it)");
-    ph.program = reqStr(j, path, "program");
+    ph.program = reqName(j, path, "program");
     auto it = plan.programs.find(ph.program);
     if (it == plan.programs.end())
       fail(join(path, "program"),

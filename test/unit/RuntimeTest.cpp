@@ -391,6 +391,18 @@ TEST(PlanTest, OtherErrors) {
   EXPECT_EQ(planError(dir, j), f + "schedule[0].phase: a phase needs a name "
                                    "(messages, metrics and the checkpoint "
                                    "name it)");
+  // Names reach messages and progress lines: no control characters.
+  j = tinyPlan();
+  j["schedule"][0]["phase"] = "p\x1b]0;title\x07";
+  EXPECT_EQ(planError(dir, j), f + "schedule[0].phase: a name holds the "
+                                   "control character 0x1B");
+  j = tinyPlan();
+  j["params"][0]["name"] = "fc\nweight";
+  EXPECT_EQ(planError(dir, j).rfind(f + "params[0].name: a name holds the "
+                                        "control character 0x0A",
+                                    0),
+            0u)
+      << planError(dir, j);
   j = tinyPlan();
   j["schedule"][0]["lr_policy"] = "poly";
   EXPECT_EQ(planError(dir, j), f + "schedule[0].lr_policy: unknown lr_policy "
