@@ -315,7 +315,14 @@ void saveCheckpoint(const plan::Plan &plan, io::TensorFile f,
             {"ranks", s.ranks},
             {"train_images", s.trainImages},
             {"plan", plan.fingerprint}};
-  io::writeFileAtomic(checkpointStatePath(plan), j.dump(2) + "\n");
+  try {
+    io::writeFileAtomic(checkpointStatePath(plan), j.dump(2) + "\n");
+  } catch (const std::exception &e) {
+    throw TrainError(fmt::format("{} (the checkpoint itself, {}, was "
+                                 "written: this file only repeats its state "
+                                 "for people and scripts)",
+                                 e.what(), checkpointPath(plan)));
+  }
 }
 
 /// What `--weights path` would make of the checkpoint `f` on `plan`, for

@@ -1677,6 +1677,28 @@ TEST(TrainerTest, TrainsEvaluatesCheckpointsAndResumesExactly) {
   EXPECT_EQ(r.correct, ta.lastEval()->correct);
 }
 
+// checkpoint.json only repeats the tensor file's state: when it cannot be
+// written (here a directory holds its name), the error says the checkpoint
+// itself was.
+TEST(TrainerTest, ACheckpointStateThatCannotBeWrittenSaysTheCheckpointWas) {
+  TempDir dir;
+  plan::Plan p = loadJson(dir, tinyPlan());
+  exec::ParamStore store(p, 1);
+  fs::create_directory(train::checkpointStatePath(p));
+  try {
+    train::saveCheckpoint(p, store.toTensors(true), train::TrainState());
+    FAIL() << "expected TrainError";
+  } catch (const train::TrainError &e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "checkpoint.json: is a directory, not a regular file; an "
+                  "output is written to a file (the checkpoint itself, " +
+                  train::checkpointPath(p) + ", was written"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(fs::is_regular_file(train::checkpointPath(p)));
+}
+
 TEST(TrainerTest, AProgramThatCannotRunStopsBeforeTraining) {
   // An eval program whose geometry is wrong was met only at the end of the
   // first phase; every program is checked before a step is taken.
