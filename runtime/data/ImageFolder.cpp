@@ -13,6 +13,10 @@
 #include <exception>
 #include <filesystem>
 #include <iterator>
+#include <map>
+#include <string_view>
+
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -82,11 +86,23 @@ static bool isWithin(const fs::path &path, const fs::path &dir) {
   return d == dir.end();
 }
 
+/// A class folder of either split: as named, and canonical (links
+/// resolved).
+struct ClassFolder {
+  fs::path dir, real;
+};
+
 /// One class folder's walk.
 struct ClassWalk {
-  std::vector<fs::path> splits; ///< train/ and val/ (canonical)
-  fs::path classDir;            ///< the class folder as named, and canonical:
-  fs::path classReal;
+  const ClassFolder *self = nullptr;
+  /// Every class folder of both splits: the walk may not reach into
+  /// another one through a link.
+  const std::vector<ClassFolder> *classes = nullptr;
+  /// The folders that linked images point into (as the links name them),
+  /// each resolved and checked once: a symlink farm (an ImageNet subset
+  /// made of links) costs a readlink per image, not a path resolution.
+  /// The value: the canonical folder, empty if it cannot be resolved.
+  std::map<std::string, fs::path> linkFolders;
   /// The canonical folders above the one being walked: the class folder's
   /// own ancestors first, so that no link leads back up into its split or
   /// further (that would add the other classes, or val/, to this one).
@@ -95,19 +111,56 @@ struct ClassWalk {
   size_t folders = 0;
   std::vector<std::pair<std::string, std::string>> found; ///< (folder, name)
 
-  /// A link inside the class into train/ or val/ outside the class (another
-  /// class, the other split) would count those images twice, under this
-  /// class too: an error rather than a silent mislabelling.
-  void checkLinkTarget(const fs::path &link, const fs::path &target) const {
-    if (isWithin(target, classReal))
+  /// A link inside the class to another class's folder (of either split),
+  /// or to a folder holding one, would count those images twice, under
+  /// this class too: an error rather than a silent mislabelling.
+  void checkLinkTarget(const fs::path &link, const fs::path &target,
+                       bool isFolder) const {
+    if (isWithin(target, self->real))
       return;
-    for (const fs::path &split : splits)
-      if (isWithin(target, split))
+    for (const ClassFolder &other : *classes)
+      if (&other != self && (isWithin(target, other.real) ||
+                             (isFolder && isWithin(other.real, target))))
         throw ImageFolderError(fmt::format(
-            "{}: a link to {}, which is in the image folder's {}/ but outside "
-            "this class's folder {}: its images would also count as this class",
-            link.string(), target.string(), split.filename().string(),
-            classDir.string()));
+            "{}: a link to {}, which {} the class folder {}: its images "
+            "would also count as {}'s{}",
+            link.string(), target.string(),
+            target == other.real           ? "is"
+            : isWithin(target, other.real) ? "is in"
+                                           : "holds",
+            other.dir.string(), self->dir.string(),
+            other.dir.parent_path() != self->dir.parent_path()
+                ? " (train/ and val/ sharing images: the test set trained on)"
+                : ""));
+  }
+
+  /// Checks a linked image (`name` in `folder`) by the folder its link
+  /// names: an image in another class's folder is an error. (A link that
+  /// cannot be resolved is the decoder's error, in its batch.)
+  void checkLinkedImage(const std::string &folder, const std::string &name) {
+    const std::string link = folder + "/" + name;
+    char text[4096];
+    ssize_t n = ::readlink(link.c_str(), text, sizeof text);
+    if (n <= 0 || size_t(n) == sizeof text)
+      return;
+    std::string_view to(text, size_t(n));
+    size_t slash = to.rfind('/');
+    std::string where = slash == std::string_view::npos
+                            ? std::string()
+                            : std::string(to.substr(0, slash));
+    if (to[0] != '/')
+      where = where.empty() ? folder : folder + "/" + where;
+    if (where.empty()) // "/x.png": the root folder
+      where = "/";
+    auto [it, fresh] = linkFolders.try_emplace(where);
+    if (fresh) {
+      std::error_code ec;
+      it->second = fs::canonical(where, ec);
+      if (ec)
+        it->second.clear();
+      else // the folder decides: checked once
+        checkLinkTarget(link, it->second, /*isFolder=*/false);
+    }
   }
 
   /// Adds the images under `folder` to `found`; a link back to a folder
@@ -121,7 +174,7 @@ struct ClassWalk {
                                          folder.string(), ec.message()));
     if (std::find(above.begin(), above.end(), real) != above.end())
       return;
-    checkLinkTarget(folder, real);
+    checkLinkTarget(folder, real, /*isFolder=*/true);
     if (above.size() - ancestors >= kMaxFolderDepth ||
         ++folders > kMaxClassFolders)
       throw ImageFolderError(fmt::format(
@@ -129,11 +182,8 @@ struct ClassWalk {
           "{} levels or number more than {}",
           folder.string(), kMaxFolderDepth, kMaxClassFolders));
     FolderEntries e = listDir(folder);
-    for (const std::string &name : e.linkedImages) {
-      fs::path target = fs::canonical(folder / name, ec);
-      if (!ec) // (a dangling link is the decoder's error, in its batch)
-        checkLinkTarget(folder / name, target);
-    }
+    for (const std::string &name : e.linkedImages)
+      checkLinkedImage(folder.string(), name);
     for (std::string &name : e.images)
       found.emplace_back(folder.string(), std::move(name));
     above.push_back(std::move(real));
@@ -145,22 +195,21 @@ struct ClassWalk {
 
 /// The image files in a class folder and, as torchvision's ImageFolder walks
 /// them, in its subfolders at any depth, links followed (but not back into
-/// a folder above, nor into the `splits` outside the class): ordered by
-/// folder path, then name. `classReal` is its canonical path.
+/// a folder above, nor into another class's folder): ordered by folder
+/// path, then name.
 static std::vector<std::string>
-listClassImages(const std::vector<fs::path> &splits, const fs::path &classDir,
-                const fs::path &classReal) {
+listClassImages(const ClassFolder &self,
+                const std::vector<ClassFolder> &classes) {
   ClassWalk w;
-  w.splits = splits;
-  w.classDir = classDir;
-  w.classReal = classReal;
-  for (fs::path p = classReal.parent_path();; p = p.parent_path()) {
+  w.self = &self;
+  w.classes = &classes;
+  for (fs::path p = self.real.parent_path();; p = p.parent_path()) {
     w.above.push_back(p);
     if (p == p.parent_path())
       break;
   }
   w.ancestors = w.above.size();
-  w.walk(classDir);
+  w.walk(self.dir);
   std::sort(w.found.begin(), w.found.end());
   std::vector<std::string> files;
   files.reserve(w.found.size());
@@ -169,14 +218,10 @@ listClassImages(const std::vector<fs::path> &splits, const fs::path &classDir,
   return files;
 }
 
-/// A class folder's canonical path and the folder as named.
-using ClassFolders = std::vector<std::pair<fs::path, fs::path>>;
-
-/// Scans root/`name`; adds its class folders to `classFolders`.
-static ImageFolderSplit scanSplit(const fs::path &root,
-                                  const std::vector<fs::path> &splits,
-                                  const char *name,
-                                  ClassFolders &classFolders) {
+/// root/`name`'s class folders (its subfolders), resolved; the images come
+/// later (scanImages), once every class folder of both splits is known.
+static ImageFolderSplit listSplit(const fs::path &root, const char *name,
+                                  std::vector<ClassFolder> &classFolders) {
   fs::path dir = root / name;
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
@@ -192,26 +237,67 @@ static ImageFolderSplit scanSplit(const fs::path &root,
         "{}: no class folders; put each class's images in a subfolder "
         "named after the class",
         s.dir));
-  for (size_t c = 0; c < s.classes.size(); ++c) {
-    fs::path classDir = dir / s.classes[c];
-    fs::path classReal = fs::canonical(classDir, ec);
+  for (const std::string &c : s.classes) {
+    fs::path classDir = dir / c;
+    fs::path real = fs::canonical(classDir, ec);
     if (ec)
       throw ImageFolderError(fmt::format("{}: cannot resolve the folder: {}",
                                          classDir.string(), ec.message()));
-    classFolders.emplace_back(classReal, classDir);
-    std::vector<std::string> files =
-        listClassImages(splits, classDir, classReal);
+    classFolders.push_back({classDir, real});
+  }
+  return s;
+}
+
+/// The images of `s`'s classes, whose folders are `folders` (in order).
+static void scanImages(ImageFolderSplit &s, const ClassFolder *folders,
+                       const std::vector<ClassFolder> &all) {
+  for (size_t c = 0; c < s.classes.size(); ++c) {
+    std::vector<std::string> files = listClassImages(folders[c], all);
     if (files.empty())
       throw ImageFolderError(
           fmt::format("{}: an empty class folder: no .jpg, .jpeg or .png "
                       "image in it or its subfolders",
-                      classDir.string()));
+                      folders[c].dir.string()));
     for (std::string &f : files) {
       s.files.push_back(std::move(f));
       s.labels.push_back(int32_t(c));
     }
   }
-  return s;
+}
+
+/// No class folder is another one, or inside another, through links (val/x
+/// a link to train/x would test on the training images), except inside a
+/// folder the walk never enters (a name starting with '.').
+static void checkClassFoldersApart(std::vector<ClassFolder> folders) {
+  std::sort(folders.begin(), folders.end(),
+            [](const ClassFolder &a, const ClassFolder &b) {
+              return a.real < b.real;
+            });
+  // Sorted, a folder comes before those inside it: `open` holds the
+  // folders that hold the current one.
+  std::vector<const ClassFolder *> open;
+  for (const ClassFolder &inner : folders) {
+    while (!open.empty() && !isWithin(inner.real, open.back()->real))
+      open.pop_back();
+    for (const ClassFolder *outer : open) {
+      fs::path rel = inner.real.lexically_relative(outer->real);
+      if (std::any_of(rel.begin(), rel.end(), [](const fs::path &part) {
+            return part.string().rfind('.', 0) == 0 && part != "." &&
+                   part != "..";
+          }))
+        continue;
+      throw ImageFolderError(fmt::format(
+          "{}: {} through links: a class's images would count twice{}",
+          inner.dir.string(),
+          inner.real == outer->real
+              ? fmt::format("the same folder as {}", outer->dir.string())
+              : fmt::format("inside {}", outer->dir.string()),
+          inner.dir.parent_path() != outer->dir.parent_path()
+              ? " (in train/ and val/: the test set trained on)"
+              : ""));
+    }
+    open.push_back(&inner);
+  }
 }
 
 /// "a, b, c" (the first few of `names`).
@@ -230,31 +316,12 @@ ImageFolderSets scanImageFolder(const std::string &root, int64_t classes) {
     throw ImageFolderError(
         fmt::format("{}: {} (the image folder's root)", root,
                     fs::exists(root, ec) ? "not a folder" : "no such folder"));
-  std::vector<fs::path> splits; // (one missing is scanSplit's error)
-  for (const char *split : {"train", "val"})
-    if (fs::path real = fs::canonical(fs::path(root) / split, ec); !ec)
-      splits.push_back(real);
-  ClassFolders classFolders;
-  ImageFolderSets sets{scanSplit(root, splits, "train", classFolders),
-                       scanSplit(root, splits, "val", classFolders)};
-  // No class folder is another one, or inside another, through a link (val/x
-  // a link to train/x would test on the training images). Sorted, a folder
-  // is followed by those inside it.
-  std::sort(classFolders.begin(), classFolders.end());
-  for (size_t i = 1; i < classFolders.size(); ++i) {
-    const auto &[outer, outerDir] = classFolders[i - 1];
-    const auto &[inner, innerDir] = classFolders[i];
-    if (isWithin(inner, outer))
-      throw ImageFolderError(fmt::format(
-          "{}: {} through links: a class's images would count twice{}",
-          innerDir.string(),
-          inner == outer
-              ? fmt::format("the same folder as {}", outerDir.string())
-              : fmt::format("inside {}", outerDir.string()),
-          innerDir.parent_path() != outerDir.parent_path()
-              ? " (in train/ and val/: the test set trained on)"
-              : ""));
-  }
+  std::vector<ClassFolder> folders;
+  ImageFolderSets sets{listSplit(root, "train", folders),
+                       listSplit(root, "val", folders)};
+  checkClassFoldersApart(folders);
+  scanImages(sets.train, folders.data(), folders);
+  scanImages(sets.val, folders.data() + sets.train.classes.size(), folders);
   const std::vector<std::string> &a = sets.train.classes, &b = sets.val.classes;
   if (a != b) {
     std::vector<std::string> onlyTrain, onlyVal;

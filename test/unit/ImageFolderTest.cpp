@@ -316,8 +316,10 @@ TEST_F(ImageFolderTest, LinksIntoAnotherClassOrSplitAreErrors) {
   fs::create_directory_symlink("../cat", dir / "train" / "dog" / "more");
   EXPECT_NE(scan().find("train/dog/more: a link to " +
                         fs::canonical(dir / "train" / "cat").string() +
-                        ", which is in the image folder's train/ but "
-                        "outside this class's folder"),
+                        ", which is the class folder " +
+                        (dir / "train" / "cat").string() +
+                        ": its images would also count as " +
+                        (dir / "train" / "dog").string() + "'s"),
             std::string::npos)
       << scan();
   fs::remove(dir / "train" / "dog" / "more");
@@ -325,6 +327,10 @@ TEST_F(ImageFolderTest, LinksIntoAnotherClassOrSplitAreErrors) {
   fs::create_symlink(dir / "train" / "dog" / "1.jpg",
                      dir / "val" / "dog" / "2.jpg");
   EXPECT_NE(scan().find("val/dog/2.jpg: a link to"), std::string::npos)
+      << scan();
+  EXPECT_NE(scan().find("(train/ and val/ sharing images: the test set "
+                        "trained on)"),
+            std::string::npos)
       << scan();
   fs::remove(dir / "val" / "dog" / "2.jpg");
   // A class folder that is the other split's.
@@ -334,9 +340,41 @@ TEST_F(ImageFolderTest, LinksIntoAnotherClassOrSplitAreErrors) {
   EXPECT_NE(scan().find("(in train/ and val/: the test set trained on)"),
             std::string::npos)
       << scan();
+  // Class folders that are links out of the image folder: a link between
+  // their real folders is found as well.
+  fs::path raw = dir.parent_path() / (dir.filename().string() + "-raw");
+  fs::remove_all(raw);
+  for (const char *split : {"train", "val"})
+    for (const char *c : {"cat", "dog"}) {
+      put(raw / (std::string(c) + "-" + split) / "1.jpg", "x");
+      fs::remove_all(dir / split / c);
+      fs::create_directory_symlink(raw / (std::string(c) + "-" + split),
+                                   dir / split / c);
+    }
+  ASSERT_EQ(scan(), "");
+  fs::create_directory_symlink("../cat-train", raw / "cat-val" / "more");
+  EXPECT_NE(
+      scan().find("val/cat/more: a link to " + (raw / "cat-train").string()),
+      std::string::npos)
+      << scan();
+  fs::remove(raw / "cat-val" / "more");
+  // A link into a folder that is no class (hidden, so never walked) is
+  // fine, and so is a class folder inside another's hidden subfolder.
+  put(dir / "train" / ".pool" / "p.jpg", "x");
+  fs::create_symlink(dir / "train" / ".pool" / "p.jpg",
+                     raw / "cat-train" / "p.jpg");
+  fs::remove(dir / "val" / "dog");
+  put(raw / "dog-train" / ".val" / "1.jpg", "x");
+  fs::create_directory_symlink(raw / "dog-train" / ".val", dir / "val" / "dog");
+  EXPECT_EQ(scan(), "");
+  fs::remove_all(raw);
+  for (const char *split : {"train", "val"})
+    for (const char *c : {"cat", "dog"}) {
+      fs::remove(dir / split / c);
+      put(dir / split / c / "1.jpg", "x");
+    }
+  ASSERT_EQ(scan(), "");
   // A class folder that is its split: the other classes inside it.
-  fs::remove(dir / "val" / "cat");
-  put(dir / "val" / "cat" / "1.jpg", "x");
   fs::remove_all(dir / "train" / "dog");
   fs::create_directory_symlink(".", dir / "train" / "dog");
   EXPECT_NE(scan().find("inside "), std::string::npos) << scan();
