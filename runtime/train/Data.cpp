@@ -3,6 +3,7 @@
 #include "runtime/train/Data.h"
 #include "runtime/data/Cifar.h"
 #include "runtime/data/Resample.h"
+#include "runtime/io/File.h"
 #include "runtime/kernels/Reference.h"
 
 #include <fmt/format.h>
@@ -340,19 +341,37 @@ ImageData loadSplit(const DataOptions &opts, Split split) {
 bool isDataPath(const DataOptions &opts, const std::string &path) {
   namespace fs = std::filesystem;
   std::error_code ec;
+  // Where a write to `path` lands: the writers follow links, dangling ones
+  // too (io::outputTarget). The path as named counts as well: an image of
+  // val/ may be a link to a file elsewhere, which the write would replace.
+  std::string target = path;
+  try {
+    target = io::outputTarget(path);
+  } catch (const std::exception &) { // (a directory, say: the writer's error)
+  }
+  const fs::path named = fs::absolute(path, ec).lexically_normal();
+  const fs::path real = fs::weakly_canonical(fs::absolute(target, ec), ec);
+  auto within = [](const fs::path &p, const fs::path &dir) {
+    return !dir.empty() &&
+           std::mismatch(dir.begin(), dir.end(), p.begin(), p.end()).first ==
+               dir.end();
+  };
+  auto lands = [&](const fs::path &dir) {
+    return within(named, dir) || within(real, dir);
+  };
   if (opts.kind == "images") {
-    // Where the output would land, links followed as far as they exist.
-    fs::path out = fs::weakly_canonical(fs::absolute(path, ec), ec);
-    if (ec)
-      return false;
     for (const char *split : {"train", "val"}) {
-      fs::path root = fs::canonical(fs::path(opts.dir) / split, ec);
-      if (ec)
-        continue;
-      auto [r, o] =
-          std::mismatch(root.begin(), root.end(), out.begin(), out.end());
-      if (r == root.end())
+      const fs::path dir =
+          fs::absolute(fs::path(opts.dir) / split, ec).lexically_normal();
+      if (lands(dir) || lands(fs::canonical(dir, ec)))
         return true;
+      // Its class folders, which may be links out of the image folder.
+      for (fs::directory_iterator it(dir, ec), end; !ec && it != end;
+           it.increment(ec)) {
+        std::error_code tec;
+        if (it->is_directory(tec) && lands(fs::canonical(it->path(), tec)))
+          return true;
+      }
     }
     return false;
   }
@@ -360,7 +379,10 @@ bool isDataPath(const DataOptions &opts, const std::string &path) {
                                        ? data::cifarFiles(opts.dir, opts.kind)
                                        : data::idxFiles(opts.dir);
   return std::any_of(files.begin(), files.end(), [&](const std::string &f) {
-    return fs::equivalent(path, f, ec); // false where either does not exist
+    std::error_code fec;
+    return fs::equivalent(target, f, fec) || // the same file, a hard link too
+           named == fs::absolute(f, fec).lexically_normal() ||
+           real == fs::weakly_canonical(fs::absolute(f, fec), fec);
   });
 }
 

@@ -1479,6 +1479,31 @@ TEST(DataTest, IsDataPathNamesWhatTheSetReads) {
   EXPECT_FALSE(train::isDataPath(o, (dir.path / "valley.png").string()));
   EXPECT_FALSE(
       train::isDataPath(o, (dir.path / "train-images-idx3-ubyte").string()));
+  // An image of val/ that is a link to a file elsewhere (the write would
+  // replace that file); a class folder that is a link out of the image
+  // folder, named through val/ or directly; a dangling link into val/.
+  fs::create_directories(dir.path / "pool" / "b");
+  std::ofstream(dir.path / "pool" / "p.png") << "x";
+  fs::create_symlink(dir.path / "pool" / "p.png",
+                     dir.path / "val" / "a" / "p.png");
+  EXPECT_TRUE(
+      train::isDataPath(o, (dir.path / "val" / "a" / "p.png").string()));
+  fs::create_directory_symlink(dir.path / "pool" / "b", dir.path / "val" / "b");
+  EXPECT_TRUE(
+      train::isDataPath(o, (dir.path / "val" / "b" / "x.png").string()));
+  EXPECT_TRUE(
+      train::isDataPath(o, (dir.path / "pool" / "b" / "x.png").string()));
+  EXPECT_FALSE(train::isDataPath(o, (dir.path / "pool" / "c.png").string()));
+  fs::create_symlink(dir.path / "val" / "a" / "new.png",
+                     dir.path / "dangling.png");
+  EXPECT_TRUE(train::isDataPath(o, (dir.path / "dangling.png").string()));
+  // IDX: a link to a data file, and the plain name of a gzipped one (the
+  // loader would prefer the new plain file).
+  o.kind = "fashion-mnist";
+  fs::create_symlink(dir.path / "t10k-images-idx3-ubyte", dir.path / "l");
+  EXPECT_TRUE(train::isDataPath(o, (dir.path / "l").string()));
+  EXPECT_TRUE(
+      train::isDataPath(o, (dir.path / "train-labels-idx1-ubyte").string()));
 }
 
 TEST(DataTest, PrefetcherReportsEachFailureAndDrainForgetsThem) {
