@@ -221,59 +221,56 @@ static void printIncludeStack(const llvm::SourceMgr &srcMgr,
 
 void netc::printDiagnostic(const llvm::SMDiagnostic &diag,
                            llvm::raw_ostream &os) {
-  if (hasControls(diag.getLineContents(), false) ||
-      hasControls(diag.getMessage(), true) ||
-      hasControls(diag.getFilename(), false)) {
-    // Printed escaped, the caret moved with the bytes before it.
-    int column = diag.getColumnNo();
-    std::string line = escapeControls(diag.getLineContents(), false,
-                                      column >= 0 ? &column : nullptr);
-    std::string message = escapeControls(diag.getMessage(), true);
-    std::string file = escapeControls(diag.getFilename(), false);
-    if (!diag.getSourceMgr())
-      return printDiagnostic(llvm::SMDiagnostic(file, diag.getKind(), message),
-                             os);
-    return printDiagnostic(llvm::SMDiagnostic(*diag.getSourceMgr(),
-                                              diag.getLoc(), file,
-                                              diag.getLineNo(), column,
-                                              diag.getKind(), message, line,
-                                              /*Ranges=*/{}),
-                           os);
-  }
   if (const llvm::SourceMgr *srcMgr = diag.getSourceMgr())
     if (unsigned id = diag.getLoc().isValid()
                           ? srcMgr->FindBufferContainingLoc(diag.getLoc())
                           : 0)
       printIncludeStack(*srcMgr, srcMgr->getParentIncludeLoc(id), os);
   StringRef line = diag.getLineContents();
+  const bool located = diag.getLineNo() != -1 && diag.getColumnNo() != -1;
   // A very long line (a generated file; a 12 MB one-line model) is shown as
   // a window around the column, not echoed whole with a caret line as long.
+  // Control characters are shown escaped, in the line (the caret moved
+  // with them), the message and the file name; the header keeps the
+  // file's own column.
   constexpr size_t kShown = 80, kLongLine = 4 * kShown;
-  if (line.size() > kLongLine && diag.getLineNo() != -1 &&
-      diag.getColumnNo() != -1) {
-    const size_t col = std::min(line.size(), size_t(diag.getColumnNo()));
-    size_t from = col > kShown ? col - kShown : 0;
-    size_t to = std::min(line.size(), col + kShown);
+  const bool controls = hasControls(line, false) ||
+                        hasControls(diag.getMessage(), true) ||
+                        hasControls(diag.getFilename(), false);
+  if (controls || (line.size() > kLongLine && located)) {
+    std::string file = escapeControls(diag.getFilename(), false);
+    std::string message = escapeControls(diag.getMessage(), true);
+    std::string where = file;
+    if (diag.getLineNo() != -1)
+      where += ":" + std::to_string(diag.getLineNo());
+    if (located)
+      where += ":" + std::to_string(diag.getColumnNo() + 1);
+    llvm::SMDiagnostic(where, diag.getKind(), message).print(nullptr, os);
+    if (!located)
+      return;
+    int column = diag.getColumnNo();
+    const std::string escaped = escapeControls(line, false, &column);
+    StringRef text = escaped;
+    const size_t col = std::min(text.size(), size_t(column));
+    size_t from = 0, to = text.size();
+    if (text.size() > kLongLine) {
+      from = col > kShown ? col - kShown : 0;
+      to = std::min(text.size(), col + kShown);
+    }
     // Whole UTF-8 characters only.
-    while (from > 0 && (static_cast<unsigned char>(line[from]) & 0xC0) == 0x80)
+    while (from > 0 && (static_cast<unsigned char>(text[from]) & 0xC0) == 0x80)
       --from;
-    while (to < line.size() &&
-           (static_cast<unsigned char>(line[to]) & 0xC0) == 0x80)
+    while (to < text.size() &&
+           (static_cast<unsigned char>(text[to]) & 0xC0) == 0x80)
       ++to;
-    std::string where =
-        (diag.getFilename() + ":" + llvm::Twine(diag.getLineNo()) + ":" +
-         llvm::Twine(diag.getColumnNo() + 1))
-            .str();
-    llvm::SMDiagnostic header(where, diag.getKind(), diag.getMessage());
-    header.print(nullptr, os);
-    std::string shown = (from ? "..." : "") + line.slice(from, to).str() +
-                        (to < line.size() ? "..." : "");
+    std::string shown = (from ? "..." : "") + text.slice(from, to).str() +
+                        (to < text.size() ? "..." : "");
     for (char &c : shown)
       if (c == '\t')
         c = ' ';
     unsigned screenCol = from ? 3 : 0;
     for (size_t i = from; i != col; ++i)
-      if ((static_cast<unsigned char>(line[i]) & 0xC0) != 0x80)
+      if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80)
         ++screenCol;
     os << shown << "\n";
     llvm::WithColor(os, llvm::raw_ostream::GREEN, /*Bold=*/true)
