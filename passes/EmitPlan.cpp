@@ -810,7 +810,10 @@ struct TrainerLock {
     fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
       return false; // no run has locked it (or it cannot tell: go on)
-    return ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    // Shared: it conflicts with netrun's exclusive lock, and works on a
+    // read-only descriptor where flock is emulated with fcntl locks (NFS),
+    // which refuse an exclusive one there.
+    return ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
   }
   ~TrainerLock() {
     if (fd >= 0)

@@ -407,11 +407,20 @@ struct Parser {
   std::string reqName(const json &o, const std::string &p,
                       const char *k) const {
     std::string s = reqStr(o, p, k);
-    for (char c : s)
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-        fail(join(p, k), fmt::format("a name holds the control character "
-                                     "0x{:02X}",
-                                     unsigned(static_cast<unsigned char>(c))));
+    for (size_t i = 0; i < s.size(); ++i) {
+      auto u = static_cast<unsigned char>(s[i]);
+      // C0, DEL, and the C1 controls U+0080..U+009F in UTF-8 (U+009B is a
+      // CSI to some terminals).
+      bool c1 = u == 0xc2 && i + 1 < s.size() &&
+                (static_cast<unsigned char>(s[i + 1]) & 0xe0) == 0x80;
+      if (u < 0x20 || u == 0x7f || c1)
+        fail(join(p, k),
+             fmt::format("a name holds the control character {}",
+                         c1 ? fmt::format("U+{:04X}",
+                                          unsigned(static_cast<unsigned char>(
+                                              s[i + 1])))
+                            : fmt::format("0x{:02X}", unsigned(u))));
+    }
     return s;
   }
   // Optional-field shorthands.

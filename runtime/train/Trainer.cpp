@@ -633,12 +633,13 @@ Trainer::Trainer(const plan::Plan &plan, TrainOptions opts, std::ostream &out,
     metrics_ = std::make_unique<std::ofstream>(
         opts_.metricsPath, opts_.resume ? std::ios::app : std::ios::trunc);
     if (!*metrics_) {
+      const int err = errno; // (the failed open's; read before anything else)
       std::error_code ec;
       throw TrainError(
           fmt::format("{}: cannot open for writing ({})", opts_.metricsPath,
                       std::filesystem::is_directory(opts_.metricsPath, ec)
                           ? std::string("a directory")
-                          : std::string(std::strerror(errno))));
+                          : std::string(std::strerror(err))));
     }
     // Records after this global step already in the file are of a run that
     // stopped past its last checkpoint; `netrun plot` drops them.

@@ -163,6 +163,12 @@ public:
   /// normally when done or when --max-steps is reached; throws TrainError
   /// on a non-finite loss.
   void run();
+  /// Erases the progress bar, if one is drawn (before a message printed
+  /// while the trainer still lives: a data-parallel abort's).
+  void clearProgress() {
+    if (bar_)
+      bar_->clear();
+  }
 
   exec::ParamStore &params() { return *params_; }
   const TrainState &state() const { return state_; }

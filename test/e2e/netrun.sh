@@ -384,6 +384,9 @@ check "... or, where a parameter changed its shape, that --weights cannot" \
 out=$("$NETRUN" eval "$work/wide.trainer" --backend reference 2>&1); rc=$?
 check "eval of such a checkpoint says that the trainer was recompiled" \
   test $rc -eq 1 -a -n "$(grep "has shape \[4\] but the parameter is \[6\] (it was written for another compile of .*wide.trainer: the trainer was recompiled since?)" <<<"$out")"
+out2=$("$NETRUN" eval "$work/wide.trainer" --backend reference --params "$work/pretrained.safetensors" 2>&1); rc2=$?
+check "... but not of another trainer's file given as --params" \
+  test $rc2 -eq 1 -a -n "$(grep "has shape \[4\] but the parameter is \[6\]$" <<<"$out2")"
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --restart --max-steps 1 2>&1); rc=$?
 check "... and --restart starts it again" test $rc -eq 0 -a -n "$(grep "stopped after 1 step" <<<"$out")"
 

@@ -397,6 +397,11 @@ TEST(PlanTest, OtherErrors) {
   EXPECT_EQ(planError(dir, j), f + "schedule[0].phase: a name holds the "
                                    "control character 0x1B");
   j = tinyPlan();
+  j["schedule"][0]["phase"] = "jo\xc2\x9b"
+                              "2Jint";
+  EXPECT_EQ(planError(dir, j), f + "schedule[0].phase: a name holds the "
+                                   "control character U+009B");
+  j = tinyPlan();
   j["params"][0]["name"] = "fc\nweight";
   EXPECT_EQ(planError(dir, j).rfind(f + "params[0].name: a name holds the "
                                         "control character 0x0A",

@@ -432,6 +432,7 @@ int cmdTrain(const Args &a) {
   } catch (const train::CollectiveError &) {
     throw;
   } catch (const std::exception &e) {
+    t.clearProgress();  // (the message below starts a line of its own)
     abortOtherRanks(e); // before the trainer (and NCCL) unwinds
     throw;
   }
@@ -467,9 +468,11 @@ void loadTrainedParams(const Args &a, const plan::Plan &p,
   try {
     store.fromTensors(f, params, false);
   } catch (const io::SafetensorsError &e) {
-    // A checkpoint left from before a recompile: say so, as --resume does.
+    // The trainer's own checkpoint, left from before a recompile: say so,
+    // as --resume does (not of another trainer's file given as --params).
     auto it = f.metadata.find("netc.plan");
-    if (it != f.metadata.end() && it->second != p.fingerprint)
+    if (option(a, "--params").empty() && it != f.metadata.end() &&
+        it->second != p.fingerprint)
       throw std::runtime_error(
           fmt::format("{} (it was written for another compile of {}: the "
                       "trainer was recompiled since?)",
