@@ -82,6 +82,23 @@ protected:
     a.invStd = {1 / 60.f, 1 / 60.f, 1 / 60.f};
     return a;
   }
+  /// A plan's options for the folder of makeFolder(2, ...): 40x40 crops of
+  /// the shorter side resized to 40..48, two worker threads.
+  train::DataOptions planLikeOptions() const {
+    train::DataOptions o;
+    o.kind = "images";
+    o.dir = dir.string();
+    o.channels = 3;
+    o.height = o.width = 40;
+    o.crop = 40;
+    o.classes = 2;
+    o.scaleMin = 40;
+    o.scaleMax = 48;
+    o.mean = {128};
+    o.std = {64};
+    o.workers = 2;
+    return o;
+  }
   fs::path dir;
 };
 
@@ -570,18 +587,7 @@ TEST_F(ImageFolderTest, SkipBadStaysInTheSubset) {
 TEST_F(ImageFolderTest, DatasetsFromAPlanLikeOptions) {
   SKIP_WITHOUT_CODECS();
   makeFolder(2, 3, 50, 60);
-  train::DataOptions o;
-  o.kind = "images";
-  o.dir = dir.string();
-  o.channels = 3;
-  o.height = o.width = 40;
-  o.crop = 40;
-  o.classes = 2;
-  o.scaleMin = 40;
-  o.scaleMax = 48;
-  o.mean = {128};
-  o.std = {64};
-  o.workers = 2;
+  train::DataOptions o = planLikeOptions();
   train::Datasets d = train::loadDatasets(o);
   EXPECT_EQ(d.train.size(), 6);
   EXPECT_EQ(d.test.size(), 6);
@@ -611,18 +617,7 @@ TEST_F(ImageFolderTest, DatasetsFromAPlanLikeOptions) {
 TEST_F(ImageFolderTest, DenseScalesShareOneScan) {
   SKIP_WITHOUT_CODECS();
   makeFolder(2, 3, 50, 60);
-  train::DataOptions o;
-  o.kind = "images";
-  o.dir = dir.string();
-  o.channels = 3;
-  o.height = o.width = 40;
-  o.crop = 40;
-  o.classes = 2;
-  o.scaleMin = 40;
-  o.scaleMax = 48;
-  o.mean = {128};
-  o.std = {64};
-  o.workers = 2;
+  train::DataOptions o = planLikeOptions();
   o.testSubset = 5;
   const train::ImageData test = train::loadSplit(o, train::Split::Test);
   for (auto [side, scale] : {std::pair<int64_t, int64_t>{40, 40}, {48, 56}}) {

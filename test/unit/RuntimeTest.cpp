@@ -589,29 +589,30 @@ TEST(SafetensorsTest, CorruptFiles) {
   EXPECT_EQ(readError(p), p + ": tensor 'w': shape [3] needs 12 bytes but "
                               "data_offsets span 8");
   // The data is covered exactly once: no overlap, no hole, nothing after.
-  const char *kF32x1 = R"("dtype":"F32","shape":[1])";
-  writeText(p, withHeader(fmt::format(R"({{"a":{{{0},"data_offsets":[0,4]}},)"
-                                      R"("b":{{{0},"data_offsets":[0,4]}}}})",
-                                      kF32x1),
-                          "abcd"));
+  // (Two one-float tensors, `first` and `second` in the header's order, at
+  // the given byte ranges.)
+  auto twoTensors = [&](const char *first, std::pair<int, int> at1,
+                        const char *second, std::pair<int, int> at2,
+                        const std::string &data) {
+    const char *f32 = R"("dtype":"F32","shape":[1])";
+    writeText(p,
+              withHeader(fmt::format(R"({{"{}":{{{},"data_offsets":[{},{}]}},)"
+                                     R"("{}":{{{},"data_offsets":[{},{}]}}}})",
+                                     first, f32, at1.first, at1.second, second,
+                                     f32, at2.first, at2.second),
+                         data));
+  };
+  twoTensors("a", {0, 4}, "b", {0, 4}, "abcd");
   EXPECT_EQ(readError(p), p + ": tensors 'a' and 'b' overlap in the data "
                               "(bytes 0 to 4)");
-  writeText(p, withHeader(fmt::format(R"({{"a":{{{0},"data_offsets":[0,4]}},)"
-                                      R"("b":{{{0},"data_offsets":[8,12]}}}})",
-                                      kF32x1),
-                          "abcdefghijkl"));
+  twoTensors("a", {0, 4}, "b", {8, 12}, "abcdefghijkl");
   EXPECT_EQ(readError(p), p + ": bytes 4 to 8 of the data belong to no tensor");
-  writeText(p, withHeader(fmt::format(R"({{"b":{{{0},"data_offsets":[0,4]}},)"
-                                      R"("a":{{{0},"data_offsets":[4,8]}}}})",
-                                      kF32x1),
-                          "abcdefghXY"));
+  twoTensors("b", {0, 4}, "a", {4, 8}, "abcdefghXY");
   EXPECT_EQ(readError(p), p + ": bytes 8 to 10 of the data belong to no "
                               "tensor (after the last one)");
   // In another order than the names', and with nothing left over: read.
-  writeText(p, withHeader(fmt::format(R"({{"b":{{{0},"data_offsets":[0,4]}},)"
-                                      R"("a":{{{0},"data_offsets":[4,8]}}}})",
-                                      kF32x1),
-                          std::string("\0\0\x80\x3f\0\0\0\x40", 8)));
+  twoTensors("b", {0, 4}, "a", {4, 8},
+             std::string("\0\0\x80\x3f\0\0\0\x40", 8));
   EXPECT_EQ(readError(p), "");
   io::TensorFile ab = io::readSafetensors(p);
   EXPECT_EQ(ab.tensors.at("b").data, (std::vector<float>{1.0f}));
