@@ -134,7 +134,7 @@ std::string readFile(const std::string &path, uint64_t maxBytes) {
   return RegularFile(path, maxBytes).readAll();
 }
 
-std::string printable(const std::string &text) {
+std::string printable(const std::string &text, bool keepNewlines) {
   std::string out;
   out.reserve(text.size());
   auto escape = [&](size_t from, size_t n) {
@@ -144,7 +144,7 @@ std::string printable(const std::string &text) {
   for (size_t i = 0; i < text.size();) {
     const auto b = static_cast<unsigned char>(text[i]);
     if (b < 0x80) {
-      if ((b < 0x20 && b != '\n' && b != '\t') || b == 0x7f)
+      if ((b < 0x20 && !(b == '\n' && keepNewlines) && b != '\t') || b == 0x7f)
         escape(i, 1);
       else
         out += char(b);

@@ -65,8 +65,10 @@ std::string outputTarget(const std::string &path);
 /// (C0, DEL and the C1 controls U+0080..U+009F: a file or tensor name can
 /// hold an escape sequence that would rewrite the screen) and each byte that
 /// is not part of valid UTF-8, as `\xNN` per byte. Messages are passed
-/// through it where they are printed.
-std::string printable(const std::string &text);
+/// through it where they are printed. Without `keepNewlines`, a newline is
+/// escaped too: an error printed as one line stays one (a file name may
+/// hold a newline).
+std::string printable(const std::string &text, bool keepNewlines = true);
 
 /// "1.5 GiB", "12 MiB", "640 bytes": sizes in messages.
 std::string formatBytes(uint64_t bytes);

@@ -1152,7 +1152,7 @@ void Trainer::runPhase(size_t pi) {
       dense = evaluateDense(plan_, *params_, *backend_, data_.test);
     } catch (const std::exception &e) {
       out_ << fmt::format("warning: [{}] dense evaluation failed: {}\n",
-                          ph.phase, io::printable(e.what()));
+                          ph.phase, io::printable(e.what(), false));
     }
     if (dense) {
       const EvalResult &r = *dense;

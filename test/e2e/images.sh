@@ -123,6 +123,10 @@ bad "a bad image in a class's subfolder, named with an escape" images escname \
   'checks/more/x\x1b[2J.jpg: neither a JPEG nor a PNG'
 check "... and no raw escape reached the terminal" \
   test "$(grep -c "$(printf '\033')" "$work/err")" -eq 0
+cp -r "$work/good" "$work/bad-nlname"
+echo junk >"$work/bad-nlname/train/checks/$(printf 'x\ny').jpg"
+bad "a bad image named with a newline" images nlname 'checks/x\x0ay.jpg: neither a JPEG nor a PNG'
+check "... on one line" test "$(wc -l <"$work/err")" -eq 1
 check "no bad input overwrote the checkpoint" \
   test "$(cat "$work"/images.trainer/checkpoint.* | md5sum)" = "$sum_before"
 

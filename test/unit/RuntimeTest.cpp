@@ -491,6 +491,8 @@ TEST(FileTest, PrintableEscapesControlBytesOnly) {
   EXPECT_EQ(io::printable("a\x1b[2Jb\n\tc\x7f\x01"),
             "a\\x1b[2Jb\n\tc\\x7f\\x01");
   EXPECT_EQ(io::printable("caf\xc3\xa9.jpg"), "caf\xc3\xa9.jpg");
+  // As one line (netrun's error): a newline in a file name is escaped too.
+  EXPECT_EQ(io::printable("x\ny.jpg: bad\t!", false), "x\\x0ay.jpg: bad\t!");
   EXPECT_EQ(io::printable(std::string("a\0b", 3)), "a\\x00b");
   // C1 controls (U+009B: CSI) and bytes that are not UTF-8 are escaped;
   // other multi-byte characters are not.

@@ -391,7 +391,7 @@ void abortOtherRanks(const std::exception &e) {
   if (!w || w->size() == 1 || dynamic_cast<const train::CollectiveError *>(&e))
     return;
   std::cerr << fmt::format("netrun: rank {} of {}: error: {}\n", w->rank(),
-                           w->size(), io::printable(e.what()));
+                           w->size(), io::printable(e.what(), false));
   std::cerr.flush();
   w->abort(1);
 }
@@ -1021,14 +1021,14 @@ static int run(int argc, char **argv) {
       return cmdInfer(a);
     return cmdEval(a);
   } catch (const UsageError &e) {
-    std::cerr << "netrun: " << io::printable(e.what())
+    std::cerr << "netrun: " << io::printable(e.what(), false)
               << "\n(netrun --help for usage)\n";
     return 1;
   } catch (const train::CollectiveError &e) {
     // Every rank stopped here with the same message: rank 0 says it.
     dist::Communicator *w = dist::worldIfMade();
     if (!w || w->rank() == 0)
-      std::cerr << "netrun: error: " << io::printable(e.what()) << "\n";
+      std::cerr << "netrun: error: " << io::printable(e.what(), false) << "\n";
     return 1;
   } catch (const std::bad_alloc &e) {
     abortOtherRanks(e);
@@ -1037,7 +1037,7 @@ static int run(int argc, char **argv) {
     return 1;
   } catch (const std::exception &e) {
     abortOtherRanks(e);
-    std::cerr << "netrun: error: " << io::printable(e.what()) << "\n";
+    std::cerr << "netrun: error: " << io::printable(e.what(), false) << "\n";
     return 1;
   } catch (...) {
     std::cerr << "netrun: error: unknown exception\n";
