@@ -86,6 +86,15 @@ static bool isWithin(const fs::path &path, const fs::path &dir) {
   return d == dir.end();
 }
 
+/// Whether the walk from `dir` into `path` inside it passes through a
+/// folder it never enters (a name starting with '.').
+static bool throughHidden(const fs::path &path, const fs::path &dir) {
+  fs::path rel = path.lexically_relative(dir);
+  return std::any_of(rel.begin(), rel.end(), [](const fs::path &part) {
+    return part.string().rfind('.', 0) == 0 && part != "." && part != "..";
+  });
+}
+
 /// A class folder of either split: as named, and canonical (links
 /// resolved).
 struct ClassFolder {
@@ -111,16 +120,19 @@ struct ClassWalk {
   size_t folders = 0;
   std::vector<std::pair<std::string, std::string>> found; ///< (folder, name)
 
-  /// A link inside the class to another class's folder (of either split),
-  /// or to a folder holding one, would count those images twice, under
-  /// this class too: an error rather than a silent mislabelling.
+  /// A link inside the class to what another class's walk counts (its
+  /// folder, of either split, or anything in it but its hidden folders), or
+  /// to a folder whose walk would reach one, would count those images
+  /// twice, under this class too: an error rather than a silent
+  /// mislabelling. (A class folder inside another's hidden folder is apart
+  /// from it: neither walk reaches the other.)
   void checkLinkTarget(const fs::path &link, const fs::path &target,
                        bool isFolder) const {
-    if (isWithin(target, self->real))
-      return;
     for (const ClassFolder &other : *classes)
-      if (&other != self && (isWithin(target, other.real) ||
-                             (isFolder && isWithin(other.real, target))))
+      if (&other != self && ((isWithin(target, other.real) &&
+                              !throughHidden(target, other.real)) ||
+                             (isFolder && isWithin(other.real, target) &&
+                              !throughHidden(other.real, target))))
         throw ImageFolderError(fmt::format(
             "{}: a link to {}, which {} the class folder {}: its images "
             "would also count as {}'s{}",
@@ -280,11 +292,7 @@ static void checkClassFoldersApart(std::vector<ClassFolder> folders) {
     while (!open.empty() && !isWithin(inner.real, open.back()->real))
       open.pop_back();
     for (const ClassFolder *outer : open) {
-      fs::path rel = inner.real.lexically_relative(outer->real);
-      if (std::any_of(rel.begin(), rel.end(), [](const fs::path &part) {
-            return part.string().rfind('.', 0) == 0 && part != "." &&
-                   part != "..";
-          }))
+      if (throughHidden(inner.real, outer->real))
         continue;
       throw ImageFolderError(fmt::format(
           "{}: {} through links: a class's images would count twice{}",

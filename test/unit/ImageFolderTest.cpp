@@ -384,6 +384,14 @@ TEST_F(ImageFolderTest, LinksIntoAnotherClassOrSplitAreErrors) {
   put(raw / "dog-train" / ".val" / "1.jpg", "x");
   fs::create_directory_symlink(raw / "dog-train" / ".val", dir / "val" / "dog");
   EXPECT_EQ(scan(), "");
+  // ... unless a link in the outer one leads into it.
+  fs::create_directory_symlink(".val", raw / "dog-train" / "peek");
+  EXPECT_NE(scan().find("train/dog/peek: a link to " +
+                        (raw / "dog-train" / ".val").string() +
+                        ", which is the class folder " +
+                        (dir / "val" / "dog").string()),
+            std::string::npos)
+      << scan();
   fs::remove_all(raw);
   for (const char *split : {"train", "val"})
     for (const char *c : {"cat", "dog"}) {
