@@ -7,6 +7,8 @@
 
 #include "frontend/Source.h"
 
+#include "runtime/io/Controls.h"
+
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/SmallString.h"
@@ -156,19 +158,6 @@ std::pair<unsigned, unsigned> LineTable::getLineAndColumn(llvm::SMLoc loc,
 // Diagnostics
 //===----------------------------------------------------------------------===//
 
-/// The length of a control character at `text[i]` that a terminal would act
-/// on (0: none): C0 but tab (and newline where `keepNewlines`), DEL, and the
-/// C1 controls U+0080..U+009F in UTF-8.
-static size_t controlAt(StringRef text, size_t i, bool keepNewlines) {
-  auto u = static_cast<unsigned char>(text[i]);
-  if ((u < 0x20 && u != '\t' && !(keepNewlines && u == '\n')) || u == 0x7f)
-    return 1;
-  if (u == 0xc2 && i + 1 < text.size() &&
-      (static_cast<unsigned char>(text[i + 1]) & 0xe0) == 0x80)
-    return 2;
-  return 0;
-}
-
 /// `text` with each control character written as \xNN per byte, as netrun
 /// prints names: a model's text, or an import's path, can hold an escape
 /// sequence that would rewrite the screen. `column`, if given, moves to
@@ -178,7 +167,7 @@ static std::string escapeControls(StringRef text, bool keepNewlines,
   std::string out;
   int moved = column ? *column : -1;
   for (size_t i = 0; i < text.size();) {
-    size_t n = controlAt(text, i, keepNewlines);
+    size_t n = io::controlLength(text, i, keepNewlines);
     if (column && int(i) < *column)
       moved += n ? 3 * int(n) : 0;
     if (!n) {
@@ -199,7 +188,7 @@ static std::string escapeControls(StringRef text, bool keepNewlines,
 
 static bool hasControls(StringRef text, bool keepNewlines) {
   for (size_t i = 0; i < text.size(); ++i)
-    if (controlAt(text, i, keepNewlines))
+    if (io::controlLength(text, i, keepNewlines))
       return true;
   return false;
 }

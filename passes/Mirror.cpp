@@ -793,9 +793,7 @@ struct MirrorPass : netc::impl::MirrorBase<MirrorPass> {
         return signalPassFailure();
       augment = *overridden;
     }
-    if (!augment)
-      return;
-    if (augment.getVariant() == "none")
+    if (!augment || augment.getVariant() == "none")
       return;
 
     // The network itself (the variant's own decoder), and every step

@@ -80,12 +80,6 @@ static FolderEntries listDir(const fs::path &dir) {
 static constexpr size_t kMaxClassFolders = 1'000'000;
 static constexpr size_t kMaxFolderDepth = 64;
 
-/// Whether `path` is `dir` or lies inside it (both canonical).
-static bool isWithin(const fs::path &path, const fs::path &dir) {
-  auto [d, p] = std::mismatch(dir.begin(), dir.end(), path.begin(), path.end());
-  return d == dir.end();
-}
-
 /// Whether the walk from `dir` into `path` inside it passes through a
 /// folder it never enters (a name starting with '.').
 static bool throughHidden(const fs::path &path, const fs::path &dir) {
@@ -129,17 +123,17 @@ struct ClassWalk {
   void checkLinkTarget(const fs::path &link, const fs::path &target,
                        bool isFolder) const {
     for (const ClassFolder &other : *classes)
-      if (&other != self && ((isWithin(target, other.real) &&
+      if (&other != self && ((io::isWithin(target, other.real) &&
                               !throughHidden(target, other.real)) ||
-                             (isFolder && isWithin(other.real, target) &&
+                             (isFolder && io::isWithin(other.real, target) &&
                               !throughHidden(other.real, target))))
         throw ImageFolderError(fmt::format(
             "{}: a link to {}, which {} the class folder {}: its images "
             "would also count as {}'s{}",
             link.string(), target.string(),
-            target == other.real           ? "is"
-            : isWithin(target, other.real) ? "is in"
-                                           : "holds",
+            target == other.real               ? "is"
+            : io::isWithin(target, other.real) ? "is in"
+                                               : "holds",
             other.dir.string(), self->dir.string(),
             other.dir.parent_path() != self->dir.parent_path()
                 ? " (train/ and val/ sharing images: the test set trained on)"
@@ -289,7 +283,7 @@ static void checkClassFoldersApart(std::vector<ClassFolder> folders) {
   // folders that hold the current one.
   std::vector<const ClassFolder *> open;
   for (const ClassFolder &inner : folders) {
-    while (!open.empty() && !isWithin(inner.real, open.back()->real))
+    while (!open.empty() && !io::isWithin(inner.real, open.back()->real))
       open.pop_back();
     for (const ClassFolder *outer : open) {
       if (throughHidden(inner.real, outer->real))

@@ -1,9 +1,11 @@
 //===- File.cpp - bounded reads of regular files --------------------------===//
 
 #include "runtime/io/File.h"
+#include "runtime/io/Controls.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +62,13 @@ std::string outputTarget(const std::string &path) {
                                 "is written to a file",
                                 path, kindOf(st.st_mode)));
   return target;
+}
+
+bool isWithin(const std::filesystem::path &path,
+              const std::filesystem::path &dir) {
+  return !dir.empty() &&
+         std::mismatch(dir.begin(), dir.end(), path.begin(), path.end())
+                 .first == dir.end();
 }
 
 RegularFile::RegularFile(const std::string &path, uint64_t maxBytes)
@@ -144,7 +153,7 @@ std::string printable(const std::string &text, bool keepNewlines) {
   for (size_t i = 0; i < text.size();) {
     const auto b = static_cast<unsigned char>(text[i]);
     if (b < 0x80) {
-      if ((b < 0x20 && !(b == '\n' && keepNewlines) && b != '\t') || b == 0x7f)
+      if (controlLength(text, i, keepNewlines))
         escape(i, 1);
       else
         out += char(b);
@@ -166,9 +175,7 @@ std::string printable(const std::string &text, bool keepNewlines) {
       ++i;
       continue;
     }
-    const bool c1 =
-        b == 0xc2 && static_cast<unsigned char>(text[i + 1]) <= 0x9f;
-    if (c1)
+    if (controlLength(text, i, keepNewlines)) // a C1 control
       escape(i, n);
     else
       out.append(text, i, n);

@@ -13,6 +13,7 @@
 #define NETC_RUNTIME_IO_FILE_H
 
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -60,6 +61,12 @@ std::string readFile(const std::string &path, uint64_t maxBytes);
 /// FIFO or socket there is a FileError: renaming over `/dev/null` or a FIFO
 /// would replace it with a plain file.
 std::string outputTarget(const std::string &path);
+
+/// Whether `path` is `dir` or lies inside it, element by element (the
+/// caller resolves links, or normalises, as it needs); false for an empty
+/// `dir`.
+bool isWithin(const std::filesystem::path &path,
+              const std::filesystem::path &dir);
 
 /// `text` for a terminal: each control character other than newline and tab
 /// (C0, DEL and the C1 controls U+0080..U+009F: a file or tensor name can

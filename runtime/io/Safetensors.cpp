@@ -10,7 +10,6 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -111,9 +110,8 @@ TensorFile readSafetensors(const std::string &path) {
   TensorFile file;
   // Each tensor's [begin, end), to check that the data is covered exactly
   // before any of it is read (overlapping tensors could otherwise make a
-  // small file fill memory), and its count of values.
+  // small file fill memory).
   std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;
-  std::map<std::string, uint64_t> counts;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string &name = it.key();
     const json &e = it.value();
@@ -176,7 +174,6 @@ TensorFile readSafetensors(const std::string &path) {
                             "{}",
                             fmt::join(t.shape, ", "), bytes, end - begin));
     spans.emplace_back(begin, end, name);
-    counts[name] = count;
     file.tensors.emplace(name, std::move(t));
   }
   // The format covers the data exactly once, in no particular order: two
@@ -209,7 +206,7 @@ TensorFile readSafetensors(const std::string &path) {
                            formatBytes(dataSize), formatBytes(*avail)));
   for (const auto &[begin, end, name] : spans) {
     Tensor &t = file.tensors.at(name);
-    t.data.resize(counts.at(name));
+    t.data.resize((end - begin) / sizeof(float)); // (its shape's, checked)
     read(dataStart + begin, t.data.data(), end - begin);
   }
   return file;

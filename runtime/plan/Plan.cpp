@@ -1,6 +1,7 @@
 //===- Plan.cpp - the trainer artifact's plan.json ------------------------===//
 
 #include "runtime/plan/Plan.h"
+#include "runtime/io/Controls.h"
 #include "runtime/io/File.h"
 #include "runtime/io/Hash.h"
 
@@ -407,20 +408,17 @@ struct Parser {
   std::string reqName(const json &o, const std::string &p,
                       const char *k) const {
     std::string s = reqStr(o, p, k);
-    for (size_t i = 0; i < s.size(); ++i) {
-      auto u = static_cast<unsigned char>(s[i]);
-      // C0, DEL, and the C1 controls U+0080..U+009F in UTF-8 (U+009B is a
-      // CSI to some terminals).
-      bool c1 = u == 0xc2 && i + 1 < s.size() &&
-                (static_cast<unsigned char>(s[i + 1]) & 0xe0) == 0x80;
-      if (u < 0x20 || u == 0x7f || c1)
+    for (size_t i = 0; i < s.size(); ++i)
+      if (size_t n = io::controlLength(s, i, /*keepNewlines=*/false))
         fail(join(p, k),
-             fmt::format("a name holds the control character {}",
-                         c1 ? fmt::format("U+{:04X}",
-                                          unsigned(static_cast<unsigned char>(
-                                              s[i + 1])))
-                            : fmt::format("0x{:02X}", unsigned(u))));
-    }
+             fmt::format(
+                 "a name holds the control character {}",
+                 n == 2 ? fmt::format(
+                              "U+{:04X}",
+                              unsigned(static_cast<unsigned char>(s[i + 1])))
+                        : fmt::format(
+                              "0x{:02X}",
+                              unsigned(static_cast<unsigned char>(s[i])))));
     return s;
   }
   // Optional-field shorthands.

@@ -351,13 +351,8 @@ bool isDataPath(const DataOptions &opts, const std::string &path) {
   }
   const fs::path named = fs::absolute(path, ec).lexically_normal();
   const fs::path real = fs::weakly_canonical(fs::absolute(target, ec), ec);
-  auto within = [](const fs::path &p, const fs::path &dir) {
-    return !dir.empty() &&
-           std::mismatch(dir.begin(), dir.end(), p.begin(), p.end()).first ==
-               dir.end();
-  };
   auto lands = [&](const fs::path &dir) {
-    return within(named, dir) || within(real, dir);
+    return io::isWithin(named, dir) || io::isWithin(real, dir);
   };
   if (opts.kind == "images") {
     for (const char *split : {"train", "val"}) {

@@ -218,8 +218,8 @@ private:
   /// destroyed, also when the constructor throws after taking it.
   struct LockFile {
     int fd = -1;
-    bool held =
-        false; ///< locked (not refused, not a file system without flock)
+    /// Locked (not refused, not a file system without flock).
+    bool held = false;
     LockFile() = default;
     LockFile(const LockFile &) = delete;
     LockFile &operator=(const LockFile &) = delete;
