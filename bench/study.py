@@ -23,7 +23,12 @@ Stages, each skipped run by run when the results file already has it:
          sae-all and swwae-all, the first --sweep-seeds seeds (the x1 runs
          are the main stage's); decoder phases unchanged, since with a frozen
          encoder a loss weight there is only a learning rate;
-  deep   none, sae-all and swwae-all on bench/deep-plain.net.
+  deep   none, sae-all and swwae-all on bench/deep-plain.net;
+  long   --long-models on examples/fashion-mnist.net with the classifier's
+         and the joint phase's epochs (and their `lr step ... every`) times
+         --long-factor, the first --long-seeds seeds: is what the main
+         stage finds a transient of its short schedule? Its classifiers
+         are its own (step 1 trained longer too).
 
 Every record holds the final test error (10,000 images), the training error
 (all 60,000 training images, no augmentation: `netrun eval --split train`)
@@ -112,6 +117,21 @@ def model_net(text, path, multiplier=None):
                 f"{k}={v * multiplier:g}" for k, v in gammas)
         line = joint.group(0).replace("{", "{ " + settings + ";", 1)
         text = text[:joint.start()] + line + text[joint.end():]
+    return text
+
+
+def longer(text, path, factor):
+    """The pretrain and joint phases' `epochs N` and `every N` times
+    `factor`: the same schedule, run `factor` times as long."""
+    for name in ("pretrain", "joint"):
+        m = phase_line(text, name, path)
+        if not re.search(r"\bepochs\s+\d+", m.group(0)):
+            raise StudyError(f"{path}: the study's long stage needs "
+                             f"'epochs N' in phase {name}")
+        line = re.sub(r"\b(epochs|every)(\s+)(\d+)",
+                      lambda g: f"{g[1]}{g[2]}{int(g[3]) * factor}",
+                      m.group(0))
+        text = text[:m.start()] + line + text[m.end():]
     return text
 
 
@@ -219,9 +239,15 @@ class Study:
 
     # --- the runs ---------------------------------------------------------
 
+    @staticmethod
+    def source(net):
+        """The net's .net text, as the stage runs it."""
+        text = open(net["path"]).read()
+        return net.get("edit", lambda t, p: t)(text, net["path"])
+
     def classifier(self, net, seed):
         """Step 1 for `seed`: its checkpoint, trained if not at hand."""
-        text = open(net["path"]).read()
+        text = self.source(net)
         ckpt = os.path.join(self.out, f"{net['id']}-classifier-seed{seed}"
                             ".safetensors")
         key = f"{net['id']}/classifier/seed{seed}"
@@ -249,7 +275,7 @@ class Study:
                 self.skipped.add(key)
             return self.runs[key]
         ckpt = self.classifier(net, seed)
-        text = open(net["path"]).read()
+        text = self.source(net)
 
         def fn():
             name = f"{net['id']}-{tag}-seed{seed}"
@@ -302,6 +328,12 @@ class Study:
             for seed in range(1, a.deep_seeds + 1):
                 for model in a.deep_models:
                     self.model(deep, model, seed)
+        if "long" in a.stages:
+            long = {"id": a.long_id, "path": a.net,
+                    "edit": lambda t, p: longer(t, p, a.long_factor)}
+            for seed in range(1, a.long_seeds + 1):
+                for model in a.long_models:
+                    self.model(long, model, seed)
 
 
 # --- the report -----------------------------------------------------------
@@ -413,6 +445,21 @@ def report(args, runs):
         lines.append("")
         lines += comparison_table(runs, args.deep_id, args.deep_models, dseeds)
         cls = series(runs, args.deep_id, "classifier", dseeds, "test_error")
+        if cls:
+            lines.append("")
+            lines.append(f"Its classifiers of step 1: {mean_std(cls)}% test "
+                         "error.")
+
+    if "long" in args.stages:
+        lseeds = list(range(1, args.long_seeds + 1))
+        lines.append("")
+        lines.append(f"**{args.long_factor}x longer**: the classifier's and "
+                     f"the joint phase's epochs times {args.long_factor}, "
+                     f"`{os.path.relpath(args.net, ROOT)}`, {len(lseeds)} "
+                     f"paired seed{'s' if len(lseeds) > 1 else ''}:")
+        lines.append("")
+        lines += comparison_table(runs, args.long_id, args.long_models, lseeds)
+        cls = series(runs, args.long_id, "classifier", lseeds, "test_error")
         if cls:
             lines.append("")
             lines.append(f"Its classifiers of step 1: {mean_std(cls)}% test "
@@ -575,22 +622,25 @@ def main():
         ROOT, "bench", "deep-plain.net"))
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--stages", default="main,recon,sweep,deep")
+    ap.add_argument("--stages", default="main,recon,sweep,deep,long")
     ap.add_argument("--sweep-seeds", type=int, default=3)
     ap.add_argument("--sweep-models", default="sae-all,swwae-all")
     ap.add_argument("--multipliers", default="0.01,1,10")
     ap.add_argument("--recon-models", default="sae-first,swwae-first")
     ap.add_argument("--deep-seeds", type=int, default=3)
     ap.add_argument("--deep-models", default="none,sae-all,swwae-all")
+    ap.add_argument("--long-seeds", type=int, default=5)
+    ap.add_argument("--long-models", default="none,sae-all,swwae-all")
+    ap.add_argument("--long-factor", type=int, default=5)
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--no-figures", action="store_true")
     args = ap.parse_args()
     for name in ("models", "stages", "sweep_models", "recon_models",
-                 "deep_models"):
+                 "deep_models", "long_models"):
         setattr(args, name, [x for x in getattr(args, name).split(",") if x])
     args.multipliers = [float(x) for x in args.multipliers.split(",")]
     for m in args.models + args.sweep_models + args.deep_models + \
-            args.recon_models:
+            args.recon_models + args.long_models:
         if m not in MODELS:
             ap.error(f"unknown model '{m}' (one of {', '.join(MODELS)})")
     if "none" not in args.models:
@@ -601,6 +651,9 @@ def main():
     args.deep_id = os.path.splitext(os.path.basename(args.deep_net))[0]
     if args.deep_id == args.main_id:
         args.deep_id += "-deep"
+    if args.long_factor < 1:
+        ap.error("--long-factor must be a whole number of 1 or more")
+    args.long_id = f"{args.main_id}-x{args.long_factor}-epochs"
 
     study = Study(args)
     wall = time.monotonic()

@@ -16,22 +16,32 @@ study() {
     --net phases.net --deep-net phases.net --seeds 2 \
     --models none,swwae-first,swwae-all --recon-models swwae-first \
     --sweep-seeds 2 --sweep-models swwae-all --multipliers 0.1,1 \
-    --deep-seeds 1 --deep-models none,sae-all 2>&1
+    --deep-seeds 1 --deep-models none,sae-all \
+    --long-seeds 1 --long-models none,swwae-all --long-factor 3 2>&1
 }
-# 2 classifiers + 6 models + 2 PSNR + 2 sweep + 1 deep classifier + 2 deep.
+# 2 classifiers + 6 models + 2 PSNR + 2 sweep + 1 deep classifier + 2 deep
+# + 1 long classifier + 2 long.
 out=$(study)
-check "the first call does all 15 runs" grep -q "^\[study\] 15 runs done, 0 found done in" <<<"$out"
+check "the first call does all 18 runs" grep -q "^\[study\] 18 runs done, 0 found done in" <<<"$out"
+check "the long stage runs the classifier's and the joint phase's epochs times 3" \
+  grep -q "phase pretrain .*epochs 3" "$work/out/phases-x3-epochs-classifier-seed1.net"
+check "... and the joint phase's" \
+  grep -q "phase joint .*epochs 3;" "$work/out/phases-x3-epochs-swwae-all-seed1.net"
+check "... the decoder phases' as they were" \
+  grep -q "phase decoders .*epochs 1;" "$work/out/phases-x3-epochs-swwae-all-seed1.net"
+check "... whose table the report has" \
+  grep -qE "^\| swwae-all \| [0-9.]+ \| " <<<"$(sed -n '/3x longer/,$p' <<<"$out")"
 check "... and reports the paired difference" \
   grep -qE "^\| swwae-all \| [0-9.]+ ± [0-9.]+ \| [+-][0-9.]+ \[[+-][0-9.]+, [+-][0-9.]+\]" <<<"$out"
 check "... and the PSNR per macro-layer" \
   grep -qE "^\| swwae-first \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ ± [0-9.]+ \|$" <<<"$out"
 out=$(study)
-# (12: the classifiers are not looked at when every model is done.)
-check "the second call does none" grep -q "^\[study\] 0 runs done, 12 found done in" <<<"$out"
+# (14: the classifiers are not looked at when every model is done.)
+check "the second call does none" grep -q "^\[study\] 0 runs done, 14 found done in" <<<"$out"
 drop_record phases/swwae-all/seed2
 out=$(study)
 check "with a record removed, the third call does that run alone" \
-  grep -q "^\[study\] 1 runs done, 12 found done in" <<<"$out"
+  grep -q "^\[study\] 1 runs done, 14 found done in" <<<"$out"
 check "... which it names" grep -q "^\[study\] phases/swwae-all/seed2 \.\.\.$" <<<"$out"
 rm "$work/out/phases-classifier-seed1.safetensors"
 drop_record phases/swwae-all/seed1
