@@ -85,8 +85,16 @@ private:
     {
       OpBuilder::InsertionGuard guard(builder);
       builder.setInsertionPoint(paramAnchor);
+      // A parameter read from a file is at its layer and where the file is
+      // named (fileNamedAt in EmitPlan reports an unreadable file there).
+      Location declared = loc;
+      if (spec.init.kind == InitSpec::Kind::File)
+        declared = NameLoc::get(
+            builder.getStringAttr(layer.name),
+            FusedLoc::get(builder.getContext(),
+                          {fileLoc(layer.loc), fileLoc(spec.init.namedAt)}));
       builder.create<ParamOp>(
-          loc, builder.getStringAttr(name), TypeAttr::get(type),
+          declared, builder.getStringAttr(name), TypeAttr::get(type),
           initAttr(spec.init), f64(spec.lrMult), f64(spec.decayMult),
           builder.getStringAttr(group), builder.getBoolAttr(trainable));
     }

@@ -38,6 +38,7 @@ struct InitSpec {
   double mean = 0.0;  ///< mean for Gaussian.
   std::string path;   ///< File: a safetensors file.
   std::string key;    ///< File: tensor name in it; empty = the parameter name.
+  Loc namedAt; ///< File: where the file is named (`file(...)` or `pretrained`).
 };
 
 /// Initialiser and optimiser multipliers of one parameter tensor.

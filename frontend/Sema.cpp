@@ -310,6 +310,7 @@ std::optional<InitSpec> Sema::getInit(const ast::Value &v, const Twine &what) {
       return std::nullopt;
     }
     init.path = resolvePath(v.args[0].loc, *path);
+    init.namedAt = toLoc(v.args[0].loc);
     if (n == 2) {
       std::optional<std::string> key = getString(v.args[1], "file tensor name");
       if (!key)

@@ -484,9 +484,9 @@ bool Sema::LayerBuilder::init(StringRef name, InitSpec &slot) {
 /// Reads the parameters of `pending` (a conv, fc or batchnorm layer) that
 /// have no explicit init from the `pretrained` file at `path`, under
 /// `<key>.weight` and `<key>.bias` (`key`: the layer's final name, or its
-/// torchvision module path).
+/// torchvision module path). `namedAt` is the file name's place.
 static void applyPretrained(PendingLayer &pending, const std::string &path,
-                            const std::string &key) {
+                            const Loc &namedAt, const std::string &key) {
   Layer &layer = pending.layer;
   if (layer.kind != LayerKind::Conv && layer.kind != LayerKind::FC &&
       layer.kind != LayerKind::BatchNorm)
@@ -496,6 +496,7 @@ static void applyPretrained(PendingLayer &pending, const std::string &path,
     param.init.kind = InitSpec::Kind::File;
     param.init.path = path;
     param.init.key = (key + suffix).str();
+    param.init.namedAt = namedAt;
   };
   if (!pending.weightInitGiven)
     fromFile(layer.weight, ".weight");
@@ -516,6 +517,7 @@ void Sema::buildNetwork(const ast::Network &network) {
   const ast::NetItem *input = nullptr, *classes = nullptr,
                      *pretrained = nullptr;
   std::string pretrainedPath;
+  Loc pretrainedAt;
   bool torchvisionNames = false;
   std::vector<PendingStage> stages;
   Env topEnv;
@@ -560,6 +562,7 @@ void Sema::buildNetwork(const ast::Network &network) {
         break;
       }
       pretrainedPath = resolvePath(item.value.loc, *path);
+      pretrainedAt = toLoc(item.value.loc);
       for (const ast::Option &option : item.options) {
         if (option.name != "names") {
           error(option.loc, "unknown option '" + option.name +
@@ -641,7 +644,7 @@ void Sema::buildNetwork(const ast::Network &network) {
           key = (inFeatures ? "features." : "classifier.") +
                 std::to_string(index[inFeatures ? 0 : 1]++);
         }
-        applyPretrained(pending, pretrainedPath, key);
+        applyPretrained(pending, pretrainedPath, pretrainedAt, key);
       }
   }
 

@@ -628,10 +628,23 @@ FailureOr<SafetensorsFile> readSafetensors(StringRef path, Location loc) {
   return file;
 }
 
+/// Where the file of `param`'s `file` init is named: the second place of the
+/// fused location the frontend gives such a parameter (its `pretrained` line
+/// or `file(...)` argument); the parameter's own place otherwise.
+Location fileNamedAt(ParamOp param) {
+  Location loc = param.getLoc();
+  if (auto name = dyn_cast<NameLoc>(loc))
+    loc = name.getChildLoc();
+  if (auto fused = dyn_cast<FusedLoc>(loc);
+      fused && fused.getLocations().size() == 2)
+    return fused.getLocations()[1];
+  return param.getLoc();
+}
+
 /// The imported parameters' bytes, checked against their declared shapes:
 /// a mismatch is reported at the layer, at compile time, every one of them
 /// (a missing tensor, a wrong dtype or shape, bad offsets), not just the
-/// first; a file that cannot be read is reported once.
+/// first; a file that cannot be read is reported once, where it is named.
 LogicalResult importParameters(ModuleOp module,
                                std::map<std::string, std::string> &tensors,
                                json::Object &header) {
@@ -644,7 +657,7 @@ LogicalResult importParameters(ModuleOp module,
       continue;
     auto it = files.find(init.getPath());
     if (it == files.end()) {
-      auto file = readSafetensors(init.getPath(), param.getLoc());
+      auto file = readSafetensors(init.getPath(), fileNamedAt(param));
       if (failed(file)) {
         unreadable.insert(init.getPath());
         ok = false;

@@ -7,13 +7,16 @@
 // before reading: a device would be read until memory runs out, and a FIFO
 // would block netc forever. Each is an error at the parameter.
 
-// From a .net file, `pretrained` and `init=file(...)` read the same way.
+// From a .net file, `pretrained` and `init=file(...)` read the same way, and
+// an unreadable file is reported where it is named, not at the first layer
+// that reads it.
 // RUN: printf 'network n {\n  input 1x4x4\n  classes 2\n  pretrained "/dev/urandom"\n  fc1: fc 2\n}\n' > urandom.net
 // RUN: not timeout 60 netc urandom.net -o out.trainer 2>&1 | FileCheck %s --check-prefix=URANDOM
-// URANDOM: urandom.net:5:3: error: cannot read '/dev/urandom': not a regular file
+// URANDOM: urandom.net:4:14: error: cannot read '/dev/urandom': not a regular file
+// URANDOM-NEXT: pretrained "/dev/urandom"
 // RUN: printf 'network n {\n  input 1x4x4\n  classes 2\n  fc1: fc 2 init=file("fifo.safetensors")\n}\n' > fifo.net
 // RUN: not timeout 60 netc fifo.net -o out.trainer 2>&1 | FileCheck %s --check-prefix=FIFO
-// FIFO: fifo.net:4:3: error: cannot read '{{.*}}fifo.safetensors': not a regular file
+// FIFO: fifo.net:4:23: error: cannot read '{{.*}}fifo.safetensors': not a regular file
 
 // expected-error@+1 {{cannot read 'fifo.safetensors': not a regular file}}
 net.param @w : tensor<2xf32> init #net.file<path = "fifo.safetensors", key = "w"> {decay_mult = 1.0 : f64, group = "classifier", lr_mult = 1.0 : f64}
