@@ -111,42 +111,24 @@ LogicalResult Parser::parseFile(ast::File &file) {
 
 /// item := import | block | network | augment | train
 LogicalResult Parser::parseItem(ast::File &file) {
+  // Parses one item of type Node with `parse` into the file.
+  auto item = [&](auto parse, auto node) -> LogicalResult {
+    if (failed((this->*parse)(node)))
+      return failure();
+    file.items.emplace_back(std::move(node));
+    return success();
+  };
   const Token &tok = lexer.cur();
-  if (tok.isIdent("import")) {
-    ast::Import import;
-    if (failed(parseImport(import)))
-      return failure();
-    file.items.emplace_back(std::move(import));
-    return success();
-  }
-  if (tok.isIdent("block")) {
-    ast::Block block;
-    if (failed(parseBlock(block)))
-      return failure();
-    file.items.emplace_back(std::move(block));
-    return success();
-  }
-  if (tok.isIdent("network")) {
-    ast::Network network;
-    if (failed(parseNetwork(network)))
-      return failure();
-    file.items.emplace_back(std::move(network));
-    return success();
-  }
-  if (tok.isIdent("augment")) {
-    ast::Augment augment;
-    if (failed(parseAugment(augment)))
-      return failure();
-    file.items.emplace_back(std::move(augment));
-    return success();
-  }
-  if (tok.isIdent("train")) {
-    ast::Train train;
-    if (failed(parseTrain(train)))
-      return failure();
-    file.items.emplace_back(std::move(train));
-    return success();
-  }
+  if (tok.isIdent("import"))
+    return item(&Parser::parseImport, ast::Import());
+  if (tok.isIdent("block"))
+    return item(&Parser::parseBlock, ast::Block());
+  if (tok.isIdent("network"))
+    return item(&Parser::parseNetwork, ast::Network());
+  if (tok.isIdent("augment"))
+    return item(&Parser::parseAugment, ast::Augment());
+  if (tok.isIdent("train"))
+    return item(&Parser::parseTrain, ast::Train());
   return emitExpected("'import', 'block', 'network', 'augment' or 'train'");
 }
 
