@@ -120,7 +120,7 @@ bad "an unknown export format" 1 \
 bad "export as a model the trainer is not: every problem listed" 1 \
   "cannot export as torchvision-vgg16: 32 problem(s)" \
   "$NETRUN" export "$work/tiny.trainer" --format torchvision-vgg16 -o "$work/x.safetensors"
-check "... each on its line" grep -qF "missing 'features.28.weight' [512, 512, 3, 3]" "$work/err"
+check "... each on its line" grep -qxF "  missing 'features.28.weight' [512, 512, 3, 3]" "$work/err"
 check "... and nothing written" test ! -e "$work/x.safetensors"
 bad "infer on a file without images" 1 "no tensor 'images' (expected [N, 3, 32, 32])" \
   "$NETRUN" infer "$work/tiny.trainer" --images "$FIX/logits.safetensors" -o "$work/x.safetensors"

@@ -126,10 +126,12 @@ io::TensorFile exportTensors(const plan::Plan &plan,
         problems.push_back(fmt::format("unexpected '{}' {} (not in {})", name,
                                        shapeText(t.shape), format));
   }
-  if (!problems.empty())
-    throw InteropError(
-        fmt::format("{}: cannot export as {}: {} problem(s):\n  {}", plan.dir,
-                    format, problems.size(), fmt::join(problems, "\n  ")));
+  if (!problems.empty()) {
+    std::string head =
+        fmt::format("{}: cannot export as {}: {} problem(s):", plan.dir, format,
+                    problems.size());
+    throw InteropError(head, std::move(problems));
+  }
   return out;
 }
 

@@ -30,12 +30,17 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace netc::interop {
 
 class InteropError : public std::runtime_error {
 public:
   using std::runtime_error::runtime_error;
+  InteropError(const std::string &what, std::vector<std::string> lines)
+      : std::runtime_error(what), lines(std::move(lines)) {}
+  /// Problems, each printed on a line of its own under the message.
+  std::vector<std::string> lines;
 };
 
 /// The formats export knows, for messages: "torchvision, ...".

@@ -1030,6 +1030,12 @@ static int run(int argc, char **argv) {
     if (!w || w->rank() == 0)
       std::cerr << "netrun: error: " << io::printable(e.what(), false) << "\n";
     return 1;
+  } catch (const interop::InteropError &e) {
+    // One line each, as every error, however its names are spelt.
+    std::cerr << "netrun: error: " << io::printable(e.what(), false) << "\n";
+    for (const std::string &line : e.lines)
+      std::cerr << "  " << io::printable(line, false) << "\n";
+    return 1;
   } catch (const std::bad_alloc &e) {
     abortOtherRanks(e);
     std::cerr << "netrun: error: out of host memory in '" << argv[1] << "' ("
