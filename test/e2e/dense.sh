@@ -45,9 +45,9 @@ p = json.load(open(sys.argv[1]))
 p["eval"]["dense_scales"] = [12]
 json.dump(p, open(sys.argv[1], "w"))
 PY
-dense=$("$BUILD/bin/netrun" eval "$work/d12.trainer" --data "$work/data" --backend cpu 2>&1)
+dense=$("$BUILD/bin/netrun" eval "$work/d12.trainer" --data "$work/data" --backend cpu --scheme dense 2>&1)
 check "dense at the input size gives the full evaluation's error, image for image" \
-  test "${dense#dense }" == "$full"
+  test "$dense" == "dense $full"
 both=$("$BUILD/bin/netrun" eval "$work/d.trainer" --data "$work/data" --backend cpu --scheme dense 2>&1)
 check "dense over scales 12 and 16 gives an error" grep -q "^dense test error [0-9.]*% ([0-9]* of 200 wrong)" <<<"$both"
 out=$("$BUILD/bin/netrun" eval "$work/d.trainer" --data "$work/data" --scheme crop 2>&1); rc=$?
