@@ -101,15 +101,6 @@ private:
     return builder.create<ParamGetOp>(loc, type, name);
   }
 
-  static ParamSpec constantParam(double value) {
-    ParamSpec spec;
-    spec.init.kind = InitSpec::Kind::Constant;
-    spec.init.value = value;
-    spec.lrMult = 0;
-    spec.decayMult = 0;
-    return spec;
-  }
-
   /// Emits one layer on `x`; returns its output and, for max-pooling, sets
   /// `switches`.
   Value genLayer(const Layer &layer, Value x, StringRef group,
@@ -163,9 +154,9 @@ private:
     case LayerKind::BatchNorm: {
       Value scale = param(layer, "scale", {kDyn}, layer.weight, group);
       Value shift = param(layer, "shift", {kDyn}, layer.bias, group);
-      Value mean = param(layer, "mean", {kDyn}, constantParam(0.0), group,
+      Value mean = param(layer, "mean", {kDyn}, layer.runningMean, group,
                          /*trainable=*/false);
-      Value var = param(layer, "var", {kDyn}, constantParam(1.0), group,
+      Value var = param(layer, "var", {kDyn}, layer.runningVar, group,
                         /*trainable=*/false);
       return builder.create<BatchNormOp>(loc, t, x, scale, shift, mean, var,
                                          f64(layer.bnEps),

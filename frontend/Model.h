@@ -85,6 +85,10 @@ struct Layer {
   /// conv/fc: weight and bias; batchnorm: weight = scale, bias = shift.
   ParamSpec weight;
   ParamSpec bias;
+  /// batchnorm: the running mean and variance (not trained: 0 and 1, or read
+  /// from a `pretrained` file).
+  ParamSpec runningMean;
+  ParamSpec runningVar;
 };
 
 /// A convolution-pooling macro-layer: named, in network order.

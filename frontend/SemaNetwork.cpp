@@ -366,6 +366,8 @@ void Sema::LayerBuilder::lrn() {
 void Sema::LayerBuilder::batchNorm() {
   layer.weight = ParamSpec{constantInit(1.0), 1.0, 0.0};
   layer.bias = ParamSpec{constantInit(0.0), 1.0, 0.0};
+  layer.runningMean = ParamSpec{constantInit(0.0), 0.0, 0.0};
+  layer.runningVar = ParamSpec{constantInit(1.0), 0.0, 0.0};
   params();
   number("eps", layer.bnEps, "batchnorm eps", kPositive);
   number("momentum", layer.bnMomentum, "batchnorm momentum",
@@ -483,10 +485,15 @@ bool Sema::LayerBuilder::init(StringRef name, InitSpec &slot) {
 
 /// Reads the parameters of `pending` (a conv, fc or batchnorm layer) that
 /// have no explicit init from the `pretrained` file at `path`, under
-/// `<key>.weight` and `<key>.bias` (`key`: the layer's final name, or its
-/// torchvision module path). `namedAt` is the file name's place.
+/// `<key>.<name>` (`key`: the layer's final name, or with `torchvision` its
+/// module path). The names are the parameters' own (`weight` and `bias`; a
+/// batch norm's `scale`, `shift`, `mean` and `var`), or torchvision's
+/// (`weight`, `bias`, `running_mean` and `running_var` for a batch norm),
+/// as EmitPlan's torchvisionNames maps them. `namedAt` is the file name's
+/// place.
 static void applyPretrained(PendingLayer &pending, const std::string &path,
-                            const Loc &namedAt, const std::string &key) {
+                            const Loc &namedAt, const std::string &key,
+                            bool torchvision) {
   Layer &layer = pending.layer;
   if (layer.kind != LayerKind::Conv && layer.kind != LayerKind::FC &&
       layer.kind != LayerKind::BatchNorm)
@@ -498,6 +505,15 @@ static void applyPretrained(PendingLayer &pending, const std::string &path,
     param.init.key = (key + suffix).str();
     param.init.namedAt = namedAt;
   };
+  if (layer.kind == LayerKind::BatchNorm) {
+    if (!pending.weightInitGiven)
+      fromFile(layer.weight, torchvision ? ".weight" : ".scale");
+    if (!pending.biasInitGiven)
+      fromFile(layer.bias, torchvision ? ".bias" : ".shift");
+    fromFile(layer.runningMean, torchvision ? ".running_mean" : ".mean");
+    fromFile(layer.runningVar, torchvision ? ".running_var" : ".var");
+    return;
+  }
   if (!pending.weightInitGiven)
     fromFile(layer.weight, ".weight");
   if (layer.hasBias && !pending.biasInitGiven)
@@ -644,7 +660,8 @@ void Sema::buildNetwork(const ast::Network &network) {
           key = (inFeatures ? "features." : "classifier.") +
                 std::to_string(index[inFeatures ? 0 : 1]++);
         }
-        applyPretrained(pending, pretrainedPath, pretrainedAt, key);
+        applyPretrained(pending, pretrainedPath, pretrainedAt, key,
+                        torchvisionNames);
       }
   }
 

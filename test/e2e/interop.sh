@@ -49,6 +49,56 @@ mkdir -p "$work/re" && cp "$work/tiny-vgg.net" "$work/re/" &&
 check "the re-imported export gives the same logits" \
   $PY compare "$work/re-logits.safetensors" "$work/logits.safetensors" --tol 0
 
+# Batch norm: `pretrained` reads its scale, shift, running mean and variance
+# under netc's names (a checkpoint's) and under torchvision's (an export's);
+# the two trainers give the same logits, bit for bit.
+mkdir -p "$work/bn/tv"
+cat >"$work/bn/bn.net" <<'NET'
+network bn {
+  input 3x32x32
+  classes 10
+  pretrained "bn.safetensors"
+  macro conv1 { c1: conv 4 kernel=3 pad=1; bn1: batchnorm; relu; maxpool 2 }
+  fc1: fc 10
+}
+NET
+sed 's/"bn.safetensors"/"bn.safetensors" names=torchvision/' "$work/bn/bn.net" >"$work/bn/tv/bn.net"
+/usr/bin/python3 - "$work" <<'PY'
+import array, random, sys; sys.path.insert(0, "../../bench")
+from torchvision_parity import write_st
+rng = random.Random(5)
+def t(shape, lo, hi):
+    n = 1
+    for d in shape:
+        n *= d
+    return (shape, array.array("f", [rng.uniform(lo, hi) for _ in range(n)]))
+write_st(f"{sys.argv[1]}/bn/bn.safetensors", {
+    "c1.weight": t([4, 3, 3, 3], -0.3, 0.3), "c1.bias": t([4], -0.1, 0.1),
+    "bn1.scale": t([4], 0.5, 1.5), "bn1.shift": t([4], -0.5, 0.5),
+    "bn1.mean": t([4], -1, 1), "bn1.var": t([4], 0.2, 3),
+    "fc1.weight": t([10, 1024], -0.05, 0.05), "fc1.bias": t([10], -0.1, 0.1)})
+PY
+"$NETC" "$work/bn/bn.net" -o "$work/bn.trainer" >/dev/null 2>&1
+check "pretrained reads a batch norm's four tensors under netc's names" test $? -eq 0
+"$NETRUN" export "$work/bn.trainer" --format torchvision \
+  -o "$work/bn/tv/bn.safetensors" >/dev/null 2>&1
+check "... its running mean and variance among them (their export)" /usr/bin/python3 - "$work" <<'PY'
+import sys; sys.path.insert(0, "../../bench")
+from torchvision_parity import read_st
+w = sys.argv[1]
+a, b = read_st(f"{w}/bn/bn.safetensors"), read_st(f"{w}/bn/tv/bn.safetensors")
+sys.exit(0 if a["bn1.mean"] == b["features.1.running_mean"] and
+         a["bn1.var"] == b["features.1.running_var"] else 1)
+PY
+"$NETC" "$work/bn/tv/bn.net" -o "$work/bn-tv.trainer" >/dev/null 2>&1
+check "... and under torchvision's" test $? -eq 0
+for t in bn bn-tv; do
+  "$NETRUN" infer "$work/$t.trainer" --images "$FIX/images.safetensors" \
+    -o "$work/$t-logits.safetensors" >/dev/null 2>&1
+done
+check "... which give the same logits" \
+  $PY compare "$work/bn-tv-logits.safetensors" "$work/bn-logits.safetensors" --tol 0
+
 # A checkpoint (here: the parameters given by --params) is what export
 # writes: a changed value comes out changed.
 /usr/bin/python3 - "$work" <<'PY'
