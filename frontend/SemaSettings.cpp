@@ -26,7 +26,9 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/Support/ErrorHandling.h"
+#include "llvm/Support/FormatVariadic.h"
 
+#include <cmath>
 #include <type_traits>
 
 using namespace netc;
@@ -555,7 +557,14 @@ void Sema::resolveTarget() {
                      "data std / S");
     return;
   }
-  model.augment.targetScale = stds.front() / *targetStd;
+  double scale = stds.front() / *targetStd;
+  if (!std::isfinite(static_cast<float>(scale))) {
+    error(targetLoc, "target std=S scales the image by data std / S = " +
+                         llvm::formatv("{0:e2}", scale).str() +
+                         ", beyond the 32-bit floats the trainer computes in");
+    return;
+  }
+  model.augment.targetScale = scale;
 }
 
 //===----------------------------------------------------------------------===//
@@ -805,6 +814,15 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
       std::optional<double> x =
           getNumberInRange(v, what, what, isStd ? kPositive : kAnyNumber);
       if (!x) {
+        ok = false;
+        continue;
+      }
+      // The pixels are scaled by 1 / std as 32-bit floats (the loader's
+      // rule, runtime/plan/Plan.cpp).
+      if (isStd && !std::isfinite(static_cast<float>(1 / *x))) {
+        error(v.loc, "'std' must be at least 3e-39 (the pixels are scaled by "
+                     "1 / std as 32-bit floats), got " +
+                         v.spelling);
         ok = false;
         continue;
       }
