@@ -135,6 +135,13 @@ Loc Sema::toLoc(SMLoc loc) {
   return result;
 }
 
+SMLoc Sema::toSMLoc(const Loc &loc) {
+  for (const auto &[id, name] : fileNames)
+    if (name == loc.file)
+      return lines.getLoc(id, loc.line, loc.col);
+  return SMLoc();
+}
+
 /// Paths in a file are relative to that file's directory. The result is
 /// absolute, so that the trainer works from any working directory: the
 /// file's directory as the system resolves it, or, for a buffer that is not

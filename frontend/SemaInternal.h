@@ -122,6 +122,8 @@ private:
   bool error(llvm::SMLoc loc, const llvm::Twine &msg);
   void note(llvm::SMLoc loc, const llvm::Twine &msg);
   Loc toLoc(llvm::SMLoc loc);
+  /// The inverse of toLoc, for a note at a place the model kept.
+  llvm::SMLoc toSMLoc(const Loc &loc);
   /// `path` as written at `loc`, made absolute against that file's folder.
   std::string resolvePath(llvm::SMLoc loc, llvm::StringRef path);
 

@@ -445,7 +445,7 @@ void Sema::buildGammas(const ast::Setting &s,
   }
   llvm::StringMap<SMLoc> given;
   for (const AugmentSpec::Gamma &g : out)
-    given.insert({g.macro, SMLoc()});
+    given.insert({g.macro, toSMLoc(g.loc)});
   for (const ast::Option &o : s.options) {
     auto layer = layerNames.find(o.name);
     bool isFC = layer != layerNames.end() && layer->second == LayerKind::FC;
@@ -1095,7 +1095,7 @@ void Sema::buildLrMults(const ast::Setting &s, PhaseSpec &phase) {
   }
   llvm::StringMap<SMLoc> given;
   for (const PhaseSpec::LrMult &m : phase.lrMults)
-    given.insert({m.name, SMLoc()});
+    given.insert({m.name, toSMLoc(m.loc)});
   for (const ast::Option &o : s.options) {
     StringRef name = o.name;
     StringRef twin = name;

@@ -141,17 +141,36 @@ std::pair<unsigned, unsigned> LineTable::getLineAndColumn(llvm::SMLoc loc,
   if (!bufferId)
     return {0, 0};
   StringRef text = srcMgr.getMemoryBuffer(bufferId)->getBuffer();
+  const std::vector<size_t> &starts = linesOf(bufferId);
+  size_t offset = loc.getPointer() - text.data();
+  auto next = std::upper_bound(starts.begin(), starts.end(), offset);
+  return {unsigned(next - starts.begin()),
+          unsigned(offset - *std::prev(next) + 1)};
+}
+
+llvm::SMLoc LineTable::getLoc(unsigned bufferId, unsigned line,
+                              unsigned column) {
+  if (!bufferId || bufferId > srcMgr.getNumBuffers())
+    return {};
+  StringRef text = srcMgr.getMemoryBuffer(bufferId)->getBuffer();
+  const std::vector<size_t> &starts = linesOf(bufferId);
+  if (line == 0 || line > starts.size() || column == 0 ||
+      starts[line - 1] + column - 1 > text.size())
+    return {};
+  return llvm::SMLoc::getFromPointer(text.data() + starts[line - 1] + column -
+                                     1);
+}
+
+const std::vector<size_t> &LineTable::linesOf(unsigned bufferId) {
   std::vector<size_t> &starts = lineStarts[bufferId];
   if (starts.empty()) {
+    StringRef text = srcMgr.getMemoryBuffer(bufferId)->getBuffer();
     starts.push_back(0);
     for (size_t i = text.find('\n'); i != StringRef::npos;
          i = text.find('\n', i + 1))
       starts.push_back(i + 1);
   }
-  size_t offset = loc.getPointer() - text.data();
-  auto next = std::upper_bound(starts.begin(), starts.end(), offset);
-  return {unsigned(next - starts.begin()),
-          unsigned(offset - *std::prev(next) + 1)};
+  return starts;
 }
 
 //===----------------------------------------------------------------------===//

@@ -57,7 +57,14 @@ public:
   std::pair<unsigned, unsigned> getLineAndColumn(llvm::SMLoc loc,
                                                  unsigned bufferId = 0);
 
+  /// The location at `line` and `column` of buffer `bufferId`: the inverse
+  /// of getLineAndColumn. An invalid one where there is no such place.
+  llvm::SMLoc getLoc(unsigned bufferId, unsigned line, unsigned column);
+
 private:
+  /// The offsets at which the lines of buffer `bufferId` start.
+  const std::vector<size_t> &linesOf(unsigned bufferId);
+
   const llvm::SourceMgr &srcMgr;
   /// Per buffer, the offset at which each line starts.
   llvm::DenseMap<unsigned, std::vector<size_t>> lineStarts;
