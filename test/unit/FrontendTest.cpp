@@ -465,8 +465,11 @@ network n {
   EXPECT_EQ(l[0]->bias.init.path, absolute("dir/vgg.safetensors"));
   EXPECT_EQ(l[0]->bias.init.key, "conv1.bias");
   EXPECT_EQ(l[3]->weight.init.kind, InitSpec::Kind::File);
-  EXPECT_EQ(l[3]->weight.init.key, "batchnorm1.weight");
-  EXPECT_EQ(l[3]->bias.init.key, "batchnorm1.bias");
+  // A batch norm's four tensors, under the names its parameters have.
+  EXPECT_EQ(l[3]->weight.init.key, "batchnorm1.scale");
+  EXPECT_EQ(l[3]->bias.init.key, "batchnorm1.shift");
+  EXPECT_EQ(l[3]->runningMean.init.key, "batchnorm1.mean");
+  EXPECT_EQ(l[3]->runningVar.init.key, "batchnorm1.var");
   EXPECT_EQ(l[4]->weight.init.key, "fc1.weight");
   EXPECT_NE(l[4]->bias.init.kind, InitSpec::Kind::File); // no bias
 }
