@@ -161,7 +161,7 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
           network.emitError()
               << "network name '" << network.getSymName()
               << "' is the name of a phase of the default schedule; rename "
-                 "the network or give the file a train section";
+                 "the network or give the train section phases of its own";
           return signalPassFailure();
         }
     }
