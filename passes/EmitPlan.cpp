@@ -48,7 +48,10 @@ json::Array ints(ArrayRef<int64_t> values) {
   return a;
 }
 
-json::Value initJson(Attribute init) {
+/// `param`'s init; a file's key is the tensor netc read (an empty key: the
+/// parameter's own name).
+json::Value initJson(ParamOp param) {
+  Attribute init = param.getInit();
   if (auto g = dyn_cast<GaussianInitAttr>(init))
     return json::Object{{"kind", "gaussian"},
                         {"std", g.getStd().convertToDouble()},
@@ -58,7 +61,9 @@ json::Value initJson(Attribute init) {
                         {"value", c.getValue().convertToDouble()}};
   auto f = cast<FileInitAttr>(init);
   return json::Object{
-      {"kind", "file"}, {"path", f.getPath()}, {"key", f.getKey()}};
+      {"kind", "file"},
+      {"path", f.getPath()},
+      {"key", f.getKey().empty() ? param.getSymName() : f.getKey()}};
 }
 
 /// Whether every number in `a` is finite: JSON has no NaN or Inf.
@@ -462,7 +467,7 @@ FailureOr<json::Value> netc::buildPlan(ModuleOp module) {
                      {"trainable", p.getTrainable()},
                      {"lr_mult", p.getLrMult().convertToDouble()},
                      {"decay_mult", p.getDecayMult().convertToDouble()},
-                     {"init", initJson(p.getInit())}});
+                     {"init", initJson(p)}});
   }
   plan["params"] = std::move(params);
   if (json::Object names = torchvisionNames(module); !names.empty())
@@ -890,6 +895,16 @@ LogicalResult netc::writeTrainer(ModuleOp module, StringRef directory) {
   if (std::error_code ec = commit(files, /*keep=*/true))
     return outputError(module)
            << "cannot rename into " << directory << ": " << ec.message();
+  // A trainer compiled before with imported parameters keeps no stale copy
+  // of them (netrun would not read it, but it says what is not so).
+  if (tensors.empty()) {
+    SmallString<256> stale(directory);
+    llvm::sys::path::append(stale, "params.safetensors");
+    if (std::error_code ec = llvm::sys::fs::remove(stale))
+      module.emitWarning() << "cannot remove " << stale
+                           << ", which this plan does not read: "
+                           << ec.message();
+  }
   return success();
 }
 

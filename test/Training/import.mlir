@@ -15,6 +15,18 @@
 // RUN: python3 %S/Inputs/make-safetensors.py %t/w.safetensors conv1.weight 2x1x3x3
 // RUN: not netc %t/pre.net -o %t/bad.trainer 2>&1 | FileCheck %s --check-prefix=MISSING
 // MISSING: error: layer 'conv1': '{{.*}}w.safetensors' has no tensor 'conv1.bias'
+// init=file(...) without a key reads the parameter's own name, which the
+// plan's init names.
+// RUN: python3 %S/Inputs/make-safetensors.py %t/w.safetensors fc1.weight 3x8
+// RUN: printf 'network k {\n  input 1x2x4\n  classes 3\n  fc1: fc 3 init=file("w.safetensors")\n}\n' > %t/key.net
+// RUN: netc %t/key.net -o %t/key.trainer
+// RUN: python3 -c "import json; p = json.load(open('%t/key.trainer/plan.json')); print([q['init'] for q in p['params'] if q['name'] == 'fc1.weight'])" | FileCheck %s --check-prefix=KEY
+// KEY: 'key': 'fc1.weight'
+// Compiled again without imports, the trainer keeps no params.safetensors.
+// RUN: test -e %t/key.trainer/params.safetensors
+// RUN: sed 's/ init=file("w.safetensors")//' %t/key.net > %t/nokey.net
+// RUN: netc %t/nokey.net -o %t/key.trainer
+// RUN: test ! -e %t/key.trainer/params.safetensors
 // RUN: echo garbage > %t/w.safetensors
 // RUN: not netc %t/pre.net -o %t/bad.trainer 2>&1 | FileCheck %s --check-prefix=CORRUPT
 // CORRUPT: error: '{{.*}}w.safetensors': safetensors header runs past the end
