@@ -64,6 +64,39 @@ std::string outputTarget(const std::string &path) {
   return target;
 }
 
+void writeFileAtomically(const std::string &path, std::string_view bytes) {
+  std::string target = outputTarget(path);
+  std::string tmp = target + ".tmp";
+  auto fail = [&](int err) {
+    ::unlink(tmp.c_str());
+    throw FileError(
+        fmt::format("{}: cannot write: {}", path, std::strerror(err)));
+  };
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw FileError(
+        fmt::format("{}: cannot write: {}", path, std::strerror(errno)));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      fail(err);
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    fail(err);
+  }
+  if (::close(fd) != 0 || std::rename(tmp.c_str(), target.c_str()) != 0)
+    fail(errno);
+}
+
 bool isWithin(const std::filesystem::path &path,
               const std::filesystem::path &dir) {
   return !dir.empty() &&

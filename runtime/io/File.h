@@ -17,6 +17,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace netc::io {
 
@@ -61,6 +62,11 @@ std::string readFile(const std::string &path, uint64_t maxBytes);
 /// FIFO or socket there is a FileError: renaming over `/dev/null` or a FIFO
 /// would replace it with a plain file.
 std::string outputTarget(const std::string &path);
+
+/// Writes `bytes` to `path` atomically: a temporary file beside its
+/// outputTarget, fsync, rename over it. A FileError, "PATH: cannot write:
+/// REASON", leaves what was there as it was.
+void writeFileAtomically(const std::string &path, std::string_view bytes);
 
 /// Whether `path` is `dir` or lies inside it, element by element (the
 /// caller resolves links, or normalises, as it needs); false for an empty

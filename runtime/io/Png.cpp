@@ -62,35 +62,12 @@ void writePng(const std::string &path, int64_t width, int64_t height,
   chunk(file, "IDAT", packed);
   chunk(file, "IEND", {});
 
-  std::string target;
   try {
-    target = outputTarget(path);
+    writeFileAtomically(
+        path, std::string_view(reinterpret_cast<const char *>(file.data()),
+                               file.size()));
   } catch (const FileError &e) {
     throw PngError(e.what());
-  }
-  std::string tmp = target + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0)
-    throw PngError(
-        fmt::format("{}: cannot write: {}", path, std::strerror(errno)));
-  size_t done = 0;
-  while (done < file.size()) {
-    ssize_t n = ::write(fd, file.data() + done, file.size() - done);
-    if (n <= 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw PngError(
-          fmt::format("{}: cannot write: {}", path, std::strerror(err)));
-    }
-    done += size_t(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0 ||
-      std::rename(tmp.c_str(), target.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw PngError(
-        fmt::format("{}: cannot write: {}", path, std::strerror(err)));
   }
 }
 

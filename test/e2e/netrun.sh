@@ -497,6 +497,14 @@ out=$("$NETRUN" export "$work/diverge.trainer" --format torchvision -o "$work/fi
 check "export refuses an output that is a FIFO" \
   test $rc -eq 1 -a -n "$(grep "fifo: is a FIFO, not a regular file" <<<"$out")"
 check "... and leaves it a FIFO" test -p "$work/fifo"
+out=$(timeout 20 "$NETRUN" plot "$work/m.jsonl" -o "$work/fifo" 2>&1); rc=$?
+check "plot refuses an output that is a FIFO (it hung in its open)" \
+  test $rc -eq 1 -a -n "$(grep "fifo: is a FIFO, not a regular file" <<<"$out")"
+out=$("$NETRUN" plot "$work/m.jsonl" -o /dev/full 2>&1); rc=$?
+check "plot refuses a device (it wrote into /dev/full and said it wrote)" \
+  test $rc -eq 1 -a -n "$(grep "/dev/full: is a character device" <<<"$out")"
+check "... and leaves no temporary file beside its outputs" \
+  test -z "$(find "$work" /dev -maxdepth 1 -name '*.plot.*' 2>/dev/null)"
 python3 - "$work/nan-images.safetensors" <<'PY'
 import json, struct, sys
 values = [0.5] * (1 * 28 * 28)

@@ -8,11 +8,16 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
+
+#include <unistd.h>
 
 #ifdef NETC_HAVE_PLPLOT
 #include <plplot.h>
@@ -183,12 +188,21 @@ void markPhases(const Metrics &m, double ylo, double yhi) {
 
 void writePng(const Metrics &m, const std::string &out,
               const std::string &title, int width, int height) {
-  // PLplot's driver opens the file only at the end and exits the process
-  // on failure: make sure it can be written first.
-  if (std::FILE *f = std::fopen(out.c_str(), "wb"))
-    std::fclose(f);
-  else
-    throw std::runtime_error(fmt::format("{}: cannot be written", out));
+  // PLplot's driver writes a file by name, exits the process when it cannot
+  // open it and does not report a failed write. So it draws into a
+  // temporary file this process made beside the target (a directory,
+  // device or FIFO there is refused first), whose bytes, checked whole,
+  // then go to `out` as every output does: atomically.
+  std::string drawn = io::outputTarget(out) + ".plot.XXXXXX";
+  int fd = ::mkstemp(drawn.data());
+  if (fd < 0)
+    throw io::FileError(
+        fmt::format("{}: cannot write: {}", out, std::strerror(errno)));
+  ::close(fd);
+  struct Unlink {
+    const std::string &path;
+    ~Unlink() { ::unlink(path.c_str()); }
+  } unlinkDrawn{drawn};
   double xmax = 1;
   for (auto &[name, curve] : m.losses)
     for (auto &p : curve)
@@ -197,7 +211,7 @@ void writePng(const Metrics &m, const std::string &out,
     xmax = std::max(xmax, p.first);
 
   plsdev("pngcairo");
-  plsfnam(out.c_str());
+  plsfnam(drawn.c_str());
   plsetopt("geometry", fmt::format("{}x{}", width, height).c_str());
   setColours();
   plinit();
@@ -296,6 +310,19 @@ void writePng(const Metrics &m, const std::string &out,
     plptex(xmax / 2, (elo + ehi) / 2, 1, 0, 0.5, "no evaluation yet");
   }
   plend();
+
+  // A whole PNG starts with its signature and ends with the IEND chunk.
+  std::string png = io::readFile(drawn, uint64_t(1) << 30);
+  static constexpr std::string_view kSignature("\x89PNG\r\n\x1a\n", 8);
+  static constexpr std::string_view kEnd("\0\0\0\0IEND\xae\x42\x60\x82", 12);
+  if (png.size() < kSignature.size() + kEnd.size() ||
+      std::string_view(png).substr(0, kSignature.size()) != kSignature ||
+      std::string_view(png).substr(png.size() - kEnd.size()) != kEnd)
+    throw io::FileError(fmt::format(
+        "{}: cannot write: the plot came out incomplete ({} bytes; is the "
+        "disk full?)",
+        out, png.size()));
+  io::writeFileAtomically(out, png);
 }
 
 #else
