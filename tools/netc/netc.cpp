@@ -333,6 +333,9 @@ static int compile(int argc, char **argv) {
             func.getSymName(),
             func->getAttrOfType<mlir::IntegerAttr>("net.batch").getInt(),
             bytes.getInt() / 1048576.0);
+    // A question about memory writes nothing unless an output is named.
+    if (emit == Stage::Trainer && !outputFile.getNumOccurrences())
+      return 0;
   } else if (statsBatch != 0) {
     return fail("--batch only applies to --stats");
   }
@@ -350,8 +353,7 @@ static int compile(int argc, char **argv) {
       dir = (sys::path::stem(inputFile) + ".trainer").str();
     if (failed(netc::writeTrainer(*module, dir)))
       return 1;
-    if (!llvm::AreStatisticsEnabled())
-      outs() << "netc: wrote " << dir << "\n";
+    outs() << "netc: wrote " << dir << "\n";
     return 0;
   }
   if (emit == Stage::Plan) {
