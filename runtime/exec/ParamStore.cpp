@@ -93,7 +93,7 @@ ParamStoreT<T>::ParamStoreT(const plan::Plan &plan, uint64_t seed,
         throw io::SafetensorsError(fmt::format(
             "parameter '{}': its initial value is {} at element {} (an "
             "init beyond 32-bit floats?)",
-            spec.name, double(init[i]), i));
+            spec.name, io::formatNumber(double(init[i])), i));
     memory_.upload(e.value.data(), init.data(), e.value.bytes());
     // `init` dies here: the upload must have read it (Memory.h).
     memory_.synchronize();
@@ -210,7 +210,7 @@ void ParamStoreT<T>::upload(const io::TensorFile &file, const std::string &what,
       throw io::SafetensorsError(
           fmt::format("{}: tensor '{}' holds {} at element {} (the "
                       "parameters of a run that diverged?)",
-                      what, key, t->data[i], i));
+                      what, key, io::formatNumber(t->data[i]), i));
   std::vector<T> host(t->data.begin(), t->data.end());
   memory_.upload(dst.data(), host.data(), dst.bytes());
   memory_.synchronize(); // `host` dies here

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -215,6 +216,14 @@ std::string printable(const std::string &text, bool keepNewlines) {
     i += n;
   }
   return out;
+}
+
+std::string formatNumber(double v) {
+  if (std::isnan(v))
+    return "NaN";
+  if (std::isinf(v))
+    return v > 0 ? "+infinity" : "-infinity";
+  return fmt::format("{}", v);
 }
 
 std::string formatBytes(uint64_t bytes) {

@@ -86,6 +86,10 @@ std::string printable(const std::string &text, bool keepNewlines = true);
 /// "1.5 GiB", "12 MiB", "640 bytes": sizes in messages.
 std::string formatBytes(uint64_t bytes);
 
+/// A number in messages, with NaN and the infinities spelt out ("NaN",
+/// "+infinity", "-infinity") where printf writes "-nan" or "inf".
+std::string formatNumber(double v);
+
 /// Memory this process could still get: MemAvailable, bounded by the
 /// limits of its cgroup and the cgroup's ancestors (v1 or v2; reclaimable
 /// file cache counted as free). Nothing if it cannot be told. Allocations of

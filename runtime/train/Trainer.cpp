@@ -168,7 +168,8 @@ int64_t forEachBatch(
             "{}: image {} of the set gives the logit {} (programs.{}): no "
             "error rate can be measured (parameters that diverged, or a "
             "layer that computes non-finite values from finite ones)",
-            plan.file, start + (bad - logits.begin()) / classes, *bad, name));
+            plan.file, start + (bad - logits.begin()) / classes,
+            io::formatNumber(*bad), name));
       onLogits(start, n, logits.data(), labels.data(), area.replaced.data());
     }
   }
@@ -287,7 +288,7 @@ std::string firstNonFinite(const io::TensorFile &tensors) {
     for (size_t i = 0; i < t.data.size(); ++i)
       if (!std::isfinite(t.data[i]))
         return fmt::format("tensor '{}' holds {} at element {}", name,
-                           t.data[i], i);
+                           io::formatNumber(t.data[i]), i);
   return "";
 }
 
@@ -707,9 +708,15 @@ std::string Trainer::overwriteProblem() const {
   std::string where = "a run";
   try { // what the checkpoint holds, for the message (best effort)
     json j = json::parse(io::readFile(checkpointStatePath(plan_), 1 << 20));
+    std::string phase = j.at("phase").get<std::string>();
+    int64_t step = j.at("global_step").get<int64_t>();
+    if (phase == "done")
+      return fmt::format("{} holds the checkpoint of a finished run (global "
+                         "step {}): `netrun eval` evaluates it, --restart "
+                         "trains from the start and replaces it",
+                         path, step);
     where = fmt::format("a run at phase '{}', global step {}",
-                        j.at("phase").get<std::string>(),
-                        j.at("global_step").get<int64_t>());
+                        io::printable(phase, false), step);
   } catch (const std::exception &) {
   }
   return fmt::format("{} holds the checkpoint of {}: --resume continues it, "
@@ -975,8 +982,8 @@ void Trainer::runPhase(size_t pi) {
       throw CollectiveError(fmt::format(
           "phase '{}' step {} (epoch {}, global step {}): {} is {}{}; "
           "training stopped, {}",
-          ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what, v, where,
-          keptCheckpoint()));
+          ph.phase, t + 1, epoch + 1, state_.globalStep + 1, what,
+          io::formatNumber(v), where, keptCheckpoint()));
     };
     for (size_t i = 0; i < prog.terms.size(); ++i)
       if (!std::isfinite(scalars[i + 1]))

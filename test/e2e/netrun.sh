@@ -326,7 +326,7 @@ cp "$work/diverge.trainer/checkpoint.safetensors" "$work/pretrained.safetensors"
 out=$("$NETRUN" train "$work/diverge.trainer" --backend reference --resume 2>&1); rc=$?
 check "a run whose last update diverges stops (exit status $rc)" test $rc -eq 1
 check "... saying so, and that the last good checkpoint is kept" \
-  grep -q "the end of phase 'joint': .*gives the logit -\?nan .*parameters that diverged.*; training stopped, the last good checkpoint" <<<"$out"
+  grep -q "the end of phase 'joint': .*gives the logit NaN .*parameters that diverged.*; training stopped, the last good checkpoint" <<<"$out"
 check "... printing no test error for the diverged model" bash -c "! grep -q '\[joint\] test error' <<<'$out'"
 check "... and leaving the checkpoint as it was" cmp -s "$work/pretrained.safetensors" "$work/diverge.trainer/checkpoint.safetensors"
 
@@ -342,7 +342,27 @@ open(sys.argv[2], "wb").write(data)
 PY
 out=$("$NETRUN" eval "$work/diverge.trainer" --backend reference --params "$work/nan.safetensors" 2>&1); rc=$?
 check "eval of parameters holding a NaN is an error naming the tensor" \
-  test $rc -eq 1 -a -n "$(grep "nan.safetensors: tensor 'fc3.bias' holds nan at element 0" <<<"$out")"
+  test $rc -eq 1 -a -n "$(grep "nan.safetensors: tensor 'fc3.bias' holds NaN at element 0" <<<"$out")"
+
+# A step whose loss is not finite stops the run, saying which term.
+sed 's/lr=0.005 momentum=0.9; batch 16; epochs 1; steps 4/lr=1e30 momentum=0.9; batch 16; epochs 1; steps 3/' \
+  phases.net > "$work/diverge3.net"
+"$BUILD/bin/netc" "$work/diverge3.net" --augment=none -o "$work/diverge3.trainer" >/dev/null 2>&1
+out=$("$NETRUN" train "$work/diverge3.trainer" --backend reference 2>&1); rc=$?
+check "a step whose loss is NaN stops the run, naming the term and the NaN (it said -nan)" \
+  test $rc -eq 1 -a -n "$(grep "phase 'joint' step 2 (epoch 1, global step 6): loss term 'classification' is NaN; training stopped" <<<"$out")"
+
+# Over a finished run's checkpoint, a run without --resume or --restart says
+# the run finished (it named a phase 'done'); --resume says there is nothing
+# left to do.
+"$BUILD/bin/netc" phases.net --augment=none -o "$work/finished.trainer" >/dev/null 2>&1
+"$NETRUN" train "$work/finished.trainer" --backend reference >/dev/null 2>&1
+out=$("$NETRUN" train "$work/finished.trainer" --backend reference 2>&1); rc=$?
+check "train over a finished run's checkpoint says it finished" \
+  test $rc -eq 1 -a -n "$(grep "holds the checkpoint of a finished run (global step 8): .netrun eval. evaluates it, --restart" <<<"$out")"
+out=$("$NETRUN" train "$work/finished.trainer" --backend reference --resume 2>&1); rc=$?
+check "... and --resume that training already finished" \
+  test $rc -eq 0 -a -n "$(grep "training already finished" <<<"$out")"
 
 # An existing checkpoint is neither overwritten by a run that forgot
 # --resume nor by an option that swallowed it.
@@ -515,7 +535,7 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + struct.pack("<%df"
 PY
 out=$("$NETRUN" infer "$work/diverge.trainer" --backend reference --images "$work/nan-images.safetensors" -o "$work/logits.safetensors" 2>&1); rc=$?
 check "infer refuses images holding NaN" \
-  test $rc -eq 1 -a -n "$(grep "tensor 'images' holds nan at element 7" <<<"$out")"
+  test $rc -eq 1 -a -n "$(grep "tensor 'images' holds NaN at element 7" <<<"$out")"
 
 # netc: its output over its own input, and a full output.
 cp phases.net "$work/self.net"

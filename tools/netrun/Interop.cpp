@@ -157,7 +157,7 @@ io::TensorFile inferLogits(const plan::Plan &plan, exec::ParamStore &params,
     if (!std::isfinite(in->data[i]))
       throw InteropError(fmt::format("{}: tensor 'images' holds {} at "
                                      "element {}",
-                                     what, in->data[i], i));
+                                     what, io::formatNumber(in->data[i]), i));
   exec::Executor exe(plan, "eval", params, backend); // none: a PlanError
   const plan::Program &prog = exe.program();
   if (!prog.logits)
