@@ -62,7 +62,8 @@ commands:
                             /usr/share/datasets/<kind>)
       --seed N              seed of initialisation, shuffling, augmentation,
                             dropout (1)
-      --log-every N         print a progress line every N steps (50)
+      --log-every N         print a progress line every N steps (50), and
+                            at each phase's first and last step
       --metrics FILE        also write metrics as JSON lines to FILE
       --resume              continue from TRAINER/checkpoint.safetensors
       --restart             train from the start, replacing that checkpoint
