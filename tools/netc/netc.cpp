@@ -244,11 +244,11 @@ static int compile(int argc, char **argv) {
 
   std::string error;
   std::unique_ptr<ToolOutputFile> output;
+  if (outputFile != "-" && sys::fs::equivalent(inputFile, outputFile))
+    return fail("-o " + outputFile +
+                " is the model file itself; name "
+                "another output");
   if (emit != Stage::Trainer) {
-    if (outputFile != "-" && sys::fs::equivalent(inputFile, outputFile))
-      return fail("-o " + outputFile +
-                  " is the model file itself; name "
-                  "another output");
     output = mlir::openOutputFile(outputFile, &error);
     if (!output)
       return fail(error);
