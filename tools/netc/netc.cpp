@@ -313,8 +313,18 @@ static int compile(int argc, char **argv) {
   if (!precision.empty())
     (*module)->setAttr("net.precision",
                        mlir::StringAttr::get(&context, precision));
-  if (!layout.empty())
+  if (!layout.empty()) {
+    // A command-line mistake is netc's error, not one at the network's line
+    // (net-precision's check, for netc-opt, can only point there).
+    auto chosen = (*module)->getAttrOfType<mlir::StringAttr>("net.precision");
+    if (layout == "nchw" && chosen && chosen.getValue() == "bf16")
+      return fail(
+          Twine("--layout=nchw: bf16 plans keep their maps NHWC (the "
+                "precision is bf16 ") +
+          (precision.empty() ? "by the train section" : "by --precision") +
+          "); NCHW is for fp32 and tf32");
     (*module)->setAttr("net.layout", mlir::StringAttr::get(&context, layout));
+  }
 
   // `--stats` is LLVM's own flag (it cannot be registered twice); netc
   // answers it with the memory plan's peak per program, planned on a copy
