@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <fstream>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,37 +67,83 @@ std::string outputTarget(const std::string &path) {
   return target;
 }
 
-void writeFileAtomically(const std::string &path, std::string_view bytes) {
-  std::string target = outputTarget(path);
-  std::string tmp = target + ".tmp";
-  auto fail = [&](int err) {
-    ::unlink(tmp.c_str());
-    throw FileError(
-        fmt::format("{}: cannot write: {}", path, std::strerror(err)));
-  };
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+/// The folder an atomic write of `target` puts its temporary file in, and
+/// that file's name prefix (the pid follows).
+static std::pair<std::filesystem::path, std::string>
+temporaryPlace(const std::filesystem::path &target) {
+  return {target.parent_path().empty() ? std::filesystem::path(".")
+                                       : target.parent_path(),
+          "." + target.filename().string() + ".tmp."};
+}
+
+void writeFileAtomically(const std::string &path,
+                         const std::vector<std::string_view> &pieces) {
+  std::filesystem::path target = outputTarget(path);
+  auto [dir, prefix] = temporaryPlace(target);
+  std::string tmp = (dir / (prefix + std::to_string(::getpid()))).string();
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::open(tmp.c_str(), flags, 0644);
+  if (fd < 0 && errno == EEXIST) { // this pid's own leftover, or a planted
+    ::unlink(tmp.c_str());         // link: removed, not written through
+    fd = ::open(tmp.c_str(), flags, 0644);
+  }
   if (fd < 0)
-    throw FileError(
-        fmt::format("{}: cannot write: {}", path, std::strerror(errno)));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : EIO;
+    throw FileError(fmt::format("{}: cannot create {}: {}", path, tmp,
+                                std::strerror(errno)));
+  auto fail = [&](const char *step, int err) {
+    if (fd >= 0)
       ::close(fd);
-      fail(err);
+    ::unlink(tmp.c_str());
+    throw FileError(fmt::format("{}: cannot write ({}): {}", path, step,
+                                std::strerror(err)));
+  };
+  for (std::string_view piece : pieces)
+    while (!piece.empty()) {
+      ssize_t n = ::write(fd, piece.data(), piece.size());
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        fail("write", n < 0 ? errno : EIO);
+      piece.remove_prefix(size_t(n));
     }
-    done += size_t(n);
+  if (::fsync(fd) != 0)
+    fail("fsync", errno);
+  int closed = ::close(fd);
+  fd = -1;
+  if (closed != 0)
+    fail("close", errno);
+  if (::rename(tmp.c_str(), target.c_str()) != 0)
+    fail("rename", errno);
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
   }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    fail(err);
+}
+
+int removeStaleTemporaries(const std::string &path) {
+  namespace fs = std::filesystem;
+  auto [dir, prefix] = temporaryPlace(outputTarget(path));
+  int removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), last; !ec && it != last;
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0)
+      continue;
+    std::string pidText = name.substr(prefix.size());
+    long pid = 0;
+    auto [end, err] =
+        std::from_chars(pidText.data(), pidText.data() + pidText.size(), pid);
+    if (err != std::errc() || end != pidText.data() + pidText.size() ||
+        pid <= 0)
+      continue;
+    bool alive =
+        pid != ::getpid() && (::kill(pid_t(pid), 0) == 0 || errno == EPERM);
+    if (!alive && fs::remove(it->path(), ec))
+      ++removed;
   }
-  if (::close(fd) != 0 || std::rename(tmp.c_str(), target.c_str()) != 0)
-    fail(errno);
+  return removed;
 }
 
 bool isWithin(const std::filesystem::path &path,

@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace netc::io {
 
@@ -63,10 +64,23 @@ std::string readFile(const std::string &path, uint64_t maxBytes);
 /// would replace it with a plain file.
 std::string outputTarget(const std::string &path);
 
-/// Writes `bytes` to `path` atomically: a temporary file beside its
-/// outputTarget, fsync, rename over it. A FileError, "PATH: cannot write:
-/// REASON", leaves what was there as it was.
-void writeFileAtomically(const std::string &path, std::string_view bytes);
+/// Writes `pieces`, one after another, to `path` atomically: a hidden
+/// temporary file beside its outputTarget (`.<name>.tmp.<pid>`, created
+/// afresh: a link or file of that name is removed, never followed), fsync,
+/// rename over the target, fsync of the folder. A FileError naming `path`
+/// and the reason leaves what was there as it was.
+void writeFileAtomically(const std::string &path,
+                         const std::vector<std::string_view> &pieces);
+inline void writeFileAtomically(const std::string &path,
+                                std::string_view bytes) {
+  writeFileAtomically(path, std::vector<std::string_view>{bytes});
+}
+
+/// Removes the temporary files that an atomic write of `path` left behind
+/// when its process was killed (`.<name>.tmp.<pid>` of a process that no
+/// longer runs). Returns how many it removed; never throws for an
+/// unreadable folder.
+int removeStaleTemporaries(const std::string &path);
 
 /// Whether `path` is `dir` or lies inside it, element by element (the
 /// caller resolves links, or normalises, as it needs); false for an empty

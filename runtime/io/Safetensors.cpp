@@ -6,17 +6,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <cerrno>
-#include <charconv>
-#include <cstring>
-#include <filesystem>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <tuple>
-
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace netc::io {
 
@@ -212,109 +205,6 @@ TensorFile readSafetensors(const std::string &path) {
   return file;
 }
 
-static void writeAll(int fd, const char *data, size_t n,
-                     const std::string &path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, data, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      throw SafetensorsError(
-          fmt::format("{}: write failed: {}", path, std::strerror(errno)));
-    }
-    data += w;
-    n -= size_t(w);
-  }
-}
-
-/// Writes the pieces to `path` atomically.
-static void
-writeAtomic(const std::string &path,
-            const std::vector<std::pair<const char *, size_t>> &parts) {
-  namespace fs = std::filesystem;
-  fs::path target;
-  try {
-    target = outputTarget(path);
-  } catch (const FileError &e) {
-    throw SafetensorsError(e.what());
-  }
-  fs::path dir =
-      target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  std::string tmp = (dir / ("." + target.filename().string() + ".tmp." +
-                            std::to_string(::getpid())))
-                        .string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw SafetensorsError(fmt::format("{}: cannot create {}: {}", path, tmp,
-                                       std::strerror(errno)));
-  try {
-    for (auto &[data, n] : parts)
-      writeAll(fd, data, n, path);
-    if (::fsync(fd) != 0)
-      throw SafetensorsError(
-          fmt::format("{}: fsync failed: {}", path, std::strerror(errno)));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    throw SafetensorsError(
-        fmt::format("{}: close failed: {}", path, std::strerror(errno)));
-  }
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw SafetensorsError(
-        fmt::format("{}: rename failed: {}", path, std::strerror(err)));
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
-
-int removeStaleTemporaries(const std::string &path) {
-  namespace fs = std::filesystem;
-  fs::path target;
-  try {
-    target = outputTarget(path);
-  } catch (const FileError &e) {
-    throw SafetensorsError(e.what());
-  }
-  fs::path dir =
-      target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  std::string prefix = "." + target.filename().string() + ".tmp.";
-  int removed = 0;
-  std::error_code ec;
-  // Never throws: an unreadable folder just removes nothing.
-  for (fs::directory_iterator it(dir, ec), last; !ec && it != last;
-       it.increment(ec)) {
-    const fs::directory_entry &e = *it;
-    std::string name = e.path().filename().string();
-    if (name.compare(0, prefix.size(), prefix) != 0)
-      continue;
-    std::string pidText = name.substr(prefix.size());
-    long pid = 0;
-    auto [end, err] =
-        std::from_chars(pidText.data(), pidText.data() + pidText.size(), pid);
-    if (err != std::errc() || end != pidText.data() + pidText.size() ||
-        pid <= 0)
-      continue;
-    bool alive =
-        pid != ::getpid() && (::kill(pid_t(pid), 0) == 0 || errno == EPERM);
-    if (!alive && fs::remove(e.path(), ec))
-      ++removed;
-  }
-  return removed;
-}
-
-void writeFileAtomic(const std::string &path, const std::string &text) {
-  writeAtomic(path, {{text.data(), text.size()}});
-}
-
 void writeSafetensors(const std::string &path, const TensorFile &file) {
   json header = json::object();
   uint64_t offset = 0;
@@ -338,13 +228,16 @@ void writeSafetensors(const std::string &path, const TensorFile &file) {
   uint8_t len[8];
   for (int i = 0; i < 8; ++i)
     len[i] = uint8_t(uint64_t(text.size()) >> (8 * i));
-  std::vector<std::pair<const char *, size_t>> parts;
-  parts.push_back({reinterpret_cast<const char *>(len), 8});
-  parts.push_back({text.data(), text.size()});
+  std::vector<std::string_view> pieces{{reinterpret_cast<const char *>(len), 8},
+                                       text};
   for (auto &[name, t] : file.tensors)
-    parts.push_back(
-        {reinterpret_cast<const char *>(t.data.data()), t.data.size() * 4});
-  writeAtomic(path, parts);
+    pieces.emplace_back(reinterpret_cast<const char *>(t.data.data()),
+                        t.data.size() * 4);
+  try {
+    writeFileAtomically(path, pieces);
+  } catch (const FileError &e) {
+    throw SafetensorsError(e.what());
+  }
 }
 
 } // namespace netc::io

@@ -52,14 +52,6 @@ TensorFile readSafetensors(const std::string &path);
 /// Writes `file` to `path` atomically (tensors in name order).
 void writeSafetensors(const std::string &path, const TensorFile &file);
 
-/// Writes `text` to `path` atomically (temporary file, fsync, rename).
-void writeFileAtomic(const std::string &path, const std::string &text);
-
-/// Removes the temporary files that an atomic write of `path` left behind
-/// when its process was killed (`.<name>.tmp.<pid>` of a process that no
-/// longer runs). Returns how many it removed.
-int removeStaleTemporaries(const std::string &path);
-
 } // namespace netc::io
 
 #endif // NETC_RUNTIME_IO_SAFETENSORS_H

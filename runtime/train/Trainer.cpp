@@ -317,7 +317,7 @@ void saveCheckpoint(const plan::Plan &plan, io::TensorFile f,
             {"train_images", s.trainImages},
             {"plan", plan.fingerprint}};
   try {
-    io::writeFileAtomic(checkpointStatePath(plan), j.dump(2) + "\n");
+    io::writeFileAtomically(checkpointStatePath(plan), j.dump(2) + "\n");
   } catch (const std::exception &e) {
     throw TrainError(fmt::format("{} (the checkpoint itself, {}, was "
                                  "written: this file only repeats its state "
@@ -710,7 +710,8 @@ std::string Trainer::overwriteProblem() const {
     json j = json::parse(io::readFile(checkpointStatePath(plan_), 1 << 20));
     std::string phase = j.at("phase").get<std::string>();
     int64_t step = j.at("global_step").get<int64_t>();
-    if (phase == "done")
+    // Finished by its index past the schedule: a phase may be named "done".
+    if (j.at("phase_index").get<int64_t>() >= int64_t(plan_.schedule.size()))
       return fmt::format("{} holds the checkpoint of a finished run (global "
                          "step {}): `netrun eval` evaluates it, --restart "
                          "trains from the start and replaces it",

@@ -363,6 +363,13 @@ check "train over a finished run's checkpoint says it finished" \
 out=$("$NETRUN" train "$work/finished.trainer" --backend reference --resume 2>&1); rc=$?
 check "... and --resume that training already finished" \
   test $rc -eq 0 -a -n "$(grep "training already finished" <<<"$out")"
+# A phase may be named "done": a run stopped inside it has not finished.
+sed 's/phase joint {/phase done {/' phases.net > "$work/done-phase.net"
+"$BUILD/bin/netc" "$work/done-phase.net" --augment=none -o "$work/done-phase.trainer" >/dev/null 2>&1
+"$NETRUN" train "$work/done-phase.trainer" --backend reference --max-steps 6 >/dev/null 2>&1
+out=$("$NETRUN" train "$work/done-phase.trainer" --backend reference 2>&1); rc=$?
+check "... but not over one stopped inside a phase named 'done'" \
+  test $rc -eq 1 -a -n "$(grep "holds the checkpoint of a run at phase 'done', global step 6: --resume continues it" <<<"$out")"
 
 # An existing checkpoint is neither overwritten by a run that forgot
 # --resume nor by an option that swallowed it.

@@ -485,6 +485,28 @@ TEST(FileTest, OutputsGoWhereLinksPoint) {
   EXPECT_THROW(io::outputTarget((dir.path / "loop1").string()), io::FileError);
 }
 
+// The temporary file of an atomic write is made afresh: a link planted under
+// its name is removed, not written through, and a failed write leaves the
+// target as it was.
+TEST(FileTest, AtomicWritesFollowNoPlantedTemporary) {
+  TempDir dir;
+  writeText(dir.path / "victim", "precious");
+  writeText(dir.path / "out.png", "old");
+  fs::path planted = dir.path / (".out.png.tmp." + std::to_string(::getpid()));
+  fs::create_symlink("victim", planted);
+  io::writeFileAtomically((dir.path / "out.png").string(),
+                          std::vector<std::string_view>{"new ", "bytes"});
+  EXPECT_EQ(netc::testing::readText((dir.path / "victim").string()),
+            "precious");
+  EXPECT_EQ(netc::testing::readText((dir.path / "out.png").string()),
+            "new bytes");
+  EXPECT_FALSE(fs::exists(planted) || fs::is_symlink(planted));
+  fs::create_directory(dir.path / "folder");
+  EXPECT_THROW(io::writeFileAtomically((dir.path / "folder").string(), "x"),
+               io::FileError);
+  EXPECT_TRUE(fs::is_directory(dir.path / "folder"));
+}
+
 TEST(FileTest, PrintableEscapesControlBytesOnly) {
   // Newlines and tabs lay messages out; every other control byte (an escape
   // sequence in a file name) is shown as \xNN; UTF-8 is left alone.

@@ -184,10 +184,36 @@ void markPhases(const Metrics &m, double ylo, double yhi) {
   plschr(0, 1.0);
 }
 
+/// Whether PLplot can load the driver `name` (without it, plinit asks for a
+/// device on standard input).
+bool hasDevice(std::string_view name) {
+  const char *menus[128], *names[128];
+  const char **menusAt = menus, **namesAt = names;
+  int count = 128;
+  plgDevs(&menusAt, &namesAt, &count);
+  for (int i = 0; i < count; ++i)
+    if (names[i] && name == names[i])
+      return true;
+  return false;
+}
+
+/// The temporary file being drawn, which PLplot's exit handler removes: an
+/// error inside PLplot ends the process without unwinding.
+const std::string *drawing = nullptr;
+int removeDrawing(PLCHAR_VECTOR) {
+  if (drawing)
+    ::unlink(drawing->c_str());
+  return 1;
+}
+
 } // namespace
 
 void writePng(const Metrics &m, const std::string &out,
               const std::string &title, int width, int height) {
+  if (!hasDevice("pngcairo"))
+    throw std::runtime_error(
+        "PLplot has no pngcairo driver here, so netrun cannot draw: install "
+        "plplot-driver-cairo");
   // PLplot's driver writes a file by name, exits the process when it cannot
   // open it and does not report a failed write. So it draws into a
   // temporary file this process made beside the target (a directory,
@@ -201,8 +227,13 @@ void writePng(const Metrics &m, const std::string &out,
   ::close(fd);
   struct Unlink {
     const std::string &path;
-    ~Unlink() { ::unlink(path.c_str()); }
+    ~Unlink() {
+      ::unlink(path.c_str());
+      drawing = nullptr;
+    }
   } unlinkDrawn{drawn};
+  drawing = &drawn;
+  plsexit(removeDrawing);
   double xmax = 1;
   for (auto &[name, curve] : m.losses)
     for (auto &p : curve)
