@@ -345,6 +345,28 @@ std::string netc::net::describe(Operation *op) {
   return ("layer '" + name + "' (" + op->getName().getStringRef() + ")").str();
 }
 
+static constexpr llvm::StringLiteral kFileNamedTag = "net.file";
+
+Location netc::net::withFileNamedAt(Location at, Location namedAt) {
+  if (auto name = dyn_cast<NameLoc>(at))
+    return NameLoc::get(name.getName(),
+                        withFileNamedAt(name.getChildLoc(), namedAt));
+  MLIRContext *ctx = at.getContext();
+  return FusedLoc::get(ctx, {at, namedAt}, StringAttr::get(ctx, kFileNamedTag));
+}
+
+std::optional<Location> netc::net::fileNamedAt(Location loc) {
+  while (auto name = dyn_cast<NameLoc>(loc)) // a decoder's: "dec.x"("x"(...))
+    loc = name.getChildLoc();
+  auto fused = dyn_cast<FusedLoc>(loc);
+  auto tag =
+      fused ? dyn_cast_or_null<StringAttr>(fused.getMetadata()) : StringAttr();
+  if (!tag || tag.getValue() != kFileNamedTag ||
+      fused.getLocations().size() != 2)
+    return std::nullopt;
+  return fused.getLocations()[1];
+}
+
 InFlightDiagnostic netc::net::emitLayerError(Operation *op) {
   StringRef name = layerName(op);
   if (name.empty())

@@ -17,6 +17,7 @@
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+#include <optional>
 #include <string>
 
 #include "dialect/NetDialect.h.inc"
@@ -58,6 +59,15 @@ std::string describe(mlir::Operation *op);
 /// Reports an error at `op`, prefixed by `layer 'NAME': ` when the op came
 /// from a named layer of a .net file, by `'net.xyz' op ` otherwise.
 mlir::InFlightDiagnostic emitLayerError(mlir::Operation *op);
+
+/// `at` with `namedAt`, where a file the op reads is named in the source (a
+/// `pretrained` line, an `init=file(...)` argument), fused to it under the
+/// tag "net.file" (inside `at`'s NameLocs, which layerName reads).
+/// Diagnostics show `at`; fileNamedAt finds the other.
+mlir::Location withFileNamedAt(mlir::Location at, mlir::Location namedAt);
+
+/// The place withFileNamedAt fused into `loc`; none if it holds none.
+std::optional<mlir::Location> fileNamedAt(mlir::Location loc);
 
 /// A switch is a position within the window of the max-pool that wrote it,
 /// so an unpool (or its gradient) must read switches `sw` through that

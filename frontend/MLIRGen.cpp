@@ -86,13 +86,10 @@ private:
       OpBuilder::InsertionGuard guard(builder);
       builder.setInsertionPoint(paramAnchor);
       // A parameter read from a file is at its layer and where the file is
-      // named (fileNamedAt in EmitPlan reports an unreadable file there).
-      Location declared = loc;
-      if (spec.init.kind == InitSpec::Kind::File)
-        declared = NameLoc::get(
-            builder.getStringAttr(layer.name),
-            FusedLoc::get(builder.getContext(),
-                          {fileLoc(layer.loc), fileLoc(spec.init.namedAt)}));
+      // named (EmitPlan reports an unreadable file there).
+      Location declared = spec.init.kind == InitSpec::Kind::File
+                              ? withFileNamedAt(loc, fileLoc(spec.init.namedAt))
+                              : loc;
       builder.create<ParamOp>(
           declared, builder.getStringAttr(name), TypeAttr::get(type),
           initAttr(spec.init), f64(spec.lrMult), f64(spec.decayMult),
@@ -260,8 +257,12 @@ private:
   }
 
   void genAugment(const AugmentSpec &spec) {
+    // Where a decoder init's file is named, for the decoder's parameters.
+    Location loc = fileLoc(spec.loc);
+    if (spec.decoderInit && spec.decoderInit->kind == InitSpec::Kind::File)
+      loc = withFileNamedAt(loc, fileLoc(spec.decoderInit->namedAt));
     builder.create<AugmentOp>(
-        fileLoc(spec.loc), builder.getStringAttr(spec.variant),
+        loc, builder.getStringAttr(spec.variant),
         f64(spec.lambda.value_or(kDefaultLambda)), dict(spec.gammas),
         spec.from.empty() ? StringAttr() : builder.getStringAttr(spec.from),
         spec.position ? pair(*spec.position) : DenseI64ArrayAttr(),

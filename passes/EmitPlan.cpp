@@ -633,19 +633,6 @@ FailureOr<SafetensorsFile> readSafetensors(StringRef path, Location loc) {
   return file;
 }
 
-/// Where the file of `param`'s `file` init is named: the second place of the
-/// fused location the frontend gives such a parameter (its `pretrained` line
-/// or `file(...)` argument); the parameter's own place otherwise.
-Location fileNamedAt(ParamOp param) {
-  Location loc = param.getLoc();
-  if (auto name = dyn_cast<NameLoc>(loc))
-    loc = name.getChildLoc();
-  if (auto fused = dyn_cast<FusedLoc>(loc);
-      fused && fused.getLocations().size() == 2)
-    return fused.getLocations()[1];
-  return param.getLoc();
-}
-
 /// The imported parameters' bytes, checked against their declared shapes:
 /// a mismatch is reported at the layer, at compile time, every one of them
 /// (a missing tensor, a wrong dtype or shape, bad offsets), not just the
@@ -662,7 +649,8 @@ LogicalResult importParameters(ModuleOp module,
       continue;
     auto it = files.find(init.getPath());
     if (it == files.end()) {
-      auto file = readSafetensors(init.getPath(), fileNamedAt(param));
+      auto file = readSafetensors(
+          init.getPath(), fileNamedAt(param.getLoc()).value_or(param.getLoc()));
       if (failed(file)) {
         unreadable.insert(init.getPath());
         ok = false;

@@ -404,16 +404,21 @@ Value Mirror::param(StringRef name, ArrayRef<int64_t> shape, bool isBias,
     OpBuilder::InsertionGuard guard(builder);
     builder.setInsertionPoint(func);
     Attribute init;
-    if (isBias)
+    Location declared = loc;
+    if (isBias) {
       init = ConstantInitAttr::get(builder.getContext(), llvm::APFloat(0.0));
-    else if (auto custom = augment.getDecoderInitAttr())
+    } else if (auto custom = augment.getDecoderInitAttr()) {
       init = custom;
-    else
+      // A file is reported where the augment section names it.
+      if (std::optional<Location> named = fileNamedAt(augment.getLoc()))
+        declared = withFileNamedAt(loc, *named);
+    } else {
       init = GaussianInitAttr::get(
           builder.getContext(), llvm::APFloat(kDecoderStd), llvm::APFloat(0.0));
+    }
     // FACTS.md: weights lr x1 decay x1, biases lr x2 decay x0.
     builder.create<ParamOp>(
-        loc, builder.getStringAttr(name), TypeAttr::get(type), init,
+        declared, builder.getStringAttr(name), TypeAttr::get(type), init,
         builder.getF64FloatAttr(isBias ? 2.0 : 1.0),
         builder.getF64FloatAttr(isBias ? 0.0 : 1.0),
         builder.getStringAttr("decoder"), builder.getBoolAttr(true));

@@ -17,6 +17,12 @@
 // RUN: printf 'network n {\n  input 1x4x4\n  classes 2\n  fc1: fc 2 init=file("fifo.safetensors")\n}\n' > fifo.net
 // RUN: not timeout 60 netc fifo.net -o out.trainer 2>&1 | FileCheck %s --check-prefix=FIFO
 // FIFO: fifo.net:4:23: error: cannot read '{{.*}}fifo.safetensors': not a regular file
+// The augment section's decoder init too, with the variant from the file or
+// from --augment.
+// RUN: printf 'network n {\n  input 1x8x8\n  classes 2\n  macro conv1 { conv 2 kernel=3 pad=1; relu; maxpool 2 }\n  fc1: fc 2\n}\naugment sae-first { init file("fifo.safetensors") }\n' > dec.net
+// RUN: not timeout 60 netc dec.net -o out.trainer 2>&1 | FileCheck %s --check-prefix=DECODER
+// RUN: not timeout 60 netc dec.net --augment=swwae-all -o out.trainer 2>&1 | FileCheck %s --check-prefix=DECODER
+// DECODER: dec.net:7:31: error: cannot read '{{.*}}fifo.safetensors': not a regular file
 
 // expected-error@+1 {{cannot read 'fifo.safetensors': not a regular file}}
 net.param @w : tensor<2xf32> init #net.file<path = "fifo.safetensors", key = "w"> {decay_mult = 1.0 : f64, group = "classifier", lr_mult = 1.0 : f64}
