@@ -557,11 +557,15 @@ void Sema::resolveTarget() {
                      "data std / S");
     return;
   }
+  // The training target is scaled by it, the reconstruct program by its
+  // inverse: both must be 32-bit floats.
   double scale = stds.front() / *targetStd;
-  if (!std::isfinite(static_cast<float>(scale))) {
+  if (!std::isfinite(static_cast<float>(scale)) ||
+      !std::isfinite(static_cast<float>(1 / scale))) {
     error(targetLoc, "target std=S scales the image by data std / S = " +
                          llvm::formatv("{0:e2}", scale).str() +
-                         ", beyond the 32-bit floats the trainer computes in");
+                         ", and reconstructions by its inverse: both must be "
+                         "32-bit floats");
     return;
   }
   model.augment.targetScale = scale;
@@ -820,8 +824,8 @@ void Sema::buildData(const ast::Setting &s, DataSpec &data) {
       // The pixels are scaled by 1 / std as 32-bit floats (the loader's
       // rule, runtime/plan/Plan.cpp).
       if (isStd && !std::isfinite(static_cast<float>(1 / *x))) {
-        error(v.loc, "'std' must be at least 3e-39 (the pixels are scaled by "
-                     "1 / std as 32-bit floats), got " +
+        error(v.loc, "'std' must be at least 2.94e-39 (the pixels are scaled "
+                     "by 1 / std as 32-bit floats), got " +
                          v.spelling);
         ok = false;
         continue;

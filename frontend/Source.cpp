@@ -154,8 +154,10 @@ llvm::SMLoc LineTable::getLoc(unsigned bufferId, unsigned line,
     return {};
   StringRef text = srcMgr.getMemoryBuffer(bufferId)->getBuffer();
   const std::vector<size_t> &starts = linesOf(bufferId);
+  // The column may point just past the line's last byte, not beyond.
+  size_t end = line < starts.size() ? starts[line] - 1 : text.size();
   if (line == 0 || line > starts.size() || column == 0 ||
-      starts[line - 1] + column - 1 > text.size())
+      starts[line - 1] + column - 1 > end)
     return {};
   return llvm::SMLoc::getFromPointer(text.data() + starts[line - 1] + column -
                                      1);

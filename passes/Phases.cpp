@@ -161,7 +161,8 @@ struct PhasesPass : netc::impl::PhasesBase<PhasesPass> {
           network.emitError()
               << "network name '" << network.getSymName()
               << "' is the name of a phase of the default schedule; rename "
-                 "the network or give the train section phases of its own";
+                 "the network or give the file's train section phases of its "
+                 "own";
           return signalPassFailure();
         }
     }
