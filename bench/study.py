@@ -25,8 +25,8 @@ Stages, each skipped run by run when the results file already has it:
          encoder a loss weight there is only a learning rate;
   deep   none, sae-all and swwae-all on bench/deep-plain.net;
   long   --long-models on examples/fashion-mnist.net with the classifier's
-         and the joint phase's epochs (and their `lr step ... every`) times
-         --long-factor, the first --long-seeds seeds: is what the main
+         and the joint phase's epochs (and their `steps`, `lr step ...
+         every`) times --long-factor, the first --long-seeds seeds: is what the main
          stage finds a transient of its short schedule? Its classifiers
          are its own (step 1 trained longer too).
 
@@ -121,14 +121,14 @@ def model_net(text, path, multiplier=None):
 
 
 def longer(text, path, factor):
-    """The pretrain and joint phases' `epochs N` and `every N` times
-    `factor`: the same schedule, run `factor` times as long."""
+    """The pretrain and joint phases' `epochs N`, `steps N` and `every N`
+    times `factor`: the same schedule, run `factor` times as long."""
     for name in ("pretrain", "joint"):
         m = phase_line(text, name, path)
         if not re.search(r"\bepochs\s+\d+", m.group(0)):
             raise StudyError(f"{path}: the study's long stage needs "
                              f"'epochs N' in phase {name}")
-        line = re.sub(r"\b(epochs|every)(\s+)(\d+)",
+        line = re.sub(r"\b(epochs|steps|every)(\s+)(\d+)",
                       lambda g: f"{g[1]}{g[2]}{int(g[3]) * factor}",
                       m.group(0))
         text = text[:m.start()] + line + text[m.end():]

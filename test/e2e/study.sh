@@ -23,10 +23,10 @@ study() {
 # + 1 long classifier + 2 long.
 out=$(study)
 check "the first call does all 18 runs" grep -q "^\[study\] 18 runs done, 0 found done in" <<<"$out"
-check "the long stage runs the classifier's and the joint phase's epochs times 3" \
-  grep -q "phase pretrain .*epochs 3" "$work/out/phases-x3-epochs-classifier-seed1.net"
+check "the long stage runs the classifier's epochs and steps times 3" \
+  grep -q "phase pretrain .*epochs 3; steps 12" "$work/out/phases-x3-epochs-classifier-seed1.net"
 check "... and the joint phase's" \
-  grep -q "phase joint .*epochs 3;" "$work/out/phases-x3-epochs-swwae-all-seed1.net"
+  grep -q "phase joint .*epochs 3; steps 12" "$work/out/phases-x3-epochs-swwae-all-seed1.net"
 check "... the decoder phases' as they were" \
   grep -q "phase decoders .*epochs 1;" "$work/out/phases-x3-epochs-swwae-all-seed1.net"
 check "... whose table the report has" \
