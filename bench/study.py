@@ -436,34 +436,27 @@ def report(args, runs):
                              if base else mean_std(t))
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
 
-    if "deep" in args.stages:
-        dseeds = list(range(1, args.deep_seeds + 1))
+    def stage_table(title, net, prefix, models, count):
+        """A stage's comparison table under `title`, and its classifiers."""
+        seeds_ = list(range(1, count + 1))
         lines.append("")
-        lines.append(f"**The deep plain net**, "
-                     f"`{os.path.relpath(args.deep_net, ROOT)}`, "
-                     f"{len(dseeds)} paired seed{'s' if len(dseeds) > 1 else ''}:")
+        lines.append(f"{title}, `{os.path.relpath(net, ROOT)}`, {count} "
+                     f"paired seed{'s' if count > 1 else ''}:")
         lines.append("")
-        lines += comparison_table(runs, args.deep_id, args.deep_models, dseeds)
-        cls = series(runs, args.deep_id, "classifier", dseeds, "test_error")
+        lines.extend(comparison_table(runs, prefix, models, seeds_))
+        cls = series(runs, prefix, "classifier", seeds_, "test_error")
         if cls:
             lines.append("")
             lines.append(f"Its classifiers of step 1: {mean_std(cls)}% test "
                          "error.")
 
+    if "deep" in args.stages:
+        stage_table("**The deep plain net**", args.deep_net, args.deep_id,
+                    args.deep_models, args.deep_seeds)
     if "long" in args.stages:
-        lseeds = list(range(1, args.long_seeds + 1))
-        lines.append("")
-        lines.append(f"**{args.long_factor}x longer**: the classifier's and "
-                     f"the joint phase's epochs times {args.long_factor}, "
-                     f"`{os.path.relpath(args.net, ROOT)}`, {len(lseeds)} "
-                     f"paired seed{'s' if len(lseeds) > 1 else ''}:")
-        lines.append("")
-        lines += comparison_table(runs, args.long_id, args.long_models, lseeds)
-        cls = series(runs, args.long_id, "classifier", lseeds, "test_error")
-        if cls:
-            lines.append("")
-            lines.append(f"Its classifiers of step 1: {mean_std(cls)}% test "
-                         "error.")
+        stage_table(f"**{args.long_factor}x longer**: the classifier's and "
+                    f"the joint phase's epochs times {args.long_factor}",
+                    args.net, args.long_id, args.long_models, args.long_seeds)
 
     if "recon" in args.stages:
         lines.append("")
@@ -620,7 +613,7 @@ def main():
         ROOT, "examples", "fashion-mnist.net"))
     ap.add_argument("--deep-net", default=os.path.join(
         ROOT, "bench", "deep-plain.net"))
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--stages", default="main,recon,sweep,deep,long")
     ap.add_argument("--sweep-seeds", type=int, default=3)
